@@ -1,0 +1,72 @@
+"""The `tinymlaas` command line.
+
+Each sub-command lives in its own module under `tinymlaas.commands` and exposes `register(subparsers)`, which
+adds its parser and sets `func`. `func(args)` returns the process exit code. Conventions for every command:
+`--json` prints machine-readable output on stdout; errors go to stderr as one clear line; exit status 0 is
+success, 1 a negative result (e.g. not bit-exact), 2 bad usage or bad input.
+"""
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Order is the order of `tinymlaas --help`.
+COMMANDS = [
+    "demo",
+    "compile",
+    "verify",
+    "models",
+    "devices",
+    "explain",
+    "deploy",
+    "deployments",
+    "serve",
+    "device",
+    "emulate",
+    "flash",
+    "provision",
+]
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit status 2."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tinymlaas",
+        description="TinyML as-a-Service: compile models for microcontrollers, manage devices over LwM2M, "
+        "deliver and install models over the air.",
+    )
+    parser.add_argument("--version", action="version", version="tinymlaas " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module("tinymlaas.commands." + name)
+        except ModuleNotFoundError as e:
+            if e.name != "tinymlaas.commands." + name:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print("tinymlaas %s: error: %s" % (args.command, e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

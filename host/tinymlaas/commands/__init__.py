@@ -1,0 +1,1 @@
+"""One module per `tinymlaas` sub-command; see tinymlaas.cli."""

@@ -1,0 +1,1 @@
+"""Ways to reach a device: the MicroPython unix port, emulators, serial boards."""

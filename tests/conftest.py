@@ -1,0 +1,29 @@
+"""Shared fixtures. Device code runs in the real MicroPython unix port through `mpy_run`, never in CPython."""
+
+import pytest
+
+from tinymlaas.devices import unixport
+from tinymlaas.paths import MLPERF_DIR, mlperf_model
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", help="run fuzz targets at their long (benchmark) counts")
+
+
+@pytest.fixture
+def mpy_run():
+    """mpy_run(code, heap="128k", stdin=None, check=True) -> stdout text of a `micropython` process."""
+
+    def run(code, heap="256k", stdin=None, check=True, args=(), timeout=600):
+        proc = unixport.run(code=code, heap=heap, stdin=stdin, check=check, args=args, timeout=timeout)
+        return proc.stdout.decode()
+
+    return run
+
+
+@pytest.fixture
+def mlperf():
+    """mlperf("kws") -> Path of an MLPerf Tiny reference model."""
+    if not MLPERF_DIR.is_dir():
+        pytest.fail("MLPerf Tiny models not found at %s" % MLPERF_DIR)
+    return mlperf_model
