@@ -1,0 +1,64 @@
+"""The contract between the service and a compiler back-end."""
+
+from dataclasses import dataclass, field
+
+
+class BackendError(RuntimeError):
+    """The back-end cannot compile this model for this target; the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """What the registry hands a back-end: the model's bytes and what kind of model they are."""
+
+    kind: str          # "tflite", "keras", "savedmodel", "sklearn"
+    data: bytes
+    name: str = ""
+    metadata: dict = field(default_factory=dict)   # e.g. representative dataset path, labels
+
+
+@dataclass(frozen=True)
+class Target:
+    """The device runtime an artifact is built for."""
+
+    runtime: str                   # "tinyml-mpy", "tinyml-c", "tflm"
+    abi: int = 1                   # blob kernel ABI the runtime implements
+    ops: frozenset = frozenset()   # ops the runtime supports; empty = all of the back-end's
+
+
+@dataclass
+class Artifact:
+    """A compiled model and its exact costs on the device."""
+
+    kind: str                 # "tmlb" (tinymlaas blob) or "tflite"
+    data: bytes
+    flash_bytes: int          # bytes stored on the device
+    ram_bytes: int            # bytes of RAM the model needs at run time (arena + runtime's per-model state)
+    macs: int
+    ops: list                 # op names the runtime must support
+    features: dict            # runtime features needed, e.g. {"abi": 1, "float_io": False}
+    report: dict = field(default_factory=dict)   # back-end specific details (passes applied, arena plan, ...)
+
+
+class Backend:
+    """Base class of compiler back-ends. Subclasses set the class attributes and implement compile()."""
+
+    name = ""
+    accepts = frozenset()      # source model kinds
+    runtimes = frozenset()     # target runtimes
+    optimizations = frozenset()  # option names it understands: "quantize", "prune", "fuse"
+
+    def compile(self, source: SourceModel, target: Target, options: dict) -> Artifact:
+        raise NotImplementedError
+
+    def check(self, source: SourceModel, target: Target, options: dict):
+        """Raise BackendError when this back-end cannot take the model or target at all."""
+        if source.kind not in self.accepts:
+            raise BackendError("back-end %s does not accept %s models (accepts: %s)"
+                               % (self.name, source.kind, ", ".join(sorted(self.accepts))))
+        if target.runtime not in self.runtimes:
+            raise BackendError("back-end %s does not target runtime %s (targets: %s)"
+                               % (self.name, target.runtime, ", ".join(sorted(self.runtimes))))
+        unknown = set(options) - set(self.optimizations) - {"representative", "name"}
+        if unknown:
+            raise BackendError("back-end %s does not support option(s) %s" % (self.name, ", ".join(sorted(unknown))))

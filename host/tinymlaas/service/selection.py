@@ -1,0 +1,102 @@
+"""Fit-to-device selection: which compiled variant of a model a device can run, and why the others cannot.
+
+Capabilities are what the device reported in its TinyML LwM2M object (docs/tinyml-object.md), normalised to:
+    runtime        "tinyml-mpy" | "tinyml-c" | "tflm"
+    abi            blob kernel ABI the runtime implements (int)
+    ops            op names the runtime supports
+    heap_free      free heap, bytes
+    largest_block  largest contiguous free heap block, bytes (the arena is one allocation)
+    fs_free        free bytes on the model filesystem / slot
+    mac_rate       measured MAC/s of the device's kernels (optional; from its self-test benchmark)
+"""
+
+from dataclasses import dataclass, field
+
+# What a loaded model costs besides its arena on the MicroPython runtime: the Model object, tensor and op tables
+# and the weight streaming buffer. Measured in docs/runtime-micropython.md; kept as a stated, conservative bound.
+RUNTIME_OVERHEAD_BYTES = {"tinyml-mpy": 12 * 1024, "tinyml-c": 1024, "tflm": 4 * 1024}
+# Heap kept free for the LwM2M client and the application after the model is loaded.
+RAM_MARGIN_BYTES = 8 * 1024
+# Install needs the new package staged beside the active one, plus room for the filesystem's own metadata.
+FLASH_MARGIN_BYTES = 4 * 1024
+# Which artifact kinds each runtime executes.
+RUNTIME_ARTIFACTS = {"tinyml-mpy": {"tmlb"}, "tinyml-c": {"tmlb"}, "tflm": {"tflite"}}
+
+
+@dataclass
+class Verdict:
+    variant: dict
+    fits: bool
+    reasons: list = field(default_factory=list)   # why it does not fit (empty when it fits)
+    ram_needed: int = 0
+    ram_available: int = 0
+    flash_needed: int = 0
+    flash_available: int = 0
+    est_latency_ms: float = None
+    chosen: bool = False
+
+    def summary(self):
+        if self.chosen:
+            return "chosen: fits (RAM %d of %d B, flash %d of %d B)%s" % (
+                self.ram_needed, self.ram_available, self.flash_needed, self.flash_available,
+                "" if self.est_latency_ms is None else ", ~%.0f ms" % self.est_latency_ms)
+        if self.fits:
+            return "fits, not chosen (a more accurate or smaller variant fits)"
+        return "rejected: " + "; ".join(self.reasons)
+
+
+def package_overhead(variant):
+    # The install package adds a header, JSON metadata and golden vectors; bounded by what package.py writes.
+    return 4096
+
+
+def judge(variant, caps, latency_budget_ms=None):
+    """Check one variant against one device's capabilities."""
+    v = Verdict(variant=variant, fits=True)
+    runtime = caps.get("runtime")
+    kind = variant.get("artifact_kind")
+    if kind not in RUNTIME_ARTIFACTS.get(runtime, ()):
+        v.reasons.append("artifact %s does not run on runtime %s" % (kind, runtime or "unknown"))
+    feats = variant.get("features") or {}
+    if "abi" in feats and caps.get("abi") is not None and feats["abi"] != caps["abi"]:
+        v.reasons.append("needs blob ABI %s, device runtime implements ABI %s" % (feats["abi"], caps["abi"]))
+    if feats.get("mpy_abi") and caps.get("mpy_abi") and feats["mpy_abi"] != caps["mpy_abi"]:
+        v.reasons.append(".mpy ABI %s does not match the device's %s" % (feats["mpy_abi"], caps["mpy_abi"]))
+    dev_ops = caps.get("ops")
+    if dev_ops:
+        missing = sorted(set(variant.get("ops") or ()) - set(dev_ops))
+        if missing:
+            v.reasons.append("device runtime lacks op(s) %s" % ", ".join(missing))
+    v.ram_needed = int(variant["ram_bytes"]) + RUNTIME_OVERHEAD_BYTES.get(runtime, 0)
+    block = caps.get("largest_block") or caps.get("heap_free") or 0
+    v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
+    if v.ram_needed > v.ram_available:
+        v.reasons.append("needs %d B of contiguous RAM (arena %d + runtime %d), device has %d B (largest free block "
+                         "%d − margin %d)" % (v.ram_needed, variant["ram_bytes"], v.ram_needed - variant["ram_bytes"],
+                                              v.ram_available, block, RAM_MARGIN_BYTES))
+    v.flash_needed = int(variant["flash_bytes"]) + package_overhead(variant)
+    v.flash_available = max(0, int(caps.get("fs_free") or 0) - FLASH_MARGIN_BYTES)
+    if v.flash_needed > v.flash_available:
+        v.reasons.append("needs %d B of flash for the package, device has %d B free (− margin %d)"
+                         % (v.flash_needed, caps.get("fs_free") or 0, FLASH_MARGIN_BYTES))
+    rate = caps.get("mac_rate")
+    if rate:
+        v.est_latency_ms = 1000.0 * variant["macs"] / rate
+        if latency_budget_ms is not None and v.est_latency_ms > latency_budget_ms:
+            v.reasons.append("estimated %.0f ms per inference exceeds the %.0f ms budget" % (v.est_latency_ms, latency_budget_ms))
+    elif latency_budget_ms is not None:
+        v.reasons.append("latency budget given but the device has not reported a benchmark (mac_rate)")
+    v.fits = not v.reasons
+    return v
+
+
+def choose(variants, caps, latency_budget_ms=None):
+    """Judge every variant; mark and return (chosen or None, verdicts). Most accurate fitting variant wins;
+    ties go to the one needing less RAM, then less flash."""
+    verdicts = [judge(v, caps, latency_budget_ms) for v in variants]
+    fitting = [v for v in verdicts if v.fits]
+    if not fitting:
+        return None, verdicts
+    best = max(fitting, key=lambda v: (v.variant.get("accuracy") or 0.0, -v.ram_needed, -v.flash_needed))
+    best.chosen = True
+    return best, verdicts

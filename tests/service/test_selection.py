@@ -1,0 +1,40 @@
+"""Fit-to-device selection: every reason a variant is rejected, and the choice among those that fit."""
+
+from tinymlaas.service.selection import RAM_MARGIN_BYTES, RUNTIME_OVERHEAD_BYTES, choose, judge
+
+ESP32 = {"runtime": "tinyml-mpy", "abi": 1, "ops": ["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"],
+         "heap_free": 110_000, "largest_block": 90_000, "fs_free": 1_000_000, "mac_rate": 2_000_000}
+
+
+def variant(vid, ram, flash=50_000, acc=0.9, ops=("CONV_2D",), kind="tmlb", abi=1, macs=1_000_000):
+    return {"id": vid, "ram_bytes": ram, "flash_bytes": flash, "accuracy": acc, "ops": list(ops),
+            "artifact_kind": kind, "features": {"abi": abi}, "macs": macs}
+
+
+def test_most_accurate_fitting_variant_is_chosen():
+    big = variant(1, ram=200_000, acc=0.95)
+    mid = variant(2, ram=40_000, acc=0.91)
+    small = variant(3, ram=10_000, acc=0.85)
+    best, verdicts = choose([big, mid, small], ESP32)
+    assert best.variant["id"] == 2
+    assert [v.fits for v in verdicts] == [False, True, True]
+    assert "contiguous RAM" in verdicts[0].summary()
+
+
+def test_ram_limit_counts_runtime_overhead_and_margin():
+    limit = ESP32["largest_block"] - RAM_MARGIN_BYTES - RUNTIME_OVERHEAD_BYTES["tinyml-mpy"]
+    assert judge(variant(1, ram=limit), ESP32).fits
+    assert not judge(variant(1, ram=limit + 1), ESP32).fits
+
+
+def test_each_rejection_reason_is_stated():
+    v = judge(variant(1, ram=1000, flash=2_000_000, ops=("CONV_2D", "LSTM"), kind="tflite", abi=2), ESP32,
+              latency_budget_ms=0.1)
+    text = " | ".join(v.reasons)
+    for expected in ("does not run on runtime", "ABI 2", "lacks op(s) LSTM", "flash", "budget"):
+        assert expected in text
+
+
+def test_nothing_fits_returns_none():
+    best, verdicts = choose([variant(1, ram=500_000)], ESP32)
+    assert best is None and not verdicts[0].fits
