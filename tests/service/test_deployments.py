@@ -1,0 +1,103 @@
+"""Deployment state machine on real SQLite. Devices are played by a scripted channel here (the end-to-end tests
+with emulated MicroPython devices over LwM2M are in tests/e2e); this file pins the states and the resume logic."""
+
+import asyncio
+
+import pytest
+
+from tinymlaas.db import Database
+from tinymlaas.service.deployments import (DeliveryError, DeploymentEngine, DeploymentError, DeploymentStore,
+                                           DeviceChannel)
+
+SHA_NEW = "a" * 64
+SHA_OLD = "b" * 64
+
+
+class ScriptedDevices(DeviceChannel):
+    def __init__(self, behaviour):
+        self.behaviour = behaviour     # endpoint -> "ok" | "selftest-fails" | "gone"
+        self.active = {ep: {"sha256": SHA_OLD, "name": "old", "version": "1"} for ep in behaviour}
+        self.installs = []
+
+    async def installed(self, endpoint):
+        if self.behaviour[endpoint] == "gone":
+            raise DeliveryError("no response from %s" % endpoint)
+        return self.active[endpoint]
+
+    async def install(self, endpoint, package, name, version, progress=None):
+        self.installs.append((endpoint, name))
+        b = self.behaviour[endpoint]
+        if b == "gone":
+            raise DeliveryError("device %s stopped answering during block 3" % endpoint)
+        if b == "selftest-fails" and name == "new":
+            return self.active[endpoint]          # device kept its previous model
+        self.active[endpoint] = {"sha256": SHA_NEW if name == "new" else SHA_OLD, "name": name}
+        return self.active[endpoint]
+
+
+@pytest.fixture
+def store(tmp_path):
+    db = Database(tmp_path / "d.db")
+    db.execute("INSERT INTO models (id, name, version, kind, source_sha256, created_at) VALUES (1,'m','1','tflite','x',0)")
+    db.execute("INSERT INTO variants (id, model_id, backend, options, runtime, artifact_sha256, artifact_kind, "
+               "flash_bytes, ram_bytes, macs, ops, features, created_at) VALUES "
+               "(7, 1, 'tmlb-int8', '{}', 'tinyml-mpy', ?, 'tmlb', 1, 1, 1, '[]', '{}', 0)", (SHA_NEW,))
+    return DeploymentStore(db)
+
+
+def plan_ok(endpoint):
+    if endpoint == "too-small":
+        raise DeploymentError("no variant fits: needs 60000 B of contiguous RAM, device has 30000 B")
+    return {"id": 7, "artifact_sha256": SHA_NEW}, b"package", "new", "2"
+
+
+def engine(store, devices):
+    return DeploymentEngine(store, devices, plan_ok,
+                            rollback_package=lambda ep, prev: (b"old-package", "old", "1") if prev else None)
+
+
+def states(dep):
+    return {d["endpoint"]: d["state"] for d in dep["devices"]}
+
+
+def test_all_devices_become_active(store):
+    devices = ScriptedDevices({"a": "ok", "b": "ok"})
+    dep = asyncio.run(engine(store, devices).run(store.create(1, ["a", "b"], canary=[])))
+    assert states(dep) == {"a": "active", "b": "active"} and dep["state"] == "completed"
+    hist = [(h["endpoint"], h["state"]) for h in store.history(dep["id"])]
+    assert hist.index(("a", "delivering")) < hist.index(("a", "verifying")) < hist.index(("a", "active"))
+
+
+def test_failed_canary_halts_and_rolls_back(store):
+    devices = ScriptedDevices({"c1": "ok", "c2": "selftest-fails", "d1": "ok", "d2": "ok"})
+    dep = asyncio.run(engine(store, devices).run(store.create(1, ["c1", "c2", "d1", "d2"], canary=["c1", "c2"])))
+    assert dep["state"] == "halted" and "c2" in dep["reason"]
+    assert states(dep) == {"c1": "rolled_back", "c2": "failed", "d1": "skipped", "d2": "skipped"}
+    assert devices.active["c1"]["sha256"] == SHA_OLD       # the previous model is back
+    assert ("d1", "new") not in devices.installs
+
+
+def test_vanished_device_and_nothing_fits_fail_with_reasons(store):
+    devices = ScriptedDevices({"gone": "gone", "too-small": "ok", "fine": "ok"})
+    dep = asyncio.run(engine(store, devices).run(store.create(1, ["gone", "too-small", "fine"], canary=[])))
+    by = {d["endpoint"]: d for d in dep["devices"]}
+    assert by["gone"]["state"] == "failed" and "unreachable" in by["gone"]["reason"]
+    assert by["too-small"]["state"] == "failed" and "contiguous RAM" in by["too-small"]["reason"]
+    assert by["fine"]["state"] == "active" and dep["state"] == "completed"
+
+
+def test_restart_mid_delivery_resumes_from_the_device_state(store):
+    dep_id = store.create(1, ["a", "b"], canary=[])
+    # The service died while delivering to a (which did install) and before b started.
+    store.set_device(dep_id, "a", "delivering", "", variant_id=7)
+    devices = ScriptedDevices({"a": "ok", "b": "ok"})
+    devices.active["a"] = {"sha256": SHA_NEW}
+    dep = asyncio.run(engine(store, devices).run(dep_id))
+    assert states(dep) == {"a": "active", "b": "active"}
+    assert ("a", "new") not in devices.installs            # not delivered twice
+    assert any("resumed after restart" in h["message"] for h in store.history(dep_id))
+
+
+def test_unknown_deployment(store):
+    with pytest.raises(DeploymentError, match="unknown deployment"):
+        store.get(999)
