@@ -1,0 +1,269 @@
+"""NumPy reference executor: the executable statement of every op in docs/blob-format.md §5.
+
+It runs a validated blob the way a device does -- one arena of `arena_bytes`, tensors read and written at their
+planned offsets -- so a wrong memory plan shows up here as wrong outputs, not only on a device. The kernels favour
+being obviously equal to the spec's formulas over speed; when the MicroPython or C runtime disagrees with TFLite
+Micro, compare them with this executor op by op (`Executor.trace`).
+
+Accumulations are exact: int64 arithmetic, or float64 matrix products whose terms and sums stay far below 2^53
+(|x + in_off| <= 255, |w| <= 128, so a dot product of fewer than 2^37 terms is exact), converted back to int64.
+"""
+
+import numpy as np
+
+from . import fixedpoint as fx
+from . import format as F
+from .reader import parse
+
+NP_DTYPE = {F.DTYPE_INT8: np.int8, F.DTYPE_UINT8: np.uint8, F.DTYPE_INT16: np.int16, F.DTYPE_INT32: np.int32,
+            F.DTYPE_FLOAT32: np.float32}
+
+
+class Executor:
+    """Runs one blob. `run(inputs)` takes one array per graph input, returns one array per graph output."""
+
+    def __init__(self, blob):
+        if isinstance(blob, (bytes, bytearray, memoryview)):
+            blob = parse(blob)
+        self.blob = blob
+        self.arena = np.zeros(blob.arena_bytes, dtype=np.uint8)
+
+    # -- tensor access ----------------------------------------------------------------------------------------
+
+    def read(self, index):
+        """A copy of tensor `index` as an array of its dtype and shape."""
+        t = self.blob.tensors[index]
+        if t.is_const:
+            raw = np.frombuffer(self.blob.const, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+        else:
+            raw = self.arena[t.offset:t.offset + t.nbytes]
+        return raw.view(NP_DTYPE[t.dtype]).reshape(t.shape).copy()
+
+    def write(self, index, value):
+        t = self.blob.tensors[index]
+        arr = np.ascontiguousarray(np.asarray(value).astype(NP_DTYPE[t.dtype], copy=False))
+        if arr.size != t.elements:
+            raise ValueError("tensor %d needs %d elements, got %d" % (index, t.elements, arr.size))
+        self.arena[t.offset:t.offset + t.nbytes] = arr.reshape(-1).view(np.uint8)
+
+    # -- execution --------------------------------------------------------------------------------------------
+
+    def run(self, inputs):
+        for op in self.trace(inputs):
+            pass
+        return [self.read(i) for i in self.blob.outputs]
+
+    def trace(self, inputs):
+        """Run op by op, yielding each Op after its output is written (read it with `read(op.outputs[0])`)."""
+        if len(inputs) != len(self.blob.inputs):
+            raise ValueError("model has %d inputs, got %d" % (len(self.blob.inputs), len(inputs)))
+        for index, value in zip(self.blob.inputs, inputs):
+            self.write(index, value)
+        for op in self.blob.ops:
+            kernel = KERNELS[op.name]
+            args = [self.read(i) for i in op.inputs]
+            y_t = self.blob.tensors[op.outputs[0]]
+            params = dict(zip(op.spec.params, op.params))
+            ins = [self.blob.tensors[i] for i in op.inputs]
+            y = kernel(args, params, ins, y_t)
+            self.write(op.outputs[0], np.asarray(y).reshape(y_t.shape))
+            yield op
+
+
+def run(blob_bytes, inputs):
+    return Executor(blob_bytes).run(inputs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels: kernel(args, params, input_tensors, output_tensor) -> output array (any shape with y's element count).
+
+
+def _as4(arr, t):
+    return arr.reshape(t.dims4)
+
+
+def _requant(acc, mult, shift, out_off, lo, hi):
+    return np.clip(fx.np_mbqm(acc, mult, shift) + out_off, lo, hi)
+
+
+def _windows(xp, kh, kw, oh, ow, sh, sw, dh, dw):
+    """Stack the (kh, kw) window taps of padded input xp [N,Hp,Wp,C] -> [N,oh,ow,kh,kw,C]."""
+    taps = np.empty(xp.shape[:1] + (oh, ow, kh, kw) + xp.shape[3:], dtype=xp.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            taps[:, :, :, ky, kx] = xp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
+    return taps
+
+
+def _pad_for_conv(x, in_off, kh, kw, oh, ow, P):
+    """x + in_off, zero-padded (zero in the real domain) so every window of the output fits."""
+    n, h, w, c = x.shape
+    need_h = (oh - 1) * P["stride_h"] + (kh - 1) * P["dil_h"] + 1
+    need_w = (ow - 1) * P["stride_w"] + (kw - 1) * P["dil_w"] + 1
+    top, left = P["pad_top"], P["pad_left"]
+    xp = np.zeros((n, max(need_h, top + h), max(need_w, left + w), c), dtype=np.float64)
+    xp[:, top:top + h, left:left + w, :] = x.astype(np.float64) + in_off
+    return xp
+
+
+def conv_2d(args, P, ins, y_t):
+    x, w, b, mult, shift = args
+    x = _as4(x, ins[0])
+    co, kh, kw, ci = w.shape
+    n, oh, ow, _ = y_t.dims4
+    xp = _pad_for_conv(x, P["in_off"], kh, kw, oh, ow, P)
+    taps = _windows(xp, kh, kw, oh, ow, P["stride_h"], P["stride_w"], P["dil_h"], P["dil_w"])
+    acc = taps.reshape(n * oh * ow, kh * kw * ci) @ w.reshape(co, kh * kw * ci).astype(np.float64).T
+    acc = acc.astype(np.int64).reshape(n, oh, ow, co) + b.astype(np.int64)
+    return _requant(acc, mult.astype(np.int64), shift.astype(np.int64), P["out_off"], P["act_min"], P["act_max"])
+
+
+def depthwise_conv_2d(args, P, ins, y_t):
+    x, w, b, mult, shift = args
+    x = _as4(x, ins[0])
+    _, kh, kw, co = w.shape
+    dm = P["depth_multiplier"]
+    n, oh, ow, _ = y_t.dims4
+    xp = _pad_for_conv(x, P["in_off"], kh, kw, oh, ow, P)
+    taps = _windows(xp, kh, kw, oh, ow, P["stride_h"], P["stride_w"], P["dil_h"], P["dil_w"])
+    # Output channel oc = ic * dm + m reads input channel ic = oc // dm.
+    taps = np.repeat(taps, dm, axis=-1)  # [N,oh,ow,kh,kw,Co]
+    acc = (taps * w.reshape(kh, kw, co).astype(np.float64)).sum(axis=(3, 4))
+    acc = acc.astype(np.int64) + b.astype(np.int64)
+    return _requant(acc, mult.astype(np.int64), shift.astype(np.int64), P["out_off"], P["act_min"], P["act_max"])
+
+
+def fully_connected(args, P, ins, y_t):
+    x, w, b, mult, shift = args
+    co, ci = w.shape
+    xr = x.reshape(-1, ci).astype(np.float64) + P["in_off"]
+    acc = xr @ (w.astype(np.float64) + P["w_off"]).T
+    acc = acc.astype(np.int64) + b.astype(np.int64)
+    return _requant(acc, mult.astype(np.int64).reshape(-1), shift.astype(np.int64).reshape(-1), P["out_off"],
+                    P["act_min"], P["act_max"])
+
+
+def _pool_taps(x, P, y_t, fill):
+    """Window taps of x [N,H,W,C] with out-of-input positions set to `fill`, plus the valid mask."""
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y_t.dims4
+    fh, fw, sh, sw = P["filter_h"], P["filter_w"], P["stride_h"], P["stride_w"]
+    top, left = P["pad_top"], P["pad_left"]
+    hp = max((oh - 1) * sh + fh, top + h)
+    wp = max((ow - 1) * sw + fw, left + w)
+    xp = np.full((n, hp, wp, c), fill, dtype=np.int64)
+    xp[:, top:top + h, left:left + w] = x
+    valid = np.zeros((1, hp, wp, 1), dtype=bool)
+    valid[:, top:top + h, left:left + w] = True
+    return _windows(xp, fh, fw, oh, ow, sh, sw, 1, 1), _windows(valid, fh, fw, oh, ow, sh, sw, 1, 1)
+
+
+def average_pool_2d(args, P, ins, y_t):
+    x = _as4(args[0], ins[0]).astype(np.int64)
+    taps, valid = _pool_taps(x, P, y_t, 0)
+    acc = taps.sum(axis=(3, 4))
+    count = valid.sum(axis=(3, 4)).astype(np.int64)
+    half = count // 2
+    # Round half away from zero, then truncating division (spec §5 AVERAGE_POOL_2D).
+    avg = np.where(acc > 0, (acc + half) // count, -((half - acc) // count))
+    return np.clip(avg, P["act_min"], P["act_max"])
+
+
+def max_pool_2d(args, P, ins, y_t):
+    x = _as4(args[0], ins[0]).astype(np.int64)
+    taps, _ = _pool_taps(x, P, y_t, -(1 << 40))
+    return np.clip(taps.max(axis=(3, 4)), P["act_min"], P["act_max"])
+
+
+def add(args, P, ins, y_t):
+    a = _as4(args[0], ins[0]).astype(np.int64)
+    b = _as4(args[1], ins[1]).astype(np.int64)
+    ls = P["left_shift"]
+    sa = fx.np_mbqm((a + P["a_off"]) << ls, P["a_mult"], P["a_shift"])
+    sb = fx.np_mbqm((b + P["b_off"]) << ls, P["b_mult"], P["b_shift"])
+    return np.broadcast_to(_requant(sa + sb, P["out_mult"], P["out_shift"], P["out_off"], P["act_min"],
+                                    P["act_max"]), y_t.dims4)
+
+
+def mul(args, P, ins, y_t):
+    a = _as4(args[0], ins[0]).astype(np.int64)
+    b = _as4(args[1], ins[1]).astype(np.int64)
+    prod = (a + P["a_off"]) * (b + P["b_off"])
+    return np.broadcast_to(_requant(prod, P["out_mult"], P["out_shift"], P["out_off"], P["act_min"],
+                                    P["act_max"]), y_t.dims4)
+
+
+def softmax(args, P, ins, y_t):
+    x, table = args
+    table = table.astype(np.int64).reshape(256)
+    depth = ins[0].shape[-1] if ins[0].shape else 1
+    rows = x.reshape(-1, depth).astype(np.int64)
+    d = rows.max(axis=1, keepdims=True) - rows  # 0..255
+    e = table[d]
+    total = fx.np_rdbpot(e, 12).sum(axis=1, keepdims=True)  # Q12.19
+    headroom = fx.np_clz32(total)
+    shifted = fx.np_wrap32((total << headroom) - (1 << 31))
+    recip = fx.np_one_over_one_plus_x(shifted)
+    exponent = (12 - headroom) + 31 - 8
+    out = fx.np_rdbpot(fx.np_srdhm(recip, e), exponent) - 128
+    return np.clip(out, -128, 127)
+
+
+def lut(args, P, ins, y_t):
+    x, table = args
+    return table.reshape(256)[x.astype(np.int64) + 128]
+
+
+def pad(args, P, ins, y_t):
+    x = _as4(args[0], ins[0])
+    y = np.full(y_t.dims4, P["pad_value"], dtype=x.dtype)
+    sl = tuple(slice(P["before_%d" % k], P["before_%d" % k] + x.shape[k]) for k in range(4))
+    y[sl] = x
+    return y
+
+
+def mean(args, P, ins, y_t):
+    x = _as4(args[0], ins[0]).astype(np.int64)
+    axes = tuple(k for k in range(4) if P["axis_mask"] >> k & 1)
+    acc = (x - P["in_zp"]).sum(axis=axes)
+    return _requant(acc, P["mult"], P["shift"], P["out_zp"], -128, 127)
+
+
+def concatenation(args, P, ins, y_t):
+    return np.concatenate([_as4(a, t) for a, t in zip(args, ins)], axis=P["axis"])
+
+
+def quantize(args, P, ins, y_t):
+    q = (args[0].astype(np.float32) / np.float32(y_t.scale)).astype(np.float64)
+    rounded = np.sign(q) * np.floor(np.abs(q) + 0.5)  # round half away from zero, exact in float64
+    return np.clip(rounded + y_t.zero_point, -128, 127)
+
+
+def dequantize(args, P, ins, y_t):
+    x_t = ins[0]
+    return (float(np.float32(x_t.scale)) * (args[0].astype(np.float64) - x_t.zero_point)).astype(np.float32)
+
+
+def copy(args, P, ins, y_t):
+    return np.frombuffer(args[0].tobytes(), dtype=NP_DTYPE[y_t.dtype])
+
+
+KERNELS = {
+    "CONV_2D": conv_2d,
+    "DEPTHWISE_CONV_2D": depthwise_conv_2d,
+    "FULLY_CONNECTED": fully_connected,
+    "AVERAGE_POOL_2D": average_pool_2d,
+    "MAX_POOL_2D": max_pool_2d,
+    "ADD": add,
+    "MUL": mul,
+    "SOFTMAX": softmax,
+    "LUT": lut,
+    "PAD": pad,
+    "MEAN": mean,
+    "CONCATENATION": concatenation,
+    "QUANTIZE": quantize,
+    "DEQUANTIZE": dequantize,
+    "COPY": copy,
+}
+assert set(KERNELS) == set(F.OPS_BY_NAME), "every op of the spec has a reference kernel"
