@@ -1,0 +1,86 @@
+"""Built-in object tables: (id, name, multiple, mandatory, [(rid, name, ops, multiple, mandatory, type)], version).
+
+Resource IDs and types follow the OMA registry for objects 0, 1, 3 and 5. The TinyML object here is only the
+fallback used when docs/tinyml-object.xml is absent.
+"""
+
+S, I, U, F, B, O, T, L, N = "String", "Integer", "Unsigned Integer", "Float", "Boolean", "Opaque", "Time", "Objlnk", "none"
+
+SECURITY = (0, "LwM2M Security", True, True, [
+    (0, "LWM2M Server URI", "", False, True, S),
+    (1, "Bootstrap-Server", "", False, True, B),
+    (2, "Security Mode", "", False, True, I),
+    (3, "Public Key or Identity", "", False, True, O),
+    (4, "Server Public Key", "", False, True, O),
+    (5, "Secret Key", "", False, True, O),
+    (10, "Short Server ID", "", False, False, I),
+    (11, "Client Hold Off Time", "", False, False, I),
+    (12, "Bootstrap-Server Account Timeout", "", False, False, I),
+], "1.1")
+
+SERVER = (1, "LwM2M Server", True, True, [
+    (0, "Short Server ID", "R", False, True, I),
+    (1, "Lifetime", "RW", False, True, I),
+    (2, "Default Minimum Period", "RW", False, False, I),
+    (3, "Default Maximum Period", "RW", False, False, I),
+    (4, "Disable", "E", False, False, N),
+    (5, "Disable Timeout", "RW", False, False, I),
+    (6, "Notification Storing When Disabled or Offline", "RW", False, True, B),
+    (7, "Binding", "RW", False, True, S),
+    (8, "Registration Update Trigger", "E", False, True, N),
+    (9, "Bootstrap-Request Trigger", "E", False, False, N),
+    (16, "Mute Send", "RW", False, False, B),
+], "1.1")
+
+DEVICE = (3, "Device", False, True, [
+    (0, "Manufacturer", "R", False, False, S),
+    (1, "Model Number", "R", False, False, S),
+    (2, "Serial Number", "R", False, False, S),
+    (3, "Firmware Version", "R", False, False, S),
+    (4, "Reboot", "E", False, True, N),
+    (5, "Factory Reset", "E", False, False, N),
+    (6, "Available Power Sources", "R", True, False, I),
+    (7, "Power Source Voltage", "R", True, False, I),
+    (8, "Power Source Current", "R", True, False, I),
+    (9, "Battery Level", "R", False, False, I),
+    (10, "Memory Free", "R", False, False, I),
+    (11, "Error Code", "R", True, True, I),
+    (12, "Reset Error Code", "E", False, False, N),
+    (13, "Current Time", "RW", False, False, T),
+    (14, "UTC Offset", "RW", False, False, S),
+    (15, "Timezone", "RW", False, False, S),
+    (16, "Supported Binding and Modes", "R", False, True, S),
+    (17, "Device Type", "R", False, False, S),
+    (18, "Hardware Version", "R", False, False, S),
+    (19, "Software Version", "R", False, False, S),
+    (20, "Battery Status", "R", False, False, I),
+    (21, "Memory Total", "R", False, False, I),
+], "1.1")
+
+FIRMWARE_UPDATE = (5, "Firmware Update", False, False, [
+    (0, "Package", "W", False, True, O),
+    (1, "Package URI", "RW", False, True, S),
+    (2, "Update", "E", False, True, N),
+    (3, "State", "R", False, True, I),
+    (5, "Update Result", "R", False, True, I),
+    (6, "PkgName", "R", False, False, S),
+    (7, "PkgVersion", "R", False, False, S),
+    (8, "Firmware Update Protocol Support", "R", True, False, I),
+    (9, "Firmware Update Delivery Method", "R", False, True, I),
+])
+
+TINYML_FALLBACK = (32770, "TinyML Capability", False, False, [
+    (0, "Free Heap", "R", False, True, I),
+    (1, "Largest Free Block", "R", False, True, I),
+    (2, "Flash Free", "R", False, True, I),
+    (3, "Architecture", "R", False, True, S),
+    (4, "MPY ABI", "R", False, True, S),
+    (5, "Runtime", "R", False, True, S),
+    (6, "Supported Ops", "R", True, True, S),
+    (7, "Installed Model", "R", False, False, S),
+    (8, "Inference Count", "R", False, False, I),
+    (9, "Inference Latency", "R", False, False, I),
+    (10, "Inference Result", "R", False, False, S),
+])
+
+OBJECTS = [SECURITY, SERVER, DEVICE, FIRMWARE_UPDATE, TINYML_FALLBACK]
