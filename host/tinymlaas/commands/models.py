@@ -1,0 +1,92 @@
+"""`tinymlaas models add|list|show`: the model registry."""
+
+from ..cli import UserError
+from ..registry import RegistryError
+from ..service.catalog import Catalog
+from ..service.config import add_data_argument, db_url
+from ._output import print_json, print_table
+
+
+def register(sub):
+    p = sub.add_parser("models", help="model registry: add, list, show models and their compiled variants")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+
+    a = msub.add_parser("add", help="add a source model and compile its variants")
+    a.add_argument("path", help="model file: .tflite, .keras, SavedModel directory, or pickled scikit-learn model")
+    a.add_argument("--name", required=True)
+    a.add_argument("--version", default="1")
+    a.add_argument("--task", default="")
+    a.add_argument("--labels", default="", help="comma-separated class labels")
+    a.add_argument("--accuracy", type=float, default=None, help="accuracy on the model's evaluation set")
+    a.add_argument("--no-compile", action="store_true", help="register the source only")
+    a.add_argument("--json", action="store_true")
+    add_data_argument(a)
+    a.set_defaults(func=cmd_add)
+
+    ls = msub.add_parser("list", help="list models")
+    ls.add_argument("--json", action="store_true")
+    add_data_argument(ls)
+    ls.set_defaults(func=cmd_list)
+
+    s = msub.add_parser("show", help="show one model and its variants")
+    s.add_argument("name")
+    s.add_argument("--version", default=None)
+    s.add_argument("--json", action="store_true")
+    add_data_argument(s)
+    s.set_defaults(func=cmd_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _catalog(args):
+    return Catalog(db_url(args), args.data)
+
+
+def cmd_add(args):
+    cat = _catalog(args)
+    labels = [l for l in args.labels.split(",") if l]
+    try:
+        model, errors = cat.add(args.path, args.name, args.version, builds=[] if args.no_compile else None,
+                                task=args.task, labels=labels, accuracy=args.accuracy)
+    except RegistryError as e:
+        raise UserError(str(e)) from None
+    variants = cat.registry.variants(model)
+    if args.json:
+        print_json({"model": model, "variants": variants,
+                    "errors": {"%s/%s" % k: v for k, v in errors.items()}})
+    else:
+        print("added %s %s (%s), %d variant(s)" % (model["name"], model["version"], model["kind"], len(variants)))
+        for (be, rt), msg in errors.items():
+            print("  %s for %s: not built: %s" % (be, rt, msg))
+    return 0
+
+
+def cmd_list(args):
+    cat = _catalog(args)
+    rows = []
+    for m in cat.registry.models():
+        m["variants"] = len(cat.registry.variants(m))
+        rows.append(m)
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, [("name", "NAME"), ("version", "VERSION"), ("kind", "KIND"), ("task", "TASK"),
+                           ("accuracy", "ACCURACY"), ("variants", "VARIANTS")])
+    return 0
+
+
+def cmd_show(args):
+    cat = _catalog(args)
+    try:
+        m = cat.registry.model(args.name, args.version)
+    except RegistryError as e:
+        raise UserError(str(e)) from None
+    variants = cat.registry.variants(m)
+    if args.json:
+        print_json({"model": m, "variants": variants})
+        return 0
+    print("%s %s  kind=%s task=%s accuracy=%s source=%s" % (m["name"], m["version"], m["kind"], m["task"],
+                                                           m["accuracy"], m["source_sha256"][:12]))
+    print_table(variants, [("id", "ID"), ("backend", "BACKEND"), ("runtime", "RUNTIME"), ("options", "OPTIONS"),
+                           ("flash_bytes", "FLASH B"), ("ram_bytes", "RAM B"), ("macs", "MACS"),
+                           ("accuracy", "ACCURACY"), ("artifact_sha256", "ARTIFACT")])
+    return 0

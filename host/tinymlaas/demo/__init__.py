@@ -1,0 +1,1 @@
+"""`tinymlaas demo`: the whole service on one machine — see run.py."""

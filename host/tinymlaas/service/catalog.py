@@ -1,0 +1,71 @@
+"""The model catalogue: registry + back-ends. Adds source models and builds their variants."""
+
+from pathlib import Path
+
+from ..backends import BackendError, SourceModel, Target, available_backends, backend
+from ..db import Database
+from ..registry import ArtifactStore, ModelRegistry, RegistryError
+
+# Which back-end builds what for which runtime, by source model kind.
+DEFAULT_BUILDS = {
+    "tflite": [("tmlb-int8", "tinyml-mpy", {}), ("tflite", "tflm", {})],
+    "keras": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
+    "sklearn": [("trees", "tinyml-mpy", {})],
+}
+
+
+def model_kind(path):
+    """Tell the kind of a model file from its contents, not its name; raise RegistryError if it is not a model."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return "savedmodel"
+        raise RegistryError("%s is a directory but not a SavedModel (no saved_model.pb)" % path)
+    try:
+        head = path.read_bytes()[:64]
+    except OSError as e:
+        raise RegistryError("cannot read %s: %s" % (path, e.strerror)) from None
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return "tflite"
+    if head[:4] == b"PK\x03\x04" and path.suffix == ".keras":
+        return "keras"
+    if head[:1] == b"\x80" and path.suffix in (".pkl", ".pickle", ".joblib", ".skops"):
+        return "sklearn"
+    raise RegistryError("%s is not a model tinymlaas can read (expected a .tflite flatbuffer, a .keras archive, a "
+                        "SavedModel directory or a pickled scikit-learn estimator)" % path)
+
+
+class Catalog:
+    def __init__(self, db_url, data_dir):
+        self.db = Database(db_url)
+        self.registry = ModelRegistry(self.db, ArtifactStore(Path(data_dir) / "artifacts"))
+
+    def add(self, path, name, version="1", builds=None, progress=None, **meta):
+        path = Path(path)
+        kind = model_kind(path)
+        data = path.read_bytes()
+        model = self.registry.add_model(name, version, kind, data, **meta)
+        errors = self.build(model, builds, progress)
+        return model, errors
+
+    def build(self, model, builds=None, progress=None):
+        """Compile the model's variants; return {(backend, runtime): error message} for builds that failed."""
+        errors = {}
+        source = SourceModel(kind=model["kind"], data=self.registry.source(model), name=model["name"],
+                             metadata=model["metadata"])
+        for backend_name, runtime, options in builds if builds is not None else DEFAULT_BUILDS.get(model["kind"], []):
+            if progress:
+                progress("compiling %s with %s for %s" % (model["name"], backend_name, runtime))
+            try:
+                be = backend(backend_name)
+                target = Target(runtime=runtime)
+                be.check(source, target, options)
+                artifact = be.compile(source, target, options)
+            except BackendError as e:
+                errors[(backend_name, runtime)] = str(e)
+                continue
+            self.registry.add_variant(model, backend_name, options, runtime, artifact)
+        return errors
+
+    def backends(self):
+        return available_backends()
