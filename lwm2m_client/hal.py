@@ -1,0 +1,94 @@
+# Hardware abstraction: everything the LwM2M client needs that differs between the unix port and boards
+# (ESP32, Cortex-M). The client imports only this module for time, memory, filesystem and reboot.
+import gc
+import os
+import sys
+import time
+
+REBOOT_EXIT_CODE = 75  # unix port: the supervisor (tinymlaas device emulate) restarts the process on this code
+
+# sys.implementation._mpy: bits 0-7 .mpy version, 8-9 sub-version, 10-15 native architecture
+_ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa",
+          "xtensawin", "rv32imc", "rv64imc")
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0  # boards count from 2000, unix from 1970
+
+ticks_ms = time.ticks_ms
+ticks_us = time.ticks_us
+ticks_diff = time.ticks_diff
+sleep_ms = time.sleep_ms
+
+
+def unix_time():
+    return int(time.time()) + _EPOCH_OFFSET
+
+
+def mem_free():
+    gc.collect()
+    return gc.mem_free()
+
+
+def mem_total():
+    return gc.mem_free() + gc.mem_alloc()
+
+
+def largest_free_block(steps=14):
+    """Largest single allocation that currently succeeds, by a bounded binary search of bytearray allocations
+    (at most `steps` tries, each freed at once). Within 2**-steps of the free heap."""
+    gc.collect()
+    lo, hi = 0, gc.mem_free()
+    for _ in range(steps):
+        if hi - lo <= 16:
+            break
+        mid = (lo + hi) // 2
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid
+    gc.collect()
+    return lo
+
+
+def fs_free(path):
+    st = os.statvfs(path)
+    return st[0] * st[4]  # f_bsize * f_bavail
+
+
+def fs_total(path):
+    st = os.statvfs(path)
+    return st[0] * st[2]
+
+
+def mpy_abi():
+    v = getattr(sys.implementation, "_mpy", 0)
+    arch = v >> 10
+    return "%d.%d %s" % (v & 0xFF, (v >> 8) & 3, _ARCHS[arch] if arch < len(_ARCHS) else str(arch))
+
+
+def machine_name():
+    return getattr(sys.implementation, "_machine", sys.platform)
+
+
+def runtime_version():
+    return "%d.%d.%d" % sys.implementation.version[:3]
+
+
+def reboot():
+    if sys.platform in ("linux", "darwin"):
+        sys.exit(REBOOT_EXIT_CODE)
+    import machine
+
+    machine.reset()
+
+
+def makedirs(path):
+    cur = ""
+    for part in path.split("/"):
+        cur = cur + "/" + part if cur or path.startswith("/") else part
+        if not part:
+            continue
+        try:
+            os.mkdir(cur)
+        except OSError:
+            pass

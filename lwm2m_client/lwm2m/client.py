@@ -1,0 +1,491 @@
+# The LwM2M 1.1 client: registration interface (Register, Update, De-register, re-register on 4.04 or when
+# the lifetime lapses) and the device management interface (Read, Write, Execute, Discover, Write-Attributes,
+# Observe/Cancel) on object, instance and resource paths, over one CoAP endpoint.
+#
+# Writes to opaque resources that have a sink (the firmware package /5/0/0, the TinyML input) are streamed
+# block by block (Block1, RFC 7959) straight into the sink: the client never holds more than one block.
+# Large read results are served with Block2.
+import time
+
+from coap import block
+from coap import message as cm
+from coap.endpoint import Reset, Timeout
+
+from . import content
+from . import objects as ob
+from .objects import WriteError
+from . import observe
+
+MAX_PAYLOAD = 1024
+
+
+class RegistrationError(Exception):
+    pass
+
+
+def _resp(code, payload=b""):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return cm.Message(code=code, payload=payload)
+
+
+class Upload:
+    """A Block1 transfer in progress: where the next block must start."""
+
+    __slots__ = ("path", "addr", "sink", "offset", "last_len", "last_resp")
+
+    def __init__(self, path, addr, sink):
+        self.path = path
+        self.addr = addr
+        self.sink = sink
+        self.offset = 0
+        self.last_len = 0
+        self.last_resp = None
+
+
+class Client:
+    def __init__(self, endpoint, server_addr, endpoint_name, lifetime=300, binding="U", queue=False):
+        self.ep = endpoint
+        endpoint.handler = self.handle
+        endpoint.on_reject = self._rejected
+        self.server = server_addr
+        self.name = endpoint_name
+        self.lifetime = lifetime
+        self.binding = binding
+        self.objects = {}
+        self.location = None  # Location-Path segments from the 2.01 Created of Register
+        self.registered_ms = 0
+        self.observations = []
+        self.attributes = observe.Attributes()
+        self.upload = None
+        self.jobs = []  # work deferred until after the response has been sent (Execute, pull download)
+        self.update_due = False
+        self.confirmable_every = 10  # every n-th notification is CON, so a vanished observer is detected
+
+    # --- objects
+
+    def add(self, obj):
+        obj.client = self
+        self.objects[obj.oid] = obj
+        return obj
+
+    def defer(self, fn):
+        self.jobs.append(fn)
+
+    def links(self):
+        parts = ['</>;rt="oma.lwm2m";ct=%d' % content.TLV]
+        for oid in sorted(self.objects):
+            if oid == 0:
+                continue  # the Security object is never reported to a server
+            obj = self.objects[oid]
+            if obj.version:
+                parts.append("</%d>;ver=%s" % (oid, obj.version))
+            for iid in obj.instances():
+                parts.append("</%d/%d>" % (oid, iid))
+        return ",".join(parts)
+
+    # --- registration interface
+
+    def register(self, timeout_ms=None):
+        msg = cm.Message(cm.CON, cm.POST)
+        msg.add(cm.URI_PATH, "rd")
+        for q in ("ep=" + self.name, "lt=%d" % self.lifetime, "lwm2m=1.1", "b=" + self.binding):
+            msg.add(cm.URI_QUERY, q)
+        msg.add(cm.CONTENT_FORMAT, content.LINK)
+        msg.payload = self.links().encode()
+        resp = self.ep.request(self.server, msg, timeout_ms)
+        if resp.code != cm.CREATED:
+            raise RegistrationError("register answered %s" % cm.code_str(resp.code))
+        loc = resp.opts(cm.LOCATION_PATH)
+        if not loc:
+            raise RegistrationError("register answer has no Location-Path")
+        self.location = [bytes(s).decode() for s in loc]
+        self.registered_ms = time.ticks_ms()
+        self.update_due = False
+        return self.location
+
+    def update(self, send_objects=False, timeout_ms=None):
+        """Registration Update; re-registers when the server forgot us (4.04)."""
+        if not self.location:
+            return self.register(timeout_ms)
+        msg = cm.Message(cm.CON, cm.POST)
+        for seg in self.location:
+            msg.add(cm.URI_PATH, seg)
+        msg.add(cm.URI_QUERY, "lt=%d" % self.lifetime)
+        if send_objects:
+            msg.add(cm.CONTENT_FORMAT, content.LINK)
+            msg.payload = self.links().encode()
+        resp = self.ep.request(self.server, msg, timeout_ms)
+        if resp.code == cm.NOT_FOUND:
+            self.location = None
+            return self.register(timeout_ms)
+        if resp.code != cm.CHANGED:
+            raise RegistrationError("update answered %s" % cm.code_str(resp.code))
+        self.registered_ms = time.ticks_ms()
+        self.update_due = False
+        return self.location
+
+    def deregister(self, timeout_ms=None):
+        if not self.location:
+            return
+        msg = cm.Message(cm.CON, cm.DELETE)
+        for seg in self.location:
+            msg.add(cm.URI_PATH, seg)
+        self.location = None
+        self.observations = []
+        try:
+            self.ep.request(self.server, msg, timeout_ms)
+        except (Timeout, Reset):
+            pass
+
+    def registration_due(self):
+        """An Update is due at 3/4 of the lifetime (the server drops us at the full lifetime)."""
+        if self.update_due:
+            return True
+        age = time.ticks_diff(time.ticks_ms(), self.registered_ms)
+        return age >= self.lifetime * 750
+
+    # --- main loop
+
+    def step(self, wait_ms=100):
+        """One pass of the device loop: handle a datagram, run deferred work, keep registration, notify."""
+        self.ep.poll(wait_ms)
+        while self.jobs:
+            self.jobs.pop(0)()
+        if self.location is None or self.registration_due():
+            try:
+                self.update()
+            except (Timeout, Reset, RegistrationError):
+                self.location = None  # retried on the next pass
+        self.notify_due()
+
+    # --- device management interface
+
+    def handle(self, req, addr):
+        path = req.path()
+        if path and path[-1] == "":
+            path = path[:-1]
+        try:
+            ids = tuple(int(p) for p in path)
+        except ValueError:
+            return _resp(cm.NOT_FOUND, "bad path")
+        if not ids or len(ids) > 3 or any(i < 0 or i > 0xFFFF for i in ids):
+            return _resp(cm.NOT_FOUND, "unsupported path")
+        obj = self.objects.get(ids[0])
+        if obj is None or ids[0] == 0:
+            return _resp(cm.NOT_FOUND if obj is None else cm.UNAUTHORIZED)
+        if len(ids) > 1 and ids[1] not in obj.instances():
+            return _resp(cm.NOT_FOUND, "no such instance")
+        if len(ids) > 2 and ids[2] not in obj.resources:
+            return _resp(cm.NOT_FOUND, "no such resource")
+        try:
+            if req.code == cm.GET:
+                if req.uint(cm.ACCEPT) == content.LINK:
+                    return self._discover(obj, ids)
+                return self._read(req, addr, obj, ids)
+            if req.code == cm.PUT:
+                if not req.payload and req.opt(cm.CONTENT_FORMAT) is None and req.opts(cm.URI_QUERY):
+                    return self._write_attributes(req, ids)
+                return self._write(req, addr, obj, ids, replace=True)
+            if req.code == cm.POST:
+                if len(ids) == 3:
+                    return self._execute(req, obj, ids)
+                if len(ids) == 2:
+                    return self._write(req, addr, obj, ids, replace=False)
+                return _resp(cm.METHOD_NOT_ALLOWED, "create is not supported")
+            return _resp(cm.METHOD_NOT_ALLOWED)
+        except ob.ResourceError as e:
+            return _resp(e.code, str(e))
+        except (content.ContentError, ValueError) as e:
+            return _resp(cm.BAD_REQUEST, str(e))
+
+    # Read / Observe
+
+    def read_values(self, obj, ids):
+        """-> [(iid, rid, rtype, value)] for the readable resources under ids."""
+        out = []
+        iids = obj.instances() if len(ids) == 1 else (ids[1],)
+        for iid in iids:
+            if len(ids) == 3:
+                rids = (ids[2],)
+            else:
+                rids = sorted(r for r in obj.resources if "R" in obj.resources[r][1])
+            for rid in rids:
+                rtype, ops = obj.resources[rid]
+                if "R" not in ops:
+                    raise ob.ResourceError(cm.METHOD_NOT_ALLOWED, "resource is not readable")
+                v = obj.read(iid, rid)
+                if v is not None:
+                    out.append((iid, rid, rtype, v))
+        return out
+
+    def encode_read(self, obj, ids, fmt):
+        values = self.read_values(obj, ids)
+        if fmt is None:
+            if len(ids) == 3:
+                fmt = content.OPAQUE if obj.resources[ids[2]][0] == ob.OPAQUE else content.TEXT
+            else:
+                fmt = content.TLV
+        if fmt not in content.SUPPORTED:
+            raise ob.ResourceError(cm.NOT_ACCEPTABLE, "format %d not supported" % fmt)
+        if len(ids) == 3 and fmt in (content.TEXT, content.OPAQUE, content.TLV, content.SENML_CBOR,
+                                     content.SENML_JSON):
+            if not values:
+                return fmt, b""
+            iid, rid, rtype, v = values[0]
+            try:
+                return fmt, content.encode_single(fmt, obj.oid, iid, rid, rtype, v)
+            except content.ContentError as e:
+                raise ob.ResourceError(cm.NOT_ACCEPTABLE, str(e))
+        if fmt in (content.TEXT, content.OPAQUE):
+            raise ob.ResourceError(cm.NOT_ACCEPTABLE, "text/opaque need a resource path")
+        return fmt, content.encode(fmt, obj.oid, values, object_level=len(ids) == 1)
+
+    def _read(self, req, addr, obj, ids):
+        fmt, payload = self.encode_read(obj, ids, req.uint(cm.ACCEPT))
+        resp = _resp(cm.CONTENT)
+        obs = req.uint(cm.OBSERVE)
+        if obs == 0 and req.opt(cm.BLOCK2) is None:
+            o = self._observe(addr, req.token, ids, fmt)
+            if o is not None:
+                resp.add(cm.OBSERVE, o.next_seq())
+                if len(ids) == 3:
+                    o.last_value = obj.read(ids[1], ids[2])
+        elif obs == 1:
+            self.cancel(addr, req.token)
+        resp.add(cm.CONTENT_FORMAT, fmt)
+        return self._blocks(req, resp, payload)
+
+    def _blocks(self, req, resp, payload):
+        """Serve payload whole or, when large or asked for, one Block2 block of it."""
+        raw = req.opt(cm.BLOCK2) if req else None
+        if raw is None and len(payload) <= MAX_PAYLOAD:
+            resp.payload = payload
+            return resp
+        try:
+            num, _, szx = block.decode(raw) if raw is not None else (0, False, block.szx_for(MAX_PAYLOAD))
+        except block.BlockError as e:
+            return _resp(cm.BAD_REQUEST, str(e))
+        size = block.size(szx)
+        start = num * size
+        if start >= len(payload) and start > 0:
+            return _resp(cm.BAD_OPTION, "block beyond end")
+        resp.add(cm.BLOCK2, block.encode(num, start + size < len(payload), szx))
+        if num == 0:
+            resp.add(cm.SIZE2, len(payload))
+        resp.payload = payload[start:start + size]
+        return resp
+
+    def _observe(self, addr, token, ids, fmt):
+        for o in self.observations:
+            if o.token == token and o.addr == addr:
+                o.path = ids  # re-registration replaces (RFC 7641 §4.1)
+                o.fmt = fmt
+                return o
+        if len(self.observations) >= observe.MAX_OBSERVATIONS:
+            return None  # served as a plain read, which RFC 7641 allows
+        o = observe.Observation(addr, token, ids, fmt, time.ticks_ms())
+        self.observations.append(o)
+        return o
+
+    def cancel(self, addr, token):
+        self.observations = [o for o in self.observations if not (o.token == token and o.addr == addr)]
+
+    def _rejected(self, addr, token):
+        self.cancel(addr, token)  # a Reset to a notification cancels the observation
+
+    def changed(self, oid, iid, rid):
+        path = (oid, iid, rid)
+        for o in self.observations:
+            if o.covers(path) or path[:len(o.path)] == o.path:
+                o.dirty = True
+
+    def notify_due(self):
+        now = time.ticks_ms()
+        srv = self.objects.get(1)
+        dmin = srv.default_pmin if srv else 0
+        dmax = srv.default_pmax if srv else 0
+        for o in list(self.observations):
+            attrs = self.attributes.effective(o.path, dmin, dmax)
+            age = time.ticks_diff(now, o.last_ms)
+            due = attrs["pmax"] and age >= attrs["pmax"] * 1000
+            if o.dirty and age >= attrs["pmin"] * 1000:
+                if len(o.path) == 3:
+                    obj = self.objects[o.path[0]]
+                    value = obj.read(o.path[1], o.path[2])
+                    if observe.passes_thresholds(attrs, o.last_value, value):
+                        due = True
+                    else:
+                        o.dirty = False
+                else:
+                    due = True
+            if due:
+                self.notify(o)
+
+    def notify(self, o):
+        obj = self.objects.get(o.path[0])
+        if obj is None:
+            return
+        try:
+            fmt, payload = self.encode_read(obj, o.path, o.fmt)
+        except ob.ResourceError:
+            return
+        o.dirty = False
+        o.last_ms = time.ticks_ms()
+        if len(o.path) == 3:
+            o.last_value = obj.read(o.path[1], o.path[2])
+        o.sent += 1
+        con = self.confirmable_every and o.sent % self.confirmable_every == 0
+        msg = cm.Message(cm.CON if con else cm.NON, cm.CONTENT, token=o.token)
+        msg.add(cm.OBSERVE, o.next_seq())
+        msg.add(cm.CONTENT_FORMAT, fmt)
+        msg = self._blocks(None, msg, payload)  # a large notification carries its first block (RFC 7959 §3.4)
+        if con:
+            self.ep.start(o.addr, msg)
+        else:
+            self.ep.send(o.addr, msg)
+
+    # Discover / Write-Attributes
+
+    def _discover(self, obj, ids):
+        parts = []
+        a = self.attributes
+
+        def link(p):
+            parts.append("<" + "".join("/%d" % i for i in p) + ">" + a.link_attrs(p))
+
+        if len(ids) == 1:
+            link(ids)
+        iids = obj.instances() if len(ids) == 1 else (ids[1],)
+        for iid in iids:
+            if len(ids) <= 2:
+                link((obj.oid, iid))
+            rids = sorted(obj.resources) if len(ids) < 3 else (ids[2],)
+            for rid in rids:
+                link((obj.oid, iid, rid))
+        resp = _resp(cm.CONTENT, ",".join(parts))
+        resp.add(cm.CONTENT_FORMAT, content.LINK)
+        return resp
+
+    def _write_attributes(self, req, ids):
+        try:
+            attrs = observe.parse_attributes(req.queries())
+        except observe.AttributeError_ as e:
+            return _resp(cm.BAD_REQUEST, str(e))
+        self.attributes.set(ids, attrs)
+        return _resp(cm.CHANGED)
+
+    # Write
+
+    def _write(self, req, addr, obj, ids, replace):
+        fmt = req.uint(cm.CONTENT_FORMAT)
+        if len(ids) == 3:
+            rtype, ops = obj.resources[ids[2]]
+            if "W" not in ops:
+                return _resp(cm.METHOD_NOT_ALLOWED, "resource is not writable")
+            if rtype == ob.OPAQUE and obj.sink(ids[1], ids[2]) is not None and fmt in (content.OPAQUE, None):
+                return self._write_stream(req, addr, obj, ids)
+        if req.opt(cm.BLOCK1) is not None:
+            return _resp(cm.REQUEST_ENTITY_TOO_LARGE, "block-wise write only for streamed resources")
+        if fmt is None:
+            return _resp(cm.BAD_REQUEST, "write without Content-Format")
+        if fmt not in content.SUPPORTED:
+            return _resp(cm.UNSUPPORTED_CONTENT_FORMAT)
+        if len(ids) == 1:
+            return _resp(cm.METHOD_NOT_ALLOWED)
+        types = {rid: obj.resources[rid][0] for rid in obj.resources}
+        values = content.decode(fmt, ids, types, req.payload)
+        # check every value before writing any, so a bad write changes nothing
+        checked = []
+        for iid, rid, value in values:
+            if rid not in obj.resources or "W" not in obj.resources[rid][1]:
+                return _resp(cm.METHOD_NOT_ALLOWED, "resource %d is not writable" % rid)
+            if len(ids) == 3 and rid != ids[2]:
+                return _resp(cm.BAD_REQUEST, "payload names another resource")
+            checked.append((iid, rid, ob.convert(obj.resources[rid][0], value)))
+        for iid, rid, value in checked:
+            obj.write(iid, rid, value)
+            self.changed(obj.oid, iid, rid)
+        return _resp(cm.CHANGED)
+
+    def _write_stream(self, req, addr, obj, ids):
+        raw = req.opt(cm.BLOCK1)
+        if raw is None:
+            # the whole value in one message
+            sink = obj.sink(ids[1], ids[2])
+            try:
+                sink.begin(len(req.payload))
+                if req.payload:
+                    sink.write(0, req.payload)
+                return self._finish_sink(sink, cm.CHANGED)
+            except WriteError as e:
+                return self._write_error(e)
+        try:
+            num, more, szx = block.decode(raw)
+        except block.BlockError as e:
+            return _resp(cm.BAD_REQUEST, str(e))
+        size = block.size(szx)
+        payload = req.payload
+        n = len(payload)
+        if (more and n != size) or n > size:
+            return _resp(cm.BAD_REQUEST, "block of %d bytes with size %d" % (n, size))
+        offset = num * size
+        up = self.upload
+        if num == 0:
+            if up is not None:
+                up.sink.abort()  # a new transfer from the start replaces the old one
+                self.upload = None
+            sink = obj.sink(ids[1], ids[2])
+            try:
+                sink.begin(req.uint(cm.SIZE1))
+            except WriteError as e:
+                return self._write_error(e)
+            up = self.upload = Upload(ids, addr, sink)
+        elif up is None or up.path != ids or up.addr != addr:
+            return _resp(cm.REQUEST_ENTITY_INCOMPLETE, "no transfer in progress")
+        elif offset != up.offset:
+            if up.last_resp is not None and offset + n == up.offset and n == up.last_len:
+                return up.last_resp  # the previous block again (a retry with a new message ID)
+            return _resp(cm.REQUEST_ENTITY_INCOMPLETE, "expected byte %d, got %d" % (up.offset, offset))
+        try:
+            if n:
+                up.sink.write(offset, payload)
+        except WriteError as e:
+            up.sink.abort()
+            self.upload = None
+            return self._write_error(e)
+        up.offset += n
+        up.last_len = n
+        if more:
+            resp = _resp(cm.CONTINUE)
+            resp.add(cm.BLOCK1, block.encode(num, True, szx))
+            up.last_resp = resp
+            return resp
+        self.upload = None
+        resp = self._finish_sink(up.sink, cm.CHANGED)
+        resp.add(cm.BLOCK1, block.encode(num, False, szx))
+        return resp
+
+    def _finish_sink(self, sink, code):
+        try:
+            sink.finish()
+        except WriteError as e:
+            return self._write_error(e)
+        return _resp(code)
+
+    @staticmethod
+    def _write_error(e):
+        resp = _resp(e.code, str(e))
+        if e.size1 is not None:
+            resp.add(cm.SIZE1, e.size1)
+        return resp
+
+    # Execute
+
+    def _execute(self, req, obj, ids):
+        rtype, ops = obj.resources[ids[2]]
+        if "E" not in ops:
+            return _resp(cm.METHOD_NOT_ALLOWED, "resource is not executable")
+        arg = bytes(req.payload).decode() if req.payload else ""
+        obj.execute(ids[1], ids[2], arg)
+        return _resp(cm.CHANGED)

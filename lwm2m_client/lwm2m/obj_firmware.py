@@ -1,0 +1,185 @@
+# Object 5 Firmware Update, carrying tinymlaas model packages (docs/package-format.md) to the installer of the
+# inference module. Push: the server writes /5/0/0 block by block (Block1), each block goes straight to
+# Installer.write. Pull: the server writes a coap:// URI to /5/0/1 and the device fetches it with Block2.
+# Update (/5/0/2) activates the staged model: golden vectors run before the active slot switches.
+from .objects import INTEGER, NONE, OPAQUE, STRING, LwObject, ResourceError, WriteError
+from . import pull
+
+IDLE = 0
+DOWNLOADING = 1
+DOWNLOADED = 2
+UPDATING = 3
+
+R_INITIAL = 0
+R_SUCCESS = 1
+R_NO_FLASH = 2
+R_NO_RAM = 3
+R_CONNECTION_LOST = 4
+R_INTEGRITY = 5
+R_UNSUPPORTED_TYPE = 6
+R_INVALID_URI = 7
+R_FAILED = 8
+R_UNSUPPORTED_PROTOCOL = 9
+
+# CoAP answer to a push write that the installer refused, by Update Result
+_CODE_FOR_RESULT = {R_NO_FLASH: 0x8D, R_NO_RAM: 0xA0, R_INTEGRITY: 0x80, R_UNSUPPORTED_TYPE: 0x80, R_FAILED: 0xA0}
+
+
+class PackageSink:
+    """Streams package bytes into the installer and keeps /5/0/3 State and /5/0/5 Update Result in step."""
+
+    def __init__(self, fw):
+        self.fw = fw
+        self.size = None
+
+    def _fail(self, result, msg):
+        self.fw.set_state(IDLE, result)
+        size1 = None
+        if result == R_NO_FLASH:
+            try:
+                size1 = self.fw.installer.free_bytes()
+            except Exception:
+                pass
+        raise WriteError(_CODE_FOR_RESULT.get(result, 0x80), msg, size1)
+
+    def _call(self, fn):
+        if self.fw.installer is None:
+            self._fail(R_FAILED, "this firmware has no model installer")
+        try:
+            return fn()
+        except MemoryError:
+            self._fail(R_NO_RAM, "out of RAM")
+        except self.fw.install_error as e:
+            self._fail(getattr(e, "result", R_FAILED) or R_FAILED, str(e))
+        except OSError as e:
+            self._fail(R_NO_FLASH if e.args and e.args[0] == 28 else R_FAILED, "flash: %s" % e)  # 28 ENOSPC
+
+    def begin(self, size):
+        fw = self.fw
+        if fw.state == UPDATING:
+            raise WriteError(0xA3, "an update is running")
+        self.size = size
+        if size == 0:
+            return  # an empty write resets the state machine (see finish)
+        self._call(lambda: fw.installer.begin(size))
+        fw.set_state(DOWNLOADING, R_INITIAL)
+
+    def write(self, offset, chunk):
+        if self.size == 1 and offset == 0 and len(chunk) == 1 and chunk[0] == 0:
+            self.size = 0  # a single NUL byte also resets (LwM2M 1.1, /5/0/0 description)
+            return
+        self._call(lambda: self.fw.installer.write(offset, chunk))
+
+    def finish(self):
+        fw = self.fw
+        if self.size == 0:
+            fw.set_state(IDLE, R_INITIAL)
+            return
+        self._call(lambda: fw.installer.finish())
+        fw.set_state(DOWNLOADED, R_INITIAL)
+
+    def abort(self):
+        self.fw.set_state(IDLE, R_INITIAL)
+
+
+class Firmware(LwObject):
+    oid = 5
+    version = "1.0"
+    resources = {0: (OPAQUE, "W"), 1: (STRING, "RW"), 2: (NONE, "E"), 3: (INTEGER, "R"), 5: (INTEGER, "R"),
+                 6: (STRING, "R"), 7: (STRING, "R"), 8: (INTEGER, "R"), 9: (INTEGER, "R")}
+
+    def __init__(self, installer, install_error, on_activated=None):
+        super().__init__()
+        self.installer = installer
+        self.install_error = install_error
+        self.on_activated = on_activated  # called after a new model became active (reload the TinyML object)
+        self.state = IDLE
+        self.result = R_INITIAL
+        self.uri = ""
+
+    def set_state(self, state, result):
+        if state != self.state:
+            self.state = state
+            self.changed(0, 3)
+        if result != self.result:
+            self.result = result
+            self.changed(0, 5)
+
+    def _active(self, key):
+        try:
+            a = self.installer.active()
+        except Exception:
+            a = None
+        return str(a.get(key, "")) if a else ""
+
+    def read(self, iid, rid):
+        if rid == 1:
+            return self.uri
+        if rid == 3:
+            return self.state
+        if rid == 5:
+            return self.result
+        if rid == 6:
+            return self._active("name")
+        if rid == 7:
+            return self._active("version")
+        if rid == 8:
+            return 0  # CoAP (RFC 7252)
+        if rid == 9:
+            return 2  # push and pull
+        raise ResourceError(0x85)
+
+    def sink(self, iid, rid):
+        return PackageSink(self) if rid == 0 else None
+
+    def write(self, iid, rid, value):
+        if rid != 1:
+            raise ResourceError(0x85)
+        if self.state in (DOWNLOADING, UPDATING) and value:
+            raise ResourceError(0xA3, "a download or update is running")
+        self.uri = value
+        if not value:
+            self.set_state(IDLE, R_INITIAL)
+            return
+        try:
+            pull.parse_uri(value)
+        except pull.PullError as e:
+            self.set_state(IDLE, e.result)
+            return  # the write succeeds; Update Result tells the server why nothing happens
+        self.set_state(DOWNLOADING, R_INITIAL)
+        self.client.defer(self._pull)
+
+    def _pull(self):
+        sink = PackageSink(self)
+        try:
+            pull.download(self.client.ep, self.uri, sink)
+        except pull.PullError as e:
+            self.set_state(IDLE, e.result)
+        except WriteError:
+            pass  # the sink already set State and Update Result
+
+    def execute(self, iid, rid, arg):
+        if rid != 2:
+            raise ResourceError(0x85)
+        if self.state != DOWNLOADED:
+            raise ResourceError(0x85, "no downloaded package to update")
+        self.set_state(UPDATING, R_INITIAL)
+        self.client.defer(self._activate)
+
+    def _activate(self):
+        try:
+            self.installer.activate()
+        except MemoryError:
+            self.set_state(IDLE, R_NO_RAM)
+            return
+        except self.install_error as e:
+            self.set_state(IDLE, getattr(e, "result", R_FAILED) or R_FAILED)
+            return
+        except Exception:
+            self.set_state(IDLE, R_FAILED)
+            return
+        self.set_state(IDLE, R_SUCCESS)
+        self.changed(0, 6)
+        self.changed(0, 7)
+        if self.on_activated:
+            self.on_activated()

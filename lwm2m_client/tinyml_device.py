@@ -1,0 +1,98 @@
+# Device main: read the configuration, register with the tinymlaas LwM2M server and run the client loop.
+#
+#   micropython tinyml_device.py --server coap://127.0.0.1:5683 --endpoint dev1 --data-dir /flash [--lifetime 300]
+#   micropython tinyml_device.py --config /flash/device.json
+#
+# The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms) plus the Device
+# object strings (manufacturer, model, serial, device_type, hw_version). Status lines go to stdout, one event a
+# line ("registered /rd/5", ...), so a supervisor can follow the device.
+import gc
+import json
+import socket
+import sys
+
+import hal
+from coap.endpoint import Endpoint
+from lwm2m import client as lc
+from lwm2m import pull
+from lwm2m.obj_device import Device, Security, Server
+from lwm2m.obj_firmware import Firmware
+from lwm2m.obj_tinyml import TinyML
+
+DEFAULTS = {"lifetime": 300, "data_dir": "flash", "ack_timeout_ms": 2000, "port": 0}
+
+
+def parse_args(argv):
+    cfg = dict(DEFAULTS)
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--") or i + 1 >= len(argv):
+            raise SystemExit("usage: tinyml_device.py --server URI --endpoint NAME [--data-dir DIR] "
+                             "[--lifetime S] [--config FILE]")
+        key = a[2:].replace("-", "_")
+        val = argv[i + 1]
+        if key == "config":
+            with open(val) as f:
+                cfg.update(json.load(f))
+        else:
+            cfg[key] = int(val) if key in ("lifetime", "ack_timeout_ms", "port") else val
+        i += 2
+    for k in ("server", "endpoint"):
+        if k not in cfg:
+            raise SystemExit("missing --%s" % k)
+    return cfg
+
+
+def make_installer(data_dir):
+    try:
+        from tinyml.installer import InstallError, Installer
+    except ImportError:
+        return None, Exception
+    return Installer(data_dir), InstallError
+
+
+def build(cfg):
+    host, port, _, _ = pull.parse_uri(cfg["server"])
+    server_addr = socket.getaddrinfo(host, port)[0][-1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
+    ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
+    c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
+    hal.makedirs(cfg["data_dir"])
+    installer, install_error = make_installer(cfg["data_dir"])
+    c.add(Security(cfg["server"]))
+    c.add(Server())
+    c.add(Device(cfg))
+    tml = c.add(TinyML(installer, cfg["data_dir"]))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload))
+    return c
+
+
+def run(cfg):
+    c = build(cfg)
+    backoff = 1000
+    while True:
+        try:
+            c.register()
+            break
+        except Exception as e:
+            print("register failed:", e)
+            hal.sleep_ms(backoff)
+            backoff = min(backoff * 2, 60000)
+    gc.collect()
+    print("registered /%s heap_free=%d" % ("/".join(c.location), gc.mem_free()))
+    was = c.location
+    try:
+        while True:
+            c.step(200)
+            if c.location != was:
+                print("registration", "/" + "/".join(c.location) if c.location else "lost")
+                was = c.location
+    except KeyboardInterrupt:
+        c.deregister(3000)
+        print("deregistered")
+
+
+if __name__ == "__main__":
+    run(parse_args(sys.argv[1:]))

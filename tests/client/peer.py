@@ -1,0 +1,105 @@
+"""A CPython LwM2M server stand-in for client tests: one UDP socket on loopback, aiocoap's codec (an independent
+implementation) to build and parse messages, and raw datagrams for malformed-input cases."""
+
+import os
+import socket
+import subprocess
+import time
+
+from aiocoap import message as am
+from aiocoap import numbers as an
+from aiocoap.optiontypes import BlockOption
+
+from tinymlaas.devices import unixport
+from tinymlaas.paths import LWM2M_CLIENT
+
+CON, NON, ACK, RST = an.CON, an.NON, an.ACK, an.RST
+
+
+class Peer:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.addr = None  # the device's address, learnt from its first datagram
+        self.mid = 0x2000
+        self.proc = None
+
+    # -- raw datagrams
+    def recv_raw(self, timeout=5.0):
+        self.sock.settimeout(timeout)
+        data, addr = self.sock.recvfrom(2048)
+        self.addr = addr
+        return data
+
+    def recv(self, timeout=5.0):
+        return am.Message.decode(self.recv_raw(timeout))
+
+    def send_raw(self, data):
+        self.sock.sendto(bytes(data), self.addr)
+
+    def send(self, msg):
+        self.send_raw(msg.encode())
+
+    def no_datagram(self, timeout=0.5):
+        self.sock.settimeout(timeout)
+        try:
+            data, _ = self.sock.recvfrom(2048)
+        except socket.timeout:
+            return True
+        raise AssertionError("unexpected datagram %r" % data)
+
+    # -- requests to the device
+    def next_mid(self):
+        self.mid = (self.mid + 1) & 0xFFFF
+        return self.mid
+
+    def request(self, code, path, payload=b"", mtype=CON, token=None, timeout=5.0, **opts):
+        msg = am.Message(mtype=mtype, code=code, payload=payload, mid=self.next_mid(),
+                         token=token if token is not None else os.urandom(2))
+        msg.opt.uri_path = [p for p in path.strip("/").split("/") if p]
+        for k, v in opts.items():
+            setattr(msg.opt, k, v)
+        self.send(msg)
+        return self.response_to(msg, timeout)
+
+    def response_to(self, msg, timeout=5.0):
+        end = time.monotonic() + timeout
+        while True:
+            r = self.recv(max(0.05, end - time.monotonic()))
+            if r.token == msg.token and (r.mtype != ACK or r.mid == msg.mid):
+                return r
+
+    # -- registration
+    def accept_register(self, location=("rd", "7"), timeout=10.0):
+        req = self.recv(timeout)
+        assert req.code == an.POST and list(req.opt.uri_path) == ["rd"], req
+        resp = am.Message(mtype=ACK, code=an.CREATED, mid=req.mid, token=req.token)
+        resp.opt.location_path = list(location)
+        self.send(resp)
+        return req
+
+    def close(self):
+        self.stop_device()
+        self.sock.close()
+
+    # -- the device process
+    def start_device(self, tmp_path, endpoint="dev1", heap="256k", lifetime=300, ack_timeout_ms=2000, extra=()):
+        data_dir = tmp_path / "flash"
+        cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", heap, [
+            "--server", "coap://127.0.0.1:%d" % self.port, "--endpoint", endpoint, "--lifetime", lifetime,
+            "--data-dir", data_dir, "--ack-timeout-ms", ack_timeout_ms, *extra])
+        self.proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     cwd=tmp_path)
+        return self.proc
+
+    def stop_device(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        out = self.proc.stdout.read().decode() if self.proc else ""
+        return out
+
+
+def block_opt(num, more, szx):
+    return BlockOption.BlockwiseTuple(num, more, szx)
