@@ -198,6 +198,7 @@ INPUT_RANGE = (-1.0, 1.0)
 def build(name):
     """The Keras model `name`, with seeded weights (bias included, so bias paths are exercised)."""
     k = _keras()
+    k.backend.clear_session()  # resets layer-name counters: names end up in the .tflite
     k.utils.set_random_seed(SEED)
     model = MODELS[name](k)
     rng = np.random.default_rng(SEED)
