@@ -1,0 +1,136 @@
+"""The tinymlaas model compiler: TFLite int8 flatbuffer -> tinymlaas blob (docs/compiler.md, docs/blob-format.md).
+
+    from tinymlaas.compiler import compile_tflite
+    cm = compile_tflite("model.tflite")
+    open("model.tmlb", "wb").write(cm.blob)
+    print(cm.arena_bytes, cm.macs, cm.ops, cm.report())
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..blob import format as F
+from . import backend
+from .errors import CompileError
+from .frontend import parse_tflite
+from .passes.fold_constants import fold_constants, remove_dead_ops
+from .passes.fuse import fuse_activations, fuse_pads
+from .passes.lower import lower
+from .passes.lut import lower_to_lut
+from .passes.views import make_views
+from .planner import plan_memory
+
+__all__ = ["compile_tflite", "compile_graph", "CompiledModel", "CompileError"]
+
+
+@dataclass
+class CompiledModel:
+    blob: bytes
+    arena_bytes: int
+    macs: int
+    ops: list  # blob op names in execution order
+    tflite_bytes: int
+    inputs: list
+    outputs: list
+    source_ops: list  # TFLite op names in source order
+    arena_lower_bound: int = 0
+    plan_strategy: str = ""
+    const_bytes: int = 0
+    passes: dict = field(default_factory=dict)
+
+    def report(self):
+        """A JSON-able summary (what `tinymlaas compile --json` prints)."""
+        return {
+            "blob_bytes": len(self.blob),
+            "tflite_bytes": self.tflite_bytes,
+            "arena_bytes": self.arena_bytes,
+            "arena_lower_bound": self.arena_lower_bound,
+            "plan_strategy": self.plan_strategy,
+            "const_bytes": self.const_bytes,
+            "macs": self.macs,
+            "ops": self.ops,
+            "source_ops": self.source_ops,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "passes": self.passes,
+        }
+
+
+def _io(graph, indices):
+    out = []
+    for i in indices:
+        t = graph.tensors[i]
+        out.append({"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
+                    "scale": t.s if t.quantized else None, "zero_point": t.zp if t.quantized else None})
+    return out
+
+
+def _check_io(graph):
+    for kind, idx in (("input", graph.inputs), ("output", graph.outputs)):
+        for i in idx:
+            t = graph.tensors[i]
+            if t.dtype not in ("int8", "float32"):
+                raise CompileError("graph %s %r is %s; only int8 and float32 are supported" % (kind, t.name, t.dtype))
+            if t.is_const:
+                raise CompileError("graph %s %r is a constant" % (kind, t.name))
+            if len(t.shape) > F.MAX_RANK:
+                raise CompileError("graph %s %r has rank %d > 4" % (kind, t.name, len(t.shape)))
+    if not graph.inputs or not graph.outputs:
+        raise CompileError("the model has no inputs or no outputs")
+
+
+def _views_to_copies(graph):
+    """A view from a graph input to a graph output cannot share bytes (both are the caller's); copy instead."""
+    n = 0
+    for op in graph.ops:
+        if op.kind == "VIEW" and op.inputs[0] in graph.inputs and op.outputs[0] in graph.outputs:
+            op.kind = "COPY"
+            n += 1
+    return n
+
+
+def compile_graph(graph, tflite=b"", name="", inplace=True):
+    source_ops = [op.kind for op in graph.ops]
+    _check_io(graph)
+    stats = {}
+    stats["folded_constant_ops"] = fold_constants(graph)
+    stats["views"] = make_views(graph)
+    stats["luts"] = lower_to_lut(graph)
+    stats["fused_pads"] = fuse_pads(graph)
+    stats["fused_activations"] = fuse_activations(graph)
+    stats["copies"] = _views_to_copies(graph)
+    remove_dead_ops(graph)
+    lower(graph)
+    plan = plan_memory(graph, inplace=inplace)
+    stats["inplace_ops"] = plan.inplace
+    macs = sum(op.macs for op in graph.ops)
+    inputs, outputs = _io(graph, graph.inputs), _io(graph, graph.outputs)
+    meta = {
+        "name": name or graph.name,
+        "source_sha256": backend.source_sha256(tflite),
+        "compiler": "tinymlaas " + __version__,
+        "ops": source_ops,
+        "macs": macs,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+    blob, const_bytes = backend.emit(graph, plan, meta)
+    return CompiledModel(blob=blob, arena_bytes=plan.arena_bytes, macs=macs,
+                         ops=[op.kind for op in graph.ops if op.kind != "VIEW"], tflite_bytes=len(tflite),
+                         inputs=inputs, outputs=outputs, source_ops=source_ops,
+                         arena_lower_bound=plan.lower_bound, plan_strategy=plan.strategy, const_bytes=const_bytes,
+                         passes=stats)
+
+
+def compile_tflite(path_or_bytes, name=None, inplace=True):
+    """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+        default_name = ""
+    else:
+        p = Path(path_or_bytes)
+        data = p.read_bytes()
+        default_name = p.stem
+    graph = parse_tflite(data)
+    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace)

@@ -1,0 +1,10 @@
+"""Compile-time errors: everything the compiler cannot turn into an exact blob is refused here, never on a device."""
+
+
+class CompileError(ValueError):
+    """The model uses something the blob format or the compiler does not support (message names op and position)."""
+
+
+def op_where(op):
+    """'CONV_2D (op 3)': how errors name an op, by TFLite builtin name and its position in the source model."""
+    return "%s (op %d)" % (op.kind, op.index)

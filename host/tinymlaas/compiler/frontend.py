@@ -1,0 +1,85 @@
+"""TFLite flatbuffer -> IR. Reads one subgraph; refuses what cannot become a blob with an error naming the op."""
+
+import numpy as np
+
+from .errors import CompileError
+from .ir import Graph, Op, Tensor
+from .tflite_schema import ACTIVATION_NAMES, BUILTIN_NAMES, PADDING_NAMES, TENSOR_TYPE_NAMES, schema
+
+_NUMPY_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+                 "float32": np.float32, "bool": np.bool_}
+
+
+def _options(op):
+    """The op's builtin options as a plain dict (activation and padding as names)."""
+    opts = {}
+    if op.builtinOptions is not None:
+        for k, v in vars(op.builtinOptions).items():
+            if isinstance(v, np.ndarray):
+                v = [int(x) for x in v]
+            opts[k] = v
+    if "fusedActivationFunction" in opts:
+        opts["fusedActivationFunction"] = ACTIVATION_NAMES.get(opts["fusedActivationFunction"], "UNKNOWN")
+    if "padding" in opts and isinstance(opts["padding"], int):
+        opts["padding"] = PADDING_NAMES.get(opts["padding"], "UNKNOWN")
+    return opts
+
+
+def _tensor(t, buffers, idx):
+    name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "t%d" % idx)
+    dtype = TENSOR_TYPE_NAMES.get(t.type, "unknown")
+    shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+    scale, zp, qdim = (), (), 0
+    q = t.quantization
+    if q is not None and q.scale is not None and len(q.scale) > 0:
+        scale = tuple(float(s) for s in np.asarray(q.scale, dtype=np.float32))
+        zp = tuple(int(z) for z in q.zeroPoint) if q.zeroPoint is not None else (0,) * len(scale)
+        qdim = int(q.quantizedDimension)
+    data = None
+    buf = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+    if buf is not None and (getattr(buf, "offset", 0) or 0) > 1:
+        raise CompileError("tensor %r keeps its data outside the flatbuffer (models > 2 GB are not supported)" % name)
+    if buf is not None and buf.data is not None and len(buf.data) > 0:
+        if dtype not in _NUMPY_DTYPES:
+            raise CompileError("constant tensor %r has dtype %s, which the compiler does not support" % (name, dtype))
+        raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+        arr = np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype])
+        n = int(np.prod(shape)) if shape else 1
+        if arr.size != n:
+            raise CompileError("constant tensor %r holds %d values for shape %s" % (name, arr.size, shape))
+        data = arr.reshape(shape).copy()
+    return Tensor(name, dtype, shape, scale, zp, qdim, data)
+
+
+def parse_tflite(buf):
+    """Parse .tflite bytes into a Graph of the first (main) subgraph."""
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise CompileError("not a TFLite flatbuffer (file identifier %r, expected b'TFL3')" % bytes(buf[4:8]))
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    except Exception as e:  # the flatbuffers runtime raises assorted errors on corrupt input
+        raise CompileError("corrupt TFLite flatbuffer: %s" % e) from None
+    if not model.subgraphs:
+        raise CompileError("the model has no subgraph")
+    if len(model.subgraphs) > 1:
+        raise CompileError("the model has %d subgraphs; control flow (WHILE/IF/CALL_ONCE) is not supported"
+                           % len(model.subgraphs))
+    g = model.subgraphs[0]
+    buffers = model.buffers or []
+    tensors = [_tensor(t, buffers, i) for i, t in enumerate(g.tensors or [])]
+    ops = []
+    for k, op in enumerate(g.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        kind = BUILTIN_NAMES.get(builtin, "BUILTIN_%d" % builtin)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            cname = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            raise CompileError("CUSTOM op %r (op %d) is not supported" % (cname, k))
+        ins = [int(i) for i in op.inputs] if op.inputs is not None else []
+        outs = [int(i) for i in op.outputs] if op.outputs is not None else []
+        ops.append(Op(kind, ins, outs, _options(op), k))
+    name = ""
+    if model.description:
+        name = model.description.decode("utf-8", "replace") if isinstance(model.description, bytes) else \
+            str(model.description)
+    return Graph(tensors, ops, [int(i) for i in g.inputs], [int(i) for i in g.outputs], name)

@@ -1,0 +1,77 @@
+"""Pass 4: fusion.
+
+* A LUT whose table is a pure clamp (RELU / RELU6 on unchanged quantization) that follows CONV_2D,
+  DEPTHWISE_CONV_2D, FULLY_CONNECTED or ADD narrows that op's activation range instead: clamp(clamp(v, a, b), c, d)
+  == clamp(v, max(a, c), min(b, d)), so this is exact.
+* PAD (zero padding in the real domain: pad value == zero point) followed by CONV_2D or DEPTHWISE_CONV_2D becomes
+  extra top/left padding of the convolution: the convolution skips positions outside its input, which contributes
+  exactly what (zero_point + in_off) == 0 contributes. Bottom/right padding is implied by the output size.
+  (Pools are not fused: AVERAGE_POOL_2D would stop counting the padded positions, MAX_POOL_2D would stop seeing them.)
+"""
+
+import numpy as np
+
+from .lut import lut_clamp_range
+
+ACT_RANGE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
+
+
+def _sole_consumer(graph, t):
+    if t in graph.outputs:
+        return None
+    users = [op for op in graph.ops if t in op.inputs]
+    return users[0] if len(users) == 1 else None
+
+
+def fuse_activations(graph):
+    n = 0
+    for op in list(graph.ops):
+        if op.kind != "LUT" or op.options.get("source_kind") not in ("RELU", "RELU6", "RELU_N1_TO_1"):
+            continue
+        src = graph.producer(op.inputs[0])
+        if src is None or src.kind not in ACT_RANGE_OPS or _sole_consumer(graph, op.inputs[0]) is not op:
+            continue
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        if not x.same_quant(y):
+            continue
+        rng = lut_clamp_range(graph.tensors[op.inputs[1]].data)
+        if rng is None:
+            continue
+        lo, hi = src.options.get("extra_act_range", (-128, 127))
+        src.options["extra_act_range"] = (max(lo, rng[0]), min(hi, rng[1]))
+        src.outputs = [op.outputs[0]]
+        graph.ops.remove(op)
+        n += 1
+    return n
+
+
+def fuse_pads(graph):
+    n = 0
+    for op in list(graph.ops):
+        if op.kind not in ("PAD", "PADV2"):
+            continue
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        pads = graph.tensors[op.inputs[1]]
+        if not pads.is_const or x.dtype != "int8" or len(x.shape) != 4 or not x.same_quant(y):
+            continue
+        pad_value = y.zp
+        if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+            cv = graph.tensors[op.inputs[2]]
+            if not cv.is_const:
+                continue
+            pad_value = int(np.asarray(cv.data).reshape(-1)[0])
+        if pad_value != x.zp:
+            continue
+        p = np.asarray(pads.data).reshape(4, 2)
+        if p[0].any() or p[3].any() or (p < 0).any():
+            continue
+        conv = _sole_consumer(graph, op.outputs[0])
+        if conv is None or conv.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or conv.inputs[0] != op.outputs[0]:
+            continue
+        top, left = conv.options.get("pre_pad", (0, 0, None, None))[:2]
+        # The convolution's own padding is computed on the padded size it was exported with.
+        conv.options["pre_pad"] = (top + int(p[1][0]), left + int(p[2][0]), y.shape[1], y.shape[2])
+        conv.inputs = [op.inputs[0]] + conv.inputs[1:]
+        graph.ops.remove(op)
+        n += 1
+    return n
