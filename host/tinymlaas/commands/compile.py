@@ -1,0 +1,43 @@
+"""`tinymlaas compile MODEL -o OUT [--json]`: TFLite int8 model -> tinymlaas blob."""
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers):
+    p = subparsers.add_parser("compile", help="compile a TFLite int8 model into a tinymlaas blob",
+                              description="Compile a TFLite int8 (or float-I/O int8) model into a tinymlaas blob: "
+                              "integer parameters folded, memory planned, ready for the device runtimes.")
+    p.add_argument("model", help="the .tflite file")
+    p.add_argument("-o", "--output", help="blob file to write (default: MODEL with suffix .tmlb)")
+    p.add_argument("--json", action="store_true", help="print the compile report as JSON on stdout")
+    p.add_argument("--no-inplace", action="store_true", help="never plan an op's output over its input")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..cli import UserError
+    from ..compiler import CompileError, compile_tflite
+
+    src = Path(args.model)
+    if not src.is_file():
+        raise UserError("no such model file: %s" % src)
+    out = Path(args.output) if args.output else src.with_suffix(".tmlb")
+    try:
+        cm = compile_tflite(src, inplace=not args.no_inplace)
+    except CompileError as e:
+        raise UserError("%s: %s" % (src, e)) from None
+    try:
+        out.write_bytes(cm.blob)
+    except OSError as e:
+        raise UserError("cannot write %s: %s" % (out, e.strerror)) from None
+    report = cm.report()
+    report["output"] = str(out)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("%s -> %s: %d B blob (tflite %d B), arena %d B, %d MACs, %d ops"
+              % (src, out, len(cm.blob), cm.tflite_bytes, cm.arena_bytes, cm.macs, len(cm.ops)))
+    return 0
