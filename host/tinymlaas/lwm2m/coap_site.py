@@ -1,0 +1,117 @@
+"""The server's CoAP resources: the Registration interface (/rd) and package downloads (/fw/<sha256>).
+
+One root resource routes on the full Uri-Path, so no request reaches a handler it was not meant for, and
+aiocoap's implicit block-wise reassembly is off: Block1 on /rd is refused with 4.13 (a registration must fit
+one datagram; this server allocates nothing for partial registrations), Block2 on /fw is computed per request.
+"""
+
+import logging
+
+from aiocoap import Message, interfaces
+from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
+
+from . import registration as R
+from .packages import MAX_SZX, BlockOutOfRange, block_slice
+
+log = logging.getLogger("tinymlaas.lwm2m.site")
+
+CODES = {
+    R.BAD_REQUEST: Code.BAD_REQUEST,
+    R.NOT_FOUND: Code.NOT_FOUND,
+    R.PRECONDITION_FAILED: Code.PRECONDITION_FAILED,
+    R.UNSUPPORTED_FORMAT: Code.UNSUPPORTED_CONTENT_FORMAT,
+}
+MAX_REGISTRATION_PAYLOAD = 1024
+
+
+def _error(code, text=""):
+    # Diagnostic payloads (RFC 7252 §5.5.2) help people reading captures; they are short, UTF-8 text.
+    return Message(code=code, payload=text.encode("utf-8")[:120])
+
+
+class Root(interfaces.Resource):
+    def __init__(self, server):
+        self.server = server
+
+    async def needs_blockwise_assembly(self, request):
+        return False
+
+    async def add_observation(self, request, serverobservation):
+        return None  # nothing here is observable
+
+    async def render(self, request):
+        path = request.opt.uri_path
+        try:
+            if path[:1] == ("rd",):
+                return self._registration(request, path[1:])
+            if len(path) == 2 and path[0] == "fw":
+                return self._package(request, path[1])
+        except R.Rejected as e:
+            log.info("%s %s from %s rejected: %s", request.code, "/".join(path), request.remote.hostinfo, e.reason)
+            return _error(CODES[e.code], e.reason)
+        return _error(Code.NOT_FOUND)
+
+    # ---- /rd ---------------------------------------------------------------------------------------------
+
+    def _registration(self, request, rest):
+        if request.opt.block1 is not None and (request.opt.block1.block_number or request.opt.block1.more):
+            m = _error(Code.REQUEST_ENTITY_TOO_LARGE, "registration must fit one datagram")
+            m.opt.size1 = MAX_REGISTRATION_PAYLOAD
+            return m
+        if len(request.payload) > MAX_REGISTRATION_PAYLOAD:
+            m = _error(Code.REQUEST_ENTITY_TOO_LARGE)
+            m.opt.size1 = MAX_REGISTRATION_PAYLOAD
+            return m
+        if not rest:
+            if request.code != Code.POST:
+                return _error(Code.METHOD_NOT_ALLOWED)
+            fields = R.check_register(request.opt.uri_query, request.opt.content_format, request.payload)
+            reg = self.server._register(fields, request.remote)
+            m = Message(code=Code.CREATED)
+            m.opt.location_path = ("rd", reg.id)
+            return m
+        if len(rest) != 1:
+            return _error(Code.NOT_FOUND)
+        reg_id = rest[0]
+        if request.code == Code.POST:
+            fields = R.check_update(request.opt.uri_query, request.opt.content_format, request.payload)
+            if not self.server._update(reg_id, fields, request.remote):
+                return _error(Code.NOT_FOUND)
+            return Message(code=Code.CHANGED)
+        if request.code == Code.DELETE:
+            if request.payload or request.opt.uri_query:
+                return _error(Code.BAD_REQUEST, "De-register takes no payload or query")
+            if not self.server._deregister(reg_id):
+                return _error(Code.NOT_FOUND)
+            return Message(code=Code.DELETED)
+        return _error(Code.METHOD_NOT_ALLOWED)
+
+    # ---- /fw/<sha256> ------------------------------------------------------------------------------------
+
+    def _package(self, request, sha):
+        if request.code != Code.GET:
+            return _error(Code.METHOD_NOT_ALLOWED)
+        data = self.server.packages.get(sha)
+        if data is None:
+            return _error(Code.NOT_FOUND)
+        b2 = request.opt.block2
+        num, szx = (b2.block_number, min(b2.size_exponent, MAX_SZX)) if b2 is not None else (0, MAX_SZX)
+        if b2 is not None and b2.size_exponent > MAX_SZX:
+            # The client asked for a reserved size: answer block NUM's first part at 1024 bytes is not the same
+            # byte range, so only block 0 can be served; anything else is a bad option.
+            if num != 0:
+                return _error(Code.BAD_OPTION, "SZX 7 is reserved over UDP")
+        try:
+            start, end, more = block_slice(len(data), num, szx)
+        except BlockOutOfRange as e:
+            return _error(Code.BAD_OPTION, str(e))
+        m = Message(code=Code.CONTENT, payload=data[start:end])
+        m.opt.content_format = 42
+        m.opt.etag = bytes.fromhex(sha[:16])
+        if more or num or b2 is not None:
+            m.opt.block2 = BlockOption.BlockwiseTuple(num, more, szx)
+        if num == 0:
+            m.opt.size2 = len(data)
+        self.server._note_download(sha, end, len(data), request.remote.hostinfo)
+        return m

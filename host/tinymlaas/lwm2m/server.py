@@ -1,0 +1,526 @@
+"""LwM2M server on aiocoap: registrations, device management, observations and package delivery.
+
+    server = await LwM2MServer("devices.db").start("127.0.0.1", 5683)
+    server.devices()                                   # [Registration]
+    await server.read("dev1", "/3/0")                  # {(3, 0, 0): "Acme", ...}
+    await server.write("dev1", "/1/0/1", 300)
+    await server.execute("dev1", "/5/0/2")
+    obs = await server.observe("dev1", "/32770/0/10", callback)
+    await server.push_package("dev1", blob, progress=print)
+    uri = server.offer_package(blob)                   # pull delivery via /5/0/1
+    queue = server.subscribe()                         # Event(kind, endpoint, registration)
+
+All device-management calls raise `NotRegistered`, `DeviceUnreachable` or `DeviceError(code)`.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiocoap
+from aiocoap import Message
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import TransportTuning
+from aiocoap.optiontypes import BlockOption
+
+from . import codecs as C
+from . import guard
+from . import paths as P
+from . import values as V
+from .coap_site import Root
+from .objects import TINYML_OBJECT_ID, default_model
+from .packages import PackageStore
+from .push import BlockAnswer, BlockTimeout, PushFailed, push_blocks
+from .registration import Registration
+from .store import Store
+
+log = logging.getLogger("tinymlaas.lwm2m.server")
+
+
+class LwM2MError(Exception):
+    pass
+
+
+class NotRegistered(LwM2MError):
+    pass
+
+
+class DeviceUnreachable(LwM2MError):
+    pass
+
+
+class DeviceError(LwM2MError):
+    def __init__(self, code, message=""):
+        super().__init__("device answered %s%s" % (code, (": " + message) if message else ""))
+        self.code = code
+
+
+@dataclass
+class Event:
+    kind: str  # registered, updated, deregistered, expired, capabilities
+    endpoint: str
+    registration: Registration
+
+
+def dotted(code):
+    return "%d.%02d" % (int(code) >> 5, int(code) & 0x1F)
+
+
+class _Tuning(TransportTuning):
+    """Per-request CoAP timing (RFC 7252 §4.8 allows other values when the path is known)."""
+
+    def __init__(self, ack_timeout, max_retransmit):
+        self.ACK_TIMEOUT = ack_timeout
+        self.MAX_RETRANSMIT = max_retransmit
+
+
+class Observation:
+    """A running observation; `cancel()` stops it (the device is told with RST on its next notification)."""
+
+    def __init__(self, server, endpoint, path, request):
+        self.server, self.endpoint, self.path = server, endpoint, path
+        self._request = request
+        self.task = None
+        self.notifications = 0
+
+    def cancel(self):
+        if not self._request.observation.cancelled:
+            self._request.observation.cancel()
+        if self.task:
+            self.task.cancel()
+        self.server._observations.get(self.endpoint, set()).discard(self)
+
+    @property
+    def active(self):
+        return not self._request.observation.cancelled and self.task is not None and not self.task.done()
+
+
+class LwM2MServer:
+    def __init__(self, db_path=":memory:", model=None, *, read_capabilities=True, sweep_interval=1.0,
+                 request_timeout=30.0, public_host=None, packages_dir=None):
+        self.store = Store(db_path)
+        self.model = model or default_model()
+        self.read_capabilities = read_capabilities
+        self.sweep_interval = sweep_interval
+        self.request_timeout = request_timeout
+        self.public_host = public_host
+        if packages_dir is None and str(db_path) != ":memory:":
+            packages_dir = Path(db_path).with_name(Path(db_path).name + ".packages")
+        self.packages = PackageStore(packages_dir)
+        self.context = None
+        self.host = None
+        self.port = None
+        self.guard_stats = None
+        self.downloads = {}  # sha -> {hostinfo: highest byte served}, for pull-delivery progress
+        self._regs = {}  # endpoint -> Registration
+        self._by_id = {}  # registration id -> endpoint
+        self._observations = {}  # endpoint -> set(Observation)
+        self._subscribers = []
+        self._callbacks = []
+        self._tasks = set()
+        self._sweeper = None
+        self._push_offsets = {}  # (endpoint, sha) -> acknowledged bytes, for resumable pushes
+        for row in self.store.devices():
+            reg = Registration(
+                endpoint=row["endpoint"], id=row["registration"], address=row["address"], lifetime=row["lifetime"],
+                lwm2m_version=row["lwm2m_version"], binding=row["binding"], objects=row["objects"],
+                registered_at=row["registered_at"], updated_at=row["updated_at"], capabilities=row["capabilities"])
+            self._regs[reg.endpoint] = reg
+            self._by_id[reg.id] = reg.endpoint
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self, host="127.0.0.1", port=5683):
+        self.context = await aiocoap.Context.create_server_context(Root(self), bind=(host, port), transports=["udp6"])
+        self.guard_stats = guard.install(self.context)
+        self.host, self.port = host, guard.bound_port(self.context) or port
+        self._sweeper = asyncio.create_task(self._sweep_expired())
+        log.info("LwM2M server on coap://%s:%d", host, self.port)
+        return self
+
+    async def stop(self):
+        if self._sweeper:
+            self._sweeper.cancel()
+        for obs in [o for s in self._observations.values() for o in s]:
+            obs.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        if self.context:
+            await self.context.shutdown()
+            self.context = None
+        self.store.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+    # ---- registrations -----------------------------------------------------------------------------------
+
+    def devices(self):
+        return sorted(self._regs.values(), key=lambda r: r.endpoint)
+
+    def device(self, endpoint):
+        reg = self._regs.get(endpoint)
+        if reg is None:
+            raise NotRegistered("no registered device %r" % endpoint)
+        return reg
+
+    def subscribe(self, maxsize=1000):
+        """An asyncio.Queue receiving every Event from now on."""
+        q = asyncio.Queue(maxsize)
+        self._subscribers.append(q)
+        return q
+
+    def on_event(self, callback):
+        self._callbacks.append(callback)
+
+    def _emit(self, kind, reg):
+        ev = Event(kind, reg.endpoint, reg)
+        for q in self._subscribers:
+            try:
+                q.put_nowait(ev)
+            except asyncio.QueueFull:
+                log.warning("event queue full, dropping %s %s", kind, reg.endpoint)
+        for cb in self._callbacks:
+            try:
+                cb(ev)
+            except Exception:
+                log.exception("event callback failed")
+
+    def _spawn(self, coro):
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    def _register(self, fields, remote):
+        now = time.time()
+        old = self._regs.get(fields["endpoint"])
+        if old is not None:
+            self._drop(old)
+        reg_id = secrets.token_hex(4)
+        while reg_id in self._by_id:
+            reg_id = secrets.token_hex(4)
+        reg = Registration(id=reg_id, address=remote.hostinfo, registered_at=now, updated_at=now, remote=remote, **fields)
+        self._regs[reg.endpoint] = reg
+        self._by_id[reg.id] = reg.endpoint
+        self.store.save_device(reg, "registered")
+        self._emit("registered", reg)
+        self._maybe_read_capabilities(reg)
+        return reg
+
+    def _update(self, reg_id, fields, remote):
+        ep = self._by_id.get(reg_id)
+        if ep is None:
+            return False
+        reg = self._regs[ep]
+        objects_changed = "objects" in fields and fields["objects"] != reg.objects
+        for k, v in fields.items():
+            setattr(reg, k, v)
+        reg.updated_at = time.time()
+        reg.address, reg.remote = remote.hostinfo, remote  # NAT rebinding: answer where the device is now
+        self.store.save_device(reg, "updated")
+        self._emit("updated", reg)
+        if objects_changed or reg.capabilities is None:
+            self._maybe_read_capabilities(reg)
+        return True
+
+    def _deregister(self, reg_id):
+        ep = self._by_id.get(reg_id)
+        if ep is None:
+            return False
+        reg = self._regs[ep]
+        self._drop(reg)
+        self.store.delete_device(ep, "deregistered")
+        self._emit("deregistered", reg)
+        return True
+
+    def _drop(self, reg):
+        self._regs.pop(reg.endpoint, None)
+        self._by_id.pop(reg.id, None)
+        for obs in list(self._observations.pop(reg.endpoint, ())):
+            obs.cancel()
+
+    async def _sweep_expired(self):
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            now = time.time()
+            for reg in [r for r in self._regs.values() if r.expires_at() < now]:
+                log.info("registration of %s expired", reg.endpoint)
+                self._drop(reg)
+                self.store.delete_device(reg.endpoint, "expired")
+                self._emit("expired", reg)
+
+    def _maybe_read_capabilities(self, reg):
+        if self.read_capabilities and reg.has_object(TINYML_OBJECT_ID):
+            self._spawn(self.refresh_capabilities(reg.endpoint))
+
+    async def refresh_capabilities(self, endpoint):
+        """Read the TinyML object and store it, by resource name, as the device's capabilities."""
+        reg = self.device(endpoint)
+        try:
+            values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID)
+        except LwM2MError as e:
+            log.warning("reading capabilities of %s failed: %s", endpoint, e)
+            return None
+        caps = capabilities_from_values(self.model, values)
+        if self._regs.get(endpoint) is reg:
+            reg.capabilities = caps
+            self.store.set_capabilities(endpoint, caps)
+            self._emit("capabilities", reg)
+        return caps
+
+    # ---- device management -------------------------------------------------------------------------------
+
+    def _message(self, reg, code, path, payload=b"", content_format=None, accept=None, query=()):
+        msg = Message(code=code, payload=payload)
+        root = [s for s in reg.root_path.split("/") if s]
+        if reg.remote is not None:
+            msg.remote = reg.remote
+        else:
+            msg.set_request_uri("coap://%s/" % reg.address)
+        msg.opt.uri_path = tuple(root) + tuple(str(i) for i in path)
+        if content_format is not None:
+            msg.opt.content_format = content_format
+        if accept is not None:
+            msg.opt.accept = accept
+        if query:
+            msg.opt.uri_query = tuple(query)
+        return msg
+
+    async def _exchange(self, msg, timeout=None, handle_blockwise=True):
+        try:
+            return await asyncio.wait_for(self.context.request(msg, handle_blockwise=handle_blockwise).response,
+                                          timeout or self.request_timeout)
+        except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
+            raise DeviceUnreachable("no answer from %s: %s" % (msg.remote.hostinfo, type(e).__name__)) from None
+
+    def _check(self, resp):
+        if not resp.code.is_successful():
+            raise DeviceError(dotted(resp.code), resp.payload[:120].decode("utf-8", "replace"))
+        return resp
+
+    def _decode(self, path, resp):
+        fmt = resp.opt.content_format
+        if fmt is None:
+            fmt = C.TEXT if len(path) >= 3 else C.TLV
+        try:
+            return C.decode(int(fmt), path, resp.payload, self.model)
+        except C.CodecError as e:
+            raise DeviceError(dotted(resp.code), "undecodable %s payload: %s" % (fmt, e)) from None
+
+    async def read(self, endpoint, path, fmt=None, timeout=None):
+        """Read -> {path tuple: value}. fmt (e.g. C.SENML_CBOR or "tlv") is sent as Accept."""
+        reg = self.device(endpoint)
+        path = P.check(path)
+        accept = C.content_format(fmt) if fmt is not None else None
+        resp = self._check(await self._exchange(self._message(reg, Code.GET, path, accept=accept), timeout))
+        return self._decode(path, resp)
+
+    async def read_value(self, endpoint, path, fmt=None):
+        """Read one resource and return its value."""
+        path = P.check(path)
+        values = await self.read(endpoint, path, fmt)
+        if path not in values:
+            raise DeviceError("2.05", "no value for %s in the answer" % P.fmt(path))
+        return values[path]
+
+    def _write_format(self, reg, path, values, fmt):
+        if fmt is not None:
+            return C.content_format(fmt)
+        if len(values) == 1 and path in values and len(path) >= 3:
+            return C.OPAQUE if isinstance(values[path], (bytes, bytearray)) else C.TEXT
+        return C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR
+
+    async def write(self, endpoint, path, values, fmt=None, replace=True, timeout=None):
+        """Write. `values` is a value (for a single resource path) or {path: value}. replace=False sends a
+        partial update (POST) instead of a replace (PUT)."""
+        reg = self.device(endpoint)
+        path = P.check(path)
+        if not isinstance(values, dict):
+            values = {path: values}
+        values = {P.check(k): v for k, v in values.items()}
+        fmt = self._write_format(reg, path, values, fmt)
+        payload = C.encode(fmt, path, values, self.model)
+        msg = self._message(reg, Code.PUT if replace else Code.POST, path, payload, content_format=fmt)
+        return dotted(self._check(await self._exchange(msg, timeout)).code)
+
+    async def write_attributes(self, endpoint, path, timeout=None, **attrs):
+        """Write-Attributes, e.g. pmin=5, pmax=60, gt=..., lt=..., st=...; None clears one."""
+        reg = self.device(endpoint)
+        path = P.check(path)
+        allowed = {"pmin", "pmax", "gt", "lt", "st", "epmin", "epmax", "edge", "con", "hqmax"}
+        bad = set(attrs) - allowed
+        if bad:
+            raise ValueError("unknown notification attributes %s" % sorted(bad))
+        query = [k if v is None else "%s=%s" % (k, v) for k, v in attrs.items()]
+        return dotted(self._check(await self._exchange(self._message(reg, Code.PUT, path, query=query), timeout)).code)
+
+    async def execute(self, endpoint, path, args=None, timeout=None):
+        reg = self.device(endpoint)
+        path = P.check(path)
+        if len(path) != 3:
+            raise ValueError("Execute needs a resource path /o/i/r")
+        payload = args.encode("utf-8") if isinstance(args, str) else (args or b"")
+        msg = self._message(reg, Code.POST, path, payload, content_format=C.TEXT if payload else None)
+        return dotted(self._check(await self._exchange(msg, timeout)).code)
+
+    async def discover(self, endpoint, path, timeout=None):
+        reg = self.device(endpoint)
+        path = P.check(path)
+        resp = self._check(await self._exchange(self._message(reg, Code.GET, path, accept=C.LINK_FORMAT), timeout))
+        try:
+            return C.linkformat.decode(resp.payload)
+        except C.CodecError as e:
+            raise DeviceError(dotted(resp.code), "undecodable Discover answer: %s" % e) from None
+
+    async def create(self, endpoint, path, values, fmt=None, timeout=None):
+        reg = self.device(endpoint)
+        path = P.check(path)
+        fmt = C.content_format(fmt) if fmt is not None else (C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR)
+        payload = C.encode(fmt, path, {P.check(k): v for k, v in values.items()}, self.model)
+        resp = self._check(await self._exchange(self._message(reg, Code.POST, path, payload, content_format=fmt), timeout))
+        return resp.opt.location_path
+
+    async def delete(self, endpoint, path, timeout=None):
+        reg = self.device(endpoint)
+        path = P.check(path)
+        return dotted(self._check(await self._exchange(self._message(reg, Code.DELETE, path), timeout)).code)
+
+    async def observe(self, endpoint, path, callback, fmt=None):
+        """Observe a path. callback(values, observation) runs for the first answer and every notification;
+        callback(None, observation) once when the observation ends (device gone, cancelled by the device)."""
+        reg = self.device(endpoint)
+        path = P.check(path)
+        msg = self._message(reg, Code.GET, path, accept=C.content_format(fmt) if fmt is not None else None)
+        msg.opt.observe = 0
+        request = self.context.request(msg)
+        try:
+            first = await asyncio.wait_for(request.response, self.request_timeout)
+        except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
+            request.observation.cancel()
+            raise DeviceUnreachable("no answer to Observe from %s: %s" % (reg.address, type(e).__name__)) from None
+        if not first.code.is_successful():
+            request.observation.cancel()
+            raise DeviceError(dotted(first.code))
+        obs = Observation(self, endpoint, path, request)
+        self._observations.setdefault(endpoint, set()).add(obs)
+        callback(self._decode(path, first), obs)
+        if first.opt.observe is None:
+            # The device answered but did not start an observation (RFC 7641 §3.1): nothing more will come.
+            request.observation.cancel()
+            callback(None, obs)
+            return obs
+
+        async def follow():
+            try:
+                async for note in request.observation:
+                    obs.notifications += 1
+                    try:
+                        values = self._decode(path, self._check(note))
+                    except LwM2MError as e:
+                        log.warning("bad notification from %s for %s: %s", endpoint, P.fmt(path), e)
+                        continue
+                    callback(values, obs)
+            except Exception as e:  # aiocoap ends observations with an exception (e.g. NotObservable)
+                log.info("observation %s %s ended: %s", endpoint, P.fmt(path), e)
+            finally:
+                self._observations.get(endpoint, set()).discard(obs)
+                callback(None, obs)
+
+        obs.task = self._spawn(follow())
+        return obs
+
+    def observations(self, endpoint):
+        return list(self._observations.get(endpoint, ()))
+
+    # ---- package delivery --------------------------------------------------------------------------------
+
+    async def push_package(self, endpoint, data, progress=None, block_size=1024, resume=True, block_retries=4,
+                           ack_timeout=2.0, max_retransmit=4, path="/5/0/0"):
+        """Write `data` into /5/0/0 block-wise (Block1, CON). Returns push.PushResult; raises push.PushFailed
+        (with .offset) after retries run out. With resume=True a push of the same bytes to the same device
+        continues from where the last failed one stopped; a device that lost its state answers 4.08 and the
+        transfer restarts from 0."""
+        import hashlib
+
+        reg = self.device(endpoint)
+        path = P.check(path)
+        if block_size not in (16, 32, 64, 128, 256, 512, 1024):
+            raise ValueError("block size must be a power of two in 16..1024")
+        szx = block_size.bit_length() - 5
+        key = (endpoint, hashlib.sha256(data).hexdigest())
+        offset = self._push_offsets.get(key, 0) if resume else 0
+        tuning = _Tuning(ack_timeout, max_retransmit)
+        # Whole-exchange bound: CoAP's MAX_TRANSMIT_WAIT for these settings (RFC 7252 §4.8.2) plus slack.
+        exchange_timeout = ack_timeout * ((2 ** (max_retransmit + 1)) - 1) * 1.5 + 1.0
+
+        async def send_block(num, more, szx_, chunk):
+            reg_now = self.device(endpoint)  # follows the device if it re-registers from another address
+            msg = self._message(reg_now, Code.PUT, path, bytes(chunk), content_format=C.OPAQUE)
+            msg.transport_tuning = tuning
+            msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx_)
+            if num == 0:
+                msg.opt.size1 = len(data)
+            try:
+                resp = await asyncio.wait_for(self.context.request(msg, handle_blockwise=False).response, exchange_timeout)
+            except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut):
+                raise BlockTimeout() from None
+            b1 = resp.opt.block1
+            return BlockAnswer(dotted(resp.code), (b1.block_number, b1.more, b1.size_exponent) if b1 else None,
+                               resp.opt.size1)
+
+        def on_progress(done, total):
+            self._push_offsets[key] = done
+            if progress:
+                progress(done, total)
+
+        try:
+            result = await push_blocks(send_block, data, szx, on_progress, offset, block_retries)
+        except PushFailed as e:
+            self._push_offsets[key] = e.offset
+            raise
+        self._push_offsets.pop(key, None)
+        return result
+
+    def offer_package(self, data):
+        """Make `data` downloadable (Block2) and return its coap:// URI for /5/0/1 Package URI."""
+        sha = self.packages.add(data)
+        host = self.public_host or self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = "[%s]" % host
+        return "coap://%s:%d/fw/%s" % (host, self.port, sha)
+
+    async def deliver_by_uri(self, endpoint, data):
+        """Pull delivery: offer the package and write its URI into /5/0/1; the device fetches it itself."""
+        uri = self.offer_package(data)
+        await self.write(endpoint, "/5/0/1", uri)
+        return uri
+
+    def _note_download(self, sha, served_to, total, who):
+        d = self.downloads.setdefault(sha, {})
+        d[who] = max(d.get(who, 0), served_to)
+
+
+def capabilities_from_values(model, values):
+    """TinyML object values -> {resource name: JSON-able value} (lists for multiple resources)."""
+    caps = {}
+    for path, value in sorted(values.items()):
+        res = model.resource(path)
+        name = res.name if res else str(path[2])
+        if isinstance(value, (bytes, bytearray)):
+            value = value.hex()
+        elif isinstance(value, V.ObjLink):
+            value = str(value)
+        if len(path) == 4:
+            caps.setdefault(name, []).append(value)
+        else:
+            caps[name] = value
+    return caps
