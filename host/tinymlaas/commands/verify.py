@@ -1,0 +1,115 @@
+"""`tinymlaas verify BLOB --reference MODEL.tflite --runtime R`: is the blob bit-exact with TFLite Micro?
+
+Runs the same seeded inputs through the runtime under test and through the judge (TFLite Micro; LiteRT's reference
+kernels when TFLite Micro cannot run the model) and compares every output element. Exit 0 bit-exact, 1 not,
+2 for bad input -- including a blob the runtime's loader rejects, with the loader's message.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_INPUTS = 10
+
+
+def register(subparsers):
+    p = subparsers.add_parser("verify", help="check a compiled blob is bit-exact with TFLite Micro",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("blob", help="compiled model blob (.blob)")
+    p.add_argument("--reference", required=True, metavar="MODEL.tflite", help="the .tflite it was compiled from")
+    p.add_argument("--runtime", default="host", choices=["host", "micropython", "c", "qemu-cortex-m4"],
+                   help="runtime under test (default: host, the NumPy reference executor)")
+    p.add_argument("--inputs", type=int, default=DEFAULT_INPUTS, metavar="N",
+                   help="number of random input sets (default %d)" % DEFAULT_INPUTS)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def _read(path, what):
+    from ..cli import UserError
+
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UserError("cannot read %s %s: %s" % (what, path, e.strerror or e))
+
+
+def verify(blob_bytes, model_bytes, runtime="host", n_inputs=DEFAULT_INPUTS, seed=0, runtime_options=None):
+    """Library form of the command: returns the result dict (see docs/verification.md).
+
+    Raises runtimes.BlobRejected when the runtime's loader refuses the blob and ValueError when the blob's graph
+    does not match the model's inputs.
+    """
+    from ..blob.reader import BlobFormatError, parse
+    from ..blob.reference import NP_DTYPE
+    from ..verify import compare, inputs, judge, runtimes
+
+    specs = inputs.input_specs(model_bytes)
+    try:
+        blob = parse(blob_bytes)
+    except BlobFormatError:
+        blob = None  # let the runtime's own loader say what is wrong
+    if blob is not None:
+        graph = [blob.tensors[i] for i in blob.inputs]
+        if len(graph) != len(specs) or any(
+                t.elements != int(np.prod(s.shape)) or NP_DTYPE[t.dtype] != s.dtype for t, s in zip(graph, specs)):
+            raise ValueError("the blob's inputs %s do not match the model's inputs %s" % (
+                [(list(t.shape), np.dtype(NP_DTYPE[t.dtype]).name) for t in graph],
+                [(list(s.shape), np.dtype(s.dtype).name) for s in specs]))
+    sets = inputs.random_inputs(specs, n_inputs, seed)
+    rt = runtimes.get_runtime(runtime, **(runtime_options or {}))
+    got = rt.run(blob_bytes, sets)
+    ref = judge.load_judge(model_bytes)
+    expected = ref.run(sets)
+    result = compare.compare(expected, got)
+    result.update({
+        "reference": ref.name,
+        "reference_note": ref.why_fallback,
+        "runtime": runtime,
+        "inputs": n_inputs,
+        "seed": seed,
+    })
+    return result
+
+
+def run(args):
+    from ..cli import UserError
+    from ..verify.judge import JudgeError
+    from ..verify.runtimes import BlobRejected, RuntimeUnavailable
+
+    if args.inputs < 1:
+        raise UserError("--inputs must be at least 1")
+    blob_bytes = _read(args.blob, "blob")
+    model_bytes = _read(args.reference, "reference model")
+    try:
+        result = verify(blob_bytes, model_bytes, args.runtime, args.inputs, args.seed)
+    except BlobRejected as e:
+        raise UserError("%s: invalid blob: %s" % (args.blob, e))
+    except (ValueError, JudgeError, RuntimeUnavailable) as e:
+        raise UserError(str(e))
+    result["blob"] = str(args.blob)
+    result["model"] = str(args.reference)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_human(result, sys.stdout)
+    return 0 if result["bit_exact"] else 1
+
+
+def _print_human(r, out):
+    what = "%d input set%s, %d output elements, runtime %s vs %s (seed %d)" % (
+        r["inputs"], "" if r["inputs"] == 1 else "s", r["elements"], r["runtime"], r["reference"], r["seed"])
+    if r["bit_exact"]:
+        print("bit-exact: " + what, file=out)
+    else:
+        f = r["first_mismatch"]
+        print("NOT bit-exact: %d of %d elements differ, max abs diff %g; first at input set %d, output %d, "
+              "element %d: expected %r, got %r" % (r["mismatches"], r["elements"], r["max_abs_diff"],
+                                                   f["input_set"], f["output"], f["index"], f["expected"],
+                                                   f["got"]), file=out)
+        print("  " + what, file=out)
+    if r["reference_note"]:
+        print("  note: %s; judged by TFLite's reference kernels instead" % r["reference_note"], file=out)

@@ -1,0 +1,59 @@
+"""The runtimes under test, behind one interface:
+
+    runtime.run(blob_bytes, inputs) -> outputs
+
+`inputs` is a list of input sets (each a list with one array per graph input, in graph order); `outputs` is one
+list of arrays per input set. A runtime that cannot start raises `RuntimeUnavailable`; one that rejects the blob
+raises `BlobRejected` carrying the loader's own message (this is how `tinymlaas verify` reports a corrupted blob).
+
+Runtimes are looked up by name in RUNTIMES as "module:Class", so the C and QEMU adapters live in their own modules
+and are imported only when asked for.
+"""
+
+import importlib
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime cannot run here (e.g. its binary is not built)."""
+
+
+class BlobRejected(ValueError):
+    """The runtime's loader refused the blob; str() is the loader's message."""
+
+
+class HostRuntime:
+    """The NumPy reference executor (tinymlaas.blob.reference)."""
+
+    name = "host"
+
+    def run(self, blob_bytes, inputs):
+        from ..blob.reader import BlobFormatError, parse
+        from ..blob.reference import Executor
+
+        try:
+            ex = Executor(parse(blob_bytes))
+        except BlobFormatError as e:
+            raise BlobRejected(str(e)) from e
+        return [ex.run(one) for one in inputs]
+
+
+RUNTIMES = {
+    "host": "tinymlaas.verify.runtimes:HostRuntime",
+    "micropython": "tinymlaas.verify.micropython:MicroPythonRuntime",
+    "c": "tinymlaas.verify.runtime_c:CRuntime",
+    "qemu-cortex-m4": "tinymlaas.verify.runtime_qemu:QemuRuntime",
+}
+
+
+def get_runtime(name, **options):
+    """Instantiate runtime `name` (a key of RUNTIMES) with adapter-specific keyword options."""
+    if name not in RUNTIMES:
+        raise KeyError("unknown runtime %r (known: %s)" % (name, ", ".join(RUNTIMES)))
+    module, cls = RUNTIMES[name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise RuntimeUnavailable("runtime %r is not available in this build (%s is missing)" % (name, module))
+    return getattr(mod, cls)(**options)
