@@ -1,0 +1,612 @@
+/* Kernels for every opcode of ABI 1 (docs/blob-format.md §5), bit-exact with TFLite Micro's reference kernels.
+ * They run only on ops the loader validated, so they do not re-check shapes. Dot products go through
+ * tml_dot.h, which has the portable and the Cortex-M DSP implementation. */
+#include <math.h>
+
+#include "tml_dot.h"
+
+#define DW_BLOCK 64 /* depthwise channels accumulated at once: 256 bytes of stack */
+
+typedef struct {
+    tml_tensor t;
+    uint32_t d[4];
+    const void *data;
+    uint8_t *out; /* writable view (arena tensors only) */
+} operand;
+
+static void get(const tml_model *m, uint16_t index, operand *o)
+{
+    tml_tensor_read(m, index, &o->t);
+    tml_dims4(&o->t, o->d);
+    o->data = o->t.storage == TML_ARENA ? (const void *)(m->arena + o->t.offset)
+                                        : (const void *)(m->consts + o->t.offset);
+    o->out = o->t.storage == TML_ARENA ? m->arena + o->t.offset : NULL;
+}
+
+static void get_params(const tml_op *op, int32_t *p)
+{
+    unsigned i;
+    for (i = 0; i < op->n_params && i < TML_MAX_PARAMS; i++)
+        p[i] = tml_op_param(op, i);
+}
+
+/* acc (a sum bounded by TML_MAX_DOT) + bias, wrapping like TFLM's int32 add; then requantize and clamp */
+static inline int8_t requant(int32_t sum, const uint8_t *bias, const uint8_t *mult, const uint8_t *shift,
+                             int32_t out_off, int32_t lo, int32_t hi)
+{
+    int32_t acc = (int32_t)((uint32_t)sum + (uint32_t)tml_ld32(bias));
+    return (int8_t)tml_clamp(tml_mbqm(acc, tml_ld32(mult), tml_ld32(shift)) + out_off, lo, hi);
+}
+
+/* Range of filter taps k in [0, K) with 0 <= o + k*d < size. */
+static void tap_range(int64_t o, uint32_t d, uint32_t K, uint32_t size, uint32_t *lo, uint32_t *hi)
+{
+    int64_t l = o >= 0 ? 0 : (-o + d - 1) / d;
+    int64_t h = (int64_t)size - o <= 0 ? 0 : ((int64_t)size - o + d - 1) / d;
+    if (h > K)
+        h = K;
+    if (l > h)
+        l = h;
+    *lo = (uint32_t)l;
+    *hi = (uint32_t)h;
+}
+
+static tml_status conv_2d(tml_model *m, const tml_op *op)
+{
+    operand x, w, b, mu, sh, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t n, oy, ox, oc, N, H, W, C, Kh, Kw, Co, Ho, Wo, fstride;
+    const int8_t *xd, *wd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &w);
+    get(m, tml_op_in(op, 2), &b);
+    get(m, tml_op_in(op, 3), &mu);
+    get(m, tml_op_in(op, 4), &sh);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    N = x.d[0]; H = x.d[1]; W = x.d[2]; C = x.d[3];
+    Co = w.t.dims[0]; Kh = w.t.dims[1]; Kw = w.t.dims[2];
+    Ho = y.d[1]; Wo = y.d[2];
+    fstride = Kh * Kw * C;
+    xd = (const int8_t *)x.data;
+    wd = (const int8_t *)w.data;
+    yd = (int8_t *)y.out;
+    for (n = 0; n < N; n++)
+        for (oy = 0; oy < Ho; oy++) {
+            int64_t iy0 = (int64_t)oy * p[0] - p[4];
+            uint32_t ky0, ky1;
+            tap_range(iy0, (uint32_t)p[2], Kh, H, &ky0, &ky1);
+            for (ox = 0; ox < Wo; ox++) {
+                int64_t ix0 = (int64_t)ox * p[1] - p[5];
+                uint32_t kx0, kx1, ky, kx;
+                int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * Co;
+                tap_range(ix0, (uint32_t)p[3], Kw, W, &kx0, &kx1);
+                for (oc = 0; oc < Co; oc += 4) {
+                    int32_t acc[4] = {0, 0, 0, 0};
+                    uint32_t j, nb = Co - oc < 4 ? Co - oc : 4;
+                    const int8_t *wo = wd + (size_t)oc * fstride;
+                    for (ky = ky0; ky < ky1; ky++) {
+                        uint32_t iy = (uint32_t)(iy0 + (int64_t)ky * p[2]);
+                        const int8_t *xrow = xd + ((size_t)n * H + iy) * W * C;
+                        const int8_t *wrow = wo + (size_t)ky * Kw * C;
+                        if (p[3] == 1) {
+                            /* dilation 1: the valid taps of a filter row are contiguous in x and in w */
+                            const int8_t *xp = xrow + (size_t)(ix0 + kx0) * C, *wp = wrow + (size_t)kx0 * C;
+                            uint32_t len = (kx1 - kx0) * C;
+                            if (nb == 4)
+                                tml_dot4(xp, wp, fstride, len, p[6], 0, acc);
+                            else
+                                for (j = 0; j < nb; j++)
+                                    acc[j] += tml_dot1(xp, wp + (size_t)j * fstride, len, p[6], 0);
+                        } else {
+                            for (kx = kx0; kx < kx1; kx++) {
+                                const int8_t *xp = xrow + (size_t)(ix0 + (int64_t)kx * p[3]) * C;
+                                const int8_t *wp = wrow + (size_t)kx * C;
+                                if (nb == 4)
+                                    tml_dot4(xp, wp, fstride, C, p[6], 0, acc);
+                                else
+                                    for (j = 0; j < nb; j++)
+                                        acc[j] += tml_dot1(xp, wp + (size_t)j * fstride, C, p[6], 0);
+                            }
+                        }
+                    }
+                    for (j = 0; j < nb; j++) {
+                        const uint32_t c = oc + j;
+                        out[c] = requant(acc[j], (const uint8_t *)b.data + 4 * c, (const uint8_t *)mu.data + 4 * c,
+                                         (const uint8_t *)sh.data + 4 * c, p[7], p[8], p[9]);
+                    }
+                }
+            }
+        }
+    return TML_OK;
+}
+
+static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
+{
+    operand x, w, b, mu, sh, y;
+    int32_t p[TML_MAX_PARAMS], acc[DW_BLOCK];
+    uint32_t n, oy, ox, N, H, W, C, Kh, Kw, Co, Ho, Wo, dm;
+    const int8_t *xd, *wd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &w);
+    get(m, tml_op_in(op, 2), &b);
+    get(m, tml_op_in(op, 3), &mu);
+    get(m, tml_op_in(op, 4), &sh);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    N = x.d[0]; H = x.d[1]; W = x.d[2]; C = x.d[3];
+    Kh = w.t.dims[1]; Kw = w.t.dims[2]; Co = w.t.dims[3];
+    Ho = y.d[1]; Wo = y.d[2];
+    dm = (uint32_t)p[10];
+    xd = (const int8_t *)x.data;
+    wd = (const int8_t *)w.data;
+    yd = (int8_t *)y.out;
+    for (n = 0; n < N; n++)
+        for (oy = 0; oy < Ho; oy++) {
+            int64_t iy0 = (int64_t)oy * p[0] - p[4];
+            uint32_t ky0, ky1;
+            tap_range(iy0, (uint32_t)p[2], Kh, H, &ky0, &ky1);
+            for (ox = 0; ox < Wo; ox++) {
+                int64_t ix0 = (int64_t)ox * p[1] - p[5];
+                uint32_t kx0, kx1, c0;
+                int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * Co;
+                tap_range(ix0, (uint32_t)p[3], Kw, W, &kx0, &kx1);
+                /* channels inner: x and w are both contiguous along channels for a given tap */
+                for (c0 = 0; c0 < Co; c0 += DW_BLOCK) {
+                    uint32_t cb = Co - c0 < DW_BLOCK ? Co - c0 : DW_BLOCK, j, ky, kx;
+                    memset(acc, 0, sizeof acc);
+                    for (ky = ky0; ky < ky1; ky++) {
+                        uint32_t iy = (uint32_t)(iy0 + (int64_t)ky * p[2]);
+                        for (kx = kx0; kx < kx1; kx++) {
+                            uint32_t ix = (uint32_t)(ix0 + (int64_t)kx * p[3]);
+                            const int8_t *xp = xd + (((size_t)n * H + iy) * W + ix) * C;
+                            const int8_t *wp = wd + ((size_t)ky * Kw + kx) * Co + c0;
+                            if (dm == 1) {
+                                xp += c0;
+                                j = 0;
+#if TML_DSP
+                                {
+                                    const uint32_t xo2 = tml_pair(p[6]);
+                                    for (; j + 4 <= cb; j += 4)
+                                        tml_mac4_lanes(xp + j, wp + j, xo2, acc + j);
+                                }
+#endif
+                                for (; j < cb; j++)
+                                    acc[j] += (xp[j] + p[6]) * wp[j];
+                            } else {
+                                for (j = 0; j < cb; j++)
+                                    acc[j] += (xp[(c0 + j) / dm] + p[6]) * wp[j];
+                            }
+                        }
+                    }
+                    for (j = 0; j < cb; j++) {
+                        const uint32_t c = c0 + j;
+                        out[c] = requant(acc[j], (const uint8_t *)b.data + 4 * c, (const uint8_t *)mu.data + 4 * c,
+                                         (const uint8_t *)sh.data + 4 * c, p[7], p[8], p[9]);
+                    }
+                }
+            }
+        }
+    return TML_OK;
+}
+
+static tml_status fully_connected(tml_model *m, const tml_op *op)
+{
+    operand x, w, b, mu, sh, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t r, o, rows, Ci, Co, per_channel;
+    const int8_t *xd, *wd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &w);
+    get(m, tml_op_in(op, 2), &b);
+    get(m, tml_op_in(op, 3), &mu);
+    get(m, tml_op_in(op, 4), &sh);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    Co = w.t.dims[0];
+    Ci = w.t.dims[1];
+    rows = tml_elements(&x.t) / Ci;
+    per_channel = tml_elements(&mu.t) > 1;
+    xd = (const int8_t *)x.data;
+    wd = (const int8_t *)w.data;
+    yd = (int8_t *)y.out;
+    for (r = 0; r < rows; r++) {
+        const int8_t *xr = xd + (size_t)r * Ci;
+        int8_t *out = yd + (size_t)r * Co;
+        for (o = 0; o < Co; o += 4) {
+            int32_t acc[4] = {0, 0, 0, 0};
+            uint32_t j, nb = Co - o < 4 ? Co - o : 4;
+            if (nb == 4)
+                tml_dot4(xr, wd + (size_t)o * Ci, Ci, Ci, p[0], p[1], acc);
+            else
+                for (j = 0; j < nb; j++)
+                    acc[j] = tml_dot1(xr, wd + (size_t)(o + j) * Ci, Ci, p[0], p[1]);
+            for (j = 0; j < nb; j++) {
+                uint32_t q = per_channel ? o + j : 0;
+                out[o + j] = requant(acc[j], (const uint8_t *)b.data + 4 * (o + j), (const uint8_t *)mu.data + 4 * q,
+                                     (const uint8_t *)sh.data + 4 * q, p[2], p[3], p[4]);
+            }
+        }
+    }
+    return TML_OK;
+}
+
+static tml_status pool_2d(tml_model *m, const tml_op *op, int is_max)
+{
+    operand x, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t n, oy, ox, c, H, W, C, Ho, Wo;
+    const int8_t *xd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    H = x.d[1]; W = x.d[2]; C = x.d[3];
+    Ho = y.d[1]; Wo = y.d[2];
+    xd = (const int8_t *)x.data;
+    yd = (int8_t *)y.out;
+    for (n = 0; n < x.d[0]; n++)
+        for (oy = 0; oy < Ho; oy++) {
+            int64_t iy0 = (int64_t)oy * p[0] - p[4];
+            uint32_t ky0, ky1;
+            tap_range(iy0, 1, (uint32_t)p[2], H, &ky0, &ky1);
+            for (ox = 0; ox < Wo; ox++) {
+                int64_t ix0 = (int64_t)ox * p[1] - p[5];
+                uint32_t kx0, kx1, count;
+                int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * C;
+                tap_range(ix0, 1, (uint32_t)p[3], W, &kx0, &kx1);
+                count = (ky1 - ky0) * (kx1 - kx0);
+                for (c = 0; c < C; c++) {
+                    int32_t acc = is_max ? -128 : 0, v;
+                    uint32_t ky, kx;
+                    for (ky = ky0; ky < ky1; ky++)
+                        for (kx = kx0; kx < kx1; kx++) {
+                            int32_t xv = xd[(((size_t)n * H + (size_t)(iy0 + ky)) * W + (size_t)(ix0 + kx)) * C + c];
+                            if (is_max)
+                                acc = xv > acc ? xv : acc;
+                            else
+                                acc += xv;
+                        }
+                    if (is_max) {
+                        v = acc;
+                    } else if (count == 0) {
+                        v = 0; /* window entirely in padding: TFLM divides by zero here; we define 0 */
+                    } else {
+                        v = acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count
+                                    : (acc - (int32_t)count / 2) / (int32_t)count;
+                    }
+                    out[c] = (int8_t)tml_clamp(v, p[6], p[7]);
+                }
+            }
+        }
+    return TML_OK;
+}
+
+/* Strides of a broadcast operand over the output's 4-D index space (0 where the operand's dim is 1). */
+static void bcast_strides(const uint32_t d[4], uint32_t s[4])
+{
+    s[3] = d[3] == 1 ? 0 : 1;
+    s[2] = d[2] == 1 ? 0 : d[3];
+    s[1] = d[1] == 1 ? 0 : d[3] * d[2];
+    s[0] = d[0] == 1 ? 0 : d[3] * d[2] * d[1];
+}
+
+static tml_status add_mul(tml_model *m, const tml_op *op, int is_add)
+{
+    operand a, b, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t sa[4], sb[4], i0, i1, i2, i3;
+    const int8_t *ad, *bd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &a);
+    get(m, tml_op_in(op, 1), &b);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    bcast_strides(a.d, sa);
+    bcast_strides(b.d, sb);
+    ad = (const int8_t *)a.data;
+    bd = (const int8_t *)b.data;
+    yd = (int8_t *)y.out;
+    for (i0 = 0; i0 < y.d[0]; i0++)
+        for (i1 = 0; i1 < y.d[1]; i1++)
+            for (i2 = 0; i2 < y.d[2]; i2++) {
+                size_t ab = (size_t)i0 * sa[0] + (size_t)i1 * sa[1] + (size_t)i2 * sa[2];
+                size_t bb = (size_t)i0 * sb[0] + (size_t)i1 * sb[1] + (size_t)i2 * sb[2];
+                int8_t *out = yd + (((size_t)i0 * y.d[1] + i1) * y.d[2] + i2) * y.d[3];
+                for (i3 = 0; i3 < y.d[3]; i3++) {
+                    int32_t av = ad[ab + (size_t)i3 * sa[3]], bv = bd[bb + (size_t)i3 * sb[3]], r;
+                    if (is_add) {
+                        int32_t xa = tml_mbqm((av + p[0]) * (1 << p[6]), p[1], p[2]);
+                        int32_t xb = tml_mbqm((bv + p[3]) * (1 << p[6]), p[4], p[5]);
+                        r = tml_mbqm(xa + xb, p[7], p[8]) + p[9];
+                        r = tml_clamp(r, p[10], p[11]);
+                    } else {
+                        r = tml_mbqm((av + p[0]) * (bv + p[1]), p[2], p[3]) + p[4];
+                        r = tml_clamp(r, p[5], p[6]);
+                    }
+                    out[i3] = (int8_t)r;
+                }
+            }
+    return TML_OK;
+}
+
+/* gemmlowp fixed-point helpers for SOFTMAX (docs/blob-format.md, "SOFTMAX"). */
+static int32_t half_sum(int32_t a, int32_t b)
+{
+    int64_t s = (int64_t)a + b;
+    return (int32_t)((s + (s >= 0 ? 1 : -1)) / 2);
+}
+
+static int32_t sat_shl(int32_t x, int k)
+{
+    int32_t t = (int32_t)(((uint32_t)1 << (31 - k)) - 1u);
+    if (x > t)
+        return INT32_MAX;
+    if (x < -t)
+        return INT32_MIN;
+    return (int32_t)((uint32_t)x << k);
+}
+
+static int32_t wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+static int32_t one_over_one_plus_x(int32_t a)
+{
+    int32_t half_den = half_sum(a, INT32_MAX);
+    int32_t x = wrap_add(1515870810, tml_srdhm(half_den, -1010580540));
+    int i;
+    for (i = 0; i < 3; i++) {
+        int32_t t = tml_srdhm(half_den, x);
+        int32_t one_minus = (int32_t)((uint32_t)(1u << 29) - (uint32_t)t);
+        x = wrap_add(x, sat_shl(tml_srdhm(x, one_minus), 2));
+    }
+    return sat_shl(x, 1);
+}
+
+static int clz32(uint32_t v)
+{
+    int n = 0;
+    if (!v)
+        return 32;
+    while (!(v & 0x80000000u)) {
+        v <<= 1;
+        n++;
+    }
+    return n;
+}
+
+static tml_status softmax(tml_model *m, const tml_op *op)
+{
+    operand x, t, y;
+    uint32_t rows, C, r, c;
+    const int8_t *xd;
+    const uint8_t *table;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &t);
+    get(m, tml_op_out(op), &y);
+    C = x.d[3];
+    rows = tml_elements(&x.t) / C;
+    xd = (const int8_t *)x.data;
+    table = (const uint8_t *)t.data;
+    yd = (int8_t *)y.out;
+    for (r = 0; r < rows; r++) {
+        const int8_t *xr = xd + (size_t)r * C;
+        int8_t *out = yd + (size_t)r * C;
+        int32_t mx = -128, recip, shifted;
+        uint32_t sum = 0;
+        int headroom, e;
+        for (c = 0; c < C; c++)
+            mx = xr[c] > mx ? xr[c] : mx;
+        for (c = 0; c < C; c++)
+            sum += (uint32_t)tml_rdbpot(tml_ld32(table + 4 * (uint32_t)(mx - xr[c])), 12);
+        headroom = clz32(sum);
+        shifted = (int32_t)((headroom < 32 ? sum << headroom : 0u) - 0x80000000u);
+        recip = one_over_one_plus_x(shifted);
+        e = (12 - headroom) + 31 - 8;
+        for (c = 0; c < C; c++) {
+            int32_t v = tml_srdhm(recip, tml_ld32(table + 4 * (uint32_t)(mx - xr[c])));
+            int64_t q = e >= 0 ? tml_rdbpot64(v, e) : (int64_t)v << -e;
+            out[c] = (int8_t)(q - 128 < -128 ? -128 : (q - 128 > 127 ? 127 : q - 128));
+        }
+    }
+    return TML_OK;
+}
+
+static tml_status lut(tml_model *m, const tml_op *op)
+{
+    operand x, t, y;
+    uint32_t i, n;
+    const int8_t *xd, *table;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &t);
+    get(m, tml_op_out(op), &y);
+    n = tml_elements(&x.t);
+    xd = (const int8_t *)x.data;
+    table = (const int8_t *)t.data;
+    yd = (int8_t *)y.out;
+    for (i = 0; i < n; i++) /* in place is fine: element i is read before it is written */
+        yd[i] = table[xd[i] + 128];
+    return TML_OK;
+}
+
+static tml_status pad(tml_model *m, const tml_op *op)
+{
+    operand x, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t i0, i1, i2;
+    const int8_t *xd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    xd = (const int8_t *)x.data;
+    yd = (int8_t *)y.out;
+    memset(yd, (int8_t)p[8], y.t.bytes);
+    for (i0 = 0; i0 < x.d[0]; i0++)
+        for (i1 = 0; i1 < x.d[1]; i1++)
+            for (i2 = 0; i2 < x.d[2]; i2++) {
+                size_t src = (((size_t)i0 * x.d[1] + i1) * x.d[2] + i2) * x.d[3];
+                size_t dst = ((((size_t)i0 + p[0]) * y.d[1] + i1 + p[2]) * y.d[2] + i2 + p[4]) * y.d[3] + p[6];
+                memcpy(yd + dst, xd + src, x.d[3]);
+            }
+    return TML_OK;
+}
+
+static tml_status mean(tml_model *m, const tml_op *op)
+{
+    operand x, y;
+    int32_t p[TML_MAX_PARAMS];
+    uint32_t lo[4], hi[4], c[4], o = 0, s[4];
+    int k;
+    const int8_t *xd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    xd = (const int8_t *)x.data;
+    yd = (int8_t *)y.out;
+    s[3] = 1;
+    for (k = 2; k >= 0; k--)
+        s[k] = s[k + 1] * x.d[k + 1];
+    /* odometer over the kept axes (row-major, which is the output's order); inner loops over reduced axes */
+    for (k = 0; k < 4; k++)
+        c[k] = 0;
+    for (;;) {
+        int32_t acc = 0;
+        uint32_t j0, j1, j2, j3;
+        for (k = 0; k < 4; k++) {
+            int red = (p[0] >> k) & 1;
+            lo[k] = red ? 0 : c[k];
+            hi[k] = red ? x.d[k] : c[k] + 1;
+        }
+        for (j0 = lo[0]; j0 < hi[0]; j0++)
+            for (j1 = lo[1]; j1 < hi[1]; j1++)
+                for (j2 = lo[2]; j2 < hi[2]; j2++)
+                    for (j3 = lo[3]; j3 < hi[3]; j3++)
+                        acc += xd[j0 * s[0] + j1 * s[1] + j2 * s[2] + j3 * s[3]] - p[1];
+        yd[o++] = (int8_t)tml_clamp(tml_mbqm(acc, p[3], p[4]) + p[2], -128, 127);
+        for (k = 3; k >= 0; k--) {
+            if ((p[0] >> k) & 1)
+                continue;
+            if (++c[k] < x.d[k])
+                break;
+            c[k] = 0;
+        }
+        if (k < 0)
+            break;
+    }
+    return TML_OK;
+}
+
+static tml_status concatenation(tml_model *m, const tml_op *op)
+{
+    static const uint8_t esize[6] = {0, 1, 1, 2, 4, 4};
+    operand y;
+    uint32_t axis = (uint32_t)tml_op_param(op, 0), outer = 1, k, i, o, base = 0, ystride, es;
+    int8_t *yd;
+    get(m, tml_op_out(op), &y);
+    es = esize[y.t.dtype];
+    for (k = 0; k < axis; k++)
+        outer *= y.d[k];
+    ystride = es;
+    for (k = axis; k < 4; k++)
+        ystride *= y.d[k];
+    yd = (int8_t *)y.out;
+    for (i = 0; i < op->n_in; i++) {
+        operand x;
+        uint32_t chunk;
+        get(m, tml_op_in(op, i), &x);
+        chunk = es;
+        for (k = axis; k < 4; k++)
+            chunk *= x.d[k];
+        for (o = 0; o < outer; o++)
+            memcpy(yd + (size_t)o * ystride + base, (const int8_t *)x.data + (size_t)o * chunk, chunk);
+        base += chunk;
+    }
+    return TML_OK;
+}
+
+static tml_status quantize(tml_model *m, const tml_op *op)
+{
+    operand x, y;
+    uint32_t i, n;
+    const uint8_t *xd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    n = tml_elements(&x.t);
+    xd = (const uint8_t *)x.data;
+    yd = (int8_t *)y.out;
+    for (i = 0; i < n; i++) {
+        float f, q;
+        int32_t v;
+        memcpy(&f, xd + 4 * i, 4);
+        q = roundf(f / y.t.scale); /* binary32 division, then round half away from zero */
+        if (q != q)
+            v = 0; /* NaN: TFLM's cast is undefined; we map it to the zero point */
+        else if (q > 1e6f)
+            v = 1000000;
+        else if (q < -1e6f)
+            v = -1000000;
+        else
+            v = (int32_t)q;
+        yd[i] = (int8_t)tml_clamp(v + y.t.zero_point, -128, 127);
+    }
+    return TML_OK;
+}
+
+static tml_status dequantize(tml_model *m, const tml_op *op)
+{
+    operand x, y;
+    uint32_t i, n;
+    const int8_t *xd;
+    uint8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    n = tml_elements(&x.t);
+    xd = (const int8_t *)x.data;
+    yd = y.out;
+    for (i = 0; i < n; i++) {
+        float f = (float)((double)x.t.scale * (double)(xd[i] - x.t.zero_point));
+        memcpy(yd + 4 * i, &f, 4);
+    }
+    return TML_OK;
+}
+
+static tml_status copy(tml_model *m, const tml_op *op)
+{
+    operand x, y;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_out(op), &y);
+    memmove(y.out, x.data, y.t.bytes);
+    return TML_OK;
+}
+
+tml_status tml_run_op(tml_model *m, const tml_op *op)
+{
+    switch (op->opcode) {
+    case OP_CONV_2D: return conv_2d(m, op);
+    case OP_DEPTHWISE_CONV_2D: return depthwise_conv_2d(m, op);
+    case OP_FULLY_CONNECTED: return fully_connected(m, op);
+    case OP_AVERAGE_POOL_2D: return pool_2d(m, op, 0);
+    case OP_MAX_POOL_2D: return pool_2d(m, op, 1);
+    case OP_ADD: return add_mul(m, op, 1);
+    case OP_MUL: return add_mul(m, op, 0);
+    case OP_SOFTMAX: return softmax(m, op);
+    case OP_LUT: return lut(m, op);
+    case OP_PAD: return pad(m, op);
+    case OP_MEAN: return mean(m, op);
+    case OP_CONCATENATION: return concatenation(m, op);
+    case OP_QUANTIZE: return quantize(m, op);
+    case OP_DEQUANTIZE: return dequantize(m, op);
+    case OP_COPY: return copy(m, op);
+    }
+    m->status = TML_E_RUNTIME;
+    return TML_E_RUNTIME;
+}
+
+const char *tml_kernel_set(void) { return TML_DSP ? "cortex-m-dsp" : "reference"; }
