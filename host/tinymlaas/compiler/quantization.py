@@ -170,7 +170,7 @@ def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
     for _ in range(3):
         t = srdhm(half_den, x)
         x = wrap32(x + sat_shl(srdhm(x, wrap32((1 << 29) - t)), 2))
-    return sat_shl(wrap32(x - (1 << 29)), 1)
+    return sat_shl(wrap32(x - (1 << 29)), 2)  # Rescale<0> of a Q2.29 value
 
 
 def gemmlowp_logistic(a, integer_bits):
@@ -187,7 +187,8 @@ def gemmlowp_tanh(a, integer_bits):
     if a == 0:
         return 0
     n = a if a < 0 else wrap32(-a)
-    t = exp_on_negative_values(wrap32(n * 2), integer_bits)
+    # gemmlowp ExactMulByPot<1> doubles the value by re-reading the same raw bits with one more integer bit.
+    t = exp_on_negative_values(n, integer_bits + 1)
     y = one_minus_x_over_one_plus_x_for_x_in_0_1(t)
     return wrap32(-y) if a < 0 else y
 
@@ -322,3 +323,81 @@ def leaky_relu_table(in_scale, in_zp, out_scale, out_zp, alpha):
             a = mbqm(v, m_a, s_a)
             out.append(_clamp8(out_zp + (-a if neg else a)))
     return out
+
+
+def _int16(v):
+    return ((v + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def _srdhm16(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    q = abs(ab + nudge) // (1 << 15)
+    return _int16(q if ab + nudge >= 0 else -q)
+
+
+def _sdhm16(a, b):
+    """hard_swish.h SaturatingDoublingHighMul (int16, truncating, no rounding nudge)."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    q = abs(ab) // (1 << 15)
+    return _int16(q if ab >= 0 else -q)
+
+
+def _sat_shl16(v, amount):
+    return max(-(1 << 15), min((1 << 15) - 1, v * (1 << amount)))
+
+
+def _downscale_to_int16(m):
+    """DownScaleInt32ToInt16Multiplier: round a Q0.31 multiplier to Q0.15."""
+    if m >= INT32_MAX - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
+def hard_swish_table(in_scale, in_zp, out_scale, out_zp):
+    """TFLM int8 HARD_SWISH (reference_ops::HardSwish with HardSwishPrepare's int16 multipliers)."""
+    hires_input_scale = f32(f32(1.0 / 128.0) * f32(in_scale))
+    reluish_scale = f32(3.0 / 32768.0)
+    om, oe = quantize_multiplier(f32(hires_input_scale / f32(out_scale)))
+    if oe > 0:
+        raise CompileError("HARD_SWISH: output scale too small for TFLite's int8 kernel")
+    rm, re = quantize_multiplier(f32(hires_input_scale / reluish_scale))
+    om16, rm16 = _downscale_to_int16(om), _downscale_to_int16(rm)
+    out = []
+    for x in _in_range():
+        v = _int16(x - in_zp)
+        hires = _int16(v * (1 << 7))
+        preshift_out = _srdhm16(hires, om16)
+        reluish = hires
+        if re > 0:
+            reluish = _sat_shl16(reluish, re - 1)
+        reluish = _srdhm16(reluish, rm16)
+        if re > 0:
+            reluish = _sat_shl16(reluish, 1)
+        if re < 0:
+            reluish = rdbpot(reluish, -re)
+        reluish = (reluish + (1 << 15)) >> 1
+        pre = _sdhm16(reluish, preshift_out)
+        o = _int16(rdbpot(pre, -oe) + out_zp)
+        out.append(_clamp8(o))
+    return out
+
+
+# -- MEAN ---------------------------------------------------------------------------------------------------------
+
+def mean_params(in_scale, out_scale, count):
+    """TFLM int8 MEAN (QuantizedMeanOrSum): QuantizeMultiplier(double(in)/double(out)), then 1/count folded in by
+    (mult << s) / count with s = floor(log2(count)) clamped to min(32, 31 + shift)."""
+    m, s = quantize_multiplier(in_scale / out_scale)
+    k = count.bit_length() - 1
+    k = min(k, 32, 31 + s)
+    m = (m << k) // count
+    s = s - k
+    if not -31 <= s <= 30:
+        raise CompileError("MEAN: requantization shift %d out of range" % s)
+    return m, s

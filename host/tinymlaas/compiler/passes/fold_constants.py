@@ -91,14 +91,56 @@ def _foldable(graph, op):
     return True
 
 
+_SAME_SHAPE = ("LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH", "QUANTIZE",
+               "DEQUANTIZE", "SOFTMAX")
+_BROADCAST = ("ADD", "MUL", "SUB")
+
+
+def _infer_shape(graph, op):
+    """Recompute an output shape the model may store with a placeholder batch (exported with a dynamic batch
+    dimension, TFLite keeps e.g. [1, 1] for a RESHAPE whose real shape is only known from the folded shape input)."""
+    if not op.outputs or op.outputs[0] < 0:
+        return
+    y = graph.tensors[op.outputs[0]]
+    ins = [graph.tensors[i] for i in op.inputs if i >= 0]
+    shape = None
+    if op.kind == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0 and graph.tensors[op.inputs[1]].is_const:
+        new = [int(v) for v in np.asarray(graph.tensors[op.inputs[1]].data).reshape(-1)]
+        n = ins[0].elements
+        if new.count(-1) == 1:
+            known = int(np.prod([d for d in new if d != -1])) or 1
+            new[new.index(-1)] = n // known
+        if int(np.prod(new)) == n:
+            shape = tuple(new)
+    elif op.kind in _SAME_SHAPE and ins:
+        shape = ins[0].shape
+    elif op.kind in _BROADCAST and len(ins) == 2:
+        try:
+            shape = tuple(np.broadcast_shapes(ins[0].shape, ins[1].shape))
+        except ValueError:
+            shape = None
+    elif op.kind == "FULLY_CONNECTED" and len(ins) >= 2 and len(ins[1].shape) == 2:
+        co, ci = ins[1].shape
+        if ci and ins[0].elements % ci == 0:
+            rows = ins[0].elements // ci
+            shape = tuple(ins[0].shape[:-1]) + (co,) if op.options.get("keepNumDims") else (rows, co)
+    elif op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D") and \
+            len(ins[0].shape) == 4 and len(y.shape) == 4:
+        shape = (ins[0].shape[0],) + tuple(y.shape[1:])
+    if shape is not None and tuple(shape) != tuple(y.shape):
+        y.shape = tuple(shape)
+
+
 def fold_constants(graph):
-    """Evaluate foldable ops in place; returns the number of ops folded."""
+    """Evaluate foldable ops in place (in execution order, re-deriving placeholder output shapes on the way);
+    returns the number of ops folded."""
     folded = 0
     changed = True
     while changed:
         changed = False
         for op in list(graph.ops):
             if not _foldable(graph, op):
+                _infer_shape(graph, op)
                 continue
             out = graph.tensors[op.outputs[0]]
             if op.kind == "SHAPE":

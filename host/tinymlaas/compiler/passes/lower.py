@@ -306,4 +306,4 @@ def lower(graph):
 SUPPORTED_TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
                         "MUL", "SOFTMAX", "PAD", "PADV2", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "MEAN",
                         "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1",
-                        "LEAKY_RELU")
+                        "LEAKY_RELU", "HARD_SWISH")

@@ -33,7 +33,9 @@ def table_for(op, x, y):
         return Q.tanh_table(x.s, x.zp)
     if k == "QUANTIZE":
         return Q.requantize_table(x.s, x.zp, y.s, y.zp)
-    raise CompileError("%s: int8 %s is not supported yet" % (op_where(op), k))
+    if k == "HARD_SWISH":
+        return Q.hard_swish_table(x.s, x.zp, y.s, y.zp)
+    raise CompileError("%s: int8 %s is not supported" % (op_where(op), k))
 
 
 def lower_to_lut(graph):
