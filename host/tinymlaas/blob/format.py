@@ -99,6 +99,8 @@ OPS = [
     OpSpec(13, "QUANTIZE", ("x",), ()),
     OpSpec(14, "DEQUANTIZE", ("x",), ()),
     OpSpec(15, "COPY", ("x",), ()),
+    # §10: decision trees / tree ensembles (the `trees` back-end), not emitted by the TFLite compiler.
+    OpSpec(16, "TREE_ENSEMBLE", ("x", "nodes", "leaves", "trees", "init"), ("frac_bits", "max_depth")),
 ]
 OPS_BY_CODE = {s.code: s for s in OPS}
 OPS_BY_NAME = {s.name: s for s in OPS}
