@@ -7,7 +7,7 @@ one datagram; this server allocates nothing for partial registrations), Block2 o
 
 import logging
 
-from aiocoap import Message, interfaces
+from aiocoap import Message, resource
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
@@ -30,8 +30,9 @@ def _error(code, text=""):
     return Message(code=code, payload=text.encode("utf-8")[:120])
 
 
-class Root(interfaces.Resource):
+class Root(resource.Resource):
     def __init__(self, server):
+        super().__init__()
         self.server = server
 
     async def needs_blockwise_assembly(self, request):

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 
 import aiocoap
-from aiocoap import Message, interfaces
+from aiocoap import Message, resource
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
@@ -20,8 +20,9 @@ from . import paths as P
 from .objects import default_model
 
 
-class ReferenceClient(interfaces.ObservableResource):
+class ReferenceClient(resource.ObservableResource):
     def __init__(self, endpoint, values=None, lifetime=60, lwm2m="1.1", max_package=1 << 20):
+        super().__init__()
         self.endpoint = endpoint
         self.lifetime = lifetime
         self.lwm2m = lwm2m
