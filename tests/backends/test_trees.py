@@ -125,7 +125,7 @@ def test_cyclic_node_table_is_rejected_on_host_and_device():
     x_train, y_train, x_test, _ = _data(2)
     blob, _ = compile_estimator(DecisionTreeClassifier(max_depth=4, random_state=0).fit(x_train, y_train))
     bad = _corrupt_child(blob)
-    with pytest.raises(ValueError, match="node 1: child node 0 is not in"):
+    with pytest.raises(ValueError, match="node 1.*child"):
         read_tree_blob(bad)
 
 
