@@ -45,7 +45,7 @@ def store(tmp_path):
     return DeploymentStore(db)
 
 
-def plan_ok(endpoint):
+def plan_ok(deployment, endpoint):
     if endpoint == "too-small":
         raise DeploymentError("no variant fits: needs 60000 B of contiguous RAM, device has 30000 B")
     return {"id": 7, "artifact_sha256": SHA_NEW}, b"package", "new", "2"

@@ -38,6 +38,9 @@ class Artifact:
     ops: list                 # op names the runtime must support
     features: dict            # runtime features needed, e.g. {"abi": 1, "float_io": False}
     report: dict = field(default_factory=dict)   # back-end specific details (passes applied, arena plan, ...)
+    # Golden vectors for the device's self-test: [(input bytes per graph input, output bytes per graph output)],
+    # computed by the back-end's own reference (TFLite Micro for int8 networks, scikit-learn for trees).
+    golden: list = field(default_factory=list)
 
 
 class Backend:

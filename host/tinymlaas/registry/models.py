@@ -37,12 +37,13 @@ migration(
         features TEXT NOT NULL,
         accuracy REAL,
         report TEXT NOT NULL DEFAULT '{}',
+        golden TEXT NOT NULL DEFAULT '[]',
         created_at REAL NOT NULL,
         UNIQUE (model_id, backend, options, runtime))""",
 )
 
 MODEL_JSON = ("labels", "input_spec", "metadata")
-VARIANT_JSON = ("options", "ops", "features", "report")
+VARIANT_JSON = ("options", "ops", "features", "report", "golden")
 
 
 class RegistryError(RuntimeError):
@@ -114,10 +115,11 @@ class ModelRegistry:
             self.db.execute("DELETE FROM variants WHERE id=?", (existing["id"],))
         self.db.execute(
             "INSERT INTO variants (model_id, backend, options, runtime, artifact_sha256, artifact_kind, flash_bytes, "
-            "ram_bytes, macs, ops, features, accuracy, report, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "ram_bytes, macs, ops, features, accuracy, report, golden, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (model["id"], backend, key, runtime, sha, artifact.kind, artifact.flash_bytes, artifact.ram_bytes,
              artifact.macs, json.dumps(list(artifact.ops)), json.dumps(artifact.features),
-             accuracy if accuracy is not None else model.get("accuracy"), json.dumps(artifact.report), time.time()),
+             accuracy if accuracy is not None else model.get("accuracy"), json.dumps(artifact.report),
+             json.dumps(_golden_hex(artifact.golden)), time.time()),
         )
         return self.variant_by_key(model, backend, key, runtime)
 
@@ -140,6 +142,15 @@ class ModelRegistry:
 
     def artifact(self, variant):
         return self.store.get(variant["artifact_sha256"])
+
+
+def _golden_hex(golden):
+    return [[[bytes(b).hex() for b in ins], [bytes(b).hex() for b in outs]] for ins, outs in golden]
+
+
+def golden_bytes(variant):
+    """The variant's golden vectors as [(input bytes list, output bytes list)]."""
+    return [([bytes.fromhex(h) for h in ins], [bytes.fromhex(h) for h in outs]) for ins, outs in variant["golden"]]
 
 
 def sha256_hex(data):

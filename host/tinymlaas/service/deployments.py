@@ -145,7 +145,7 @@ class DeploymentStore:
 
 
 class DeploymentEngine:
-    """Drives deployments to completion. `plan(endpoint)` returns (variant, package bytes, name, version) for the
+    """Drives deployments to completion. `plan(deployment, endpoint)` returns (variant, package bytes, name, version) for the
     device or raises DeploymentError with the reason it cannot get one (nothing fits)."""
 
     def __init__(self, store, channel, plan, rollback_package=None, log=None):
@@ -180,7 +180,7 @@ class DeploymentEngine:
 
     async def _deploy_device(self, dep_id, endpoint, progress):
         try:
-            variant, package, name, version = self.plan(endpoint)
+            variant, package, name, version = self.plan(self.store.get(dep_id), endpoint)
         except DeploymentError as e:
             self.store.set_device(dep_id, endpoint, "failed", str(e))
             return False

@@ -1,0 +1,77 @@
+"""The deployment engine's view of devices, implemented on the LwM2M server (object 5 + the TinyML object)."""
+
+import asyncio
+import time
+
+from ..lwm2m.server import LwM2MError
+from .deployments import DeliveryError, DeviceChannel
+
+TINYML = 32770
+# TinyML object resources (docs/tinyml-object.md).
+MODEL_NAME, MODEL_VERSION, MODEL_SHA256, MODEL_STATE = 11, 12, 13, 16
+
+FW_STATE = "/5/0/3"
+FW_RESULT = "/5/0/5"
+FW_UPDATE = "/5/0/2"
+# LwM2M object 5 Update Result codes (OMA-TS-LightweightM2M Core, object 5 resource 5).
+UPDATE_RESULTS = {
+    0: "initial value", 1: "firmware updated successfully", 2: "not enough flash memory for the package",
+    3: "out of RAM during download", 4: "connection lost during download", 5: "integrity check failure",
+    6: "unsupported package type", 7: "invalid URI", 8: "firmware update failed", 9: "unsupported protocol",
+}
+STATE_IDLE, STATE_DOWNLOADING, STATE_DOWNLOADED, STATE_UPDATING = 0, 1, 2, 3
+
+
+class LwM2MChannel(DeviceChannel):
+    def __init__(self, server, delivery="push", timeout=180.0, poll=0.1):
+        self.server = server
+        self.delivery = delivery          # "push" (Block1 to /5/0/0) or "pull" (/5/0/1 Package URI + Block2)
+        self.timeout = timeout
+        self.poll = poll
+
+    async def installed(self, endpoint):
+        try:
+            values = await self.server.read(endpoint, "/%d/0" % TINYML)
+        except LwM2MError as e:
+            raise DeliveryError(str(e)) from None
+        get = lambda rid: values.get((TINYML, 0, rid))
+        if not get(MODEL_SHA256):
+            return {}
+        return {"name": get(MODEL_NAME), "version": get(MODEL_VERSION), "sha256": get(MODEL_SHA256),
+                "state": get(MODEL_STATE)}
+
+    async def _int(self, endpoint, path):
+        return int(await self.server.read_value(endpoint, path))
+
+    async def _wait_state(self, endpoint, wanted, what):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            state = await self._int(endpoint, FW_STATE)
+            result = await self._int(endpoint, FW_RESULT)
+            if state in wanted:
+                return state, result
+            if state == STATE_IDLE and result not in (0, 1):
+                raise DeliveryError("%s: device reports update result %d (%s)"
+                                    % (what, result, UPDATE_RESULTS.get(result, "unknown")), result)
+            if time.monotonic() > deadline:
+                raise DeliveryError("%s: timed out after %.0f s in state %d" % (what, self.timeout, state))
+            await asyncio.sleep(self.poll)
+
+    async def install(self, endpoint, package, name, version, progress=None):
+        try:
+            if self.delivery == "pull":
+                await self.server.deliver_by_uri(endpoint, package)
+            else:
+                await self.server.push_package(endpoint, package, progress=progress)
+            await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
+            await self.server.execute(endpoint, FW_UPDATE)
+            state, result = await self._wait_state(endpoint, (STATE_IDLE,), "update")
+        except LwM2MError as e:
+            raise DeliveryError(str(e)) from None
+        except Exception as e:   # push.PushFailed and friends carry the reason in their message
+            if isinstance(e, DeliveryError):
+                raise
+            raise DeliveryError("delivery failed: %s" % e) from None
+        if result != 1:
+            raise DeliveryError("update result %d (%s)" % (result, UPDATE_RESULTS.get(result, "unknown")), result)
+        return await self.installed(endpoint)

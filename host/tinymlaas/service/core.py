@@ -1,0 +1,175 @@
+"""The Service: model catalogue + LwM2M server + selection + deployments, on one database."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..cli import UserError
+from ..lwm2m.server import LwM2MServer
+from ..registry import RegistryError
+from ..registry.models import golden_bytes
+from .catalog import Catalog
+from .channel import LwM2MChannel
+from .deployments import DeploymentEngine, DeploymentError, DeploymentStore
+from .selection import choose
+
+log = logging.getLogger("tinymlaas.service")
+
+GOLDEN_VECTORS = 3
+
+
+def normalize_capabilities(raw):
+    """TinyML object values (keyed by resource name, docs/tinyml-object.md) -> the selection's vocabulary."""
+    raw = raw or {}
+    key = {k.lower().replace(" ", "_").replace("-", "_"): v for k, v in raw.items()}
+
+    def first(*names, default=None):
+        for n in names:
+            if key.get(n) not in (None, ""):
+                return key[n]
+        return default
+
+    ops = first("supported_ops", default="")
+    if isinstance(ops, str):
+        ops = [o for o in ops.split(",") if o]
+    flavour = str(first("kernel_flavour", default="viper"))
+    runtime_name = str(first("runtime_name", "runtime", default="tinyml"))
+    if runtime_name.startswith("tflm"):
+        runtime = "tflm"
+    else:
+        runtime = "tinyml-c" if flavour.startswith("c") else "tinyml-mpy"
+    caps = {
+        "runtime": runtime,
+        "abi": 1,
+        "ops": list(ops),
+        "heap_free": int(first("free_heap", default=0) or 0),
+        "largest_block": int(first("largest_free_block", "largest_block", default=0) or 0),
+        "fs_free": int(first("flash_free", "filesystem_free", default=0) or 0),
+        "arch": first("machine", "architecture", default=""),
+        "mpy_abi": first("mpy_abi", default=None),
+    }
+    rate = first("mac_rate", default=None)
+    if rate:
+        caps["mac_rate"] = float(rate)
+    return caps
+
+
+class Service:
+    def __init__(self, data_dir, db_url=None, delivery="push"):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        db_path = db_url or str(self.data_dir / "tinymlaas.db")
+        self.catalog = Catalog(db_path, self.data_dir)
+        self.registry = self.catalog.registry
+        self.db = self.catalog.db
+        self.server = LwM2MServer(db_path, packages_dir=self.data_dir / "packages")
+        self.deployments = DeploymentStore(self.db)
+        self.engine = DeploymentEngine(self.deployments, LwM2MChannel(self.server, delivery=delivery), self.plan,
+                                       rollback_package=self._rollback_package)
+        self._tasks = set()
+
+    async def start(self, host="127.0.0.1", port=5683):
+        await self.server.start(host, port)
+        self._spawn(self.engine.resume_all())
+        return self
+
+    async def stop(self):
+        for t in list(self._tasks):
+            t.cancel()
+        await self.server.stop()
+
+    def _spawn(self, coro):
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    # -- devices ------------------------------------------------------------------------------------------------
+    def device_capabilities(self, endpoint):
+        reg = self.server.device(endpoint)
+        if not reg.capabilities:
+            raise UserError("device %s has not reported its TinyML capabilities (object 32770) yet" % endpoint)
+        return normalize_capabilities(reg.capabilities)
+
+    # -- selection ----------------------------------------------------------------------------------------------
+    def explain(self, model_name, endpoint, latency_budget_ms=None, caps=None):
+        model = self.registry.model(model_name)
+        caps = caps or self.device_capabilities(endpoint)
+        variants = self.registry.variants(model)
+        if not variants:
+            raise UserError("model %s has no compiled variants" % model_name)
+        best, verdicts = choose(variants, caps, latency_budget_ms)
+        return model, caps, best, verdicts
+
+    def plan(self, deployment, endpoint):
+        model = self.registry.model(deployment["model_id"])
+        try:
+            caps = self.device_capabilities(endpoint)
+        except Exception as e:
+            raise DeploymentError(str(e)) from None
+        best, verdicts = choose(self.registry.variants(model), caps)
+        if best is None:
+            why = "; ".join("variant %s: %s" % (v.variant["id"], ", ".join(v.reasons)) for v in verdicts)
+            raise DeploymentError("no variant of %s fits %s: %s" % (model["name"], endpoint, why or "none compiled"))
+        variant = best.variant
+        package = self.package(model, variant)
+        return variant, package, model["name"], model["version"]
+
+    def package(self, model, variant):
+        from ..package import build_package
+
+        blob = self.registry.artifact(variant)
+        vectors = golden_bytes(variant) or reference_vectors(blob)
+        return build_package(blob, model["name"], model["version"], vectors)
+
+    def _rollback_package(self, endpoint, previous):
+        sha = (previous or {}).get("sha256")
+        if not sha:
+            return None
+        row = self.db.query_one("SELECT v.id, m.id AS model_id FROM variants v JOIN models m ON m.id = v.model_id "
+                                "WHERE v.artifact_sha256=? ORDER BY v.id DESC LIMIT 1", (sha,))
+        if row is None:
+            return None
+        model = self.registry.model(row["model_id"])
+        return self.package(model, self.registry.variant(row["id"])), model["name"], model["version"]
+
+    # -- deployments --------------------------------------------------------------------------------------------
+    def create_deployment(self, model_name, endpoints=(), canary=()):
+        try:
+            model = self.registry.model(model_name)
+        except RegistryError as e:
+            raise UserError(str(e)) from None
+        endpoints = list(endpoints)
+        if not endpoints:
+            raise UserError("no target devices given")
+        known = {r.endpoint for r in self.server.devices()}
+        unknown = [e for e in endpoints + list(canary) if e not in known]
+        if unknown:
+            raise UserError("unknown device(s): %s (registered: %s)" % (", ".join(unknown), ", ".join(sorted(known)) or "none"))
+        return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints])
+
+    def start_deployment(self, dep_id, progress=None):
+        return self._spawn(self.engine.run(dep_id, progress))
+
+
+def reference_vectors(blob, count=GOLDEN_VECTORS, seed=1234):
+    """Golden vectors from the NumPy reference executor (bit-exact with TFLite Micro, see docs/verification.md)."""
+    from ..blob import format as F
+    from ..blob import reference
+    from ..blob.reader import parse
+
+    model = parse(blob)
+    rng = np.random.default_rng(seed)
+    vectors = []
+    for _ in range(count):
+        ins = []
+        for t in (model.tensors[i] for i in model.inputs):
+            if t.dtype == F.DTYPE_FLOAT32:
+                ins.append(rng.uniform(-1, 1, t.shape).astype(np.float32))
+            else:
+                ins.append(rng.integers(-128, 128, t.shape, dtype=np.int8))
+        outs = reference.run(blob, ins)
+        vectors.append(([a.tobytes() for a in ins], [np.asarray(o).tobytes() for o in outs]))
+    return vectors
