@@ -43,7 +43,7 @@ def runtime_info():
         import tinyml.blob as tb
 
         ops = ",".join(sorted(v[0] for v in tb.OPS.values()))
-    except ImportError:
+    except Exception:  # no inference module in this firmware (or a broken one): report, keep managing
         flavour = "none"
     try:
         import _tinyml  # the C user module, when the firmware was built with it

@@ -16,6 +16,14 @@ from tinymlaas.paths import LWM2M_CLIENT
 CON, NON, ACK, RST = an.CON, an.NON, an.ACK, an.RST
 
 
+def make(mtype, code, mid, token=b"", payload=b""):
+    msg = am.Message(code=code, payload=payload)
+    msg.mtype = mtype
+    msg.mid = mid
+    msg.token = token
+    return msg
+
+
 class Peer:
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -55,8 +63,7 @@ class Peer:
         return self.mid
 
     def request(self, code, path, payload=b"", mtype=CON, token=None, timeout=5.0, **opts):
-        msg = am.Message(mtype=mtype, code=code, payload=payload, mid=self.next_mid(),
-                         token=token if token is not None else os.urandom(2))
+        msg = make(mtype, code, self.next_mid(), token if token is not None else os.urandom(2), payload)
         msg.opt.uri_path = [p for p in path.strip("/").split("/") if p]
         for k, v in opts.items():
             setattr(msg.opt, k, v)
@@ -72,9 +79,12 @@ class Peer:
 
     # -- registration
     def accept_register(self, location=("rd", "7"), timeout=10.0):
-        req = self.recv(timeout)
+        try:
+            req = self.recv(timeout)
+        except socket.timeout:
+            raise AssertionError("device did not register; its output:\n" + self.stop_device())
         assert req.code == an.POST and list(req.opt.uri_path) == ["rd"], req
-        resp = am.Message(mtype=ACK, code=an.CREATED, mid=req.mid, token=req.token)
+        resp = make(ACK, an.CREATED, req.mid, req.token)
         resp.opt.location_path = list(location)
         self.send(resp)
         return req
