@@ -281,6 +281,7 @@ _LOWER = {
     "MEAN": _lower_mean,
     "LUT": lambda op, g: setattr(op, "params", []),
     "VIEW": lambda op, g: setattr(op, "params", []),
+    "COPY": lambda op, g: setattr(op, "params", []),
 }
 
 
