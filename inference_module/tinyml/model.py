@@ -1,0 +1,477 @@
+"""A loaded model: the activation arena, fixed scratch buffers, and the op-by-op executor.
+
+RAM beyond the arena is fixed: two int32 accumulator chunks (ACC_N values each), two small config arrays and,
+when the blob is streamed from a file, a weight buffer of max(WBUF, largest filter unit) bytes plus a block of
+bias/multiplier/shift values. Apart from the parsed tensor and op tables nothing grows with the model.
+"""
+
+import array
+import struct
+import time
+
+from micropython import const
+
+from . import ops as O
+from . import kernels as K
+from . import requant as RQ
+from .errors import BlobError, SelfTestError
+from .blob import parse, elements, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, FLOAT32, DTYPE_NAME
+from .source import MemorySource, FileSource
+from .fixedpoint import softmax_row
+
+ACC_N = const(1024)  # int32 accumulators per chunk (4 KB each)
+WBUF = const(4096)  # default streamed-weight buffer (bytes)
+VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
+
+
+def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
+    """Load a model from a file path (weights streamed) or bytes/bytearray/memoryview (weights used in place).
+
+    offset/length select a blob embedded in a larger file (the installer's package files).
+    """
+    if isinstance(blob, str):
+        try:
+            src = FileSource(blob, offset, length)
+        except OSError as e:
+            raise BlobError("cannot open %s: %s" % (blob, e))
+    else:
+        src = MemorySource(blob)
+    try:
+        prog = parse(src)
+    except BlobError:
+        src.close()
+        raise
+    except Exception as e:  # e.g. a short read from a file that changed under us
+        src.close()
+        raise BlobError("unreadable blob: %r" % (e,))
+    return Model(src, prog, reference, wbuf)
+
+
+def _io_info(t):
+    return {"shape": t[T_SHAPE], "dtype": DTYPE_NAME[t[T_DTYPE]], "scale": t[T_SCALE], "zero_point": t[T_ZP]}
+
+
+class Model:
+    def __init__(self, src, prog, reference=False, wbuf=WBUF):
+        self._src = src
+        self._p = prog
+        self.tensors = prog.tensors
+        self.reference = reference
+        self.arena_bytes = prog.arena_bytes
+        self.arena = bytearray(prog.arena_bytes)
+        self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
+        self._acc = array.array("i", bytes(4 * ACC_N))
+        self._acc2 = array.array("i", bytes(4 * ACC_N))
+        self._c = array.array("i", bytes(4 * 24))
+        self._rq = array.array("i", bytes(4 * 12))
+        if src.streaming:
+            self._wbuf = bytearray(max(wbuf, prog.max_unit, 1024))
+            self._vbuf = bytearray(12 * VB)
+        else:
+            self._wbuf = self._vbuf = None
+        self.scratch_bytes = 8 * ACC_N + 4 * 36 + (len(self._wbuf) + len(self._vbuf) if src.streaming else 0)
+        self.inputs = [_io_info(self.tensors[t]) for t in prog.inputs]
+        self.outputs = [_io_info(self.tensors[t]) for t in prog.outputs]
+        self.ops = [O.name(op[0]) for op in prog.ops]
+        self.sha256 = prog.sha256
+        self.blob_bytes = prog.total_bytes
+        self.last_us = 0
+
+    # ----- I/O -----
+
+    def set_input(self, i, data):
+        t = self.tensors[self._p.inputs[i]]
+        n = elements(t)
+        off = t[T_OFF]
+        if t[T_DTYPE] == FLOAT32:
+            vals = _flat(data)
+            if len(vals) != n:
+                raise ValueError("input %d takes %d floats, got %d" % (i, n, len(vals)))
+            for k in range(n):
+                struct.pack_into("<f", self.arena, off + 4 * k, vals[k])
+            return
+        if isinstance(data, (bytes, bytearray, memoryview)) or _is_byte_array(data):
+            if len(data) != n:
+                raise ValueError("input %d takes %d bytes, got %d" % (i, n, len(data)))
+            self._amv[off:off + n] = data
+            return
+        vals = _flat(data)
+        if len(vals) != n:
+            raise ValueError("input %d takes %d values, got %d" % (i, n, len(vals)))
+        a = self.arena
+        for k in range(n):
+            v = int(vals[k])
+            if not -128 <= v <= 127:
+                raise ValueError("input %d value %d is not int8" % (i, v))
+            a[off + k] = v & 0xFF
+
+    def get_output(self, i):
+        t = self.tensors[self._p.outputs[i]]
+        off, n = t[T_OFF], elements(t)
+        if t[T_DTYPE] == FLOAT32:
+            return array.array("f", struct.unpack_from("<%df" % n, self.arena, off))
+        return array.array("b", self.arena[off:off + n])
+
+    def predict(self, *data):
+        """predict(x) or predict(x0, x1, ...) -> output (one output) or list of outputs."""
+        if len(data) != len(self.inputs):
+            raise ValueError("model has %d inputs, got %d" % (len(self.inputs), len(data)))
+        nd = _ndarray_module(data[0])
+        for i, d in enumerate(data):
+            self.set_input(i, d)
+        self.invoke()
+        outs = [self.get_output(i) for i in range(len(self.outputs))]
+        if nd is not None:
+            outs = [nd.array(o, dtype=nd.float if o.typecode == "f" else nd.int8) for o in outs]
+        return outs[0] if len(outs) == 1 else outs
+
+    def invoke(self):
+        """Run every op once on the inputs already in the arena; time it in last_us."""
+        t0 = time.ticks_us()
+        if self.reference:
+            from .kernels_ref import run_op
+            for op in self._p.ops:
+                run_op(self, op)
+        else:
+            for op in self._p.ops:
+                RUN[op[0]](self, op)
+        self.last_us = time.ticks_diff(time.ticks_us(), t0)
+
+    def self_test(self, vectors):
+        """vectors: [(inputs, expected), ...]; inputs is one value per graph input (a single input may be given
+        bare), expected one value per output. Returns the count checked; raises SelfTestError on a mismatch."""
+        ni, no = len(self.inputs), len(self.outputs)
+        for k, (ins, exp) in enumerate(vectors):
+            if ni == 1 and not _is_list_of_values(ins):
+                ins = [ins]
+            if no == 1 and not _is_list_of_values(exp):
+                exp = [exp]
+            got = self.predict(*ins)
+            if no == 1:
+                got = [got]
+            for j in range(no):
+                g, e = list(got[j]), _values(exp[j])
+                if g != e:
+                    raise SelfTestError("self-test vector %d output %d: got %r..., expected %r..." % (k, j, g[:6], e[:6]))
+        return len(vectors)
+
+    def meta(self):
+        """The blob's META JSON as a dict (read from the blob on demand), or None."""
+        if not self._p.meta:
+            return None
+        import json
+        off, size = self._p.meta
+        try:
+            return json.loads(bytes(self._src.read(off, size)))
+        except (ValueError, OSError):
+            return None
+
+    def inspect(self):
+        """Print a readable summary: sizes, I/O, and the op list."""
+        p = self._p
+        meta = self.meta() or {}
+        print("tinyml model %s: blob %d bytes, sha256 %s..." % (meta.get("name", "?"), p.total_bytes, _hex(p.sha256)[:16]))
+        print("  arena %d bytes, runtime scratch %d bytes, %s" % (self.arena_bytes, self.scratch_bytes,
+              "weights streamed from file" if self._src.streaming else "weights used in place"))
+        for nm, lst in (("input", self.inputs), ("output", self.outputs)):
+            for i, d in enumerate(lst):
+                print("  %s %d: %s %r scale %g zero_point %d" % (nm, i, d["dtype"], d["shape"], d["scale"], d["zero_point"]))
+        for i, op in enumerate(p.ops):
+            y = self.tensors[op[2]]
+            print("  %3d %-18s -> %r %s" % (i, O.name(op[0]), y[T_SHAPE], DTYPE_NAME[y[T_DTYPE]]))
+        if "macs" in meta:
+            print("  %d MACs" % meta["macs"])
+
+    def close(self):
+        self._src.close()
+
+    # ----- const access -----
+
+    def _wview(self, off, n):
+        """(buffer, offset) holding blob bytes [off, off+n): the blob itself, or the streamed weight buffer."""
+        if self._wbuf is None:
+            return self._src.mv, off
+        return self._src.view(off, n, self._wbuf), 0
+
+    def _vectors(self, b, mu, sh, oc0, nb):
+        """(int32 buffer, bias index, mult index, shift index, mult step) for channels oc0..oc0+nb."""
+        step = 1 if elements(mu) > 1 else 0
+        if self._vbuf is None:
+            return self._src.mv, b[T_OFF] // 4 + oc0, mu[T_OFF] // 4 + oc0 * step, sh[T_OFF] // 4 + oc0 * step, step
+        mv = memoryview(self._vbuf)
+        src = self._src
+        src.view(b[T_OFF] + 4 * oc0, 4 * nb, mv[0:])
+        k = nb if step else 1
+        src.view(mu[T_OFF] + 4 * oc0 * step, 4 * k, mv[4 * VB:])
+        src.view(sh[T_OFF] + 4 * oc0 * step, 4 * k, mv[8 * VB:])
+        return self._vbuf, 0, VB, 2 * VB, step
+
+
+def _hex(b):
+    return "".join("%02x" % v for v in b)
+
+
+def _is_byte_array(a):
+    return isinstance(a, array.array) and a.typecode in "bB"
+
+
+def _is_list_of_values(v):
+    """True if v is a list/tuple whose items are themselves sequences (one per graph input/output)."""
+    return isinstance(v, (list, tuple)) and len(v) > 0 and not isinstance(v[0], (int, float))
+
+
+def _ndarray_module(x):
+    if type(x).__name__ == "ndarray":
+        try:
+            from ulab import numpy as np
+            return np
+        except ImportError:
+            return None
+    return None
+
+
+def _flat(data):
+    if hasattr(data, "flatten"):  # ulab ndarray
+        data = data.flatten()
+    return list(data)
+
+
+def _values(v):
+    if isinstance(v, (bytes, bytearray)):
+        return [b - 256 if b > 127 else b for b in v]
+    return list(v)
+
+
+def _set(c, *vals):
+    i = 0
+    for v in vals:
+        c[i] = v
+        i += 1
+
+
+# ----- op runners (viper path) -----
+
+def _conv(m, op):
+    code, ins, out, par = op
+    T = m.tensors
+    x, w, b, mu, sh = [T[k] for k in ins]
+    y = T[out]
+    xd, wd, yd = x[T_DIMS], w[T_DIMS], y[T_DIMS]
+    dw = code == O.DEPTHWISE_CONV_2D
+    co = yd[3]
+    if dw:
+        fs = 0
+        cap = VB if m._wbuf is not None else ACC_N
+        wbuf, wo = m._wview(w[T_OFF], w[T_BYTES])  # whole depthwise filter (its channels interleave)
+    else:
+        fs = wd[1] * wd[2] * wd[3]
+        cap = min(VB, len(m._wbuf) // fs) if m._wbuf is not None else ACC_N
+    ocb = min(co, cap)
+    npix = yd[0] * yd[1] * yd[2]
+    c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
+    for oc0 in range(0, co, ocb):
+        nb = min(ocb, co - oc0)
+        if not dw:
+            wbuf, wo = m._wview(w[T_OFF] + oc0 * fs, nb * fs)
+        vec, bi, mi, si, step = m._vectors(b, mu, sh, oc0, nb)
+        pb = max(1, ACC_N // nb)
+        for p0 in range(0, npix, pb):
+            n = min(pb, npix - p0)
+            _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3], par[4],
+                 par[5], par[6], wo, nb, p0, n, yd[1])
+            if dw:
+                c[19], c[20], c[21] = par[10], oc0, co
+                K.dw_acc(arena, wbuf, acc, c)
+            else:
+                K.conv_acc(arena, wbuf, acc, c)
+            _set(rq, n, nb, co, y[T_OFF] + p0 * co + oc0, bi, mi, si, step, par[7], par[8], par[9])
+            RQ.requant_store(acc, arena, vec, rq)
+
+
+def _fc(m, op):
+    code, ins, out, par = op
+    T = m.tensors
+    x, w, b, mu, sh = [T[k] for k in ins]
+    y = T[out]
+    co, ci = w[T_DIMS][2], w[T_DIMS][3]
+    rows = elements(x) // ci
+    ocb = min(co, min(VB, len(m._wbuf) // ci) if m._wbuf is not None else ACC_N)
+    c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
+    for oc0 in range(0, co, ocb):
+        nb = min(ocb, co - oc0)
+        wbuf, wo = m._wview(w[T_OFF] + oc0 * ci, nb * ci)
+        vec, bi, mi, si, step = m._vectors(b, mu, sh, oc0, nb)
+        rb = max(1, ACC_N // nb)
+        for r0 in range(0, rows, rb):
+            n = min(rb, rows - r0)
+            _set(c, x[T_OFF], ci, par[0], par[1], wo, nb, r0, n)
+            K.fc_acc(arena, wbuf, acc, c)
+            _set(rq, n, nb, co, y[T_OFF] + r0 * co + oc0, bi, mi, si, step, par[2], par[3], par[4])
+            RQ.requant_store(acc, arena, vec, rq)
+
+
+def _pool(m, op):
+    code, ins, out, par = op
+    x, y = m.tensors[ins[0]], m.tensors[out]
+    xd, yd = x[T_DIMS], y[T_DIMS]
+    _set(m._c, x[T_OFF], y[T_OFF], xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], par[0], par[1], par[2], par[3],
+         par[4], par[5], par[6], par[7], 1 if code == O.AVERAGE_POOL_2D else 0)
+    K.pool(m.arena, m.arena, m._c)
+
+
+def _strides(d):
+    """Element strides of a 4-D shape, 0 along axes of extent 1 (numpy broadcasting)."""
+    s2 = d[3]
+    s1 = d[2] * s2
+    s0 = d[1] * s1
+    return (s0 if d[0] > 1 else 0, s1 if d[1] > 1 else 0, s2 if d[2] > 1 else 0, 1 if d[3] > 1 else 0)
+
+
+def _add_mul(m, op):
+    code, ins, out, par = op
+    T = m.tensors
+    a, b, y = T[ins[0]], T[ins[1]], T[out]
+    yd = y[T_DIMS]
+    sa, sb = _strides(a[T_DIMS]), _strides(b[T_DIMS])
+    if code == O.ADD:
+        a_off, a_m, a_s, b_off, b_m, b_s, ls, o_m, o_s, o_off, lo, hi = par
+    else:
+        a_off, b_off, o_m, o_s, o_off, lo, hi = par
+        ls = 0
+    c, acc, acc2, arena = m._c, m._acc, m._acc2, m.arena
+    total = elements(y)
+    for e0 in range(0, total, ACC_N):
+        n = min(ACC_N, total - e0)
+        _set(c, a[T_OFF], n, e0, yd[1], yd[2], yd[3], sa[0], sa[1], sa[2], sa[3], a_off, ls)
+        K.gather(arena, acc, c)
+        _set(c, b[T_OFF], n, e0, yd[1], yd[2], yd[3], sb[0], sb[1], sb[2], sb[3], b_off, ls)
+        K.gather(arena, acc2, c)
+        if code == O.ADD:
+            RQ.mbqm_vec(acc, n, a_m, a_s)
+            RQ.mbqm_vec(acc2, n, b_m, b_s)
+            K.add_vec(acc, acc2, n)
+        else:
+            K.mul_vec(acc, acc2, n)
+        RQ.mbqm_vec(acc, n, o_m, o_s)
+        _set(c, n, y[T_OFF] + e0, o_off, lo, hi)
+        K.store_vec(acc, arena, c)
+
+
+class _Table:
+    """Indexable view of SOFTMAX's 256 int32 exp values (no copy)."""
+
+    def __init__(self, buf, off):
+        self.buf, self.off = buf, off
+
+    def __getitem__(self, d):
+        return struct.unpack_from("<i", self.buf, self.off + 4 * d)[0]
+
+
+def _softmax(m, op):
+    code, ins, out, par = op
+    x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
+    depth = x[T_DIMS][3]
+    tb, to = m._wview(tab[T_OFF], 1024)
+    table = _Table(tb, to)
+    arena = m.arena
+    for r in range(0, elements(x), depth):
+        xs = struct.unpack_from("<%db" % depth, arena, x[T_OFF] + r)
+        struct.pack_into("<%db" % depth, arena, y[T_OFF] + r, *softmax_row(xs, table))
+
+
+def _lut(m, op):
+    code, ins, out, par = op
+    x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
+    tb, to = m._wview(tab[T_OFF], 256)
+    _set(m._c, x[T_OFF], y[T_OFF], elements(x), to)
+    K.lut(m.arena, m.arena, tb, m._c)
+
+
+def _pad(m, op):
+    code, ins, out, par = op
+    x, y = m.tensors[ins[0]], m.tensors[out]
+    xd, yd = x[T_DIMS], y[T_DIMS]
+    a = m._amv
+    K.fill(m.arena, y[T_OFF], y[T_BYTES], par[8])
+    if par[4] == par[5] == par[6] == par[7] == 0:
+        run = xd[2] * xd[3]  # whole rows are contiguous in both
+        ws = (0,)
+    else:
+        run = xd[3]
+        ws = range(xd[2])
+    for n in range(xd[0]):
+        for h in range(xd[1]):
+            for w in ws:
+                xo = x[T_OFF] + ((n * xd[1] + h) * xd[2] + w) * xd[3]
+                yo = y[T_OFF] + (((n + par[0]) * yd[1] + h + par[2]) * yd[2] + w + par[4]) * yd[3] + par[6]
+                a[yo:yo + run] = a[xo:xo + run]
+
+
+def _mean(m, op):
+    code, ins, out, par = op
+    x, y = m.tensors[ins[0]], m.tensors[out]
+    xd = x[T_DIMS]
+    mask, in_zp, out_zp, mu, sh = par
+    total = elements(y)
+    c, acc = m._c, m._acc
+    for o0 in range(0, total, ACC_N):
+        n = min(ACC_N, total - o0)
+        _set(c, x[T_OFF], o0, n, xd[0], xd[1], xd[2], xd[3], mask, in_zp)
+        K.mean_acc(m.arena, acc, c)
+        RQ.mbqm_vec(acc, n, mu, sh)
+        _set(c, n, y[T_OFF] + o0, out_zp, -128, 127)
+        K.store_vec(acc, m.arena, c)
+
+
+def _concat(m, op):
+    code, ins, out, par = op
+    T = m.tensors
+    y = T[out]
+    yd = y[T_DIMS]
+    outer = 1
+    for k in range(par[0]):
+        outer *= yd[k]
+    row = y[T_BYTES] // outer
+    a = m._amv
+    pos = 0
+    for k in ins:
+        x = T[k]
+        inner = x[T_BYTES] // outer
+        for o in range(outer):
+            xo, yo = x[T_OFF] + o * inner, y[T_OFF] + o * row + pos
+            a[yo:yo + inner] = a[xo:xo + inner]
+        pos += inner
+
+
+def _quantize(m, op):
+    code, ins, out, par = op
+    x, y = m.tensors[ins[0]], m.tensors[out]
+    scale, zp = y[T_SCALE], y[T_ZP]
+    a = m.arena
+    for i in range(elements(x)):
+        # binary32 quotient (a double-precision VM rounds it once to binary32), then round half away from zero
+        q = struct.unpack("<f", struct.pack("<f", struct.unpack_from("<f", a, x[T_OFF] + 4 * i)[0] / scale))[0]
+        r = (int(q + 0.5) if q >= 0 else -int(-q + 0.5)) + zp
+        a[y[T_OFF] + i] = (-128 if r < -128 else 127 if r > 127 else r) & 0xFF
+
+
+def _dequantize(m, op):
+    code, ins, out, par = op
+    x, y = m.tensors[ins[0]], m.tensors[out]
+    scale, zp = x[T_SCALE], x[T_ZP]
+    a = m.arena
+    for i in range(elements(x)):
+        v = a[x[T_OFF] + i]
+        struct.pack_into("<f", a, y[T_OFF] + 4 * i, scale * ((v - 256 if v > 127 else v) - zp))
+
+
+def _copy(m, op):
+    x, y = m.tensors[op[1][0]], m.tensors[op[2]]
+    m._amv[y[T_OFF]:y[T_OFF] + y[T_BYTES]] = m._amv[x[T_OFF]:x[T_OFF] + x[T_BYTES]]
+
+
+RUN = {
+    O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _fc, O.AVERAGE_POOL_2D: _pool,
+    O.MAX_POOL_2D: _pool, O.ADD: _add_mul, O.MUL: _add_mul, O.SOFTMAX: _softmax, O.LUT: _lut, O.PAD: _pad,
+    O.MEAN: _mean, O.CONCATENATION: _concat, O.QUANTIZE: _quantize, O.DEQUANTIZE: _dequantize, O.COPY: _copy,
+}
