@@ -166,7 +166,7 @@ def test_registrations_survive_restart(tmp_path):
     try:
         [reg] = st2.server.devices()
         assert reg.endpoint == "persist-me" and reg.lifetime == 300 and reg.remote is None
-        assert reg.capabilities is not None and reg.capabilities["Architecture"] == "x64"
+        assert reg.capabilities is not None and reg.capabilities["Machine"] == "x64"
     finally:
         st2.stop()
 

@@ -69,18 +69,32 @@ FIRMWARE_UPDATE = (5, "Firmware Update", False, False, [
     (9, "Firmware Update Delivery Method", "R", False, True, I),
 ])
 
-TINYML_FALLBACK = (32770, "TinyML Capability", False, False, [
+TINYML_FALLBACK = (32770, "TinyML", False, False, [
+    # Mirrors lwm2m_client/lwm2m/obj_tinyml.py (the device side); docs/tinyml-object.xml is authoritative.
     (0, "Free Heap", "R", False, True, I),
     (1, "Largest Free Block", "R", False, True, I),
-    (2, "Flash Free", "R", False, True, I),
-    (3, "Architecture", "R", False, True, S),
-    (4, "MPY ABI", "R", False, True, S),
-    (5, "Runtime", "R", False, True, S),
-    (6, "Supported Ops", "R", True, True, S),
-    (7, "Installed Model", "R", False, False, S),
-    (8, "Inference Count", "R", False, False, I),
-    (9, "Inference Latency", "R", False, False, I),
-    (10, "Inference Result", "R", False, False, S),
+    (2, "Heap Total", "R", False, True, I),
+    (3, "Flash Free", "R", False, True, I),
+    (4, "Platform", "R", False, True, S),
+    (5, "Machine", "R", False, True, S),
+    (6, "MPY ABI", "R", False, True, S),
+    (7, "Runtime Name", "R", False, True, S),
+    (8, "Runtime Version", "R", False, True, S),
+    (9, "Kernel Flavour", "R", False, True, S),
+    (10, "Supported Ops", "R", False, True, S),
+    (11, "Model Name", "R", False, False, S),
+    (12, "Model Version", "R", False, False, S),
+    (13, "Model SHA256", "R", False, False, S),
+    (14, "Arena Bytes", "R", False, False, I),
+    (15, "Blob Bytes", "R", False, False, I),
+    (16, "Model State", "R", False, False, S),
+    (17, "Inference Count", "R", False, False, I),
+    (18, "Last Latency us", "R", False, False, I),
+    (19, "Self Test", "E", False, False, N),
+    (20, "Self Test Result", "R", False, False, S),
+    (21, "Input", "W", False, False, O),
+    (22, "Last Result", "R", False, False, O),
+    (23, "Last Top Class", "R", False, False, I),
 ])
 
 OBJECTS = [SECURITY, SERVER, DEVICE, FIRMWARE_UPDATE, TINYML_FALLBACK]
