@@ -156,6 +156,18 @@ def np_mbqm(x, m, s):
     return np_rdbpot(np_srdhm(np_wrap32(x << left), m), right)
 
 
+def np_mbqm_single_rounding(x, m, s):
+    """TFLite's MBQM when built with TFLITE_SINGLE_ROUNDING: one rounding, (x*m + 2^(30-s)) >> (31-s).
+
+    NOT the blob's arithmetic (which is TFLite Micro's double rounding above). The LiteRT wheels on PyPI are built
+    this way, so the reference executor can switch to it to reproduce LiteRT exactly when LiteRT is the judge.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(m, dtype=np.int64)
+    total = 31 - np.asarray(s, dtype=np.int64)
+    return (x * m + (np.int64(1) << (total - 1))) >> total
+
+
 def np_sat_shl(x, k):
     x = np.asarray(x, dtype=np.int64)
     t = (1 << (31 - k)) - 1

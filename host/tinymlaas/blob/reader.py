@@ -273,7 +273,55 @@ def _parse_ops(data, header, sections, tensors):
         pos += rec
     if pos != end:
         _fail("OPS section has %d bytes after its %d records", end - pos, count)
+    const_off = sections[F.SECTION_CONST][0]
+    for op in ops:
+        if op.name == "TREE_ENSEMBLE":
+            _check_tree_tables(op, tensors, data, const_off)
     return ops
+
+
+def _const_i32(data, const_off, t):
+    import numpy as np
+
+    return np.frombuffer(data, dtype="<i4", count=t.elements, offset=const_off + t.offset).reshape(t.shape)
+
+
+def _check_tree_tables(op, tensors, data, const_off):
+    """The table rules of spec §10, in one pass over the node and tree tables (vectorized)."""
+    import numpy as np
+
+    x, nodes_t, leaves_t, trees_t, init_t = (tensors[i] for i in op.inputs)
+    n_features = x.shape[1]
+    n_leaves, width = leaves_t.shape
+    n_classes = init_t.elements
+    nodes = _const_i32(data, const_off, nodes_t).astype(np.int64)
+    trees = _const_i32(data, const_off, trees_t).astype(np.int64)
+
+    def bad(msg, *args):
+        _fail("op %d (TREE_ENSEMBLE): " % op.index + msg, *args)
+
+    idx = np.arange(len(nodes))
+    feat, key, children = nodes[:, 0], nodes[:, 1], nodes[:, 2:]
+    if np.any((feat < 0) | (feat >= n_features)):
+        i = int(np.argmax((feat < 0) | (feat >= n_features)))
+        bad("node %d reads feature %d of %d", i, feat[i], n_features)
+    if np.any(np.abs(key) > 0x7F800000):
+        bad("node %d threshold key is beyond +-inf", int(np.argmax(np.abs(key) > 0x7F800000)))
+    node_child = children >= 0
+    wrong = (node_child & ((children <= idx[:, None]) | (children >= len(nodes)))) | (
+        ~node_child & ((-1 - children) >= n_leaves))
+    if np.any(wrong):
+        i = int(np.argmax(wrong.any(axis=1)))
+        bad("node %d has an invalid child %s (children must come after their parent; leaves < %d)", i,
+            list(children[i]), n_leaves)
+    root, first = trees[:, 0], trees[:, 1]
+    wrong = ((root >= 0) & (root >= len(nodes))) | ((root < 0) & ((-1 - root) >= n_leaves))
+    if np.any(wrong):
+        bad("tree %d has an invalid root %d", int(np.argmax(wrong)), root[int(np.argmax(wrong))])
+    wrong = (first < 0) | (first > n_classes - width)
+    if np.any(wrong):
+        bad("tree %d adds to classes %d.. beyond the %d classes", int(np.argmax(wrong)),
+            first[int(np.argmax(wrong))], n_classes)
 
 
 def _broadcastable(a, y):
@@ -449,6 +497,28 @@ def _check_op(op, tensors):
         (x,) = T
         if x.nbytes != y.nbytes:
             bad("input is %d bytes, output %d", x.nbytes, y.nbytes)
+    elif name == "TREE_ENSEMBLE":
+        x, nodes, leaves, trees, init = T
+        need(x, F.DTYPE_FLOAT32, "input", const=False)
+        need(y, F.DTYPE_INT32, "output")
+        for t, what in ((nodes, "nodes"), (leaves, "leaves"), (trees, "trees"), (init, "init")):
+            need(t, F.DTYPE_INT32, what, const=True)
+        if len(x.shape) != 2 or x.shape[0] != 1:
+            bad("input must be [1,F], is %s", list(x.shape))
+        if len(nodes.shape) != 2 or nodes.shape[1] != 4:
+            bad("nodes must be [N,4], are %s", list(nodes.shape))
+        if len(leaves.shape) != 2:
+            bad("leaves must be [L,W], are %s", list(leaves.shape))
+        if len(trees.shape) != 2 or trees.shape[1] != 2:
+            bad("trees must be [T,2], are %s", list(trees.shape))
+        if len(init.shape) != 1 or init.elements != y.elements:
+            bad("init must be [C] with C = output elements %d, is %s", y.elements, list(init.shape))
+        if leaves.shape[0] >= 1 << 24:
+            bad("%d leaves, must be < 2^24", leaves.shape[0])
+        if leaves.shape[1] > y.elements:
+            bad("leaf width %d exceeds the %d classes", leaves.shape[1], y.elements)
+        if x.offset % 4 or y.offset % 4:
+            bad("input and output arena offsets must be multiples of 4")
 
     if name not in F.INPLACE_OPS:
         for t in T:

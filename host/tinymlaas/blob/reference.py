@@ -9,11 +9,17 @@ Accumulations are exact: int64 arithmetic, or float64 matrix products whose term
 (|x + in_off| <= 255, |w| <= 128, so a dot product of fewer than 2^37 terms is exact), converted back to int64.
 """
 
+import contextvars
+
 import numpy as np
 
 from . import fixedpoint as fx
 from . import format as F
 from .reader import parse
+
+# The MBQM the kernels use: the blob's double rounding, unless an Executor was built with rounding="single".
+_MBQM = contextvars.ContextVar("mbqm", default=fx.np_mbqm)
+ROUNDINGS = {"double": fx.np_mbqm, "single": fx.np_mbqm_single_rounding}
 
 NP_DTYPE = {F.DTYPE_INT8: np.int8, F.DTYPE_UINT8: np.uint8, F.DTYPE_INT16: np.int16, F.DTYPE_INT32: np.int32,
             F.DTYPE_FLOAT32: np.float32}
@@ -22,10 +28,13 @@ NP_DTYPE = {F.DTYPE_INT8: np.int8, F.DTYPE_UINT8: np.uint8, F.DTYPE_INT16: np.in
 class Executor:
     """Runs one blob. `run(inputs)` takes one array per graph input, returns one array per graph output."""
 
-    def __init__(self, blob):
+    def __init__(self, blob, rounding="double"):
+        """rounding: "double" (the blob's arithmetic, TFLite Micro's) or "single" (TFLITE_SINGLE_ROUNDING builds,
+        e.g. the LiteRT wheels) -- the latter only to reproduce LiteRT when it stands in as the judge."""
         if isinstance(blob, (bytes, bytearray, memoryview)):
             blob = parse(blob)
         self.blob = blob
+        self.mbqm = ROUNDINGS[rounding]
         self.arena = np.zeros(blob.arena_bytes, dtype=np.uint8)
 
     # -- tensor access ----------------------------------------------------------------------------------------
@@ -65,7 +74,11 @@ class Executor:
             y_t = self.blob.tensors[op.outputs[0]]
             params = dict(zip(op.spec.params, op.params))
             ins = [self.blob.tensors[i] for i in op.inputs]
-            y = kernel(args, params, ins, y_t)
+            token = _MBQM.set(self.mbqm)
+            try:
+                y = kernel(args, params, ins, y_t)
+            finally:
+                _MBQM.reset(token)
             self.write(op.outputs[0], np.asarray(y).reshape(y_t.shape))
             yield op
 
@@ -83,7 +96,7 @@ def _as4(arr, t):
 
 
 def _requant(acc, mult, shift, out_off, lo, hi):
-    return np.clip(fx.np_mbqm(acc, mult, shift) + out_off, lo, hi)
+    return np.clip(_MBQM.get()(acc, mult, shift) + out_off, lo, hi)
 
 
 def _windows(xp, kh, kw, oh, ow, sh, sw, dh, dw):
@@ -180,8 +193,9 @@ def add(args, P, ins, y_t):
     a = _as4(args[0], ins[0]).astype(np.int64)
     b = _as4(args[1], ins[1]).astype(np.int64)
     ls = P["left_shift"]
-    sa = fx.np_mbqm((a + P["a_off"]) << ls, P["a_mult"], P["a_shift"])
-    sb = fx.np_mbqm((b + P["b_off"]) << ls, P["b_mult"], P["b_shift"])
+    mbqm = _MBQM.get()
+    sa = mbqm((a + P["a_off"]) << ls, P["a_mult"], P["a_shift"])
+    sb = mbqm((b + P["b_off"]) << ls, P["b_mult"], P["b_shift"])
     return np.broadcast_to(_requant(sa + sb, P["out_mult"], P["out_shift"], P["out_off"], P["act_min"],
                                     P["act_max"]), y_t.dims4)
 
@@ -249,6 +263,28 @@ def copy(args, P, ins, y_t):
     return np.frombuffer(args[0].tobytes(), dtype=NP_DTYPE[y_t.dtype])
 
 
+def _float_keys(x):
+    """The order-preserving int key of each float32 (spec §10): b if b < 2^31 else -(b - 2^31)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.int64)
+    if np.any((bits & 0x7FFFFFFF) > 0x7F800000):
+        raise ValueError("TREE_ENSEMBLE input contains NaN")
+    return np.where(bits < (1 << 31), bits, -(bits - (1 << 31)))
+
+
+def tree_ensemble(args, P, ins, y_t):
+    x, nodes, leaves, trees, init = args
+    keys = _float_keys(x.reshape(-1))
+    y = init.astype(np.int64).reshape(-1).copy()
+    width = leaves.shape[1]
+    for root, first in trees.astype(np.int64):
+        n = int(root)
+        while n >= 0:
+            f, k, left, right = (int(v) for v in nodes[n])
+            n = left if keys[f] <= k else right
+        y[first:first + width] += leaves[-1 - n]
+    return fx.np_wrap32(y)
+
+
 KERNELS = {
     "CONV_2D": conv_2d,
     "DEPTHWISE_CONV_2D": depthwise_conv_2d,
@@ -265,5 +301,6 @@ KERNELS = {
     "QUANTIZE": quantize,
     "DEQUANTIZE": dequantize,
     "COPY": copy,
+    "TREE_ENSEMBLE": tree_ensemble,
 }
-assert set(KERNELS) == set(F.OPS_BY_NAME), "every op of the spec has a reference kernel"
+assert set(F.OPS_BY_NAME) <= set(KERNELS), "every op of blob.format has a reference kernel"
