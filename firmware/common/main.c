@@ -1,0 +1,482 @@
+/* tinymlaas bare-metal firmware: boots, announces its capabilities, receives model blobs over the UART protocol
+ * (protocol.h), validates them with the C runtime, keeps them in a RAM model slot and runs inferences. */
+#include <string.h>
+
+#include "board.h"
+#include "protocol.h"
+#include "systick.h"
+#include "tml.h"
+
+#define FW_VERSION "0.1.0"
+#define BYTE_TIMEOUT_MS 250u /* idle time inside a frame before it counts as truncated */
+#define GARBAGE_IDLE_MS 20u  /* idle time after stray bytes before they are reported */
+
+#ifndef ARENA_BYTES
+#error "ARENA_BYTES must be set by the board's Makefile settings"
+#endif
+
+extern uint8_t __pool_start[], __pool_end[];
+
+static uint8_t arena[ARENA_BYTES] __attribute__((aligned(16)));
+static uint8_t rx[6 + PROTO_MAX_PAYLOAD + 4];
+static uint8_t tx[6 + PROTO_MAX_PAYLOAD + 4];
+
+/* The active model lives in the slot pool; a new blob is staged in free pool space beside it and replaces it
+ * only after it validated, so a failed install leaves the previous model running. */
+static tml_model active;
+static int have_model;
+static uint8_t *active_start;
+static uint32_t active_len;
+static struct {
+    int open;
+    uint8_t *dst;
+    uint32_t total, received;
+} stage;
+
+/* ---- small helpers ---- */
+
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, uint32_t n)
+{
+    crc = ~crc;
+    while (n--) {
+        int k;
+        crc ^= *p++;
+        for (k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+static uint32_t rd32(const uint8_t *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24); }
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static char *put_s(char *o, const char *end, const char *s)
+{
+    while (*s && o < end)
+        *o++ = *s++;
+    return o;
+}
+
+static char *put_u(char *o, const char *end, uint32_t v)
+{
+    char t[10];
+    int n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (n && o < end)
+        *o++ = t[--n];
+    return o;
+}
+
+static char *put_hex(char *o, const char *end, const uint8_t *p, uint32_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    while (n-- && o + 1 < end) {
+        *o++ = hex[*p >> 4];
+        *o++ = hex[*p++ & 15u];
+    }
+    return o;
+}
+
+static uint64_t ms_to_cycles(uint32_t ms) { return (uint64_t)BOARD_CORE_HZ / 1000u * ms; }
+
+/* ---- frames ---- */
+
+static void send_frame(uint8_t type, uint8_t seq, const uint8_t *payload, uint32_t len)
+{
+    tx[0] = PROTO_SYNC0;
+    tx[1] = PROTO_SYNC1;
+    tx[2] = type;
+    tx[3] = seq;
+    tx[4] = (uint8_t)len;
+    tx[5] = (uint8_t)(len >> 8);
+    if (payload != tx + 6 && len)
+        memmove(tx + 6, payload, len);
+    wr32(tx + 6 + len, crc32_update(0, tx + 2, 4 + len));
+    uart_write(tx, 10 + len);
+}
+
+static void nak(uint8_t seq, uint8_t code, uint8_t req, const char *reason)
+{
+    uint8_t *p = tx + 6;
+    char *o = (char *)p + 2, *end = (char *)tx + 6 + PROTO_MAX_PAYLOAD;
+    p[0] = code;
+    p[1] = req;
+    o = put_s(o, end, reason);
+    send_frame(REPLY_NAK, seq, p, (uint32_t)(o - (char *)p));
+}
+
+static int read_byte_until(uint64_t deadline)
+{
+    for (;;) {
+        int b = uart_read_byte();
+        if (b >= 0)
+            return b;
+        if (systick_cycles() >= deadline)
+            return -1;
+    }
+}
+
+static void report_garbage(uint32_t n)
+{
+    char msg[64], *o = msg, *end = msg + sizeof msg - 1;
+    o = put_s(o, end, "skipped ");
+    o = put_u(o, end, n);
+    o = put_s(o, end, " bytes outside a frame");
+    *o = 0;
+    nak(0xFF, NAK_GARBAGE, 0, msg);
+}
+
+/* Receive one good frame into rx; every malformed one is answered with a NAK and dropped. Returns payload length. */
+static uint32_t receive_frame(void)
+{
+    uint32_t garbage = 0;
+    for (;;) {
+        int b;
+        uint32_t len, i, got;
+        if (garbage) {
+            b = read_byte_until(systick_cycles() + ms_to_cycles(GARBAGE_IDLE_MS));
+            if (b < 0) {
+                report_garbage(garbage);
+                garbage = 0;
+                continue;
+            }
+        } else {
+            while ((b = uart_read_byte()) < 0) {
+            }
+        }
+        if (b != PROTO_SYNC0) {
+            garbage++;
+            continue;
+        }
+        b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
+        if (b != PROTO_SYNC1) {
+            garbage += b < 0 ? 1u : 2u;
+            continue;
+        }
+        if (garbage) {
+            report_garbage(garbage);
+            garbage = 0;
+        }
+        for (i = 2; i < 6; i++) {
+            b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
+            if (b < 0)
+                break;
+            rx[i] = (uint8_t)b;
+        }
+        if (i < 6) {
+            nak(0xFF, NAK_TRUNCATED, 0, "frame truncated inside its header");
+            continue;
+        }
+        len = rx[4] | ((uint32_t)rx[5] << 8);
+        if (len > PROTO_MAX_PAYLOAD) {
+            /* drain the rest of this frame so its bytes are not reported as garbage */
+            while (read_byte_until(systick_cycles() + ms_to_cycles(GARBAGE_IDLE_MS)) >= 0) {
+            }
+            nak(rx[3], NAK_TOO_LONG, rx[2], "frame payload longer than 1040 bytes");
+            continue;
+        }
+        for (got = 0; got < len + 4; got++) {
+            b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
+            if (b < 0)
+                break;
+            rx[6 + got] = (uint8_t)b;
+        }
+        if (got < len + 4) {
+            nak(rx[3], NAK_TRUNCATED, rx[2], "frame truncated: line idle before its end");
+            continue;
+        }
+        if (crc32_update(0, rx + 2, 4 + len) != rd32(rx + 6 + len)) {
+            nak(rx[3], NAK_CRC, rx[2], "frame CRC mismatch");
+            continue;
+        }
+        return len;
+    }
+}
+
+/* ---- requests ---- */
+
+static uint32_t caps_text(char *o0, uint32_t cap)
+{
+    char *o = o0, *end = o0 + cap;
+    o = put_s(o, end, "tinymlaas-fw version=" FW_VERSION " board=");
+    o = put_s(o, end, BOARD_NAME);
+    o = put_s(o, end, " cpu=cortex-m4 proto=1 format=1 abi=1 ops=1-15 kernels=");
+    o = put_s(o, end, tml_kernel_set());
+    o = put_s(o, end, " ram=");
+    o = put_u(o, end, BOARD_RAM_BYTES);
+    o = put_s(o, end, " slot=");
+    o = put_u(o, end, (uint32_t)(__pool_end - __pool_start));
+    o = put_s(o, end, " arena=");
+    o = put_u(o, end, ARENA_BYTES);
+    o = put_s(o, end, " chunk=");
+    o = put_u(o, end, PROTO_CHUNK);
+    o = put_s(o, end, " core_hz=");
+    o = put_u(o, end, BOARD_CORE_HZ);
+    o = put_s(o, end, " model=");
+    if (have_model) {
+        o = put_hex(o, end, active.blob + 24, 8);
+        o = put_s(o, end, " model_bytes=");
+        o = put_u(o, end, active_len);
+    } else {
+        o = put_s(o, end, "none");
+    }
+    return (uint32_t)(o - o0);
+}
+
+static void do_begin(uint8_t seq, const uint8_t *p, uint32_t len)
+{
+    uint32_t total, arena_need, pool = (uint32_t)(__pool_end - __pool_start);
+    char reason[120];
+    uint8_t *dst = NULL;
+    stage.open = 0;
+    if (len != TML_HEADER_BYTES) {
+        nak(seq, NAK_LENGTH, REQ_BEGIN, "BEGIN carries the 64-byte blob header");
+        return;
+    }
+    if (tml_check_header(p, len, &total, &arena_need, reason, sizeof reason) != TML_OK) {
+        nak(seq, NAK_REJECTED, REQ_BEGIN, reason);
+        return;
+    }
+    if (arena_need > ARENA_BYTES) {
+        nak(seq, NAK_NO_ROOM, REQ_BEGIN, "model needs a larger arena than this device has");
+        return;
+    }
+    if (total > pool) {
+        nak(seq, NAK_NO_ROOM, REQ_BEGIN, "blob is larger than the model slot");
+        return;
+    }
+    if (!have_model) {
+        dst = __pool_start;
+    } else {
+        /* stage after the active model, else before it; never over it */
+        uint32_t a0 = (uint32_t)(active_start - __pool_start), a1 = (a0 + active_len + 15u) & ~15u;
+        if (a1 <= pool && pool - a1 >= total)
+            dst = __pool_start + a1;
+        else if (a0 >= total)
+            dst = __pool_start;
+    }
+    if (!dst) {
+        nak(seq, NAK_NO_ROOM, REQ_BEGIN, "no room to stage beside the installed model: ERASE it first");
+        return;
+    }
+    memcpy(dst, p, len);
+    stage.open = 1;
+    stage.dst = dst;
+    stage.total = total;
+    stage.received = len;
+    {
+        uint8_t r[4];
+        wr32(r, PROTO_CHUNK);
+        send_frame(REQ_BEGIN | REPLY_OK, seq, r, 4);
+    }
+}
+
+static void do_chunk(uint8_t seq, const uint8_t *p, uint32_t len)
+{
+    uint32_t off, n;
+    uint8_t r[4];
+    if (!stage.open) {
+        nak(seq, NAK_STATE, REQ_CHUNK, "CHUNK without BEGIN");
+        return;
+    }
+    if (len < 4) {
+        nak(seq, NAK_LENGTH, REQ_CHUNK, "CHUNK needs a u32 offset");
+        return;
+    }
+    off = rd32(p);
+    n = len - 4;
+    if (off != stage.received) {
+        char msg[48], *o = msg, *end = msg + sizeof msg - 1;
+        o = put_s(o, end, "expected offset ");
+        o = put_u(o, end, stage.received);
+        *o = 0;
+        nak(seq, NAK_OFFSET, REQ_CHUNK, msg);
+        return;
+    }
+    if (n > stage.total - stage.received) {
+        nak(seq, NAK_LENGTH, REQ_CHUNK, "chunk runs past total_bytes");
+        return;
+    }
+    memcpy(stage.dst + off, p + 4, n);
+    stage.received += n;
+    wr32(r, stage.received);
+    send_frame(REQ_CHUNK | REPLY_OK, seq, r, 4);
+}
+
+static void do_commit(uint8_t seq)
+{
+    tml_model m;
+    char msg[96], *o = msg, *end = msg + sizeof msg;
+    if (!stage.open || stage.received != stage.total) {
+        nak(seq, NAK_STATE, REQ_COMMIT, stage.open ? "blob incomplete" : "COMMIT without BEGIN");
+        return;
+    }
+    stage.open = 0;
+    if (tml_load(&m, stage.dst, stage.total, arena, ARENA_BYTES) != TML_OK) {
+        nak(seq, NAK_REJECTED, REQ_COMMIT, tml_reason(&m));
+        return; /* the staged bytes are simply forgotten: the active model was never touched */
+    }
+    active = m;
+    active_start = stage.dst;
+    active_len = stage.total;
+    have_model = 1;
+    o = put_s(o, end, "installed ops=");
+    o = put_u(o, end, m.n_ops);
+    o = put_s(o, end, " arena=");
+    o = put_u(o, end, m.arena_bytes);
+    send_frame(REQ_COMMIT | REPLY_OK, seq, (const uint8_t *)msg, (uint32_t)(o - msg));
+}
+
+/* Visit the graph inputs (or outputs) as one concatenated byte range [off, off + n). */
+static int io_span(int outputs, uint32_t off, uint32_t n, uint8_t *buf, int write)
+{
+    uint32_t k, base = 0, count = outputs ? active.n_outputs : active.n_inputs;
+    uint64_t end = (uint64_t)off + n, total = 0;
+    for (k = 0; k < count; k++) {
+        tml_tensor t;
+        tml_tensor_get(&active, (uint32_t)(outputs ? tml_output_index(&active, k) : tml_input_index(&active, k)),
+                       &t);
+        total += t.bytes;
+    }
+    if (end > total)
+        return -1;
+    for (k = 0; k < count && n; k++) {
+        tml_tensor t;
+        int idx = outputs ? tml_output_index(&active, k) : tml_input_index(&active, k);
+        tml_tensor_get(&active, (uint32_t)idx, &t);
+        if (off < base + t.bytes) {
+            uint32_t s = off - base, c = t.bytes - s < n ? t.bytes - s : n;
+            uint8_t *d = (uint8_t *)tml_tensor_data(&active, (uint32_t)idx) + s;
+            if (write)
+                memcpy(d, buf, c);
+            else
+                memcpy(buf, d, c);
+            buf += c;
+            off += c;
+            n -= c;
+        }
+        base += t.bytes;
+    }
+    return 0;
+}
+
+static uint32_t io_total(int outputs)
+{
+    uint32_t k, total = 0, count = outputs ? active.n_outputs : active.n_inputs;
+    for (k = 0; k < count; k++) {
+        tml_tensor t;
+        tml_tensor_get(&active, (uint32_t)(outputs ? tml_output_index(&active, k) : tml_input_index(&active, k)),
+                       &t);
+        total += t.bytes;
+    }
+    return total;
+}
+
+static void do_input(uint8_t seq, const uint8_t *p, uint32_t len)
+{
+    if (!have_model) {
+        nak(seq, NAK_NO_MODEL, REQ_INPUT, "no model installed");
+        return;
+    }
+    if (len < 4 || io_span(0, rd32(p), len - 4, (uint8_t *)p + 4, 1)) {
+        nak(seq, NAK_OFFSET, REQ_INPUT, "input bytes outside the model's inputs");
+        return;
+    }
+    send_frame(REQ_INPUT | REPLY_OK, seq, NULL, 0);
+}
+
+static void do_invoke(uint8_t seq)
+{
+    uint64_t t0, t1;
+    uint32_t st, out_total, first;
+    uint8_t *r = tx + 6;
+    if (!have_model) {
+        nak(seq, NAK_NO_MODEL, REQ_INVOKE, "no model installed");
+        return;
+    }
+    t0 = systick_cycles();
+    st = (uint32_t)tml_invoke(&active);
+    t1 = systick_cycles();
+    out_total = io_total(1);
+    first = out_total < PROTO_MAX_PAYLOAD - 16u ? out_total : PROTO_CHUNK;
+    wr32(r, st);
+    wr32(r + 4, (uint32_t)(t1 - t0));
+    wr32(r + 8, (uint32_t)((t1 - t0) >> 32));
+    wr32(r + 12, out_total);
+    io_span(1, 0, first, r + 16, 0);
+    send_frame(REQ_INVOKE | REPLY_OK, seq, r, 16 + first);
+}
+
+static void do_output(uint8_t seq, const uint8_t *p, uint32_t len)
+{
+    uint32_t off, n;
+    if (!have_model) {
+        nak(seq, NAK_NO_MODEL, REQ_OUTPUT, "no model installed");
+        return;
+    }
+    if (len != 6) {
+        nak(seq, NAK_LENGTH, REQ_OUTPUT, "OUTPUT takes u32 offset, u16 length");
+        return;
+    }
+    off = rd32(p);
+    n = p[4] | ((uint32_t)p[5] << 8);
+    if (n > PROTO_CHUNK || io_span(1, off, n, tx + 6, 0)) {
+        nak(seq, NAK_OFFSET, REQ_OUTPUT, "range outside the model's outputs");
+        return;
+    }
+    send_frame(REQ_OUTPUT | REPLY_OK, seq, tx + 6, n);
+}
+
+static void do_calibrate(uint8_t seq, const uint8_t *p, uint32_t len)
+{
+    uint32_t n;
+    uint64_t t0, t1;
+    uint8_t r[8];
+    if (len != 4 || rd32(p) == 0) {
+        nak(seq, NAK_LENGTH, REQ_CALIBRATE, "CALIBRATE takes a nonzero u32 count");
+        return;
+    }
+    n = rd32(p);
+    t0 = systick_cycles();
+    __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc"); /* exactly 2 instructions per turn */
+    t1 = systick_cycles();
+    wr32(r, (uint32_t)(t1 - t0));
+    wr32(r + 4, (uint32_t)((t1 - t0) >> 32));
+    send_frame(REQ_CALIBRATE | REPLY_OK, seq, r, 8);
+}
+
+int main(void)
+{
+    board_init();
+    systick_start();
+    send_frame(REPLY_BOOT, 0, (const uint8_t *)tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
+    for (;;) {
+        uint32_t len = receive_frame();
+        uint8_t type = rx[2], seq = rx[3];
+        const uint8_t *p = rx + 6;
+        switch (type) {
+        case REQ_CAPS:
+            send_frame(REQ_CAPS | REPLY_OK, seq, tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
+            break;
+        case REQ_BEGIN: do_begin(seq, p, len); break;
+        case REQ_CHUNK: do_chunk(seq, p, len); break;
+        case REQ_COMMIT: do_commit(seq); break;
+        case REQ_ERASE:
+            have_model = 0;
+            stage.open = 0;
+            send_frame(REQ_ERASE | REPLY_OK, seq, NULL, 0);
+            break;
+        case REQ_INPUT: do_input(seq, p, len); break;
+        case REQ_INVOKE: do_invoke(seq); break;
+        case REQ_OUTPUT: do_output(seq, p, len); break;
+        case REQ_CALIBRATE: do_calibrate(seq, p, len); break;
+        default: nak(seq, NAK_UNKNOWN, type, "unknown request type");
+        }
+    }
+}
