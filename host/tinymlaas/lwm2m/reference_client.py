@@ -112,7 +112,7 @@ class ReferenceClient(resource.ObservableResource):
         if request.code == Code.GET:
             return self._read(request, path)
         if request.code == Code.PUT and path == (5, 0, 0):
-            return self._block1(request)
+            return self._receive_package(request)
         if request.code == Code.PUT and not request.payload:
             self.attributes[path] = dict(q.partition("=")[::2] for q in request.opt.uri_query)
             return Message(code=Code.CHANGED)
@@ -152,7 +152,7 @@ class ReferenceClient(resource.ObservableResource):
             return Message(code=Code.NOT_ACCEPTABLE)
         return Message(code=Code.CONTENT, payload=payload, content_format=fmt)
 
-    def _block1(self, request):
+    def _receive_package(self, request):
         b1 = request.opt.block1
         if b1 is None:
             self.package = bytes(request.payload)
