@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..blob import format as F
 from ..blob.reader import BlobFormatError, parse
 from ..blob.reference import NP_DTYPE
 from ..devices import unixport
@@ -33,6 +34,11 @@ class MicroPythonRuntime:
             blob = parse(blob_bytes)  # only for the graph's shapes; the device loader validates on its own
         except BlobFormatError:
             blob = None
+        if blob is not None:
+            spec = ",".join("%d%s" % (t.nbytes, "f" if t.dtype == F.DTYPE_FLOAT32 else "b")
+                            for t in (blob.tensors[i] for i in blob.inputs))
+        else:
+            spec = ",".join("%db" % np.asarray(x).nbytes for x in inputs[0])
         with tempfile.TemporaryDirectory(prefix="tinymlaas-mpy-") as tmp:
             tmp = Path(tmp)
             (tmp / "model.blob").write_bytes(bytes(blob_bytes))
@@ -43,7 +49,7 @@ class MicroPythonRuntime:
             try:
                 proc = unixport.run(script=DRIVER, heap=self.heap, timeout=self.timeout, check=False,
                                     args=[tmp / "model.blob", tmp / "inputs.bin", tmp / "outputs.bin",
-                                          len(inputs), "stream" if self.stream else "ram"])
+                                          len(inputs), "stream" if self.stream else "ram", spec])
             except unixport.MicroPythonError as e:
                 raise RuntimeUnavailable(str(e)) from e
             out = proc.stdout.decode(errors="replace")
