@@ -1,0 +1,56 @@
+"""`tinymlaas device emulate --server coap://HOST:PORT --endpoint NAME [--heap SIZE] [--data-dir DIR]
+[--profile esp32|...]`: run one emulated device (the MicroPython LwM2M client) until interrupted."""
+
+import sys
+
+
+def register(subparsers):
+    from ..devices.emulated import PROFILES
+
+    p = subparsers.add_parser("device", help="device-side tools (emulated devices)",
+                              description="Device-side tools.")
+    sub = p.add_subparsers(dest="device_command", metavar="ACTION")
+    e = sub.add_parser("emulate", help="run an emulated device: the MicroPython LwM2M client on the unix port",
+                       description="Start one emulated device: a `micropython` process with a board-like heap "
+                       "limit and a persistent data directory as its flash, running the tinymlaas LwM2M client. "
+                       "It registers with the server, reports its TinyML capabilities and accepts model packages "
+                       "over object 5. Ctrl-C de-registers and stops it.")
+    e.add_argument("--server", required=True, help="LwM2M server, coap://HOST:PORT")
+    e.add_argument("--endpoint", required=True, help="endpoint client name to register as")
+    e.add_argument("--heap", help="MicroPython heap size, e.g. 160k (default: from the profile)")
+    e.add_argument("--data-dir", help="directory used as the device's flash (kept across runs; default: a new "
+                   "temporary directory)")
+    e.add_argument("--profile", default="esp32", choices=sorted(PROFILES), help="board profile (default esp32)")
+    e.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds (default 300)")
+    e.set_defaults(func=run_emulate)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_emulate(args):
+    from ..cli import UserError
+    from ..devices.emulated import EmulatedDevice
+    from ..devices.unixport import MicroPythonError
+
+    if args.lifetime < 1:
+        raise UserError("--lifetime must be at least 1 second")
+    try:
+        dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
+                             profile=args.profile, lifetime=args.lifetime,
+                             log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print("emulated %s device %s: heap %d bytes, flash %s" % (args.profile, args.endpoint, dev.heap,
+                                                              dev.data_dir), flush=True)
+    try:
+        dev.start()
+    except MicroPythonError as e:
+        raise UserError(str(e)) from None
+    try:
+        while dev.running() or (dev._thread and dev._thread.is_alive()):
+            dev._thread.join(0.5)
+    except KeyboardInterrupt:
+        print("stopping %s" % args.endpoint, file=sys.stderr)
+        dev.stop()
+        return 0
+    code = getattr(dev, "exit_code", dev.proc.returncode)
+    return 0 if code == 0 else 1

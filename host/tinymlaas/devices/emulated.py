@@ -1,0 +1,137 @@
+"""Emulated tinymlaas devices: the LwM2M client (lwm2m_client/tinyml_device.py) in a `micropython` process with
+a heap limit like a board's and a directory as its flash. Used by `tinymlaas device emulate`, tests and the demo.
+
+The process is supervised: when the device reboots (Execute /3/0/4; the unix port exits with
+REBOOT_EXIT_CODE) it is started again with the same flash directory, like a board coming back up.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ..paths import LWM2M_CLIENT
+from . import unixport
+
+REBOOT_EXIT_CODE = 75  # lwm2m_client/hal.py
+
+# Board profiles. `board_heap` is the MicroPython heap on the board. The unix port is 64-bit: the client's own
+# objects (bytecode, dicts, lists) take about twice the bytes they take on a 32-bit MCU (measured in
+# docs/lwm2m-client.md), so the emulated heap is the board heap plus the client's extra x64 overhead.
+X64_CLIENT_OVERHEAD = 48 * 1024
+PROFILES = {
+    "esp32": {"board_heap": 110 * 1024, "model": "ESP32-WROOM-32", "hw_version": "esp32 (xtensawin)"},
+    "esp32-s3": {"board_heap": 2048 * 1024, "model": "ESP32-S3 + 8 MB PSRAM", "hw_version": "esp32s3 (xtensawin)"},
+    "cortex-m4": {"board_heap": 128 * 1024, "model": "STM32F4 (Cortex-M4F, 192 KB SRAM)",
+                  "hw_version": "armv7emsp"},
+    "cortex-m7": {"board_heap": 512 * 1024, "model": "STM32H7 (Cortex-M7, 1 MB SRAM)", "hw_version": "armv7emdp"},
+    "unix": {"board_heap": 1024 * 1024, "model": "unix port", "hw_version": "x64"},
+}
+
+
+def parse_size(text):
+    """'128k', '2M', '65536' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", str(text))
+    if not m:
+        raise ValueError("not a size: %r (use e.g. 128k or 2M)" % text)
+    return int(m.group(1)) * {"": 1, "k": 1024, "K": 1024, "m": 1 << 20, "M": 1 << 20}[m.group(2)]
+
+
+class EmulatedDevice:
+    def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
+                 ack_timeout_ms=2000, restart_on_reboot=True, log=None):
+        if profile not in PROFILES:
+            raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
+        if not str(server).startswith("coap://"):
+            raise ValueError("server must be a coap:// URI, got %r" % server)
+        self.server = server
+        self.endpoint = endpoint
+        self.profile = profile
+        prof = PROFILES[profile]
+        self.heap = parse_size(heap) if heap is not None else prof["board_heap"] + X64_CLIENT_OVERHEAD
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-%s-" % endpoint))
+        self.lifetime = lifetime
+        self.ack_timeout_ms = ack_timeout_ms
+        self.restart_on_reboot = restart_on_reboot
+        self.log = log  # callable(line) for the device's output lines, or None
+        self.lines = []
+        self.reboots = 0
+        self.proc = None
+        self._registered = threading.Event()
+        self._stopping = False
+        self._thread = None
+
+    def config(self):
+        prof = PROFILES[self.profile]
+        return {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
+                "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
+                "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
+                "serial": self.endpoint}
+
+    def command(self):
+        cfg = self.data_dir / "device.json"
+        return unixport.command(LWM2M_CLIENT / "tinyml_device.py", "%d" % self.heap, ["--config", cfg])
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "device.json").write_text(json.dumps(self.config(), indent=1))
+        self._stopping = False
+        self._spawn()
+        self._thread = threading.Thread(target=self._supervise, daemon=True)
+        self._thread.start()
+        return self
+
+    def _spawn(self):
+        self._registered.clear()
+        self.proc = subprocess.Popen(self.command(), env=unixport.env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=self.data_dir)
+
+    def _supervise(self):
+        while True:
+            proc = self.proc
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                self.lines.append(line)
+                if line.startswith("registered "):
+                    self._registered.set()
+                if self.log:
+                    self.log(line)
+            code = proc.wait()
+            if self._stopping or code != REBOOT_EXIT_CODE or not self.restart_on_reboot:
+                self.exit_code = code
+                return
+            self.reboots += 1
+            self._spawn()
+
+    def wait_registered(self, timeout=30):
+        if not self._registered.wait(timeout):
+            raise TimeoutError("device %s did not register within %ss; output:\n%s"
+                               % (self.endpoint, timeout, "\n".join(self.lines[-20:])))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5):
+        """Ask the device to de-register (SIGINT -> KeyboardInterrupt in the client loop), then make sure."""
+        self._stopping = True
+        if self.running():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._thread:
+            self._thread.join(timeout)
+        return self.proc.returncode if self.proc else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
