@@ -1,0 +1,57 @@
+"""`tinymlaas serve`: the LwM2M server (CoAP/UDP) and its JSON HTTP API on localhost."""
+
+import asyncio
+import logging
+import signal
+
+from ..cli import UserError
+
+
+def register(sub):
+    p = sub.add_parser("serve", help="run the LwM2M server (devices register here) and the JSON HTTP API")
+    p.add_argument("--coap-host", default="0.0.0.0", help="address the LwM2M server binds (default 0.0.0.0)")
+    p.add_argument("--coap-port", type=int, default=5683, help="CoAP/UDP port (default 5683)")
+    p.add_argument("--http-port", type=int, default=8080, help="HTTP API port on 127.0.0.1 (default 8080)")
+    p.add_argument("--db", default="tinymlaas.db", help="SQLite database file (default ./tinymlaas.db)")
+    p.add_argument("--public-host", default=None, help="host name devices use to reach this server (package URIs)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
+    p.set_defaults(func=cmd_serve)
+
+
+async def _serve(args, ready=None):
+    from ..lwm2m.http_api import HttpApi, device_routes
+    from ..lwm2m.server import LwM2MServer
+
+    server = LwM2MServer(args.db, public_host=args.public_host)
+    try:
+        await server.start(args.coap_host, args.coap_port)
+    except OSError as e:
+        raise UserError("cannot bind CoAP %s:%d: %s" % (args.coap_host, args.coap_port, e.strerror)) from None
+    api = device_routes(HttpApi(), server)
+    try:
+        await api.start("127.0.0.1", args.http_port)
+    except OSError as e:
+        await server.stop()
+        raise UserError("cannot bind HTTP 127.0.0.1:%d: %s" % (args.http_port, e.strerror)) from None
+    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://127.0.0.1:%d/api/devices (db %s)"
+          % (args.coap_host, server.port, api.port, args.db), flush=True)
+    server.on_event(lambda ev: print("%s %s %s" % (ev.kind, ev.endpoint, ev.registration.address), flush=True))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        ready(server, api)
+    await stop.wait()
+    await api.stop()
+    await server.stop()
+    return 0
+
+
+def cmd_serve(args):
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    for port in (args.coap_port, args.http_port):
+        if not 0 <= port <= 65535:
+            raise UserError("port %d out of range" % port)
+    return asyncio.run(_serve(args))
