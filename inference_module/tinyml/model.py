@@ -105,6 +105,16 @@ class Model:
                 raise ValueError("input %d value %d is not int8" % (i, v))
             a[off + k] = v & 0xFF
 
+    def input_buffer(self, i):
+        """The arena bytes of graph input i (a memoryview: write raw int8/float32 data into it, zero copy)."""
+        t = self.tensors[self._p.inputs[i]]
+        return self._amv[t[T_OFF]:t[T_OFF] + t[T_BYTES]]
+
+    def output_buffer(self, i):
+        """The arena bytes of graph output i, valid until the next inference (zero copy)."""
+        t = self.tensors[self._p.outputs[i]]
+        return self._amv[t[T_OFF]:t[T_OFF] + t[T_BYTES]]
+
     def get_output(self, i):
         t = self.tensors[self._p.outputs[i]]
         off, n = t[T_OFF], elements(t)

@@ -1,0 +1,321 @@
+"""Model installer: receives an install package (docs/package-format.md) in chunks, verifies it, self-tests the
+model it carries and switches the active model atomically. Called by the LwM2M client for object 5.
+
+Files under `root`:
+    staging.pkg       the package being downloaded (append-only)
+    slot0.pkg / slot1.pkg   installed packages; one is active, the other is the previous model or unused
+    active            JSON pointer to the active slot (replaced with os.rename, the only commit point)
+    active.tmp        the next pointer while it is written
+
+Crash safety: until `active` is renamed over, the old pointer and the slot it names are untouched; after it, the
+new pointer is complete (written, flushed and closed before the rename). Startup removes a stale active.tmp, or
+completes the rename when a filesystem without atomic replace lost `active` between remove and rename.
+RAM: one 512-byte chunk buffer, the package's JSON metadata (<= 4 KB) and, during activate(), the model itself.
+"""
+
+import os
+import json
+import struct
+import hashlib
+
+from .errors import BlobError
+
+MAGIC = b"TMLP"
+VERSION = 1
+HEADER_BYTES = 32
+TRAILER_BYTES = 32
+MAX_META = 4096
+CHUNK = 512
+MARGIN = 4096  # free space kept for the pointer file and filesystem metadata
+
+# LwM2M /5/0/5 Update Result codes
+NOT_ENOUGH_FLASH = 2
+OUT_OF_RAM = 3
+INTEGRITY_FAILURE = 5
+UNSUPPORTED_PACKAGE = 6
+UPDATE_FAILED = 8
+
+IDLE = "Idle"
+DOWNLOADING = "Downloading"
+DOWNLOADED = "Downloaded"
+
+
+class InstallError(Exception):
+    def __init__(self, result, message):
+        super().__init__(message)
+        self.result = result
+        self.message = message
+
+    def __str__(self):
+        return "%s (LwM2M update result %d)" % (self.message, self.result)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _hex(b):
+    return "".join("%02x" % v for v in b)
+
+
+class Installer:
+    def __init__(self, root):
+        self.root = root.rstrip("/") or "/"
+        if not _exists(self.root):
+            os.mkdir(self.root)
+        self.state = IDLE
+        self._f = None
+        self._written = 0
+        self._expect = None
+        self._staged = None  # parsed header + meta after finish()
+        self._recover()
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def _recover(self):
+        act, tmp = self._path("active"), self._path("active.tmp")
+        if _exists(tmp):
+            if _exists(act):
+                _remove(tmp)  # the switch never happened; the old pointer stands
+            else:
+                os.rename(tmp, act)  # a non-atomic filesystem died between remove and rename
+        _remove(self._path("staging.pkg"))  # a download interrupted by a reboot starts again
+
+    # ----- space -----
+
+    def free_bytes(self):
+        st = os.statvfs(self.root)
+        return st[0] * st[4]  # f_bsize * f_bavail
+
+    def _reclaimable(self):
+        """Bytes begin() frees: the inactive slot (the previous model) is overwritten by the next install."""
+        slot = self._inactive_slot()
+        try:
+            return os.stat(self._path(slot))[6]
+        except OSError:
+            return 0
+
+    # ----- download -----
+
+    def begin(self, size=None):
+        self.abort()
+        if size is not None and size > self.free_bytes() + self._reclaimable() - MARGIN:
+            raise InstallError(NOT_ENOUGH_FLASH, "package of %d bytes does not fit (%d bytes free)" % (size, self.free_bytes()))
+        _remove(self._path(self._inactive_slot()))
+        self._f = open(self._path("staging.pkg"), "wb")
+        self._written = 0
+        self._expect = size
+        self.state = DOWNLOADING
+
+    def write(self, offset, chunk):
+        if self._f is None:
+            raise InstallError(UPDATE_FAILED, "write() without begin()")
+        if offset != self._written:
+            raise InstallError(UPDATE_FAILED, "chunk at offset %d, expected %d" % (offset, self._written))
+        n = len(chunk)
+        if self._expect is not None and self._written + n > self._expect:
+            self.abort()
+            raise InstallError(UPDATE_FAILED, "more data than the announced %d bytes" % self._expect)
+        if n > self.free_bytes() - MARGIN:
+            self.abort()
+            raise InstallError(NOT_ENOUGH_FLASH, "filesystem full after %d bytes" % self._written)
+        try:
+            self._f.write(chunk)
+        except OSError as e:
+            self.abort()
+            raise InstallError(NOT_ENOUGH_FLASH, "write failed: %s" % e)
+        self._written += n
+
+    def abort(self):
+        """Drop a download in progress (the active model is not affected)."""
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+        _remove(self._path("staging.pkg"))
+        self._staged = None
+        self._written = 0
+        self.state = IDLE
+
+    def finish(self):
+        """Complete the download: check header/type (6), SHA-256 (5) and the blob itself; state -> Downloaded."""
+        if self._f is None:
+            raise InstallError(UPDATE_FAILED, "finish() without begin()")
+        self._f.close()
+        self._f = None
+        try:
+            self._staged = self._verify(self._path("staging.pkg"), self._written)
+        except InstallError:
+            self.abort()
+            raise
+        self.state = DOWNLOADED
+        return self._staged["meta"]
+
+    def _verify(self, path, size):
+        if self._expect is not None and size != self._expect:
+            raise InstallError(INTEGRITY_FAILURE, "received %d of %d bytes" % (size, self._expect))
+        if size < HEADER_BYTES + TRAILER_BYTES:
+            raise InstallError(UNSUPPORTED_PACKAGE, "package too short (%d bytes)" % size)
+        buf = bytearray(CHUNK)
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+            magic, ver, hb, meta_n, vec_n, blob_n, nvec, flags, res = struct.unpack("<4sHHIIIIII", head)
+            if magic != MAGIC:
+                raise InstallError(UNSUPPORTED_PACKAGE, "not a tinymlaas package (magic %r)" % magic)
+            if ver != VERSION or hb != HEADER_BYTES or flags or res:
+                raise InstallError(UNSUPPORTED_PACKAGE, "unsupported package version %d (this device reads %d)" % (ver, VERSION))
+            if HEADER_BYTES + meta_n + vec_n + blob_n + TRAILER_BYTES != size:
+                raise InstallError(INTEGRITY_FAILURE, "package sections (%d+%d+%d) do not match its %d bytes" % (meta_n, vec_n, blob_n, size))
+            if meta_n > MAX_META:
+                raise InstallError(UNSUPPORTED_PACKAGE, "package metadata of %d bytes exceeds %d" % (meta_n, MAX_META))
+            # One pass over the file: hash of the package body and, separately, of the blob range.
+            h_all = hashlib.sha256(head)
+            h_blob = hashlib.sha256()
+            blob_off = HEADER_BYTES + meta_n + vec_n
+            body_end = size - TRAILER_BYTES
+            pos = HEADER_BYTES
+            mv = memoryview(buf)
+            while pos < body_end:
+                k = min(CHUNK, body_end - pos)
+                if f.readinto(mv[:k]) != k:
+                    raise InstallError(INTEGRITY_FAILURE, "short read at %d" % pos)
+                h_all.update(mv[:k])
+                if pos + k > blob_off:
+                    a = max(0, blob_off - pos)
+                    h_blob.update(mv[a:k])
+                pos += k
+            if f.read(TRAILER_BYTES) != h_all.digest():
+                raise InstallError(INTEGRITY_FAILURE, "package SHA-256 mismatch")
+            f.seek(HEADER_BYTES)
+            try:
+                meta = json.loads(f.read(meta_n))
+                name, version, sha = str(meta["name"]), str(meta["version"]), meta["sha256"]
+            except (ValueError, KeyError, TypeError):
+                raise InstallError(UNSUPPORTED_PACKAGE, "package metadata is not the expected JSON")
+        if _hex(h_blob.digest()) != sha:
+            raise InstallError(INTEGRITY_FAILURE, "model SHA-256 does not match the package metadata")
+        # The blob must be one this runtime executes (format version, ABI, every record): checked now, so
+        # "Downloaded" means installable.
+        from .blob import parse
+        from .source import FileSource
+        src = FileSource(path, blob_off, blob_n)
+        try:
+            prog = parse(src)
+        except BlobError as e:
+            raise InstallError(UNSUPPORTED_PACKAGE, "model rejected: %s" % e)
+        finally:
+            src.close()
+        sizes = [prog.tensors[t][4] for t in prog.inputs] + [prog.tensors[t][4] for t in prog.outputs]
+        if sum(sizes) * nvec != vec_n:
+            raise InstallError(UNSUPPORTED_PACKAGE, "test vectors (%d bytes) do not match the model's I/O" % vec_n)
+        return {"meta": meta, "name": name, "version": version, "sha256": sha, "blob_offset": blob_off,
+                "blob_bytes": blob_n, "vec_offset": HEADER_BYTES + meta_n, "n_vectors": nvec,
+                "arena_bytes": prog.arena_bytes, "package_bytes": size}
+
+    # ----- activation -----
+
+    def _pointer(self):
+        try:
+            with open(self._path("active")) as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def _inactive_slot(self):
+        p = self._pointer()
+        return "slot1.pkg" if p and p.get("slot") == "slot0.pkg" else "slot0.pkg"
+
+    def activate(self):
+        """Self-test the downloaded model, then make it the active one. On any failure the old model stays."""
+        if self.state != DOWNLOADED or self._staged is None:
+            raise InstallError(UPDATE_FAILED, "nothing downloaded to activate")
+        info = self._staged
+        slot = self._inactive_slot()
+        path = self._path(slot)
+        os.rename(self._path("staging.pkg"), path)  # the inactive slot; the active one is untouched
+        self._staged = None
+        self.state = IDLE
+        try:
+            self._self_test(path, info)
+        except MemoryError:
+            raise InstallError(OUT_OF_RAM, "not enough RAM to run the model (arena %d bytes)" % info["arena_bytes"])
+        except BlobError as e:
+            raise InstallError(UPDATE_FAILED, "model failed to load: %s" % e)
+        except ValueError as e:  # SelfTestError
+            raise InstallError(UPDATE_FAILED, "golden test failed: %s" % e)
+        pointer = {"slot": slot, "name": info["name"], "version": info["version"], "sha256": info["sha256"],
+                   "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
+                   "blob_offset": info["blob_offset"]}
+        tmp = self._path("active.tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(pointer))
+        try:
+            os.rename(tmp, self._path("active"))  # the commit point
+        except OSError:
+            _remove(self._path("active"))  # filesystems without atomic replace; _recover() completes it
+            os.rename(tmp, self._path("active"))
+        return self.active()
+
+    def _self_test(self, path, info):
+        import gc
+        from .model import load
+        gc.collect()
+        m = load(path, offset=info["blob_offset"], length=info["blob_bytes"])
+        try:
+            run_vectors(m, path, info["vec_offset"], info["n_vectors"])
+        finally:
+            m.close()
+
+    def active(self):
+        p = self._pointer()
+        if not p:
+            return None
+        return {"name": p["name"], "version": p["version"], "sha256": p["sha256"], "arena_bytes": p["arena_bytes"],
+                "blob_bytes": p["blob_bytes"], "state": "active"}
+
+    def load_active(self, **kw):
+        p = self._pointer()
+        if not p:
+            return None
+        from .model import load
+        return load(self._path(p["slot"]), offset=p["blob_offset"], length=p["blob_bytes"], **kw)
+
+
+def run_vectors(m, path, offset, count):
+    """Run `count` golden vectors stored at `offset` of file `path` on model m. Inputs are read straight into
+    the arena and outputs compared chunk by chunk, so a vector costs no RAM beyond one chunk buffer."""
+    from .errors import SelfTestError
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for k in range(count):
+            for i in range(len(m.inputs)):
+                view = m.input_buffer(i)
+                if f.readinto(view) != len(view):
+                    raise SelfTestError("vector %d: input %d truncated" % (k, i))
+            m.invoke()
+            for j in range(len(m.outputs)):
+                view = m.output_buffer(j)
+                pos = 0
+                while pos < len(view):
+                    n = min(CHUNK, len(view) - pos)
+                    if f.readinto(mv[:n]) != n:
+                        raise SelfTestError("vector %d: expected output %d truncated" % (k, j))
+                    if mv[:n] != view[pos:pos + n]:
+                        raise SelfTestError("vector %d: output %d differs from the golden result near byte %d" % (k, j, pos))
+                    pos += n
