@@ -90,16 +90,9 @@ def run_tflm(model, *inputs):
     """Outputs of the model in the real TFLite Micro interpreter."""
     from tflite_micro.python.tflite_micro import runtime
 
+    n_outputs = len(S.ModelT.InitFromPackedBuf(bytearray(model), 0).subgraphs[0].outputs)
     interp = runtime.Interpreter.from_bytes(model)
     for k, x in enumerate(inputs):
         interp.set_input(x, k)
     interp.invoke()
-    outs = []
-    k = 0
-    while True:
-        try:
-            outs.append(interp.get_output(k))
-        except Exception:
-            break
-        k += 1
-    return outs
+    return [interp.get_output(k) for k in range(n_outputs)]

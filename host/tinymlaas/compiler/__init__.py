@@ -17,7 +17,7 @@ from .frontend import parse_tflite
 from .passes.fold_constants import fold_constants, remove_dead_ops
 from .passes.fuse import fuse_activations, fuse_pads
 from .passes.lower import lower
-from .passes.lut import lower_to_lut
+from .passes.lut import lower_to_lut, requantize_concat_inputs
 from .passes.views import make_views
 from .planner import plan_memory
 
@@ -97,6 +97,7 @@ def compile_graph(graph, tflite=b"", name="", inplace=True):
     stats["folded_constant_ops"] = fold_constants(graph)
     stats["views"] = make_views(graph)
     stats["luts"] = lower_to_lut(graph)
+    stats["concat_requantizations"] = requantize_concat_inputs(graph)
     stats["fused_pads"] = fuse_pads(graph)
     stats["fused_activations"] = fuse_activations(graph)
     stats["copies"] = _views_to_copies(graph)

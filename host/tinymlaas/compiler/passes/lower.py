@@ -238,8 +238,8 @@ def _lower_concat(op, graph):
     _check_int8(op, graph, op.outputs[0], "output")
     for i in op.inputs:
         _check_int8(op, graph, i, "input")
-        _need(op, graph.tensors[i].same_quant(y), "inputs with quantization different from the output's are not "
-              "supported (TFLite Micro requires equal scales)")
+        _need(op, graph.tensors[i].same_quant(y), "input quantization differs from the output's (run the "
+              "requantize_concat_inputs pass first)")
         _need(op, len(graph.tensors[i].shape) == len(y.shape), "inputs of different rank")
     op.params = [_axis4(op, op.options.get("axis", 0), len(y.shape))]
 

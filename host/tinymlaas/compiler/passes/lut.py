@@ -71,3 +71,30 @@ def lut_clamp_range(table):
         if v != max(lo, min(hi, i - 128)):
             return None
     return lo, hi
+
+
+def requantize_concat_inputs(graph):
+    """CONCATENATION joins bytes, so its inputs must share the output's scale and zero point (spec §5). TFLite's
+    converter makes them equal; for an input that differs, insert a LUT that requantizes it exactly as an int8 ->
+    int8 QUANTIZE op would (TFLite Micro itself refuses such a model)."""
+    from ..ir import Op, Tensor
+
+    n = 0
+    for op in list(graph.ops):
+        if op.kind != "CONCATENATION":
+            continue
+        y = graph.tensors[op.outputs[0]]
+        if y.dtype != "int8" or not y.quantized or y.per_channel:
+            continue
+        for k, i in enumerate(op.inputs):
+            x = graph.tensors[i]
+            if x.dtype != "int8" or not x.quantized or x.per_channel or x.same_quant(y):
+                continue
+            table = np.array(Q.requantize_table(x.s, x.zp, y.s, y.zp), dtype=np.int8)
+            t_table = graph.add_const("%s/requant_lut" % x.name, table)
+            t_new = graph.add_tensor(Tensor(x.name + "/requantized", "int8", x.shape, y.scale, y.zero_point))
+            lut = Op("LUT", [i, t_table], [t_new], {"source_kind": "QUANTIZE"}, op.index)
+            graph.ops.insert(graph.ops.index(op), lut)
+            op.inputs[k] = t_new
+            n += 1
+    return n
