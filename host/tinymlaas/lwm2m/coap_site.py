@@ -1,4 +1,5 @@
-"""The server's CoAP resources: the Registration interface (/rd) and package downloads (/fw/<sha256>).
+"""The server's CoAP resources: the Registration interface (/rd), package downloads (/fw/<sha256>) and an
+observable endpoint lookup (/rd-lookup/ep, in the style of RFC 9176 §7) for monitoring tools.
 
 One root resource routes on the full Uri-Path, so no request reaches a handler it was not meant for, and
 aiocoap's implicit block-wise reassembly is off: Block1 on /rd is refused with 4.13 (a registration must fit
@@ -30,16 +31,24 @@ def _error(code, text=""):
     return Message(code=code, payload=text.encode("utf-8")[:120])
 
 
-class Root(resource.Resource):
+class Root(resource.ObservableResource):
     def __init__(self, server):
         super().__init__()
         self.server = server
+        self._lookup_observers = set()
 
     async def needs_blockwise_assembly(self, request):
         return False
 
     async def add_observation(self, request, serverobservation):
-        return None  # nothing here is observable
+        # Only the endpoint lookup is observable; anything else is answered without an Observe option.
+        if request.opt.uri_path == ("rd-lookup", "ep"):
+            self._lookup_observers.add(serverobservation)
+            serverobservation.accept(lambda: self._lookup_observers.discard(serverobservation))
+
+    def registrations_changed(self):
+        for o in list(self._lookup_observers):
+            o.trigger()
 
     async def render(self, request):
         path = request.opt.uri_path
@@ -48,6 +57,8 @@ class Root(resource.Resource):
                 return self._registration(request, path[1:])
             if len(path) == 2 and path[0] == "fw":
                 return self._package(request, path[1])
+            if path == ("rd-lookup", "ep"):
+                return self._lookup(request)
         except R.Rejected as e:
             log.info("%s %s from %s rejected: %s", request.code, "/".join(path), request.remote.hostinfo, e.reason)
             return _error(CODES[e.code], e.reason)
@@ -87,6 +98,17 @@ class Root(resource.Resource):
                 return _error(Code.NOT_FOUND)
             return Message(code=Code.DELETED)
         return _error(Code.METHOD_NOT_ALLOWED)
+
+    # ---- /rd-lookup/ep ------------------------------------------------------------------------------------
+
+    def _lookup(self, request):
+        if request.code != Code.GET:
+            return _error(Code.METHOD_NOT_ALLOWED)
+        if request.opt.accept not in (None, 40):
+            return _error(Code.NOT_ACCEPTABLE)
+        links = ",".join('</rd/%s>;ep="%s";base="coap://%s";lt=%d' % (r.id, r.endpoint.replace('"', '\\"'), r.address, r.lifetime)
+                         for r in self.server.devices())
+        return Message(code=Code.CONTENT, payload=links.encode("utf-8"), content_format=40)
 
     # ---- /fw/<sha256> ------------------------------------------------------------------------------------
 

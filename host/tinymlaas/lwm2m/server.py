@@ -111,6 +111,7 @@ class LwM2MServer:
             packages_dir = Path(db_path).with_name(Path(db_path).name + ".packages")
         self.packages = PackageStore(packages_dir)
         self.context = None
+        self.site = None
         self.host = None
         self.port = None
         self.guard_stats = None
@@ -134,7 +135,8 @@ class LwM2MServer:
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self, host="127.0.0.1", port=5683):
-        self.context = await aiocoap.Context.create_server_context(Root(self), bind=(host, port), transports=["udp6"])
+        self.site = Root(self)
+        self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
         self.guard_stats = guard.install(self.context)
         self.host, self.port = host, guard.bound_port(self.context) or port
         self._sweeper = asyncio.create_task(self._sweep_expired())
@@ -181,6 +183,8 @@ class LwM2MServer:
 
     def _emit(self, kind, reg):
         ev = Event(kind, reg.endpoint, reg)
+        if kind != "capabilities" and self.site is not None:
+            self.site.registrations_changed()
         for q in self._subscribers:
             try:
                 q.put_nowait(ev)
