@@ -162,7 +162,10 @@ class Client:
     # --- device management interface
 
     def handle(self, req, addr):
-        path = req.path()
+        try:
+            path = req.path()
+        except UnicodeError:  # not a ValueError in MicroPython
+            return _resp(cm.BAD_REQUEST, "Uri-Path is not UTF-8")
         if path and path[-1] == "":
             path = path[:-1]
         try:
@@ -196,7 +199,7 @@ class Client:
             return _resp(cm.METHOD_NOT_ALLOWED)
         except ob.ResourceError as e:
             return _resp(e.code, str(e))
-        except (content.ContentError, ValueError) as e:
+        except (content.ContentError, ValueError, UnicodeError) as e:
             return _resp(cm.BAD_REQUEST, str(e))
 
     # Read / Observe
@@ -370,7 +373,7 @@ class Client:
     def _write_attributes(self, req, ids):
         try:
             attrs = observe.parse_attributes(req.queries())
-        except observe.AttributeError_ as e:
+        except (observe.AttributeError_, UnicodeError) as e:
             return _resp(cm.BAD_REQUEST, str(e))
         self.attributes.set(ids, attrs)
         return _resp(cm.CHANGED)
