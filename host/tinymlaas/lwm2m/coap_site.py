@@ -87,7 +87,10 @@ class Root(resource.ObservableResource):
             return _error(Code.NOT_FOUND)
         reg_id = rest[0]
         if request.code == Code.POST:
-            fields = R.check_update(request.opt.uri_query, request.opt.content_format, request.payload)
+            reg = self.server._registration_by_id(reg_id)
+            if reg is None:
+                return _error(Code.NOT_FOUND)
+            fields = R.check_update(request.opt.uri_query, request.opt.content_format, request.payload, reg.lwm2m_version)
             if not self.server._update(reg_id, fields, request.remote):
                 return _error(Code.NOT_FOUND)
             return Message(code=Code.CHANGED)

@@ -164,12 +164,14 @@ def check_register(queries, content_format, payload):
                 objects=objects, object_versions=versions)
 
 
-def check_update(queries, content_format, payload):
-    """Update (POST /rd/<id>): only the fields present change; returns them as a dict."""
+def check_update(queries, content_format, payload, registered_version):
+    """Update (POST /rd/<id>): only the fields present change; returns them as a dict. Some clients (e.g.
+    lwm2m-node-lib) repeat lwm2m= in Updates; that is accepted when it names the registered version."""
     q = parse_query(queries)
-    for key in ("ep", "lwm2m"):
-        if key in q:
-            raise Rejected(BAD_REQUEST, "%s cannot change in an Update" % key)
+    if "ep" in q:
+        raise Rejected(BAD_REQUEST, "ep cannot change in an Update")
+    if "lwm2m" in q and q["lwm2m"] != registered_version:
+        raise Rejected(BAD_REQUEST, "lwm2m version cannot change in an Update")
     out = {}
     if "lt" in q:
         out["lifetime"] = _lifetime(q["lt"])

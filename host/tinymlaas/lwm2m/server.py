@@ -65,6 +65,9 @@ class Event:
     registration: Registration
 
 
+LEGACY_FORMATS = {1541: C.TEXT, 1542: C.TLV, 1544: C.OPAQUE}
+
+
 def dotted(code):
     return "%d.%02d" % (int(code) >> 5, int(code) & 0x1F)
 
@@ -218,6 +221,10 @@ class LwM2MServer:
         self._maybe_read_capabilities(reg)
         return reg
 
+    def _registration_by_id(self, reg_id):
+        ep = self._by_id.get(reg_id)
+        return self._regs.get(ep) if ep is not None else None
+
     def _update(self, reg_id, fields, remote):
         ep = self._by_id.get(reg_id)
         if ep is None:
@@ -313,6 +320,8 @@ class LwM2MServer:
         fmt = resp.opt.content_format
         if fmt is None:
             fmt = C.TEXT if len(path) >= 3 else C.TLV
+        # Pre-1.0 LwM2M drafts used 1541 (text), 1542 (TLV) and 1544 (opaque); old clients still send them.
+        fmt = LEGACY_FORMATS.get(int(fmt), int(fmt))
         try:
             return C.decode(int(fmt), path, resp.payload, self.model)
         except C.CodecError as e:
