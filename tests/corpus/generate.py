@@ -148,6 +148,17 @@ def pad_conv(k):  # PAD (ZeroPadding2D, asymmetric) then CONV_2D VALID
     return k.Model(i, k.layers.Conv2D(3, 3, padding="valid")(x))
 
 
+def pad_maxpool(k):  # PAD that no consumer can absorb (MAX_POOL_2D must see the padded zeros)
+    i = k.Input((4, 5, 3))
+    x = k.layers.ZeroPadding2D(((2, 0), (1, 1)))(i)
+    return k.Model(i, k.layers.MaxPooling2D(2)(x))
+
+
+def reshape_only(k):  # graph output = RESHAPE of the graph input: the compiler emits COPY
+    i = k.Input((4, 6), batch_size=1)
+    return k.Model(i, k.layers.Reshape((3, 8))(i))
+
+
 def mean_spatial(k):  # MEAN over H and W (GlobalAveragePooling2D), then FULLY_CONNECTED
     i = k.Input((6, 5, 8))
     x = k.layers.GlobalAveragePooling2D()(i)
@@ -185,10 +196,10 @@ def float_io_dense(k):  # float32 I/O around a tiny MLP
 MODELS = {
     f.__name__: f
     for f in (conv_same_stride2, conv_valid_dilated, conv_same_dilated, conv_stride_nonsquare_relu6,
-              depthwise_dm2, depthwise_stride2_valid, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax, fc_logistic_tanh, avgpool_same, maxpool_valid,
-              add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
-              relu_relu6_standalone, pad_conv, mean_spatial, concat_channels, leaky_hard_swish, float_io_cnn,
-              float_io_dense)
+              depthwise_dm2, depthwise_stride2_valid, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax,
+              fc_logistic_tanh, avgpool_same, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
+              relu_relu6_standalone, pad_conv, pad_maxpool, reshape_only, mean_spatial, concat_channels,
+              leaky_hard_swish, float_io_cnn, float_io_dense)
 }
 FLOAT_IO = {"float_io_cnn", "float_io_dense"}
 # Calibration range of every corpus model's float inputs; the verify runner draws float inputs from it.
