@@ -100,3 +100,36 @@ def test_custom_op_rejected():
     mb.inputs, mb.outputs = [x], [y]
     with pytest.raises(CompileError, match=r"CUSTOM op 'MyOp' \(op 0\)"):
         compile_tflite(mb.build())
+
+
+def test_out_of_range_tensor_index_rejected():
+    mb = ModelBuilder()
+    x = mb.tensor([1, 4], "int8", 0.1, 0)
+    y = mb.tensor([1, 4], "int8", 0.1, 0)
+    mb.op(BO.RELU, [x], [y + 5])
+    mb.inputs, mb.outputs = [x], [y]
+    with pytest.raises(CompileError, match=r"RELU \(op 0\) refers to tensor 6, but the model has 2 tensors"):
+        compile_tflite(mb.build())
+
+
+def test_empty_dimension_rejected():
+    mb = ModelBuilder()
+    x = mb.tensor([1, 0], "int8", 0.1, 0)
+    y = mb.tensor([1, 0], "int8", 0.1, 0)
+    mb.op(BO.RELU, [x], [y])
+    mb.inputs, mb.outputs = [x], [y]
+    with pytest.raises(CompileError, match="dynamic or empty"):
+        compile_tflite(mb.build())
+
+
+def test_corrupted_model_bytes_never_crash(mlperf, rng):
+    """Flip bytes all over a real model: the compiler either compiles or raises CompileError, nothing else."""
+    data = bytearray(mlperf("kws").read_bytes())
+    for _ in range(40):
+        bad = bytearray(data)
+        for pos in rng.integers(0, len(bad), size=8):
+            bad[pos] = int(rng.integers(0, 256))
+        try:
+            compile_tflite(bytes(bad))
+        except CompileError:
+            pass

@@ -10,6 +10,9 @@ _NUMPY_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32":
                  "float32": np.float32, "bool": np.bool_}
 
 
+_ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
 def _options(op):
     """The op's builtin options as a plain dict (activation and padding as names)."""
     opts = {}
@@ -35,6 +38,13 @@ def _tensor(t, buffers, idx):
         scale = tuple(float(s) for s in np.asarray(q.scale, dtype=np.float32))
         zp = tuple(int(z) for z in q.zeroPoint) if q.zeroPoint is not None else (0,) * len(scale)
         qdim = int(q.quantizedDimension)
+        if len(zp) != len(scale):
+            raise CompileError("tensor %r has %d scales but %d zero points" % (name, len(scale), len(zp)))
+        if not all(np.isfinite(s) and s >= 0 for s in scale):
+            raise CompileError("tensor %r has an invalid quantization scale %s" % (name, scale[:4]))
+        lo, hi = _ZP_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        if not all(lo <= z <= hi for z in zp):
+            raise CompileError("tensor %r (%s) has a zero point outside [%d, %d]" % (name, dtype, lo, hi))
     data = None
     buf = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
     if buf is not None and (getattr(buf, "offset", 0) or 0) > 1:
@@ -43,10 +53,14 @@ def _tensor(t, buffers, idx):
         if dtype not in _NUMPY_DTYPES:
             raise CompileError("constant tensor %r has dtype %s, which the compiler does not support" % (name, dtype))
         raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
-        arr = np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype])
+        if any(d < 0 for d in shape):
+            raise CompileError("constant tensor %r has shape %s" % (name, list(shape)))
         n = int(np.prod(shape)) if shape else 1
-        if arr.size != n:
-            raise CompileError("constant tensor %r holds %d values for shape %s" % (name, arr.size, shape))
+        item = np.dtype(_NUMPY_DTYPES[dtype]).itemsize
+        if len(raw) != n * item:
+            raise CompileError("constant tensor %r holds %d bytes for shape %s of %s" % (name, len(raw),
+                                                                                     list(shape), dtype))
+        arr = np.frombuffer(raw, dtype=_NUMPY_DTYPES[dtype])
         data = arr.reshape(shape).copy()
     return Tensor(name, dtype, shape, scale, zp, qdim, data)
 
@@ -67,9 +81,23 @@ def parse_tflite(buf):
     g = model.subgraphs[0]
     buffers = model.buffers or []
     tensors = [_tensor(t, buffers, i) for i, t in enumerate(g.tensors or [])]
+    n = len(tensors)
+    codes = model.operatorCodes or []
+
+    def check_index(i, what):
+        if not -1 <= int(i) < n:
+            raise CompileError("%s refers to tensor %d, but the model has %d tensors" % (what, int(i), n))
+
+    for i in list(g.inputs if g.inputs is not None else []) + list(g.outputs if g.outputs is not None else []):
+        check_index(i, "a graph input/output")
+        if int(i) < 0:
+            raise CompileError("a graph input/output is the omitted tensor -1")
     ops = []
     for k, op in enumerate(g.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise CompileError("op %d has opcode index %d, but the model has %d opcodes" % (k, op.opcodeIndex,
+                                                                                          len(codes)))
+        code = codes[op.opcodeIndex]
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         kind = BUILTIN_NAMES.get(builtin, "BUILTIN_%d" % builtin)
         if builtin == schema.BuiltinOperator.CUSTOM:
@@ -77,6 +105,14 @@ def parse_tflite(buf):
             raise CompileError("CUSTOM op %r (op %d) is not supported" % (cname, k))
         ins = [int(i) for i in op.inputs] if op.inputs is not None else []
         outs = [int(i) for i in op.outputs] if op.outputs is not None else []
+        for i in ins + outs:
+            check_index(i, "%s (op %d)" % (kind, k))
+        if not outs or any(i < 0 for i in outs):
+            raise CompileError("%s (op %d) has no output tensor" % (kind, k))
+        for i in ins + outs:
+            if i >= 0 and any(d < 1 for d in tensors[i].shape):
+                raise CompileError("%s (op %d): tensor %r has shape %s; dynamic or empty dimensions are not "
+                                   "supported" % (kind, k, tensors[i].name, list(tensors[i].shape)))
         ops.append(Op(kind, ins, outs, _options(op), k))
     name = ""
     if model.description:

@@ -71,6 +71,7 @@ def _check_int8(op, graph, idx, what):
     _need(op, t.dtype == "int8", "%s is %s; only int8 is supported" % (what, t.dtype))
     _need(op, t.quantized, "%s is int8 without quantization parameters" % what)
     _need(op, not t.per_channel, "%s has per-channel quantization" % what)
+    _need(op, t.s > 0, "%s has quantization scale %g" % (what, t.s))
 
 
 def _weights(op, graph, idx):
@@ -78,6 +79,7 @@ def _weights(op, graph, idx):
     _need(op, w.is_const, "weights %r are not constant (weights must be constants)" % w.name)
     _need(op, w.dtype == "int8", "weights %r are %s; only int8 weights are supported" % (w.name, w.dtype))
     _need(op, all(z == 0 for z in w.zero_point), "weights %r have a non-zero zero point" % w.name)
+    _need(op, w.quantized and all(s > 0 for s in w.scale), "weights %r have no positive quantization scale" % w.name)
     return w
 
 

@@ -51,6 +51,8 @@ def lower_to_lut(graph):
             raise CompileError("%s: %s -> %s is not supported (int8 only)" % (op_where(op), x.dtype, y.dtype))
         if x.per_channel or y.per_channel:
             raise CompileError("%s: per-channel quantized activations are not supported" % op_where(op))
+        if not (x.s > 0 and y.s > 0):
+            raise CompileError("%s: input and output need positive quantization scales" % op_where(op))
         table = np.array(table_for(op, x, y), dtype=np.int8)
         t = graph.add_const("%s/lut" % y.name, table)
         op.options = dict(op.options, source_kind=op.kind)
