@@ -1,0 +1,136 @@
+"""MLPerf Tiny models through tinymlaas vs TensorFlow Lite Micro, measured on this host in one run.
+
+For each model: blob bytes vs .tflite bytes; the compiler's planned arena vs TFLite Micro's arena (non-persistent
+head and total, from its RecordingMicroAllocator); MicroPython runtime latency (the runtime's own per-inference
+timer, viper kernels, unix port) vs TFLite Micro latency (the PyPI build: reference kernels) on the same inputs,
+and the smallest `micropython -X heapsize` at which the model still loads and runs, with the blob in RAM and
+streamed from a file. Every run is also checked bit-exact against TFLite Micro.
+
+    python -m bench runtime_mlperf            # all five models
+    python bench/runtime_mlperf.py ad kws     # some
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+MODELS = ["kws", "vww", "ic", "ad", "sww"]
+RUNS = {"kws": 5, "vww": 3, "ic": 3, "ad": 10, "sww": 5}
+HEAP_LOW_KB, HEAP_HIGH_KB = 8, 16384
+
+
+def tflm_arena(model_path):
+    """(total, head) arena bytes reported by TFLite Micro's recording allocator (printed by its C++ code, so read from a child process)."""
+    code = ("from tflite_micro.python.tflite_micro import runtime\n"
+            "runtime.Interpreter.from_file(%r).print_allocations()\n" % str(model_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    total = int(re.search(r"Arena allocation total (\d+)", out).group(1))
+    head = int(re.search(r"Arena allocation head (\d+)", out).group(1))
+    return total, head
+
+
+def tflm_latency_ms(model_bytes, sets):
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model_bytes)
+    times = []
+    for inputs in sets:
+        for k, x in enumerate(inputs):
+            it.set_input(x, k)
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def runs_at_heap(blob, sets, heap_kb, stream):
+    from tinymlaas.verify.micropython import MicroPythonRuntime
+
+    try:
+        MicroPythonRuntime(heap="%dk" % heap_kb, stream=stream, timeout=300).run(blob, sets[:1])
+        return True
+    except Exception:  # noqa: BLE001 -- MemoryError surfaces as a failed run or a loader rejection
+        return False
+
+
+def min_heap_kb(blob, sets, stream):
+    """Smallest heap (KB) at which one inference succeeds, by bisection (monotone: more heap never hurts)."""
+    lo, hi = HEAP_LOW_KB, HEAP_HIGH_KB
+    if not runs_at_heap(blob, sets, hi, stream):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if runs_at_heap(blob, sets, mid, stream):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def measure(key):
+    from tinymlaas.commands.verify import verify
+    from tinymlaas.compiler import compile_tflite
+    from tinymlaas.paths import mlperf_model
+    from tinymlaas.verify import inputs
+    from tinymlaas.verify.micropython import MicroPythonRuntime
+
+    path = mlperf_model(key)
+    model = path.read_bytes()
+    cm = compile_tflite(str(path))
+    sets = inputs.random_inputs(inputs.input_specs(model), RUNS[key], seed=1)
+    total, head = tflm_arena(path)
+    rt = MicroPythonRuntime(heap="8m")
+    r = verify(cm.blob, model, rt, n_inputs=RUNS[key], seed=1)
+    mpy_ms = statistics.median(rt.last_us) / 1e3
+    tflm_ms = tflm_latency_ms(model, sets)
+    return {
+        "model": key,
+        "tflite_bytes": len(model),
+        "blob_bytes": len(cm.blob),
+        "arena": cm.arena_bytes,
+        "tflm_head": head,
+        "tflm_total": total,
+        "mpy_ms": mpy_ms,
+        "tflm_ms": tflm_ms,
+        "bit_exact": r["bit_exact"],
+        "heap_ram_kb": min_heap_kb(cm.blob, sets, stream=False),
+        "heap_stream_kb": min_heap_kb(cm.blob, sets, stream=True),
+    }
+
+
+HEADER = ("| model | .tflite B | blob B | planned arena B | TFLM arena head / total B | MicroPython ms | TFLM ms "
+          "| ratio | min heap, blob in RAM | min heap, streamed | bit-exact |")
+
+
+def row(m):
+    def kb(v):
+        return "-" if v is None else "%d KB" % v
+
+    return "| %s | %s | %s | %s | %s / %s | %.2f | %.2f | %.2fx | %s | %s | %s |" % (
+        m["model"], f"{m['tflite_bytes']:,}", f"{m['blob_bytes']:,}", f"{m['arena']:,}", f"{m['tflm_head']:,}",
+        f"{m['tflm_total']:,}", m["mpy_ms"], m["tflm_ms"], m["mpy_ms"] / m["tflm_ms"], kb(m["heap_ram_kb"]),
+        kb(m["heap_stream_kb"]), "yes" if m["bit_exact"] else "NO")
+
+
+def main(argv):
+    keys = argv or MODELS
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    ok = True
+    for key in keys:
+        m = measure(key)
+        ok &= m["bit_exact"]
+        print(row(m), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main(sys.argv[1:]))
