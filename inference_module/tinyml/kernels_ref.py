@@ -203,6 +203,8 @@ def quantize(m, code, ins, out, par):
     y = []
     for v in read(m, m.tensors[ins[0]]):
         q = f32(v / t[T_SCALE])
+        if not -1e9 < q < 1e9:  # inf/NaN/huge inputs saturate, as in the viper path
+            q = 1e9 if q > 0 else -1e9
         r = int(q + 0.5) if q >= 0 else -int(-q + 0.5)
         y.append(_clamp(r + t[T_ZP], -128, 127))
     write(m, t, y)

@@ -132,7 +132,7 @@ class Model:
         self.invoke()
         outs = [self.get_output(i) for i in range(len(self.outputs))]
         if nd is not None:
-            outs = [nd.array(o, dtype=nd.float if o.typecode == "f" else nd.int8) for o in outs]
+            outs = [nd.array(o, dtype=nd.float if d["dtype"] == "float32" else nd.int8) for o, d in zip(outs, self.outputs)]
         return outs[0] if len(outs) == 1 else outs
 
     def invoke(self):
@@ -222,7 +222,8 @@ def _hex(b):
 
 
 def _is_byte_array(a):
-    return isinstance(a, array.array) and a.typecode in "bB"
+    # MicroPython arrays have no .typecode: one element's buffer size tells 'b'/'B' from wider types.
+    return isinstance(a, array.array) and (len(a) == 0 or len(bytes(a[:1])) == 1)
 
 
 def _is_list_of_values(v):
@@ -461,6 +462,8 @@ def _quantize(m, op):
     for i in range(elements(x)):
         # binary32 quotient (a double-precision VM rounds it once to binary32), then round half away from zero
         q = struct.unpack("<f", struct.pack("<f", struct.unpack_from("<f", a, x[T_OFF] + 4 * i)[0] / scale))[0]
+        if not -1e9 < q < 1e9:  # inf/NaN/huge inputs saturate (C's float->int cast is undefined there)
+            q = 1e9 if q > 0 else -1e9
         r = (int(q + 0.5) if q >= 0 else -int(-q + 0.5)) + zp
         a[y[T_OFF] + i] = (-128 if r < -128 else 127 if r > 127 else r) & 0xFF
 
