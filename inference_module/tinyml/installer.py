@@ -259,7 +259,7 @@ class Installer:
             raise InstallError(UPDATE_FAILED, "golden test failed: %s" % e)
         pointer = {"slot": slot, "name": info["name"], "version": info["version"], "sha256": info["sha256"],
                    "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
-                   "blob_offset": info["blob_offset"]}
+                   "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"]}
         tmp = self._path("active.tmp")
         with open(tmp, "w") as f:
             f.write(json.dumps(pointer))
@@ -286,6 +286,20 @@ class Installer:
             return None
         return {"name": p["name"], "version": p["version"], "sha256": p["sha256"], "arena_bytes": p["arena_bytes"],
                 "blob_bytes": p["blob_bytes"], "state": "active"}
+
+    def self_test_active(self):
+        """Re-run the active package's golden vectors (e.g. at boot); returns the count or raises InstallError."""
+        p = self._pointer()
+        if not p:
+            return 0
+        m = self.load_active()
+        try:
+            run_vectors(m, self._path(p["slot"]), p["vec_offset"], p["n_vectors"])
+        except ValueError as e:
+            raise InstallError(UPDATE_FAILED, "active model failed its golden test: %s" % e)
+        finally:
+            m.close()
+        return p["n_vectors"]
 
     def load_active(self, **kw):
         p = self._pointer()

@@ -1,0 +1,318 @@
+"""Installer (LwM2M object 5 back end): happy path, every failure result code, and crash safety -- a reboot at
+any point leaves either the old or the new model active, and that model passes its golden vectors."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import zoo
+from blobkit import BlobBuilder, INT8, COPY, rehash
+from tinymlaas.blob import reference
+from tinymlaas.devices import unixport
+from tinymlaas.package import build_package, read_package, PackageError
+
+
+def _vectors(blob, seed, n=2):
+    rng = np.random.default_rng(seed)
+    from tinymlaas.blob.reader import parse
+    b = parse(blob)
+    out = []
+    for _ in range(n):
+        ins = [rng.integers(-128, 128, size=b.tensors[i].shape, dtype=np.int8) for i in b.inputs]
+        out.append((ins, reference.run(blob, ins)))
+    return out
+
+
+def net_package(seed, version=None, vectors=None):
+    blob = dict(zoo.all_cases(seed))["small_net"].build()
+    return build_package(blob, "net%d" % seed, version or "1.%d" % seed,
+                         _vectors(blob, seed) if vectors is None else vectors)
+
+
+def raw_package(blob, meta, vec=b"", nvec=0, magic=b"TMLP", version=1):
+    """A package assembled by hand (the host writer refuses what these tests need)."""
+    meta_raw = json.dumps(meta).encode()
+    meta_raw += b" " * ((-(32 + len(meta_raw) + len(vec))) % 16)
+    body = struct.pack("<4sHHIIIIII", magic, version, 32, len(meta_raw), len(vec), len(blob), nvec, 0, 0)
+    body += meta_raw + vec + blob
+    return body + hashlib.sha256(body).digest()
+
+
+INSTALL = """
+import sys
+import tinyml.installer as I
+root = %r
+inst = I.Installer(root)
+def install(path, chunk=512, size=True):
+    f = open(path, 'rb'); f.seek(0, 2); n = f.tell(); f.seek(0)
+    inst.begin(n if size else None)
+    off = 0
+    while True:
+        b = f.read(chunk)
+        if not b:
+            break
+        inst.write(off, b)
+        off += len(b)
+    f.close()
+    inst.finish()
+    return inst.activate()
+def attempt(path, **kw):
+    try:
+        install(path, **kw)
+        print('INSTALLED', inst.active()['name'])
+    except I.InstallError as e:
+        print('RESULT', e.result, e.message)
+    a = inst.active()
+    print('ACTIVE', a and a['name'], a and a['version'])
+"""
+
+
+@pytest.fixture
+def flash(tmp_path):
+    d = tmp_path / "flash"
+    return d
+
+
+def _write(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def test_host_writer_round_trip_and_checks():
+    pkg = net_package(1)
+    r = read_package(pkg)
+    assert r["meta"]["name"] == "net1" and r["meta"]["vectors"] == 2 and r["blob_offset"] % 16 == 0
+    assert len(r["vectors"]) == 2 and len(r["vectors"][0][0][0]) == 96
+    with pytest.raises(PackageError, match="SHA-256"):
+        read_package(pkg[:100] + bytes([pkg[100] ^ 1]) + pkg[101:])
+    blob = dict(zoo.all_cases(1))["small_net"].build()
+    with pytest.raises(PackageError, match="takes 96 bytes"):
+        build_package(blob, "x", "1", [([b"\0" * 5], [b"\0" * 3])])
+
+
+def test_install_upgrade_and_load_active(tmp_path, flash, mpy_script):
+    p1, p2 = _write(tmp_path, "a.pkg", net_package(1)), _write(tmp_path, "b.pkg", net_package(2))
+    out = mpy_script(INSTALL % str(flash) + """
+print('EMPTY', inst.active(), inst.load_active())
+attempt(%r)
+attempt(%r, chunk=97, size=False)
+a = inst.active()
+print('INFO', a['sha256'][:8], a['arena_bytes'], a['blob_bytes'], a['state'])
+m = inst.load_active()
+print('OPS', len(m.ops), 'VECTORS', inst.self_test_active())
+print('STATE', inst.state)
+""" % (p1, p2), heap="256k").stdout
+    assert "EMPTY None None" in out
+    assert "INSTALLED net1" in out and "INSTALLED net2" in out and "ACTIVE net2 1.2" in out
+    meta = read_package(open(p2, "rb").read())["meta"]
+    assert "INFO %s %d %d active" % (meta["sha256"][:8], meta["arena_bytes"], meta["blob_bytes"]) in out
+    assert "OPS 5 VECTORS 2" in out and "STATE Idle" in out
+    assert sorted(os.listdir(flash)) == ["active", "slot0.pkg", "slot1.pkg"]
+
+
+def test_mlperf_kws_package_with_tflm_golden_vectors(tmp_path, flash, mlperf, mpy_script):
+    from tflite_micro.python.tflite_micro import runtime
+    from tinymlaas.devices import unixport as _  # noqa: F401  (the CLI compiler is the real producer)
+    blob_path = tmp_path / "kws.blob"
+    subprocess.run(["tinymlaas", "compile", str(mlperf("kws")), "-o", str(blob_path)], check=True,
+                   capture_output=True)
+    it = runtime.Interpreter.from_file(str(mlperf("kws")))
+    vecs = []
+    for s in range(2):
+        x = np.random.default_rng(s).integers(-128, 128, size=(1, 49, 10, 1), dtype=np.int8)
+        it.set_input(x, 0)
+        it.invoke()
+        vecs.append(([x], [it.get_output(0).copy()]))
+    pkg = _write(tmp_path, "kws.pkg", build_package(blob_path.read_bytes(), "kws", "1.0", vecs))
+    out = mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % pkg, heap="256k").stdout
+    assert "INSTALLED kws" in out, out
+
+
+def test_failure_result_codes_keep_the_old_model(tmp_path, flash, mpy_script):
+    good = net_package(1)
+    blob2 = dict(zoo.all_cases(2))["small_net"].build()
+    v2 = _vectors(blob2, 2)
+    bad_sha = bytearray(good)
+    bad_sha[200] ^= 0xFF
+    wrong_golden = build_package(blob2, "net2", "2.0", [(v2[0][0], [np.zeros(3, np.int8)])])
+    abi2 = rehash(blob2[:12] + struct.pack("<H", 2) + blob2[14:])
+    abi_pkg = raw_package(abi2, {"name": "x", "version": "1", "sha256": hashlib.sha256(abi2).hexdigest()})
+    meta_sha = raw_package(blob2, {"name": "x", "version": "1", "sha256": "00" * 32})
+    # a model whose arena cannot be allocated on a 128 KB heap
+    b = BlobBuilder()
+    x = b.arena(INT8, (1, 200000))
+    y = b.arena(INT8, (1, 200000))
+    b.op(COPY, [x], y)
+    b.graph([x], [y])
+    big = b.build()
+    big_pkg = build_package(big, "big", "1", [])
+    files = {
+        "bad_sha": bytes(bad_sha), "wrong_golden": wrong_golden, "abi": abi_pkg, "meta_sha": meta_sha,
+        "magic": b"ZZZZ" + good[4:], "pkgver": good[:4] + struct.pack("<H", 9) + good[6:], "big": big_pkg,
+        "short": good[:40],
+    }
+    paths = {k: _write(tmp_path, k + ".pkg", v) for k, v in files.items()}
+    good_path = _write(tmp_path, "good.pkg", good)
+    out = mpy_script(INSTALL % str(flash) + """
+attempt(%r)
+for name in %r:
+    print('CASE', name)
+    attempt(%r[name])
+print('CASE size')
+try:
+    inst.begin(inst.free_bytes() * 4)
+except I.InstallError as e:
+    print('RESULT', e.result, e.message)
+print('CASE offset')
+inst.begin(100)
+inst.write(0, b'x' * 10)
+try:
+    inst.write(20, b'y')
+except I.InstallError as e:
+    print('RESULT', e.result, e.message)
+print('CASE overflow')
+inst.begin(10)
+try:
+    inst.write(0, b'z' * 11)
+except I.InstallError as e:
+    print('RESULT', e.result, e.message)
+print('CASE announced')
+inst.begin(len(open(%r, 'rb').read()) + 5)
+inst.write(0, open(%r, 'rb').read())
+try:
+    inst.finish()
+except I.InstallError as e:
+    print('RESULT', e.result, e.message)
+print('CASE activate-idle')
+try:
+    inst.activate()
+except I.InstallError as e:
+    print('RESULT', e.result, e.message)
+print('FINAL', inst.active()['name'], inst.self_test_active())
+""" % (good_path, list(files), paths, good_path, good_path), heap="256k").stdout
+    cases = {}
+    for block in out.split("CASE ")[1:]:
+        name, rest = block.split("\n", 1)
+        cases[name] = rest
+    expect = {
+        "bad_sha": (5, "package SHA-256 mismatch"),
+        "wrong_golden": (8, "golden test failed: vector 0: output 0 differs"),
+        "abi": (6, "model rejected: unsupported kernel ABI 2"),
+        "meta_sha": (5, "model SHA-256 does not match"),
+        "magic": (6, "not a tinymlaas package"),
+        "pkgver": (6, "unsupported package version 9"),
+        "big": (3, "not enough RAM"),
+        "short": (6, "package too short"),
+        "size": (2, "does not fit"),
+        "offset": (8, "chunk at offset 20, expected 10"),
+        "overflow": (8, "more data than the announced 10 bytes"),
+        "announced": (5, "received"),
+        "activate-idle": (8, "nothing downloaded"),
+    }
+    for name, (code, fragment) in expect.items():
+        line = [l for l in cases[name].splitlines() if l.startswith("RESULT")]
+        assert line and line[0].startswith("RESULT %d " % code) and fragment in line[0], (name, cases[name])
+        if "ACTIVE" in cases[name]:
+            assert "ACTIVE net1 1.1" in cases[name], (name, cases[name])
+    assert "FINAL net1 2" in out
+
+
+CRASH = INSTALL + """
+class Crash(BaseException):
+    pass
+budget = [%d]
+def tick(what):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Crash(what)
+import os as real_os
+class CrashOS:
+    def __getattr__(self, name):
+        return getattr(real_os, name)
+    def rename(self, a, b):
+        tick('rename'); real_os.rename(a, b)
+    def remove(self, p):
+        tick('remove'); real_os.remove(p)
+class CrashFile:
+    def __init__(self, f):
+        self.f = f
+    def write(self, b):
+        tick('write'); return self.f.write(b)
+    def close(self):
+        tick('close'); self.f.close()
+    def __enter__(self):
+        return self
+    def __exit__(self, *a):
+        self.close()
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+def crash_open(path, mode='r'):
+    tick('open ' + mode)
+    f = open(path, mode)
+    return CrashFile(f) if 'w' in mode else f
+I.os = CrashOS()
+I.open = crash_open
+try:
+    install(%r, chunk=4096)
+    print('COMPLETED')
+except Crash as e:
+    print('CRASHED', e)
+"""
+
+AFTER_REBOOT = """
+import tinyml.installer as I
+inst = I.Installer(%r)
+a = inst.active()
+print('ACTIVE', a and a['name'], inst.self_test_active())
+"""
+
+
+def test_crash_at_every_step_leaves_old_or_new(tmp_path, flash, mpy_script):
+    p1, p2 = _write(tmp_path, "a.pkg", net_package(1)), _write(tmp_path, "b.pkg", net_package(2))
+    mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
+    seen = set()
+    for k in range(200):
+        out = mpy_script(CRASH % (str(flash), k, p2)).stdout
+        after = mpy_script(AFTER_REBOOT % str(flash)).stdout
+        assert "ACTIVE net1 2" in after or "ACTIVE net2 2" in after, (k, out, after)
+        seen.add(after.split()[1])
+        if "COMPLETED" in out:
+            break
+        # put the old model back for the next crash point
+        if "net2" in after:
+            mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
+    assert "COMPLETED" in out and seen == {"net1", "net2"} and k > 5
+
+
+def test_sigkill_during_installs(tmp_path, flash, mpy_script):
+    """Real kills at random moments of a loop that keeps installing two packages in turn."""
+    p1, p2 = _write(tmp_path, "a.pkg", net_package(1)), _write(tmp_path, "b.pkg", net_package(2))
+    mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
+    script = tmp_path / "loop.py"
+    script.write_text(INSTALL % str(flash) + """
+k = 0
+while True:
+    install(%r if k %% 2 else %r, chunk=256)
+    k += 1
+""" % (p1, p2))
+    rng = random.Random(5)
+    names = set()
+    for trial in range(8):
+        proc = subprocess.Popen(unixport.command(script, "256k"), env=unixport.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        after = mpy_script(AFTER_REBOOT % str(flash)).stdout
+        assert "ACTIVE net1 2" in after or "ACTIVE net2 2" in after, after
+        names.add(after.split()[1])
+    assert names  # both usually appear; either is correct
