@@ -12,7 +12,8 @@ from tinymlaas.blob import reference
 from tinymlaas.compiler import compile_tflite
 
 # Models TFLite Micro cannot load (it has no REDUCE_PROD kernel for the unfolded shape sub-graph): compared with
-# the TFLite interpreter instead.
+# the TFLite interpreter instead, whose wheels round requantization once (TFLITE_SINGLE_ROUNDING) where TFLM and
+# the blob round twice, so a 1 LSB difference is allowed there.
 NOT_IN_TFLM = {"fc_rows_dynamic_batch"}
 
 
@@ -45,7 +46,11 @@ def _check(model, name, rng, n=2):
         got = reference.run(cm.blob, xs)
         assert len(got) == len(want)
         for g, w in zip(got, want):
-            assert np.array_equal(np.asarray(g).reshape(w.shape), w), name
+            g = np.asarray(g).reshape(w.shape)
+            if name in NOT_IN_TFLM:
+                assert np.abs(g.astype(np.int64) - w).max() <= 1, name
+            else:
+                assert np.array_equal(g, w), name
     return cm
 
 

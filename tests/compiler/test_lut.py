@@ -88,3 +88,25 @@ def test_clamp_detection():
     t = list(range(-128, 128))
     t[200] += 1
     assert lut_clamp_range(t) is None
+
+
+def _litert_table(model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], ALL_INT8)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1).astype(np.int64)
+
+
+@pytest.mark.parametrize("q", [(0.01, 3, 0.01, 3), (0.02, -10, 0.01, 0), (0.005, 0, 0.008, -5)])
+def test_relu_n1_to_1_table_matches_tflite(q):
+    """TFLite Micro has no RELU_N1_TO_1 kernel; TFLite's (ReluX on int8) is the reference. Our table is TFLM's
+    ReluQuantized (double rounding) with the [-1, 1] range; TFLite's wheels round once, so they may differ by
+    1 LSB where requantization rounds a tie, and are equal where input and output quantization are equal."""
+    m = unary_model(BO.RELU_N1_TO_1, *q)
+    ours, theirs = _our_table(m), _litert_table(m)
+    assert np.abs(ours - theirs).max() <= 1
+    if q[:2] == q[2:]:
+        assert np.array_equal(ours, theirs)

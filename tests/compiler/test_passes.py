@@ -129,3 +129,40 @@ def test_reshape_of_graph_input_to_graph_output_becomes_copy():
     assert cm.ops == ["COPY"]
     x = np.arange(6, dtype=np.int8).reshape(1, 2, 3)
     assert np.array_equal(np.asarray(reference.run(cm.blob, [x])[0]).reshape(-1), x.reshape(-1))
+
+
+def test_squeeze_and_expand_dims_are_views(rng):
+    mb = ModelBuilder()
+    x = mb.tensor([1, 1, 6], "int8", 0.05, 2)
+    s = mb.tensor([1, 6], "int8", 0.05, 2)
+    w = mb.tensor([4, 6], "int8", 0.02, 0, data=(np.arange(24).reshape(4, 6) - 12).astype(np.int8))
+    h = mb.tensor([1, 4], "int8", 0.1, -3)
+    axis = mb.tensor([1], "int32", data=np.array([1], np.int32))
+    y = mb.tensor([1, 1, 4], "int8", 0.1, -3)
+    sq = S.SqueezeOptionsT()
+    sq.squeezeDims = [1]
+    mb.op(BO.SQUEEZE, [x], [s], S.BuiltinOptions.SqueezeOptions, sq)
+    mb.op(BO.FULLY_CONNECTED, [s, w, -1], [h], S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT())
+    mb.op(BO.EXPAND_DIMS, [h, axis], [y])
+    mb.inputs, mb.outputs = [x], [y]
+    m = mb.build()
+    cm = compile_tflite(m)
+    assert cm.ops == ["FULLY_CONNECTED"] and cm.passes["views"] == 2
+    xs = rng.integers(-128, 128, size=(1, 1, 6), dtype=np.int8)
+    assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 1, 4), run_tflm(m, xs)[0])
+
+
+def test_fully_connected_keep_num_dims(rng):
+    mb = ModelBuilder()
+    x = mb.tensor([1, 3, 5], "int8", 0.05, 2)
+    w = mb.tensor([4, 5], "int8", 0.02, 0, data=(np.arange(20).reshape(4, 5) - 10).astype(np.int8))
+    y = mb.tensor([1, 3, 4], "int8", 0.1, -3)
+    opts = S.FullyConnectedOptionsT()
+    opts.keepNumDims = True
+    mb.op(BO.FULLY_CONNECTED, [x, w, -1], [y], S.BuiltinOptions.FullyConnectedOptions, opts)
+    mb.inputs, mb.outputs = [x], [y]
+    m = mb.build()
+    cm = compile_tflite(m)
+    assert cm.outputs[0]["shape"] == [1, 3, 4] and cm.macs == 3 * 4 * 5
+    xs = rng.integers(-128, 128, size=(1, 3, 5), dtype=np.int8)
+    assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 3, 4), run_tflm(m, xs)[0])

@@ -74,8 +74,7 @@ def test_add_mul_with_broadcasting_match_tflm(builtin, shapes, quant, rng):
     assert np.array_equal(got[0], want[0])
 
 
-@pytest.mark.parametrize("axes,keep", [([1, 2], True), ([1, 2], False), ([3], True), ([1], False)])
-def test_mean_matches_tflm(axes, keep, rng):
+def _mean_model(axes, keep):
     mb = ModelBuilder()
     x = mb.tensor([1, 5, 3, 4], "int8", 0.07, -4)
     ax = mb.tensor([len(axes)], "int32", data=np.array(axes, np.int32))
@@ -87,7 +86,30 @@ def test_mean_matches_tflm(axes, keep, rng):
     opts.keepDims = keep
     mb.op(BO.MEAN, [x, ax], [y], S.BuiltinOptions.ReducerOptions, opts)
     mb.inputs, mb.outputs = [x], [y]
-    m = mb.build()
+    return mb.build()
+
+
+MEAN_CASES = [([1, 2], True), ([1, 2], False), ([3], True), ([1], False), ([1, 2, 3], False)]
+
+
+@pytest.mark.parametrize("axes,keep", MEAN_CASES)
+def test_mean_parameters_match_tflm(axes, keep, rng):
+    """The spec's MEAN formula with the compiler's (mult, shift) equals TFLM, for counts 15, 5, 4, 60."""
+    from tinymlaas.blob.fixedpoint import mbqm
+
+    m = _mean_model(axes, keep)
+    xs = rng.integers(-128, 128, size=(1, 5, 3, 4), dtype=np.int8)
+    want = run_tflm(m, xs)[0].reshape(-1)
+    count = int(np.prod([[1, 5, 3, 4][a] for a in axes]))
+    mult, shift = Q.mean_params(Q.f32(0.07), Q.f32(0.03), count)
+    acc = (xs.astype(np.int64) + 4).sum(axis=tuple(axes)).reshape(-1)
+    got = [max(-128, min(127, mbqm(int(a), mult, shift) + 9)) for a in acc]
+    assert np.array_equal(np.array(got), want)
+
+
+@pytest.mark.parametrize("axes,keep", MEAN_CASES)
+def test_mean_matches_tflm(axes, keep, rng):
+    m = _mean_model(axes, keep)
     xs = rng.integers(-128, 128, size=(1, 5, 3, 4), dtype=np.int8)
     cm, got, want = _run_both(m, [xs])
     assert cm.ops == ["MEAN"]
