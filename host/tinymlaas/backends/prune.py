@@ -43,13 +43,18 @@ class PruneReport:
 
 def _chain(model):
     """The model's layers in order, checking they form one path from the input to the output."""
+    import keras
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
-    for prev, layer in zip(layers, layers[1:]):
-        try:
-            if layer.input is not prev.output:
-                raise BackendError("pruning needs a chain of layers; %s does not consume %s" % (layer.name, prev.name))
-        except AttributeError:
-            raise BackendError("layer %s has several inputs or outputs; pruning needs a chain" % layer.name) from None
+    if isinstance(model, keras.Sequential):
+        return layers
+    expected = None
+    for layer in layers:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        parents = [p.operation for p in nodes[0].parent_nodes] if len(nodes) == 1 else None
+        if parents is None or len(parents) != 1 or (expected is not None and parents[0] is not expected):
+            raise BackendError("pruning needs a chain of layers; %s is not fed by exactly the layer before it"
+                               % layer.name)
+        expected = layer
     return layers
 
 
