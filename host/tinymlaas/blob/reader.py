@@ -277,7 +277,43 @@ def _parse_ops(data, header, sections, tensors):
     for op in ops:
         if op.name == "TREE_ENSEMBLE":
             _check_tree_tables(op, tensors, data, const_off)
+        elif op.name == "SOFTMAX":
+            _check_exp_table(op, tensors, _const_i32(data, const_off, tensors[op.inputs[1]]).reshape(-1))
+        elif op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            mult = _const_i32(data, const_off, tensors[op.inputs[3]]).reshape(-1)
+            shift = _const_i32(data, const_off, tensors[op.inputs[4]]).reshape(-1)
+            _check_multipliers(op, mult, shift)
     return ops
+
+
+def _check_exp_table(op, tensors, table):
+    """exp_table holds Q0.31 values in [0, 2^31). The row sum (Q12.19) must stay below 2^28 so that SOFTMAX's final
+    RDBPOT exponent (12 - headroom) + 23 stays <= 31 -- TFLite's own kernel has undefined behaviour beyond that
+    (e.g. 512 or more equal values in a row); a device must not be asked to compute it."""
+    if int(table.min()) < 0:
+        _fail("op %d (SOFTMAX): exp_table has a negative entry", op.index)
+    depth = tensors[op.inputs[0]].dims4[3]
+    per = (int(table.max()) + (1 << 11)) >> 12  # the largest RDBPOT(entry, 12)
+    if depth * per >= 1 << 28:
+        _fail("op %d (SOFTMAX): %d classes can overflow the Q12.19 sum of exponentials (limit %d)", op.index, depth,
+              ((1 << 28) - 1) // max(per, 1))
+
+
+def _check_multipliers(op, mult, shift):
+    """MBQM's preconditions (§5): m in [2^30, 2^31) or 0, s in [-31, 30]. Outside them a C runtime would shift by
+    32 or more -- undefined behaviour -- so the reader refuses instead of trusting the compiler."""
+    import numpy as np
+
+    m = np.asarray(mult, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    bad_m = (m != 0) & (m < (1 << 30))
+    bad_s = (s < -31) | (s > 30)
+    if np.any(bad_m):
+        i = int(np.argmax(bad_m))
+        _fail("op %d (%s): multiplier %d at channel %d is not 0 or in [2^30, 2^31)", op.index, op.name, m[i], i)
+    if np.any(bad_s):
+        i = int(np.argmax(bad_s))
+        _fail("op %d (%s): shift %d at channel %d is outside -31..30", op.index, op.name, s[i], i)
 
 
 def _const_i32(data, const_off, t):
@@ -377,6 +413,11 @@ def _check_op(op, tensors):
             bad("stride and dilation must be >= 1")
         if P["pad_top"] < 0 or P["pad_left"] < 0:
             bad("negative padding")
+        # TFLite padding never exceeds the dilated filter extent minus one; more would create output positions
+        # that read no input at all (and lets a corrupt blob ask for absurd output sizes).
+        kh, kw = w.shape[1], w.shape[2]
+        if P["pad_top"] > (kh - 1) * P["dil_h"] or P["pad_left"] > (kw - 1) * P["dil_w"]:
+            bad("padding (%d, %d) exceeds the filter extent", P["pad_top"], P["pad_left"])
         # The last output row/column's window must start inside the input.
         if (yh - 1) * P["stride_h"] - P["pad_top"] >= xh or (yw - 1) * P["stride_w"] - P["pad_left"] >= xw:
             bad("output %dx%d does not fit input %dx%d with these strides and padding", yh, yw, xh, xw)
@@ -411,6 +452,13 @@ def _check_op(op, tensors):
             bad("stride and filter must be >= 1")
         if P["pad_top"] < 0 or P["pad_left"] < 0:
             bad("negative padding")
+        if P["pad_top"] >= P["filter_h"] or P["pad_left"] >= P["filter_w"]:
+            bad("padding (%d, %d) is not smaller than the filter", P["pad_top"], P["pad_left"])
+        yh, yw = y.dims4[1], y.dims4[2]
+        if (yh - 1) * P["stride_h"] - P["pad_top"] >= x.dims4[1] or \
+                (yw - 1) * P["stride_w"] - P["pad_left"] >= x.dims4[2]:
+            bad("output %dx%d does not fit input %dx%d with these strides and padding", yh, yw, x.dims4[1],
+                x.dims4[2])
         _check_act(bad, P)
     elif name in ("ADD", "MUL"):
         a, b = T
@@ -419,8 +467,12 @@ def _check_op(op, tensors):
         if not (_broadcastable(a.dims4, y.dims4) and _broadcastable(b.dims4, y.dims4)):
             bad("inputs %s and %s do not broadcast to %s", list(a.dims4), list(b.dims4), list(y.dims4))
         for k in ("a_shift", "b_shift", "out_shift"):
-            if k in P and not -31 <= P[k] <= 0:
-                bad("%s=%d outside -31..0", k, P[k])
+            lo_s, hi_s = (-31, 0) if name == "ADD" else (-31, 30)
+            if k in P and not lo_s <= P[k] <= hi_s:
+                bad("%s=%d outside %d..%d", k, P[k], lo_s, hi_s)
+        for k in ("a_mult", "b_mult", "out_mult"):
+            if k in P and P[k] != 0 and P[k] < (1 << 30):
+                bad("%s=%d is not 0 or in [2^30, 2^31)", k, P[k])
         if "left_shift" in P and not 0 <= P["left_shift"] <= 30:
             bad("left_shift=%d outside 0..30", P["left_shift"])
         _check_act(bad, P)
@@ -464,6 +516,8 @@ def _check_op(op, tensors):
                 kept)
         if not -31 <= P["shift"] <= 30:
             bad("shift %d outside -31..30", P["shift"])
+        if P["mult"] != 0 and P["mult"] < (1 << 30):
+            bad("mult %d is not 0 or in [2^30, 2^31)", P["mult"])
     elif name == "CONCATENATION":
         axis = P["axis"]
         if not 0 <= axis <= 3:

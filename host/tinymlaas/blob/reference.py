@@ -99,25 +99,27 @@ def _requant(acc, mult, shift, out_off, lo, hi):
     return np.clip(_MBQM.get()(acc, mult, shift) + out_off, lo, hi)
 
 
-def _windows(xp, kh, kw, oh, ow, sh, sw, dh, dw):
-    """Stack the (kh, kw) window taps of padded input xp [N,Hp,Wp,C] -> [N,oh,ow,kh,kw,C]."""
-    taps = np.empty(xp.shape[:1] + (oh, ow, kh, kw) + xp.shape[3:], dtype=xp.dtype)
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            taps[:, :, :, ky, kx] = xp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
-    return taps
-
-
-def _pad_for_conv(x, in_off, kh, kw, oh, ow, P):
-    """x + in_off, zero-padded (zero in the real domain) so every window of the output fits."""
+def _taps(x, y_t, kh, kw, sh, sw, dh, dw, pt, pl, fill):
+    """Every filter tap of every output position: x [N,H,W,C] -> [N,oh,ow,kh,kw,C], plus the mask of taps that
+    fall inside the input. Input row of output row oy, tap ky: oy*sh - pt + ky*dh (likewise columns); taps outside
+    the input read `fill`. Indexing (not a padded copy) keeps memory proportional to the output, whatever the
+    padding or dilation."""
     n, h, w, c = x.shape
-    need_h = (oh - 1) * P["stride_h"] + (kh - 1) * P["dil_h"] + 1
-    need_w = (ow - 1) * P["stride_w"] + (kw - 1) * P["dil_w"] + 1
-    top, left = P["pad_top"], P["pad_left"]
-    xp = np.zeros((n, max(need_h, top + h), max(need_w, left + w), c), dtype=np.float64)
-    xp[:, top:top + h, left:left + w, :] = x.astype(np.float64) + in_off
-    return xp
+    _, oh, ow, _ = y_t.dims4
+    rows = (np.arange(oh) * sh - pt)[:, None] + (np.arange(kh) * dh)[None, :]  # [oh, kh]
+    cols = (np.arange(ow) * sw - pl)[:, None] + (np.arange(kw) * dw)[None, :]  # [ow, kw]
+    r_in = (rows >= 0) & (rows < h)
+    c_in = (cols >= 0) & (cols < w)
+    taps = x[:, np.clip(rows, 0, h - 1)[:, None, :, None], np.clip(cols, 0, w - 1)[None, :, None, :], :]
+    inside = r_in[:, None, :, None] & c_in[None, :, None, :]  # [oh, ow, kh, kw]
+    return np.where(inside[None, ..., None], taps, fill), inside
+
+
+def _conv_taps(x, P, y_t, kh, kw):
+    """Taps of x + in_off, with positions outside the input contributing 0 (zero padding in the real domain)."""
+    taps, _ = _taps(x.astype(np.float64) + P["in_off"], y_t, kh, kw, P["stride_h"], P["stride_w"], P["dil_h"],
+                    P["dil_w"], P["pad_top"], P["pad_left"], 0.0)
+    return taps
 
 
 def conv_2d(args, P, ins, y_t):
@@ -125,8 +127,7 @@ def conv_2d(args, P, ins, y_t):
     x = _as4(x, ins[0])
     co, kh, kw, ci = w.shape
     n, oh, ow, _ = y_t.dims4
-    xp = _pad_for_conv(x, P["in_off"], kh, kw, oh, ow, P)
-    taps = _windows(xp, kh, kw, oh, ow, P["stride_h"], P["stride_w"], P["dil_h"], P["dil_w"])
+    taps = _conv_taps(x, P, y_t, kh, kw)
     acc = taps.reshape(n * oh * ow, kh * kw * ci) @ w.reshape(co, kh * kw * ci).astype(np.float64).T
     acc = acc.astype(np.int64).reshape(n, oh, ow, co) + b.astype(np.int64)
     return _requant(acc, mult.astype(np.int64), shift.astype(np.int64), P["out_off"], P["act_min"], P["act_max"])
@@ -137,9 +138,7 @@ def depthwise_conv_2d(args, P, ins, y_t):
     x = _as4(x, ins[0])
     _, kh, kw, co = w.shape
     dm = P["depth_multiplier"]
-    n, oh, ow, _ = y_t.dims4
-    xp = _pad_for_conv(x, P["in_off"], kh, kw, oh, ow, P)
-    taps = _windows(xp, kh, kw, oh, ow, P["stride_h"], P["stride_w"], P["dil_h"], P["dil_w"])
+    taps = _conv_taps(x, P, y_t, kh, kw)
     # Output channel oc = ic * dm + m reads input channel ic = oc // dm.
     taps = np.repeat(taps, dm, axis=-1)  # [N,oh,ow,kh,kw,Co]
     acc = (taps * w.reshape(kh, kw, co).astype(np.float64)).sum(axis=(3, 4))
@@ -158,25 +157,15 @@ def fully_connected(args, P, ins, y_t):
 
 
 def _pool_taps(x, P, y_t, fill):
-    """Window taps of x [N,H,W,C] with out-of-input positions set to `fill`, plus the valid mask."""
-    n, h, w, c = x.shape
-    _, oh, ow, _ = y_t.dims4
-    fh, fw, sh, sw = P["filter_h"], P["filter_w"], P["stride_h"], P["stride_w"]
-    top, left = P["pad_top"], P["pad_left"]
-    hp = max((oh - 1) * sh + fh, top + h)
-    wp = max((ow - 1) * sw + fw, left + w)
-    xp = np.full((n, hp, wp, c), fill, dtype=np.int64)
-    xp[:, top:top + h, left:left + w] = x
-    valid = np.zeros((1, hp, wp, 1), dtype=bool)
-    valid[:, top:top + h, left:left + w] = True
-    return _windows(xp, fh, fw, oh, ow, sh, sw, 1, 1), _windows(valid, fh, fw, oh, ow, sh, sw, 1, 1)
+    return _taps(x, y_t, P["filter_h"], P["filter_w"], P["stride_h"], P["stride_w"], 1, 1, P["pad_top"],
+                 P["pad_left"], fill)
 
 
 def average_pool_2d(args, P, ins, y_t):
     x = _as4(args[0], ins[0]).astype(np.int64)
     taps, valid = _pool_taps(x, P, y_t, 0)
     acc = taps.sum(axis=(3, 4))
-    count = valid.sum(axis=(3, 4)).astype(np.int64)
+    count = valid.sum(axis=(2, 3)).astype(np.int64)[None, :, :, None]
     half = count // 2
     # Round half away from zero, then truncating division (spec §5 AVERAGE_POOL_2D).
     avg = np.where(acc > 0, (acc + half) // count, -((half - acc) // count))
