@@ -166,3 +166,48 @@ def test_fully_connected_keep_num_dims(rng):
     assert cm.outputs[0]["shape"] == [1, 3, 4] and cm.macs == 3 * 4 * 5
     xs = rng.integers(-128, 128, size=(1, 3, 5), dtype=np.int8)
     assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 3, 4), run_tflm(m, xs)[0])
+
+
+def _conv_pad_maxpool_model(conv_act, pads, pool_padding=S.Padding.VALID, pool_act=S.ActivationFunctionType.NONE):
+    """conv (1x1, activation conv_act) -> PAD (pads on H and W) -> MAX_POOL_2D 3x3 stride 2."""
+    mb = ModelBuilder()
+    q = (0.05, -20)
+    x = mb.tensor([1, 6, 6, 2], "int8", 0.1, 3)
+    w = mb.tensor([2, 1, 1, 2], "int8", [0.02, 0.03], [0, 0], data=np.array([[[[50, -40]]], [[[-30, 60]]]], np.int8))
+    c = mb.tensor([1, 6, 6, 2], "int8", *q)
+    pads_t = mb.tensor([4, 2], "int32", data=np.array([[0, 0], pads, pads, [0, 0]], np.int32))
+    ph = 6 + sum(pads)
+    p = mb.tensor([1, ph, ph, 2], "int8", *q)
+    out = (ph - 3) // 2 + 1 if pool_padding == S.Padding.VALID else (ph + 1) // 2
+    y = mb.tensor([1, out, out, 2], "int8", *q)
+    co = S.Conv2DOptionsT()
+    co.padding, co.strideH, co.strideW, co.fusedActivationFunction = S.Padding.VALID, 1, 1, conv_act
+    co.dilationHFactor = co.dilationWFactor = 1
+    po = S.Pool2DOptionsT()
+    po.padding, po.strideH, po.strideW, po.filterHeight, po.filterWidth = pool_padding, 2, 2, 3, 3
+    po.fusedActivationFunction = pool_act
+    mb.op(BO.CONV_2D, [x, w, -1], [c], S.BuiltinOptions.Conv2DOptions, co)
+    mb.op(BO.PAD, [c, pads_t], [p])
+    mb.op(BO.MAX_POOL_2D, [p], [y], S.BuiltinOptions.Pool2DOptions, po)
+    mb.inputs, mb.outputs = [x], [y]
+    return mb.build()
+
+
+def test_pad_fuses_into_max_pool_only_where_exact(rng):
+    A = S.ActivationFunctionType
+    cases = [
+        (dict(conv_act=A.RELU, pads=[1, 1]), True),  # conv clamps at the zero point: padding never wins
+        (dict(conv_act=A.NONE, pads=[1, 1], pool_act=A.RELU), True),  # the pool's own clamp hides it
+        (dict(conv_act=A.NONE, pads=[1, 1]), False),  # a padded zero point could be a window's maximum
+        (dict(conv_act=A.RELU, pads=[3, 3]), False),  # some windows would hold only padding
+        (dict(conv_act=A.RELU6, pads=[1, 0], pool_padding=S.Padding.SAME), True),
+        (dict(conv_act=A.RELU6, pads=[1, 2], pool_padding=S.Padding.SAME), False),  # last window: padding only
+    ]
+    for kw, fused in cases:
+        m = _conv_pad_maxpool_model(**kw)
+        cm = compile_tflite(m)
+        assert cm.ops == (["CONV_2D", "MAX_POOL_2D"] if fused else ["CONV_2D", "PAD", "MAX_POOL_2D"]), kw
+        for _ in range(3):
+            x = rng.integers(-128, 128, size=(1, 6, 6, 2), dtype=np.int8)
+            want = run_tflm(m, x)[0]
+            assert np.array_equal(np.asarray(reference.run(cm.blob, [x])[0]).reshape(want.shape), want), kw

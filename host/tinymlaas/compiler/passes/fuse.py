@@ -6,11 +6,16 @@
 * PAD (zero padding in the real domain: pad value == zero point) followed by CONV_2D or DEPTHWISE_CONV_2D becomes
   extra top/left padding of the convolution: the convolution skips positions outside its input, which contributes
   exactly what (zero_point + in_off) == 0 contributes. Bottom/right padding is implied by the output size.
-  (Pools are not fused: AVERAGE_POOL_2D would stop counting the padded positions, MAX_POOL_2D would stop seeing them.)
+* The same PAD followed by MAX_POOL_2D, where exact: every pooling window still covers at least one real input
+  position, and the pad value can never be the window's maximum after the activation clamp -- because it is
+  <= the pool's act_min, or because the producer of PAD's input clamps to a range starting at >= the pad value
+  (conv + RELU -> ZeroPadding2D -> MaxPool2D). AVERAGE_POOL_2D is never fused: it would stop counting the padded
+  positions.
 """
 
 import numpy as np
 
+from .. import quantization as Q
 from .lut import lut_clamp_range
 
 ACT_RANGE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
@@ -66,7 +71,12 @@ def fuse_pads(graph):
         if p[0].any() or p[3].any() or (p < 0).any():
             continue
         conv = _sole_consumer(graph, op.outputs[0])
-        if conv is None or conv.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or conv.inputs[0] != op.outputs[0]:
+        if conv is None or conv.inputs[0] != op.outputs[0]:
+            continue
+        if conv.kind == "MAX_POOL_2D":
+            if not _maxpool_fusable(graph, op, conv, x, y, p, pad_value):
+                continue
+        elif conv.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
         top, left = conv.options.get("pre_pad", (0, 0, None, None))[:2]
         # The convolution's own padding is computed on the padded size it was exported with.
@@ -75,3 +85,37 @@ def fuse_pads(graph):
         graph.ops.remove(op)
         n += 1
     return n
+
+
+def _windows_cover_input(in_size, padded, before, f, s, out, same):
+    """True if every pooling window, placed on the padded size, overlaps the unpadded input."""
+    total = max((out - 1) * s + f - padded, 0) if same else 0
+    top = total // 2 + before
+    return all(o * s - top + f - 1 >= 0 and o * s - top <= in_size - 1 for o in range(out))
+
+
+def _producer_act_min(graph, t):
+    src = graph.producer(t)
+    if src is None or "fusedActivationFunction" not in src.options:
+        return -128
+    out = graph.tensors[t]
+    try:
+        lo, _ = Q.activation_range(src.options["fusedActivationFunction"], out.s, out.zp)
+    except Exception:
+        return -128
+    return max(lo, src.options.get("extra_act_range", (-128, 127))[0])
+
+
+def _maxpool_fusable(graph, pad_op, pool, x, y, p, pad_value):
+    o = pool.options
+    same = o.get("padding") == "SAME"
+    out = graph.tensors[pool.outputs[0]]
+    f_h, f_w, s_h, s_w = o.get("filterHeight", 1), o.get("filterWidth", 1), o.get("strideH", 1), o.get("strideW", 1)
+    if not (_windows_cover_input(x.shape[1], y.shape[1], int(p[1][0]), f_h, s_h, out.shape[1], same) and
+            _windows_cover_input(x.shape[2], y.shape[2], int(p[2][0]), f_w, s_w, out.shape[2], same)):
+        return False
+    try:
+        pool_min, _ = Q.activation_range(o.get("fusedActivationFunction", "NONE"), out.s, out.zp)
+    except Exception:
+        return False
+    return pad_value <= pool_min or _producer_act_min(graph, pad_op.inputs[0]) >= pad_value
