@@ -27,6 +27,11 @@ static tml_model active;
 static int have_model;
 static uint8_t *active_start;
 static uint32_t active_len;
+#define PROFILE_OPS 256
+static uint32_t op_cycles[PROFILE_OPS];
+static uint64_t op_start;
+static void profile_op(void *ctx, uint32_t k, int end);
+
 static struct {
     int open;
     uint8_t *dst;
@@ -323,6 +328,8 @@ static void do_commit(uint8_t seq)
         return; /* the staged bytes are simply forgotten: the active model was never touched */
     }
     active = m;
+    active.on_op = profile_op;
+    memset(op_cycles, 0, sizeof op_cycles);
     active_start = stage.dst;
     active_len = stage.total;
     have_model = 1;
@@ -389,6 +396,24 @@ static void do_input(uint8_t seq, const uint8_t *p, uint32_t len)
         return;
     }
     send_frame(REQ_INPUT | REPLY_OK, seq, NULL, 0);
+}
+
+static void profile_op(void *ctx, uint32_t k, int end)
+{
+    uint64_t now = systick_cycles();
+    (void)ctx;
+    if (!end)
+        op_start = now;
+    else if (k < PROFILE_OPS)
+        op_cycles[k] = (uint32_t)(now - op_start);
+}
+
+static void do_profile(uint8_t seq)
+{
+    uint32_t k, n = have_model ? (active.n_ops < PROFILE_OPS ? active.n_ops : PROFILE_OPS) : 0;
+    for (k = 0; k < n; k++)
+        wr32(tx + 6 + 4 * k, op_cycles[k]);
+    send_frame(REQ_PROFILE | REPLY_OK, seq, tx + 6, 4 * n);
 }
 
 static void do_invoke(uint8_t seq)
@@ -476,6 +501,7 @@ int main(void)
         case REQ_INVOKE: do_invoke(seq); break;
         case REQ_OUTPUT: do_output(seq, p, len); break;
         case REQ_CALIBRATE: do_calibrate(seq, p, len); break;
+        case REQ_PROFILE: do_profile(seq); break;
         default: nak(seq, NAK_UNKNOWN, type, "unknown request type");
         }
     }

@@ -60,6 +60,9 @@ typedef struct {
     uint32_t meta_size;
     uint32_t flags, max_op_params;
     int loaded;
+    /* Optional per-op hook (profiling): called with end=0 before and end=1 after op k. */
+    void (*on_op)(void *ctx, uint32_t k, int end);
+    void *on_op_ctx;
     tml_status status;
     char reason[120];       /* why the last call failed, for humans */
 } tml_model;

@@ -737,8 +737,12 @@ tml_status tml_invoke(tml_model *m)
         tml_op op;
         tml_status s;
         tml_op_decode(m->ops + pos, m->ops_size - pos, &op);
+        if (m->on_op)
+            m->on_op(m->on_op_ctx, i, 0);
         if ((s = tml_run_op(m, &op)) != TML_OK)
             return s;
+        if (m->on_op)
+            m->on_op(m->on_op_ctx, i, 1);
         pos += op.len;
     }
     return TML_OK;

@@ -5,7 +5,8 @@
 
 #include "tml_dot.h"
 
-#define DW_BLOCK 64 /* depthwise channels accumulated at once: 256 bytes of stack */
+#define DW_BLOCK 64     /* depthwise channels accumulated at once: 256 bytes of stack */
+#define CONV_PATCH 1024 /* largest per-pixel receptive field gathered for CONV_2D: 1 KB of stack */
 
 typedef struct {
     tml_tensor t;
@@ -56,6 +57,8 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     operand x, w, b, mu, sh, y;
     int32_t p[TML_MAX_PARAMS];
     uint32_t n, oy, ox, oc, N, H, W, C, Kh, Kw, Co, Ho, Wo, fstride;
+    int8_t patch[CONV_PATCH];
+    int patch_ok;
     const int8_t *xd, *wd;
     int8_t *yd;
     get(m, tml_op_in(op, 0), &x);
@@ -69,6 +72,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     Co = w.t.dims[0]; Kh = w.t.dims[1]; Kw = w.t.dims[2];
     Ho = y.d[1]; Wo = y.d[2];
     fstride = Kh * Kw * C;
+    patch_ok = fstride <= CONV_PATCH && p[6] >= -127; /* -in_off must be an int8 zero point */
     xd = (const int8_t *)x.data;
     wd = (const int8_t *)w.data;
     yd = (int8_t *)y.out;
@@ -82,6 +86,37 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                 uint32_t kx0, kx1, ky, kx;
                 int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * Co;
                 tap_range(ix0, (uint32_t)p[3], Kw, W, &kx0, &kx1);
+                if (patch_ok && !(Kh == 1 && Kw == 1)) {
+                    /* Gather this pixel's receptive field once (padding positions get the input zero point, so
+                     * they add (zp + in_off) * w = 0), then every output channel is one contiguous dot product. */
+                    uint32_t gy, gx;
+                    int8_t *q = patch;
+                    for (gy = 0; gy < Kh; gy++)
+                        for (gx = 0; gx < Kw; gx++, q += C) {
+                            int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                memset(q, (int8_t)(-p[6]), C);
+                            else
+                                memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
+                        }
+                    for (oc = 0; oc < Co; oc += 4) {
+                        int32_t acc[4] = {0, 0, 0, 0};
+                        uint32_t j, nb = Co - oc < 4 ? Co - oc : 4;
+                        const int8_t *wo = wd + (size_t)oc * fstride;
+                        if (nb == 4)
+                            tml_dot4(patch, wo, fstride, fstride, p[6], 0, acc);
+                        else
+                            for (j = 0; j < nb; j++)
+                                acc[j] = tml_dot1(patch, wo + (size_t)j * fstride, fstride, p[6], 0);
+                        for (j = 0; j < nb; j++) {
+                            const uint32_t c = oc + j;
+                            out[c] = requant(acc[j], (const uint8_t *)b.data + 4 * c,
+                                             (const uint8_t *)mu.data + 4 * c, (const uint8_t *)sh.data + 4 * c,
+                                             p[7], p[8], p[9]);
+                        }
+                    }
+                    continue;
+                }
                 for (oc = 0; oc < Co; oc += 4) {
                     int32_t acc[4] = {0, 0, 0, 0};
                     uint32_t j, nb = Co - oc < 4 ? Co - oc : 4;
@@ -154,6 +189,29 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                 int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * Co;
                 tap_range(ix0, (uint32_t)p[3], Kw, W, &kx0, &kx1);
                 /* channels inner: x and w are both contiguous along channels for a given tap */
+#if TML_DSP
+                if (dm == 1 && (Co & 3u) == 0) {
+                    /* 4 channels at a time, accumulators in registers across all taps */
+                    const uint32_t xo2 = tml_pair(p[6]);
+                    uint32_t c, ky, kx;
+                    for (c = 0; c < Co; c += 4) {
+                        int32_t acc4[4] = {0, 0, 0, 0}, j;
+                        for (ky = ky0; ky < ky1; ky++) {
+                            uint32_t iy = (uint32_t)(iy0 + (int64_t)ky * p[2]);
+                            const int8_t *xrow = xd + ((size_t)n * H + iy) * W * C + c;
+                            const int8_t *wrow = wd + (size_t)ky * Kw * Co + c;
+                            for (kx = kx0; kx < kx1; kx++)
+                                tml_mac4_lanes(xrow + (size_t)(ix0 + (int64_t)kx * p[3]) * C, wrow + (size_t)kx * Co,
+                                               xo2, acc4);
+                        }
+                        for (j = 0; j < 4; j++)
+                            out[c + j] = requant(acc4[j], (const uint8_t *)b.data + 4 * (c + j),
+                                                 (const uint8_t *)mu.data + 4 * (c + j),
+                                                 (const uint8_t *)sh.data + 4 * (c + j), p[7], p[8], p[9]);
+                    }
+                    continue;
+                }
+#endif
                 for (c0 = 0; c0 < Co; c0 += DW_BLOCK) {
                     uint32_t cb = Co - c0 < DW_BLOCK ? Co - c0 : DW_BLOCK, j, ky, kx;
                     memset(acc, 0, sizeof acc);

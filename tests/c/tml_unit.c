@@ -1,0 +1,132 @@
+/* C unit tests of the runtime's building blocks (run under ASan + UBSan): SHA-256 against FIPS 180-4 examples,
+ * the fast MBQM against a literal transcription of docs/blob-format.md's definition, header checks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tml_internal.h"
+
+static int failures;
+#define CHECK(cond, ...)                                                                                         \
+    do {                                                                                                         \
+        if (!(cond)) {                                                                                           \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                          \
+            printf(__VA_ARGS__);                                                                                 \
+            printf("\n");                                                                                        \
+            failures++;                                                                                          \
+        }                                                                                                        \
+    } while (0)
+
+static void hex(const uint8_t *d, char *out)
+{
+    int i;
+    for (i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void sha_case(const char *msg, size_t reps, const char *want)
+{
+    tml_sha256 s;
+    uint8_t d[32];
+    char got[65];
+    size_t i, len = strlen(msg);
+    tml_sha256_init(&s);
+    for (i = 0; i < reps; i++)
+        tml_sha256_update(&s, msg, len);
+    tml_sha256_final(&s, d);
+    hex(d, got);
+    CHECK(strcmp(got, want) == 0, "sha256(%.20s x%zu) = %s", msg, reps, got);
+}
+
+/* docs/blob-format.md, literally, on exact integers */
+static int32_t spec_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab, nudge;
+    if (a == INT32_MIN && b == INT32_MIN)
+        return INT32_MAX;
+    ab = (int64_t)a * b;
+    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t spec_rdbpot(int32_t x, int e)
+{
+    int64_t mask = ((int64_t)1 << e) - 1, rem = x & mask, thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (int32_t)((x >> e) + (rem > thr ? 1 : 0));
+}
+
+static int32_t spec_mbqm(int32_t x, int32_t m, int s)
+{
+    int32_t xs = (int32_t)((uint32_t)x << (s > 0 ? s : 0));
+    return spec_rdbpot(spec_srdhm(xs, m), s > 0 ? 0 : -s);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+static void test_mbqm(void)
+{
+    static const int32_t edge_x[] = {0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MIN + 1, 1 << 20, -(1 << 20),
+                                     12345, -12345, 1 << 30, -(1 << 30)};
+    static const int32_t edge_m[] = {0, 1 << 30, INT32_MAX, (1 << 30) + 1, 1518500250};
+    int i, j, s, n = 0;
+    for (i = 0; i < (int)(sizeof edge_x / sizeof edge_x[0]); i++)
+        for (j = 0; j < (int)(sizeof edge_m / sizeof edge_m[0]); j++)
+            for (s = -31; s <= 30; s++) {
+                int32_t got = tml_mbqm(edge_x[i], edge_m[j], s), want = spec_mbqm(edge_x[i], edge_m[j], s);
+                CHECK(got == want, "mbqm(%d, %d, %d) = %d, spec %d", edge_x[i], edge_m[j], s, got, want);
+                n++;
+            }
+    for (i = 0; i < 2000000; i++) {
+        int32_t x = (int32_t)next(), m = (int32_t)((next() & 0x3FFFFFFFu) | 0x40000000u);
+        int sh = (int)(next() % 62u) - 31;
+        if (i & 1)
+            x >>= next() % 31u; /* small magnitudes too */
+        CHECK(tml_mbqm(x, m, sh) == spec_mbqm(x, m, sh), "mbqm(%d, %d, %d)", x, m, sh);
+    }
+    CHECK(tml_srdhm(INT32_MIN, INT32_MIN) == INT32_MAX, "srdhm saturation");
+    CHECK(tml_rdbpot64(-5, 1) == -3 && tml_rdbpot64(5, 1) == 3 && tml_rdbpot64(-4, 1) == -2, "rdbpot64 rounding");
+    (void)n;
+}
+
+static void test_header(void)
+{
+    uint8_t h[64] = {'T', 'M', 'L', 'B', 1, 0, 64, 0, 0, 0, 0, 0, 1, 0, 4, 0, 0, 1, 0, 0};
+    char reason[120];
+    uint32_t total = 0, arena = 0;
+    CHECK(tml_check_header(h, 64, &total, &arena, reason, sizeof reason) == TML_OK && total == 256, "good header");
+    h[12] = 2;
+    CHECK(tml_check_header(h, 64, NULL, NULL, reason, sizeof reason) == TML_E_HEADER &&
+              strstr(reason, "ABI 2") != NULL,
+          "ABI 2 named: %s", reason);
+    h[12] = 1;
+    h[4] = 7;
+    CHECK(tml_check_header(h, 64, NULL, NULL, reason, sizeof reason) == TML_E_HEADER && strstr(reason, "7") &&
+              strstr(reason, "1"),
+          "versions named: %s", reason);
+    h[4] = 1;
+    CHECK(tml_check_header(h, 63, NULL, NULL, reason, sizeof reason) == TML_E_HEADER, "short header");
+    h[0] = 'X';
+    CHECK(tml_check_header(h, 64, NULL, NULL, reason, sizeof reason) == TML_E_HEADER, "magic");
+}
+
+int main(void)
+{
+    sha_case("", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha_case("abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sha_case("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    sha_case("a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    sha_case("0123456701234567012345670123456701234567012345670123456701234567", 10,
+             "594847328451bdfa85056225462cc1d867d877fb388df0ce35f25ab5562bfbb5");
+    test_mbqm();
+    test_header();
+    printf("%s (%d failures)\n", failures ? "FAILED" : "OK", failures);
+    return failures != 0;
+}
