@@ -6,8 +6,9 @@
 list of arrays per input set. A runtime that cannot start raises `RuntimeUnavailable`; one that rejects the blob
 raises `BlobRejected` carrying the loader's own message (this is how `tinymlaas verify` reports a corrupted blob).
 
-Runtimes are looked up by name in RUNTIMES as "module:Class", so the C and QEMU adapters live in their own modules
-and are imported only when asked for.
+Runtimes are looked up by name in RUNTIMES as "module:Class" and imported only when asked for: the C runtime through
+ctypes (tinymlaas.devices.cruntime) and the Cortex-M4 firmware in QEMU (tinymlaas.devices.qemu) live with the
+device code they drive and implement this same interface.
 """
 
 import importlib
@@ -40,8 +41,8 @@ class HostRuntime:
 RUNTIMES = {
     "host": "tinymlaas.verify.runtimes:HostRuntime",
     "micropython": "tinymlaas.verify.micropython:MicroPythonRuntime",
-    "c": "tinymlaas.verify.runtime_c:CRuntime",
-    "qemu-cortex-m4": "tinymlaas.verify.runtime_qemu:QemuRuntime",
+    "c": "tinymlaas.devices.cruntime:CRuntime",
+    "qemu-cortex-m4": "tinymlaas.devices.qemu:QemuRuntime",
 }
 
 

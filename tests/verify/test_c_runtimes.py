@@ -1,0 +1,37 @@
+"""`tinymlaas verify --runtime c` and `--runtime qemu-cortex-m4`: the C runtime (host build via ctypes, and the
+Cortex-M4 firmware in QEMU) judged by TFLite Micro through the same adapter interface."""
+
+import pytest
+
+from tinymlaas.commands.verify import verify
+from tinymlaas.verify.runtimes import BlobRejected, get_runtime
+from verify_paths import CORPUS, VECTORS, corpus_models
+
+
+@pytest.mark.parametrize("name", [n for n in corpus_models() if n != "fc_rows_dynamic_batch"])
+def test_c_corpus_bit_exact(name, compiled):
+    path = CORPUS / (name + ".tflite")
+    r = verify(compiled(path), path.read_bytes(), "c", n_inputs=4, seed=8)
+    assert r["bit_exact"], r["first_mismatch"]
+
+
+@pytest.mark.parametrize("key", ["ad", "kws", "ic", "sww", "vww"])
+def test_c_mlperf_bit_exact(key, mlperf, compiled):
+    path = mlperf(key)
+    r = verify(compiled(path), path.read_bytes(), "c", n_inputs=3, seed=8)
+    assert r["bit_exact"], r["first_mismatch"]
+
+
+def test_c_rejects_wrong_version_with_reason():
+    import numpy as np
+
+    with pytest.raises(BlobRejected, match="version"):
+        get_runtime("c").run((VECTORS / "corrupt" / "wrong_version.blob").read_bytes(),
+                             [[np.zeros((1, 9, 7, 2), np.int8)]])
+
+
+def test_qemu_cortex_m4_bit_exact(compiled):
+    path = CORPUS / "depthwise_dm2.tflite"
+    r = verify(compiled(path), path.read_bytes(), "qemu-cortex-m4", n_inputs=2, seed=8)
+    assert r["bit_exact"], r["first_mismatch"]
+    assert r["runtime"] == "qemu-cortex-m4"
