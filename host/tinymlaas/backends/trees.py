@@ -121,6 +121,22 @@ def _check_tree(tree):
         raise BackendError("multi-output trees are not supported (n_outputs=%d)" % tree.n_outputs)
 
 
+def _dedupe_leaves(leaves, nodes, trees, width):
+    """Store each distinct leaf row once (pure leaves of a forest repeat the same few rows); remap references."""
+    if not leaves:
+        return leaves, nodes, trees
+    rows = np.array(leaves, dtype=np.int64).reshape(-1, width)
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+
+    def remap(ref):
+        return ref if ref >= 0 else ~int(inverse[~ref])
+
+    nodes = [(f, k, remap(l), remap(r)) for f, k, l, r in nodes]
+    trees = [(remap(root), first) for root, first in trees]
+    return list(unique), nodes, trees
+
+
 def tables_from_estimator(model):
     """TreeTables for a fitted scikit-learn classifier of one of the SUPPORTED types."""
     kind = type(model).__name__
@@ -183,6 +199,7 @@ def tables_from_estimator(model):
         init_scores = [0] * n_classes
         width = n_classes
 
+    leaves, nodes, trees = _dedupe_leaves(leaves, nodes, trees, width)
     if len(leaves) >= MAX_LEAVES:
         raise BackendError("%d leaves: the blob allows at most %d" % (len(leaves), MAX_LEAVES - 1))
     leaf_table = np.array(leaves, dtype=np.int64).reshape(-1, width)
