@@ -50,9 +50,24 @@ def largest_free_block(steps=14):
     return lo
 
 
-def fs_free(path):
+def du(path):
+    """Bytes of the files under path (bounded by the few files a device keeps)."""
+    total = 0
+    for entry in os.ilistdir(path):
+        name, kind = entry[0], entry[1]
+        p = path + "/" + name
+        total += du(p) if kind == 0x4000 else os.stat(p)[6]
+    return total
+
+
+def fs_free(path, quota=None):
+    """Free filesystem bytes; with quota, those of a filesystem of `quota` bytes holding what is under path
+    (emulated boards keep their flash in a host directory)."""
     st = os.statvfs(path)
-    return st[0] * st[4]  # f_bsize * f_bavail
+    free = st[0] * st[4]  # f_bsize * f_bavail
+    if quota:
+        free = min(free, max(0, quota - du(path)))
+    return free
 
 
 def fs_total(path):

@@ -36,7 +36,7 @@ def parse_args(argv):
             with open(val) as f:
                 cfg.update(json.load(f))
         else:
-            cfg[key] = int(val) if key in ("lifetime", "ack_timeout_ms", "port") else val
+            cfg[key] = int(val) if key in ("lifetime", "ack_timeout_ms", "port", "flash_bytes") else val
         i += 2
     for k in ("server", "endpoint"):
         if k not in cfg:
@@ -44,12 +44,21 @@ def parse_args(argv):
     return cfg
 
 
-def make_installer(data_dir):
+def make_installer(data_dir, flash_bytes=None):
+    """The inference module's installer; with flash_bytes, free space is that of a filesystem of that size
+    (an emulated board's flash) rather than of the host disk."""
     try:
         from tinyml.installer import InstallError, Installer
     except ImportError:
         return None, Exception
-    return Installer(data_dir), InstallError
+    if not flash_bytes:
+        return Installer(data_dir), InstallError
+
+    class BoardFlashInstaller(Installer):
+        def free_bytes(self):
+            return hal.fs_free(self.root, flash_bytes)
+
+    return BoardFlashInstaller(data_dir), InstallError
 
 
 def build(cfg):
@@ -60,12 +69,12 @@ def build(cfg):
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
     c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
     hal.makedirs(cfg["data_dir"])
-    installer, install_error = make_installer(cfg["data_dir"])
+    installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"))
     c.add(Security(cfg["server"]))
     c.add(Server())
     c.add(Device(cfg))
-    tml = c.add(TinyML(installer, cfg["data_dir"]))
-    c.add(Firmware(installer, install_error, on_activated=tml.reload))
+    tml = c.add(TinyML(installer, cfg["data_dir"], cfg.get("flash_bytes")))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     return c
 
 

@@ -237,6 +237,8 @@ class Endpoint:
         bad = cm.bad_option(req)
         if bad is not None:
             resp = cm.Message(code=cm.BAD_OPTION, payload=b"option %d" % bad)
+        elif req.opt(cm.PROXY_URI) is not None or req.opt(cm.PROXY_SCHEME) is not None:
+            resp = cm.Message(code=cm.PROXYING_NOT_SUPPORTED)
         else:
             try:
                 resp = self.handler(req, addr) if self.handler else cm.Message(code=cm.NOT_FOUND)

@@ -414,7 +414,10 @@ class Client:
     def _write_stream(self, req, addr, obj, ids):
         raw = req.opt(cm.BLOCK1)
         if raw is None:
-            # the whole value in one message
+            # the whole value in one message; it replaces any block-wise transfer in progress
+            if self.upload is not None:
+                self.upload.sink.abort()
+                self.upload = None
             sink = obj.sink(ids[1], ids[2])
             try:
                 sink.begin(len(req.payload))

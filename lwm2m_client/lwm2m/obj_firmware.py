@@ -79,6 +79,8 @@ class PackageSink:
         fw.set_state(DOWNLOADED, R_INITIAL)
 
     def abort(self):
+        if self.fw.installer is not None:
+            self.fw.installer.abort()
         self.fw.set_state(IDLE, R_INITIAL)
 
 
@@ -88,8 +90,9 @@ class Firmware(LwObject):
     resources = {0: (OPAQUE, "W"), 1: (STRING, "RW"), 2: (NONE, "E"), 3: (INTEGER, "R"), 5: (INTEGER, "R"),
                  6: (STRING, "R"), 7: (STRING, "R"), 8: (INTEGER, "R"), 9: (INTEGER, "R")}
 
-    def __init__(self, installer, install_error, on_activated=None):
+    def __init__(self, installer, install_error, on_activated=None, on_activating=None):
         super().__init__()
+        self.on_activating = on_activating  # called before activation: free the running model's RAM
         self.installer = installer
         self.install_error = install_error
         self.on_activated = on_activated  # called after a new model became active (reload the TinyML object)
@@ -167,19 +170,21 @@ class Firmware(LwObject):
         self.client.defer(self._activate)
 
     def _activate(self):
+        if self.on_activating:
+            self.on_activating()
         try:
             self.installer.activate()
+            result = R_SUCCESS
         except MemoryError:
-            self.set_state(IDLE, R_NO_RAM)
-            return
+            result = R_NO_RAM
         except self.install_error as e:
-            self.set_state(IDLE, getattr(e, "result", R_FAILED) or R_FAILED)
-            return
+            result = getattr(e, "result", R_FAILED) or R_FAILED
         except Exception:
-            self.set_state(IDLE, R_FAILED)
+            result = R_FAILED
+        if self.on_activated:
+            self.on_activated()  # the new model, or the previous one again after a failure
+        self.set_state(IDLE, result)
+        if result != R_SUCCESS:
             return
-        self.set_state(IDLE, R_SUCCESS)
         self.changed(0, 6)
         self.changed(0, 7)
-        if self.on_activated:
-            self.on_activated()

@@ -1,6 +1,9 @@
 # Object 32770 TinyML (private range 32769-42800 of the OMA registry): what a device can run and what it is
 # running. Specified in docs/tinyml-object.xml. The service reads it after registration to pick a model that
 # fits (heap, largest block, flash, ops, .mpy ABI) and observes resource 22 for inference results.
+import gc
+import json
+import struct
 import sys
 
 import hal
@@ -40,9 +43,9 @@ def runtime_info():
     flavour = "viper"
     ops = ""
     try:
-        import tinyml.blob as tb
+        from tinyml.ops import OPS
 
-        ops = ",".join(sorted(v[0] for v in tb.OPS.values()))
+        ops = ",".join(sorted(v[0] for v in OPS.values()))
     except Exception:  # no inference module in this firmware (or a broken one): report, keep managing
         flavour = "none"
     try:
@@ -54,8 +57,13 @@ def runtime_info():
     return flavour, ops
 
 
+def input_views(model):
+    return [model.input_buffer(i) for i in range(len(model.inputs))]
+
+
 class InputSink:
-    """Receives one inference input (Block1 if larger than a block) into the model's input buffer."""
+    """Receives one inference input (Block1 when larger than a block) straight into the model's input tensors
+    in the arena: no buffer of its own. Several inputs are written back to back in graph order."""
 
     def __init__(self, obj):
         self.obj = obj
@@ -64,52 +72,47 @@ class InputSink:
     def begin(self, size):
         if self.obj.model is None:
             raise WriteError(0xA3, "no model installed")
-        need = len(self.obj.input_buf)
-        if size is not None and size and size != need:
+        need = self.obj.input_bytes
+        if size and size != need:
             raise WriteError(0x80, "input must be %d bytes, got %d" % (need, size))
         self.got = 0
 
     def write(self, offset, chunk):
-        buf = self.obj.input_buf
-        if offset + len(chunk) > len(buf):
-            raise WriteError(0x8D, "input longer than %d bytes" % len(buf), len(buf))
-        buf[offset:offset + len(chunk)] = chunk
+        need = self.obj.input_bytes
+        if offset + len(chunk) > need:
+            raise WriteError(0x8D, "input longer than %d bytes" % need, need)
+        pos = 0
+        base = 0
+        for view in input_views(self.obj.model):
+            n = len(view)
+            lo = max(offset, base)
+            hi = min(offset + len(chunk), base + n)
+            if lo < hi:
+                view[lo - base:hi - base] = chunk[lo - offset:hi - offset]
+                pos += hi - lo
+            base += n
         self.got = offset + len(chunk)
 
     def finish(self):
-        if self.got != len(self.obj.input_buf):
-            raise WriteError(0x80, "input must be %d bytes, got %d" % (len(self.obj.input_buf), self.got))
+        if self.got != self.obj.input_bytes:
+            raise WriteError(0x80, "input must be %d bytes, got %d" % (self.obj.input_bytes, self.got))
         self.obj.client.defer(self.obj.infer)  # answer 2.04 first, then run; observers get the result
 
     def abort(self):
         pass
 
 
-def output_bytes(out):
-    """Model output (bytes/bytearray/array/list, or a list of those) -> raw bytes of the output tensor(s)."""
-    if isinstance(out, (bytes, bytearray)):
-        return bytes(out)
-    if isinstance(out, (list, tuple)) and out and not isinstance(out[0], (int, float)):
-        b = bytearray()
-        for o in out:
-            b += output_bytes(o)
-        return bytes(b)
-    try:
-        return bytes(out)  # array('b') or memoryview
-    except (TypeError, ValueError):
-        return bytes((int(v) & 0xFF) for v in out)
-
-
-def argmax(out):
-    if isinstance(out, (list, tuple)) and out and not isinstance(out[0], (int, float)):
-        out = out[0]
-    best = None
+def argmax(view, dtype):
+    """Index of the largest value of an int8/uint8 output (first on ties), -1 for other dtypes."""
+    if dtype not in ("int8", "uint8"):
+        return -1
+    best = -999
     idx = -1
-    signed = not isinstance(out, (bytes, bytearray))
-    for i, v in enumerate(out):
-        if signed and isinstance(v, int) and v > 127:
+    for i in range(len(view)):
+        v = view[i]
+        if dtype == "int8" and v > 127:
             v -= 256
-        if best is None or v > best:
+        if v > best:
             best = v
             idx = i
     return idx
@@ -129,15 +132,16 @@ class TinyML(LwObject):
         LAST_TOP_CLASS: (INTEGER, "R"),
     }
 
-    def __init__(self, installer, data_dir):
+    def __init__(self, installer, data_dir, flash_bytes=None):
         super().__init__()
+        self.flash_bytes = flash_bytes
         self.installer = installer
         self.data_dir = data_dir
         self.flavour, self.ops = runtime_info()
         self.model = None
         self.info = None
         self.state = "none"
-        self.input_buf = None
+        self.input_bytes = 0
         self.count = 0
         self.last_us = 0
         self.last_result = b""
@@ -145,10 +149,20 @@ class TinyML(LwObject):
         self.self_test_result = ""
         self.reload()
 
+    def unload(self):
+        """Release the model (arena, open blob file) so that an update has the RAM to self-test the new one."""
+        if self.model is not None:
+            try:
+                self.model.close()
+            except Exception:
+                pass
+        self.model = None
+        self.input_bytes = 0
+        gc.collect()
+
     def reload(self):
         """(Re)load the active model after boot or an update; keep running without one if it fails."""
-        self.model = None
-        self.input_buf = None
+        self.unload()
         try:
             self.info = self.installer.active() if self.installer else None
         except Exception:
@@ -158,7 +172,7 @@ class TinyML(LwObject):
             return
         try:
             self.model = self.installer.load_active()
-            self.input_buf = bytearray(self.input_size(self.model))
+            self.input_bytes = sum(len(v) for v in input_views(self.model))
             self.state = "active"
         except MemoryError:
             self.model = None
@@ -168,21 +182,6 @@ class TinyML(LwObject):
             self.state = "load-failed: %s" % e
         for rid in (MODEL_NAME, MODEL_VERSION, MODEL_SHA256, ARENA_BYTES, BLOB_BYTES, MODEL_STATE):
             self.changed(0, rid)
-
-    @staticmethod
-    def input_size(model):
-        n = getattr(model, "input_bytes", None)
-        if n:
-            return n
-        t = model.inputs[0]
-        get = t.get if isinstance(t, dict) else (lambda k, d=None: getattr(t, k, d))
-        n = get("bytes") or get("nbytes")
-        if n:
-            return n
-        size = 1
-        for d in get("shape"):
-            size *= d
-        return size * {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}.get(get("dtype", "int8"), 1)
 
     def _info(self, key, default=""):
         return self.info.get(key, default) if self.info else default
@@ -195,7 +194,7 @@ class TinyML(LwObject):
         if rid == HEAP_TOTAL:
             return hal.mem_total()
         if rid == FLASH_FREE:
-            return hal.fs_free(self.data_dir)
+            return hal.fs_free(self.data_dir, self.flash_bytes)
         if rid == PLATFORM:
             return sys.platform
         if rid == MACHINE:
@@ -238,14 +237,23 @@ class TinyML(LwObject):
         return InputSink(self) if rid == INPUT else None
 
     def infer(self):
-        out = self.model.predict(self.input_buf)
-        self.record(out, getattr(self.model, "last_us", 0))
+        m = self.model
+        try:
+            m.invoke()
+        except MemoryError:
+            self.state = "out-of-ram"
+            self.changed(0, MODEL_STATE)
+            return
+        out = bytearray()
+        for j in range(len(m.outputs)):
+            out += m.output_buffer(j)
+        self.record(bytes(out), m.last_us, argmax(m.output_buffer(0), m.outputs[0]["dtype"]))
 
-    def record(self, out, us):
+    def record(self, result, us, top):
         self.count += 1
         self.last_us = us
-        self.last_result = output_bytes(out)
-        self.top_class = argmax(out)
+        self.last_result = result
+        self.top_class = top
         for rid in (INFERENCE_COUNT, LAST_LATENCY_US, LAST_RESULT, LAST_TOP_CLASS):
             self.changed(0, rid)
 
@@ -256,19 +264,28 @@ class TinyML(LwObject):
             raise ResourceError(0xA3, "no model installed")
         self.client.defer(self.self_test)
 
+    def golden_vectors(self):
+        """(package path, vectors offset, count) of the active package, from the installer's pointer file and
+        the package header (docs/package-format.md)."""
+        root = self.installer.root
+        with open(root + "/active") as f:
+            slot = json.loads(f.read())["slot"]
+        path = root + "/" + slot
+        with open(path, "rb") as f:
+            head = f.read(32)
+        meta_n, nvec = struct.unpack_from("<I", head, 8)[0], struct.unpack_from("<I", head, 20)[0]
+        return path, 32 + meta_n, nvec
+
     def self_test(self):
-        """Run the active package's golden vectors (the installer's check) and time the model."""
+        """Run the active package's golden vectors (bit-exact check) and record the latency of the last run."""
         m = self.model
-        t0 = hal.ticks_us()
         try:
-            vectors = getattr(self.installer, "vectors", None)
-            if hasattr(m, "self_test") and vectors is not None:
-                m.self_test(vectors())
-            else:
-                m.predict(self.input_buf)
-            us = getattr(m, "last_us", 0) or hal.ticks_diff(hal.ticks_us(), t0)
-            self.self_test_result = "pass %d us" % us
-            self.last_us = us
+            from tinyml.installer import run_vectors
+
+            path, off, n = self.golden_vectors()
+            run_vectors(m, path, off, n)
+            self.self_test_result = "pass %d vectors, %d us" % (n, m.last_us)
+            self.last_us = m.last_us
         except MemoryError:
             self.self_test_result = "fail: out of RAM"
         except Exception as e:

@@ -94,7 +94,7 @@ class Peer:
         self.sock.close()
 
     # -- the device process
-    def start_device(self, tmp_path, endpoint="dev1", heap="256k", lifetime=300, ack_timeout_ms=2000, extra=()):
+    def start_device(self, tmp_path, endpoint="dev1", heap="512k", lifetime=300, ack_timeout_ms=2000, extra=()):
         data_dir = tmp_path / "flash"
         cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", heap, [
             "--server", "coap://127.0.0.1:%d" % self.port, "--endpoint", endpoint, "--lifetime", lifetime,
@@ -113,3 +113,36 @@ class Peer:
 
 def block_opt(num, more, szx):
     return BlockOption.BlockwiseTuple(num, more, szx)
+
+
+def put_block(peer, path, chunk, num, more, szx, size1=None, mid=None, token=b"\xb1"):
+    msg = make(CON, an.PUT, mid if mid is not None else peer.next_mid(), token, chunk)
+    msg.opt.uri_path = [p for p in path.strip("/").split("/") if p]
+    msg.opt.content_format = 42
+    msg.opt.block1 = block_opt(num, more, szx)
+    if size1 is not None:
+        msg.opt.size1 = size1
+    peer.send(msg)
+    return peer.response_to(msg, timeout=30)
+
+
+def push(peer, path, data, szx=6):
+    """Block1 PUT of data; returns the final response (stops early on a non-2.31 answer)."""
+    size = 16 << szx
+    n = (len(data) + size - 1) // size
+    for num in range(n):
+        more = num < n - 1
+        r = put_block(peer, path, data[num * size:(num + 1) * size], num, more, szx,
+                      size1=len(data) if num == 0 else None)
+        if r.code != (an.CONTINUE if more else an.CHANGED):
+            return r
+    return r
+
+
+def wait_value(peer, path, want, timeout=60.0):
+    end = time.monotonic() + timeout
+    while True:
+        v = peer.request(an.GET, path).payload
+        if v == want or time.monotonic() > end:
+            return v
+        time.sleep(0.1)
