@@ -133,3 +133,32 @@ def test_corrupted_model_bytes_never_crash(mlperf, rng):
             compile_tflite(bytes(bad))
         except CompileError:
             pass
+
+
+def test_constant_data_input_only_for_add_mul_concatenation(rng):
+    from tinymlaas.blob import reference
+    from tflite_builder import run_tflm
+
+    mb = ModelBuilder()
+    x = mb.tensor([1, 2, 2, 3], "int8", 0.1, 0)
+    c = mb.tensor([3], "int8", 0.05, 4, data=np.array([10, -20, 30], np.int8))
+    y = mb.tensor([1, 2, 2, 3], "int8", 0.12, -5)
+    mb.op(BO.ADD, [x, c], [y], S.BuiltinOptions.AddOptions, S.AddOptionsT())
+    mb.inputs, mb.outputs = [x], [y]
+    m = mb.build()
+    cm = compile_tflite(m)
+    xs = rng.integers(-128, 128, size=(1, 2, 2, 3), dtype=np.int8)
+    assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 2, 2, 3), run_tflm(m, xs)[0])
+
+    mb = ModelBuilder()
+    x = mb.tensor([1, 2, 2, 3], "int8", 0.1, 0)
+    c = mb.tensor([1, 2, 2, 3], "int8", 0.1, 0, data=np.arange(12, dtype=np.int8).reshape(1, 2, 2, 3))
+    y = mb.tensor([1, 1, 1, 3], "int8", 0.1, 0)
+    y2 = mb.tensor([1, 2, 2, 3], "int8", 0.1, 0)
+    po = S.Pool2DOptionsT()
+    po.padding, po.strideH, po.strideW, po.filterHeight, po.filterWidth = S.Padding.VALID, 2, 2, 2, 2
+    mb.op(BO.MAX_POOL_2D, [c], [y], S.BuiltinOptions.Pool2DOptions, po)
+    mb.op(BO.RELU, [x], [y2])
+    mb.inputs, mb.outputs = [x], [y, y2]
+    with pytest.raises(CompileError, match=r"MAX_POOL_2D \(op 0\): .*constant"):
+        compile_tflite(mb.build())

@@ -287,6 +287,23 @@ _LOWER = {
 }
 
 
+# Ops whose data operands may be constants (spec §5); every other op reads its data input from the arena.
+CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION")
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "LUT")
+
+
+def _check_storage(op, graph):
+    if op.kind == "VIEW":
+        return
+    data = op.inputs[:1] if op.kind in _WEIGHTED else op.inputs
+    for i in data:
+        if graph.tensors[i].is_const and op.kind not in CONST_OPERAND_OPS:
+            raise CompileError("%s: a constant data input (%r) is not supported" % (op_where(op),
+                                                                                 graph.tensors[i].name))
+    if all(graph.tensors[i].is_const for i in data):
+        raise CompileError("%s: every data input is constant (the op computes a constant)" % op_where(op))
+
+
 def lower(graph):
     """Lower every op; raises CompileError naming the first op that is not supported."""
     for op in graph.ops:
@@ -300,6 +317,7 @@ def lower(graph):
                 raise CompileError("%s: output has rank %d; at most 4 is supported" % (op_where(op),
                                                                                        len(graph.tensors[t].shape)))
         fn(op, graph)
+        _check_storage(op, graph)
         if op.kind != "VIEW":
             spec = F.OPS_BY_NAME[op.kind]
             assert spec.inputs is None or len(op.inputs) == len(spec.inputs), (op.kind, op.inputs)
