@@ -17,7 +17,7 @@ import os
 import tarfile
 import tempfile
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,9 @@ def _convert(converter, rows, io_mode):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        return bytes(converter.convert())
+        # Keras' export step prints its signature to stdout; a service's stdout is not the place for it.
+        with redirect_stdout(io.StringIO()):
+            return bytes(converter.convert())
     except Exception as e:  # the converter raises ConverterError / RuntimeError / ValueError with MLIR diagnostics
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError("int8 post-training quantization failed: %s" % first[:400]) from None
