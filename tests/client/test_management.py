@@ -1,0 +1,185 @@
+"""LwM2M device management on the MicroPython client over loopback UDP: Read in every content format,
+Write (replace, partial update, TLV/SenML/text), Execute, Discover, Write-Attributes, Observe/Notify/Cancel."""
+
+import json
+import struct
+import time
+
+import cbor2
+from aiocoap import numbers as an
+
+from coap_test_peer import CON, NON, RST, make
+
+
+def registered(peer, tmp_path, **kw):
+    peer.start_device(tmp_path, **kw)
+    peer.accept_register()
+
+
+def tlv_items(buf):
+    """Minimal independent TLV reader: [(kind, id, value)]."""
+    out, pos = [], 0
+    while pos < len(buf):
+        t = buf[pos]
+        pos += 1
+        idlen = 2 if t & 0x20 else 1
+        ident = int.from_bytes(buf[pos:pos + idlen], "big")
+        pos += idlen
+        ll = (t >> 3) & 3
+        n = t & 7 if ll == 0 else int.from_bytes(buf[pos:pos + ll], "big")
+        pos += ll
+        out.append((t >> 6, ident, buf[pos:pos + n]))
+        pos += n
+    return out
+
+
+def test_read_formats(peer, tmp_path):
+    registered(peer, tmp_path)
+    r = peer.request(an.GET, "/3/0", accept=11542)
+    assert r.opt.content_format == 11542
+    res = {i: v for k, i, v in tlv_items(r.payload)}
+    assert res[0] == b"tinymlaas" and res[16] == b"U" and 0 < int.from_bytes(res[21], "big", signed=True)
+    r = peer.request(an.GET, "/3", accept=11542)  # object level: wrapped in an object-instance TLV
+    [(kind, iid, inner)] = tlv_items(r.payload)
+    assert (kind, iid) == (0, 0) and tlv_items(inner)[0][2] == b"tinymlaas"
+    r = peer.request(an.GET, "/3/0/0", accept=112)
+    assert cbor2.loads(r.payload) == [{-2: "/3/0/0", 0: "", 3: "tinymlaas"}]
+    r = peer.request(an.GET, "/1/0", accept=110)
+    recs = json.loads(r.payload)
+    assert recs[0]["bn"] == "/1/" and {x["n"]: x.get("v", x.get("vs")) for x in recs}["0/1"] == 300
+    r = peer.request(an.GET, "/3/0/9", accept=11542)
+    assert tlv_items(r.payload) == [(3, 9, b"d")]
+    assert peer.request(an.GET, "/3/0/0", accept=50).code == an.NOT_ACCEPTABLE
+    assert peer.request(an.GET, "/3/0", accept=0).code == an.NOT_ACCEPTABLE
+    assert peer.request(an.GET, "/3/0/5").code == an.NOT_FOUND
+    assert peer.request(an.GET, "/3/1").code == an.NOT_FOUND
+    assert peer.request(an.GET, "/4").code == an.NOT_FOUND
+    assert peer.request(an.GET, "/0/0").code == an.UNAUTHORIZED  # Security is not readable by the server
+    assert peer.request(an.GET, "/3/0/4").code == an.METHOD_NOT_ALLOWED  # executable only
+
+
+def test_large_read_is_served_with_block2(peer, tmp_path):
+    registered(peer, tmp_path)
+    whole = b""
+    num = 0
+    while True:
+        r = peer.request(an.GET, "/32770/0", accept=110, block2=(num, False, 1))  # 32-byte blocks
+        assert r.code == an.CONTENT and r.opt.block2.block_number == num
+        whole += r.payload
+        if not r.opt.block2.more:
+            break
+        num += 1
+    assert num > 5
+    names = {x["n"] for x in json.loads(whole)}
+    assert {"0/0", "0/10", "0/23"} <= names and "0/19" not in names and "0/21" not in names
+
+
+def test_write_replace_partial_and_rejects(peer, tmp_path):
+    registered(peer, tmp_path, lifetime=300)
+    assert peer.request(an.PUT, "/1/0/2", payload=b"5", content_format=0).code == an.CHANGED
+    assert peer.request(an.GET, "/1/0/2").payload == b"5"
+    # partial update of the instance in TLV: pmax=60 (resource 3)
+    assert peer.request(an.POST, "/1/0", payload=bytes.fromhex("c1033c"), content_format=11542).code == an.CHANGED
+    assert peer.request(an.GET, "/1/0/3").payload == b"60"
+    # SenML-CBOR write of two resources
+    body = cbor2.dumps([{-2: "/1/0/", 0: "2", 2: 1}, {0: "3", 2: 30}])
+    assert peer.request(an.POST, "/1/0", payload=body, content_format=112).code == an.CHANGED
+    assert peer.request(an.GET, "/1/0/2").payload == b"1" and peer.request(an.GET, "/1/0/3").payload == b"30"
+    # refused without changing anything: a read-only resource in the batch, a wrong type, no format
+    body = cbor2.dumps([{-2: "/1/0/", 0: "2", 2: 9}, {0: "0", 2: 5}])
+    assert peer.request(an.POST, "/1/0", payload=body, content_format=112).code == an.METHOD_NOT_ALLOWED
+    assert peer.request(an.GET, "/1/0/2").payload == b"1"
+    assert peer.request(an.PUT, "/1/0/2", payload=b"abc", content_format=0).code == an.BAD_REQUEST
+    assert peer.request(an.PUT, "/1/0/2", payload=b"7").code == an.BAD_REQUEST
+    assert peer.request(an.PUT, "/3/0/0", payload=b"x", content_format=0).code == an.METHOD_NOT_ALLOWED
+    assert peer.request(an.PUT, "/1/0/2", payload=b"7", content_format=60).code == an.UNSUPPORTED_CONTENT_FORMAT
+    assert peer.request(an.DELETE, "/3/0").code == an.METHOD_NOT_ALLOWED
+    assert peer.request(an.POST, "/3").code == an.METHOD_NOT_ALLOWED
+
+
+def test_lifetime_write_triggers_update(peer, tmp_path):
+    registered(peer, tmp_path)
+    assert peer.request(an.PUT, "/1/0/1", payload=b"77", content_format=0).code == an.CHANGED
+    upd = peer.recv(timeout=5)
+    assert upd.code == an.POST and list(upd.opt.uri_path) == ["rd", "7"] and "lt=77" in upd.opt.uri_query
+    peer.send(make(2, an.CHANGED, upd.mid, upd.token))
+    assert peer.request(an.POST, "/1/0/8").code == an.CHANGED  # Registration Update Trigger
+    upd = peer.recv(timeout=5)
+    assert upd.code == an.POST and list(upd.opt.uri_path) == ["rd", "7"]
+
+
+def test_discover_and_write_attributes(peer, tmp_path):
+    registered(peer, tmp_path)
+    assert peer.request(an.PUT, "/3/0/9", uri_query=["pmin=2", "pmax=30", "gt=50"]).code == an.CHANGED
+    r = peer.request(an.GET, "/3/0", accept=40)
+    assert r.opt.content_format == 40
+    links = r.payload.decode().split(",")
+    assert links[0] == "</3/0>" and "</3/0/9>;pmin=2;pmax=30;gt=50.0" in links and "</3/0/0>" in links
+    assert peer.request(an.PUT, "/3/0/9", uri_query=["gt"]).code == an.CHANGED  # removes gt
+    assert peer.request(an.GET, "/3/0/9", accept=40).payload == b"</3/0/9>;pmin=2;pmax=30"
+    assert peer.request(an.PUT, "/3/0/9", uri_query=["bogus=1"]).code == an.BAD_REQUEST
+    assert peer.request(an.PUT, "/3/0/9", uri_query=["pmin=9", "pmax=3"]).code == an.BAD_REQUEST
+    assert peer.request(an.GET, "/32770", accept=40).payload.startswith(b"</32770>,</32770/0>,</32770/0/0>")
+
+
+def notes(peer, token, n, timeout=10):
+    out = []
+    end = time.monotonic() + timeout
+    while len(out) < n:
+        m = peer.recv(timeout=max(0.05, end - time.monotonic()))
+        if m.token == token:
+            out.append((time.monotonic(), m))
+    return out
+
+
+def test_observe_pmax_sequence_and_cancel(peer, tmp_path):
+    registered(peer, tmp_path)
+    assert peer.request(an.PUT, "/3/0/13", uri_query=["pmax=1"]).code == an.CHANGED
+    first = peer.request(an.GET, "/3/0/13", observe=0, token=b"t1")
+    assert first.opt.observe is not None and int(first.payload) > 1_600_000_000
+    got = notes(peer, b"t1", 3, timeout=8)
+    seqs = [first.opt.observe] + [m.opt.observe for _, m in got]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+    assert all(0.8 < g < 1.6 for g in gaps), gaps
+    assert all(m.mtype in (NON, CON) and m.code == an.CONTENT for _, m in got)
+    # cancel with GET Observe=1
+    r = peer.request(an.GET, "/3/0/13", observe=1, token=b"t1")
+    assert r.code == an.CONTENT and r.opt.observe is None
+    peer.no_datagram(1.6)
+
+
+def test_reset_to_a_notification_cancels(peer, tmp_path):
+    registered(peer, tmp_path)
+    peer.request(an.PUT, "/3/0/13", uri_query=["pmax=1"])
+    peer.request(an.GET, "/3/0/13", observe=0, token=b"t2")
+    (_, m), = notes(peer, b"t2", 1, timeout=5)
+    peer.send(make(RST, an.EMPTY, m.mid))
+    peer.no_datagram(1.8)
+
+
+def ack_update(peer):
+    upd = peer.recv(timeout=5)
+    assert upd.code == an.POST and list(upd.opt.uri_path) == ["rd", "7"]
+    peer.send(make(2, an.CHANGED, upd.mid, upd.token))
+
+
+def test_observe_step_attribute_filters_small_changes(peer, tmp_path):
+    registered(peer, tmp_path)
+    # pmin 0 pmax 0: notify on change only; st=1000 on the lifetime (never crossed by a change of 1)
+    peer.request(an.PUT, "/1/0/1", uri_query=["st=1000"])
+    first = peer.request(an.GET, "/1/0/1", observe=0, token=b"t3")
+    assert first.payload == b"300"
+    peer.request(an.PUT, "/1/0/1", payload=b"301", content_format=0)
+    ack_update(peer)  # a lifetime write makes the device send a registration Update
+    peer.no_datagram(0.6)  # a change below st: no notification
+    peer.request(an.PUT, "/1/0/1", payload=b"2000", content_format=0)
+    ack_update(peer)
+    got = notes(peer, b"t3", 1, timeout=5)
+    assert got[0][1].payload == b"2000"
+
+
+def test_reboot_exits_for_the_supervisor(peer, tmp_path):
+    registered(peer, tmp_path)
+    assert peer.request(an.POST, "/3/0/4").code == an.CHANGED
+    assert peer.proc.wait(timeout=5) == 75
