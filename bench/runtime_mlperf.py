@@ -3,8 +3,9 @@
 For each model: blob bytes vs .tflite bytes; the compiler's planned arena vs TFLite Micro's arena (non-persistent
 head and total, from its RecordingMicroAllocator); MicroPython runtime latency (the runtime's own per-inference
 timer, viper kernels, unix port) vs TFLite Micro latency (the PyPI build: reference kernels) on the same inputs,
-and the smallest `micropython -X heapsize` at which the model still loads and runs, with the blob in RAM and
-streamed from a file. Every run is also checked bit-exact against TFLite Micro.
+the C runtime's host build for scale; and the smallest `micropython -X heapsize` at which the model still loads and
+runs, with the blob in RAM and streamed from a file. Every MicroPython run is also checked bit-exact against
+TFLite Micro.
 
     python -m bench runtime_mlperf            # all five models
     python bench/runtime_mlperf.py ad kws     # some
@@ -15,6 +16,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,31 +52,66 @@ def tflm_latency_ms(model_bytes, sets):
     return statistics.median(times)
 
 
-def runs_at_heap(blob, sets, heap_kb, stream):
+def c_latency_ms(blob, sets):
+    """The C runtime built for this host (-O3, portable kernels), median of tml_invoke over the input sets."""
+    from tinymlaas.devices.cruntime import Model
+
+    m = Model(blob)
+    return statistics.median(m.time_invoke(one, repeat=3) for one in sets) * 1e3
+
+
+def build_mpy(out_dir):
+    """Precompile the tinyml runtime with mpy-cross (x64 native/viper code), as a device would freeze it."""
+    from tinymlaas.paths import INFERENCE_MODULE
+
+    pkg = Path(out_dir) / "tinyml"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for src in sorted((INFERENCE_MODULE / "tinyml").glob("*.py")):
+        subprocess.run(["mpy-cross", "-march=x64", "-o", str(pkg / (src.stem + ".mpy")), str(src)], check=True,
+                       capture_output=True)
+    return str(out_dir)
+
+
+def runs_at_heap(blob, sets, heap_kb, stream, path=()):
     from tinymlaas.verify.micropython import MicroPythonRuntime
 
     try:
-        MicroPythonRuntime(heap="%dk" % heap_kb, stream=stream, timeout=300).run(blob, sets[:1])
+        MicroPythonRuntime(heap="%dk" % heap_kb, stream=stream, timeout=300, path=path).run(blob, sets[:1])
         return True
     except Exception:  # noqa: BLE001 -- MemoryError surfaces as a failed run or a loader rejection
         return False
 
 
-def min_heap_kb(blob, sets, stream):
-    """Smallest heap (KB) at which one inference succeeds, by bisection (monotone: more heap never hurts)."""
+def import_heap_kb(path=()):
+    """Smallest heap at which `import tinyml` alone succeeds: the part of the min-heap columns that is the runtime
+    itself, not the model."""
+    from tinymlaas.devices import unixport
+
     lo, hi = HEAP_LOW_KB, HEAP_HIGH_KB
-    if not runs_at_heap(blob, sets, hi, stream):
-        return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if runs_at_heap(blob, sets, mid, stream):
+        if unixport.run(code="import tinyml", heap="%dk" % mid, check=False, path=path).returncode == 0:
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def measure(key):
+def min_heap_kb(blob, sets, stream, path=()):
+    """Smallest heap (KB) at which one inference succeeds, by bisection (monotone: more heap never hurts)."""
+    lo, hi = HEAP_LOW_KB, HEAP_HIGH_KB
+    if not runs_at_heap(blob, sets, hi, stream, path):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if runs_at_heap(blob, sets, mid, stream, path):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def measure(key, mpy_path):
     from tinymlaas.commands.verify import verify
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.paths import mlperf_model
@@ -90,6 +127,7 @@ def measure(key):
     r = verify(cm.blob, model, rt, n_inputs=RUNS[key], seed=1)
     mpy_ms = statistics.median(rt.last_us) / 1e3
     tflm_ms = tflm_latency_ms(model, sets)
+    c_ms = c_latency_ms(cm.blob, sets)
     return {
         "model": key,
         "tflite_bytes": len(model),
@@ -99,35 +137,41 @@ def measure(key):
         "tflm_total": total,
         "mpy_ms": mpy_ms,
         "tflm_ms": tflm_ms,
+        "c_ms": c_ms,
         "bit_exact": r["bit_exact"],
         "heap_ram_kb": min_heap_kb(cm.blob, sets, stream=False),
         "heap_stream_kb": min_heap_kb(cm.blob, sets, stream=True),
+        "heap_stream_mpy_kb": min_heap_kb(cm.blob, sets, stream=True, path=[mpy_path]),
     }
 
 
 HEADER = ("| model | .tflite B | blob B | planned arena B | TFLM arena head / total B | MicroPython ms | TFLM ms "
-          "| ratio | min heap, blob in RAM | min heap, streamed | bit-exact |")
+          "| ratio | C (host) ms | min heap, blob in RAM | min heap, streamed | min heap, streamed, .mpy | bit-exact |")
 
 
 def row(m):
     def kb(v):
         return "-" if v is None else "%d KB" % v
 
-    return "| %s | %s | %s | %s | %s / %s | %.2f | %.2f | %.2fx | %s | %s | %s |" % (
+    return "| %s | %s | %s | %s | %s / %s | %.2f | %.2f | %.2fx | %.2f | %s | %s | %s | %s |" % (
         m["model"], f"{m['tflite_bytes']:,}", f"{m['blob_bytes']:,}", f"{m['arena']:,}", f"{m['tflm_head']:,}",
-        f"{m['tflm_total']:,}", m["mpy_ms"], m["tflm_ms"], m["mpy_ms"] / m["tflm_ms"], kb(m["heap_ram_kb"]),
-        kb(m["heap_stream_kb"]), "yes" if m["bit_exact"] else "NO")
+        f"{m['tflm_total']:,}", m["mpy_ms"], m["tflm_ms"], m["mpy_ms"] / m["tflm_ms"], m["c_ms"], kb(m["heap_ram_kb"]),
+        kb(m["heap_stream_kb"]), kb(m["heap_stream_mpy_kb"]), "yes" if m["bit_exact"] else "NO")
 
 
 def main(argv):
     keys = argv or MODELS
-    print(HEADER)
-    print("|" + "---|" * (HEADER.count("|") - 1))
-    ok = True
-    for key in keys:
-        m = measure(key)
-        ok &= m["bit_exact"]
-        print(row(m), flush=True)
+    with tempfile.TemporaryDirectory(prefix="tinymlaas-mpy-") as tmp:
+        mpy_path = build_mpy(tmp)
+        print(HEADER)
+        print("|" + "---|" * (HEADER.count("|") - 1))
+        ok = True
+        for key in keys:
+            m = measure(key, mpy_path)
+            ok &= m["bit_exact"]
+            print(row(m), flush=True)
+        print("\n`import tinyml` alone needs %d KB of heap from .py sources (compiled in the VM), %d KB from "
+              "precompiled .mpy." % (import_heap_kb(), import_heap_kb([mpy_path])))
     return 0 if ok else 1
 
 

@@ -23,8 +23,10 @@ DEFAULT_HEAP = "4m"
 class MicroPythonRuntime:
     name = "micropython"
 
-    def __init__(self, heap=DEFAULT_HEAP, stream=False, timeout=900):
+    def __init__(self, heap=DEFAULT_HEAP, stream=False, timeout=900, path=()):
+        """path: extra MICROPYPATH folders searched before inference_module/ (e.g. precompiled .mpy modules)."""
         self.heap = heap
+        self.path = tuple(path)
         self.stream = stream  # load from the file (weights streamed) instead of from bytes in RAM
         self.timeout = timeout
         self.last_us = []  # per input set, the runtime's own inference time (m.last_us)
@@ -47,7 +49,7 @@ class MicroPythonRuntime:
                     for x in one:
                         f.write(np.ascontiguousarray(x).tobytes())
             try:
-                proc = unixport.run(script=DRIVER, heap=self.heap, timeout=self.timeout, check=False,
+                proc = unixport.run(script=DRIVER, heap=self.heap, timeout=self.timeout, check=False, path=self.path,
                                     args=[tmp / "model.blob", tmp / "inputs.bin", tmp / "outputs.bin",
                                           len(inputs), "stream" if self.stream else "ram", spec])
             except unixport.MicroPythonError as e:
