@@ -9,6 +9,36 @@ from tinymlaas.compiler.ir import Graph, Op, Tensor
 from tinymlaas.compiler.planner import Buffer, Plan, lower_bound, plan_memory, validate_plan
 
 
+def assert_no_clobber(g, plan):
+    """Independently of the planner's buffers: every tensor an op reads still holds what its producer wrote (no op
+    in between writes bytes that overlap it), and only in-place-capable ops share bytes with an operand."""
+    span = {t: (plan.offsets[t], plan.offsets[t] + g.tensors[t].nbytes) for t in plan.offsets}
+
+    def overlap(a, b):
+        return span[a][0] < span[b][1] and span[b][0] < span[a][1]
+
+    writer_of = {t: -1 for t in g.inputs}
+    for k, op in enumerate(g.ops):
+        for t in op.inputs:
+            if t not in span:
+                continue
+            assert t in writer_of, "tensor %d read before it is written" % t
+            for later in g.ops[writer_of[t] + 1:k]:
+                if later.kind != "VIEW":
+                    assert not overlap(later.outputs[0], t), "op %d clobbers tensor %d before op %d reads it" % (
+                        g.ops.index(later), t, k)
+        if op.kind not in ("VIEW", "LUT", "ADD", "MUL"):
+            for t in op.inputs:
+                if t in span:
+                    assert not overlap(t, op.outputs[0]), "op %d (%s) overlaps an operand" % (k, op.kind)
+        for t in op.outputs:
+            writer_of[t] = k
+    for t in g.outputs:
+        for later in g.ops[writer_of[t] + 1:]:
+            if later.kind != "VIEW":
+                assert not overlap(later.outputs[0], t) or later.outputs[0] == t, "output %d clobbered" % t
+
+
 def _planned(path):
     import tinymlaas.compiler as C
 
@@ -27,22 +57,7 @@ def _planned(path):
 def test_mlperf_plan_is_valid_and_beats_or_matches_tflm(mlperf, key):
     g, plan = _planned(mlperf(key))
     validate_plan(plan)
-    # Independently of the planner's buffers: every tensor an op reads still holds what its producer wrote (no op
-    # in between writes over it).
-    span = {t: (plan.offsets[t], plan.offsets[t] + g.tensors[t].nbytes) for t in plan.offsets}
-    writer_of = {}
-    for k, op in enumerate(g.ops):
-        for t in op.inputs:
-            if t in span and t in writer_of:
-                lo, hi = span[t]
-                for later in g.ops[writer_of[t] + 1:k]:
-                    if later.kind == "VIEW":
-                        continue
-                    o_lo, o_hi = span[later.outputs[0]]
-                    assert o_hi <= lo or hi <= o_lo, "op %d clobbers tensor %d before op %d reads it" % (
-                        g.ops.index(later), t, k)
-        for t in op.outputs:
-            writer_of[t] = k
+    assert_no_clobber(g, plan)
     assert plan.arena_bytes <= TFLM_HEAD_ARENA[key]
     assert plan.arena_bytes == plan.lower_bound  # no waste at all on these models
     assert compile_tflite(mlperf(key)).arena_bytes == plan.arena_bytes
@@ -92,3 +107,37 @@ def test_non_inplace_op_never_shares_with_its_operand():
     plan = plan_memory(g)
     for op in g.ops:
         assert plan.offsets[op.inputs[0]] != plan.offsets[op.outputs[0]]
+
+
+def _random_graph(r):
+    """A random op list (in execution order) over int8 vectors: LUT/ADD (in-place capable), CONV_2D (not), VIEW."""
+    sizes = [int(r.integers(1, 9)) * 16 for _ in range(3)]
+    tensors = [Tensor("in%d" % i, "int8", (s,), (0.1,), (0,)) for i, s in enumerate(sizes[:int(r.integers(1, 3))])]
+    ops = []
+    for k in range(int(r.integers(2, 14))):
+        kind = ["LUT", "ADD", "CONV_2D", "VIEW", "CONV_2D"][int(r.integers(0, 5))]
+        a = int(r.integers(0, len(tensors)))
+        ins = [a]
+        if kind == "ADD":
+            same = [i for i, t in enumerate(tensors) if t.shape == tensors[a].shape]
+            ins.append(same[int(r.integers(0, len(same)))])
+        shape = tensors[a].shape if kind != "CONV_2D" else (int(r.integers(1, 9)) * 16,)
+        tensors.append(Tensor("t%d" % k, "int8", shape, (0.1,), (0,)))
+        ops.append(Op(kind, ins, [len(tensors) - 1], index=k))
+    n_in = sum(1 for t in tensors if t.name.startswith("in"))
+    used = {i for op in ops for i in op.inputs}
+    outputs = [i for i in range(n_in, len(tensors)) if i not in used]
+    return Graph(tensors, ops, list(range(n_in)), outputs)
+
+
+def test_random_graphs_plan_validly(request):
+    import numpy as np
+
+    r = np.random.default_rng(7)
+    for _ in range(2000 if request.config.getoption("--fuzz-long") else 200):
+        g = _random_graph(r)
+        for inplace in (True, False):
+            plan = plan_memory(g, inplace=inplace)
+            validate_plan(plan)
+            assert_no_clobber(g, plan)
+            assert plan.arena_bytes >= plan.lower_bound
