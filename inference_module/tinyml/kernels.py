@@ -34,6 +34,11 @@ def conv_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
         iy0 = oy * sh - pt
         ix0 = ox * sw - pl
         a0 = pi * ocb
+        # With dilation 1 and the window inside the row, the Kw x C taps of one filter row are contiguous in
+        # both x and w: one run of Kw*C MACs instead of Kw runs of C (matters when C is 1 or 3).
+        whole = 0
+        if dw == 1 and ix0 >= 0 and ix0 + Kw <= W:
+            whole = 1
         for ky in range(Kh):
             iy = iy0 + ky * dh
             if iy < 0 or iy >= H:
@@ -42,13 +47,30 @@ def conv_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
                 ix = ix0 + kx * dw
                 if ix < 0 or ix >= W:
                     continue
+                run = C
+                if whole:
+                    if kx > 0:
+                        break
+                    run = Kw * C
                 xb = xo + ((n * H + iy) * W + ix) * C
                 wb = wo + (ky * Kw + kx) * C
-                xe = xb + C
+                xe = xb + run
+                xe8 = xb + (run & ~7)
                 for j in range(ocb):
                     wp = wb + j * fs
                     xp = xb
                     s = 0
+                    while xp < xe8:  # 8 MACs per iteration: loop overhead dominates viper's inner loops
+                        s += (((int(x[xp]) ^ 128) + off) * ((int(w[wp]) ^ 128) - 128)
+                              + ((int(x[xp + 1]) ^ 128) + off) * ((int(w[wp + 1]) ^ 128) - 128)
+                              + ((int(x[xp + 2]) ^ 128) + off) * ((int(w[wp + 2]) ^ 128) - 128)
+                              + ((int(x[xp + 3]) ^ 128) + off) * ((int(w[wp + 3]) ^ 128) - 128)
+                              + ((int(x[xp + 4]) ^ 128) + off) * ((int(w[wp + 4]) ^ 128) - 128)
+                              + ((int(x[xp + 5]) ^ 128) + off) * ((int(w[wp + 5]) ^ 128) - 128)
+                              + ((int(x[xp + 6]) ^ 128) + off) * ((int(w[wp + 6]) ^ 128) - 128)
+                              + ((int(x[xp + 7]) ^ 128) + off) * ((int(w[wp + 7]) ^ 128) - 128))
+                        xp += 8
+                        wp += 8
                     while xp < xe:
                         s += ((int(x[xp]) ^ 128) + off) * ((int(w[wp]) ^ 128) - 128)
                         xp += 1
@@ -115,10 +137,22 @@ def fc_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
             while xp < xe:
                 sx += (int(x[xp]) ^ 128) + off
                 xp += 1
+        xe8 = xb + (Ci & ~7)
         wp = wo
         for j in range(ocb):
             xp = xb
             s = 0
+            while xp < xe8:
+                s += (((int(x[xp]) ^ 128) + off) * ((int(w[wp]) ^ 128) - 128)
+                      + ((int(x[xp + 1]) ^ 128) + off) * ((int(w[wp + 1]) ^ 128) - 128)
+                      + ((int(x[xp + 2]) ^ 128) + off) * ((int(w[wp + 2]) ^ 128) - 128)
+                      + ((int(x[xp + 3]) ^ 128) + off) * ((int(w[wp + 3]) ^ 128) - 128)
+                      + ((int(x[xp + 4]) ^ 128) + off) * ((int(w[wp + 4]) ^ 128) - 128)
+                      + ((int(x[xp + 5]) ^ 128) + off) * ((int(w[wp + 5]) ^ 128) - 128)
+                      + ((int(x[xp + 6]) ^ 128) + off) * ((int(w[wp + 6]) ^ 128) - 128)
+                      + ((int(x[xp + 7]) ^ 128) + off) * ((int(w[wp + 7]) ^ 128) - 128))
+                xp += 8
+                wp += 8
             while xp < xe:
                 s += ((int(x[xp]) ^ 128) + off) * ((int(w[wp]) ^ 128) - 128)
                 xp += 1
@@ -289,3 +323,37 @@ def mean_acc(x: ptr8, acc: ptr32, c: ptr32):
 def fill(y: ptr8, yo: int, n: int, v: int):
     for i in range(n):
         y[yo + i] = v
+
+
+@micropython.viper
+def im2col(x: ptr8, patch: ptr8, c: ptr32):
+    """Copy the receptive fields of output pixels p0 .. p0+np into patch rows of Kh*Kw*C bytes, so a CONV_2D
+    becomes one contiguous dot product per (pixel, output channel) -- the layout of the filter [Co,Kh,Kw,C].
+    Positions in the padding get the byte -in_off, whose value plus in_off is the real-domain zero."""
+    # c: x_off H W C OW Kh Kw sh sw dh dw pt pl in_off p0 np OH
+    xo = int(c[0]); H = int(c[1]); W = int(c[2]); C = int(c[3]); OW = int(c[4])
+    Kh = int(c[5]); Kw = int(c[6]); sh = int(c[7]); sw = int(c[8]); dh = int(c[9]); dw = int(c[10])
+    pt = int(c[11]); pl = int(c[12]); off = int(c[13]); p0 = int(c[14]); npix = int(c[15]); OH = int(c[16])
+    pad = (0 - off) & 0xFF
+    o = 0
+    for pi in range(npix):
+        p = p0 + pi
+        ox = p % OW
+        t = p // OW
+        oy = t % OH
+        n = t // OH
+        iy0 = oy * sh - pt
+        ix0 = ox * sw - pl
+        for ky in range(Kh):
+            iy = iy0 + ky * dh
+            rowin = iy >= 0 and iy < H
+            for kx in range(Kw):
+                ix = ix0 + kx * dw
+                if rowin and ix >= 0 and ix < W:
+                    xp = xo + ((n * H + iy) * W + ix) * C
+                    for k in range(C):
+                        patch[o + k] = x[xp + k]
+                else:
+                    for k in range(C):
+                        patch[o + k] = pad
+                o += C

@@ -60,12 +60,12 @@ class Model:
         self.arena_bytes = prog.arena_bytes
         self.arena = bytearray(prog.arena_bytes)
         self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
-        self._acc = array.array("i", bytes(4 * ACC_N))
-        self._acc2 = array.array("i", bytes(4 * ACC_N))
-        self._c = array.array("i", bytes(4 * 24))
-        self._rq = array.array("i", bytes(4 * 12))
+        self._acc = bytearray(4 * ACC_N)  # int32 accumulators, read and written through viper ptr32
+        self._acc2 = bytearray(4 * ACC_N)
+        self._c = array.array("i", [0] * 24)  # kernel configs
+        self._rq = array.array("i", [0] * 12)
         if src.streaming:
-            self._wbuf = bytearray(max(wbuf, prog.max_unit, 1024))
+            self._wbuf = bytearray(max(wbuf, prog.max_unit))
             self._vbuf = bytearray(12 * VB)
         else:
             self._wbuf = self._vbuf = None
@@ -76,6 +76,7 @@ class Model:
         self.sha256 = prog.sha256
         self.blob_bytes = prog.total_bytes
         self.last_us = 0
+        self.op_us = None
 
     # ----- I/O -----
 
@@ -142,10 +143,20 @@ class Model:
             from .kernels_ref import run_op
             for op in self._p.ops:
                 run_op(self, op)
+        elif self.op_us is not None:
+            ticks, diff = time.ticks_us, time.ticks_diff
+            for i, op in enumerate(self._p.ops):
+                t = ticks()
+                RUN[op[0]](self, op)
+                self.op_us[i] = diff(ticks(), t)
         else:
             for op in self._p.ops:
                 RUN[op[0]](self, op)
         self.last_us = time.ticks_diff(time.ticks_us(), t0)
+
+    def profile(self, on=True):
+        """Record each op's microseconds of the following inferences in m.op_us (inspect() shows them)."""
+        self.op_us = [0] * len(self._p.ops) if on else None
 
     def self_test(self, vectors):
         """vectors: [(inputs, expected), ...]; inputs is one value per graph input (a single input may be given
@@ -188,7 +199,8 @@ class Model:
                 print("  %s %d: %s %r scale %g zero_point %d" % (nm, i, d["dtype"], d["shape"], d["scale"], d["zero_point"]))
         for i, op in enumerate(p.ops):
             y = self.tensors[op[2]]
-            print("  %3d %-18s -> %r %s" % (i, O.name(op[0]), y[T_SHAPE], DTYPE_NAME[y[T_DTYPE]]))
+            us = "  %7d us" % self.op_us[i] if self.op_us else ""
+            print("  %3d %-18s -> %r %s%s" % (i, O.name(op[0]), y[T_SHAPE], DTYPE_NAME[y[T_DTYPE]], us))
         if "macs" in meta:
             print("  %d MACs" % meta["macs"])
 
@@ -280,21 +292,39 @@ def _conv(m, op):
     ocb = min(co, cap)
     npix = yd[0] * yd[1] * yd[2]
     c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
+    # Strategy: a pointwise conv (1x1, stride 1, no padding) is a FULLY_CONNECTED over pixels; other convs whose
+    # filter fits the patch buffer go through im2col + the same dot-product kernel (long contiguous runs amortize
+    # viper's loop overhead); the direct kernel is the fallback.
+    pointwise = not dw and wd[1] == wd[2] == 1 and par[0] == par[1] == 1 and par[4] == par[5] == 0 and \
+        yd[1] == xd[1] and yd[2] == xd[2]
+    patched = not dw and not pointwise and fs <= len(m._acc2)
     for oc0 in range(0, co, ocb):
         nb = min(ocb, co - oc0)
         if not dw:
             wbuf, wo = m._wview(w[T_OFF] + oc0 * fs, nb * fs)
         vec, bi, mi, si, step = m._vectors(b, mu, sh, oc0, nb)
         pb = max(1, ACC_N // nb)
+        if patched:
+            pb = min(pb, len(m._acc2) // fs)
         for p0 in range(0, npix, pb):
             n = min(pb, npix - p0)
-            _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3], par[4],
-                 par[5], par[6], wo, nb, p0, n, yd[1])
-            if dw:
-                c[19], c[20], c[21] = par[10], oc0, co
-                K.dw_acc(arena, wbuf, acc, c)
+            if pointwise:
+                _set(c, x[T_OFF], fs, par[6], 0, wo, nb, p0, n)
+                K.fc_acc(arena, wbuf, acc, c)
+            elif patched:
+                _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3],
+                     par[4], par[5], par[6], p0, n, yd[1])
+                K.im2col(arena, m._acc2, c)
+                _set(c, 0, fs, par[6], 0, wo, nb, 0, n)
+                K.fc_acc(m._acc2, wbuf, acc, c)
             else:
-                K.conv_acc(arena, wbuf, acc, c)
+                _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3],
+                     par[4], par[5], par[6], wo, nb, p0, n, yd[1])
+                if dw:
+                    c[19], c[20], c[21] = par[10], oc0, co
+                    K.dw_acc(arena, wbuf, acc, c)
+                else:
+                    K.conv_acc(arena, wbuf, acc, c)
             _set(rq, n, nb, co, y[T_OFF] + p0 * co + oc0, bi, mi, si, step, par[7], par[8], par[9])
             RQ.requant_store(acc, arena, vec, rq)
 

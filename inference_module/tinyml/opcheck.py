@@ -169,8 +169,8 @@ def check_op(src, p, i):
             for v in _int32s(src, tab):
                 if v < 0:
                     _fail(i, code, "exp_table holds a negative value")
-        if 256 > p.max_unit:
-            p.max_unit = 256  # LUT table (SOFTMAX reads its table in 256-byte pieces)
+        if tab[T_BYTES] > p.max_unit:
+            p.max_unit = tab[T_BYTES]  # a streaming runtime reads the whole table into its weight buffer
 
     elif code == O.PAD:
         for k in range(4):

@@ -41,6 +41,8 @@ def srdhm_pos32(a: int, b: int) -> int:
 
 @micropython.viper
 def _requant_store_w(acc: ptr32, out: ptr8, vec: ptr32, c: ptr32):
+    rnd = 1 << 15
+    rnd = rnd << 15  # 2^30, built at run time: as a literal it would not be a small int on 32-bit builds (mpy-cross)
     # c: n_pix, ocb, row_stride, out_pos, bias_i, mult_i, shift_i, mult_step, zp, lo, hi
     npix = int(c[0]); ocb = int(c[1]); stride = int(c[2]); pos = int(c[3])
     bi = int(c[4]); mi = int(c[5]); si = int(c[6]); step = int(c[7])
@@ -59,7 +61,7 @@ def _requant_store_w(acc: ptr32, out: ptr8, vec: ptr32, c: ptr32):
             s = (((((s >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (s & 0xFFFF)
             if s > 0:
                 v = v << s
-            v = (v * m + 0x40000000) >> 31
+            v = (v * m + rnd) >> 31
             if s < 0:
                 e = 0 - s
                 mask = (1 << e) - 1
@@ -129,12 +131,14 @@ def _requant_store_32(acc: ptr32, out: ptr8, vec: ptr32, c: ptr32):
 @micropython.viper
 def _mbqm_vec_w(buf: ptr32, n: int, m: int, s: int):
     """buf[i] = MBQM(buf[i], m, s) in place (m >= 0)."""
+    rnd = 1 << 15
+    rnd = rnd << 15
     for i in range(n):
         v = int(buf[i])
         v = (((((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (v & 0xFFFF)
         if s > 0:
             v = v << s
-        v = (v * m + 0x40000000) >> 31
+        v = (v * m + rnd) >> 31
         if s < 0:
             e = 0 - s
             mask = (1 << e) - 1

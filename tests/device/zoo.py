@@ -23,7 +23,7 @@ def _requant_vectors(rng, b, co, per_channel, scale_lo=0.0005, scale_hi=0.02):
 
 
 def conv(rng, H=7, W=6, C=3, Co=4, K=(3, 2), stride=(1, 2), dil=(1, 1), pad=(1, 0), depthwise=False, dm=1,
-         per_channel=True, act=(-128, 127)):
+         per_channel=True, act=(-128, 127), scale=(0.0005, 0.02)):
     b = BlobBuilder()
     zin, zout = rng.randint(-128, 127), rng.randint(-128, 127)
     x = b.arena(INT8, (1, H, W, C), zp=zin)
@@ -37,7 +37,7 @@ def conv(rng, H=7, W=6, C=3, Co=4, K=(3, 2), stride=(1, 2), dil=(1, 1), pad=(1, 
     else:
         w = b.const_tensor(INT8, (Co, kh, kw, C), _i8(rng, Co * kh * kw * C))
     bias = b.const_tensor(INT32, (Co,), [rng.randint(-5000, 5000) for _ in range(Co)])
-    mult, shift = _requant_vectors(rng, b, Co, per_channel)
+    mult, shift = _requant_vectors(rng, b, Co, per_channel, *scale)
     y = b.arena(INT8, (1, OH, OW, Co), zp=zout)
     params = [stride[0], stride[1], dil[0], dil[1], pad[0], pad[1], -zin, zout, act[0], act[1]]
     if depthwise:
@@ -208,6 +208,9 @@ def all_cases(seed=1):
         ("conv_dilated_nonsquare", conv(rng, H=9, W=8, C=2, Co=3, K=(3, 2), stride=(2, 1), dil=(2, 3), pad=(2, 1))),
         ("conv_relu_range", conv(rng, act=(-20, 90))),
         ("conv_batch_blocks", conv(rng, H=12, W=12, C=3, Co=40, K=(3, 3), stride=(1, 1), pad=(1, 1))),
+        ("conv_direct_big_filter", conv(rng, H=3, W=3, C=460, Co=3, K=(3, 3), stride=(1, 1), pad=(1, 1),
+                                           scale=(0.00002, 0.0001))),
+        ("conv_pointwise_many_pixels", conv(rng, H=40, W=30, C=5, Co=3, K=(1, 1), stride=(1, 1), pad=(0, 0))),
         ("dw_basic", conv(rng, C=5, K=(3, 3), stride=(1, 1), depthwise=True)),
         ("dw_mult2_stride", conv(rng, C=3, K=(3, 3), stride=(2, 2), pad=(1, 1), depthwise=True, dm=2)),
         ("dw_dilated", conv(rng, H=9, W=9, C=4, K=(2, 3), stride=(1, 1), dil=(2, 2), pad=(1, 1), depthwise=True)),
