@@ -1,9 +1,12 @@
 # TREE_ENSEMBLE (opcode 16, docs/blob-format.md): decision trees, random forests, extra trees and gradient
 # boosting, executed with integer comparisons only.
 #
-# The runtime calls two functions:
-#   check(nodes, leaves, trees, init, n_features, width)   once at load time (raises BlobError)
-#   run_op(ar, p, nodes, leaves, trees, init)                per inference
+# Hook-up in the runtime (tinyml/model.py, opcheck.py use the same tuples):
+#   opcheck: code 16 -> trees.check_op(src, prog, i)         load time; raises BlobError
+#   RUN:     16      -> trees.run_model_op(model, op)         per inference
+# Lower level, used by both and by tests:
+#   check(nodes, leaves, trees, init, n_features, width)   table rules (raises BlobError)
+#   run_op(ar, p, nodes, leaves, trees, init)                one inference
 # `nodes`, `leaves`, `trees`, `init` are the op's const tensors as buffers (bytes / memoryview, 4-byte aligned),
 # `ar` the arena, `p` an array('i'): x_off y_off n_nodes n_trees width n_classes (x_off, y_off in bytes, multiples
 # of 4), built by params().
@@ -13,7 +16,9 @@
 # (`key ^ 2^31`), leaf references (~leaf, negative int32) are recognised as "not a node index" with an unsigned
 # compare, and scores are summed modulo 2^32, exact because the compiler bounds every sum inside int32.
 #
-# RAM: nothing is allocated per inference; the kernel reads the tables in place (they may live in flash).
+# RAM: nothing is allocated per inference. A blob given as bytes has its tables used in place (they may live in
+# flash); a blob streamed from a file has its four tables read into RAM once (the walk jumps between nodes, so
+# streaming them in chunks would cost a seek per node); the report of the back-end lists their bytes.
 import micropython
 import struct
 
@@ -127,3 +132,56 @@ def argmax(ar, y_off, n_classes):
         if v > top:
             best, top = c, v
     return best
+
+
+# -- adapters to the runtime's parsed-blob tuples (tinyml/blob.py: tensor = (dtype, storage, dims4, offset, bytes,
+#    zero_point, scale, shape), op = (code, inputs, output, params)). Imported lazily: blob.py imports the op
+#    checkers, so importing it at the top of this module would be circular.
+
+def _tensor_rules(T, ins, out):
+    from .blob import T_DTYPE, T_STORAGE, T_OFF, T_BYTES, T_SHAPE, FLOAT32, INT32, ARENA, CONST
+    if len(ins) != 5:
+        raise BlobError("TREE_ENSEMBLE: %d inputs, needs 5" % len(ins))
+    x, y = T[ins[0]], T[out]
+    if x[T_DTYPE] != FLOAT32 or x[T_STORAGE] != ARENA:
+        raise BlobError("TREE_ENSEMBLE: x must be a float32 arena tensor")
+    if y[T_DTYPE] != INT32 or y[T_STORAGE] != ARENA:
+        raise BlobError("TREE_ENSEMBLE: y must be an int32 arena tensor")
+    if x[T_OFF] & 3 or y[T_OFF] & 3:
+        raise BlobError("TREE_ENSEMBLE: x and y must be 4-byte aligned in the arena")
+    if x[T_OFF] < y[T_OFF] + y[T_BYTES] and y[T_OFF] < x[T_OFF] + x[T_BYTES]:
+        raise BlobError("TREE_ENSEMBLE: x overlaps y in the arena")
+    tabs = [T[k] for k in ins[1:]]
+    for t, name, rank in zip(tabs, ("nodes", "leaves", "trees", "init"), (2, 2, 2, 1)):
+        if t[T_DTYPE] != INT32 or t[T_STORAGE] != CONST or len(t[T_SHAPE]) != rank:
+            raise BlobError("TREE_ENSEMBLE: %s must be a rank-%d const int32 tensor" % (name, rank))
+    nodes, leaves, trees, init = tabs
+    if nodes[T_SHAPE][1] != 4 or trees[T_SHAPE][1] != 2:
+        raise BlobError("TREE_ENSEMBLE: nodes must be [N,4] and trees [T,2]")
+    if init[T_BYTES] != y[T_BYTES]:
+        raise BlobError("TREE_ENSEMBLE: init has %d classes, y %d" % (init[T_BYTES] // 4, y[T_BYTES] // 4))
+    return x, y, tabs, leaves[T_SHAPE][1]
+
+
+def _bind(src, T, op):
+    from .blob import T_OFF, T_BYTES
+    code, ins, out, par = op
+    x, y, tabs, width = _tensor_rules(T, ins, out)
+    nodes, leaves, trees, init = [src.read(t[T_OFF], t[T_BYTES]) for t in tabs]
+    n_nodes, n_trees, n_classes = check(nodes, leaves, trees, init, x[T_BYTES] // 4, width)
+    return params(x[T_OFF], y[T_OFF], n_nodes, n_trees, width, n_classes), nodes, leaves, trees, init
+
+
+def check_op(src, prog, i):
+    """Load-time check of op i of a parsed Program (raises BlobError)."""
+    _bind(src, prog.tensors, prog.ops[i])
+
+
+def run_model_op(m, op):
+    """RUN entry: one inference of a TREE_ENSEMBLE op of Model m (tables bound on first use, then cached)."""
+    bound = getattr(m, "_tree_op", None)
+    if bound is None or bound[0] is not op:
+        bound = (op, _bind(m._src, m.tensors, op))
+        m._tree_op = bound
+    p, nodes, leaves, trees, init = bound[1]
+    run_op(m.arena, p, nodes, leaves, trees, init)

@@ -164,3 +164,49 @@ except ValueError as e:
     out = mpy_run(code)
     assert "rejected: TREE_ENSEMBLE: node 1 child 0 is not after it" in out
     assert "nan: input feature is NaN" in out
+
+
+def test_runtime_adapters_on_parsed_tuples(mpy_run, tmp_path):
+    """check_op / run_model_op, the two functions the runtime's dispatch calls, on the runtime's tensor tuples."""
+    x_train, y_train, x_test, _ = _data(3)
+    model = GradientBoostingClassifier(n_estimators=5, max_depth=3, random_state=0).fit(x_train, y_train)
+    blob, tables = compile_estimator(model)
+    parsed, _, op = read_tree_blob(blob)
+    from tinymlaas.blob import format as F
+    n_sec = F.HEADER.unpack_from(blob)[5]
+    const_off = [off for kind, off, size, count in
+                 (F.SECTION.unpack_from(blob, 64 + 16 * i) for i in range(n_sec)) if kind == F.SECTION_CONST][0]
+    tensors = [(t.dtype, 1 if t.is_const else 0, tuple(t.dims4), t.offset + (const_off if t.is_const else 0),
+                t.nbytes, t.zero_point, t.scale, tuple(t.shape)) for t in parsed.tensors]
+    (tmp_path / "m.tmlb").write_bytes(blob)
+    rows = x_test[:30].astype(np.float32)
+    (tmp_path / "x.f32").write_bytes(rows.tobytes())
+    x_t, y_t = parsed.tensors[op.inputs[0]], parsed.tensors[op.outputs[0]]
+    code = """
+from tinyml import trees
+from tinyml.source import MemorySource
+class Obj: pass
+src = MemorySource(open(%r, 'rb').read())
+prog = Obj(); prog.tensors = %r; prog.ops = [(16, %r, %d, %r)]
+trees.check_op(src, prog, 0)
+m = Obj(); m._src = src; m.tensors = prog.tensors; m.arena = bytearray(%d)
+xs = open(%r, 'rb').read()
+out = []
+for r in range(%d):
+    m.arena[%d:%d] = xs[r * %d:(r + 1) * %d]
+    trees.run_model_op(m, prog.ops[0])
+    out.append(trees.argmax(m.arena, %d, %d))
+print(' '.join(str(c) for c in out))
+bad = list(prog.tensors); bad[%d] = (5,) + bad[%d][1:]
+prog.tensors = bad
+try:
+    trees.check_op(src, prog, 0)
+except ValueError as e:
+    print('rejected', e)
+""" % (str(tmp_path / "m.tmlb"), tensors, tuple(op.inputs), op.outputs[0], tuple(op.params), parsed.arena_bytes,
+       str(tmp_path / "x.f32"), len(rows), x_t.offset, x_t.offset + x_t.nbytes, x_t.nbytes, x_t.nbytes,
+       y_t.offset, y_t.elements, op.outputs[0], op.outputs[0])
+    lines = mpy_run(code).strip().splitlines()
+    classes = [int(c) for c in lines[0].split()]
+    assert list(np.asarray(tables.classes)[classes]) == list(model.predict(x_test[:30]))
+    assert lines[1] == "rejected TREE_ENSEMBLE: y must be an int32 arena tensor"
