@@ -66,7 +66,12 @@ class Store:
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.lock = threading.Lock()
-        self.db.execute("PRAGMA journal_mode=WAL") if self.path != ":memory:" else None
+        if self.path != ":memory:":
+            # WAL + synchronous=NORMAL: a commit is durable across process crashes; only a power cut can lose the
+            # last few registrations, which devices redo on their next Update (they get 4.04 and re-register).
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
 
     def migrate(self):

@@ -1,0 +1,149 @@
+"""Time to deliver a ~333 KB install package over LwM2M, push (Block1 into /5/0/0) and pull (/5/0/1 Package URI,
+Block2 from /fw/<sha256>), 1024-byte blocks, on clean loopback and through a seeded 10%-loss UDP proxy.
+
+Peers: the MicroPython device client (lwm2m_client/tinyml_device.py in the unix port) and the CPython reference
+client (aiocoap). The package is the MLPerf Tiny VWW model compiled to a blob, wrapped with 3 golden vectors
+(333,088 bytes). Timings are wall-clock, printed, never asserted.
+
+    python -m bench lwm2m_delivery          (or: python bench/lwm2m_delivery.py [--quick])
+"""
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from tinymlaas.lwm2m import guard
+from tinymlaas.lwm2m.lossy_proxy import LossyProxy
+from tinymlaas.lwm2m.reference_client import ReferenceClient
+from tinymlaas.lwm2m.server import LwM2MServer
+
+LOSS = 0.10
+LOSSY_ACK_TIMEOUT = 0.5  # seconds; the RFC 7252 default of 2 s is tuned for unknown paths, see docs
+
+
+def vww_package():
+    from tinymlaas.compiler import compile_tflite
+    from tinymlaas.package import build_package
+    from tinymlaas.paths import mlperf_model
+    from tinymlaas.service.core import reference_vectors
+
+    blob = compile_tflite(mlperf_model("vww")).blob
+    return build_package(blob, "vww", "1", reference_vectors(blob))
+
+
+class Link:
+    """Where the device sends: straight to the server, or through the lossy proxy."""
+
+    def __init__(self, server, loss, seed):
+        self.server, self.loss, self.seed, self.proxy = server, loss, seed, None
+
+    async def __aenter__(self):
+        if self.loss:
+            self.proxy = await LossyProxy.start(("127.0.0.1", self.server.port), self.loss, self.seed)
+        return self
+
+    async def __aexit__(self, *exc):
+        if self.proxy:
+            self.proxy.close()
+
+    @property
+    def port(self):
+        return self.proxy.address[1] if self.proxy else self.server.port
+
+    def dropped(self):
+        return (self.proxy.stats["dropped_up"] + self.proxy.stats["dropped_down"]) if self.proxy else 0
+
+
+async def wait_downloaded(server, ep, timeout=600):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        try:
+            if await server.read_value(ep, "/5/0/3", fmt="text") == 2:
+                return
+        except Exception:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError("device never reached Downloaded")
+
+
+async def run_once(peer, method, package, loss, seed):
+    server = await LwM2MServer(read_capabilities=False).start("127.0.0.1", 0)
+    ack = LOSSY_ACK_TIMEOUT if loss else 2.0
+    proc = client = None
+    try:
+        async with Link(server, loss, seed) as link:
+            q = server.subscribe()
+            if peer == "micropython":
+                from tinymlaas.devices import unixport
+                from tinymlaas.paths import LWM2M_CLIENT
+
+                flash = tempfile.mkdtemp(prefix="lwm2m-bench-")
+                cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "1m",
+                                       ["--server", "coap://127.0.0.1:%d" % link.port, "--endpoint", "bench",
+                                        "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000))])
+                proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            else:
+                client = await ReferenceClient("bench", lifetime=3600, max_package=1 << 22).start("coap://127.0.0.1:%d" % link.port)
+                await client.register()
+            await asyncio.wait_for(q.get(), 60)
+            t0 = time.perf_counter()
+            resends = ""
+            if method == "push":
+                r = await server.push_package("bench", package, ack_timeout=ack, max_retransmit=8, block_retries=8)
+                resends = r.block_resends
+                if peer == "micropython":
+                    await wait_downloaded(server, "bench")
+            else:
+                sha = server.packages.add(package)
+                uri = "coap://127.0.0.1:%d/fw/%s" % (link.port, sha)
+                if peer == "micropython":
+                    await server.write("bench", "/5/0/1", uri)
+                    await wait_downloaded(server, "bench")
+                else:
+                    from aiocoap import GET, Message
+
+                    resp = await client.context.request(Message(code=GET, uri=uri)).response
+                    assert resp.payload == package, "pulled package differs"
+            dt = time.perf_counter() - t0
+            if peer == "reference" and method == "push":
+                assert client.package == package, "pushed package differs"
+            return dt, resends, link.dropped()
+    finally:
+        if client:
+            await client.stop()
+        if proc:
+            proc.terminate()
+            proc.wait(10)
+        await server.stop()
+
+
+def main(argv):
+    quick = "--quick" in argv
+    package = vww_package()
+    blocks = -(-len(package) // 1024)
+    print("package: MLPerf Tiny VWW blob + 3 golden vectors = %d bytes, %d blocks of 1024" % (len(package), blocks))
+    print("lossy link: %d%% of datagrams dropped each way (seeded), ACK_TIMEOUT %.1f s on both sides"
+          % (LOSS * 100, LOSSY_ACK_TIMEOUT))
+    rows = []
+    for peer in ("micropython", "reference"):
+        for method in ("push", "pull"):
+            for loss in (0.0, LOSS):
+                runs = 1 if (loss or quick) else 3
+                results = [asyncio.run(run_once(peer, method, package, loss, seed)) for seed in range(1, runs + 1)]
+                t = statistics.median(r[0] for r in results)
+                rows.append((peer, method, "10% loss" if loss else "clean", t, len(package) / 1024 / t,
+                             results[0][1], results[0][2], runs))
+                print("  %-11s %-4s %-8s %7.2f s" % rows[-1][:4], flush=True)
+    print()
+    print("| peer | method | link | seconds | KiB/s | block resends (push) | datagrams dropped | runs |")
+    print("|---|---|---|---|---|---|---|---|")
+    for peer, method, link, t, rate, res, dropped, runs in rows:
+        print("| %s | %s | %s | %.2f | %.0f | %s | %s | %d (median) |" % (peer, method, link, t, rate, res, dropped, runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
