@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from ..verify.runtimes import RUNTIMES
 
 DEFAULT_INPUTS = 10
 
@@ -19,7 +19,7 @@ def register(subparsers):
                               description=__doc__.split("\n\n")[1])
     p.add_argument("blob", help="compiled model blob (.blob)")
     p.add_argument("--reference", required=True, metavar="MODEL.tflite", help="the .tflite it was compiled from")
-    p.add_argument("--runtime", default="host", choices=["host", "micropython", "c", "qemu-cortex-m4"],
+    p.add_argument("--runtime", default="host", choices=list(RUNTIMES),
                    help="runtime under test (default: host, the NumPy reference executor)")
     p.add_argument("--inputs", type=int, default=DEFAULT_INPUTS, metavar="N",
                    help="number of random input sets (default %d)" % DEFAULT_INPUTS)
@@ -45,6 +45,8 @@ def verify(blob_bytes, model_bytes, runtime="host", n_inputs=DEFAULT_INPUTS, see
     Raises runtimes.BlobRejected when the runtime's loader refuses the blob and ValueError when the blob's graph
     does not match the model's inputs.
     """
+    import numpy as np
+
     from ..blob.reader import BlobFormatError, parse
     from ..blob.reference import NP_DTYPE
     from ..verify import compare, inputs, judge, runtimes
