@@ -55,6 +55,7 @@ typedef struct {
     const uint8_t *consts;  /* CONST section */
     uint32_t consts_size;
     const uint8_t *graph;   /* GRAPH section */
+    uint32_t graph_size;
     uint16_t n_inputs, n_outputs;
     const uint8_t *meta;    /* META JSON or NULL */
     uint32_t meta_size;

@@ -596,11 +596,7 @@ static tml_status check_sections(tml_model *m, const uint8_t *b, uint32_t total,
             m->graph = b + off;
             if (size < 4)
                 return fail(m, TML_E_SECTION, "GRAPH section is %d bytes", NULL, size, 0);
-            m->n_inputs = tml_rd16(m->graph);
-            m->n_outputs = tml_rd16(m->graph + 2);
-            if (size != 4u + 2u * ((uint32_t)m->n_inputs + m->n_outputs))
-                return fail(m, TML_E_SECTION, "GRAPH size %d does not match its %d indices", NULL, size,
-                            m->n_inputs + m->n_outputs);
+            m->graph_size = size; /* its contents are checked after the hash (§9 step 4) */
             break;
         case SEC_META:
             m->meta = b + off;
@@ -616,8 +612,13 @@ static tml_status check_sections(tml_model *m, const uint8_t *b, uint32_t total,
 
 static tml_status check_graph(tml_model *m)
 {
-    uint32_t i, n = (uint32_t)m->n_inputs + m->n_outputs;
+    uint32_t i, n;
     int any_float = 0;
+    m->n_inputs = tml_rd16(m->graph);
+    m->n_outputs = tml_rd16(m->graph + 2);
+    n = (uint32_t)m->n_inputs + m->n_outputs;
+    if (m->graph_size != 4u + 2u * n)
+        return fail(m, TML_E_GRAPH, "GRAPH size %d does not match its %d indices", NULL, m->graph_size, n);
     if (m->n_outputs < 1)
         return fail(m, TML_E_GRAPH, "graph has no outputs", NULL, 0, 0);
     for (i = 0; i < n; i++) {

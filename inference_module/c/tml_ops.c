@@ -125,7 +125,9 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                         uint32_t iy = (uint32_t)(iy0 + (int64_t)ky * p[2]);
                         const int8_t *xrow = xd + ((size_t)n * H + iy) * W * C;
                         const int8_t *wrow = wo + (size_t)ky * Kw * C;
-                        if (p[3] == 1) {
+                        if (kx0 >= kx1) {
+                            break; /* the whole window row is in the padding (same for every ky) */
+                        } else if (p[3] == 1) {
                             /* dilation 1: the valid taps of a filter row are contiguous in x and in w */
                             const int8_t *xp = xrow + (size_t)(ix0 + kx0) * C, *wp = wrow + (size_t)kx0 * C;
                             uint32_t len = (kx1 - kx0) * C;
