@@ -10,6 +10,15 @@ _NUMPY_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32":
                  "float32": np.float32, "bool": np.bool_}
 
 
+# Required (non-omitted) leading inputs of the ops the compiler handles; checked before any pass reads them.
+REQUIRED_INPUTS = {
+    "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1, "ADD": 2,
+    "MUL": 2, "SUB": 2, "SOFTMAX": 1, "PAD": 2, "PADV2": 2, "MEAN": 2, "CONCATENATION": 1, "QUANTIZE": 1,
+    "DEQUANTIZE": 1, "RESHAPE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 2, "LOGISTIC": 1, "TANH": 1, "RELU": 1, "RELU6": 1,
+    "RELU_N1_TO_1": 1, "LEAKY_RELU": 1, "HARD_SWISH": 1, "SHAPE": 1, "STRIDED_SLICE": 4, "PACK": 1, "GATHER": 2,
+    "REDUCE_PROD": 2, "SUM": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "CAST": 1, "FLOOR_DIV": 2, "FILL": 2, "RANGE": 3,
+}
+
 _ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
@@ -88,7 +97,9 @@ def parse_tflite(buf):
         if not -1 <= int(i) < n:
             raise CompileError("%s refers to tensor %d, but the model has %d tensors" % (what, int(i), n))
 
-    for i in list(g.inputs if g.inputs is not None else []) + list(g.outputs if g.outputs is not None else []):
+    g_inputs = [int(i) for i in (g.inputs if g.inputs is not None else [])]
+    g_outputs = [int(i) for i in (g.outputs if g.outputs is not None else [])]
+    for i in g_inputs + g_outputs:
         check_index(i, "a graph input/output")
         if int(i) < 0:
             raise CompileError("a graph input/output is the omitted tensor -1")
@@ -109,6 +120,9 @@ def parse_tflite(buf):
             check_index(i, "%s (op %d)" % (kind, k))
         if not outs or any(i < 0 for i in outs):
             raise CompileError("%s (op %d) has no output tensor" % (kind, k))
+        need = REQUIRED_INPUTS.get(kind, 0)
+        if len(ins) < need or any(i < 0 for i in ins[:need]) or (kind == "CONCATENATION" and -1 in ins):
+            raise CompileError("%s (op %d) has inputs %s; it needs %d" % (kind, k, ins, need))
         for i in ins + outs:
             if i >= 0 and any(d < 1 for d in tensors[i].shape):
                 raise CompileError("%s (op %d): tensor %r has shape %s; dynamic or empty dimensions are not "
@@ -118,4 +132,4 @@ def parse_tflite(buf):
     if model.description:
         name = model.description.decode("utf-8", "replace") if isinstance(model.description, bytes) else \
             str(model.description)
-    return Graph(tensors, ops, [int(i) for i in g.inputs], [int(i) for i in g.outputs], name)
+    return Graph(tensors, ops, g_inputs, g_outputs, name)

@@ -115,6 +115,7 @@ def _lower_conv(op, graph, depthwise):
         _need(op, w.shape[0] == co and w.shape[3] == x.shape[3], "filter shape %s does not match input %s / "
               "output %s (grouped convolution is not supported)" % (w.shape, x.shape, y.shape))
     kh, kw = w.shape[1], w.shape[2]
+    _need(op, min(sh, sw, dh, dw) >= 1, "strides %dx%d / dilations %dx%d must be >= 1" % (sh, sw, dh, dw))
     top, left = _spatial(op, graph, x.shape[1], x.shape[2], kh, kw, sh, sw, dh, dw)
     _need(op, len(w.scale) in (1, co), "filter has %d scales for %d channels" % (len(w.scale), co))
     mults, shifts = Q.conv_multipliers(x.s, w.scale, y.s, co)
@@ -163,6 +164,7 @@ def _lower_pool(op, graph):
     _need(op, x.same_quant(y), "input and output quantization differ (TFLite's int8 pools keep them equal)")
     o = op.options
     sh, sw, fh, fw = o.get("strideH", 1), o.get("strideW", 1), o.get("filterHeight", 1), o.get("filterWidth", 1)
+    _need(op, min(sh, sw, fh, fw) >= 1, "strides %dx%d / filter %dx%d must be >= 1" % (sh, sw, fh, fw))
     top, left = _spatial(op, graph, x.shape[1], x.shape[2], fh, fw, sh, sw, 1, 1)
     lo, hi = _act_range(op, y)
     op.params = [sh, sw, fh, fw, top, left, lo, hi]
