@@ -129,3 +129,14 @@ def test_vectorized_equals_scalar(rows):
     assert list(fp.np_sat_shl(a, 2)) == [fp.sat_shl(int(x), 2) for x in a]
     nonneg = np.abs(a) & 0x7FFFFFFF
     assert list(fp.np_one_over_one_plus_x(nonneg)) == [fp.one_over_one_plus_x(int(x)) for x in nonneg]
+
+
+def test_single_rounding_differs_from_double_at_ties():
+    # 1 * 0.75 * 2^-1 = 0.375: TFLite Micro's double rounding takes SRDHM(1, 0.75) = 1 (0.75 rounds up), then
+    # RDBPOT(1, 1) = 1 (0.5 rounds away); TFLITE_SINGLE_ROUNDING (LiteRT wheels) rounds 0.375 once, to 0.
+    assert fp.mbqm(1, 3 << 29, -1) == 1
+    assert int(fp.np_mbqm_single_rounding(1, 3 << 29, -1)) == 0
+    x = np.arange(-5000, 5000, dtype=np.int64)
+    single = fp.np_mbqm_single_rounding(x, 1518500250, -7)
+    exact = x * (1518500250 / 2**31) * 2.0**-7
+    assert np.all(np.abs(single - exact) <= 0.5 + 1e-9)  # one rounding: always the nearest integer
