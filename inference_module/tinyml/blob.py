@@ -7,6 +7,7 @@ raises BlobError and never makes a kernel read or write outside a buffer.
 
 import struct
 import hashlib
+from array import array
 
 from micropython import const
 
@@ -47,11 +48,39 @@ _LIMIT = const(0x7FFFFFFF)
 HASH_CHUNK = const(512)
 
 
+class TensorTable:
+    """The tensor records, 9 int32 each (RAM: 36 bytes per tensor instead of ~300 for Python tuples).
+
+    t = table[i] builds the tuple (dtype, storage, dims4, offset, bytes, zero_point, scale, shape) on demand;
+    the T_* constants index it.
+    """
+
+    def __init__(self):
+        self.a = array("i")
+
+    def __len__(self):
+        return len(self.a) // 9
+
+    def append(self, dtype, rank, storage, dims, off, nbytes, zp, scale_bits):
+        self.a.extend((dtype | rank << 8 | storage << 16, dims[0], dims[1], dims[2], dims[3], off, nbytes, zp,
+                       scale_bits))
+
+    def __getitem__(self, i):
+        a = self.a
+        k = 9 * i
+        head = a[k]
+        rank = (head >> 8) & 0xFF
+        dims = (a[k + 1], a[k + 2], a[k + 3], a[k + 4])
+        shape = dims[:rank]
+        scale = struct.unpack("<f", struct.pack("<i", a[k + 8]))[0] if a[k + 8] else 0.0
+        return (head & 0xFF, head >> 16, (1,) * (4 - rank) + shape, a[k + 5], a[k + 6], a[k + 7], scale, shape)
+
+
 class Program:
     """What a validated blob describes: tensors, graph inputs/outputs, ops, memory plan."""
 
     def __init__(self):
-        self.tensors = []
+        self.tensors = TensorTable()
         self.inputs = ()
         self.outputs = ()
         self.ops = []  # (opcode, input indices, output index, params tuple)
@@ -153,7 +182,7 @@ def _parse_tensors(src, p, sec):
         rec = src.read(off + 36 * i, 36)
         dtype, rank, storage, res = rec[0], rec[1], rec[2], rec[3]
         dims = struct.unpack_from("<IIII", rec, 4)
-        toff, nbytes, zp, scale = struct.unpack_from("<IIif", rec, 20)
+        toff, nbytes, zp, scale_bits = struct.unpack_from("<IIii", rec, 20)
         where = "tensor %d: " % i
         if not 1 <= dtype <= 5:
             raise BlobError(where + "unknown dtype %d" % dtype)
@@ -180,9 +209,7 @@ def _parse_tensors(src, p, sec):
             toff += p.const_off
             if dtype == INT32 and toff % 4:
                 raise BlobError(where + "int32 constant not 4-aligned")
-        shape = tuple(dims[:rank])
-        dims4 = (1,) * (4 - rank) + shape
-        p.tensors.append((dtype, storage, dims4, toff, nbytes, zp, scale, shape))
+        p.tensors.append(dtype, rank, storage, dims, toff, nbytes, zp, scale_bits)
 
 
 def _parse_graph(src, p, sec):
