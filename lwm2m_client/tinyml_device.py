@@ -80,25 +80,26 @@ def build(cfg):
 
 def run(cfg):
     c = build(cfg)
-    backoff = 1000
-    while True:
-        try:
-            c.register()
-            break
-        except Exception as e:
-            print("register failed:", e)
-            hal.sleep_ms(backoff)
-            backoff = min(backoff * 2, 60000)
-    gc.collect()
-    print("registered /%s heap_free=%d" % ("/".join(c.location), gc.mem_free()))
-    was = c.location
     try:
+        backoff = 1000
+        while True:
+            try:
+                c.register()
+                break
+            except Exception as e:
+                print("register failed:", e)
+                hal.sleep_ms(backoff)
+                backoff = min(backoff * 2, 60000)
+        gc.collect()
+        print("registered /%s heap_free=%d heap_total=%d" % ("/".join(c.location), gc.mem_free(),
+                                                               gc.mem_free() + gc.mem_alloc()))
+        was = c.location
         while True:
             c.step(200)
             if c.location != was:
                 print("registration", "/" + "/".join(c.location) if c.location else "lost")
                 was = c.location
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the supervisor stops the device: leave the server's registry clean
         c.deregister(3000)
         print("deregistered")
 

@@ -20,6 +20,7 @@ def register(subparsers):
     e.add_argument("--heap", help="MicroPython heap size, e.g. 160k (default: from the profile)")
     e.add_argument("--data-dir", help="directory used as the device's flash (kept across runs; default: a new "
                    "temporary directory)")
+    e.add_argument("--flash", help="filesystem size for model packages, e.g. 1536k (default: from the profile)")
     e.add_argument("--profile", default="esp32", choices=sorted(PROFILES), help="board profile (default esp32)")
     e.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds (default 300)")
     e.set_defaults(func=run_emulate)
@@ -35,7 +36,7 @@ def run_emulate(args):
         raise UserError("--lifetime must be at least 1 second")
     try:
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
-                             profile=args.profile, lifetime=args.lifetime,
+                             profile=args.profile, lifetime=args.lifetime, flash=args.flash,
                              log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -20,17 +20,22 @@ from . import unixport
 
 REBOOT_EXIT_CODE = 75  # lwm2m_client/hal.py
 
-# Board profiles. `board_heap` is the MicroPython heap on the board. The unix port is 64-bit: the client's own
-# objects (bytecode, dicts, lists) take about twice the bytes they take on a 32-bit MCU (measured in
-# docs/lwm2m-client.md), so the emulated heap is the board heap plus the client's extra x64 overhead.
-X64_CLIENT_OVERHEAD = 48 * 1024
+# Board profiles. `board_heap` is the MicroPython heap of the board, where the client and the inference module
+# are frozen into flash and cost almost no heap. The unix port loads them into the heap instead (about 120 KB
+# measured, docs/lwm2m-client.md) and its objects use 8-byte pointers, so the emulated heap (`heap`) is larger
+# than the board's: board heap x 2 plus the loaded code, rounded. `flash_bytes` is the filesystem the device
+# gets for model packages; the installer sees that much free space, not the host disk.
 PROFILES = {
-    "esp32": {"board_heap": 110 * 1024, "model": "ESP32-WROOM-32", "hw_version": "esp32 (xtensawin)"},
-    "esp32-s3": {"board_heap": 2048 * 1024, "model": "ESP32-S3 + 8 MB PSRAM", "hw_version": "esp32s3 (xtensawin)"},
-    "cortex-m4": {"board_heap": 128 * 1024, "model": "STM32F4 (Cortex-M4F, 192 KB SRAM)",
-                  "hw_version": "armv7emsp"},
-    "cortex-m7": {"board_heap": 512 * 1024, "model": "STM32H7 (Cortex-M7, 1 MB SRAM)", "hw_version": "armv7emdp"},
-    "unix": {"board_heap": 1024 * 1024, "model": "unix port", "hw_version": "x64"},
+    "esp32": {"board_heap": 110 * 1024, "heap": 352 * 1024, "flash_bytes": 1536 * 1024,
+              "model": "ESP32-WROOM-32 (4 MB flash)", "hw_version": "esp32 xtensawin"},
+    "esp32-s3": {"board_heap": 2048 * 1024, "heap": 4096 * 1024, "flash_bytes": 6 * 1024 * 1024,
+                 "model": "ESP32-S3 (8 MB PSRAM, 8 MB flash)", "hw_version": "esp32s3 xtensawin"},
+    "cortex-m4": {"board_heap": 128 * 1024, "heap": 384 * 1024, "flash_bytes": 512 * 1024,
+                  "model": "STM32F4 (Cortex-M4F, 192 KB SRAM, 1 MB flash)", "hw_version": "armv7emsp"},
+    "cortex-m7": {"board_heap": 512 * 1024, "heap": 1024 * 1024, "flash_bytes": 1024 * 1024,
+                  "model": "STM32H7 (Cortex-M7, 1 MB SRAM, 2 MB flash)", "hw_version": "armv7emdp"},
+    "unix": {"board_heap": 1024 * 1024, "heap": 1024 * 1024, "flash_bytes": None, "model": "unix port",
+             "hw_version": "x64"},
 }
 
 
@@ -44,7 +49,7 @@ def parse_size(text):
 
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
-                 ack_timeout_ms=2000, restart_on_reboot=True, log=None):
+                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         if not str(server).startswith("coap://"):
@@ -53,7 +58,8 @@ class EmulatedDevice:
         self.endpoint = endpoint
         self.profile = profile
         prof = PROFILES[profile]
-        self.heap = parse_size(heap) if heap is not None else prof["board_heap"] + X64_CLIENT_OVERHEAD
+        self.heap = parse_size(heap) if heap is not None else prof["heap"]
+        self.flash_bytes = parse_size(flash) if flash is not None else prof["flash_bytes"]
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-%s-" % endpoint))
         self.lifetime = lifetime
         self.ack_timeout_ms = ack_timeout_ms
@@ -71,7 +77,7 @@ class EmulatedDevice:
         return {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
                 "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
                 "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
-                "serial": self.endpoint}
+                "serial": self.endpoint, "flash_bytes": self.flash_bytes}
 
     def command(self):
         cfg = self.data_dir / "device.json"

@@ -1,0 +1,47 @@
+"""host/tinymlaas/devices/emulated.py and `tinymlaas device emulate`: a supervised MicroPython device process
+with a board profile, restarted after a reboot, de-registering on stop."""
+
+import subprocess
+import shutil
+
+from aiocoap import numbers as an
+
+from coap_test_peer import make
+
+from tinymlaas.devices.emulated import PROFILES, EmulatedDevice
+
+TINYMLAAS = shutil.which("tinymlaas")
+
+
+def test_emulated_device_profile_reboot_and_deregister(peer, tmp_path):
+    dev = EmulatedDevice("coap://127.0.0.1:%d" % peer.port, "emu-1", data_dir=tmp_path / "dev",
+                         profile="cortex-m4")
+    with dev:
+        req = peer.accept_register()
+        assert "ep=emu-1" in req.opt.uri_query
+        dev.wait_registered(10)
+        assert peer.request(an.GET, "/3/0/1").payload == PROFILES["cortex-m4"]["model"].encode()
+        assert peer.request(an.GET, "/3/0/17").payload == b"cortex-m4"
+        flash_free = int(peer.request(an.GET, "/32770/0/3").payload)
+        assert 0 < flash_free <= PROFILES["cortex-m4"]["flash_bytes"]
+        heap_total = int(peer.request(an.GET, "/32770/0/2").payload)
+        assert heap_total <= PROFILES["cortex-m4"]["heap"]
+        # reboot: the process exits, the supervisor starts it again on the same flash directory
+        assert peer.request(an.POST, "/3/0/4").code == an.CHANGED
+        req = peer.accept_register(location=("rd", "9"))
+        assert "ep=emu-1" in req.opt.uri_query
+        assert dev.reboots == 1
+        dev.wait_registered(10)
+    # stop: SIGINT -> the client de-registers
+    dereg = peer.recv(timeout=5)
+    assert dereg.code == an.DELETE and list(dereg.opt.uri_path) == ["rd", "9"]
+    assert not dev.running()
+
+
+def test_cli_rejects_bad_arguments():
+    r = subprocess.run([TINYMLAAS, "device", "emulate", "--server", "http://x",
+                        "--endpoint", "a"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "coap://" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([TINYMLAAS, "device", "emulate", "--server", "coap://h:1",
+                        "--endpoint", "a", "--heap", "lots"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a size" in r.stderr
