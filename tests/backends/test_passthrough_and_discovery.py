@@ -6,7 +6,6 @@ import textwrap
 import pytest
 
 from tinymlaas.backends import Backend, BackendError, SourceModel, Target, available_backends, backend
-from tinymlaas.backends.passthrough import measure_arena
 
 
 def _runs(data, arena):

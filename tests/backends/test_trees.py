@@ -12,7 +12,6 @@ from sklearn.tree import DecisionTreeClassifier
 from tinymlaas.backends import BackendError, SourceModel, Target, backend
 from tinymlaas.backends.trees import (compile_estimator, float32_key, predict_on_unixport, read_tree_blob,
                                       reference_scores, round_down_float32)
-from tinymlaas.devices.unixport import MicroPythonError
 
 
 def _data(n_classes, seed=0):

@@ -17,7 +17,6 @@ the file, so only register models from people you trust -- as with any pickle.
 """
 
 import io
-import math
 import time
 from contextlib import contextmanager
 
