@@ -209,3 +209,9 @@ except ValueError as e:
     classes = [int(c) for c in lines[0].split()]
     assert list(np.asarray(tables.classes)[classes]) == list(model.predict(x_test[:30]))
     assert lines[1] == "rejected TREE_ENSEMBLE: y must be an int32 arena tensor"
+
+
+def test_c_runtime_is_not_offered_until_it_has_the_kernel():
+    model = DecisionTreeClassifier(max_depth=2).fit([[0.0], [1.0]], [0, 1])
+    with pytest.raises(BackendError, match="does not target runtime tinyml-c"):
+        backend("trees").compile(SourceModel("sklearn", _pickled(model)), Target("tinyml-c"), {})
