@@ -215,3 +215,14 @@ def test_c_runtime_is_not_offered_until_it_has_the_kernel():
     model = DecisionTreeClassifier(max_depth=2).fit([[0.0], [1.0]], [0, 1])
     with pytest.raises(BackendError, match="does not target runtime tinyml-c"):
         backend("trees").compile(SourceModel("sklearn", _pickled(model)), Target("tinyml-c"), {})
+
+
+def test_string_labels_are_kept_in_class_order():
+    x_train, y_train, x_test, _ = _data(3)
+    names = np.array(["idle", "walk", "run"])
+    model = DecisionTreeClassifier(max_depth=6, random_state=0).fit(x_train, names[y_train])
+    blob, tables = compile_estimator(model)
+    parsed, _, _ = read_tree_blob(blob)
+    assert parsed.meta["classes"] == list(model.classes_) == ["idle", "run", "walk"]
+    scores = reference_scores(tables, x_test.astype(np.float32))
+    assert list(model.classes_[np.argmax(scores, axis=1)]) == list(model.predict(x_test))
