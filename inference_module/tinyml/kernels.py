@@ -87,6 +87,7 @@ def dw_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
     p0 = int(c[16]); npix = int(c[17]); OH = int(c[18]); dm = int(c[19]); oc0 = int(c[20]); Co = int(c[21])
     off = (((((off >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (off & 0xFFFF)
     off -= 128
+    ocb4 = ocb & ~3
     n_acc = npix * ocb
     for i in range(n_acc):
         acc[i] = 0
@@ -111,8 +112,21 @@ def dw_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
                 wb = wo + (ky * Kw + kx) * Co + oc0
                 if dm == 1:
                     xp = xb + oc0
-                    for j in range(ocb):
-                        acc[a0 + j] = int(acc[a0 + j]) + ((int(x[xp + j]) ^ 128) + off) * ((int(w[wb + j]) ^ 128) - 128)
+                    j = 0
+                    while j < ocb4:  # 4 channels per iteration (loop overhead dominates)
+                        a = a0 + j
+                        acc[a] = int(acc[a]) + ((int(x[xp]) ^ 128) + off) * ((int(w[wb]) ^ 128) - 128)
+                        acc[a + 1] = int(acc[a + 1]) + ((int(x[xp + 1]) ^ 128) + off) * ((int(w[wb + 1]) ^ 128) - 128)
+                        acc[a + 2] = int(acc[a + 2]) + ((int(x[xp + 2]) ^ 128) + off) * ((int(w[wb + 2]) ^ 128) - 128)
+                        acc[a + 3] = int(acc[a + 3]) + ((int(x[xp + 3]) ^ 128) + off) * ((int(w[wb + 3]) ^ 128) - 128)
+                        j += 4
+                        xp += 4
+                        wb += 4
+                    while j < ocb:
+                        acc[a0 + j] = int(acc[a0 + j]) + ((int(x[xp]) ^ 128) + off) * ((int(w[wb]) ^ 128) - 128)
+                        j += 1
+                        xp += 1
+                        wb += 1
                 else:
                     for j in range(ocb):
                         xv = (int(x[xb + (oc0 + j) // dm]) ^ 128) + off

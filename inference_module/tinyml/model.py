@@ -77,6 +77,8 @@ class Model:
         self.blob_bytes = prog.total_bytes
         self.last_us = 0
         self.op_us = None
+        self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming), from channel _vwin
+        self._vwin = 0
 
     # ----- I/O -----
 
@@ -216,17 +218,28 @@ class Model:
         return self._src.view(off, n, self._wbuf), 0
 
     def _vectors(self, b, mu, sh, oc0, nb):
-        """(int32 buffer, bias index, mult index, shift index, mult step) for channels oc0..oc0+nb."""
+        """(int32 buffer, bias index, mult index, shift index, mult step) for channels oc0..oc0+nb.
+
+        Streaming: the buffer holds channels [v0, v0 + VB) of the current op and is refilled only when oc0 leaves
+        that window (weight blocks are usually much smaller than VB channels)."""
         step = 1 if elements(mu) > 1 else 0
         if self._vbuf is None:
             return self._src.mv, b[T_OFF] // 4 + oc0, mu[T_OFF] // 4 + oc0 * step, sh[T_OFF] // 4 + oc0 * step, step
-        mv = memoryview(self._vbuf)
-        src = self._src
-        src.view(b[T_OFF] + 4 * oc0, 4 * nb, mv[0:])
-        k = nb if step else 1
-        src.view(mu[T_OFF] + 4 * oc0 * step, 4 * k, mv[4 * VB:])
-        src.view(sh[T_OFF] + 4 * oc0 * step, 4 * k, mv[8 * VB:])
-        return self._vbuf, 0, VB, 2 * VB, step
+        key = (b[T_OFF], mu[T_OFF], sh[T_OFF])
+        v0 = self._vwin
+        if self._vkey != key or not v0 <= oc0 or oc0 + nb > v0 + VB:
+            v0 = oc0
+            co = elements(b)
+            n = min(VB, co - v0)
+            mv = memoryview(self._vbuf)
+            src = self._src
+            src.view(b[T_OFF] + 4 * v0, 4 * n, mv[0:])
+            k = n if step else 1
+            src.view(mu[T_OFF] + 4 * v0 * step, 4 * k, mv[4 * VB:])
+            src.view(sh[T_OFF] + 4 * v0 * step, 4 * k, mv[8 * VB:])
+            self._vkey, self._vwin = key, v0
+        d = oc0 - v0
+        return self._vbuf, d, VB + d * step, 2 * VB + d * step, step
 
 
 def _hex(b):
