@@ -55,3 +55,29 @@ def test_corrupt_vector_rejected_with_named_cause(entry):
         parse((VECTORS / entry["blob"]).read_bytes())
     for word in entry["mentions"]:
         assert word in str(e.value)
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "c"])
+def test_device_runtimes_reproduce_every_vector(runtime):
+    """The MicroPython and C readers/runtimes against the same files, through their verify adapters."""
+    from tinymlaas.verify.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    for entry in MANIFEST["models"]:
+        blob = (VECTORS / entry["blob"]).read_bytes()
+        ins = split((VECTORS / entry["inputs"]).read_bytes(), entry["input_bytes"], entry["input_dtypes"],
+                    entry["count"])
+        outs = split((VECTORS / entry["outputs"]).read_bytes(), entry["output_bytes"], entry["output_dtypes"],
+                     entry["count"])
+        got = rt.run(blob, ins)
+        for n, (g, o) in enumerate(zip(got, outs)):
+            assert [x.tobytes() for x in g] == [x.tobytes() for x in o], "%s set %d" % (entry["name"], n)
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "c"])
+@pytest.mark.parametrize("entry", MANIFEST["corrupt"], ids=lambda c: c["name"])
+def test_device_runtimes_reject_every_corrupt_vector(runtime, entry):
+    from tinymlaas.verify.runtimes import BlobRejected, get_runtime
+
+    with pytest.raises(BlobRejected):
+        get_runtime(runtime).run((VECTORS / entry["blob"]).read_bytes(), [[np.zeros((1, 9, 7, 2), np.int8)]])
