@@ -61,6 +61,10 @@ class Client:
         self.jobs = []  # work deferred until after the response has been sent (Execute, pull download)
         self.update_due = False
         self.confirmable_every = 10  # every n-th notification is CON, so a vanished observer is detected
+        # The representation being read block-wise: later blocks come from this snapshot, so that a reader
+        # never joins blocks of two different encodings (values such as Free Heap change between requests).
+        self.snapshot = None  # (addr, path, fmt, payload, etag)
+        self._etag = 0
 
     # --- objects
 
@@ -102,6 +106,7 @@ class Client:
         self.location = [bytes(s).decode() for s in loc]
         self.registered_ms = time.ticks_ms()
         self.update_due = False
+        self.observations = []  # a new registration ends the previous session's observations
         return self.location
 
     def update(self, send_objects=False, timeout_ms=None):
@@ -245,7 +250,20 @@ class Client:
         return fmt, content.encode(fmt, obj.oid, values, object_level=len(ids) == 1)
 
     def _read(self, req, addr, obj, ids):
-        fmt, payload = self.encode_read(obj, ids, req.uint(cm.ACCEPT))
+        accept = req.uint(cm.ACCEPT)
+        raw = req.opt(cm.BLOCK2)
+        try:
+            num = block.decode(raw)[0] if raw is not None else 0
+        except block.BlockError as e:
+            return _resp(cm.BAD_REQUEST, str(e))
+        snap = self.snapshot
+        if num and snap is not None and snap[0] == addr and snap[1] == ids and accept in (None, snap[2]):
+            # a later block of the representation whose first block this reader already has
+            resp = _resp(cm.CONTENT)
+            resp.add(cm.CONTENT_FORMAT, snap[2])
+            resp.add(cm.ETAG, snap[4])
+            return self._blocks(req, resp, snap[3])
+        fmt, payload = self.encode_read(obj, ids, accept)
         resp = _resp(cm.CONTENT)
         obs = req.uint(cm.OBSERVE)
         if obs == 0 and req.opt(cm.BLOCK2) is None:
@@ -257,7 +275,15 @@ class Client:
         elif obs == 1:
             self.cancel(addr, req.token)
         resp.add(cm.CONTENT_FORMAT, fmt)
+        if raw is not None or len(payload) > MAX_PAYLOAD:
+            self._snapshot(addr, ids, fmt, payload, resp)
         return self._blocks(req, resp, payload)
+
+    def _snapshot(self, addr, ids, fmt, payload, resp):
+        self._etag = (self._etag + 1) & 0xFFFFFFFF
+        etag = cm.uint_bytes(self._etag) or b"\0"
+        self.snapshot = (addr, ids, fmt, payload, etag)
+        resp.add(cm.ETAG, etag)
 
     def _blocks(self, req, resp, payload):
         """Serve payload whole or, when large or asked for, one Block2 block of it."""
@@ -293,6 +319,10 @@ class Client:
 
     def cancel(self, addr, token):
         self.observations = [o for o in self.observations if not (o.token == token and o.addr == addr)]
+
+    def _notification_done(self, t):
+        if t.state == "timeout":
+            self.cancel(t.addr, t.token)  # the observer stopped acknowledging (RFC 7641 §4.5)
 
     def _rejected(self, addr, token):
         self.cancel(addr, token)  # a Reset to a notification cancels the observation
@@ -342,9 +372,11 @@ class Client:
         msg = cm.Message(cm.CON if con else cm.NON, cm.CONTENT, token=o.token)
         msg.add(cm.OBSERVE, o.next_seq())
         msg.add(cm.CONTENT_FORMAT, fmt)
+        if len(payload) > MAX_PAYLOAD:
+            self._snapshot(o.addr, o.path, fmt, payload, msg)
         msg = self._blocks(None, msg, payload)  # a large notification carries its first block (RFC 7959 §3.4)
         if con:
-            self.ep.start(o.addr, msg)
+            self.ep.start(o.addr, msg, self._notification_done)
         else:
             self.ep.send(o.addr, msg)
 
