@@ -96,7 +96,8 @@ def main():
         print("| %s | %d | %d |" % (k, a, b))
     print("| total | %d | %d |" % (sum(a for a, _ in sizes.values()), sum(b for _, b in sizes.values())))
     print()
-    print("| model | blob bytes | arena | import RAM | load RAM beyond arena | smallest heap | TFLM µs | MicroPython µs | ratio | exact |")
+    print("| model | blob bytes | arena | import RAM | load RAM beyond arena | smallest heap (streamed) | TFLM µs | "
+          "MicroPython µs, blob in RAM | MicroPython µs, streamed | exact |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key in args.models.split(","):
         path = mlperf_model(key)
@@ -114,11 +115,21 @@ def main():
         heap = smallest_heap(fast, mpy)
         timed = tmp / ("%s_timed.py" % key)
         timed.write_text(PROBE % (str(blob), str(tmp / "x.bin"), str(tmp / "y.bin"), 10, str(tmp / "x.bin")))
-        out = run(timed, "1m", mpy).stdout.decode().split()
-        ok, imp, load, arena, scratch, us = out[1:7]
+        inram = tmp / ("%s_inram.py" % key)
+        inram.write_text(PROBE.replace("tinyml.load(%r)", "tinyml.load(open(%r, 'rb').read())") % (
+            str(blob), str(tmp / "x.bin"), str(tmp / "y.bin"), 10, str(tmp / "x.bin")))
+        # The host is shared: alternate TFLM and MicroPython rounds and keep each one's best time.
+        best_file = best_ram = 10 ** 12
+        for _ in range(3):
+            t_tflm = min(t_tflm, tflm(path, x)[1])
+            out = run(timed, "1m", mpy).stdout.decode().split()
+            ok, imp, load, arena, scratch, us = out[1:7]
+            best_file = min(best_file, int(us))
+            best_ram = min(best_ram, int(run(inram, "2m", mpy).stdout.decode().split()[6]))
         load = int(load)
-        print("| %s | %d | %s | %s | %d | %d KiB | %.0f | %s | %.2f | %s |" % (
-            key, blob.stat().st_size, arena, imp, load - int(arena), heap, t_tflm, us, int(us) / t_tflm, ok))
+        print("| %s | %d | %s | %s | %d | %d KiB | %.0f | %d (%.2fx) | %d (%.2fx) | %s |" % (
+            key, blob.stat().st_size, arena, imp, load - int(arena), heap, t_tflm, best_ram, best_ram / t_tflm,
+            best_file, best_file / t_tflm, ok))
         sys.stdout.flush()
 
 
