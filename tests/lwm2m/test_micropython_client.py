@@ -26,7 +26,7 @@ def mpy_device(lwm2m_server, tmp_path):
 
     async def wait_caps():
         q = st.server.subscribe()
-        while not (st.server._regs.get("mpy-dev") and st.server._regs["mpy-dev"].capabilities):
+        while not (st.server.find("mpy-dev") and st.server.find("mpy-dev").capabilities):
             await asyncio.wait_for(q.get(), 30)
 
     try:

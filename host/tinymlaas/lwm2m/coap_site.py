@@ -123,11 +123,10 @@ class Root(resource.ObservableResource):
             return _error(Code.NOT_FOUND)
         b2 = request.opt.block2
         num, szx = (b2.block_number, min(b2.size_exponent, MAX_SZX)) if b2 is not None else (0, MAX_SZX)
-        if b2 is not None and b2.size_exponent > MAX_SZX:
-            # The client asked for a reserved size: answer block NUM's first part at 1024 bytes is not the same
-            # byte range, so only block 0 can be served; anything else is a bad option.
-            if num != 0:
-                return _error(Code.BAD_OPTION, "SZX 7 is reserved over UDP")
+        if b2 is not None and b2.size_exponent > MAX_SZX and num != 0:
+            # SZX 7 is reserved over UDP (BERT is TCP-only). Block 0 can still be answered at 1024 bytes (the
+            # client then follows the smaller size); a later NUM names a byte range we cannot map.
+            return _error(Code.BAD_OPTION, "SZX 7 is reserved over UDP")
         try:
             start, end, more = block_slice(len(data), num, szx)
         except BlockOutOfRange as e:

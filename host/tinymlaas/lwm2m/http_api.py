@@ -116,12 +116,12 @@ def device_routes(api, server):
         return 200, [device_view(r) for r in server.devices()]
 
     async def one_device(match, body):
-        reg = server._regs.get(match.group(1))
+        reg = server.find(match.group(1))
         return (200, device_view(reg)) if reg else (404, {"error": "no registered device %r" % match.group(1)})
 
     async def refresh(match, body):
         ep = match.group(1)
-        if ep not in server._regs:
+        if server.find(ep) is None:
             return 404, {"error": "no registered device %r" % ep}
         caps = await server.refresh_capabilities(ep)
         return (200, device_view(server.device(ep))) if caps is not None else (502, {"error": "device did not answer"})

@@ -14,6 +14,7 @@ All device-management calls raise `NotRegistered`, `DeviceUnreachable` or `Devic
 """
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -168,6 +169,10 @@ class LwM2MServer:
 
     def devices(self):
         return sorted(self._regs.values(), key=lambda r: r.endpoint)
+
+    def find(self, endpoint):
+        """The Registration of `endpoint`, or None."""
+        return self._regs.get(endpoint)
 
     def device(self, endpoint):
         reg = self._regs.get(endpoint)
@@ -460,8 +465,6 @@ class LwM2MServer:
         (with .offset) after retries run out. With resume=True a push of the same bytes to the same device
         continues from where the last failed one stopped; a device that lost its state answers 4.08 and the
         transfer restarts from 0."""
-        import hashlib
-
         reg = self.device(endpoint)
         path = P.check(path)
         if block_size not in (16, 32, 64, 128, 256, 512, 1024):
