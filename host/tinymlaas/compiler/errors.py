@@ -6,5 +6,6 @@ class CompileError(ValueError):
 
 
 def op_where(op):
-    """'CONV_2D (op 3)': how errors name an op, by TFLite builtin name and its position in the source model."""
-    return "%s (op %d)" % (op.kind, op.index)
+    """'CONV_2D (op 3)': how errors name an op, by TFLite builtin name and its position in the source model (also
+    after a pass renamed it, e.g. RESHAPE -> VIEW or RELU -> LUT)."""
+    return "%s (op %d)" % (op.options.get("source_kind", op.kind), op.index)
