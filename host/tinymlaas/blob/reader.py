@@ -8,8 +8,16 @@ of the spec shared with the writer.
 
 import hashlib
 import json
+import math
 
 from . import format as F
+
+
+# Bounds shared with the C loader (inference_module/c/tml_load.c). Strides, dilations and pool filters above 65535
+# occur in no real model and would let a corrupt blob request absurd work. ADD's left shift: (x + off) spans
+# [-255, 255], so shifting by more than 22 can leave int32 (TFLite uses 20).
+MAX_WINDOW_PARAM = 65535
+MAX_ADD_LEFT_SHIFT = 22
 
 
 class BlobFormatError(ValueError):
@@ -157,6 +165,9 @@ def _parse_sections(data, header):
     for kind in F.REQUIRED_SECTIONS:
         if kind not in sections:
             _fail("required section kind %d is missing", kind)
+    for kind in (F.SECTION_CONST, F.SECTION_GRAPH, F.SECTION_META):
+        if kind in sections and sections[kind][2] != 0:
+            _fail("raw section kind %d has count %d, must be 0", kind, sections[kind][2])
     if sections[F.SECTION_CONST][0] % F.CONST_ALIGN:
         _fail("CONST section offset %d is not a multiple of %d", sections[F.SECTION_CONST][0], F.CONST_ALIGN)
     return sections
@@ -212,7 +223,7 @@ def _parse_tensors(data, header, sections):
 # §4 graph
 
 
-def _parse_graph(data, sections, tensors):
+def _parse_graph(data, sections, tensors, header_flags):
     offset, size, _ = sections[F.SECTION_GRAPH]
     if size < F.GRAPH_COUNTS.size:
         _fail("GRAPH section is %d bytes, shorter than its counts", size)
@@ -227,6 +238,10 @@ def _parse_graph(data, sections, tensors):
             _fail("graph tensor index %d >= tensor count %d", t, len(tensors))
         if tensors[t].is_const:
             _fail("graph input/output tensor %d is a const tensor", t)
+    float_io = any(tensors[t].dtype == F.DTYPE_FLOAT32 for t in idx)
+    if float_io != bool(header_flags & F.FLAG_FLOAT_IO):
+        _fail("FLOAT_IO flag is %d but the graph %s float32 inputs/outputs", header_flags & F.FLAG_FLOAT_IO,
+              "has" if float_io else "has no")
     return tuple(idx[:n_in]), tuple(idx[n_in:])
 
 
@@ -409,10 +424,12 @@ def _check_op(op, tensors):
         for t, what in ((b, "bias"), (mult, "mult"), (shift, "shift")):
             if t.elements != co:
                 bad("%s has %d elements, needs Co=%d", what, t.elements, co)
-        if min(P["stride_h"], P["stride_w"], P["dil_h"], P["dil_w"]) < 1:
-            bad("stride and dilation must be >= 1")
+        for k in ("stride_h", "stride_w", "dil_h", "dil_w"):
+            if not 1 <= P[k] <= MAX_WINDOW_PARAM:
+                bad("%s=%d outside 1..%d", k, P[k], MAX_WINDOW_PARAM)
         if P["pad_top"] < 0 or P["pad_left"] < 0:
             bad("negative padding")
+        _check_offsets(bad, P, ("in_off",), ("out_off",))
         # TFLite padding never exceeds the dilated filter extent minus one; more would create output positions
         # that read no input at all (and lets a corrupt blob ask for absurd output sizes).
         kh, kw = w.shape[1], w.shape[2]
@@ -441,6 +458,7 @@ def _check_op(op, tensors):
             bad("bias has %d elements, needs %d", b.elements, co)
         if mult.elements not in (1, co) or shift.elements != mult.elements:
             bad("mult/shift have %d/%d elements, need 1 or %d", mult.elements, shift.elements, co)
+        _check_offsets(bad, P, ("in_off", "w_off"), ("out_off",))
         _check_act(bad, P)
     elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         (x,) = T
@@ -448,8 +466,9 @@ def _check_op(op, tensors):
         need(y, F.DTYPE_INT8, "output")
         if x.dims4[0] != y.dims4[0] or x.dims4[3] != y.dims4[3]:
             bad("output %s must keep N and C of input %s", list(y.dims4), list(x.dims4))
-        if min(P["stride_h"], P["stride_w"], P["filter_h"], P["filter_w"]) < 1:
-            bad("stride and filter must be >= 1")
+        for k in ("stride_h", "stride_w", "filter_h", "filter_w"):
+            if not 1 <= P[k] <= MAX_WINDOW_PARAM:
+                bad("%s=%d outside 1..%d", k, P[k], MAX_WINDOW_PARAM)
         if P["pad_top"] < 0 or P["pad_left"] < 0:
             bad("negative padding")
         if P["pad_top"] >= P["filter_h"] or P["pad_left"] >= P["filter_w"]:
@@ -470,11 +489,12 @@ def _check_op(op, tensors):
             lo_s, hi_s = (-31, 0) if name == "ADD" else (-31, 30)
             if k in P and not lo_s <= P[k] <= hi_s:
                 bad("%s=%d outside %d..%d", k, P[k], lo_s, hi_s)
+        _check_offsets(bad, P, ("a_off", "b_off"), ("out_off",))
         for k in ("a_mult", "b_mult", "out_mult"):
             if k in P and P[k] != 0 and P[k] < (1 << 30):
                 bad("%s=%d is not 0 or in [2^30, 2^31)", k, P[k])
-        if "left_shift" in P and not 0 <= P["left_shift"] <= 30:
-            bad("left_shift=%d outside 0..30", P["left_shift"])
+        if "left_shift" in P and not 0 <= P["left_shift"] <= MAX_ADD_LEFT_SHIFT:
+            bad("left_shift=%d outside 0..%d", P["left_shift"], MAX_ADD_LEFT_SHIFT)
         _check_act(bad, P)
     elif name in ("SOFTMAX", "LUT"):
         x, table = T
@@ -518,6 +538,7 @@ def _check_op(op, tensors):
             bad("shift %d outside -31..30", P["shift"])
         if P["mult"] != 0 and P["mult"] < (1 << 30):
             bad("mult %d is not 0 or in [2^30, 2^31)", P["mult"])
+        _check_offsets(bad, P, (), ("in_zp", "out_zp"))
     elif name == "CONCATENATION":
         axis = P["axis"]
         if not 0 <= axis <= 3:
@@ -539,14 +560,16 @@ def _check_op(op, tensors):
         need(y, F.DTYPE_INT8, "output")
         if x.elements != y.elements:
             bad("element counts differ")
-        if not y.scale > 0:
-            bad("output scale %r is not positive", y.scale)
+        if not (y.scale > 0 and math.isfinite(y.scale)) or not -128 <= y.zero_point <= 127:
+            bad("output scale %r / zero point %d invalid", y.scale, y.zero_point)
     elif name == "DEQUANTIZE":
         (x,) = T
         need(x, F.DTYPE_INT8, "input")
         need(y, F.DTYPE_FLOAT32, "output")
         if x.elements != y.elements:
             bad("element counts differ")
+        if not math.isfinite(x.scale) or not -128 <= x.zero_point <= 127:
+            bad("input scale %r / zero point %d invalid", x.scale, x.zero_point)
     elif name == "COPY":
         (x,) = T
         if x.nbytes != y.nbytes:
@@ -580,6 +603,16 @@ def _check_op(op, tensors):
                 bad("input tensor %d overlaps output tensor %d in the arena", t.index, y.index)
 
 
+def _check_offsets(bad, P, input_offsets, output_offsets):
+    """Input offsets are -zero_point (so -127..128, and -128 is tolerated), output offsets are zero points."""
+    for k in input_offsets:
+        if not -128 <= P[k] <= 128:
+            bad("%s=%d outside the int8 zero-point range", k, P[k])
+    for k in output_offsets:
+        if not -128 <= P[k] <= 127:
+            bad("%s=%d outside the int8 zero-point range", k, P[k])
+
+
 def _check_act(bad, P):
     lo, hi = P["act_min"], P["act_max"]
     if not -128 <= lo <= hi <= 127:
@@ -599,7 +632,7 @@ def parse(data):
         _fail("SHA-256 mismatch: the blob is corrupted (content hash %s..., header says %s...)",
               digest.hex()[:12], header["sha256"].hex()[:12])
     tensors = _parse_tensors(data, header, sections)
-    inputs, outputs = _parse_graph(data, sections, tensors)
+    inputs, outputs = _parse_graph(data, sections, tensors, header["flags"])
     ops = _parse_ops(data, header, sections, tensors)
     const_off, const_size, _ = sections[F.SECTION_CONST]
     const = memoryview(data)[const_off:const_off + const_size]
