@@ -42,14 +42,71 @@ static inline int8_t requant(int32_t sum, const uint8_t *bias, const uint8_t *mu
 /* Range of filter taps k in [0, K) with 0 <= o + k*d < size. */
 static void tap_range(int64_t o, uint32_t d, uint32_t K, uint32_t size, uint32_t *lo, uint32_t *hi)
 {
-    int64_t l = o >= 0 ? 0 : (-o + d - 1) / d;
-    int64_t h = (int64_t)size - o <= 0 ? 0 : ((int64_t)size - o + d - 1) / d;
+    int64_t l, h;
+    if (d == 1) { /* the common case, without a 64-bit division (a library call on Cortex-M) */
+        l = o >= 0 ? 0 : -o;
+        h = (int64_t)size - o;
+        h = h < 0 ? 0 : (h > K ? K : h);
+        *lo = (uint32_t)(l > h ? h : l);
+        *hi = (uint32_t)h;
+        return;
+    }
+    l = o >= 0 ? 0 : (-o + d - 1) / d;
+    h = (int64_t)size - o <= 0 ? 0 : ((int64_t)size - o + d - 1) / d;
     if (h > K)
         h = K;
     if (l > h)
         l = h;
     *lo = (uint32_t)l;
     *hi = (uint32_t)h;
+}
+
+/* One row of a dense product: y[o] = requant(sum_i (x[i] + xo) * (w[o, i] + wo) + b[o]) for o < Co. Used by
+ * FULLY_CONNECTED and by CONV_2D with a 1x1 filter and no padding (a GEMM with no im2col). Output channels go two
+ * at a time with their accumulators in registers; requantization follows immediately. */
+typedef struct {
+    const uint8_t *bias, *mult, *shift;
+    int per_channel;
+    int32_t xo, wo, out_off, lo, hi;
+} dense_q;
+
+static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *q, int8_t *y)
+{
+    uint32_t o = 0;
+#if TML_DSP
+    if (q->wo == 0) {
+        const uint32_t head = K & ~3u, xo2 = tml_pair(q->xo);
+        for (; o + 2 <= Co; o += 2) {
+            const int8_t *w0 = w + (size_t)o * K, *w1 = w0 + K;
+            int32_t a0 = 0, a1 = 0;
+            uint32_t i, c0 = q->per_channel ? o : 0, c1 = q->per_channel ? o + 1 : 0;
+            tml_dot2(x, w0, w1, K, xo2, &a0, &a1);
+            for (i = head; i < K; i++) {
+                a0 += (x[i] + q->xo) * w0[i];
+                a1 += (x[i] + q->xo) * w1[i];
+            }
+            y[o] = requant(a0, q->bias + 4 * o, q->mult + 4 * c0, q->shift + 4 * c0, q->out_off, q->lo, q->hi);
+            y[o + 1] = requant(a1, q->bias + 4 * (o + 1), q->mult + 4 * c1, q->shift + 4 * c1, q->out_off, q->lo,
+                               q->hi);
+        }
+    }
+#else
+    for (; o + 4 <= Co; o += 4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        uint32_t j;
+        tml_dot4(x, w + (size_t)o * K, K, K, q->xo, q->wo, acc);
+        for (j = 0; j < 4; j++) {
+            uint32_t c = q->per_channel ? o + j : 0;
+            y[o + j] = requant(acc[j], q->bias + 4 * (o + j), q->mult + 4 * c, q->shift + 4 * c, q->out_off, q->lo,
+                               q->hi);
+        }
+    }
+#endif
+    for (; o < Co; o++) {
+        uint32_t c = q->per_channel ? o : 0;
+        y[o] = requant(tml_dot1(x, w + (size_t)o * K, K, q->xo, q->wo), q->bias + 4 * o, q->mult + 4 * c,
+                       q->shift + 4 * c, q->out_off, q->lo, q->hi);
+    }
 }
 
 static tml_status conv_2d(tml_model *m, const tml_op *op)
@@ -76,6 +133,26 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     xd = (const int8_t *)x.data;
     wd = (const int8_t *)w.data;
     yd = (int8_t *)y.out;
+    if (Kh == 1 && Kw == 1 && p[4] == 0 && p[5] == 0 && (uint64_t)(Ho - 1) * (uint32_t)p[0] < H &&
+        (uint64_t)(Wo - 1) * (uint32_t)p[1] < W) {
+        /* 1x1 filter, every output pixel inside the input: each pixel is one dense row */
+        dense_q q;
+        q.bias = (const uint8_t *)b.data;
+        q.mult = (const uint8_t *)mu.data;
+        q.shift = (const uint8_t *)sh.data;
+        q.per_channel = 1;
+        q.xo = p[6];
+        q.wo = 0;
+        q.out_off = p[7];
+        q.lo = p[8];
+        q.hi = p[9];
+        for (n = 0; n < N; n++)
+            for (oy = 0; oy < Ho; oy++)
+                for (ox = 0; ox < Wo; ox++)
+                    dense_row(xd + (((size_t)n * H + (size_t)oy * p[0]) * W + (size_t)ox * p[1]) * C, C, wd, Co, &q,
+                              yd + (((size_t)n * Ho + oy) * Wo + ox) * Co);
+        return TML_OK;
+    }
     for (n = 0; n < N; n++)
         for (oy = 0; oy < Ho; oy++) {
             int64_t iy0 = (int64_t)oy * p[0] - p[4];
@@ -193,23 +270,40 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                 /* channels inner: x and w are both contiguous along channels for a given tap */
 #if TML_DSP
                 if (dm == 1 && (Co & 3u) == 0) {
-                    /* 4 channels at a time, accumulators in registers across all taps */
+                    /* 4 channels at a time, accumulators in registers across all taps; the window's first
+                     * valid tap and the strides between taps are computed once per pixel */
                     const uint32_t xo2 = tml_pair(p[6]);
-                    uint32_t c, ky, kx;
+                    const size_t xstep_x = (size_t)p[3] * C, xstep_y = (size_t)p[2] * W * C;
+                    const size_t wstep_y = (size_t)Kw * Co;
+                    const uint32_t nky = ky1 - ky0, nkx = kx1 - kx0;
+                    const int8_t *x00 = nky && nkx ? xd + (((size_t)n * H + (size_t)(iy0 + (int64_t)ky0 * p[2])) * W +
+                                                          (size_t)(ix0 + (int64_t)kx0 * p[3])) * C
+                                                   : xd;
+                    const int8_t *w00 = wd + ((size_t)ky0 * Kw + kx0) * Co;
+                    uint32_t c;
                     for (c = 0; c < Co; c += 4) {
-                        int32_t acc4[4] = {0, 0, 0, 0}, j;
-                        for (ky = ky0; ky < ky1; ky++) {
-                            uint32_t iy = (uint32_t)(iy0 + (int64_t)ky * p[2]);
-                            const int8_t *xrow = xd + ((size_t)n * H + iy) * W * C + c;
-                            const int8_t *wrow = wd + (size_t)ky * Kw * Co + c;
-                            for (kx = kx0; kx < kx1; kx++)
-                                tml_mac4_lanes(xrow + (size_t)(ix0 + (int64_t)kx * p[3]) * C, wrow + (size_t)kx * Co,
-                                               xo2, acc4);
+                        /* four scalar accumulators (an array would live on the stack) */
+                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                        const int8_t *xr = x00 + c, *wr = w00 + c;
+                        const uint8_t *bq = (const uint8_t *)b.data + 4 * c, *mq = (const uint8_t *)mu.data + 4 * c,
+                                      *sq = (const uint8_t *)sh.data + 4 * c;
+                        uint32_t a, bb;
+                        for (a = 0; a < nky; a++, xr += xstep_y, wr += wstep_y) {
+                            const int8_t *xp = xr, *wp = wr;
+                            for (bb = 0; bb < nkx; bb++, xp += xstep_x, wp += Co) {
+                                uint32_t xv = tml_ldu32(xp), wv = tml_ldu32(wp);
+                                int32_t xe = __sxtab16(xo2, xv), xdd = tml_sxtab16_ror8(xo2, xv);
+                                int32_t we = __sxtb16(wv), wdd = tml_sxtb16_ror8(wv);
+                                a0 = __smlabb(xe, we, a0);
+                                a2 = __smlatt(xe, we, a2);
+                                a1 = __smlabb(xdd, wdd, a1);
+                                a3 = __smlatt(xdd, wdd, a3);
+                            }
                         }
-                        for (j = 0; j < 4; j++)
-                            out[c + j] = requant(acc4[j], (const uint8_t *)b.data + 4 * (c + j),
-                                                 (const uint8_t *)mu.data + 4 * (c + j),
-                                                 (const uint8_t *)sh.data + 4 * (c + j), p[7], p[8], p[9]);
+                        out[c] = requant(a0, bq, mq, sq, p[7], p[8], p[9]);
+                        out[c + 1] = requant(a1, bq + 4, mq + 4, sq + 4, p[7], p[8], p[9]);
+                        out[c + 2] = requant(a2, bq + 8, mq + 8, sq + 8, p[7], p[8], p[9]);
+                        out[c + 3] = requant(a3, bq + 12, mq + 12, sq + 12, p[7], p[8], p[9]);
                     }
                     continue;
                 }
@@ -256,7 +350,7 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
 {
     operand x, w, b, mu, sh, y;
     int32_t p[TML_MAX_PARAMS];
-    uint32_t r, o, rows, Ci, Co, per_channel;
+    uint32_t r, rows, Ci, Co, per_channel;
     const int8_t *xd, *wd;
     int8_t *yd;
     get(m, tml_op_in(op, 0), &x);
@@ -273,23 +367,19 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
     xd = (const int8_t *)x.data;
     wd = (const int8_t *)w.data;
     yd = (int8_t *)y.out;
-    for (r = 0; r < rows; r++) {
-        const int8_t *xr = xd + (size_t)r * Ci;
-        int8_t *out = yd + (size_t)r * Co;
-        for (o = 0; o < Co; o += 4) {
-            int32_t acc[4] = {0, 0, 0, 0};
-            uint32_t j, nb = Co - o < 4 ? Co - o : 4;
-            if (nb == 4)
-                tml_dot4(xr, wd + (size_t)o * Ci, Ci, Ci, p[0], p[1], acc);
-            else
-                for (j = 0; j < nb; j++)
-                    acc[j] = tml_dot1(xr, wd + (size_t)(o + j) * Ci, Ci, p[0], p[1]);
-            for (j = 0; j < nb; j++) {
-                uint32_t q = per_channel ? o + j : 0;
-                out[o + j] = requant(acc[j], (const uint8_t *)b.data + 4 * (o + j), (const uint8_t *)mu.data + 4 * q,
-                                     (const uint8_t *)sh.data + 4 * q, p[2], p[3], p[4]);
-            }
-        }
+    {
+        dense_q q;
+        q.bias = (const uint8_t *)b.data;
+        q.mult = (const uint8_t *)mu.data;
+        q.shift = (const uint8_t *)sh.data;
+        q.per_channel = (int)per_channel;
+        q.xo = p[0];
+        q.wo = p[1];
+        q.out_off = p[2];
+        q.lo = p[3];
+        q.hi = p[4];
+        for (r = 0; r < rows; r++)
+            dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
     }
     return TML_OK;
 }
