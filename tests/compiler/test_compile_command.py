@@ -49,3 +49,19 @@ def test_python_api(mlperf):
     assert reader.parse(cm.blob).meta["name"] == "sww"
     # Deterministic: the same model compiles to the same bytes.
     assert compile_tflite(mlperf("sww").read_bytes(), name="sww").blob == cm.blob
+
+
+def test_detailed_report_layers_and_plan(mlperf):
+    cm = compile_tflite(mlperf("ic"))
+    r = cm.report(detail=True)
+    assert [layer["op"] for layer in r["layers"]] == cm.ops
+    assert sum(layer["macs"] for layer in r["layers"]) == cm.macs
+    assert r["layers"][0]["source"] == "CONV_2D (op 0)"
+    plan = r["memory_plan"]
+    assert max(b["offset"] + b["bytes"] for b in plan) == cm.arena_bytes
+    for i, a in enumerate(plan):
+        for b in plan[i + 1:]:
+            live_together = a["live_ops"][0] <= b["live_ops"][1] and b["live_ops"][0] <= a["live_ops"][1]
+            apart = a["offset"] + a["bytes"] <= b["offset"] or b["offset"] + b["bytes"] <= a["offset"]
+            assert apart or not live_together
+    assert "layers" not in cm.report()

@@ -12,6 +12,8 @@ def register(subparsers):
     p.add_argument("model", help="the .tflite file")
     p.add_argument("-o", "--output", help="blob file to write (default: MODEL with suffix .tmlb)")
     p.add_argument("--json", action="store_true", help="print the compile report as JSON on stdout")
+    p.add_argument("--detail", action="store_true",
+                   help="with --json: also per-op layers (MACs, output shape, arena span) and the memory plan")
     p.add_argument("--no-inplace", action="store_true", help="never plan an op's output over its input")
     p.set_defaults(func=run)
 
@@ -32,7 +34,7 @@ def run(args):
         out.write_bytes(cm.blob)
     except OSError as e:
         raise UserError("cannot write %s: %s" % (out, e.strerror)) from None
-    report = cm.report()
+    report = cm.report(detail=args.detail)
     report["output"] = str(out)
     if args.json:
         json.dump(report, sys.stdout, indent=2)

@@ -38,8 +38,10 @@ class CompiledModel:
     plan_strategy: str = ""
     const_bytes: int = 0
     passes: dict = field(default_factory=dict)
+    layers: list = field(default_factory=list)  # per blob op: name, source op, output shape, MACs, arena span
+    memory_plan: list = field(default_factory=list)  # per arena buffer: offset, bytes, live op range, tensors
 
-    def report(self):
+    def report(self, detail=False):
         """A JSON-able summary (what `tinymlaas compile --json` prints)."""
         return {
             "blob_bytes": len(self.blob),
@@ -54,6 +56,7 @@ class CompiledModel:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "passes": self.passes,
+            **({"layers": self.layers, "memory_plan": self.memory_plan} if detail else {}),
         }
 
 
@@ -117,11 +120,24 @@ def compile_graph(graph, tflite=b"", name="", inplace=True):
         "outputs": outputs,
     }
     blob, const_bytes = backend.emit(graph, plan, meta)
+    layers, k = [], 0
+    for op in graph.ops:
+        if op.kind == "VIEW":
+            continue
+        y = graph.tensors[op.outputs[0]]
+        layers.append({"index": k, "op": op.kind, "source": "%s (op %d)" % (op.options.get("source_kind", op.kind),
+                                                                           op.index),
+                       "output_shape": list(y.shape), "macs": op.macs,
+                       "output_offset": plan.offsets[op.outputs[0]], "output_bytes": y.nbytes})
+        k += 1
+    memory_plan = [{"offset": b.offset, "bytes": b.size, "live_ops": [b.start, b.end],
+                    "tensors": [graph.tensors[t].name for t in b.tensors]}
+                   for b in sorted(plan.buffers, key=lambda b: (b.offset, b.start))]
     return CompiledModel(blob=blob, arena_bytes=plan.arena_bytes, macs=macs,
                          ops=[op.kind for op in graph.ops if op.kind != "VIEW"], tflite_bytes=len(tflite),
                          inputs=inputs, outputs=outputs, source_ops=source_ops,
                          arena_lower_bound=plan.lower_bound, plan_strategy=plan.strategy, const_bytes=const_bytes,
-                         passes=stats)
+                         passes=stats, layers=layers, memory_plan=memory_plan)
 
 
 def compile_tflite(path_or_bytes, name=None, inplace=True):
