@@ -145,9 +145,8 @@ def exp_on_negative_values(a, integer_bits):
         if integer_bits > exponent:
             if remainder & (1 << (frac_bits + exponent)):
                 result = srdhm(result, multiplier)
-    if integer_bits > 5:
-        if a < -(1 << (36 - integer_bits)) * (1 << frac_bits) // (1 << 5):  # below -32
-            result = 0
+    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):  # below -32.0: exp underflows to 0
+        result = 0
     if a == 0:
         result = INT32_MAX
     return result

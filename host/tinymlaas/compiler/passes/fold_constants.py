@@ -41,8 +41,6 @@ def _evaluate(op, ins, out_t):
         return _strided_slice(op, *ins)
     if k == "PACK":
         return np.stack(ins, axis=o.get("axis", 0))
-    if k == "UNPACK":
-        raise CompileError("%s: UNPACK in a shape computation is not supported" % op_where(op))
     if k == "CONCATENATION":
         return np.concatenate([np.atleast_1d(x) for x in ins], axis=o.get("axis", 0))
     if k == "GATHER":
