@@ -105,6 +105,8 @@ def build_buffers(graph, inplace=True):
                     r = uf.find(t)
                     end[r] = max(end[r], k)
                     start[r] = min(start[r], k)
+        for r in start:  # a graph input no op reads still occupies its bytes while the caller writes it
+            end[r] = max(end[r], start[r])
         return start, end
 
     n_inplace = 0
