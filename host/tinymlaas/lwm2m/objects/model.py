@@ -109,7 +109,10 @@ def load_xml(source):
             typ = _text(item, "Type", V.NONE) or V.NONE
             if typ not in V.TYPES:
                 raise ObjectXMLError("object %d resource %s: unknown type %r" % (oid, item.get("ID"), typ))
-            rid = int(item.get("ID"))
+            try:
+                rid = int(item.get("ID", ""))
+            except ValueError:
+                raise ObjectXMLError("object %d: resource without a numeric ID" % oid) from None
             obj.resources[rid] = ResourceDef(
                 id=rid,
                 name=_text(item, "Name"),
