@@ -212,16 +212,17 @@ class LwM2MServer:
 
     def _register(self, fields, remote):
         now = time.time()
-        old = self._regs.get(fields["endpoint"])
-        if old is not None:
-            self._drop(old)
         reg_id = secrets.token_hex(4)
         while reg_id in self._by_id:
             reg_id = secrets.token_hex(4)
         reg = Registration(id=reg_id, address=remote.hostinfo, registered_at=now, updated_at=now, remote=remote, **fields)
+        # Persist first: if the database refuses, the request fails (5.00) and memory still matches the table.
+        self.store.save_device(reg, "registered")
+        old = self._regs.get(reg.endpoint)
+        if old is not None:
+            self._drop(old)
         self._regs[reg.endpoint] = reg
         self._by_id[reg.id] = reg.endpoint
-        self.store.save_device(reg, "registered")
         self._emit("registered", reg)
         self._maybe_read_capabilities(reg)
         return reg
