@@ -80,3 +80,15 @@ def test_dense_on_sequences_gating_and_mean(rng):
 def test_upsampling_is_refused_with_the_op_named():
     with pytest.raises(CompileError, match=r"EXPAND_DIMS \(op 1\): output has rank 5"):
         compile_tflite(_load("upsample"))
+
+
+def test_options_change_ops_and_arena_not_results(rng):
+    m = _load("mbv2_block")
+    plain = compile_tflite(m, fuse=False, inplace=False)
+    assert plain.ops.count("PAD") == 2 and plain.passes["inplace_ops"] == 0
+    best = compile_tflite(m)
+    assert best.arena_bytes <= plain.arena_bytes and len(best.ops) == len(plain.ops) - 2
+    for _ in range(3):
+        x = rng.integers(-128, 128, size=(1, 32, 32, 3), dtype=np.int8)
+        assert np.array_equal(np.asarray(reference.run(plain.blob, [x])[0]),
+                              np.asarray(reference.run(best.blob, [x])[0]))

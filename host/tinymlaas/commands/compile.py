@@ -15,6 +15,7 @@ def register(subparsers):
     p.add_argument("--detail", action="store_true",
                    help="with --json: also per-op layers (MACs, output shape, arena span) and the memory plan")
     p.add_argument("--no-inplace", action="store_true", help="never plan an op's output over its input")
+    p.add_argument("--no-fuse", action="store_true", help="keep PAD and standalone activations as ops of their own")
     p.set_defaults(func=run)
 
 
@@ -27,7 +28,7 @@ def run(args):
         raise UserError("no such model file: %s" % src)
     out = Path(args.output) if args.output else src.with_suffix(".tmlb")
     try:
-        cm = compile_tflite(src, inplace=not args.no_inplace)
+        cm = compile_tflite(src, inplace=not args.no_inplace, fuse=not args.no_fuse)
     except CompileError as e:
         raise UserError("%s: %s" % (src, e)) from None
     try:

@@ -93,7 +93,7 @@ def _views_to_copies(graph):
     return n
 
 
-def compile_graph(graph, tflite=b"", name="", inplace=True):
+def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
     source_ops = [op.kind for op in graph.ops]
     _check_io(graph)
     stats = {}
@@ -101,8 +101,8 @@ def compile_graph(graph, tflite=b"", name="", inplace=True):
     stats["views"] = make_views(graph)
     stats["luts"] = lower_to_lut(graph)
     stats["concat_requantizations"] = requantize_concat_inputs(graph)
-    stats["fused_pads"] = fuse_pads(graph)
-    stats["fused_activations"] = fuse_activations(graph)
+    stats["fused_pads"] = fuse_pads(graph) if fuse else 0
+    stats["fused_activations"] = fuse_activations(graph) if fuse else 0
     stats["copies"] = _views_to_copies(graph)
     remove_dead_ops(graph)
     lower(graph)
@@ -140,8 +140,12 @@ def compile_graph(graph, tflite=b"", name="", inplace=True):
                          passes=stats, layers=layers, memory_plan=memory_plan)
 
 
-def compile_tflite(path_or_bytes, name=None, inplace=True):
-    """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported."""
+def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True):
+    """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported.
+
+    Options: `name` (META name; default the file stem or the model description), `inplace` (let LUT/ADD/MUL write
+    over a dying operand; default True), `fuse` (PAD and standalone-activation fusion; default True). Every
+    combination gives a bit-identical function; the options only trade arena bytes and op count."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
         default_name = ""
@@ -150,4 +154,4 @@ def compile_tflite(path_or_bytes, name=None, inplace=True):
         data = p.read_bytes()
         default_name = p.stem
     graph = parse_tflite(data)
-    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace)
+    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse)
