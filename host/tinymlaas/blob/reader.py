@@ -253,6 +253,7 @@ def _parse_ops(data, header, sections, tensors):
     end = offset + size
     pos = offset
     ops = []
+    largest_params = 0
     for i in range(count):
         if pos + F.OP_HEADER.size > end:
             _fail("op %d: record header runs past the OPS section", i)
@@ -274,6 +275,7 @@ def _parse_ops(data, header, sections, tensors):
         if n_params > header["max_op_params"]:
             _fail("op %d (%s): %d params exceed the header's max_op_params=%d", i, spec.name, n_params,
                   header["max_op_params"])
+        largest_params = max(largest_params, n_params)
         p = pos + F.OP_HEADER.size
         idx = [int.from_bytes(data[p + 2 * k:p + 2 * k + 2], "little") for k in range(n_in + n_out)]
         for t in idx:
@@ -288,6 +290,8 @@ def _parse_ops(data, header, sections, tensors):
         pos += rec
     if pos != end:
         _fail("OPS section has %d bytes after its %d records", end - pos, count)
+    if header["max_op_params"] != largest_params:
+        _fail("header max_op_params=%d but the largest op has %d params", header["max_op_params"], largest_params)
     const_off = sections[F.SECTION_CONST][0]
     for op in ops:
         if op.name == "TREE_ENSEMBLE":
