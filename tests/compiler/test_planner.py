@@ -141,3 +141,39 @@ def test_random_graphs_plan_validly(request):
             validate_plan(plan)
             assert_no_clobber(g, plan)
             assert plan.arena_bytes >= plan.lower_bound
+
+
+def test_inplace_add_mul_with_broadcast_constant_is_exact(rng):
+    """conv -> ADD(conv, const [1,1,4,1]) -> MUL(const, sum) -> LOGISTIC: ADD and MUL run in place over their
+    dying operand while the constant broadcasts; outputs equal TFLite Micro's."""
+    import numpy as np
+    from tflite_builder import ModelBuilder, run_tflm
+
+    from tinymlaas.blob import reference
+    from tinymlaas.compiler.tflite_schema import schema as S
+
+    BO = S.BuiltinOperator
+    mb = ModelBuilder()
+    x = mb.tensor([1, 4, 4, 3], "int8", 0.1, 0)
+    w = mb.tensor([3, 1, 1, 3], "int8", [0.02] * 3, [0] * 3,
+                  data=np.arange(9).reshape(3, 1, 1, 3).astype(np.int8) - 4)
+    c = mb.tensor([1, 4, 4, 3], "int8", 0.05, 2)
+    k = mb.tensor([1, 1, 4, 1], "int8", 0.07, -3, data=np.array([10, -20, 30, 5], np.int8).reshape(1, 1, 4, 1))
+    a = mb.tensor([1, 4, 4, 3], "int8", 0.08, 1)
+    m2 = mb.tensor([1, 4, 4, 3], "int8", 0.09, -2)
+    y = mb.tensor([1, 4, 4, 3], "int8", 1 / 256, -128)
+    co = S.Conv2DOptionsT()
+    co.padding, co.strideH, co.strideW, co.dilationHFactor, co.dilationWFactor = S.Padding.VALID, 1, 1, 1, 1
+    mb.op(BO.CONV_2D, [x, w, -1], [c], S.BuiltinOptions.Conv2DOptions, co)
+    mb.op(BO.ADD, [c, k], [a], S.BuiltinOptions.AddOptions, S.AddOptionsT())
+    mb.op(BO.MUL, [k, a], [m2], S.BuiltinOptions.MulOptions, S.MulOptionsT())
+    mb.op(BO.LOGISTIC, [m2], [y])
+    mb.inputs, mb.outputs = [x], [y]
+    m = mb.build()
+    cm = compile_tflite(m)
+    assert cm.ops == ["CONV_2D", "ADD", "MUL", "LUT"] and cm.passes["inplace_ops"] == 2
+    r = cm.report(detail=True)
+    assert r["layers"][0]["output_offset"] == r["layers"][1]["output_offset"] == r["layers"][2]["output_offset"]
+    for _ in range(4):
+        xs = rng.integers(-128, 128, size=(1, 4, 4, 3), dtype=np.int8)
+        assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 4, 4, 3), run_tflm(m, xs)[0])
