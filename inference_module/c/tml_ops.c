@@ -109,6 +109,88 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
     }
 }
 
+#if TML_DSP
+#define PAIR_MAX_K 640 /* widened pixel pair: 2 * 640 int16 = 2.5 KB of stack */
+
+/* Two pixels x two output channels. The pixels' inputs are widened once (offset added) into 32-bit words laid out
+ * as SXTB16 leaves the weights: per 4 inputs [a: x0,x2] [a: x1,x3] [b: x0,x2] [b: x1,x3]. The inner loop then
+ * needs per 4 inputs 2 LDR + 4 SXTB16 for the weights, 4 LDR for x and 8 SMLAD: 16 MAC in about 20 instructions,
+ * every widened weight used twice and every widened input twice. */
+static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
+                       const dense_q *q, int8_t *ya, int8_t *yb)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
+    uint32_t i, o;
+    for (i = 0; i < K4; i += 4) {
+        uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
+        buf[i] = __sxtab16(xo2, va);
+        buf[i + 1] = tml_sxtab16_ror8(xo2, va);
+        buf[i + 2] = __sxtab16(xo2, vb);
+        buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
+    }
+    for (o = 0; o + 2 <= Co; o += 2) {
+        const int8_t *w0 = w + (size_t)o * K, *w1 = w0 + K;
+        const int32_t *bp = buf, *end = buf + K4;
+        int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+        uint32_t c0 = q->per_channel ? o : 0, c1 = q->per_channel ? o + 1 : 0;
+        while (bp < end) {
+            uint32_t v0 = tml_ldu32(w0), v1 = tml_ldu32(w1);
+            int32_t e0 = __sxtb16(v0), d0 = tml_sxtb16_ror8(v0), e1 = __sxtb16(v1), d1 = tml_sxtb16_ror8(v1), t;
+            w0 += 4;
+            w1 += 4;
+            t = bp[0];
+            a00 = __smlad(t, e0, a00);
+            a01 = __smlad(t, e1, a01);
+            t = bp[1];
+            a00 = __smlad(t, d0, a00);
+            a01 = __smlad(t, d1, a01);
+            t = bp[2];
+            a10 = __smlad(t, e0, a10);
+            a11 = __smlad(t, e1, a11);
+            t = bp[3];
+            a10 = __smlad(t, d0, a10);
+            a11 = __smlad(t, d1, a11);
+            bp += 4;
+        }
+        for (i = K4; i < K; i++) {
+            int32_t xva = xa[i] + q->xo, xvb = xb[i] + q->xo;
+            a00 += xva * w0[i - K4];
+            a01 += xva * w1[i - K4];
+            a10 += xvb * w0[i - K4];
+            a11 += xvb * w1[i - K4];
+        }
+        ya[o] = requant(a00, q->bias + 4 * o, q->mult + 4 * c0, q->shift + 4 * c0, q->out_off, q->lo, q->hi);
+        ya[o + 1] = requant(a01, q->bias + 4 * (o + 1), q->mult + 4 * c1, q->shift + 4 * c1, q->out_off, q->lo, q->hi);
+        yb[o] = requant(a10, q->bias + 4 * o, q->mult + 4 * c0, q->shift + 4 * c0, q->out_off, q->lo, q->hi);
+        yb[o + 1] = requant(a11, q->bias + 4 * (o + 1), q->mult + 4 * c1, q->shift + 4 * c1, q->out_off, q->lo, q->hi);
+    }
+    for (; o < Co; o++) {
+        uint32_t c = q->per_channel ? o : 0;
+        ya[o] = requant(tml_dot1(xa, w + (size_t)o * K, K, q->xo, 0), q->bias + 4 * o, q->mult + 4 * c,
+                        q->shift + 4 * c, q->out_off, q->lo, q->hi);
+        yb[o] = requant(tml_dot1(xb, w + (size_t)o * K, K, q->xo, 0), q->bias + 4 * o, q->mult + 4 * c,
+                        q->shift + 4 * c, q->out_off, q->lo, q->hi);
+    }
+}
+#endif
+
+/* The receptive field of one output pixel as one contiguous vector [Kh][Kw][C]; padding gets the zero point. */
+static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, uint32_t C, uint32_t Kh, uint32_t Kw,
+                         int64_t iy0, int64_t ix0, const int32_t *p, int8_t *patch)
+{
+    uint32_t gy, gx;
+    int8_t *q = patch;
+    for (gy = 0; gy < Kh; gy++)
+        for (gx = 0; gx < Kw; gx++, q += C) {
+            int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                memset(q, (int8_t)(-p[6]), C);
+            else
+                memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
+        }
+}
+
 static tml_status conv_2d(tml_model *m, const tml_op *op)
 {
     operand x, w, b, mu, sh, y;
@@ -146,11 +228,22 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         q.out_off = p[7];
         q.lo = p[8];
         q.hi = p[9];
-        for (n = 0; n < N; n++)
-            for (oy = 0; oy < Ho; oy++)
-                for (ox = 0; ox < Wo; ox++)
-                    dense_row(xd + (((size_t)n * H + (size_t)oy * p[0]) * W + (size_t)ox * p[1]) * C, C, wd, Co, &q,
-                              yd + (((size_t)n * Ho + oy) * Wo + ox) * Co);
+        size_t pix, npix = (size_t)N * Ho * Wo;
+        pix = 0;
+#if TML_DSP
+        if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
+            for (; pix + 2 <= npix; pix += 2) {
+                size_t pb = pix + 1;
+                const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W +
+                                         (pix % Wo) * p[1]) * C;
+                const int8_t *xb = xd + (((pb / ((size_t)Ho * Wo)) * H + (pb / Wo % Ho) * p[0]) * W +
+                                         (pb % Wo) * p[1]) * C;
+                dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co);
+            }
+#endif
+        for (; pix < npix; pix++)
+            dense_row(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,
+                      C, wd, Co, &q, yd + pix * Co);
         return TML_OK;
     }
     for (n = 0; n < N; n++)
@@ -166,16 +259,27 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                 if (patch_ok && !(Kh == 1 && Kw == 1)) {
                     /* Gather this pixel's receptive field once (padding positions get the input zero point, so
                      * they add (zp + in_off) * w = 0), then every output channel is one contiguous dot product. */
-                    uint32_t gy, gx;
-                    int8_t *q = patch;
-                    for (gy = 0; gy < Kh; gy++)
-                        for (gx = 0; gx < Kw; gx++, q += C) {
-                            int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
-                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                                memset(q, (int8_t)(-p[6]), C);
-                            else
-                                memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
-                        }
+                    gather_patch(xd, n, H, W, C, Kh, Kw, iy0, ix0, p, patch);
+#if TML_DSP
+                    if (fstride <= PAIR_MAX_K && ox + 1 < Wo) {
+                        /* and with the next pixel's patch, two pixels per pass over the filters */
+                        int8_t patch2[PAIR_MAX_K];
+                        dense_q q;
+                        gather_patch(xd, n, H, W, C, Kh, Kw, iy0, ix0 + p[1], p, patch2);
+                        q.bias = (const uint8_t *)b.data;
+                        q.mult = (const uint8_t *)mu.data;
+                        q.shift = (const uint8_t *)sh.data;
+                        q.per_channel = 1;
+                        q.xo = p[6];
+                        q.wo = 0;
+                        q.out_off = p[7];
+                        q.lo = p[8];
+                        q.hi = p[9];
+                        dense_pair(patch, patch2, fstride, wd, Co, &q, out, out + Co);
+                        ox++;
+                        continue;
+                    }
+#endif
                     for (oc = 0; oc < Co; oc += 4) {
                         int32_t acc[4] = {0, 0, 0, 0};
                         uint32_t j, nb = Co - oc < 4 ? Co - oc : 4;
