@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tinymlaas.blob import format as F
 from tinymlaas.blob.reader import BlobFormatError, parse
