@@ -405,7 +405,7 @@ class Client:
     def _write_attributes(self, req, ids):
         try:
             attrs = observe.parse_attributes(req.queries())
-        except (observe.AttributeError_, UnicodeError) as e:
+        except (observe.AttributesError, UnicodeError) as e:
             return _resp(cm.BAD_REQUEST, str(e))
         self.attributes.set(ids, attrs)
         return _resp(cm.CHANGED)

@@ -10,7 +10,7 @@ SEQ_MASK = 0xFFFFFF  # Observe option values are 24-bit (RFC 7641 §4.4)
 ATTRS = ("pmin", "pmax", "gt", "lt", "st")
 
 
-class AttributeError_(ValueError):
+class AttributesError(ValueError):
     pass
 
 
@@ -20,18 +20,18 @@ def parse_attributes(queries):
     for q in queries:
         name, eq, val = q.partition("=")
         if name not in ATTRS:
-            raise AttributeError_("unknown attribute %s" % name)
+            raise AttributesError("unknown attribute %s" % name)
         if not eq:
             out[name] = None
             continue
         try:
             out[name] = int(val) if name in ("pmin", "pmax") else float(val)
         except ValueError:
-            raise AttributeError_("attribute %s=%s is not a number" % (name, val))
+            raise AttributesError("attribute %s=%s is not a number" % (name, val))
         if out[name] < 0 and name in ("pmin", "pmax", "st"):
-            raise AttributeError_("attribute %s must not be negative" % name)
+            raise AttributesError("attribute %s must not be negative" % name)
     if out.get("pmin") is not None and out.get("pmax") is not None and out["pmax"] < out["pmin"]:
-        raise AttributeError_("pmax < pmin")
+        raise AttributesError("pmax < pmin")
     return out
 
 

@@ -18,6 +18,7 @@ from coap_test_peer import Peer  # noqa: E402
 from packages import package  # noqa: E402
 
 from tinymlaas.devices import unixport  # noqa: E402
+from tinymlaas.devices.emulated import EmulatedDevice, compiled_path  # noqa: E402
 from tinymlaas.paths import LWM2M_CLIENT  # noqa: E402
 
 
@@ -51,13 +52,30 @@ def idle_heap(heap="512k"):
     return int(m.group(2)), int(m.group(1))
 
 
-def block1_highwater(heap="256k"):
+def idle_heap_precompiled(profile="esp32"):
+    with tempfile.TemporaryDirectory() as d:
+        p = Peer()
+        dev = EmulatedDevice("coap://127.0.0.1:%d" % p.port, "m", data_dir=Path(d), profile=profile)
+        try:
+            dev.start()
+            p.accept_register()
+            dev.wait_registered(10)
+        finally:
+            dev.stop(timeout=1)
+            p.sock.close()
+    line = next(x for x in dev.lines if x.startswith("registered"))
+    m = re.search(r"heap_free=(\d+) heap_total=(\d+)", line)
+    return int(m.group(2)), int(m.group(1))
+
+
+def block1_highwater(heap="256k", precompiled=False):
     pkg, _, _ = package("ad", name="ad", n_vectors=20)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "ad.pkg"
         f.write_bytes(pkg)
         proc = unixport.run(script=Path(__file__).parent / "mpy" / "measure_block1.py",
-                            args=(f, Path(d) / "flash"), heap=heap)
+                            args=(f, Path(d) / "flash"), heap=heap,
+                            path=compiled_path() if precompiled else ())
     return proc.stdout.decode().strip()
 
 
@@ -69,5 +87,8 @@ if __name__ == "__main__":
         print("| %s | %d | %d | %d | %d |" % r)
     print("| total | %d | %d | %d | %d |" % tuple(sum(r[i] for r in rows) for i in range(1, 5)))
     total, free = idle_heap()
-    print("\nidle after registration: heap %d, free %d, in use %d" % (total, free, total - free))
-    print("Block1 300 KB push:", block1_highwater())
+    print("\nidle after registration (.py sources): heap %d, free %d, in use %d" % (total, free, total - free))
+    total, free = idle_heap_precompiled()
+    print("idle after registration (.mpy, esp32 profile): heap %d, free %d, in use %d" % (total, free, total - free))
+    print("Block1 300 KB push (.py):", block1_highwater())
+    print("Block1 300 KB push (.mpy):", block1_highwater(precompiled=True))

@@ -22,6 +22,7 @@ def register(subparsers):
                    "temporary directory)")
     e.add_argument("--flash", help="filesystem size for model packages, e.g. 1536k (default: from the profile)")
     e.add_argument("--profile", default="esp32", choices=sorted(PROFILES), help="board profile (default esp32)")
+    e.add_argument("--port", type=int, default=0, help="local UDP port of the device (default: any free port)")
     e.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds (default 300)")
     e.set_defaults(func=run_emulate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -34,9 +35,11 @@ def run_emulate(args):
 
     if args.lifetime < 1:
         raise UserError("--lifetime must be at least 1 second")
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be 0..65535")
     try:
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
-                             profile=args.profile, lifetime=args.lifetime, flash=args.flash,
+                             profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
                              log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None

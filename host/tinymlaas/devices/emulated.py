@@ -87,7 +87,7 @@ def parse_size(text):
 
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
-                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True):
+                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         if not str(server).startswith("coap://"):
@@ -100,6 +100,7 @@ class EmulatedDevice:
         self.flash_bytes = parse_size(flash) if flash is not None else prof["flash_bytes"]
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-%s-" % endpoint))
         self.lifetime = lifetime
+        self.port = port  # the device's own UDP port (0: any)
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
         self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
@@ -117,7 +118,7 @@ class EmulatedDevice:
         return {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
                 "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
                 "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
-                "serial": self.endpoint, "flash_bytes": self.flash_bytes}
+                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port}
 
     def command(self):
         cfg = self.data_dir / "device.json"
