@@ -2,7 +2,8 @@
 to completion, or raises BlobFormatError -- never another exception (IndexError, struct.error, MemoryError...).
 
 Mutations keep the SHA-256 valid (re-hashed), so they reach the structural checks instead of stopping at the hash.
-Default 300 cases; `--fuzz-long` runs 20,000.
+The same mutations drive two differential tests against the C loader and the MicroPython loader. Default counts
+keep the file under a few seconds; `--fuzz-long` runs 20,000 (3,000 for MicroPython).
 """
 
 import hashlib
