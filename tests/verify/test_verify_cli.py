@@ -111,3 +111,12 @@ def test_real_process_exit_code(blob_file):
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     r = json.loads(proc.stdout)
     assert r["bit_exact"] and r["runtime"] == "micropython" and r["reference"] == "tflite-micro"
+
+
+def test_micropython_heap_and_stream_options(capsys, blob_file):
+    code, out, err = run_cli(capsys, blob_file, "--reference", MODEL, "--runtime", "micropython", "--heap", "256k",
+                             "--stream", "--inputs", 2, "--json")
+    assert code == 0, err
+    assert json.loads(out)["bit_exact"]
+    code, _, err = run_cli(capsys, blob_file, "--reference", MODEL, "--heap", "256k")
+    assert code == 2 and "micropython only" in err

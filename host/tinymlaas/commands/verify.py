@@ -24,6 +24,11 @@ def register(subparsers):
     p.add_argument("--inputs", type=int, default=DEFAULT_INPUTS, metavar="N",
                    help="number of random input sets (default %d)" % DEFAULT_INPUTS)
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--heap", metavar="SIZE",
+                   help="micropython only: the VM's heap (-X heapsize), e.g. 256k, to verify under a device's RAM "
+                        "(default 4m)")
+    p.add_argument("--stream", action="store_true",
+                   help="micropython only: load the blob by path so weights stream from the file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -89,8 +94,15 @@ def run(args):
         raise UserError("--inputs must be at least 1")
     blob_bytes = _read(args.blob, "blob")
     model_bytes = _read(args.reference, "reference model")
+    options = {}
+    if args.heap or args.stream:
+        if args.runtime != "micropython":
+            raise UserError("--heap and --stream apply to --runtime micropython only")
+        if args.heap:
+            options["heap"] = args.heap
+        options["stream"] = args.stream
     try:
-        result = verify(blob_bytes, model_bytes, args.runtime, args.inputs, args.seed)
+        result = verify(blob_bytes, model_bytes, args.runtime, args.inputs, args.seed, options)
     except BlobRejected as e:
         raise UserError("%s: invalid blob: %s" % (args.blob, e))
     except (ValueError, JudgeError, RuntimeUnavailable) as e:
