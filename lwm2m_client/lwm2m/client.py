@@ -156,7 +156,11 @@ class Client:
         """One pass of the device loop: handle a datagram, run deferred work, keep registration, notify."""
         self.ep.poll(wait_ms)
         while self.jobs:
-            self.jobs.pop(0)()
+            job = self.jobs.pop(0)
+            try:
+                job()
+            except Exception as e:  # deferred work failing must not stop the device; the object reports state
+                print("deferred job failed:", repr(e))
         if self.location is None or self.registration_due():
             try:
                 self.update()

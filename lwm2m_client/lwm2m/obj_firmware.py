@@ -28,8 +28,9 @@ _CODE_FOR_RESULT = {R_NO_FLASH: 0x8D, R_NO_RAM: 0xA0, R_INTEGRITY: 0x80, R_UNSUP
 class PackageSink:
     """Streams package bytes into the installer and keeps /5/0/3 State and /5/0/5 Update Result in step."""
 
-    def __init__(self, fw):
+    def __init__(self, fw, pull=False):
         self.fw = fw
+        self.pull = pull  # this sink is the pull download's own
         self.size = None
 
     def _fail(self, result, msg):
@@ -56,8 +57,8 @@ class PackageSink:
 
     def begin(self, size):
         fw = self.fw
-        if fw.state == UPDATING:
-            raise WriteError(0xA3, "an update is running")
+        if fw.state == UPDATING or (fw.pulling and not self.pull):
+            raise WriteError(0xA3, "an update or a pull download is running")
         self.size = size
         if size == 0:
             return  # an empty write resets the state machine (see finish)
@@ -99,6 +100,7 @@ class Firmware(LwObject):
         self.state = IDLE
         self.result = R_INITIAL
         self.uri = ""
+        self.pulling = False
 
     def set_state(self, state, result):
         if state != self.state:
@@ -153,13 +155,18 @@ class Firmware(LwObject):
         self.client.defer(self._pull)
 
     def _pull(self):
-        sink = PackageSink(self)
+        sink = PackageSink(self, pull=True)
+        self.pulling = True
         try:
             pull.download(self.client.ep, self.uri, sink)
         except pull.PullError as e:
+            if self.installer is not None:
+                self.installer.abort()
             self.set_state(IDLE, e.result)
         except WriteError:
             pass  # the sink already set State and Update Result
+        finally:
+            self.pulling = False
 
     def execute(self, iid, rid, arg):
         if rid != 2:

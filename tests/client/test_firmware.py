@@ -180,6 +180,10 @@ def test_pull_connection_lost_and_bad_uris(peer, tmp_path):
     resp = make(ACK, an.CONTENT, req.mid, req.token, pkg[:1024])
     resp.opt.block2 = block_opt(0, True, 6)
     peer.send(resp)
+    # a push while the pull is in progress is refused, and does not disturb the pull's state
+    r = put_block(peer, "/5/0/0", pkg[:1024], 0, True, 6, size1=len(pkg))
+    assert r.code == an.SERVICE_UNAVAILABLE
+    assert peer.request(an.GET, "/5/0/3").payload == b"1"
     t0 = time.monotonic()
     while True:
         v = peer.request(an.GET, "/5/0/5", timeout=10).payload
