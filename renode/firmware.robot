@@ -1,0 +1,51 @@
+*** Comments ***
+Renode test of the tinymlaas STM32F4 firmware (the binary QEMU tests as netduinoplus2).
+Run from the repository root after `make -C firmware BOARD=stm32f4`:
+    renode-test renode/firmware.robot
+CI runs the same checks under QEMU instead (tests/firmware/): Renode has no offline package to install there.
+
+*** Settings ***
+Library           Process
+Suite Setup       Setup
+Suite Teardown    Teardown
+Test Setup        Reset Emulation
+Test Teardown     Test Teardown
+Resource          ${RENODEKEYWORDS}
+
+*** Variables ***
+${REPO}           ${CURDIR}/..
+${ELF}            @${CURDIR}/../build/firmware/stm32f4/tinymlaas.elf
+${PORT}           3456
+
+*** Keywords ***
+Create Machine
+    Execute Command           $bin=${ELF}
+    Execute Command           $port=${PORT}
+    Execute Command           include @${CURDIR}/stm32f4.resc
+    Create Terminal Tester    sysbus.usart2    timeout=10
+
+*** Test Cases ***
+Should Boot And Report Capabilities
+    Create Machine
+    Start Emulation
+    # the boot frame carries the capability text; it has no line ending, so match it as a prompt
+    Wait For Prompt On Uart    tinymlaas-fw version=
+    Wait For Prompt On Uart    abi=1
+    Wait For Prompt On Uart    model=none
+
+Should Install KWS Over The UART And Match TFLite Micro
+    Create Machine
+    Start Emulation
+    Wait For Prompt On Uart    model=none
+    ${result}=    Run Process    python3    -m    tinymlaas.devices.renode    check    --port    ${PORT}
+    ...    --model    kws    cwd=${REPO}    timeout=600
+    Log    ${result.stdout}
+    Should Be Equal As Integers    ${result.rc}    0    ${result.stderr}
+
+Should Refuse A Blob For Another ABI And Keep Running
+    Create Machine
+    Start Emulation
+    Wait For Prompt On Uart    model=none
+    ${result}=    Run Process    python3    -m    tinymlaas.devices.renode    check    --port    ${PORT}
+    ...    --model    kws    --wrong-abi    cwd=${REPO}    timeout=600
+    Should Be Equal As Integers    ${result.rc}    0    ${result.stderr}
