@@ -168,8 +168,9 @@ def test_fully_connected_keep_num_dims(rng):
     assert np.array_equal(np.asarray(reference.run(cm.blob, [xs])[0]).reshape(1, 3, 4), run_tflm(m, xs)[0])
 
 
-def _conv_pad_maxpool_model(conv_act, pads, pool_padding=S.Padding.VALID, pool_act=S.ActivationFunctionType.NONE):
-    """conv (1x1, activation conv_act) -> PAD (pads on H and W) -> MAX_POOL_2D 3x3 stride 2."""
+def _conv_pad_maxpool_model(conv_act, pads, pool_padding=S.Padding.VALID, pool_act=S.ActivationFunctionType.NONE,
+                            standalone_relu=False):
+    """conv (1x1, activation conv_act) [-> RELU] -> PAD (pads on H and W) -> MAX_POOL_2D 3x3 stride 2."""
     mb = ModelBuilder()
     q = (0.05, -20)
     x = mb.tensor([1, 6, 6, 2], "int8", 0.1, 3)
@@ -187,6 +188,10 @@ def _conv_pad_maxpool_model(conv_act, pads, pool_padding=S.Padding.VALID, pool_a
     po.padding, po.strideH, po.strideW, po.filterHeight, po.filterWidth = pool_padding, 2, 2, 3, 3
     po.fusedActivationFunction = pool_act
     mb.op(BO.CONV_2D, [x, w, -1], [c], S.BuiltinOptions.Conv2DOptions, co)
+    if standalone_relu:
+        r = mb.tensor([1, 6, 6, 2], "int8", *q)
+        mb.op(BO.RELU, [c], [r])
+        c = r
     mb.op(BO.PAD, [c, pads_t], [p])
     mb.op(BO.MAX_POOL_2D, [p], [y], S.BuiltinOptions.Pool2DOptions, po)
     mb.inputs, mb.outputs = [x], [y]
@@ -199,6 +204,7 @@ def test_pad_fuses_into_max_pool_only_where_exact(rng):
         (dict(conv_act=A.RELU, pads=[1, 1]), True),  # conv clamps at the zero point: padding never wins
         (dict(conv_act=A.NONE, pads=[1, 1], pool_act=A.RELU), True),  # the pool's own clamp hides it
         (dict(conv_act=A.NONE, pads=[1, 1]), False),  # a padded zero point could be a window's maximum
+        (dict(conv_act=A.NONE, pads=[1, 1], standalone_relu=True), True),  # RELU folds into the conv first
         (dict(conv_act=A.RELU, pads=[3, 3]), False),  # some windows would hold only padding
         (dict(conv_act=A.RELU6, pads=[1, 0], pool_padding=S.Padding.SAME), True),
         (dict(conv_act=A.RELU6, pads=[1, 2], pool_padding=S.Padding.SAME), False),  # last window: padding only

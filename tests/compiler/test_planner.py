@@ -40,16 +40,10 @@ def assert_no_clobber(g, plan):
 
 
 def _planned(path):
-    import tinymlaas.compiler as C
+    from tinymlaas.compiler import run_passes
 
     g = parse_tflite(path.read_bytes())
-    # Run the same passes compile_tflite runs, then plan.
-    C.fold_constants(g)
-    C.make_views(g)
-    C.lower_to_lut(g)
-    C.fuse_pads(g)
-    C.fuse_activations(g)
-    C.lower(g)
+    run_passes(g)
     return g, plan_memory(g)
 
 

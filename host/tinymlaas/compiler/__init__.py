@@ -21,7 +21,7 @@ from .passes.lut import lower_to_lut, requantize_concat_inputs
 from .passes.views import make_views
 from .planner import plan_memory
 
-__all__ = ["compile_tflite", "compile_graph", "CompiledModel", "CompileError"]
+__all__ = ["compile_tflite", "compile_graph", "run_passes", "CompiledModel", "CompileError"]
 
 
 @dataclass
@@ -93,19 +93,27 @@ def _views_to_copies(graph):
     return n
 
 
-def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
-    source_ops = [op.kind for op in graph.ops]
+def run_passes(graph, fuse=True):
+    """Passes 1-5 (docs/compiler.md) in place on `graph`; returns per-pass statistics. After this every op is a
+    blob op (or a VIEW) with its integer params, ready for the memory planner."""
     _check_io(graph)
     stats = {}
     stats["folded_constant_ops"] = fold_constants(graph)
     stats["views"] = make_views(graph)
     stats["luts"] = lower_to_lut(graph)
     stats["concat_requantizations"] = requantize_concat_inputs(graph)
-    stats["fused_pads"] = fuse_pads(graph) if fuse else 0
+    # Activations first: a RELU folded into a convolution's clamp then lets a following PAD fuse into MAX_POOL_2D.
     stats["fused_activations"] = fuse_activations(graph) if fuse else 0
+    stats["fused_pads"] = fuse_pads(graph) if fuse else 0
     stats["copies"] = _views_to_copies(graph)
     remove_dead_ops(graph)
     lower(graph)
+    return stats
+
+
+def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
+    source_ops = [op.kind for op in graph.ops]
+    stats = run_passes(graph, fuse=fuse)
     plan = plan_memory(graph, inplace=inplace)
     stats["inplace_ops"] = plan.inplace
     macs = sum(op.macs for op in graph.ops)

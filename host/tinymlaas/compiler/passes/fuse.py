@@ -67,6 +67,8 @@ def fuse_pads(graph):
             pad_value = int(np.asarray(cv.data).reshape(-1)[0])
         if pad_value != x.zp:
             continue
+        if pads.data.size != 8:
+            continue
         p = np.asarray(pads.data).reshape(4, 2)
         if p[0].any() or p[3].any() or (p < 0).any():
             continue
@@ -95,7 +97,10 @@ def _windows_cover_input(in_size, padded, before, f, s, out, same):
 
 
 def _producer_act_min(graph, t):
+    """A lower bound of every value the producer of t can write: its activation clamp, or a LUT's smallest entry."""
     src = graph.producer(t)
+    if src is not None and src.kind == "LUT":
+        return int(np.min(graph.tensors[src.inputs[1]].data))
     if src is None or "fusedActivationFunction" not in src.options:
         return -128
     out = graph.tensors[t]
