@@ -200,17 +200,17 @@ class QemuRuntime:
         from ..verify.runtimes import BlobRejected
         from .uart_protocol import Nak
 
-        try:
-            in_specs, out_specs = _blob_io(blob_bytes)
-        except BlobFormatError as e:
-            raise BlobRejected(str(e)) from e
         results = []
         self.last_instructions = []
         with QemuDevice(self.board, elf=self.elf) as dev:
             try:
-                dev.link.install(blob_bytes)
+                dev.link.install(blob_bytes)  # the device's own loader decides, and its reason is reported
             except Nak as e:
-                raise BlobRejected(e.reason) from e
+                raise BlobRejected("device refused the blob: %s" % e.reason) from e
+            try:
+                in_specs, out_specs = _blob_io(blob_bytes)
+            except BlobFormatError as e:
+                raise BlobRejected("host reader refused a blob the device accepted: %s" % e) from e
             for one in inputs:
                 data, cycles = dev.link.infer(encode_inputs(in_specs, one))
                 self.last_instructions.append(dev.instructions(cycles))
