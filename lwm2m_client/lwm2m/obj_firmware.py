@@ -101,6 +101,7 @@ class Firmware(LwObject):
         self.result = R_INITIAL
         self.uri = ""
         self.pulling = False
+        self.download = None
 
     def set_state(self, state, result):
         if state != self.state:
@@ -143,7 +144,12 @@ class Firmware(LwObject):
         if self.state in (DOWNLOADING, UPDATING) and value:
             raise ResourceError(0xA3, "a download or update is running")
         self.uri = value
-        if not value:
+        if not value:  # an empty URI cancels a download and resets the state machine
+            if self.download is not None:
+                self.download.cancel()
+                self._pull_ended(None)
+            if self.installer is not None and self.state != UPDATING:
+                self.installer.abort()
             self.set_state(IDLE, R_INITIAL)
             return
         try:
@@ -152,21 +158,26 @@ class Firmware(LwObject):
             self.set_state(IDLE, e.result)
             return  # the write succeeds; Update Result tells the server why nothing happens
         self.set_state(DOWNLOADING, R_INITIAL)
-        self.client.defer(self._pull)
-
-    def _pull(self):
-        sink = PackageSink(self, pull=True)
         self.pulling = True
+        self.client.defer(self._start_pull)  # after the 2.04 has gone out
+
+    def _start_pull(self):
         try:
-            pull.download(self.client.ep, self.uri, sink)
+            self.download = pull.Download(self.client.ep, self.uri, PackageSink(self, pull=True), self._pull_ended)
         except pull.PullError as e:
+            self._pull_ended(e)
+            return
+        self.download.start()
+
+    def _pull_ended(self, err):
+        self.pulling = False
+        self.download = None
+        if isinstance(err, pull.PullError):
             if self.installer is not None:
                 self.installer.abort()
-            self.set_state(IDLE, e.result)
-        except WriteError:
-            pass  # the sink already set State and Update Result
-        finally:
-            self.pulling = False
+            self.set_state(IDLE, err.result)
+        elif err is not None and not isinstance(err, WriteError):  # WriteError: the sink has set the state
+            self.set_state(IDLE, R_FAILED)
 
     def execute(self, iid, rid, arg):
         if rid != 2:

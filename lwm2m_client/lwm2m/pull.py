@@ -43,55 +43,100 @@ def parse_uri(uri):
     return host, port, segs, qs
 
 
-def download(endpoint, uri, sink, szx=6, timeout_ms=None):
-    """Fetch uri block by block into sink (begin/write/finish). Raises PullError, or the sink's errors."""
-    host, port, segs, qs = parse_uri(uri)
-    try:
-        addr = socket.getaddrinfo(host, port)[0][-1]
-    except OSError:
-        raise PullError(RESULT_INVALID_URI, "cannot resolve %s" % host)
-    offset = 0
-    num = 0
-    started = False
-    while True:
-        req = cm.Message(cm.CON, cm.GET)
-        for s in segs:
-            req.add(cm.URI_PATH, s)
-        for q in qs:
-            req.add(cm.URI_QUERY, q)
-        req.add(cm.BLOCK2, block.encode(num, False, szx))
+class Download:
+    """A pull in progress, driven by the endpoint: each block's response (or its timeout) arrives in _on_done,
+    which writes it to the sink and asks for the next. Nothing blocks, so the device keeps answering the server,
+    notifying observers and renewing its registration while a large package comes in."""
+
+    def __init__(self, endpoint, uri, sink, on_end, szx=6):
+        host, port, self.segs, self.qs = parse_uri(uri)
         try:
-            resp = endpoint.request(addr, req, timeout_ms)
-        except Exception as e:  # Timeout, Reset or a socket error: the connection is gone
-            raise PullError(RESULT_CONNECTION_LOST, "block %d: %s" % (num, e))
+            self.addr = socket.getaddrinfo(host, port)[0][-1]
+        except OSError:
+            raise PullError(RESULT_INVALID_URI, "cannot resolve %s" % host)
+        self.ep = endpoint
+        self.uri = uri
+        self.sink = sink
+        self.on_end = on_end  # on_end(None) when complete, on_end(exception) when it failed
+        self.szx = szx
+        self.offset = 0
+        self.num = 0
+        self.started = False
+        self.cancelled = False
+
+    def start(self):
+        req = cm.Message(cm.CON, cm.GET, token=self.ep.new_token())
+        for s in self.segs:
+            req.add(cm.URI_PATH, s)
+        for q in self.qs:
+            req.add(cm.URI_QUERY, q)
+        req.add(cm.BLOCK2, block.encode(self.num, False, self.szx))
+        self.ep.start(self.addr, req, self._on_done)
+
+    def cancel(self):
+        self.cancelled = True
+
+    def _on_done(self, t):
+        if self.cancelled:
+            return
+        try:
+            more = self._accept(t)
+        except Exception as e:  # PullError, or the sink's WriteError (it has set State and Update Result)
+            self.on_end(e)
+            return
+        if more:
+            self.start()
+        else:
+            self.on_end(None)
+
+    def _accept(self, t):
+        """Handle one block's outcome; True when more blocks are to be fetched."""
+        if t.state != "done":
+            raise PullError(RESULT_CONNECTION_LOST, "block %d: %s" % (self.num, t.state))
+        resp = t.response
         if resp.code == cm.NOT_FOUND:
-            raise PullError(RESULT_INVALID_URI, "%s: 4.04 Not Found" % uri)
+            raise PullError(RESULT_INVALID_URI, "%s: 4.04 Not Found" % self.uri)
         if resp.code != cm.CONTENT:
-            raise PullError(RESULT_CONNECTION_LOST, "block %d answered %s" % (num, cm.code_str(resp.code)))
+            raise PullError(RESULT_CONNECTION_LOST, "block %d answered %s" % (self.num, cm.code_str(resp.code)))
+        if not self.started:
+            self.sink.begin(resp.uint(cm.SIZE2))
+            self.started = True
         raw = resp.opt(cm.BLOCK2)
-        if not started:
-            sink.begin(resp.uint(cm.SIZE2))
-            started = True
+        n = len(resp.payload)
         if raw is None:
-            if offset:
+            if self.offset:
                 raise PullError(RESULT_CONNECTION_LOST, "server stopped sending blocks")
-            if resp.payload:
-                sink.write(0, resp.payload)
-            sink.finish()
-            return len(resp.payload)
+            if n:
+                self.sink.write(0, resp.payload)
+            self.offset = n
+            self.sink.finish()
+            return False
         try:
             rnum, more, rszx = block.decode(raw)
         except block.BlockError as e:
             raise PullError(RESULT_CONNECTION_LOST, str(e))
         rsize = block.size(rszx)
-        n = len(resp.payload)
         # the server may answer with a smaller block size than asked; the byte offset must still match
-        if rnum * rsize != offset or (more and n != rsize) or n > rsize:
+        if rnum * rsize != self.offset or (more and n != rsize) or n > rsize:
             raise PullError(RESULT_CONNECTION_LOST, "unexpected block %d/%d of %d bytes" % (rnum, rsize, n))
-        sink.write(offset, resp.payload)
-        offset += n
+        self.sink.write(self.offset, resp.payload)
+        self.offset += n
         if not more:
-            sink.finish()
-            return offset
-        szx = rszx
-        num = offset // rsize
+            self.sink.finish()
+            return False
+        self.szx = rszx
+        self.num = self.offset // rsize
+        return True
+
+
+def download(endpoint, uri, sink, szx=6):
+    """Fetch uri into sink, polling the endpoint until done. Returns the byte count; raises PullError or the
+    sink's error."""
+    ended = []
+    d = Download(endpoint, uri, sink, ended.append, szx)
+    d.start()
+    while not ended:
+        endpoint.poll(100)
+    if ended[0] is not None:
+        raise ended[0]
+    return d.offset

@@ -197,3 +197,39 @@ def test_pull_connection_lost_and_bad_uris(peer, tmp_path):
         assert peer.request(an.PUT, "/5/0/1", payload=bad, content_format=0).code == an.CHANGED
         assert peer.request(an.GET, "/5/0/5").payload == result, bad
         assert peer.request(an.GET, "/5/0/3").payload == b"0"
+
+
+def test_pull_does_not_block_registration_or_notifications(peer, tmp_path):
+    pkg, _, _ = package(SMALL, name="slow")
+    registered(peer, tmp_path, lifetime=2, ack_timeout_ms=1500)
+    obs = peer.request(an.GET, "/5/0/3", observe=0, token=b"st")
+    assert obs.payload == b"0"
+    uri = "coap://127.0.0.1:%d/fw/slow" % peer.port
+    assert peer.request(an.PUT, "/5/0/1", payload=uri.encode(), content_format=0).code == an.CHANGED
+    later = []  # block responses held back: a slow link, 1 s per block
+    states, updates_during_download, done = [], 0, False
+    end = time.monotonic() + 20
+    while not done and time.monotonic() < end:
+        for item in [x for x in later if x[0] <= time.monotonic()]:
+            later.remove(item)
+            peer.send(item[1])
+        try:
+            m = peer.recv(timeout=0.05)
+        except TimeoutError:
+            continue
+        if m.code == an.GET and list(m.opt.uri_path) == ["fw", "slow"]:
+            num, _, szx = m.opt.block2
+            size = 16 << szx
+            resp = make(ACK, an.CONTENT, m.mid, m.token, pkg[num * size:(num + 1) * size])
+            resp.opt.block2 = block_opt(num, (num + 1) * size < len(pkg), szx)
+            if not any(x[1].mid == m.mid for x in later):
+                later.append((time.monotonic() + 1.0, resp))
+        elif m.code == an.POST and list(m.opt.uri_path) == ["rd", "7"]:
+            updates_during_download += 1
+            peer.send(make(ACK, an.CHANGED, m.mid, m.token))
+        elif m.token == b"st":
+            states.append(m.payload)
+            done = m.payload == b"2"
+    assert done, states
+    assert states[0] == b"1" and states[-1] == b"2"
+    assert updates_during_download >= 1  # the 2 s lifetime was renewed while the package came in
