@@ -35,6 +35,7 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
         except OSError as e:
             raise BlobError("cannot open %s: %s" % (blob, e))
     else:
+        _check_aligned(blob)
         src = MemorySource(blob)
     try:
         prog = parse(src)
@@ -45,6 +46,22 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
     return Model(src, prog, reference, wbuf)
+
+
+def _check_aligned(buf):
+    """Kernels read int32 constants in place through ptr32; cores such as ESP32's Xtensa fault on unaligned
+    32-bit loads, so an in-RAM blob must start 4-byte aligned (any bytes/bytearray does; a memoryview slice may
+    not)."""
+    try:
+        from uctypes import addressof
+    except ImportError:
+        return
+    try:
+        misaligned = addressof(buf) % 4
+    except (TypeError, ValueError):
+        return
+    if misaligned:
+        raise BlobError("in-RAM blob starts at an address that is not 4-byte aligned; pass bytes(...) of it")
 
 
 def _io_info(t):

@@ -36,6 +36,11 @@ print('SAME', list(a) == list(b) == list(c) == list(d), m.last_us > 0)
 mem = tinyml.load(open(%r, 'rb').read())
 print('MEM', list(mem.predict(x)) == list(a))
 x2 = bytes(reversed(x))
+buf = bytearray(1) + open(%r, 'rb').read()
+try:
+    tinyml.load(memoryview(buf)[1:])
+except tinyml.BlobError as e:
+    print('ALIGN', e)
 print('SELFTEST', m.self_test([(x, list(a)), (list(x2), m.predict(x2))]))
 try:
     m.self_test([(x, [0, 0, 0])])
@@ -45,7 +50,8 @@ try:
     m.predict(b'short')
 except ValueError as e:
     print('BADINPUT', e)
-""" % (str(path), str(path))).stdout
+""" % (str(path), str(path), str(path))).stdout
+    assert "ALIGN in-RAM blob starts at an address that is not 4-byte aligned" in out
     assert "IN [{'shape': (1, 8, 6, 2), 'dtype': 'int8'" in out.replace('"', "'") or "'shape': (1, 8, 6, 2)" in out
     assert "'zero_point': -3" in out
     assert "OUT [" in out and "(1, 3)" in out and "0.00390625" in out
