@@ -106,3 +106,29 @@ def test_libcoap_client_reads_device_blockwise(peer, tmp_path):
     assert by_name["0/7"][3] == "micropython"
     assert by_name["0/0"][2] > 10000  # free heap, bytes
     assert len(out.stdout) > 64  # really more than one block
+
+
+def test_libcoap_client_pushes_package_blockwise(peer, tmp_path):
+    from packages import package
+
+    pkg, _, _ = package("fc_no_bias_softmax", name="via-libcoap")
+    f = tmp_path / "pkg.bin"
+    f.write_bytes(pkg)
+    port = free_port()
+    peer.start_device(tmp_path, extra=("--port", str(port)))
+    peer.accept_register()
+    base = "coap://127.0.0.1:%d" % port
+    out = subprocess.run([CLIENT, "-m", "put", "-b", "512", "-t", "42", "-f", str(f), base + "/5/0/0"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    state = subprocess.run([CLIENT, "-m", "get", base + "/5/0/3"], capture_output=True, timeout=30).stdout
+    assert state.strip() == b"2"
+    subprocess.run([CLIENT, "-m", "post", base + "/5/0/2"], capture_output=True, timeout=30, check=True)
+    for _ in range(50):
+        result = subprocess.run([CLIENT, "-m", "get", base + "/5/0/5"], capture_output=True, timeout=30).stdout
+        if result.strip() == b"1":
+            break
+        time.sleep(0.1)
+    assert result.strip() == b"1"
+    name = subprocess.run([CLIENT, "-m", "get", base + "/32770/0/11"], capture_output=True, timeout=30).stdout
+    assert name.strip() == b"via-libcoap"

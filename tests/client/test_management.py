@@ -193,3 +193,14 @@ def test_reboot_exits_for_the_supervisor(peer, tmp_path):
     registered(peer, tmp_path)
     assert peer.request(an.POST, "/3/0/4").code == an.CHANGED
     assert peer.proc.wait(timeout=5) == 75
+
+
+def test_observe_instance_notifies_on_any_resource_change(peer, tmp_path):
+    registered(peer, tmp_path)
+    first = peer.request(an.GET, "/1/0", observe=0, token=b"t4", accept=112)
+    assert first.opt.observe is not None
+    assert {r[0]: r.get(2) for r in cbor2.loads(first.payload)}["0/2"] == 0
+    assert peer.request(an.PUT, "/1/0/2", payload=b"4", content_format=0).code == an.CHANGED
+    (_, note), = notes(peer, b"t4", 1, timeout=5)
+    assert note.opt.content_format == 112 and note.opt.observe > first.opt.observe
+    assert {r[0]: r.get(2) for r in cbor2.loads(note.payload)}["0/2"] == 4
