@@ -56,7 +56,11 @@ def judge(variant, caps, latency_budget_ms=None):
     runtime = caps.get("runtime")
     kind = variant.get("artifact_kind")
     if kind not in RUNTIME_ARTIFACTS.get(runtime, ()):
-        v.reasons.append("artifact %s does not run on runtime %s" % (kind, runtime or "unknown"))
+        # Nothing else about this variant matters to this device.
+        v.reasons.append("a %s artifact (runtime %s) does not run on the device's %s runtime"
+                         % (kind, variant.get("runtime"), runtime or "unknown"))
+        v.fits = False
+        return v
     feats = variant.get("features") or {}
     if "abi" in feats and caps.get("abi") is not None and feats["abi"] != caps["abi"]:
         v.reasons.append("needs blob ABI %s, device runtime implements ABI %s" % (feats["abi"], caps["abi"]))

@@ -1,0 +1,266 @@
+"""`tinymlaas demo`: the whole service on one machine, from an empty state.
+
+1. starts the service (LwM2M server on loopback, SQLite registry in a fresh data directory);
+2. registers two models: the MLPerf Tiny keyword-spotting model (int8 .tflite) and a vibration classifier for
+   predictive maintenance, trained here on generated machine-vibration data, compiled as a full and a pruned
+   variant whose accuracy is measured on held-out data through the compiled blob;
+3. starts three emulated devices — MicroPython unix-port processes with different heap limits and flash sizes —
+   which register over LwM2M and report their capabilities (TinyML object 32770);
+4. explains, per model and device, which variant fits and why the others do not;
+5. deploys over LwM2M (object 5, Block1) with a canary; each device verifies the package, runs the golden
+   vectors and switches slots atomically;
+6. sends real inputs to each device over LwM2M, observes the results, and prints a summary.
+"""
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..devices.emulated import CODE_IN_HEAP, EmulatedDevice
+from ..paths import mlperf_model
+from ..service.core import Service
+from ..service.selection import choose
+from . import vibration
+
+KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
+
+# name, board profile (devices/emulated.py), board heap override in KB (None: the profile's)
+DEVICES = [
+    ("esp32s3-kitchen", "esp32-s3", None),
+    ("esp32-pump-7", "esp32", None),
+    ("m4-fan-2", "cortex-m4", None),
+]
+
+TINYML = 32770
+
+
+class Narrator:
+    def __init__(self, quiet=False):
+        self.t0 = time.monotonic()
+        self.quiet = quiet
+
+    def step(self, text):
+        if not self.quiet:
+            print("\n[%5.1fs] %s" % (time.monotonic() - self.t0, text), flush=True)
+
+    def say(self, text):
+        if not self.quiet:
+            print("         " + text, flush=True)
+
+
+def train_vibration(workdir, say):
+    """Train the vibration classifier (seeded) and return (keras path, representative .npy, train .npz, test set)."""
+    import keras
+
+    X, y = vibration.waveform_dataset(2400, seed=0)
+    Xt, yt = vibration.waveform_dataset(400, seed=1)
+    keras.utils.set_random_seed(0)
+    model = vibration.build_model(width=16)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X, y, epochs=12, batch_size=64, verbose=0)
+    float_acc = float(model.evaluate(Xt, yt, verbose=0)[1])
+    say("trained vibration classifier on %d generated windows: float accuracy %.3f on %d held-out" % (len(X), float_acc, len(Xt)))
+    path = workdir / "vibration.keras"
+    model.save(path)
+    np.save(workdir / "vibration-calibration.npy", X[:200])
+    np.savez(workdir / "vibration-train.npz", x=X, y=y, x_val=Xt, y_val=yt)
+    return path, (Xt, yt), float_acc
+
+
+def blob_accuracy(blob, X, y):
+    """Accuracy of a compiled blob on (X, y), computed by the NumPy reference executor (bit-exact with TFLM)."""
+    from ..blob import format as F
+    from ..blob import reference
+    from ..blob.reader import parse
+
+    b = parse(blob)
+    t_in = b.tensors[b.inputs[0]]
+    ex = reference.Executor(blob)
+    correct = 0
+    for x, label in zip(X, y):
+        if t_in.dtype == F.DTYPE_FLOAT32:
+            q = x.astype(np.float32).reshape(t_in.shape)
+        else:
+            q = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8).reshape(t_in.shape)
+        out = np.asarray(ex.run([q])[0]).reshape(-1)
+        correct += int(np.argmax(out) == label)
+    return correct / len(y)
+
+
+async def _demo(data_dir, narrator, summary_json=None):
+    step, say = narrator.step, narrator.say
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    step("Starting the service: LwM2M server on loopback, registry in %s" % data_dir)
+    svc = Service(data_dir / "service")
+    await svc.start("127.0.0.1", 0)
+    uri = "coap://127.0.0.1:%d" % svc.server.port
+    say("LwM2M server at %s" % uri)
+
+    devices = []
+    try:
+        step("Starting %d emulated devices (MicroPython unix port, heap limited like a board)" % len(DEVICES))
+        for name, profile, board_heap_kb in DEVICES:
+            heap = None if board_heap_kb is None else board_heap_kb * 1024 + CODE_IN_HEAP
+            dev = EmulatedDevice(uri, name, heap=heap, profile=profile, data_dir=data_dir / "devices" / name)
+            dev.start()
+            devices.append(dev)
+        caps_seen = asyncio.Event()
+
+        step("Registering models")
+        kws_path = mlperf_model("kws")
+        kws, errors = svc.catalog.add(kws_path, "kws", "1", task="keyword spotting (MLPerf Tiny DS-CNN)",
+                                      labels=KWS_LABELS)
+        for v in svc.registry.variants(kws):
+            say("kws: %-10s for %-10s %6d B flash, %6d B RAM, %d MACs" % (v["backend"], v["runtime"], v["flash_bytes"], v["ram_bytes"], v["macs"]))
+        work = data_dir / "training"
+        work.mkdir(exist_ok=True)
+        vib_path, (Xt, yt), float_acc = await asyncio.to_thread(train_vibration, work, say)
+        meta = {"representative": str(work / "vibration-calibration.npy"), "train": str(work / "vibration-train.npz")}
+        vib = svc.registry.add_model("vibration", "1", "keras", vib_path.read_bytes(), task="machine fault classification",
+                                     labels=vibration.CLASSES, accuracy=float_acc, metadata=meta)
+        builds = [("tmlb-int8", "tinyml-mpy", {"quantize": "int8"}),
+                  ("tmlb-int8", "tinyml-mpy", {"quantize": "int8", "prune": 0.5})]
+        errors = await asyncio.to_thread(svc.catalog.build, vib, builds)
+        for (be, rt), msg in errors.items():
+            say("vibration: %s for %s not built: %s" % (be, rt, msg))
+        for v in svc.registry.variants(vib):
+            blob = svc.registry.artifact(v)
+            acc = await asyncio.to_thread(blob_accuracy, blob, Xt, yt)
+            svc.db.execute("UPDATE variants SET accuracy=? WHERE id=?", (acc, v["id"]))
+            say("vibration: variant %d %-28s %6d B flash, %6d B RAM, %7d MACs, int8 accuracy %.3f"
+                % (v["id"], json.dumps(v["options"]), v["flash_bytes"], v["ram_bytes"], v["macs"], acc))
+
+        step("Waiting for the devices to register and report capabilities")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            regs = {r.endpoint: r for r in svc.server.devices()}
+            if all(regs.get(d.endpoint) and regs[d.endpoint].capabilities for d in devices):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError("devices did not report capabilities in time: %s" % [d.lines[-5:] for d in devices])
+        for d in devices:
+            c = svc.device_capabilities(d.endpoint)
+            say("%-16s %-9s heap free %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
+                % (d.endpoint, d.profile, c["heap_free"], c["largest_block"], c["fs_free"], c["runtime"], len(c["ops"])))
+
+        step("Fit-to-device selection (tinymlaas explain)")
+        plan = {}
+        for model in ("kws", "vibration"):
+            for d in devices:
+                _, caps, best, verdicts = svc.explain(model, d.endpoint)
+                for v in verdicts:
+                    say("%-9s -> %-16s variant %d %-28s %s" % (model, d.endpoint, v.variant["id"],
+                                                              json.dumps(v.variant["options"]), v.summary()))
+                plan[(model, d.endpoint)] = best
+
+        step("Deploying over LwM2M (object 5, block-wise push; canary first)")
+        assignments = {"kws": [DEVICES[0][0], DEVICES[2][0]], "vibration": [DEVICES[1][0], DEVICES[2][0]]}
+        results = {}
+        for model, targets in assignments.items():
+            dep_id = svc.create_deployment(model, targets, canary=targets[:1])
+            dep = await svc.engine.run(dep_id)
+            results[model] = dep
+            for dd in dep["devices"]:
+                say("%-9s deployment %d: %-16s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
+            say("%-9s deployment %d: %s %s" % (model, dep_id, dep["state"], dep["reason"]))
+
+        step("Running inference on the devices (input written to /32770/0/21, result observed on /32770/0/22)")
+        rows = []
+        for d in devices:
+            caps = svc.device_capabilities(d.endpoint)
+            inst = await svc.engine.channel.installed(d.endpoint)
+            row = {"device": d.endpoint, "profile": d.profile, "largest_block": caps["largest_block"],
+                   "fs_free": caps["fs_free"], "model": inst.get("name") or "-", "variant": "-",
+                   "inferences": 0, "correct": "-", "latency_ms": "-"}
+            if inst.get("sha256"):
+                v = svc.db.query_one("SELECT id, options, ram_bytes, flash_bytes FROM variants WHERE artifact_sha256=?",
+                                     (inst["sha256"],))
+                row["variant"] = "%d %s" % (v["id"], v["options"]) if v else "?"
+                row.update(await run_inferences(svc, d.endpoint, inst, Xt, yt))
+            rows.append(row)
+
+        step("Summary")
+        print_summary(rows)
+        ok = (results["vibration"]["state"] == "completed"
+              and all(r["model"] != "-" for r in rows))
+        if summary_json:
+            Path(summary_json).write_text(json.dumps({"devices": rows, "deployments": results}, default=str, indent=1))
+        say("demo finished in %.1f s: %s" % (time.monotonic() - narrator.t0, "OK" if ok else "NOT OK"))
+        return 0 if ok else 1
+    finally:
+        for d in devices:
+            d.stop()
+        await svc.stop()
+
+
+async def run_inferences(svc, endpoint, installed, Xt, yt, count=5):
+    """Send `count` inputs to the device over LwM2M and collect its results (observed)."""
+    from ..blob.reader import parse
+
+    server = svc.server
+    model_name = installed["name"]
+    blob = parse(svc.registry.store.get(installed["sha256"]))
+    t_in = blob.tensors[blob.inputs[0]]
+    results = asyncio.Queue()
+
+    def on_notify(value, observation=None):
+        results.put_nowait(value)
+
+    obs = await server.observe(endpoint, "/%d/0/22" % TINYML, on_notify)
+    correct = 0
+    latencies = []
+    try:
+        if model_name == "vibration":
+            blob_inputs = [(x, int(label)) for x, label in zip(Xt[:count], yt[:count])]
+        else:
+            rng = np.random.default_rng(7)
+            blob_inputs = [(rng.integers(-128, 128, (1, 49, 10, 1)).astype(np.float32), None) for _ in range(count)]
+        # The first notification is the current value (RFC 7641): drain it.
+        try:
+            await asyncio.wait_for(results.get(), 5)
+        except asyncio.TimeoutError:
+            pass
+        for x, label in blob_inputs:
+            if model_name == "vibration":
+                payload = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8).tobytes()
+            else:
+                payload = x.astype(np.int8).tobytes()
+            await server.write(endpoint, "/%d/0/21" % TINYML, payload)
+            await asyncio.wait_for(results.get(), 30)
+            top = int(await server.read_value(endpoint, "/%d/0/23" % TINYML))
+            latencies.append(int(await server.read_value(endpoint, "/%d/0/18" % TINYML)))
+            if label is not None:
+                correct += int(top == label)
+    finally:
+        obs.cancel()
+    n = len(blob_inputs)
+    return {"inferences": n, "correct": ("%d/%d" % (correct, n)) if model_name == "vibration" else "n/a",
+            "latency_ms": "%.1f" % (sum(latencies) / len(latencies) / 1000.0)}
+
+
+def print_summary(rows):
+    from ..commands._output import print_table
+
+    print_table(rows, [("device", "DEVICE"), ("profile", "PROFILE"), ("largest_block", "LARGEST BLOCK B"),
+                       ("fs_free", "FLASH FREE B"), ("model", "MODEL"), ("variant", "VARIANT"),
+                       ("inferences", "INFERENCES"), ("correct", "CORRECT"), ("latency_ms", "LATENCY MS")])
+
+
+def run(data_dir=None, keep=False, quiet=False, summary_json=None):
+    tmp = None
+    if data_dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="tinymlaas-demo-"))
+        data_dir = tmp
+    try:
+        return asyncio.run(_demo(Path(data_dir), Narrator(quiet), summary_json))
+    finally:
+        if tmp is not None and not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
