@@ -162,6 +162,12 @@ class Installer:
         except InstallError:
             self.abort()
             raise
+        except MemoryError:
+            self.abort()
+            raise InstallError(OUT_OF_RAM, "not enough RAM to check the package")
+        except Exception as e:  # an unreadable file, a malformed header field: never a raw exception to LwM2M
+            self.abort()
+            raise InstallError(UPDATE_FAILED, "package check failed: %r" % (e,))
         self.state = DOWNLOADED
         return self._staged["meta"]
 
@@ -246,10 +252,10 @@ class Installer:
         info = self._staged
         slot = self._inactive_slot()
         path = self._path(slot)
-        os.rename(self._path("staging.pkg"), path)  # the inactive slot; the active one is untouched
         self._staged = None
         self.state = IDLE
         try:
+            os.rename(self._path("staging.pkg"), path)  # onto the inactive slot; the active one is untouched
             self._self_test(path, info)
         except MemoryError:
             raise InstallError(OUT_OF_RAM, "not enough RAM to run the model (arena %d bytes)" % info["arena_bytes"])
@@ -257,6 +263,8 @@ class Installer:
             raise InstallError(UPDATE_FAILED, "model failed to load: %s" % e)
         except ValueError as e:  # SelfTestError
             raise InstallError(UPDATE_FAILED, "golden test failed: %s" % e)
+        except Exception as e:
+            raise InstallError(UPDATE_FAILED, "activation failed: %r" % (e,))
         pointer = {"slot": slot, "name": info["name"], "version": info["version"], "sha256": info["sha256"],
                    "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
                    "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"]}

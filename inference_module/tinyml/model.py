@@ -284,6 +284,9 @@ def _ndarray_module(x):
 
 
 def _flat(data):
+    """A list/tuple as it is (no copy: a VWW input is 27,648 values); ulab arrays flattened; else a list."""
+    if isinstance(data, (list, tuple)):
+        return data
     if hasattr(data, "flatten"):  # ulab ndarray
         data = data.flatten()
     return list(data)
