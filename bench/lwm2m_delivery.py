@@ -9,6 +9,7 @@ client (aiocoap). The package is the MLPerf Tiny VWW model compiled to a blob, w
 """
 
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,7 @@ async def run_once(peer, method, package, loss, seed):
     server = await LwM2MServer(read_capabilities=False).start("127.0.0.1", 0)
     ack = LOSSY_ACK_TIMEOUT if loss else 2.0
     proc = client = None
+    stack = contextlib.ExitStack()
     try:
         async with Link(server, loss, seed) as link:
             q = server.subscribe()
@@ -88,7 +90,7 @@ async def run_once(peer, method, package, loss, seed):
                 from tinymlaas.devices import unixport
                 from tinymlaas.paths import LWM2M_CLIENT
 
-                flash = tempfile.mkdtemp(prefix="lwm2m-bench-")
+                flash = stack.enter_context(tempfile.TemporaryDirectory(prefix="lwm2m-bench-"))
                 cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "1m",
                                        ["--server", "coap://127.0.0.1:%d" % link.port, "--endpoint", "bench",
                                         "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000))])
@@ -124,7 +126,11 @@ async def run_once(peer, method, package, loss, seed):
                 else:
                     from aiocoap import GET, Message
 
-                    resp = await client.context.request(Message(code=GET, uri=uri)).response
+                    from tinymlaas.lwm2m.server import _Tuning
+
+                    # Same ACK_TIMEOUT as the MicroPython device gets; aiocoap's follow-up Block2 requests copy it.
+                    msg = Message(code=GET, uri=uri, transport_tuning=_Tuning(ack, 8))
+                    resp = await client.context.request(msg).response
                     assert resp.payload == package, "pulled package differs"
             dt = time.perf_counter() - t0
             if peer == "reference" and method == "push":
@@ -136,6 +142,7 @@ async def run_once(peer, method, package, loss, seed):
         if proc:
             proc.terminate()
             proc.wait(10)
+        stack.close()
         await server.stop()
 
 
