@@ -213,6 +213,8 @@ def all_cases(seed=1):
         ("conv_pointwise_many_pixels", conv(rng, H=40, W=30, C=5, Co=3, K=(1, 1), stride=(1, 1), pad=(0, 0))),
         ("dw_basic", conv(rng, C=5, K=(3, 3), stride=(1, 1), depthwise=True)),
         ("dw_mult2_stride", conv(rng, C=3, K=(3, 3), stride=(2, 2), pad=(1, 1), depthwise=True, dm=2)),
+        ("dw_3x3_dilated_strided", conv(rng, H=11, W=10, C=6, K=(3, 3), stride=(2, 1), dil=(2, 2), pad=(2, 1),
+                                        depthwise=True)),
         ("dw_dilated", conv(rng, H=9, W=9, C=4, K=(2, 3), stride=(1, 1), dil=(2, 2), pad=(1, 1), depthwise=True)),
         ("fc_row", fc(rng)),
         ("fc_rows_per_channel", fc(rng, rows=3, Ci=17, Co=6, per_channel=True)),
