@@ -1,5 +1,5 @@
 # A small CBOR (RFC 8949) encoder/decoder: the subset SenML-CBOR needs (integers, byte and text strings, arrays,
-# maps, floats, true/false/null). Definite lengths only. The decoder checks every length against the bytes left
+# maps with integer or text keys, floats, true/false/null). Definite lengths only. The decoder checks every length against the bytes left
 # before allocating, and bounds nesting, so hostile input cannot make it allocate more than the input size.
 import struct
 
@@ -127,8 +127,10 @@ def _item(buf, pos, depth):
         out = {}
         for _ in range(n):
             k, pos = _item(buf, pos, depth + 1)
-            if isinstance(k, (list, dict)):
-                raise CBORError("container as map key")
+            # SenML labels are integers or text; refusing other keys also keeps b"x" and "x" (equal hashes in
+            # MicroPython) from ever meeting in one dict
+            if not isinstance(k, (int, str)) or isinstance(k, bool):
+                raise CBORError("map key must be an integer or text")
             v, pos = _item(buf, pos, depth + 1)
             out[k] = v
         return out, pos

@@ -31,7 +31,7 @@ def test_cbor_decode(mpy_run, hexval, expected):
 
 @pytest.mark.parametrize("hexval", [
     "", "18", "1a0000", "62c3", "5a00010000", "9bffffffffffffffff", "9f01ff", "7f", "1c", "8181818181818101",
-    "a1800102", "0000", "62ff00",
+    "a1800102", "a1400102", "a1f50102", "0000", "62ff00",
 ])
 def test_cbor_decode_rejects(mpy_run, hexval):
     out = run(mpy_run, """

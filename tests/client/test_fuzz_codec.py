@@ -13,10 +13,11 @@ SCRIPT = Path(__file__).parent / "mpy" / "fuzz_codec.py"
 
 
 @pytest.mark.fuzz
-@pytest.mark.parametrize("seed", [1, 2])
-def test_fuzz_device_codec_and_handler(request, seed):
+@pytest.mark.parametrize("seed, with_installer", [(1, False), (2, True)])
+def test_fuzz_device_codec_and_handler(request, tmp_path, seed, with_installer):
     count = 100_000 if request.config.getoption("--fuzz-long") else 5_000
-    proc = unixport.run(script=SCRIPT, args=(seed, count), heap="256k", timeout=900)
+    args = (seed, count) + ((tmp_path / "flash",) if with_installer else ())
+    proc = unixport.run(script=SCRIPT, args=args, heap="512k", timeout=900)
     out = proc.stdout.decode()
     m = re.search(r"inputs (\d+) decoded (\d+) rejected (\d+) requests (\d+) crashes (\d+)", out)
     assert m, out

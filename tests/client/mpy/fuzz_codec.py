@@ -1,9 +1,10 @@
 # Seeded mutation fuzz of the device's CoAP/LwM2M input path, run inside MicroPython:
-#   micropython fuzz_codec.py SEED COUNT
+#   micropython fuzz_codec.py SEED COUNT [DATA_DIR]
 # Each input is a mutated valid datagram. It goes through cm.decode, cm.bad_option, and, when it decodes as a
 # request, the LwM2M client's request handler (routing, Block1/Block2, TLV/SenML/CBOR/text decoding, observe,
-# write-attributes) with the device's real objects. Expected rejections (FormatError and error responses) are
-# fine; any other exception is a crash and is printed with the input.
+# write-attributes) with the device's real objects; with DATA_DIR, object 5 writes go to the real installer.
+# Expected rejections (FormatError and error responses) are fine; any other exception is a crash and is
+# printed with the input.
 import binascii
 import random
 import socket
@@ -78,7 +79,7 @@ def mutate(data):
     return bytes(b)
 
 
-def main(seed, count):
+def main(seed, count, data_dir=None):
     random.seed(seed)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
@@ -88,8 +89,13 @@ def main(seed, count):
     c.add(Security("coap://127.0.0.1:9"))
     c.add(Server())
     c.add(Device({}))
-    c.add(TinyML(None, "."))
-    c.add(Firmware(None, Exception))
+    installer, install_error = None, Exception
+    if data_dir:
+        from tinyml.installer import InstallError, Installer
+
+        installer, install_error = Installer(data_dir), InstallError
+    tml = c.add(TinyML(installer, data_dir or "."))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     stats = {"decoded": 0, "rejected": 0, "requests": 0, "crashes": 0}
     t0 = time.ticks_ms()
     for k in range(count):
@@ -121,4 +127,4 @@ def main(seed, count):
           stats["requests"], "crashes", stats["crashes"], "ms", time.ticks_diff(time.ticks_ms(), t0))
 
 
-main(int(sys.argv[1]), int(sys.argv[2]))
+main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
