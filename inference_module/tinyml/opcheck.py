@@ -4,7 +4,7 @@ import struct
 
 from .errors import BlobError
 from . import ops as O
-from .blob import (T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SCALE, INT8, INT32, FLOAT32, ARENA, CONST,
+from .blob import (T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, INT8, INT32, FLOAT32, ARENA, CONST,
                    DTYPE_NAME, elements)
 
 
@@ -212,8 +212,11 @@ def check_op(src, p, i):
             _fail(i, code, "input and output element counts differ")
         q = y if code == O.QUANTIZE else x
         sc = q[T_SCALE]
-        if not sc > 0 or sc == sc * 2:  # rejects 0, negative, NaN and infinity
-            _fail(i, code, "quantized tensor has scale %r" % sc)
+        if code == O.QUANTIZE and (not sc > 0 or sc == sc * 2):  # QUANTIZE divides: no 0, negative, NaN, inf
+            _fail(i, code, "output scale %r" % sc)
+        if code == O.DEQUANTIZE and (sc != sc or (sc != 0 and sc == sc * 2)):  # finite
+            _fail(i, code, "input scale %r" % sc)
+        _range(i, code, q[T_ZP], -128, 127, "zero point")
 
     elif code == O.COPY:
         if x[T_BYTES] != y[T_BYTES]:
