@@ -17,6 +17,8 @@ from .objects import WriteError
 from . import observe
 
 MAX_PAYLOAD = 1024
+RETRY_MIN_MS = 1000  # registration retry back-off
+RETRY_MAX_MS = 60000
 
 
 class RegistrationError(Exception):
@@ -60,6 +62,8 @@ class Client:
         self.upload = None
         self.jobs = []  # work deferred until after the response has been sent (Execute, pull download)
         self.update_due = False
+        self.retry_at = time.ticks_ms()
+        self.retry_ms = RETRY_MIN_MS
         self.confirmable_every = 10  # every n-th notification is CON, so a vanished observer is detected
         # The representation being read block-wise: later blocks come from this snapshot, so that a reader
         # never joins blocks of two different encodings (values such as Free Heap change between requests).
@@ -161,11 +165,17 @@ class Client:
                 job()
             except Exception as e:  # deferred work failing must not stop the device; the object reports state
                 print("deferred job failed:", repr(e))
-        if self.location is None or self.registration_due():
+        if (self.location is None or self.registration_due()) and \
+                time.ticks_diff(time.ticks_ms(), self.retry_at) >= 0:
             try:
                 self.update()
-            except (Timeout, Reset, RegistrationError):
-                self.location = None  # retried on the next pass
+                self.retry_ms = RETRY_MIN_MS
+            except (Timeout, Reset, RegistrationError) as e:
+                # a server that refuses or is gone: try again later, backing off so it is not hammered
+                print("registration failed:", e)
+                self.location = None
+                self.retry_at = time.ticks_add(time.ticks_ms(), self.retry_ms)
+                self.retry_ms = min(self.retry_ms * 2, RETRY_MAX_MS)
         self.notify_due()
 
     # --- device management interface
@@ -198,12 +208,12 @@ class Client:
             if req.code == cm.PUT:
                 if not req.payload and req.opt(cm.CONTENT_FORMAT) is None and req.opts(cm.URI_QUERY):
                     return self._write_attributes(req, ids)
-                return self._write(req, addr, obj, ids, replace=True)
+                return self._write(req, addr, obj, ids)
             if req.code == cm.POST:
                 if len(ids) == 3:
                     return self._execute(req, obj, ids)
                 if len(ids) == 2:
-                    return self._write(req, addr, obj, ids, replace=False)
+                    return self._write(req, addr, obj, ids)
                 return _resp(cm.METHOD_NOT_ALLOWED, "create is not supported")
             return _resp(cm.METHOD_NOT_ALLOWED)
         except ob.ResourceError as e:
@@ -240,8 +250,7 @@ class Client:
                 fmt = content.TLV
         if fmt not in content.SUPPORTED:
             raise ob.ResourceError(cm.NOT_ACCEPTABLE, "format %d not supported" % fmt)
-        if len(ids) == 3 and fmt in (content.TEXT, content.OPAQUE, content.TLV, content.SENML_CBOR,
-                                     content.SENML_JSON):
+        if len(ids) == 3:
             if not values:
                 return fmt, b""
             iid, rid, rtype, v = values[0]
@@ -416,7 +425,8 @@ class Client:
 
     # Write
 
-    def _write(self, req, addr, obj, ids, replace):
+    def _write(self, req, addr, obj, ids):
+        """Write (PUT) and partial update (POST on an instance) both set exactly the resources in the payload."""
         fmt = req.uint(cm.CONTENT_FORMAT)
         if len(ids) == 3:
             rtype, ops = obj.resources[ids[2]]

@@ -131,3 +131,28 @@ def test_unknown_critical_option_gets_bad_option(peer, tmp_path):
     peer.send_raw(raw)
     r = am.Message.decode(peer.recv_raw())
     assert (r.mtype, r.code, r.mid) == (ACK, an.BAD_OPTION, 0x6000)
+
+
+def test_refused_registration_backs_off(peer, tmp_path):
+    # first boot: the server refuses twice, then accepts
+    peer.start_device(tmp_path, lifetime=2)
+    times = []
+    for _ in range(3):
+        req = peer.recv(timeout=10)
+        assert list(req.opt.uri_path) == ["rd"]
+        times.append(time.monotonic())
+        peer.send(make(ACK, an.FORBIDDEN, req.mid, req.token))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert 0.9 < gaps[0] < 1.6 and 1.9 < gaps[1] < 2.8, gaps
+    peer.accept_register()
+    # later: the server forgets the device (4.04 to Update), then refuses the new registration
+    upd = peer.recv(timeout=5)
+    peer.send(make(ACK, an.NOT_FOUND, upd.mid, upd.token))
+    times = []
+    for _ in range(3):
+        req = peer.recv(timeout=10)
+        assert list(req.opt.uri_path) == ["rd"]
+        times.append(time.monotonic())
+        peer.send(make(ACK, an.FORBIDDEN, req.mid, req.token))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert 0.9 < gaps[0] < 1.6 and 1.9 < gaps[1] < 2.8, gaps
