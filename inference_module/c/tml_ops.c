@@ -184,10 +184,18 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
     for (gy = 0; gy < Kh; gy++)
         for (gx = 0; gx < Kw; gx++, q += C) {
             int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
-            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
                 memset(q, (int8_t)(-p[6]), C);
-            else
-                memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
+            } else {
+                const int8_t *src = xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C;
+                if (C < 16) { /* e.g. RGB input: a byte loop beats a library call */
+                    uint32_t k;
+                    for (k = 0; k < C; k++)
+                        q[k] = src[k];
+                } else {
+                    memcpy(q, src, C);
+                }
+            }
         }
 }
 
