@@ -96,6 +96,7 @@ class Model:
         self.op_us = None
         self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming), from channel _vwin
         self._vwin = 0
+        self._plans = [PLANS[op[0]](self, op) if op[0] in PLANS else None for op in prog.ops]
 
     # ----- I/O -----
 
@@ -164,13 +165,17 @@ class Model:
                 run_op(self, op)
         elif self.op_us is not None:
             ticks, diff = time.ticks_us, time.ticks_diff
+            plans = self._plans
             for i, op in enumerate(self._p.ops):
                 t = ticks()
-                RUN[op[0]](self, op)
+                RUN[op[0]](self, op, plans[i])
                 self.op_us[i] = diff(ticks(), t)
         else:
+            plans = self._plans
+            i = 0
             for op in self._p.ops:
-                RUN[op[0]](self, op)
+                RUN[op[0]](self, op, plans[i])
+                i += 1
         self.last_us = time.ticks_diff(time.ticks_us(), t0)
 
     def profile(self, on=True):
@@ -234,29 +239,27 @@ class Model:
             return self._src.mv, off
         return self._src.view(off, n, self._wbuf), 0
 
-    def _vectors(self, b, mu, sh, oc0, nb):
-        """(int32 buffer, bias index, mult index, shift index, mult step) for channels oc0..oc0+nb.
+    def _vectors(self, b_off, mu_off, sh_off, step, co, oc0, nb):
+        """(int32 buffer, bias index, mult index, shift index) for output channels oc0..oc0+nb of an op whose
+        bias/multiplier/shift vectors start at the given blob offsets (step 0: per-tensor multiplier and shift).
 
         Streaming: the buffer holds channels [v0, v0 + VB) of the current op and is refilled only when oc0 leaves
         that window (weight blocks are usually much smaller than VB channels)."""
-        step = 1 if elements(mu) > 1 else 0
         if self._vbuf is None:
-            return self._src.mv, b[T_OFF] // 4 + oc0, mu[T_OFF] // 4 + oc0 * step, sh[T_OFF] // 4 + oc0 * step, step
-        key = (b[T_OFF], mu[T_OFF], sh[T_OFF])
+            return self._src.mv, b_off // 4 + oc0, mu_off // 4 + oc0 * step, sh_off // 4 + oc0 * step
         v0 = self._vwin
-        if self._vkey != key or not v0 <= oc0 or oc0 + nb > v0 + VB:
+        if self._vkey != b_off or not v0 <= oc0 or oc0 + nb > v0 + VB:
             v0 = oc0
-            co = elements(b)
             n = min(VB, co - v0)
             mv = memoryview(self._vbuf)
             src = self._src
-            src.view(b[T_OFF] + 4 * v0, 4 * n, mv[0:])
+            src.view(b_off + 4 * v0, 4 * n, mv[0:])
             k = n if step else 1
-            src.view(mu[T_OFF] + 4 * v0 * step, 4 * k, mv[4 * VB:])
-            src.view(sh[T_OFF] + 4 * v0 * step, 4 * k, mv[8 * VB:])
-            self._vkey, self._vwin = key, v0
+            src.view(mu_off + 4 * v0 * step, 4 * k, mv[4 * VB:])
+            src.view(sh_off + 4 * v0 * step, 4 * k, mv[8 * VB:])
+            self._vkey, self._vwin = b_off, v0  # a bias tensor's offset identifies its op's vectors
         d = oc0 - v0
-        return self._vbuf, d, VB + d * step, 2 * VB + d * step, step
+        return self._vbuf, d, VB + d * step, 2 * VB + d * step
 
 
 def _hex(b):
@@ -307,84 +310,107 @@ def _set(c, *vals):
 
 # ----- op runners (viper path) -----
 
-def _conv(m, op):
+CONV_DIRECT = const(0)
+CONV_POINTWISE = const(1)
+CONV_PATCHED = const(2)
+CONV_DEPTHWISE = const(3)
+
+
+def _conv_plan(m, op):
+    """Everything _conv needs, decoded once at load: a tuple of ints (~100 B per op) instead of decoding five
+    tensor records per inference (which dominated small layers)."""
     code, ins, out, par = op
     T = m.tensors
     x, w, b, mu, sh = [T[k] for k in ins]
     y = T[out]
     xd, wd, yd = x[T_DIMS], w[T_DIMS], y[T_DIMS]
-    dw = code == O.DEPTHWISE_CONV_2D
-    co = yd[3]
-    if dw:
-        fs = 0
-        cap = VB if m._wbuf is not None else ACC_N
-        wbuf, wo = m._wview(w[T_OFF], w[T_BYTES])  # whole depthwise filter (its channels interleave)
+    if code == O.DEPTHWISE_CONV_2D:
+        kind, fs = CONV_DEPTHWISE, 0
     else:
         fs = wd[1] * wd[2] * wd[3]
+        # A pointwise conv (1x1, stride 1, no padding) is a FULLY_CONNECTED over pixels; other convs whose filter
+        # fits the patch buffer go through im2col + the same dot-product kernel (long contiguous runs amortize
+        # viper's loop overhead); the direct kernel is the fallback.
+        if wd[1] == wd[2] == 1 and par[0] == par[1] == 1 and par[4] == par[5] == 0 and yd[1] == xd[1] \
+                and yd[2] == xd[2]:
+            kind = CONV_POINTWISE
+        elif fs <= len(m._acc2):
+            kind = CONV_PATCHED
+        else:
+            kind = CONV_DIRECT
+    return (kind, x[T_OFF], xd[1], xd[2], xd[3], yd[1], yd[2], wd[1], wd[2], yd[3], fs, yd[0] * yd[1] * yd[2],
+            y[T_OFF], w[T_OFF], w[T_BYTES], b[T_OFF], mu[T_OFF], sh[T_OFF], 1 if elements(mu) > 1 else 0)
+
+
+def _conv(m, op, plan):
+    par = op[3]
+    (kind, x_off, H, W, C, OH, OW, Kh, Kw, co, fs, npix, y_off, w_off, w_bytes, b_off, mu_off, sh_off,
+     step) = plan
+    if kind == CONV_DEPTHWISE:
+        cap = VB if m._wbuf is not None else ACC_N
+        wbuf, wo = m._wview(w_off, w_bytes)  # whole depthwise filter (its channels interleave)
+    else:
         cap = min(VB, len(m._wbuf) // fs) if m._wbuf is not None else ACC_N
     ocb = min(co, cap)
-    npix = yd[0] * yd[1] * yd[2]
     c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
-    # Strategy: a pointwise conv (1x1, stride 1, no padding) is a FULLY_CONNECTED over pixels; other convs whose
-    # filter fits the patch buffer go through im2col + the same dot-product kernel (long contiguous runs amortize
-    # viper's loop overhead); the direct kernel is the fallback.
-    pointwise = not dw and wd[1] == wd[2] == 1 and par[0] == par[1] == 1 and par[4] == par[5] == 0 and \
-        yd[1] == xd[1] and yd[2] == xd[2]
-    patched = not dw and not pointwise and fs <= len(m._acc2)
     for oc0 in range(0, co, ocb):
         nb = min(ocb, co - oc0)
-        if not dw:
-            wbuf, wo = m._wview(w[T_OFF] + oc0 * fs, nb * fs)
-        vec, bi, mi, si, step = m._vectors(b, mu, sh, oc0, nb)
+        if kind != CONV_DEPTHWISE:
+            wbuf, wo = m._wview(w_off + oc0 * fs, nb * fs)
+        vec, bi, mi, si = m._vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
         pb = max(1, ACC_N // nb)
-        if patched:
+        if kind == CONV_PATCHED:
             pb = min(pb, len(m._acc2) // fs)
         for p0 in range(0, npix, pb):
             n = min(pb, npix - p0)
-            if pointwise:
-                _set(c, x[T_OFF], fs, par[6], 0, wo, nb, p0, n)
+            if kind == CONV_POINTWISE:
+                _set(c, x_off, fs, par[6], 0, wo, nb, p0, n)
                 K.fc_acc(arena, wbuf, acc, c)
-            elif patched:
-                _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3],
-                     par[4], par[5], par[6], p0, n, yd[1])
+            elif kind == CONV_PATCHED:
+                _set(c, x_off, H, W, C, OW, Kh, Kw, par[0], par[1], par[2], par[3], par[4], par[5], par[6], p0, n, OH)
                 K.im2col(arena, m._acc2, c)
                 _set(c, 0, fs, par[6], 0, wo, nb, 0, n)
                 K.fc_acc(m._acc2, wbuf, acc, c)
             else:
-                _set(c, x[T_OFF], xd[1], xd[2], xd[3], yd[2], wd[1], wd[2], par[0], par[1], par[2], par[3],
-                     par[4], par[5], par[6], wo, nb, p0, n, yd[1])
-                if dw:
+                _set(c, x_off, H, W, C, OW, Kh, Kw, par[0], par[1], par[2], par[3], par[4], par[5], par[6], wo, nb,
+                     p0, n, OH)
+                if kind == CONV_DEPTHWISE:
                     c[19], c[20], c[21] = par[10], oc0, co
                     K.dw_acc(arena, wbuf, acc, c)
                 else:
                     K.conv_acc(arena, wbuf, acc, c)
-            _set(rq, n, nb, co, y[T_OFF] + p0 * co + oc0, bi, mi, si, step, par[7], par[8], par[9])
+            _set(rq, n, nb, co, y_off + p0 * co + oc0, bi, mi, si, step, par[7], par[8], par[9])
             RQ.requant_store(acc, arena, vec, rq)
 
 
-def _fc(m, op):
+def _fc_plan(m, op):
     code, ins, out, par = op
     T = m.tensors
     x, w, b, mu, sh = [T[k] for k in ins]
-    y = T[out]
     co, ci = w[T_DIMS][2], w[T_DIMS][3]
-    rows = elements(x) // ci
+    return (x[T_OFF], ci, co, elements(x) // ci, T[out][T_OFF], w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF],
+            1 if elements(mu) > 1 else 0)
+
+
+def _fc(m, op, plan):
+    par = op[3]
+    x_off, ci, co, rows, y_off, w_off, b_off, mu_off, sh_off, step = plan
     ocb = min(co, min(VB, len(m._wbuf) // ci) if m._wbuf is not None else ACC_N)
     c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
     for oc0 in range(0, co, ocb):
         nb = min(ocb, co - oc0)
-        wbuf, wo = m._wview(w[T_OFF] + oc0 * ci, nb * ci)
-        vec, bi, mi, si, step = m._vectors(b, mu, sh, oc0, nb)
+        wbuf, wo = m._wview(w_off + oc0 * ci, nb * ci)
+        vec, bi, mi, si = m._vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
         rb = max(1, ACC_N // nb)
         for r0 in range(0, rows, rb):
             n = min(rb, rows - r0)
-            _set(c, x[T_OFF], ci, par[0], par[1], wo, nb, r0, n)
+            _set(c, x_off, ci, par[0], par[1], wo, nb, r0, n)
             K.fc_acc(arena, wbuf, acc, c)
-            _set(rq, n, nb, co, y[T_OFF] + r0 * co + oc0, bi, mi, si, step, par[2], par[3], par[4])
+            _set(rq, n, nb, co, y_off + r0 * co + oc0, bi, mi, si, step, par[2], par[3], par[4])
             RQ.requant_store(acc, arena, vec, rq)
 
 
-def _pool(m, op):
+def _pool(m, op, plan=None):
     code, ins, out, par = op
     x, y = m.tensors[ins[0]], m.tensors[out]
     xd, yd = x[T_DIMS], y[T_DIMS]
@@ -401,7 +427,7 @@ def _strides(d):
     return (s0 if d[0] > 1 else 0, s1 if d[1] > 1 else 0, s2 if d[2] > 1 else 0, 1 if d[3] > 1 else 0)
 
 
-def _add_mul(m, op):
+def _add_mul(m, op, plan=None):
     code, ins, out, par = op
     T = m.tensors
     a, b, y = T[ins[0]], T[ins[1]], T[out]
@@ -441,7 +467,7 @@ class _Table:
         return struct.unpack_from("<i", self.buf, self.off + 4 * d)[0]
 
 
-def _softmax(m, op):
+def _softmax(m, op, plan=None):
     code, ins, out, par = op
     x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
     depth = x[T_DIMS][3]
@@ -453,7 +479,7 @@ def _softmax(m, op):
         struct.pack_into("<%db" % depth, arena, y[T_OFF] + r, *softmax_row(xs, table))
 
 
-def _lut(m, op):
+def _lut(m, op, plan=None):
     code, ins, out, par = op
     x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
     tb, to = m._wview(tab[T_OFF], 256)
@@ -461,7 +487,7 @@ def _lut(m, op):
     K.lut(m.arena, m.arena, tb, m._c)
 
 
-def _pad(m, op):
+def _pad(m, op, plan=None):
     code, ins, out, par = op
     x, y = m.tensors[ins[0]], m.tensors[out]
     xd, yd = x[T_DIMS], y[T_DIMS]
@@ -481,7 +507,7 @@ def _pad(m, op):
                 a[yo:yo + run] = a[xo:xo + run]
 
 
-def _mean(m, op):
+def _mean(m, op, plan=None):
     code, ins, out, par = op
     x, y = m.tensors[ins[0]], m.tensors[out]
     xd = x[T_DIMS]
@@ -497,7 +523,7 @@ def _mean(m, op):
         K.store_vec(acc, m.arena, c)
 
 
-def _concat(m, op):
+def _concat(m, op, plan=None):
     code, ins, out, par = op
     T = m.tensors
     y = T[out]
@@ -517,7 +543,7 @@ def _concat(m, op):
         pos += inner
 
 
-def _quantize(m, op):
+def _quantize(m, op, plan=None):
     code, ins, out, par = op
     x, y = m.tensors[ins[0]], m.tensors[out]
     scale, zp = y[T_SCALE], y[T_ZP]
@@ -531,7 +557,7 @@ def _quantize(m, op):
         a[y[T_OFF] + i] = (-128 if r < -128 else 127 if r > 127 else r) & 0xFF
 
 
-def _dequantize(m, op):
+def _dequantize(m, op, plan=None):
     code, ins, out, par = op
     x, y = m.tensors[ins[0]], m.tensors[out]
     scale, zp = x[T_SCALE], x[T_ZP]
@@ -541,10 +567,12 @@ def _dequantize(m, op):
         struct.pack_into("<f", a, y[T_OFF] + 4 * i, scale * ((v - 256 if v > 127 else v) - zp))
 
 
-def _copy(m, op):
+def _copy(m, op, plan=None):
     x, y = m.tensors[op[1][0]], m.tensors[op[2]]
     m._amv[y[T_OFF]:y[T_OFF] + y[T_BYTES]] = m._amv[x[T_OFF]:x[T_OFF] + x[T_BYTES]]
 
+
+PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _fc_plan}
 
 RUN = {
     O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _fc, O.AVERAGE_POOL_2D: _pool,
