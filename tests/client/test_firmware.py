@@ -3,13 +3,18 @@ the real installer of the inference module, over loopback UDP: push with Block1,
 failures with the right Update Result, then inference through the TinyML object."""
 
 import hashlib
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 from aiocoap import numbers as an
 
 from coap_test_peer import ACK, CON, block_opt, make, push, put_block, wait_value
 from packages import package
+
+from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import compiled_path
 
 SMALL = "fc_no_bias_softmax"
 
@@ -233,3 +238,20 @@ def test_pull_does_not_block_registration_or_notifications(peer, tmp_path):
     assert done, states
     assert states[0] == b"1" and states[-1] == b"2"
     assert updates_during_download >= 1  # the 2 s lifetime was renewed while the package came in
+
+
+def test_300kb_push_keeps_ram_bounded(tmp_path):
+    """A 300 KB package (AD model + 20 golden vectors) pushed block by block in a 256 KB heap: the live heap
+    never grows by more than 16 KB over idle (the package is never held in RAM), and it installs."""
+    pkg, _, _ = package("ad", name="ad", n_vectors=20)
+    assert len(pkg) > 290_000
+    f = tmp_path / "ad.pkg"
+    f.write_bytes(pkg)
+    script = Path(__file__).parent / "mpy" / "measure_block1.py"
+    out = unixport.run(script=script, args=(f, tmp_path / "flash"), heap="256k",
+                       path=compiled_path()).stdout.decode()  # .mpy, as deployed
+    m = re.search(r"blocks (\d+) bytes (\d+) peak_alloc (\d+) peak_live (\d+) state (\d)", out)
+    assert m, out
+    blocks, size, peak_alloc, peak_live, state = map(int, m.groups())
+    assert (blocks, size, state) == (293, len(pkg), 2)
+    assert peak_live < 16 * 1024, out
