@@ -64,6 +64,7 @@ class Client:
         self.update_due = False
         self.retry_at = time.ticks_ms()
         self.retry_ms = RETRY_MIN_MS
+        self.reg_inflight = False
         self.confirmable_every = 10  # every n-th notification is CON, so a vanished observer is detected
         # The representation being read block-wise: later blocks come from this snapshot, so that a reader
         # never joins blocks of two different encodings (values such as Free Heap change between requests).
@@ -94,14 +95,27 @@ class Client:
 
     # --- registration interface
 
-    def register(self, timeout_ms=None):
-        msg = cm.Message(cm.CON, cm.POST)
+    def _register_msg(self):
+        msg = cm.Message(cm.CON, cm.POST, token=self.ep.new_token())
         msg.add(cm.URI_PATH, "rd")
         for q in ("ep=" + self.name, "lt=%d" % self.lifetime, "lwm2m=1.1", "b=" + self.binding):
             msg.add(cm.URI_QUERY, q)
         msg.add(cm.CONTENT_FORMAT, content.LINK)
         msg.payload = self.links().encode()
-        resp = self.ep.request(self.server, msg, timeout_ms)
+        return msg
+
+    def _update_msg(self, send_objects=False):
+        msg = cm.Message(cm.CON, cm.POST, token=self.ep.new_token())
+        for seg in self.location:
+            msg.add(cm.URI_PATH, seg)
+        msg.add(cm.URI_QUERY, "lt=%d" % self.lifetime)
+        if send_objects:
+            msg.add(cm.CONTENT_FORMAT, content.LINK)
+            msg.payload = self.links().encode()
+        return msg
+
+    def _registered(self, resp):
+        """Apply a Register answer; raise RegistrationError unless it is 2.01 with a Location-Path."""
         if resp.code != cm.CREATED:
             raise RegistrationError("register answered %s" % cm.code_str(resp.code))
         loc = resp.opts(cm.LOCATION_PATH)
@@ -111,28 +125,54 @@ class Client:
         self.registered_ms = time.ticks_ms()
         self.update_due = False
         self.observations = []  # a new registration ends the previous session's observations
-        return self.location
 
-    def update(self, send_objects=False, timeout_ms=None):
-        """Registration Update; re-registers when the server forgot us (4.04)."""
-        if not self.location:
-            return self.register(timeout_ms)
-        msg = cm.Message(cm.CON, cm.POST)
-        for seg in self.location:
-            msg.add(cm.URI_PATH, seg)
-        msg.add(cm.URI_QUERY, "lt=%d" % self.lifetime)
-        if send_objects:
-            msg.add(cm.CONTENT_FORMAT, content.LINK)
-            msg.payload = self.links().encode()
-        resp = self.ep.request(self.server, msg, timeout_ms)
+    def _updated(self, resp):
+        """Apply an Update answer: True when done, False when the server forgot us (4.04: register again)."""
         if resp.code == cm.NOT_FOUND:
             self.location = None
-            return self.register(timeout_ms)
+            return False
         if resp.code != cm.CHANGED:
             raise RegistrationError("update answered %s" % cm.code_str(resp.code))
         self.registered_ms = time.ticks_ms()
         self.update_due = False
+        return True
+
+    def register(self, timeout_ms=None):
+        """Blocking Register (boot)."""
+        self._registered(self.ep.request(self.server, self._register_msg(), timeout_ms))
         return self.location
+
+    def update(self, send_objects=False, timeout_ms=None):
+        """Blocking Registration Update; re-registers when the server forgot us (4.04)."""
+        if not self.location:
+            return self.register(timeout_ms)
+        if not self._updated(self.ep.request(self.server, self._update_msg(send_objects), timeout_ms)):
+            return self.register(timeout_ms)
+        return self.location
+
+    def _start_registration(self):
+        """Non-blocking Register or Update from the main loop; the answer arrives in _registration_done."""
+        self.reg_inflight = True
+        msg = self._update_msg() if self.location else self._register_msg()
+        self.ep.start(self.server, msg, self._registration_done)
+
+    def _registration_done(self, t):
+        self.reg_inflight = False
+        try:
+            if t.state != "done":
+                raise RegistrationError("no answer from the server (%s)" % t.state)
+            if t.response.code == cm.CREATED or not self.location:
+                self._registered(t.response)
+            elif not self._updated(t.response):
+                self.retry_at = time.ticks_ms()  # forgotten: register again at once
+                return
+            self.retry_ms = RETRY_MIN_MS
+        except RegistrationError as e:
+            # a server that refuses or is gone: try again later, backing off so it is not hammered
+            print("registration failed:", e)
+            self.location = None
+            self.retry_at = time.ticks_add(time.ticks_ms(), self.retry_ms)
+            self.retry_ms = min(self.retry_ms * 2, RETRY_MAX_MS)
 
     def deregister(self, timeout_ms=None):
         if not self.location:
@@ -165,17 +205,9 @@ class Client:
                 job()
             except Exception as e:  # deferred work failing must not stop the device; the object reports state
                 print("deferred job failed:", repr(e))
-        if (self.location is None or self.registration_due()) and \
+        if (self.location is None or self.registration_due()) and not self.reg_inflight and \
                 time.ticks_diff(time.ticks_ms(), self.retry_at) >= 0:
-            try:
-                self.update()
-                self.retry_ms = RETRY_MIN_MS
-            except (Timeout, Reset, RegistrationError) as e:
-                # a server that refuses or is gone: try again later, backing off so it is not hammered
-                print("registration failed:", e)
-                self.location = None
-                self.retry_at = time.ticks_add(time.ticks_ms(), self.retry_ms)
-                self.retry_ms = min(self.retry_ms * 2, RETRY_MAX_MS)
+            self._start_registration()  # the loop keeps serving requests and notifying meanwhile
         self.notify_due()
 
     # --- device management interface

@@ -156,3 +156,24 @@ def test_refused_registration_backs_off(peer, tmp_path):
         peer.send(make(ACK, an.FORBIDDEN, req.mid, req.token))
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert 0.9 < gaps[0] < 1.6 and 1.9 < gaps[1] < 2.8, gaps
+
+
+def test_unanswered_update_does_not_block_the_device(peer, tmp_path):
+    registered(peer, tmp_path, lifetime=2)
+    peer.request(an.PUT, "/3/0/13", uri_query=["pmax=1"])
+    assert peer.request(an.GET, "/3/0/13", observe=0, token=b"nb").opt.observe is not None
+    updates, notes, answered = 0, 0, 0
+    end = time.monotonic() + 6
+    while time.monotonic() < end:
+        try:
+            m = peer.recv(timeout=0.2)
+        except TimeoutError:
+            continue
+        if m.code == an.POST and list(m.opt.uri_path) == ["rd", "7"]:
+            updates += 1  # never answered: the device keeps retransmitting it
+            assert peer.request(an.GET, "/3/0/0", timeout=1).payload == b"tinymlaas"
+            answered += 1
+        elif m.token == b"nb":
+            notes += 1
+    assert updates >= 2 and answered == updates  # the Update was retransmitted; requests still answered
+    assert notes >= 3  # pmax notifications kept coming while the Update was pending
