@@ -20,11 +20,14 @@ def _load(name):
     return p.read_bytes()
 
 
-def _exact(model, cm, rng, n=4, tolerance=0, judge=run_tflm):
+def _exact(model, cm, rng, n=4, judge=run_tflm, tolerance=0):
+    """Bit-exact against TFLite Micro. LiteRT (the judge where TFLM cannot load a model) rounds requantization
+    once where TFLM rounds twice, and its LUT ops differ too: 1-2 LSB through a few layers (ANCHORS.md)."""
+    ex = reference.Executor(cm.blob)
     for _ in range(n):
         xs = [rng.integers(-128, 128, size=i["shape"], dtype=np.int8) for i in cm.inputs]
         want = judge(model, *xs)
-        got = reference.run(cm.blob, xs)
+        got = ex.run(xs)
         for g, w in zip(got, want):
             diff = np.abs(np.asarray(g).reshape(w.shape).astype(np.int64) - w).max()
             assert diff <= tolerance
@@ -67,14 +70,14 @@ def _litert(model, *xs):
 
 def test_dense_on_sequences_gating_and_mean(rng):
     """Dense on a 3-D input exports shape sub-graphs with REDUCE_PROD (TFLite Micro cannot load the model, so the
-    TFLite interpreter judges, within its 1-LSB single-rounding difference), an ADD of a constant bias, and MEAN
+    TFLite interpreter judges, within its 1-2 LSB rounding difference), an ADD of a constant bias, and MEAN
     with an un-normalized multiplier (spec §5 MEAN)."""
     m = _load("seq_gated")
     cm = compile_tflite(m)
     assert cm.passes["folded_constant_ops"] == 14
     assert cm.ops == ["FULLY_CONNECTED", "LUT", "LUT", "FULLY_CONNECTED", "LUT", "CONCATENATION",
                       "FULLY_CONNECTED", "LUT", "MUL", "MEAN", "FULLY_CONNECTED"]
-    _exact(m, cm, rng, tolerance=1, judge=_litert)
+    _exact(m, cm, rng, judge=_litert, tolerance=2)
 
 
 def test_upsampling_is_refused_with_the_op_named():

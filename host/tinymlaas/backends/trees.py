@@ -18,7 +18,6 @@ the file, so only register models from people you trust -- as with any pickle.
 
 import io
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -213,23 +212,6 @@ def _align(n, a):
     return (n + a - 1) // a * a
 
 
-@contextmanager
-def _format_knows_tree_op():
-    """Let the shared blob writer and reader handle opcode 16 while format.py does not list it yet.
-
-    Registered only for the duration of one write so other modules (the reference executor asserts it has a kernel
-    for every listed op) never see it. Becomes a no-op once format.py has the OpSpec."""
-    if TREE_ENSEMBLE in F.OPS_BY_CODE:
-        yield
-        return
-    spec = F.OpSpec(TREE_ENSEMBLE, OP_NAME, OP_INPUTS, OP_PARAMS)
-    F.OPS_BY_CODE[TREE_ENSEMBLE] = spec
-    try:
-        yield
-    finally:
-        del F.OPS_BY_CODE[TREE_ENSEMBLE]
-
-
 def write_tree_blob(tables, name=""):
     """Blob bytes for `tables` (a TreeTables)."""
     f, c = tables.n_features, tables.n_classes
@@ -261,15 +243,13 @@ def write_tree_blob(tables, name=""):
         "inputs": [{"name": "features", "shape": [1, f], "dtype": "float32"}],
         "outputs": [{"name": "scores", "shape": [1, c], "dtype": "int32", "frac_bits": tables.frac_bits}],
     }
-    with _format_knows_tree_op():
-        return write_blob(records, [0], [1], [op], bytes(const), arena, meta=meta)
+    return write_blob(records, [0], [1], [op], bytes(const), arena, meta=meta)
 
 
 def read_tree_blob(blob):
     """Validate a TREE_ENSEMBLE blob; return (parsed Blob from blob/reader.py, TreeTables-like dict of arrays, op)."""
     from ..blob.reader import parse
-    with _format_knows_tree_op():
-        parsed = parse(blob)
+    parsed = parse(blob)
     if len(parsed.ops) != 1 or parsed.ops[0].spec.code != TREE_ENSEMBLE:
         raise ValueError("not a tree-ensemble blob (ops: %s)" % [op.name for op in parsed.ops])
     op = parsed.ops[0]

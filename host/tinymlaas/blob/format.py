@@ -99,8 +99,7 @@ OPS = [
     OpSpec(13, "QUANTIZE", ("x",), ()),
     OpSpec(14, "DEQUANTIZE", ("x",), ()),
     OpSpec(15, "COPY", ("x",), ()),
-    # Opcode 16 TREE_ENSEMBLE (spec §10) is registered by backends/trees.py for the duration of its own
-    # write/read, until blob/reference.py has a kernel for it (reference asserts every op listed here has one).
+    OpSpec(16, "TREE_ENSEMBLE", ("x", "nodes", "leaves", "trees", "init"), ("frac_bits", "max_depth")),
 ]
 OPS_BY_CODE = {s.code: s for s in OPS}
 OPS_BY_NAME = {s.name: s for s in OPS}

@@ -540,8 +540,9 @@ def _check_op(op, tensors):
                 kept)
         if not -31 <= P["shift"] <= 30:
             bad("shift %d outside -31..30", P["shift"])
-        if P["mult"] != 0 and P["mult"] < (1 << 30):
-            bad("mult %d is not 0 or in [2^30, 2^31)", P["mult"])
+        if P["mult"] < 0:
+            # MEAN's multiplier is not normalised (spec §5 MEAN): any value in [0, 2^31).
+            bad("mult %d is negative", P["mult"])
         _check_offsets(bad, P, (), ("in_zp", "out_zp"))
     elif name == "CONCATENATION":
         axis = P["axis"]
