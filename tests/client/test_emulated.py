@@ -6,7 +6,8 @@ import shutil
 
 from aiocoap import numbers as an
 
-from coap_test_peer import make
+from coap_test_peer import push, wait_value
+from packages import package
 
 from tinymlaas.devices.emulated import PROFILES, EmulatedDevice
 
@@ -47,3 +48,18 @@ def test_cli_rejects_bad_arguments():
     r = subprocess.run([TINYMLAAS, "device", "emulate", "--server", "coap://h:1",
                         "--endpoint", "a", "--heap", "lots"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "not a size" in r.stderr
+
+
+def test_installed_model_survives_reboot(peer, tmp_path):
+    pkg, _, _ = package("fc_no_bias_softmax", name="keeper", version="7")
+    with EmulatedDevice("coap://127.0.0.1:%d" % peer.port, "emu-2", data_dir=tmp_path / "dev", profile="esp32"):
+        peer.accept_register()
+        assert push(peer, "/5/0/0", pkg).code == an.CHANGED
+        assert peer.request(an.POST, "/5/0/2").code == an.CHANGED
+        assert wait_value(peer, "/5/0/5", b"1") == b"1"
+        assert peer.request(an.POST, "/3/0/4").code == an.CHANGED  # reboot
+        peer.accept_register(location=("rd", "9"))
+        assert peer.request(an.GET, "/32770/0/11").payload == b"keeper"
+        assert peer.request(an.GET, "/32770/0/12").payload == b"7"
+        assert peer.request(an.GET, "/32770/0/16").payload == b"active"
+        assert peer.request(an.GET, "/5/0/7").payload == b"7"
