@@ -8,6 +8,7 @@ in the `micropython` process.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,50 @@ def tflm(path, x, reps=20):
     return y, min(ts) * 1e6
 
 
+def cpu_seconds(script, heap, mpy):
+    """User+system CPU seconds of one micropython process (insensitive to other processes' load)."""
+    proc = subprocess.Popen(unixport.command(script, heap), env=unixport.env([mpy]), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ru.ru_utime + ru.ru_stime
+
+
+CPU_LOOP = """
+import tinyml
+m = tinyml.load(%s)
+buf = m.input_buffer(0)
+x = open(%r, 'rb').read()
+for i in range(%d):
+    buf[:] = x
+    m.invoke()
+"""
+
+
+def cpu_per_inference(blob, xfile, mpy, tmp, in_ram, reps=20):
+    """CPU µs per inference: (CPU of a process running `reps` inferences - one running none) / reps."""
+    src = "open(%r, 'rb').read()" % str(blob) if in_ram else repr(str(blob))
+    times = []
+    for n in (0, reps):
+        script = tmp / ("cpu_%d_%d.py" % (in_ram, n))
+        script.write_text(CPU_LOOP % (src, str(xfile), n))
+        times.append(min(cpu_seconds(script, "2m", mpy) for _ in range(3)))
+    return (times[1] - times[0]) / reps * 1e6
+
+
+def tflm_cpu(path, x, reps=50):
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_file(str(path))
+    best = 1e9
+    for _ in range(3):
+        t = time.process_time()
+        for _ in range(reps):
+            it.set_input(x, 0)
+            it.invoke()
+        best = min(best, (time.process_time() - t) / reps * 1e6)
+    return best
+
+
 def smallest_heap(script, mpy, lo=16, hi=1024):
     """Smallest heap (KiB) at which the script prints RESULT True (bisection)."""
     while lo < hi:
@@ -99,6 +144,7 @@ def main():
     print("| model | blob bytes | arena | import RAM | load RAM beyond arena | smallest heap (streamed) | TFLM µs | "
           "MicroPython µs, blob in RAM | MicroPython µs, streamed | exact |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    cpu_rows = []
     for key in args.models.split(","):
         path = mlperf_model(key)
         blob = Path(args.blobs) / (key + ".blob") if args.blobs else tmp / (key + ".blob")
@@ -130,6 +176,14 @@ def main():
         print("| %s | %d | %s | %s | %d | %d KiB | %.0f | %d (%.2fx) | %d (%.2fx) | %s |" % (
             key, blob.stat().st_size, arena, imp, load - int(arena), heap, t_tflm, best_ram, best_ram / t_tflm,
             best_file, best_file / t_tflm, ok))
+        cpu_rows.append((key, tflm_cpu(path, x), cpu_per_inference(blob, tmp / "x.bin", mpy, tmp, True),
+                         cpu_per_inference(blob, tmp / "x.bin", mpy, tmp, False)))
+        sys.stdout.flush()
+    print()
+    print("| model | TFLM CPU µs | MicroPython CPU µs, blob in RAM | MicroPython CPU µs, streamed |")
+    print("|---|---|---|---|")
+    for key, t, r, f in cpu_rows:
+        print("| %s | %.0f | %.0f (%.2fx) | %.0f (%.2fx) |" % (key, t, r, r / t, f, f / t))
         sys.stdout.flush()
 
 
