@@ -58,9 +58,10 @@ def test_hard_swish_avgpool_softmax(rng):
 
 
 def _litert(model, *xs):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=model)
+    # TFLite's reference kernels, not the default XNNPACK delegate (which differs by several LSB).
+    it = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     it.allocate_tensors()
     for d, x in zip(it.get_input_details(), xs):
         it.set_tensor(d["index"], x)
