@@ -1,8 +1,8 @@
 """host/tinymlaas/devices/emulated.py and `tinymlaas device emulate`: a supervised MicroPython device process
 with a board profile, restarted after a reboot, de-registering on stop."""
 
-import subprocess
 import shutil
+import subprocess
 
 from aiocoap import numbers as an
 

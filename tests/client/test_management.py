@@ -2,7 +2,6 @@
 Write (replace, partial update, TLV/SenML/text), Execute, Discover, Write-Attributes, Observe/Notify/Cancel."""
 
 import json
-import struct
 import time
 
 import cbor2

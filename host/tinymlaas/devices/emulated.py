@@ -14,7 +14,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from ..paths import INFERENCE_MODULE, LWM2M_CLIENT
