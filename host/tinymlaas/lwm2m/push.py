@@ -24,6 +24,35 @@ INCOMPLETE = "4.08"
 TOO_LARGE = "4.13"
 
 
+class RttEstimator:
+    """Retransmission timeout from measured round trips (RFC 6298 §2, as CoCoA proposes for CoAP).
+
+    RFC 7252's fixed ACK_TIMEOUT of 2 s is meant for paths nothing is known about. A push sends hundreds of
+    exchanges down one path, so after the first answer the timeout follows what the path actually does:
+    RTO = SRTT + 4 RTTVAR, clamped to [min_rto, max_rto]. Only exchanges answered before their first
+    retransmission could have fired are sampled (Karn's rule: an answer after a retransmission is ambiguous).
+    """
+
+    def __init__(self, initial, min_rto=0.25, max_rto=8.0):
+        self.rto = initial
+        self.min_rto, self.max_rto = min_rto, max_rto
+        self.srtt = self.rttvar = None
+
+    def sample(self, rtt, used_rto):
+        if rtt >= used_rto:
+            return  # a retransmission may have happened: ambiguous sample
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = min(self.max_rto, max(self.min_rto, self.srtt + 4 * self.rttvar))
+
+    def backoff(self):
+        """A whole exchange timed out: the path is worse than estimated."""
+        self.rto = min(self.max_rto, self.rto * 2)
+
+
 class PushFailed(Exception):
     def __init__(self, reason, offset, code=None, size1=None):
         super().__init__(reason)
