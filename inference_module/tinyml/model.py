@@ -45,7 +45,11 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
     except Exception as e:  # e.g. a short read from a file that changed under us
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
-    return Model(src, prog, reference, wbuf)
+    try:
+        return Model(src, prog, reference, wbuf)
+    except BaseException:  # MemoryError for the arena: do not leak the open file
+        src.close()
+        raise
 
 
 def _check_aligned(buf):

@@ -255,6 +255,7 @@ blobs = %r
 count = %d
 rehashed = %r
 random.seed(%d)
+path = %r
 INTERESTING = (0, 1, 2, 3, 4, 15, 16, 17, 36, 64, 127, 128, 255, 256, 0x7FFF, 0xFFFF, 0x10000, 0x7FFFFFFF,
                0x80000000, 0xFFFFFFFF)
 stats = {}
@@ -277,7 +278,11 @@ for bi, blob in enumerate(blobs):
         if rehashed and len(b) >= 64:
             b[24:56] = hashlib.sha256(b[64:]).digest()
         try:
-            m = tinyml.load(bytes(b))
+            if it %% 8 == 7:  # every 8th through the streaming loader (file source, bounded weight buffer)
+                f = open(path, 'wb'); f.write(b); f.close()
+                m = tinyml.load(path, wbuf=64)
+            else:
+                m = tinyml.load(bytes(b))
         except tinyml.BlobError as e:
             stats['BlobError'] = stats.get('BlobError', 0) + 1
             continue
@@ -294,6 +299,7 @@ for bi, blob in enumerate(blobs):
             stats['ran'] = stats.get('ran', 0) + 1
         except MemoryError:
             stats['MemoryError'] = stats.get('MemoryError', 0) + 1
+        m.close()
 print('STATS', sorted(stats.items()))
 """
 
@@ -305,12 +311,14 @@ def _fuzz_blobs():
 
 
 @pytest.mark.parametrize("rehashed", [False, True], ids=["hash-checked", "rehashed"])
-def test_random_mutations_never_crash(request, mpy_script, rehashed):
-    """>= 1000 seeded mutations per blob. 'rehashed' recomputes the SHA-256 after mutating, so the structural
-    checks behind the hash are what must catch them (or the blob is still valid and must run safely)."""
+def test_random_mutations_never_crash(request, mpy_script, rehashed, tmp_path):
+    """>= 1000 seeded mutations per blob, every 8th loaded from a file with weights streamed. 'rehashed'
+    recomputes the SHA-256 after mutating, so the structural checks behind the hash are what must catch them (or
+    the blob is still valid and must run safely)."""
     count = 10000 if request.config.getoption("--fuzz-long") else 1000
     blobs = _fuzz_blobs()
-    proc = mpy_script(FUZZ % (blobs, count, rehashed, 1234 + rehashed), heap="512k", timeout=1200)
+    proc = mpy_script(FUZZ % (blobs, count, rehashed, 1234 + rehashed, str(tmp_path / "fuzz.blob")), heap="512k",
+                      timeout=1200)
     line = [l for l in proc.stdout.splitlines() if l.startswith("STATS")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     stats = dict(eval(line[0][6:]))
