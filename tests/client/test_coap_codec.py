@@ -140,3 +140,37 @@ seqs = [o.next_seq() for _ in range(3)]
 print(seqs, binascii.hexlify(cm.encode(cm.Message(cm.NON, cm.CONTENT, 1).add(cm.OBSERVE, 0xFFFFFF))).decode())
 """)
     assert out == "[16777215, 0, 1] 5045000163ffffff"
+
+
+def test_notification_attribute_rules(mpy_run):
+    out = hexrun(mpy_run, """
+from lwm2m import observe as ob
+print(ob.parse_attributes(['pmin=2', 'pmax=30', 'gt=50', 'lt=-1.5', 'st=2']))
+for bad in (['pmin=x'], ['pmin=-1'], ['pmin=9', 'pmax=3'], ['epmin=1'], ['st=-2']):
+    try:
+        ob.parse_attributes(bad); print('accepted')
+    except ob.AttributesError:
+        print('rejected')
+a = {'gt': 50.0}
+print(ob.passes_thresholds(a, 40, 45), ob.passes_thresholds(a, 40, 51), ob.passes_thresholds(a, 60, 49))
+a = {'lt': 10.0}
+print(ob.passes_thresholds(a, 12, 11), ob.passes_thresholds(a, 12, 9), ob.passes_thresholds(a, 9, 10))
+a = {'st': 5.0}
+print(ob.passes_thresholds(a, 10, 14), ob.passes_thresholds(a, 10, 15), ob.passes_thresholds(a, 10, 5))
+print(ob.passes_thresholds(a, 'x', 'y'), ob.passes_thresholds({}, 1, 1))
+at = ob.Attributes()
+at.set((3,), {'pmin': 1, 'pmax': 60})
+at.set((3, 0, 9), {'pmin': 5, 'gt': 20.0})
+print(sorted(at.effective((3, 0, 9)).items()), sorted(at.effective((3, 0, 10)).items()))
+at.set((3, 0, 9), {'pmin': None, 'gt': None})
+print(sorted(at.effective((3, 0, 9)).items()), at.link_attrs((3, 0, 9)) == '')
+""")
+    lines = out.splitlines()
+    # MicroPython's dict order is not insertion order: compare the parsed attributes as a dict
+    assert eval(lines[0]) == {"pmin": 2, "pmax": 30, "gt": 50.0, "lt": -1.5, "st": 2.0}
+    assert lines[1:] == [
+        "rejected", "rejected", "rejected", "rejected", "rejected",
+        "False True True", "False True True", "False True True", "True True",
+        "[('gt', 20.0), ('pmax', 60), ('pmin', 5)] [('pmax', 60), ('pmin', 1)]",
+        "[('pmax', 60), ('pmin', 1)] True",
+    ]
