@@ -184,6 +184,19 @@ def fc_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
                 xp += 1
         xe8 = xb + (Ci & ~7)
         wp = wo
+        if Ci == 8:
+            # 8 inputs (e.g. MobileNet's first pointwise conv): keep them in locals across all output channels
+            x0 = (int(x[xb]) ^ 128) + off; x1 = (int(x[xb + 1]) ^ 128) + off; x2 = (int(x[xb + 2]) ^ 128) + off
+            x3 = (int(x[xb + 3]) ^ 128) + off; x4 = (int(x[xb + 4]) ^ 128) + off; x5 = (int(x[xb + 5]) ^ 128) + off
+            x6 = (int(x[xb + 6]) ^ 128) + off; x7 = (int(x[xb + 7]) ^ 128) + off
+            for j in range(ocb):
+                acc[k] = (x0 * ((int(w[wp]) ^ 128) - 128) + x1 * ((int(w[wp + 1]) ^ 128) - 128)
+                          + x2 * ((int(w[wp + 2]) ^ 128) - 128) + x3 * ((int(w[wp + 3]) ^ 128) - 128)
+                          + x4 * ((int(w[wp + 4]) ^ 128) - 128) + x5 * ((int(w[wp + 5]) ^ 128) - 128)
+                          + x6 * ((int(w[wp + 6]) ^ 128) - 128) + x7 * ((int(w[wp + 7]) ^ 128) - 128)) + woff * sx
+                wp += 8
+                k += 1
+            continue
         for j in range(ocb):
             xp = xb
             s = 0

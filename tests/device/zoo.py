@@ -219,6 +219,8 @@ def all_cases(seed=1):
         ("fc_row", fc(rng)),
         ("fc_rows_per_channel", fc(rng, rows=3, Ci=17, Co=6, per_channel=True)),
         ("fc_w_off", fc(rng, rows=2, Ci=8, Co=3, w_off=3)),
+        ("fc_ci9_w_off", fc(rng, rows=2, Ci=9, Co=4, w_off=-2)),
+        ("conv_pointwise_c8", conv(rng, H=6, W=7, C=8, Co=16, K=(1, 1), stride=(1, 1), pad=(0, 0))),
         ("avgpool", pool(rng, AVERAGE_POOL_2D)),
         ("avgpool_global", pool(rng, AVERAGE_POOL_2D, H=5, W=5, C=7, f=(5, 5), s=(1, 1), pad=(0, 0))),
         ("maxpool", pool(rng, MAX_POOL_2D, act=(-50, 100))),
