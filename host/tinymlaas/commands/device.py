@@ -50,11 +50,10 @@ def run_emulate(args):
     except MicroPythonError as e:
         raise UserError(str(e)) from None
     try:
-        while dev.running() or (dev._thread and dev._thread.is_alive()):
-            dev._thread.join(0.5)
+        while not dev.wait(0.5):
+            pass
     except KeyboardInterrupt:
         print("stopping %s" % args.endpoint, file=sys.stderr)
         dev.stop()
         return 0
-    code = getattr(dev, "exit_code", dev.proc.returncode)
-    return 0 if code == 0 else 1
+    return 0 if dev.exit_code == 0 else 1

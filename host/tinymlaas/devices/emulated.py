@@ -108,6 +108,7 @@ class EmulatedDevice:
         self.lines = []
         self.reboots = 0
         self.proc = None
+        self.exit_code = None
         self._registered = threading.Event()
         self._stopping = False
         self._thread = None
@@ -159,6 +160,13 @@ class EmulatedDevice:
         if not self._registered.wait(timeout):
             raise TimeoutError("device %s did not register within %ss; output:\n%s"
                                % (self.endpoint, timeout, "\n".join(self.lines[-20:])))
+
+    def wait(self, timeout=None):
+        """Wait until the device has stopped for good (not counting supervised reboots); True if it has."""
+        if self._thread:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
