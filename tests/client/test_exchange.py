@@ -177,3 +177,22 @@ def test_unanswered_update_does_not_block_the_device(peer, tmp_path):
             notes += 1
     assert updates >= 2 and answered == updates  # the Update was retransmitted; requests still answered
     assert notes >= 3  # pmax notifications kept coming while the Update was pending
+
+
+def test_separate_response_to_register(peer, tmp_path):
+    peer.start_device(tmp_path)
+    req = peer.recv(timeout=10)
+    peer.send(make(ACK, an.EMPTY, req.mid))  # "later": an empty ACK stops the retransmissions
+    peer.no_datagram(2.5)  # nothing is retransmitted past the first ACK_TIMEOUT
+    resp = make(CON, an.CREATED, 0x3333, req.token)
+    resp.opt.location_path = ["rd", "sep"]
+    peer.send(resp)
+    ack = peer.recv(timeout=5)
+    assert (ack.mtype, ack.code, ack.mid) == (ACK, an.EMPTY, 0x3333)
+    assert peer.request(an.GET, "/3/0/0").payload == b"tinymlaas"
+    # a CON response nobody asked for is rejected with Reset
+    stray = make(CON, an.CONTENT, 0x3334, b"zz")
+    peer.send(stray)
+    rst = peer.recv(timeout=5)
+    assert (rst.mtype, rst.mid) == (RST, 0x3334)
+    assert "registered /rd/sep" in peer.stop_device()
