@@ -8,8 +8,8 @@
 #include "tml.h"
 
 #define FW_VERSION "0.1.0"
-#define BYTE_TIMEOUT_MS 250u /* idle time inside a frame before it counts as truncated */
-#define GARBAGE_IDLE_MS 20u  /* idle time after stray bytes before they are reported */
+#define BYTE_TIMEOUT_MS 1000u /* idle time inside a frame before it counts as truncated (a 1 KB frame takes 90 ms at 115200 baud) */
+#define GARBAGE_IDLE_MS 50u   /* idle time after stray bytes before they are reported */
 
 #ifndef ARENA_BYTES
 #error "ARENA_BYTES must be set by the board's Makefile settings"

@@ -70,8 +70,9 @@ typedef struct {
     int32_t xo, wo, out_off, lo, hi;
 } dense_q;
 
-static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *q, int8_t *y)
+static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *qp, int8_t *y)
 {
+    const dense_q qv = *qp, *q = &qv; /* see dense_pair */
     uint32_t o = 0;
 #if TML_DSP
     if (q->wo == 0) {
@@ -117,8 +118,10 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
  * needs per 4 inputs 2 LDR + 4 SXTB16 for the weights, 4 LDR for x and 8 SMLAD: 16 MAC in about 20 instructions,
  * every widened weight used twice and every widened input twice. */
 static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
-                       const dense_q *q, int8_t *ya, int8_t *yb)
+                       const dense_q *qp, int8_t *ya, int8_t *yb)
 {
+    /* a local copy: stores through int8_t pointers may alias anything, which would force reloads of *qp */
+    const dense_q qv = *qp, *q = &qv;
     int32_t buf[PAIR_MAX_K];
     const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
     uint32_t i, o;
