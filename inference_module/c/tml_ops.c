@@ -32,11 +32,29 @@ static void get_params(const tml_op *op, int32_t *p)
 }
 
 /* acc (a sum bounded by TML_MAX_DOT) + bias, wrapping like TFLM's int32 add; then requantize and clamp */
+#if TML_DSP
+/* MBQM with SMMULR: for |x| < 2^30, SMMULR(2x, m) = floor((2xm + 2^31) / 2^32) = floor((xm + 2^30) / 2^31), which
+ * is exactly SRDHM(x, m) for m >= 0 (see tml_mbqm). One instruction instead of SMLAL plus three to combine. */
+static inline int32_t mbqm_dsp(int32_t x, int32_t m, int32_t s)
+{
+    int32_t xs = s > 0 ? (int32_t)((uint32_t)x << s) : x, v, r, mask;
+    if ((uint32_t)xs + 0x40000000u >= 0x80000000u)
+        return tml_mbqm(x, m, s); /* |xs| >= 2^30: the general path */
+    __asm__("smmulr %0, %1, %2" : "=r"(v) : "r"(xs * 2), "r"(m));
+    r = s > 0 ? 0 : -s;
+    mask = (int32_t)(((uint32_t)1 << r) - 1u);
+    return (v >> r) + ((v & mask) > (mask >> 1) + (v < 0));
+}
+#define REQUANT_MBQM mbqm_dsp
+#else
+#define REQUANT_MBQM tml_mbqm
+#endif
+
 static inline int8_t requant(int32_t sum, const uint8_t *bias, const uint8_t *mult, const uint8_t *shift,
                              int32_t out_off, int32_t lo, int32_t hi)
 {
     int32_t acc = (int32_t)((uint32_t)sum + (uint32_t)tml_ld32(bias));
-    return (int8_t)tml_clamp(tml_mbqm(acc, tml_ld32(mult), tml_ld32(shift)) + out_off, lo, hi);
+    return (int8_t)tml_clamp(REQUANT_MBQM(acc, tml_ld32(mult), tml_ld32(shift)) + out_off, lo, hi);
 }
 
 /* Range of filter taps k in [0, K) with 0 <= o + k*d < size. */
