@@ -349,10 +349,10 @@ def mean_acc(x: ptr8, acc: ptr32, c: ptr32):
     D0 = int(c[3]); D1 = int(c[4]); D2 = int(c[5]); D3 = int(c[6]); mask = int(c[7]); zp = int(c[8])
     zp = (((((zp >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (zp & 0xFFFF)
     # Output extents E*: reduced axes have extent 1; R* are the extents summed over.
-    E0 = D0; E1 = D1; E2 = D2; E3 = D3
+    E1 = D1; E2 = D2; E3 = D3
     R0 = 1; R1 = 1; R2 = 1; R3 = 1
     if mask & 1:
-        E0 = 1; R0 = D0
+        R0 = D0
     if mask & 2:
         E1 = 1; R1 = D1
     if mask & 4:

@@ -4,8 +4,6 @@ what makes it correct with 32-bit viper ints), and the device's viper routines a
 
 import random
 
-import pytest
-
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 EDGE_A = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -(1 << 30) - 1, -65536, -65535, -32769, -32768, -1, 0, 1, 32767,

@@ -121,7 +121,6 @@ print('STATE', inst.state)
 
 def test_mlperf_kws_package_with_tflm_golden_vectors(tmp_path, flash, mlperf, mpy_script):
     from tflite_micro.python.tflite_micro import runtime
-    from tinymlaas.devices import unixport as _  # noqa: F401  (the CLI compiler is the real producer)
     blob_path = tmp_path / "kws.blob"
     subprocess.run(["tinymlaas", "compile", str(mlperf("kws")), "-o", str(blob_path)], check=True,
                    capture_output=True)

@@ -6,7 +6,6 @@ implementation of docs/blob-format.md."""
 import random
 
 import numpy as np
-import pytest
 
 import zoo
 from blobkit import FLOAT32

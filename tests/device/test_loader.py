@@ -6,7 +6,7 @@ import struct
 import pytest
 
 import zoo
-from blobkit import (BlobBuilder, INT8, INT32, FLOAT32, CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, LUT, rehash)
+from blobkit import BlobBuilder, INT8, INT32, CONV_2D, MAX_POOL_2D, rehash
 
 
 def small_net_blob(seed=1):

@@ -190,7 +190,6 @@ def small_net(rng):
     h4 = b.arena(INT8, (1, 3), zp=5)
     b.op(FULLY_CONNECTED, [h3, w4, b4, m4, s4], h4, [128, 0, 5, -128, 127])
     sm = softmax(rng, 1, 3)  # reuse its table construction
-    table = sm.tensors[1]
     tt = b.const_tensor(INT32, (256,), list(__import__("struct").unpack("<256i", bytes(sm.const[:1024]))))
     y = b.arena(INT8, (1, 3), zp=-128, scale=1 / 256)
     b.op(SOFTMAX, [h4, tt], y)
