@@ -53,7 +53,23 @@ def build_parser():
     return parser
 
 
+def quiet_tensorflow():
+    """TensorFlow's C++ and Python loggers print start-up chatter on every import; a CLI shows its own output."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN's float kernels also make post-training calibration depend on the CPU; off, conversions repeat exactly.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="tensorflow")
+    warnings.filterwarnings("ignore", module="keras")
+
+
 def main(argv=None):
+    quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -47,7 +47,7 @@ def store(tmp_path):
 
 def plan_ok(deployment, endpoint):
     if endpoint == "too-small":
-        raise DeploymentError("no variant fits: needs 60000 B of contiguous RAM, device has 30000 B")
+        raise DeploymentError("no variant fits: needs 60000 B of RAM, device has 30000 B")
     return {"id": 7, "artifact_sha256": SHA_NEW}, b"package", "new", "2"
 
 
@@ -82,7 +82,7 @@ def test_vanished_device_and_nothing_fits_fail_with_reasons(store):
     dep = asyncio.run(engine(store, devices).run(store.create(1, ["gone", "too-small", "fine"], canary=[])))
     by = {d["endpoint"]: d for d in dep["devices"]}
     assert by["gone"]["state"] == "failed" and "unreachable" in by["gone"]["reason"]
-    assert by["too-small"]["state"] == "failed" and "contiguous RAM" in by["too-small"]["reason"]
+    assert by["too-small"]["state"] == "failed" and "B of RAM" in by["too-small"]["reason"]
     assert by["fine"]["state"] == "active" and dep["state"] == "completed"
 
 

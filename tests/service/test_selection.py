@@ -1,6 +1,6 @@
 """Fit-to-device selection: every reason a variant is rejected, and the choice among those that fit."""
 
-from tinymlaas.service.selection import RAM_MARGIN_BYTES, RUNTIME_OVERHEAD_BYTES, choose, judge
+from tinymlaas.service.selection import RAM_MARGIN_BYTES, choose, judge, runtime_overhead
 
 ESP32 = {"runtime": "tinyml-mpy", "abi": 1, "ops": ["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"],
          "heap_free": 110_000, "largest_block": 90_000, "fs_free": 1_000_000, "mac_rate": 2_000_000}
@@ -18,21 +18,29 @@ def test_most_accurate_fitting_variant_is_chosen():
     best, verdicts = choose([big, mid, small], ESP32)
     assert best.variant["id"] == 2
     assert [v.fits for v in verdicts] == [False, True, True]
-    assert "contiguous RAM" in verdicts[0].summary()
+    assert "needs 224576 B of RAM (arena 200000 + 32-bit runtime 24576)" in verdicts[0].summary()
+
+
+def test_a_64_bit_device_needs_more_runtime_ram():
+    assert runtime_overhead(dict(ESP32, arch="x86_64")) > runtime_overhead(ESP32)
 
 
 def test_ram_limit_counts_runtime_overhead_and_margin():
-    limit = ESP32["largest_block"] - RAM_MARGIN_BYTES - RUNTIME_OVERHEAD_BYTES["tinyml-mpy"]
+    limit = ESP32["largest_block"] - RAM_MARGIN_BYTES - runtime_overhead(ESP32)
     assert judge(variant(1, ram=limit), ESP32).fits
     assert not judge(variant(1, ram=limit + 1), ESP32).fits
 
 
 def test_each_rejection_reason_is_stated():
-    v = judge(variant(1, ram=1000, flash=2_000_000, ops=("CONV_2D", "LSTM"), kind="tflite", abi=2), ESP32,
-              latency_budget_ms=0.1)
+    v = judge(variant(1, ram=1000, flash=2_000_000, ops=("CONV_2D", "LSTM"), abi=2), ESP32, latency_budget_ms=0.1)
     text = " | ".join(v.reasons)
-    for expected in ("does not run on runtime", "ABI 2", "lacks op(s) LSTM", "flash", "budget"):
+    for expected in ("ABI 2", "lacks op(s) LSTM", "flash", "budget"):
         assert expected in text
+
+
+def test_an_artifact_for_another_runtime_is_rejected_for_that_alone():
+    v = judge(variant(1, ram=10**9, kind="tflite"), ESP32)
+    assert v.reasons == ["a tflite artifact (runtime None) does not run on the device's tinyml-mpy runtime"]
 
 
 def test_nothing_fits_returns_none():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..devices.emulated import CODE_IN_HEAP, EmulatedDevice
+from ..devices.emulated import EmulatedDevice
 from ..paths import mlperf_model
 from ..service.core import Service
 from ..service.selection import choose
@@ -30,11 +30,11 @@ from . import vibration
 
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
 
-# name, board profile (devices/emulated.py), board heap override in KB (None: the profile's)
+# name, board profile (devices/emulated.py), flash for model packages (None: the profile's)
 DEVICES = [
     ("esp32s3-kitchen", "esp32-s3", None),
     ("esp32-pump-7", "esp32", None),
-    ("m4-fan-2", "cortex-m4", None),
+    ("m4-fan-2", "cortex-m4", "16k"),     # most of its 1 MB flash holds firmware: a 16 KB model partition
 ]
 
 TINYML = 32770
@@ -106,9 +106,8 @@ async def _demo(data_dir, narrator, summary_json=None):
     devices = []
     try:
         step("Starting %d emulated devices (MicroPython unix port, heap limited like a board)" % len(DEVICES))
-        for name, profile, board_heap_kb in DEVICES:
-            heap = None if board_heap_kb is None else board_heap_kb * 1024 + CODE_IN_HEAP
-            dev = EmulatedDevice(uri, name, heap=heap, profile=profile, data_dir=data_dir / "devices" / name)
+        for name, profile, flash in DEVICES:
+            dev = EmulatedDevice(uri, name, profile=profile, flash=flash, data_dir=data_dir / "devices" / name)
             dev.start()
             devices.append(dev)
         caps_seen = asyncio.Event()

@@ -12,9 +12,26 @@ Capabilities are what the device reported in its TinyML LwM2M object (docs/tinym
 
 from dataclasses import dataclass, field
 
-# What a loaded model costs besides its arena on the MicroPython runtime: the Model object, tensor and op tables
-# and the weight streaming buffer. Measured in docs/runtime-micropython.md; kept as a stated, conservative bound.
-RUNTIME_OVERHEAD_BYTES = {"tinyml-mpy": 12 * 1024, "tinyml-c": 1024, "tflm": 4 * 1024}
+# What a loaded model costs besides its arena: the runtime's fixed scratch (accumulators, im2col patch, weight
+# streaming buffer), its tensor and op tables and the validator it imports. Measured per word size in
+# docs/runtime-micropython.md ("RAM beyond the arena": 20.8-28.7 KB on a 32-bit Cortex-M, 34-47 KB on the 64-bit
+# unix port), rounded up to the typical model; the C runtime needs only its per-call stack; TFLM its
+# interpreter and persistent buffers beside the measured arena.
+RUNTIME_OVERHEAD_BYTES = {
+    ("tinyml-mpy", 32): 24 * 1024, ("tinyml-mpy", 64): 40 * 1024,
+    ("tinyml-c", 32): 1024, ("tinyml-c", 64): 2048,
+    ("tflm", 32): 4 * 1024, ("tflm", 64): 8 * 1024,
+}
+_64BIT = ("x86_64", "x64", "amd64", "aarch64", "arm64", "riscv64")
+
+
+def word_bits(caps):
+    arch = str(caps.get("arch") or "").lower()
+    return 64 if any(a in arch for a in _64BIT) else 32
+
+
+def runtime_overhead(caps):
+    return RUNTIME_OVERHEAD_BYTES.get((caps.get("runtime"), word_bits(caps)), 0)
 # Heap kept free for the LwM2M client and the application after the model is loaded.
 RAM_MARGIN_BYTES = 8 * 1024
 # Install needs the new package staged beside the active one, plus room for the filesystem's own metadata.
@@ -71,17 +88,18 @@ def judge(variant, caps, latency_budget_ms=None):
         missing = sorted(set(variant.get("ops") or ()) - set(dev_ops))
         if missing:
             v.reasons.append("device runtime lacks op(s) %s" % ", ".join(missing))
-    v.ram_needed = int(variant["ram_bytes"]) + RUNTIME_OVERHEAD_BYTES.get(runtime, 0)
+    v.ram_needed = int(variant["ram_bytes"]) + runtime_overhead(caps)
     block = caps.get("largest_block") or caps.get("heap_free") or 0
     v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
     if v.ram_needed > v.ram_available:
-        v.reasons.append("needs %d B of contiguous RAM (arena %d + runtime %d), device has %d B (largest free block "
-                         "%d − margin %d)" % (v.ram_needed, variant["ram_bytes"], v.ram_needed - variant["ram_bytes"],
-                                              v.ram_available, block, RAM_MARGIN_BYTES))
+        v.reasons.append("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block "
+                         "%d - margin %d)" % (v.ram_needed, variant["ram_bytes"], word_bits(caps),
+                                              v.ram_needed - variant["ram_bytes"], v.ram_available, block,
+                                              RAM_MARGIN_BYTES))
     v.flash_needed = int(variant["flash_bytes"]) + package_overhead(variant)
     v.flash_available = max(0, int(caps.get("fs_free") or 0) - FLASH_MARGIN_BYTES)
     if v.flash_needed > v.flash_available:
-        v.reasons.append("needs %d B of flash for the package, device has %d B free (− margin %d)"
+        v.reasons.append("needs %d B of flash for the package, device has %d B free (- margin %d)"
                          % (v.flash_needed, caps.get("fs_free") or 0, FLASH_MARGIN_BYTES))
     rate = caps.get("mac_rate")
     if rate:
