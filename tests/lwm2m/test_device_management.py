@@ -118,3 +118,26 @@ def test_errors(device):
     st.call(c.stop())
     with pytest.raises(DeviceUnreachable):
         st.call(st.server.read("dm1", "/3/0", timeout=0.5))
+
+
+def test_queue_mode_request_waits_for_the_device_to_wake(lwm2m_server):
+    """A Q-binding device is only reachable right after Register/Update: a Read made while it sleeps is held
+    until its next Update instead of timing out (leshan#1286)."""
+    import asyncio
+
+    st = lwm2m_server
+    st.server.awake_time = 0.3
+    c = st.call(ReferenceClient("sleepy", binding="UQ").start(st.uri))
+    st.call(c.register())
+    assert st.server.device("sleepy").binding == "UQ"
+    time.sleep(0.5)  # the awake window has passed
+    pending = asyncio.run_coroutine_threadsafe(st.server.read("sleepy", "/3/0/0"), st.loop)
+    time.sleep(0.5)
+    assert not pending.done()  # held, not sent into the void
+    st.call(c.update())
+    assert pending.result(5) == {(3, 0, 0): "tinymlaas"}
+    st.server.queue_timeout = 0.3
+    time.sleep(0.4)
+    with pytest.raises(DeviceUnreachable):
+        st.call(st.server.read("sleepy", "/3/0/0"))
+    st.call(c.stop())

@@ -21,9 +21,10 @@ from .objects import default_model
 
 
 class ReferenceClient(resource.ObservableResource):
-    def __init__(self, endpoint, values=None, lifetime=60, lwm2m="1.1", max_package=1 << 20):
+    def __init__(self, endpoint, values=None, lifetime=60, lwm2m="1.1", max_package=1 << 20, binding="U"):
         super().__init__()
         self.endpoint = endpoint
+        self.binding = binding
         self.lifetime = lifetime
         self.lwm2m = lwm2m
         self.model = default_model()
@@ -54,7 +55,7 @@ class ReferenceClient(resource.ObservableResource):
 
     async def register(self, extra_query=()):
         msg = Message(code=Code.POST, uri=self.server + "/rd", payload=self.object_links(), content_format=40)
-        msg.opt.uri_query = ("ep=" + self.endpoint, "lt=%d" % self.lifetime, "lwm2m=" + self.lwm2m, "b=U") + tuple(extra_query)
+        msg.opt.uri_query = ("ep=" + self.endpoint, "lt=%d" % self.lifetime, "lwm2m=" + self.lwm2m, "b=" + self.binding) + tuple(extra_query)
         resp = await self.context.request(msg).response
         if resp.code == Code.CREATED:
             self.location = "/".join(resp.opt.location_path)

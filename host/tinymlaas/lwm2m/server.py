@@ -104,12 +104,17 @@ class Observation:
 
 class LwM2MServer:
     def __init__(self, db_path=":memory:", model=None, *, read_capabilities=True, sweep_interval=1.0,
-                 request_timeout=30.0, public_host=None, packages_dir=None):
+                 request_timeout=30.0, public_host=None, packages_dir=None, awake_time=93.0, queue_timeout=3600.0):
         self.store = Store(db_path)
         self.model = model or default_model()
         self.read_capabilities = read_capabilities
         self.sweep_interval = sweep_interval
         self.request_timeout = request_timeout
+        # Queue mode: how long a Q-binding device listens after Register/Update (LwM2M 1.1 suggests the CoAP
+        # MAX_TRANSMIT_WAIT, 93 s), and how long a request waits for a sleeping device to wake.
+        self.awake_time = awake_time
+        self.queue_timeout = queue_timeout
+        self._wake = {}  # endpoint -> asyncio.Event set at its next Register/Update
         self.public_host = public_host
         if packages_dir is None and str(db_path) != ":memory:":
             packages_dir = Path(db_path).with_name(Path(db_path).name + ".packages")
@@ -223,6 +228,7 @@ class LwM2MServer:
             self._drop(old)
         self._regs[reg.endpoint] = reg
         self._by_id[reg.id] = reg.endpoint
+        self._woke(reg.endpoint)
         self._emit("registered", reg)
         self._maybe_read_capabilities(reg)
         return reg
@@ -242,6 +248,7 @@ class LwM2MServer:
         reg.updated_at = time.time()
         reg.address, reg.remote = remote.hostinfo, remote  # NAT rebinding: answer where the device is now
         self.store.save_device(reg, "updated")
+        self._woke(reg.endpoint)
         self._emit("updated", reg)
         if objects_changed or reg.capabilities is None:
             self._maybe_read_capabilities(reg)
@@ -310,7 +317,25 @@ class LwM2MServer:
             msg.opt.uri_query = tuple(query)
         return msg
 
-    async def _exchange(self, msg, timeout=None, handle_blockwise=True):
+    async def _await_awake(self, reg):
+        """Queue mode (binding with Q, LwM2M 1.1 §6.5): a sleeping device only listens for `awake_time` after
+        it last sent a Register or Update. Requests made while it sleeps wait for its next Update (up to
+        `queue_timeout`) instead of timing out against a closed radio (leshan#1286)."""
+        if "Q" not in reg.binding or time.time() < reg.updated_at + self.awake_time:
+            return
+        event = self._wake.setdefault(reg.endpoint, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), self.queue_timeout)
+        except asyncio.TimeoutError:
+            raise DeviceUnreachable("queue-mode device %s did not wake within %.0f s" % (reg.endpoint, self.queue_timeout)) from None
+
+    def _woke(self, endpoint):
+        event = self._wake.pop(endpoint, None)
+        if event is not None:
+            event.set()
+
+    async def _exchange(self, reg, msg, timeout=None, handle_blockwise=True):
+        await self._await_awake(reg)
         try:
             return await asyncio.wait_for(self.context.request(msg, handle_blockwise=handle_blockwise).response,
                                           timeout or self.request_timeout)
@@ -338,7 +363,7 @@ class LwM2MServer:
         reg = self.device(endpoint)
         path = P.check(path)
         accept = C.content_format(fmt) if fmt is not None else None
-        resp = self._check(await self._exchange(self._message(reg, Code.GET, path, accept=accept), timeout))
+        resp = self._check(await self._exchange(reg, self._message(reg, Code.GET, path, accept=accept), timeout))
         return self._decode(path, resp)
 
     async def read_value(self, endpoint, path, fmt=None):
@@ -367,7 +392,7 @@ class LwM2MServer:
         fmt = self._write_format(reg, path, values, fmt)
         payload = C.encode(fmt, path, values, self.model)
         msg = self._message(reg, Code.PUT if replace else Code.POST, path, payload, content_format=fmt)
-        return dotted(self._check(await self._exchange(msg, timeout)).code)
+        return dotted(self._check(await self._exchange(reg, msg, timeout)).code)
 
     async def write_attributes(self, endpoint, path, timeout=None, **attrs):
         """Write-Attributes, e.g. pmin=5, pmax=60, gt=..., lt=..., st=...; None clears one."""
@@ -378,7 +403,7 @@ class LwM2MServer:
         if bad:
             raise ValueError("unknown notification attributes %s" % sorted(bad))
         query = [k if v is None else "%s=%s" % (k, v) for k, v in attrs.items()]
-        return dotted(self._check(await self._exchange(self._message(reg, Code.PUT, path, query=query), timeout)).code)
+        return dotted(self._check(await self._exchange(reg, self._message(reg, Code.PUT, path, query=query), timeout)).code)
 
     async def execute(self, endpoint, path, args=None, timeout=None):
         reg = self.device(endpoint)
@@ -387,12 +412,12 @@ class LwM2MServer:
             raise ValueError("Execute needs a resource path /o/i/r")
         payload = args.encode("utf-8") if isinstance(args, str) else (args or b"")
         msg = self._message(reg, Code.POST, path, payload, content_format=C.TEXT if payload else None)
-        return dotted(self._check(await self._exchange(msg, timeout)).code)
+        return dotted(self._check(await self._exchange(reg, msg, timeout)).code)
 
     async def discover(self, endpoint, path, timeout=None):
         reg = self.device(endpoint)
         path = P.check(path)
-        resp = self._check(await self._exchange(self._message(reg, Code.GET, path, accept=C.LINK_FORMAT), timeout))
+        resp = self._check(await self._exchange(reg, self._message(reg, Code.GET, path, accept=C.LINK_FORMAT), timeout))
         try:
             return C.linkformat.decode(resp.payload)
         except C.CodecError as e:
@@ -403,13 +428,13 @@ class LwM2MServer:
         path = P.check(path)
         fmt = C.content_format(fmt) if fmt is not None else (C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR)
         payload = C.encode(fmt, path, {P.check(k): v for k, v in values.items()}, self.model)
-        resp = self._check(await self._exchange(self._message(reg, Code.POST, path, payload, content_format=fmt), timeout))
+        resp = self._check(await self._exchange(reg, self._message(reg, Code.POST, path, payload, content_format=fmt), timeout))
         return resp.opt.location_path
 
     async def delete(self, endpoint, path, timeout=None):
         reg = self.device(endpoint)
         path = P.check(path)
-        return dotted(self._check(await self._exchange(self._message(reg, Code.DELETE, path), timeout)).code)
+        return dotted(self._check(await self._exchange(reg, self._message(reg, Code.DELETE, path), timeout)).code)
 
     async def observe(self, endpoint, path, callback, fmt=None):
         """Observe a path. callback(values, observation) runs for the first answer and every notification;
@@ -418,6 +443,7 @@ class LwM2MServer:
         path = P.check(path)
         msg = self._message(reg, Code.GET, path, accept=C.content_format(fmt) if fmt is not None else None)
         msg.opt.observe = 0
+        await self._await_awake(reg)
         request = self.context.request(msg)
         try:
             first = await asyncio.wait_for(request.response, self.request_timeout)
@@ -489,6 +515,7 @@ class LwM2MServer:
                 msg.opt.size1 = len(data)
             # Whole-exchange bound: CoAP's MAX_TRANSMIT_WAIT for this timeout (RFC 7252 §4.8.2) plus slack.
             exchange_timeout = rto * ((2 ** (max_retransmit + 1)) - 1) * 1.5 + 1.0
+            await self._await_awake(reg_now)
             t0 = time.monotonic()
             try:
                 resp = await asyncio.wait_for(self.context.request(msg, handle_blockwise=False).response, exchange_timeout)
