@@ -73,3 +73,9 @@ def test_serve_rejects_busy_port(tmp_path):
                        timeout=30)
     s.close()
     assert r.returncode == 2 and "cannot bind CoAP" in r.stderr
+
+
+def test_devices_without_a_server_is_a_clear_error():
+    r = subprocess.run(CLI + ["devices", "--server", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "cannot reach http://127.0.0.1:1/api/devices" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
