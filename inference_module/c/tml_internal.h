@@ -118,6 +118,9 @@ void tml_tensor_read(const tml_model *m, uint32_t index, tml_tensor *t);
 void tml_dims4(const tml_tensor *t, uint32_t d[4]);
 uint32_t tml_elements(const tml_tensor *t);
 
+/* The MBQM the kernels of this build use (tests compare it with the spec's definition). */
+int32_t tml_kernel_mbqm(int32_t x, int32_t m, int32_t s);
+
 /* Kernels, run on a validated op (tml_ops.c). */
 tml_status tml_run_op(tml_model *m, const tml_op *op);
 

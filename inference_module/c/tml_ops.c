@@ -893,3 +893,6 @@ tml_status tml_run_op(tml_model *m, const tml_op *op)
 }
 
 const char *tml_kernel_set(void) { return TML_DSP ? "cortex-m-dsp" : "reference"; }
+
+/* The MBQM the kernels of this build use (SMMULR-based on Cortex-M DSP), exported for tests/c/tml_unit.c. */
+int32_t tml_kernel_mbqm(int32_t x, int32_t m, int32_t s) { return REQUANT_MBQM(x, m, s); }
