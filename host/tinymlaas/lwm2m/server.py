@@ -471,7 +471,10 @@ class LwM2MServer:
                     except LwM2MError as e:
                         log.warning("bad notification from %s for %s: %s", endpoint, P.fmt(path), e)
                         continue
-                    callback(values, obs)
+                    try:
+                        callback(values, obs)
+                    except Exception:  # a broken callback must not end the observation
+                        log.exception("observation callback for %s %s failed", endpoint, P.fmt(path))
             except Exception as e:  # aiocoap ends observations with an exception (e.g. NotObservable)
                 log.info("observation %s %s ended: %s", endpoint, P.fmt(path), e)
             finally:
