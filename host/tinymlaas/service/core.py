@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import UserError
+from ..db import migration
 from ..lwm2m.server import LwM2MServer
 from ..registry import RegistryError
 from ..registry.models import golden_bytes
@@ -16,6 +17,11 @@ from .deployments import DeploymentEngine, DeploymentError, DeploymentStore
 from .selection import choose
 
 log = logging.getLogger("tinymlaas.service")
+
+migration("fleet", 1, """CREATE TABLE device_tags (
+    endpoint TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (endpoint, tag))""")
 
 GOLDEN_VECTORS = 3
 
@@ -76,8 +82,11 @@ class Service:
         return self
 
     async def stop(self):
-        for t in list(self._tasks):
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        # Let cancelled deliveries unwind before the CoAP context shuts down under them.
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.server.stop()
 
     def _spawn(self, coro):
@@ -92,6 +101,20 @@ class Service:
         if not reg.capabilities:
             raise UserError("device %s has not reported its TinyML capabilities (object 32770) yet" % endpoint)
         return normalize_capabilities(reg.capabilities)
+
+    def tag(self, endpoint, *tags):
+        for t in tags:
+            self.db.execute("INSERT INTO device_tags (endpoint, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", (endpoint, t))
+
+    def untag(self, endpoint, *tags):
+        for t in tags:
+            self.db.execute("DELETE FROM device_tags WHERE endpoint=? AND tag=?", (endpoint, t))
+
+    def tags(self, endpoint):
+        return [r["tag"] for r in self.db.query("SELECT tag FROM device_tags WHERE endpoint=? ORDER BY tag", (endpoint,))]
+
+    def devices_with_tag(self, tag):
+        return [r["endpoint"] for r in self.db.query("SELECT endpoint FROM device_tags WHERE tag=? ORDER BY endpoint", (tag,))]
 
     # -- selection ----------------------------------------------------------------------------------------------
     def explain(self, model_name, endpoint, latency_budget_ms=None, caps=None):

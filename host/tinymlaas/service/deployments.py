@@ -195,6 +195,10 @@ class DeploymentEngine:
             report = await self.channel.install(endpoint, package, name, version,
                                                 progress=(lambda done, total: progress(endpoint, done, total)) if progress else None)
         except DeliveryError as e:
+            if asyncio.current_task().cancelling():
+                # The service is shutting down: the transfer broke because of us, not the device. Leave the
+                # state as it is so the next start resumes it.
+                raise asyncio.CancelledError() from None
             self.store.set_device(dep_id, endpoint, "failed", str(e))
             return False
         self.store.set_device(dep_id, endpoint, "verifying", "device reports %s" % (report or {}).get("sha256", "?")[:12])
