@@ -172,28 +172,46 @@ def test_registrations_survive_restart(tmp_path):
 
 
 def test_schema_migrations_are_ordered_and_extendable(tmp_path):
-    db = tmp_path / "m.db"
-    s = S.Store(db)
+    """The LwM2M tables come from the project's migration mechanism (component "lwm2m" in schema_migrations)."""
+    from tinymlaas import db as D
+
+    path = tmp_path / "m.db"
+    s = S.Store(path)
     assert s.schema_version() == 2
     s.close()
-    saved = list(S.MIGRATIONS)
+    saved = list(D.MIGRATIONS)
     try:
-        S.register_migration(100, "service: models", "CREATE TABLE models (sha TEXT PRIMARY KEY)")
-        with pytest.raises(ValueError):
-            S.register_migration(100, "other name", "")
-        s = S.Store(db)
-        assert s.schema_version() == 100
+        D.migration("lwm2m-test", 1, "CREATE TABLE extra (sha TEXT PRIMARY KEY)")
+        s = S.Store(path)
+        assert s.db.schema_versions()["lwm2m-test"] == 1 and s.schema_version() == 2
         s.close()
-        con = sqlite3.connect(db)
-        assert [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 100]
-        con.execute("INSERT INTO models VALUES ('x')")
+        con = sqlite3.connect(path)
+        assert ("lwm2m", 1) in con.execute("SELECT component, version FROM schema_migrations").fetchall()
+        con.execute("INSERT INTO extra VALUES ('x')")
+        con.commit()
         con.close()
         # A failing migration rolls back completely and is not recorded.
-        S.register_migration(101, "broken", "CREATE TABLE t (a); INSERT INTO nowhere VALUES (1)")
+        D.migration("lwm2m-test", 2, "CREATE TABLE t (a)", "INSERT INTO nowhere VALUES (1)")
         with pytest.raises(sqlite3.OperationalError):
-            S.Store(db)
-        con = sqlite3.connect(db)
-        assert con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 100
+            S.Store(path)
+        con = sqlite3.connect(path)
+        assert con.execute("SELECT MAX(version) FROM schema_migrations WHERE component='lwm2m-test'").fetchone()[0] == 1
         assert not con.execute("SELECT name FROM sqlite_master WHERE name='t'").fetchall()
     finally:
-        S.MIGRATIONS[:] = saved
+        D.MIGRATIONS[:] = saved
+
+
+def test_store_shares_the_service_database(tmp_path):
+    """The server can run on a Database the service already opened (one file, one migration history)."""
+    from tinymlaas.db import Database
+
+    db = Database(tmp_path / "shared.db")
+    st = ServerThread(db)
+    try:
+        c = client(st, "shared-dev")
+        st.call(c.register())
+        st.call(c.stop())
+        assert [r["endpoint"] for r in db.query("SELECT endpoint FROM devices")] == ["shared-dev"]
+    finally:
+        st.stop()
+    db.query("SELECT 1")  # the server did not close a database it does not own

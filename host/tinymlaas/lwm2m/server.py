@@ -36,7 +36,7 @@ from .objects import TINYML_OBJECT_ID, default_model
 from .packages import PackageStore
 from .push import BlockAnswer, BlockTimeout, PushFailed, RttEstimator, push_blocks
 from .registration import Registration
-from .store import Store
+from .store import Store, is_file_path
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 
@@ -116,7 +116,7 @@ class LwM2MServer:
         self.queue_timeout = queue_timeout
         self._wake = {}  # endpoint -> asyncio.Event set at its next Register/Update
         self.public_host = public_host
-        if packages_dir is None and str(db_path) != ":memory:":
+        if packages_dir is None and is_file_path(db_path):
             packages_dir = Path(db_path).with_name(Path(db_path).name + ".packages")
         self.packages = PackageStore(packages_dir)
         self.context = None

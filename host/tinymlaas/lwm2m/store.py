@@ -1,109 +1,70 @@
-"""SQLite persistence with ordered schema migrations.
+"""Persistence of registrations: the `devices` and `device_events` tables, through `tinymlaas.db.Database`.
 
-`schema_version` holds one row per applied migration. `MIGRATIONS` is an ordered list of (version, name, SQL);
-`Store.open()` applies the missing ones in order, each in its own transaction. Other layers (the service's
-model registry and deployments) add theirs with `register_migration()` before opening; versions are global
-and must increase, so pick a fresh number (this module uses 1..99).
+The schema lives in the project's migration mechanism (`tinymlaas.db.migration`, component "lwm2m"): ordered
+versions recorded in `schema_migrations`, each applied once in its own transaction. The service layer's tables
+(models, deployments) use the same mechanism, so one database file (or PostgreSQL URL) holds everything and
+is brought forward on start. Add a version here, never edit a released one. (IF NOT EXISTS: databases made
+before the LwM2M tables joined `schema_migrations` already have them.)
 """
 
 import json
-import sqlite3
-import threading
 import time
+from pathlib import Path
 
-MIGRATIONS = [
-    (
-        1,
-        "devices",
-        """
-        CREATE TABLE devices (
-            endpoint       TEXT PRIMARY KEY,
-            registration   TEXT NOT NULL UNIQUE,
-            address        TEXT NOT NULL,
-            lifetime       INTEGER NOT NULL,
-            lwm2m_version  TEXT NOT NULL,
-            binding        TEXT NOT NULL,
-            objects        TEXT NOT NULL,      -- JSON list of registered object links ("/3/0", ...)
-            registered_at  REAL NOT NULL,
-            updated_at     REAL NOT NULL,
-            capabilities   TEXT                -- JSON: TinyML object values read after registration
-        );
-        """,
-    ),
-    (
-        2,
-        "device history",
-        """
-        CREATE TABLE device_events (
-            id        INTEGER PRIMARY KEY AUTOINCREMENT,
-            endpoint  TEXT NOT NULL,
-            event     TEXT NOT NULL,            -- registered, updated, deregistered, expired
-            at        REAL NOT NULL,
-            address   TEXT
-        );
-        CREATE INDEX device_events_endpoint ON device_events(endpoint, at);
-        """,
-    ),
-]
+from ..db import Database, migration
+
+COMPONENT = "lwm2m"
+
+migration(
+    COMPONENT,
+    1,
+    """CREATE TABLE IF NOT EXISTS devices (
+        endpoint       TEXT PRIMARY KEY,
+        registration   TEXT NOT NULL UNIQUE,
+        address        TEXT NOT NULL,
+        lifetime       INTEGER NOT NULL,
+        lwm2m_version  TEXT NOT NULL,
+        binding        TEXT NOT NULL,
+        objects        TEXT NOT NULL,
+        registered_at  REAL NOT NULL,
+        updated_at     REAL NOT NULL,
+        capabilities   TEXT)""",
+)
+migration(
+    COMPONENT,
+    2,
+    """CREATE TABLE IF NOT EXISTS device_events (
+        endpoint  TEXT NOT NULL,
+        event     TEXT NOT NULL,
+        at        REAL NOT NULL,
+        address   TEXT)""",
+    "CREATE INDEX IF NOT EXISTS device_events_endpoint ON device_events(endpoint, at)",
+)
 
 
-def register_migration(version, name, sql):
-    """Add a migration (for layers above the LwM2M server). Idempotent for the same (version, name)."""
-    for v, n, _ in MIGRATIONS:
-        if v == version:
-            if n != name:
-                raise ValueError("migration %d already registered as %r" % (version, n))
-            return
-    MIGRATIONS.append((version, name, sql))
-    MIGRATIONS.sort(key=lambda m: m[0])
+def is_file_path(db):
+    """True when `db` names a database file (not :memory:, a URL or a Database object)."""
+    return isinstance(db, (str, Path)) and str(db) != ":memory:" and "://" not in str(db)
 
 
 class Store:
-    def __init__(self, path):
-        self.path = str(path)
-        # One connection shared by the event loop thread and the HTTP API thread; sqlite3 serialises access
-        # with its own mutex when check_same_thread is off, and the lock keeps multi-statement writes atomic.
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.lock = threading.Lock()
-        if self.path != ":memory:":
-            # WAL + synchronous=NORMAL: a commit is durable across process crashes; only a power cut can lose the
-            # last few registrations, which devices redo on their next Update (they get 4.04 and re-register).
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.migrate()
-
-    def migrate(self):
-        with self.lock:
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
-            done = {r[0] for r in self.db.execute("SELECT version FROM schema_version")}
-            for version, name, sql in MIGRATIONS:
-                if version in done:
-                    continue
-                self.db.execute("BEGIN")
-                try:
-                    for stmt in sql.split(";"):
-                        if stmt.strip():
-                            self.db.execute(stmt)
-                    self.db.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, name, time.time()))
-                    self.db.execute("COMMIT")
-                except Exception:
-                    self.db.execute("ROLLBACK")
-                    raise
+    def __init__(self, db):
+        """db: a tinymlaas.db.Database to share, or a path / sqlite:/// / postgresql:// URL to open."""
+        self.owned = not isinstance(db, Database)
+        self.db = Database(db) if self.owned else db
+        if self.owned and self.db.kind == "sqlite":
+            # A commit per registration: with WAL, synchronous=NORMAL keeps commits durable across process crashes
+            # (only a power cut can lose the last few, which devices redo: their next Update gets 4.04 and they
+            # register again) and is ~3x faster than FULL under a registration storm (see the docs).
+            self.db.conn.execute("PRAGMA synchronous=NORMAL")
 
     def schema_version(self):
-        with self.lock:
-            return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-
-    # ---- devices -------------------------------------------------------------------------------------------
+        return self.db.schema_versions().get(COMPONENT, 0)
 
     def save_device(self, reg, event):
-        with self.lock:
-            self.db.execute("BEGIN")
-            self.db.execute(
+        caps = json.dumps(reg.capabilities) if reg.capabilities is not None else None
+        with self.db.transaction() as tx:
+            tx.execute(
                 """INSERT INTO devices (endpoint, registration, address, lifetime, lwm2m_version, binding, objects,
                                         registered_at, updated_at, capabilities)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -112,34 +73,27 @@ class Store:
                      objects=excluded.objects, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
                      capabilities=excluded.capabilities""",
                 (reg.endpoint, reg.id, reg.address, reg.lifetime, reg.lwm2m_version, reg.binding,
-                 json.dumps(reg.objects), reg.registered_at, reg.updated_at,
-                 json.dumps(reg.capabilities) if reg.capabilities is not None else None),
+                 json.dumps(reg.objects), reg.registered_at, reg.updated_at, caps),
             )
-            self.db.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
-                            (reg.endpoint, event, time.time(), reg.address))
-            self.db.execute("COMMIT")
+            tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
+                       (reg.endpoint, event, time.time(), reg.address))
 
     def delete_device(self, endpoint, event):
-        with self.lock:
-            self.db.execute("BEGIN")
-            self.db.execute("DELETE FROM devices WHERE endpoint = ?", (endpoint,))
-            self.db.execute("INSERT INTO device_events (endpoint, event, at) VALUES (?, ?, ?)", (endpoint, event, time.time()))
-            self.db.execute("COMMIT")
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM devices WHERE endpoint = ?", (endpoint,))
+            tx.execute("INSERT INTO device_events (endpoint, event, at) VALUES (?, ?, ?)", (endpoint, event, time.time()))
 
     def set_capabilities(self, endpoint, capabilities):
-        with self.lock:
-            self.db.execute("UPDATE devices SET capabilities = ? WHERE endpoint = ?", (json.dumps(capabilities), endpoint))
+        self.db.execute("UPDATE devices SET capabilities = ? WHERE endpoint = ?", (json.dumps(capabilities), endpoint))
 
     def devices(self):
-        with self.lock:
-            rows = self.db.execute("SELECT * FROM devices ORDER BY endpoint").fetchall()
+        rows = self.db.query("SELECT * FROM devices ORDER BY endpoint")
         return [dict(r, objects=json.loads(r["objects"]),
                      capabilities=json.loads(r["capabilities"]) if r["capabilities"] else None) for r in rows]
 
     def events(self, endpoint):
-        with self.lock:
-            return [dict(r) for r in self.db.execute("SELECT event, at, address FROM device_events WHERE endpoint = ? ORDER BY id", (endpoint,))]
+        return self.db.query("SELECT event, at, address FROM device_events WHERE endpoint = ? ORDER BY at", (endpoint,))
 
     def close(self):
-        with self.lock:
+        if self.owned:
             self.db.close()
