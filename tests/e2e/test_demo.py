@@ -1,0 +1,24 @@
+"""`tinymlaas demo`, the README's main command, as a user runs it: a real process, exit status and its summary."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+
+def test_demo_picks_different_variants_and_rejects_with_a_reason(tmp_path):
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "tinymlaas.cli", "demo", "--summary-json", str(summary)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(summary.read_text())
+    rows = {r["device"]: r for r in out["devices"]}
+    assert rows["esp32s3-kitchen"]["model"] == "kws"
+    assert rows["esp32-pump-7"]["model"] == rows["m4-fan-2"]["model"] == "vibration"
+    assert rows["esp32-pump-7"]["variant"] != rows["m4-fan-2"]["variant"]      # full vs pruned
+    kws = {d["endpoint"]: d for d in out["deployments"]["kws"]["devices"]}
+    assert kws["m4-fan-2"]["state"] == "failed" and "flash" in kws["m4-fan-2"]["reason"]
+    assert "Summary" in proc.stdout and "demo finished" in proc.stdout
