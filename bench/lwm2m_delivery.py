@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 
-from tinymlaas.lwm2m import guard
 from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.lwm2m.reference_client import ReferenceClient
 from tinymlaas.lwm2m.server import LwM2MServer

@@ -1,7 +1,6 @@
 """The strict datagram check (frame.check) as a pure function: vectors for each RFC 7252 rule, and a fuzz
 target (arbitrary and mutated datagrams never raise, verdicts are well-formed; --fuzz-long: 100,000 inputs)."""
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -14,7 +14,6 @@ there. The device's answers steer the transfer:
 `push_blocks()` only sees a `send_block(num, more, szx, chunk)` coroutine, so the logic is independent of aiocoap.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass
 

@@ -7,7 +7,6 @@ partial), Execute, Discover, Write-Attributes and Observe on its resources; and 
 client is lwm2m_client/ (MicroPython), tested separately.
 """
 
-import asyncio
 import hashlib
 
 import aiocoap

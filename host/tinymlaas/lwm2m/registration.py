@@ -6,7 +6,6 @@ code and keeps no state. Accepted values are returned as plain data; the server 
 """
 
 import re
-import time
 from dataclasses import dataclass, field
 
 from . import paths as P
@@ -53,22 +52,6 @@ class Registration:
 
     def has_object(self, oid):
         return any(P.parse(p)[0] == oid for p in self.objects)
-
-    def public(self):
-        """JSON-friendly view for APIs."""
-        return {
-            "endpoint": self.endpoint,
-            "registration": self.id,
-            "address": self.address,
-            "lifetime": self.lifetime,
-            "lwm2m_version": self.lwm2m_version,
-            "binding": self.binding,
-            "objects": list(self.objects),
-            "registered_at": self.registered_at,
-            "updated_at": self.updated_at,
-            "expires_at": self.expires_at(),
-            "capabilities": self.capabilities,
-        }
 
 
 def parse_query(queries):
@@ -181,7 +164,3 @@ def check_update(queries, content_format, payload, registered_version):
         root, objects, versions = parse_object_links(content_format, payload)
         out.update(root_path=root, objects=objects, object_versions=versions)
     return out
-
-
-def now():
-    return time.time()

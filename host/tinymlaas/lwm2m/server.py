@@ -499,7 +499,7 @@ class LwM2MServer:
         Timing: the first block waits `ack_timeout` (RFC 7252's 2 s) before CoAP retransmits it; with
         adaptive=True later blocks use a timeout estimated from the measured round trips (push.RttEstimator,
         never below `min_rto`), so a lost datagram on a fast path costs ~min_rto instead of 2-3 s."""
-        reg = self.device(endpoint)
+        self.device(endpoint)  # NotRegistered before any work
         path = P.check(path)
         if block_size not in (16, 32, 64, 128, 256, 512, 1024):
             raise ValueError("block size must be a power of two in 16..1024")
