@@ -156,18 +156,32 @@ def test_wrong_methods_and_paths(lwm2m_server):
 
 
 def test_registrations_survive_restart(tmp_path):
+    import asyncio
+    import threading
+
+    # The device runs on its own event loop, so it outlives the first server process's loop.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    on_device = lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
     db = tmp_path / "devices.db"
     st = ServerThread(db)
-    c = client(st, "persist-me", lifetime=300)
-    st.call(c.register())
-    st.call(c.stop())
+    c = on_device(ReferenceClient("persist-me", lifetime=300).start(st.uri))
+    on_device(c.register())
+    deadline = time.time() + 5
+    while st.server.device("persist-me").capabilities is None and time.time() < deadline:
+        time.sleep(0.05)
     st.stop()
     st2 = ServerThread(db)
     try:
         [reg] = st2.server.devices()
         assert reg.endpoint == "persist-me" and reg.lifetime == 300 and reg.remote is None
         assert reg.capabilities is not None and reg.capabilities["Machine"] == "x64"
+        # Requests reach the device at its stored address, before it has sent anything to the new process.
+        assert st2.call(st2.server.read_value("persist-me", "/3/0/2")) == "persist-me"
     finally:
+        on_device(c.stop())
+        loop.call_soon_threadsafe(loop.stop)
         st2.stop()
 
 
