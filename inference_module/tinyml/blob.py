@@ -222,14 +222,16 @@ def _parse_graph(src, p, sec):
         raise BlobError("GRAPH section: %d inputs + %d outputs do not match its %d bytes" % (ni, no, sz))
     idx = struct.unpack_from("<%dH" % (ni + no), raw, 4)
     has_float = False
-    for t in idx:
+    for k, t in enumerate(idx):
         if t >= len(p.tensors):
             raise BlobError("GRAPH: tensor index %d out of range (%d tensors)" % (t, len(p.tensors)))
         if p.tensors[t][T_STORAGE] != ARENA:
             raise BlobError("GRAPH: tensor %d is not an arena tensor" % t)
         dt = p.tensors[t][T_DTYPE]
-        if dt not in (INT8, FLOAT32):
-            raise BlobError("GRAPH: tensor %d has dtype %s; graph I/O is int8 or float32" % (t, DTYPE_NAME[dt]))
+        # Outputs may also be int32: TREE_ENSEMBLE's class scores (§10).
+        if dt not in (INT8, FLOAT32) and not (dt == INT32 and k >= ni):
+            raise BlobError("GRAPH: tensor %d has dtype %s; graph inputs are int8 or float32, outputs also int32"
+                            % (t, DTYPE_NAME[dt]))
         has_float = has_float or dt == FLOAT32
     if has_float != bool(p.flags & FLAG_FLOAT_IO):
         raise BlobError("FLOAT_IO flag does not match the graph's input/output dtypes")

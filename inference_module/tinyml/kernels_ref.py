@@ -220,11 +220,35 @@ def copy(m, code, ins, out, par):
     m.arena[y[T_OFF]:y[T_OFF] + y[T_BYTES]] = bytes(m.arena[x[T_OFF]:x[T_OFF] + x[T_BYTES]])
 
 
+def _key(v):
+    """§10's order-preserving int key of a float32 (by its bit pattern); None for NaN."""
+    b = struct.unpack("<I", struct.pack("<f", v))[0]
+    if (b & 0x7FFFFFFF) > 0x7F800000:
+        return None
+    return b if b < 0x80000000 else -(b - 0x80000000)
+
+
+def tree_ensemble(m, code, ins, out, par):
+    T = m.tensors
+    x, nodes, leaves, trees, y = [read(m, T[k]) for k in ins]
+    width = T[ins[2]][T_DIMS][3]  # leaves [L, W]
+    for t in range(len(trees) // 2):
+        n, first = trees[2 * t], trees[2 * t + 1]
+        while n >= 0:
+            k = _key(x[nodes[4 * n]])
+            if k is None:
+                raise ValueError("input feature is NaN")
+            n = nodes[4 * n + 2] if k <= nodes[4 * n + 1] else nodes[4 * n + 3]
+        for j in range(width):
+            y[first + j] += leaves[(-1 - n) * width + j]  # int32 sums: the compiler bounds them (§10)
+    struct.pack_into("<%di" % len(y), m.arena, T[out][T_OFF], *y)
+
+
 KERNELS = {
     O.CONV_2D: conv, O.DEPTHWISE_CONV_2D: conv, O.FULLY_CONNECTED: fully_connected,
     O.AVERAGE_POOL_2D: pool, O.MAX_POOL_2D: pool, O.ADD: add_mul, O.MUL: add_mul, O.SOFTMAX: softmax,
     O.LUT: lut, O.PAD: pad, O.MEAN: mean, O.CONCATENATION: concatenation, O.QUANTIZE: quantize,
-    O.DEQUANTIZE: dequantize, O.COPY: copy,
+    O.DEQUANTIZE: dequantize, O.COPY: copy, O.TREE_ENSEMBLE: tree_ensemble,
 }
 
 

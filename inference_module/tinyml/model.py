@@ -15,7 +15,8 @@ from . import ops as O
 from . import kernels as K
 from . import requant as RQ
 from .errors import BlobError, SelfTestError
-from .blob import parse, elements, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, FLOAT32, DTYPE_NAME
+from .blob import (parse, elements, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, INT32, FLOAT32,
+                   CONST, DTYPE_NAME)
 from .source import MemorySource, FileSource
 from .fixedpoint import softmax_row
 
@@ -39,7 +40,9 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
         src = MemorySource(blob)
     try:
         prog = parse(src)
-    except BlobError:
+    except (BlobError, MemoryError):
+        # MemoryError is not a malformed blob: callers report it as "out of RAM" (LwM2M result 3), so it must
+        # not be folded into BlobError below.
         src.close()
         raise
     except Exception as e:  # e.g. a short read from a file that changed under us
@@ -145,6 +148,8 @@ class Model:
         off, n = t[T_OFF], elements(t)
         if t[T_DTYPE] == FLOAT32:
             return array.array("f", struct.unpack_from("<%df" % n, self.arena, off))
+        if t[T_DTYPE] == INT32:  # TREE_ENSEMBLE's fixed-point class scores
+            return array.array("i", struct.unpack_from("<%di" % n, self.arena, off))
         return array.array("b", self.arena[off:off + n])
 
     def predict(self, *data):
@@ -157,7 +162,9 @@ class Model:
         self.invoke()
         outs = [self.get_output(i) for i in range(len(self.outputs))]
         if nd is not None:
-            outs = [nd.array(o, dtype=nd.float if d["dtype"] == "float32" else nd.int8) for o, d in zip(outs, self.outputs)]
+            # ulab has no int32 dtype: int32 scores stay array('i') (a float would round large scores).
+            outs = [o if d["dtype"] == "int32" else nd.array(o, dtype=nd.float if d["dtype"] == "float32" else nd.int8)
+                    for o, d in zip(outs, self.outputs)]
         return outs[0] if len(outs) == 1 else outs
 
     def invoke(self):
@@ -199,7 +206,7 @@ class Model:
             if no == 1:
                 got = [got]
             for j in range(no):
-                g, e = list(got[j]), _values(exp[j])
+                g, e = list(got[j]), _values(exp[j], self.outputs[j]["dtype"])
                 if g != e:
                     raise SelfTestError("self-test vector %d output %d: got %r..., expected %r..." % (k, j, g[:6], e[:6]))
         return len(vectors)
@@ -299,8 +306,10 @@ def _flat(data):
     return list(data)
 
 
-def _values(v):
+def _values(v, dtype="int8"):
     if isinstance(v, (bytes, bytearray)):
+        if dtype == "int32":  # raw little-endian bytes, as the output buffer holds them
+            return list(struct.unpack("<%di" % (len(v) // 4), v))
         return [b - 256 if b > 127 else b for b in v]
     return list(v)
 
@@ -431,6 +440,14 @@ def _strides(d):
     return (s0 if d[0] > 1 else 0, s1 if d[1] > 1 else 0, s2 if d[2] > 1 else 0, 1 if d[3] > 1 else 0)
 
 
+def _operand(m, t):
+    """(buffer, offset) of an ADD/MUL operand's bytes: in the arena, or a const tensor read whole (§5 allows
+    const operands; the loader sized the weight buffer for the largest)."""
+    if t[T_STORAGE] == CONST:
+        return m._wview(t[T_OFF], t[T_BYTES])
+    return m.arena, t[T_OFF]
+
+
 def _add_mul(m, op, plan=None):
     code, ins, out, par = op
     T = m.tensors
@@ -443,13 +460,22 @@ def _add_mul(m, op, plan=None):
         a_off, b_off, o_m, o_s, o_off, lo, hi = par
         ls = 0
     c, acc, acc2, arena = m._c, m._acc, m._acc2, m.arena
+    # Each operand is read from (buffer, offset): the arena, or for a const operand the blob in RAM or the
+    # streamed weight buffer. Two streamed const operands share that buffer, so they are re-read per chunk.
+    both = m._wbuf is not None and a[T_STORAGE] == CONST and b[T_STORAGE] == CONST
+    abuf, ao = _operand(m, a)
+    bbuf, bo = (None, 0) if both else _operand(m, b)
     total = elements(y)
     for e0 in range(0, total, ACC_N):
         n = min(ACC_N, total - e0)
-        _set(c, a[T_OFF], n, e0, yd[1], yd[2], yd[3], sa[0], sa[1], sa[2], sa[3], a_off, ls)
-        K.gather(arena, acc, c)
-        _set(c, b[T_OFF], n, e0, yd[1], yd[2], yd[3], sb[0], sb[1], sb[2], sb[3], b_off, ls)
-        K.gather(arena, acc2, c)
+        if both and e0:
+            abuf, ao = _operand(m, a)
+        _set(c, ao, n, e0, yd[1], yd[2], yd[3], sa[0], sa[1], sa[2], sa[3], a_off, ls)
+        K.gather(abuf, acc, c)
+        if both:
+            bbuf, bo = _operand(m, b)
+        _set(c, bo, n, e0, yd[1], yd[2], yd[3], sb[0], sb[1], sb[2], sb[3], b_off, ls)
+        K.gather(bbuf, acc2, c)
         if code == O.ADD:
             RQ.mbqm_vec(acc, n, a_m, a_s)
             RQ.mbqm_vec(acc2, n, b_m, b_s)
@@ -537,13 +563,20 @@ def _concat(m, op, plan=None):
         outer *= yd[k]
     row = y[T_BYTES] // outer
     a = m._amv
+    src = m._src
     pos = 0
     for k in ins:
         x = T[k]
         inner = x[T_BYTES] // outer
+        from_blob = x[T_STORAGE] == CONST
         for o in range(outer):
             xo, yo = x[T_OFF] + o * inner, y[T_OFF] + o * row + pos
-            a[yo:yo + inner] = a[xo:xo + inner]
+            if not from_blob:
+                a[yo:yo + inner] = a[xo:xo + inner]
+            elif src.streaming:
+                src.view(xo, inner, a[yo:yo + inner])  # read from the file straight into the output, no buffer
+            else:
+                a[yo:yo + inner] = src.mv[xo:xo + inner]
         pos += inner
 
 
@@ -576,10 +609,17 @@ def _copy(m, op, plan=None):
     m._amv[y[T_OFF]:y[T_OFF] + y[T_BYTES]] = m._amv[x[T_OFF]:x[T_OFF] + x[T_BYTES]]
 
 
+def _trees(m, op, plan=None):
+    # Imported on first use: the module (viper code) costs RAM that models without trees should not pay.
+    from .trees import run_model_op
+    run_model_op(m, op)
+
+
 PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _fc_plan}
 
 RUN = {
     O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _fc, O.AVERAGE_POOL_2D: _pool,
     O.MAX_POOL_2D: _pool, O.ADD: _add_mul, O.MUL: _add_mul, O.SOFTMAX: _softmax, O.LUT: _lut, O.PAD: _pad,
     O.MEAN: _mean, O.CONCATENATION: _concat, O.QUANTIZE: _quantize, O.DEQUANTIZE: _dequantize, O.COPY: _copy,
+    O.TREE_ENSEMBLE: _trees,
 }

@@ -47,6 +47,12 @@ def _window_ok(out, inp, stride, k_eff, pad):
 
 def check_op(src, p, i):
     code, ins, out, par = p.ops[i]
+    if code == O.TREE_ENSEMBLE:
+        # float32 in, int32 out and four const tables: its own rules (§10), kept beside its kernel. Imported
+        # here so that models without trees never load that module.
+        from .trees import check_op as check_trees
+        check_trees(src, p, i)
+        return
     T = p.tensors
     y = T[out]
     if y[T_STORAGE] != ARENA:
@@ -55,9 +61,18 @@ def check_op(src, p, i):
     data_ins = ins
     if code in (O.CONV_2D, O.DEPTHWISE_CONV_2D, O.FULLY_CONNECTED, O.SOFTMAX, O.LUT):
         data_ins = ins[:1]
-    for k in data_ins:
-        if T[k][T_STORAGE] != ARENA:
-            _fail(i, code, "data input tensor %d is not in the arena" % k)
+    arena_ins = data_ins
+    if code in O.CONST_OPERANDS:
+        arena_ins = [k for k in data_ins if T[k][T_STORAGE] == ARENA]
+        for k in data_ins:
+            # A streaming runtime reads a const ADD/MUL operand whole into its weight buffer (broadcasting
+            # indexes it freely); CONCATENATION copies its const inputs straight into the output.
+            if T[k][T_STORAGE] == CONST and code != O.CONCATENATION and T[k][T_BYTES] > p.max_unit:
+                p.max_unit = T[k][T_BYTES]
+    else:
+        for k in data_ins:
+            if T[k][T_STORAGE] != ARENA:
+                _fail(i, code, "data input tensor %d is not in the arena" % k)
     want_x = FLOAT32 if code == O.QUANTIZE else INT8
     want_y = FLOAT32 if code == O.DEQUANTIZE else INT8
     for k in data_ins:
@@ -67,7 +82,7 @@ def check_op(src, p, i):
         _fail(i, code, "output tensor %d is %s, expected %s" % (out, DTYPE_NAME[y[T_DTYPE]], DTYPE_NAME[want_y]))
     if code not in O.MAY_ALIAS:
         a0, a1 = y[T_OFF], y[T_OFF] + y[T_BYTES]
-        for k in data_ins:
+        for k in arena_ins:  # a const operand's offset is in the blob, not the arena
             t = T[k]
             if t[T_OFF] < a1 and a0 < t[T_OFF] + t[T_BYTES]:
                 _fail(i, code, "input tensor %d overlaps the output in the arena" % k)
@@ -190,8 +205,9 @@ def check_op(src, p, i):
             _fail(i, code, "output has %d elements, reducing %r over mask %d leaves %d" % (elements(y), xd, mask, n))
         _range(i, code, in_zp, -128, 127, "in_zp")
         _range(i, code, out_zp, -128, 127, "out_zp")
-        if m != 0 and not 0x40000000 <= m <= 0x7FFFFFFF:
-            _fail(i, code, "multiplier %d outside [2^30, 2^31)" % m)
+        # MEAN's multiplier is not normalized (§5 MEAN): TFLite Micro folds 1/count into it, which can leave it
+        # anywhere below 2^30. requant.mbqm_vec is exact for every m in [0, 2^31) on both word sizes.
+        _range(i, code, m, 0, 0x7FFFFFFF, "multiplier")
         _range(i, code, s, -31, 30, "shift")
 
     elif code == O.CONCATENATION:

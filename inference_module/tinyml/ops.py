@@ -17,6 +17,7 @@ CONCATENATION = const(12)
 QUANTIZE = const(13)
 DEQUANTIZE = const(14)
 COPY = const(15)
+TREE_ENSEMBLE = const(16)  # §10; kernel and table checks in trees.py
 
 # opcode: (name, n_inputs (0 = one or more), n_params)
 OPS = {
@@ -35,10 +36,14 @@ OPS = {
     13: ("QUANTIZE", 1, 0),
     14: ("DEQUANTIZE", 1, 0),
     15: ("COPY", 1, 0),
+    16: ("TREE_ENSEMBLE", 5, 2),
 }
 
 # Ops whose output may share arena bytes with an input (§5).
 MAY_ALIAS = (LUT, ADD, MUL)
+
+# Ops whose data operands may be const tensors (§5): TFLite models add, multiply or join constants.
+CONST_OPERANDS = (ADD, MUL, CONCATENATION)
 
 
 def name(code):

@@ -7,8 +7,10 @@ versions of each routine, picked once at import time:
 * 32-bit words (ESP32, Cortex-M): the product is assembled from 16-bit limbs so that no intermediate value leaves
   the int32 range (the bounds are argued next to each line and checked by tests/device/test_fixedpoint.py).
 
-For m >= 0 (every multiplier in a blob is 0 or in [2^30, 2^31)), SRDHM(a, m) = floor((a*m + 2^30) / 2^31):
-TFLite's nudge-and-truncate equals "floor, then add 1 if the remainder is >= 2^30" for both signs of a*m.
+For m >= 0, SRDHM(a, m) = floor((a*m + 2^30) / 2^31): TFLite's nudge-and-truncate equals "floor, then add 1 if
+the remainder is >= 2^30" for both signs of a*m. Multipliers are 0 or in [2^30, 2^31), except MEAN's, which may
+be anything in [0, 2^31) (TFLite Micro folds 1/count into it); nothing below depends on m >= 2^30: the wide
+product fits a 64-bit word and the limb algorithm is exact for every 0 <= m < 2^31.
 
 ptr32 loads are unsigned on 64-bit ports, so every loaded int32 is sign-extended portably via its 16-bit halves.
 """
