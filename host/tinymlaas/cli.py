@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from . import __version__
+from .errors import UserError  # noqa: F401  (commands raise it; defined apart so `python -m` sees one class)
 
 # Order is the order of `tinymlaas --help`.
 COMMANDS = [
@@ -28,10 +29,6 @@ COMMANDS = [
     "flash",
     "provision",
 ]
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
 
 
 def build_parser():

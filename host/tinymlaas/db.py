@@ -40,6 +40,9 @@ class Database:
             # check_same_thread=False: the service's HTTP thread and asyncio loop share one connection behind _lock.
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL keeps every commit durable across a process crash (only a power cut can lose the
+            # last few) and is ~3x faster than FULL under a registration storm (docs/lwm2m-server.md).
+            self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=5000")
             self.placeholder = "?"

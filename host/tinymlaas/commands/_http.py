@@ -11,7 +11,7 @@ DEFAULT_API = os.environ.get("TINYMLAAS_API", "http://127.0.0.1:8080")
 
 
 def add_api_argument(parser):
-    parser.add_argument("--api", default=DEFAULT_API,
+    parser.add_argument("--server", dest="api", default=DEFAULT_API,
                         help="HTTP API of a running `tinymlaas serve` (default $TINYMLAAS_API or %(default)s)")
 
 

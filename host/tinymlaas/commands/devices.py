@@ -5,12 +5,13 @@ import urllib.error
 import urllib.request
 
 from ..cli import UserError
+from ._http import DEFAULT_API
 from ._output import print_json, print_table
 
 
 def register(sub):
     p = sub.add_parser("devices", help="list devices registered with the LwM2M server")
-    p.add_argument("--server", default="http://127.0.0.1:8080", help="HTTP API of `tinymlaas serve`")
+    p.add_argument("--server", default=DEFAULT_API, help="HTTP API of `tinymlaas serve` (default %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_devices)
 

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from ..cli import UserError
 
@@ -12,7 +13,10 @@ def register(sub):
     p.add_argument("--coap-host", default="0.0.0.0", help="address the LwM2M server binds (default 0.0.0.0)")
     p.add_argument("--coap-port", type=int, default=5683, help="CoAP/UDP port (default 5683)")
     p.add_argument("--http-port", type=int, default=8080, help="HTTP API port on 127.0.0.1 (default 8080)")
-    p.add_argument("--db", default="tinymlaas.db", help="SQLite database file (default ./tinymlaas.db)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="service data directory: database, artifacts, packages (default $TINYMLAAS_DATA or "
+                        "~/.tinymlaas; with --db PATH, the database's folder)")
+    p.add_argument("--db", default=None, help="database: SQLite file or postgresql:// URL (default DATA/tinymlaas.db)")
     p.add_argument("--public-host", default=None, help="host name devices use to reach this server (package URIs)")
     p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
     p.set_defaults(func=cmd_serve)
@@ -20,21 +24,28 @@ def register(sub):
 
 async def _serve(args, ready=None):
     from ..lwm2m.http_api import HttpApi, device_routes
-    from ..lwm2m.server import LwM2MServer
+    from ..service.config import DEFAULT_DATA
+    from ..service.core import Service
+    from ..service.http_routes import service_routes
 
-    server = LwM2MServer(args.db, public_host=args.public_host)
+    data = args.data
+    if data is None:
+        is_path = args.db and "://" not in args.db and args.db != ":memory:"
+        data = Path(args.db).resolve().parent if is_path else DEFAULT_DATA
+    svc = Service(data, args.db, public_host=args.public_host)
+    server = svc.server
     try:
-        await server.start(args.coap_host, args.coap_port)
+        await svc.start(args.coap_host, args.coap_port)
     except OSError as e:
         raise UserError("cannot bind CoAP %s:%d: %s" % (args.coap_host, args.coap_port, e.strerror)) from None
-    api = device_routes(HttpApi(), server)
+    api = service_routes(device_routes(HttpApi(), server), svc)
     try:
         await api.start("127.0.0.1", args.http_port)
     except OSError as e:
-        await server.stop()
+        await svc.stop()
         raise UserError("cannot bind HTTP 127.0.0.1:%d: %s" % (args.http_port, e.strerror)) from None
-    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://127.0.0.1:%d/api/devices (db %s)"
-          % (args.coap_host, server.port, api.port, args.db), flush=True)
+    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://127.0.0.1:%d/api/devices (data %s)"
+          % (args.coap_host, server.port, api.port, data), flush=True)
     server.on_event(lambda ev: print("%s %s %s" % (ev.kind, ev.endpoint, ev.registration.address), flush=True))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -44,7 +55,7 @@ async def _serve(args, ready=None):
         ready(server, api)
     await stop.wait()
     await api.stop()
-    await server.stop()
+    await svc.stop()
     return 0
 
 

@@ -63,14 +63,16 @@ def normalize_capabilities(raw):
 
 
 class Service:
-    def __init__(self, data_dir, db_url=None, delivery="push"):
+    def __init__(self, data_dir, db_url=None, delivery="push", public_host=None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = db_url or str(self.data_dir / "tinymlaas.db")
         self.catalog = Catalog(db_path, self.data_dir)
         self.registry = self.catalog.registry
         self.db = self.catalog.db
-        self.server = LwM2MServer(db_path, packages_dir=self.data_dir / "packages")
+        # One connection for everything: registrations, registry and deployments commit through the same
+        # Database, so a deployment row and the registration it refers to are never out of step.
+        self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host)
         self.deployments = DeploymentStore(self.db)
         self.engine = DeploymentEngine(self.deployments, LwM2MChannel(self.server, delivery=delivery), self.plan,
                                        rollback_package=self._rollback_package)

@@ -1,0 +1,65 @@
+"""The command line as a user drives it: models add -> serve -> a device registers -> explain -> deploy ->
+deployments, each a separate `tinymlaas` process sharing one data directory."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinymlaas.devices.emulated import EmulatedDevice
+
+CLI = [sys.executable, "-m", "tinymlaas.cli"]
+MODEL = Path(__file__).resolve().parents[1] / "corpus" / "models" / "conv_same_dilated.tflite"
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+
+def tml(*args, timeout=300):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_models_serve_explain_deploy(tmp_path):
+    data = tmp_path / "data"
+    r = tml("models", "add", MODEL, "--name", "conv", "--task", "demo", "--data", data, "--json")
+    assert r.returncode == 0, r.stderr
+    added = json.loads(r.stdout)
+    assert {v["runtime"] for v in added["variants"]} == {"tinyml-mpy", "tflm"}
+    assert tml("models", "add", tmp_path, "--name", "x", "--data", data).returncode == 2   # not a model
+
+    serve = subprocess.Popen(CLI + ["serve", "--coap-host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
+                                    "--data", data], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dev = None
+    try:
+        line = serve.stdout.readline()
+        m = re.search(r"coap://127\.0\.0\.1:(\d+), API on (http://127\.0\.0\.1:\d+)", line)
+        assert m, line
+        coap, api = int(m.group(1)), m.group(2)
+        dev = EmulatedDevice("coap://127.0.0.1:%d" % coap, "cli-dev", profile="esp32", data_dir=tmp_path / "dev").start()
+        dev.wait_registered(60)
+        for _ in range(100):                  # capabilities are read right after registration
+            r = tml("explain", "--model", "conv", "--device", "cli-dev", "--data", data, "--json")
+            if r.returncode != 2:
+                break
+            time.sleep(0.2)
+        assert r.returncode == 0, r.stderr
+        ex = json.loads(r.stdout)
+        chosen = [v for v in ex["variants"] if v["chosen"]]
+        assert len(chosen) == 1 and chosen[0]["runtime"] == "tinyml-mpy"
+
+        r = tml("deploy", "--model", "conv", "--devices", "cli-dev", "--server", api, "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["state"] == "completed" and dep["devices"][0]["state"] == "active"
+        r = tml("deployments", str(dep["id"]), "--server", api)
+        assert r.returncode == 0 and "self-test passed on device" in r.stdout
+        r = tml("deploy", "--model", "nope", "--devices", "cli-dev", "--server", api)
+        assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
+    finally:
+        if dev:
+            dev.stop()
+        serve.terminate()
+        serve.wait(10)
