@@ -50,6 +50,13 @@ static inline int32_t mbqm_dsp(int32_t x, int32_t m, int32_t s)
 #define REQUANT_MBQM tml_mbqm
 #endif
 
+static inline int8_t requant_v(int32_t sum, int32_t bias, int32_t mult, int32_t shift, int32_t out_off, int32_t lo,
+                               int32_t hi)
+{
+    int32_t acc = (int32_t)((uint32_t)sum + (uint32_t)bias);
+    return (int8_t)tml_clamp(REQUANT_MBQM(acc, mult, shift) + out_off, lo, hi);
+}
+
 static inline int8_t requant(int32_t sum, const uint8_t *bias, const uint8_t *mult, const uint8_t *shift,
                              int32_t out_off, int32_t lo, int32_t hi)
 {
@@ -181,10 +188,16 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             a10 += xvb * w0[i - K4];
             a11 += xvb * w1[i - K4];
         }
-        ya[o] = requant(a00, q->bias + 4 * o, q->mult + 4 * c0, q->shift + 4 * c0, q->out_off, q->lo, q->hi);
-        ya[o + 1] = requant(a01, q->bias + 4 * (o + 1), q->mult + 4 * c1, q->shift + 4 * c1, q->out_off, q->lo, q->hi);
-        yb[o] = requant(a10, q->bias + 4 * o, q->mult + 4 * c0, q->shift + 4 * c0, q->out_off, q->lo, q->hi);
-        yb[o + 1] = requant(a11, q->bias + 4 * (o + 1), q->mult + 4 * c1, q->shift + 4 * c1, q->out_off, q->lo, q->hi);
+        {
+            /* each channel's bias/multiplier/shift serves both pixels: load them once */
+            const int32_t b0 = tml_ld32(q->bias + 4 * o), m0 = tml_ld32(q->mult + 4 * c0), s0 = tml_ld32(q->shift + 4 * c0);
+            const int32_t b1 = tml_ld32(q->bias + 4 * (o + 1)), m1 = tml_ld32(q->mult + 4 * c1);
+            const int32_t s1 = tml_ld32(q->shift + 4 * c1);
+            ya[o] = requant_v(a00, b0, m0, s0, q->out_off, q->lo, q->hi);
+            yb[o] = requant_v(a10, b0, m0, s0, q->out_off, q->lo, q->hi);
+            ya[o + 1] = requant_v(a01, b1, m1, s1, q->out_off, q->lo, q->hi);
+            yb[o + 1] = requant_v(a11, b1, m1, s1, q->out_off, q->lo, q->hi);
+        }
     }
     for (; o < Co; o++) {
         uint32_t c = q->per_channel ? o : 0;
@@ -202,6 +215,23 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
 {
     uint32_t gy, gx;
     int8_t *q = patch;
+    if (iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)(Kw - 1) * p[3] < W) {
+        /* the whole window is inside the input: plain strided copies */
+        const int8_t *row = xd + (((size_t)n * H + (size_t)iy0) * W + (size_t)ix0) * C;
+        const size_t dy = (size_t)p[2] * W * C, dx = (size_t)p[3] * C;
+        for (gy = 0; gy < Kh; gy++, row += dy) {
+            const int8_t *src = row;
+            for (gx = 0; gx < Kw; gx++, q += C, src += dx) {
+                uint32_t k;
+                if (C < 16)
+                    for (k = 0; k < C; k++)
+                        q[k] = src[k];
+                else
+                    memcpy(q, src, C);
+            }
+        }
+        return;
+    }
     for (gy = 0; gy < Kh; gy++)
         for (gx = 0; gx < Kw; gx++, q += C) {
             int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
@@ -258,15 +288,21 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         q.lo = p[8];
         q.hi = p[9];
         size_t pix, npix = (size_t)N * Ho * Wo;
+        const int dense_input = p[0] == 1 && p[1] == 1 && Ho == H && Wo == W;
         pix = 0;
+        (void)dense_input;
 #if TML_DSP
         if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
             for (; pix + 2 <= npix; pix += 2) {
                 size_t pb = pix + 1;
-                const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W +
-                                         (pix % Wo) * p[1]) * C;
-                const int8_t *xb = xd + (((pb / ((size_t)Ho * Wo)) * H + (pb / Wo % Ho) * p[0]) * W +
-                                         (pb % Wo) * p[1]) * C;
+                const int8_t *xa, *xb;
+                if (dense_input) { /* stride 1, same size: input pixel = output pixel */
+                    xa = xd + pix * C;
+                    xb = xa + C;
+                } else {
+                    xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
+                    xb = xd + (((pb / ((size_t)Ho * Wo)) * H + (pb / Wo % Ho) * p[0]) * W + (pb % Wo) * p[1]) * C;
+                }
                 dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co);
             }
 #endif
@@ -395,6 +431,10 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
             int64_t iy0 = (int64_t)oy * p[0] - p[4];
             uint32_t ky0, ky1;
             tap_range(iy0, (uint32_t)p[2], Kh, H, &ky0, &ky1);
+#if TML_DSP
+            /* first valid input row of this output row's windows (used when the window is not empty) */
+            const int8_t *xrow0 = ky1 > ky0 ? xd + ((size_t)n * H + (size_t)(iy0 + (int64_t)ky0 * p[2])) * W * C : xd;
+#endif
             for (ox = 0; ox < Wo; ox++) {
                 int64_t ix0 = (int64_t)ox * p[1] - p[5];
                 uint32_t kx0, kx1, c0;
@@ -409,9 +449,7 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                     const size_t xstep_x = (size_t)p[3] * C, xstep_y = (size_t)p[2] * W * C;
                     const size_t wstep_y = (size_t)Kw * Co;
                     const uint32_t nky = ky1 - ky0, nkx = kx1 - kx0;
-                    const int8_t *x00 = nky && nkx ? xd + (((size_t)n * H + (size_t)(iy0 + (int64_t)ky0 * p[2])) * W +
-                                                          (size_t)(ix0 + (int64_t)kx0 * p[3])) * C
-                                                   : xd;
+                    const int8_t *x00 = nky && nkx ? xrow0 + (size_t)(ix0 + (int64_t)kx0 * p[3]) * C : xd;
                     const int8_t *w00 = wd + ((size_t)ky0 * Kw + kx0) * Co;
                     uint32_t c;
                     for (c = 0; c < Co; c += 4) {
@@ -421,18 +459,31 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                         const uint8_t *bq = (const uint8_t *)b.data + 4 * c, *mq = (const uint8_t *)mu.data + 4 * c,
                                       *sq = (const uint8_t *)sh.data + 4 * c;
                         uint32_t a, bb;
-                        for (a = 0; a < nky; a++, xr += xstep_y, wr += wstep_y) {
-                            const int8_t *xp = xr, *wp = wr;
-                            for (bb = 0; bb < nkx; bb++, xp += xstep_x, wp += Co) {
-                                uint32_t xv = tml_ldu32(xp), wv = tml_ldu32(wp);
-                                int32_t xe = __sxtab16(xo2, xv), xdd = tml_sxtab16_ror8(xo2, xv);
-                                int32_t we = __sxtb16(wv), wdd = tml_sxtb16_ror8(wv);
-                                a0 = __smlabb(xe, we, a0);
-                                a2 = __smlatt(xe, we, a2);
-                                a1 = __smlabb(xdd, wdd, a1);
-                                a3 = __smlatt(xdd, wdd, a3);
+#define DW_TAP(xp, wp)                                                                                         \
+    do {                                                                                                       \
+        uint32_t xv = tml_ldu32(xp), wv = tml_ldu32(wp);                                                       \
+        int32_t xe = __sxtab16(xo2, xv), xdd = tml_sxtab16_ror8(xo2, xv);                                      \
+        int32_t we = __sxtb16(wv), wdd = tml_sxtb16_ror8(wv);                                                  \
+        a0 = __smlabb(xe, we, a0);                                                                             \
+        a2 = __smlatt(xe, we, a2);                                                                             \
+        a1 = __smlabb(xdd, wdd, a1);                                                                           \
+        a3 = __smlatt(xdd, wdd, a3);                                                                           \
+    } while (0)
+                        if (nky == 3 && nkx == 3) {
+                            /* a whole 3x3 window (every interior pixel): unrolled, no loop counters */
+                            for (a = 0; a < 3; a++, xr += xstep_y, wr += wstep_y) {
+                                DW_TAP(xr, wr);
+                                DW_TAP(xr + xstep_x, wr + Co);
+                                DW_TAP(xr + 2 * xstep_x, wr + 2 * Co);
+                            }
+                        } else {
+                            for (a = 0; a < nky; a++, xr += xstep_y, wr += wstep_y) {
+                                const int8_t *xp = xr, *wp = wr;
+                                for (bb = 0; bb < nkx; bb++, xp += xstep_x, wp += Co)
+                                    DW_TAP(xp, wp);
                             }
                         }
+#undef DW_TAP
                         out[c] = requant(a0, bq, mq, sq, p[7], p[8], p[9]);
                         out[c + 1] = requant(a1, bq + 4, mq + 4, sq + 4, p[7], p[8], p[9]);
                         out[c + 2] = requant(a2, bq + 8, mq + 8, sq + 8, p[7], p[8], p[9]);
