@@ -1,0 +1,51 @@
+"""`tinymlaas provision --port PORT --server coap://HOST:PORT --endpoint NAME [--data-dir /flash]`: install the
+tinymlaas device packages on a MicroPython board over its serial REPL and start it as an LwM2M device."""
+
+import sys
+
+
+def register(subparsers):
+    p = subparsers.add_parser("provision", help="install the device packages on a MicroPython board and start it",
+                              description="Read the board's MicroPython version and .mpy ABI over its raw REPL "
+                              "(mpremote, in-process), compile the inference module and LwM2M client for it with "
+                              "mpy-cross, copy them with a config JSON and a main.py, start the device and wait "
+                              "until it registers with the LwM2M server. Boards whose ABI or free flash cannot take "
+                              "the packages are refused with the numbers; a failed run can simply be run again.")
+    p.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0 or /dev/ttyACM0")
+    p.add_argument("--server", required=True, help="LwM2M server the device registers with, coap://HOST:PORT")
+    p.add_argument("--endpoint", required=True, help="endpoint client name of the device")
+    p.add_argument("--data-dir", default="/flash", help="model storage directory on the board (default /flash)")
+    p.add_argument("--lib-dir", default="/lib", help="where the packages go on the board (default /lib)")
+    p.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds (default 300)")
+    p.add_argument("--wait-registered", metavar="API_URL",
+                   help="also wait until the service's HTTP API (e.g. http://HOST:8080) lists the endpoint")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the registration (default 30)")
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..boards.provision import ProvisionError, provision
+    from ..cli import UserError
+    from ._output import print_json
+
+    if not args.server.startswith("coap://") or len(args.server) <= len("coap://"):
+        raise UserError("--server must be a coap://HOST:PORT URI, got %r" % args.server)
+    if not args.endpoint or any(c in args.endpoint for c in " &?/\"'"):
+        raise UserError("--endpoint %r: use letters, digits, '-', '_' or '.'" % args.endpoint)
+    if args.lifetime < 1:
+        raise UserError("--lifetime must be at least 1 second")
+    try:
+        result = provision(args.port, args.server, args.endpoint, data_dir=args.data_dir, lib_dir=args.lib_dir,
+                           lifetime=args.lifetime, api_url=args.wait_registered, wait_s=args.timeout,
+                           baud=args.baud, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except ProvisionError as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print_json(result)
+    else:
+        print("provisioned %s on %s: MicroPython %s, .mpy v%s %s, %d files (%d bytes); %s"
+              % (result["endpoint"], result["port"], result["micropython"], result["mpy"], result["arch"],
+                 result["files"], result["bytes"], result["device_line"]))
+    return 0
