@@ -84,16 +84,19 @@ class Model:
         self.arena_bytes = prog.arena_bytes
         self.arena = bytearray(prog.arena_bytes)
         self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
-        self._acc = bytearray(4 * ACC_N)  # int32 accumulators, read and written through viper ptr32
-        self._acc2 = bytearray(4 * ACC_N)
+        # A tree model (TREE_ENSEMBLE ops only) uses none of the accumulator or weight buffers: ~15 KB saved on
+        # the small devices tree models are meant for.
+        n_acc = ACC_N if any(op[0] != O.TREE_ENSEMBLE for op in prog.ops) else 0
+        self._acc = bytearray(4 * n_acc)  # int32 accumulators, read and written through viper ptr32
+        self._acc2 = bytearray(4 * n_acc)
         self._c = array.array("i", [0] * 24)  # kernel configs
         self._rq = array.array("i", [0] * 12)
-        if src.streaming:
+        if src.streaming and n_acc:
             self._wbuf = bytearray(max(wbuf, prog.max_unit))
             self._vbuf = bytearray(12 * VB)
         else:
             self._wbuf = self._vbuf = None
-        self.scratch_bytes = 8 * ACC_N + 4 * 36 + (len(self._wbuf) + len(self._vbuf) if src.streaming else 0)
+        self.scratch_bytes = 8 * n_acc + 4 * 36 + (len(self._wbuf) + len(self._vbuf) if self._wbuf else 0)
         self.inputs = [_io_info(self.tensors[t]) for t in prog.inputs]
         self.outputs = [_io_info(self.tensors[t]) for t in prog.outputs]
         self.ops = [O.name(op[0]) for op in prog.ops]

@@ -278,8 +278,12 @@ for mode in modes:
             fx.readinto(m.input_buffer(0))
             m.invoke()
             out.append(trees.argmax(m.output_buffer(0), 0, C))
-    y = m.predict([0.5] * (len(m.input_buffer(0)) // 4))
-    print(mode, m.outputs[0]['dtype'], type(y).__name__, len(bytes(y)) // len(y), ' '.join(str(c) for c in out))
+    row = [0.5] * (len(m.input_buffer(0)) // 4)
+    y = m.predict(row)
+    # golden vectors of an int32 output, as a list of scores and as the raw bytes an install package holds
+    assert m.self_test([(row, list(y)), (row, bytes(m.output_buffer(0)))]) == 2
+    print(mode, m.scratch_bytes, m.outputs[0]['dtype'], type(y).__name__, len(bytes(y)) // len(y),
+          ' '.join(str(c) for c in out))
     m.close()
 """
 
@@ -315,8 +319,9 @@ def test_tree_ensemble_predicts_like_sklearn(mpy_script, tmp_path, kind, n_class
     lines = out.splitlines()
     assert len(lines) == 3, out
     for line in lines:
-        mode, dtype, typ, itemsize, classes = line.split(" ", 4)
+        mode, scratch, dtype, typ, itemsize, classes = line.split(" ", 5)
         assert (dtype, typ, itemsize) == ("int32", "array", "4"), line  # predict() returns array('i')
+        assert int(scratch) < 256  # no accumulator or weight buffers for a tree model
         want = expected[:n_ref] if mode == "reference" else expected
         assert [int(c) for c in classes.split()] == want, mode
 
