@@ -399,3 +399,60 @@ except tinyml.BlobError as e:
     print('BlobError', e)
 """ % (str(small), str(big)), heap="256k").stdout.splitlines()
     assert out == ["small [1, 2, 3, -4]", "MemoryError"]
+
+
+# ----- robustness: mutated const-operand and tree blobs -------------------------------------------------------------
+
+
+def _f32_key(v):
+    b = struct.unpack("<I", struct.pack("<f", v))[0]
+    return b if b < 1 << 31 else -(b - (1 << 31))
+
+
+def _tiny_tree_blob():
+    """A two-node, three-leaf, two-class tree written by hand (independent of the trees back-end)."""
+    b = BlobBuilder()
+    x = b.arena(5, (1, 3))  # float32 features
+    nodes = b.const_tensor(INT32, (2, 4), [0, _f32_key(0.5), ~0, 1,
+                                           2, _f32_key(-1.25), ~1, ~2])
+    leaves = b.const_tensor(INT32, (3, 2), [10, 0, 0, 10, 5, 6])
+    trees = b.const_tensor(INT32, (1, 2), [0, 0])
+    init = b.const_tensor(INT32, (2,), [1, -1])
+    y = b.arena(INT32, (1, 2))
+    b.op(16, [x, nodes, leaves, trees, init], y, [0, 2])
+    b.graph([x], [y])
+    return b.build()
+
+
+def test_tiny_tree_blob_scores(mpy_script, tmp_path):
+    path = tmp_path / "tiny_tree.tmlb"
+    path.write_bytes(_tiny_tree_blob())
+    rows = [[0.0, 9.0, -2.0], [0.5, 0.0, 0.0], [0.75, 0.0, -2.0], [0.75, 0.0, -1.25], [1.0, 0.0, -0.0]]
+    out = mpy_script("""
+import tinyml
+data = open(%r, 'rb').read()
+for m in (tinyml.load(%r), tinyml.load(data), tinyml.load(data, reference=True)):
+    print([list(m.predict(r)) for r in %r])
+""" % (str(path), str(path), rows)).stdout.splitlines()
+    # x0 <= 0.5 -> leaf 0; else x2 <= -1.25 -> leaf 1, else leaf 2; plus init (1, -1)
+    want = str([[11, -1], [11, -1], [1, 9], [1, 9], [6, 5]])
+    assert out == [want] * 3
+
+
+@pytest.mark.parametrize("rehashed", [False, True], ids=["hash-checked", "rehashed"])
+def test_mutated_const_operand_and_tree_blobs_never_crash(mpy_script, tmp_path, rehashed):
+    """test_loader's mutation fuzz on the new shapes of blob: any exception other than BlobError / MemoryError
+    from load(), or any from running a blob that loaded, fails the run."""
+    from test_loader import FUZZ
+
+    rng = random.Random(31)
+    blobs = [_two_const_operands(rng), _concat(rng, ((1, 2, 3, 2), (1, 2, 3, 3)), (False, True), 3),
+             _binary(rng, ADD, (1, 3, 4, 5), (5,), (1, 3, 4, 5), const_b=True), _tiny_tree_blob()]
+    count = 400
+    proc = mpy_script(FUZZ % (blobs, count, rehashed, 4321 + rehashed, str(tmp_path / "fuzz.blob")), heap="512k")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATS")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stats = dict(eval(line[0][6:]))
+    assert sum(stats.values()) == count * len(blobs)
+    if rehashed:
+        assert stats.get("ran", 0) > 0  # some mutations stay valid and must run safely
