@@ -383,6 +383,9 @@ def _broadcastable(a, y):
     return all(da == dy or da == 1 for da, dy in zip(a, y))
 
 
+CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION")
+
+
 def _check_op(op, tensors):
     """Dtype, shape and aliasing rules of §5 for one op."""
     name = op.name
@@ -400,6 +403,9 @@ def _check_op(op, tensors):
 
     if y.is_const:
         bad("output tensor %d is const", y.index)
+    if name not in CONST_OPERAND_OPS and T and T[0].is_const:
+        # Only ADD, MUL and CONCATENATION may take constant data operands (§5); elsewhere "x" is an activation.
+        bad("data input tensor %d is not in the arena", T[0].index)
     P = dict(zip(op.spec.params, op.params))
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         x, w, b, mult, shift = T
