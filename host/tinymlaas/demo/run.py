@@ -70,27 +70,8 @@ def train_vibration(workdir, say):
     model.save(path)
     np.save(workdir / "vibration-calibration.npy", X[:200])
     np.savez(workdir / "vibration-train.npz", x=X, y=y, x_val=Xt, y_val=yt)
+    np.savez(workdir / "vibration-eval.npz", x=Xt, y=yt)
     return path, (Xt, yt), float_acc
-
-
-def blob_accuracy(blob, X, y):
-    """Accuracy of a compiled blob on (X, y), computed by the NumPy reference executor (bit-exact with TFLM)."""
-    from ..blob import format as F
-    from ..blob import reference
-    from ..blob.reader import parse
-
-    b = parse(blob)
-    t_in = b.tensors[b.inputs[0]]
-    ex = reference.Executor(blob)
-    correct = 0
-    for x, label in zip(X, y):
-        if t_in.dtype == F.DTYPE_FLOAT32:
-            q = x.astype(np.float32).reshape(t_in.shape)
-        else:
-            q = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8).reshape(t_in.shape)
-        out = np.asarray(ex.run([q])[0]).reshape(-1)
-        correct += int(np.argmax(out) == label)
-    return correct / len(y)
 
 
 async def _demo(data_dir, narrator, summary_json=None):
@@ -121,20 +102,14 @@ async def _demo(data_dir, narrator, summary_json=None):
         work = data_dir / "training"
         work.mkdir(exist_ok=True)
         vib_path, (Xt, yt), float_acc = await asyncio.to_thread(train_vibration, work, say)
-        meta = {"representative": str(work / "vibration-calibration.npy"), "train": str(work / "vibration-train.npz")}
+        meta = {"representative": str(work / "vibration-calibration.npy"), "train": str(work / "vibration-train.npz"),
+                "eval": str(work / "vibration-eval.npz")}
         vib = svc.registry.add_model("vibration", "1", "keras", vib_path.read_bytes(), task="machine fault classification",
                                      labels=vibration.CLASSES, accuracy=float_acc, metadata=meta)
-        builds = [("tmlb-int8", "tinyml-mpy", {"quantize": "int8"}),
-                  ("tmlb-int8", "tinyml-mpy", {"quantize": "int8", "prune": 0.5})]
-        errors = await asyncio.to_thread(svc.catalog.build, vib, builds)
+        errors = await asyncio.to_thread(svc.catalog.build, vib, [("tmlb-int8", "tinyml-mpy", {"quantize": "int8"})])
         for (be, rt), msg in errors.items():
             say("vibration: %s for %s not built: %s" % (be, rt, msg))
-        for v in svc.registry.variants(vib):
-            blob = svc.registry.artifact(v)
-            acc = await asyncio.to_thread(blob_accuracy, blob, Xt, yt)
-            svc.db.execute("UPDATE variants SET accuracy=? WHERE id=?", (acc, v["id"]))
-            say("vibration: variant %d %-28s %6d B flash, %6d B RAM, %7d MACs, int8 accuracy %.3f"
-                % (v["id"], json.dumps(v["options"]), v["flash_bytes"], v["ram_bytes"], v["macs"], acc))
+        show_variants(svc, vib, say)
 
         step("Waiting for the devices to register and report capabilities")
         deadline = time.monotonic() + 60
@@ -160,7 +135,8 @@ async def _demo(data_dir, narrator, summary_json=None):
                                                               json.dumps(v.variant["options"]), v.summary()))
                 plan[(model, d.endpoint)] = best
 
-        step("Deploying over LwM2M (object 5, block-wise push; canary first)")
+        step("Deploying over LwM2M (object 5, block-wise push; canary first). Where no variant fits, the service "
+             "compiles a pruned one")
         assignments = {"kws": [DEVICES[0][0], DEVICES[2][0]], "vibration": [DEVICES[1][0], DEVICES[2][0]]}
         results = {}
         for model, targets in assignments.items():
@@ -170,6 +146,9 @@ async def _demo(data_dir, narrator, summary_json=None):
             for dd in dep["devices"]:
                 say("%-9s deployment %d: %-16s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
             say("%-9s deployment %d: %s %s" % (model, dep_id, dep["state"], dep["reason"]))
+
+        say("vibration variants after the deployments:")
+        show_variants(svc, vib, say)
 
         step("Running inference on the devices (input written to /32770/0/21, result observed on /32770/0/22)")
         rows = []
@@ -198,6 +177,13 @@ async def _demo(data_dir, narrator, summary_json=None):
         for d in devices:
             d.stop()
         await svc.stop()
+
+
+def show_variants(svc, model, say):
+    for v in svc.registry.variants(model):
+        say("%s: variant %d %-34s %6d B flash, %6d B RAM, %7d MACs, int8 accuracy %s"
+            % (model["name"], v["id"], json.dumps(v["options"]), v["flash_bytes"], v["ram_bytes"], v["macs"],
+               "%.3f" % v["accuracy"] if v["accuracy"] is not None else "?"))
 
 
 async def run_inferences(svc, endpoint, installed, Xt, yt, count=5):

@@ -35,6 +35,43 @@ def model_kind(path):
                         "SavedModel directory or a pickled scikit-learn estimator)" % path)
 
 
+def variant_accuracy(model, options, artifact):
+    """The variant's accuracy: measured on the model's evaluation set through the compiled blob itself when the
+    model has one (metadata "eval": an .npz with x and y); otherwise, for a pruned variant, what the pruner measured
+    after fine-tuning, or none (selection then prefers variants with a known accuracy) — never the source's."""
+    eval_set = (model.get("metadata") or {}).get("eval")
+    if eval_set and artifact.kind == "tmlb":
+        import numpy as np
+
+        with np.load(eval_set, allow_pickle=False) as z:
+            return blob_accuracy(artifact.data, z["x"], z["y"])
+    if "prune" in (options or {}):
+        return (artifact.report.get("prune") or {}).get("accuracy_after")
+    return model.get("accuracy")
+
+
+def blob_accuracy(blob, X, y):
+    """Top-1 accuracy of a compiled classifier blob on (X, y), run by the NumPy reference executor (bit-exact
+    with TFLite Micro, so this is the accuracy the device will have)."""
+    import numpy as np
+
+    from ..blob import format as F
+    from ..blob import reference
+    from ..blob.reader import parse
+
+    b = parse(blob)
+    t_in = b.tensors[b.inputs[0]]
+    ex = reference.Executor(blob)
+    correct = 0
+    for x, label in zip(X, y):
+        x = np.asarray(x, dtype=np.float32).reshape(t_in.shape)
+        if t_in.dtype != F.DTYPE_FLOAT32:
+            x = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8)
+        out = np.asarray(ex.run([x])[0]).reshape(-1)
+        correct += int(np.argmax(out) == label)
+    return correct / len(y)
+
+
 class Catalog:
     def __init__(self, db_url, data_dir):
         self.db = Database(db_url)
@@ -64,7 +101,8 @@ class Catalog:
             except BackendError as e:
                 errors[(backend_name, runtime)] = str(e)
                 continue
-            self.registry.add_variant(model, backend_name, options, runtime, artifact)
+            self.registry.add_variant(model, backend_name, options, runtime, artifact,
+                                      accuracy=variant_accuracy(model, options, artifact))
         return errors
 
     def backends(self):

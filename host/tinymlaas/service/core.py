@@ -24,6 +24,14 @@ migration("fleet", 1, """CREATE TABLE device_tags (
     PRIMARY KEY (endpoint, tag))""")
 
 GOLDEN_VECTORS = 3
+# Channel fractions the service prunes away, in order, when no variant of a Keras model fits a device.
+PRUNE_STEPS = (0.5, 0.75)
+
+
+def json_key(options):
+    import json
+
+    return json.dumps(options, sort_keys=True)
 
 
 def normalize_capabilities(raw):
@@ -135,12 +143,30 @@ class Service:
         except Exception as e:
             raise DeploymentError(str(e)) from None
         best, verdicts = choose(self.registry.variants(model), caps)
+        built = []
+        for options in self.smaller_variants(model) if best is None else ():
+            if self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)]):
+                continue
+            built.append("prune=%s" % options["prune"])
+            best, verdicts = choose(self.registry.variants(model), caps)
+            if best is not None:
+                break
         if best is None:
             why = "; ".join("variant %s: %s" % (v.variant["id"], ", ".join(v.reasons)) for v in verdicts)
-            raise DeploymentError("no variant of %s fits %s: %s" % (model["name"], endpoint, why or "none compiled"))
+            tried = " (also compiled %s for it)" % ", ".join(built) if built else ""
+            raise DeploymentError("no variant of %s fits %s%s: %s" % (model["name"], endpoint, tried, why or "none compiled"))
         variant = best.variant
         package = self.package(model, variant)
         return variant, package, model["name"], model["version"]
+
+    def smaller_variants(self, model):
+        """Option sets for pruned variants not compiled yet, smallest pruning first — what the service compiles
+        when no variant of a Keras model (with training data for fine-tuning) fits a device."""
+        if model["kind"] != "keras" or not model["metadata"].get("train"):
+            return []
+        have = {json_key(v["options"]) for v in self.registry.variants(model)}
+        steps = [{"quantize": "int8", "prune": f} for f in PRUNE_STEPS]
+        return [o for o in steps if json_key(o) not in have]
 
     def package(self, model, variant):
         from ..package import build_package

@@ -180,7 +180,9 @@ class DeploymentEngine:
 
     async def _deploy_device(self, dep_id, endpoint, progress):
         try:
-            variant, package, name, version = self.plan(self.store.get(dep_id), endpoint)
+            # In a thread: planning may compile a new variant (seconds of TensorFlow) while the LwM2M server keeps
+            # answering devices on the event loop.
+            variant, package, name, version = await asyncio.to_thread(self.plan, self.store.get(dep_id), endpoint)
         except DeploymentError as e:
             self.store.set_device(dep_id, endpoint, "failed", str(e))
             return False
