@@ -143,7 +143,8 @@ def provision(port, server, endpoint, data_dir="/flash", lib_dir="/lib", lifetim
 
     t0 = time.monotonic()
     try:
-        transport = SerialTransport(port, baudrate=baud)
+        # A read timeout, so a port where nothing answers ends in a clear error instead of a blocked read.
+        transport = SerialTransport(port, baudrate=baud, timeout=1)
     except TransportError:
         raise ProvisionError("cannot open serial port %s" % port) from None
     try:
