@@ -499,7 +499,8 @@ static tml_status check_op(op_ctx *c)
             OPFAIL(c, "%d reduced elements exceed the runtime limit", (long long)count, 0);
         if (!in_range(p[1], -128, 127) || !in_range(p[2], -128, 127))
             OPFAIL(c, "zero points (%d, %d) outside int8", p[1], p[2]);
-        if (!multiplier_ok(p[3]) || !in_range(p[4], -31, 30))
+        /* MEAN's multiplier is not normalised (spec §5 MEAN): TFLM folds 1/count into it. */
+        if (p[3] < 0 || !in_range(p[4], -31, 30))
             OPFAIL(c, "mult %d / shift %d invalid", p[3], p[4]);
         return TML_OK;
     }

@@ -216,3 +216,24 @@ def test_shared_corrupt_vectors_rejected_with_reason(asan_tools, tmp_path):
         assert code != 0, c["name"]
         for word in c["mentions"]:
             assert word.lower() in reason.lower(), (c["name"], word, reason)
+
+
+def test_mean_with_folded_multiplier_and_const_add_operand_match_reference():
+    """A real Keras 3 export (tests/compiler/models/seq_gated.tflite): MEAN whose multiplier TFLM leaves below
+    2^30 (spec §5 MEAN) and an ADD with a constant operand — the C runtime equals the NumPy reference."""
+    import numpy as np
+
+    from tinymlaas.blob import reference
+    from tinymlaas.blob.reader import parse
+    from tinymlaas.compiler import compile_tflite
+    from tinymlaas.devices.cruntime import CRuntime
+    from tinymlaas.paths import REPO
+
+    blob = compile_tflite(REPO / "tests" / "compiler" / "models" / "seq_gated.tflite").blob
+    assert "MEAN" in [op.name for op in parse(blob).ops]
+    b = parse(blob)
+    rng = np.random.default_rng(3)
+    inputs = [[rng.integers(-128, 128, b.tensors[i].shape, dtype=np.int8) for i in b.inputs] for _ in range(8)]
+    for x, got in zip(inputs, CRuntime().run(blob, inputs)):
+        for want, g in zip(reference.run(blob, x), got):
+            assert np.array_equal(np.asarray(want).reshape(-1), np.asarray(g).reshape(-1))
