@@ -23,5 +23,10 @@ FUZZ_TESTS = tests/lwm2m/test_frame.py tests/lwm2m/test_codec_roundtrip.py tests
 fuzz: setup
 	$(PY) -m pytest -q -n 2 --fuzz-long $(FUZZ_TESTS)
 
+# Both bare-metal Cortex-M4 firmwares (docs/firmware.md); the tests build them on demand too.
+firmware: setup
+	$(MAKE) -C firmware BOARD=mps2-an386
+	$(MAKE) -C firmware BOARD=stm32f4
+
 clean:
 	rm -rf build .setup-stamp .pytest_cache
