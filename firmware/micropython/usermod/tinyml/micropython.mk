@@ -1,0 +1,10 @@
+# Make-based ports (stm32, unix, qemu): USER_C_MODULES=/path/to/tinymlaas/firmware/micropython/usermod
+# Builds module _tinyml: the tinymlaas C99 runtime (inference_module/c) plus its MicroPython binding.
+TINYML_MOD_DIR := $(USERMOD_DIR)
+TINYML_RUNTIME_DIR := $(TINYML_MOD_DIR)/../../../../inference_module/c
+
+SRC_USERMOD_C += $(TINYML_MOD_DIR)/mod_tinyml.c
+SRC_USERMOD_LIB_C += $(TINYML_RUNTIME_DIR)/tml_load.c $(TINYML_RUNTIME_DIR)/tml_ops.c $(TINYML_RUNTIME_DIR)/tml_sha256.c
+CFLAGS_USERMOD += -I$(TINYML_RUNTIME_DIR)
+# QUANTIZE/DEQUANTIZE must match the host reference bit for bit: no fused multiply-add contraction.
+CFLAGS_USERMOD += -ffp-contract=off
