@@ -34,8 +34,16 @@ def cmd_deploy(args):
         raise UserError((dep or {}).get("error", "service answered %d" % status))
     if not args.no_wait:
         end = time.monotonic() + args.timeout
-        while dep["state"] not in FINAL and time.monotonic() < end:
-            time.sleep(0.5)
+        seen = {}
+        while True:
+            if not args.json:       # follow each device through its states as they happen
+                for d in dep["devices"]:
+                    if seen.get(d["endpoint"]) != d["state"]:
+                        seen[d["endpoint"]] = d["state"]
+                        print("  %-20s %-11s %s" % (d["endpoint"], d["state"], d.get("reason") or ""), flush=True)
+            if dep["state"] in FINAL or time.monotonic() >= end:
+                break
+            time.sleep(0.3)
             status, dep = call(args.api, "GET", "/api/deployments/%d" % dep["id"])
     if args.json:
         print_json(dep)
