@@ -1,7 +1,8 @@
 # Make-based ports (stm32, unix, qemu): USER_C_MODULES=/path/to/tinymlaas/firmware/micropython/usermod
 # Builds module _tinyml: the tinymlaas C99 runtime (inference_module/c) plus its MicroPython binding.
 TINYML_MOD_DIR := $(USERMOD_DIR)
-TINYML_RUNTIME_DIR := $(TINYML_MOD_DIR)/../../../../inference_module/c
+# abspath: object files then land under $(BUILD)/<absolute path>, inside the build directory.
+TINYML_RUNTIME_DIR := $(abspath $(TINYML_MOD_DIR)/../../../../inference_module/c)
 
 SRC_USERMOD_C += $(TINYML_MOD_DIR)/mod_tinyml.c
 SRC_USERMOD_LIB_C += $(TINYML_RUNTIME_DIR)/tml_load.c $(TINYML_RUNTIME_DIR)/tml_ops.c $(TINYML_RUNTIME_DIR)/tml_sha256.c
