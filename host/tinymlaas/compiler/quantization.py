@@ -264,8 +264,9 @@ def _frexp_multiplier(real):
     return m, shift
 
 
-def logistic_table(in_scale, in_zp):
-    """TFLM int8 LOGISTIC (reference_integer_ops::Logistic): input to Q4.27, gemmlowp logistic, Q0.31 -> Q0.8 - 128."""
+def _q4_27_table(in_scale, in_zp, inside):
+    """The shape TFLM's int8 LOGISTIC and TANH share: inputs beyond the radius saturate, the others are rescaled
+    to Q4.27 and mapped by `inside(q4)`."""
     m, shift = _frexp_multiplier(in_scale * (1 << (31 - 4)))
     radius = calculate_input_radius(4, shift)
     out = []
@@ -276,26 +277,18 @@ def logistic_table(in_scale, in_zp):
         elif v >= radius:
             out.append(INT8_MAX)
         else:
-            q4 = mbqm(v, m, shift)
-            out.append(_clamp8(rdbpot(gemmlowp_logistic(q4, 4), 31 - 8) - 128))
+            out.append(_clamp8(inside(mbqm(v, m, shift))))
     return out
+
+
+def logistic_table(in_scale, in_zp):
+    """TFLM int8 LOGISTIC (reference_integer_ops::Logistic): input to Q4.27, gemmlowp logistic, Q0.31 -> Q0.8 - 128."""
+    return _q4_27_table(in_scale, in_zp, lambda q4: rdbpot(gemmlowp_logistic(q4, 4), 31 - 8) - 128)
 
 
 def tanh_table(in_scale, in_zp):
     """TFLM int8 TANH (reference_integer_ops::Tanh): input to Q4.27, gemmlowp tanh, Q0.31 -> Q0.7."""
-    m, shift = _frexp_multiplier(in_scale * (1 << (31 - 4)))
-    radius = calculate_input_radius(4, shift)
-    out = []
-    for x in _in_range():
-        v = x - in_zp
-        if v <= -radius:
-            out.append(INT8_MIN)
-        elif v >= radius:
-            out.append(INT8_MAX)
-        else:
-            q4 = mbqm(v, m, shift)
-            out.append(_clamp8(rdbpot(gemmlowp_tanh(q4, 4), 31 - 7)))
-    return out
+    return _q4_27_table(in_scale, in_zp, lambda q4: rdbpot(gemmlowp_tanh(q4, 4), 31 - 7))
 
 
 def requantize_table(in_scale, in_zp, out_scale, out_zp):
