@@ -1,4 +1,4 @@
-"""An emulated ESP32 ROM serial bootloader on a pseudo-terminal: stands in for a board in download mode.
+"""An emulated ESP32 / ESP32-S3 ROM serial bootloader on a pseudo-terminal: stands in for a board in download mode.
 
 It speaks the loader protocol documented by Espressif ("Serial Protocol" in the esptool docs): SLIP frames
 (0xC0 delimiters, 0xDB 0xDC / 0xDB 0xDD escapes) carrying `<dir op len checksum data>` requests and
@@ -32,13 +32,23 @@ SYNC, WRITE_REG, READ_REG = 0x08, 0x09, 0x0A
 SPI_SET_PARAMS, SPI_ATTACH, CHANGE_BAUDRATE = 0x0B, 0x0D, 0x0F
 FLASH_DEFL_BEGIN, FLASH_DEFL_DATA, FLASH_DEFL_END = 0x10, 0x11, 0x12
 SPI_FLASH_MD5 = 0x13
+GET_SECURITY_INFO = 0x14
 
 ESP32_MAGIC_REG = 0x40001000
 ESP32_MAGIC = 0x00F01D83
-ESP32_SPI_BASE = 0x3FF42000        # SPI1, the flash controller
-ESP32_SPI_USR2 = ESP32_SPI_BASE + 0x24
-ESP32_SPI_W0 = ESP32_SPI_BASE + 0x80
 SPI_CMD_USR = 1 << 18
+
+# What differs between the emulated chips (ESP32 and ESP32-S3 technical reference manuals, esptool's targets):
+# how the chip is identified, the flash controller's registers, and FLASH_BEGIN's parameter count.
+CHIPS = {
+    # ESP32: no GET_SECURITY_INFO in ROM (identified by the magic register); SPI1 at 0x3FF42000; the address
+    # register takes the address in its top bits; FLASH_BEGIN has 4 words.
+    "esp32": {"chip_id": None, "spi_base": 0x3FF42000, "usr2": 0x24, "w0": 0x80, "addr_msb": True,
+              "begin_words": 4},
+    # ESP32-S3: GET_SECURITY_INFO answers chip id 9; SPI1 at 0x60002000; FLASH_BEGIN has a 5th word (encrypt).
+    "esp32s3": {"chip_id": 9, "spi_base": 0x60002000, "usr2": 0x20, "w0": 0x58, "addr_msb": False,
+                "begin_words": 5},
+}
 # Values that make esptool's ESP32 crystal-drift workaround compute a 40 MHz crystal (cali 1024, CK8M 100).
 ESP32_RTCCALICFG1 = 0x3FF5F06C
 ESP32_EFUSE_BASE = 0x3FF5A000
@@ -74,7 +84,8 @@ def slip_encode(payload):
 class EspRomEmulator:
     """One emulated chip in download mode behind a pty. `port` is the path esptool opens."""
 
-    def __init__(self, flash=None, flash_size=4 * 1024 * 1024, die_after_blocks=None):
+    def __init__(self, chip="esp32", flash=None, flash_size=4 * 1024 * 1024, die_after_blocks=None):
+        self.chip = CHIPS[chip]
         self.flash = flash if flash is not None else bytearray(b"\xff" * flash_size)
         self.regs = {
             ESP32_MAGIC_REG: ESP32_MAGIC,
@@ -161,6 +172,8 @@ class EspRomEmulator:
             FLASH_END: self._flash_end, FLASH_DEFL_END: self._flash_end,
             SPI_FLASH_MD5: self._md5,
         }.get(op)
+        if op == GET_SECURITY_INFO and self.chip["chip_id"] is not None:
+            handler = self._security_info
         if handler is None:
             self._reply(op, status=1, error=ERR_INVALID_MSG)
             return True
@@ -189,22 +202,28 @@ class EspRomEmulator:
             addr, value, mask, _delay = struct.unpack_from("<IIII", data, i)
             old = self.regs.get(addr, 0)
             self.regs[addr] = (old & ~mask) | (value & mask)
-            if addr == ESP32_SPI_BASE and value & SPI_CMD_USR:
+            if addr == self.chip["spi_base"] and value & SPI_CMD_USR:
                 self._spi_user_command()
         self._reply(op)
 
     def _spi_user_command(self):
         """Run the flash command in SPI_USR2 and clear the USR bit, as the controller does when done."""
-        opcode = self.regs.get(ESP32_SPI_USR2, 0) & 0xFF
+        base = self.chip["spi_base"]
+        opcode = self.regs.get(base + self.chip["usr2"], 0) & 0xFF
         if opcode == 0x9F:                                  # RDID
             result = JEDEC_ID
         elif opcode == 0x5A:                                # RDSFDP, 24-bit address
-            addr = (self.regs.get(ESP32_SPI_BASE + 0x04, 0) >> 8) & 0xFFFFFF
+            addr = self.regs.get(base + 0x04, 0)
+            addr = (addr >> 8 if self.chip["addr_msb"] else addr) & 0xFFFFFF
             result = struct.unpack("<I", (SFDP_TABLE[addr:addr + 4] + bytes(4))[:4])[0]
         else:                                               # status reads, resets: all zero
             result = 0
-        self.regs[ESP32_SPI_W0] = result
-        self.regs[ESP32_SPI_BASE] = 0
+        self.regs[base + self.chip["w0"]] = result
+        self.regs[base] = 0
+
+    def _security_info(self, op, data, chk):
+        # flags (no secure boot, no secure download), flash_crypt_cnt, 7 key purposes, chip id, API version
+        self._reply(op, data=struct.pack("<IB7BII", 0, 0, *([0] * 7), self.chip["chip_id"], 0))
 
     def _change_baud(self, op, data, chk):
         if len(data) != 8:
@@ -213,9 +232,9 @@ class EspRomEmulator:
         self._reply(op)                         # a pty has no baud rate: both sides simply carry on
 
     def _flash_begin(self, op, data, chk):
-        if len(data) != 16:                     # the ESP32 ROM takes no encryption flag
+        if len(data) != 4 * self.chip["begin_words"]:   # the ESP32 ROM takes no encryption flag, later ROMs do
             return self._reply(op, status=1, error=ERR_INVALID_MSG)
-        size, blocks, block_size, offset = struct.unpack("<IIII", data)
+        size, blocks, block_size, offset = struct.unpack_from("<IIII", data)
         deflated = op == FLASH_DEFL_BEGIN
         # FLASH_BEGIN erases `size` bytes; FLASH_DEFL_BEGIN's size is the uncompressed length.
         if offset + size > len(self.flash) or offset % 4096:

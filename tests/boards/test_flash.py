@@ -7,7 +7,7 @@ import time
 import pytest
 
 from esp_images import esp_image
-from esp_rom_emulator import (CHANGE_BAUDRATE, FLASH_BEGIN, FLASH_DEFL_BEGIN, FLASH_DEFL_DATA, READ_REG,
+from esp_rom_emulator import (FLASH_BEGIN, FLASH_DEFL_BEGIN, FLASH_DEFL_DATA, GET_SECURITY_INFO, READ_REG,
                               SPI_ATTACH, SPI_FLASH_MD5, SYNC, EspRomEmulator, SilentPort)
 from tinymlaas.cli import main
 
@@ -42,6 +42,26 @@ def test_flash_writes_detects_chip_and_verifies(esp32_image, capsys):
     assert board.baud_changes, "460800 baud should be requested from the ROM"
     assert FLASH_DEFL_BEGIN in ops and ops.count(FLASH_DEFL_DATA) >= 1
     assert ops.index(SPI_FLASH_MD5) > ops.index(FLASH_DEFL_BEGIN)
+
+
+def test_esp32s3_is_identified_by_security_info_and_flashed_at_0(tmp_path, capsys):
+    data = esp_image(chip_id=9)
+    path = tmp_path / "s3.bin"
+    path.write_bytes(data)
+    with EspRomEmulator(chip="esp32s3") as board:
+        assert flash_cli(board.port, path, "--chip", "esp32s3", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["chip"], out["chip_id"], out["address"]) == ("ESP32-S3", 9, 0)
+    assert board.flash[:len(data)] == data
+    assert GET_SECURITY_INFO in board.commands
+
+
+def test_esp32_image_on_an_esp32s3_board_is_refused(esp32_image, capsys):
+    path, _ = esp32_image
+    with EspRomEmulator(chip="esp32s3") as board:
+        assert flash_cli(board.port, path) == 2
+    assert "built for ESP32 (chip id 0) but the board is ESP32-S3 (chip id 9)" in capsys.readouterr().err
+    assert board.flash == b"\xff" * len(board.flash)
 
 
 def test_explicit_address_and_chip(esp32_image):

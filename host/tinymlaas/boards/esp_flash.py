@@ -52,7 +52,7 @@ def flash(port, firmware, chip="auto", baud=460800, address=None, before="defaul
 
 def _flash(port, firmware, chip, baud, address, before, after, connect_attempts, log):
     import serial
-    from esptool.cmds import _set_flash_parameters, attach_flash, detect_chip, reset_chip, write_flash
+    from esptool.cmds import attach_flash, detect_chip, reset_chip, write_flash
     from esptool.util import FatalError
 
     image_chip, address = plan(firmware, chip, address)
@@ -80,7 +80,6 @@ def _flash(port, firmware, chip, baud, address, before, after, connect_attempts,
         if baud != ROM_BAUD:
             esp.change_baud(baud)
         attach_flash(esp)
-        _set_flash_parameters(esp, "keep")
         # esptool erases, writes compressed blocks with per-block checksums, then compares the region's MD5
         # (computed by the chip) with the file's; a mismatch raises FatalError.
         write_flash(esp, [(address, firmware)], flash_size="keep", compress=True)
