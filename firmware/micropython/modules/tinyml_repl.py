@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import sys
-import time
 
 CONFIG_PATHS = ("/tinyml.json", "tinyml.json")
 
