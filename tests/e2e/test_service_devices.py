@@ -73,6 +73,7 @@ def test_deploy_through_http_api_and_explain(tmp_path):
             assert "flash" in by["tiny"]["reason"] and dep["state"] == "completed"
             assert [h["state"] for h in dep["history"] if h["endpoint"] == "big"] == \
                 ["queued", "delivering", "verifying", "active"]
+            assert by["big"]["delivered"][0] == by["big"]["delivered"][1] > 0     # bytes acknowledged / total
             installed = await svc.engine.channel.installed("big")
             assert installed["sha256"] == svc.registry.variants(model)[0]["artifact_sha256"]
 

@@ -4,7 +4,7 @@ import time
 
 from ..cli import UserError
 from ._http import add_api_argument, call
-from ._output import print_json, print_table
+from ._output import Progress, print_json, print_table
 
 FINAL = ("completed", "halted", "failed")
 
@@ -35,12 +35,17 @@ def cmd_deploy(args):
     if not args.no_wait:
         end = time.monotonic() + args.timeout
         seen = {}
+        bars = {}
         while True:
             if not args.json:       # follow each device through its states as they happen
                 for d in dep["devices"]:
-                    if seen.get(d["endpoint"]) != d["state"]:
-                        seen[d["endpoint"]] = d["state"]
-                        print("  %-20s %-11s %s" % (d["endpoint"], d["state"], d.get("reason") or ""), flush=True)
+                    ep = d["endpoint"]
+                    if d["state"] == "delivering" and d.get("delivered"):
+                        bar = bars.setdefault(ep, Progress("  %-20s delivering" % ep))
+                        bar(*d["delivered"])
+                    if seen.get(ep) != d["state"]:
+                        seen[ep] = d["state"]
+                        print("  %-20s %-11s %s" % (ep, d["state"], d.get("reason") or ""), flush=True)
             if dep["state"] in FINAL or time.monotonic() >= end:
                 break
             time.sleep(0.3)

@@ -85,6 +85,7 @@ class Service:
         self.engine = DeploymentEngine(self.deployments, LwM2MChannel(self.server, delivery=delivery), self.plan,
                                        rollback_package=self._rollback_package)
         self._tasks = set()
+        self.delivery_progress = {}
 
     async def start(self, host="127.0.0.1", port=5683):
         await self.server.start(host, port)
@@ -202,7 +203,21 @@ class Service:
         return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints])
 
     def start_deployment(self, dep_id, progress=None):
-        return self._spawn(self.engine.run(dep_id, progress))
+        def track(endpoint, done, total):
+            # Bytes acknowledged per device, for progress displays; kept in memory (the states are in the database).
+            self.delivery_progress[(dep_id, endpoint)] = (done, total)
+            if progress:
+                progress(endpoint, done, total)
+
+        return self._spawn(self.engine.run(dep_id, track))
+
+    def deployment_view(self, dep_id):
+        """A deployment with its per-device state and, for devices being delivered to, bytes done / total."""
+        dep = self.deployments.get(dep_id)
+        for d in dep["devices"]:
+            done_total = self.delivery_progress.get((dep_id, d["endpoint"]))
+            d["delivered"] = list(done_total) if done_total else None
+        return dep
 
 
 def reference_vectors(blob, count=GOLDEN_VECTORS, seed=1234):

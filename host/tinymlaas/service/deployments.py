@@ -89,10 +89,13 @@ class DeploymentStore:
         now = time.time()
         with self.db.transaction() as tx:
             cur = tx.execute(
-                "INSERT INTO deployments (model_id, targets, canary, state, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO deployments (model_id, targets, canary, state, created_at, updated_at) VALUES (?,?,?,?,?,?) "
+                "RETURNING id",
                 (model_id, json.dumps(list(endpoints)), json.dumps(list(canary)), "running", now, now),
             )
-            dep_id = cur.lastrowid
+            # RETURNING, not cursor.lastrowid: psycopg has no lastrowid for PostgreSQL. fetchall() so SQLite
+            # finishes the statement before the next one in this transaction.
+            dep_id = cur.fetchall()[0][0]
             order = list(canary) + [e for e in endpoints if e not in canary]
             for pos, ep in enumerate(order):
                 tx.execute(

@@ -64,14 +64,14 @@ def service_routes(api, svc):
         except UserError as e:
             return 400, {"error": str(e)}
         svc.start_deployment(dep_id)
-        return 201, svc.deployments.get(dep_id)
+        return 201, svc.deployment_view(dep_id)
 
     async def listing(match, body):
         return 200, svc.deployments.list()
 
     async def one(match, body):
         try:
-            dep = svc.deployments.get(int(match.group(1)))
+            dep = svc.deployment_view(int(match.group(1)))
         except DeploymentError as e:
             return 404, {"error": str(e)}
         dep["history"] = svc.deployments.history(dep["id"])
