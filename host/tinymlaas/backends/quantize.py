@@ -14,6 +14,7 @@ A float `.tflite` cannot be re-quantized: the converter needs the original graph
 
 import io
 import os
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -111,6 +112,21 @@ def savedmodel_dir(data=None, path=None):
         yield found[0]
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the duration (C++ code writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _convert(converter, rows, io_mode):
     import tensorflow as tf
     if io_mode not in IO_MODES:
@@ -127,8 +143,9 @@ def _convert(converter, rows, io_mode):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        # Keras' export step prints its signature to stdout; a service's stdout is not the place for it.
-        with redirect_stdout(io.StringIO()):
+        # Keras' export step prints its signature to stdout and the MLIR quantizer a status line straight to the
+        # process's stderr; a service's output is not the place for either. Errors still arrive as exceptions.
+        with redirect_stdout(io.StringIO()), _native_stderr_silenced():
             return bytes(converter.convert())
     except Exception as e:  # the converter raises ConverterError / RuntimeError / ValueError with MLIR diagnostics
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
