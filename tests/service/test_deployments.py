@@ -1,10 +1,12 @@
-"""Deployment state machine on real SQLite. Devices are played by a scripted channel here (the end-to-end tests
-with emulated MicroPython devices over LwM2M are in tests/e2e); this file pins the states and the resume logic."""
+"""Deployment state machine on real SQLite and on real PostgreSQL (`db_url`, tests/service/conftest.py). Devices
+are played by a scripted channel here (the end-to-end tests with emulated MicroPython devices over LwM2M are in
+tests/e2e); this file pins the states and the resume logic."""
 
 import asyncio
 
 import pytest
 
+import tinymlaas.registry.models  # noqa: F401  (registers the models/variants migrations the fixture writes to)
 from tinymlaas.db import Database
 from tinymlaas.service.deployments import (DeliveryError, DeploymentEngine, DeploymentError, DeploymentStore,
                                            DeviceChannel)
@@ -36,13 +38,14 @@ class ScriptedDevices(DeviceChannel):
 
 
 @pytest.fixture
-def store(tmp_path):
-    db = Database(tmp_path / "d.db")
+def store(db_url):
+    db = Database(db_url)
     db.execute("INSERT INTO models (id, name, version, kind, source_sha256, created_at) VALUES (1,'m','1','tflite','x',0)")
     db.execute("INSERT INTO variants (id, model_id, backend, options, runtime, artifact_sha256, artifact_kind, "
                "flash_bytes, ram_bytes, macs, ops, features, created_at) VALUES "
                "(7, 1, 'tmlb-int8', '{}', 'tinyml-mpy', ?, 'tmlb', 1, 1, 1, '[]', '{}', 0)", (SHA_NEW,))
-    return DeploymentStore(db)
+    yield DeploymentStore(db)
+    db.close()
 
 
 def plan_ok(deployment, endpoint):
