@@ -11,6 +11,7 @@ import serial
 
 from repl_board import ReplBoard
 from tinymlaas.boards.provision import compile_packages
+from tinymlaas.package import build_package
 from tinymlaas.paths import VECTORS
 
 VECTOR = "conv_same_stride2"
@@ -51,6 +52,11 @@ def provisioned_root(tmp_path_factory):
     (root / "flash").mkdir()
     for ext in (".blob", ".in.bin", ".out.bin"):
         shutil.copy(VECTORS / (VECTOR + ext), root / "flash" / ("conv" + ext))
+    # An install package as the service delivers it (golden vector = the first sample), for the installer path.
+    blob = (VECTORS / (VECTOR + ".blob")).read_bytes()
+    x = (VECTORS / (VECTOR + ".in.bin")).read_bytes()[:126]
+    y = (VECTORS / (VECTOR + ".out.bin")).read_bytes()[:80]
+    (root / "conv-7.pkg").write_bytes(build_package(blob, "conv", "7", [([x], [y])]))
     return root
 
 
@@ -87,5 +93,15 @@ def test_a_person_at_the_repl(provisioned_root):
 
             err = term.type("t.load()")                    # nothing installed through the service yet
             assert "OSError: no active model" in err
+
+            # Install a package by hand with the installer (what object 5 does), then see it everywhere.
+            assert term.type("from tinyml.installer import Installer") == ""
+            assert term.type("i = Installer('flash'); p = open('conv-7.pkg', 'rb').read()") == ""
+            assert "'name': 'conv'" in term.type("i.begin(len(p)); i.write(0, p); i.finish()")
+            assert "'name': 'conv'" in term.type("i.activate()")
+            assert "active model: conv 7 (992-byte blob, arena" in term.type("t.status()")
+            assert re.search(r"\* slot0\.pkg +\d+ bytes  conv 7", term.type("t.models()"))
+            assert term.type("a = t.load()") == ""
+            assert term.type("bytes(a.predict(x)) == bytes(y)") == "True\n"
         finally:
             term.close()
