@@ -6,11 +6,13 @@ other pty's path, which mpremote / pyserial open like /dev/ttyUSB0. The board's 
 working directory), so relative paths on the board are files under `root`.
 
 The unix port has no soft reset (Ctrl-D on an empty raw-REPL line exits the process), so host code must enter the
-raw REPL without one (mpremote's `resume`), which is what tinymlaas provisioning does with every board.
+raw REPL without one (mpremote's `resume`), which is what tinymlaas provisioning does with every board. Ctrl-C
+while a program runs is delivered as on a board (see `_interrupt_char`).
 """
 
 import os
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -67,7 +69,26 @@ class ReplBoard:
                     self.console += data
                     os.write(self._port_master, data)
                 else:
-                    os.write(self._console_master, data)
+                    os.write(self._console_master, self._interrupt_char(data))
+
+    def _interrupt_char(self, data):
+        """A board's UART driver turns Ctrl-C into KeyboardInterrupt while a program runs (MicroPython's
+        interrupt char) and drops the byte. The unix port gets that only as SIGINT, and catches SIGINT exactly
+        while it has an interrupt char set, i.e. while running code; otherwise Ctrl-C goes to the REPL as a byte."""
+        if b"\x03" in data and self._sigint_caught():
+            os.kill(self.proc.pid, signal.SIGINT)
+            return data.replace(b"\x03", b"")
+        return data
+
+    def _sigint_caught(self):
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except OSError:
+            pass
+        return False
 
     def alive(self):
         return self.proc.poll() is None

@@ -120,3 +120,18 @@ def test_space_refusal_counts_filesystem_blocks():
         check_space(files, {"block": 4096, "free_blocks": 2, "replaced": 0})
     # Files about to be replaced count as free: a re-run on a full board still fits.
     assert check_space(files, {"block": 4096, "free_blocks": 2, "replaced": 5100})[1] == 8192 + 5100
+
+
+def test_reprovision_a_running_device(tmp_path, service):
+    """Provisioning again while the device main runs: Ctrl-C stops it (it de-registers), the new config wins."""
+    with ReplBoard(tmp_path, heap="512k") as board:
+        first = provision(board.port, service.uri, "old-name", data_dir="flash", lib_dir="lib", wait_s=20,
+                          log=lambda line: None)
+        assert service.endpoints() == ["old-name"]
+        second = provision(board.port, service.uri, "new-name", data_dir="flash", lib_dir="lib", wait_s=20,
+                           api_url=service.api_url, log=lambda line: None)
+        assert second["registered_api"] is True
+        assert service.endpoints() == ["new-name"]                 # the old registration was removed
+        assert b"deregistered" in board.console
+    assert first["files"] == second["files"]
+    assert json.loads((tmp_path / "tinyml.json").read_text())["endpoint"] == "new-name"
