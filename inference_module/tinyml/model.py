@@ -20,6 +20,13 @@ from .blob import (parse, elements, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, 
 from .source import MemorySource, FileSource
 from .fixedpoint import softmax_row
 
+try:
+    # The C runtime built into the firmware as a user C module (firmware/micropython/usermod): same blobs,
+    # bit-exact with the viper kernels, several times faster. Absent on stock firmware and the PyPI unix port.
+    import _tinyml
+except ImportError:
+    _tinyml = None
+
 ACC_N = const(1024)  # int32 accumulators per chunk (4 KB each)
 WBUF = const(4096)  # default streamed-weight buffer (bytes)
 VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
@@ -84,9 +91,18 @@ class Model:
         self.arena_bytes = prog.arena_bytes
         self.arena = bytearray(prog.arena_bytes)
         self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
+        # With the C module, a blob held in memory runs in C on this same arena (inputs and outputs stay where
+        # the viper path has them). Streamed blobs and ops the C runtime lacks (it refuses them) stay on viper.
+        self._cm = None
+        if _tinyml is not None and not src.streaming and not reference:
+            try:
+                self._cm = _tinyml.Model(src.mv, self.arena)
+            except ValueError:
+                self._cm = None
+        self.kernels = "c-module" if self._cm is not None else ("reference" if reference else "viper")
         # A tree model (TREE_ENSEMBLE ops only) uses none of the accumulator or weight buffers: ~15 KB saved on
-        # the small devices tree models are meant for.
-        n_acc = ACC_N if any(op[0] != O.TREE_ENSEMBLE for op in prog.ops) else 0
+        # the small devices tree models are meant for; nor does a model the C module runs.
+        n_acc = ACC_N if self._cm is None and any(op[0] != O.TREE_ENSEMBLE for op in prog.ops) else 0
         self._acc = bytearray(4 * n_acc)  # int32 accumulators, read and written through viper ptr32
         self._acc2 = bytearray(4 * n_acc)
         self._c = array.array("i", [0] * 24)  # kernel configs
@@ -106,7 +122,8 @@ class Model:
         self.op_us = None
         self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming), from channel _vwin
         self._vwin = 0
-        self._plans = [PLANS[op[0]](self, op) if op[0] in PLANS else None for op in prog.ops]
+        self._plans = [] if self._cm is not None else [PLANS[op[0]](self, op) if op[0] in PLANS else None
+                                                       for op in prog.ops]
 
     # ----- I/O -----
 
@@ -173,7 +190,9 @@ class Model:
     def invoke(self):
         """Run every op once on the inputs already in the arena; time it in last_us."""
         t0 = time.ticks_us()
-        if self.reference:
+        if self._cm is not None:
+            self._cm.invoke()
+        elif self.reference:
             from .kernels_ref import run_op
             for op in self._p.ops:
                 run_op(self, op)
