@@ -7,11 +7,15 @@ placeholders; the two translation points are here: `_sql` (placeholders) and `Da
 migrations). Inserts that need the new id use `INSERT ... RETURNING id` (SQLite >= 3.35), not `lastrowid`.
 """
 
+import contextlib
 import functools
 import re
 import sqlite3
 import threading
 from pathlib import Path
+
+# pg_advisory_xact_lock key that serializes migrations across processes sharing a PostgreSQL database ("tmla").
+MIGRATION_LOCK_KEY = 0x746D6C61
 
 # RETURNING needs 3.35 (upserts with ON CONFLICT ... DO UPDATE need 3.24); Debian 12 ships 3.40.
 SQLITE_MIN_VERSION = (3, 35, 0)
@@ -146,17 +150,32 @@ class Database:
     def transaction(self):
         return _Transaction(self)
 
+    @contextlib.contextmanager
+    def _migrating(self):
+        """A transaction that no other process migrates in at the same time: several services may start at once
+        on one database. SQLite's BEGIN IMMEDIATE already takes the write lock; PostgreSQL needs an explicit one
+        (an advisory lock, released at commit or rollback)."""
+        with self.transaction() as tx:
+            if self.kind == "postgresql":
+                tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+            yield tx
+
     def migrate(self):
         with self._lock:
-            self.execute(self.ddl(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
-                "PRIMARY KEY (component, version))"
-            ))
+            with self._migrating() as tx:
+                tx.execute(self.ddl(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
+                    "PRIMARY KEY (component, version))"
+                ))
             done = {(r["component"], r["version"]) for r in self.query("SELECT component, version FROM schema_migrations")}
             for component, version, statements in sorted(MIGRATIONS, key=lambda m: (m[0], m[1])):
                 if (component, version) in done:
                     continue
-                with self.transaction() as tx:
+                with self._migrating() as tx:
+                    # Checked again under the lock: another process may have applied it since `done` was read.
+                    if tx.execute("SELECT 1 FROM schema_migrations WHERE component=? AND version=?",
+                                  (component, version)).fetchall():
+                        continue
                     for stmt in statements:
                         tx.execute(self.ddl(stmt))
                     tx.execute("INSERT INTO schema_migrations (component, version) VALUES (?, ?)", (component, version))

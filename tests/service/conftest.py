@@ -45,6 +45,21 @@ def _run(cmd, what):
     return proc
 
 
+def _stop_abandoned(bindir):
+    """Stop clusters left by a test run that was killed before its teardown (its owner process is gone)."""
+    for base in Path(tempfile.gettempdir()).glob("tinymlaas-pg-*"):
+        try:
+            os.kill(int((base / "owner.pid").read_text()), 0)
+            continue                    # its test session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue                    # not ours to judge (no owner recorded yet, or not readable)
+        subprocess.run(_as_owner([bindir / "pg_ctl", "-D", base / "data", "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """(socket directory, admin connection URL) of a running throw-away PostgreSQL cluster."""
@@ -53,8 +68,10 @@ def postgres_server():
     except ImportError:
         pytest.fail("psycopg is not installed (pip install \"psycopg[binary]\")")
     bindir = _pg_bindir()
+    _stop_abandoned(bindir)
     # Not under pytest's tmp_path: its parents are private to root, and the server runs as postgres.
     base = Path(tempfile.mkdtemp(prefix="tinymlaas-pg-"))
+    (base / "owner.pid").write_text(str(os.getpid()))
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
     data = base / "data"

@@ -3,6 +3,7 @@ conftest.py: a SQLite file, or a fresh database on a throw-away PostgreSQL serve
 migration mechanism, transactions, deployments, device tags and the LwM2M store, plus the places where the two
 engines differ unless db.py translates (integer ids, float precision, 64-bit integers, text ordering, `%`/`?`)."""
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -104,6 +105,30 @@ def test_a_failing_migration_rolls_back_completely_and_a_new_one_applies(db_url)
         db.close()
     finally:
         D.MIGRATIONS[:] = saved
+
+
+def test_services_starting_together_migrate_once(db_url):
+    """Several processes opening one new database at once: one applies each migration, the others wait for it."""
+    barrier = threading.Barrier(4)
+    errors, opened = [], []
+
+    def start():
+        try:
+            barrier.wait()
+            opened.append(Database(db_url))
+        except Exception as e:     # reported below with the engine's message
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = opened[0].query("SELECT component, version FROM schema_migrations")
+    assert len(rows) == len({(r["component"], r["version"]) for r in rows}) == len(D.MIGRATIONS)
+    for d in opened:
+        d.close()
 
 
 def test_migration_ddl_is_translated_only_for_postgresql(db):
