@@ -12,6 +12,7 @@ import functools
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 # pg_advisory_xact_lock key that serializes migrations across processes sharing a PostgreSQL database ("tmla").
@@ -92,7 +93,7 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread=False: the service's HTTP thread and asyncio loop share one connection behind _lock.
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             # With WAL, NORMAL keeps every commit durable across a process crash (only a power cut can lose the
             # last few) and is ~3x faster than FULL under a registration storm (docs/lwm2m-server.md).
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -106,6 +107,19 @@ class Database:
         except BaseException:
             self.conn.close()
             raise
+
+    def _wal(self):
+        # Switching a new file to WAL needs it to itself and SQLite answers "locked" without waiting (no busy
+        # handler) while another process is switching it too; once that one is done the file is WAL already.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _sql(self, sql):
         return sql if self.kind == "sqlite" else _pg_params(sql)
