@@ -58,6 +58,7 @@ def _pg_ddl(stmt):
 
     return _outside_literals(stmt, types)
 
+
 # (component, version, statements). Versions are ordered per component; never edit a released migration, add one.
 MIGRATIONS = []
 
