@@ -38,10 +38,12 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
     offset/length select a blob embedded in a larger file (the installer's package files).
     """
     if isinstance(blob, str):
-        try:
-            src = FileSource(blob, offset, length)
-        except OSError as e:
-            raise BlobError("cannot open %s: %s" % (blob, e))
+        src = _mapped(blob, offset, length)
+        if src is None:
+            try:
+                src = FileSource(blob, offset, length)
+            except OSError as e:
+                raise BlobError("cannot open %s: %s" % (blob, e))
     else:
         _check_aligned(blob)
         src = MemorySource(blob)
@@ -60,6 +62,22 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
     except BaseException:  # MemoryError for the arena: do not leak the open file
         src.close()
         raise
+
+
+def _mapped(path, offset, length):
+    """A file on a memory-mapped filesystem (ROMFS, vfs.VfsRom) is a view of flash: use the blob in place from
+    there, as from bytes (no weight streaming, no copy into RAM). None for ordinary files, which stream."""
+    try:
+        with open(path, "rb") as f:
+            mv = memoryview(f)   # only VfsRom files offer the buffer protocol
+    except (OSError, TypeError):
+        return None
+    mv = mv[offset:offset + length] if length is not None else mv[offset:]
+    try:
+        _check_aligned(mv)
+    except BlobError:
+        return None
+    return MemorySource(mv)
 
 
 def _check_aligned(buf):
