@@ -136,16 +136,18 @@ def test_corrupt_package_gives_integrity_failure_and_old_model_stays(peer, tmp_p
 
 
 def serve_blocks(peer, data, path, drop=()):
-    """Answer the device's Block2 GETs for `path` from data; drop the first request for block numbers in `drop`."""
-    dropped = set()
+    """Answer the device's Block2 GETs for `path` from data; drop the first request for block numbers in `drop`
+    (a sequence), or the first N requests for each block of a {block: N} dict."""
+    drop = drop if isinstance(drop, dict) else {num: 1 for num in drop}
+    dropped = {}
     served = 0
     while True:
         req = peer.recv(timeout=15)
         if req.code != an.GET or list(req.opt.uri_path) != path.strip("/").split("/"):
             continue
         num, _, szx = req.opt.block2
-        if num in drop and num not in dropped:
-            dropped.add(num)
+        if dropped.get(num, 0) < drop.get(num, 0):
+            dropped[num] = dropped.get(num, 0) + 1
             continue
         size = 16 << szx
         chunk = data[num * size:(num + 1) * size]
@@ -173,6 +175,21 @@ def test_pull_package_uri_with_lost_requests(peer, tmp_path):
     peer.request(an.POST, "/5/0/2")
     assert wait_value(peer, "/5/0/5", b"1") == b"1"
     assert peer.request(an.GET, "/32770/0/11").payload == b"pulled"
+
+
+def test_pull_asks_again_for_a_block_whose_whole_exchange_was_lost(peer, tmp_path):
+    """Block 1's first CON exchange loses all 5 transmissions (MAX_RETRANSMIT 4): the device requests the block
+    again instead of abandoning the package (and does not restart from block 0)."""
+    pkg, _, _ = package(SMALL, name="retried")
+    registered(peer, tmp_path, ack_timeout_ms=100)
+    uri = "coap://127.0.0.1:%d/fw/%s" % (peer.port, hashlib.sha256(pkg).hexdigest()[:16])
+    assert peer.request(an.PUT, "/5/0/1", payload=uri.encode(), content_format=0).code == an.CHANGED
+    served = serve_blocks(peer, pkg, "/fw/" + uri.rsplit("/", 1)[1], drop={1: 5})
+    assert served == -(-len(pkg) // 1024)
+    assert wait_value(peer, "/5/0/3", b"2") == b"2"
+    peer.request(an.POST, "/5/0/2")
+    assert wait_value(peer, "/5/0/5", b"1") == b"1"
+    assert peer.request(an.GET, "/32770/0/11").payload == b"retried"
 
 
 def test_pull_connection_lost_and_bad_uris(peer, tmp_path):
