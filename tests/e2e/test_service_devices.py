@@ -123,3 +123,35 @@ def test_service_restart_mid_deployment_resumes(tmp_path):
             await svc.stop()
 
     asyncio.run(main())
+
+
+def test_device_that_vanishes_mid_delivery_fails_alone(tmp_path):
+    """One device is killed (SIGKILL, no de-registration) halfway through its package: its deployment entry fails
+    with the reason, the other device still gets the model, and the registry stays consistent."""
+
+    async def main():
+        svc = await Service(tmp_path / "svc", channel_options={"ack_timeout": 0.2, "max_retransmit": 1}).start(
+            "127.0.0.1", 0)
+        uri = "coap://127.0.0.1:%d" % svc.server.port
+        devs = {n: EmulatedDevice(uri, n, profile="esp32", data_dir=tmp_path / n).start() for n in ("gone", "stays")}
+        try:
+            svc.catalog.add(AD, "ad", "1", builds=[("tmlb-int8", "tinyml-mpy", {})])
+            await wait_for(lambda: registered_with_caps(svc, list(devs.values())), what="capabilities")
+            dep_id = svc.create_deployment("ad", ["gone", "stays"])
+
+            def progress(endpoint, done, total):
+                if endpoint == "gone" and done * 2 >= total and devs["gone"].running():
+                    devs["gone"].proc.kill()
+
+            await svc.start_deployment(dep_id, progress)
+            dep = svc.deployments.get(dep_id)
+            by = {d["endpoint"]: d for d in dep["devices"]}
+            assert by["gone"]["state"] == "failed" and "unanswered" in by["gone"]["reason"], by["gone"]
+            assert by["stays"]["state"] == "active" and dep["state"] == "completed"
+            assert svc.registry.model("ad")["name"] == "ad"
+        finally:
+            for d in devs.values():
+                d.stop()
+            await svc.stop()
+
+    asyncio.run(main())

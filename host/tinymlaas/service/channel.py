@@ -23,11 +23,14 @@ STATE_IDLE, STATE_DOWNLOADING, STATE_DOWNLOADED, STATE_UPDATING = 0, 1, 2, 3
 
 
 class LwM2MChannel(DeviceChannel):
-    def __init__(self, server, delivery="push", timeout=180.0, poll=0.1):
+    def __init__(self, server, delivery="push", timeout=180.0, poll=0.1, ack_timeout=2.0, max_retransmit=4):
         self.server = server
         self.delivery = delivery          # "push" (Block1 to /5/0/0) or "pull" (/5/0/1 Package URI + Block2)
         self.timeout = timeout
         self.poll = poll
+        # CoAP timing of each pushed block (RFC 7252 defaults); a deployment on a known-fast link may shorten them.
+        self.ack_timeout = ack_timeout
+        self.max_retransmit = max_retransmit
 
     async def installed(self, endpoint):
         try:
@@ -62,7 +65,8 @@ class LwM2MChannel(DeviceChannel):
             if self.delivery == "pull":
                 await self.server.deliver_by_uri(endpoint, package)
             else:
-                await self.server.push_package(endpoint, package, progress=progress)
+                await self.server.push_package(endpoint, package, progress=progress, ack_timeout=self.ack_timeout,
+                                               max_retransmit=self.max_retransmit)
             await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
             await self.server.execute(endpoint, FW_UPDATE)
             state, result = await self._wait_state(endpoint, (STATE_IDLE,), "update")

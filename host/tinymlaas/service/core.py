@@ -71,7 +71,7 @@ def normalize_capabilities(raw):
 
 
 class Service:
-    def __init__(self, data_dir, db_url=None, delivery="push", public_host=None):
+    def __init__(self, data_dir, db_url=None, delivery="push", public_host=None, channel_options=None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = db_url or str(self.data_dir / "tinymlaas.db")
@@ -82,7 +82,8 @@ class Service:
         # Database, so a deployment row and the registration it refers to are never out of step.
         self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host)
         self.deployments = DeploymentStore(self.db)
-        self.engine = DeploymentEngine(self.deployments, LwM2MChannel(self.server, delivery=delivery), self.plan,
+        channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
+        self.engine = DeploymentEngine(self.deployments, channel, self.plan,
                                        rollback_package=self._rollback_package)
         self._tasks = set()
         self.delivery_progress = {}
