@@ -18,6 +18,10 @@ def register(sub):
     a.add_argument("--task", default="")
     a.add_argument("--labels", default="", help="comma-separated class labels")
     a.add_argument("--accuracy", type=float, default=None, help="accuracy on the model's evaluation set")
+    a.add_argument("--representative", metavar="X.npy",
+                   help="calibration inputs for int8 post-training quantization (float Keras / SavedModel)")
+    a.add_argument("--train", metavar="XY.npz", help="x, y (and x_val, y_val) for fine-tuning pruned variants")
+    a.add_argument("--eval", metavar="XY.npz", help="x, y: each variant's accuracy is measured on it")
     a.add_argument("--no-compile", action="store_true", help="register the source only")
     a.add_argument("--json", action="store_true")
     add_data_argument(a)
@@ -45,8 +49,9 @@ def cmd_add(args):
     cat = _catalog(args)
     labels = [l for l in args.labels.split(",") if l]
     try:
+        datasets = {role: getattr(args, role) for role in ("representative", "train", "eval") if getattr(args, role)}
         model, errors = cat.add(args.path, args.name, args.version, builds=[] if args.no_compile else None,
-                                task=args.task, labels=labels, accuracy=args.accuracy)
+                                datasets=datasets, task=args.task, labels=labels, accuracy=args.accuracy)
     except RegistryError as e:
         raise UserError(str(e)) from None
     variants = cat.registry.variants(model)

@@ -10,6 +10,7 @@ from ..registry import ArtifactStore, ModelRegistry, RegistryError
 DEFAULT_BUILDS = {
     "tflite": [("tmlb-int8", "tinyml-mpy", {}), ("tflite", "tflm", {})],
     "keras": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
+    "savedmodel": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "sklearn": [("trees", "tinyml-mpy", {})],
 }
 
@@ -72,18 +73,53 @@ def blob_accuracy(blob, X, y):
     return correct / len(y)
 
 
+def _zip_dir(path):
+    """A SavedModel directory as zip bytes (what the int8 back-end takes), stored like any other source."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(Path(path).rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(path).as_posix())
+    return buf.getvalue()
+
+
 class Catalog:
     def __init__(self, db_url, data_dir):
         self.db = Database(db_url)
-        self.registry = ModelRegistry(self.db, ArtifactStore(Path(data_dir) / "artifacts"))
+        self.data_dir = Path(data_dir)
+        self.registry = ModelRegistry(self.db, ArtifactStore(self.data_dir / "artifacts"))
 
-    def add(self, path, name, version="1", builds=None, progress=None, **meta):
+    def add(self, path, name, version="1", builds=None, progress=None, datasets=None, **meta):
+        """Register a model file and compile its default variants. datasets: {"representative": .npy (calibration
+        inputs for post-training quantization), "train": .npz (x, y[, x_val, y_val]: fine-tuning after pruning),
+        "eval": .npz (x, y: the accuracy of every variant)} — copied into the data directory, so the registry
+        does not depend on files the user may move."""
         path = Path(path)
         kind = model_kind(path)
-        data = path.read_bytes()
-        model = self.registry.add_model(name, version, kind, data, **meta)
+        data = _zip_dir(path) if kind == "savedmodel" else path.read_bytes()
+        metadata = dict(meta.pop("metadata", None) or {})
+        for role, file in (datasets or {}).items():
+            metadata[role] = self._keep_dataset(Path(file))
+        model = self.registry.add_model(name, version, kind, data, metadata=metadata, **meta)
         errors = self.build(model, builds, progress)
         return model, errors
+
+    def _keep_dataset(self, file):
+        import hashlib
+        import shutil
+
+        try:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+        except OSError as e:
+            raise RegistryError("cannot read dataset %s: %s" % (file, e.strerror)) from None
+        dest = self.data_dir / "datasets" / ("%s-%s" % (digest, file.name))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            shutil.copyfile(file, dest)
+        return str(dest)
 
     def build(self, model, builds=None, progress=None):
         """Compile the model's variants; return {(backend, runtime): error message} for builds that failed."""
