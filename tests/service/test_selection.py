@@ -46,3 +46,12 @@ def test_an_artifact_for_another_runtime_is_rejected_for_that_alone():
 def test_nothing_fits_returns_none():
     best, verdicts = choose([variant(1, ram=500_000)], ESP32)
     assert best is None and not verdicts[0].fits
+
+
+def test_board_profile_capabilities_for_explain_without_a_device():
+    from tinymlaas.commands.explain import profile_capabilities
+
+    esp32 = profile_capabilities("esp32")
+    assert esp32["runtime"] == "tinyml-mpy" and "CONV_2D" in esp32["ops"] and esp32["largest_block"] < 110 * 1024
+    best, _ = choose([variant(1, ram=200_000), variant(2, ram=20_000)], esp32)
+    assert best.variant["id"] == 2

@@ -6,11 +6,38 @@ from ..registry import RegistryError
 from ..service.config import add_data_argument
 from ._output import print_json, print_table
 
+# Board profiles for --profile: what a board with tinymlaas frozen into its firmware reports, before any model.
+# The LwM2M client's and the runtime's own objects take ~16 KB of heap when their code is frozen (docs/lwm2m-client.md).
+BOARD_RESERVED_HEAP = 16 * 1024
+
+
+def _boards():
+    from ..devices.emulated import PROFILES
+
+    return {name: p for name, p in PROFILES.items() if name != "unix"}
+
+
+BOARDS = sorted(_boards())
+
+
+def profile_capabilities(name):
+    from ..blob import format as F
+
+    p = _boards().get(name)
+    if p is None:
+        raise UserError("unknown profile %r (known: %s)" % (name, ", ".join(BOARDS)))
+    free = p["board_heap"] - BOARD_RESERVED_HEAP
+    return {"runtime": "tinyml-mpy", "abi": F.ABI, "ops": sorted(F.OPS_BY_NAME), "heap_free": free,
+            "largest_block": free, "fs_free": p["flash_bytes"] or 0, "arch": p["hw_version"], "mpy_abi": None}
+
 
 def register(sub):
     p = sub.add_parser("explain", help="which variant of a model fits a device, and why the others do not")
     p.add_argument("--model", required=True)
-    p.add_argument("--device", required=True, help="device endpoint name")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--device", help="a registered device's endpoint name (its reported capabilities)")
+    target.add_argument("--profile", help="a board profile instead of a device: %s (board heap and flash, a "
+                                          "32-bit MicroPython runtime with frozen code)" % ", ".join(BOARDS))
     p.add_argument("--latency-budget", type=float, default=None, metavar="MS")
     p.add_argument("--json", action="store_true")
     add_data_argument(p)
@@ -33,20 +60,22 @@ def cmd_explain(args):
     from ..service.core import Service
 
     svc = Service(args.data, args.db)
+    caps = profile_capabilities(args.profile) if args.profile else None
+    target = args.device or "profile " + args.profile
     try:
-        model, caps, best, verdicts = svc.explain(args.model, args.device, args.latency_budget)
+        model, caps, best, verdicts = svc.explain(args.model, args.device, args.latency_budget, caps=caps)
     except (RegistryError, NotRegistered) as e:
         raise UserError(str(e)) from None
     rows = explain_rows(verdicts)
     if args.json:
-        print_json({"model": model["name"], "version": model["version"], "device": args.device,
+        print_json({"model": model["name"], "version": model["version"], "device": target,
                     "capabilities": caps, "chosen": best.variant["id"] if best else None, "variants": rows})
         return 0 if best else 1
     print("%s %s on %s (runtime %s, largest free block %d B, flash free %d B)" % (
-        model["name"], model["version"], args.device, caps["runtime"], caps["largest_block"], caps["fs_free"]))
+        model["name"], model["version"], target, caps["runtime"], caps["largest_block"], caps["fs_free"]))
     print_table(rows, [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"), ("accuracy", "ACC"),
                        ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"), ("verdict", "VERDICT")])
     if best is None:
-        print("no variant fits %s" % args.device)
+        print("no variant fits %s" % target)
         return 1
     return 0

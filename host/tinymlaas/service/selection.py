@@ -45,10 +45,10 @@ class Verdict:
     variant: dict
     fits: bool
     reasons: list = field(default_factory=list)   # why it does not fit (empty when it fits)
-    ram_needed: int = 0
-    ram_available: int = 0
-    flash_needed: int = 0
-    flash_available: int = 0
+    ram_needed: int = None       # None when the variant was rejected before its costs mattered (wrong runtime)
+    ram_available: int = None
+    flash_needed: int = None
+    flash_available: int = None
     est_latency_ms: float = None
     chosen: bool = False
 
@@ -119,6 +119,6 @@ def choose(variants, caps, latency_budget_ms=None):
     fitting = [v for v in verdicts if v.fits]
     if not fitting:
         return None, verdicts
-    best = max(fitting, key=lambda v: (v.variant.get("accuracy") or 0.0, -v.ram_needed, -v.flash_needed))
+    best = max(fitting, key=lambda v: (v.variant.get("accuracy") or 0.0, -v.ram_needed, -v.flash_needed))  # fitting: costs known
     best.chosen = True
     return best, verdicts
