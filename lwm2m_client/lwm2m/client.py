@@ -223,7 +223,7 @@ class Client:
             ids = tuple(int(p) for p in path)
         except ValueError:
             return _resp(cm.NOT_FOUND, "bad path")
-        if not ids or len(ids) > 3 or any(i < 0 or i > 0xFFFF for i in ids):
+        if not ids or len(ids) > 4 or any(i < 0 or i > 0xFFFF for i in ids):
             return _resp(cm.NOT_FOUND, "unsupported path")
         obj = self.objects.get(ids[0])
         if obj is None or ids[0] == 0:
@@ -232,6 +232,13 @@ class Client:
             return _resp(cm.NOT_FOUND, "no such instance")
         if len(ids) > 2 and ids[2] not in obj.resources:
             return _resp(cm.NOT_FOUND, "no such resource")
+        if len(ids) == 4:
+            # a resource instance: only multiple resources have them, and this client only reads (and observes)
+            # them; writes, executes and discovers address the resource
+            if "M" not in obj.resources[ids[2]][1]:
+                return _resp(cm.NOT_FOUND, "not a multiple resource")
+            if req.code != cm.GET or req.uint(cm.ACCEPT) == content.LINK:
+                return _resp(cm.METHOD_NOT_ALLOWED, "resource instances are read only")
         try:
             if req.code == cm.GET:
                 if req.uint(cm.ACCEPT) == content.LINK:
@@ -256,7 +263,14 @@ class Client:
     # Read / Observe
 
     def read_values(self, obj, ids):
-        """-> [(iid, rid, rtype, value)] for the readable resources under ids."""
+        """-> [(iid, rid, rtype, value)] for the readable resources under ids (value a tuple for a multiple
+        resource, the one instance's value for a resource-instance path)."""
+        if len(ids) == 4:
+            v = self.read_values(obj, ids[:3])
+            if not v or not 0 <= ids[3] < len(v[0][3]):
+                raise ob.ResourceError(cm.NOT_FOUND, "no such resource instance")
+            iid, rid, rtype, v = v[0]
+            return [(iid, rid, rtype, v[ids[3]])]
         out = []
         iids = obj.instances() if len(ids) == 1 else (ids[1],)
         for iid in iids:
@@ -276,18 +290,19 @@ class Client:
     def encode_read(self, obj, ids, fmt):
         values = self.read_values(obj, ids)
         if fmt is None:
-            if len(ids) == 3:
-                fmt = content.OPAQUE if obj.resources[ids[2]][0] == ob.OPAQUE else content.TEXT
+            rtype, ops = obj.resources[ids[2]] if len(ids) > 2 else (None, "")
+            if len(ids) == 4 or len(ids) == 3 and "M" not in ops:
+                fmt = content.OPAQUE if rtype == ob.OPAQUE else content.TEXT
             else:
                 fmt = content.TLV
         if fmt not in content.SUPPORTED:
             raise ob.ResourceError(cm.NOT_ACCEPTABLE, "format %d not supported" % fmt)
-        if len(ids) == 3:
+        if len(ids) >= 3:
             if not values:
                 return fmt, b""
             iid, rid, rtype, v = values[0]
             try:
-                return fmt, content.encode_single(fmt, obj.oid, iid, rid, rtype, v)
+                return fmt, content.encode_single(fmt, obj.oid, iid, rid, rtype, v, ids[3] if len(ids) == 4 else None)
             except content.ContentError as e:
                 raise ob.ResourceError(cm.NOT_ACCEPTABLE, str(e))
         if fmt in (content.TEXT, content.OPAQUE):
@@ -375,7 +390,8 @@ class Client:
     def changed(self, oid, iid, rid):
         path = (oid, iid, rid)
         for o in self.observations:
-            if o.covers(path) or path[:len(o.path)] == o.path:
+            # o.path[:3]: an observed resource instance changes with its resource
+            if o.covers(path) or o.path[:3] == path:
                 o.dirty = True
 
     def notify_due(self):
@@ -431,8 +447,8 @@ class Client:
         parts = []
         a = self.attributes
 
-        def link(p):
-            parts.append("<" + "".join("/%d" % i for i in p) + ">" + a.link_attrs(p))
+        def link(p, dim=""):
+            parts.append("<" + "".join("/%d" % i for i in p) + ">" + dim + a.link_attrs(p))
 
         if len(ids) == 1:
             link(ids)
@@ -442,7 +458,17 @@ class Client:
                 link((obj.oid, iid))
             rids = sorted(obj.resources) if len(ids) < 3 else (ids[2],)
             for rid in rids:
-                link((obj.oid, iid, rid))
+                rtype, ops = obj.resources[rid]
+                if "M" not in ops or "R" not in ops:
+                    link((obj.oid, iid, rid))
+                    continue
+                # LwM2M Discover: a multiple resource carries dim (its number of instances); Discover on
+                # the resource itself also lists each instance
+                n = len(obj.read(iid, rid))
+                link((obj.oid, iid, rid), ";dim=%d" % n)
+                if len(ids) == 3:
+                    for riid in range(n):
+                        link((obj.oid, iid, rid, riid))
         resp = _resp(cm.CONTENT, ",".join(parts))
         resp.add(cm.CONTENT_FORMAT, content.LINK)
         return resp

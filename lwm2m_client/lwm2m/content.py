@@ -74,9 +74,31 @@ def from_tlv(rtype, raw):
     return bytes(raw)
 
 
+def _tlv_resource(rid, rtype, v, out):
+    if isinstance(v, tuple):
+        # a multiple resource: one "multiple resource" record (type 10) holding a "resource instance" record
+        # (type 01) per instance, built in the same kind of buffer a single resource's record uses
+        inner = bytearray()
+        for riid, x in enumerate(v):
+            tlv.encode(tlv.RESOURCE_INSTANCE, riid, tlv_value(rtype, x), inner)
+        return tlv.encode(tlv.MULTIPLE_RESOURCE, rid, inner, out)
+    return tlv.encode(tlv.RESOURCE, rid, tlv_value(rtype, v), out)
+
+
+def _senml_items(values):
+    # one record per resource, and per resource instance of a multiple resource ("0/11/0", "0/11/1", ...)
+    for iid, rid, _, v in values:
+        if isinstance(v, tuple):
+            for riid, x in enumerate(v):
+                yield "%d/%d/%d" % (iid, rid, riid), x
+        else:
+            yield "%d/%d" % (iid, rid), v
+
+
 def encode(fmt, oid, values, object_level=False):
     """values: [(iid, rid, rtype, value)] read from one object -> payload bytes in `fmt`. TLV reads of an
-    instance list resources directly; reads of a whole object wrap them in object-instance TLVs."""
+    instance list resources directly; reads of a whole object wrap them in object-instance TLVs. A tuple
+    value is a multiple resource (see objects.LwObject.resources)."""
     if fmt == TLV:
         out = bytearray()
         iids = []
@@ -87,17 +109,31 @@ def encode(fmt, oid, values, object_level=False):
             inner = bytearray()
             for i, rid, rtype, v in values:
                 if i == iid:
-                    tlv.encode(tlv.RESOURCE, rid, tlv_value(rtype, v), inner)
+                    _tlv_resource(rid, rtype, v, inner)
             out += tlv.encode(tlv.OBJECT_INSTANCE, iid, inner) if object_level else inner
         return bytes(out)
     if fmt in (SENML_CBOR, SENML_JSON):
-        items = [("%d/%d" % (iid, rid), v) for iid, rid, _, v in values]
+        items = list(_senml_items(values))
         base = "/%d/" % oid
         return senml.encode_cbor(base, items) if fmt == SENML_CBOR else senml.encode_json(base, items)
     raise ContentError("format %d cannot carry several resources" % fmt)
 
 
-def encode_single(fmt, oid, iid, rid, rtype, value):
+def encode_single(fmt, oid, iid, rid, rtype, value, riid=None):
+    """One resource (value: a tuple for a multiple resource) or, with riid, one resource instance."""
+    path = "/%d/%d/%d" % (oid, iid, rid)
+    if riid is None and isinstance(value, tuple):
+        # text and opaque carry exactly one value, so a whole multiple resource has no representation there
+        if fmt in (TEXT, OPAQUE):
+            raise ContentError("a multiple resource needs TLV or SenML")
+        if fmt == TLV:
+            return bytes(_tlv_resource(rid, rtype, value, None))
+        if fmt in (SENML_CBOR, SENML_JSON):
+            items = [("%d" % i, x) for i, x in enumerate(value)]
+            return senml.encode_cbor(path + "/", items) if fmt == SENML_CBOR else senml.encode_json(path + "/", items)
+        raise ContentError("unsupported format %d" % fmt)
+    if riid is not None:
+        path += "/%d" % riid
     if fmt == TEXT:
         return text(rtype, value)
     if fmt == OPAQUE:
@@ -105,11 +141,13 @@ def encode_single(fmt, oid, iid, rid, rtype, value):
             raise ContentError("opaque format for a non-opaque resource")
         return bytes(value)
     if fmt == TLV:
+        if riid is not None:
+            return bytes(tlv.encode(tlv.RESOURCE_INSTANCE, riid, tlv_value(rtype, value)))
         return bytes(tlv.encode(tlv.RESOURCE, rid, tlv_value(rtype, value)))
     if fmt == SENML_CBOR:
-        return bytes(senml.encode_cbor("/%d/%d/%d" % (oid, iid, rid), [("", value)]))
+        return bytes(senml.encode_cbor(path, [("", value)]))
     if fmt == SENML_JSON:
-        return senml.encode_json("/%d/%d/%d" % (oid, iid, rid), [("", value)])
+        return senml.encode_json(path, [("", value)])
     raise ContentError("unsupported format %d" % fmt)
 
 

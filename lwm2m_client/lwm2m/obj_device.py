@@ -61,7 +61,7 @@ class Device(LwObject):
     oid = 3
     version = "1.1"
     resources = {0: (STRING, "R"), 1: (STRING, "R"), 2: (STRING, "R"), 3: (STRING, "R"), 4: (NONE, "E"),
-                 9: (INTEGER, "R"), 10: (INTEGER, "R"), 11: (INTEGER, "R"), 13: (TIME, "R"), 16: (STRING, "R"),
+                 9: (INTEGER, "R"), 10: (INTEGER, "R"), 11: (INTEGER, "RM"), 13: (TIME, "R"), 16: (STRING, "R"),
                  17: (STRING, "R"), 18: (STRING, "R"), 19: (STRING, "R"), 21: (INTEGER, "R")}
 
     def __init__(self, info):
@@ -85,7 +85,7 @@ class Device(LwObject):
         if rid == 10:
             return hal.mem_free() // 1024
         if rid == 11:
-            return self.error_code
+            return (self.error_code,)  # Multiple; one instance, 0 = no error
         if rid == 13:
             return hal.unix_time()
         if rid == 16:

@@ -89,7 +89,7 @@ class Firmware(LwObject):
     oid = 5
     version = "1.0"
     resources = {0: (OPAQUE, "W"), 1: (STRING, "RW"), 2: (NONE, "E"), 3: (INTEGER, "R"), 5: (INTEGER, "R"),
-                 6: (STRING, "R"), 7: (STRING, "R"), 8: (INTEGER, "R"), 9: (INTEGER, "R")}
+                 6: (STRING, "R"), 7: (STRING, "R"), 8: (INTEGER, "RM"), 9: (INTEGER, "R")}
 
     def __init__(self, installer, install_error, on_activated=None, on_activating=None):
         super().__init__()
@@ -130,7 +130,7 @@ class Firmware(LwObject):
         if rid == 7:
             return self._active("version")
         if rid == 8:
-            return 0  # CoAP (RFC 7252)
+            return (0,)  # Multiple; one instance: CoAP (RFC 7252)
         if rid == 9:
             return 2  # push and pull
         raise ResourceError(0x85)

@@ -31,7 +31,10 @@ class WriteError(Exception):
 
 class LwObject:
     oid = None
-    resources = {}  # rid -> (type, ops) with ops a string of "R", "W", "E"
+    # rid -> (type, ops) with ops a string of "R", "W", "E", plus "M" for a multiple-instance resource, whose
+    # read() returns a tuple of values: resource instance i is element i (the OMA objects this client exposes
+    # number their instances 0..n-1, so no id table is needed)
+    resources = {}
     version = None  # object version for the registration link, e.g. "1.1"
 
     def __init__(self):
