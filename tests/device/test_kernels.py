@@ -9,28 +9,10 @@ import numpy as np
 
 import zoo
 from blobkit import FLOAT32
+from modes import outputs_by_mode
 from tinymlaas.blob import reference
 
 MODES = ("viper", "file", "stream64", "viper32", "reference")
-
-RUNNER = """
-import tinyml, tinyml.requant as RQ
-cases = %r
-for name, path, inputs in cases:
-    for mode in %r:
-        RQ.use_32bit_path(mode == 'viper32')
-        if mode in ('file', 'stream64'):
-            m = tinyml.load(path, wbuf=4096 if mode == 'file' else 64)  # 64: weights in many small blocks
-        else:
-            f = open(path, 'rb'); data = f.read(); f.close()
-            m = tinyml.load(data, reference=(mode == 'reference'))
-        for i, hx in enumerate(inputs):
-            m.input_buffer(i)[:] = bytes.fromhex(hx)
-        m.invoke()
-        print(name, mode, ' '.join(bytes(m.output_buffer(j)).hex() for j in range(len(m.outputs))))
-        m.close()
-"""
-
 
 def _random_inputs(b, rng):
     ins = []
@@ -56,11 +38,7 @@ def test_every_op_matches_host_reference_in_every_mode(tmp_path, mpy_script):
             ins = _random_inputs(b, rng)
             expected[name] = " ".join(o.tobytes().hex() for o in reference.run(blob, ins))
             cases.append((name, str(path), [i.tobytes().hex() for i in ins]))
-    out = mpy_script(RUNNER % (cases, MODES), heap="2m").stdout
-    got = {}
-    for line in out.splitlines():
-        name, mode, hx = (line.split(" ", 2) + [""])[:3]
-        got[(name, mode)] = hx
+    got, _ = outputs_by_mode(mpy_script, cases, MODES)
     assert len(got) == len(cases) * len(MODES)
     bad = [(n, m) for (n, m), hx in got.items() if hx != expected[n]]
     assert not bad, bad
@@ -83,7 +61,7 @@ def test_requantization_edges_in_conv(tmp_path, mpy_script):
     path.write_bytes(blob)
     xin = np.array([127, -128, 0, 1, -1, 100, -100, 127] * 4, dtype=np.int8).reshape(1, 2, 2, 8)
     exp = reference.run(blob, [xin])[0].tobytes().hex()
-    out = mpy_script(RUNNER % ([("edge", str(path), [xin.tobytes().hex()])], MODES)).stdout
+    _, out = outputs_by_mode(mpy_script, [("edge", str(path), [xin.tobytes().hex()])], MODES, heap="256k")
     lines = out.splitlines()
     assert len(lines) == len(MODES)
     for line in lines:

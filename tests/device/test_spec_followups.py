@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from blobkit import (BlobBuilder, INT8, INT32, ADD, MUL, MEAN, CONCATENATION, COPY, quant_multiplier, rehash)
+from modes import outputs_by_mode
 from tinymlaas.blob import reference
 from tinymlaas.blob.reader import parse
 from tinymlaas.paths import REPO
@@ -19,25 +20,6 @@ from tinymlaas.paths import REPO
 # viper kernels on an in-RAM blob, streamed from a file (64-byte weight buffer: const operands force it larger),
 # the 32-bit-word (16-bit limb) requantization path, and the plain-Python reference kernels.
 MODES = ("viper", "stream64", "viper32", "reference")
-
-RUNNER = """
-import tinyml, tinyml.requant as RQ
-cases = %r
-for name, path, inputs in cases:
-    for mode in %r:
-        RQ.use_32bit_path(mode == 'viper32')
-        if mode == 'stream64':
-            m = tinyml.load(path, wbuf=64)
-        else:
-            f = open(path, 'rb'); data = f.read(); f.close()
-            m = tinyml.load(data, reference=(mode == 'reference'))
-        for i, hx in enumerate(inputs):
-            m.input_buffer(i)[:] = bytes.fromhex(hx)
-        m.invoke()
-        print(name, mode, ' '.join(bytes(m.output_buffer(j)).hex() for j in range(len(m.outputs))))
-        m.close()
-"""
-
 
 def _run_against_reference(mpy_script, tmp_path, blobs, seed=5):
     """blobs: [(name, blob bytes)]. Every mode's output bytes must equal the host executor's."""
@@ -50,11 +32,7 @@ def _run_against_reference(mpy_script, tmp_path, blobs, seed=5):
         path = tmp_path / (name + ".tmlb")
         path.write_bytes(blob)
         cases.append((name, str(path), [i.tobytes().hex() for i in ins]))
-    out = mpy_script(RUNNER % (cases, MODES), heap="1m").stdout
-    got = {}
-    for line in out.splitlines():
-        name, mode, hx = (line.split(" ", 2) + [""])[:3]
-        got[(name, mode)] = hx
+    got, out = outputs_by_mode(mpy_script, cases, MODES, heap="1m")
     assert len(got) == len(cases) * len(MODES), out[-2000:]
     bad = [(n, m, hx, expected[n]) for (n, m), hx in got.items() if hx != expected[n]]
     assert not bad, bad[:4]
