@@ -76,8 +76,8 @@ def half_sum(a, b):
     return _trunc_div(s + (1 if s >= 0 else -1), 2)
 
 
-def one_over_one_plus_x(a):
-    """gemmlowp one_over_one_plus_x_for_x_in_0_1 on raw int32 values: input Q0.31 in [0, 1), result Q0.31."""
+def _reciprocal(a, half_sum, srdhm, wrap32, sat_shl):
+    """gemmlowp's Newton-Raphson sequence, written once for the exact-int and the NumPy primitives."""
     half_den = half_sum(a, INT32_MAX)
     # 48/17 and -32/17 as gemmlowp's constants (Q2.29 and Q0.31).
     x = wrap32(1515870810 + srdhm(half_den, -1010580540))
@@ -86,6 +86,11 @@ def one_over_one_plus_x(a):
         one_minus = wrap32((1 << 29) - t)
         x = wrap32(x + sat_shl(srdhm(x, one_minus), 2))
     return sat_shl(x, 1)
+
+
+def one_over_one_plus_x(a):
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1 on raw int32 values: input Q0.31 in [0, 1), result Q0.31."""
+    return _reciprocal(a, half_sum, srdhm, wrap32, sat_shl)
 
 
 def clz32(v):
@@ -181,13 +186,7 @@ def np_half_sum(a, b):
 
 
 def np_one_over_one_plus_x(a):
-    half_den = np_half_sum(a, INT32_MAX)
-    x = np_wrap32(1515870810 + np_srdhm(half_den, -1010580540))
-    for _ in range(3):
-        t = np_srdhm(half_den, x)
-        one_minus = np_wrap32((1 << 29) - t)
-        x = np_wrap32(x + np_sat_shl(np_srdhm(x, one_minus), 2))
-    return np_sat_shl(x, 1)
+    return _reciprocal(a, np_half_sum, np_srdhm, np_wrap32, np_sat_shl)
 
 
 def np_clz32(v):
