@@ -1,9 +1,11 @@
 /* tinymlaas bare-metal firmware: boots, announces its capabilities, receives model blobs over the UART protocol
- * (protocol.h), validates them with the C runtime, keeps them in a RAM model slot and runs inferences. */
+ * (protocol.h), validates them with the C runtime, keeps them in a model slot (slot.h: flash where the board's
+ * flash can be programmed, else RAM) and runs inferences. */
 #include <string.h>
 
 #include "board.h"
 #include "protocol.h"
+#include "slot.h"
 #include "systick.h"
 #include "tml.h"
 
@@ -11,22 +13,27 @@
 #define BYTE_TIMEOUT_MS 1000u /* idle time inside a frame before it counts as truncated (a 1 KB frame takes 90 ms at 115200 baud) */
 #define GARBAGE_IDLE_MS 50u   /* idle time after stray bytes before they are reported */
 
-#ifndef ARENA_BYTES
-#error "ARENA_BYTES must be set by the board's Makefile settings"
+#ifndef RAM_STORE_ARENA_BYTES
+#error "RAM_STORE_ARENA_BYTES must be set by the board's Makefile settings"
 #endif
 
+/* All RAM between .bss and the stack (common.ld). With the flash store it is all arena; with the RAM store the
+ * top RAM_STORE_ARENA_BYTES are the arena and the rest holds the blobs. */
 extern uint8_t __pool_start[], __pool_end[];
+const struct slot_store *slot_flash_init(void) __attribute__((weak)); /* linked on boards with flash slots */
 
-static uint8_t arena[ARENA_BYTES] __attribute__((aligned(16)));
+static const struct slot_store *store;
+static uint8_t *arena;
+static uint32_t arena_bytes;
 static uint8_t rx[6 + PROTO_MAX_PAYLOAD + 4];
 static uint8_t tx[6 + PROTO_MAX_PAYLOAD + 4];
 
-/* The active model lives in the slot pool; a new blob is staged in free pool space beside it and replaces it
- * only after it validated, so a failed install leaves the previous model running. */
+/* The active model runs from its slot; a new blob is staged beside it (slot.h) and replaces it only after it
+ * validated, so a failed install leaves the previous model running. */
 static tml_model active;
 static int have_model;
-static uint8_t *active_start;
 static uint32_t active_len;
+static uint32_t boot_refused; /* stored models a boot found invalid and revoked */
 #define PROFILE_OPS 256
 static uint32_t op_cycles[PROFILE_OPS];
 static uint64_t op_start;
@@ -34,7 +41,6 @@ static void profile_op(void *ctx, uint32_t k, int end);
 
 static struct {
     int open;
-    uint8_t *dst;
     uint32_t total, received;
 } stage;
 
@@ -215,10 +221,12 @@ static uint32_t caps_text(char *o0, uint32_t cap)
     o = put_s(o, end, tml_kernel_set());
     o = put_s(o, end, " ram=");
     o = put_u(o, end, BOARD_RAM_BYTES);
+    o = put_s(o, end, " storage=");
+    o = put_s(o, end, store->kind);
     o = put_s(o, end, " slot=");
-    o = put_u(o, end, (uint32_t)(__pool_end - __pool_start));
+    o = put_u(o, end, store->capacity);
     o = put_s(o, end, " arena=");
-    o = put_u(o, end, ARENA_BYTES);
+    o = put_u(o, end, arena_bytes);
     o = put_s(o, end, " chunk=");
     o = put_u(o, end, PROTO_CHUNK);
     o = put_s(o, end, " core_hz=");
@@ -231,14 +239,18 @@ static uint32_t caps_text(char *o0, uint32_t cap)
     } else {
         o = put_s(o, end, "none");
     }
+    if (boot_refused) {
+        o = put_s(o, end, " boot_refused=");
+        o = put_u(o, end, boot_refused);
+    }
     return (uint32_t)(o - o0);
 }
 
 static void do_begin(uint8_t seq, const uint8_t *p, uint32_t len)
 {
-    uint32_t total, arena_need, pool = (uint32_t)(__pool_end - __pool_start);
+    uint32_t total, arena_need;
     char reason[120];
-    uint8_t *dst = NULL;
+    const char *err;
     stage.open = 0;
     if (len != TML_HEADER_BYTES) {
         nak(seq, NAK_LENGTH, REQ_BEGIN, "BEGIN carries the 64-byte blob header");
@@ -248,31 +260,19 @@ static void do_begin(uint8_t seq, const uint8_t *p, uint32_t len)
         nak(seq, NAK_REJECTED, REQ_BEGIN, reason);
         return;
     }
-    if (arena_need > ARENA_BYTES) {
+    if (arena_need > arena_bytes) {
         nak(seq, NAK_NO_ROOM, REQ_BEGIN, "model needs a larger arena than this device has");
         return;
     }
-    if (total > pool) {
+    if (total > store->capacity) {
         nak(seq, NAK_NO_ROOM, REQ_BEGIN, "blob is larger than the model slot");
         return;
     }
-    if (!have_model) {
-        dst = __pool_start;
-    } else {
-        /* stage after the active model, else before it; never over it */
-        uint32_t a0 = (uint32_t)(active_start - __pool_start), a1 = (a0 + active_len + 15u) & ~15u;
-        if (a1 <= pool && pool - a1 >= total)
-            dst = __pool_start + a1;
-        else if (a0 >= total)
-            dst = __pool_start;
-    }
-    if (!dst) {
-        nak(seq, NAK_NO_ROOM, REQ_BEGIN, "no room to stage beside the installed model: ERASE it first");
+    if ((err = store->begin(total)) || (err = store->write(0, p, len))) {
+        nak(seq, NAK_STORAGE, REQ_BEGIN, err);
         return;
     }
-    memcpy(dst, p, len);
     stage.open = 1;
-    stage.dst = dst;
     stage.total = total;
     stage.received = len;
     {
@@ -308,7 +308,14 @@ static void do_chunk(uint8_t seq, const uint8_t *p, uint32_t len)
         nak(seq, NAK_LENGTH, REQ_CHUNK, "chunk runs past total_bytes");
         return;
     }
-    memcpy(stage.dst + off, p + 4, n);
+    {
+        const char *err = store->write(off, p + 4, n);
+        if (err) {
+            stage.open = 0;
+            nak(seq, NAK_STORAGE, REQ_CHUNK, err);
+            return;
+        }
+    }
     stage.received += n;
     wr32(r, stage.received);
     send_frame(REQ_CHUNK | REPLY_OK, seq, r, 4);
@@ -317,26 +324,37 @@ static void do_chunk(uint8_t seq, const uint8_t *p, uint32_t len)
 static void do_commit(uint8_t seq)
 {
     tml_model m;
+    const uint8_t *blob;
+    const char *err;
     char msg[96], *o = msg, *end = msg + sizeof msg;
     if (!stage.open || stage.received != stage.total) {
         nak(seq, NAK_STATE, REQ_COMMIT, stage.open ? "blob incomplete" : "COMMIT without BEGIN");
         return;
     }
     stage.open = 0;
-    if (tml_load(&m, stage.dst, stage.total, arena, ARENA_BYTES) != TML_OK) {
+    if ((err = store->staged(&blob))) {
+        nak(seq, NAK_STORAGE, REQ_COMMIT, err);
+        return;
+    }
+    if (tml_load(&m, blob, stage.total, arena, arena_bytes) != TML_OK) {
         nak(seq, NAK_REJECTED, REQ_COMMIT, tml_reason(&m));
         return; /* the staged bytes are simply forgotten: the active model was never touched */
+    }
+    if ((err = store->activate())) {
+        nak(seq, NAK_STORAGE, REQ_COMMIT, err);
+        return;
     }
     active = m;
     active.on_op = profile_op;
     memset(op_cycles, 0, sizeof op_cycles);
-    active_start = stage.dst;
     active_len = stage.total;
     have_model = 1;
     o = put_s(o, end, "installed ops=");
     o = put_u(o, end, m.n_ops);
     o = put_s(o, end, " arena=");
     o = put_u(o, end, m.arena_bytes);
+    o = put_s(o, end, " storage=");
+    o = put_s(o, end, store->kind);
     send_frame(REQ_COMMIT | REPLY_OK, seq, (const uint8_t *)msg, (uint32_t)(o - msg));
 }
 
@@ -476,10 +494,40 @@ static void do_calibrate(uint8_t seq, const uint8_t *p, uint32_t len)
     send_frame(REQ_CALIBRATE | REPLY_OK, seq, r, 8);
 }
 
+/* At boot: a stored model becomes active if the runtime accepts it (whole validation, hash included). */
+static int accept_stored(const uint8_t *blob, uint32_t len)
+{
+    if (tml_load(&active, blob, len, arena, arena_bytes) != TML_OK) {
+        boot_refused++;
+        return 0;
+    }
+    active.on_op = profile_op;
+    active_len = len;
+    have_model = 1;
+    return 1;
+}
+
+static void choose_store(void)
+{
+    uint32_t pool = (uint32_t)(__pool_end - __pool_start);
+    store = slot_flash_init ? slot_flash_init() : 0;
+    if (store) {
+        arena = __pool_start;
+        arena_bytes = pool;
+    } else {
+        arena_bytes = RAM_STORE_ARENA_BYTES;
+        arena = __pool_start + (pool - arena_bytes);
+        store = slot_ram_init(__pool_start, pool - arena_bytes);
+    }
+}
+
 int main(void)
 {
+    uint32_t len;
     board_init();
     systick_start();
+    choose_store();
+    store->boot(accept_stored, &len);
     send_frame(REPLY_BOOT, 0, (const uint8_t *)tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
     for (;;) {
         uint32_t len = receive_frame();
@@ -492,11 +540,17 @@ int main(void)
         case REQ_BEGIN: do_begin(seq, p, len); break;
         case REQ_CHUNK: do_chunk(seq, p, len); break;
         case REQ_COMMIT: do_commit(seq); break;
-        case REQ_ERASE:
-            have_model = 0;
+        case REQ_ERASE: {
+            const char *err = store->clear();
             stage.open = 0;
+            if (err) {
+                nak(seq, NAK_STORAGE, REQ_ERASE, err);
+                break;
+            }
+            have_model = 0;
             send_frame(REQ_ERASE | REPLY_OK, seq, NULL, 0);
             break;
+        }
         case REQ_INPUT: do_input(seq, p, len); break;
         case REQ_INVOKE: do_invoke(seq); break;
         case REQ_OUTPUT: do_output(seq, p, len); break;

@@ -40,7 +40,8 @@ enum {
     NAK_NO_ROOM = 8,    /* blob or arena larger than this device can hold */
     NAK_REJECTED = 9,   /* the runtime rejected the blob (format, ABI, hash, ops): reason follows */
     NAK_OFFSET = 10,    /* chunk/input offset not the expected one */
-    NAK_NO_MODEL = 11   /* no model installed */
+    NAK_NO_MODEL = 11,  /* no model installed */
+    NAK_STORAGE = 12    /* the model store failed: flash erase/program/verify, or no room beside the active model */
 };
 
 #endif

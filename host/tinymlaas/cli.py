@@ -26,6 +26,7 @@ COMMANDS = [
     "serve",
     "device",
     "emulate",
+    "slot-image",
     "flash",
     "provision",
 ]
@@ -41,9 +42,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            mod = importlib.import_module("tinymlaas.commands." + name)
+            mod = importlib.import_module("tinymlaas.commands." + name.replace("-", "_"))
         except ModuleNotFoundError as e:
-            if e.name != "tinymlaas.commands." + name:
+            if e.name != "tinymlaas.commands." + name.replace("-", "_"):
                 raise
             continue
         mod.register(sub)

@@ -47,7 +47,7 @@ def _device(args):
         raise UserError(str(e)) from None
 
 
-def _load_model(path):
+def load_model(path):
     """-> (blob bytes, tflite bytes or None)"""
     from ..cli import UserError
 
@@ -74,7 +74,7 @@ def run(args):
         raise UserError("--count must be at least 1")
     blob = tflite = None
     if args.model:
-        blob, tflite = _load_model(args.model)
+        blob, tflite = load_model(args.model)
     dev = _device(args)
     result = {"backend": args.backend, "board": args.board}
     try:

@@ -93,9 +93,11 @@ class RenodeDevice:
         return None
 
 
-def check(port, model="kws", wrong_abi=False):
+def check(port, model="kws", wrong_abi=False, installed=False, storage=None):
     """Install an MLPerf model into an already running emulation on `port` and compare with TFLite Micro.
-    With wrong_abi, check instead that a blob for another ABI is refused and the device keeps answering."""
+    With wrong_abi, check instead that a blob for another ABI is refused and the device keeps answering.
+    With installed, install nothing: the model must already be active (kept in flash across a reset).
+    With storage, the device must report that model store ("flash" on Renode's stm32f4_discovery)."""
     from ..compiler import compile_tflite
     from ..paths import mlperf_model
     from ..verify.compare import compare
@@ -109,6 +111,9 @@ def check(port, model="kws", wrong_abi=False):
     try:
         caps = link.caps()
         print("device:", caps)
+        if storage and caps.get("storage") != storage:
+            print("the device uses the %s store, expected %s" % (caps.get("storage"), storage), file=sys.stderr)
+            return 1
         if wrong_abi:
             bad = bytearray(blob)
             bad[12:14] = (2).to_bytes(2, "little")
@@ -119,7 +124,12 @@ def check(port, model="kws", wrong_abi=False):
                 return 0 if "ABI 2" in e.reason and link.caps()["board"] == caps["board"] else 1
             print("a blob for ABI 2 was accepted")
             return 1
-        print(link.install(blob))
+        if installed:
+            if caps.get("model") != blob[24:32].hex():
+                print("model %s is active, expected %s" % (caps.get("model"), blob[24:32].hex()), file=sys.stderr)
+                return 1
+        else:
+            print(link.install(blob))
         data = path.read_bytes()
         inputs = random_inputs(input_specs(data), 2, seed=5)
         expected = load_judge(data).run(inputs)
@@ -146,8 +156,10 @@ def main(argv=None):
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--model", default="kws")
     c.add_argument("--wrong-abi", action="store_true")
+    c.add_argument("--installed", action="store_true", help="expect the model already active; install nothing")
+    c.add_argument("--storage", choices=["flash", "ram"], help="expect this model store")
     args = ap.parse_args(argv)
-    return check(args.port, args.model, args.wrong_abi)
+    return check(args.port, args.model, args.wrong_abi, args.installed, args.storage)
 
 
 if __name__ == "__main__":

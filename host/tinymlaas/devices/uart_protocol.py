@@ -22,7 +22,8 @@ REQ_INPUT, REQ_INVOKE, REQ_OUTPUT, REQ_CALIBRATE, REQ_PROFILE = 0x06, 0x07, 0x08
 REPLY_OK, REPLY_BOOT, REPLY_NAK = 0x80, 0xC0, 0x7F
 
 NAK_NAMES = {1: "CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "GARBAGE", 5: "UNKNOWN", 6: "STATE", 7: "LENGTH",
-             8: "NO_ROOM", 9: "REJECTED", 10: "OFFSET", 11: "NO_MODEL"}
+             8: "NO_ROOM", 9: "REJECTED", 10: "OFFSET", 11: "NO_MODEL",
+             12: "STORAGE"}
 RETRYABLE = {1, 3}  # the frame was damaged on the way: send it again
 
 
@@ -165,7 +166,8 @@ class DeviceLink:
         blob = bytes(blob)
         if len(blob) < HEADER_BYTES:
             raise ValueError("a blob is at least 64 bytes")
-        (dev_chunk,) = struct.unpack("<I", self.request(REQ_BEGIN, blob[:HEADER_BYTES]))
+        # a flash store erases the staging slot before answering: 3 x 128 KB sectors, up to 2 s each on an STM32F4
+        (dev_chunk,) = struct.unpack("<I", self.request(REQ_BEGIN, blob[:HEADER_BYTES], timeout=max(self.timeout, 30)))
         chunk = min(chunk, dev_chunk)
         off = HEADER_BYTES
         while off < len(blob):
