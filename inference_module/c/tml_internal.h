@@ -14,11 +14,13 @@
 enum {
     OP_CONV_2D = 1, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED, OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_ADD, OP_MUL,
     OP_SOFTMAX, OP_LUT, OP_PAD, OP_MEAN, OP_CONCATENATION, OP_QUANTIZE, OP_DEQUANTIZE, OP_COPY,
-    OP_COUNT = OP_COPY
+    OP_TREE_ENSEMBLE, OP_COUNT = OP_TREE_ENSEMBLE
 };
 
 #define TML_MAX_PARAMS 12  /* ADD has the most fixed params */
 #define TML_MAX_DOT 32768  /* longest dot product accepted: keeps every int32 accumulator exact */
+#define TML_MAX_TREE_LEAVES (1u << 24) /* TREE_ENSEMBLE: leaves < 2^24 (docs/blob-format.md §10) */
+#define TML_F32_INF_BITS 0x7F800000
 
 static inline uint16_t tml_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t tml_rd32(const uint8_t *p)

@@ -13,10 +13,10 @@
 static const uint8_t DTYPE_SIZE[6] = {0, 1, 1, 2, 4, 4};
 static const char *const OP_NAME[OP_COUNT + 1] = {
     "?", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
-    "SOFTMAX", "LUT", "PAD", "MEAN", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "COPY"};
+    "SOFTMAX", "LUT", "PAD", "MEAN", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "COPY", "TREE_ENSEMBLE"};
 /* Required n_inputs (0 = one or more), n_params for each opcode; every op has one output. */
-static const uint8_t OP_INPUTS[OP_COUNT + 1] = {0, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0, 1, 1, 1};
-static const uint8_t OP_PARAMS[OP_COUNT + 1] = {0, 10, 11, 5, 8, 8, 12, 7, 0, 0, 9, 5, 1, 0, 0, 0};
+static const uint8_t OP_INPUTS[OP_COUNT + 1] = {0, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0, 1, 1, 1, 5};
+static const uint8_t OP_PARAMS[OP_COUNT + 1] = {0, 10, 11, 5, 8, 8, 12, 7, 0, 0, 9, 5, 1, 0, 0, 0, 2};
 
 /* ---- error messages: a tiny formatter (%s, %u, %d) so bare-metal builds need no printf ---- */
 
@@ -325,6 +325,61 @@ static int broadcastable(const tml_tensor *a, const uint32_t y4[4])
     return 1;
 }
 
+/* TREE_ENSEMBLE (§10): x float32 [1,F] and y int32 [1,C] in the arena (4-byte aligned), four const int32 tables,
+ * and the table rules, in one pass over nodes and trees: after it every walk ends within N steps and every leaf
+ * row adds inside y. t[0..4] are the inputs, t[5] the output. */
+static tml_status check_tree_ensemble(op_ctx *c, const tml_tensor *t)
+{
+    static const uint8_t rank[4] = {2, 2, 2, 1};
+    const tml_tensor *x = &t[0], *y = &t[5];
+    const uint8_t *nodes, *trees;
+    uint32_t n_nodes, n_leaves, n_trees, n_classes, width, n_features, i, k;
+    if (x->dtype != TML_FLOAT32 || y->dtype != TML_INT32)
+        OPFAIL(c, "x must be float32 and y int32", 0, 0);
+    if ((x->offset | y->offset) & 3u)
+        OPFAIL(c, "x and y must be 4-byte aligned in the arena", 0, 0);
+    for (k = 0; k < 4; k++)
+        if (t[1 + k].dtype != TML_INT32 || t[1 + k].storage != TML_CONST || t[1 + k].rank != rank[k])
+            OPFAIL(c, "input %d (nodes, leaves, trees, init) must be a const int32 tensor of rank %d", 1 + k,
+                   rank[k]);
+    if (t[1].dims[1] != 4 || t[3].dims[1] != 2)
+        OPFAIL(c, "nodes must be [N,4] and trees [T,2]", 0, 0);
+    width = t[2].dims[1];
+    if (width < 1)
+        OPFAIL(c, "leaf rows of width %d", width, 0);
+    if (t[4].bytes != y->bytes)
+        OPFAIL(c, "init has %d classes, y %d", t[4].bytes / 4u, y->bytes / 4u);
+    n_nodes = t[1].dims[0];
+    n_leaves = t[2].dims[0];
+    n_trees = t[3].dims[0];
+    n_classes = y->bytes / 4u;
+    n_features = x->bytes / 4u;
+    if (n_leaves >= TML_MAX_TREE_LEAVES)
+        OPFAIL(c, "%d leaves, at most %d", n_leaves, TML_MAX_TREE_LEAVES - 1u);
+    nodes = c->m->consts + t[1].offset;
+    trees = c->m->consts + t[3].offset;
+    for (i = 0; i < n_nodes; i++) {
+        int32_t feat = tml_ld32(nodes + 16u * i), key = tml_ld32(nodes + 16u * i + 4u);
+        if (feat < 0 || (uint32_t)feat >= n_features)
+            OPFAIL(c, "node %d reads feature %d", i, feat);
+        if (key > TML_F32_INF_BITS || key < -TML_F32_INF_BITS)
+            OPFAIL(c, "node %d threshold is NaN", i, 0);
+        for (k = 2; k < 4; k++) {
+            int32_t child = tml_ld32(nodes + 16u * i + 4u * k);
+            if (child >= 0 ? !((uint32_t)child > i && (uint32_t)child < n_nodes) : (uint32_t)~child >= n_leaves)
+                OPFAIL(c, "node %d child %d is not a later node or a leaf", i, child);
+        }
+    }
+    for (i = 0; i < n_trees; i++) {
+        int32_t root = tml_ld32(trees + 8u * i), first = tml_ld32(trees + 8u * i + 4u);
+        if (root >= 0 ? (uint32_t)root >= n_nodes : (uint32_t)~root >= n_leaves)
+            OPFAIL(c, "tree %d root %d outside the tables", i, root);
+        if (first < 0 || (uint32_t)first > n_classes - width || width > n_classes)
+            OPFAIL(c, "tree %d adds to classes from %d past the output", i, first);
+    }
+    return TML_OK;
+}
+
 static tml_status check_op(op_ctx *c)
 {
     const tml_op *op = c->op;
@@ -545,6 +600,8 @@ static tml_status check_op(op_ctx *c)
         if (t[0].bytes != y.bytes)
             OPFAIL(c, "input is %d bytes, output %d", t[0].bytes, y.bytes);
         return TML_OK;
+    case OP_TREE_ENSEMBLE:
+        return check_tree_ensemble(c, t);
     }
     OPFAIL(c, "unknown opcode", 0, 0);
 }
@@ -630,6 +687,10 @@ static tml_status check_graph(tml_model *m)
         tml_tensor_read(m, ti, &t);
         if (t.storage != TML_ARENA)
             return fail(m, TML_E_GRAPH, "graph input/output tensor %d is not in the arena", NULL, ti, 0);
+        /* int32 outputs: TREE_ENSEMBLE's class scores */
+        if (t.dtype != TML_INT8 && t.dtype != TML_FLOAT32 && !(t.dtype == TML_INT32 && i >= m->n_inputs))
+            return fail(m, TML_E_GRAPH, "graph tensor %d has dtype %d: inputs are int8 or float32, outputs also int32",
+                        NULL, ti, t.dtype);
         any_float |= t.dtype == TML_FLOAT32;
     }
     if (any_float != (int)(m->flags & 1u))

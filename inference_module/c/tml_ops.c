@@ -920,6 +920,50 @@ static tml_status copy(tml_model *m, const tml_op *op)
     return TML_OK;
 }
 
+/* TREE_ENSEMBLE (§10): y = init, then each tree walks from its root by comparing order keys of float32 bit
+ * patterns (integer compares only, no FPU) and adds its leaf row. The loader proved every walk ends and every
+ * index is in range; a NaN feature has no key and fails the inference. */
+static tml_status tree_ensemble(tml_model *m, const tml_op *op)
+{
+    operand x, nodes, leaves, trees, init, y;
+    uint32_t t, n_trees, width, j;
+    const uint32_t *xb;
+    int32_t *yv;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &nodes);
+    get(m, tml_op_in(op, 2), &leaves);
+    get(m, tml_op_in(op, 3), &trees);
+    get(m, tml_op_in(op, 4), &init);
+    get(m, tml_op_out(op), &y);
+    xb = (const uint32_t *)x.data; /* the loader checked x and y are 4-byte aligned in the arena */
+    yv = (int32_t *)(void *)y.out;
+    n_trees = trees.t.dims[0];
+    width = leaves.t.dims[1];
+    memcpy(yv, init.data, y.t.bytes);
+    for (t = 0; t < n_trees; t++) {
+        const uint8_t *tr = (const uint8_t *)trees.data + 8u * t;
+        int32_t at = tml_ld32(tr), first = tml_ld32(tr + 4);
+        const uint8_t *row;
+        while (at >= 0) {
+            const uint8_t *nd = (const uint8_t *)nodes.data + 16u * (uint32_t)at;
+            uint32_t b = xb[tml_ld32(nd)], mag = b & 0x7FFFFFFFu;
+            int32_t key;
+            if (mag > (uint32_t)TML_F32_INF_BITS) {
+                static const char nan[] = "TREE_ENSEMBLE: input feature is NaN";
+                memcpy(m->reason, nan, sizeof nan);
+                m->status = TML_E_RUNTIME;
+                return TML_E_RUNTIME;
+            }
+            key = b >> 31 ? -(int32_t)mag : (int32_t)b; /* order key: -0.0 and +0.0 both 0 */
+            at = tml_ld32(nd + (key <= tml_ld32(nd + 4) ? 8 : 12));
+        }
+        row = (const uint8_t *)leaves.data + 4u * width * (uint32_t)~at;
+        for (j = 0; j < width; j++) /* sums wrap like int32 two's complement; the compiler bounds them */
+            yv[first + (int32_t)j] = (int32_t)((uint32_t)yv[first + (int32_t)j] + (uint32_t)tml_ld32(row + 4u * j));
+    }
+    return TML_OK;
+}
+
 tml_status tml_run_op(tml_model *m, const tml_op *op)
 {
     switch (op->opcode) {
@@ -938,6 +982,7 @@ tml_status tml_run_op(tml_model *m, const tml_op *op)
     case OP_QUANTIZE: return quantize(m, op);
     case OP_DEQUANTIZE: return dequantize(m, op);
     case OP_COPY: return copy(m, op);
+    case OP_TREE_ENSEMBLE: return tree_ensemble(m, op);
     }
     m->status = TML_E_RUNTIME;
     return TML_E_RUNTIME;

@@ -209,10 +209,32 @@ except ValueError as e:
     assert lines[1] == "rejected TREE_ENSEMBLE: y must be an int32 arena tensor"
 
 
-def test_c_runtime_is_not_offered_until_it_has_the_kernel():
-    model = DecisionTreeClassifier(max_depth=2).fit([[0.0], [1.0]], [0, 1])
-    with pytest.raises(BackendError, match="does not target runtime tinyml-c"):
-        backend("trees").compile(SourceModel("sklearn", _pickled(model)), Target("tinyml-c"), {})
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_c_runtime_scores_identical_to_the_reference(kind, n_classes):
+    """The C runtime's TREE_ENSEMBLE (inference_module/c/tml_ops.c): every row's int32 scores equal the host
+    statement of the op, and the first argmax is scikit-learn's prediction."""
+    from tinymlaas.devices.cruntime import Model
+
+    x_train, y_train, x_test, _ = _data(n_classes)
+    model = MODELS[kind]().fit(x_train, y_train)
+    art = backend("trees").compile(SourceModel("sklearn", _pickled(model)), Target("tinyml-c"), {})
+    _, tables = compile_estimator(model, kind)
+    m = Model(art.data)
+    x32 = x_test.astype(np.float32)
+    scores = np.stack([m.invoke([row[None, :]])[0][0] for row in x32])
+    assert np.array_equal(scores, reference_scores(tables, x32))
+    assert list(np.asarray(tables.classes)[scores.argmax(axis=1)]) == list(model.predict(x_test))
+
+
+def test_c_runtime_fails_an_inference_on_a_nan_feature_and_keeps_working():
+    from tinymlaas.devices.cruntime import CRuntimeError, Model
+
+    model = DecisionTreeClassifier(max_depth=2).fit([[0.0, 1.0], [1.0, 0.0]], [0, 1])
+    m = Model(compile_estimator(model)[0])
+    with pytest.raises(CRuntimeError, match="NaN"):
+        m.invoke([np.array([[np.nan, np.nan]], dtype=np.float32)])
+    assert m.invoke([np.array([[1.0, 0.0]], dtype=np.float32)])[0].argmax() == 1
 
 
 def test_string_labels_are_kept_in_class_order():

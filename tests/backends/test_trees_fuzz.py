@@ -40,13 +40,17 @@ def _mutate(rng, nodes, trees, n_leaves):
     return nodes, trees
 
 
+def _small_forest(rng):
+    """(blob, tables) of a 3-tree forest over 6 features and 3 classes: the tables the fuzz tests corrupt."""
+    x = rng.normal(size=(300, 6))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 0.5)
+    return compile_estimator(RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(x, y))
+
+
 def test_host_and_device_checkers_agree_on_corrupt_tables(mpy_run, tmp_path, request):
     count = 20_000 if request.config.getoption("--fuzz-long") else 300
     rng = np.random.default_rng(7)
-    x = rng.normal(size=(300, 6))
-    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 0.5)
-    model = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(x, y)
-    _, t = compile_estimator(model)
+    _, t = _small_forest(rng)
     expected, cases = [], bytearray()
     for _ in range(count):
         nodes, trees = _mutate(rng, t.nodes, t.trees, len(t.leaves))
@@ -83,3 +87,46 @@ print(' '.join(out))
     got = mpy_run(code, timeout=1200).split()
     assert got == expected
     assert 0.05 < expected.count("ok") / count < 0.95      # both paths exercised
+
+
+def test_c_loader_agrees_with_the_host_checker_on_corrupt_tables(tmp_path, request):
+    """The same corrupted tables, sealed into blobs (valid hash), through the C loader built with ASan + UBSan:
+    it accepts exactly what the host checker accepts, and the C runtime runs every accepted one."""
+    import hashlib
+    import subprocess
+
+    from tinymlaas.devices import cruntime
+
+    count = 5_000 if request.config.getoption("--fuzz-long") else 300
+    rng = np.random.default_rng(11)
+    blob, t = _small_forest(rng)
+    nodes_at = blob.find(t.nodes.astype("<i4").tobytes())
+    trees_at = blob.find(t.trees.astype("<i4").tobytes())
+    assert nodes_at > 0 and trees_at > 0
+    expected, paths, blobs = [], [], []
+    for k in range(count):
+        nodes, trees = _mutate(rng, t.nodes, t.trees, len(t.leaves))
+        try:
+            check_tables(nodes, t.leaves, trees, t.init, 6)
+            expected.append(0)
+        except ValueError:
+            expected.append(7)  # TML_E_OP
+        b = bytearray(blob)
+        nb, tb = nodes.astype("<i4").tobytes(), trees.astype("<i4").tobytes()
+        b[nodes_at: nodes_at + len(nb)] = nb
+        b[trees_at: trees_at + len(tb)] = tb
+        b[24:56] = hashlib.sha256(bytes(b[64:])).digest()
+        blobs.append(bytes(b))
+        paths.append(tmp_path / ("t%05d.tmlb" % k))
+        paths[-1].write_bytes(blobs[-1])
+    runner = cruntime.build(cruntime.BUILD / "tml_run_asan")
+    proc = subprocess.run([str(runner), "--validate"] + [str(p) for p in paths], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = [int(line.split()[0]) for line in proc.stdout.splitlines()]
+    assert got == expected
+    row = np.array([[0.3, -1.2, 0.9, 0.0, -0.0, 2.5]], dtype=np.float32)
+    for b, e in zip(blobs, expected):
+        if e == 0:
+            assert cruntime.Model(b).invoke([row])[0].shape == (1, 3)
+    assert 0.05 < expected.count(0) / count < 0.95

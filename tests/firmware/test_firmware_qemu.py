@@ -28,7 +28,7 @@ def test_boot_reports_capabilities(board):
         caps = dev.caps
         assert caps["board"] == board
         assert caps["abi"] == 1 and caps["format"] == 1 and caps["proto"] == 1
-        assert caps["kernels"] == "cortex-m-dsp" and caps["ops"] == "1-15"
+        assert caps["kernels"] == "cortex-m-dsp" and caps["ops"] == "1-16"
         assert caps["model"] == "none"
         # QEMU maps no STM32 flash interface (its flash is ROM): the firmware's probe falls back to the RAM store
         assert caps["storage"] == "ram"
@@ -73,6 +73,26 @@ def test_kws_installs_and_matches_tflm(board):
     tick = 1e9 / BOARD_HZ[board]
     assert abs(counts[0] - counts[2]) <= tick + 40, counts
     assert 2_656_768 / counts[0] > 0.1  # MAC per instruction, far above reference kernels (~0.02)
+
+
+def test_tree_ensemble_on_the_m4_scores_like_the_host_reference():
+    """A random forest (TREE_ENSEMBLE, integer compares of float32 keys) on the Cortex-M4 firmware: the int32
+    scores are the host statement's, and the first argmax is scikit-learn's prediction."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from tinymlaas.backends.trees import compile_estimator, reference_scores
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 8)).astype(np.float32)
+    y = (x[:, 0] + x[:, 3] > 0).astype(int) + (x[:, 5] > 0.7)
+    model = RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0).fit(x[:300], y[:300])
+    blob, tables = compile_estimator(model)
+    rows = x[300:340]
+    rt = QemuRuntime("stm32f4")
+    got = np.stack([out[0][0] for out in rt.run(blob, [[r[None, :]] for r in rows])])
+    assert np.array_equal(got, reference_scores(tables, rows))
+    assert list(got.argmax(axis=1)) == list(model.predict(rows))
+    assert all(0 < n < 20_000 for n in rt.last_instructions)  # 10 trees of depth <= 6: a few thousand
 
 
 def test_ad_installs_and_matches_tflm_on_mps2():

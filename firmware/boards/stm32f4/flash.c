@@ -90,11 +90,14 @@ static const char *finish(const char *what)
 
 const struct flash_slots *board_flash(void)
 {
-    /* LOCK is set at reset and can only be set by software, never cleared except by the key sequence: set it
-     * and read it back. QEMU maps no flash interface here (reads are 0), so it reads back clear. */
-    REG_WR(CR, CR_LOCK);
-    if (!(REG_RD(CR) & CR_LOCK))
-        return 0;
+    /* LOCK is set at reset and only the key sequence clears it; software can set it again. So: if it reads clear
+     * (someone unlocked, or nothing is there), set it and read it back. QEMU maps no flash interface here (reads
+     * are 0), so there it stays clear. */
+    if (!(REG_RD(CR) & CR_LOCK)) {
+        REG_WR(CR, CR_LOCK);
+        if (!(REG_RD(CR) & CR_LOCK))
+            return 0;
+    }
     slots.slot[0] = FLASH_BASE + SECTOR_128K(SLOT_A_SECTOR);
     slots.slot[1] = FLASH_BASE + SECTOR_128K(SLOT_B_SECTOR);
     slots.bytes = SLOT_BYTES;

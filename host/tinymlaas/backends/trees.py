@@ -346,8 +346,7 @@ def compile_estimator(model, name=""):
 class TreeBackend(Backend):
     name = "trees"
     accepts = frozenset({"sklearn"})
-    # The C runtime has no TREE_ENSEMBLE kernel yet; add "tinyml-c" here when it does.
-    runtimes = frozenset({"tinyml-mpy"})
+    runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
     optimizations = frozenset()
 
     def compile(self, source, target, options):

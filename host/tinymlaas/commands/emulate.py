@@ -137,9 +137,9 @@ def _report(args, result, code):
         sys.stdout.write("\n")
         return code
     caps = result["capabilities"]
-    print("%s on %s: firmware %s, ABI %s, kernels %s, RAM %s B, model slot %s B, arena %s B"
+    print("%s on %s: firmware %s, ABI %s, kernels %s, RAM %s B, model slot %s B in %s, arena %s B"
           % (args.board, args.backend, caps.get("version"), caps.get("abi"), caps.get("kernels"), caps.get("ram"),
-             caps.get("slot"), caps.get("arena")))
+             caps.get("slot"), caps.get("storage"), caps.get("arena")))
     if "install" in result:
         print("install: %s" % result["install"])
     for k, r in enumerate(result.get("runs", [])):
