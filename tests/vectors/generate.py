@@ -47,6 +47,27 @@ SOURCES = {
     "mlperf_ad": MLPERF / "ad01_int8.tflite",
 }
 CORRUPT_BASE = "conv_same_stride2"
+TREES = "trees_forest"  # a scikit-learn forest (TREE_ENSEMBLE, §10): float32 features in, int32 class scores out
+
+
+def tree_vector():
+    """(blob, input sets, output sets, source text) of a small random forest; outputs from the host statement of
+    TREE_ENSEMBLE (backends/trees.reference_scores). Inputs include -0.0, +0.0 and values on split thresholds."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from tinymlaas.backends.trees import compile_estimator, reference_scores
+
+    x, y = make_classification(n_samples=300, n_features=6, n_informative=4, n_classes=3, random_state=SEED)
+    model = RandomForestClassifier(n_estimators=4, max_depth=5, random_state=SEED).fit(x, y)
+    blob, tables = compile_estimator(model, TREES)
+    rows = x[:COUNT].astype(np.float32)
+    rows[0, :2] = (-0.0, 0.0)
+    rows[1, 0] = np.float32(model.estimators_[0].tree_.threshold[0])  # exactly on the first split
+    sets = [[r[None, :]] for r in rows]
+    outs = [[s[None, :].astype(np.int32)] for s in reference_scores(tables, rows)]
+    return blob, sets, outs, "sklearn RandomForestClassifier(n_estimators=4, max_depth=5) in generate.py"
 
 
 def rehash(blob):
@@ -90,13 +111,18 @@ def main():
 
     manifest = {"format_version": 1, "seed": SEED, "models": [], "corrupt": []}
     blobs = {}
-    for name, src in SOURCES.items():
-        model = src.read_bytes()
-        blob = compile_tflite(str(src)).blob
+    for name, src in list(SOURCES.items()) + [(TREES, None)]:
+        if src is None:
+            blob, sets, outs, source = tree_vector()
+            reference = "trees-reference"
+        else:
+            model = src.read_bytes()
+            blob = compile_tflite(str(src)).blob
+            sets = vin.random_inputs(vin.input_specs(model), COUNT, SEED)
+            ref = judge.load_judge(model)
+            outs = ref.run(sets)
+            source, reference = os.path.relpath(src, REPO), ref.name
         parsed = reader.parse(blob)
-        sets = vin.random_inputs(vin.input_specs(model), COUNT, SEED)
-        ref = judge.load_judge(model)
-        outs = ref.run(sets)
         (HERE / (name + ".blob")).write_bytes(blob)
         (HERE / (name + ".in.bin")).write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for s in sets for x in s))
         (HERE / (name + ".out.bin")).write_bytes(b"".join(np.ascontiguousarray(y).tobytes() for s in outs for y in s))
@@ -106,7 +132,7 @@ def main():
         outs_t = [parsed.tensors[i] for i in parsed.outputs]
         manifest["models"].append({
             "name": name,
-            "source": os.path.relpath(src, REPO),
+            "source": source,
             "blob": name + ".blob",
             "sha256": hashlib.sha256(blob).hexdigest(),
             "count": COUNT,
@@ -116,10 +142,10 @@ def main():
             "outputs": name + ".out.bin",
             "output_bytes": [t.nbytes for t in outs_t],
             "output_dtypes": [F.DTYPE_NAMES[t.dtype] for t in outs_t],
-            "reference": ref.name,
+            "reference": reference,
         })
         blobs[name] = blob
-        print("%-26s blob %7d B  %s" % (name, len(blob), ref.name))
+        print("%-26s blob %7d B  %s" % (name, len(blob), reference))
     (HERE / "corrupt").mkdir(exist_ok=True)
     for cname, data, kind, mentions in corruptions(blobs[CORRUPT_BASE]):
         (HERE / "corrupt" / (cname + ".blob")).write_bytes(data)

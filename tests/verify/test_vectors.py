@@ -29,7 +29,7 @@ def split(raw, sizes, dtypes, count):
 
 def test_manifest_covers_models_and_corruptions():
     names = {m["name"] for m in MANIFEST["models"]}
-    assert {"mlperf_ad", "softmax_fc", "softmax_rows", "float_io_cnn"} <= names
+    assert {"mlperf_ad", "softmax_fc", "softmax_rows", "float_io_cnn", "trees_forest"} <= names
     assert {c["kind"] for c in MANIFEST["corrupt"]} >= {"magic", "format_version", "abi", "sha256", "total_bytes"}
 
 
