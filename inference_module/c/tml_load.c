@@ -702,7 +702,7 @@ static tml_status check_graph(tml_model *m)
 tml_status tml_load(tml_model *m, const void *blob, uint32_t len, void *arena, uint32_t arena_len)
 {
     const uint8_t *b = (const uint8_t *)blob;
-    uint32_t total = 0, arena_bytes = 0, i, pos;
+    uint32_t total = 0, arena_bytes = 0, i, pos, largest = 0;
     tml_status s;
     tml_sha256 h;
     uint8_t digest[32];
@@ -751,10 +751,15 @@ tml_status tml_load(tml_model *m, const void *blob, uint32_t len, void *arena, u
         c.op = &op;
         if ((s = check_op(&c)) != TML_OK)
             return s;
+        if (op.n_params > largest)
+            largest = op.n_params;
         pos += op.len;
     }
     if (pos != m->ops_size)
         return fail(m, TML_E_OP, "OPS section has %d bytes after the last record", NULL, m->ops_size - pos, 0);
+    if (m->max_op_params != largest)
+        return fail(m, TML_E_OP, "header max_op_params %d but the largest op has %d params", NULL, m->max_op_params,
+                    largest);
     m->loaded = 1;
     m->status = TML_OK;
     m->reason[0] = 0;

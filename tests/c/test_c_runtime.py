@@ -166,6 +166,8 @@ def test_specific_corruptions_are_named(asan_tools, tmp_path):
         (corrupt(blob, c_entry + 4, "<I", 64), "outside"),
         (corrupt(corrupt(blob, c_entry + 4, "<I", c_off + 8), c_entry + 8, "<I", c_size - 8), "multiple of 16"),
         (corrupt(blob, 56, "<I", 0), "max_op_params"),
+        # larger than any op needs: the spec says equal, as the host and MicroPython readers require
+        (corrupt(blob, 56, "<I", struct.unpack_from("<I", blob, 56)[0] + 1), "max_op_params"),
         (corrupt(blob, c_entry, "<I", 77), "unknown kind"),
     ]
     results = validate_many(runner, [b for b, _ in cases], tmp_path)
