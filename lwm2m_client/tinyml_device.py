@@ -2,6 +2,7 @@
 #
 #   micropython tinyml_device.py --server coap://127.0.0.1:5683 --endpoint dev1 --data-dir /flash [--lifetime 300]
 #   micropython tinyml_device.py --config /flash/device.json
+#   ... --coprocessor tcp:127.0.0.1:4444 | uart:1:115200   models run on a Cortex-M co-processor (tinyml/coproc.py)
 #
 # The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms) plus the Device
 # object strings (manufacturer, model, serial, device_type, hw_version). Status lines go to stdout, one event a
@@ -44,21 +45,52 @@ def parse_args(argv):
     return cfg
 
 
-def make_installer(data_dir, flash_bytes=None):
+def make_installer(data_dir, flash_bytes=None, loader=None):
     """The inference module's installer; with flash_bytes, free space is that of a filesystem of that size
-    (an emulated board's flash) rather than of the host disk."""
+    (an emulated board's flash) rather than of the host disk; with loader, models run where it puts them."""
     try:
         from tinyml.installer import InstallError, Installer
     except ImportError:
         return None, Exception
     if not flash_bytes:
-        return Installer(data_dir), InstallError
+        return Installer(data_dir, loader), InstallError
 
     class BoardFlashInstaller(Installer):
         def free_bytes(self):
             return hal.fs_free(self.root, flash_bytes)
 
-    return BoardFlashInstaller(data_dir), InstallError
+    return BoardFlashInstaller(data_dir, loader), InstallError
+
+
+def open_coprocessor(spec):
+    """--coprocessor tcp:HOST:PORT (a socket, e.g. QEMU's -serial tcp:...) or uart:ID:BAUD (machine.UART)
+    -> tinyml.coproc.Link, after its boot frame or a CAPS answer."""
+    from tinyml import coproc
+
+    kind, _, rest = spec.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        addr = socket.getaddrinfo(host, int(port))[0][-1]
+        for attempt in range(100):  # the emulator may still be starting: retry for ~10 s
+            s = socket.socket()
+            try:
+                s.connect(addr)
+                break
+            except OSError:
+                s.close()
+                if attempt == 99:
+                    raise
+                hal.sleep_ms(100)
+        s.settimeout(1)
+        stream = s
+    elif kind == "uart":
+        import machine
+
+        uid, _, baud = rest.partition(":")
+        stream = machine.UART(int(uid), int(baud or 115200), timeout=100)
+    else:
+        raise SystemExit("--coprocessor takes tcp:HOST:PORT or uart:ID:BAUD, not %r" % spec)
+    return coproc.Link(stream)
 
 
 def build(cfg):
@@ -69,11 +101,17 @@ def build(cfg):
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
     c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
     hal.makedirs(cfg["data_dir"])
-    installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"))
+    link = loader = None
+    if cfg.get("coprocessor"):
+        from tinyml.coproc import loader as coproc_loader
+
+        link = open_coprocessor(cfg["coprocessor"])
+        loader = coproc_loader(link)
+    installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader)
     c.add(Security(cfg["server"]))
     c.add(Server())
     c.add(Device(cfg))
-    tml = c.add(TinyML(installer, cfg["data_dir"], cfg.get("flash_bytes")))
+    tml = c.add(TinyML(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
     c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     return c
 

@@ -8,6 +8,12 @@
 """
 
 from .errors import BlobError, SelfTestError
-from .model import load, Model
+
+
+def load(blob, *args, **kw):
+    """tinyml.model.load; imported on first use, so that a device whose models run elsewhere (tinyml.coproc) or
+    that only installs packages does not hold the kernels in RAM."""
+    from .model import load as _load
+    return _load(blob, *args, **kw)
 
 __version__ = "0.1.0"

@@ -98,6 +98,11 @@ def elements(t):
     return t[T_BYTES] // DTYPE_SIZE[t[T_DTYPE]]
 
 
+def io_info(t):
+    """What a caller of a model needs to know of a graph input or output tensor."""
+    return {"shape": t[T_SHAPE], "dtype": DTYPE_NAME[t[T_DTYPE]], "scale": t[T_SCALE], "zero_point": t[T_ZP]}
+
+
 def parse(src):
     """Validate the blob in `src` (a source.*Source); return a Program or raise BlobError."""
     size = src.size

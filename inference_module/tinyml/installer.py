@@ -70,8 +70,11 @@ def _hex(b):
 
 
 class Installer:
-    def __init__(self, root):
+    def __init__(self, root, loader=None):
+        """loader(path, offset=, length=) -> a model: tinyml.model.load by default; tinyml.coproc.loader(link)
+        runs the packages' blobs on a co-processor instead."""
         self.root = root.rstrip("/") or "/"
+        self.loader = loader
         if not _exists(self.root):
             os.mkdir(self.root)
         self.state = IDLE
@@ -278,11 +281,16 @@ class Installer:
             os.rename(tmp, self._path("active"))
         return self.active()
 
+    def _load(self, path, offset, length, **kw):
+        if self.loader is not None:
+            return self.loader(path, offset=offset, length=length)
+        from .model import load
+        return load(path, offset=offset, length=length, **kw)
+
     def _self_test(self, path, info):
         import gc
-        from .model import load
         gc.collect()
-        m = load(path, offset=info["blob_offset"], length=info["blob_bytes"])
+        m = self._load(path, info["blob_offset"], info["blob_bytes"])
         try:
             run_vectors(m, path, info["vec_offset"], info["n_vectors"])
         finally:
@@ -313,8 +321,7 @@ class Installer:
         p = self._pointer()
         if not p:
             return None
-        from .model import load
-        return load(self._path(p["slot"]), offset=p["blob_offset"], length=p["blob_bytes"], **kw)
+        return self._load(self._path(p["slot"]), p["blob_offset"], p["blob_bytes"], **kw)
 
 
 def run_vectors(m, path, offset, count):

@@ -15,7 +15,7 @@ from . import ops as O
 from . import kernels as K
 from . import requant as RQ
 from .errors import BlobError, SelfTestError
-from .blob import (parse, elements, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, INT32, FLOAT32,
+from .blob import (parse, elements, io_info, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, INT32, FLOAT32,
                    CONST, DTYPE_NAME)
 from .source import MemorySource, FileSource
 from .fixedpoint import softmax_row
@@ -96,10 +96,6 @@ def _check_aligned(buf):
         raise BlobError("in-RAM blob starts at an address that is not 4-byte aligned; pass bytes(...) of it")
 
 
-def _io_info(t):
-    return {"shape": t[T_SHAPE], "dtype": DTYPE_NAME[t[T_DTYPE]], "scale": t[T_SCALE], "zero_point": t[T_ZP]}
-
-
 class Model:
     def __init__(self, src, prog, reference=False, wbuf=WBUF):
         self._src = src
@@ -131,8 +127,8 @@ class Model:
         else:
             self._wbuf = self._vbuf = None
         self.scratch_bytes = 8 * n_acc + 4 * 36 + (len(self._wbuf) + len(self._vbuf) if self._wbuf else 0)
-        self.inputs = [_io_info(self.tensors[t]) for t in prog.inputs]
-        self.outputs = [_io_info(self.tensors[t]) for t in prog.outputs]
+        self.inputs = [io_info(self.tensors[t]) for t in prog.inputs]
+        self.outputs = [io_info(self.tensors[t]) for t in prog.outputs]
         self.ops = [O.name(op[0]) for op in prog.ops]
         self.sha256 = prog.sha256
         self.blob_bytes = prog.total_bytes

@@ -132,12 +132,22 @@ class TinyML(LwObject):
         LAST_TOP_CLASS: (INTEGER, "R"),
     }
 
-    def __init__(self, installer, data_dir, flash_bytes=None):
+    def __init__(self, installer, data_dir, flash_bytes=None, coproc=None):
+        """coproc: a tinyml.coproc.Link when models run on a co-processor; then the RAM, ops and CPU reported are
+        the co-processor's (its arena is what a model needs), flash free the smaller of this device's package
+        store and the co-processor's model slot."""
         super().__init__()
         self.flash_bytes = flash_bytes
         self.installer = installer
         self.data_dir = data_dir
-        self.flavour, self.ops = runtime_info()
+        self.coproc = None
+        if coproc is not None:
+            from tinyml.coproc import opcode_names
+
+            self.coproc = coproc.caps()
+            self.flavour, self.ops = "c-coprocessor", ",".join(sorted(opcode_names(self.coproc)))
+        else:
+            self.flavour, self.ops = runtime_info()
         self.model = None
         self.info = None
         self.state = "none"
@@ -187,6 +197,15 @@ class TinyML(LwObject):
         return self.info.get(key, default) if self.info else default
 
     def read(self, iid, rid):
+        cp = self.coproc
+        if cp is not None and rid in (FREE_HEAP, LARGEST_BLOCK, HEAP_TOTAL, FLASH_FREE, MACHINE):
+            if rid == HEAP_TOTAL:
+                return cp.get("ram", 0)
+            if rid == FLASH_FREE:
+                return min(hal.fs_free(self.data_dir, self.flash_bytes), cp.get("slot", 0))
+            if rid == MACHINE:
+                return "%s coprocessor %s" % (cp.get("cpu", "?"), cp.get("board", "?"))
+            return cp.get("arena", 0)  # the co-processor's arena: all of it is the model's
         if rid == FREE_HEAP:
             return hal.mem_free()
         if rid == LARGEST_BLOCK:
@@ -244,6 +263,13 @@ class TinyML(LwObject):
             self.state = "out-of-ram"
             self.changed(0, MODEL_STATE)
             return
+        except Exception as e:  # a NaN feature, a co-processor that stopped answering: say so, keep the model
+            self.state = "inference-failed: %s" % e
+            self.changed(0, MODEL_STATE)
+            return
+        if self.state != "active":
+            self.state = "active"
+            self.changed(0, MODEL_STATE)
         out = bytearray()
         for j in range(len(m.outputs)):
             out += m.output_buffer(j)

@@ -48,6 +48,9 @@ def test_cli_rejects_bad_arguments():
     r = subprocess.run([TINYMLAAS, "device", "emulate", "--server", "coap://h:1",
                         "--endpoint", "a", "--heap", "lots"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "not a size" in r.stderr
+    r = subprocess.run([TINYMLAAS, "device", "emulate", "--server", "coap://h:1",
+                        "--endpoint", "a", "--coprocessor", "stm32f7"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "stm32f4" in r.stderr and "tcp:HOST:PORT" in r.stderr
 
 
 def test_installed_model_survives_reboot(peer, tmp_path):

@@ -6,7 +6,7 @@ from tinymlaas.devices import unixport
 from tinymlaas.paths import VECTORS
 
 SCRIPT = """
-import gc, vfs, tinyml
+import gc, vfs, tinyml, tinyml.model  # the runtime's code: loaded before measuring load()
 img = open(%r, 'rb').read()
 vfs.mount(vfs.VfsRom(img), '/rom')
 gc.collect(); before = gc.mem_free()

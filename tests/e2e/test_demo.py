@@ -23,4 +23,8 @@ def test_demo_picks_different_variants_and_rejects_with_a_reason(tmp_path):
     assert '"prune"' in rows["m4-fan-2"]["variant"] and '"prune"' not in rows["esp32-pump-7"]["variant"]
     kws = {d["endpoint"]: d for d in out["deployments"]["kws"]["devices"]}
     assert kws["m4-fan-2"]["state"] == "failed" and "flash" in kws["m4-fan-2"]["reason"]
+    # the ESP32 whose models run on an STM32F4 co-processor (the C firmware under QEMU on its UART)
+    assert kws["esp32-stm32-line-3"]["state"] == "active"
+    line = rows["esp32-stm32-line-3"]
+    assert line["model"] == "kws" and line["profile"] == "esp32+stm32f4" and line["inferences"] == 5
     assert "Summary" in proc.stdout and "demo finished" in proc.stdout

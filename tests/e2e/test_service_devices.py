@@ -14,19 +14,12 @@ from tinymlaas.service.core import Service
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.http_routes import service_routes
 
+from e2e_helpers import wait_for
+
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "models"
 AD = mlperf_model("ad")   # 274 KB blob: delivery takes long enough to interrupt
 
 pytestmark = pytest.mark.xdist_group("e2e")
-
-
-async def wait_for(pred, timeout=60, what="condition"):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for " + what)
-        await asyncio.sleep(0.1)
 
 
 def registered_with_caps(svc, devices):

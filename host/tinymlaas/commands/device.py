@@ -24,23 +24,49 @@ def register(subparsers):
     e.add_argument("--profile", default="esp32", choices=sorted(PROFILES), help="board profile (default esp32)")
     e.add_argument("--port", type=int, default=0, help="local UDP port of the device (default: any free port)")
     e.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds (default 300)")
+    e.add_argument("--coprocessor", metavar="BOARD|tcp:HOST:PORT",
+                   help="run models on a co-processor on the device's UART: stm32f4 or mps2-an386 boots the "
+                   "bare-metal firmware in QEMU for it; tcp:HOST:PORT reaches one already running (e.g. Renode's "
+                   "socket terminal)")
     e.set_defaults(func=run_emulate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def run_emulate(args):
     from ..cli import UserError
-    from ..devices.emulated import EmulatedDevice
-    from ..devices.unixport import MicroPythonError
 
     if args.lifetime < 1:
         raise UserError("--lifetime must be at least 1 second")
     if not 0 <= args.port <= 65535:
         raise UserError("--port must be 0..65535")
+    qemu, coproc = None, args.coprocessor
+    if coproc and not coproc.startswith("tcp:"):
+        from ..devices.qemu import BOARDS, QemuDevice, QemuError
+
+        if coproc not in BOARDS:
+            raise UserError("--coprocessor takes %s or tcp:HOST:PORT, not %r" % (" or ".join(BOARDS), coproc))
+        try:
+            qemu = QemuDevice(coproc, connect=False).start()
+        except QemuError as e:
+            raise UserError(str(e)) from None
+        print("co-processor: %s firmware in QEMU, UART on tcp:127.0.0.1:%d" % (coproc, qemu.port), flush=True)
+        coproc = "tcp:127.0.0.1:%d" % qemu.port
+    try:
+        return _run_device(args, coproc)
+    finally:
+        if qemu:
+            qemu.stop()
+
+
+def _run_device(args, coproc):
+    from ..cli import UserError
+    from ..devices.emulated import EmulatedDevice
+    from ..devices.unixport import MicroPythonError
+
     try:
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
                              profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
-                             log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
+                             coprocessor=coproc, log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None
     print("emulated %s device %s: heap %d bytes, flash %s" % (args.profile, args.endpoint, dev.heap,

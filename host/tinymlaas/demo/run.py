@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..devices.emulated import EmulatedDevice
+from ..devices.qemu import QemuDevice, QemuError
 from ..paths import mlperf_model
 from ..service.core import Service
 from ..service.selection import choose
@@ -30,11 +31,13 @@ from . import vibration
 
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
 
-# name, board profile (devices/emulated.py), flash for model packages (None: the profile's)
+# name, board profile (devices/emulated.py), flash for model packages (None: the profile's), co-processor board
+# (the bare-metal firmware under QEMU on the device's UART: models run there) or None
 DEVICES = [
-    ("esp32s3-kitchen", "esp32-s3", None),
-    ("esp32-pump-7", "esp32", None),
-    ("m4-fan-2", "cortex-m4", "16k"),     # most of its 1 MB flash holds firmware: a 16 KB model partition
+    ("esp32s3-kitchen", "esp32-s3", None, None),
+    ("esp32-pump-7", "esp32", None, None),
+    ("m4-fan-2", "cortex-m4", "16k", None),     # most of its 1 MB flash holds firmware: a 16 KB model partition
+    ("esp32-stm32-line-3", "esp32", None, "stm32f4"),
 ]
 
 TINYML = 32770
@@ -84,11 +87,22 @@ async def _demo(data_dir, narrator, summary_json=None):
     uri = "coap://127.0.0.1:%d" % svc.server.port
     say("LwM2M server at %s" % uri)
 
-    devices = []
+    devices, coprocessors = [], []
     try:
-        step("Starting %d emulated devices (MicroPython unix port, heap limited like a board)" % len(DEVICES))
-        for name, profile, flash in DEVICES:
-            dev = EmulatedDevice(uri, name, profile=profile, flash=flash, data_dir=data_dir / "devices" / name)
+        step("Starting %d emulated devices (MicroPython unix port, heap limited like a board; one drives an STM32F4 "
+             "co-processor: the bare-metal C firmware in QEMU on its UART)" % len(DEVICES))
+        for name, profile, flash, coproc_board in DEVICES:
+            coproc = None
+            if coproc_board:
+                try:
+                    qemu = QemuDevice(coproc_board, connect=False).start()
+                except QemuError as e:
+                    say("%s not started: its co-processor cannot run here: %s" % (name, e))
+                    continue
+                coprocessors.append(qemu)
+                coproc = "tcp:127.0.0.1:%d" % qemu.port
+            dev = EmulatedDevice(uri, name, profile=profile, flash=flash, data_dir=data_dir / "devices" / name,
+                                 coprocessor=coproc)
             dev.start()
             devices.append(dev)
         caps_seen = asyncio.Event()
@@ -122,8 +136,9 @@ async def _demo(data_dir, narrator, summary_json=None):
             raise RuntimeError("devices did not report capabilities in time: %s" % [d.lines[-5:] for d in devices])
         for d in devices:
             c = svc.device_capabilities(d.endpoint)
-            say("%-16s %-9s heap free %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
-                % (d.endpoint, d.profile, c["heap_free"], c["largest_block"], c["fs_free"], c["runtime"], len(c["ops"])))
+            say("%-18s %-9s %s %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
+                % (d.endpoint, d.profile, "co-processor arena" if c["coprocessor"] else "heap free",
+                   c["heap_free"], c["largest_block"], c["fs_free"], c["runtime"], len(c["ops"])))
 
         step("Fit-to-device selection (tinymlaas explain)")
         plan = {}
@@ -131,20 +146,22 @@ async def _demo(data_dir, narrator, summary_json=None):
             for d in devices:
                 _, caps, best, verdicts = svc.explain(model, d.endpoint)
                 for v in verdicts:
-                    say("%-9s -> %-16s variant %d %-28s %s" % (model, d.endpoint, v.variant["id"],
+                    say("%-9s -> %-18s variant %d %-28s %s" % (model, d.endpoint, v.variant["id"],
                                                               json.dumps(v.variant["options"]), v.summary()))
                 plan[(model, d.endpoint)] = best
 
         step("Deploying over LwM2M (object 5, block-wise push; canary first). Where no variant fits, the service "
              "compiles a pruned one")
-        assignments = {"kws": [DEVICES[0][0], DEVICES[2][0]], "vibration": [DEVICES[1][0], DEVICES[2][0]]}
+        running = [d.endpoint for d in devices]
+        assignments = {"kws": [n for n in (DEVICES[0][0], DEVICES[2][0], DEVICES[3][0]) if n in running],
+                       "vibration": [DEVICES[1][0], DEVICES[2][0]]}
         results = {}
         for model, targets in assignments.items():
             dep_id = svc.create_deployment(model, targets, canary=targets[:1])
             dep = await svc.engine.run(dep_id)
             results[model] = dep
             for dd in dep["devices"]:
-                say("%-9s deployment %d: %-16s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
+                say("%-9s deployment %d: %-18s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
             say("%-9s deployment %d: %s %s" % (model, dep_id, dep["state"], dep["reason"]))
 
         say("vibration variants after the deployments:")
@@ -155,7 +172,8 @@ async def _demo(data_dir, narrator, summary_json=None):
         for d in devices:
             caps = svc.device_capabilities(d.endpoint)
             inst = await svc.engine.channel.installed(d.endpoint)
-            row = {"device": d.endpoint, "profile": d.profile, "largest_block": caps["largest_block"],
+            row = {"device": d.endpoint, "profile": d.profile + ("+stm32f4" if d.coprocessor else ""),
+                   "largest_block": caps["largest_block"],
                    "fs_free": caps["fs_free"], "model": inst.get("name") or "-", "variant": "-",
                    "inferences": 0, "correct": "-", "latency_ms": "-"}
             if inst.get("sha256"):
@@ -176,6 +194,8 @@ async def _demo(data_dir, narrator, summary_json=None):
     finally:
         for d in devices:
             d.stop()
+        for q in coprocessors:
+            q.stop()
         await svc.stop()
 
 

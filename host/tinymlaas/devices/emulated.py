@@ -89,7 +89,8 @@ def parse_size(text):
 
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
-                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0):
+                 ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0,
+                 coprocessor=None):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         if not str(server).startswith("coap://"):
@@ -103,6 +104,9 @@ class EmulatedDevice:
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-%s-" % endpoint))
         self.lifetime = lifetime
         self.port = port  # the device's own UDP port (0: any)
+        # "tcp:HOST:PORT" of a co-processor's UART (the bare-metal firmware under QEMU: QemuDevice(connect=False)):
+        # models then run there (inference_module/tinyml/coproc.py), this device keeps LwM2M and the packages
+        self.coprocessor = coprocessor
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
         self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
@@ -121,7 +125,8 @@ class EmulatedDevice:
         return {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
                 "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
                 "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
-                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port}
+                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
+                "coprocessor": self.coprocessor}
 
     def command(self):
         cfg = self.data_dir / "device.json"

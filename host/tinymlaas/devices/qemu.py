@@ -12,6 +12,7 @@ import fcntl
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,7 +84,11 @@ def _free_port():
 class QemuDevice:
     """One QEMU process running the firmware. Use as a context manager; `.link` is the DeviceLink."""
 
-    def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0):
+    def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0, connect=True):
+        """connect=False leaves the UART's TCP port (self.port) to another client, e.g. a MicroPython device
+        driving the firmware as its co-processor (tinyml/coproc.py)."""
+        self.connect = connect
+        self.port = None
         self.board = BOARDS[board] if isinstance(board, str) else board
         self.elf = elf or build_firmware(self.board.name, kernels)
         self.timeout = timeout
@@ -97,10 +102,15 @@ class QemuDevice:
         for _ in range(self.board.uart_index):
             serial_args += ["-serial", "null"]
         serial_args += ["-serial", "tcp:127.0.0.1:%d,server=on,wait=on" % port]
-        cmd = [qemu_binary(), "-M", self.board.machine, "-nographic", "-monitor", "none", "-kernel", str(self.elf),
+        self._monitor_dir = tempfile.mkdtemp(prefix="tinymlaas-qemu-")
+        monitor = "unix:%s/monitor.sock,server=on,wait=off" % self._monitor_dir
+        cmd = [qemu_binary(), "-M", self.board.machine, "-nographic", "-monitor", monitor, "-kernel", str(self.elf),
                "-icount", "shift=0,align=off,sleep=off"] + serial_args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
+        self.port = port
+        if not self.connect:
+            return self
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -120,6 +130,20 @@ class QemuDevice:
             raise
         return self
 
+    def reset(self):
+        """Reset the emulated MCU (QEMU's system_reset: the ELF is loaded again, RAM is lost) while its UART's TCP
+        connection stays up, like pressing a board's reset button with the serial cable attached."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect("%s/monitor.sock" % self._monitor_dir)
+            s.sendall(b"system_reset\n")
+            buf = b""
+            while b"system_reset" not in buf:  # the monitor echoes the command once it has run it
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+
     def stop(self):
         if self.link:
             try:
@@ -132,6 +156,9 @@ class QemuDevice:
             self.proc.wait(timeout=10)
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
+        if getattr(self, "_monitor_dir", None):
+            shutil.rmtree(self._monitor_dir, ignore_errors=True)
+            self._monitor_dir = None
 
     def __enter__(self):
         return self.start()

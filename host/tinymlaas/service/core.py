@@ -63,6 +63,7 @@ def normalize_capabilities(raw):
         "fs_free": int(first("flash_free", "filesystem_free", default=0) or 0),
         "arch": first("machine", "architecture", default=""),
         "mpy_abi": first("mpy_abi", default=None),
+        "coprocessor": flavour == "c-coprocessor",
     }
     rate = first("mac_rate", default=None)
     if rate:

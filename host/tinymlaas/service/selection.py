@@ -5,7 +5,9 @@ Capabilities are what the device reported in its TinyML LwM2M object (docs/tinym
     abi            blob kernel ABI the runtime implements (int)
     ops            op names the runtime supports
     heap_free      free heap, bytes
-    largest_block  largest contiguous free heap block, bytes (the arena is one allocation)
+    largest_block  largest contiguous free heap block, bytes (the arena is one allocation); for a co-processor
+                   (the bare-metal firmware on a UART, kernel flavour "c-coprocessor") its whole arena
+    coprocessor    True when the model runs on such a co-processor: no heap margin, no runtime overhead
     fs_free        free bytes on the model filesystem / slot
     mac_rate       measured MAC/s of the device's kernels (optional; from its self-test benchmark)
 """
@@ -88,10 +90,16 @@ def judge(variant, caps, latency_budget_ms=None):
         missing = sorted(set(variant.get("ops") or ()) - set(dev_ops))
         if missing:
             v.reasons.append("device runtime lacks op(s) %s" % ", ".join(missing))
-    v.ram_needed = int(variant["ram_bytes"]) + runtime_overhead(caps)
     block = caps.get("largest_block") or caps.get("heap_free") or 0
-    v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
-    if v.ram_needed > v.ram_available:
+    if caps.get("coprocessor"):
+        # a co-processor's arena holds the model's tensors and nothing else (the firmware's own RAM is apart)
+        v.ram_needed, v.ram_available = int(variant["ram_bytes"]), int(block)
+        if v.ram_needed > v.ram_available:
+            v.reasons.append("needs an arena of %d B, the co-processor has %d B" % (v.ram_needed, v.ram_available))
+    else:
+        v.ram_needed = int(variant["ram_bytes"]) + runtime_overhead(caps)
+        v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
+    if v.ram_needed > v.ram_available and not caps.get("coprocessor"):
         v.reasons.append("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block "
                          "%d - margin %d)" % (v.ram_needed, variant["ram_bytes"], word_bits(caps),
                                               v.ram_needed - variant["ram_bytes"], v.ram_available, block,

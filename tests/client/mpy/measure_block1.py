@@ -8,6 +8,7 @@ import sys
 
 gc.collect()
 import tinyml_device
+import tinyml.model  # the runtime's code, which the installer's checks use (frozen in flash on a board)
 from coap import block
 from coap import message as cm
 

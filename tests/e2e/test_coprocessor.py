@@ -1,0 +1,85 @@
+"""A MicroPython device whose models run on a Cortex-M co-processor: the LwM2M client (unix port) keeps the
+connection and the model packages, the bare-metal STM32 firmware (QEMU netduinoplus2) runs them, the two joined by
+the firmware's UART protocol (inference_module/tinyml/coproc.py). The service sees one device with the
+co-processor's capabilities, deploys over LwM2M, the golden self-test runs on the co-processor, and inference
+results come back bit-exact."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tinymlaas.blob import reference
+from tinymlaas.blob.reader import parse
+from tinymlaas.devices.emulated import EmulatedDevice
+from tinymlaas.devices.qemu import QemuDevice
+from tinymlaas.paths import mlperf_model
+from tinymlaas.service.core import Service
+
+from e2e_helpers import wait_for, wait_for_value
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+
+def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
+    async def main():
+        svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
+        uri = "coap://127.0.0.1:%d" % svc.server.port
+        qemu = QemuDevice("stm32f4", connect=False).start()
+        dev = EmulatedDevice(uri, "gw", profile="esp32", data_dir=tmp_path / "gw",
+                             coprocessor="tcp:127.0.0.1:%d" % qemu.port).start()
+        try:
+            await wait_for(lambda: svc.server.find("gw") and svc.server.find("gw").capabilities, what="capabilities")
+            caps = svc.device_capabilities("gw")
+            assert caps["runtime"] == "tinyml-c" and caps["coprocessor"]
+            assert caps["largest_block"] == 20480          # the firmware's arena (RAM store under QEMU)
+            assert "TREE_ENSEMBLE" in caps["ops"] and "CONV_2D" in caps["ops"]
+            assert "cortex-m4 coprocessor stm32f4" in caps["arch"]
+
+            kws_path = mlperf_model("kws")
+            model, errors = svc.catalog.add(kws_path, "kws", "1", builds=[("tmlb-int8", "tinyml-c", {})])
+            assert not errors
+            _, _, best, verdicts = svc.explain("kws", "gw")
+            assert best is not None, [v.summary() for v in verdicts]
+            assert best.ram_needed == 16000 and best.ram_available == 20480   # the arena, nothing added
+
+            dep = svc.create_deployment("kws", ["gw"])
+            svc.start_deployment(dep)
+            await wait_for(lambda: svc.deployments.get(dep)["state"] != "running", timeout=240, what="deployment")
+            got = svc.deployments.get(dep)
+            assert got["devices"][0]["state"] == "active", got
+            server = svc.server
+            assert await server.read_value("gw", "/32770/0/11") == "kws"
+
+            notes = asyncio.Queue()
+            obs = await server.observe("gw", "/32770/0/22", lambda value, o=None: notes.put_nowait(value))
+            await asyncio.wait_for(notes.get(), 10)
+            blob = svc.registry.store.get((await svc.engine.channel.installed("gw"))["sha256"])
+            x = np.random.default_rng(5).integers(-128, 128, (1, 49, 10, 1), dtype=np.int8)
+            await server.write("gw", "/32770/0/21", x.tobytes())
+            result = await asyncio.wait_for(notes.get(), 60)
+            expected = np.asarray(reference.Executor(parse(blob)).run([x])[0]).astype(np.int8).tobytes()
+            assert bytes(result[(32770, 0, 22)]) == expected
+            assert int(await server.read_value("gw", "/32770/0/18")) > 0   # the co-processor's cycle count, in us
+
+            # the golden vectors of the package, run again on the co-processor on request
+            await server.execute("gw", "/32770/0/19")
+            await wait_for_value(server, "gw", "/32770/0/20", lambda v: str(v).startswith("pass"))
+
+            # the co-processor resets (its RAM store is empty again): the next inference installs the blob again
+            qemu.reset()
+            await server.write("gw", "/32770/0/21", x.tobytes())
+            result = await asyncio.wait_for(notes.get(), 120)
+            assert bytes(result[(32770, 0, 22)]) == expected
+            obs.cancel()
+
+            # a model whose arena the co-processor cannot hold is refused by the selection, with the reason
+            svc.catalog.add(mlperf_model("ic"), "ic", "1", builds=[("tmlb-int8", "tinyml-c", {})])
+            _, _, best, verdicts = svc.explain("ic", "gw")
+            assert best is None and "the co-processor has 20480 B" in verdicts[0].summary()
+        finally:
+            dev.stop()
+            qemu.stop()
+            await svc.stop()
+
+    asyncio.run(main())
