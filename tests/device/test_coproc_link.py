@@ -1,0 +1,91 @@
+"""tinyml/coproc.py's side of the firmware's UART protocol (docs/firmware.md), in the real `micropython`, over a
+scripted byte stream standing in for the UART: the frames it writes are the host codec's, and what the co-processor
+sends back damaged, out of turn or refused is handled as the protocol says."""
+
+from tinymlaas.devices.uart_protocol import REPLY_BOOT, REPLY_NAK, REQ_CAPS, REQ_INPUT, encode_frame
+
+STREAM = """
+import sys
+sys.path.insert(0, %r)
+from tinyml import coproc
+
+
+class Stream:
+    # the UART: replies come from a script, everything written is kept
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+        self.written = b""
+
+    def write(self, b):
+        self.written += bytes(b)
+
+    def read(self, n):
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out or None
+
+
+def link(data):
+    return coproc.Link(Stream(data), timeout_ms=300)
+"""
+
+
+def run(mpy_script, body, replies):
+    from tinymlaas.paths import INFERENCE_MODULE
+
+    code = STREAM % str(INFERENCE_MODULE) + "data = bytes.fromhex(%r)\n" % replies.hex() + body
+    return mpy_script(code).stdout.split("\n")
+
+
+def test_requests_are_the_host_codecs_frames_and_replies_are_found_past_damage(mpy_script):
+    caps = b"tinymlaas-fw board=stm32f4 abi=1 ops=1-16 arena=20480 model=none"
+    good = encode_frame(REQ_CAPS | 0x80, 1, caps)
+    damaged = bytearray(good)
+    damaged[8] ^= 0xFF  # same frame, payload byte flipped: its CRC fails, it is skipped
+    boot = encode_frame(REPLY_BOOT, 0, caps)
+    garbage_report = encode_frame(REPLY_NAK, 0xFF, bytes([4, 0]) + b"skipped 3 bytes outside a frame")
+    out = run(mpy_script, """
+l = link(data)
+c = l.caps()
+print(l.s.written.hex())
+print(c['board'], c['arena'], c['ops'], l.boot_caps['abi'])
+""", b"\x00\x13\x37" + boot + garbage_report + bytes(damaged) + good)
+    assert out[0] == encode_frame(REQ_CAPS, 1).hex()
+    assert out[1] == "stm32f4 20480 1-16 1"
+
+
+def test_a_refusal_carries_the_devices_reason_and_a_crc_nak_is_retransmitted(mpy_script):
+    nak_crc = encode_frame(REPLY_NAK, 1, bytes([1, REQ_INPUT]) + b"frame CRC mismatch")
+    nak_model = encode_frame(REPLY_NAK, 2, bytes([11, REQ_INPUT]) + b"no model installed")
+    out = run(mpy_script, """
+l = link(data)
+try:
+    l.request(0x06, b'\\0\\0\\0\\0abc')
+except coproc.CoprocError as e:
+    print(e.code, e.reason)
+print(l.s.written.count(b'\\xa5\\x5a'))
+""", nak_crc + nak_model)
+    assert out[0] == "11 no model installed"
+    assert out[1] == "2"  # sent twice: once more after the CRC NAK
+
+
+def test_silence_is_a_timeout_not_a_hang(mpy_script):
+    out = run(mpy_script, """
+l = link(data)
+try:
+    l.caps()
+except coproc.CoprocError as e:
+    print(e.code, e.reason)
+""", b"")
+    assert out[0] == "0 co-processor did not answer within 300 ms"
+
+
+def test_the_ops_range_becomes_op_names(mpy_script):
+    out = run(mpy_script, """
+print(','.join(coproc.opcode_names({'ops': '1-16'})))
+print(coproc.opcode_names({'ops': 'x'}), coproc.opcode_names({}))
+""", b"")
+    names = out[0].split(",")
+    assert len(names) == 16 and names[0] == "CONV_2D" and names[-1] == "TREE_ENSEMBLE"
+    assert out[1] == "[] []"
