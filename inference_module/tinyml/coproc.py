@@ -43,6 +43,20 @@ class CoprocError(Exception):
         self.reason = reason
 
 
+def _text(b):
+    try:
+        return bytes(b).decode()
+    except UnicodeError:  # a damaged or hostile reply is reported, never raised as something else
+        return repr(bytes(b))
+
+
+def _fields(fmt, reply):
+    """struct.unpack of a reply, or CoprocError when the co-processor sent a payload of the wrong length."""
+    if len(reply) < struct.calcsize(fmt):
+        raise CoprocError(0, "co-processor reply of %d bytes is too short" % len(reply))
+    return struct.unpack_from(fmt, reply)
+
+
 def parse_caps(text):
     caps = {}
     for item in text.split():
@@ -97,11 +111,12 @@ class Link:
             body = struct.pack("<BBH", ftype, self.seq, len(payload)) + payload
             self.s.write(SYNC + body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
             wait = timeout_ms
+            booted = False
             while True:
                 try:
                     rtype, rseq, reply = self.read_frame(wait)
                 except CoprocError:
-                    if wait != BOOT_GRACE_MS:
+                    if not booted:
                         raise
                     if attempt == retries:
                         raise CoprocError(0, "co-processor rebooted: the request was lost")
@@ -109,13 +124,16 @@ class Link:
                 if rtype == REPLY_BOOT:
                     # sent at its boot: before this request (its reply still comes, soon) or while the request
                     # arrived (lost: the UART was not listening yet)
-                    self.boot_caps = parse_caps(reply.decode())
-                    wait = BOOT_GRACE_MS
+                    self.boot_caps = parse_caps(_text(reply))
+                    booted = True
+                    wait = min(BOOT_GRACE_MS, timeout_ms or self.timeout_ms)
                     continue
                 if rseq != self.seq:
                     continue  # a garbage report (seq 0xFF) or a stale reply
                 if rtype == REPLY_NAK:
-                    code, reason = reply[0], reply[2:].decode()
+                    if len(reply) < 2:
+                        raise CoprocError(0, "malformed NAK from the co-processor")
+                    code, reason = reply[0], _text(reply[2:])
                     if code in RETRYABLE and attempt < retries:
                         break
                     raise CoprocError(code, reason)
@@ -125,13 +143,14 @@ class Link:
         raise CoprocError(0, "unreachable")
 
     def caps(self):
-        return parse_caps(self.request(REQ_CAPS).decode())
+        return parse_caps(_text(self.request(REQ_CAPS)))
 
     def install(self, f, length):
         """Stream a blob of `length` bytes from file object f (positioned at its first byte) into the
         co-processor: BEGIN with the 64-byte header, CHUNKs, COMMIT (its loader validates everything)."""
         head = f.read(64)
-        chunk = min(CHUNK, struct.unpack("<I", self.request(REQ_BEGIN, head, timeout_ms=max(self.timeout_ms, 30000)))[0])
+        chunk = _fields("<I", self.request(REQ_BEGIN, head, timeout_ms=max(self.timeout_ms, 30000)))[0]
+        chunk = max(1, min(CHUNK, chunk))
         buf = bytearray(4 + chunk)
         mv = memoryview(buf)
         off = 64
@@ -140,11 +159,11 @@ class Link:
             struct.pack_into("<I", buf, 0, off)
             if f.readinto(mv[4:4 + n]) != n:
                 raise CoprocError(0, "blob truncated in the package at byte %d" % off)
-            got = struct.unpack("<I", self.request(REQ_CHUNK, mv[:4 + n]))[0]
+            got = _fields("<I", self.request(REQ_CHUNK, mv[:4 + n]))[0]
             if got != off + n:
                 raise CoprocError(0, "co-processor holds %d bytes, expected %d" % (got, off + n))
             off += n
-        return self.request(REQ_COMMIT, timeout_ms=max(self.timeout_ms, 30000)).decode()
+        return _text(self.request(REQ_COMMIT, timeout_ms=max(self.timeout_ms, 30000)))
 
 
 class RemoteModel:
@@ -213,20 +232,27 @@ class RemoteModel:
                 link.request(REQ_INPUT, struct.pack("<I", off + k) + part)
             off += len(buf)
         reply = link.request(REQ_INVOKE, timeout_ms=max(link.timeout_ms, 120000))
-        status, lo, hi, total = struct.unpack_from("<IIII", reply)
+        status, lo, hi, total = _fields("<IIII", reply)
         if status:
             raise CoprocError(0, "inference failed on the co-processor (status %d)" % status)
         self.last_cycles = lo | (hi << 32)
         self.last_us = self.last_cycles * 1000000 // self.core_hz
-        data = reply[16:]
+        expected = 0
+        for buf in self._out:
+            expected += len(buf)
+        if total != expected:
+            raise CoprocError(0, "co-processor reports %d output bytes, the model has %d" % (total, expected))
+        data = reply[16:16 + total]
+        while len(data) < total:  # outputs longer than the INVOKE reply: fetch the rest
+            take = min(CHUNK, total - len(data))
+            more = link.request(REQ_OUTPUT, struct.pack("<IH", len(data), take))
+            if len(more) != take:
+                raise CoprocError(0, "co-processor sent %d output bytes, %d asked" % (len(more), take))
+            data += more
         pos = 0
         for buf in self._out:
-            n = len(buf)
-            while len(data) < pos + n:  # outputs longer than the INVOKE reply: fetch the rest
-                take = min(CHUNK, total - len(data))
-                data += link.request(REQ_OUTPUT, struct.pack("<IH", len(data), take))
-            buf[:] = data[pos:pos + n]
-            pos += n
+            buf[:] = data[pos:pos + len(buf)]
+            pos += len(buf)
 
     def close(self):
         pass  # the model stays installed on the co-processor

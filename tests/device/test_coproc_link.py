@@ -89,3 +89,53 @@ print(coproc.opcode_names({'ops': 'x'}), coproc.opcode_names({}))
     names = out[0].split(",")
     assert len(names) == 16 and names[0] == "CONV_2D" and names[-1] == "TREE_ENSEMBLE"
     assert out[1] == "[] []"
+
+
+def test_whatever_the_coprocessor_sends_is_a_reply_or_a_coproc_error(mpy_script, request, tmp_path):
+    """Random and mutated replies (2,000; 100,000 with --fuzz-long): a request either returns or raises
+    CoprocError with a reason; nothing else escapes (no IndexError, UnicodeError, struct error, hang)."""
+    import random
+    import struct
+
+    count = 100_000 if request.config.getoption("--fuzz-long") else 2_000
+    rng = random.Random(3)
+    good = [encode_frame(REQ_CAPS | 0x80, 1, b"tinymlaas-fw board=x model=none"),
+            encode_frame(REPLY_NAK, 1, bytes([9, REQ_CAPS]) + b"refused"),
+            encode_frame(REPLY_BOOT, 0, b"tinymlaas-fw board=y")]
+    cases = bytearray()
+    for _ in range(count):
+        if rng.random() < 0.3:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
+        else:
+            b = bytearray(b"".join(rng.choice(good) for _ in range(rng.randint(1, 3))))
+            for _ in range(rng.randint(1, 4)):
+                i = rng.randrange(len(b))
+                b[i] = rng.randrange(256) if rng.random() < 0.7 else b[i] ^ 0x80
+            if rng.random() < 0.5:  # make the damage reach the parser: fix the CRC of the first frame
+                n = struct.unpack_from("<H", b, 4)[0] if len(b) >= 6 else 0
+                if b[:2] == b"\xa5\x5a" and len(b) >= 10 + n:
+                    import zlib
+                    struct.pack_into("<I", b, 6 + n, zlib.crc32(bytes(b[2:6 + n])))
+            body = bytes(b)
+        cases += struct.pack("<H", len(body)) + body
+    path = tmp_path / "cases.bin"
+    path.write_bytes(bytes(cases))
+    out = run(mpy_script, """
+import struct
+f = open(%r, 'rb')
+ok = err = 0
+while True:
+    h = f.read(2)
+    if not h:
+        break
+    body = f.read(struct.unpack('<H', h)[0])
+    l = coproc.Link(Stream(body), timeout_ms=1)
+    try:
+        l.caps()
+        ok += 1
+    except coproc.CoprocError as e:
+        err += 1
+print(ok, err)
+""" % str(path), b"")
+    ok, err = map(int, out[0].split())
+    assert ok + err == count and ok > 0 and err > 0
