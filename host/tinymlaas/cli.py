@@ -8,6 +8,7 @@ success, 1 a negative result (e.g. not bit-exact), 2 bad usage or bad input.
 
 import argparse
 import importlib
+import signal
 import sys
 
 from . import __version__
@@ -66,8 +67,15 @@ def quiet_tensorflow():
     warnings.filterwarnings("ignore", module="keras")
 
 
+def _terminate_like_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     quiet_tensorflow()
+    # A supervisor's SIGTERM (systemd, kill, a test harness) ends a command the way Ctrl-C does: emulated devices
+    # de-register, and the micropython and QEMU processes a command started are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _terminate_like_interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -66,3 +66,35 @@ def test_installed_model_survives_reboot(peer, tmp_path):
         assert peer.request(an.GET, "/32770/0/12").payload == b"7"
         assert peer.request(an.GET, "/32770/0/16").payload == b"active"
         assert peer.request(an.GET, "/5/0/7").payload == b"7"
+
+
+def test_sigterm_stops_the_device_and_its_coprocessor(tmp_path):
+    """A supervisor's SIGTERM ends `device emulate` like Ctrl-C: the micropython process and the QEMU co-processor
+    it started are gone afterwards, not orphaned."""
+    import os
+    import re
+    import signal
+    import socket
+    import time
+
+    proc = subprocess.Popen([TINYMLAAS, "device", "emulate", "--server", "coap://127.0.0.1:9", "--endpoint", "t1",
+                             "--data-dir", str(tmp_path / "d"), "--coprocessor", "stm32f4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        port = int(re.search(r"tcp:127.0.0.1:(\d+)", first).group(1))
+        assert "emulated esp32 device t1" in proc.stdout.readline()
+        pids, deadline = [], time.monotonic() + 20
+        while not pids and time.monotonic() < deadline:  # the micropython process (registering with nobody)
+            time.sleep(0.2)
+            pids = subprocess.run(["pgrep", "-f", str(tmp_path / "d")], capture_output=True, text=True).stdout.split()
+        assert pids
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert not any(os.path.exists("/proc/%s" % p) for p in pids)
+    with socket.socket() as s:  # QEMU's UART port is closed: QEMU has exited
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -50,6 +50,7 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
             assert got["devices"][0]["state"] == "active", got
             server = svc.server
             assert await server.read_value("gw", "/32770/0/11") == "kws"
+            assert svc.server.find("gw").capabilities["Model Name"] == "kws"   # refreshed after the update
 
             notes = asyncio.Queue()
             obs = await server.observe("gw", "/32770/0/22", lambda value, o=None: notes.put_nowait(value))

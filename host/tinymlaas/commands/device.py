@@ -73,12 +73,11 @@ def _run_device(args, coproc):
                                                               dev.data_dir), flush=True)
     try:
         dev.start()
-    except MicroPythonError as e:
-        raise UserError(str(e)) from None
-    try:
         while not dev.wait(0.5):
             pass
-    except KeyboardInterrupt:
+    except MicroPythonError as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.main), whenever it comes: the device de-registers
         print("stopping %s" % args.endpoint, file=sys.stderr)
         dev.stop()
         return 0

@@ -71,8 +71,10 @@ def cmd_explain(args):
         print_json({"model": model["name"], "version": model["version"], "device": target,
                     "capabilities": caps, "chosen": best.variant["id"] if best else None, "variants": rows})
         return 0 if best else 1
-    print("%s %s on %s (runtime %s, largest free block %d B, flash free %d B)" % (
-        model["name"], model["version"], target, caps["runtime"], caps["largest_block"], caps["fs_free"]))
+    print("%s %s on %s (runtime %s, %s %d B, flash free %d B)" % (
+        model["name"], model["version"], target, caps["runtime"],
+        "co-processor arena" if caps.get("coprocessor") else "largest free block", caps["largest_block"],
+        caps["fs_free"]))
     print_table(rows, [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"), ("accuracy", "ACC"),
                        ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"), ("verdict", "VERDICT")])
     if best is None:

@@ -70,6 +70,8 @@ class LwM2MChannel(DeviceChannel):
             await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
             await self.server.execute(endpoint, FW_UPDATE)
             state, result = await self._wait_state(endpoint, (STATE_IDLE,), "update")
+            # what the device runs, its free flash and heap changed: listings and the next selection see it now
+            await self.server.refresh_capabilities(endpoint)
         except LwM2MError as e:
             raise DeliveryError(str(e)) from None
         except Exception as e:   # push.PushFailed and friends carry the reason in their message
