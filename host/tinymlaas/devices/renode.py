@@ -149,7 +149,7 @@ def check(port, model="kws", wrong_abi=False, installed=False, storage=None):
         link.close()
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tinymlaas.devices.renode")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="install and infer against a running Renode emulation (used by the .robot)")
@@ -158,7 +158,11 @@ def main(argv=None):
     c.add_argument("--wrong-abi", action="store_true")
     c.add_argument("--installed", action="store_true", help="expect the model already active; install nothing")
     c.add_argument("--storage", choices=["flash", "ram"], help="expect this model store")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     return check(args.port, args.model, args.wrong_abi, args.installed, args.storage)
 
 
