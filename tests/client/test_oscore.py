@@ -245,7 +245,8 @@ note = cm.Message(cm.CON, cm.CONTENT, 8, b'\\x07', payload=b'42')
 note.add(cm.OBSERVE, 5).add(cm.CONTENT_FORMAT, 0)
 for _ in range(2):
     sealed = host.protect_response(note, srid)
-    print('note', cm.code_str(sealed.code), binascii.hexlify(sealed.opt(oscore.OSCORE)).decode(), sorted(n for n, v in sealed.options))
+    option = binascii.hexlify(sealed.opt(oscore.OSCORE)).decode()
+    print('note', cm.code_str(sealed.code), option, sorted(n for n, v in sealed.options))
     back = device.unprotect_response(cm.decode(cm.encode(sealed)), rid)
     print('back', cm.code_str(back.code), back.uint(cm.OBSERVE), bytes(back.payload))
 """

@@ -4,8 +4,9 @@
 #       request again under a new message ID (what an attacker replaying it would do; the same ID would only
 #       hit CoAP deduplication) and reports what the server says
 #   micropython oscore_peer.py server PORT SECRET SALT SENDER RECIPIENT COUNT
-#       binds 127.0.0.1:PORT, prints "ready", then answers COUNT datagrams: protected requests get a protected 2.05 with the path
-#       echoed; requests that fail to unprotect get an unprotected error response with the module's code
+#       binds 127.0.0.1:PORT, prints "ready", then answers COUNT datagrams: protected requests get a protected
+#       2.05 with the path echoed; requests that fail to unprotect get an unprotected error response with the
+#       module's code
 import binascii
 import socket
 import sys
