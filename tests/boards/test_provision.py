@@ -84,6 +84,7 @@ def test_port_without_micropython(capsys):
     (["--server", "http://h:1"], "--server must be a coap://HOST:PORT URI"),
     (["--endpoint", "a b"], "--endpoint 'a b'"),
     (["--lifetime", "0"], "--lifetime must be at least 1"),
+    (["--coprocessor", "spi:1"], "--coprocessor takes uart:ID[:BAUD]"),
 ])
 def test_bad_arguments(capsys, args, message):
     base = {"--server": "coap://127.0.0.1:5683", "--endpoint": "x", "--lifetime": "300"}
@@ -120,6 +121,19 @@ def test_space_refusal_counts_filesystem_blocks():
         check_space(files, {"block": 4096, "free_blocks": 2, "replaced": 0})
     # Files about to be replaced count as free: a re-run on a full board still fits.
     assert check_space(files, {"block": 4096, "free_blocks": 2, "replaced": 5100})[1] == 8192 + 5100
+
+
+def test_provision_with_a_coprocessor(tmp_path, service):
+    """--coprocessor goes into the board's config, and the board comes up driving it: here the STM32 firmware in
+    QEMU on a TCP port (a board would name its UART, uart:1:115200)."""
+    from tinymlaas.devices.qemu import QemuDevice
+
+    with QemuDevice("stm32f4", connect=False) as qemu, ReplBoard(tmp_path, heap="512k") as board:
+        spec = "tcp:127.0.0.1:%d" % qemu.port
+        result = provision(board.port, service.uri, "gw-1", data_dir="flash", lib_dir="lib", wait_s=30,
+                           api_url=service.api_url, log=lambda line: None, coprocessor=spec)
+        assert result["registered_api"] is True
+    assert json.loads((tmp_path / "tinyml.json").read_text())["coprocessor"] == spec
 
 
 def test_reprovision_a_running_device(tmp_path, service):

@@ -136,8 +136,9 @@ def _mkdirs(transport, path, made):
 
 
 def provision(port, server, endpoint, data_dir="/flash", lib_dir="/lib", lifetime=300, api_url=None,
-              wait_s=30.0, baud=115200, log=print, on_file=None):
-    """Provision the board on `port`; returns a summary dict. `on_file(path)` is called before each copy."""
+              wait_s=30.0, baud=115200, log=print, on_file=None, coprocessor=None):
+    """Provision the board on `port`; returns a summary dict. `on_file(path)` is called before each copy.
+    coprocessor: "uart:ID:BAUD" (or "tcp:HOST:PORT") of the bare-metal firmware the board runs its models on."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
@@ -170,6 +171,8 @@ def provision(port, server, endpoint, data_dir="/flash", lib_dir="/lib", lifetim
                                                                 info["machine"], major, sub, arch))
             compiled = compile_packages(arch, work)
             config = {"server": server, "endpoint": endpoint, "data_dir": data_dir, "lifetime": lifetime}
+            if coprocessor:
+                config["coprocessor"] = coprocessor
             files = [(join(lib_dir, rel), data) for rel, data in compiled]
             files.append((config_path, json.dumps(config).encode()))
             files.append((join(root, "main.py"), main_py(lib_dir, config_path)))

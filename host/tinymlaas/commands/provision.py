@@ -1,6 +1,7 @@
 """`tinymlaas provision --port PORT --server coap://HOST:PORT --endpoint NAME [--data-dir /flash]`: install the
 tinymlaas device packages on a MicroPython board over its serial REPL and start it as an LwM2M device."""
 
+import re
 import sys
 
 
@@ -21,6 +22,9 @@ def register(subparsers):
                    help="also wait until the service's HTTP API (e.g. http://HOST:8080) lists the endpoint")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the registration (default 30)")
     p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--coprocessor", metavar="uart:ID:BAUD",
+                   help="the board runs its models on the bare-metal firmware (firmware/, e.g. an STM32F4 flashed "
+                   "with it) on this UART, e.g. uart:1:115200 (docs/lwm2m-client.md, Co-processor)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -36,10 +40,13 @@ def run(args):
         raise UserError("--endpoint %r: use letters, digits, '-', '_' or '.'" % args.endpoint)
     if args.lifetime < 1:
         raise UserError("--lifetime must be at least 1 second")
+    if args.coprocessor and not re.fullmatch(r"uart:\d+(:\d+)?|tcp:[\w.-]+:\d+", args.coprocessor):
+        raise UserError("--coprocessor takes uart:ID[:BAUD] (or tcp:HOST:PORT), not %r" % args.coprocessor)
     try:
         result = provision(args.port, args.server, args.endpoint, data_dir=args.data_dir, lib_dir=args.lib_dir,
                            lifetime=args.lifetime, api_url=args.wait_registered, wait_s=args.timeout,
-                           baud=args.baud, log=lambda line: print(line, file=sys.stderr, flush=True))
+                           baud=args.baud, log=lambda line: print(line, file=sys.stderr, flush=True),
+                           coprocessor=args.coprocessor)
     except ProvisionError as e:
         raise UserError(str(e)) from None
     if args.json:
