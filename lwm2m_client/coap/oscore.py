@@ -6,6 +6,7 @@
 # OscoreError whose `reason` names it and whose `code` is the CoAP error a server answers with (RFC 8613 §8.2).
 import binascii
 import hashlib
+import os
 
 from coap import aes_ccm
 from coap import message as cm
@@ -34,6 +35,7 @@ BAD_TAG = "decryption failed"
 MALFORMED_PLAINTEXT = "malformed plaintext"
 UNSUPPORTED = "unsupported"
 EXHAUSTED = "sender sequence number exhausted"
+STORE_BROKEN = "sequence number store unreadable"
 
 _ERROR_CODES = {
     MALFORMED_OPTION: cm.BAD_OPTION, UNKNOWN_KID: cm.UNAUTHORIZED, UNKNOWN_CONTEXT: cm.UNAUTHORIZED,
@@ -249,10 +251,58 @@ class ReplayWindow:
             self.seen |= 1 << (self.top - seq)
 
 
-class Context:
-    """One OSCORE security context (§3): the common, sender and recipient parts for AES-CCM-16-64-128."""
+class SequenceStore:
+    """The sender sequence number across reboots (Appendix B.1.1): a file holds the first number not yet
+    reserved. A boot starts there and reserves `step` more before sending; running past the reservation writes
+    the next one first. So no number is ever used twice, at the cost of one flash write per `step` messages and
+    up to `step` numbers skipped per reboot. A file that cannot be read is an error, never a restart at 0 (that
+    would reuse nonces); a missing file means a new context."""
 
-    def __init__(self, master_secret, sender_id, recipient_id, master_salt=b"", id_context=None, sender_seq=0):
+    def __init__(self, path, step=64):
+        self.path = path
+        self.step = step
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            text = None
+        if text is None:
+            self.limit = 0
+        else:
+            try:
+                self.limit = int(text)
+            except ValueError:
+                raise OscoreError(STORE_BROKEN, path)
+            if not 0 <= self.limit <= MAX_SEQ + 1:
+                raise OscoreError(STORE_BROKEN, path)
+
+    def boot(self):
+        """The first sequence number this boot may use (numbers are reserved from it on)."""
+        first = self.limit
+        self.reserve(first)
+        return first
+
+    def reserve(self, seq):
+        """Make sure seq and the next step - 1 numbers are reserved on flash before seq is used."""
+        limit = min(seq + self.step, MAX_SEQ + 1)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(limit))
+        try:
+            os.rename(tmp, self.path)
+        except OSError:  # filesystems without an atomic replace: the old value is still a safe lower bound
+            os.remove(self.path)
+            os.rename(tmp, self.path)
+        self.limit = limit
+
+
+class Context:
+    """One OSCORE security context (§3): the common, sender and recipient parts for AES-CCM-16-64-128.
+    With `store` (a SequenceStore) the sender sequence number survives reboots; without it, it starts at
+    sender_seq (tests, or a context used only until the next reboot)."""
+
+    def __init__(self, master_secret, sender_id, recipient_id, master_salt=b"", id_context=None, sender_seq=0,
+                 store=None):
         if len(sender_id) > MAX_ID_BYTES or len(recipient_id) > MAX_ID_BYTES:
             raise ValueError("sender and recipient IDs are at most %d bytes" % MAX_ID_BYTES)
         if sender_id == recipient_id:
@@ -264,13 +314,16 @@ class Context:
         self.sender_key = _derive(master_secret, master_salt, self.id_context, self.sender_id, "Key", key)
         self.recipient_key = _derive(master_secret, master_salt, self.id_context, self.recipient_id, "Key", key)
         self.common_iv = _derive(master_secret, master_salt, self.id_context, b"", "IV", aes_ccm.NONCE_BYTES)
-        self.sender_seq = sender_seq
+        self.store = store
+        self.sender_seq = store.boot() if store is not None else sender_seq
         self.replay = ReplayWindow()
 
     def _next_piv(self):
         seq = self.sender_seq
         if seq > MAX_SEQ:
             raise OscoreError(EXHAUSTED)
+        if self.store is not None and seq >= self.store.limit:
+            self.store.reserve(seq)
         self.sender_seq = seq + 1
         return _piv(seq)
 
