@@ -18,6 +18,10 @@ def register(sub):
                         "~/.tinymlaas; with --db PATH, the database's folder)")
     p.add_argument("--db", default=None, help="database: SQLite file or postgresql:// URL (default DATA/tinymlaas.db)")
     p.add_argument("--public-host", default=None, help="host name devices use to reach this server (package URIs)")
+    p.add_argument("--oscore-keys", type=Path, metavar="KEYS.json",
+                   help="OSCORE keys of the devices that must use it: {endpoint: {master_secret, master_salt, "
+                   "device_id, server_id} as hex}; those endpoints register and are managed only under OSCORE "
+                   "(docs/security.md), the others stay NoSec")
     p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
     p.set_defaults(func=cmd_serve)
 
@@ -34,6 +38,14 @@ async def _serve(args, ready=None):
         data = Path(args.db).resolve().parent if is_path else DEFAULT_DATA
     svc = Service(data, args.db, public_host=args.public_host)
     server = svc.server
+    if args.oscore_keys:
+        from ..lwm2m.oscore import OscoreKeyError, load_keys
+
+        try:
+            for keys in load_keys(args.oscore_keys):
+                server.add_oscore_device(keys)
+        except OscoreKeyError as e:
+            raise UserError(str(e)) from None
     try:
         await svc.start(args.coap_host, args.coap_port)
     except OSError as e:

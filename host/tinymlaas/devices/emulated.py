@@ -90,7 +90,7 @@ def parse_size(text):
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
                  ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0,
-                 coprocessor=None):
+                 coprocessor=None, oscore=None):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         if not str(server).startswith("coap://"):
@@ -107,6 +107,8 @@ class EmulatedDevice:
         # "tcp:HOST:PORT" of a co-processor's UART (the bare-metal firmware under QEMU: QemuDevice(connect=False)):
         # models then run there (inference_module/tinyml/coproc.py), this device keeps LwM2M and the packages
         self.coprocessor = coprocessor
+        # the device's OSCORE keys (lwm2m.oscore.DeviceKeys.device_config()): all its LwM2M traffic protected
+        self.oscore = oscore
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
         self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
@@ -126,7 +128,7 @@ class EmulatedDevice:
                 "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
                 "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
                 "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
-                "coprocessor": self.coprocessor}
+                "coprocessor": self.coprocessor, "oscore": self.oscore}
 
     def command(self):
         cfg = self.data_dir / "device.json"

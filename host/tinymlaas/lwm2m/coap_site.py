@@ -51,10 +51,26 @@ class Root(resource.ObservableResource):
             o.trigger()
 
     async def render(self, request):
+        if request.opt.oscore is not None:
+            return self._render_protected(request)
+        return self._render(request, None)
+
+    def _render_protected(self, request):
+        """An OSCORE request: opened with the sending device's context, answered under the same protection.
+        What it may do is bound to that device's endpoint (`as_endpoint`)."""
+        from .oscore import protect_response
+
+        opened = self.server.oscore.unprotect_request(request)
+        if isinstance(opened, Message):
+            return opened  # refused: unprotected, with the reason
+        endpoint, ctx, plain, request_id = opened
+        return protect_response(ctx, self._render(plain, endpoint), request_id)
+
+    def _render(self, request, as_endpoint):
         path = request.opt.uri_path
         try:
             if path[:1] == ("rd",):
-                return self._registration(request, path[1:])
+                return self._registration(request, path[1:], as_endpoint)
             if len(path) == 2 and path[0] == "fw":
                 return self._package(request, path[1])
             if path == ("rd-lookup", "ep"):
@@ -66,7 +82,7 @@ class Root(resource.ObservableResource):
 
     # ---- /rd ---------------------------------------------------------------------------------------------
 
-    def _registration(self, request, rest):
+    def _registration(self, request, rest, as_endpoint=None):
         if request.opt.block1 is not None and (request.opt.block1.block_number or request.opt.block1.more):
             m = _error(Code.REQUEST_ENTITY_TOO_LARGE, "registration must fit one datagram")
             m.opt.size1 = MAX_REGISTRATION_PAYLOAD
@@ -79,6 +95,9 @@ class Root(resource.ObservableResource):
             if request.code != Code.POST:
                 return _error(Code.METHOD_NOT_ALLOWED)
             fields = R.check_register(request.opt.uri_query, request.opt.content_format, request.payload)
+            refused = self._not_allowed(fields["endpoint"], as_endpoint)
+            if refused:
+                return refused
             reg = self.server._register(fields, request.remote)
             m = Message(code=Code.CREATED)
             m.opt.location_path = ("rd", reg.id)
@@ -86,8 +105,12 @@ class Root(resource.ObservableResource):
         if len(rest) != 1:
             return _error(Code.NOT_FOUND)
         reg_id = rest[0]
+        reg = self.server._registration_by_id(reg_id)
+        if reg is not None:
+            refused = self._not_allowed(reg.endpoint, as_endpoint)
+            if refused:
+                return refused
         if request.code == Code.POST:
-            reg = self.server._registration_by_id(reg_id)
             if reg is None:
                 return _error(Code.NOT_FOUND)
             fields = R.check_update(request.opt.uri_query, request.opt.content_format, request.payload, reg.lwm2m_version)
@@ -101,6 +124,14 @@ class Root(resource.ObservableResource):
                 return _error(Code.NOT_FOUND)
             return Message(code=Code.DELETED)
         return _error(Code.METHOD_NOT_ALLOWED)
+
+    def _not_allowed(self, endpoint, as_endpoint):
+        """A device with OSCORE keys only registers (updates, de-registers) itself, and only under OSCORE."""
+        if as_endpoint is not None and endpoint != as_endpoint:
+            return _error(Code.FORBIDDEN, "these OSCORE keys belong to %s" % as_endpoint)
+        if as_endpoint is None and self.server.oscore.for_endpoint(endpoint) is not None:
+            return _error(Code.UNAUTHORIZED, "%s must use OSCORE" % endpoint)
+        return None
 
     # ---- /rd-lookup/ep ------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from aiocoap.optiontypes import BlockOption
 
 from . import codecs as C
 from . import guard
+from . import oscore
 from . import paths as P
 from . import values as V
 from .coap_site import Root
@@ -104,7 +106,8 @@ class Observation:
 
 class LwM2MServer:
     def __init__(self, db_path=":memory:", model=None, *, read_capabilities=True, sweep_interval=1.0,
-                 request_timeout=30.0, public_host=None, packages_dir=None, awake_time=93.0, queue_timeout=3600.0):
+                 request_timeout=30.0, public_host=None, packages_dir=None, awake_time=93.0, queue_timeout=3600.0,
+                 oscore_dir=None):
         self.store = Store(db_path)
         self.model = model or default_model()
         self.read_capabilities = read_capabilities
@@ -119,6 +122,12 @@ class LwM2MServer:
         if packages_dir is None and is_file_path(db_path):
             packages_dir = Path(db_path).with_name(Path(db_path).name + ".packages")
         self.packages = PackageStore(packages_dir)
+        # OSCORE contexts of the devices that have keys (add_oscore_device); their state (sequence numbers,
+        # replay windows) lives beside the database, or in a temporary directory for an in-memory server
+        if oscore_dir is None:
+            oscore_dir = Path(db_path).with_name(Path(db_path).name + ".oscore") if is_file_path(db_path) \
+                else Path(tempfile.mkdtemp(prefix="tinymlaas-oscore-"))
+        self.oscore = oscore.Contexts(oscore_dir)
         self.context = None
         self.site = None
         self.host = None
@@ -334,13 +343,40 @@ class LwM2MServer:
         if event is not None:
             event.set()
 
+    def add_oscore_device(self, keys):
+        """From now on `keys.endpoint` talks to this server only under OSCORE (lwm2m/oscore.py)."""
+        self.oscore.add(keys)
+
     async def _exchange(self, reg, msg, timeout=None, handle_blockwise=True):
         await self._await_awake(reg)
+        ctx = self.oscore.for_endpoint(reg.endpoint)
         try:
+            if ctx is not None:
+                return await asyncio.wait_for(self._secured(ctx, msg), timeout or self.request_timeout)
             return await asyncio.wait_for(self.context.request(msg, handle_blockwise=handle_blockwise).response,
                                           timeout or self.request_timeout)
         except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
             raise DeviceUnreachable("no answer from %s: %s" % (msg.remote.hostinfo, type(e).__name__)) from None
+
+    async def _secured(self, ctx, msg):
+        """One request under OSCORE. Block-wise transfer is inner (inside the ciphertext, RFC 8613 §4.1.3.4), so
+        a long response is fetched here block by block, each request protected on its own."""
+        outer, request_id = oscore.protect_request(ctx, msg)
+        resp = oscore.unprotect_response(ctx, await self.context.request(outer, handle_blockwise=False).response,
+                                         request_id)
+        payload = resp.payload
+        while resp.code.is_successful() and resp.opt.block2 is not None and resp.opt.block2.more:
+            b2 = resp.opt.block2
+            nxt = msg.copy(mid=None)
+            nxt.opt.block2 = BlockOption.BlockwiseTuple(b2.block_number + 1, False, b2.size_exponent)
+            outer, request_id = oscore.protect_request(ctx, nxt)
+            resp = oscore.unprotect_response(ctx, await self.context.request(outer, handle_blockwise=False).response,
+                                             request_id)
+            payload += resp.payload
+        if resp.code.is_successful():
+            resp.payload = payload
+            resp.opt.block2 = None
+        return resp
 
     def _check(self, resp):
         if not resp.code.is_successful():
@@ -444,19 +480,28 @@ class LwM2MServer:
         msg = self._message(reg, Code.GET, path, accept=C.content_format(fmt) if fmt is not None else None)
         msg.opt.observe = 0
         await self._await_awake(reg)
+        ctx = self.oscore.for_endpoint(endpoint)
+        request_id = None
+        if ctx is not None:  # the request and every notification under OSCORE (RFC 8613 §4.1.3.5)
+            msg, request_id = oscore.protect_request(ctx, msg)
+
+        def opened(outer):
+            return oscore.unprotect_response(ctx, outer, request_id) if ctx is not None else outer
+
         request = self.context.request(msg)
         try:
-            first = await asyncio.wait_for(request.response, self.request_timeout)
+            outer_first = await asyncio.wait_for(request.response, self.request_timeout)
         except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
             request.observation.cancel()
             raise DeviceUnreachable("no answer to Observe from %s: %s" % (reg.address, type(e).__name__)) from None
+        first = opened(outer_first)
         if not first.code.is_successful():
             request.observation.cancel()
             raise DeviceError(dotted(first.code))
         obs = Observation(self, endpoint, path, request)
         self._observations.setdefault(endpoint, set()).add(obs)
         callback(self._decode(path, first), obs)
-        if first.opt.observe is None:
+        if outer_first.opt.observe is None:
             # The device answered but did not start an observation (RFC 7641 §3.1): nothing more will come.
             request.observation.cancel()
             callback(None, obs)
@@ -467,7 +512,7 @@ class LwM2MServer:
                 async for note in request.observation:
                     obs.notifications += 1
                     try:
-                        values = self._decode(path, self._check(note))
+                        values = self._decode(path, self._check(opened(note)))
                     except LwM2MError as e:
                         log.warning("bad notification from %s for %s: %s", endpoint, P.fmt(path), e)
                         continue
@@ -520,8 +565,17 @@ class LwM2MServer:
             exchange_timeout = rto * ((2 ** (max_retransmit + 1)) - 1) * 1.5 + 1.0
             await self._await_awake(reg_now)
             t0 = time.monotonic()
+            ctx = self.oscore.for_endpoint(endpoint)
             try:
-                resp = await asyncio.wait_for(self.context.request(msg, handle_blockwise=False).response, exchange_timeout)
+                if ctx is not None:  # each block its own protected request (inner Block1, RFC 8613 §4.1.3.4)
+                    outer, request_id = oscore.protect_request(ctx, msg)
+                    outer.transport_tuning = msg.transport_tuning
+                    resp = await asyncio.wait_for(self.context.request(outer, handle_blockwise=False).response,
+                                                  exchange_timeout)
+                    resp = oscore.unprotect_response(ctx, resp, request_id)
+                else:
+                    resp = await asyncio.wait_for(self.context.request(msg, handle_blockwise=False).response,
+                                                  exchange_timeout)
             except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut):
                 rtt.backoff()
                 raise BlockTimeout() from None
