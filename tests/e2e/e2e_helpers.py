@@ -23,3 +23,25 @@ async def wait_for_value(server, endpoint, path, pred, timeout=60):
         if loop.time() > end:
             raise AssertionError("%s stayed %r" % (path, v))
         await asyncio.sleep(0.2)
+
+
+async def observed_inference(svc, endpoint, x, timeout=60):
+    """Observe /32770/0/22, write input x to /32770/0/21, wait for the result notification -> (the device's output
+    bytes, the host reference's output bytes for the blob the device reports installed)."""
+    import numpy as np
+
+    from tinymlaas.blob import reference
+    from tinymlaas.blob.reader import parse
+
+    server = svc.server
+    notes = asyncio.Queue()
+    obs = await server.observe(endpoint, "/32770/0/22", lambda value, o=None: notes.put_nowait(value))
+    try:
+        await asyncio.wait_for(notes.get(), 10)  # the current value (RFC 7641)
+        blob = svc.registry.store.get((await svc.engine.channel.installed(endpoint))["sha256"])
+        await server.write(endpoint, "/32770/0/21", x.tobytes())
+        result = await asyncio.wait_for(notes.get(), timeout)
+    finally:
+        obs.cancel()
+    expected = np.asarray(reference.Executor(parse(blob)).run([x])[0]).astype(np.int8).tobytes()
+    return bytes(result[(32770, 0, 22)]), expected

@@ -9,14 +9,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from tinymlaas.blob import reference
-from tinymlaas.blob.reader import parse
 from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.devices.qemu import QemuDevice
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.core import Service
 
-from e2e_helpers import wait_for, wait_for_value
+from e2e_helpers import observed_inference, wait_for, wait_for_value
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -52,15 +50,9 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
             assert await server.read_value("gw", "/32770/0/11") == "kws"
             assert svc.server.find("gw").capabilities["Model Name"] == "kws"   # refreshed after the update
 
-            notes = asyncio.Queue()
-            obs = await server.observe("gw", "/32770/0/22", lambda value, o=None: notes.put_nowait(value))
-            await asyncio.wait_for(notes.get(), 10)
-            blob = svc.registry.store.get((await svc.engine.channel.installed("gw"))["sha256"])
             x = np.random.default_rng(5).integers(-128, 128, (1, 49, 10, 1), dtype=np.int8)
-            await server.write("gw", "/32770/0/21", x.tobytes())
-            result = await asyncio.wait_for(notes.get(), 60)
-            expected = np.asarray(reference.Executor(parse(blob)).run([x])[0]).astype(np.int8).tobytes()
-            assert bytes(result[(32770, 0, 22)]) == expected
+            result, expected = await observed_inference(svc, "gw", x)
+            assert result == expected
             assert int(await server.read_value("gw", "/32770/0/18")) > 0   # the co-processor's cycle count, in us
 
             # the golden vectors of the package, run again on the co-processor on request
@@ -69,10 +61,8 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
 
             # the co-processor resets (its RAM store is empty again): the next inference installs the blob again
             qemu.reset()
-            await server.write("gw", "/32770/0/21", x.tobytes())
-            result = await asyncio.wait_for(notes.get(), 120)
-            assert bytes(result[(32770, 0, 22)]) == expected
-            obs.cancel()
+            result, _ = await observed_inference(svc, "gw", x, timeout=120)
+            assert result == expected
 
             # a model whose arena the co-processor cannot hold is refused by the selection, with the reason
             svc.catalog.add(mlperf_model("ic"), "ic", "1", builds=[("tmlb-int8", "tinyml-c", {})])
