@@ -5,8 +5,9 @@
 #   ... --coprocessor tcp:127.0.0.1:4444 | uart:1:115200   models run on a Cortex-M co-processor (tinyml/coproc.py)
 #
 # The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms) plus the Device
-# object strings (manufacturer, model, serial, device_type, hw_version). Status lines go to stdout, one event a
-# line ("registered /rd/5", ...), so a supervisor can follow the device.
+# object strings (manufacturer, model, serial, device_type, hw_version), and optionally "oscore" (see
+# oscore_context; also accepted as --oscore JSON): then all traffic with the server is OSCORE protected. Status
+# lines go to stdout, one event a line ("registered /rd/5", ...), so a supervisor can follow the device.
 import gc
 import json
 import socket
@@ -36,6 +37,8 @@ def parse_args(argv):
         if key == "config":
             with open(val) as f:
                 cfg.update(json.load(f))
+        elif key == "oscore":  # the same object as in a config file, as JSON text
+            cfg[key] = json.loads(val)
         else:
             cfg[key] = int(val) if key in ("lifetime", "ack_timeout_ms", "port", "flash_bytes") else val
         i += 2
@@ -93,14 +96,43 @@ def open_coprocessor(spec):
     return coproc.Link(stream)
 
 
+def oscore_context(o, data_dir):
+    """The OSCORE security context shared with the LwM2M server, from the config's "oscore" object (hex
+    strings: master_secret, sender_id (this device's), recipient_id (the server's), optional master_salt and
+    id_context). The sender sequence number is kept in data_dir/oscore-seq across reboots."""
+    import binascii
+
+    from coap import oscore
+
+    def field(name, required=True):
+        v = o.get(name)
+        if v is None:
+            if required:
+                raise SystemExit("oscore: missing %s" % name)
+            return None
+        try:
+            return binascii.unhexlify(v)
+        except (ValueError, TypeError):
+            raise SystemExit("oscore: %s is not hex" % name)
+
+    try:
+        return oscore.Context(field("master_secret"), field("sender_id"), field("recipient_id"),
+                              field("master_salt", False) or b"", field("id_context", False),
+                              store=oscore.SequenceStore(data_dir + "/oscore-seq"))
+    except ValueError as e:  # bad IDs, or OscoreError: the sequence number store is damaged
+        raise SystemExit("oscore: %s" % e)
+
+
 def build(cfg):
     host, port, _, _ = pull.parse_uri(cfg["server"])
     server_addr = socket.getaddrinfo(host, port)[0][-1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
-    c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
     hal.makedirs(cfg["data_dir"])
+    if cfg.get("oscore"):
+        ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
+    c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
     link = loader = None
     if cfg.get("coprocessor"):
         from tinyml.coproc import loader as coproc_loader

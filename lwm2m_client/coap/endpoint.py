@@ -7,12 +7,29 @@
 #
 # RAM: one receive buffer per datagram (RECV_BYTES), DEDUP_ENTRIES cached responses (each <= one block plus
 # headers), one retained copy of each outstanding CON message.
+#
+# OSCORE (RFC 8613): after secure(context), with a coap.oscore.Context, every request and response this endpoint
+# exchanges is protected with it, whoever the peer (the device talks to its LwM2M server only, and pull downloads
+# come from that server too). Requests sent are protected in start() and their responses opened with the
+# RequestId kept on the Transmission; a response that does not open fails the exchange like a timeout. Requests
+# received must carry the OSCORE option: they are opened before any other check, handled in plain, and their
+# response protected; anything else is refused with an unprotected error response and not handled. Duplicates
+# get the cached (protected) response again without being opened a second time (the replay window would refuse
+# them). Empty ACK/RST/ping stay unprotected (§4.2).
+#
+# Echo (RFC 9175) both ways, for replay windows lost in a reboot (RFC 8613 Appendix B.1.2): after boot the replay
+# window knows nothing, so the first protected request is answered with a protected 4.01 carrying an Echo value
+# and not handled; the request repeated with that Echo inside is handled and starts the window. A protected 4.01
+# with Echo to one of our requests (an aiocoap server after its reboot) makes us repeat the request with it.
 
 import os
 import select
 import time
 
 from . import message as cm
+
+_OSCORE = 9  # option numbers; coap.oscore itself is only imported where a context is configured
+_ECHO = 252  # RFC 9175; Class E
 
 RECV_BYTES = 1280  # 1024-byte block + token + options, with margin (RFC 7252 §4.6 suggests 1152)
 DEDUP_ENTRIES = 8
@@ -35,9 +52,9 @@ class Transmission:
     """One outgoing message we expect an answer to (CON: an ACK; request: a response)."""
 
     __slots__ = ("data", "addr", "mid", "token", "con", "deadline", "timeout", "retries", "state", "response",
-                 "on_done")
+                 "on_done", "request_id", "plain")
 
-    def __init__(self, data, addr, mid, token, con, on_done):
+    def __init__(self, data, addr, mid, token, con, on_done, request_id=None):
         self.data = data
         self.addr = addr
         self.mid = mid
@@ -49,6 +66,8 @@ class Transmission:
         self.state = "pending"  # pending -> acked (empty ACK, waiting for separate response) -> done/timeout/reset
         self.response = None
         self.on_done = on_done
+        self.request_id = request_id  # OSCORE: the RequestId its response is opened with
+        self.plain = None  # OSCORE: the request before protection, to repeat it with an Echo
 
 
 class Endpoint:
@@ -68,6 +87,9 @@ class Endpoint:
         self.recent = []  # [addr, mid, encoded response or None, expiry ticks] for duplicate detection
         self.sent_non = []  # (mid, addr, token) of recent NON messages, so a Reset can be matched to them
         self.on_reject = None  # on_reject(addr, token): the peer answered our message with Reset
+        self.security = None  # an OSCORE Context: all traffic protected (see the top of this file); use secure()
+        self.echo = None  # OSCORE: the Echo value a request must carry before the replay window is trusted
+        self.request_id = None  # OSCORE: the RequestId of the request the handler is answering (for Observe)
         self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "duplicate": 0, "malformed": 0}
 
     def next_mid(self):
@@ -84,8 +106,27 @@ class Endpoint:
         self.stats["tx"] += 1
         self.sock.sendto(data, addr)
 
-    def send(self, addr, msg):
-        """Send without waiting (NON, ACK, RST). Returns the message ID used."""
+    def secure(self, context, echo=True):
+        """Protect all traffic with the OSCORE Context `context`. `echo`: check the freshness of the first
+        request after boot with Echo (RFC 8613 B.1.2); without it an old request replayed after a reboot would
+        be accepted."""
+        self.security = context
+        self.echo = os.urandom(8) if echo else None
+
+    def protect(self, msg, request_id=None):
+        """(message to send, RequestId or None): with OSCORE, a request protected, or a response to the
+        request `request_id` protected (always with its own Partial IV: the responses that come here outside
+        the request/response path are notifications). Empty messages are sent as they are."""
+        if self.security is None or msg.code == cm.EMPTY:
+            return msg, None
+        if msg.is_request():
+            return self.security.protect_request(msg)
+        return self.security.protect_response(msg, request_id, True), None
+
+    def send(self, addr, msg, request_id=None):
+        """Send without waiting (NON, ACK, RST). Returns the message ID used. `request_id`: the OSCORE
+        RequestId a response (notification) answers."""
+        msg = self.protect(msg, request_id)[0]
         if msg.type == cm.NON:
             msg.mid = self.next_mid()
             self.sent_non.append((msg.mid, addr, msg.token))
@@ -94,11 +135,16 @@ class Endpoint:
         self._sendto(cm.encode(msg), addr)
         return msg.mid
 
-    def start(self, addr, msg, on_done=None):
-        """Send a CON message (or a NON request) and track it until it is answered or times out."""
+    def start(self, addr, msg, on_done=None, request_id=None):
+        """Send a CON message (or a NON request) and track it until it is answered or times out.
+        `request_id`: for a CON notification, the OSCORE RequestId of its Observe request."""
+        plain = msg
+        msg, rid = self.protect(msg, request_id)
         msg.mid = self.next_mid()
         con = msg.type == cm.CON
-        t = Transmission(cm.encode(msg), addr, msg.mid, msg.token, con, on_done)
+        t = Transmission(cm.encode(msg), addr, msg.mid, msg.token, con, on_done, rid)
+        if rid is not None:
+            t.plain = plain
         # initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR]
         r = os.urandom(1)[0] / 255
         t.timeout = int(self.ack_timeout_ms * (1 + (self.ack_random_factor - 1) * r))
@@ -161,7 +207,7 @@ class Endpoint:
     def _finish(self, t, state, response=None):
         t.state = state
         t.response = response
-        t.data = None  # release the retained copy
+        t.data = t.plain = None  # release the retained copies
         if t in self.pending:
             self.pending.remove(t)
         if t.on_done:
@@ -201,8 +247,8 @@ class Endpoint:
                         t.deadline = time.ticks_add(time.ticks_ms(), self.separate_timeout_ms)
                         if not t.token:
                             self._finish(t, "done")
-                elif msg.token == t.token and not cm.bad_option(msg):
-                    self._finish(t, "done", msg)
+                elif msg.token == t.token:
+                    self._response(t, msg)
                 return
         if msg.type == cm.RST and self.on_reject:
             for mid, a, token in self.sent_non:
@@ -215,12 +261,81 @@ class Endpoint:
             if t.token == msg.token and t.addr == addr and msg.token:
                 if msg.type == cm.CON:
                     self._sendto(cm.encode(cm.Message(cm.ACK, cm.EMPTY, msg.mid)), addr)
-                if cm.bad_option(msg) is not None:
-                    return
-                self._finish(t, "done", msg)
+                self._response(t, msg)
                 return
         if msg.type == cm.CON:
             self._reset(addr, msg.mid)  # unexpected response: reject
+
+    def _response(self, t, msg):
+        """The response to t arrived: open it (OSCORE) and complete the exchange. A response that does not
+        open fails the exchange like a timeout; one with a bad option is ignored (the exchange goes on)."""
+        if t.request_id is not None:
+            try:
+                msg = self.security.unprotect_response(msg, t.request_id)
+            except ValueError as e:  # OscoreError
+                print("oscore: response to message %d refused: %s" % (t.mid, e))
+                self._finish(t, "timeout")
+                return
+            echo = msg.opt(_ECHO)
+            if msg.code == cm.UNAUTHORIZED and echo is not None and t.plain.opt(_ECHO) is None:
+                self._repeat(t, echo)
+                return
+        if cm.bad_option(msg) is None:
+            self._finish(t, "done", msg)
+
+    def _repeat(self, t, echo):
+        """The server asked for an Echo (RFC 9175 §2.3): the same request again with it, as a new exchange
+        under the same token and Transmission."""
+        t.plain.add(_ECHO, echo)
+        msg, t.request_id = self.security.protect_request(t.plain)
+        msg.mid = t.mid = self.next_mid()
+        t.data = cm.encode(msg)
+        t.state = "pending"
+        t.retries = 0
+        t.timeout = self.ack_timeout_ms if t.con else self.separate_timeout_ms
+        t.deadline = time.ticks_add(time.ticks_ms(), t.timeout)
+        self._sendto(t.data, t.addr)
+
+    def _open(self, req):
+        """(plain request, RequestId) to handle, (None, unprotected error response) for a request that is
+        refused, or (response, RequestId) to protect and send without handling (Echo)."""
+        from . import oscore
+
+        if req.opt(_OSCORE) is None:
+            return None, cm.Message(code=cm.UNAUTHORIZED, payload=b"OSCORE required")
+        try:
+            req, rid = self.security.unprotect_request(req)
+        except oscore.OscoreError as e:
+            print("oscore: request refused:", e)
+            return None, cm.Message(code=e.code, payload=e.reason.encode())
+        if self.echo is not None:
+            if req.opt(_ECHO) != self.echo:
+                resp = cm.Message(code=cm.UNAUTHORIZED)  # not handled; answered protected (RFC 9175 §2.4)
+                resp.add(_ECHO, self.echo)
+                return resp, rid
+            # fresh: the window starts at this request; what it saw before the Echo check is forgotten
+            self.echo = None
+            self.security.replay = oscore.ReplayWindow()
+            self.security.replay.mark(cm.uint_value(rid.piv))
+        return req, rid
+
+    def _answer(self, req, addr, rid):
+        bad = cm.bad_option(req)
+        if bad is not None:
+            return cm.Message(code=cm.BAD_OPTION, payload=b"option %d" % bad)
+        if req.opt(cm.PROXY_URI) is not None or req.opt(cm.PROXY_SCHEME) is not None:
+            return cm.Message(code=cm.PROXYING_NOT_SUPPORTED)
+        if not self.handler:
+            return cm.Message(code=cm.NOT_FOUND)
+        self.request_id = rid
+        try:
+            return self.handler(req, addr)
+        except MemoryError:
+            return cm.Message(code=cm.INTERNAL_SERVER_ERROR, payload=b"out of memory")
+        except Exception as e:  # a bug in one handler must not take the device off the network
+            return cm.Message(code=cm.INTERNAL_SERVER_ERROR, payload=str(e).encode()[:64])
+        finally:
+            self.request_id = None
 
     def _on_request(self, req, addr):
         now = time.ticks_ms()
@@ -234,24 +349,32 @@ class Endpoint:
         self.recent.append(entry)
         if len(self.recent) > DEDUP_ENTRIES:
             self.recent.pop(0)
-        bad = cm.bad_option(req)
-        if bad is not None:
-            resp = cm.Message(code=cm.BAD_OPTION, payload=b"option %d" % bad)
-        elif req.opt(cm.PROXY_URI) is not None or req.opt(cm.PROXY_SCHEME) is not None:
-            resp = cm.Message(code=cm.PROXYING_NOT_SUPPORTED)
+        token, mtype = req.token, req.type
+        rid = None
+        fresh_piv = False
+        if self.security is not None:
+            req, rid = self._open(req)
+        if req is None:
+            resp, rid = rid, None  # refused: answered unprotected, not handled
+        elif not req.is_request():
+            # asked for an Echo: answered protected, not handled. The request may be an old one replayed, so the
+            # answer takes a Partial IV of its own: the request's nonce may have sealed a response before
+            resp = req
+            fresh_piv = True
         else:
-            try:
-                resp = self.handler(req, addr) if self.handler else cm.Message(code=cm.NOT_FOUND)
-            except MemoryError:
-                resp = cm.Message(code=cm.INTERNAL_SERVER_ERROR, payload=b"out of memory")
-            except Exception as e:  # a bug in one handler must not take the device off the network
-                resp = cm.Message(code=cm.INTERNAL_SERVER_ERROR, payload=str(e).encode()[:64])
+            resp = self._answer(req, addr, rid)
         if resp is None:
             return
-        resp.token = req.token
-        if req.type == cm.CON:
+        if rid is not None:
+            try:
+                resp = self.security.protect_response(resp, rid, fresh_piv)
+            except Exception as e:  # sequence numbers exhausted or their store unwritable: say nothing
+                print("oscore: cannot protect the response:", e)
+                return
+        resp.token = token
+        if mtype == cm.CON:
             resp.type = cm.ACK
-            resp.mid = req.mid
+            resp.mid = entry[1]
         else:
             resp.type = cm.NON
             resp.mid = self.next_mid()

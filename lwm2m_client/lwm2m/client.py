@@ -370,10 +370,11 @@ class Client:
             if o.token == token and o.addr == addr:
                 o.path = ids  # re-registration replaces (RFC 7641 §4.1)
                 o.fmt = fmt
+                o.request_id = self.ep.request_id
                 return o
         if len(self.observations) >= observe.MAX_OBSERVATIONS:
             return None  # served as a plain read, which RFC 7641 allows
-        o = observe.Observation(addr, token, ids, fmt, time.ticks_ms())
+        o = observe.Observation(addr, token, ids, fmt, time.ticks_ms(), self.ep.request_id)
         self.observations.append(o)
         return o
 
@@ -437,9 +438,9 @@ class Client:
             self._snapshot(o.addr, o.path, fmt, payload, msg)
         msg = self._blocks(None, msg, payload)  # a large notification carries its first block (RFC 7959 §3.4)
         if con:
-            self.ep.start(o.addr, msg, self._notification_done)
+            self.ep.start(o.addr, msg, self._notification_done, o.request_id)
         else:
-            self.ep.send(o.addr, msg)
+            self.ep.send(o.addr, msg, o.request_id)
 
     # Discover / Write-Attributes
 

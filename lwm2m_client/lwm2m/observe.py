@@ -36,9 +36,9 @@ def parse_attributes(queries):
 
 
 class Observation:
-    __slots__ = ("addr", "token", "path", "fmt", "seq", "last_ms", "last_value", "dirty", "sent")
+    __slots__ = ("addr", "token", "path", "fmt", "seq", "last_ms", "last_value", "dirty", "sent", "request_id")
 
-    def __init__(self, addr, token, path, fmt, now):
+    def __init__(self, addr, token, path, fmt, now, request_id=None):
         self.addr = addr
         self.token = token
         self.path = path
@@ -48,6 +48,7 @@ class Observation:
         self.last_value = None
         self.dirty = False
         self.sent = 0
+        self.request_id = request_id  # OSCORE: the Observe request's RequestId, which notifications answer
 
     def next_seq(self):
         self.seq = (self.seq + 1) & SEQ_MASK
