@@ -28,6 +28,9 @@ def register(subparsers):
                    help="run models on a co-processor on the device's UART: stm32f4 or mps2-an386 boots the "
                    "bare-metal firmware in QEMU for it; tcp:HOST:PORT reaches one already running (e.g. Renode's "
                    "socket terminal)")
+    e.add_argument("--oscore-keys", metavar="KEYS.json",
+                   help="the same keys file as `serve --oscore-keys`: this endpoint's entry protects all its LwM2M "
+                   "traffic with OSCORE (docs/security.md)")
     e.set_defaults(func=run_emulate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -58,6 +61,22 @@ def run_emulate(args):
             qemu.stop()
 
 
+def _device_oscore(args):
+    """This endpoint's keys from --oscore-keys, as the device's config wants them (or None)."""
+    from ..cli import UserError
+    from ..lwm2m.oscore import OscoreKeyError, load_keys
+
+    if not args.oscore_keys:
+        return None
+    try:
+        mine = [k for k in load_keys(args.oscore_keys) if k.endpoint == args.endpoint]
+    except OscoreKeyError as e:
+        raise UserError(str(e)) from None
+    if not mine:
+        raise UserError("%s has no keys for endpoint %s" % (args.oscore_keys, args.endpoint))
+    return mine[0].device_config()
+
+
 def _run_device(args, coproc):
     from ..cli import UserError
     from ..devices.emulated import EmulatedDevice
@@ -66,7 +85,8 @@ def _run_device(args, coproc):
     try:
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
                              profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
-                             coprocessor=coproc, log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
+                             coprocessor=coproc, oscore=_device_oscore(args),
+                             log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None
     print("emulated %s device %s: heap %d bytes, flash %s" % (args.profile, args.endpoint, dev.heap,

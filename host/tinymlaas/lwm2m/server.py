@@ -358,20 +358,33 @@ class LwM2MServer:
         except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
             raise DeviceUnreachable("no answer from %s: %s" % (msg.remote.hostinfo, type(e).__name__)) from None
 
+    async def _protected(self, ctx, msg, awaiting=None):
+        """Send msg under OSCORE and open the answer. A device that has just booted answers its first request
+        with 4.01 and an Echo value (RFC 8613 Appendix B.1.2, RFC 9175): the request goes again, with the Echo
+        inside and a new Partial IV. `awaiting(outer) -> outer response` overrides how the answer is awaited (the
+        push bounds each exchange by its own timeout)."""
+        for attempt in (0, 1):
+            outer, request_id = oscore.protect_request(ctx, msg)
+            outer.transport_tuning = msg.transport_tuning
+            request = self.context.request(outer, handle_blockwise=False)
+            resp = oscore.unprotect_response(ctx, await (awaiting(request) if awaiting else request.response),
+                                             request_id)
+            if attempt or resp.code != Code.UNAUTHORIZED or resp.opt.echo is None:
+                return resp
+            msg = msg.copy(mid=None)
+            msg.opt.echo = resp.opt.echo
+        return resp
+
     async def _secured(self, ctx, msg):
         """One request under OSCORE. Block-wise transfer is inner (inside the ciphertext, RFC 8613 §4.1.3.4), so
         a long response is fetched here block by block, each request protected on its own."""
-        outer, request_id = oscore.protect_request(ctx, msg)
-        resp = oscore.unprotect_response(ctx, await self.context.request(outer, handle_blockwise=False).response,
-                                         request_id)
+        resp = await self._protected(ctx, msg)
         payload = resp.payload
         while resp.code.is_successful() and resp.opt.block2 is not None and resp.opt.block2.more:
             b2 = resp.opt.block2
             nxt = msg.copy(mid=None)
             nxt.opt.block2 = BlockOption.BlockwiseTuple(b2.block_number + 1, False, b2.size_exponent)
-            outer, request_id = oscore.protect_request(ctx, nxt)
-            resp = oscore.unprotect_response(ctx, await self.context.request(outer, handle_blockwise=False).response,
-                                             request_id)
+            resp = await self._protected(ctx, nxt)
             payload += resp.payload
         if resp.code.is_successful():
             resp.payload = payload
@@ -481,20 +494,25 @@ class LwM2MServer:
         msg.opt.observe = 0
         await self._await_awake(reg)
         ctx = self.oscore.for_endpoint(endpoint)
-        request_id = None
-        if ctx is not None:  # the request and every notification under OSCORE (RFC 8613 §4.1.3.5)
-            msg, request_id = oscore.protect_request(ctx, msg)
+        for attempt in (0, 1):
+            sent, request_id = oscore.protect_request(ctx, msg) if ctx is not None else (msg, None)
 
-        def opened(outer):
-            return oscore.unprotect_response(ctx, outer, request_id) if ctx is not None else outer
+            def opened(outer, request_id=request_id):
+                # the request and every notification under OSCORE (RFC 8613 §4.1.3.5)
+                return oscore.unprotect_response(ctx, outer, request_id) if ctx is not None else outer
 
-        request = self.context.request(msg)
-        try:
-            outer_first = await asyncio.wait_for(request.response, self.request_timeout)
-        except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
-            request.observation.cancel()
-            raise DeviceUnreachable("no answer to Observe from %s: %s" % (reg.address, type(e).__name__)) from None
-        first = opened(outer_first)
+            request = self.context.request(sent)
+            try:
+                outer_first = await asyncio.wait_for(request.response, self.request_timeout)
+            except (asyncio.TimeoutError, aiocoap.error.NetworkError, aiocoap.error.RequestTimedOut) as e:
+                request.observation.cancel()
+                raise DeviceUnreachable("no answer to Observe from %s: %s" % (reg.address, type(e).__name__)) from None
+            first = opened(outer_first)
+            if attempt or first.code != Code.UNAUTHORIZED or first.opt.echo is None:
+                break
+            request.observation.cancel()  # a device that just booted asks for Echo first (see _protected)
+            msg = msg.copy(mid=None)
+            msg.opt.echo = first.opt.echo
         if not first.code.is_successful():
             request.observation.cancel()
             raise DeviceError(dotted(first.code))
@@ -568,11 +586,8 @@ class LwM2MServer:
             ctx = self.oscore.for_endpoint(endpoint)
             try:
                 if ctx is not None:  # each block its own protected request (inner Block1, RFC 8613 §4.1.3.4)
-                    outer, request_id = oscore.protect_request(ctx, msg)
-                    outer.transport_tuning = msg.transport_tuning
-                    resp = await asyncio.wait_for(self.context.request(outer, handle_blockwise=False).response,
-                                                  exchange_timeout)
-                    resp = oscore.unprotect_response(ctx, resp, request_id)
+                    resp = await self._protected(
+                        ctx, msg, awaiting=lambda request: asyncio.wait_for(request.response, exchange_timeout))
                 else:
                     resp = await asyncio.wait_for(self.context.request(msg, handle_blockwise=False).response,
                                                   exchange_timeout)
