@@ -14,6 +14,7 @@
 
 import asyncio
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..devices.emulated import EmulatedDevice
 from ..devices.qemu import QemuDevice, QemuError
+from ..lwm2m.oscore import DeviceKeys
 from ..paths import mlperf_model
 from ..service.core import Service
 from ..service.selection import choose
@@ -32,12 +34,12 @@ from . import vibration
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
 
 # name, board profile (devices/emulated.py), flash for model packages (None: the profile's), co-processor board
-# (the bare-metal firmware under QEMU on the device's UART: models run there) or None
+# (the bare-metal firmware under QEMU on the device's UART: models run there) or None, OSCORE keys or not
 DEVICES = [
-    ("esp32s3-kitchen", "esp32-s3", None, None),
-    ("esp32-pump-7", "esp32", None, None),
-    ("m4-fan-2", "cortex-m4", "16k", None),     # most of its 1 MB flash holds firmware: a 16 KB model partition
-    ("esp32-stm32-line-3", "esp32", None, "stm32f4"),
+    ("esp32s3-kitchen", "esp32-s3", None, None, False),
+    ("esp32-pump-7", "esp32", None, None, True),
+    ("m4-fan-2", "cortex-m4", "16k", None, False),     # most of its 1 MB flash holds firmware: a 16 KB partition
+    ("esp32-stm32-line-3", "esp32", None, "stm32f4", False),
 ]
 
 TINYML = 32770
@@ -91,7 +93,7 @@ async def _demo(data_dir, narrator, summary_json=None):
     try:
         step("Starting %d emulated devices (MicroPython unix port, heap limited like a board; one drives an STM32F4 "
              "co-processor: the bare-metal C firmware in QEMU on its UART)" % len(DEVICES))
-        for name, profile, flash, coproc_board in DEVICES:
+        for name, profile, flash, coproc_board, secure in DEVICES:
             coproc = None
             if coproc_board:
                 try:
@@ -101,8 +103,13 @@ async def _demo(data_dir, narrator, summary_json=None):
                     continue
                 coprocessors.append(qemu)
                 coproc = "tcp:127.0.0.1:%d" % qemu.port
+            keys = None
+            if secure:  # its keys, shared by the service and the device: all its LwM2M traffic under OSCORE
+                keys = DeviceKeys(name, secrets.token_bytes(16), device_id=bytes([len(devices) + 1]),
+                                  server_id=b"\x00", master_salt=secrets.token_bytes(8))
+                svc.server.add_oscore_device(keys)
             dev = EmulatedDevice(uri, name, profile=profile, flash=flash, data_dir=data_dir / "devices" / name,
-                                 coprocessor=coproc)
+                                 coprocessor=coproc, oscore=keys.device_config() if keys else None)
             dev.start()
             devices.append(dev)
         caps_seen = asyncio.Event()
@@ -136,8 +143,9 @@ async def _demo(data_dir, narrator, summary_json=None):
             raise RuntimeError("devices did not report capabilities in time: %s" % [d.lines[-5:] for d in devices])
         for d in devices:
             c = svc.device_capabilities(d.endpoint)
-            say("%-18s %-9s %s %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
-                % (d.endpoint, d.profile, "co-processor arena" if c["coprocessor"] else "heap free",
+            say("%-18s %-9s %-6s %s %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
+                % (d.endpoint, d.profile, "OSCORE" if d.oscore else "NoSec",
+                   "co-processor arena" if c["coprocessor"] else "heap free",
                    c["heap_free"], c["largest_block"], c["fs_free"], c["runtime"], len(c["ops"])))
 
         step("Fit-to-device selection (tinymlaas explain)")
@@ -173,6 +181,7 @@ async def _demo(data_dir, narrator, summary_json=None):
             caps = svc.device_capabilities(d.endpoint)
             inst = await svc.engine.channel.installed(d.endpoint)
             row = {"device": d.endpoint, "profile": d.profile + ("+stm32f4" if d.coprocessor else ""),
+                   "security": "OSCORE" if d.oscore else "NoSec",
                    "largest_block": caps["largest_block"],
                    "fs_free": caps["fs_free"], "model": inst.get("name") or "-", "variant": "-",
                    "inferences": 0, "correct": "-", "latency_ms": "-"}
@@ -254,7 +263,8 @@ async def run_inferences(svc, endpoint, installed, Xt, yt, count=5):
 def print_summary(rows):
     from ..commands._output import print_table
 
-    print_table(rows, [("device", "DEVICE"), ("profile", "PROFILE"), ("largest_block", "LARGEST BLOCK B"),
+    print_table(rows, [("device", "DEVICE"), ("profile", "PROFILE"), ("security", "LWM2M"),
+                       ("largest_block", "LARGEST BLOCK B"),
                        ("fs_free", "FLASH FREE B"), ("model", "MODEL"), ("variant", "VARIANT"),
                        ("inferences", "INFERENCES"), ("correct", "CORRECT"), ("latency_ms", "LATENCY MS")])
 
