@@ -85,6 +85,7 @@ def test_port_without_micropython(capsys):
     (["--endpoint", "a b"], "--endpoint 'a b'"),
     (["--lifetime", "0"], "--lifetime must be at least 1"),
     (["--coprocessor", "spi:1"], "--coprocessor takes uart:ID[:BAUD]"),
+    (["--oscore-keys", "/nonexistent/keys.json"], "cannot read OSCORE keys"),
 ])
 def test_bad_arguments(capsys, args, message):
     base = {"--server": "coap://127.0.0.1:5683", "--endpoint": "x", "--lifetime": "300"}
@@ -134,6 +135,29 @@ def test_provision_with_a_coprocessor(tmp_path, service):
                            api_url=service.api_url, log=lambda line: None, coprocessor=spec)
         assert result["registered_api"] is True
     assert json.loads((tmp_path / "tinyml.json").read_text())["coprocessor"] == spec
+
+
+def test_provision_with_oscore_keys(tmp_path, service):
+    """--oscore-keys: the endpoint's keys go into the board's config and it registers under OSCORE (the server
+    refuses that name without them)."""
+    from tinymlaas.lwm2m.oscore import device_config_for, load_keys
+
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"sec-board": {"master_secret": "00112233445566778899aabbccddeeff",
+                                                   "device_id": "21", "server_id": "01"}}))
+    service.call(_add_keys(service.server, load_keys(keys_file)))
+    with ReplBoard(tmp_path, heap="512k") as board:
+        result = provision(board.port, service.uri, "sec-board", data_dir="flash", lib_dir="lib", wait_s=30,
+                           api_url=service.api_url, log=lambda line: None,
+                           oscore=device_config_for(keys_file, "sec-board"))
+        assert result["registered_api"] is True
+        assert service.server.oscore.opened >= 1
+    assert json.loads((tmp_path / "tinyml.json").read_text())["oscore"]["sender_id"] == "21"
+
+
+async def _add_keys(server, keys):
+    for k in keys:
+        server.add_oscore_device(k)
 
 
 def test_reprovision_a_running_device(tmp_path, service):

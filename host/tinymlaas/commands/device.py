@@ -64,17 +64,12 @@ def run_emulate(args):
 def _device_oscore(args):
     """This endpoint's keys from --oscore-keys, as the device's config wants them (or None)."""
     from ..cli import UserError
-    from ..lwm2m.oscore import OscoreKeyError, load_keys
+    from ..lwm2m.oscore import OscoreKeyError, device_config_for
 
-    if not args.oscore_keys:
-        return None
     try:
-        mine = [k for k in load_keys(args.oscore_keys) if k.endpoint == args.endpoint]
+        return device_config_for(args.oscore_keys, args.endpoint) if args.oscore_keys else None
     except OscoreKeyError as e:
         raise UserError(str(e)) from None
-    if not mine:
-        raise UserError("%s has no keys for endpoint %s" % (args.oscore_keys, args.endpoint))
-    return mine[0].device_config()
 
 
 def _run_device(args, coproc):

@@ -25,6 +25,9 @@ def register(subparsers):
     p.add_argument("--coprocessor", metavar="uart:ID:BAUD",
                    help="the board runs its models on the bare-metal firmware (firmware/, e.g. an STM32F4 flashed "
                    "with it) on this UART, e.g. uart:1:115200 (docs/lwm2m-client.md, Co-processor)")
+    p.add_argument("--oscore-keys", metavar="KEYS.json",
+                   help="the keys file `serve --oscore-keys` uses: this endpoint's entry goes into the board's "
+                   "config and all its LwM2M traffic is OSCORE-protected (docs/security.md)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -42,11 +45,17 @@ def run(args):
         raise UserError("--lifetime must be at least 1 second")
     if args.coprocessor and not re.fullmatch(r"uart:\d+(:\d+)?|tcp:[\w.-]+:\d+", args.coprocessor):
         raise UserError("--coprocessor takes uart:ID[:BAUD] (or tcp:HOST:PORT), not %r" % args.coprocessor)
+    from ..lwm2m.oscore import OscoreKeyError, device_config_for
+
+    try:
+        oscore = device_config_for(args.oscore_keys, args.endpoint) if args.oscore_keys else None
+    except OscoreKeyError as e:
+        raise UserError(str(e)) from None
     try:
         result = provision(args.port, args.server, args.endpoint, data_dir=args.data_dir, lib_dir=args.lib_dir,
                            lifetime=args.lifetime, api_url=args.wait_registered, wait_s=args.timeout,
                            baud=args.baud, log=lambda line: print(line, file=sys.stderr, flush=True),
-                           coprocessor=args.coprocessor)
+                           coprocessor=args.coprocessor, oscore=oscore)
     except ProvisionError as e:
         raise UserError(str(e)) from None
     if args.json:

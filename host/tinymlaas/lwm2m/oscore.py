@@ -83,6 +83,14 @@ def load_keys(path):
     return [DeviceKeys.from_json(ep, obj if isinstance(obj, dict) else {}) for ep, obj in data.items()]
 
 
+def device_config_for(path, endpoint):
+    """The "oscore" object of `endpoint`'s device config, from the server's keys file."""
+    mine = [k for k in load_keys(path) if k.endpoint == endpoint]
+    if not mine:
+        raise OscoreKeyError("%s has no keys for endpoint %s" % (path, endpoint))
+    return mine[0].device_config()
+
+
 class Contexts:
     """The server's OSCORE contexts, by endpoint and by the device's kid."""
 
