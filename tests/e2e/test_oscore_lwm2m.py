@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tinymlaas.devices.emulated import EmulatedDevice
+from tinymlaas.lwm2m.http_api import device_view
 from tinymlaas.lwm2m.oscore import DeviceKeys
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.core import Service
@@ -48,6 +49,8 @@ def test_lwm2m_under_oscore(tmp_path):
             await wait_for(lambda: all(svc.server.find(d.endpoint) and svc.server.find(d.endpoint).capabilities
                                        for d in (secure, plain)), 60, "both devices with capabilities")
             assert svc.server.oscore.opened >= 1                      # the Register came protected
+            views = {d: device_view(svc.server.find(d), svc.server)["security"] for d in ("sec-1", "plain-1")}
+            assert views == {"sec-1": "oscore", "plain-1": "nosec"}          # what /api/devices shows
             caps = svc.device_capabilities("sec-1")
             assert caps["runtime"] == "tinyml-mpy" and caps["largest_block"] > 0   # read under OSCORE
 

@@ -44,7 +44,7 @@ def cmd_devices(args):
             "endpoint": d["endpoint"],
             "address": d["address"],
             "since": d.get("registered_at_utc", ""),
-            "lwm2m": d.get("lwm2m_version", ""),
+            "lwm2m": "%s %s" % (d.get("lwm2m_version", ""), "OSCORE" if d.get("security") == "oscore" else "NoSec"),
             "arch": caps.get("Machine", ""),
             "heap": caps.get("Free Heap", ""),
             "model": ("%s %s" % (model.get("name") or "", model.get("version") or "")).strip() or "-",

@@ -85,8 +85,9 @@ class HttpApi:
         return (405, {"error": "method not allowed"}) if allowed else (404, {"error": "no such resource"})
 
 
-def device_view(reg):
-    """What /api/devices shows for one registration (also used by `tinymlaas devices --json`)."""
+def device_view(reg, server=None):
+    """What /api/devices shows for one registration (also used by `tinymlaas devices --json`). `security` is
+    "oscore" for an endpoint the server only talks to under OSCORE, else "nosec"."""
     caps = reg.capabilities or {}
     model = None
     if caps.get("Model Name") or caps.get("Model SHA256"):
@@ -106,6 +107,7 @@ def device_view(reg):
         "objects": reg.objects,
         "capabilities": reg.capabilities,
         "installed_model": model,
+        "security": "oscore" if server is not None and server.oscore.for_endpoint(reg.endpoint) else "nosec",
     }
 
 
@@ -113,18 +115,18 @@ def device_routes(api, server):
     """GET /api/devices, GET /api/devices/<endpoint>, POST /api/devices/<endpoint>/refresh, GET /api/health."""
 
     async def list_devices(match, body):
-        return 200, [device_view(r) for r in server.devices()]
+        return 200, [device_view(r, server) for r in server.devices()]
 
     async def one_device(match, body):
         reg = server.find(match.group(1))
-        return (200, device_view(reg)) if reg else (404, {"error": "no registered device %r" % match.group(1)})
+        return (200, device_view(reg, server)) if reg else (404, {"error": "no registered device %r" % match.group(1)})
 
     async def refresh(match, body):
         ep = match.group(1)
         if server.find(ep) is None:
             return 404, {"error": "no registered device %r" % ep}
         caps = await server.refresh_capabilities(ep)
-        return (200, device_view(server.device(ep))) if caps is not None else (502, {"error": "device did not answer"})
+        return (200, device_view(server.device(ep), server)) if caps is not None else (502, {"error": "device did not answer"})
 
     async def health(match, body):
         return 200, {"coap_port": server.port, "devices": len(server.devices()),
