@@ -64,6 +64,21 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
             result, _ = await observed_inference(svc, "gw", x, timeout=120)
             assert result == expected
 
+            # a package the co-processor refuses (IC: its 49 KB arena does not fit), pushed past the selection:
+            # the update fails on the device, and KWS stays active on both chips
+            from tinymlaas.compiler import compile_tflite
+            from tinymlaas.package import build_package
+            from tinymlaas.service.core import reference_vectors
+
+            ic = compile_tflite(mlperf_model("ic")).blob
+            await server.push_package("gw", build_package(ic, "ic", "1", reference_vectors(ic, count=1)))
+            await server.execute("gw", "/5/0/2")
+            result_code = await wait_for_value(server, "gw", "/5/0/5", lambda v: int(v) not in (0,), timeout=120)
+            assert int(result_code) != 1
+            assert await server.read_value("gw", "/32770/0/11") == "kws"
+            result, _ = await observed_inference(svc, "gw", x)
+            assert result == expected
+
             # a model whose arena the co-processor cannot hold is refused by the selection, with the reason
             svc.catalog.add(mlperf_model("ic"), "ic", "1", builds=[("tmlb-int8", "tinyml-c", {})])
             _, _, best, verdicts = svc.explain("ic", "gw")
