@@ -25,6 +25,7 @@ COMMANDS = [
     "deploy",
     "deployments",
     "serve",
+    "oscore-keys",
     "device",
     "emulate",
     "slot-image",

@@ -63,3 +63,43 @@ def test_models_serve_explain_deploy(tmp_path):
             dev.stop()
         serve.terminate()
         serve.wait(10)
+
+
+def test_oscore_keys_serve_and_device_emulate(tmp_path):
+    """oscore-keys new -> serve --oscore-keys -> device emulate --oscore-keys: the device registers under OSCORE,
+    `devices` says so; the same endpoint without the keys is not registered."""
+    keys = tmp_path / "keys.json"
+    assert tml("oscore-keys", "new", keys, "--endpoint", "sec-cli").returncode == 0
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+    serve = subprocess.Popen(CLI + ["serve", "--coap-host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
+                                    "--data", tmp_path / "data", "--oscore-keys", keys],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    devs = []
+    try:
+        m = re.search(r"coap://127\.0\.0\.1:(\d+), API on (http://127\.0\.0\.1:\d+)", serve.stdout.readline())
+        coap, api = "coap://127.0.0.1:%s" % m.group(1), m.group(2)
+        devs.append(subprocess.Popen(CLI + ["device", "emulate", "--server", coap, "--endpoint", "sec-cli",
+                                            "--data-dir", tmp_path / "d1", "--oscore-keys", keys],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        for line in devs[0].stdout:
+            if "registered" in line:
+                break
+        r = tml("devices", "--server", api)
+        assert r.returncode == 0 and re.search(r"sec-cli .* OSCORE", r.stdout), r.stdout
+        # the same name without keys: the server refuses it (4.01), the registration stays the secured one
+        devs.append(subprocess.Popen(CLI + ["device", "emulate", "--server", coap, "--endpoint", "sec-cli",
+                                            "--data-dir", tmp_path / "d2"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        for line in devs[1].stdout:
+            if "register failed" in line:
+                break
+        assert "4.01" in line, line
+        r = tml("devices", "--server", api, "--json")
+        [d] = json.loads(r.stdout)
+        assert d["endpoint"] == "sec-cli" and d["security"] == "oscore"
+    finally:
+        for p in devs:
+            p.terminate()
+            p.wait(30)
+        serve.terminate()
+        serve.wait(30)
