@@ -22,6 +22,11 @@ def register(sub):
                    help="OSCORE keys of the devices that must use it: {endpoint: {master_secret, master_salt, "
                    "device_id, server_id} as hex}; those endpoints register and are managed only under OSCORE "
                    "(docs/security.md), the others stay NoSec")
+    p.add_argument("--bootstrap-port", type=int, default=None, metavar="PORT",
+                   help="also run a LwM2M Bootstrap-Server on this UDP port: a device that asks it (POST /bs) gets "
+                   "this server's account and fresh OSCORE keys (docs/security.md)")
+    p.add_argument("--bootstrap-keys", type=Path, metavar="KEYS.json",
+                   help="factory OSCORE keys of devices whose bootstrap must itself be protected")
     p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
     p.set_defaults(func=cmd_serve)
 
@@ -50,6 +55,22 @@ async def _serve(args, ready=None):
         await svc.start(args.coap_host, args.coap_port)
     except OSError as e:
         raise UserError("cannot bind CoAP %s:%d: %s" % (args.coap_host, args.coap_port, e.strerror)) from None
+    bootstrap = None
+    if args.bootstrap_port is not None:
+        from ..lwm2m.bootstrap import BootstrapServer
+        from ..lwm2m.oscore import OscoreKeyError, load_keys
+
+        host = args.public_host or (args.coap_host if args.coap_host not in ("0.0.0.0", "::") else None)
+        if host is None:
+            await svc.stop()
+            raise UserError("--bootstrap-port needs --public-host (the address devices reach this server at)")
+        try:
+            factory = load_keys(args.bootstrap_keys) if args.bootstrap_keys else []
+            bootstrap = await BootstrapServer(server, "coap://%s:%d" % (host, server.port),
+                                              bootstrap_keys=factory).start(args.coap_host, args.bootstrap_port)
+        except (OscoreKeyError, OSError) as e:
+            await svc.stop()
+            raise UserError("bootstrap server: %s" % e) from None
     api = service_routes(device_routes(HttpApi(), server), svc)
     try:
         await api.start("127.0.0.1", args.http_port)
@@ -58,6 +79,9 @@ async def _serve(args, ready=None):
         raise UserError("cannot bind HTTP 127.0.0.1:%d: %s" % (args.http_port, e.strerror)) from None
     print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://127.0.0.1:%d/api/devices (data %s)"
           % (args.coap_host, server.port, api.port, data), flush=True)
+    if bootstrap:
+        print("tinymlaas serve: LwM2M Bootstrap-Server on coap://%s:%d" % (args.coap_host, bootstrap.port),
+              flush=True)
     server.on_event(lambda ev: print("%s %s %s" % (ev.kind, ev.endpoint, ev.registration.address), flush=True))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +91,8 @@ async def _serve(args, ready=None):
         ready(server, api)
     await stop.wait()
     await api.stop()
+    if bootstrap:
+        await bootstrap.stop()
     await svc.stop()
     return 0
 
@@ -74,7 +100,7 @@ async def _serve(args, ready=None):
 def cmd_serve(args):
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
-    for port in (args.coap_port, args.http_port):
+    for port in (args.coap_port, args.http_port) + ((args.bootstrap_port,) if args.bootstrap_port is not None else ()):
         if not 0 <= port <= 65535:
             raise UserError("port %d out of range" % port)
     return asyncio.run(_serve(args))

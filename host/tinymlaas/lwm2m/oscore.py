@@ -99,6 +99,23 @@ class Contexts:
         self._by_endpoint = {}
         self._by_kid = {}
         self.opened = 0  # protected requests from devices that verified (monitoring, tests)
+        # contexts of earlier runs (keys from a keys file or handed out by the bootstrap server) stay valid
+        if self.directory.is_dir():
+            for d in sorted(self.directory.iterdir()):
+                settings = d / "settings.json"
+                if settings.is_file() and _NAME.match(d.name):
+                    kid = bytes.fromhex(json.loads(settings.read_text())["recipient-id_hex"])
+                    self._index(d.name, kid, aoscore.FilesystemSecurityContext(str(d)))
+
+    def _index(self, endpoint, kid, ctx):
+        for old_kid in [k for k, (ep, _) in self._by_kid.items() if ep == endpoint]:
+            del self._by_kid[old_kid]
+        self._by_endpoint[endpoint] = ctx
+        self._by_kid[kid] = (endpoint, ctx)
+
+    def sender_ids_in_use(self, except_endpoint=None):
+        """The devices' Sender IDs, so new keys get one nobody has."""
+        return {kid for kid, (ep, _) in self._by_kid.items() if ep != except_endpoint}
 
     def add(self, keys):
         d = self.directory / keys.endpoint
@@ -117,8 +134,7 @@ class Contexts:
         if other is not None and other[0] != keys.endpoint:
             raise OscoreKeyError("device_id %s is already %s's" % (keys.device_id.hex(), other[0]))
         ctx = aoscore.FilesystemSecurityContext(str(d))
-        self._by_endpoint[keys.endpoint] = ctx
-        self._by_kid[keys.device_id] = (keys.endpoint, ctx)
+        self._index(keys.endpoint, keys.device_id, ctx)
         return ctx
 
     def for_endpoint(self, endpoint):

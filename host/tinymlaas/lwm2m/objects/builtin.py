@@ -1,6 +1,6 @@
 """Built-in object tables: (id, name, multiple, mandatory, [(rid, name, ops, multiple, mandatory, type)], version).
 
-Resource IDs and types follow the OMA registry for objects 0, 1, 3 and 5. The TinyML object here is only the
+Resource IDs and types follow the OMA registry for objects 0, 1, 3, 5 and 21. The TinyML object here is only the
 fallback used when docs/tinyml-object.xml is absent.
 """
 
@@ -16,7 +16,19 @@ SECURITY = (0, "LwM2M Security", True, True, [
     (10, "Short Server ID", "", False, False, I),
     (11, "Client Hold Off Time", "", False, False, I),
     (12, "Bootstrap-Server Account Timeout", "", False, False, I),
+    (17, "OSCORE Security Mode", "", False, False, L),
 ], "1.1")
+
+# Object 21 (LwM2M OSCORE, OMA registry): written by the Bootstrap-Server only (lwm2m/bootstrap.py).
+OSCORE = (21, "OSCORE", True, False, [
+    (0, "OSCORE Master Secret", "", False, True, O),
+    (1, "OSCORE Sender ID", "", False, True, O),
+    (2, "OSCORE Recipient ID", "", False, True, O),
+    (3, "OSCORE AEAD Algorithm", "", False, False, I),
+    (4, "OSCORE HMAC Algorithm", "", False, False, I),
+    (5, "OSCORE Master Salt", "", False, False, O),
+    (6, "OSCORE ID Context", "", False, False, O),
+], "1.0")
 
 SERVER = (1, "LwM2M Server", True, True, [
     (0, "Short Server ID", "R", False, True, I),
@@ -97,4 +109,4 @@ TINYML_FALLBACK = (32770, "TinyML", False, False, [
     (23, "Last Top Class", "R", False, False, I),
 ])
 
-OBJECTS = [SECURITY, SERVER, DEVICE, FIRMWARE_UPDATE, TINYML_FALLBACK]
+OBJECTS = [SECURITY, SERVER, OSCORE, DEVICE, FIRMWARE_UPDATE, TINYML_FALLBACK]
