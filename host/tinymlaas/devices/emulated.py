@@ -90,11 +90,12 @@ def parse_size(text):
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
                  ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0,
-                 coprocessor=None, oscore=None):
+                 coprocessor=None, oscore=None, bootstrap=None):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
-        if not str(server).startswith("coap://"):
-            raise ValueError("server must be a coap:// URI, got %r" % server)
+        for uri in ([server] if server is not None or bootstrap is None else []) + ([bootstrap] if bootstrap else []):
+            if not str(uri).startswith("coap://"):
+                raise ValueError("server must be a coap:// URI, got %r" % uri)
         self.server = server
         self.endpoint = endpoint
         self.profile = profile
@@ -109,6 +110,8 @@ class EmulatedDevice:
         self.coprocessor = coprocessor
         # the device's OSCORE keys (lwm2m.oscore.DeviceKeys.device_config()): all its LwM2M traffic protected
         self.oscore = oscore
+        # a LwM2M Bootstrap-Server URI: with server=None the device asks it for its server account and keys
+        self.bootstrap = bootstrap
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
         self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
@@ -124,11 +127,14 @@ class EmulatedDevice:
 
     def config(self):
         prof = PROFILES[self.profile]
-        return {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
-                "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
-                "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
-                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
-                "coprocessor": self.coprocessor, "oscore": self.oscore}
+        cfg = {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
+               "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
+               "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
+               "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
+               "coprocessor": self.coprocessor, "oscore": self.oscore}
+        if self.bootstrap:
+            cfg["bootstrap"] = self.bootstrap
+        return {k: v for k, v in cfg.items() if v is not None}
 
     def command(self):
         cfg = self.data_dir / "device.json"
