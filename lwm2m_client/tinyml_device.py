@@ -6,7 +6,10 @@
 #
 # The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms) plus the Device
 # object strings (manufacturer, model, serial, device_type, hw_version), and optionally "oscore" (see
-# oscore_context; also accepted as --oscore JSON): then all traffic with the server is OSCORE protected. Status
+# oscore_context; also accepted as --oscore JSON): then all traffic with the server is OSCORE protected. With
+# "bootstrap" (a coap:// URI; optional "bootstrap_oscore" protects that exchange) the device asks a LwM2M
+# Bootstrap-Server for its server account when it has none stored in data_dir/lwm2m-account.json and no
+# "server"; a stored account is used from then on, and wins over "server". Status
 # lines go to stdout, one event a line ("registered /rd/5", ...), so a supervisor can follow the device.
 import gc
 import json
@@ -37,14 +40,16 @@ def parse_args(argv):
         if key == "config":
             with open(val) as f:
                 cfg.update(json.load(f))
-        elif key == "oscore":  # the same object as in a config file, as JSON text
+        elif key in ("oscore", "bootstrap_oscore"):  # the same object as in a config file, as JSON text
             cfg[key] = json.loads(val)
         else:
-            cfg[key] = int(val) if key in ("lifetime", "ack_timeout_ms", "port", "flash_bytes") else val
+            ints = ("lifetime", "ack_timeout_ms", "port", "flash_bytes", "bootstrap_timeout_ms")
+            cfg[key] = int(val) if key in ints else val
         i += 2
-    for k in ("server", "endpoint"):
-        if k not in cfg:
-            raise SystemExit("missing --%s" % k)
+    if "endpoint" not in cfg:
+        raise SystemExit("missing --endpoint")
+    if "server" not in cfg and "bootstrap" not in cfg:
+        raise SystemExit("missing --server (or --bootstrap)")
     return cfg
 
 
@@ -96,7 +101,7 @@ def open_coprocessor(spec):
     return coproc.Link(stream)
 
 
-def oscore_context(o, data_dir):
+def oscore_context(o, data_dir, seq_file="oscore-seq"):
     """The OSCORE security context shared with the LwM2M server, from the config's "oscore" object (hex
     strings: master_secret, sender_id (this device's), recipient_id (the server's), optional master_salt and
     id_context). The sender sequence number is kept in data_dir/oscore-seq across reboots."""
@@ -118,21 +123,87 @@ def oscore_context(o, data_dir):
     try:
         return oscore.Context(field("master_secret"), field("sender_id"), field("recipient_id"),
                               field("master_salt", False) or b"", field("id_context", False),
-                              store=oscore.SequenceStore(data_dir + "/oscore-seq"))
+                              store=oscore.SequenceStore(data_dir + "/" + seq_file))
     except ValueError as e:  # bad IDs, or OscoreError: the sequence number store is damaged
         raise SystemExit("oscore: %s" % e)
 
 
+def resolve(uri):
+    host, port, _, _ = pull.parse_uri(uri)
+    return socket.getaddrinfo(host, port)[0][-1]
+
+
+ACCOUNT = "/lwm2m-account.json"  # in data_dir: the LwM2M server account a Bootstrap-Server gave this device
+
+
+def load_account(data_dir):
+    try:
+        with open(data_dir + ACCOUNT) as f:
+            return json.load(f)
+    except OSError:
+        return None
+    except ValueError:  # damaged: bootstrap again rather than guess
+        print("account file damaged; bootstrapping")
+        return None
+
+
+def store_account(data_dir, account):
+    """Write the account atomically: a reboot half-way leaves the old file or the new one."""
+    import os
+
+    path = data_dir + ACCOUNT
+    with open(path + ".tmp", "w") as f:
+        json.dump(account, f)
+    try:
+        os.rename(path + ".tmp", path)
+    except OSError:  # filesystems without an atomic replace
+        os.remove(path)
+        os.rename(path + ".tmp", path)
+
+
+def use_account(c, cfg, account):
+    """Point the client (and its endpoint's security) at the server of `account`."""
+    c.server = resolve(account["server"])
+    c.lifetime = account.get("lifetime", cfg["lifetime"])
+    c.objects[0].uri = account["server"]
+    ssid = account.get("ssid", 1)
+    c.objects[0].short_id = c.objects[1].short_id = ssid
+    keys = account.get("oscore")
+    if keys:
+        echo = cfg.get("oscore", cfg.get("bootstrap_oscore")) or {}
+        c.ep.secure(oscore_context(keys, cfg["data_dir"]), echo.get("echo", True))
+    else:
+        c.ep.security = c.ep.echo = None
+
+
+def bootstrap(c, cfg):
+    """Client-initiated bootstrap (lwm2m/bootstrap.py) on the client's endpoint, then use the account."""
+    from lwm2m import bootstrap as bs
+
+    addr = resolve(cfg["bootstrap"])
+    if cfg.get("bootstrap_oscore"):
+        o = cfg["bootstrap_oscore"]
+        c.ep.secure(oscore_context(o, cfg["data_dir"], "bs-oscore-seq"), o.get("echo", True))
+    links = ["</%d/0>" % oid for oid in sorted(c.objects) if oid > 1]
+    session = bs.Session(cfg["bootstrap"], addr, lambda a: store_account(cfg["data_dir"], a), links)
+    account = bs.run(c.ep, addr, cfg["endpoint"], session, cfg.get("bootstrap_timeout_ms", 60000))
+    # done with it until the next boot: let the collector have the module's code (9.9 KB of heap on x64)
+    del sys.modules["lwm2m.bootstrap"]
+    import lwm2m
+
+    if hasattr(lwm2m, "bootstrap"):
+        del lwm2m.bootstrap
+    print("bootstrapped: server %s%s" % (account["server"], " under OSCORE" if account.get("oscore") else ""))
+    use_account(c, cfg, account)
+
+
 def build(cfg):
-    host, port, _, _ = pull.parse_uri(cfg["server"])
-    server_addr = socket.getaddrinfo(host, port)[0][-1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
     hal.makedirs(cfg["data_dir"])
-    if cfg.get("oscore"):
-        ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
-    c = lc.Client(ep, server_addr, cfg["endpoint"], cfg["lifetime"])
+    account = load_account(cfg["data_dir"])
+    c = lc.Client(ep, None, cfg["endpoint"], cfg["lifetime"])
     link = loader = None
     if cfg.get("coprocessor"):
         from tinyml.coproc import loader as coproc_loader
@@ -140,17 +211,25 @@ def build(cfg):
         link = open_coprocessor(cfg["coprocessor"])
         loader = coproc_loader(link)
     installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader)
-    c.add(Security(cfg["server"]))
+    c.add(Security(cfg.get("server", "")))
     c.add(Server())
     c.add(Device(cfg))
     tml = c.add(TinyML(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
     c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
+    if account:  # stored by an earlier bootstrap: it wins over "server"
+        use_account(c, cfg, account)
+    elif cfg.get("server"):
+        c.server = resolve(cfg["server"])
+        if cfg.get("oscore"):
+            ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
     return c
 
 
 def run(cfg):
     c = build(cfg)
     try:
+        if c.server is None:
+            bootstrap(c, cfg)
         backoff = 1000
         while True:
             try:

@@ -225,9 +225,11 @@ class Client:
             return _resp(cm.NOT_FOUND, "bad path")
         if not ids or len(ids) > 4 or any(i < 0 or i > 0xFFFF for i in ids):
             return _resp(cm.NOT_FOUND, "unsupported path")
+        if ids[0] in (0, 21):  # Security and OSCORE: only a Bootstrap-Server writes them, nobody reads them
+            return _resp(cm.UNAUTHORIZED)
         obj = self.objects.get(ids[0])
-        if obj is None or ids[0] == 0:
-            return _resp(cm.NOT_FOUND if obj is None else cm.UNAUTHORIZED)
+        if obj is None:
+            return _resp(cm.NOT_FOUND)
         if len(ids) > 1 and ids[1] not in obj.instances():
             return _resp(cm.NOT_FOUND, "no such instance")
         if len(ids) > 2 and ids[2] not in obj.resources:

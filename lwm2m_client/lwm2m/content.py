@@ -41,6 +41,8 @@ def from_text(rtype, payload):
         return s == "1"
     if rtype == ob.OPAQUE:
         return binascii.a2b_base64(s)
+    if rtype == ob.OBJLNK:
+        return ob.convert(rtype, s)
     raise ValueError("resource takes no value")
 
 
@@ -53,6 +55,8 @@ def tlv_value(rtype, value):
         return b"\x01" if value else b"\x00"
     if rtype == ob.STRING:
         return value.encode()
+    if rtype == ob.OBJLNK:
+        return struct.pack(">HH", value[0], value[1])
     return bytes(value)
 
 
@@ -71,6 +75,10 @@ def from_tlv(rtype, raw):
         return raw[0] == 1
     if rtype == ob.STRING:
         return bytes(raw).decode()
+    if rtype == ob.OBJLNK:
+        if len(raw) != 4:
+            raise ValueError("object link of %d bytes" % len(raw))
+        return struct.unpack(">HH", raw)
     return bytes(raw)
 
 

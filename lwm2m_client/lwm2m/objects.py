@@ -9,6 +9,7 @@ FLOAT = "f"
 BOOLEAN = "b"
 OPAQUE = "o"
 TIME = "t"
+OBJLNK = "l"  # an object link "oid:iid", held as the tuple (oid, iid)
 NONE = "-"  # executable resources carry no value
 
 
@@ -81,6 +82,15 @@ def convert(rtype, value):
         if value in (True, False, 0, 1):
             return bool(value)
         raise ValueError("not a boolean")
+    if rtype == OBJLNK:
+        if isinstance(value, str):
+            a, sep, b = value.partition(":")
+            if not sep:
+                raise ValueError("not an object link")
+            value = (int(a), int(b))
+        if not isinstance(value, tuple) or len(value) != 2 or not all(0 <= x <= 0xFFFF for x in value):
+            raise ValueError("not an object link")
+        return value
     if rtype == OPAQUE:
         if isinstance(value, str):
             return value.encode()

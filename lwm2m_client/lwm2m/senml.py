@@ -89,6 +89,8 @@ def _records(recs, keys):
             value = rec[kvs]
         elif kvb in rec:
             value = rec[kvb]
+        elif "vlo" in rec:  # an object link "oid:iid" (LwM2M 1.1 §7.4.7: the label is the text "vlo")
+            value = rec["vlo"]
         elif kvd in rec:
             value = rec[kvd]
             if isinstance(value, str):
