@@ -29,6 +29,7 @@ from aiocoap.numbers.codes import Code
 
 from . import codecs as C
 from . import oscore
+from .server import shutdown_context
 from .objects import default_model
 from .values import ObjLink
 
@@ -77,7 +78,7 @@ class BootstrapServer:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.context:
-            await self.context.shutdown()
+            await shutdown_context(self.context)
 
     # ---- one device ---------------------------------------------------------------------------------------
 
