@@ -103,3 +103,28 @@ def test_oscore_keys_serve_and_device_emulate(tmp_path):
             p.wait(30)
         serve.terminate()
         serve.wait(30)
+
+
+def test_serve_with_a_bootstrap_server_and_a_device_that_knows_only_it(tmp_path):
+    serve = subprocess.Popen(CLI + ["serve", "--coap-host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
+                                    "--data", tmp_path / "data", "--bootstrap-port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dev = None
+    try:
+        api = re.search(r"API on (http://127\.0\.0\.1:\d+)", serve.stdout.readline()).group(1)
+        bs = re.search(r"Bootstrap-Server on (coap://127\.0\.0\.1:\d+)", serve.stdout.readline()).group(1)
+        dev = subprocess.Popen(CLI + ["device", "emulate", "--bootstrap", bs, "--endpoint", "zt-1",
+                                      "--data-dir", tmp_path / "dev"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in dev.stdout:
+            if "registered" in line:
+                break
+        r = tml("devices", "--server", api, "--json")
+        [d] = json.loads(r.stdout)
+        assert d["endpoint"] == "zt-1" and d["security"] == "oscore"
+    finally:
+        if dev:
+            dev.terminate()
+            dev.wait(30)
+        serve.terminate()
+        serve.wait(30)

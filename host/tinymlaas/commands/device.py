@@ -15,7 +15,10 @@ def register(subparsers):
                        "limit and a persistent data directory as its flash, running the tinymlaas LwM2M client. "
                        "It registers with the server, reports its TinyML capabilities and accepts model packages "
                        "over object 5. Ctrl-C de-registers and stops it.")
-    e.add_argument("--server", required=True, help="LwM2M server, coap://HOST:PORT")
+    e.add_argument("--server", help="LwM2M server, coap://HOST:PORT (or --bootstrap)")
+    e.add_argument("--bootstrap", metavar="coap://HOST:PORT",
+                   help="a LwM2M Bootstrap-Server to get the server account and OSCORE keys from (the first time; "
+                   "the account is then kept in the device's flash)")
     e.add_argument("--endpoint", required=True, help="endpoint client name to register as")
     e.add_argument("--heap", help="MicroPython heap size, e.g. 160k (default: from the profile)")
     e.add_argument("--data-dir", help="directory used as the device's flash (kept across runs; default: a new "
@@ -37,6 +40,9 @@ def register(subparsers):
 
 def run_emulate(args):
     from ..cli import UserError
+
+    if not args.server and not args.bootstrap:
+        raise UserError("give --server coap://HOST:PORT or --bootstrap coap://HOST:PORT")
 
     if args.lifetime < 1:
         raise UserError("--lifetime must be at least 1 second")
@@ -80,7 +86,7 @@ def _run_device(args, coproc):
     try:
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
                              profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
-                             coprocessor=coproc, oscore=_device_oscore(args),
+                             coprocessor=coproc, oscore=_device_oscore(args), bootstrap=args.bootstrap,
                              log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None
