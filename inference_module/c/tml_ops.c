@@ -257,6 +257,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     uint32_t n, oy, ox, oc, N, H, W, C, Kh, Kw, Co, Ho, Wo, fstride;
     int8_t patch[CONV_PATCH];
     int patch_ok;
+    dense_q q;
     const int8_t *xd, *wd;
     int8_t *yd;
     get(m, tml_op_in(op, 0), &x);
@@ -274,19 +275,19 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     xd = (const int8_t *)x.data;
     wd = (const int8_t *)w.data;
     yd = (int8_t *)y.out;
+    /* per-channel requantization of every output row, whichever path computes it */
+    q.bias = (const uint8_t *)b.data;
+    q.mult = (const uint8_t *)mu.data;
+    q.shift = (const uint8_t *)sh.data;
+    q.per_channel = 1;
+    q.xo = p[6];
+    q.wo = 0;
+    q.out_off = p[7];
+    q.lo = p[8];
+    q.hi = p[9];
     if (Kh == 1 && Kw == 1 && p[4] == 0 && p[5] == 0 && (uint64_t)(Ho - 1) * (uint32_t)p[0] < H &&
         (uint64_t)(Wo - 1) * (uint32_t)p[1] < W) {
         /* 1x1 filter, every output pixel inside the input: each pixel is one dense row */
-        dense_q q;
-        q.bias = (const uint8_t *)b.data;
-        q.mult = (const uint8_t *)mu.data;
-        q.shift = (const uint8_t *)sh.data;
-        q.per_channel = 1;
-        q.xo = p[6];
-        q.wo = 0;
-        q.out_off = p[7];
-        q.lo = p[8];
-        q.hi = p[9];
         size_t pix, npix = (size_t)N * Ho * Wo;
         const int dense_input = p[0] == 1 && p[1] == 1 && Ho == H && Wo == W;
         pix = 0;
@@ -329,17 +330,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                     if (fstride <= PAIR_MAX_K && ox + 1 < Wo) {
                         /* and with the next pixel's patch, two pixels per pass over the filters */
                         int8_t patch2[PAIR_MAX_K];
-                        dense_q q;
                         gather_patch(xd, n, H, W, C, Kh, Kw, iy0, ix0 + p[1], p, patch2);
-                        q.bias = (const uint8_t *)b.data;
-                        q.mult = (const uint8_t *)mu.data;
-                        q.shift = (const uint8_t *)sh.data;
-                        q.per_channel = 1;
-                        q.xo = p[6];
-                        q.wo = 0;
-                        q.out_off = p[7];
-                        q.lo = p[8];
-                        q.hi = p[9];
                         dense_pair(patch, patch2, fstride, wd, Co, &q, out, out + Co);
                         ox++;
                         continue;
