@@ -27,7 +27,8 @@ def test_demo_picks_different_variants_and_rejects_with_a_reason(tmp_path):
     assert kws["esp32-stm32-line-3"]["state"] == "active"
     line = rows["esp32-stm32-line-3"]
     assert line["model"] == "kws" and line["profile"] == "esp32+stm32f4" and line["inferences"] == 5
-    # esp32-pump-7 is registered, managed and updated under OSCORE, the others NoSec
+    # esp32-pump-7 was bootstrapped (zero-touch) and is registered, managed and updated under OSCORE, the others NoSec
+    assert "esp32-pump-7 bootstrapped: server account and fresh OSCORE keys" in proc.stdout
     assert rows["esp32-pump-7"]["security"] == "OSCORE" and rows["esp32-pump-7"]["inferences"] == 5
     assert {r["security"] for d, r in rows.items() if d != "esp32-pump-7"} == {"NoSec"}
     assert "Summary" in proc.stdout and "demo finished" in proc.stdout

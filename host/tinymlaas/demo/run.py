@@ -14,7 +14,6 @@
 
 import asyncio
 import json
-import secrets
 import shutil
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 
 from ..devices.emulated import EmulatedDevice
 from ..devices.qemu import QemuDevice, QemuError
-from ..lwm2m.oscore import DeviceKeys
+from ..lwm2m.bootstrap import BootstrapServer
 from ..paths import mlperf_model
 from ..service.core import Service
 from ..service.selection import choose
@@ -34,7 +33,8 @@ from . import vibration
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
 
 # name, board profile (devices/emulated.py), flash for model packages (None: the profile's), co-processor board
-# (the bare-metal firmware under QEMU on the device's UART: models run there) or None, OSCORE keys or not
+# (the bare-metal firmware under QEMU on the device's UART: models run there) or None, and whether it ships knowing
+# only the Bootstrap-Server (which gives it its server account and fresh OSCORE keys) instead of the server
 DEVICES = [
     ("esp32s3-kitchen", "esp32-s3", None, None, False),
     ("esp32-pump-7", "esp32", None, None, True),
@@ -87,13 +87,14 @@ async def _demo(data_dir, narrator, summary_json=None):
     svc = Service(data_dir / "service")
     await svc.start("127.0.0.1", 0)
     uri = "coap://127.0.0.1:%d" % svc.server.port
-    say("LwM2M server at %s" % uri)
+    bootstrap = await BootstrapServer(svc.server, uri).start("127.0.0.1", 0)
+    say("LwM2M server at %s, Bootstrap-Server at coap://127.0.0.1:%d" % (uri, bootstrap.port))
 
     devices, coprocessors = [], []
     try:
         step("Starting %d emulated devices (MicroPython unix port, heap limited like a board; one drives an STM32F4 "
              "co-processor: the bare-metal C firmware in QEMU on its UART)" % len(DEVICES))
-        for name, profile, flash, coproc_board, secure in DEVICES:
+        for name, profile, flash, coproc_board, zero_touch in DEVICES:
             coproc = None
             if coproc_board:
                 try:
@@ -103,16 +104,18 @@ async def _demo(data_dir, narrator, summary_json=None):
                     continue
                 coprocessors.append(qemu)
                 coproc = "tcp:127.0.0.1:%d" % qemu.port
-            keys = None
-            if secure:  # its keys, shared by the service and the device: all its LwM2M traffic under OSCORE
-                keys = DeviceKeys(name, secrets.token_bytes(16), device_id=bytes([len(devices) + 1]),
-                                  server_id=b"\x00", master_salt=secrets.token_bytes(8))
-                svc.server.add_oscore_device(keys)
-            dev = EmulatedDevice(uri, name, profile=profile, flash=flash, data_dir=data_dir / "devices" / name,
-                                 coprocessor=coproc, oscore=keys.device_config() if keys else None)
+            # a zero-touch device knows only the Bootstrap-Server: its LwM2M traffic ends up under OSCORE
+            dev = EmulatedDevice(None if zero_touch else uri, name, profile=profile, flash=flash,
+                                 data_dir=data_dir / "devices" / name, coprocessor=coproc,
+                                 bootstrap="coap://127.0.0.1:%d" % bootstrap.port if zero_touch else None)
             dev.start()
             devices.append(dev)
         caps_seen = asyncio.Event()
+
+        for _ in range(sum(1 for d in DEVICES if d[4])):
+            outcome = await asyncio.wait_for(bootstrap.outcomes.get(), 60)
+            say("%s bootstrapped: %s" % (outcome.endpoint, "server account and fresh OSCORE keys written (object 21)"
+                                         if outcome.ok else "FAILED: " + outcome.reason))
 
         step("Registering models")
         kws_path = mlperf_model("kws")
@@ -144,7 +147,7 @@ async def _demo(data_dir, narrator, summary_json=None):
         for d in devices:
             c = svc.device_capabilities(d.endpoint)
             say("%-18s %-9s %-6s %s %7d B, largest block %7d B, flash free %8d B, %s runtime, %d ops"
-                % (d.endpoint, d.profile, "OSCORE" if d.oscore else "NoSec",
+                % (d.endpoint, d.profile, "OSCORE" if svc.server.oscore.for_endpoint(d.endpoint) else "NoSec",
                    "co-processor arena" if c["coprocessor"] else "heap free",
                    c["heap_free"], c["largest_block"], c["fs_free"], c["runtime"], len(c["ops"])))
 
@@ -181,7 +184,7 @@ async def _demo(data_dir, narrator, summary_json=None):
             caps = svc.device_capabilities(d.endpoint)
             inst = await svc.engine.channel.installed(d.endpoint)
             row = {"device": d.endpoint, "profile": d.profile + ("+stm32f4" if d.coprocessor else ""),
-                   "security": "OSCORE" if d.oscore else "NoSec",
+                   "security": "OSCORE" if svc.server.oscore.for_endpoint(d.endpoint) else "NoSec",
                    "largest_block": caps["largest_block"],
                    "fs_free": caps["fs_free"], "model": inst.get("name") or "-", "variant": "-",
                    "inferences": 0, "correct": "-", "latency_ms": "-"}
@@ -205,6 +208,7 @@ async def _demo(data_dir, narrator, summary_json=None):
             d.stop()
         for q in coprocessors:
             q.stop()
+        await bootstrap.stop()
         await svc.stop()
 
 
