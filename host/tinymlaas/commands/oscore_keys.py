@@ -4,11 +4,7 @@ that `serve --oscore-keys`, `provision --oscore-keys` and `device emulate --osco
 
 import json
 import os
-import secrets
 from pathlib import Path
-
-SERVER_ID = "00"
-
 
 def register(subparsers):
     p = subparsers.add_parser("oscore-keys", help="create and list the OSCORE keys of devices",
@@ -46,12 +42,10 @@ def run_new(args):
     keys = _read(args.file)
     if args.endpoint in keys and not args.replace:
         raise UserError("%s already has keys for %s (--replace to make new ones)" % (args.file, args.endpoint))
-    used = {v.get("device_id") for ep, v in keys.items() if ep != args.endpoint}
-    device_id = next(i for i in range(1, 1 << 16) if "%02x" % i not in used and "%04x" % i not in used)
-    entry = {"master_secret": secrets.token_hex(16), "master_salt": secrets.token_hex(8),
-             "device_id": "%02x" % device_id if device_id < 256 else "%04x" % device_id, "server_id": SERVER_ID}
+    taken = {bytes.fromhex(v["device_id"]) for ep, v in keys.items() if ep != args.endpoint}
+    entry = DeviceKeys.generate(args.endpoint, taken).to_json()
     try:
-        DeviceKeys.from_json(args.endpoint, entry)
+        DeviceKeys.from_json(args.endpoint, entry)  # the checks load_keys makes: the endpoint's name
     except OscoreKeyError as e:
         raise UserError(str(e)) from None
     keys[args.endpoint] = entry

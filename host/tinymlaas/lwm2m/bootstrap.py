@@ -20,15 +20,14 @@ trusted (a factory line, a local network), because the new secret travels in it:
 
 import asyncio
 import logging
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiocoap
 from aiocoap import Message, resource
 from aiocoap.numbers.codes import Code
 
 from . import codecs as C
-from . import oscore
+from . import guard, oscore
 from .server import shutdown_context
 from .objects import default_model
 from .values import ObjLink
@@ -45,7 +44,6 @@ class Outcome:
     endpoint: str
     ok: bool
     reason: str = ""
-    steps: list = field(default_factory=list)
 
 
 class BootstrapServer:
@@ -69,7 +67,7 @@ class BootstrapServer:
 
     async def start(self, host="127.0.0.1", port=5693):
         self.context = await aiocoap.Context.create_server_context(_Site(self), bind=(host, port), transports=["udp6"])
-        self.port = _bound_port(self.context) or port
+        self.port = guard.bound_port(self.context) or port
         log.info("LwM2M bootstrap server on coap://%s:%d", host, self.port)
         return self
 
@@ -87,18 +85,11 @@ class BootstrapServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _new_keys(self, endpoint):
-        taken = self.lwm2m.oscore.sender_ids_in_use(except_endpoint=endpoint)
-        device_id = next(bytes([i]) for i in range(1, 256) if bytes([i]) not in taken)
-        return oscore.DeviceKeys(endpoint, secrets.token_bytes(16), device_id=device_id, server_id=b"\x00",
-                                 master_salt=secrets.token_bytes(8))
-
     async def _provision(self, endpoint, remote, ctx):
         outcome = Outcome(endpoint, False)
         try:
-            keys = self._new_keys(endpoint)
+            keys = oscore.DeviceKeys.generate(endpoint, self.lwm2m.oscore.sender_ids_in_use(except_endpoint=endpoint))
             self.lwm2m.add_oscore_device(keys)  # before the device can Register with them
-            device = keys.device_config()
             writes = [
                 ((21, 0), {(21, 0, 0): keys.master_secret, (21, 0, 1): keys.device_id, (21, 0, 2): keys.server_id,
                            (21, 0, 3): AEAD_AES_CCM_16_64_128, (21, 0, 4): HMAC_HKDF_SHA256,
@@ -107,19 +98,18 @@ class BootstrapServer:
                           (0, 1, 17): ObjLink(21, 0)}),
                 ((1, 0), {(1, 0, 0): SSID, (1, 0, 1): self.lifetime, (1, 0, 7): "U"}),
             ]
-            await self._request(ctx, remote, Code.DELETE, (), outcome)
+            await self._request(ctx, remote, Code.DELETE, ())
             for path, values in writes:
-                payload = C.encode(C.TLV, path, values, self.model)
-                await self._request(ctx, remote, Code.PUT, path, outcome, payload, C.TLV)
-            await self._request(ctx, remote, Code.POST, ("bs",), outcome)
+                await self._request(ctx, remote, Code.PUT, path, C.encode(C.TLV, path, values, self.model), C.TLV)
+            await self._request(ctx, remote, Code.POST, ("bs",))
             outcome.ok = True
-            log.info("bootstrapped %s (OSCORE Sender ID %s)", endpoint, device["sender_id"])
+            log.info("bootstrapped %s (OSCORE Sender ID %s)", endpoint, keys.device_id.hex())
         except BootstrapFailed as e:
             outcome.reason = str(e)
             log.warning("bootstrap of %s failed: %s", endpoint, e)
         await self.outcomes.put(outcome)
 
-    async def _request(self, ctx, remote, code, path, outcome, payload=b"", content_format=None):
+    async def _request(self, ctx, remote, code, path, payload=b"", content_format=None):
         msg = Message(code=code, payload=payload)
         msg.remote = remote
         msg.opt.uri_path = tuple(str(p) for p in path)
@@ -134,7 +124,6 @@ class BootstrapServer:
             raise BootstrapFailed("%s: no answer (%s)" % (what, type(e).__name__)) from None
         if ctx is not None:
             resp = oscore.unprotect_response(ctx, resp, request_id)
-        outcome.steps.append((what, str(resp.code)))
         if not resp.code.is_successful():
             raise BootstrapFailed("%s: %s %s" % (what, resp.code, resp.payload[:80].decode("utf-8", "replace")))
 
@@ -178,8 +167,3 @@ class _Site(resource.Resource):
         self.bs._accept(endpoint, request.remote, ctx)
         return Message(code=Code.CHANGED)
 
-
-def _bound_port(context):
-    from . import guard
-
-    return guard.bound_port(context)

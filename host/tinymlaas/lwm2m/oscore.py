@@ -12,9 +12,11 @@ aiocoap's own OscoreSiteWrapper and OSCORE client transport would do this too, b
 which is not installable here; this module calls aiocoap's security contexts directly (protect/unprotect).
 """
 
+import itertools
 import json
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,24 @@ class DeviceKeys:
         if keys.device_id == keys.server_id or len(keys.device_id) > 7 or len(keys.server_id) > 7:
             raise OscoreKeyError("%s: device_id and server_id must differ and be at most 7 bytes" % endpoint)
         return keys
+
+    @classmethod
+    def generate(cls, endpoint, taken_ids=()):
+        """Fresh random keys (16-byte secret, 8-byte salt) with the shortest device Sender ID not in taken_ids;
+        the server's Sender ID is 00 for every device."""
+        ids = (bytes([i]) for i in range(1, 256))
+        ids2 = (i.to_bytes(2, "big") for i in range(256, 1 << 16))
+        device_id = next(i for i in itertools.chain(ids, ids2) if i not in taken_ids)
+        return cls(endpoint, secrets.token_bytes(16), device_id=device_id, server_id=b"\x00",
+                   master_salt=secrets.token_bytes(8))
+
+    def to_json(self):
+        """The keys-file entry (load_keys reads it back)."""
+        obj = {"master_secret": self.master_secret.hex(), "master_salt": self.master_salt.hex(),
+               "device_id": self.device_id.hex(), "server_id": self.server_id.hex()}
+        if self.id_context is not None:
+            obj["id_context"] = self.id_context.hex()
+        return obj
 
     def device_config(self):
         """The device side of the same keys: the "oscore" object of its config (lwm2m_client/tinyml_device.py)."""
@@ -139,9 +159,6 @@ class Contexts:
 
     def for_endpoint(self, endpoint):
         return self._by_endpoint.get(endpoint)
-
-    def __bool__(self):
-        return bool(self._by_endpoint)
 
     def unprotect_request(self, request):
         """(endpoint, context, plain request, request id) of a protected request, or an error response to send
