@@ -321,6 +321,16 @@ static void do_chunk(uint8_t seq, const uint8_t *p, uint32_t len)
     send_frame(REQ_CHUNK | REPLY_OK, seq, r, 4);
 }
 
+/* A validated model becomes the one INPUT/INVOKE/OUTPUT use. */
+static void activate(const tml_model *m, uint32_t len)
+{
+    active = *m;
+    active.on_op = profile_op;
+    memset(op_cycles, 0, sizeof op_cycles);
+    active_len = len;
+    have_model = 1;
+}
+
 static void do_commit(uint8_t seq)
 {
     tml_model m;
@@ -344,11 +354,7 @@ static void do_commit(uint8_t seq)
         nak(seq, NAK_STORAGE, REQ_COMMIT, err);
         return;
     }
-    active = m;
-    active.on_op = profile_op;
-    memset(op_cycles, 0, sizeof op_cycles);
-    active_len = stage.total;
-    have_model = 1;
+    activate(&m, stage.total);
     o = put_s(o, end, "installed ops=");
     o = put_u(o, end, m.n_ops);
     o = put_s(o, end, " arena=");
@@ -497,13 +503,12 @@ static void do_calibrate(uint8_t seq, const uint8_t *p, uint32_t len)
 /* At boot: a stored model becomes active if the runtime accepts it (whole validation, hash included). */
 static int accept_stored(const uint8_t *blob, uint32_t len)
 {
-    if (tml_load(&active, blob, len, arena, arena_bytes) != TML_OK) {
+    tml_model m;
+    if (tml_load(&m, blob, len, arena, arena_bytes) != TML_OK) {
         boot_refused++;
         return 0;
     }
-    active.on_op = profile_op;
-    active_len = len;
-    have_model = 1;
+    activate(&m, len);
     return 1;
 }
 

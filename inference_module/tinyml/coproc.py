@@ -185,6 +185,7 @@ class RemoteModel:
         self.outputs = [io_info(prog.tensors[t]) for t in prog.outputs]
         self._in = [bytearray(prog.tensors[t][T_BYTES]) for t in prog.inputs]
         self._out = [bytearray(prog.tensors[t][T_BYTES]) for t in prog.outputs]
+        self._out_bytes = sum(len(b) for b in self._out)
         self.arena_bytes = prog.arena_bytes
         self.last_us = 0
         self.last_cycles = 0
@@ -237,11 +238,8 @@ class RemoteModel:
             raise CoprocError(0, "inference failed on the co-processor (status %d)" % status)
         self.last_cycles = lo | (hi << 32)
         self.last_us = self.last_cycles * 1000000 // self.core_hz
-        expected = 0
-        for buf in self._out:
-            expected += len(buf)
-        if total != expected:
-            raise CoprocError(0, "co-processor reports %d output bytes, the model has %d" % (total, expected))
+        if total != self._out_bytes:
+            raise CoprocError(0, "co-processor reports %d output bytes, the model has %d" % (total, self._out_bytes))
         data = reply[16:16 + total]
         while len(data) < total:  # outputs longer than the INVOKE reply: fetch the rest
             take = min(CHUNK, total - len(data))

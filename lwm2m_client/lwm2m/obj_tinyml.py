@@ -140,12 +140,12 @@ class TinyML(LwObject):
         self.flash_bytes = flash_bytes
         self.installer = installer
         self.data_dir = data_dir
-        self.coproc = None
+        self.coproc_caps = None
         if coproc is not None:
             from tinyml.coproc import opcode_names
 
-            self.coproc = coproc.caps()
-            self.flavour, self.ops = "c-coprocessor", ",".join(sorted(opcode_names(self.coproc)))
+            self.coproc_caps = coproc.caps()
+            self.flavour, self.ops = "c-coprocessor", ",".join(sorted(opcode_names(self.coproc_caps)))
         else:
             self.flavour, self.ops = runtime_info()
         self.model = None
@@ -197,7 +197,7 @@ class TinyML(LwObject):
         return self.info.get(key, default) if self.info else default
 
     def read(self, iid, rid):
-        cp = self.coproc
+        cp = self.coproc_caps
         if cp is not None and rid in (FREE_HEAP, LARGEST_BLOCK, HEAP_TOTAL, FLASH_FREE, MACHINE):
             if rid == HEAP_TOTAL:
                 return cp.get("ram", 0)

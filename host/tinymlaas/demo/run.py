@@ -15,7 +15,6 @@
 import asyncio
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,6 @@ from ..devices.qemu import QemuDevice, QemuError
 from ..lwm2m.bootstrap import BootstrapServer
 from ..paths import mlperf_model
 from ..service.core import Service
-from ..service.selection import choose
 from . import vibration
 
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
@@ -110,7 +108,6 @@ async def _demo(data_dir, narrator, summary_json=None):
                                  bootstrap="coap://127.0.0.1:%d" % bootstrap.port if zero_touch else None)
             dev.start()
             devices.append(dev)
-        caps_seen = asyncio.Event()
 
         for _ in range(sum(1 for d in DEVICES if d[4])):
             outcome = await asyncio.wait_for(bootstrap.outcomes.get(), 60)

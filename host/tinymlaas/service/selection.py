@@ -94,16 +94,15 @@ def judge(variant, caps, latency_budget_ms=None):
     if caps.get("coprocessor"):
         # a co-processor's arena holds the model's tensors and nothing else (the firmware's own RAM is apart)
         v.ram_needed, v.ram_available = int(variant["ram_bytes"]), int(block)
-        if v.ram_needed > v.ram_available:
-            v.reasons.append("needs an arena of %d B, the co-processor has %d B" % (v.ram_needed, v.ram_available))
+        why = "needs an arena of %d B, the co-processor has %d B" % (v.ram_needed, v.ram_available)
     else:
         v.ram_needed = int(variant["ram_bytes"]) + runtime_overhead(caps)
         v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
-    if v.ram_needed > v.ram_available and not caps.get("coprocessor"):
-        v.reasons.append("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block "
-                         "%d - margin %d)" % (v.ram_needed, variant["ram_bytes"], word_bits(caps),
-                                              v.ram_needed - variant["ram_bytes"], v.ram_available, block,
-                                              RAM_MARGIN_BYTES))
+        why = ("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block %d - margin %d)"
+               % (v.ram_needed, variant["ram_bytes"], word_bits(caps), v.ram_needed - variant["ram_bytes"],
+                  v.ram_available, block, RAM_MARGIN_BYTES))
+    if v.ram_needed > v.ram_available:
+        v.reasons.append(why)
     v.flash_needed = int(variant["flash_bytes"]) + package_overhead(variant)
     v.flash_available = max(0, int(caps.get("fs_free") or 0) - FLASH_MARGIN_BYTES)
     if v.flash_needed > v.flash_available:
