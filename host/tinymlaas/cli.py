@@ -43,10 +43,11 @@ def build_parser():
     parser.add_argument("--version", action="version", version="tinymlaas " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        module = "tinymlaas.commands." + name.replace("-", "_")
         try:
-            mod = importlib.import_module("tinymlaas.commands." + name.replace("-", "_"))
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != "tinymlaas.commands." + name.replace("-", "_"):
+            if e.name != module:
                 raise
             continue
         mod.register(sub)
