@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything tinymlaas needs on a fresh Debian 12 + Python 3.11 machine: Debian packages
 # (ARM toolchain, QEMU, libcoap for interop tests, clang + libFuzzer for the C loader fuzz target, PostgreSQL
-# for the database tests) and the Python packages.
+# for the database tests, Chromium + its WebDriver for the console's browser tests) and the Python packages.
 # Safe to re-run: each step is skipped when its result is already present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-apt_pkgs=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi libcoap3-bin clang libclang-rt-14-dev postgresql)
+apt_pkgs=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi libcoap3-bin clang libclang-rt-14-dev postgresql
+          chromium chromium-driver)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
