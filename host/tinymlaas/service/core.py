@@ -15,6 +15,7 @@ from .catalog import Catalog
 from .channel import LwM2MChannel
 from .deployments import DeploymentEngine, DeploymentError, DeploymentStore
 from .selection import choose
+from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
 
 log = logging.getLogger("tinymlaas.service")
 
@@ -72,7 +73,8 @@ def normalize_capabilities(raw):
 
 
 class Service:
-    def __init__(self, data_dir, db_url=None, delivery="push", public_host=None, channel_options=None):
+    def __init__(self, data_dir, db_url=None, delivery="push", public_host=None, channel_options=None,
+                 telemetry_retention_days=DEFAULT_RETENTION_DAYS):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = db_url or str(self.data_dir / "tinymlaas.db")
@@ -83,6 +85,9 @@ class Service:
         # Database, so a deployment row and the registration it refers to are never out of step.
         self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host)
         self.deployments = DeploymentStore(self.db)
+        # a sample of free heap, flash, inference count and latency each time a device's TinyML object is read
+        self.telemetry = Telemetry(self.db, telemetry_retention_days)
+        self.server.on_event(self.telemetry.on_event)
         channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
         self.engine = DeploymentEngine(self.deployments, channel, self.plan,
                                        rollback_package=self._rollback_package)
