@@ -37,3 +37,48 @@ def register(mid, ep="raw-dev", payload=b"</3/0>,</5/0>", extra=()):
 def parse_header(data):
     return {"type": (data[0] >> 4) & 3, "tkl": data[0] & 15, "code": "%d.%02d" % (data[1] >> 5, data[1] & 31),
             "mid": data[2] << 8 | data[3]}
+
+
+def parse(data):
+    """A datagram -> dict(type, code, mid, token, options {number: [bytes, ...]}, payload). Checks every length
+    (a test that receives garbage fails with ValueError rather than reading past the end)."""
+    if len(data) < 4 or len(data) < 4 + (data[0] & 15):
+        raise ValueError("short datagram")
+    out = parse_header(data)
+    tkl = out["tkl"]
+    out["token"], out["options"], out["payload"] = data[4:4 + tkl], {}, b""
+    pos, number = 4 + tkl, 0
+    while pos < len(data):
+        if data[pos] == 0xFF:
+            out["payload"] = data[pos + 1:]
+            break
+        delta, length = data[pos] >> 4, data[pos] & 15
+        pos += 1
+        ext = []
+        for nib in (delta, length):
+            size = {13: 1, 14: 2}.get(nib, 0)
+            if pos + size > len(data):
+                raise ValueError("option header past end")
+            ext.append(nib if not size else int.from_bytes(data[pos:pos + size], "big") + (13 if size == 1 else 269))
+            pos += size
+        number += ext[0]
+        if pos + ext[1] > len(data):
+            raise ValueError("option value past end")
+        out["options"].setdefault(number, []).append(data[pos:pos + ext[1]])
+        pos += ext[1]
+    return out
+
+
+def uint(req, number):
+    """The first value of a uint option, or None."""
+    values = req["options"].get(number)
+    return int.from_bytes(values[0], "big") if values else None
+
+
+def answer(req, code, options=(), payload=b""):
+    """The piggybacked ACK answering request `req` (parsed), with code like 0x45 (2.05)."""
+    return message(code, req["mid"], req["token"], options, payload, mtype=ACK)
+
+
+def uint_bytes(value):
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")

@@ -1,12 +1,15 @@
 """Interop with an independent LwM2M client: lwm2m-node-lib (FIWARE, npm) registers with the server, answers
-Reads and a Write, and de-registers. Installed by `npm install` in tests/interop (host/scripts/setup.sh)."""
+Reads and a Write, and de-registers; a cancelled observation stops its notifications. Installed by `npm install` in tests/interop (host/scripts/setup.sh)."""
 
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.lwm2m.server import DeviceError
+
+from . import coap_bytes as B
 
 PEER = Path(__file__).resolve().parents[1] / "interop" / "lwm2m_peer.js"
 NODE = shutil.which("node")
@@ -45,3 +48,45 @@ def test_lwm2m_node_lib_registers_and_answers(lwm2m_server):
     while st.server.devices() and time.time() < deadline:
         time.sleep(0.05)
     assert st.server.devices() == [] and [e.kind for e in st.events][-1] == "deregistered"
+
+
+def test_cancel_stops_lwm2m_node_lib_notifying(lwm2m_server):
+    """lwm2m-node-lib notifies CON (like the Observe request) on every change; two resources change every 100 ms.
+    After one observation is cancelled, its next notification gets a Reset instead of an ACK (aiocoap alone
+    acknowledged that one and only reset the one after), and the peer sends nothing more on it."""
+    st = lwm2m_server
+    wire = []
+    proxy = st.call(LossyProxy.start(("127.0.0.1", st.port), loss=0, tap=lambda d, data: wire.append((d, B.parse(data)))))
+    host, port = proxy.address
+    proc = subprocess.Popen([NODE, str(PEER), host, str(port), "node-ticker", "10", "21"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=PEER.parent)
+    try:
+        assert proc.stdout.readline().startswith("registered rd/")
+        got = {10: [], 21: []}
+
+        async def observe(rid):
+            return await st.server.observe("node-ticker", "/3/0/%d" % rid, lambda v, o: got[rid].append(v))
+
+        cancelled, going_on = st.call(observe(10)), st.call(observe(21))
+        wait_for(lambda: len(got[10]) >= 3, "no notifications before cancel")
+        [token] = [m["token"] for d, m in wire if d == "down" and m["code"] == "0.01" and 6 in m["options"]
+                   and m["options"][11] == [b"3", b"0", b"10"]]
+        st.sync(cancelled.cancel)
+        since, seen = len(wire), len(got[21])
+        wait_for(lambda: len(got[21]) >= seen + 5, "the other observation stopped too")
+        after = [m for d, m in wire[since:] if d == "up" and m["token"] == token and m["type"] == B.CON]
+        answers = [m for d, m in wire[since:] if d == "down" and m["mid"] in {a["mid"] for a in after}]
+        assert len(after) == 1, "notifications after cancel: %d" % len(after)
+        assert [(m["type"], m["code"]) for m in answers] == [(B.RST, "0.00")]
+        assert going_on.active and st.server.observations("node-ticker") == [going_on]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        st.sync(proxy.close)
+
+
+def wait_for(condition, what, timeout=30):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.02)
+    assert condition(), what

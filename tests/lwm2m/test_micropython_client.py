@@ -1,27 +1,30 @@
 """End to end with the real device client: lwm2m_client/tinyml_device.py running in the MicroPython unix port
 registers with the server over loopback UDP; the server reads its TinyML capabilities, delivers an install
 package by push (Block1 into /5/0/0) and by pull (/5/0/1 Package URI, the device fetches Block2 from /fw/...),
-executes Update and sees the model active."""
+executes Update and sees the model active. A cancelled observation stops the device's NON notifications.""" 
 
 import asyncio
 import hashlib
 import subprocess
+import time
 
 import pytest
 
 from tinymlaas.devices import unixport
+from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.package import build_package
 from tinymlaas.paths import LWM2M_CLIENT, VECTORS
 from tinymlaas.service.core import reference_vectors
 
+from . import coap_bytes as B
+
 BLOB = (VECTORS / "softmax_rows.blob").read_bytes()
 
 
-@pytest.fixture
-def mpy_device(lwm2m_server, tmp_path):
-    st = lwm2m_server
+def run_device(st, server_uri, tmp_path):
+    """The device process, registered and its capabilities read; the caller terminates it."""
     cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "512k",
-                           ["--server", st.uri, "--endpoint", "mpy-dev", "--data-dir", str(tmp_path / "flash")])
+                           ["--server", server_uri, "--endpoint", "mpy-dev", "--data-dir", str(tmp_path / "flash")])
     proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     async def wait_caps():
@@ -31,10 +34,35 @@ def mpy_device(lwm2m_server, tmp_path):
 
     try:
         st.call(wait_caps())
-        yield st
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    except BaseException:
+        stop_device(proc)
+        raise
+    return proc
+
+
+def stop_device(proc):
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def mpy_device(lwm2m_server, tmp_path):
+    proc = run_device(lwm2m_server, lwm2m_server.uri, tmp_path)
+    yield lwm2m_server
+    stop_device(proc)
+
+
+@pytest.fixture
+def mpy_device_on_wire(lwm2m_server, tmp_path):
+    """The device talking to the server through a loss-free proxy that records every datagram:
+    (server thread, [(direction, parsed datagram)])."""
+    st = lwm2m_server
+    wire = []
+    proxy = st.call(LossyProxy.start(("127.0.0.1", st.port), loss=0, tap=lambda d, data: wire.append((d, B.parse(data)))))
+    proc = run_device(st, "coap://%s:%d" % proxy.address, tmp_path)
+    yield st, wire
+    stop_device(proc)
+    st.sync(proxy.close)
 
 
 async def wait_idle(server, ep):
@@ -93,3 +121,43 @@ def test_pull_install(mpy_device):
     assert fw[(5, 0, 5)] == 1 and tml[(32770, 0, 16)] == "active"
     [served] = st.server.downloads.values()
     assert list(served.values())[0] > 0  # the device fetched it block-wise from /fw/<sha256>
+
+
+def test_cancelled_observation_stops_the_device_notifying(mpy_device_on_wire):
+    """The device notifies NON (every 10th CON). After the server cancels one of two observations, the device's
+    next notification on it gets a Reset and it sends no more on that token, while the other goes on."""
+    st, wire = mpy_device_on_wire
+    got = {"/3/0/9": [], "/3/0/10": []}
+
+    async def observe_both():
+        observations = {}
+        for path in got:
+            await st.server.write_attributes("mpy-dev", path, pmax=1)
+            observations[path] = await st.server.observe("mpy-dev", path, lambda v, o, path=path: got[path].append(v))
+        return observations
+
+    observations = st.call(observe_both())
+    cancelled, going_on = observations["/3/0/9"], observations["/3/0/10"]
+
+    def notifications(token, since=0):
+        return [m for d, m in wire[since:] if d == "up" and m["token"] == token and m["type"] in (B.CON, B.NON)]
+
+    def wait_for(condition, what):
+        deadline = time.time() + 30
+        while not condition() and time.time() < deadline:
+            time.sleep(0.05)
+        assert condition(), what
+
+    [token] = [m["token"] for d, m in wire if d == "down" and m["code"] == "0.01" and 6 in m["options"]
+               and m["options"][11] == [b"3", b"0", b"9"]]
+    wait_for(lambda: len(notifications(token)) >= 2, "no notifications before cancel")
+    assert all(m["type"] == B.NON for m in notifications(token)[:2])
+    st.sync(cancelled.cancel)
+    since = len(wire)
+    seen = len(got["/3/0/10"])
+    wait_for(lambda: len(got["/3/0/10"]) >= seen + 4, "the other observation stopped too")
+    after = notifications(token, since)
+    assert len(after) <= 1, "the device kept notifying after cancel: %d notifications" % len(after)
+    resets = [m for d, m in wire[since:] if d == "down" and m["type"] == B.RST]
+    assert [m["mid"] for m in after] == [m["mid"] for m in resets][:len(after)]
+    assert going_on.active and st.server.observations("mpy-dev") == [going_on]

@@ -111,6 +111,9 @@ BAD = [
     (["ep=x"], 40, b"\xff\xfe", Code.BAD_REQUEST),
     (["ep=x"], 0, b"</3/0>", Code.UNSUPPORTED_CONTENT_FORMAT),
     (["ep=x"], 40, b"</lwm2m>;rt=\"oma.lwm2m\",</3/0>", Code.BAD_REQUEST),  # outside the alternate path
+    (["ep=x"], 40, b"</>;rt=\"oma.lwm2m\";ct=senml,</3/0>", Code.BAD_REQUEST),  # ct must be numbers
+    (["ep=x"], 40, b"</>;rt=\"oma.lwm2m\";ct=\"110  112\",</3/0>", Code.BAD_REQUEST),
+    (["ep=x"], 40, b"</>;rt=\"oma.lwm2m\";ct=70000,</3/0>", Code.BAD_REQUEST),
     (["ep=a\x01b"], 40, b"</3/0>", Code.BAD_REQUEST),  # control character in the endpoint name
     (["ep=" + "e" * 300], 40, b"</3/0>", Code.BAD_OPTION),  # Uri-Query longer than 255 bytes
 ]
@@ -171,14 +174,20 @@ def test_registrations_survive_restart(tmp_path):
     deadline = time.time() + 5
     while st.server.device("persist-me").capabilities is None and time.time() < deadline:
         time.sleep(0.05)
+    # the device now announces SenML-JSON in its root link
+    on_device(c.update(payload=b'</>;rt="oma.lwm2m";ct="110 11542",' + c.object_links()))
+    assert st.server.device("persist-me").content_formats == [110, 11542]
     st.stop()
     st2 = ServerThread(db)
     try:
         [reg] = st2.server.devices()
         assert reg.endpoint == "persist-me" and reg.lifetime == 300 and reg.remote is None
         assert reg.capabilities is not None and reg.capabilities["Machine"] == "x64"
-        # Requests reach the device at its stored address, before it has sent anything to the new process.
+        assert reg.content_formats == [110, 11542] and reg.root_path == "/"
+        # Requests reach the device at its stored address, before it has sent anything to the new process,
+        # in the format it announced (the reference client answers in the Accept it gets).
         assert st2.call(st2.server.read_value("persist-me", "/3/0/2")) == "persist-me"
+        assert c.accepts[-1] == 110
     finally:
         on_device(c.stop())
         loop.call_soon_threadsafe(loop.stop)
@@ -191,13 +200,13 @@ def test_schema_migrations_are_ordered_and_extendable(tmp_path):
 
     path = tmp_path / "m.db"
     s = S.Store(path)
-    assert s.schema_version() == 2
+    assert s.schema_version() == 3
     s.close()
     saved = list(D.MIGRATIONS)
     try:
         D.migration("lwm2m-test", 1, "CREATE TABLE extra (sha TEXT PRIMARY KEY)")
         s = S.Store(path)
-        assert s.db.schema_versions()["lwm2m-test"] == 1 and s.schema_version() == 2
+        assert s.db.schema_versions()["lwm2m-test"] == 1 and s.schema_version() == 3
         s.close()
         con = sqlite3.connect(path)
         assert ("lwm2m", 1) in con.execute("SELECT component, version FROM schema_migrations").fetchall()

@@ -61,7 +61,8 @@ def _is_critical(number):
     return number & 1 == 1
 
 
-def _reset(mid):
+def reset(mid):
+    """The Reset (empty RST) that rejects the message with this Message ID."""
     return bytes([0x70, 0x00, mid >> 8, mid & 0xFF])
 
 
@@ -123,7 +124,7 @@ def check(data):
 
     def format_error(reason):
         if mtype == CON:
-            return Verdict("reset", reason, _reset(mid))
+            return Verdict("reset", reason, reset(mid))
         return Verdict("drop", reason)
 
     if tkl > 8:

@@ -1,10 +1,27 @@
-"""Puts `frame.check` in front of aiocoap's UDP transport, so malformed datagrams never reach aiocoap."""
+"""Puts `frame.check` in front of aiocoap's UDP transport, so malformed datagrams never reach aiocoap, and makes
+a cancelled observation end on the device at its next notification.
+
+Cancelling (RFC 7641 §3.6): the client forgets the token and answers the next notification with a Reset, which
+tells the device to stop. aiocoap 0.4 does neither in time: a cancelled request keeps its token until the next
+notification arrives (that one is still acknowledged, aiocoap#92), and a Non-confirmable response for an unknown
+token is ignored without a word (RFC 7252 §4.3 allows a Reset), so a device notifying NON went on for ever.
+Here `Guard.forget(token)` makes the very next response on that token unknown to aiocoap's message layer (it
+answers a CON one with a Reset), and every NON response that matches no request is answered with a Reset of
+its Message ID (which also ends observations a restarted server no longer knows). The explicit cancel, a GET
+with Observe = 1, is not sent: lwm2m-node-lib 1.4.0 never answers one (an empty ACK, then nothing) and files it
+as one more observer.
+"""
 
 import logging
+from collections import OrderedDict
+
+from aiocoap.numbers.types import NON
 
 from . import frame
 
 log = logging.getLogger("tinymlaas.lwm2m.guard")
+
+MAX_FORGOTTEN = 4096  # cancelled tokens remembered until their device's next notification (oldest dropped)
 
 
 class GuardStats:
@@ -14,27 +31,55 @@ class GuardStats:
         self.reset = 0
         self.replied = 0
         self.stripped = 0
+        self.unmatched = 0  # NON responses (notifications) that no request awaits, answered with a Reset
 
     def as_dict(self):
         return dict(vars(self))
 
 
-def install(context):
-    """Wrap every UDP message interface of an aiocoap server context; returns the shared GuardStats."""
-    stats = GuardStats()
-    for ri in context.request_interfaces:
-        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
-        if mi is None or not hasattr(mi, "datagram_msg_received"):
-            continue
-        original = mi.datagram_msg_received
+class Guard:
+    def __init__(self):
+        self.stats = GuardStats()
+        self._forgotten = OrderedDict()  # token -> None
 
-        def guarded(data, ancdata, flags, address, _original=original, _mi=mi):
+    def forget(self, token):
+        """From now on a response with this token (a cancelled observation's notification) is answered with a
+        Reset, Confirmable or not."""
+        self._forgotten[bytes(token)] = None
+        while len(self._forgotten) > MAX_FORGOTTEN:
+            self._forgotten.popitem(last=False)
+
+    def _wrap_token_manager(self, ri, unmatched):
+        original = ri.process_response  # aiocoap's TokenManager interface: True when a request took the response
+
+        def process_response(response):
+            matched = original(response)
+            if response.token in self._forgotten:
+                del self._forgotten[response.token]
+                matched = False  # the cancelled request saw it and let the token go; the sender gets a Reset
+            if not matched and response.mtype == NON:
+                unmatched.append(response.mid)
+            return matched
+
+        ri.process_response = process_response
+
+    def _wrap_transport(self, mi, unmatched):
+        original = mi.datagram_msg_received
+        stats = self.stats
+
+        def guarded(data, ancdata, flags, address):
             verdict = frame.check(data)
             if verdict.action == "accept":
                 stats.accepted += 1
                 if verdict.reason:
                     stats.stripped += 1
-                return _original(verdict.data, ancdata, flags, address)
+                unmatched.clear()
+                result = original(verdict.data, ancdata, flags, address)  # aiocoap dispatches synchronously
+                while unmatched:
+                    stats.unmatched += 1
+                    log.info("Reset for a NON response from %s that no request awaits", address)
+                    mi.transport.sendmsg(frame.reset(unmatched.pop()), [], 0, address)
+                return result
             log.info("%s from %s: %s", verdict.action, address, verdict.reason)
             if verdict.action == "drop":
                 stats.dropped += 1
@@ -43,11 +88,23 @@ def install(context):
                 stats.reset += 1
             else:
                 stats.replied += 1
-            _mi.transport.sendmsg(verdict.data, [], 0, address)
+            mi.transport.sendmsg(verdict.data, [], 0, address)
             return None
 
         mi.datagram_msg_received = guarded
-    return stats
+
+
+def install(context):
+    """Wrap every UDP message interface of an aiocoap context and its token manager; returns the Guard."""
+    guard = Guard()
+    for ri in context.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        if mi is None or not hasattr(mi, "datagram_msg_received") or not hasattr(ri, "process_response"):
+            continue
+        unmatched = []  # Message IDs of the NON responses no request took, while one datagram is dispatched
+        guard._wrap_token_manager(ri, unmatched)
+        guard._wrap_transport(mi, unmatched)
+    return guard
 
 
 def bound_port(context):

@@ -4,6 +4,8 @@ Devices talk to the proxy as if it were the server. For each device address the 
 socket towards the server, so the server sees (and sends its own requests to) a stable per-device address;
 whatever arrives on that socket is relayed back to the device. Each datagram, in either direction, is dropped
 with probability `loss`, decided by a `random.Random(seed)`, so a run is reproducible given the same order.
+`tap(direction, data)`, if given, sees every datagram ("up" towards the server, "down" towards the device)
+before the drop decision, so a test can assert what was on the wire.
 """
 
 import asyncio
@@ -23,9 +25,10 @@ class _Upstream(asyncio.DatagramProtocol):
 
 
 class LossyProxy(asyncio.DatagramProtocol):
-    def __init__(self, server_addr, loss=0.1, seed=1):
+    def __init__(self, server_addr, loss=0.1, seed=1, tap=None):
         self.server_addr = server_addr
         self.loss = loss
+        self.tap = tap
         self.rng = random.Random(seed)
         self.transport = None
         self._upstreams = {}
@@ -33,9 +36,9 @@ class LossyProxy(asyncio.DatagramProtocol):
         self.stats = {"up": 0, "down": 0, "dropped_up": 0, "dropped_down": 0}
 
     @classmethod
-    async def start(cls, server_addr, loss=0.1, seed=1, host="127.0.0.1", port=0):
+    async def start(cls, server_addr, loss=0.1, seed=1, host="127.0.0.1", port=0, tap=None):
         loop = asyncio.get_running_loop()
-        proxy = cls(server_addr, loss, seed)
+        proxy = cls(server_addr, loss, seed, tap)
         await loop.create_datagram_endpoint(lambda: proxy, local_addr=(host, port))
         return proxy
 
@@ -48,6 +51,8 @@ class LossyProxy(asyncio.DatagramProtocol):
 
     def _relay(self, transport, data, addr, direction):
         self.stats[direction] += 1
+        if self.tap is not None:
+            self.tap(direction, data)
         if self.rng.random() < self.loss:
             self.stats["dropped_" + direction] += 1
             return

@@ -38,6 +38,7 @@ class ReferenceClient(resource.ObservableResource):
         self._rx = bytearray()
         self._rx_next = 0
         self.blocks_seen = []  # (num, more, szx) of each Block1 request, duplicates included
+        self.accepts = []  # the Accept option of each Read (None when absent)
         self._observers = {}  # path -> set(serverobservation)
         self.fail_next_blocks = 0  # test hook: drop state and answer 4.08 to the next N blocks
 
@@ -140,6 +141,7 @@ class ReferenceClient(resource.ObservableResource):
         if not selected:
             return Message(code=Code.NOT_FOUND)
         accept = request.opt.accept
+        self.accepts.append(None if accept is None else int(accept))
         if accept == C.LINK_FORMAT:
             links = sorted({P.fmt(p[: max(len(path) + 1, 3)]) for p in selected} | {P.fmt(path)})
             return Message(code=Code.CONTENT, payload=",".join("<%s>" % l for l in links).encode(), content_format=40)

@@ -43,6 +43,7 @@ class Registration:
     registered_at: float
     updated_at: float
     root_path: str = "/"
+    content_formats: list = field(default_factory=list)  # the root link's ct=, in the device's order
     object_versions: dict = field(default_factory=dict)  # object id -> "1.1" when the link says ver=
     capabilities: dict = None
     remote: object = None  # aiocoap remote of the last Register/Update; not persisted
@@ -84,8 +85,17 @@ def _binding(value):
     return value
 
 
+def _content_formats(value):
+    """The root link's ct= (RFC 7252 §7.2.1: one number, or several in quotes separated by spaces)."""
+    formats = (value or "").split(" ")
+    if not all(f.isdigit() and f.isascii() and int(f) <= 0xFFFF for f in formats):
+        raise Rejected(BAD_REQUEST, "ct of the root link must be Content-Format numbers, got %r" % value)
+    return [int(f) for f in formats]
+
+
 def parse_object_links(content_format, payload):
-    """Register/Update payload -> (root path, [object or instance path strings], {oid: version})."""
+    """Register/Update payload -> (root path, [object or instance path strings], {oid: version}, [ct of the
+    root link]: the content formats the device says it supports, LwM2M 1.1 §6.2.1)."""
     if content_format not in (None, 40):
         raise Rejected(UNSUPPORTED_FORMAT, "registration payload must be link-format (40), got %s" % content_format)
     try:
@@ -94,10 +104,12 @@ def parse_object_links(content_format, payload):
         raise Rejected(BAD_REQUEST, "object links: %s" % e) from None
     if len(links) > MAX_LINKS:
         raise Rejected(BAD_REQUEST, "more than %d object links" % MAX_LINKS)
-    root = "/"
+    root, formats = "/", []
     for link in links:
         if link.params.get("rt") == "oma.lwm2m":
             root = link.uri if link.uri.endswith("/") else link.uri + "/"
+            if "ct" in link.params:
+                formats = _content_formats(link.params["ct"])
     objects, versions = [], {}
     for link in links:
         if link.params.get("rt") == "oma.lwm2m":
@@ -120,7 +132,7 @@ def parse_object_links(content_format, payload):
         p = P.fmt(path)
         if p not in objects:
             objects.append(p)
-    return root, objects, versions
+    return root, objects, versions, formats
 
 
 def check_register(queries, content_format, payload):
@@ -140,11 +152,11 @@ def check_register(queries, content_format, payload):
         raise Rejected(BAD_REQUEST, "Q takes no value")
     if "Q" in q and "Q" not in binding:
         binding += "Q"
-    root, objects, versions = parse_object_links(content_format, payload)
+    root, objects, versions, formats = parse_object_links(content_format, payload)
     if not objects:
         raise Rejected(BAD_REQUEST, "registration must list at least one object")
     return dict(endpoint=ep, lwm2m_version=version, lifetime=lifetime, binding=binding, root_path=root,
-                objects=objects, object_versions=versions)
+                objects=objects, object_versions=versions, content_formats=formats)
 
 
 def check_update(queries, content_format, payload, registered_version):
@@ -161,6 +173,6 @@ def check_update(queries, content_format, payload, registered_version):
     if "b" in q:
         out["binding"] = _binding(q["b"])
     if payload:
-        root, objects, versions = parse_object_links(content_format, payload)
-        out.update(root_path=root, objects=objects, object_versions=versions)
+        root, objects, versions, formats = parse_object_links(content_format, payload)
+        out.update(root_path=root, objects=objects, object_versions=versions, content_formats=formats)
     return out

@@ -84,17 +84,21 @@ class _Tuning(TransportTuning):
 
 
 class Observation:
-    """A running observation; `cancel()` stops it (the device is told with RST on its next notification)."""
+    """A running observation; `cancel()` stops it: the device's next notification, CON or NON, gets a Reset,
+    which ends the observation on the device (RFC 7641 §3.6; see guard.py)."""
 
-    def __init__(self, server, endpoint, path, request):
+    def __init__(self, server, endpoint, path, request, token):
         self.server, self.endpoint, self.path = server, endpoint, path
         self._request = request
+        self.token = token  # on the wire (the outer token under OSCORE)
         self.task = None
         self.notifications = 0
 
     def cancel(self):
         if not self._request.observation.cancelled:
             self._request.observation.cancel()
+            if self.server.guard is not None:
+                self.server.guard.forget(self.token)
         if self.task:
             self.task.cancel()
         self.server._observations.get(self.endpoint, set()).discard(self)
@@ -141,6 +145,7 @@ class LwM2MServer:
         self.site = None
         self.host = None
         self.port = None
+        self.guard = None
         self.guard_stats = None
         self.downloads = {}  # sha -> {hostinfo: highest byte served}, for pull-delivery progress
         self._regs = {}  # endpoint -> Registration
@@ -155,7 +160,8 @@ class LwM2MServer:
             reg = Registration(
                 endpoint=row["endpoint"], id=row["registration"], address=row["address"], lifetime=row["lifetime"],
                 lwm2m_version=row["lwm2m_version"], binding=row["binding"], objects=row["objects"],
-                registered_at=row["registered_at"], updated_at=row["updated_at"], capabilities=row["capabilities"])
+                registered_at=row["registered_at"], updated_at=row["updated_at"], capabilities=row["capabilities"],
+                root_path=row["root_path"], content_formats=row["content_formats"])
             self._regs[reg.endpoint] = reg
             self._by_id[reg.id] = reg.endpoint
 
@@ -164,7 +170,8 @@ class LwM2MServer:
     async def start(self, host="127.0.0.1", port=5683):
         self.site = Root(self)
         self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
-        self.guard_stats = guard.install(self.context)
+        self.guard = guard.install(self.context)
+        self.guard_stats = self.guard.stats
         self.host, self.port = host, guard.bound_port(self.context) or port
         self._sweeper = asyncio.create_task(self._sweep_expired())
         log.info("LwM2M server on coap://%s:%d", host, self.port)
@@ -417,10 +424,11 @@ class LwM2MServer:
             raise DeviceError(dotted(resp.code), "undecodable %s payload: %s" % (fmt, e)) from None
 
     async def read(self, endpoint, path, fmt=None, timeout=None):
-        """Read -> {path tuple: value}. fmt (e.g. C.SENML_CBOR or "tlv") is sent as Accept."""
+        """Read -> {path tuple: value}. fmt (e.g. C.SENML_CBOR or "tlv") is sent as Accept; without it, the
+        data format the device announced (`announced_format`), else no Accept (the device chooses)."""
         reg = self.device(endpoint)
         path = P.check(path)
-        accept = C.content_format(fmt) if fmt is not None else None
+        accept = C.content_format(fmt) if fmt is not None else announced_format(reg)
         resp = self._check(await self._exchange(reg, self._message(reg, Code.GET, path, accept=accept), timeout))
         return self._decode(path, resp)
 
@@ -437,7 +445,7 @@ class LwM2MServer:
             return C.content_format(fmt)
         if len(values) == 1 and path in values and len(path) >= 3:
             return C.OPAQUE if isinstance(values[path], (bytes, bytearray)) else C.TEXT
-        return C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR
+        return values_format(reg)
 
     async def write(self, endpoint, path, values, fmt=None, replace=True, timeout=None):
         """Write. `values` is a value (for a single resource path) or {path: value}. replace=False sends a
@@ -484,7 +492,7 @@ class LwM2MServer:
     async def create(self, endpoint, path, values, fmt=None, timeout=None):
         reg = self.device(endpoint)
         path = P.check(path)
-        fmt = C.content_format(fmt) if fmt is not None else (C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR)
+        fmt = C.content_format(fmt) if fmt is not None else values_format(reg)
         payload = C.encode(fmt, path, {P.check(k): v for k, v in values.items()}, self.model)
         resp = self._check(await self._exchange(reg, self._message(reg, Code.POST, path, payload, content_format=fmt), timeout))
         return resp.opt.location_path
@@ -499,7 +507,7 @@ class LwM2MServer:
         callback(None, observation) once when the observation ends (device gone, cancelled by the device)."""
         reg = self.device(endpoint)
         path = P.check(path)
-        msg = self._message(reg, Code.GET, path, accept=C.content_format(fmt) if fmt is not None else None)
+        msg = self._message(reg, Code.GET, path, accept=C.content_format(fmt) if fmt is not None else announced_format(reg))
         msg.opt.observe = 0
         await self._await_awake(reg)
         ctx = self.oscore.for_endpoint(endpoint)
@@ -525,7 +533,7 @@ class LwM2MServer:
         if not first.code.is_successful():
             request.observation.cancel()
             raise DeviceError(dotted(first.code))
-        obs = Observation(self, endpoint, path, request)
+        obs = Observation(self, endpoint, path, request, outer_first.token)
         self._observations.setdefault(endpoint, set()).add(obs)
         callback(self._decode(path, first), obs)
         if outer_first.opt.observe is None:
@@ -640,6 +648,22 @@ class LwM2MServer:
     def _note_download(self, sha, served_to, total, who):
         d = self.downloads.setdefault(sha, {})
         d[who] = max(d.get(who, 0), served_to)
+
+
+MULTI_VALUE_FORMATS = (C.TLV, C.SENML_JSON, C.SENML_CBOR)
+
+
+def announced_format(reg):
+    """The first data format for several values that the device listed in its root link's ct= and this server
+    speaks, or None. Requests without an explicit format use it: a device that announced only SenML-JSON gets
+    Accept 110, not a TLV or SenML-CBOR it may lack."""
+    return next((f for f in reg.content_formats if f in MULTI_VALUE_FORMATS), None)
+
+
+def values_format(reg):
+    """The Content-Format of a Write or Create of several values: the announced format, else TLV for
+    LwM2M 1.0 (its mandatory format) and SenML-CBOR for 1.1 and later."""
+    return announced_format(reg) or (C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR)
 
 
 def capabilities_from_values(model, values):

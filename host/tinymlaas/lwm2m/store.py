@@ -40,6 +40,13 @@ migration(
         address   TEXT)""",
     "CREATE INDEX IF NOT EXISTS device_events_endpoint ON device_events(endpoint, at)",
 )
+# Requests after a restart still go to the device's alternate path, in the data format it announced.
+migration(
+    COMPONENT,
+    3,
+    "ALTER TABLE devices ADD COLUMN root_path TEXT NOT NULL DEFAULT '/'",
+    "ALTER TABLE devices ADD COLUMN content_formats TEXT NOT NULL DEFAULT '[]'",
+)
 
 
 def is_file_path(db):
@@ -66,14 +73,16 @@ class Store:
         with self.db.transaction() as tx:
             tx.execute(
                 """INSERT INTO devices (endpoint, registration, address, lifetime, lwm2m_version, binding, objects,
-                                        registered_at, updated_at, capabilities)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        registered_at, updated_at, capabilities, root_path, content_formats)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(endpoint) DO UPDATE SET registration=excluded.registration, address=excluded.address,
                      lifetime=excluded.lifetime, lwm2m_version=excluded.lwm2m_version, binding=excluded.binding,
                      objects=excluded.objects, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
-                     capabilities=excluded.capabilities""",
+                     capabilities=excluded.capabilities, root_path=excluded.root_path,
+                     content_formats=excluded.content_formats""",
                 (reg.endpoint, reg.id, reg.address, reg.lifetime, reg.lwm2m_version, reg.binding,
-                 json.dumps(reg.objects), reg.registered_at, reg.updated_at, caps),
+                 json.dumps(reg.objects), reg.registered_at, reg.updated_at, caps, reg.root_path,
+                 json.dumps(reg.content_formats)),
             )
             tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
                        (reg.endpoint, event, time.time(), reg.address))
@@ -88,7 +97,7 @@ class Store:
 
     def devices(self):
         rows = self.db.query("SELECT * FROM devices ORDER BY endpoint")
-        return [dict(r, objects=json.loads(r["objects"]),
+        return [dict(r, objects=json.loads(r["objects"]), content_formats=json.loads(r["content_formats"]),
                      capabilities=json.loads(r["capabilities"]) if r["capabilities"] else None) for r in rows]
 
     def events(self, endpoint):
