@@ -26,6 +26,7 @@ COMMANDS = [
     "deployments",
     "serve",
     "oscore-keys",
+    "tokens",
     "device",
     "emulate",
     "slot-image",

@@ -4,8 +4,8 @@ wait for a provisioned board to register."""
 import asyncio
 import threading
 
-from tinymlaas.lwm2m.http_api import HttpApi, device_routes
 from tinymlaas.lwm2m.server import LwM2MServer
+from tinymlaas.web import build_api
 
 
 class Service:
@@ -15,7 +15,7 @@ class Service:
         self.thread.start()
         self.server = self.call(LwM2MServer(":memory:", sweep_interval=0.2).start("127.0.0.1", 0))
         self.uri = "coap://127.0.0.1:%d" % self.server.port
-        self.api = device_routes(HttpApi(), self.server)
+        self.api = build_api(self.server)
         self.call(self.api.start("127.0.0.1", 0))
         self.api_url = "http://127.0.0.1:%d" % self.api.port
 

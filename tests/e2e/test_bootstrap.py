@@ -9,7 +9,7 @@ import pytest
 
 from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.lwm2m.bootstrap import BootstrapServer
-from tinymlaas.lwm2m.http_api import device_view
+from tinymlaas.web.devices import device_view
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.core import Service
 

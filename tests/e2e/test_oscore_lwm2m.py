@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinymlaas.devices.emulated import EmulatedDevice
-from tinymlaas.lwm2m.http_api import device_view
+from tinymlaas.web.devices import device_view
 from tinymlaas.lwm2m.oscore import DeviceKeys
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.core import Service

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.devices.emulated import EmulatedDevice
-from tinymlaas.lwm2m.http_api import HttpApi, device_routes
 from tinymlaas.service.core import Service
 from tinymlaas.paths import mlperf_model
-from tinymlaas.service.http_routes import service_routes
+from tinymlaas.web import build_api
 
 from e2e_helpers import wait_for
 
@@ -41,7 +40,7 @@ async def http(method, url, body=None):
 def test_deploy_through_http_api_and_explain(tmp_path):
     async def main():
         svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
-        api = service_routes(device_routes(HttpApi(), svc.server), svc)
+        api = build_api(svc.server, svc)
         await api.start("127.0.0.1", 0)
         base = "http://127.0.0.1:%d" % api.port
         uri = "coap://127.0.0.1:%d" % svc.server.port

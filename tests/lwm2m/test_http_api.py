@@ -1,44 +1,61 @@
-"""The JSON HTTP API's request handling: routing, 404/405, malformed and oversized requests."""
+"""The HTTP API's request handling on aiohttp: routing, JSON errors for 404/405, malformed and oversized requests."""
 
 import asyncio
 import json
 
-from tinymlaas.lwm2m.http_api import HttpApi
+from tinymlaas.db import Database
+from tinymlaas.web.app import Api, json_body, reply
 
 
 async def raw(port, data):
+    """Send `data`, read one response (its head, then Content-Length bytes): (status, JSON body or bytes)."""
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(data)
     await w.drain()
-    out = await r.read()
+    head = (await r.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = next(int(h.split(":")[1]) for h in head if h.lower().startswith("content-length:"))
+    body = await r.readexactly(length)
     w.close()
-    status = int(out.split(b" ", 2)[1])
-    return status, json.loads(out.split(b"\r\n\r\n", 1)[1])
+    return int(head[0].split()[1]), json.loads(body) if body.startswith(b"{") else body
 
 
 def test_routing_and_bad_requests():
+    seen = []
+
     async def go():
-        api = HttpApi()
+        api = Api(Database(":memory:"))
 
-        async def echo(match, body):
-            return 200, {"id": match.group(1), "body": body.decode()}
+        async def echo(request):
+            body = await json_body(request)
+            seen.append(body)
+            return reply({"id": request.match_info["id"], "body": body})
 
-        api.route("POST", r"/api/things/(\d+)", echo)
+        api.route("POST", r"/api/things/{id:\d+}", echo, "operator")
         await api.start("127.0.0.1", 0)
+        close = b"Connection: close\r\n"
         try:
-            results = [
-                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
-                await raw(api.port, b"GET /api/things/7 HTTP/1.1\r\n\r\n"),
-                await raw(api.port, b"GET /nope HTTP/1.1\r\n\r\n"),
+            return [
+                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nHost: localhost\r\n" + close +
+                          b"Content-Length: 8\r\n\r\n{\"a\": 1}"),
+                await raw(api.port, b"GET /api/things/7 HTTP/1.1\r\nHost: localhost\r\n" + close + b"\r\n"),
+                await raw(api.port, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n" + close + b"\r\n"),
                 await raw(api.port, b"garbage\r\n\r\n"),
-                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
+                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n"),
+                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nHost: localhost\r\n" + close +
+                          b"Content-Length: 99999999\r\n\r\n"),
                 await raw(api.port, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"),
+                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nHost: localhost\r\n" + close +
+                          b"Content-Length: 5\r\n\r\n[1,2]"),
+                await raw(api.port, b"POST /api/things/7 HTTP/1.1\r\nHost: localhost\r\n" + close +
+                          b"Content-Length: 3\r\n\r\n{\"a"),
             ]
         finally:
             await api.stop()
-        return results
 
     r = asyncio.run(go())
-    assert r[0] == (200, {"id": "7", "body": "hi"})
-    assert [x[0] for x in r[1:]] == [405, 404, 400, 400, 413, 400]
+    assert r[0] == (200, {"id": "7", "body": {"a": 1}})
+    assert [x[0] for x in r[1:]] == [405, 404, 400, 400, 413, 400, 400, 400]
+    assert r[1][1]["error"] == "Method Not Allowed" and r[2][1]["error"] == "Not Found"
+    assert "1048576" in r[5][1]["error"]
+    assert "JSON object" in r[7][1]["error"] and "JSON object" in r[8][1]["error"]
+    assert seen == [{"a": 1}]      # nothing but the good request reached the handler

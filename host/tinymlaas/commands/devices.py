@@ -1,38 +1,18 @@
 """`tinymlaas devices`: list the devices registered with a running `tinymlaas serve`."""
 
-import json
-import urllib.error
-import urllib.request
-
-from ..cli import UserError
-from ._http import DEFAULT_API
+from ._http import add_api_argument, call, expect
 from ._output import print_json, print_table
 
 
 def register(sub):
     p = sub.add_parser("devices", help="list devices registered with the LwM2M server")
-    p.add_argument("--server", default=DEFAULT_API, help="HTTP API of `tinymlaas serve` (default %(default)s)")
+    add_api_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_devices)
 
 
-def fetch(base):
-    url = base.rstrip("/") + "/api/devices"
-    if not url.startswith(("http://", "https://")):
-        raise UserError("--server must be an http:// URL, got %r" % base)
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        raise UserError("%s answered HTTP %d" % (url, e.code)) from None
-    except (urllib.error.URLError, OSError) as e:
-        raise UserError("cannot reach %s (is `tinymlaas serve` running?): %s" % (url, getattr(e, "reason", e))) from None
-    except ValueError:
-        raise UserError("%s did not answer JSON" % url) from None
-
-
 def cmd_devices(args):
-    devices = fetch(args.server)
+    devices = expect(*call(args.api, "GET", "/api/devices"), 200)
     if args.json:
         print_json(devices)
         return 0

@@ -1,4 +1,4 @@
-"""`tinymlaas serve`: the LwM2M server (CoAP/UDP) and its JSON HTTP API on localhost."""
+"""`tinymlaas serve`: the LwM2M server (CoAP/UDP) and its HTTP API (web/), in one asyncio loop."""
 
 import asyncio
 import logging
@@ -12,7 +12,12 @@ def register(sub):
     p = sub.add_parser("serve", help="run the LwM2M server (devices register here) and the JSON HTTP API")
     p.add_argument("--coap-host", default="0.0.0.0", help="address the LwM2M server binds (default 0.0.0.0)")
     p.add_argument("--coap-port", type=int, default=5683, help="CoAP/UDP port (default 5683)")
-    p.add_argument("--http-port", type=int, default=8080, help="HTTP API port on 127.0.0.1 (default 8080)")
+    p.add_argument("--http-host", default="127.0.0.1",
+                   help="address the HTTP API binds (default 127.0.0.1); beyond loopback it requires API tokens")
+    p.add_argument("--http-port", type=int, default=8080, help="HTTP API port (default 8080)")
+    p.add_argument("--auth", choices=("auto", "required"), default="auto",
+                   help="API authentication: 'auto' requires a token unless --http-host is a loopback address, "
+                   "'required' on loopback too (default auto; tokens: `tinymlaas tokens new`)")
     p.add_argument("--data", type=Path, default=None,
                    help="service data directory: database, artifacts, packages (default $TINYMLAAS_DATA or "
                         "~/.tinymlaas; with --db PATH, the database's folder)")
@@ -32,10 +37,10 @@ def register(sub):
 
 
 async def _serve(args, ready=None):
-    from ..lwm2m.http_api import HttpApi, device_routes
     from ..service.config import DEFAULT_DATA
     from ..service.core import Service
-    from ..service.http_routes import service_routes
+    from ..web import build_api
+    from ..web.auth import is_loopback
 
     data = args.data
     if data is None:
@@ -71,14 +76,20 @@ async def _serve(args, ready=None):
         except (OscoreKeyError, OSError) as e:
             await svc.stop()
             raise UserError("bootstrap server: %s" % e) from None
-    api = service_routes(device_routes(HttpApi(), server), svc)
+    local = is_loopback(args.http_host)
+    api = build_api(server, svc, auth=args.auth == "required" or not local, secure_cookies=not local)
     try:
-        await api.start("127.0.0.1", args.http_port)
+        await api.start(args.http_host, args.http_port)
     except OSError as e:
         await svc.stop()
-        raise UserError("cannot bind HTTP 127.0.0.1:%d: %s" % (args.http_port, e.strerror)) from None
-    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://127.0.0.1:%d/api/devices (data %s)"
-          % (args.coap_host, server.port, api.port, data), flush=True)
+        raise UserError("cannot bind HTTP %s:%d: %s" % (args.http_host, args.http_port, e.strerror)) from None
+    http_host = "[%s]" % args.http_host if ":" in args.http_host else args.http_host
+    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://%s:%d/api/devices (data %s, %s)"
+          % (args.coap_host, server.port, http_host, api.port, data,
+             "API tokens required" if api.auth else "no API authentication: loopback only"), flush=True)
+    if api.auth and not api.tokens.any_active():
+        print("tinymlaas serve: no API tokens yet; make one with `tinymlaas tokens new --role admin --data %s`"
+              % data, flush=True)
     if bootstrap:
         print("tinymlaas serve: LwM2M Bootstrap-Server on coap://%s:%d" % (args.coap_host, bootstrap.port),
               flush=True)

@@ -1,18 +1,17 @@
-"""The service's HTTP API on top of the LwM2M server's (lwm2m/http_api.py):
+"""The service's routes, beside the device routes of web/devices.py:
 
     GET  /api/models                      models and their variant counts
-    GET  /api/models/<name>               one model (newest version) with its variants
-    GET  /api/explain/<model>/<endpoint>  every variant of a model for a device: chosen, or why rejected
+    GET  /api/models/{name}               one model (newest version) with its variants
+    GET  /api/explain/{model}/{endpoint}  every variant of a model for a device: chosen, or why rejected
     POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints]}
     GET  /api/deployments                 all deployments with per-device state
-    GET  /api/deployments/<id>            one deployment, its per-device state and its history
+    GET  /api/deployments/{id}            one deployment, its per-device state and its history
 """
-
-import json
 
 from ..cli import UserError
 from ..lwm2m.server import NotRegistered
 from ..registry import RegistryError
+from ..web.app import HttpError, json_body, reply
 from .deployments import DeploymentError
 
 
@@ -22,65 +21,63 @@ def _variant_view(v):
 
 
 def service_routes(api, svc):
-    async def models(match, body):
-        return 200, [dict(m, variants=len(svc.registry.variants(m))) for m in svc.registry.models()]
+    async def models(request):
+        return reply([dict(m, variants=len(svc.registry.variants(m))) for m in svc.registry.models()])
 
-    async def model(match, body):
+    async def model(request):
         try:
-            m = svc.registry.model(match.group(1))
+            m = svc.registry.model(request.match_info["name"])
         except RegistryError as e:
-            return 404, {"error": str(e)}
-        return 200, dict(m, variants=[_variant_view(v) for v in svc.registry.variants(m)])
+            raise HttpError(404, str(e)) from None
+        return reply(dict(m, variants=[_variant_view(v) for v in svc.registry.variants(m)]))
 
-    async def explain(match, body):
+    async def explain(request):
         from ..commands.explain import explain_rows
 
+        name, endpoint = request.match_info["model"], request.match_info["endpoint"]
         try:
-            m, caps, best, verdicts = svc.explain(match.group(1), match.group(2))
+            m, caps, best, verdicts = svc.explain(name, endpoint)
         except (RegistryError, NotRegistered) as e:
-            return 404, {"error": str(e)}
+            raise HttpError(404, str(e)) from None
         except UserError as e:
-            return 409, {"error": str(e)}
-        return 200, {"model": m["name"], "version": m["version"], "device": match.group(2), "capabilities": caps,
-                     "chosen": best.variant["id"] if best else None, "variants": explain_rows(verdicts)}
+            raise HttpError(409, str(e)) from None
+        return reply({"model": m["name"], "version": m["version"], "device": endpoint, "capabilities": caps,
+                      "chosen": best.variant["id"] if best else None, "variants": explain_rows(verdicts)})
 
-    async def create(match, body):
-        try:
-            req = json.loads(body or b"{}")
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
-        except ValueError as e:
-            return 400, {"error": "body must be a JSON object: %s" % e}
+    async def create(request):
+        req = await json_body(request)
         if not isinstance(req.get("model"), str):
-            return 400, {"error": "'model' (a model name) is required"}
+            raise HttpError(400, "'model' (a model name) is required")
         devices = req.get("devices") or []
         if req.get("tag"):
             devices = svc.devices_with_tag(req["tag"])
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-            return 400, {"error": "'devices' must be a list of endpoint names"}
+            raise HttpError(400, "'devices' must be a list of endpoint names")
         canary = req.get("canary") or []
+        if not isinstance(canary, list) or not all(isinstance(d, str) for d in canary):
+            raise HttpError(400, "'canary' must be a list of endpoint names")
         try:
             dep_id = svc.create_deployment(req["model"], devices, canary)
         except UserError as e:
-            return 400, {"error": str(e)}
+            raise HttpError(400, str(e)) from None
         svc.start_deployment(dep_id)
-        return 201, svc.deployment_view(dep_id)
+        return reply(svc.deployment_view(dep_id), 201)
 
-    async def listing(match, body):
-        return 200, svc.deployments.list()
+    async def listing(request):
+        return reply(svc.deployments.list())
 
-    async def one(match, body):
+    async def one(request):
         try:
-            dep = svc.deployment_view(int(match.group(1)))
+            dep = svc.deployment_view(int(request.match_info["id"]))
         except DeploymentError as e:
-            return 404, {"error": str(e)}
+            raise HttpError(404, str(e)) from None
         dep["history"] = svc.deployments.history(dep["id"])
-        return 200, dep
+        return reply(dep)
 
-    api.route("GET", r"/api/models/?", models)
-    api.route("GET", r"/api/models/([^/]+)", model)
-    api.route("GET", r"/api/explain/([^/]+)/([^/]+)", explain)
-    api.route("POST", r"/api/deployments/?", create)
-    api.route("GET", r"/api/deployments/?", listing)
-    api.route("GET", r"/api/deployments/(\d+)", one)
+    api.route("GET", "/api/models", models, "viewer")
+    api.route("GET", "/api/models/{name}", model, "viewer")
+    api.route("GET", "/api/explain/{model}/{endpoint}", explain, "viewer")
+    api.route("POST", "/api/deployments", create, "operator")
+    api.route("GET", "/api/deployments", listing, "viewer")
+    api.route("GET", r"/api/deployments/{id:\d+}", one, "viewer")
     return api

@@ -1,0 +1,23 @@
+"""The service's web layer: the JSON API (and the console's pages) on aiohttp, in the LwM2M server's loop.
+
+    api = build_api(svc.server, svc, auth=True)     # svc None: the device routes only
+    await api.start("127.0.0.1", 0)
+
+app.py has the Api (routing, roles, middlewares), tokens.py the tokens and sessions, audit.py the audit log.
+Importing this package costs nothing: the CLI reads tokens.py without loading aiohttp.
+"""
+
+
+def build_api(server, svc=None, *, auth=False, secure_cookies=False):
+    from .access import access_routes
+    from .app import Api
+    from .devices import device_routes
+
+    api = Api(server.store.db, auth=auth, secure_cookies=secure_cookies)
+    access_routes(api)
+    device_routes(api, server)
+    if svc is not None:
+        from ..service.http_routes import service_routes
+
+        service_routes(api, svc)
+    return api

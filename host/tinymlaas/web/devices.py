@@ -1,0 +1,70 @@
+"""Routes for the devices registered with the LwM2M server:
+
+    GET  /api/health                      CoAP port, device count, datagram guard counters
+    GET  /api/devices                     every registration (device_view)
+    GET  /api/devices/{endpoint}          one
+    POST /api/devices/{endpoint}/refresh  read the TinyML object again
+"""
+
+import time
+
+from .app import HttpError, reply
+
+
+def device_view(reg, server=None):
+    """What /api/devices shows for one registration (also used by `tinymlaas devices --json`). `security` is
+    "oscore" for an endpoint the server only talks to under OSCORE, else "nosec"."""
+    caps = reg.capabilities or {}
+    model = None
+    if caps.get("Model Name") or caps.get("Model SHA256"):
+        model = {"name": caps.get("Model Name"), "version": caps.get("Model Version"),
+                 "sha256": caps.get("Model SHA256"), "state": caps.get("Model State")}
+    return {
+        "endpoint": reg.endpoint,
+        "address": reg.address,
+        "registration": reg.id,
+        "registered_at": reg.registered_at,
+        "registered_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reg.registered_at)),
+        "updated_at": reg.updated_at,
+        "lifetime": reg.lifetime,
+        "expires_in": max(0, round(reg.expires_at() - time.time(), 1)),
+        "lwm2m_version": reg.lwm2m_version,
+        "binding": reg.binding,
+        "objects": reg.objects,
+        "capabilities": reg.capabilities,
+        "installed_model": model,
+        "security": "oscore" if server is not None and server.oscore.for_endpoint(reg.endpoint) else "nosec",
+    }
+
+
+def registration(server, request):
+    ep = request.match_info["endpoint"]
+    reg = server.find(ep)
+    if reg is None:
+        raise HttpError(404, "no registered device %r" % ep)
+    return reg
+
+
+def device_routes(api, server):
+    async def list_devices(request):
+        return reply([device_view(r, server) for r in server.devices()])
+
+    async def one_device(request):
+        return reply(device_view(registration(server, request), server))
+
+    async def refresh(request):
+        ep = registration(server, request).endpoint
+        caps = await server.refresh_capabilities(ep)
+        if caps is None:
+            raise HttpError(502, "device did not answer")
+        return reply(device_view(server.device(ep), server))
+
+    async def health(request):
+        return reply({"coap_port": server.port, "devices": len(server.devices()),
+                      "datagrams": server.guard_stats.as_dict() if server.guard_stats else None})
+
+    api.route("GET", "/api/health", health, "viewer")
+    api.route("GET", "/api/devices", list_devices, "viewer")
+    api.route("GET", "/api/devices/{endpoint}", one_device, "viewer")
+    api.route("POST", "/api/devices/{endpoint}/refresh", refresh, "operator")
+    return api
