@@ -1,0 +1,221 @@
+"""The signed model manifest on the device (docs/manifest.md): COSE_Sign1 (RFC 9052 §4.2, ES256 only) around a
+SUIT-shaped manifest map. The same profile, the same checks and the same refusal reasons as the host
+(tinymlaas.signing) and the C reader (inference_module/c/tml_cose.c).
+
+    from tinyml import cose
+    m = cose.verify(envelope, anchors)          # anchors: {kid (8 bytes): 65-byte public point}
+    why = cose.admit(m, vendor_id, class_id, installed)   # None, "wrong vendor", ... ; installed: (seq, blob sha)
+
+Raises SignatureError (with .reason) on refusal. The envelope is at most 512 bytes and parsed in RAM; the reader
+takes memoryview slices, checks every length before it reads, and accepts only the deterministic encoding.
+"""
+
+import hashlib
+
+from . import p256
+
+ENVELOPE_MAX_BYTES = 512
+TEXT_MAX_BYTES = 64
+KID_BYTES = 8
+MT_UINT, MT_NINT, MT_BYTES, MT_TEXT, MT_ARRAY, MT_MAP, MT_TAG = 0, 1, 2, 3, 4, 5, 6
+
+R_MALFORMED = "malformed COSE_Sign1"
+R_ALG = "unsupported algorithm"
+R_KEY = "unknown key"
+R_SIGNATURE = "bad signature"
+R_MANIFEST = "malformed manifest"
+R_VERSION = "unsupported manifest version"
+
+
+class SignatureError(ValueError):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Manifest:
+    def __init__(self):
+        self.sequence = 0
+        self.vendor_id = self.class_id = self.blob_sha256 = self.vectors_sha256 = b""
+        self.component = self.name = self.version = ""
+        self.blob_bytes = 0
+
+
+class _Reader:
+    def __init__(self, data, why):
+        self.b = data
+        self.pos = 0
+        self.why = why  # the reason a structural failure is reported with
+
+    def fail(self):
+        raise SignatureError(self.why)
+
+    def head(self):
+        """(major type, argument) of the next item; only shortest-form heads with definite lengths."""
+        b, pos = self.b, self.pos
+        if pos >= len(b):
+            self.fail()
+        major, ai = b[pos] >> 5, b[pos] & 31
+        pos += 1
+        if major == 7 or ai > 27:
+            self.fail()
+        if ai < 24:
+            self.pos = pos
+            return major, ai
+        n = 1 << (ai - 24)
+        if len(b) - pos < n:
+            self.fail()
+        v = int.from_bytes(b[pos:pos + n], "big")
+        if v < (24, 0x100, 0x10000, 0x100000000)[ai - 24]:
+            self.fail()
+        self.pos = pos + n
+        return major, v
+
+    def expect(self, major, arg):
+        if self.head() != (major, arg):
+            self.fail()
+
+    def string(self, major):
+        m, n = self.head()
+        if m != major or n > len(self.b) - self.pos:
+            self.fail()
+        self.pos += n
+        return self.b[self.pos - n:self.pos]
+
+    def fixed(self, size):
+        v = self.string(MT_BYTES)
+        if len(v) != size:
+            self.fail()
+        return bytes(v)
+
+    def text(self):
+        v = self.string(MT_TEXT)
+        if not 0 < len(v) <= TEXT_MAX_BYTES:
+            self.fail()
+        for c in v:
+            if c < 0x20 or c > 0x7E:
+                self.fail()
+        return str(bytes(v), "ascii")
+
+    def uint(self):
+        m, v = self.head()
+        if m != MT_UINT:
+            self.fail()
+        return v
+
+    def digest(self):
+        self.expect(MT_ARRAY, 2)
+        self.expect(MT_NINT, 15)  # -16: SHA-256
+        return self.fixed(32)
+
+    def end(self):
+        if self.pos != len(self.b):
+            self.fail()
+
+
+def decode_manifest(payload):
+    """Manifest from the signed payload bytes; raises SignatureError("malformed manifest" / "unsupported ...")."""
+    r = _Reader(memoryview(payload), R_MANIFEST)
+    major, count = r.head()
+    if major != MT_MAP or count == 0:
+        r.fail()
+    r.expect(MT_UINT, 1)
+    if r.uint() != 1:
+        raise SignatureError(R_VERSION)
+    if count != 10:
+        r.fail()
+    m = Manifest()
+    r.expect(MT_UINT, 2)
+    m.sequence = r.uint()
+    r.expect(MT_UINT, 3)
+    m.vendor_id = r.fixed(16)
+    r.expect(MT_UINT, 4)
+    m.class_id = r.fixed(16)
+    r.expect(MT_UINT, 5)
+    m.component = r.text()
+    r.expect(MT_UINT, 6)
+    m.blob_sha256 = r.digest()
+    r.expect(MT_UINT, 7)
+    m.blob_bytes = r.uint()
+    if m.blob_bytes > 0xFFFFFFFF:
+        r.fail()
+    r.expect(MT_UINT, 8)
+    m.name = r.text()
+    r.expect(MT_UINT, 9)
+    m.version = r.text()
+    r.expect(MT_UINT, 10)
+    m.vectors_sha256 = r.digest()
+    r.end()
+    return m
+
+
+def _head_bytes(major, n):
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 0x100:
+        return bytes((major << 5 | 24, n))
+    if n < 0x10000:
+        return bytes((major << 5 | 25, n >> 8, n & 0xFF))
+    return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
+
+
+def open_envelope(data):
+    """Structure only -> (kid, protected, payload, signature) as memoryviews into `data`. No crypto."""
+    if len(data) > ENVELOPE_MAX_BYTES:
+        raise SignatureError(R_MALFORMED)
+    r = _Reader(memoryview(data), R_MALFORMED)
+    r.expect(MT_TAG, 18)
+    r.expect(MT_ARRAY, 4)
+    protected = r.string(MT_BYTES)
+    h = _Reader(protected, R_MALFORMED)
+    h.expect(MT_MAP, 2)
+    h.expect(MT_UINT, 1)
+    major, alg = h.head()
+    if major not in (MT_UINT, MT_NINT):
+        h.fail()
+    if (major, alg) != (MT_NINT, 6):  # -7: ES256
+        raise SignatureError(R_ALG)
+    h.expect(MT_UINT, 4)
+    kid = h.string(MT_BYTES)
+    if len(kid) != KID_BYTES:
+        h.fail()
+    h.end()
+    r.expect(MT_MAP, 0)
+    payload = r.string(MT_BYTES)
+    signature = r.string(MT_BYTES)
+    if len(signature) != 64:
+        r.fail()
+    r.end()
+    return kid, protected, payload, signature
+
+
+def verify(data, anchors):
+    """The Manifest of a COSE_Sign1 envelope whose ES256 signature verifies under one of `anchors`."""
+    kid, protected, payload, signature = open_envelope(data)
+    point = anchors.get(bytes(kid))
+    if point is None:
+        raise SignatureError(R_KEY)
+    # Sig_structure = ["Signature1", protected, h'', payload] (RFC 9052 §4.4), hashed as it is encoded
+    h = hashlib.sha256(b"\x84\x6aSignature1")
+    h.update(_head_bytes(MT_BYTES, len(protected)))
+    h.update(protected)
+    h.update(b"\x40")
+    h.update(_head_bytes(MT_BYTES, len(payload)))
+    h.update(payload)
+    if p256.verify(point, h.digest(), signature) != p256.VALID:
+        raise SignatureError(R_SIGNATURE)
+    return decode_manifest(payload)
+
+
+def admit(m, vendor_id, class_id, installed=None):
+    """None when the manifest is for this device and not a rollback, else the reason. `installed`: (sequence,
+    blob SHA-256) of what the model slot has, or None. The same sequence number is accepted only for the very
+    same blob (a re-install)."""
+    if m.vendor_id != vendor_id:
+        return "wrong vendor"
+    if m.class_id != class_id:
+        return "wrong device class"
+    if installed is not None and (m.sequence < installed[0] or
+                                  (m.sequence == installed[0] and m.blob_sha256 != installed[1])):
+        return "rollback"
+    return None

@@ -1,0 +1,36 @@
+/* libFuzzer target for the signed-manifest reader: every input goes through tml_cose_verify (one trust anchor,
+ * the key tests/signing/test_signing_fuzz.py signs its seed envelopes with, so mutated signatures and payloads
+ * reach the ECDSA verification), through tml_manifest_parse as a bare manifest, and, when long enough, through
+ * tml_p256_verify as public key || digest || signature. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tml_cose.h"
+#include "tml_p256.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* d = SHA-256("tinymlaas fuzz key") mod n; kid = SHA-256(point)[:8] */
+static const tml_anchor anchor = {
+    {0x4a, 0xa3, 0xd4, 0x43, 0x7e, 0x5a, 0xe0, 0x03},
+    {0x04, 0x6e, 0xf2, 0x11, 0x50, 0xb8, 0xce, 0x16, 0xdd, 0x92, 0xab, 0x32, 0x15, 0xd7, 0xf3, 0x52, 0x40,
+     0x37, 0xf4, 0x05, 0x34, 0x20, 0xc0, 0x9c, 0x88, 0x38, 0x3e, 0x41, 0xb8, 0x77, 0x83, 0xed, 0x10,
+     0x0c, 0x61, 0xf1, 0x1c, 0x4e, 0xd1, 0x9a, 0x73, 0x1b, 0xdc, 0x91, 0xf3, 0x42, 0xc8, 0xa0, 0x2d,
+     0x19, 0x68, 0xc9, 0x78, 0xb8, 0xab, 0x9e, 0xe0, 0x48, 0x04, 0x2f, 0x6c, 0x35, 0x80, 0x27, 0x65}};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t *copy;
+    tml_manifest m;
+    if (size > 4096)
+        return 0;
+    copy = malloc(size ? size : 1u); /* exact size, so ASan sees any read past the end */
+    memcpy(copy, data, size);
+    tml_cose_verify(copy, (uint32_t)size, &anchor, 1, &m);
+    tml_manifest_parse(copy, (uint32_t)size, &m);
+    if (size >= 65 + 32 + 64)
+        tml_p256_verify(copy, copy + 65, copy + 97);
+    free(copy);
+    return 0;
+}
