@@ -34,6 +34,9 @@ def test_a_sample_per_capabilities_read_at_registration_and_refresh(tmp_path):
             assert last["flash_free"] == caps["Flash Free"] > 0
             assert last["inference_count"] == 0 and last["latency_us"] is not None
             assert [v for _, v in svc.telemetry.series("d1", "free_heap")] == [s["free_heap"] for s in samples]
+            await wait_for(lambda: "d1" in svc.telemetry.device_info(), what="the Device object's read")
+            info = svc.telemetry.device_info()["d1"]
+            assert info["Model Number"] == "ESP32-WROOM-32 (4 MB flash)" and info["Device Type"] == "esp32"
         finally:
             dev.stop()
             await svc.stop()

@@ -87,7 +87,7 @@ class Service:
         self.deployments = DeploymentStore(self.db)
         # a sample of free heap, flash, inference count and latency each time a device's TinyML object is read
         self.telemetry = Telemetry(self.db, telemetry_retention_days)
-        self.server.on_event(self.telemetry.on_event)
+        self.telemetry.attach(self.server, self._spawn)
         channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
         self.engine = DeploymentEngine(self.deployments, channel, self.plan,
                                        rollback_package=self._rollback_package)

@@ -1,4 +1,5 @@
-"""Telemetry: time series of what devices report, kept for a retention period, exported as CSV.
+"""Telemetry: time series of what devices report, kept for a retention period, exported as CSV; and what each
+device says about itself in its Device object (/3/0), read once per registration.
 
 A sample is taken every time the service reads a device's TinyML object (at registration, on an Update that
 changes its objects, on a refresh, after every install): free heap, largest free block, flash free, inference
@@ -9,9 +10,12 @@ when the user asks (`keep_result`). Rows older than the retention period are del
 import csv
 import io
 import json
+import logging
 import time
 
 from ..db import migration
+
+log = logging.getLogger("tinymlaas.service.telemetry")
 
 migration(
     "telemetry",
@@ -38,6 +42,16 @@ migration(
     "CREATE INDEX telemetry_results_endpoint ON telemetry_results(endpoint, at)",
 )
 
+migration(
+    "telemetry",
+    2,
+    """CREATE TABLE device_info (
+        endpoint TEXT PRIMARY KEY,
+        info TEXT NOT NULL,
+        at REAL NOT NULL)""",
+)
+
+DEVICE_OBJECT = "/3/0"
 # series name -> (TinyML object resource name, what it is, unit); the order is the CSV's and the console's
 METRICS = {
     "free_heap": ("Free Heap", "free heap", "B"),
@@ -77,10 +91,37 @@ class Telemetry:
         self.retention_days = float(retention_days)
         self._pruned_at = 0.0
 
-    def on_event(self, event):
-        """LwM2MServer.on_event callback: a sample per capabilities read."""
-        if event.kind == "capabilities" and event.registration.capabilities:
-            self.record(event.endpoint, event.registration.capabilities)
+    def attach(self, server, spawn):
+        """Take a sample each time `server` reads a device's TinyML object, and read the device's Device object
+        (/3/0: manufacturer, model, hardware and software versions) when it registers; `spawn(coro)` runs that
+        read in the service's task set."""
+        def on_event(event):
+            if event.kind == "capabilities" and event.registration.capabilities:
+                self.record(event.endpoint, event.registration.capabilities)
+            elif event.kind == "registered" and event.registration.has_object(3):
+                spawn(self._read_device_object(server, event.endpoint))
+
+        server.on_event(on_event)
+
+    async def _read_device_object(self, server, endpoint):
+        from ..lwm2m.server import LwM2MError, capabilities_from_values
+
+        try:
+            values = await server.read(endpoint, DEVICE_OBJECT)
+        except LwM2MError as e:
+            log.info("reading %s of %s failed: %s", DEVICE_OBJECT, endpoint, e)
+            return
+        self.record_device_info(endpoint, capabilities_from_values(server.model, values))
+
+    def record_device_info(self, endpoint, info, at=None):
+        """What the device says about itself (its Device object, by resource name); the latest is kept."""
+        self.db.execute("INSERT INTO device_info (endpoint, info, at) VALUES (?, ?, ?) ON CONFLICT (endpoint) "
+                        "DO UPDATE SET info=excluded.info, at=excluded.at",
+                        (endpoint, json.dumps(info, default=str), time.time() if at is None else at))
+
+    def device_info(self):
+        """{endpoint: {resource name: value}} of every device whose Device object was read."""
+        return {r["endpoint"]: json.loads(r["info"]) for r in self.db.query("SELECT endpoint, info FROM device_info")}
 
     def record(self, endpoint, capabilities, at=None):
         """One sample from a device's TinyML object values (keyed by resource name, as the server stores them)."""
