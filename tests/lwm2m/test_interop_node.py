@@ -1,18 +1,29 @@
 """Interop with an independent LwM2M client: lwm2m-node-lib (FIWARE, npm) registers with the server, answers
-Reads and a Write, and de-registers; a cancelled observation stops its notifications. Installed by `npm install` in tests/interop (host/scripts/setup.sh)."""
+Reads and a Write, and de-registers; a cancelled observation stops its notifications; as a device without the
+TinyML object it stays listed but cannot be refreshed or deployed to. Installed by `npm install` in tests/interop (host/scripts/setup.sh)."""
 
+import asyncio
+import json
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
+import pytest
+
+from tinymlaas.errors import UserError
 from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.lwm2m.server import DeviceError
+from tinymlaas.service.core import Service
+from tinymlaas.web import app as _web_tables  # noqa: F401  (its migrations, before the Service opens its database)
+from tinymlaas.web import build_api
 
 from . import coap_bytes as B
 
 PEER = Path(__file__).resolve().parents[1] / "interop" / "lwm2m_peer.js"
 NODE = shutil.which("node")
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "models"
 
 
 def test_node_peer_is_installed():
@@ -90,3 +101,49 @@ def wait_for(condition, what, timeout=30):
     while not condition() and time.time() < deadline:
         time.sleep(0.02)
     assert condition(), what
+
+
+def test_device_without_the_tinyml_object_is_listed_but_refused(tmp_path):
+    """lwm2m-node-lib lists only /3/0: an ordinary LwM2M device. It stays listed; refreshing its capabilities
+    answers 409 with the reason instead of reading an object it never listed, and a deployment to it is refused
+    before anything is created."""
+
+    async def main():
+        svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
+        api = build_api(svc.server, svc)
+        await api.start("127.0.0.1", 0)
+        base = "http://127.0.0.1:%d" % api.port
+        proc = await asyncio.create_subprocess_exec(NODE, str(PEER), "127.0.0.1", str(svc.server.port), "generic",
+                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL, cwd=PEER.parent)
+        try:
+            assert (await proc.stdout.readline()).startswith(b"registered rd/")
+            svc.catalog.add(CORPUS / "conv_same_dilated.tflite", "conv", "1", builds=[])
+            status, devices = await http("GET", base + "/api/devices")
+            assert status == 200 and [(d["endpoint"], d["objects"]) for d in devices] == [("generic", ["/3/0"])]
+            status, err = await http("POST", base + "/api/devices/generic/refresh")
+            assert (status, err) == (409, {"error": "device generic does not implement the TinyML object (32770)"})
+            status, err = await http("POST", base + "/api/deployments", {"model": "conv", "devices": ["generic"]})
+            assert status == 400 and err["error"] == "device generic does not implement the TinyML object (32770)"
+            assert svc.deployments.list() == []
+            with pytest.raises(UserError, match="does not implement the TinyML object"):
+                svc.explain("conv", "generic")
+        finally:
+            proc.terminate()
+            await proc.wait()
+            await api.stop()
+            await svc.stop()
+
+    asyncio.run(main())
+
+
+async def http(method, url, body=None):
+    def call():
+        req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    return await asyncio.to_thread(call)

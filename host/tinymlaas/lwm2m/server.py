@@ -10,7 +10,8 @@
     uri = server.offer_package(blob)                   # pull delivery via /5/0/1
     queue = server.subscribe()                         # Event(kind, endpoint, registration)
 
-All device-management calls raise `NotRegistered`, `DeviceUnreachable` or `DeviceError(code)`.
+All device-management calls raise `NotRegistered`, `DeviceUnreachable` or `DeviceError(code)`; what needs the
+TinyML object raises `NoTinyMLObject` for a device that does not list it (an ordinary LwM2M device).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.optiontypes import BlockOption
 
+from ..errors import UserError
 from . import codecs as C
 from . import guard
 from . import oscore
@@ -53,6 +55,11 @@ class NotRegistered(LwM2MError):
 
 class DeviceUnreachable(LwM2MError):
     pass
+
+
+class NoTinyMLObject(LwM2MError, UserError):
+    """The device did not list the TinyML object (32770): it stays managed, but has no capabilities to read and
+    cannot take a model. A UserError too: the CLI and the HTTP API refuse with this reason before doing anything."""
 
 
 class DeviceError(LwM2MError):
@@ -309,14 +316,28 @@ class LwM2MServer:
         if self.read_capabilities and reg.has_object(TINYML_OBJECT_ID):
             self._spawn(self.refresh_capabilities(reg.endpoint))
 
-    async def refresh_capabilities(self, endpoint):
-        """Read the TinyML object and store it, by resource name, as the device's capabilities."""
+    def tinyml_device(self, endpoint):
+        """The registration of a device that lists the TinyML object; NotRegistered or NoTinyMLObject."""
         reg = self.device(endpoint)
+        if not reg.has_object(TINYML_OBJECT_ID):
+            raise NoTinyMLObject("device %s does not implement the TinyML object (%d)" % (endpoint, TINYML_OBJECT_ID))
+        return reg
+
+    async def refresh_capabilities(self, endpoint):
+        """fetch_capabilities for callers that go on with the figures they have: None (logged) when the device
+        does not answer or has no TinyML object. NotRegistered still raises."""
+        self.device(endpoint)
         try:
-            values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID)
+            return await self.fetch_capabilities(endpoint)
         except LwM2MError as e:
             log.warning("reading capabilities of %s failed: %s", endpoint, e)
             return None
+
+    async def fetch_capabilities(self, endpoint):
+        """Read the TinyML object and store it, by resource name, as the device's capabilities. Raises
+        NotRegistered, NoTinyMLObject (before any request), DeviceError or DeviceUnreachable."""
+        reg = self.tinyml_device(endpoint)
+        values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID)
         caps = capabilities_from_values(self.model, values)
         if self._regs.get(endpoint) is reg:
             reg.capabilities = caps

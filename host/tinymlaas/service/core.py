@@ -115,7 +115,7 @@ class Service:
 
     # -- devices ------------------------------------------------------------------------------------------------
     def device_capabilities(self, endpoint):
-        reg = self.server.device(endpoint)
+        reg = self.server.tinyml_device(endpoint)
         if not reg.capabilities:
             raise UserError("device %s has not reported its TinyML capabilities (object 32770) yet" % endpoint)
         return normalize_capabilities(reg.capabilities)
@@ -207,6 +207,8 @@ class Service:
         unknown = [e for e in endpoints + list(canary) if e not in known]
         if unknown:
             raise UserError("unknown device(s): %s (registered: %s)" % (", ".join(unknown), ", ".join(sorted(known)) or "none"))
+        for e in endpoints + list(canary):
+            self.server.tinyml_device(e)  # a device without object 32770 is refused (a UserError) before anything is created
         return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints])
 
     def start_deployment(self, dep_id, progress=None):

@@ -3,11 +3,12 @@
     GET  /api/health                      CoAP port, device count, datagram guard counters
     GET  /api/devices                     every registration (device_view)
     GET  /api/devices/{endpoint}          one
-    POST /api/devices/{endpoint}/refresh  read the TinyML object again
+    POST /api/devices/{endpoint}/refresh  read the TinyML object again (409 for a device without one)
 """
 
 import time
 
+from ..lwm2m.server import LwM2MError, NoTinyMLObject
 from .app import HttpError, reply
 
 
@@ -54,9 +55,12 @@ def device_routes(api, server):
 
     async def refresh(request):
         ep = registration(server, request).endpoint
-        caps = await server.refresh_capabilities(ep)
-        if caps is None:
-            raise HttpError(502, "device did not answer")
+        try:
+            await server.fetch_capabilities(ep)
+        except NoTinyMLObject as e:
+            raise HttpError(409, str(e)) from None
+        except LwM2MError as e:     # what the device answered, or that it did not
+            raise HttpError(502, str(e)) from None
         return reply(device_view(server.device(ep), server))
 
     async def health(request):
