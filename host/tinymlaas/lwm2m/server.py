@@ -447,11 +447,16 @@ class LwM2MServer:
     async def read(self, endpoint, path, fmt=None, timeout=None):
         """Read -> {path tuple: value}. fmt (e.g. C.SENML_CBOR or "tlv") is sent as Accept; without it, the
         data format the device announced (`announced_format`), else no Accept (the device chooses)."""
+        return (await self.read_answer(endpoint, path, fmt, timeout))[2]
+
+    async def read_answer(self, endpoint, path, fmt=None, timeout=None):
+        """Read -> (content format or None, payload bytes, {path tuple: value}): the answer as the device sent it
+        and decoded (the HTTP API shows the bytes on request)."""
         reg = self.device(endpoint)
         path = P.check(path)
         accept = C.content_format(fmt) if fmt is not None else announced_format(reg)
         resp = self._check(await self._exchange(reg, self._message(reg, Code.GET, path, accept=accept), timeout))
-        return self._decode(path, resp)
+        return resp.opt.content_format, resp.payload, self._decode(path, resp)
 
     async def read_value(self, endpoint, path, fmt=None):
         """Read one resource and return its value."""

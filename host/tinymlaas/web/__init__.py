@@ -12,10 +12,12 @@ def build_api(server, svc=None, *, auth=False, secure_cookies=False):
     from .access import access_routes
     from .app import Api
     from .devices import device_routes
+    from .lwm2m import lwm2m_routes
 
     api = Api(server.store.db, auth=auth, secure_cookies=secure_cookies)
     access_routes(api)
     device_routes(api, server)
+    lwm2m_routes(api, server)
     if svc is not None:
         from ..service.http_routes import service_routes
 

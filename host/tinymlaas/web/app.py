@@ -47,9 +47,11 @@ RESULT = web.RequestKey("result", str)          # the error a failed request ans
 
 
 class HttpError(Exception):
-    def __init__(self, status, message, headers=None):
+    """Answered as {"error": message, **extra} with `status` (and `headers`)."""
+
+    def __init__(self, status, message, headers=None, extra=None):
         super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
+        self.status, self.message, self.headers, self.extra = status, message, headers, extra or {}
 
 
 def dumps(obj):
@@ -84,6 +86,7 @@ class RouteInfo:
 class Api:
     def __init__(self, db, *, auth=False, secure_cookies=False):
         self.db = db
+        db.migrate()        # the web tables, when the database was opened before this module was imported
         self.auth = auth
         self.secure_cookies = secure_cookies
         self.tokens = TokenStore(db)
@@ -217,7 +220,7 @@ class Api:
                 return await handler(request)
         except HttpError as e:
             request[RESULT] = e.message
-            return reply({"error": e.message}, e.status, e.headers)
+            return reply(dict(e.extra, error=e.message), e.status, e.headers)
         except web.HTTPException as e:
             if e.status < 400:
                 raise
