@@ -1,0 +1,144 @@
+"""What the console's pages show, computed from the Service: fleet rows with a state at a glance, one device's
+details and object tree, the models' fit matrix. Plain data; the templates only lay it out."""
+
+import time
+
+from ..lwm2m import paths as P
+from ..service.core import normalize_capabilities
+from ..service.selection import choose
+from ..service.telemetry import METRICS
+
+# A device's state at a glance, in the order the fleet's filter lists them, with its badge's style.
+STATES = {"online": "ok", "updating": "busy", "update failed": "bad", "model failed": "bad", "asleep": "idle",
+          "offline": "idle"}
+RUNNING_STEPS = ("queued", "delivering", "verifying")
+
+
+def _all_tags(db):
+    tags = {}
+    for r in db.query("SELECT endpoint, tag FROM device_tags ORDER BY tag"):
+        tags.setdefault(r["endpoint"], []).append(r["tag"])
+    return tags
+
+
+def _deployment_rows(db):
+    """{endpoint: its latest deployment_devices row, with the deployment's state}."""
+    latest = {}
+    for r in db.query("SELECT dd.endpoint, dd.state, dd.reason, dd.deployment_id, dd.updated_at, d.state AS dep_state "
+                      "FROM deployment_devices dd JOIN deployments d ON d.id = dd.deployment_id "
+                      "ORDER BY dd.updated_at, dd.deployment_id"):
+        latest[r["endpoint"]] = r
+    return latest
+
+
+def device_state(reg, caps, last_deployment, awake_time, now):
+    """(state, why) of a registered device: see STATES."""
+    model_state = str(caps.get("Model State") or "")
+    if model_state.startswith(("load-failed", "out-of-ram")):
+        return "model failed", model_state
+    dep = last_deployment
+    if dep and dep["dep_state"] == "running" and dep["state"] in RUNNING_STEPS:
+        return "updating", "deployment %d: %s" % (dep["deployment_id"], dep["state"])
+    if dep and dep["state"] == "failed":
+        return "update failed", "deployment %d: %s" % (dep["deployment_id"], dep["reason"])
+    if "Q" in (reg.binding or "") and now > reg.updated_at + awake_time:
+        return "asleep", "queue mode: listens after its next Update"
+    return "online", ""
+
+
+def fleet(svc, now=None):
+    """Every device the service knows: the registered ones, then those seen before (deregistered or expired)."""
+    now = time.time() if now is None else now
+    known = {"tags": _all_tags(svc.db), "info": svc.telemetry.device_info()}
+    deployments = _deployment_rows(svc.db)
+    rows = []
+    for reg in svc.server.devices():
+        caps = reg.capabilities or {}
+        state, why = device_state(reg, caps, deployments.get(reg.endpoint), svc.server.awake_time, now)
+        rows.append(_row(svc, reg.endpoint, caps, state, why, reg.updated_at, known, reg))
+    registered = {r["endpoint"] for r in rows}
+    for ev in svc.db.query("SELECT endpoint, MAX(at) AS at FROM device_events GROUP BY endpoint ORDER BY endpoint"):
+        if ev["endpoint"] not in registered:
+            rows.append(_row(svc, ev["endpoint"], {}, "offline", "deregistered or registration expired", ev["at"], known))
+    return rows
+
+
+def _row(svc, endpoint, caps, state, why, last_seen, known, reg=None):
+    model = None
+    if caps.get("Model Name") or caps.get("Model SHA256"):
+        model = {"name": caps.get("Model Name"), "version": caps.get("Model Version"),
+                 "sha256": caps.get("Model SHA256"), "state": caps.get("Model State"),
+                 "arena": caps.get("Arena Bytes"), "blob": caps.get("Blob Bytes")}
+    runtime = " ".join(str(caps[k]) for k in ("Runtime Name", "Runtime Version") if caps.get(k))
+    info = known["info"].get(endpoint, {})
+    return {
+        "endpoint": endpoint, "state": state, "state_class": STATES[state], "why": why,
+        # the board as the device names itself (/3/0), else what its runtime reports
+        "board": info.get("Model Number") or caps.get("Machine") or "",
+        "board_detail": " · ".join(str(v) for v in (info.get("Device Type"), info.get("Hardware Version")) if v),
+        "manufacturer": info.get("Manufacturer") or "", "info": info,
+        "machine": caps.get("Machine") or "", "platform": caps.get("Platform") or "",
+        "runtime": runtime, "flavour": caps.get("Kernel Flavour") or "",
+        "coprocessor": caps.get("Kernel Flavour") == "c-coprocessor",
+        "model": model, "heap_free": caps.get("Free Heap"), "heap_total": caps.get("Heap Total"),
+        "largest_block": caps.get("Largest Free Block"), "flash_free": caps.get("Flash Free"),
+        "last_seen": last_seen, "tags": known["tags"].get(endpoint, []),
+        "security": "OSCORE" if reg is not None and svc.server.oscore.for_endpoint(endpoint) else
+                    ("NoSec" if reg is not None else ""),
+        "address": reg.address if reg is not None else "", "registered": reg is not None,
+    }
+
+
+def object_tree(model, reg):
+    """The device's objects and instances (from its registration's links) with the resources the object model
+    defines for each: [{"path", "name", "instances": [{"path", "resources": [{path, id, name, ops, type}]}]}]."""
+    tree = {}
+    for link in reg.objects:
+        try:
+            path = P.parse(link)
+        except ValueError:
+            continue
+        obj = tree.setdefault(path[0], {"id": path[0], "path": "/%d" % path[0], "instances": []})
+        if len(path) > 1:
+            obj["instances"].append(path[1])
+    out = []
+    for oid in sorted(tree):
+        obj = tree[oid]
+        definition = model.object(oid)
+        obj["name"] = definition.name if definition else "object %d" % oid
+        instances = sorted(set(obj["instances"])) or ([0] if definition and not definition.multiple else [])
+        obj["instances"] = [{"path": "/%d/%d" % (oid, i), "resources": [
+            {"path": "/%d/%d/%d" % (oid, i, r.id), "id": r.id, "name": r.name, "ops": r.operations,
+             "type": r.type, "multiple": r.multiple}
+            for r in sorted(definition.resources.values(), key=lambda r: r.id)] if definition else []}
+            for i in instances]
+        out.append(obj)
+    return out
+
+
+def device_charts(svc, endpoint, since=None):
+    """[(metric, title, unit, [(t, value)])] for the device page's plots; latency in ms."""
+    out = []
+    for metric, (_, title, unit) in METRICS.items():
+        points = svc.telemetry.series(endpoint, metric, since)
+        if metric == "latency_us":
+            points, unit = [(t, v / 1000.0) for t, v in points], "ms"
+        out.append((metric, title, unit, points))
+    return out
+
+
+def fit_matrix(svc, variants):
+    """Columns: board profiles, then registered devices that reported capabilities; a cell per variant and column:
+    {"fits", "chosen", "reasons"} (chosen: the variant selection would pick there)."""
+    from ..commands.explain import BOARDS, profile_capabilities
+
+    columns = [("profile", name, profile_capabilities(name)) for name in BOARDS]
+    for reg in svc.server.devices():
+        if reg.capabilities:
+            columns.append(("device", reg.endpoint, normalize_capabilities(reg.capabilities)))
+    cells = {}
+    for kind, name, caps in columns:
+        _, verdicts = choose(variants, caps)
+        for v in verdicts:
+            cells[(v.variant["id"], kind, name)] = {"fits": v.fits, "chosen": v.chosen, "reasons": v.reasons}
+    return [{"kind": kind, "name": name} for kind, name, _ in columns], cells
