@@ -1,12 +1,14 @@
 """The Bootstrap-Server (host/tinymlaas/lwm2m/bootstrap.py) against an aiocoap endpoint standing in for a device:
 the Bootstrap-Request, then Delete, the OSCORE/Security/Server writes in TLV and Finish, in that order; the keys it
-writes are the ones the LwM2M server now holds for the endpoint. The MicroPython client's side is tested in
+writes are the ones the LwM2M server now holds for the endpoint. Malformed datagrams get the same strict reactions
+as at the LwM2M server (the same guard, the same cases). The MicroPython client's side is tested in
 tests/client/test_bootstrap_client.py and both together in tests/e2e/test_bootstrap.py."""
 
 import asyncio
 import gc
 
 import aiocoap
+import pytest
 from aiocoap import resource
 
 from tinymlaas.lwm2m import codecs as C
@@ -15,6 +17,10 @@ from tinymlaas.lwm2m.objects import default_model
 from tinymlaas.lwm2m.oscore import DeviceKeys
 from tinymlaas.lwm2m.server import LwM2MServer
 from tinymlaas.lwm2m.values import ObjLink
+
+from . import coap_bytes as B
+from .conftest import ServerThread
+from .test_malformed import CASES, assert_reaction
 
 
 class Device(resource.Resource):
@@ -89,3 +95,28 @@ def test_a_device_with_factory_keys_must_bootstrap_under_oscore(tmp_path):
 
     resp = asyncio.run(main())
     assert resp.code == aiocoap.UNAUTHORIZED and b"must bootstrap under OSCORE" in resp.payload
+
+
+@pytest.fixture
+def bootstrap_server(tmp_path):
+    st = ServerThread(str(tmp_path / "db.sqlite"))
+    bs = st.call(BootstrapServer(st.server, st.uri).start("127.0.0.1", 0))
+    yield st, bs
+    st.call(bs.stop())
+    st.stop()
+
+
+GUARD_CASES = [c for c in CASES if c[2] in ("rst", "drop", "4.02")]  # the guard's own reactions, before routing
+
+
+@pytest.mark.parametrize("name,data,expected", GUARD_CASES, ids=[c[0] for c in GUARD_CASES])
+def test_malformed_datagram_to_the_bootstrap_server(bootstrap_server, udp, name, data, expected):
+    st, bs = bootstrap_server
+    udp.send(data, bs.port)
+    assert_reaction(udp.recv(0.4 if expected == "drop" else 2), data, expected)
+    assert bs.outcomes.empty() and st.server.oscore.sender_ids_in_use() == set()
+    # and it still serves: a well-formed Bootstrap-Request is accepted
+    udp.send(B.message(B.POST, 0x7777, b"\x01", [(11, b"bs"), (15, b"ep=after")]), bs.port)
+    reply = B.parse(udp.recv(2))
+    assert (reply["type"], reply["code"], reply["mid"]) == (B.ACK, "2.04", 0x7777)
+    assert bs.guard_stats.as_dict()[{"rst": "reset", "drop": "dropped", "4.02": "replied"}[expected]] == 1

@@ -84,7 +84,13 @@ CASES = [
 def test_malformed_datagram(lwm2m_server, udp, name, data, expected):
     st = lwm2m_server
     udp.send(data, st.port)
-    reply = udp.recv(0.4 if expected == "drop" else 2)
+    assert_reaction(udp.recv(0.4 if expected == "drop" else 2), data, expected)
+    assert_untouched(st)
+    assert_still_serves(st, udp)
+
+
+def assert_reaction(reply, data, expected):
+    """`reply` (None if nothing came) is the reaction `expected` ("drop", "rst" or a code) to datagram `data`."""
     if expected == "drop":
         assert reply is None
     elif expected == "rst":
@@ -96,8 +102,6 @@ def test_malformed_datagram(lwm2m_server, udp, name, data, expected):
         h = B.parse_header(reply)
         assert h["type"] == B.ACK and h["code"] == expected and h["mid"] == (data[2] << 8 | data[3])
         assert reply[4 : 4 + h["tkl"]] == data[4 : 4 + (data[0] & 15)]  # token echoed
-    assert_untouched(st)
-    assert_still_serves(st, udp)
 
 
 def test_elective_option_with_bad_length_is_ignored(lwm2m_server, udp):

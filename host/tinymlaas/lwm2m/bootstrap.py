@@ -62,11 +62,14 @@ class BootstrapServer:
         self.model = default_model()
         self.context = None
         self.port = None
+        self.guard_stats = None
         self.outcomes = asyncio.Queue()   # Outcome per finished (or failed) bootstrap
         self._tasks = set()
 
     async def start(self, host="127.0.0.1", port=5693):
         self.context = await aiocoap.Context.create_server_context(_Site(self), bind=(host, port), transports=["udp6"])
+        # the same strict datagram check as the LwM2M server: this port faces devices that know nothing else yet
+        self.guard_stats = guard.install(self.context).stats
         self.port = guard.bound_port(self.context) or port
         log.info("LwM2M bootstrap server on coap://%s:%d", host, self.port)
         return self
