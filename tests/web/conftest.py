@@ -14,15 +14,28 @@ from tinymlaas.web import build_api
 
 
 class Web:
-    def __init__(self, auth, db=":memory:"):
+    """The API on a bare LwM2M server, or (data_dir given) on a whole Service: registry and deployments too."""
+
+    def __init__(self, auth, data_dir=None):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = self.call(LwM2MServer(db, sweep_interval=0.2).start("127.0.0.1", 0))
+        self.svc = None
+        if data_dir is None:
+            self.server = self.call(LwM2MServer(":memory:", sweep_interval=0.2).start("127.0.0.1", 0))
+        else:
+            self.svc = self.call(self._service(data_dir))
+            self.server = self.svc.server
         self.coap_uri = "coap://127.0.0.1:%d" % self.server.port
-        self.api = build_api(self.server, auth=auth)
+        self.api = build_api(self.server, self.svc, auth=auth)
         self.call(self.api.start("127.0.0.1", 0))
         self.base = "http://127.0.0.1:%d" % self.api.port
+
+    @staticmethod
+    async def _service(data_dir):
+        from tinymlaas.service.core import Service
+
+        return await Service(data_dir).start("127.0.0.1", 0)
 
     def call(self, coro, timeout=60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -35,13 +48,22 @@ class Web:
 
     def stop(self):
         self.call(self.api.stop())
-        self.call(self.server.stop())
+        self.call(self.svc.stop() if self.svc else self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+NO_REDIRECTS = urllib.request.build_opener(_NoRedirects)
+
+
 class Client:
-    """A blocking JSON client: each call -> (status, decoded JSON body or raw bytes, headers)."""
+    """A blocking JSON client: each call -> (status, decoded JSON body or raw bytes, headers). Redirects are
+    answers, not followed."""
 
     def __init__(self, base, token=None, headers=None):
         self.base, self.headers = base, dict(headers or {})
@@ -54,7 +76,7 @@ class Client:
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers=dict(self.headers, **(headers or {})))
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with NO_REDIRECTS.open(req, timeout=60) as r:
                 status, raw, hdrs = r.status, r.read(), r.headers
         except urllib.error.HTTPError as e:
             status, raw, hdrs = e.code, e.read(), e.headers
@@ -88,5 +110,13 @@ def web_open():
 def web_auth():
     """Auth required."""
     w = Web(auth=True)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def service_auth(tmp_path):
+    """A whole Service (registry, deployments) behind the API, auth required."""
+    w = Web(auth=True, data_dir=tmp_path / "svc")
     yield w
     w.stop()

@@ -50,9 +50,10 @@ def access_routes(api):
 
     async def new_token(request):
         body = await json_body(request)
+        if not isinstance(body.get("name", ""), str):
+            raise HttpError(400, "'name' must be a string")
         try:
-            row, token = api.tokens.create(body.get("role"), str(body.get("name") or ""),
-                                           created_by=request[IDENTITY].actor)
+            row, token = api.tokens.create(body.get("role"), body.get("name", ""), created_by=request[IDENTITY].actor)
         except UserError as e:
             raise HttpError(400, str(e)) from None
         return reply(dict(row, token=token), 201)
