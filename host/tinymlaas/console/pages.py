@@ -72,11 +72,10 @@ def page_routes(api, svc):
             v = svc.db.query_one("SELECT id FROM variants WHERE artifact_sha256=? ORDER BY id DESC LIMIT 1",
                                  (row["model"]["sha256"],))
             variant = svc.registry.variant(v["id"]) if v else None
-        input_spec = ""
+        input_spec, labels = "", []
         if variant is not None:
-            spec = svc.registry.model(variant["model_id"]).get("input_spec") or {}
-            input_spec = ", ".join("%s %s" % (s.get("dtype", ""), "x".join(map(str, s.get("shape", []))))
-                                   for s in spec.get("inputs", []) if isinstance(s, dict))
+            input_spec = blob_input(svc.registry.artifact(variant)) if variant["artifact_kind"] == "tmlb" else ""
+            labels = svc.registry.model(variant["model_id"]).get("labels") or []
         deployments = svc.db.query(
             "SELECT dd.deployment_id, dd.state, dd.reason, dd.updated_at, m.name AS model FROM deployment_devices dd "
             "JOIN deployments d ON d.id = dd.deployment_id JOIN models m ON m.id = d.model_id "
@@ -93,7 +92,7 @@ def page_routes(api, svc):
                       tree=views.object_tree(svc.server.model, reg) if reg else [], charts=chart_rows,
                       sample_count=len(svc.telemetry.samples(ep)), retention_days=svc.telemetry.retention_days,
                       kept=svc.telemetry.results(ep, 20), deployments=deployments, events=events,
-                      input_spec=input_spec)
+                      input_spec=input_spec, labels=labels)
 
     def variant_scatter(models):
         series = []
@@ -189,6 +188,16 @@ def page_routes(api, svc):
     api.route("GET", "/console/deployments/{id}", deployment, "viewer", page=True)
     api.route("GET", "/console/audit", audit, "admin", page=True)
     api.route("GET", "/console/tokens", tokens, "admin", page=True)
+
+
+def blob_input(blob):
+    """'1x49x10x1 int8': what the inference form must be given."""
+    from ..blob import format as F
+    from ..blob.reader import parse
+
+    b = parse(blob)
+    return ", ".join("%s %s" % ("x".join(map(str, b.tensors[i].shape)), F.DTYPE_NAMES[b.tensors[i].dtype])
+                     for i in b.inputs)
 
 
 def percent(value):

@@ -22,4 +22,7 @@ def build_api(server, svc=None, *, auth=False, secure_cookies=False):
         from ..service.http_routes import service_routes
 
         service_routes(api, svc)
+        from ..console import console_routes
+
+        console_routes(api, svc)       # the console's pages at / and /console/ (console/__init__.py)
     return api

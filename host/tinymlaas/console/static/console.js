@@ -303,16 +303,19 @@ function formatValue(v) {
 }
 
 function deviceObjects(ep, base) {
+  // the web API's device management (web/lwm2m.py): values come as [{path, type, value}]
   const status = $("#op-status");
   if (!status) return;
   const cell = path => { const row = $$("#objects tr[data-path]").find(r => r.dataset.path === path); return row && $(".value", row); };
-  const put = (values) => {
-    for (const [path, v] of Object.entries(values)) {
-      const c = cell(path) || cell(path.split("/").slice(0, 4).join("/"));
+  const put = values => {
+    for (const { path, value } of values || []) {
+      const c = cell(path) || cell(path.split("/").slice(0, 4).join("/"));   // /3/0/6/1 lands in /3/0/6's row
       if (!c) continue;
-      c.textContent = formatValue(v);
+      const multiple = path.split("/").length > 4;
+      c.textContent = multiple && c.dataset.filled === "1" ? c.textContent + ", " + formatValue(value) : formatValue(value);
+      c.dataset.filled = "1";
       c.classList.add("changed");
-      setTimeout(() => c.classList.remove("changed"), 1500);
+      setTimeout(() => { c.classList.remove("changed"); c.dataset.filled = ""; }, 1500);
     }
   };
   const run = async (label, fn) => {
@@ -321,37 +324,54 @@ function deviceObjects(ep, base) {
     catch (e) { show(status, label + " failed: " + e.message, "body small error"); }
   };
   const lwm2m = path => base + "/lwm2m" + path;
-  const read = async path => { const r = await api("GET", lwm2m(path)); put(r.values || {}); return r.code || "2.05"; };
+  const read = async path => { const r = await api("GET", lwm2m(path)); put(r.values); return "2.05 Content (" + r.format + ")"; };
   $$("#objects .read-instance").forEach(b => b.addEventListener("click", () => run("read " + b.dataset.path, () => read(b.dataset.path))));
-  const observations = {};
+  const observed = new Set();
+  let events = null;
+  const listen = () => {
+    if (events) return;
+    events = new EventSource("/api/events?endpoint=" + encodeURIComponent(ep));
+    events.addEventListener("notification", ev => {
+      const note = JSON.parse(ev.data);
+      if (!observed.has(note.path)) return;
+      put(note.values);
+      show(status, "notification " + note.count + " for " + note.path, "body small okmsg");
+    });
+    events.addEventListener("observation-ended", ev => {
+      const note = JSON.parse(ev.data);
+      if (observed.delete(note.path)) show(status, "the device ended the observation of " + note.path, "body small error");
+    });
+  };
   for (const row of $$("#objects tr[data-path]")) {
     const path = row.dataset.path;
     const on = (sel, fn) => { const b = $(sel, row); if (b) b.addEventListener("click", () => fn(b)); };
     on(".op-read", () => run("read " + path, () => read(path)));
-    on(".op-execute", () => run("execute " + path, async () => (await api("POST", lwm2m(path) + "/execute", {})).code));
+    on(".op-execute", () => run("execute " + path, async () => (await api("POST", lwm2m(path), {})).code));
     on(".op-write", () => {
-      const v = prompt("Value to write to " + path + " (" + row.dataset.type + ")");
+      const v = prompt("Value to write to " + path + " (" + row.dataset.type + (row.dataset.type === "Opaque" ? ", hex" : "") + ")");
       if (v === null) return;
-      run("write " + path, async () => (await api("PUT", lwm2m(path), { value: v })).code);
+      const value = /^(Integer|Float|Unsigned Integer|Time)$/.test(row.dataset.type) && v.trim() !== "" ? Number(v) : v;
+      run("write " + path, async () => (await api("PUT", lwm2m(path), { value })).code);
     });
     on(".op-observe", b => {
-      if (observations[path]) {
-        observations[path].close();
-        delete observations[path];
-        b.textContent = "Observe";
-        show(status, "stopped observing " + path, "body small");
+      if (observed.has(path)) {
+        run("cancel observation of " + path, async () => {
+          await api("DELETE", lwm2m(path) + "/observe");
+          observed.delete(path);
+          b.textContent = "Observe";
+          return "cancelled";
+        });
         return;
       }
-      const source = new EventSource(lwm2m(path) + "/observe");
-      observations[path] = source;
-      b.textContent = "Stop";
-      let n = 0;
-      source.onmessage = ev => {
-        const note = JSON.parse(ev.data);
-        put(note.values || {});
-        show(status, "observing " + path + ": " + (++n) + " notification" + (n === 1 ? "" : "s"), "body small okmsg");
-      };
-      source.onerror = () => show(status, "observation of " + path + " interrupted", "body small error");
+      run("observe " + path, async () => {
+        listen();
+        const r = await api("POST", lwm2m(path) + "/observe", {});
+        if (!r.active) return "the device answered without starting an observation";
+        observed.add(r.path);
+        put(r.values);
+        b.textContent = "Stop";
+        return "observing; notifications appear here as they come";
+      });
     });
   }
 }
@@ -367,47 +387,73 @@ function parseValues(text) {
   });
 }
 
+// A NumPy .npy file (format 1.0-3.0, little-endian or byte-sized numbers, C order) -> a flat array of numbers.
+function parseNpy(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (bytes.length < 10 || magic.some((m, i) => bytes[i] !== m)) throw new Error("not a .npy file (no \\x93NUMPY magic)");
+  const view = new DataView(buffer);
+  const major = bytes[6];
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = (major === 1 ? 10 : 12) + headerLen;
+  if (start > bytes.length) throw new Error(".npy header longer than the file");
+  const header = new TextDecoder("latin1").decode(bytes.subarray(major === 1 ? 10 : 12, start));
+  const descr = (header.match(/'descr':\s*'([^']+)'/) || [])[1];
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(".npy in Fortran order is not supported");
+  const types = { "<f4": [4, "getFloat32"], "<f8": [8, "getFloat64"], "|i1": [1, "getInt8"], "|u1": [1, "getUint8"],
+                  "<i2": [2, "getInt16"], "<i4": [4, "getInt32"], "<u2": [2, "getUint16"], "<i8": [8, "getBigInt64"] };
+  const type = types[descr];
+  if (!type) throw new Error(".npy dtype " + descr + " is not supported (float32/64, int8/16/32/64, uint8/16)");
+  const [size, getter] = type;
+  const n = Math.floor((bytes.length - start) / size);
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = Number(view[getter](start + i * size, true));
+  return out;
+}
+
+async function inputFromFile(file) {
+  if (file.size > 4 << 20) throw new Error("input file larger than 4 MB");
+  if (/\.npy$/i.test(file.name)) return parseNpy(await file.arrayBuffer());
+  const data = JSON.parse(await file.text());
+  return Array.isArray(data) ? data : data.input;
+}
+
 function inferenceForm(ep, base) {
   const form = $("#infer");
   if (!form || !$("button[type=submit]", form)) return;
+  const labels = JSON.parse(($("#model-labels") || { textContent: "[]" }).textContent);
   form.addEventListener("submit", async ev => {
     ev.preventDefault();
     show($("#infer-error"), "");
-    const file = $("#infer-file").files[0];
-    let resp;
     const button = $("button[type=submit]", form);
     button.disabled = true;
     try {
-      if (file) {
-        const data = new FormData();
-        data.append("input", file, file.name);
-        resp = await api("POST", base + "/infer", data);
-      } else {
-        const values = parseValues($("#infer-values").value);
-        if (!values) throw new Error("choose a file or type the input values");
-        resp = await api("POST", base + "/infer", { input: values });
-      }
-      showResult(resp);
+      const file = $("#infer-file").files[0];
+      const input = file ? await inputFromFile(file) : parseValues($("#infer-values").value);
+      if (!input) throw new Error("choose a file or type the input values");
+      const resp = await api("POST", base + "/infer", { input });
+      const r = resp.results[0];
+      showResult(r, labels);
       if ($("#infer-keep").checked) {
-        await api("POST", base + "/telemetry/results", { model: resp.model || "", class: resp.class,
-          label: resp.label, scores: resp.scores || [], latency_us: resp.latency_us });
+        await api("POST", base + "/telemetry/results", { model: resp.model, class: r["class"], label: r.label,
+          scores: r.scores, latency_us: r.latency_us });
+        show($("#infer-error"), "kept", "okmsg");
       }
-    } catch (e) { show($("#infer-error"), e.message); }
+    } catch (e) { show($("#infer-error"), e.message, "error"); }
     finally { button.disabled = false; }
   });
 }
 
-function showResult(r) {
+function showResult(r, labels) {
   $("#infer-result").hidden = false;
   show($("#infer-label"), r.label === null || r.label === undefined ? "(no label)" : String(r.label));
   show($("#infer-class"), String(r["class"]));
-  show($("#infer-latency"), r.latency_us === undefined || r.latency_us === null ? "–" : (r.latency_us / 1000).toFixed(2) + " ms");
+  show($("#infer-latency"), r.latency_us === undefined || r.latency_us === null ? "–" : (r.latency_us / 1000).toFixed(2) + " ms on the device");
   const scores = r.scores || [];
-  const labels = r.labels || [];
-  const lo = Math.min(...scores, 0), hi = Math.max(...scores, 1);
+  const lo = Math.min(...scores, 0), hi = Math.max(...scores, 1e-9);
   $("#infer-scores").replaceChildren(...scores.flatMap((s, i) => {
     const top = i === r["class"];
-    return [el("span", { class: top ? "top" : "", text: labels[i] !== undefined ? labels[i] : String(i) }),
-            bar(s - lo, hi - lo), el("span", { class: "mono" + (top ? " top" : ""), text: String(s) })];
+    return [el("span", { class: top ? "top" : "", text: labels[i] !== undefined ? labels[i] : "class " + i }),
+            bar(s - lo, hi - lo), el("span", { class: "mono" + (top ? " top" : ""), text: s.toFixed(4) })];
   }));
 }
