@@ -16,7 +16,6 @@ from tinymlaas.errors import UserError
 from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.lwm2m.server import DeviceError
 from tinymlaas.service.core import Service
-from tinymlaas.web import app as _web_tables  # noqa: F401  (its migrations, before the Service opens its database)
 from tinymlaas.web import build_api
 
 from . import coap_bytes as B
