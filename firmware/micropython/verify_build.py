@@ -5,8 +5,9 @@
 
 Boots the firmware (QEMU mps2-an385 with its UART on a pty, or the unix binary behind a pty), enters the raw REPL
 with mpremote's transport, and runs every single-input vector in tests/vectors through the C runtime
-(`_tinyml.Model`) and the frozen viper runtime (`tinyml.load`); both must equal the golden output. The blobs are
-sent inside the executed code, so the board needs no filesystem. Exit status 0 when every vector is bit-exact.
+(`_tinyml.Model`) and the frozen viper kernels (`tinyml.load(blob, kernels="viper")`); both must equal the golden
+output, and `tinyml.load(blob)` must pick the C module by itself. The blobs are sent inside the executed code, so
+the board needs no filesystem. Exit status 0 when every vector is bit-exact.
 """
 
 import argparse
@@ -27,12 +28,19 @@ if m.sizes()[:2] == (1, 1):
     x = %r[:n]
     m.input(0)[:] = x
     m.invoke()
-    # tinyml.predict takes floats for a float32 input (dtype 5) and raw bytes otherwise.
-    xp = list(struct.unpack('<%%df' %% (n // 4), x)) if m.input_info(0)[0] == 5 else x
-    print(bytes(m.output(0)).hex(), bytes(tinyml.load(b).predict(xp)).hex())
+    v = tinyml.load(b, kernels='viper')
+    v.input_buffer(0)[:] = x
+    v.invoke()
+    print(bytes(m.output(0)).hex(), bytes(v.output_buffer(0)).hex(), tinyml.load(b).kernels)
 else:
-    print('skip skip')
+    print('skip skip skip')
 """
+
+
+def vector_code(blob_path):
+    """The code that runs one vector on the board: prints the C module's output, the viper kernels' output (hex)
+    and the kernels `tinyml.load` picks by itself (c-module on a firmware with `_tinyml`)."""
+    return RUN % (blob_path.read_bytes(), blob_path.with_suffix(".in.bin").read_bytes())
 
 
 def boot_qemu(elf):
@@ -87,7 +95,7 @@ def main():
     try:
         t = SerialTransport(port, 115200, timeout=1)
         t.enter_raw_repl(soft_reset=soft_reset)
-        print(t.exec("import sys, gc, struct, _tinyml, tinyml; gc.collect(); print(sys.implementation._machine, "
+        print(t.exec("import sys, gc, _tinyml, tinyml; gc.collect(); print(sys.implementation._machine, "
                      "'mpy', sys.implementation._mpy, _tinyml.kernel_set(), 'heap free', gc.mem_free())")
               .decode().strip())
         bad = checked = 0
@@ -102,7 +110,7 @@ def main():
                                                                                    blob_path.stat().st_size))
                 continue
             try:
-                c_hex, py_hex = t.exec(RUN % (blob_path.read_bytes(), xin.read_bytes())).decode().split()
+                c_hex, py_hex, auto = t.exec(vector_code(blob_path)).decode().split()
             except Exception as e:  # the board raised: report it and go on with the next vector
                 checked += 1
                 bad += 1
@@ -111,10 +119,13 @@ def main():
             if c_hex == "skip":
                 continue
             ref = yout.read_bytes()[:len(c_hex) // 2]
-            ok = bytes.fromhex(c_hex) == ref == bytes.fromhex(py_hex)
+            exact = bytes.fromhex(c_hex) == ref == bytes.fromhex(py_hex)
+            verdict = "bit-exact (C and viper)" if exact else "MISMATCH"
+            if auto != "c-module":
+                verdict += ", and tinyml.load(blob) picks %s, not the C module" % auto
             checked += 1
-            bad += not ok
-            print("%-28s %s" % (blob_path.stem, "bit-exact (C and viper)" if ok else "MISMATCH"))
+            bad += not (exact and auto == "c-module")
+            print("%-28s %s" % (blob_path.stem, verdict))
         t.close()
     finally:
         proc.terminate()

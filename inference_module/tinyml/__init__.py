@@ -1,9 +1,11 @@
-"""tinyml: executes tinymlaas model blobs (docs/blob-format.md) on MicroPython with viper kernels.
+"""tinyml: executes tinymlaas model blobs (docs/blob-format.md) on MicroPython: viper kernels, or the `_tinyml`
+C module where the firmware has it (docs/runtime-micropython.md).
 
     import tinyml
-    m = tinyml.load("model.blob")      # file: weights streamed per layer; bytes: used in place
+    m = tinyml.load("model.blob")      # file: weights streamed per layer (viper); bytes: used in place (C module
+                                       # when present); kernels="viper" / "c-module" / "reference" to choose
     m.inspect()
-    y = m.predict(x)                   # bytes / bytearray / array('b') / list (floats for float-I/O models)
+    y = m.predict(x)                   # bytes / array / list / ulab ndarray; floats for an int8 input are quantized
     m.last_us                          # microseconds of the last inference
 """
 

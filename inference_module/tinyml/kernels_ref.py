@@ -1,7 +1,7 @@
 """Plain-Python reference kernels: the op semantics of docs/blob-format.md §5 written for reading, not speed.
 
 They run whole tensors as Python lists with exact integers and fixedpoint.py's helpers; tests run models through
-both these and the viper kernels (load(..., reference=True)) and compare the bytes. They allocate freely, so they
+both these and the viper kernels (load(..., kernels="reference")) and compare the bytes. They allocate freely, so they
 are for checking, not for devices.
 """
 

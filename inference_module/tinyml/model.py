@@ -15,10 +15,11 @@ from . import ops as O
 from . import kernels as K
 from . import requant as RQ
 from .errors import BlobError, SelfTestError
-from .blob import (parse, elements, io_info, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE, INT32, FLOAT32,
+from .blob import (parse, elements, io_info, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE,
                    CONST, DTYPE_NAME)
 from .source import MemorySource, FileSource
 from .fixedpoint import softmax_row
+from .tensor_io import write_input, read_output, as_ndarray, ndarray_module, quantize
 
 try:
     # The C runtime built into the firmware as a user C module (firmware/micropython/usermod): same blobs,
@@ -32,11 +33,19 @@ WBUF = const(4096)  # default streamed-weight buffer (bytes)
 VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
 
 
-def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
+KERNELS = ("c-module", "viper", "reference")
+
+
+def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
     """Load a model from a file path (weights streamed) or bytes/bytearray/memoryview (weights used in place).
 
+    kernels: None runs the blob through the C module `_tinyml` when the firmware has it and the blob is in
+    memory, else on the viper kernels; "c-module", "viper" or "reference" (the plain-Python kernels) insist.
     offset/length select a blob embedded in a larger file (the installer's package files).
     """
+    if kernels is not None and kernels not in KERNELS:
+        raise ValueError("kernels must be one of %s, or None (the C module where it can run the blob, else "
+                         "viper), not %r" % (", ".join(KERNELS), kernels))
     if isinstance(blob, str):
         src = _mapped(blob, offset, length)
         if src is None:
@@ -58,7 +67,7 @@ def load(blob, reference=False, wbuf=WBUF, offset=0, length=None):
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
     try:
-        return Model(src, prog, reference, wbuf)
+        return Model(src, prog, kernels, wbuf)
     except BaseException:  # MemoryError for the arena: do not leak the open file
         src.close()
         raise
@@ -80,6 +89,22 @@ def _mapped(path, offset, length):
     return MemorySource(mv)
 
 
+def _c_model(src, arena, required):
+    """The C runtime's Model of the blob on `arena`, or None where viper runs it instead (required: raise why)."""
+    if _tinyml is None:
+        why = "this firmware has no _tinyml module (docs/boards.md)"
+    elif src.streaming:
+        why = "the C module runs blobs held in memory (bytes, ROMFS); this one is streamed from a file"
+    else:
+        try:
+            return _tinyml.Model(src.mv, arena)
+        except ValueError as e:
+            why = "the C runtime refuses this blob: %s" % e
+    if required:
+        raise ValueError("kernels='c-module': " + why)
+    return None
+
+
 def _check_aligned(buf):
     """Kernels read int32 constants in place through ptr32; cores such as ESP32's Xtensa fault on unaligned
     32-bit loads, so an in-RAM blob must start 4-byte aligned (any bytes/bytearray does; a memoryview slice may
@@ -97,23 +122,17 @@ def _check_aligned(buf):
 
 
 class Model:
-    def __init__(self, src, prog, reference=False, wbuf=WBUF):
+    def __init__(self, src, prog, kernels=None, wbuf=WBUF):
         self._src = src
         self._p = prog
         self.tensors = prog.tensors
-        self.reference = reference
         self.arena_bytes = prog.arena_bytes
         self.arena = bytearray(prog.arena_bytes)
         self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
         # With the C module, a blob held in memory runs in C on this same arena (inputs and outputs stay where
-        # the viper path has them). Streamed blobs and ops the C runtime lacks (it refuses them) stay on viper.
-        self._cm = None
-        if _tinyml is not None and not src.streaming and not reference:
-            try:
-                self._cm = _tinyml.Model(src.mv, self.arena)
-            except ValueError:
-                self._cm = None
-        self.kernels = "c-module" if self._cm is not None else ("reference" if reference else "viper")
+        # the viper path has them). Streamed blobs and blobs the C runtime refuses stay on viper.
+        self._cm = _c_model(src, self.arena, kernels == "c-module") if kernels in (None, "c-module") else None
+        self.kernels = "c-module" if self._cm is not None else (kernels or "viper")
         # A tree model (TREE_ENSEMBLE ops only) uses none of the accumulator or weight buffers: ~15 KB saved on
         # the small devices tree models are meant for; nor does a model the C module runs.
         n_acc = ACC_N if self._cm is None and any(op[0] != O.TREE_ENSEMBLE for op in prog.ops) else 0
@@ -142,30 +161,9 @@ class Model:
     # ----- I/O -----
 
     def set_input(self, i, data):
-        t = self.tensors[self._p.inputs[i]]
-        n = elements(t)
-        off = t[T_OFF]
-        if t[T_DTYPE] == FLOAT32:
-            vals = _flat(data)
-            if len(vals) != n:
-                raise ValueError("input %d takes %d floats, got %d" % (i, n, len(vals)))
-            for k in range(n):
-                struct.pack_into("<f", self.arena, off + 4 * k, vals[k])
-            return
-        if isinstance(data, (bytes, bytearray, memoryview)) or _is_byte_array(data):
-            if len(data) != n:
-                raise ValueError("input %d takes %d bytes, got %d" % (i, n, len(data)))
-            self._amv[off:off + n] = data
-            return
-        vals = _flat(data)
-        if len(vals) != n:
-            raise ValueError("input %d takes %d values, got %d" % (i, n, len(vals)))
-        a = self.arena
-        for k in range(n):
-            v = int(vals[k])
-            if not -128 <= v <= 127:
-                raise ValueError("input %d value %d is not int8" % (i, v))
-            a[off + k] = v & 0xFF
+        """Write graph input i from bytes, an array, a list or a ulab ndarray (tensor_io's rules: floats given to
+        an int8 input are quantized with its scale and zero point)."""
+        write_input(self, i, self.tensors[self._p.inputs[i]], data)
 
     def input_buffer(self, i):
         """The arena bytes of graph input i (a memoryview: write raw int8/float32 data into it, zero copy)."""
@@ -178,27 +176,20 @@ class Model:
         return self._amv[t[T_OFF]:t[T_OFF] + t[T_BYTES]]
 
     def get_output(self, i):
-        t = self.tensors[self._p.outputs[i]]
-        off, n = t[T_OFF], elements(t)
-        if t[T_DTYPE] == FLOAT32:
-            return array.array("f", struct.unpack_from("<%df" % n, self.arena, off))
-        if t[T_DTYPE] == INT32:  # TREE_ENSEMBLE's fixed-point class scores
-            return array.array("i", struct.unpack_from("<%di" % n, self.arena, off))
-        return array.array("b", self.arena[off:off + n])
+        return read_output(self.arena, self.tensors[self._p.outputs[i]])
 
     def predict(self, *data):
         """predict(x) or predict(x0, x1, ...) -> output (one output) or list of outputs."""
         if len(data) != len(self.inputs):
             raise ValueError("model has %d inputs, got %d" % (len(self.inputs), len(data)))
-        nd = _ndarray_module(data[0])
+        np = None
         for i, d in enumerate(data):
+            np = np or ndarray_module(d)
             self.set_input(i, d)
         self.invoke()
-        outs = [self.get_output(i) for i in range(len(self.outputs))]
-        if nd is not None:
-            # ulab has no int32 dtype: int32 scores stay array('i') (a float would round large scores).
-            outs = [o if d["dtype"] == "int32" else nd.array(o, dtype=nd.float if d["dtype"] == "float32" else nd.int8)
-                    for o, d in zip(outs, self.outputs)]
+        outs = [self.get_output(j) for j in range(len(self.outputs))]
+        if np is not None:  # ndarrays in, ndarrays of the outputs' shapes out
+            outs = [as_ndarray(np, o, j, self.tensors[t]) for j, (o, t) in enumerate(zip(outs, self._p.outputs))]
         return outs[0] if len(outs) == 1 else outs
 
     def invoke(self):
@@ -206,7 +197,7 @@ class Model:
         t0 = time.ticks_us()
         if self._cm is not None:
             self._cm.invoke()
-        elif self.reference:
+        elif self.kernels == "reference":
             from .kernels_ref import run_op
             for op in self._p.ops:
                 run_op(self, op)
@@ -313,33 +304,9 @@ def _hex(b):
     return "".join("%02x" % v for v in b)
 
 
-def _is_byte_array(a):
-    # MicroPython arrays have no .typecode: one element's buffer size tells 'b'/'B' from wider types.
-    return isinstance(a, array.array) and (len(a) == 0 or len(bytes(a[:1])) == 1)
-
-
 def _is_list_of_values(v):
     """True if v is a list/tuple whose items are themselves sequences (one per graph input/output)."""
     return isinstance(v, (list, tuple)) and len(v) > 0 and not isinstance(v[0], (int, float))
-
-
-def _ndarray_module(x):
-    if type(x).__name__ == "ndarray":
-        try:
-            from ulab import numpy as np
-            return np
-        except ImportError:
-            return None
-    return None
-
-
-def _flat(data):
-    """A list/tuple as it is (no copy: a VWW input is 27,648 values); ulab arrays flattened; else a list."""
-    if isinstance(data, (list, tuple)):
-        return data
-    if hasattr(data, "flatten"):  # ulab ndarray
-        data = data.flatten()
-    return list(data)
 
 
 def _values(v, dtype="int8"):
@@ -622,12 +589,7 @@ def _quantize(m, op, plan=None):
     scale, zp = y[T_SCALE], y[T_ZP]
     a = m.arena
     for i in range(elements(x)):
-        # binary32 quotient (a double-precision VM rounds it once to binary32), then round half away from zero
-        q = struct.unpack("<f", struct.pack("<f", struct.unpack_from("<f", a, x[T_OFF] + 4 * i)[0] / scale))[0]
-        if not -1e9 < q < 1e9:  # inf/NaN/huge inputs saturate (C's float->int cast is undefined there)
-            q = 1e9 if q > 0 else -1e9
-        r = (int(q + 0.5) if q >= 0 else -int(-q + 0.5)) + zp
-        a[y[T_OFF] + i] = (-128 if r < -128 else 127 if r > 127 else r) & 0xFF
+        a[y[T_OFF] + i] = quantize(struct.unpack_from("<f", a, x[T_OFF] + 4 * i)[0], scale, zp) & 0xFF
 
 
 def _dequantize(m, op, plan=None):

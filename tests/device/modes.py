@@ -2,8 +2,10 @@
 
 Modes: "viper" (in-RAM blob), "file" (weights streamed from the file), "stream64" (streamed through a 64-byte
 weight buffer: many small blocks), "viper32" (the 32-bit-word requantization path), "reference" (the plain-Python
-reference kernels).
+reference kernels), "c-module" (the `_tinyml` C module, on a firmware built with it: see with_c_module).
 """
+
+from tinymlaas.devices import unixport
 
 RUNNER = """
 import tinyml, tinyml.requant as RQ
@@ -15,7 +17,7 @@ for name, path, inputs in cases:
             m = tinyml.load(path, wbuf=4096 if mode == 'file' else 64)  # 64: weights in many small blocks
         else:
             f = open(path, 'rb'); data = f.read(); f.close()
-            m = tinyml.load(data, reference=(mode == 'reference'))
+            m = tinyml.load(data, kernels=mode if mode in ('reference', 'c-module') else 'viper')
         for i, hx in enumerate(inputs):
             m.input_buffer(i)[:] = bytes.fromhex(hx)
         m.invoke()
@@ -32,3 +34,13 @@ def outputs_by_mode(mpy_script, cases, modes, heap="2m"):
         name, mode, hx = (line.split(" ", 2) + [""])[:3]
         got[(name, mode)] = hx
     return got, out
+
+
+def firmware_has(module):
+    """True when the binary MICROPYTHON selects has `module` built in (`_tinyml`, `ulab`: docs/boards.md)."""
+    return unixport.run(code="import " + module, check=False).returncode == 0
+
+
+def with_c_module(modes):
+    """modes, plus "c-module" on a firmware that has the C module."""
+    return tuple(modes) + (("c-module",) if firmware_has("_tinyml") else ())

@@ -1,7 +1,8 @@
 """Every op variant in zoo.py, run by the device runtime five ways -- viper kernels on an in-RAM blob, viper
 kernels streaming weights from a file (default and tiny weight buffer), viper kernels with the 32-bit-word
-requantization path, and the plain-Python reference kernels -- must give the bytes of the host NumPy executor (tinymlaas.blob.reference), an independent
-implementation of docs/blob-format.md."""
+requantization path, and the plain-Python reference kernels -- and, on a firmware built with the `_tinyml` C
+module (MICROPYTHON=...), a sixth, must give the bytes of the host NumPy executor (tinymlaas.blob.reference), an
+independent implementation of docs/blob-format.md."""
 
 import random
 
@@ -9,10 +10,10 @@ import numpy as np
 
 import zoo
 from blobkit import FLOAT32
-from modes import outputs_by_mode
+from modes import outputs_by_mode, with_c_module
 from tinymlaas.blob import reference
 
-MODES = ("viper", "file", "stream64", "viper32", "reference")
+MODES = with_c_module(("viper", "file", "stream64", "viper32", "reference"))
 
 def _random_inputs(b, rng):
     ins = []

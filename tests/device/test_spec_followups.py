@@ -248,7 +248,7 @@ for mode in modes:
         m = tinyml.load(path)
     else:
         f = open(path, 'rb'); data = f.read(); f.close()
-        m = tinyml.load(data, reference=(mode == 'reference'))
+        m = tinyml.load(data, kernels='reference' if mode == 'reference' else None)
     C = len(m.output_buffer(0)) // 4
     out = []
     with open(x_path, 'rb') as fx:
@@ -409,7 +409,7 @@ def test_tiny_tree_blob_scores(mpy_script, tmp_path):
     out = mpy_script("""
 import tinyml
 data = open(%r, 'rb').read()
-for m in (tinyml.load(%r), tinyml.load(data), tinyml.load(data, reference=True)):
+for m in (tinyml.load(%r), tinyml.load(data), tinyml.load(data, kernels='reference')):
     print([list(m.predict(r)) for r in %r])
 """ % (str(path), str(path), rows)).stdout.splitlines()
     # x0 <= 0.5 -> leaf 0; else x2 <= -1.25 -> leaf 1, else leaf 2; plus init (1, -1)

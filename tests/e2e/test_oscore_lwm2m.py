@@ -9,6 +9,7 @@ import aiocoap
 import numpy as np
 import pytest
 
+from tinymlaas.devices import unixport
 from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.web.devices import device_view
 from tinymlaas.lwm2m.oscore import DeviceKeys
@@ -52,7 +53,9 @@ def test_lwm2m_under_oscore(tmp_path):
             views = {d: device_view(svc.server.find(d), svc.server)["security"] for d in ("sec-1", "plain-1")}
             assert views == {"sec-1": "oscore", "plain-1": "nosec"}          # what /api/devices shows
             caps = svc.device_capabilities("sec-1")
-            assert caps["runtime"] == "tinyml-mpy" and caps["largest_block"] > 0   # read under OSCORE
+            # read under OSCORE; the runtime is what the firmware MICROPYTHON selects has: the C module or viper
+            c_module = unixport.run(code="import _tinyml", check=False).returncode == 0
+            assert caps["runtime"] == ("tinyml-c" if c_module else "tinyml-mpy") and caps["largest_block"] > 0
 
             # nobody else registers as sec-1: NoSec is refused, the secured registration stays
             reg_id = svc.server.find("sec-1").id
