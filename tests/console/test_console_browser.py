@@ -238,6 +238,14 @@ def test_create_a_deployment_and_watch_it_become_active(console, browser, shots)
     assert HOSTILE_MODEL in css(browser, ".titlebar").text
     no_script_ran(browser)
     shots(browser, "deployment")
+
+    css(browser, "#rollback").click()                                # the device gets valve-fault back
+    until(browser, "the confirmation", lambda d: d.switch_to.alert).accept()
+    until(browser, "the rollback", lambda d: "rolled_back" in
+          css(d, '#dep-devices tr[data-endpoint="%s"] .state' % BOARD).text, timeout=60)
+    assert "rolled back: by token" in css(browser, "#dep-reason").text
+    running = console.svc.server.device(BOARD).capabilities
+    assert running["Model Name"] == "valve-fault"
     browser.get(console.base + "/console/deployments")
     shots(browser, "deployments")
 

@@ -104,3 +104,33 @@ def test_restart_mid_delivery_resumes_from_the_device_state(store):
 def test_unknown_deployment(store):
     with pytest.raises(DeploymentError, match="unknown deployment"):
         store.get(999)
+
+
+def test_halt_by_a_user_skips_the_devices_not_started_and_rollback_reinstalls(store):
+    devices = ScriptedDevices({"a": "ok", "b": "ok", "c": "ok"})
+    eng = engine(store, devices)
+    dep_id = store.create(1, ["a", "b", "c"], canary=[])
+    install = devices.install
+
+    async def halting_install(endpoint, *args, **kw):
+        if endpoint == "b":
+            eng.halt(dep_id, "halted by an operator")      # while b installs: b finishes, c never starts
+        return await install(endpoint, *args, **kw)
+
+    devices.install = halting_install
+    dep = asyncio.run(eng.run(dep_id))
+    devices.install = install
+    assert dep["state"] == "halted" and dep["reason"] == "halted by an operator"
+    assert states(dep) == {"a": "active", "b": "active", "c": "skipped"}
+    assert ("c", "new") not in devices.installs
+    with pytest.raises(DeploymentError, match="not running"):
+        eng.halt(dep_id, "again")
+
+    done = asyncio.run(eng.rollback(dep_id, "rolled back by an operator"))
+    assert done == {"a": "rolled_back", "b": "rolled_back"}
+    assert devices.active["a"]["sha256"] == devices.active["b"]["sha256"] == SHA_OLD
+    assert store.get(dep_id)["state"] == "halted" and "rolled back" in store.get(dep_id)["reason"]
+    with pytest.raises(DeploymentError, match="nothing to roll back"):
+        asyncio.run(eng.rollback(dep_id, "twice"))
+    with pytest.raises(DeploymentError, match="still running"):
+        asyncio.run(eng.rollback(store.create(1, ["a"], canary=[]), "too early"))

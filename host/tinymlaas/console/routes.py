@@ -7,6 +7,8 @@
     POST /api/tags                              {"devices": [...], "add": [...], "remove": [...]}   operator
     GET  /api/deployments/{id}/events           Server-Sent Events: the deployment each time it changes,
                                                 then `event: end` once it is no longer running        viewer
+    POST /api/deployments/{id}/halt             skip the devices not started yet (one installing finishes)  operator
+    POST /api/deployments/{id}/rollback         reinstall the previous model where it made one active      operator
 """
 
 import asyncio
@@ -16,7 +18,7 @@ import re
 from aiohttp import web
 
 from ..service.deployments import DeploymentError
-from ..web.app import HttpError, json_body, reply
+from ..web.app import IDENTITY, HttpError, json_body, reply
 
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 EVENT_POLL = 0.25       # seconds between looks at a running deployment
@@ -39,6 +41,15 @@ def _known(svc, endpoint):
     if svc.server.find(endpoint) is None and not svc.telemetry.samples(endpoint):
         raise HttpError(404, "no device %r" % endpoint)
     return endpoint
+
+
+def _deployment_id(svc, request):
+    try:
+        dep_id = int(request.match_info["id"])
+        svc.deployments.get(dep_id)
+    except (ValueError, DeploymentError) as e:
+        raise HttpError(404, str(e)) from None
+    return dep_id
 
 
 def console_api_routes(api, svc):
@@ -89,11 +100,7 @@ def console_api_routes(api, svc):
         return reply({ep: svc.tags(ep) for ep in devices})
 
     async def deployment_events(request):
-        try:
-            dep_id = int(request.match_info["id"])
-            svc.deployments.get(dep_id)
-        except (ValueError, DeploymentError) as e:
-            raise HttpError(404, str(e)) from None
+        dep_id = _deployment_id(svc, request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
@@ -118,10 +125,28 @@ def console_api_routes(api, svc):
             pass   # the page was closed
         return response
 
+    async def halt(request):
+        dep_id = _deployment_id(svc, request)
+        try:
+            svc.engine.halt(dep_id, "halted by %s" % request[IDENTITY].actor)
+        except DeploymentError as e:
+            raise HttpError(409, str(e)) from None
+        return reply(svc.deployment_view(dep_id))
+
+    async def rollback(request):
+        dep_id = _deployment_id(svc, request)
+        try:
+            devices = await svc.engine.rollback(dep_id, "by %s" % request[IDENTITY].actor)
+        except DeploymentError as e:
+            raise HttpError(409, str(e)) from None
+        return reply(dict(svc.deployment_view(dep_id), rolled_back=devices))
+
     api.route("GET", "/api/devices/{endpoint}/telemetry", telemetry, "viewer")
     api.route("GET", "/api/devices/{endpoint}/telemetry.csv", telemetry_csv, "viewer")
     api.route("GET", "/api/telemetry.csv", fleet_csv, "viewer")
     api.route("POST", "/api/devices/{endpoint}/telemetry/results", keep_result, "operator")
     api.route("POST", "/api/tags", tags, "operator")
     api.route("GET", "/api/deployments/{id}/events", deployment_events, "viewer", stream=True)
+    api.route("POST", "/api/deployments/{id}/halt", halt, "operator")
+    api.route("POST", "/api/deployments/{id}/rollback", rollback, "operator", stream=True)   # installs take long
     return api

@@ -167,12 +167,16 @@ class DeploymentEngine:
             if dev["state"] in ("delivering", "verifying"):
                 await self._resume_device(dep_id, dev)
         for dev in self.store.devices(dep_id):
+            if self.store.get(dep_id)["state"] != "running":     # halted (halt()) while the one before installed
+                return self.store.get(dep_id)
             if dev["state"] != "queued":
                 continue
             ok = await self._deploy_device(dep_id, dev["endpoint"], progress)
             if not ok and dev["canary"]:
                 await self._halt(dep_id, "canary %s failed" % dev["endpoint"])
                 return self.store.get(dep_id)
+        if self.store.get(dep_id)["state"] != "running":
+            return self.store.get(dep_id)
         devs = self.store.devices(dep_id)
         failed = [d["endpoint"] for d in devs if d["state"] == "failed"]
         if failed and len(failed) == len(devs):
@@ -237,18 +241,54 @@ class DeploymentEngine:
         for dev in self.store.devices(dep_id):
             if dev["state"] == "queued":
                 self.store.set_device(dep_id, dev["endpoint"], "skipped", "deployment halted: " + reason)
-            elif dev["state"] == "active" and self.rollback_package:
-                back = self.rollback_package(dev["endpoint"], dev["previous"])
-                if back is None:
-                    continue
-                package, name, version = back
-                try:
-                    await self.channel.install(dev["endpoint"], package, name, version)
-                    self.store.set_device(dep_id, dev["endpoint"], "rolled_back",
-                                          "reinstalled %s %s after: %s" % (name, version, reason))
-                except DeliveryError as e:
-                    self.store.set_device(dep_id, dev["endpoint"], "failed", "rollback failed: %s" % e)
+            elif dev["state"] == "active":
+                await self._reinstall_previous(dep_id, dev, reason)
         self.store.set_deployment(dep_id, "halted", reason)
+
+    async def _reinstall_previous(self, dep_id, dev, reason):
+        """Put back the model `dev` ran before this deployment; False when there is none this registry has."""
+        back = self.rollback_package(dev["endpoint"], dev["previous"]) if self.rollback_package else None
+        if back is None:
+            return False
+        package, name, version = back
+        try:
+            await self.channel.install(dev["endpoint"], package, name, version)
+            self.store.set_device(dep_id, dev["endpoint"], "rolled_back",
+                                  "reinstalled %s %s after: %s" % (name, version, reason))
+        except DeliveryError as e:
+            self.store.set_device(dep_id, dev["endpoint"], "failed", "rollback failed: %s" % e)
+        return True
+
+    def halt(self, dep_id, reason):
+        """Stop a running deployment (a user's decision): devices not started yet are skipped; one being
+        installed finishes first (run() looks at the deployment's state before each device)."""
+        dep = self.store.get(dep_id)
+        if dep["state"] != "running":
+            raise DeploymentError("deployment %s is %s, not running" % (dep_id, dep["state"]))
+        for dev in dep["devices"]:
+            if dev["state"] == "queued":
+                self.store.set_device(dep_id, dev["endpoint"], "skipped", "deployment halted: " + reason)
+        self.store.set_deployment(dep_id, "halted", reason)
+        return self.store.get(dep_id)
+
+    async def rollback(self, dep_id, reason):
+        """Reinstall the previous model on every device this (finished or halted) deployment made active;
+        {endpoint: what happened}."""
+        dep = self.store.get(dep_id)
+        if dep["state"] == "running":
+            raise DeploymentError("deployment %s is still running: halt it first" % dep_id)
+        done = {}
+        for dev in dep["devices"]:
+            if dev["state"] == "active":
+                if await self._reinstall_previous(dep_id, dev, reason):
+                    done[dev["endpoint"]] = next(d["state"] for d in self.store.devices(dep_id)
+                                                 if d["endpoint"] == dev["endpoint"])
+                else:
+                    done[dev["endpoint"]] = "kept: it ran no model this registry has before"
+        if not done:
+            raise DeploymentError("deployment %s made no device active: nothing to roll back" % dep_id)
+        self.store.set_deployment(dep_id, dep["state"], "rolled back: " + reason)
+        return done
 
     async def resume_all(self):
         for row in self.store.db.query("SELECT id FROM deployments WHERE state='running' ORDER BY id"):
