@@ -8,6 +8,7 @@ server, so pointing --server elsewhere never leaks it. The config file is ~/.con
 
 import json
 import os
+import secrets
 import stat
 import urllib.error
 import urllib.request
@@ -64,10 +65,13 @@ def resolve(api):
     return base, token
 
 
-def request(api, method, path, data=None, content_type="application/json", timeout=30):
-    """-> (status, decoded JSON). `data` bytes (or a file object) sent as is. UserError when nothing answers."""
+def request(api, method, path, data=None, content_type="application/json", timeout=30, length=None):
+    """-> (status, decoded JSON). `data` bytes (or an iterable of them, `length` bytes in all) sent as is.
+    UserError when nothing answers."""
     base, token = resolve(api)
     headers = {"Content-Type": content_type} if data is not None else {}
+    if length is not None:
+        headers["Content-Length"] = str(length)
     if token:
         headers["Authorization"] = "Bearer " + token
     req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
@@ -103,3 +107,36 @@ def expect(status, answer, *ok):
         error = answer.get("error") if isinstance(answer, dict) else None
         raise UserError(error or "service answered HTTP %d" % status)
     return answer
+
+
+def upload(api, path, fields, files, timeout=3600):
+    """POST multipart/form-data: `fields` {name: text}, `files` {name: local path}, streamed from disk (the
+    length is computed first, so nothing is held in memory). -> (status, decoded JSON)."""
+    boundary = "tinymlaas-" + secrets.token_hex(12)
+    pieces = []         # bytes, or a Path to stream
+    for name, value in fields.items():
+        pieces.append(('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+                       % (boundary, name, value)).encode())
+    for name, file in files.items():
+        file = Path(file)
+        if not file.is_file():
+            raise UserError("cannot upload %s: not a file" % file)
+        filename = file.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        pieces.append(('--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                       'Content-Type: application/octet-stream\r\n\r\n' % (boundary, name, filename)).encode())
+        pieces.append(file)
+        pieces.append(b"\r\n")
+    pieces.append(("--%s--\r\n" % boundary).encode())
+    length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in pieces)
+
+    def body():
+        for p in pieces:
+            if isinstance(p, Path):
+                with open(p, "rb") as f:
+                    while chunk := f.read(1 << 16):
+                        yield chunk
+            else:
+                yield p
+
+    return request(api, "POST", path, body(), "multipart/form-data; boundary=" + boundary, timeout=timeout,
+                   length=length)

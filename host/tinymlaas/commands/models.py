@@ -1,10 +1,15 @@
 """`tinymlaas models add|list|show`: the model registry."""
 
+from pathlib import Path
+
 from ..cli import UserError
 from ..registry import RegistryError
 from ..service.catalog import Catalog
 from ..service.config import add_data_argument, db_url
+from ._http import add_api_argument, call, expect, upload
 from ._output import print_json, print_table
+
+REMOTE = "the local data directory (add: the model file and its datasets are uploaded; needs an admin token)"
 
 
 def register(sub):
@@ -25,11 +30,13 @@ def register(sub):
     a.add_argument("--no-compile", action="store_true", help="register the source only")
     a.add_argument("--json", action="store_true")
     add_data_argument(a)
+    add_api_argument(a, local_alternative=REMOTE)
     a.set_defaults(func=cmd_add)
 
     ls = msub.add_parser("list", help="list models")
     ls.add_argument("--json", action="store_true")
     add_data_argument(ls)
+    add_api_argument(ls, local_alternative=REMOTE)
     ls.set_defaults(func=cmd_list)
 
     s = msub.add_parser("show", help="show one model and its variants")
@@ -37,6 +44,7 @@ def register(sub):
     s.add_argument("--version", default=None)
     s.add_argument("--json", action="store_true")
     add_data_argument(s)
+    add_api_argument(s, local_alternative=REMOTE)
     s.set_defaults(func=cmd_show)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -45,7 +53,33 @@ def _catalog(args):
     return Catalog(db_url(args), args.data)
 
 
+def _upload(args):
+    """models add --server: the same registration on the service's machine -> what `models add --json` prints."""
+    fields = {"name": args.name, "version": args.version, "task": args.task, "labels": args.labels}
+    if args.accuracy is not None:
+        fields["accuracy"] = repr(args.accuracy)
+    if args.no_compile:
+        fields["no_compile"] = "1"
+    if Path(args.path).is_dir():
+        raise UserError("%s is a directory: a SavedModel is registered on the service's machine (models add without "
+                        "--server), or saved as .keras or .tflite and uploaded" % args.path)
+    files = {"model": args.path}
+    files.update({role: getattr(args, role) for role in ("representative", "train", "eval") if getattr(args, role)})
+    return expect(*upload(args.api, "/api/models", fields, files), 201)
+
+
 def cmd_add(args):
+    if args.api:
+        answer = _upload(args)
+        if args.json:
+            print_json(answer)
+        else:
+            m = answer["model"]
+            print("added %s %s (%s), %d variant(s) on %s" % (m["name"], m["version"], m["kind"],
+                                                             len(answer["variants"]), args.api))
+            for key, msg in answer["errors"].items():
+                print("  %s for %s: not built: %s" % (*key.split("/", 1), msg))
+        return 0
     cat = _catalog(args)
     labels = [l for l in args.labels.split(",") if l]
     try:
@@ -66,11 +100,11 @@ def cmd_add(args):
 
 
 def cmd_list(args):
-    cat = _catalog(args)
-    rows = []
-    for m in cat.registry.models():
-        m["variants"] = len(cat.registry.variants(m))
-        rows.append(m)
+    if args.api:
+        rows = expect(*call(args.api, "GET", "/api/models"), 200)
+    else:
+        cat = _catalog(args)
+        rows = [dict(m, variants=len(cat.registry.variants(m))) for m in cat.registry.models()]
     if args.json:
         print_json(rows)
     else:
@@ -80,12 +114,19 @@ def cmd_list(args):
 
 
 def cmd_show(args):
-    cat = _catalog(args)
-    try:
-        m = cat.registry.model(args.name, args.version)
-    except RegistryError as e:
-        raise UserError(str(e)) from None
-    variants = cat.registry.variants(m)
+    if args.api:
+        from urllib.parse import quote, urlencode
+
+        query = "?" + urlencode({"version": args.version}) if args.version else ""
+        m = expect(*call(args.api, "GET", "/api/models/%s%s" % (quote(args.name, safe=""), query)), 200)
+        variants = m.pop("variants")
+    else:
+        cat = _catalog(args)
+        try:
+            m = cat.registry.model(args.name, args.version)
+        except RegistryError as e:
+            raise UserError(str(e)) from None
+        variants = cat.registry.variants(m)
     if args.json:
         print_json({"model": m, "variants": variants})
         return 0

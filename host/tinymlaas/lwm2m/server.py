@@ -557,7 +557,8 @@ class LwM2MServer:
             msg = msg.copy(mid=None)
             msg.opt.echo = first.opt.echo
         if not first.code.is_successful():
-            request.observation.cancel()
+            if not request.observation.cancelled:   # aiocoap ends it itself on an error answer
+                request.observation.cancel()
             raise DeviceError(dotted(first.code))
         obs = Observation(self, endpoint, path, request, outer_first.token)
         self._observations.setdefault(endpoint, set()).add(obs)

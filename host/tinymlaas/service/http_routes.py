@@ -1,7 +1,7 @@
 """The service's routes, beside the device routes of web/devices.py:
 
     GET  /api/models                      models and their variant counts
-    GET  /api/models/{name}               one model (newest version) with its variants
+    GET  /api/models/{name}               one model (newest version, or ?version=V) with its variants
     GET  /api/explain/{model}/{endpoint}  every variant of a model for a device: chosen, or why rejected
     POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints]}
     GET  /api/deployments                 all deployments with per-device state
@@ -26,7 +26,7 @@ def service_routes(api, svc):
 
     async def model(request):
         try:
-            m = svc.registry.model(request.match_info["name"])
+            m = svc.registry.model(request.match_info["name"], request.query.get("version"))
         except RegistryError as e:
             raise HttpError(404, str(e)) from None
         return reply(dict(m, variants=[_variant_view(v) for v in svc.registry.variants(m)]))

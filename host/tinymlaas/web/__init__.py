@@ -13,15 +13,19 @@ def build_api(server, svc=None, *, auth=False, secure_cookies=False):
     from .app import Api
     from .devices import device_routes
     from .lwm2m import lwm2m_routes
+    from .openapi import openapi_routes
 
     api = Api(server.store.db, auth=auth, secure_cookies=secure_cookies)
+    openapi_routes(api)
     access_routes(api)
     device_routes(api, server)
     lwm2m_routes(api, server)
     if svc is not None:
         from ..service.http_routes import service_routes
+        from .uploads import upload_routes
 
         service_routes(api, svc)
+        upload_routes(api, svc)
         from ..console import console_routes
 
         console_routes(api, svc)       # the console's pages at / and /console/ (console/__init__.py)

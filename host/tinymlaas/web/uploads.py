@@ -1,0 +1,107 @@
+"""POST /api/models: `tinymlaas models add --server URL` from another machine (admin).
+
+A multipart/form-data body: the file `model` (a .tflite, .keras or pickled scikit-learn model), the optional
+files `representative` (.npy), `train` and `eval` (.npz), and the fields `name`, `version`, `task`, `labels`,
+`accuracy`, `no_compile`. Files are streamed to a fresh directory under DATA/uploads (never into memory), at
+most MAX_UPLOAD bytes in all (413 beyond, nothing kept), then registered by the same Catalog.add as a local
+`models add`, in a worker thread so the LwM2M server keeps answering while the variants compile. The answer is
+what `models add --json` prints.
+"""
+
+import asyncio
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ..registry import RegistryError
+from .app import HttpError, reply
+
+MAX_UPLOAD = 512 << 20
+CHUNK = 1 << 16
+FILES = {"model": None, "representative": ".npy", "train": ".npz", "eval": ".npz"}
+FIELDS = ("name", "version", "task", "labels", "accuracy", "no_compile")
+MAX_FIELD = 4096
+
+
+def _suffix(filename):
+    """The file name's extension, which tells a .keras archive from a pickle (catalog.model_kind)."""
+    m = re.search(r"(\.[A-Za-z0-9]{1,10})$", filename or "")
+    return m.group(1).lower() if m else ""
+
+
+async def _receive(request, folder):
+    """-> (fields, {role: path}) with the files written under `folder`; HttpError on anything out of bounds."""
+    if (request.content_length or 0) > MAX_UPLOAD:
+        raise HttpError(413, "upload larger than %d bytes" % MAX_UPLOAD)
+    if not request.content_type.startswith("multipart/form-data"):
+        raise HttpError(400, "send the model as multipart/form-data (`tinymlaas models add --server`)")
+    try:
+        return await _parts(await request.multipart(), folder)
+    except (AssertionError, ValueError, HttpProcessingError) as e:    # what aiohttp's reader raises
+        raise HttpError(400, "malformed multipart body: %s" % (getattr(e, "message", None) or e)) from None
+
+
+async def _parts(reader, folder):
+    fields, files, total = {}, {}, 0
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        name = part.name
+        if name in FILES and part.filename is not None:
+            if name in files:
+                raise HttpError(400, "file %r given twice" % name)
+            target = folder / (name + (FILES[name] or _suffix(part.filename)))
+            with open(target, "wb") as out:
+                while chunk := await part.read_chunk(CHUNK):
+                    total += len(chunk)
+                    if total > MAX_UPLOAD:
+                        raise HttpError(413, "upload larger than %d bytes" % MAX_UPLOAD)
+                    out.write(chunk)
+            files[name] = target
+        elif name in FIELDS:
+            value = await part.read(decode=True)
+            if len(value) > MAX_FIELD:
+                raise HttpError(400, "field %r longer than %d bytes" % (name, MAX_FIELD))
+            fields[name] = value.decode("utf-8")        # UnicodeDecodeError is a ValueError: 400
+        else:
+            raise HttpError(400, "unexpected part %r (files: %s; fields: %s)" % (name, ", ".join(FILES),
+                                                                                 ", ".join(FIELDS)))
+    if "model" not in files or not fields.get("name"):
+        raise HttpError(400, "the file 'model' and the field 'name' are required")
+    return fields, files
+
+
+def upload_routes(api, svc):
+    uploads = svc.data_dir / "uploads"
+
+    async def add_model(request):
+        uploads.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=uploads))
+        try:
+            fields, files = await _receive(request, folder)
+            try:
+                accuracy = float(fields["accuracy"]) if fields.get("accuracy") else None
+            except ValueError:
+                raise HttpError(400, "accuracy must be a number") from None
+            labels = [l for l in fields.get("labels", "").split(",") if l]
+            datasets = {role: path for role, path in files.items() if role != "model"}
+            no_compile = fields.get("no_compile", "").lower() in ("1", "true", "yes")
+            try:
+                model, errors = await asyncio.to_thread(
+                    svc.catalog.add, files["model"], fields["name"], fields.get("version") or "1",
+                    builds=[] if no_compile else None, datasets=datasets, task=fields.get("task", ""),
+                    labels=labels, accuracy=accuracy)
+            except RegistryError as e:
+                raise HttpError(400, str(e)) from None
+            return reply({"model": model, "variants": svc.registry.variants(model),
+                          "errors": {"%s/%s" % k: v for k, v in errors.items()}}, 201)
+        finally:
+            # the catalog kept what it needs (source bytes in the registry, datasets copied by their hash)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    api.route("POST", "/api/models", add_model, "admin", stream=True)
+    return api
