@@ -5,6 +5,7 @@ Every offset, length, index, dtype and shape is checked against the bytes actual
 raises BlobError and never makes a kernel read or write outside a buffer.
 """
 
+import gc
 import struct
 import hashlib
 from array import array
@@ -176,6 +177,10 @@ def parse(src):
 
     for i in range(len(p.ops)):
         check_op(src, p, i)
+    # Checking a streamed blob leaves garbage (~100 KB of small reads for KWS): collected now, the model's arena
+    # and buffers, allocated next, take the lowest holes that fit instead of the heap past that garbage
+    # (emulated esp32, largest free block after an update to KWS: 64.2 KB without, 66.5 KB with; 69.5 after boot)
+    gc.collect()
     return p
 
 

@@ -249,7 +249,14 @@ class Installer:
         return "slot1.pkg" if p and p.get("slot") == "slot0.pkg" else "slot0.pkg"
 
     def activate(self):
-        """Self-test the downloaded model, then make it the active one. On any failure the old model stays."""
+        """Self-test the downloaded model, then make it the active one -> active(). On any failure the old model
+        stays."""
+        self.activate_model().close()
+        return self.active()
+
+    def activate_model(self):
+        """activate(), keeping the self-tested model loaded: -> that model, now the active one (the caller closes
+        it). The model is loaded once per update, so the heap sees one load, not a load, a free and a reload."""
         if self.state != DOWNLOADED or self._staged is None:
             raise InstallError(UPDATE_FAILED, "nothing downloaded to activate")
         info = self._staged
@@ -259,7 +266,7 @@ class Installer:
         self.state = IDLE
         try:
             os.rename(self._path("staging.pkg"), path)  # onto the inactive slot; the active one is untouched
-            self._self_test(path, info)
+            model = self._self_test(path, info)
         except MemoryError:
             raise InstallError(OUT_OF_RAM, "not enough RAM to run the model (arena %d bytes)" % info["arena_bytes"])
         except BlobError as e:
@@ -272,14 +279,18 @@ class Installer:
                    "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
                    "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"]}
         tmp = self._path("active.tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(pointer))
         try:
-            os.rename(tmp, self._path("active"))  # the commit point
-        except OSError:
-            _remove(self._path("active"))  # filesystems without atomic replace; _recover() completes it
-            os.rename(tmp, self._path("active"))
-        return self.active()
+            with open(tmp, "w") as f:
+                f.write(json.dumps(pointer))
+            try:
+                os.rename(tmp, self._path("active"))  # the commit point
+            except OSError:
+                _remove(self._path("active"))  # filesystems without atomic replace; _recover() completes it
+                os.rename(tmp, self._path("active"))
+        except BaseException:
+            model.close()
+            raise
+        return model
 
     def _load(self, path, offset, length, **kw):
         if self.loader is not None:
@@ -288,13 +299,16 @@ class Installer:
         return load(path, offset=offset, length=length, **kw)
 
     def _self_test(self, path, info):
+        """-> the model at `path`, loaded and passing its golden vectors."""
         import gc
         gc.collect()
         m = self._load(path, info["blob_offset"], info["blob_bytes"])
         try:
             run_vectors(m, path, info["vec_offset"], info["n_vectors"])
-        finally:
+        except BaseException:
             m.close()
+            raise
+        return m
 
     def active(self):
         p = self._pointer()

@@ -190,17 +190,17 @@ class Firmware(LwObject):
         self.client.defer(self._activate)
 
     def _activate(self):
+        # Back to the heap of a boot with the new model: the running model freed, the client's caches cut to
+        # what must survive, one collection; the new model loaded once (the self-tested one runs) into the space
+        # the old one left; then what survived is moved down beside it (client.settle()).
         if self.on_activating:
             self.on_activating()
-        # The duplicate cache still holds the answers to the last pushed blocks, scattered over the heap by the
-        # push: they split the block the model's arena needs (measured under OSCORE: largest free block 13 KB
-        # with them, 57 KB without). Only the Execute that started this may still be retransmitted: keep it.
-        ep = self.client.ep if self.client else None
-        if ep is not None:
-            ep.recent = ep.recent[-1:]
-            gc.collect()
+        if self.client:
+            self.client.shed()
+        gc.collect()
+        model = None
         try:
-            self.installer.activate()
+            model = self.installer.activate_model()
             result = R_SUCCESS
         except MemoryError:
             result = R_NO_RAM
@@ -208,8 +208,13 @@ class Firmware(LwObject):
             result = getattr(e, "result", R_FAILED) or R_FAILED
         except Exception:
             result = R_FAILED
+        gc.collect()  # the self-test's garbage, before the TinyML object allocates what it keeps
         if self.on_activated:
-            self.on_activated()  # the new model, or the previous one again after a failure
+            self.on_activated(model)  # the new model, or the previous one loaded again after a failure
+        elif model is not None:
+            model.close()
+        if self.client:
+            self.client.settle()
         self.set_state(IDLE, result)
         if result != R_SUCCESS:
             return

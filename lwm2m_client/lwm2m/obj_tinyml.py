@@ -170,27 +170,33 @@ class TinyML(LwObject):
         self.input_bytes = 0
         gc.collect()
 
-    def reload(self):
-        """(Re)load the active model after boot or an update; keep running without one if it fails."""
-        self.unload()
+    def reload(self, model=None):
+        """Run the active model after boot or an update: `model` when the installer hands over the one it has
+        just self-tested, else loaded from the active slot; keep running without one if that fails. Observers
+        of the heap and flash figures hear of them now, measured with the new model in place."""
+        if model is None:
+            self.unload()
         try:
             self.info = self.installer.active() if self.installer else None
         except Exception:
             self.info = None
         if not self.info:
             self.state = "none"
-            return
-        try:
-            self.model = self.installer.load_active()
-            self.input_bytes = sum(len(v) for v in input_views(self.model))
-            self.state = "active"
-        except MemoryError:
-            self.model = None
-            self.state = "out-of-ram"
-        except Exception as e:
-            self.model = None
-            self.state = "load-failed: %s" % e
-        for rid in (MODEL_NAME, MODEL_VERSION, MODEL_SHA256, ARENA_BYTES, BLOB_BYTES, MODEL_STATE):
+            if model is not None:
+                model.close()
+        else:
+            try:
+                self.model = model if model is not None else self.installer.load_active()
+                self.input_bytes = sum(len(v) for v in input_views(self.model))
+                self.state = "active"
+            except MemoryError:
+                self.model = None
+                self.state = "out-of-ram"
+            except Exception as e:
+                self.model = None
+                self.state = "load-failed: %s" % e
+        for rid in (FREE_HEAP, LARGEST_BLOCK, FLASH_FREE, MODEL_NAME, MODEL_VERSION, MODEL_SHA256, ARENA_BYTES,
+                    BLOB_BYTES, MODEL_STATE):
             self.changed(0, rid)
 
     def _info(self, key, default=""):

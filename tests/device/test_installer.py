@@ -355,3 +355,75 @@ print('FINAL', inst.self_test_active())
     assert set(codes) <= {"ok", 5, 6, 8}, codes
     assert codes.get(5, 0) >= 150  # every unhashed mutation is an integrity failure
     assert "FINAL 2" in out
+
+
+
+# The code an install imports, loaded first as a boot with a model loads it: a first install would import it into
+# the middle of the heap (the unix port keeps code there; a board has it frozen in flash).
+BOOT_IMPORTS = "import hal, tinyml.model, tinyml.opcheck\n"
+UPDATES = BOOT_IMPORTS + """
+import gc
+import tinyml.installer as I
+inst = I.Installer(%r)
+
+def download(path):
+    with open(path, 'rb') as f:
+        f.seek(0, 2)
+        inst.begin(f.tell())
+        f.seek(0)
+        while True:
+            chunk = f.read(512)
+            if not chunk:
+                break
+            inst.write(inst._written, chunk)
+    inst.finish()
+
+def check(model):
+    p = inst._pointer()
+    I.run_vectors(model, inst.root + '/' + p['slot'], p['vec_offset'], p['n_vectors'])  # raises if it differs
+    return p['name']
+
+running = None
+for k in range(12):
+    download(%r[k %% 2])
+    if running is not None:
+        running.close()  # what object 5 does: the running model goes first
+    running = None
+    gc.collect()
+    running = inst.activate_model()
+    largest = hal.largest_free_block()
+    print('UPDATE', check(running), largest)
+"""
+
+
+BOOT = BOOT_IMPORTS + """
+import tinyml.installer as I
+inst = I.Installer(%r)
+running = inst.load_active()
+largest = hal.largest_free_block()
+print('BOOT', inst.active()['name'], largest)
+"""
+
+
+def test_updates_hand_over_the_tested_model_and_leave_the_heap_as_they_found_it(tmp_path, flash, mlperf,
+                                                                                   mpy_build):
+    """What object 5 does on each Update, 12 times, a streamed KWS (its blob's checks leave ~100 KB of garbage)
+    alternating with a small net: the running model closed, activate_model() self-tests the new one and hands it
+    over to run. Each model finds the largest free block it found the first time (within 5 %), no less than a
+    boot with it leaves, and the model handed over is the active one and passes its golden vectors."""
+    from tinymlaas.compiler import compile_tflite
+    from tinymlaas.service.core import reference_vectors
+
+    kws = bytes(compile_tflite(mlperf("kws")).blob)
+    paths = [_write(tmp_path, "kws.pkg", build_package(kws, "kws", "1", reference_vectors(kws, count=2))),
+             _write(tmp_path, "net.pkg", net_package(1))]
+    out = unixport.run(UPDATES % (str(flash), paths), heap="200k", path=[mpy_build]).stdout.decode()
+    rows = [line.split() for line in out.splitlines() if line.startswith("UPDATE")]
+    assert [r[1] for r in rows] == ["kws", "net1"] * 6, out
+    boot = unixport.run(BOOT % str(flash), heap="200k", path=[mpy_build]).stdout.decode().split()
+    assert boot[:2] == ["BOOT", "net1"], boot
+    for name in ("kws", "net1"):
+        blocks = [int(r[2]) for r in rows if r[1] == name]
+        assert all(abs(b - blocks[0]) <= 0.05 * blocks[0] for b in blocks), (name, blocks)
+    net1 = [int(r[2]) for r in rows if r[1] == "net1"]
+    assert net1[-1] >= 0.95 * int(boot[2]), (net1, boot)   # no less than a boot with that model leaves
