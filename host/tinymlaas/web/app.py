@@ -55,7 +55,8 @@ class HttpError(Exception):
 
 
 def dumps(obj):
-    return json.dumps(obj, indent=1, default=str)
+    # compact: json's C encoder (indent= falls back to the pure-Python one, ~10x slower on /api/devices)
+    return json.dumps(obj, default=str, separators=(",", ":"))
 
 
 def reply(obj, status=200, headers=None):

@@ -21,6 +21,7 @@ from ..errors import UserError
 ROLES = ("viewer", "operator", "admin")   # each can do what the ones before it can
 PREFIX = "tmla_"
 SESSION_LIFETIME = 12 * 3600
+LAST_USED_RESOLUTION = 60.0     # seconds: a token's last use is recorded to the minute
 
 migration("web", 1,
           """CREATE TABLE api_tokens (
@@ -113,13 +114,15 @@ class TokenStore:
         if not token.startswith(PREFIX) or len(token) > 100:
             return None
         tid = token[len(PREFIX):].split("_", 1)[0]
-        row = self.db.query_one("SELECT id, name, role, secret_sha256 FROM api_tokens "
+        row = self.db.query_one("SELECT id, name, role, secret_sha256, last_used_at FROM api_tokens "
                                 "WHERE id=? AND revoked_at IS NULL", (tid,))
         # Compared even when the id is unknown, so the answer takes as long either way.
         stored = row["secret_sha256"] if row else "0" * 64
         if not hmac.compare_digest(stored, _sha256(token)) or row is None:
             return None
-        self.db.execute("UPDATE api_tokens SET last_used_at=? WHERE id=?", (time.time(), tid))
+        now = time.time()
+        if (row["last_used_at"] or 0) < now - LAST_USED_RESOLUTION:     # not a database write per request
+            self.db.execute("UPDATE api_tokens SET last_used_at=? WHERE id=?", (now, tid))
         return Identity(row["id"], row["name"], row["role"], "bearer")
 
     # -- console sessions ---------------------------------------------------------------------------------
