@@ -1,8 +1,15 @@
-"""`tinymlaas demo`, the README's main command, as a user runs it: a real process, exit status and its summary."""
+"""`tinymlaas demo`, the README's main command, as a user runs it: a real process, exit status and its summary;
+with --keep-running, its console answers with the tokens it printed until Ctrl-C."""
 
 import json
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -11,8 +18,7 @@ pytestmark = pytest.mark.xdist_group("e2e")
 
 def test_demo_picks_different_variants_and_rejects_with_a_reason(tmp_path):
     summary = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, "-m", "tinymlaas.cli", "demo", "--summary-json", str(summary)],
-                          capture_output=True, text=True, timeout=600)
+    proc = demo_with_its_console(tmp_path, summary)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(summary.read_text())
     rows = {r["device"]: r for r in out["devices"]}
@@ -32,3 +38,48 @@ def test_demo_picks_different_variants_and_rejects_with_a_reason(tmp_path):
     assert rows["esp32-pump-7"]["security"] == "OSCORE" and rows["esp32-pump-7"]["inferences"] == 5
     assert {r["security"] for d, r in rows.items() if d != "esp32-pump-7"} == {"NoSec"}
     assert "Summary" in proc.stdout and "demo finished" in proc.stdout
+
+
+def http(url, token=None, body=None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": "Bearer " + token} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.geturl(), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, url, e.read().decode()
+
+
+def demo_with_its_console(tmp_path, summary):
+    """Run `tinymlaas demo --keep-running`; once it says it keeps running, look at its console with the tokens it
+    printed, then Ctrl-C it. -> CompletedProcess."""
+    with open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "tinymlaas.cli", "demo", "--keep-running", "--summary-json",
+                                 str(summary)], stdout=subprocess.PIPE, stderr=err, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)],
+                         daemon=True).start()
+        out = []
+        try:
+            while not out or "the demo keeps running" not in out[-1]:
+                line = lines.get(timeout=600)
+                assert line is not None, "".join(out)[-3000:]
+                out.append(line)
+            text = "".join(out)
+            url, operator = re.search(r"console at (http://\S+): sign in with the operator token (tmla_\S+)", text).groups()
+            viewer = re.search(r"or the viewer token (tmla_\S+)", text).group(1)
+            status, final, page = http(url)                      # no token: the sign-in page
+            assert status == 200 and "/console/login" in final
+            status, _, page = http(url, operator)                # the fleet: every demo device
+            assert status == 200 and all(ep in page for ep in ("esp32s3-kitchen", "esp32-pump-7", "m4-fan-2"))
+            status, _, listing = http(url + "api/deployments", viewer)
+            assert status == 200 and [d["state"] for d in json.loads(listing)] == ["completed", "completed"]
+            status, _, refused = http(url + "api/deployments", viewer, {"model": "kws", "devices": ["m4-fan-2"]})
+            assert status == 403 and "operator" in refused
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        while (line := lines.get(timeout=10)) is not None:
+            out.append(line)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out), err.read())

@@ -10,11 +10,15 @@
 5. deploys over LwM2M (object 5, Block1) with a canary; each device verifies the package, runs the golden
    vectors and switches slots atomically;
 6. sends real inputs to each device over LwM2M, observes the results, and prints a summary.
+
+All along, the service's console (http://127.0.0.1:8080/) shows it; the demo prints an operator and a viewer
+token to sign in with, and with `--keep-running` stays up after the summary until Ctrl-C.
 """
 
 import asyncio
 import json
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +32,7 @@ from ..paths import mlperf_model
 from ..service.core import Service
 from . import vibration
 
+CONSOLE_PORT = 8080   # the console's port when it is free (else any)
 KWS_LABELS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "silence", "unknown"]
 
 # name, board profile (devices/emulated.py), flash for model packages (None: the profile's), co-processor board
@@ -77,7 +82,7 @@ def train_vibration(workdir, say):
     return path, (Xt, yt), float_acc
 
 
-async def _demo(data_dir, narrator, summary_json=None):
+async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
     step, say = narrator.step, narrator.say
     data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -87,6 +92,10 @@ async def _demo(data_dir, narrator, summary_json=None):
     uri = "coap://127.0.0.1:%d" % svc.server.port
     bootstrap = await BootstrapServer(svc.server, uri).start("127.0.0.1", 0)
     say("LwM2M server at %s, Bootstrap-Server at coap://127.0.0.1:%d" % (uri, bootstrap.port))
+    api, console = await start_console(svc)
+    say("console at %s: sign in with the operator token %s (deploys, runs inferences, manages devices)"
+        % (console["url"], console["operator"]))
+    say("            or the viewer token %s (reads)" % console["viewer"])
 
     devices, coprocessors = [], []
     try:
@@ -199,6 +208,8 @@ async def _demo(data_dir, narrator, summary_json=None):
         if summary_json:
             Path(summary_json).write_text(json.dumps({"devices": rows, "deployments": results}, default=str, indent=1))
         say("demo finished in %.1f s: %s" % (time.monotonic() - narrator.t0, "OK" if ok else "NOT OK"))
+        if keep_running:
+            await until_stopped(console, say)
         return 0 if ok else 1
     finally:
         for d in devices:
@@ -206,7 +217,39 @@ async def _demo(data_dir, narrator, summary_json=None):
         for q in coprocessors:
             q.stop()
         await bootstrap.stop()
+        await api.stop()
         await svc.stop()
+
+
+async def start_console(svc, port=CONSOLE_PORT):
+    """The service's web API with its console, API tokens required (the demo's devices are real LwM2M clients
+    and the console can deploy to them); on `port`, or any free port when that one is taken."""
+    from ..web import build_api
+
+    api = build_api(svc.server, svc, auth=True)
+    try:
+        await api.start("127.0.0.1", port)
+    except OSError:
+        await api.start("127.0.0.1", 0)
+    _, operator = api.tokens.create("operator", "demo operator", created_by="demo")
+    _, viewer = api.tokens.create("viewer", "demo viewer", created_by="demo")
+    return api, {"url": "http://127.0.0.1:%d/" % api.port, "operator": operator, "viewer": viewer}
+
+
+async def until_stopped(console, say):
+    """--keep-running: serve the console and the devices until Ctrl-C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    say("the demo keeps running: open %s and sign in with the operator token above; Ctrl-C ends it"
+        % console["url"])
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    say("stopping")
 
 
 def show_variants(svc, model, say):
@@ -270,13 +313,13 @@ def print_summary(rows):
                        ("inferences", "INFERENCES"), ("correct", "CORRECT"), ("latency_ms", "LATENCY MS")])
 
 
-def run(data_dir=None, keep=False, quiet=False, summary_json=None):
+def run(data_dir=None, keep=False, quiet=False, summary_json=None, keep_running=False):
     tmp = None
     if data_dir is None:
         tmp = Path(tempfile.mkdtemp(prefix="tinymlaas-demo-"))
         data_dir = tmp
     try:
-        return asyncio.run(_demo(Path(data_dir), Narrator(quiet), summary_json))
+        return asyncio.run(_demo(Path(data_dir), Narrator(quiet), summary_json, keep_running))
     finally:
         if tmp is not None and not keep:
             shutil.rmtree(tmp, ignore_errors=True)
