@@ -33,7 +33,8 @@ def render(request, template, page, section, **context):
     nav = NAV + (ADMIN_NAV if identity is not None and allows(identity.role, "admin") else [])
     context.update(page=page, section=section, nav=nav, identity=identity,
                    csrf=identity.csrf if identity is not None else None,
-                   can_operate=identity is not None and allows(identity.role, "operator"))
+                   can_operate=identity is not None and allows(identity.role, "operator"),
+                   can_admin=identity is not None and allows(identity.role, "admin"))
     response = aiohttp_jinja2.render_template(template, request, context)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -173,7 +173,13 @@ const PAGES = {
       const button = $("button[type=submit]", form);
       button.disabled = true;
       try {
-        const m = await api("POST", "/api/models", new FormData(form));
+        const data = new FormData();
+        for (const input of $$("input[name]", form)) {       // empty file inputs are left out, not sent as ""
+          if (input.type === "file") { if (input.files[0]) data.append(input.name, input.files[0], input.files[0].name); }
+          else if (input.value.trim()) data.append(input.name, input.value.trim());
+        }
+        const answer = await api("POST", "/api/models", data);
+        const m = answer.model || answer;
         location.href = "/console/models/" + encodeURIComponent(m.name) + "?version=" + encodeURIComponent(m.version);
       } catch (e) { show(msg, e.message, "small error"); button.disabled = false; }
     });
