@@ -140,3 +140,55 @@ def test_upload_limits_and_refusals_keep_nothing(service_auth, monkeypatch):
     assert big[0] in (400, 413)
     assert admin.get("/api/models")[1] == []
     assert not list((w.svc.data_dir / "uploads").iterdir())
+
+
+def self_signed(folder):
+    """A certificate for 127.0.0.1 and its key (PEM files), made with cryptography."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tinymlaas test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_https_with_a_certificate(tmp_path):
+    cert, key = self_signed(tmp_path)
+    data = tmp_path / "svc"
+    token = subprocess.run(CLI + ["tokens", "new", "--role", "viewer", "--data", data], capture_output=True,
+                           text=True, check=True).stdout.split()[0]
+    assert subprocess.run(CLI + ["serve", "--tls-cert", cert, "--data", data], capture_output=True,
+                          text=True).stderr.strip().endswith("--tls-cert and --tls-key go together")
+    serve = subprocess.Popen(CLI + ["serve", "--coap-host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
+                                    "--auth", "required", "--tls-cert", cert, "--tls-key", key, "--data", data],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = serve.stdout.readline()
+        url = re.search(r"API on (https://127\.0\.0\.1:\d+)", line).group(1)
+        env = dict(os.environ, TINYMLAAS_TOKEN=token, HOME=str(tmp_path))
+        r = subprocess.run(CLI + ["devices", "--server", url], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in r.stderr     # not trusted yet
+        r = subprocess.run(CLI + ["devices", "--server", url], capture_output=True, text=True,
+                           env=dict(env, SSL_CERT_FILE=str(cert)))
+        assert r.returncode == 0 and "no devices registered" in r.stdout
+        login = subprocess.run(["curl", "-s", "-i", "--cacert", cert, "-X", "POST", url + "/api/session", "-d",
+                                '{"token": "%s"}' % token], capture_output=True, text=True).stdout
+        assert re.search(r"(?i)set-cookie: tinymlaas_session=[^\r\n]*; Secure", login), login
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(10)

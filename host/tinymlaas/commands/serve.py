@@ -18,6 +18,9 @@ def register(sub):
     p.add_argument("--auth", choices=("auto", "required"), default="auto",
                    help="API authentication: 'auto' requires a token unless --http-host is a loopback address, "
                    "'required' on loopback too (default auto; tokens: `tinymlaas tokens new`)")
+    p.add_argument("--tls-cert", type=Path, metavar="CERT.pem",
+                   help="serve the API over HTTPS with this certificate chain (PEM; with --tls-key)")
+    p.add_argument("--tls-key", type=Path, metavar="KEY.pem", help="the certificate's private key (PEM)")
     p.add_argument("--data", type=Path, default=None,
                    help="service data directory: database, artifacts, packages (default $TINYMLAAS_DATA or "
                         "~/.tinymlaas; with --db PATH, the database's folder)")
@@ -42,6 +45,7 @@ async def _serve(args, ready=None):
     from ..web import build_api
     from ..web.auth import is_loopback
 
+    tls = _tls_context(args)
     data = args.data
     if data is None:
         is_path = args.db and "://" not in args.db and args.db != ":memory:"
@@ -77,16 +81,19 @@ async def _serve(args, ready=None):
             await svc.stop()
             raise UserError("bootstrap server: %s" % e) from None
     local = is_loopback(args.http_host)
-    api = build_api(server, svc, auth=args.auth == "required" or not local, secure_cookies=not local)
+    api = build_api(server, svc, auth=args.auth == "required" or not local, secure_cookies=not local or bool(tls))
     try:
-        await api.start(args.http_host, args.http_port)
+        await api.start(args.http_host, args.http_port, ssl_context=tls)
     except OSError as e:
         await svc.stop()
         raise UserError("cannot bind HTTP %s:%d: %s" % (args.http_host, args.http_port, e.strerror)) from None
     http_host = "[%s]" % args.http_host if ":" in args.http_host else args.http_host
-    print("tinymlaas serve: LwM2M on coap://%s:%d, API on http://%s:%d/api/devices (data %s, %s)"
-          % (args.coap_host, server.port, http_host, api.port, data,
+    print("tinymlaas serve: LwM2M on coap://%s:%d, API on %s://%s:%d/api/devices (data %s, %s)"
+          % (args.coap_host, server.port, "https" if tls else "http", http_host, api.port, data,
              "API tokens required" if api.auth else "no API authentication: loopback only"), flush=True)
+    if not local and not tls:
+        print("tinymlaas serve: warning: plain HTTP beyond loopback: tokens cross the network readable; give "
+              "--tls-cert/--tls-key or put a TLS proxy in front", flush=True)
     if api.auth and not api.tokens.any_active():
         print("tinymlaas serve: no API tokens yet; make one with `tinymlaas tokens new --role admin --data %s`"
               % data, flush=True)
@@ -106,6 +113,21 @@ async def _serve(args, ready=None):
         await bootstrap.stop()
     await svc.stop()
     return 0
+
+
+def _tls_context(args):
+    if not (args.tls_cert or args.tls_key):
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise UserError("--tls-cert and --tls-key go together")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise UserError("cannot load the TLS certificate and key: %s" % (getattr(e, "strerror", None) or e)) from None
+    return context
 
 
 def cmd_serve(args):
