@@ -102,17 +102,21 @@ class InputSink:
         pass
 
 
+_ELEMENT = {"int8": "<b", "uint8": "<B", "int16": "<h", "int32": "<i", "float32": "<f"}  # output dtype -> struct
+
+
 def argmax(view, dtype):
-    """Index of the largest value of an int8/uint8 output (first on ties), -1 for other dtypes."""
-    if dtype not in ("int8", "uint8"):
+    """Index of the largest value of an output, first on ties, NaN never (a tree model's int32 class scores, a
+    float32 output as well as int8), -1 for an output without values or of another dtype."""
+    fmt = _ELEMENT.get(dtype)
+    if fmt is None:
         return -1
-    best = -999
+    size = struct.calcsize(fmt)
+    best = None
     idx = -1
-    for i in range(len(view)):
-        v = view[i]
-        if dtype == "int8" and v > 127:
-            v -= 256
-        if v > best:
+    for i in range(len(view) // size):
+        v = struct.unpack_from(fmt, view, i * size)[0]
+        if v == v and (best is None or v > best):
             best = v
             idx = i
     return idx

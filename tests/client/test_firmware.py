@@ -15,6 +15,10 @@ from packages import package
 
 from tinymlaas.devices import unixport
 from tinymlaas.devices.emulated import compiled_path
+from tinymlaas.package import build_package
+from tinymlaas.paths import REPO
+
+VECTORS = REPO / "tests" / "vectors"
 
 SMALL = "fc_no_bias_softmax"
 
@@ -54,6 +58,24 @@ def test_push_update_and_infer(peer, tmp_path):
     assert peer.request(an.POST, "/32770/0/19").code == an.CHANGED
     res = wait_value(peer, "/32770/0/20", None, timeout=2)
     assert res.startswith(b"pass 2 vectors"), res
+
+
+def test_top_class_of_a_forest_and_of_a_float_model(peer, tmp_path):
+    """/32770/0/23 is the argmax of the first output whatever its dtype: a forest's int32 class scores, a float32
+    output; the shared vectors (tests/vectors) give inputs and the outputs the host reference computed."""
+    registered(peer, tmp_path)
+    for name, k, n_in, n_out, out_dtype in (("trees_forest", 1, 6, 3, "<i4"), ("float_io_cnn", 2, 36, 3, "<f4")):
+        xs = np.frombuffer((VECTORS / (name + ".in.bin")).read_bytes(), "<f4").reshape(3, 1, n_in)
+        ys = np.frombuffer((VECTORS / (name + ".out.bin")).read_bytes(), out_dtype).reshape(3, 1, n_out)
+        blob = (VECTORS / (name + ".blob")).read_bytes()
+        assert push(peer, "/5/0/0", build_package(blob, name, "1", [([x.tobytes()], [y.tobytes()]) for x, y in zip(xs, ys)])).code == an.CHANGED
+        assert peer.request(an.POST, "/5/0/2").code == an.CHANGED
+        assert wait_value(peer, "/5/0/6", name.encode()) == name.encode()
+        count = int(peer.request(an.GET, "/32770/0/17").payload)
+        assert peer.request(an.PUT, "/32770/0/21", payload=xs[k].tobytes(), content_format=42).code == an.CHANGED
+        assert wait_value(peer, "/32770/0/17", b"%d" % (count + 1)) == b"%d" % (count + 1)
+        top = int(peer.request(an.GET, "/32770/0/23").payload)
+        assert top == int(ys[k].argmax()) > 0, (name, top, ys[k])
 
 
 def test_block1_protocol_errors_keep_the_transfer(peer, tmp_path):
