@@ -1,17 +1,19 @@
 /* ECDSA P-256 verification from the standards: FIPS 186-5 §6.4.2 (the verification steps), SP 800-186 §3.2.1.3
  * (the curve's constants, below as printed there), SEC 1 v2 §2.3.4 and §3.2.2.1 (point decoding and validation).
  *
- * Numbers are 8 little-endian 32-bit words. Arithmetic modulo p (coordinates) and modulo n (scalars) is Montgomery
- * multiplication (CIOS: one word of the multiplier per step, reduction interleaved). Why Montgomery and not the
- * Solinas reduction that P-256's prime was chosen for: one multiply routine then serves both moduli, and n has no
- * special form, so Solinas would be a second reduction next to a generic one. Solinas would save roughly the
- * reduction's 64 word products of each field multiplication (~40 %); the whole verification is still about half of
- * the 10 M Cortex-M4 instruction budget (docs/manifest.md has the measurement), so the single routine wins.
+ * Numbers are 8 little-endian 32-bit words. Coordinates (mod p) are multiplied by schoolbook and reduced with
+ * the Solinas reduction FIPS 186-4 §D.2.3 gives for this prime (p = 2^256 - 2^224 + 2^192 + 2^96 - 1: the
+ * 512-bit product folds back with word additions only); scalars (mod n, which has no special form) use Montgomery
+ * multiplication (CIOS). Why both: a verification spends ~5,000 multiplications mod p and ~400 mod n. Montgomery
+ * alone would be one routine for both, but its reduction doubles the word products of each multiplication: it
+ * measured 9.4 M Cortex-M4 instructions per verification, too close to the 10 M budget; with Solinas for p it is
+ * the figure in docs/manifest.md.
  *
  * Points are Jacobian (X, Y, Z) <-> affine (X/Z^2, Y/Z^3), the point at infinity has Z = 0; the formulas for a = -3
- * are the standard doubling (4M+4S) and addition (12M+4S) ones (Guide to Elliptic Curve Cryptography §3.2.2).
- * u1*G + u2*Q is one pass of Shamir's trick over the bits of u1 and u2 (256 doublings, ~192 additions). Inverses
- * are Fermat's little theorem, a^(m-2) mod m. Nothing is constant-time: every input is public. */
+ * are the standard doubling (4M+4S) and addition (12M+4S; 8M+3S when the second point has Z = 1) ones (Guide to
+ * Elliptic Curve Cryptography §3.2.2). u1*G + u2*Q is one pass of Shamir's trick over the bits of u1 and u2 (256
+ * doublings, ~192 additions, two thirds of them of the affine G or Q). Inverses are Fermat's little theorem,
+ * a^(m-2) mod m. Nothing is constant-time: every input is public. */
 #include "tml_p256.h"
 
 #include <string.h>
@@ -37,7 +39,7 @@ static const uint8_t GY_BE[32] = {
     0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a, 0x7f, 0x9b, 0x8e, 0xe7, 0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16,
     0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5};
 
-/* A modulus m (odd, 2^255 < m < 2^256) with what Montgomery multiplication needs: R = 2^256. */
+/* A modulus m (odd, 2^255 < m < 2^256) with what Montgomery multiplication needs (R = 2^256; used for n). */
 typedef struct {
     fe m;
     fe one; /* R mod m: 1 in Montgomery form */
@@ -151,18 +153,79 @@ static void mont_mul(fe r, const fe a, const fe b, const modulus *M)
     memcpy(r, t, sizeof(fe));
 }
 
-static void mont_sqr(fe r, const fe a, const modulus *M) { mont_mul(r, a, a, M); }
-
 static void to_mont(fe r, const fe a, const modulus *M) { mont_mul(r, a, M->rr, M); }
 
-static void from_mont(fe r, const fe a, const modulus *M)
+/* t = a * b, 16 words (schoolbook, one row of the multiplier at a time) */
+static void mul_wide(uint32_t t[2 * WORDS], const fe a, const fe b)
 {
-    static const fe one = {1, 0, 0, 0, 0, 0, 0, 0};
-    mont_mul(r, a, one, M);
+    int i, j;
+    memset(t, 0, 2 * WORDS * sizeof(uint32_t));
+    for (i = 0; i < WORDS; i++) {
+        uint32_t carry = 0;
+        for (j = 0; j < WORDS; j++) {
+            uint64_t acc = (uint64_t)a[j] * b[i] + t[i + j] + carry; /* <= 2^64 - 1 */
+            t[i + j] = (uint32_t)acc;
+            carry = (uint32_t)(acc >> 32);
+        }
+        t[i + WORDS] = carry;
+    }
 }
 
-/* r = a^(m-2) = a^-1 (Montgomery form in and out); a != 0 */
-static void mont_inverse(fe r, const fe a, const modulus *M)
+/* value = sum * 2^32k of the signed word sums s[k] -> r (8 words) + returned top (value = r + top * 2^256).
+ * Divisions are of exact multiples of 2^32, so no signed shift (implementation-defined) is involved. */
+static int64_t carry_words(fe r, const int64_t s[WORDS])
+{
+    int64_t carry = 0;
+    int i;
+    for (i = 0; i < WORDS; i++) {
+        int64_t acc = s[i] + carry;
+        r[i] = (uint32_t)acc; /* modulo 2^32, well defined for negative values */
+        carry = (acc - (int64_t)r[i]) / 4294967296;
+    }
+    return carry;
+}
+
+/* r = a * b mod p. FIPS 186-4 §D.2.3: with c0..c15 the product's words,
+ *   r = s1 + 2 s2 + 2 s3 + s4 + s5 - s6 - s7 - s8 - s9 mod p, collected here per result word; then the top is
+ * folded with 2^256 = 2^224 - 2^192 - 2^96 + 1 (mod p) and at most a few p are added or subtracted. */
+static void mul_p(fe r, const fe a, const fe b, const modulus *F)
+{
+    uint32_t c[2 * WORDS];
+    int64_t s[WORDS], top;
+    mul_wide(c, a, b);
+#define C(i) ((int64_t)c[i])
+    s[0] = C(0) + C(8) + C(9) - C(11) - C(12) - C(13) - C(14);
+    s[1] = C(1) + C(9) + C(10) - C(12) - C(13) - C(14) - C(15);
+    s[2] = C(2) + C(10) + C(11) - C(13) - C(14) - C(15);
+    s[3] = C(3) + 2 * C(11) + 2 * C(12) + C(13) - C(15) - C(8) - C(9);
+    s[4] = C(4) + 2 * C(12) + 2 * C(13) + C(14) - C(9) - C(10);
+    s[5] = C(5) + 2 * C(13) + 2 * C(14) + C(15) - C(10) - C(11);
+    s[6] = C(6) + 3 * C(14) + 2 * C(15) + C(13) - C(8) - C(9);
+    s[7] = C(7) + 3 * C(15) + C(8) - C(10) - C(11) - C(12) - C(13);
+#undef C
+    top = carry_words(r, s); /* |top| < 8 */
+    if (top) {
+        int i;
+        for (i = 0; i < WORDS; i++)
+            s[i] = r[i];
+        s[0] += top;
+        s[3] -= top;
+        s[6] -= top;
+        s[7] += top;
+        top = carry_words(r, s); /* now -1, 0 or 1 */
+    }
+    while (top < 0)
+        top += add_words(r, r, F->m);
+    while (top > 0 || geq(r, F->m))
+        top -= sub_words(r, r, F->m);
+}
+
+static void sqr_p(fe r, const fe a, const modulus *F) { mul_p(r, a, a, F); }
+
+typedef void (*mul_fn)(fe r, const fe a, const fe b, const modulus *M);
+
+/* r = a^(m-2) = a^-1 mod m for a != 0, with mul (mul_p, or mont_mul on Montgomery-form values) */
+static void inverse(fe r, const fe a, const modulus *M, mul_fn mul)
 {
     fe e, acc;
     int bit;
@@ -170,9 +233,9 @@ static void mont_inverse(fe r, const fe a, const modulus *M)
     e[0] -= 2; /* m is odd and its low word is > 2 for both moduli: no borrow */
     memcpy(acc, a, sizeof(fe)); /* the top bit of m-2 is 1 */
     for (bit = 254; bit >= 0; bit--) {
-        mont_sqr(acc, acc, M);
+        mul(acc, acc, acc, M);
         if ((e[bit >> 5] >> (bit & 31)) & 1u)
-            mont_mul(acc, acc, a, M);
+            mul(acc, acc, a, M);
     }
     memcpy(r, acc, sizeof(fe));
 }
@@ -201,26 +264,26 @@ static void point_double(jpoint *r, const jpoint *a, const modulus *F)
         memset(r, 0, sizeof *r);
         return;
     }
-    mont_sqr(delta, a->z, F);
-    mont_sqr(gamma, a->y, F);
-    mont_mul(beta, a->x, gamma, F);
+    sqr_p(delta, a->z, F);
+    sqr_p(gamma, a->y, F);
+    mul_p(beta, a->x, gamma, F);
     mod_sub(t, a->x, delta, F);
     mod_add(alpha, a->x, delta, F);
-    mont_mul(alpha, alpha, t, F);
+    mul_p(alpha, alpha, t, F);
     mod_add(t, alpha, alpha, F);
     mod_add(alpha, alpha, t, F); /* alpha = 3 (x - delta)(x + delta) */
-    mont_sqr(x3, alpha, F);
+    sqr_p(x3, alpha, F);
     mod_add(t, beta, beta, F);
     mod_add(t, t, t, F); /* 4 beta */
     mod_sub(x3, x3, t, F);
     mod_sub(x3, x3, t, F); /* alpha^2 - 8 beta */
     mod_add(z3, a->y, a->z, F);
-    mont_sqr(z3, z3, F);
+    sqr_p(z3, z3, F);
     mod_sub(z3, z3, gamma, F);
     mod_sub(z3, z3, delta, F); /* (y + z)^2 - gamma - delta = 2yz */
     mod_sub(t, t, x3, F);
-    mont_mul(y3, alpha, t, F);
-    mont_sqr(gamma, gamma, F);
+    mul_p(y3, alpha, t, F);
+    sqr_p(gamma, gamma, F);
     mod_add(gamma, gamma, gamma, F);
     mod_add(gamma, gamma, gamma, F);
     mod_add(gamma, gamma, gamma, F); /* 8 gamma^2 */
@@ -230,10 +293,14 @@ static void point_double(jpoint *r, const jpoint *a, const modulus *F)
     memcpy(r->z, z3, sizeof(fe));
 }
 
-/* r = a + b (Jacobian), every case: either at infinity, a = b (doubling), a = -b (infinity). r may be a or b. */
+static const fe ONE = {1, 0, 0, 0, 0, 0, 0, 0};
+
+/* r = a + b (Jacobian), every case: either at infinity, a = b (doubling), a = -b (infinity). r may be a or b.
+ * When b is affine (Z = 1) the products with b's Z are skipped (8M + 3S instead of 12M + 4S). */
 static void point_add(jpoint *r, const jpoint *a, const jpoint *b, const modulus *F)
 {
     fe z1z1, z2z2, u1, u2, s1, s2, h, rr, hh, hhh, v, x3, y3, z3;
+    int b_affine = equal(b->z, ONE);
     if (is_zero(a->z)) {
         *r = *b;
         return;
@@ -242,14 +309,19 @@ static void point_add(jpoint *r, const jpoint *a, const jpoint *b, const modulus
         *r = *a;
         return;
     }
-    mont_sqr(z1z1, a->z, F);
-    mont_sqr(z2z2, b->z, F);
-    mont_mul(u1, a->x, z2z2, F);
-    mont_mul(u2, b->x, z1z1, F);
-    mont_mul(s1, a->y, b->z, F);
-    mont_mul(s1, s1, z2z2, F);
-    mont_mul(s2, b->y, a->z, F);
-    mont_mul(s2, s2, z1z1, F);
+    sqr_p(z1z1, a->z, F);
+    if (b_affine) {
+        memcpy(u1, a->x, sizeof(fe));
+        memcpy(s1, a->y, sizeof(fe));
+    } else {
+        sqr_p(z2z2, b->z, F);
+        mul_p(u1, a->x, z2z2, F);
+        mul_p(s1, a->y, b->z, F);
+        mul_p(s1, s1, z2z2, F);
+    }
+    mul_p(u2, b->x, z1z1, F);
+    mul_p(s2, b->y, a->z, F);
+    mul_p(s2, s2, z1z1, F);
     mod_sub(h, u2, u1, F);
     mod_sub(rr, s2, s1, F);
     if (is_zero(h)) {
@@ -259,47 +331,48 @@ static void point_add(jpoint *r, const jpoint *a, const jpoint *b, const modulus
             memset(r, 0, sizeof *r);
         return;
     }
-    mont_sqr(hh, h, F);
-    mont_mul(hhh, h, hh, F);
-    mont_mul(v, u1, hh, F);
-    mont_sqr(x3, rr, F);
+    sqr_p(hh, h, F);
+    mul_p(hhh, h, hh, F);
+    mul_p(v, u1, hh, F);
+    sqr_p(x3, rr, F);
     mod_sub(x3, x3, hhh, F);
     mod_sub(x3, x3, v, F);
     mod_sub(x3, x3, v, F); /* r^2 - h^3 - 2 u1 h^2 */
     mod_sub(y3, v, x3, F);
-    mont_mul(y3, y3, rr, F);
-    mont_mul(s1, s1, hhh, F);
+    mul_p(y3, y3, rr, F);
+    mul_p(s1, s1, hhh, F);
     mod_sub(y3, y3, s1, F); /* r (u1 h^2 - x3) - s1 h^3 */
-    mont_mul(z3, a->z, b->z, F);
-    mont_mul(z3, z3, h, F);
+    if (b_affine)
+        mul_p(z3, a->z, h, F);
+    else {
+        mul_p(z3, a->z, b->z, F);
+        mul_p(z3, z3, h, F);
+    }
     memcpy(r->x, x3, sizeof(fe));
     memcpy(r->y, y3, sizeof(fe));
     memcpy(r->z, z3, sizeof(fe));
 }
 
-/* Decode and validate 0x04 || X || Y into a Jacobian point with Z = 1 (Montgomery form). 0 when invalid. */
+/* Decode and validate 0x04 || X || Y into an affine point (Z = 1). 0 when invalid. */
 static int decode_point(jpoint *q, const uint8_t pub[65], const modulus *F)
 {
-    fe x, y, lhs, rhs, t, b;
+    fe lhs, rhs, t;
     if (pub[0] != 0x04) /* 0x00 is the point at infinity; compressed points (0x02/0x03) are not accepted */
         return 0;
-    load_be(x, pub + 1);
-    load_be(y, pub + 33);
-    if (geq(x, F->m) || geq(y, F->m))
+    load_be(q->x, pub + 1);
+    load_be(q->y, pub + 33);
+    if (geq(q->x, F->m) || geq(q->y, F->m))
         return 0;
-    to_mont(q->x, x, F);
-    to_mont(q->y, y, F);
-    memcpy(q->z, F->one, sizeof(fe));
+    memcpy(q->z, ONE, sizeof(fe));
     /* y^2 = x^3 - 3x + b */
-    mont_sqr(lhs, q->y, F);
-    mont_sqr(rhs, q->x, F);
-    mont_mul(rhs, rhs, q->x, F);
+    sqr_p(lhs, q->y, F);
+    sqr_p(rhs, q->x, F);
+    mul_p(rhs, rhs, q->x, F);
     mod_add(t, q->x, q->x, F);
     mod_add(t, t, q->x, F);
     mod_sub(rhs, rhs, t, F);
     load_be(t, B_BE);
-    to_mont(b, t, F);
-    mod_add(rhs, rhs, b, F);
+    mod_add(rhs, rhs, t, F);
     return equal(lhs, rhs);
 }
 
@@ -307,7 +380,7 @@ int tml_p256_public_key_valid(const uint8_t pub[65])
 {
     modulus F;
     jpoint q;
-    modulus_init(&F, P_BE);
+    load_be(F.m, P_BE); /* the field needs only p itself */
     return decode_point(&q, pub, &F);
 }
 
@@ -319,11 +392,11 @@ tml_p256_result tml_p256_verify(const uint8_t pub[65], const uint8_t digest[32],
     jpoint table[4], acc; /* table[1] = G, [2] = Q, [3] = G + Q */
     fe r, s, e, w, u1, u2, t;
     int bit;
-    modulus_init(&F, P_BE);
-    modulus_init(&N, N_BE);
+    load_be(F.m, P_BE);
     if (!decode_point(&table[2], pub, &F))
         return TML_P256_BAD_KEY;
     /* FIPS 186-5 §6.4.2 step 1: r and s in [1, n-1] */
+    modulus_init(&N, N_BE);
     load_be(r, sig);
     load_be(s, sig + 32);
     if (is_zero(r) || is_zero(s) || geq(r, N.m) || geq(s, N.m))
@@ -334,16 +407,14 @@ tml_p256_result tml_p256_verify(const uint8_t pub[65], const uint8_t digest[32],
         sub_words(e, e, N.m);
     /* step 5: w = s^-1, u1 = e w, u2 = r w. With w in Montgomery form, mont_mul(e, w) = e * w mod n directly. */
     to_mont(t, s, &N);
-    mont_inverse(w, t, &N);
+    inverse(w, t, &N, mont_mul);
     mont_mul(u1, e, w, &N);
     mont_mul(u2, r, w, &N);
     /* step 6: R = u1 G + u2 Q */
-    load_be(t, GX_BE);
-    to_mont(table[1].x, t, &F);
-    load_be(t, GY_BE);
-    to_mont(table[1].y, t, &F);
-    memcpy(table[1].z, F.one, sizeof(fe));
-    point_add(&table[3], &table[1], &table[2], &F);
+    load_be(table[1].x, GX_BE);
+    load_be(table[1].y, GY_BE);
+    memcpy(table[1].z, ONE, sizeof(fe));
+    point_add(&table[3], &table[2], &table[1], &F);
     memset(&acc, 0, sizeof acc);
     for (bit = 255; bit >= 0; bit--) {
         int idx = bit_of(u1, bit) | (bit_of(u2, bit) << 1);
@@ -354,10 +425,9 @@ tml_p256_result tml_p256_verify(const uint8_t pub[65], const uint8_t digest[32],
     if (is_zero(acc.z)) /* step 7: R at infinity */
         return TML_P256_MISMATCH;
     /* step 8: x of R in affine coordinates, mod n; step 9: compare with r */
-    mont_inverse(t, acc.z, &F);
-    mont_sqr(t, t, &F);
-    mont_mul(t, acc.x, t, &F);
-    from_mont(t, t, &F);
+    inverse(t, acc.z, &F, mul_p);
+    sqr_p(t, t, &F);
+    mul_p(t, acc.x, t, &F);
     if (geq(t, N.m))
         sub_words(t, t, N.m);
     return equal(t, r) ? TML_P256_VALID : TML_P256_MISMATCH;

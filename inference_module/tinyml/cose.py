@@ -27,6 +27,12 @@ R_MANIFEST = "malformed manifest"
 R_VERSION = "unsupported manifest version"
 
 
+# The manifest's keys after 1 (the version) in the only order the deterministic encoding allows: attribute, reader
+FIELDS = ((2, "sequence", "uint"), (3, "vendor_id", "uuid"), (4, "class_id", "uuid"), (5, "component", "text"),
+          (6, "blob_sha256", "digest"), (7, "blob_bytes", "uint32"), (8, "name", "text"), (9, "version", "text"),
+          (10, "vectors_sha256", "digest"))
+
+
 class SignatureError(ValueError):
     def __init__(self, reason):
         super().__init__(reason)
@@ -103,6 +109,15 @@ class _Reader:
             self.fail()
         return v
 
+    def uint32(self):
+        v = self.uint()
+        if v > 0xFFFFFFFF:
+            self.fail()
+        return v
+
+    def uuid(self):
+        return self.fixed(16)
+
     def digest(self):
         self.expect(MT_ARRAY, 2)
         self.expect(MT_NINT, 15)  # -16: SHA-256
@@ -125,26 +140,9 @@ def decode_manifest(payload):
     if count != 10:
         r.fail()
     m = Manifest()
-    r.expect(MT_UINT, 2)
-    m.sequence = r.uint()
-    r.expect(MT_UINT, 3)
-    m.vendor_id = r.fixed(16)
-    r.expect(MT_UINT, 4)
-    m.class_id = r.fixed(16)
-    r.expect(MT_UINT, 5)
-    m.component = r.text()
-    r.expect(MT_UINT, 6)
-    m.blob_sha256 = r.digest()
-    r.expect(MT_UINT, 7)
-    m.blob_bytes = r.uint()
-    if m.blob_bytes > 0xFFFFFFFF:
-        r.fail()
-    r.expect(MT_UINT, 8)
-    m.name = r.text()
-    r.expect(MT_UINT, 9)
-    m.version = r.text()
-    r.expect(MT_UINT, 10)
-    m.vectors_sha256 = r.digest()
+    for key, attr, read in FIELDS:
+        r.expect(MT_UINT, key)
+        setattr(m, attr, getattr(r, read)())
     r.end()
     return m
 

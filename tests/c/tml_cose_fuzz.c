@@ -1,7 +1,10 @@
-/* libFuzzer target for the signed-manifest reader: every input goes through tml_cose_verify (one trust anchor,
- * the key tests/signing/test_signing_fuzz.py signs its seed envelopes with, so mutated signatures and payloads
- * reach the ECDSA verification), through tml_manifest_parse as a bare manifest, and, when long enough, through
- * tml_p256_verify as public key || digest || signature. */
+/* libFuzzer target for the signed-manifest reader: every input goes through tml_cose_verify, through
+ * tml_manifest_parse as a bare manifest and, when long enough, through tml_p256_verify as public key || digest ||
+ * signature. The trust anchor (the key tests/signing/test_signing_fuzz.py signs its trusted seed with) is offered
+ * for one input in 64, chosen by a hash of the whole input (a mutation anywhere re-draws it, so the corpus cannot
+ * fill up with inputs that keep it): a full ECDSA verification costs ~3 ms under ASan, the parser microseconds, so
+ * the 1 M-input campaign spends most of its time on the parser and still reaches the signature check with mutated
+ * signatures and payloads. The other inputs stop at "unknown key". */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,16 @@ static const tml_anchor anchor = {
      0x0c, 0x61, 0xf1, 0x1c, 0x4e, 0xd1, 0x9a, 0x73, 0x1b, 0xdc, 0x91, 0xf3, 0x42, 0xc8, 0xa0, 0x2d,
      0x19, 0x68, 0xc9, 0x78, 0xb8, 0xab, 0x9e, 0xe0, 0x48, 0x04, 0x2f, 0x6c, 0x35, 0x80, 0x27, 0x65}};
 
+/* FNV-1a, 32 bits */
+static uint32_t input_hash(const uint8_t *data, size_t size)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < size; i++)
+        h = (h ^ data[i]) * 16777619u;
+    return h;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *copy;
@@ -27,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     copy = malloc(size ? size : 1u); /* exact size, so ASan sees any read past the end */
     memcpy(copy, data, size);
-    tml_cose_verify(copy, (uint32_t)size, &anchor, 1, &m);
+    tml_cose_verify(copy, (uint32_t)size, &anchor, input_hash(data, size) % 64u == 0 ? 1u : 0u, &m);
     tml_manifest_parse(copy, (uint32_t)size, &m);
     if (size >= 65 + 32 + 64)
         tml_p256_verify(copy, copy + 65, copy + 97);

@@ -9,12 +9,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tinymlaas.devices import cruntime, unixport
-from tinymlaas.paths import REPO
-from tinymlaas.signing.keys import public_point, verify_es256
+from tinymlaas.devices.qemu import _lock, qemu_binary
+from tinymlaas.paths import FIRMWARE, REPO
+from tinymlaas.signing.keys import FileSigner, public_point, verify_es256
 
 CRYPTO = REPO / "tests" / "vectors" / "crypto"
 MPY_RUNNER = Path(__file__).with_name("mpy_sig_run.py")
@@ -106,11 +106,8 @@ def edge_cases():
                                 ec.SECP256R1())
     pub = public_point(key.public_key())
     msg = b"signed model manifest"
-    der = key.sign(msg, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-    r, s = decode_dss_signature(der)
-    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    sig = FileSigner(key).sign(msg)
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
     x, y = int.from_bytes(pub[1:33], "big"), int.from_bytes(pub[33:], "big")
     sx, sy = _small_x_point()
 
@@ -157,12 +154,30 @@ def host_result(case):
     return "valid" if verify_es256(case.pub, case.msg, case.sig) else "invalid"
 
 
+def run_m4(path):
+    """tests/c/tml_sig_run.c built for the Cortex-M4 (firmware/Makefile `sig`) under QEMU with semihosting."""
+    with _lock(REPO / "build" / "firmware" / ".lock"):
+        subprocess.run(["make", "-s", "-C", str(FIRMWARE), "BOARD=mps2-an386", "sig"], check=True,
+                       capture_output=True)
+    elf = REPO / "build" / "firmware" / "mps2-an386" / "tml_sig_run.elf"
+    work = path.parent / "m4"
+    work.mkdir(exist_ok=True)
+    (work / "tml_sig_input.txt").write_bytes(path.read_bytes())
+    proc = subprocess.run([qemu_binary(), "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null",
+                           "-icount", "shift=0,align=off,sleep=off", "-semihosting", "-kernel", str(elf)],
+                          cwd=work, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def run_lines(kind, lines, tmp_path, heap="256k"):
-    """Feed command lines to the C runner (kind "c", ASan + UBSan) or the MicroPython one ("micropython") ->
-    one answer per answering command."""
+    """Feed command lines to the C runner (kind "c", ASan + UBSan; "m4", the Cortex-M4 build under QEMU) or the
+    MicroPython one ("micropython") -> one answer per answering command."""
     path = tmp_path / ("sig_input_%s.txt" % kind)
     path.write_text("\n".join(lines) + "\n")
-    if kind == "c":
+    if kind == "m4":
+        out = run_m4(path)
+    elif kind == "c":
         exe = cruntime.build(cruntime.BUILD / "tml_sig_run_asan")
         proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0 and not proc.stderr, proc.stderr[-3000:]

@@ -60,7 +60,8 @@ class FileSigner(Signer):
         return self._point
 
     def sign(self, data):
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        # RFC 6979 nonces: signing does not depend on the RNG of the moment, and the same manifest gives the same bytes
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def public_pem(self):
