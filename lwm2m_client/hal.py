@@ -18,8 +18,18 @@ ticks_diff = time.ticks_diff
 sleep_ms = time.sleep_ms
 
 
+_clock_offset = 0  # seconds a server's write of Current Time (/3/0/13) put this clock ahead
+
+
 def unix_time():
-    return int(time.time()) + _EPOCH_OFFSET
+    return int(time.time()) + _EPOCH_OFFSET + _clock_offset
+
+
+def set_unix_time(t):
+    """Set the clock unix_time() reads (the server's Current Time), as an offset: until the next boot, like a
+    board without a battery-backed RTC, and the unix port's system clock stays untouched."""
+    global _clock_offset
+    _clock_offset = t - int(time.time()) - _EPOCH_OFFSET
 
 
 def mem_free():

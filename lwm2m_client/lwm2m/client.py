@@ -32,6 +32,11 @@ def _resp(code, payload=b""):
     return cm.Message(code=code, payload=payload)
 
 
+def _streamed_only(rid):
+    # a streamed resource (package, model input) takes its bytes raw, on its own path, block by block
+    return _resp(cm.UNSUPPORTED_CONTENT_FORMAT, "resource %d takes application/octet-stream on its own path" % rid)
+
+
 class Upload:
     """A Block1 transfer in progress: where the next block must start."""
 
@@ -513,10 +518,11 @@ class Client:
         """Write (PUT) and partial update (POST on an instance) both set exactly the resources in the payload."""
         fmt = req.uint(cm.CONTENT_FORMAT)
         if len(ids) == 3:
-            rtype, ops = obj.resources[ids[2]]
-            if "W" not in ops:
+            if "W" not in obj.resources[ids[2]][1]:
                 return _resp(cm.METHOD_NOT_ALLOWED, "resource is not writable")
-            if rtype == ob.OPAQUE and obj.sink(ids[1], ids[2]) is not None and fmt in (content.OPAQUE, None):
+            if obj.sink(ids[1], ids[2]) is not None:
+                if fmt not in (content.OPAQUE, None):
+                    return _streamed_only(ids[2])
                 return self._write_stream(req, addr, obj, ids)
         if req.opt(cm.BLOCK1) is not None:
             return _resp(cm.REQUEST_ENTITY_TOO_LARGE, "block-wise write only for streamed resources")
@@ -533,6 +539,8 @@ class Client:
         for iid, rid, value in values:
             if rid not in obj.resources or "W" not in obj.resources[rid][1]:
                 return _resp(cm.METHOD_NOT_ALLOWED, "resource %d is not writable" % rid)
+            if obj.sink(iid, rid) is not None:
+                return _streamed_only(rid)
             if len(ids) == 3 and rid != ids[2]:
                 return _resp(cm.BAD_REQUEST, "payload names another resource")
             checked.append((iid, rid, ob.convert(obj.resources[rid][0], value)))

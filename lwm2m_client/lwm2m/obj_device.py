@@ -61,7 +61,7 @@ class Device(LwObject):
     oid = 3
     version = "1.1"
     resources = {0: (STRING, "R"), 1: (STRING, "R"), 2: (STRING, "R"), 3: (STRING, "R"), 4: (NONE, "E"),
-                 9: (INTEGER, "R"), 10: (INTEGER, "R"), 11: (INTEGER, "RM"), 13: (TIME, "R"), 16: (STRING, "R"),
+                 9: (INTEGER, "R"), 10: (INTEGER, "R"), 11: (INTEGER, "RM"), 13: (TIME, "RW"), 16: (STRING, "R"),
                  17: (STRING, "R"), 18: (STRING, "R"), 19: (STRING, "R"), 21: (INTEGER, "R")}
 
     def __init__(self, info):
@@ -99,6 +99,13 @@ class Device(LwObject):
         if rid == 21:
             return hal.mem_total() // 1024
         raise ResourceError(0x85)
+
+    def write(self, iid, rid, value):
+        if rid != 13:
+            raise ResourceError(0x85)
+        if value < 0:
+            raise ResourceError(0x80, "time before 1970")
+        hal.set_unix_time(value)
 
     def execute(self, iid, rid, arg):
         # Reboot after the 2.04 has gone out

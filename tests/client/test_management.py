@@ -106,6 +106,23 @@ def test_write_replace_partial_and_rejects(peer, tmp_path):
     assert peer.request(an.POST, "/3").code == an.METHOD_NOT_ALLOWED
 
 
+def test_current_time_is_writable_and_a_streamed_resource_takes_only_octet_stream(peer, tmp_path):
+    """/3/0/13 Current Time is RW (OMA object 3): a server sets the device's clock in text or TLV. A streamed
+    opaque resource (the TinyML input /32770/0/21) written in another format answers 4.15 and says which it takes,
+    for a resource path as for an instance write that names it."""
+    registered(peer, tmp_path)
+    assert peer.request(an.PUT, "/3/0/13", payload=b"2000000000", content_format=0).code == an.CHANGED
+    assert 2000000000 <= int(peer.request(an.GET, "/3/0/13").payload) <= 2000000005
+    tlv_time = bytes([0xC4, 13]) + (1900000000).to_bytes(4, "big")
+    assert peer.request(an.POST, "/3/0", payload=tlv_time, content_format=11542).code == an.CHANGED
+    assert 1900000000 <= int(peer.request(an.GET, "/3/0/13").payload) <= 1900000005
+    assert peer.request(an.PUT, "/3/0/13", payload=b"-5", content_format=0).code == an.BAD_REQUEST
+    for req in (dict(code=an.PUT, path="/32770/0/21", payload=b"AAEC", content_format=0),
+                dict(code=an.POST, path="/32770/0", payload=bytes([0xC3, 21, 0, 1, 2]), content_format=11542)):
+        r = peer.request(**req)
+        assert r.code == an.UNSUPPORTED_CONTENT_FORMAT and b"application/octet-stream" in r.payload, r
+
+
 def test_lifetime_write_triggers_update(peer, tmp_path):
     registered(peer, tmp_path)
     assert peer.request(an.PUT, "/1/0/1", payload=b"77", content_format=0).code == an.CHANGED
