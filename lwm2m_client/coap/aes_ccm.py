@@ -4,7 +4,14 @@
 # Boards only promise AES in ECB mode (cryptolib.aes mode 1), so CBC-MAC and CTR are built here one block at a
 # time on a 16-byte scratch buffer; nothing else is allocated per block.
 import micropython
-from cryptolib import aes
+
+try:
+    from cryptolib import aes
+except ImportError:
+    # A firmware built without its TLS library (MicroPython's unix port with MICROPY_SSL_MBEDTLS=0, for one) has
+    # no cryptolib: say what is missing and where the fix is, not just "no module named cryptolib".
+    raise ImportError("OSCORE needs the cryptolib module (AES), which this firmware was built without: build "
+                      "MicroPython with its TLS library (docs/boards.md)")
 
 KEY_BYTES = 16
 NONCE_BYTES = 13

@@ -2,6 +2,7 @@
 MicroPython's manifest loader does, relative to the manifest file), and the user C module's sources."""
 
 import re
+import subprocess
 
 import pytest
 
@@ -40,11 +41,15 @@ def test_manifest_freezes_the_device_packages():
     assert MP / "modules" / "tinyml_repl.py" in paths
 
 
-@pytest.mark.parametrize("port, includes_port_default", [("esp32", True), ("stm32", True), ("unix", False),
-                                                         ("qemu", False)])
-def test_port_wrappers(port, includes_port_default):
+@pytest.mark.parametrize("port, port_default", [("esp32", "$(PORT_DIR)/boards/manifest.py"),
+                                                ("stm32", "$(PORT_DIR)/boards/manifest.py"),
+                                                ("unix", "$(PORT_DIR)/variants/standard/manifest.py"),
+                                                ("qemu", None)])
+def test_port_wrappers(port, port_default):
+    """Each wrapper keeps the port's default frozen modules (the unix port's standard variant: asyncio, ssl, mip);
+    qemu has none."""
     calls = run_manifest(MP / "boards" / (port + ".py"), [])
-    assert (("port", "$(PORT_DIR)/boards/manifest.py") in calls) == includes_port_default
+    assert [p for kind, p in calls if kind == "port"] == ([port_default] if port_default else [])
     assert ("package", REPO / "inference_module" / "tinyml") in calls
 
 
@@ -62,3 +67,35 @@ def test_user_c_module_sources_exist():
     assert "tinyml/micropython.cmake" in (MP / "usermod" / "micropython.cmake").read_text()
     # The binding registers the module under the name docs/boards.md gives.
     assert re.search(r"MP_REGISTER_MODULE\(MP_QSTR__tinyml,", (MP / "usermod" / "tinyml" / "mod_tinyml.c").read_text())
+
+
+def _folder_of_symlinks(tmp_path):
+    """The older recipe for several user C modules: one folder of symlinks, USER_C_MODULES=that folder."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "tinyml").symlink_to(MP / "usermod" / "tinyml")
+    return modules
+
+
+def test_make_module_finds_the_runtime_through_a_symlink(tmp_path):
+    """As py/py.mk includes it: USERMOD_DIR is the module folder as found, here a symlink. The runtime path must
+    come from its real path, not from four levels above the symlink (which gave -I/inference_module/c)."""
+    mod = _folder_of_symlinks(tmp_path) / "tinyml"
+    (tmp_path / "Makefile").write_text("USERMOD_DIR := %s\ninclude %s/micropython.mk\n"
+                                       "show:\n\t@echo $(CFLAGS_USERMOD)\n\t@echo $(SRC_USERMOD_LIB_C)\n" % (mod, mod))
+    out = subprocess.run(["make", "-s", "-C", str(tmp_path), "show"], capture_output=True, text=True, check=True)
+    cflags, sources = out.stdout.splitlines()
+    runtime = REPO / "inference_module" / "c"
+    assert "-I%s" % runtime in cflags.split()
+    assert sources.split() == [str(runtime / n) for n in ("tml_load.c", "tml_ops.c", "tml_sha256.c")]
+
+
+def test_cmake_module_finds_the_runtime_through_a_symlink(tmp_path):
+    mod = _folder_of_symlinks(tmp_path) / "tinyml"
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.12)\nproject(t NONE)\nadd_library(usermod INTERFACE)\n"
+        "include(%s/micropython.cmake)\nget_target_property(inc usermod_tinyml INTERFACE_INCLUDE_DIRECTORIES)\n"
+        "message(STATUS \"include=${inc}\")\n" % mod)
+    out = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "build")], capture_output=True,
+                         text=True, check=True)
+    assert "include=%s" % (REPO / "inference_module" / "c") in out.stdout

@@ -93,7 +93,7 @@ for b in (blob, %r):
 def test_a_blob_the_c_runtime_refuses_runs_on_viper_and_c_module_says_why():
     out = run(REFUSED % (str(TREES), str(TREES)))
     assert out[0] == "viper"
-    assert out[1] == "kernels='c-module': the C runtime refuses this blob: tml E_OP: op TREE_ENSEMBLE is not implemented"
+    assert out[1] == "kernels='c-module': the C runtime refuses this blob: tml bad op: op TREE_ENSEMBLE is not implemented"
     assert out[2] == ("kernels='c-module': the C module runs blobs held in memory (bytes, ROMFS); this one is "
                       "streamed from a file")
 

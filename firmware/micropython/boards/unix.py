@@ -1,3 +1,4 @@
-# unix port (an emulated board): only tinymlaas's modules. The variants' default manifest pulls micropython-lib
-# (unix-ffi, ssl), which needs the micropython-lib submodule; tinymlaas uses none of it.
+# unix port (an emulated board): the standard variant's frozen modules (asyncio, and ssl and mip from
+# micropython-lib, which `make submodules` fetches), then tinymlaas's.
+include("$(PORT_DIR)/variants/standard/manifest.py")
 include("../manifest.py")

@@ -16,7 +16,7 @@ _DTYPES = {"int8": 1, "uint8": 2, "int16": 3, "int32": 4, "float32": 5}
 
 def check_header(h):
     if bytes(h[:4]) != b"TMLB":
-        raise ValueError("tml E_HEADER: bad magic (not a tinymlaas blob)")
+        raise ValueError("tml bad header: bad magic (not a tinymlaas blob)")
     return struct.unpack_from("<II", h, 16)
 
 
@@ -25,7 +25,7 @@ class Model:
         self._m = tinyml.load(bytes(blob), kernels="reference")
         for name in refuse:
             if name in self._m.ops:
-                raise ValueError("tml E_OP: op %s is not implemented" % name)
+                raise ValueError("tml bad op: op %s is not implemented" % name)
         self._arena = arena
 
     def invoke(self):

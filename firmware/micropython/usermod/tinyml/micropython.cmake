@@ -1,8 +1,13 @@
 # Module _tinyml: the tinymlaas C99 runtime (inference_module/c) plus its MicroPython binding.
 add_library(usermod_tinyml INTERFACE)
-get_filename_component(TINYML_RUNTIME_DIR ${CMAKE_CURRENT_LIST_DIR}/../../../../inference_module/c ABSOLUTE)
+# Four levels above this folder's real path (REALPATH: a symlink to the folder finds the runtime too).
+get_filename_component(TINYML_MOD_DIR ${CMAKE_CURRENT_LIST_DIR} REALPATH)
+get_filename_component(TINYML_RUNTIME_DIR ${TINYML_MOD_DIR}/../../../../inference_module/c ABSOLUTE)
+if(NOT EXISTS ${TINYML_RUNTIME_DIR}/tml.h)
+    message(FATAL_ERROR "_tinyml: no inference_module/c four levels above ${TINYML_MOD_DIR}")
+endif()
 target_sources(usermod_tinyml INTERFACE
-    ${CMAKE_CURRENT_LIST_DIR}/mod_tinyml.c
+    ${TINYML_MOD_DIR}/mod_tinyml.c
     ${TINYML_RUNTIME_DIR}/tml_load.c
     ${TINYML_RUNTIME_DIR}/tml_ops.c
     ${TINYML_RUNTIME_DIR}/tml_sha256.c
