@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 from ..cli import UserError
+from ..service.telemetry import DEFAULT_RETENTION_DAYS
 
 
 def register(sub):
@@ -35,6 +36,9 @@ def register(sub):
                    "this server's account and fresh OSCORE keys (docs/security.md)")
     p.add_argument("--bootstrap-keys", type=Path, metavar="KEYS.json",
                    help="factory OSCORE keys of devices whose bootstrap must itself be protected")
+    p.add_argument("--telemetry-days", type=float, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
+                   help="keep the devices' telemetry samples and kept inference results this long (default %g)"
+                   % DEFAULT_RETENTION_DAYS)
     p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
     p.set_defaults(func=cmd_serve)
 
@@ -50,7 +54,7 @@ async def _serve(args, ready=None):
     if data is None:
         is_path = args.db and "://" not in args.db and args.db != ":memory:"
         data = Path(args.db).resolve().parent if is_path else DEFAULT_DATA
-    svc = Service(data, args.db, public_host=args.public_host)
+    svc = Service(data, args.db, public_host=args.public_host, telemetry_retention_days=args.telemetry_days)
     server = svc.server
     if args.oscore_keys:
         from ..lwm2m.oscore import OscoreKeyError, load_keys
@@ -88,9 +92,10 @@ async def _serve(args, ready=None):
         await svc.stop()
         raise UserError("cannot bind HTTP %s:%d: %s" % (args.http_host, args.http_port, e.strerror)) from None
     http_host = "[%s]" % args.http_host if ":" in args.http_host else args.http_host
-    print("tinymlaas serve: LwM2M on coap://%s:%d, API on %s://%s:%d/api/devices (data %s, %s)"
-          % (args.coap_host, server.port, "https" if tls else "http", http_host, api.port, data,
-             "API tokens required" if api.auth else "no API authentication: loopback only"), flush=True)
+    web = "%s://%s:%d" % ("https" if tls else "http", http_host, api.port)
+    print("tinymlaas serve: LwM2M on coap://%s:%d, API on %s/api/devices (data %s, %s), console on %s/"
+          % (args.coap_host, server.port, web, data,
+             "API tokens required" if api.auth else "no API authentication: loopback only", web), flush=True)
     if not local and not tls:
         print("tinymlaas serve: warning: plain HTTP beyond loopback: tokens cross the network readable; give "
               "--tls-cert/--tls-key or put a TLS proxy in front", flush=True)
@@ -136,4 +141,6 @@ def cmd_serve(args):
     for port in (args.coap_port, args.http_port) + ((args.bootstrap_port,) if args.bootstrap_port is not None else ()):
         if not 0 <= port <= 65535:
             raise UserError("port %d out of range" % port)
+    if not args.telemetry_days > 0:
+        raise UserError("--telemetry-days must be a positive number of days, not %g" % args.telemetry_days)
     return asyncio.run(_serve(args))
