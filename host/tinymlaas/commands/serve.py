@@ -100,8 +100,8 @@ async def _serve(args, ready=None):
         print("tinymlaas serve: warning: plain HTTP beyond loopback: tokens cross the network readable; give "
               "--tls-cert/--tls-key or put a TLS proxy in front", flush=True)
     if api.auth and not api.tokens.any_active():
-        print("tinymlaas serve: no API tokens yet; make one with `tinymlaas tokens new --role admin --data %s`"
-              % data, flush=True)
+        print("tinymlaas serve: no API tokens yet; make one with `tinymlaas tokens new --role admin %s`"
+              % ("--db %s" % args.db if args.db else "--data %s" % data), flush=True)
     if bootstrap:
         print("tinymlaas serve: LwM2M Bootstrap-Server on coap://%s:%d" % (args.coap_host, bootstrap.port),
               flush=True)

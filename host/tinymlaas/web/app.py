@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -191,7 +192,7 @@ class Api:
             identity = self._identify(request)
             if identity is None:
                 if info is not None and info.page:
-                    raise web.HTTPSeeOther("%s?next=%s" % (LOGIN_PAGE, request.path))
+                    raise web.HTTPSeeOther("%s?next=%s" % (LOGIN_PAGE, quote(request.path, safe="/")))
                 raise HttpError(401, "authentication required: send 'Authorization: Bearer <token>' "
                                 "(`tinymlaas tokens new`)", {"WWW-Authenticate": "Bearer"})
             request[IDENTITY] = identity
