@@ -142,7 +142,7 @@ def test_refusals(small_cnn, small_cnn_bytes, quadrant, mlperf):
         (SourceModel("keras", small_cnn_bytes), Target("tinyml-mpy"),
          {"prune": 0.5, "representative": quadrant["x_train"]}, "fine-tunes"),
         (SourceModel("keras", b"PK\x03\x04broken"), Target("tinyml-mpy"),
-         {"representative": quadrant["x_train"]}, "cannot load the Keras model"),
+         {"representative": quadrant["x_train"]}, "not a complete zip archive .* truncated or damaged"),
         (SourceModel("savedmodel", b"not an archive"), Target("tinyml-mpy"),
          {"representative": quadrant["x_train"]}, "zip or tar"),
     ]

@@ -101,7 +101,7 @@ def test_backend_rejects_wrong_inputs():
         trees.compile(SourceModel("sklearn", _pickled(model)), Target("tflm"), {})
     with pytest.raises(BackendError, match="does not support option"):
         trees.compile(SourceModel("sklearn", _pickled(model)), Target("tinyml-mpy"), {"prune": 0.5})
-    with pytest.raises(BackendError, match="not LogisticRegression"):
+    with pytest.raises(BackendError, match="not a LogisticRegression: train one of those"):
         trees.compile(SourceModel("sklearn", _pickled(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))),
                       Target("tinyml-mpy"), {})
     with pytest.raises(BackendError, match="cannot unpickle"):

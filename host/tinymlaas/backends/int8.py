@@ -27,7 +27,7 @@ import struct
 import numpy as np
 
 from ..blob import format as F
-from .interface import Artifact, Backend, BackendError
+from .interface import Artifact, Backend, BackendError, step
 
 
 def _io_mode(quantize):
@@ -95,21 +95,27 @@ class Int8Backend(Backend):
         io_mode = _io_mode(options.get("quantize"))
         report["quantize"] = {"io": io_mode}
         if source.kind == "keras":
+            # settings and data first: a missing file is reported before seconds of loading TensorFlow
+            pruning = _prune_settings(options["prune"], source.metadata) if "prune" in options else None
+            step("load the Keras model")
             model = Q.load_keras(source.data)
-            if "prune" in options:
+            if pruning:
                 from .prune import prune_and_finetune
-                fraction, epochs, arrays = _prune_settings(options["prune"], source.metadata)
+                fraction, epochs, arrays = pruning
+                step("prune %d%% of the channels, fine-tune %d epochs" % (round(100 * fraction), epochs))
                 model, pr = prune_and_finetune(model, fraction, arrays["x"], arrays["y"], arrays.get("x_val"),
                                                arrays.get("y_val"), epochs=epochs)
                 report["prune"] = pr.as_dict()
                 if representative is None:
                     representative = arrays["x"]
+            step("quantize to int8")
             tflite = Q.quantize_keras(model, representative, io=io_mode)
         else:
             if "prune" in options:
                 raise BackendError("pruning is implemented for Keras models, not SavedModels")
             path = source.metadata.get("path") if not source.data else None
             with Q.savedmodel_dir(source.data, path) as directory:
+                step("quantize the SavedModel to int8")
                 tflite = Q.quantize_savedmodel(directory, representative, io=io_mode)
         report["quantize"]["tflite_bytes"] = len(tflite)
         report["quantize"]["tflite_sha256"] = hashlib.sha256(tflite).hexdigest()
@@ -122,6 +128,7 @@ class Int8Backend(Backend):
                                % (F.ABI, target.abi))
         from ..compiler import CompileError, compile_tflite
         tflite, report = self.int8_tflite(source, options)
+        step("compile the int8 graph")
         try:
             cm = compile_tflite(tflite, name=options.get("name") or source.name or None)
         except CompileError as e:

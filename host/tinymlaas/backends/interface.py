@@ -1,6 +1,28 @@
 """The contract between the service and a compiler back-end."""
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
+
+_step_listener = contextvars.ContextVar("tinymlaas_backend_step", default=None)
+
+
+def step(what):
+    """A back-end names each long step as it starts ("load the Keras model", "quantize", "compile"): `models add`
+    shows them as progress. Silent unless someone listens (`steps_to`)."""
+    listener = _step_listener.get()
+    if listener is not None:
+        listener(what)
+
+
+@contextlib.contextmanager
+def steps_to(listener):
+    """Send the step() announcements made inside the block to listener(text)."""
+    token = _step_listener.set(listener)
+    try:
+        yield
+    finally:
+        _step_listener.reset(token)
 
 
 class BackendError(RuntimeError):

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from .interface import Artifact, Backend, BackendError
+from .interface import Artifact, Backend, BackendError, step
 
 _RECORDING_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
 
@@ -135,6 +135,7 @@ class TFLitePassthroughBackend(Backend):
             missing = [op for op in ops if op not in target.ops]
             if missing:
                 raise BackendError("the target's TFLite Micro build does not register %s" % ", ".join(missing))
+        step("measure its arena with TFLite Micro")
         arena, recorded = measure_arena(data)
         io = [graph.tensors[i].dtype for i in list(graph.inputs) + list(graph.outputs)]
         return Artifact(

@@ -34,8 +34,9 @@ DEFAULT_SAMPLES = 200
 def representative_rows(representative, input_shape=None, samples=DEFAULT_SAMPLES, seed=0):
     """float32 calibration rows from an array or an .npy path; `samples` rows drawn without replacement, seeded."""
     if representative is None:
-        raise BackendError("post-training quantization needs a representative dataset: give options['representative']"
-                           " (an .npy file or array of input samples) or metadata['representative']")
+        raise BackendError("int8 post-training quantization needs a representative dataset: an .npy of input "
+                           "samples, one per row, a few hundred like the training data (`tinymlaas models add "
+                           "--representative X.npy`; 'representative' in the options or metadata in Python)")
     if isinstance(representative, (str, Path)):
         try:
             representative = np.load(representative, allow_pickle=False)
@@ -61,6 +62,7 @@ def load_keras(data):
     import keras
     if not isinstance(data, (bytes, bytearray, memoryview)):
         return data
+    check_keras_archive(data)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         with open(path, "wb") as f:
@@ -69,6 +71,22 @@ def load_keras(data):
             return keras.models.load_model(path, compile=False)
         except Exception as e:  # Keras raises ValueError, OSError, zipfile errors ... for a bad archive
             raise BackendError("cannot load the Keras model: %s: %s" % (type(e).__name__, e)) from None
+
+
+def check_keras_archive(data):
+    """BackendError unless `data` is a whole .keras archive (a zip with config.json): Keras itself reports a cut-off
+    file as "File not found" on a temporary path."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            names = z.namelist()
+            broken = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise BackendError("the .keras file is not a complete zip archive (%s): it is truncated or damaged; save the "
+                           "model again with model.save('model.keras')" % e) from None
+    if broken is not None:
+        raise BackendError("the .keras archive's member %s is damaged; save the model again" % broken)
+    if "config.json" not in names:
+        raise BackendError("the zip holds no config.json: it is not a .keras model archive")
 
 
 def _safe_members(names, root):
@@ -169,10 +187,9 @@ def quantize_keras(model, representative, io="int8", samples=DEFAULT_SAMPLES, se
 
 def quantize_savedmodel(path, representative, io="int8", samples=DEFAULT_SAMPLES, seed=0):
     """int8 .tflite bytes of a SavedModel directory (serving_default signature)."""
-    import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
     rows = representative_rows(representative, None, samples, seed)
-    return _convert(converter, rows, io)
+    import tensorflow as tf
+    return _convert(tf.lite.TFLiteConverter.from_saved_model(str(path)), rows, io)
 
 
 def tflite_is_float(data):

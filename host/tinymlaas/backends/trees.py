@@ -23,7 +23,7 @@ import numpy as np
 
 from ..blob import format as F
 from ..blob.writer import OpRecord, TensorRecord, write_blob
-from .interface import Artifact, Backend, BackendError
+from .interface import Artifact, Backend, BackendError, step
 
 TREE_ENSEMBLE = 16
 OP_NAME = "TREE_ENSEMBLE"
@@ -139,7 +139,8 @@ def tables_from_estimator(model):
     """TreeTables for a fitted scikit-learn classifier of one of the SUPPORTED types."""
     kind = type(model).__name__
     if kind not in SUPPORTED:
-        raise BackendError("the trees back-end takes %s, not %s" % (", ".join(SUPPORTED), kind))
+        raise BackendError("the trees back-end compiles tree ensembles (%s), not a %s: train one of those on the "
+                           "same data" % (", ".join(SUPPORTED), kind))
     if not hasattr(model, "classes_"):
         raise BackendError("the %s is not fitted" % kind)
     classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
@@ -356,7 +357,9 @@ class TreeBackend(Backend):
         if target.ops and OP_NAME not in target.ops:
             raise BackendError("the target runtime does not implement %s" % OP_NAME)
         started = time.perf_counter()
+        step("load the scikit-learn model")
         model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
+        step("compile its trees")
         blob, tables = compile_estimator(model, options.get("name") or source.name)
         n_trees = len(tables.trees)
         return Artifact(

@@ -24,12 +24,19 @@ def run(args):
     from ..compiler import CompileError, compile_tflite
 
     src = Path(args.model)
+    if (src / "saved_model.pb").is_file() or src.suffix == ".keras":
+        raise UserError("%s is a float model; `compile` takes an int8 .tflite. Quantize and compile it with "
+                        "`tinymlaas models add %s --name NAME --representative X.npy`" % (src, src))
     if not src.is_file():
         raise UserError("no such model file: %s" % src)
     out = Path(args.output) if args.output else src.with_suffix(".tmlb")
     try:
         cm = compile_tflite(src, inplace=not args.no_inplace, fuse=not args.no_fuse)
     except CompileError as e:
+        if _computes_in_float(src):
+            raise UserError("%s computes in float; `compile` takes int8 models and a float .tflite cannot be "
+                            "re-quantized: register the Keras model or SavedModel it came from with `tinymlaas "
+                            "models add MODEL --name NAME --representative X.npy`" % src) from None
         raise UserError("%s: %s" % (src, e)) from None
     try:
         out.write_bytes(cm.blob)
@@ -44,3 +51,13 @@ def run(args):
         print("%s -> %s: %d B blob (tflite %d B), arena %d B, %d MACs, %d ops"
               % (src, out, len(cm.blob), cm.tflite_bytes, cm.arena_bytes, cm.macs, len(cm.ops)))
     return 0
+
+
+def _computes_in_float(path):
+    from ..backends import BackendError
+    from ..backends.quantize import tflite_is_float
+
+    try:
+        return tflite_is_float(path.read_bytes())
+    except BackendError:
+        return False

@@ -1,5 +1,7 @@
 """`tinymlaas models add|list|show`: the model registry."""
 
+import sys
+import time
 from pathlib import Path
 
 from ..cli import UserError
@@ -53,6 +55,15 @@ def _catalog(args):
     return Catalog(db_url(args), args.data)
 
 
+def step_printer(out=sys.stderr):
+    """progress(text) for long work: each step on its own line with the seconds since the first."""
+    started = time.monotonic()
+
+    def say(text):
+        print("[%5.1fs] %s" % (time.monotonic() - started, text), file=out, flush=True)
+    return say
+
+
 def _upload(args):
     """models add --server: the same registration on the service's machine -> what `models add --json` prints."""
     fields = {"name": args.name, "version": args.version, "task": args.task, "labels": args.labels}
@@ -68,34 +79,43 @@ def _upload(args):
     return expect(*upload(args.api, "/api/models", fields, files), 201)
 
 
+def _print_added(answer, where=""):
+    m = answer["model"]
+    print("added %s %s (%s), %d variant(s)%s" % (m["name"], m["version"], m["kind"], len(answer["variants"]), where))
+    for v in answer["variants"]:
+        print("  variant %d: %s for %s, %d B flash, %d B RAM, %d MACs%s"
+              % (v["id"], v["backend"], v["runtime"], v["flash_bytes"], v["ram_bytes"], v["macs"],
+                 ", accuracy %.3f" % v["accuracy"] if v.get("accuracy") is not None else ""))
+    for key, msg in answer["errors"].items():
+        print("  %s for %s: not built: %s" % (*key.split("/", 1), msg))
+
+
 def cmd_add(args):
     if args.api:
         answer = _upload(args)
         if args.json:
             print_json(answer)
         else:
-            m = answer["model"]
-            print("added %s %s (%s), %d variant(s) on %s" % (m["name"], m["version"], m["kind"],
-                                                             len(answer["variants"]), args.api))
-            for key, msg in answer["errors"].items():
-                print("  %s for %s: not built: %s" % (*key.split("/", 1), msg))
+            _print_added(answer, " on %s" % args.api)
         return 0
     cat = _catalog(args)
     labels = [l for l in args.labels.split(",") if l]
+    progress = step_printer()
     try:
         datasets = {role: getattr(args, role) for role in ("representative", "train", "eval") if getattr(args, role)}
+        progress("read %s" % args.path)
         model, errors = cat.add(args.path, args.name, args.version, builds=[] if args.no_compile else None,
-                                datasets=datasets, task=args.task, labels=labels, accuracy=args.accuracy)
+                                datasets=datasets, task=args.task, labels=labels, accuracy=args.accuracy,
+                                progress=progress)
     except RegistryError as e:
         raise UserError(str(e)) from None
-    variants = cat.registry.variants(model)
+    progress("done")
+    answer = {"model": model, "variants": cat.registry.variants(model),
+              "errors": {"%s/%s" % k: v for k, v in errors.items()}}
     if args.json:
-        print_json({"model": model, "variants": variants,
-                    "errors": {"%s/%s" % k: v for k, v in errors.items()}})
+        print_json(answer)
     else:
-        print("added %s %s (%s), %d variant(s)" % (model["name"], model["version"], model["kind"], len(variants)))
-        for (be, rt), msg in errors.items():
-            print("  %s for %s: not built: %s" % (be, rt, msg))
+        _print_added(answer)
     return 0
 
 

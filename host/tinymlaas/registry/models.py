@@ -83,6 +83,9 @@ class ModelRegistry:
         )
         return self.model(name, version)
 
+    def exists(self, name, version):
+        return self.db.query_one("SELECT id FROM models WHERE name=? AND version=?", (name, version)) is not None
+
     def model(self, name, version=None):
         """A model by name (newest version unless one is given) or by integer id."""
         if isinstance(name, int):

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..backends import BackendError, SourceModel, Target, available_backends, backend
+from ..backends import BackendError, SourceModel, Target, available_backends, backend, steps_to
 from ..db import Database
 from ..registry import ArtifactStore, ModelRegistry, RegistryError
 
@@ -29,11 +29,39 @@ def model_kind(path):
     if len(head) >= 8 and head[4:8] == b"TFL3":
         return "tflite"
     if head[:4] == b"PK\x03\x04" and path.suffix == ".keras":
+        from ..backends.quantize import check_keras_archive
+
+        try:
+            check_keras_archive(path.read_bytes())
+        except BackendError as e:
+            raise RegistryError("%s: %s" % (path, e)) from None
         return "keras"
     if head[:1] == b"\x80" and path.suffix in (".pkl", ".pickle", ".joblib", ".skops"):
         return "sklearn"
+    if _archive_holds_savedmodel(path):
+        return "savedmodel"
     raise RegistryError("%s is not a model tinymlaas can read (expected a .tflite flatbuffer, a .keras archive, a "
-                        "SavedModel directory or a pickled scikit-learn estimator)" % path)
+                        "SavedModel directory or a .zip / .tar(.gz) of one, or a pickled scikit-learn estimator)"
+                        % path)
+
+
+def _archive_holds_savedmodel(path):
+    """True for a zip or tar (.tgz, .tar.gz, ...) archive with a saved_model.pb (the int8 back-end unpacks it)."""
+    import tarfile
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        elif tarfile.is_tarfile(path):
+            with tarfile.open(path) as t:
+                names = t.getnames()
+        else:
+            return False
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+        raise RegistryError("%s: damaged archive: %s" % (path, e)) from None
+    return any(Path(n).name == "saved_model.pb" for n in names)
 
 
 def variant_accuracy(model, options, artifact):
@@ -44,8 +72,12 @@ def variant_accuracy(model, options, artifact):
     if eval_set and artifact.kind == "tmlb":
         import numpy as np
 
-        with np.load(eval_set, allow_pickle=False) as z:
-            return blob_accuracy(artifact.data, z["x"], z["y"])
+        try:
+            with np.load(eval_set, allow_pickle=False) as z:
+                return blob_accuracy(artifact.data, z["x"], z["y"])
+        except (OSError, ValueError, KeyError) as e:   # unreadable, no x / y, or samples of another shape
+            raise BackendError("cannot measure accuracy on the evaluation set %s (an .npz with x and y): %s"
+                               % (eval_set, e)) from None
     if "prune" in (options or {}):
         return (artifact.report.get("prune") or {}).get("accuracy_after")
     return model.get("accuracy")
@@ -89,22 +121,37 @@ def _zip_dir(path):
 class Catalog:
     def __init__(self, db_url, data_dir):
         self.db = Database(db_url)
-        self.data_dir = Path(data_dir)
+        # absolute: dataset paths are stored, and a later command may run in another directory
+        self.data_dir = Path(data_dir).resolve()
         self.registry = ModelRegistry(self.db, ArtifactStore(self.data_dir / "artifacts"))
 
     def add(self, path, name, version="1", builds=None, progress=None, datasets=None, **meta):
         """Register a model file and compile its default variants. datasets: {"representative": .npy (calibration
         inputs for post-training quantization), "train": .npz (x, y[, x_val, y_val]: fine-tuning after pruning),
         "eval": .npz (x, y: the accuracy of every variant)} — copied into the data directory, so the registry
-        does not depend on files the user may move."""
+        does not depend on files the user may move. Nothing is registered when builds are asked for (the default)
+        and none compiles: RegistryError with every back-end's reason."""
         path = Path(path)
         kind = model_kind(path)
-        data = _zip_dir(path) if kind == "savedmodel" else path.read_bytes()
+        if self.registry.exists(name, version):
+            raise RegistryError("model %s version %s already exists" % (name, version))
+        data = _zip_dir(path) if kind == "savedmodel" and path.is_dir() else path.read_bytes()
         metadata = dict(meta.pop("metadata", None) or {})
-        for role, file in (datasets or {}).items():
-            metadata[role] = self._keep_dataset(Path(file))
+        datasets = {role: Path(file).resolve() for role, file in (datasets or {}).items()}
+        for role, file in datasets.items():
+            if not file.is_file():
+                raise RegistryError("cannot read dataset %s (the %s set): no such file" % (file, role))
+        source = dict(meta, name=name, kind=kind, metadata=dict(metadata, **{r: str(f) for r, f in datasets.items()}))
+        compiled, errors = self._compile(source, data, builds, progress)
+        if not compiled and builds != []:
+            raise RegistryError("nothing registered: no back-end compiles %s: %s"
+                                % (path, "; ".join("%s: %s" % (be, msg) for (be, rt), msg in errors.items())
+                                   or "no back-end takes %s models" % kind))
+        for role, file in datasets.items():
+            metadata[role] = self._keep_dataset(file)
         model = self.registry.add_model(name, version, kind, data, metadata=metadata, **meta)
-        errors = self.build(model, builds, progress)
+        for backend_name, runtime, options, artifact, accuracy in compiled:
+            self.registry.add_variant(model, backend_name, options, runtime, artifact, accuracy=accuracy)
         return model, errors
 
     def _keep_dataset(self, file):
@@ -122,24 +169,34 @@ class Catalog:
         return str(dest)
 
     def build(self, model, builds=None, progress=None):
-        """Compile the model's variants; return {(backend, runtime): error message} for builds that failed."""
-        errors = {}
-        source = SourceModel(kind=model["kind"], data=self.registry.source(model), name=model["name"],
-                             metadata=model["metadata"])
+        """Compile variants of a registered model; return {(backend, runtime): error message} for builds that
+        failed."""
+        compiled, errors = self._compile(model, self.registry.source(model), builds, progress)
+        for backend_name, runtime, options, artifact, accuracy in compiled:
+            self.registry.add_variant(model, backend_name, options, runtime, artifact, accuracy=accuracy)
+        return errors
+
+    def _compile(self, model, data, builds, progress):
+        """([(backend, runtime, options, artifact, accuracy)], {(backend, runtime): error}) for `model` (a registry
+        row or what add() will register) with source bytes `data`. progress(text) hears each step."""
+        say = progress or (lambda text: None)
+        compiled, errors = [], {}
+        source = SourceModel(kind=model["kind"], data=data, name=model["name"], metadata=model["metadata"])
         for backend_name, runtime, options in builds if builds is not None else DEFAULT_BUILDS.get(model["kind"], []):
-            if progress:
-                progress("compiling %s with %s for %s" % (model["name"], backend_name, runtime))
             try:
                 be = backend(backend_name)
                 target = Target(runtime=runtime)
                 be.check(source, target, options)
-                artifact = be.compile(source, target, options)
+                with steps_to(lambda what: say("%s for %s: %s" % (backend_name, runtime, what))):
+                    artifact = be.compile(source, target, options)
+                if (model.get("metadata") or {}).get("eval") and artifact.kind == "tmlb":
+                    say("%s for %s: measure accuracy on the evaluation set" % (backend_name, runtime))
+                accuracy = variant_accuracy(model, options, artifact)
             except BackendError as e:
                 errors[(backend_name, runtime)] = str(e)
                 continue
-            self.registry.add_variant(model, backend_name, options, runtime, artifact,
-                                      accuracy=variant_accuracy(model, options, artifact))
-        return errors
+            compiled.append((backend_name, runtime, options, artifact, accuracy))
+        return compiled, errors
 
     def backends(self):
         return available_backends()
