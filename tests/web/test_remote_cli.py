@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,14 @@ def test_upload_limits_and_refusals_keep_nothing(service_auth, monkeypatch):
     big = admin.post("/api/models", data=b"x" * 10, headers={"Content-Type": "multipart/form-data; boundary=x",
                                                              "Content-Length": str(1 << 40)})
     assert big[0] in (400, 413)
+    monkeypatch.setattr(uploads, "UPLOAD_TIME", 0.5)
+    with socket.create_connection(("127.0.0.1", w.api.port)) as slow:        # sends a part of it, then stalls
+        slow.sendall(b"POST /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\nContent-Type: "
+                     b"multipart/form-data; boundary=x\r\nContent-Length: 900\r\n\r\n--x\r\nContent-Disposition: "
+                     b"form-data; name=\"model\"; filename=\"m.tflite\"\r\n\r\nTFL3"
+                     % admin.headers["Authorization"].encode())
+        slow.settimeout(30)
+        assert slow.recv(100).startswith(b"HTTP/1.1 408")
     assert admin.get("/api/models")[1] == []
     assert not list((w.svc.data_dir / "uploads").iterdir())
 

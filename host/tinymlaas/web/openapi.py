@@ -145,7 +145,8 @@ OPERATIONS = [
 ]
 
 ERRORS = {"400": "bad request", "401": "no or a bad token", "403": "the role does not allow it, or cross-site",
-          "404": "no such thing", "409": "not in this state", "413": "body too large", "429": "too many bad tokens from this address",
+          "404": "no such thing", "408": "the upload was not received in time",
+          "409": "not in this state", "413": "body too large", "429": "too many bad tokens from this address",
           "502": "the device refused", "504": "the device did not answer"}
 
 UPLOAD = {"multipart/form-data": {"schema": obj(

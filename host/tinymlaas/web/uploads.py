@@ -24,6 +24,7 @@ CHUNK = 1 << 16
 FILES = {"model": None, "representative": ".npy", "train": ".npz", "eval": ".npz"}
 FIELDS = ("name", "version", "task", "labels", "accuracy", "no_compile")
 MAX_FIELD = 4096
+UPLOAD_TIME = 1800      # seconds to receive the whole body (512 MiB at ~300 KB/s)
 
 
 def _suffix(filename):
@@ -39,7 +40,10 @@ async def _receive(request, folder):
     if not request.content_type.startswith("multipart/form-data"):
         raise HttpError(400, "send the model as multipart/form-data (`tinymlaas models add --server`)")
     try:
-        return await _parts(await request.multipart(), folder)
+        async with asyncio.timeout(UPLOAD_TIME):     # a client trickling bytes does not hold a slot forever
+            return await _parts(await request.multipart(), folder)
+    except TimeoutError:
+        raise HttpError(408, "upload not received within %d s" % UPLOAD_TIME) from None
     except (AssertionError, ValueError, HttpProcessingError) as e:    # what aiohttp's reader raises
         raise HttpError(400, "malformed multipart body: %s" % (getattr(e, "message", None) or e)) from None
 
