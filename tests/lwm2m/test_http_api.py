@@ -19,7 +19,7 @@ async def raw(port, data):
     return int(head[0].split()[1]), json.loads(body) if body.startswith(b"{") else body
 
 
-def test_routing_and_bad_requests():
+def test_routing_and_bad_requests(caplog):
     seen = []
 
     async def go():
@@ -59,3 +59,6 @@ def test_routing_and_bad_requests():
     assert "1048576" in r[5][1]["error"]
     assert "JSON object" in r[7][1]["error"] and "JSON object" in r[8][1]["error"]
     assert seen == [{"a": 1}]      # nothing but the good request reached the handler
+    protocol = [r for r in caplog.records if r.name == "tinymlaas.web.protocol"]
+    assert protocol and all(r.levelname == "WARNING" and not r.exc_info and "\n" not in r.getMessage()
+                            for r in protocol)    # a malformed request is one line, not a traceback

@@ -47,6 +47,23 @@ IDENTITY = web.RequestKey("identity", object)   # tokens.Identity of the caller,
 RESULT = web.RequestKey("result", str)          # the error a failed request answered, for the audit log
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs each malformed request (a port scanner's, a fuzzer's) as an error with a traceback; it is
+    the client's fault, so one warning line says it (handlers' own failures are logged by the error middleware)."""
+
+    def filter(self, record):
+        if record.exc_info:
+            record.msg = "%s: %s" % (record.getMessage(), " ".join(str(record.exc_info[1]).split()))
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+PROTOCOL_LOG = logging.getLogger("tinymlaas.web.protocol")
+PROTOCOL_LOG.addFilter(_OneLine())
+
+
 class HttpError(Exception):
     """Answered as {"error": message, **extra} with `status` (and `headers`)."""
 
@@ -119,7 +136,8 @@ class Api:
     # -- running --------------------------------------------------------------------------------------------
     async def start(self, host="127.0.0.1", port=8080, ssl_context=None):
         self._runner = web.AppRunner(self.app, access_log=logging.getLogger("tinymlaas.web.access"),
-                                     max_line_size=MAX_HEAD_LINE, max_field_size=MAX_HEAD_LINE, shutdown_timeout=1.0)
+                                     logger=PROTOCOL_LOG, max_line_size=MAX_HEAD_LINE, max_field_size=MAX_HEAD_LINE,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         try:
