@@ -8,6 +8,7 @@ success, 1 a negative result (e.g. not bit-exact), 2 bad usage or bad input.
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -24,6 +25,7 @@ COMMANDS = [
     "explain",
     "deploy",
     "deployments",
+    "infer",
     "serve",
     "oscore-keys",
     "tokens",
@@ -79,13 +81,28 @@ def main(argv=None):
     # A supervisor's SIGTERM (systemd, kill, a test harness) ends a command the way Ctrl-C does: emulated devices
     # de-register, and the micropython and QEMU processes a command started are stopped, not orphaned.
     signal.signal(signal.SIGTERM, _terminate_like_interrupt)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        return _run(build_parser(), argv)
+    except BrokenPipeError:
+        # The reader of our output left (`explain ... | head`): stop quietly with the status of a process ended
+        # by SIGPIPE, as other Unix tools do; stdout goes to /dev/null so the exit-time flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _run(parser, argv):
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:     # --help, --version, usage errors: flushed here, where a closed pipe is caught
+        sys.stdout.flush()
+        return e.code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()
+        return code
     except UserError as e:
         print("tinymlaas %s: error: %s" % (args.command, e), file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ def test_models_serve_explain_deploy(tmp_path):
         dev = EmulatedDevice("coap://127.0.0.1:%d" % coap, "cli-dev", profile="esp32", data_dir=tmp_path / "dev").start()
         dev.wait_registered(60)
         for _ in range(100):                  # capabilities are read right after registration
-            r = tml("explain", "--model", "conv", "--device", "cli-dev", "--data", data, "--json")
+            r = tml("explain", "--model", "conv", "--device", "cli-dev", "--server", api, "--json")
             if r.returncode != 2:
                 break
             time.sleep(0.2)

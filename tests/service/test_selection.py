@@ -55,3 +55,34 @@ def test_board_profile_capabilities_for_explain_without_a_device():
     assert esp32["runtime"] == "tinyml-mpy" and "CONV_2D" in esp32["ops"] and esp32["largest_block"] < 110 * 1024
     best, _ = choose([variant(1, ram=200_000), variant(2, ram=20_000)], esp32)
     assert best.variant["id"] == 2
+
+
+def test_the_variant_a_device_runs_is_not_refused_for_the_heap_it_holds():
+    # The device's figures are taken with its model loaded: 6 KB left in the largest block once its 60 KB arena
+    # is allocated. That model runs there; the selection must not call it too big for the device.
+    running = dict(variant(1, ram=60_000), artifact_sha256="ab" * 32)
+    caps = dict(ESP32, largest_block=6_000, model_sha256="ab" * 32, model_arena=60_000)
+    v = judge(running, caps)
+    assert v.fits and v.running and v.reasons == []
+    best, _ = choose([running], caps)
+    assert best is not None and best.summary().startswith("chosen: runs on the device now")
+
+
+def test_an_install_counts_the_heap_the_running_model_frees():
+    # Another variant of the same size fits where the running one's arena and runtime state will be freed ...
+    caps = dict(ESP32, largest_block=30_000, model_sha256="ab" * 32, model_arena=60_000)
+    other = dict(variant(2, ram=60_000), artifact_sha256="cd" * 32)
+    v = judge(other, caps)
+    assert v.fits and not v.running
+    assert v.ram_available == 30_000 + 60_000 + runtime_overhead(ESP32) - RAM_MARGIN_BYTES
+    # ... and says so when it does not fit; a device running nothing has only its largest free block
+    big = judge(dict(variant(3, ram=120_000), artifact_sha256="ef" * 32), caps)
+    assert not big.fits and "+ %d the running model frees" % (60_000 + runtime_overhead(ESP32)) in big.reasons[0]
+    assert not judge(other, dict(ESP32, largest_block=30_000)).fits
+
+
+def test_among_equals_the_running_variant_is_kept():
+    a = dict(variant(1, ram=20_000, acc=0.9), artifact_sha256="ab" * 32)
+    b = dict(variant(2, ram=10_000, acc=0.9), artifact_sha256="cd" * 32)
+    best, _ = choose([a, b], dict(ESP32, model_sha256="ab" * 32, model_arena=20_000))
+    assert best.variant["id"] == 1

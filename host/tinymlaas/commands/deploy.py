@@ -45,7 +45,7 @@ def cmd_deploy(args):
                         bar(*d["delivered"])
                     if seen.get(ep) != d["state"]:
                         seen[ep] = d["state"]
-                        print("  %-20s %-11s %s" % (ep, d["state"], d.get("reason") or ""), flush=True)
+                        print(("  %-20s %-11s %s" % (ep, d["state"], d.get("reason") or "")).rstrip(), flush=True)
             if dep["state"] in FINAL or time.monotonic() >= end:
                 break
             time.sleep(0.3)
@@ -53,7 +53,7 @@ def cmd_deploy(args):
     if args.json:
         print_json(dep)
     else:
-        print("deployment %d of %s: %s %s" % (dep["id"], args.model, dep["state"], dep.get("reason") or ""))
+        print(("deployment %d of %s: %s %s" % (dep["id"], args.model, dep["state"], dep.get("reason") or "")).rstrip())
         print_table(dep["devices"], [("endpoint", "DEVICE"), ("state", "STATE"), ("variant_id", "VARIANT"),
                                      ("reason", "REASON")])
     if dep["state"] not in FINAL:

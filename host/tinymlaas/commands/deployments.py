@@ -2,8 +2,7 @@
 
 import time
 
-from ..cli import UserError
-from ._http import add_api_argument, call
+from ._http import add_api_argument, call, expect
 from ._output import print_json, print_table
 
 
@@ -15,25 +14,29 @@ def register(sub):
     p.set_defaults(func=cmd_deployments)
 
 
+def model_name(dep):
+    if dep.get("model") is None:       # the model row is gone
+        return "model #%s" % dep["model_id"]
+    return "%s %s" % (dep["model"], dep["model_version"])
+
+
 def cmd_deployments(args):
     if args.id is None:
-        status, deps = call(args.api, "GET", "/api/deployments")
+        deps = expect(*call(args.api, "GET", "/api/deployments"), 200)
         if args.json:
             print_json(deps)
             return 0
-        rows = [{"id": d["id"], "state": d["state"], "model_id": d["model_id"], "devices": len(d["devices"]),
+        rows = [{"id": d["id"], "state": d["state"], "model": model_name(d), "devices": len(d["devices"]),
                  "active": sum(x["state"] == "active" for x in d["devices"]),
                  "failed": sum(x["state"] == "failed" for x in d["devices"]), "reason": d["reason"]} for d in deps]
-        print_table(rows, [("id", "ID"), ("model_id", "MODEL"), ("state", "STATE"), ("devices", "DEVICES"),
+        print_table(rows, [("id", "ID"), ("model", "MODEL"), ("state", "STATE"), ("devices", "DEVICES"),
                            ("active", "ACTIVE"), ("failed", "FAILED"), ("reason", "REASON")])
         return 0
-    status, dep = call(args.api, "GET", "/api/deployments/%d" % args.id)
-    if status != 200:
-        raise UserError(dep.get("error", "service answered %d" % status))
+    dep = expect(*call(args.api, "GET", "/api/deployments/%d" % args.id), 200)
     if args.json:
         print_json(dep)
         return 0
-    print("deployment %d: %s %s" % (dep["id"], dep["state"], dep["reason"]))
+    print(("deployment %d of %s: %s %s" % (dep["id"], model_name(dep), dep["state"], dep["reason"])).rstrip())
     print_table(dep["devices"], [("endpoint", "DEVICE"), ("state", "STATE"), ("variant_id", "VARIANT"),
                                  ("reason", "REASON")])
     print("\nhistory:")

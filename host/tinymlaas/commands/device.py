@@ -2,6 +2,7 @@
 [--profile esp32|...]`: run one emulated device (the MicroPython LwM2M client) until interrupted."""
 
 import sys
+from pathlib import Path
 
 
 def register(subparsers):
@@ -84,7 +85,9 @@ def _run_device(args, coproc):
     from ..devices.unixport import MicroPythonError
 
     try:
-        dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=args.data_dir,
+        # absolute: the device process runs in its data directory, where a relative path would not be found
+        data_dir = Path(args.data_dir).resolve() if args.data_dir else None
+        dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=data_dir,
                              profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
                              coprocessor=coproc, oscore=_device_oscore(args), bootstrap=args.bootstrap,
                              log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))

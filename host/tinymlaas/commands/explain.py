@@ -1,9 +1,9 @@
 """`tinymlaas explain --model M --device D`: every variant of a model, and why it was chosen or rejected for a device."""
 
 from ..cli import UserError
-from ..lwm2m.server import NotRegistered
 from ..registry import RegistryError
 from ..service.config import add_data_argument
+from ._http import add_api_argument, call, expect
 from ._output import print_json, print_table
 
 # Board profiles for --profile: what a board with tinymlaas frozen into its firmware reports, before any model.
@@ -35,12 +35,15 @@ def register(sub):
     p = sub.add_parser("explain", help="which variant of a model fits a device, and why the others do not")
     p.add_argument("--model", required=True)
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--device", help="a registered device's endpoint name (its reported capabilities)")
+    target.add_argument("--device", help="a registered device's endpoint name: the running service (--server) "
+                                         "re-reads the device's capabilities and decides on them")
     target.add_argument("--profile", help="a board profile instead of a device: %s (board heap and flash, a "
-                                          "32-bit MicroPython runtime with frozen code)" % ", ".join(BOARDS))
+                                          "32-bit MicroPython runtime with frozen code); reads the registry in "
+                                          "--data, no service needed" % ", ".join(BOARDS))
     p.add_argument("--latency-budget", type=float, default=None, metavar="MS")
     p.add_argument("--json", action="store_true")
     add_data_argument(p)
+    add_api_argument(p)
     p.set_defaults(func=cmd_explain)
 
 
@@ -52,32 +55,52 @@ def explain_rows(verdicts):
                      "options": var["options"], "accuracy": var.get("accuracy"), "ram_needed": v.ram_needed,
                      "ram_available": v.ram_available, "flash_needed": v.flash_needed,
                      "flash_available": v.flash_available, "est_latency_ms": v.est_latency_ms,
-                     "fits": v.fits, "chosen": v.chosen, "reasons": v.reasons, "verdict": v.summary()})
+                     "fits": v.fits, "chosen": v.chosen, "running": v.running, "reasons": v.reasons,
+                     "verdict": v.summary()})
     return rows
 
 
-def cmd_explain(args):
+def explanation(model, target, caps, best, verdicts):
+    """What `explain --json` prints and GET /api/explain answers."""
+    return {"model": model["name"], "version": model["version"], "device": target, "capabilities": caps,
+            "chosen": best.variant["id"] if best else None, "variants": explain_rows(verdicts)}
+
+
+def _from_service(args):
+    from urllib.parse import quote
+
+    path = "/api/explain/%s/%s" % (quote(args.model, safe=""), quote(args.device, safe=""))
+    if args.latency_budget is not None:
+        path += "?latency_budget=%g" % args.latency_budget
+    return expect(*call(args.api, "GET", path), 200)
+
+
+def _from_registry(args):
     from ..service.core import Service
 
     svc = Service(args.data, args.db)
-    caps = profile_capabilities(args.profile) if args.profile else None
-    target = args.device or "profile " + args.profile
     try:
-        model, caps, best, verdicts = svc.explain(args.model, args.device, args.latency_budget, caps=caps)
-    except (RegistryError, NotRegistered) as e:
+        model, caps, best, verdicts = svc.explain(args.model, None, args.latency_budget,
+                                                  caps=profile_capabilities(args.profile))
+    except RegistryError as e:
         raise UserError(str(e)) from None
-    rows = explain_rows(verdicts)
+    return explanation(model, "profile " + args.profile, caps, best, verdicts)
+
+
+def cmd_explain(args):
+    answer = _from_service(args) if args.device else _from_registry(args)
     if args.json:
-        print_json({"model": model["name"], "version": model["version"], "device": target,
-                    "capabilities": caps, "chosen": best.variant["id"] if best else None, "variants": rows})
-        return 0 if best else 1
+        print_json(answer)
+        return 0 if answer["chosen"] is not None else 1
+    caps, target = answer["capabilities"], answer["device"]
     print("%s %s on %s (runtime %s, %s %d B, flash free %d B)" % (
-        model["name"], model["version"], target, caps["runtime"],
+        answer["model"], answer["version"], target, caps["runtime"],
         "co-processor arena" if caps.get("coprocessor") else "largest free block", caps["largest_block"],
         caps["fs_free"]))
-    print_table(rows, [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"), ("accuracy", "ACC"),
-                       ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"), ("verdict", "VERDICT")])
-    if best is None:
+    print_table(answer["variants"], [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"),
+                                     ("accuracy", "ACC"), ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"),
+                                     ("verdict", "VERDICT")])
+    if answer["chosen"] is None:
         print("no variant fits %s" % target)
         return 1
     return 0

@@ -45,8 +45,6 @@ DEVICES = [
     ("esp32-stm32-line-3", "esp32", None, "stm32f4", False),
 ]
 
-TINYML = 32770
-
 
 class Narrator:
     def __init__(self, quiet=False):
@@ -212,8 +210,9 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
             await until_stopped(console, say)
         return 0 if ok else 1
     finally:
-        for d in devices:
-            d.stop()
+        # In threads: a stopping device de-registers and waits for the server's answer, which this event loop
+        # gives only while it runs. (Blocking it here left the de-registrations to arrive as the server shut down.)
+        await asyncio.gather(*(asyncio.to_thread(d.stop) for d in devices))
         for q in coprocessors:
             q.stop()
         await bootstrap.stop()
@@ -260,48 +259,19 @@ def show_variants(svc, model, say):
 
 
 async def run_inferences(svc, endpoint, installed, Xt, yt, count=5):
-    """Send `count` inputs to the device over LwM2M and collect its results (observed)."""
-    from ..blob.reader import parse
-
-    server = svc.server
-    model_name = installed["name"]
-    blob = parse(svc.registry.store.get(installed["sha256"]))
-    t_in = blob.tensors[blob.inputs[0]]
-    results = asyncio.Queue()
-
-    def on_notify(value, observation=None):
-        results.put_nowait(value)
-
-    obs = await server.observe(endpoint, "/%d/0/22" % TINYML, on_notify)
-    correct = 0
-    latencies = []
-    try:
-        if model_name == "vibration":
-            blob_inputs = [(x, int(label)) for x, label in zip(Xt[:count], yt[:count])]
-        else:
-            rng = np.random.default_rng(7)
-            blob_inputs = [(rng.integers(-128, 128, (1, 49, 10, 1)).astype(np.float32), None) for _ in range(count)]
-        # The first notification is the current value (RFC 7641): drain it.
-        try:
-            await asyncio.wait_for(results.get(), 5)
-        except asyncio.TimeoutError:
-            pass
-        for x, label in blob_inputs:
-            if model_name == "vibration":
-                payload = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8).tobytes()
-            else:
-                payload = x.astype(np.int8).tobytes()
-            await server.write(endpoint, "/%d/0/21" % TINYML, payload)
-            await asyncio.wait_for(results.get(), 30)
-            top = int(await server.read_value(endpoint, "/%d/0/23" % TINYML))
-            latencies.append(int(await server.read_value(endpoint, "/%d/0/18" % TINYML)))
-            if label is not None:
-                correct += int(top == label)
-    finally:
-        obs.cancel()
-    n = len(blob_inputs)
-    return {"inferences": n, "correct": ("%d/%d" % (correct, n)) if model_name == "vibration" else "n/a",
-            "latency_ms": "%.1f" % (sum(latencies) / len(latencies) / 1000.0)}
+    """Send `count` inputs to the device over LwM2M and collect its results (service/inference.py: what
+    `tinymlaas infer` does): held-out vibration windows, or raw int8 inputs for KWS."""
+    if installed["name"] == "vibration":
+        answer = await svc.inference.run(endpoint, Xt[:count])
+        correct = sum(int(r["class"] == label) for r, label in zip(answer["results"], yt[:count]))
+    else:
+        rng = np.random.default_rng(7)
+        answer = await svc.inference.run(endpoint, rng.integers(-128, 128, (count, 490)), raw=True)
+        correct = None
+    latencies = [r["latency_us"] for r in answer["results"]]
+    n = len(latencies)
+    return {"inferences": n, "correct": "%d/%d" % (correct, n) if correct is not None else "n/a",
+            "latency_ms": "%.1f" % (sum(latencies) / n / 1000.0)}
 
 
 def print_summary(rows):

@@ -8,12 +8,13 @@ import numpy as np
 
 from ..cli import UserError
 from ..db import migration
-from ..lwm2m.server import LwM2MServer
+from ..lwm2m.server import LwM2MServer, NotRegistered
 from ..registry import RegistryError
 from ..registry.models import golden_bytes
 from .catalog import Catalog
 from .channel import LwM2MChannel
 from .deployments import DeploymentEngine, DeploymentError, DeploymentStore
+from .inference import Inference
 from .selection import choose
 from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
 
@@ -69,6 +70,10 @@ def normalize_capabilities(raw):
     rate = first("mac_rate", default=None)
     if rate:
         caps["mac_rate"] = float(rate)
+    if first("model_state", default="") == "active":
+        # the model the device runs now and the arena it holds: an install unloads it first (selection.py)
+        caps["model_sha256"] = str(first("model_sha256", default=""))
+        caps["model_arena"] = int(first("arena_bytes", default=0) or 0)
     return caps
 
 
@@ -89,8 +94,9 @@ class Service:
         self.telemetry = Telemetry(self.db, telemetry_retention_days)
         self.telemetry.attach(self.server, self._spawn)
         channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
-        self.engine = DeploymentEngine(self.deployments, channel, self.plan,
-                                       rollback_package=self._rollback_package)
+        self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package,
+                                       refresh=self._refresh_before_plan)
+        self.inference = Inference(self)
         self._tasks = set()
         self.delivery_progress = {}
 
@@ -134,7 +140,34 @@ class Service:
     def devices_with_tag(self, tag):
         return [r["endpoint"] for r in self.db.query("SELECT endpoint FROM device_tags WHERE tag=? ORDER BY endpoint", (tag,))]
 
+    async def fresh_capabilities(self, endpoint):
+        """The device's capabilities as it reports them now: free heap and flash change with every install and
+        collection, and a selection must not decide on figures from the device's registration. A device that does
+        not answer keeps the figures it reported last."""
+        await self.server.refresh_capabilities(endpoint)
+        return self.device_capabilities(endpoint)
+
+    async def _refresh_before_plan(self, endpoint):
+        try:
+            await self.server.refresh_capabilities(endpoint)
+        except NotRegistered:
+            pass                # plan() fails the device with that reason
+
+    def installed_variant(self, sha256):
+        """(model, variant) of the registry whose artifact has this SHA-256 (what a device reports it runs), or
+        (None, None) for a blob this registry did not compile."""
+        row = sha256 and self.db.query_one("SELECT id, model_id FROM variants WHERE artifact_sha256=? "
+                                           "ORDER BY id DESC LIMIT 1", (sha256,))
+        if not row:
+            return None, None
+        return self.registry.model(row["model_id"]), self.registry.variant(row["id"])
+
     # -- selection ----------------------------------------------------------------------------------------------
+    async def explain_device(self, model_name, endpoint, latency_budget_ms=None):
+        """explain() on the figures the device reports now."""
+        caps = await self.fresh_capabilities(endpoint)
+        return self.explain(model_name, endpoint, latency_budget_ms, caps=caps)
+
     def explain(self, model_name, endpoint, latency_budget_ms=None, caps=None):
         model = self.registry.model(model_name)
         caps = caps or self.device_capabilities(endpoint)
@@ -151,9 +184,11 @@ class Service:
         except Exception as e:
             raise DeploymentError(str(e)) from None
         best, verdicts = choose(self.registry.variants(model), caps)
-        built = []
+        built, failed = [], []
         for options in self.smaller_variants(model) if best is None else ():
-            if self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)]):
+            errors = self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)])
+            if errors:
+                failed.append("pruning %s failed: %s" % (options["prune"], "; ".join(errors.values())))
                 continue
             built.append("prune=%s" % options["prune"])
             best, verdicts = choose(self.registry.variants(model), caps)
@@ -162,7 +197,8 @@ class Service:
         if best is None:
             why = "; ".join("variant %s: %s" % (v.variant["id"], ", ".join(v.reasons)) for v in verdicts)
             tried = " (also compiled %s for it)" % ", ".join(built) if built else ""
-            raise DeploymentError("no variant of %s fits %s%s: %s" % (model["name"], endpoint, tried, why or "none compiled"))
+            raise DeploymentError("no variant of %s fits %s%s: %s" % (model["name"], endpoint, tried,
+                                                                   "; ".join([why or "none compiled"] + failed)))
         variant = best.variant
         package = self.package(model, variant)
         return variant, package, model["name"], model["version"]
@@ -184,15 +220,10 @@ class Service:
         return build_package(blob, model["name"], model["version"], vectors)
 
     def _rollback_package(self, endpoint, previous):
-        sha = (previous or {}).get("sha256")
-        if not sha:
+        model, variant = self.installed_variant((previous or {}).get("sha256"))
+        if variant is None:
             return None
-        row = self.db.query_one("SELECT v.id, m.id AS model_id FROM variants v JOIN models m ON m.id = v.model_id "
-                                "WHERE v.artifact_sha256=? ORDER BY v.id DESC LIMIT 1", (sha,))
-        if row is None:
-            return None
-        model = self.registry.model(row["model_id"])
-        return self.package(model, self.registry.variant(row["id"])), model["name"], model["version"]
+        return self.package(model, variant), model["name"], model["version"]
 
     # -- deployments --------------------------------------------------------------------------------------------
     def create_deployment(self, model_name, endpoints=(), canary=()):

@@ -17,6 +17,7 @@ import json
 import time
 
 from ..db import migration
+from ..registry import models as _registry  # noqa: F401  (the models and variants tables joined and read below)
 
 migration(
     "deployments",
@@ -106,7 +107,9 @@ class DeploymentStore:
         return dep_id
 
     def get(self, dep_id):
-        row = self.db.query_one("SELECT * FROM deployments WHERE id=?", (dep_id,))
+        # with the model's name and version: what a listing shows (the id means nothing to a user)
+        row = self.db.query_one("SELECT d.*, m.name AS model, m.version AS model_version FROM deployments d "
+                                "LEFT JOIN models m ON m.id = d.model_id WHERE d.id=?", (dep_id,))
         if row is None:
             raise DeploymentError("unknown deployment %r" % (dep_id,))
         row["targets"] = json.loads(row["targets"])
@@ -149,13 +152,15 @@ class DeploymentStore:
 
 class DeploymentEngine:
     """Drives deployments to completion. `plan(deployment, endpoint)` returns (variant, package bytes, name, version) for the
-    device or raises DeploymentError with the reason it cannot get one (nothing fits)."""
+    device or raises DeploymentError with the reason it cannot get one (nothing fits). `refresh(endpoint)`, a
+    coroutine, re-reads what the device reports (free heap and flash, its model) right before the plan decides."""
 
-    def __init__(self, store, channel, plan, rollback_package=None, log=None):
+    def __init__(self, store, channel, plan, rollback_package=None, log=None, refresh=None):
         self.store = store
         self.channel = channel
         self.plan = plan
         self.rollback_package = rollback_package   # (endpoint, previous dict) -> (package, name, version) or None
+        self.refresh = refresh
         self.log = log or (lambda msg: None)
 
     async def run(self, dep_id, progress=None):
@@ -186,6 +191,8 @@ class DeploymentEngine:
         return self.store.get(dep_id)
 
     async def _deploy_device(self, dep_id, endpoint, progress):
+        if self.refresh:
+            await self.refresh(endpoint)
         try:
             # In a thread: planning may compile a new variant (seconds of TensorFlow) while the LwM2M server keeps
             # answering devices on the event loop.

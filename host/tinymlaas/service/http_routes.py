@@ -2,17 +2,21 @@
 
     GET  /api/models                      models and their variant counts
     GET  /api/models/{name}               one model (newest version, or ?version=V) with its variants
-    GET  /api/explain/{model}/{endpoint}  every variant of a model for a device: chosen, or why rejected
+    GET  /api/explain/{model}/{endpoint}  every variant of a model for the device's figures read now: chosen, or
+                                          why rejected (?latency_budget=MS)
+    POST /api/devices/{endpoint}/infer    {"input": numbers (one input or a batch), "raw": false}: run them on the
+                                          device's model (service/inference.py)
     POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints]}
     GET  /api/deployments                 all deployments with per-device state
     GET  /api/deployments/{id}            one deployment, its per-device state and its history
 """
 
 from ..cli import UserError
-from ..lwm2m.server import NotRegistered
+from ..lwm2m.server import LwM2MError, NotRegistered
 from ..registry import RegistryError
 from ..web.app import HttpError, json_body, reply
 from .deployments import DeploymentError
+from .inference import InferenceError
 
 
 def _variant_view(v):
@@ -32,17 +36,39 @@ def service_routes(api, svc):
         return reply(dict(m, variants=[_variant_view(v) for v in svc.registry.variants(m)]))
 
     async def explain(request):
-        from ..commands.explain import explain_rows
+        from ..commands.explain import explanation
 
         name, endpoint = request.match_info["model"], request.match_info["endpoint"]
         try:
-            m, caps, best, verdicts = svc.explain(name, endpoint)
+            budget = request.query.get("latency_budget")
+            budget = float(budget) if budget is not None else None
+        except ValueError:
+            raise HttpError(400, "latency_budget must be a number of milliseconds") from None
+        try:
+            m, caps, best, verdicts = await svc.explain_device(name, endpoint, budget)
         except (RegistryError, NotRegistered) as e:
             raise HttpError(404, str(e)) from None
         except UserError as e:
             raise HttpError(409, str(e)) from None
-        return reply({"model": m["name"], "version": m["version"], "device": endpoint, "capabilities": caps,
-                      "chosen": best.variant["id"] if best else None, "variants": explain_rows(verdicts)})
+        return reply(explanation(m, endpoint, caps, best, verdicts))
+
+    async def infer(request):
+        req = await json_body(request)
+        if "input" not in req:
+            raise HttpError(400, "'input' (numbers: one input of the model or a batch of them) is required")
+        try:
+            return reply(await svc.inference.run(request.match_info["endpoint"], req["input"],
+                                                 raw=bool(req.get("raw"))))
+        except NotRegistered as e:
+            raise HttpError(404, str(e)) from None
+        except UserError as e:
+            raise HttpError(400, str(e)) from None
+        except (ValueError, TypeError) as e:   # numpy: values that are not numbers, or rows of unequal length
+            raise HttpError(400, "'input' must be numbers, one input or a batch of them: %s" % e) from None
+        except InferenceError as e:
+            raise HttpError(409, str(e)) from None
+        except LwM2MError as e:
+            raise HttpError(502, str(e)) from None
 
     async def create(request):
         req = await json_body(request)
@@ -77,6 +103,7 @@ def service_routes(api, svc):
     api.route("GET", "/api/models", models, "viewer")
     api.route("GET", "/api/models/{name}", model, "viewer")
     api.route("GET", "/api/explain/{model}/{endpoint}", explain, "viewer")
+    api.route("POST", "/api/devices/{endpoint}/infer", infer, "operator", stream=True)   # a batch may take long
     api.route("POST", "/api/deployments", create, "operator")
     api.route("GET", "/api/deployments", listing, "viewer")
     api.route("GET", r"/api/deployments/{id:\d+}", one, "viewer")

@@ -10,6 +10,12 @@ Capabilities are what the device reported in its TinyML LwM2M object (docs/tinym
     coprocessor    True when the model runs on such a co-processor: no heap margin, no runtime overhead
     fs_free        free bytes on the model filesystem / slot
     mac_rate       measured MAC/s of the device's kernels (optional; from its self-test benchmark)
+    model_sha256   the blob the device runs now (absent when it runs none)
+    model_arena    that model's arena: the heap figures above are taken with it loaded
+
+What fits a device that runs a model: the installer unloads the running model before it loads the new one, so the
+heap a new variant gets is the largest free block *plus* what the running model holds (its arena and its share of
+the runtime's RAM). The variant that runs now fits by that rule whatever the figures say: it runs in that heap.
 """
 
 from dataclasses import dataclass, field
@@ -53,14 +59,16 @@ class Verdict:
     flash_available: int = None
     est_latency_ms: float = None
     chosen: bool = False
+    running: bool = False        # the device runs this variant now
 
     def summary(self):
+        now = "runs on the device now" if self.running else None
         if self.chosen:
-            return "chosen: fits (RAM %d of %d B, flash %d of %d B)%s" % (
-                self.ram_needed, self.ram_available, self.flash_needed, self.flash_available,
+            return "chosen: %s (RAM %d of %d B, flash %d of %d B)%s" % (
+                now or "fits", self.ram_needed, self.ram_available, self.flash_needed, self.flash_available,
                 "" if self.est_latency_ms is None else ", ~%.0f ms" % self.est_latency_ms)
         if self.fits:
-            return "fits, not chosen (a more accurate or smaller variant fits)"
+            return "%s, not chosen (a more accurate or smaller variant fits)" % (now or "fits")
         return "rejected: " + "; ".join(self.reasons)
 
 
@@ -90,22 +98,25 @@ def judge(variant, caps, latency_budget_ms=None):
         missing = sorted(set(variant.get("ops") or ()) - set(dev_ops))
         if missing:
             v.reasons.append("device runtime lacks op(s) %s" % ", ".join(missing))
+    v.running = bool(caps.get("model_sha256")) and variant.get("artifact_sha256") == caps["model_sha256"]
     block = caps.get("largest_block") or caps.get("heap_free") or 0
     if caps.get("coprocessor"):
         # a co-processor's arena holds the model's tensors and nothing else (the firmware's own RAM is apart)
         v.ram_needed, v.ram_available = int(variant["ram_bytes"]), int(block)
         why = "needs an arena of %d B, the co-processor has %d B" % (v.ram_needed, v.ram_available)
     else:
+        freed = int(caps.get("model_arena") or 0)
+        freed += runtime_overhead(caps) if freed else 0
         v.ram_needed = int(variant["ram_bytes"]) + runtime_overhead(caps)
-        v.ram_available = max(0, int(block) - RAM_MARGIN_BYTES)
-        why = ("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block %d - margin %d)"
+        v.ram_available = max(0, int(block) + freed - RAM_MARGIN_BYTES)
+        why = ("needs %d B of RAM (arena %d + %d-bit runtime %d), device has %d B (largest free block %d%s - margin %d)"
                % (v.ram_needed, variant["ram_bytes"], word_bits(caps), v.ram_needed - variant["ram_bytes"],
-                  v.ram_available, block, RAM_MARGIN_BYTES))
-    if v.ram_needed > v.ram_available:
+                  v.ram_available, block, " + %d the running model frees" % freed if freed else "", RAM_MARGIN_BYTES))
+    if v.ram_needed > v.ram_available and not v.running:
         v.reasons.append(why)
     v.flash_needed = int(variant["flash_bytes"]) + package_overhead(variant)
     v.flash_available = max(0, int(caps.get("fs_free") or 0) - FLASH_MARGIN_BYTES)
-    if v.flash_needed > v.flash_available:
+    if v.flash_needed > v.flash_available and not v.running:
         v.reasons.append("needs %d B of flash for the package, device has %d B free (- margin %d)"
                          % (v.flash_needed, caps.get("fs_free") or 0, FLASH_MARGIN_BYTES))
     rate = caps.get("mac_rate")
@@ -126,6 +137,7 @@ def choose(variants, caps, latency_budget_ms=None):
     fitting = [v for v in verdicts if v.fits]
     if not fitting:
         return None, verdicts
-    best = max(fitting, key=lambda v: (v.variant.get("accuracy") or 0.0, -v.ram_needed, -v.flash_needed))  # fitting: costs known
+    # fitting: costs known; among equals the running variant wins (nothing to install)
+    best = max(fitting, key=lambda v: (v.variant.get("accuracy") or 0.0, v.running, -v.ram_needed, -v.flash_needed))
     best.chosen = True
     return best, verdicts
