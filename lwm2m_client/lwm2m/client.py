@@ -104,7 +104,9 @@ class Client:
         gc.collect()
 
     def links(self):
-        parts = ['</>;rt="oma.lwm2m";ct=%d' % content.TLV]
+        # no ct=: TLV is what a server assumes anyway, and servers that take ct= there take only some formats
+        # (one widely used C server answers 4.00 to ct=11542, forever); a reader who wants another asks with Accept
+        parts = ['</>;rt="oma.lwm2m"']
         for oid in sorted(self.objects):
             if oid == 0:
                 continue  # the Security object is never reported to a server
