@@ -10,9 +10,14 @@
   heap, after the modules and inputs are loaded, in which it still verifies); peer: hashlib's SHA-256 of the same
   33 KB in the same VM.
 - Host: the C verifier (-O2) and `cryptography` (OpenSSL) on the same envelope.
-- ESP32 estimate: the unix-port time scaled by how much slower the same C code is on a 240 MHz core that retires
-  one Cortex-M4-like instruction per cycle than on this host (MicroPython's big ints are C code too). A stated
-  ratio, not a measurement: no board is attached.
+- MicroPython on a 32-bit microcontroller, with `--mpy-qemu ELF` (a MicroPython qemu-port firmware for mps2-an385,
+  Cortex-M3, as inference_module/tools/qemu_check.py builds it): emulated instructions of one ECDSA verification
+  (time.ticks_us() under -icount shift=0 counts 1,000 instructions per tick).
+- ESP32 estimate: those Cortex-M3 instructions at 240 MHz and one instruction per cycle; without --mpy-qemu, the
+  unix-port time scaled by how much slower the same C code is on such a core than on this host (MicroPython's big
+  ints are C code too). A stated ratio, not a measurement: no board is attached.
+
+    python bench/signing_cost.py --mpy-qemu /path/to/micropython/ports/qemu/build-MPS2_AN385/firmware.elf
 """
 
 import json
@@ -135,6 +140,27 @@ def micropython(key, env):
             "mpy_transient_heap_bytes": transient_heap(setup), "mpy_allocated_per_verify_gc_off": allocated}
 
 
+def micropython_cortex_m3(elf, key, msg):
+    """Emulated instructions of tinyml/p256.py's verify in MicroPython on a Cortex-M3 (best of 3)."""
+    import hashlib
+    import sys
+
+    sys.path.insert(0, str(REPO / "inference_module" / "tools"))
+    import qemu_check
+
+    code = (REPO / "inference_module" / "tinyml" / "p256.py").read_text() + """
+import time
+best = 1 << 30
+for _ in range(3):
+    t = time.ticks_us(); ok = verify(%r, %r, %r); best = min(best, time.ticks_diff(time.ticks_us(), t))
+print("VERIFY", ok, best)
+""" % (key.public_point, hashlib.sha256(msg).digest(), key.sign(msg))
+    out = qemu_check.run_on_qemu(elf, bytes(64), code, timeout=600, qemu_args=["-icount", "shift=0,align=off,sleep=off"])
+    ok, ticks = next(line.split()[1:] for line in out.splitlines() if line.startswith("VERIFY"))
+    assert ok == "0", out
+    return {"mpy_m3_verify_instructions": int(ticks) * 1000}
+
+
 def child_cpu_seconds(cmd):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, capture_output=True)
@@ -178,17 +204,29 @@ def table(r):
         ("host C -O2, envelope ms", "%.3f" % r["host_c_ms"]),
         ("host cryptography (OpenSSL), envelope ms", "%.3f (C/OpenSSL %.1fx)" % (
             r["host_openssl_ms"], r["host_c_ms"] / r["host_openssl_ms"])),
-        ("ESP32 estimate, ms (target <= 1000): unix ms x %.0f" % esp32_ratio, "%.0f" % (
-            r["mpy_verify_ms"] * esp32_ratio)),
     ]
+    if "mpy_m3_verify_instructions" in r:
+        rows += [("MicroPython on Cortex-M3 (QEMU), instructions per ECDSA verify",
+                  "{:,}".format(r["mpy_m3_verify_instructions"])),
+                 ("ESP32 estimate, ms (target <= 1000): Cortex-M3 instructions at 240 MHz, 1 per cycle",
+                  "%.0f" % (r["mpy_m3_verify_instructions"] / ESP32_HZ * 1e3))]
+    rows.append(("ESP32 estimate, ms (target <= 1000): unix ms x %.0f (host C vs M4 instructions at 240 MHz)"
+                 % esp32_ratio, "%.0f" % (r["mpy_verify_ms"] * esp32_ratio)))
     return "\n".join(["| measure | value |", "|---|---|"] + ["| %s | %s |" % row for row in rows])
 
 
 def main(argv):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="bench/signing_cost.py")
+    ap.add_argument("--mpy-qemu", metavar="ELF", help="MicroPython qemu-port firmware (mps2-an385) to measure on")
+    args = ap.parse_args(argv)
     key = signer()
     env = envelope(key)
     row = {}
     row.update(m4(key, env, b"signed model manifest"))
+    if args.mpy_qemu:
+        row.update(micropython_cortex_m3(args.mpy_qemu, key, b"signed model manifest"))
     row.update(micropython(key, env))
     row.update(host(key, env))
     print(json.dumps(row))

@@ -50,14 +50,15 @@ def romfs_image(src, files):
     return vfs.finalise()
 
 
-def run_on_qemu(elf, image, code, timeout=900):
-    """Execute `code` through the raw REPL; return its stdout (raises on a device-side exception)."""
+def run_on_qemu(elf, image, code, timeout=900, qemu_args=()):
+    """Execute `code` through the raw REPL; return its stdout (raises on a device-side exception). `qemu_args`:
+    more options, e.g. `-icount shift=0` to make time.ticks_us() count emulated instructions (bench/signing_cost.py)."""
     with tempfile.NamedTemporaryFile(suffix=".img", delete=False) as f:
         f.write(image)
         img = f.name
     p = subprocess.Popen(["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", "null",
                           "-semihosting", "-kernel", str(elf), "-device",
-                          "loader,file=%s,addr=0x%x,force-raw=on" % (img, ROMFS_ADDR)],
+                          "loader,file=%s,addr=0x%x,force-raw=on" % (img, ROMFS_ADDR)] + list(qemu_args),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def read_until(marker, limit):
