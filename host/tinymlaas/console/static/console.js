@@ -318,7 +318,10 @@ function deviceObjects(ep, base) {
       const c = cell(path) || cell(path.split("/").slice(0, 4).join("/"));   // /3/0/6/1 lands in /3/0/6's row
       if (!c) continue;
       const multiple = path.split("/").length > 4;
-      c.textContent = multiple && c.dataset.filled === "1" ? c.textContent + ", " + formatValue(value) : formatValue(value);
+      const type = c.closest("tr").dataset.type;
+      const text = type === "Time" && typeof value === "number"
+        ? new Date(value * 1000).toISOString().replace(/\.\d+Z$/, "Z") + " (" + value + ")" : formatValue(value);
+      c.textContent = multiple && c.dataset.filled === "1" ? c.textContent + ", " + text : text;
       c.dataset.filled = "1";
       c.classList.add("changed");
       setTimeout(() => { c.classList.remove("changed"); c.dataset.filled = ""; }, 1500);
