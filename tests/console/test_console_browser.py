@@ -187,6 +187,10 @@ def test_device_page_reads_3_0_and_runs_an_inference(console, browser, shots):
     assert css(browser, 'tr[data-path="/3/0/17"] .value').text == "esp32"
     assert "2.05" in css(browser, "#op-status").text
 
+    count = css(browser, 'tr[data-path="/32770/0/17"]')                  # observe the inference count
+    count.find_element(By.CSS_SELECTOR, ".op-observe").click()
+    until(browser, "the observation", lambda d: count.find_element(By.CSS_SELECTOR, ".value").text == "0")
+
     css(browser, "#infer-values").send_keys(" ".join(["0.25"] * 12))
     css(browser, "#infer-keep").click()
     css(browser, "#infer button[type=submit]").click()
@@ -195,6 +199,7 @@ def test_device_page_reads_3_0_and_runs_an_inference(console, browser, shots):
     assert css(browser, "#infer-label").text == LABELS[k]             # a label with <script> or quotes: as text
     assert "ms on the device" in css(browser, "#infer-latency").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#infer-scores .mono")) == len(LABELS)
+    until(browser, "the notification", lambda d: count.find_element(By.CSS_SELECTOR, ".value").text == "1")
     kept = console.svc.telemetry.results(BOARD)
     assert kept[0]["top_class"] == k and kept[0]["label"] == LABELS[k] and len(kept[0]["scores"]) == 6
     no_script_ran(browser)
@@ -209,6 +214,12 @@ def test_models_fit_matrix_and_explain(console, browser, shots):
     assert HOSTILE_MODEL in css(browser, "#models").text
     no_script_ran(browser)
     shots(browser, "models")
+    css(browser, "#up-file").send_keys(str(CORPUS / "conv_same_dilated.tflite"))     # upload (admin)
+    css(browser, "#up-name").send_keys("conv-uploaded")
+    css(browser, "#up-labels").send_keys("a,b")
+    css(browser, "#upload button[type=submit]").click()
+    until(browser, "the uploaded model's page", lambda d: "/console/models/conv-uploaded" in d.current_url)
+    assert "tmlb-int8" in css(browser, "#variants").text and "tflite" in css(browser, "#variants").text
     browser.get(console.base + "/console/models/valve-fault")
     matrix = css(browser, "#fit-matrix").text
     assert "chosen" in matrix and "needs 6224 B of flash for the package, device has 4096 B free" in matrix
@@ -221,6 +232,10 @@ def test_models_fit_matrix_and_explain(console, browser, shots):
 
 def test_create_a_deployment_and_watch_it_become_active(console, browser, shots):
     browser.get(console.base + "/console/deployments")
+    css(browser, "#pick-percent").send_keys("50")                     # half of the fleet, drawn at random
+    css(browser, "#pick-percent-go").click()
+    assert len([c for c in browser.find_elements(By.CSS_SELECTOR, "#targets .target") if c.is_selected()]) == 1
+    css(browser, "#pick-clear").click()
     next(o for o in browser.find_elements(By.CSS_SELECTOR, "#dep-model option")
          if o.get_attribute("value") == HOSTILE_MODEL).click()        # (selenium's Select quotes values badly)
     Select(css(browser, "#pick-tag")).select_by_value("line-1")     # the devices with a tag, the first a canary
