@@ -97,9 +97,11 @@ def cmd_explain(args):
         answer["model"], answer["version"], target, caps["runtime"],
         "co-processor arena" if caps.get("coprocessor") else "largest free block", caps["largest_block"],
         caps["fs_free"]))
-    print_table(answer["variants"], [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"),
-                                     ("accuracy", "ACC"), ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"),
-                                     ("verdict", "VERDICT")])
+    rows = [dict(r, accuracy="%.3f" % r["accuracy"] if r["accuracy"] is not None else None)
+            for r in answer["variants"]]
+    print_table(rows, [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"),
+                       ("accuracy", "ACC"), ("ram_needed", "RAM B"), ("flash_needed", "FLASH B"),
+                       ("verdict", "VERDICT")])
     if answer["chosen"] is None:
         print("no variant fits %s" % target)
         return 1
