@@ -85,14 +85,30 @@ def fs_total(path):
     return st[0] * st[2]
 
 
+# The board an emulated device stands for (`tinymlaas device emulate`, from its profile): the platform, machine
+# and .mpy architecture it reports are that board's. Empty on a real board, where sys.implementation speaks.
+_board = {}
+
+
+def emulate(board):
+    """board: {"platform", "machine", "mpy_arch"} as that board's MicroPython reports them, or None."""
+    _board.clear()
+    _board.update(board or {})
+
+
+def platform():
+    return _board.get("platform") or sys.platform
+
+
 def mpy_abi():
     v = getattr(sys.implementation, "_mpy", 0)
     arch = v >> 10
-    return "%d.%d %s" % (v & 0xFF, (v >> 8) & 3, _ARCHS[arch] if arch < len(_ARCHS) else str(arch))
+    name = _board.get("mpy_arch") or (_ARCHS[arch] if arch < len(_ARCHS) else str(arch))
+    return "%d.%d %s" % (v & 0xFF, (v >> 8) & 3, name)
 
 
 def machine_name():
-    return getattr(sys.implementation, "_machine", sys.platform)
+    return _board.get("machine") or getattr(sys.implementation, "_machine", sys.platform)
 
 
 def runtime_version():

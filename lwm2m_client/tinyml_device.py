@@ -9,7 +9,8 @@
 # oscore_context; also accepted as --oscore JSON): then all traffic with the server is OSCORE protected. With
 # "bootstrap" (a coap:// URI; optional "bootstrap_oscore" protects that exchange) the device asks a LwM2M
 # Bootstrap-Server for its server account when it has none stored in data_dir/lwm2m-account.json and no
-# "server"; a stored account is used from then on, and wins over "server". Status
+# "server"; a stored account is used from then on, and wins over "server". An emulated board's config has
+# "board" ({"platform", "machine", "mpy_arch"}): what the device reports as itself (hal.emulate). Status
 # lines go to stdout, one event a line ("registered /rd/5", ...), so a supervisor can follow the device.
 import gc
 import json
@@ -205,6 +206,7 @@ def build(cfg):
     sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
     hal.makedirs(cfg["data_dir"])
+    hal.emulate(cfg.get("board"))  # an emulated board reports the board it stands for (set by its profile)
     account = load_account(cfg["data_dir"])
     bootstrapped = account is None and not cfg.get("server")
     if bootstrapped:

@@ -225,7 +225,7 @@ class TinyML(LwObject):
         if rid == FLASH_FREE:
             return hal.fs_free(self.data_dir, self.flash_bytes)
         if rid == PLATFORM:
-            return sys.platform
+            return hal.platform()
         if rid == MACHINE:
             return hal.machine_name()
         if rid == MPY_ABI:

@@ -29,6 +29,10 @@ def test_emulated_device_profile_reboot_and_deregister(peer, tmp_path):
         assert 0 < flash_free <= PROFILES["cortex-m4"]["flash_bytes"]
         heap_total = int(peer.request(an.GET, "/32770/0/2").payload)
         assert heap_total <= PROFILES["cortex-m4"]["heap"]
+        # the board it stands for, as that board's MicroPython reports itself: not the unix port's "linux"
+        assert peer.request(an.GET, "/32770/0/4").payload == b"pyboard"
+        assert peer.request(an.GET, "/32770/0/5").payload == b"PYBv1.1 with STM32F405RG"
+        assert peer.request(an.GET, "/32770/0/6").payload.endswith(b" armv7emsp")
         # reboot: the process exits, the supervisor starts it again on the same flash directory
         assert peer.request(an.POST, "/3/0/4").code == an.CHANGED
         req = peer.accept_register(location=("rd", "9"))
@@ -57,6 +61,9 @@ def test_installed_model_survives_reboot(peer, tmp_path):
     pkg, _, _ = package("fc_no_bias_softmax", name="keeper", version="7")
     with EmulatedDevice("coap://127.0.0.1:%d" % peer.port, "emu-2", data_dir=tmp_path / "dev", profile="esp32"):
         peer.accept_register()
+        assert [peer.request(an.GET, "/32770/0/%d" % r).payload for r in (4, 5)] == \
+            [b"esp32", b"Generic ESP32 module with ESP32"]
+        assert peer.request(an.GET, "/32770/0/6").payload.endswith(b" xtensawin")
         assert push(peer, "/5/0/0", pkg).code == an.CHANGED
         assert peer.request(an.POST, "/5/0/2").code == an.CHANGED
         assert wait_value(peer, "/5/0/5", b"1") == b"1"

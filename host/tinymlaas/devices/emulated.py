@@ -30,16 +30,25 @@ REBOOT_EXIT_CODE = 75  # lwm2m_client/hal.py
 # `flash_bytes` is the filesystem the device has for model packages; the installer sees that much free space,
 # not the host disk.
 CODE_IN_HEAP = 200 * 1024
+# `board` is what such a board's MicroPython reports as itself (sys.platform, sys.implementation._machine, the
+# architecture in sys.implementation._mpy), and so what the emulated device reports (TinyML /32770/0/4-6); the
+# unix profile reports the unix port's own.
 PROFILES = {
     "esp32": {"board_heap": 110 * 1024, "flash_bytes": 1536 * 1024,
-              "model": "ESP32-WROOM-32 (4 MB flash)", "hw_version": "esp32 xtensawin"},
+              "model": "ESP32-WROOM-32 (4 MB flash)", "hw_version": "esp32 xtensawin",
+              "board": {"platform": "esp32", "machine": "Generic ESP32 module with ESP32", "mpy_arch": "xtensawin"}},
     "esp32-s3": {"board_heap": 2048 * 1024, "flash_bytes": 6 * 1024 * 1024,
-                 "model": "ESP32-S3 (8 MB PSRAM, 8 MB flash)", "hw_version": "esp32s3 xtensawin"},
+                 "model": "ESP32-S3 (8 MB PSRAM, 8 MB flash)", "hw_version": "esp32s3 xtensawin",
+                 "board": {"platform": "esp32", "machine": "Generic ESP32S3 module with ESP32S3",
+                           "mpy_arch": "xtensawin"}},
     "cortex-m4": {"board_heap": 128 * 1024, "flash_bytes": 512 * 1024,
-                  "model": "STM32F4 (Cortex-M4F, 192 KB SRAM, 1 MB flash)", "hw_version": "armv7emsp"},
+                  "model": "STM32F4 (Cortex-M4F, 192 KB SRAM, 1 MB flash)", "hw_version": "armv7emsp",
+                  "board": {"platform": "pyboard", "machine": "PYBv1.1 with STM32F405RG", "mpy_arch": "armv7emsp"}},
     "cortex-m7": {"board_heap": 512 * 1024, "flash_bytes": 1024 * 1024,
-                  "model": "STM32H7 (Cortex-M7, 1 MB SRAM, 2 MB flash)", "hw_version": "armv7emdp"},
-    "unix": {"board_heap": 1024 * 1024, "flash_bytes": None, "model": "unix port", "hw_version": "x64"},
+                  "model": "STM32H7 (Cortex-M7, 1 MB SRAM, 2 MB flash)", "hw_version": "armv7emdp",
+                  "board": {"platform": "pyboard", "machine": "NUCLEO_H743ZI with STM32H743", "mpy_arch": "armv7emdp"}},
+    "unix": {"board_heap": 1024 * 1024, "flash_bytes": None, "model": "unix port", "hw_version": "x64",
+             "board": None},
 }
 for _p in PROFILES.values():
     _p["heap"] = _p["board_heap"] + CODE_IN_HEAP
@@ -131,7 +140,7 @@ class EmulatedDevice:
                "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
                "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
-               "coprocessor": self.coprocessor, "oscore": self.oscore}
+               "coprocessor": self.coprocessor, "oscore": self.oscore, "board": prof["board"]}
         if self.bootstrap:
             cfg["bootstrap"] = self.bootstrap
         return {k: v for k, v in cfg.items() if v is not None}
