@@ -274,3 +274,24 @@ def test_the_audit_log_shows_the_deployment(console, browser, shots):
     browser.get(console.base + "/console/tokens")
     assert "selenium" in css(browser, "#tokens").text
     shots(browser, "tokens")
+
+
+def test_an_admin_makes_a_viewer_token_and_a_viewer_sees_no_actions(console, browser, shots):
+    browser.get(console.base + "/console/tokens")
+    css(browser, "#token-name").send_keys("wall display")
+    Select(css(browser, "#token-role")).select_by_value("viewer")
+    css(browser, "#new-token button[type=submit]").click()
+    until(browser, "the new token", lambda d: css(d, "#token-secret").text.startswith("tmla_"))
+    viewer = css(browser, "#token-secret").text
+    css(browser, "#signout").click()
+    until(browser, "the sign-in page", lambda d: "/console/login" in d.current_url)
+    css(browser, "#token").send_keys(viewer)
+    css(browser, "#signin button").click()
+    until(browser, "the fleet", lambda d: d.find_elements(By.ID, "fleet"))
+    assert css(browser, "#role").text == "viewer" and not browser.find_elements(By.ID, "bulk")
+    assert "Audit log" not in css(browser, "header").text
+    browser.get(console.base + "/console/devices/" + BOARD)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#infer button[type=submit], .op-write, .op-execute, #refresh")
+    assert browser.find_elements(By.CSS_SELECTOR, ".op-read")                  # reading is a viewer's right
+    browser.get(console.base + "/console/deployments")
+    assert not browser.find_elements(By.ID, "create")
