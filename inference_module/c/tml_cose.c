@@ -146,7 +146,8 @@ const char *tml_manifest_parse(const uint8_t *payload, uint32_t len, tml_manifes
     return r.pos == r.len ? NULL : R_MANIFEST;
 }
 
-/* The protected header: exactly {1: alg, 4: kid}, alg an integer and -7 (ES256). */
+/* The protected header: exactly {1: alg, 4: kid}, alg an integer, kid 8 bytes; then alg must be -7 (ES256). The
+ * algorithm is judged last, so that "unsupported algorithm" means a well-formed header (as in the other readers). */
 static const char *parse_protected(const uint8_t *p, uint32_t len, const uint8_t **kid)
 {
     reader r = {p, len, 0};
@@ -155,11 +156,9 @@ static const char *parse_protected(const uint8_t *p, uint32_t len, const uint8_t
     uint32_t n;
     if (!expect(&r, MT_MAP, 2) || !expect(&r, MT_UINT, 1) || !read_head(&r, &m, &a) || (m != MT_UINT && m != MT_NINT))
         return R_MALFORMED;
-    if (!(m == MT_NINT && a == 6))
-        return R_ALG;
     if (!expect(&r, MT_UINT, 4) || !read_string(&r, MT_BYTES, kid, &n) || n != TML_KID_BYTES || r.pos != r.len)
         return R_MALFORMED;
-    return NULL;
+    return m == MT_NINT && a == 6 ? NULL : R_ALG;
 }
 
 /* SHA-256 of a CBOR head (shortest form) */
@@ -200,15 +199,15 @@ const char *tml_cose_verify(const uint8_t *env, uint32_t len, const tml_anchor *
     tml_sha256 h;
     uint8_t digest[32];
     memset(out, 0, sizeof *out);
+    /* the whole envelope's structure first, then the protected header inside it */
     if (len > TML_ENVELOPE_MAX_BYTES || !expect(&r, MT_TAG, 18) || !expect(&r, MT_ARRAY, 4) ||
-        !read_string(&r, MT_BYTES, &prot, &prot_len))
+        !read_string(&r, MT_BYTES, &prot, &prot_len) || !expect(&r, MT_MAP, 0) ||
+        !read_string(&r, MT_BYTES, &payload, &payload_len) || !read_string(&r, MT_BYTES, &sig, &sig_len) ||
+        sig_len != 64 || r.pos != r.len)
         return R_MALFORMED;
     why = parse_protected(prot, prot_len, &kid);
     if (why)
         return why;
-    if (!expect(&r, MT_MAP, 0) || !read_string(&r, MT_BYTES, &payload, &payload_len) ||
-        !read_string(&r, MT_BYTES, &sig, &sig_len) || sig_len != 64 || r.pos != r.len)
-        return R_MALFORMED;
     for (i = 0; i < n_anchors && !anchor; i++)
         if (memcmp(anchors[i].kid, kid, TML_KID_BYTES) == 0)
             anchor = &anchors[i];

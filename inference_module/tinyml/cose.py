@@ -165,25 +165,26 @@ def open_envelope(data):
     r.expect(MT_TAG, 18)
     r.expect(MT_ARRAY, 4)
     protected = r.string(MT_BYTES)
-    h = _Reader(protected, R_MALFORMED)
-    h.expect(MT_MAP, 2)
-    h.expect(MT_UINT, 1)
-    major, alg = h.head()
-    if major not in (MT_UINT, MT_NINT):
-        h.fail()
-    if (major, alg) != (MT_NINT, 6):  # -7: ES256
-        raise SignatureError(R_ALG)
-    h.expect(MT_UINT, 4)
-    kid = h.string(MT_BYTES)
-    if len(kid) != KID_BYTES:
-        h.fail()
-    h.end()
     r.expect(MT_MAP, 0)
     payload = r.string(MT_BYTES)
     signature = r.string(MT_BYTES)
     if len(signature) != 64:
         r.fail()
     r.end()
+    # the protected header, its algorithm judged last: "unsupported algorithm" means a well-formed header
+    h = _Reader(protected, R_MALFORMED)
+    h.expect(MT_MAP, 2)
+    h.expect(MT_UINT, 1)
+    alg = h.head()
+    if alg[0] not in (MT_UINT, MT_NINT):
+        h.fail()
+    h.expect(MT_UINT, 4)
+    kid = h.string(MT_BYTES)
+    if len(kid) != KID_BYTES:
+        h.fail()
+    h.end()
+    if alg != (MT_NINT, 6):  # -7: ES256
+        raise SignatureError(R_ALG)
     return kid, protected, payload, signature
 
 
@@ -203,6 +204,23 @@ def verify(data, anchors):
     if p256.verify(point, h.digest(), signature) != p256.VALID:
         raise SignatureError(R_SIGNATURE)
     return decode_manifest(payload)
+
+
+def anchors(config):
+    """{kid: point} from a config's {kid hex: point hex} (tinymlaas.signing.keys.anchor_config). Raises
+    SignatureError("bad trust anchor") unless each point is a valid P-256 key and its kid is SHA-256(point)[:8]."""
+    from binascii import unhexlify
+
+    out = {}
+    for kid_hex, point_hex in config.items():
+        try:
+            kid, point = unhexlify(kid_hex), unhexlify(point_hex)
+        except ValueError:
+            raise SignatureError("bad trust anchor")
+        if p256.decode_point(point) is None or hashlib.sha256(point).digest()[:KID_BYTES] != kid:
+            raise SignatureError("bad trust anchor")
+        out[kid] = point
+    return out
 
 
 def admit(m, vendor_id, class_id, installed=None):

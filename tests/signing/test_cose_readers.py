@@ -65,3 +65,24 @@ def test_admit_rule(kind, tmp_path):
     lines = [ANCHOR] + [admit_line(*args, env) for args, _ in cases]
     lines.append(admit_line(VENDOR, CLASS, None, sign_manifest(manifest(), STRANGER)))
     assert V.run_lines(kind, lines, tmp_path) == [want for _, want in cases] + ["unknown key"]
+
+
+def test_device_reads_trust_anchors_from_config(mpy_run):
+    """The config form the host writes (anchor_config) is what the MicroPython reader takes; a kid that is not the
+    point's, or a point off the curve, is refused when the config is read, not at the first install."""
+    from tinymlaas.signing.keys import anchor_config
+
+    config = anchor_config([SIGNER.public_point, STRANGER.public_point])
+    env = sign_manifest(manifest(), SIGNER)
+    wrong_kid = {STRANGER.key_id.hex(): SIGNER.public_point.hex()}
+    off_curve = {SIGNER.key_id.hex(): (SIGNER.public_point[:-1] + bytes([SIGNER.public_point[-1] ^ 1])).hex()}
+    out = mpy_run("from tinyml import cose\n"
+                  "a = cose.anchors(%r)\n"
+                  "print(len(a), cose.verify(%r, a).name)\n"
+                  "for bad in (%r, %r, {'zz': '00'}):\n"
+                  "    try:\n"
+                  "        cose.anchors(bad)\n"
+                  "    except cose.SignatureError as e:\n"
+                  "        print(e.reason)\n" % (config, env, wrong_kid, off_curve))
+    assert out.split("\n")[:4] == ["2 kws", "bad trust anchor", "bad trust anchor", "bad trust anchor"]
+

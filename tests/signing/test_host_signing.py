@@ -1,6 +1,7 @@
 """Host side of signed manifests (tinymlaas.signing): ES256 keys on disk, the manifest's encoding and strict
 decoding, COSE_Sign1 build and verify with the refusal reasons the device readers share."""
 
+import hashlib
 import os
 
 import cbor2
@@ -118,3 +119,9 @@ def test_crafted_envelopes_get_their_reason(case):
     assert err.value.reason == reason, label
     if reason in ("unknown key", "bad signature") or "COSE" in reason or "algorithm" in reason:
         assert isinstance(err.value, SignatureError)
+
+
+def test_manifest_for_package_sections():
+    m = M.for_package(b"blob bytes", b"vector bytes", "kws", "1.0", 3, VENDOR, CLASS)
+    assert (m.blob_sha256, m.blob_bytes) == (hashlib.sha256(b"blob bytes").digest(), 10)
+    assert m.vectors_sha256 == hashlib.sha256(b"vector bytes").digest() and m.component == "model"

@@ -63,21 +63,21 @@ def open_envelope(data):
             or len(v[1]) or type(v[2]) is not bytes or type(v[3]) is not bytes):
         raise SignatureError("malformed COSE_Sign1", "must be [protected bstr, {}, payload bstr, signature bstr]")
     protected, _, payload, signature = v
+    if len(signature) != SIGNATURE_BYTES:
+        raise SignatureError("malformed COSE_Sign1", "signature must be %d bytes" % SIGNATURE_BYTES)
     try:
         hdr = M.strict_loads(protected, "malformed COSE_Sign1")
     except M.ManifestError as e:
         raise SignatureError(e.reason, "protected header: " + str(e)) from None
     if not isinstance(hdr, dict) or tuple(hdr) != (HEADER_ALG, HEADER_KID):
         raise SignatureError("malformed COSE_Sign1", "protected header must be exactly {1: alg, 4: kid}")
-    if type(hdr[HEADER_ALG]) is not int:
+    alg, kid = hdr[HEADER_ALG], hdr[HEADER_KID]
+    if type(alg) is not int:
         raise SignatureError("malformed COSE_Sign1", "alg must be an integer")
-    if hdr[HEADER_ALG] != ALG_ES256:
-        raise SignatureError("unsupported algorithm", "alg %d, only ES256 (-7)" % hdr[HEADER_ALG])
-    kid = hdr[HEADER_KID]
     if type(kid) is not bytes or len(kid) != KEY_ID_BYTES:
         raise SignatureError("malformed COSE_Sign1", "kid must be %d bytes" % KEY_ID_BYTES)
-    if len(signature) != SIGNATURE_BYTES:
-        raise SignatureError("malformed COSE_Sign1", "signature must be %d bytes" % SIGNATURE_BYTES)
+    if alg != ALG_ES256:  # judged last, like the device readers: a well-formed header with another algorithm
+        raise SignatureError("unsupported algorithm", "alg %d, only ES256 (-7)" % alg)
     return kid, protected, payload, signature
 
 

@@ -114,6 +114,11 @@ def load_public_point(data):
     return public_point(key)
 
 
+def anchor_config(points):
+    """Trust anchors as a device's config holds them: {kid hex: point hex} (read by tinyml.cose.anchors)."""
+    return {key_id(p).hex(): bytes(p).hex() for p in points}
+
+
 def verify_es256(point, data, signature):
     """True when `signature` (r || s) is a valid ECDSA P-256 / SHA-256 signature of `data` under `point`.
 

@@ -82,6 +82,15 @@ class Manifest:
             K_VECTORS_DIGEST: [DIGEST_SHA256, self.vectors_sha256]}, canonical=True)
 
 
+def for_package(blob, vectors, name, version, sequence, vendor, klass, component="model"):
+    """The manifest of an install package's sections: the blob and the golden-vector section are hashed here."""
+    import hashlib
+
+    return Manifest(sequence=sequence, vendor_id=bytes(vendor), class_id=bytes(klass), component=component,
+                    blob_sha256=hashlib.sha256(blob).digest(), blob_bytes=len(blob), name=name, version=version,
+                    vectors_sha256=hashlib.sha256(vectors).digest())
+
+
 def strict_loads(data, what):
     """cbor2.loads that accepts only the deterministic encoding (re-encoding must give the same bytes)."""
     try:
@@ -101,17 +110,39 @@ def _digest(value):
     return value[1]
 
 
+def _leading_version(data):
+    """The version when `data` starts as every reader reads it: a non-empty map head, key 1, an unsigned integer,
+    each head in its shortest form; else None. The version is judged before the rest of the map (a later version
+    may change the rest), as the device readers do."""
+    pos, heads = 0, []
+    for _ in range(3):
+        if pos >= len(data) or data[pos] >> 5 == 7 or data[pos] & 31 > 27:
+            return None
+        major, ai = data[pos] >> 5, data[pos] & 31
+        pos += 1
+        value = ai
+        if ai >= 24:
+            n = 1 << (ai - 24)
+            if len(data) - pos < n:
+                return None
+            value = int.from_bytes(data[pos:pos + n], "big")
+            if value < (24, 0x100, 0x10000, 0x100000000)[ai - 24]:
+                return None
+            pos += n
+        heads.append((major, value))
+    (major, count), key, version = heads
+    return version[1] if major == 5 and count and key == (0, K_VERSION) and version[0] == 0 else None
+
+
 def decode(payload):
     """Manifest from the signed payload bytes; raises ManifestError."""
-    m = strict_loads(payload, "malformed manifest")
-    if not isinstance(m, dict):
-        raise ManifestError("malformed manifest", "not a map")
-    version = m.get(K_VERSION)
-    if not m or next(iter(m)) != K_VERSION or type(version) is not int or version < 0:
-        raise ManifestError("malformed manifest", "key 1 (manifest version, an unsigned integer) must come first")
+    version = _leading_version(bytes(payload))
+    if version is None:
+        raise ManifestError("malformed manifest", "must start with key 1, the manifest version (an unsigned integer)")
     if version != MANIFEST_VERSION:
         raise ManifestError("unsupported manifest version", "version %d, this reader knows %d"
                             % (version, MANIFEST_VERSION))
+    m = strict_loads(payload, "malformed manifest")
     if tuple(m) != KEYS:
         raise ManifestError("malformed manifest", "keys must be exactly 1..10")
     try:
