@@ -35,17 +35,6 @@ RECV_BYTES = 1280  # 1024-byte block + token + options, with margin (RFC 7252 §
 DEDUP_ENTRIES = 8
 
 
-def _copy(v):
-    """A new object equal to v: a received address (bytes, or (host, port) on some ports) or a datagram."""
-    if isinstance(v, tuple):
-        return tuple(_copy(x) for x in v)
-    if isinstance(v, str):
-        return v.encode().decode()
-    if v is None or isinstance(v, int):
-        return v
-    return bytes(memoryview(v))
-
-
 class Timeout(Exception):
     pass
 
@@ -110,11 +99,6 @@ class Endpoint:
     @staticmethod
     def new_token(n=4):
         return os.urandom(n)
-
-    def settle(self):
-        """Copy the duplicate cache into new objects, to be called right after a collection: the copies take the
-        lowest free holes, the originals (wherever the allocator was when their requests came) become garbage."""
-        self.recent = [[_copy(x) for x in e] for e in self.recent]
 
     # --- sending
 

@@ -32,6 +32,18 @@ def _resp(code, payload=b""):
     return cm.Message(code=code, payload=payload)
 
 
+def _copy(v):
+    """A new object equal to v: a duplicate-cache field (a received address: bytes, or (host, port) on some
+    ports; a message ID; an encoded response)."""
+    if isinstance(v, tuple):
+        return tuple(_copy(x) for x in v)
+    if isinstance(v, str):
+        return v.encode().decode()
+    if v is None or isinstance(v, int):
+        return v
+    return bytes(memoryview(v))
+
+
 def _streamed_only(rid):
     # a streamed resource (package, model input) takes its bytes raw, on its own path, block by block
     return _resp(cm.UNSUPPORTED_CONTENT_FORMAT, "resource %d takes application/octet-stream on its own path" % rid)
@@ -98,9 +110,10 @@ class Client:
     def settle(self):
         """After the new model is in place: move what is left of the caches down beside it, then collect. They
         were allocated wherever the allocator stood while the package streamed in, often inside the free block
-        the next model needs."""
+        the next model needs; copies made right after a collection take the lowest free holes instead, and the
+        originals become garbage."""
         gc.collect()
-        self.ep.settle()
+        self.ep.recent = [[_copy(x) for x in e] for e in self.ep.recent]
         gc.collect()
 
     def links(self):
