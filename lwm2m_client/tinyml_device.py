@@ -201,7 +201,9 @@ def bootstrap(ep, cfg):
     return account
 
 
-def build(cfg):
+def build(cfg, device=Device, tinyml=TinyML):
+    """The client of one device, ready to register. `device` and `tinyml` make its Device and TinyML objects
+    (the fleet emulator's report a board's heap: fleet_main.py)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
@@ -222,8 +224,8 @@ def build(cfg):
     installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader)
     c.add(Security(cfg.get("server", "")))
     c.add(Server())
-    c.add(Device(cfg))
-    tml = c.add(TinyML(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
+    c.add(device(cfg))
+    tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
     c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     if account:  # from a Bootstrap-Server, now or at an earlier boot: it wins over "server"
         use_account(c, cfg, account)

@@ -30,6 +30,7 @@ COMMANDS = [
     "oscore-keys",
     "tokens",
     "device",
+    "fleet",
     "emulate",
     "slot-image",
     "flash",

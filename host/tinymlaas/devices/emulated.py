@@ -54,6 +54,12 @@ for _p in PROFILES.values():
     _p["heap"] = _p["board_heap"] + CODE_IN_HEAP
 
 
+def board_config(profile):
+    """The device config keys a profile sets (what the device says it is), for one device or a fleet's."""
+    prof = PROFILES[profile]
+    return {"model": prof["model"], "hw_version": prof["hw_version"], "device_type": profile, "board": prof["board"]}
+
+
 def compiled_path():
     """MICROPYPATH entries of the device code precompiled with mpy-cross (as it is deployed on a board: no
     compiler RAM peak at import), cached by source content; [] when mpy-cross is missing or a module does not
@@ -135,12 +141,10 @@ class EmulatedDevice:
         self._thread = None
 
     def config(self):
-        prof = PROFILES[self.profile]
         cfg = {"server": self.server, "endpoint": self.endpoint, "lifetime": self.lifetime,
                "data_dir": str(self.data_dir / "flash"), "ack_timeout_ms": self.ack_timeout_ms,
-               "model": prof["model"], "hw_version": prof["hw_version"], "device_type": self.profile,
                "serial": self.endpoint, "flash_bytes": self.flash_bytes, "port": self.port,
-               "coprocessor": self.coprocessor, "oscore": self.oscore, "board": prof["board"]}
+               "coprocessor": self.coprocessor, "oscore": self.oscore, **board_config(self.profile)}
         if self.bootstrap:
             cfg["bootstrap"] = self.bootstrap
         return {k: v for k, v in cfg.items() if v is not None}
