@@ -179,6 +179,7 @@ class LwM2MServer:
         self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
         self.guard = guard.install(self.context)
         self.guard_stats = self.guard.stats
+        guard.enlarge_receive_buffer(self.context)
         self.host, self.port = host, guard.bound_port(self.context) or port
         self._sweeper = asyncio.create_task(self._sweep_expired())
         log.info("LwM2M server on coap://%s:%d", host, self.port)
