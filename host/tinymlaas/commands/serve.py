@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 
@@ -137,9 +136,6 @@ def _tls_context(args):
 
 
 def cmd_serve(args):
-    # aiocoap binds server sockets with SO_REUSEPORT unless told otherwise; then a second `serve` on the same port
-    # binds too and the kernel splits the devices' datagrams between the two. One port, one server: bind it alone.
-    os.environ.setdefault("AIOCOAP_REUSE_PORT", "0")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     for port in (args.coap_port, args.http_port) + ((args.bootstrap_port,) if args.bootstrap_port is not None else ()):
