@@ -1,12 +1,14 @@
-"""C runtime on the MLPerf Tiny models: Cortex-M4 instructions per inference (QEMU -icount, exact), MAC per
-instruction, projected latency at 120 MHz beside the published STM32L4R5 results, and host latency against TFLite
-Micro on this machine.
+"""C runtime on the MLPerf Tiny models: Cortex-M4 instructions per inference (QEMU -icount, exact), modelled
+cycles (tinymlaas.verify.m4cycles: the TRM's timings on a block profile of the same inference), MAC per instruction
+and per cycle, projected latency at 120 MHz beside the published STM32L4R5 results, per model and per layer, and
+host latency against TFLite Micro on this machine.
 
     python -m bench c_mlperf            all models, DSP kernels
     python bench/c_mlperf.py --portable kws ic   also the portable-C kernels on the M4, for comparison
 
-Projection: ms = instructions / 120e3, i.e. one instruction per cycle. Cortex-M4 loads take 2 cycles and SMLAD 1,
-so real cycles are higher; the MLPerf anchors are measured wall-clock latencies.
+Projection: ms = modelled cycles / 120e3 (taken-branch refill P = 2; cycles_p1 / cycles_p3 bound it), all memory
+zero-wait (code and weights in flash count as ART hits). The MLPerf anchors are measured wall-clock latencies with
+the weights in flash.
 """
 
 import argparse
@@ -57,6 +59,22 @@ def device_run(blob, inputs, kernels="dsp", board="mps2-an386"):
         return dev.instructions(cycles), install_s
 
 
+def cycle_profile(cm, inputs):
+    """Modelled cycles of one inference, in total and per layer (the layers of cm.layers)."""
+    from tinymlaas.verify.m4trace import profile_inference
+
+    counter, _ = profile_inference(cm.blob, inputs)
+    profiles = counter.profiles()
+    layers = []
+    for k, info in enumerate(cm.layers):
+        prof = profiles.get(k)
+        if prof is None:
+            continue
+        layers.append({"index": k, "op": info["op"], "macs": info["macs"], "instructions": prof.instructions,
+                       "cycles": prof.cycles(), "by_class": prof.by_class})
+    return profiles["total"].summary(cm.macs), layers
+
+
 def measure(key, portable=False):
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.paths import mlperf_model
@@ -69,7 +87,11 @@ def measure(key, portable=False):
     row = {"model": key, "macs": cm.macs, "blob_bytes": len(cm.blob), "arena_bytes": cm.arena_bytes}
     row["instructions"], row["install_s"] = device_run(cm.blob, inputs)
     row["mac_per_instruction"] = cm.macs / row["instructions"]
-    row["projected_ms_120mhz"] = row["instructions"] / 120e3
+    cyc, row["layers"] = cycle_profile(cm, inputs)
+    row["cycles"], row["cycles_p1"], row["cycles_p3"] = cyc["cycles"], cyc["cycles_p1"], cyc["cycles_p3"]
+    row["cycles_by_class"] = cyc["cycles_by_class"]
+    row["mac_per_cycle"] = cm.macs / row["cycles"]
+    row["projected_ms_120mhz"] = row["cycles"] / 120e3
     if portable:
         row["instructions_portable"], _ = device_run(cm.blob, inputs, kernels="portable")
     c_s, tflm_s = host_latency(cm.blob, data, inputs)
@@ -77,16 +99,35 @@ def measure(key, portable=False):
     return row
 
 
+def layer_table(rows):
+    """Per model, the modelled cycles grouped by op kind (every layer is in --json)."""
+    out = ["| model | op | layers | MACs | instructions | cycles | MAC/instr | MAC/cycle | share of cycles |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kinds = {}
+        for la in r["layers"]:
+            k = kinds.setdefault(la["op"], [0, 0, 0, 0])
+            k[0] += 1
+            k[1] += la["macs"]
+            k[2] += la["instructions"]
+            k[3] += la["cycles"]
+        for op, (n, macs, ins, cyc) in sorted(kinds.items(), key=lambda kv: -kv[1][3]):
+            out.append("| %s | %s | %d | {:,} | {:,} | {:,} | %.3f | %.3f | %.1f%% |".format(macs, ins, cyc) % (
+                r["model"], op, n, macs / ins if ins else 0, macs / cyc if cyc else 0, 100.0 * cyc / r["cycles"]))
+    return "\n".join(out)
+
+
 def table(rows):
-    out = ["| model | MACs | M4 instructions | MAC/instr | projected ms @120 MHz | TFLM+CMSIS-NN ms | "
-           "X-CUBE-AI ms | host C ms | host TFLM ms | C/TFLM |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| model | MACs | M4 instructions | MAC/instr | modelled cycles (P=1..3) | MAC/cycle | "
+           "projected ms @120 MHz | TFLM+CMSIS-NN ms | X-CUBE-AI ms | host C ms | host TFLM ms | C/TFLM |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pub = PUBLISHED.get(r["model"], {})
-        out.append("| %s | %s | %s | %.3f | %.1f | %s | %s | %.3f | %.3f | %.2f |" % (
+        out.append("| %s | %s | %s | %.3f | %s (%s..%s) | %.3f | %.1f | %s | %s | %.3f | %.3f | %.2f |" % (
             r["model"], "{:,}".format(r["macs"]), "{:,}".format(r["instructions"]), r["mac_per_instruction"],
-            r["projected_ms_120mhz"], pub.get("TFLM+CMSIS-NN", "-"), pub.get("X-CUBE-AI", "-"), r["host_c_ms"],
-            r["host_tflm_ms"], r["host_ratio"]))
+            "{:,}".format(r["cycles"]), "{:,}".format(r["cycles_p1"]), "{:,}".format(r["cycles_p3"]),
+            r["mac_per_cycle"], r["projected_ms_120mhz"], pub.get("TFLM+CMSIS-NN", "-"), pub.get("X-CUBE-AI", "-"),
+            r["host_c_ms"], r["host_tflm_ms"], r["host_ratio"]))
     if any("instructions_portable" in r for r in rows):
         out += ["", "| model | M4 instructions, portable C kernels | DSP kernels | speed-up |", "|---|---|---|---|"]
         for r in rows:
@@ -106,9 +147,11 @@ def main(argv):
     for key in args.models:
         rows.append(measure(key, args.portable))
         print("%s: %s" % (key, json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
-                                          for k, v in rows[-1].items()})), flush=True)
+                                          for k, v in rows[-1].items() if k != "layers"})), flush=True)
     print()
     print(table(rows))
+    print()
+    print(layer_table(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

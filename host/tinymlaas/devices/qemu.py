@@ -84,10 +84,14 @@ def _free_port():
 class QemuDevice:
     """One QEMU process running the firmware. Use as a context manager; `.link` is the DeviceLink."""
 
-    def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0, connect=True):
+    def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0, connect=True, icount=True,
+                 qemu_args=()):
         """connect=False leaves the UART's TCP port (self.port) to another client, e.g. a MicroPython device
-        driving the firmware as its co-processor (tinyml/coproc.py)."""
+        driving the firmware as its co-processor (tinyml/coproc.py). icount=False and qemu_args (e.g. `-d exec`
+        tracing) serve the cycle model (tinymlaas.verify.m4cycles), which counts executed blocks instead."""
         self.connect = connect
+        self.icount = icount
+        self.qemu_args = list(qemu_args)
         self.port = None
         self.board = BOARDS[board] if isinstance(board, str) else board
         self.elf = elf or build_firmware(self.board.name, kernels)
@@ -104,8 +108,8 @@ class QemuDevice:
         serial_args += ["-serial", "tcp:127.0.0.1:%d,server=on,wait=on" % port]
         self._monitor_dir = tempfile.mkdtemp(prefix="tinymlaas-qemu-")
         monitor = "unix:%s/monitor.sock,server=on,wait=off" % self._monitor_dir
-        cmd = [qemu_binary(), "-M", self.board.machine, "-nographic", "-monitor", monitor, "-kernel", str(self.elf),
-               "-icount", "shift=0,align=off,sleep=off"] + serial_args
+        cmd = [qemu_binary(), "-M", self.board.machine, "-nographic", "-monitor", monitor, "-kernel", str(self.elf)]
+        cmd += (["-icount", "shift=0,align=off,sleep=off"] if self.icount else []) + self.qemu_args + serial_args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.port = port
@@ -133,13 +137,18 @@ class QemuDevice:
     def reset(self):
         """Reset the emulated MCU (QEMU's system_reset: the ELF is loaded again, RAM is lost) while its UART's TCP
         connection stays up, like pressing a board's reset button with the serial cable attached."""
+        self.monitor("system_reset", prompt=False)
+
+    def monitor(self, command, prompt=True):
+        """Run one QEMU monitor command (e.g. `log exec,nochain`); return once it is echoed (prompt=True: and the
+        monitor prompts again, i.e. the command has run)."""
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(5)
             s.connect("%s/monitor.sock" % self._monitor_dir)
-            s.sendall(b"system_reset\n")
+            s.sendall(command.encode() + b"\n")
             buf = b""
-            while b"system_reset" not in buf:  # the monitor echoes the command once it has run it
-                chunk = s.recv(4096)
+            while command.encode() not in buf or (prompt and not buf.rstrip().endswith(b"(qemu)")):
+                chunk = s.recv(4096)  # the monitor echoes the command, then prompts again once it has run it
                 if not chunk:
                     break
                 buf += chunk

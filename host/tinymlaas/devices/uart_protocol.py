@@ -181,12 +181,18 @@ class DeviceLink:
     def erase(self):
         self.request(REQ_ERASE)
 
-    def infer(self, input_bytes, timeout=120):
-        """Concatenated graph-input bytes -> (concatenated output bytes, SysTick cycles of tml_invoke)."""
+    def infer(self, input_bytes, timeout=120, around_invoke=None):
+        """Concatenated graph-input bytes -> (concatenated output bytes, SysTick cycles of tml_invoke).
+        around_invoke(started) is called with True once the inputs are on the device, False after INVOKE's reply
+        (the cycle model turns QEMU's execution log on and off there)."""
         input_bytes = bytes(input_bytes)
         for off in range(0, len(input_bytes), CHUNK):
             self.request(REQ_INPUT, struct.pack("<I", off) + input_bytes[off: off + CHUNK])
+        if around_invoke:
+            around_invoke(True)
         body = self.request(REQ_INVOKE, timeout=timeout)
+        if around_invoke:
+            around_invoke(False)
         status, lo, hi, total = struct.unpack_from("<IIII", body)
         if status:
             raise ProtocolError("tml_invoke failed on the device with status %d" % status)
