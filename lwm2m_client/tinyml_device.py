@@ -4,10 +4,11 @@
 #   micropython tinyml_device.py --config /flash/device.json
 #   ... --coprocessor tcp:127.0.0.1:4444 | uart:1:115200   models run on a Cortex-M co-processor (tinyml/coproc.py)
 #
-# The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms) plus the Device
-# object strings (manufacturer, model, serial, device_type, hw_version), and optionally "oscore" (see
-# oscore_context; also accepted as --oscore JSON): then all traffic with the server is OSCORE protected. With
-# "bootstrap" (a coap:// URI; optional "bootstrap_oscore" protects that exchange) the device asks a LwM2M
+# The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms, q_window: Q-Block
+# blocks in flight, 0 for plain Block only) plus the Device object strings (manufacturer, model, serial,
+# device_type, hw_version), and optionally "oscore" (see oscore_context; also accepted as --oscore JSON): then
+# all traffic with the server is OSCORE protected. With "bootstrap" (a coap:// URI; optional "bootstrap_oscore"
+# protects that exchange) the device asks a LwM2M
 # Bootstrap-Server for its server account when it has none stored in data_dir/lwm2m-account.json and no
 # "server"; a stored account is used from then on, and wins over "server". An emulated board's config has
 # "board" ({"platform", "machine", "mpy_arch"}): what the device reports as itself (hal.emulate). Status
@@ -25,7 +26,7 @@ from lwm2m.obj_device import Device, Security, Server
 from lwm2m.obj_firmware import Firmware
 from lwm2m.obj_tinyml import TinyML
 
-DEFAULTS = {"lifetime": 300, "data_dir": "flash", "ack_timeout_ms": 2000, "port": 0}
+DEFAULTS = {"lifetime": 300, "data_dir": "flash", "ack_timeout_ms": 2000, "port": 0, "q_window": 10}
 
 
 def parse_args(argv):
@@ -44,7 +45,7 @@ def parse_args(argv):
         elif key in ("oscore", "bootstrap_oscore"):  # the same object as in a config file, as JSON text
             cfg[key] = json.loads(val)
         else:
-            ints = ("lifetime", "ack_timeout_ms", "port", "flash_bytes", "bootstrap_timeout_ms")
+            ints = ("lifetime", "ack_timeout_ms", "port", "flash_bytes", "bootstrap_timeout_ms", "q_window")
             cfg[key] = int(val) if key in ints else val
         i += 2
     if "endpoint" not in cfg:
@@ -207,6 +208,8 @@ def build(cfg, device=Device, tinyml=TinyML):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(socket.getaddrinfo("0.0.0.0", cfg["port"])[0][-1])
     ep = Endpoint(sock, ack_timeout_ms=cfg["ack_timeout_ms"])
+    # Q-Block (RFC 9177): blocks in flight, ~1 KB of heap each while a transfer runs; 0: plain Block1/Block2
+    ep.q_window = cfg.get("q_window", DEFAULTS["q_window"])
     hal.makedirs(cfg["data_dir"])
     hal.emulate(cfg.get("board"))  # an emulated board reports the board it stands for (set by its profile)
     account = load_account(cfg["data_dir"])

@@ -55,14 +55,19 @@ SIZE2 = 28
 PROXY_URI = 35
 PROXY_SCHEME = 39
 SIZE1 = 60
+Q_BLOCK1 = 19  # RFC 9177
+Q_BLOCK2 = 31
+REQUEST_TAG = 292  # RFC 9175
 
-# Allowed value lengths of the options this implementation understands (RFC 7252 §5.10, 7641, 7959).
+# Allowed value lengths of the options this implementation understands (RFC 7252 §5.10, 7641, 7959, 9175,
+# 9177).
 # A value outside its range is treated like an unrecognized option (RFC 7252 §5.4.3).
 OPTION_LENGTHS = {
     IF_MATCH: (0, 8), URI_HOST: (1, 255), ETAG: (1, 8), IF_NONE_MATCH: (0, 0), OBSERVE: (0, 3),
     URI_PORT: (0, 2), LOCATION_PATH: (0, 255), URI_PATH: (0, 255), CONTENT_FORMAT: (0, 2), MAX_AGE: (0, 4),
     URI_QUERY: (0, 255), ACCEPT: (0, 2), LOCATION_QUERY: (0, 255), BLOCK2: (0, 3), BLOCK1: (0, 3),
     SIZE2: (0, 4), PROXY_URI: (1, 1034), PROXY_SCHEME: (1, 255), SIZE1: (0, 4),
+    Q_BLOCK1: (0, 3), Q_BLOCK2: (0, 3), REQUEST_TAG: (0, 8),
 }
 
 HEADER_BYTES = 4

@@ -1,6 +1,7 @@
 # Object 5 Firmware Update, carrying tinymlaas model packages (docs/package-format.md) to the installer of the
 # inference module. Push: the server writes /5/0/0 block by block (Block1), each block goes straight to
-# Installer.write. Pull: the server writes a coap:// URI to /5/0/1 and the device fetches it with Block2.
+# Installer.write. Pull: the server writes a coap:// URI to /5/0/1 and the device fetches it with Q-Block2
+# (lwm2m/qpull.py), or plain Block2 when the endpoint has no Q-Block window, uses OSCORE or the server lacks it.
 # Update (/5/0/2) activates the staged model: golden vectors run before the active slot switches.
 import gc
 
@@ -165,7 +166,14 @@ class Firmware(LwObject):
 
     def _start_pull(self):
         try:
-            self.download = pull.Download(self.client.ep, self.uri, PackageSink(self, pull=True), self._pull_ended)
+            ep = self.client.ep
+            sink = PackageSink(self, pull=True)
+            if ep.q_window and ep.security is None:  # Q-Block2 (RFC 9177), plain Block2 if the server lacks it
+                from .qpull import QDownload
+
+                self.download = QDownload(ep, self.uri, sink, self._pull_ended)
+            else:
+                self.download = pull.Download(ep, self.uri, sink, self._pull_ended)
         except pull.PullError as e:
             self._pull_ended(e)
             return

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 CON, NON, ACK, RST = 0, 1, 2, 3
 
 # Option number -> (min length, max length) for the options this server understands (RFC 7252 §5.10,
-# RFC 7641, RFC 7959, RFC 7967, RFC 8613, RFC 9175).
+# RFC 7641, RFC 7959, RFC 7967, RFC 8613, RFC 9175, RFC 9177).
 KNOWN_OPTIONS = {
     1: (0, 8),  # If-Match
     3: (1, 255),  # Uri-Host
@@ -37,10 +37,12 @@ KNOWN_OPTIONS = {
     14: (0, 4),  # Max-Age
     15: (0, 255),  # Uri-Query
     17: (0, 2),  # Accept
+    19: (0, 3),  # Q-Block1 (RFC 9177; taken off the socket by qblock.py before aiocoap)
     20: (0, 255),  # Location-Query
     23: (0, 3),  # Block2
     27: (0, 3),  # Block1
     28: (0, 4),  # Size2
+    31: (0, 3),  # Q-Block2
     35: (1, 1034),  # Proxy-Uri
     39: (1, 255),  # Proxy-Scheme
     60: (0, 4),  # Size1

@@ -43,6 +43,7 @@ class Guard:
     def __init__(self):
         self.stats = GuardStats()
         self._forgotten = OrderedDict()  # token -> None
+        self.intercept = None  # intercept(data, address) -> True when it took the datagram (qblock.QBlockPort)
 
     def forget(self, token):
         """From now on a response with this token (a cancelled observation's notification) is answered with a
@@ -75,6 +76,8 @@ class Guard:
                 stats.accepted += 1
                 if verdict.reason:
                     stats.stripped += 1
+                if self.intercept is not None and self.intercept(verdict.data, address):
+                    return None
                 unmatched.clear()
                 result = original(verdict.data, ancdata, flags, address)  # aiocoap dispatches synchronously
                 while unmatched:
@@ -107,6 +110,15 @@ def install(context):
         guard._wrap_token_manager(ri, unmatched)
         guard._wrap_transport(mi, unmatched)
     return guard
+
+
+def sender(context):
+    """send(data, address) on the context's UDP socket, or None."""
+    for ri in context.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        if mi is not None and getattr(mi, "transport", None) is not None:
+            return lambda data, address, t=mi.transport: t.sendmsg(data, [], 0, address)
+    return None
 
 
 def _sockets(context):

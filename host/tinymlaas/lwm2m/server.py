@@ -38,6 +38,7 @@ from . import values as V
 from .coap_site import Root
 from .objects import TINYML_OBJECT_ID, default_model
 from .packages import PackageStore
+from .qblock import QBlockPort
 from .push import BlockAnswer, BlockTimeout, PushFailed, RttEstimator, push_blocks
 from .registration import Registration
 from .store import Store, is_file_path
@@ -154,6 +155,7 @@ class LwM2MServer:
         self.port = None
         self.guard = None
         self.guard_stats = None
+        self.qblock = None
         self.downloads = {}  # sha -> {hostinfo: highest byte served}, for pull-delivery progress
         self._regs = {}  # endpoint -> Registration
         self._by_id = {}  # registration id -> endpoint
@@ -179,6 +181,8 @@ class LwM2MServer:
         self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
         self.guard = guard.install(self.context)
         self.guard_stats = self.guard.stats
+        self.qblock = QBlockPort(self, guard.sender(self.context))  # Q-Block1/Q-Block2 beside aiocoap
+        self.guard.intercept = self.qblock.intercept
         guard.enlarge_receive_buffer(self.context)
         self.host, self.port = host, guard.bound_port(self.context) or port
         self._sweeper = asyncio.create_task(self._sweep_expired())
