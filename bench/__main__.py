@@ -1,4 +1,5 @@
-"""`python -m bench [NAME ...]`: run every benchmark in bench/ (each module bench/<name>.py with a main(argv))."""
+"""`python -m bench [NAME ...] [--quick]`: run every benchmark in bench/ (each module bench/<name>.py with a
+main(argv)), or the ones named; arguments starting with "--" are given to each (e.g. --quick: a smaller run)."""
 
 import importlib
 import pkgutil
@@ -15,7 +16,8 @@ def discover():
 
 def main(argv):
     sys.path.insert(0, str(HERE.parent))
-    names = argv or discover()
+    flags = [a for a in argv if a.startswith("--")]
+    names = [a for a in argv if not a.startswith("--")] or discover()
     failed = []
     for name in names:
         mod = importlib.import_module("bench." + name)
@@ -24,7 +26,7 @@ def main(argv):
         print("== bench/%s.py" % name, flush=True)
         t0 = time.perf_counter()
         try:
-            code = mod.main([]) or 0
+            code = mod.main(list(flags)) or 0
         except Exception as e:  # noqa: BLE001 -- one broken benchmark must not hide the others' numbers
             print("bench/%s.py failed: %s: %s" % (name, type(e).__name__, e), flush=True)
             code = 1

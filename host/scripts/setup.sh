@@ -21,8 +21,8 @@ fi
 
 stamp=.setup-stamp
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: pip install -e .[test]"
-    python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+    echo "setup: pip install -e .[test,bench]"
+    python3 -m pip install -q --disable-pip-version-check -e ".[test,bench]"
     touch "$stamp"
 fi
 
