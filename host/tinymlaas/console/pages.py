@@ -63,7 +63,7 @@ def page_routes(api, svc):
 
     async def device(request):
         ep = request.match_info["endpoint"]
-        row = next((r for r in views.fleet(svc) if r["endpoint"] == ep), None)
+        row = views.device(svc, ep)
         if row is None:
             raise HttpError(404, "no device %r has registered with this service" % ep)
         reg = svc.server.find(ep)

@@ -119,9 +119,11 @@ class Telemetry:
                         "DO UPDATE SET info=excluded.info, at=excluded.at",
                         (endpoint, json.dumps(info, default=str), time.time() if at is None else at))
 
-    def device_info(self):
-        """{endpoint: {resource name: value}} of every device whose Device object was read."""
-        return {r["endpoint"]: json.loads(r["info"]) for r in self.db.query("SELECT endpoint, info FROM device_info")}
+    def device_info(self, endpoint=None):
+        """{endpoint: {resource name: value}} of every device whose Device object was read (or of one)."""
+        where, params = (" WHERE endpoint=?", (endpoint,)) if endpoint is not None else ("", ())
+        return {r["endpoint"]: json.loads(r["info"])
+                for r in self.db.query("SELECT endpoint, info FROM device_info" + where, params)}
 
     def record(self, endpoint, capabilities, at=None):
         """One sample from a device's TinyML object values (keyed by resource name, as the server stores them)."""

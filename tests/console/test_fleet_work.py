@@ -1,0 +1,104 @@
+"""The console's database work against the size of the fleet and its history: a device's page reads that
+device's rows only, and the fleet page does not read every registration event ever written (one per Update).
+
+Work is counted by SQLite itself on the service's connection: statements (trace callback) and virtual-machine
+instructions (progress handler, in steps of 100) while a real `Service` answers real HTTP requests; the fleets
+are registrations stored as a server stores them (Store.save_device), loaded when the service starts.
+"""
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tinymlaas.db import Database
+from tinymlaas.lwm2m.registration import Registration
+from tinymlaas.lwm2m.store import Store
+from tinymlaas.service.core import Service
+from tinymlaas.web import build_api
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+CAPS = {"Model Name": "kws", "Model Version": "1", "Model SHA256": "ab" * 32, "Free Heap": 100000,
+        "Heap Total": 200000, "Largest Free Block": 50000, "Flash Free": 1 << 20, "Runtime Name": "micropython"}
+
+
+def fill(data_dir, devices, updates=0):
+    """`devices` registrations dev-0000 ...; dev-0001 then writes `updates` Updates; dev-0002 de-registers."""
+    db = Database(str(data_dir / "tinymlaas.db"))
+    store = Store(db)
+    now = time.time()
+    for i in range(devices):
+        reg = Registration(endpoint="dev-%04d" % i, id="r%d" % i, address="127.0.0.1:%d" % (20000 + i),
+                           lifetime=86400, lwm2m_version="1.1", binding="U", objects=["/1/0", "/3/0", "/32770/0"],
+                           registered_at=now, updated_at=now, capabilities=CAPS)
+        store.save_device(reg, "registered")
+        db.execute("INSERT INTO device_tags (endpoint, tag) VALUES (?, ?)", (reg.endpoint, "line-%d" % (i % 3)))
+        db.execute("INSERT INTO device_info (endpoint, info, at) VALUES (?, ?, ?)",
+                   (reg.endpoint, '{"Model Number": "ESP32"}', now))
+        if i == 1:
+            with db.transaction() as tx:
+                for _ in range(updates):
+                    tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
+                               (reg.endpoint, "updated", now, reg.address))
+    store.delete_device("dev-0002", "deregistered")
+    db.close()
+
+
+def work(data_dir, paths):
+    """{path: (SQL statements, SQLite VM instructions / 100)} of one GET of each path, after one to warm up."""
+    async def main():
+        svc = await Service(data_dir).start("127.0.0.1", 0)
+        api = build_api(svc.server, svc, auth=False)
+        await api.start("127.0.0.1", 0)
+        counts = {"statements": 0, "steps": 0}
+
+        def step():
+            counts["steps"] += 1
+            return 0
+
+        def statement(sql):
+            counts["statements"] += 1
+
+        out = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                for path in paths:
+                    url = "http://127.0.0.1:%d%s" % (api.port, path)
+                    async with http.get(url) as r:
+                        assert r.status == 200, (path, r.status, await r.text())
+                    svc.db.conn.set_progress_handler(step, 100)
+                    svc.db.conn.set_trace_callback(statement)
+                    counts.update(statements=0, steps=0)
+                    async with http.get(url) as r:
+                        assert r.status == 200
+                        await r.read()
+                    svc.db.conn.set_progress_handler(None, 100)
+                    svc.db.conn.set_trace_callback(None)
+                    out[path] = (counts["statements"], counts["steps"])
+        finally:
+            await api.stop()
+            await svc.stop()
+        return out
+
+    return asyncio.run(main())
+
+
+def test_a_device_page_reads_that_devices_rows_whatever_the_fleet(tmp_path):
+    pages = ["/console/devices/dev-0003", "/console/devices/dev-0002"]  # registered; de-registered
+    for n in (10, 400):
+        fill(tmp_path / str(n), n)
+    small, large = work(tmp_path / "10", pages), work(tmp_path / "400", pages)
+    for page in pages:
+        assert large[page][0] == small[page][0], (page, small, large)       # the same statements...
+        assert large[page][1] <= small[page][1] * 1.2 + 20, (page, small, large)   # ...reading as many rows
+        # (before: the page built every device's fleet row, 400 devices' tags, Device objects and events)
+
+
+def test_the_fleet_page_does_not_read_every_event_of_the_fleets_history(tmp_path):
+    fill(tmp_path / "new", 50)
+    fill(tmp_path / "old", 50, updates=20000)      # one device's 20,000 Updates: ~14 days at a 60 s lifetime
+    fresh, aged = work(tmp_path / "new", ["/"])["/"], work(tmp_path / "old", ["/"])["/"]
+    assert aged[0] == fresh[0], (fresh, aged)
+    assert aged[1] <= fresh[1] * 1.2 + 20, (fresh, aged)   # before: the GROUP BY stepped through all 20,000
