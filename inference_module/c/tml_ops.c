@@ -37,13 +37,16 @@ static void get_params(const tml_op *op, int32_t *p)
  * is exactly SRDHM(x, m) for m >= 0 (see tml_mbqm). One instruction instead of SMLAL plus three to combine. */
 static inline int32_t mbqm_dsp(int32_t x, int32_t m, int32_t s)
 {
-    int32_t xs = s > 0 ? (int32_t)((uint32_t)x << s) : x, v, r, mask;
+    /* left = max(s, 0) with USAT (s <= 30), right = left - s = max(-s, 0) */
+    const int32_t left = (int32_t)__usat(s, 5), right = left - s;
+    int32_t xs = (int32_t)((uint32_t)x << left), v;
     if ((uint32_t)xs + 0x40000000u >= 0x80000000u)
         return tml_mbqm(x, m, s); /* |xs| >= 2^30: the general path */
     __asm__("smmulr %0, %1, %2" : "=r"(v) : "r"(xs * 2), "r"(m));
-    r = s > 0 ? 0 : -s;
-    mask = (int32_t)(((uint32_t)1 << r) - 1u);
-    return (v >> r) + ((v & mask) > (mask >> 1) + (v < 0));
+    /* RDBPOT(v, right) = (v >> right) + ((v & mask) > (mask >> 1) + (v < 0)) equals, for right >= 1,
+     * floor((v + 2^(right-1) - (v < 0)) / 2^right), and v for right = 0; |v| < 2^30 so the sum cannot overflow.
+     * (-right) >> 31 is all ones exactly when right >= 1. Five instructions instead of nine. */
+    return (v + (int32_t)((1u << right) >> 1) + ((v >> 31) & ((0 - right) >> 31))) >> right;
 }
 #define REQUANT_MBQM mbqm_dsp
 #else

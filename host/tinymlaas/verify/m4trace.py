@@ -158,12 +158,12 @@ def profile_elf(elf, entries, timeout=60):
     return counter
 
 
-def profile_inference(blob, inputs, board="mps2-an386", kernels="dsp"):
+def profile_inference(blob, inputs, board="mps2-an386", kernels="dsp", elf=None):
     """Install `blob` on the firmware under QEMU and profile one inference of `inputs` (one array per graph input).
     Returns (BlockCounter, outputs bytes); counter.profiles() has one Profile per layer and the total."""
     from ..devices.qemu import QemuDevice, _blob_io, build_firmware, encode_inputs
 
-    elf = build_firmware(board, kernels)
+    elf = elf or build_firmware(board, kernels)
     counter = BlockCounter(Disassembly(elf), {"tml_invoke": "invoke"}, layer_hook="profile_op")
     ins, _ = _blob_io(blob)
     with log_fifo(counter) as fifo:
