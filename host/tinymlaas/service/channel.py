@@ -6,10 +6,6 @@ import time
 from ..lwm2m.server import LwM2MError
 from .deployments import DeliveryError, DeviceChannel
 
-TINYML = 32770
-# TinyML object resources (docs/tinyml-object.md).
-MODEL_NAME, MODEL_VERSION, MODEL_SHA256, MODEL_STATE = 11, 12, 13, 16
-
 FW_STATE = "/5/0/3"
 FW_RESULT = "/5/0/5"
 FW_UPDATE = "/5/0/2"
@@ -32,33 +28,52 @@ class LwM2MChannel(DeviceChannel):
         self.ack_timeout = ack_timeout
         self.max_retransmit = max_retransmit
 
-    async def installed(self, endpoint):
+    async def installed(self, endpoint, timeout=None):
+        """One read of the TinyML object, kept as the device's capabilities too (the plan that follows and the
+        listings see the figures of now)."""
         try:
-            values = await self.server.read(endpoint, "/%d/0" % TINYML)
+            caps = await asyncio.wait_for(self.server.fetch_capabilities(endpoint), timeout)
         except LwM2MError as e:
             raise DeliveryError(str(e)) from None
-        get = lambda rid: values.get((TINYML, 0, rid))
-        if not get(MODEL_SHA256):
+        except asyncio.TimeoutError:
+            raise DeliveryError("no answer from %s within %.0f s" % (endpoint, timeout)) from None
+        if not caps.get("Model SHA256"):
             return {}
-        return {"name": get(MODEL_NAME), "version": get(MODEL_VERSION), "sha256": get(MODEL_SHA256),
-                "state": get(MODEL_STATE)}
+        return {"name": caps.get("Model Name"), "version": caps.get("Model Version"), "sha256": caps["Model SHA256"],
+                "state": caps.get("Model State"), "self_test": caps.get("Self Test Result")}
+
+    async def check(self, endpoint, timeout):
+        return await self.installed(endpoint, timeout=timeout)
+
+    def offline(self, endpoint):
+        reg = self.server.find(endpoint)
+        if reg is None:
+            return "not registered"
+        if "Q" in reg.binding and time.time() >= reg.updated_at + self.server.awake_time:
+            return "queue mode, asleep"
+        return None
 
     async def _int(self, endpoint, path):
         return int(await self.server.read_value(endpoint, path))
 
     async def _wait_state(self, endpoint, wanted, what):
+        """Poll the update state until it is one of `wanted`: at `poll` seconds at first, then less often (an
+        activation takes a fraction of a second to seconds), so many installs at once cost few reads."""
         deadline = time.monotonic() + self.timeout
+        pause = self.poll
         while True:
             state = await self._int(endpoint, FW_STATE)
-            result = await self._int(endpoint, FW_RESULT)
-            if state in wanted:
-                return state, result
-            if state == STATE_IDLE and result not in (0, 1):
-                raise DeliveryError("%s: device reports update result %d (%s)"
-                                    % (what, result, UPDATE_RESULTS.get(result, "unknown")), result)
+            if state in wanted or state == STATE_IDLE:
+                result = await self._int(endpoint, FW_RESULT)
+                if state in wanted:
+                    return state, result
+                if result not in (0, 1):
+                    raise DeliveryError("%s: device reports update result %d (%s)"
+                                        % (what, result, UPDATE_RESULTS.get(result, "unknown")), result)
             if time.monotonic() > deadline:
                 raise DeliveryError("%s: timed out after %.0f s in state %d" % (what, self.timeout, state))
-            await asyncio.sleep(self.poll)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
 
     async def install(self, endpoint, package, name, version, progress=None):
         try:
@@ -70,8 +85,6 @@ class LwM2MChannel(DeviceChannel):
             await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
             await self.server.execute(endpoint, FW_UPDATE)
             state, result = await self._wait_state(endpoint, (STATE_IDLE,), "update")
-            # what the device runs, its free flash and heap changed: listings and the next selection see it now
-            await self.server.refresh_capabilities(endpoint)
         except LwM2MError as e:
             raise DeliveryError(str(e)) from None
         except Exception as e:   # push.PushFailed and friends carry the reason in their message
@@ -80,4 +93,5 @@ class LwM2MChannel(DeviceChannel):
             raise DeliveryError("delivery failed: %s" % e) from None
         if result != 1:
             raise DeliveryError("update result %d (%s)" % (result, UPDATE_RESULTS.get(result, "unknown")), result)
+        # what the device runs, its free flash and heap changed: listings and the next selection see it now
         return await self.installed(endpoint)

@@ -8,12 +8,12 @@ import numpy as np
 
 from ..cli import UserError
 from ..db import migration
-from ..lwm2m.server import LwM2MServer, NotRegistered
+from ..lwm2m.server import LwM2MServer
 from ..registry import RegistryError
 from ..registry.models import golden_bytes
 from .catalog import Catalog
 from .channel import LwM2MChannel
-from .deployments import DeploymentEngine, DeploymentError, DeploymentStore
+from .deployments import DEFAULT_CONCURRENCY, DeploymentEngine, DeploymentError, DeploymentStore, check_stages
 from .inference import Inference
 from .selection import choose
 from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
@@ -94,8 +94,12 @@ class Service:
         self.telemetry = Telemetry(self.db, telemetry_retention_days)
         self.telemetry.attach(self.server, self._spawn)
         channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
-        self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package,
-                                       refresh=self._refresh_before_plan)
+        # channel.installed() reads the device's figures right before plan() decides (no separate refresh)
+        self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package)
+        # a device that was offline at its turn in a rollout gets the update when it registers or sends an Update
+        self.server.on_event(lambda ev: self._spawn(self.engine.registered(ev.endpoint))
+                             if ev.kind in ("registered", "updated") else None)
+        self._packages = {}   # (model id, variant id) -> install package: one build per rollout, not per device
         self.inference = Inference(self)
         self._tasks = set()
         self.delivery_progress = {}
@@ -147,12 +151,6 @@ class Service:
         await self.server.refresh_capabilities(endpoint)
         return self.device_capabilities(endpoint)
 
-    async def _refresh_before_plan(self, endpoint):
-        try:
-            await self.server.refresh_capabilities(endpoint)
-        except NotRegistered:
-            pass                # plan() fails the device with that reason
-
     def installed_variant(self, sha256):
         """(model, variant) of the registry whose artifact has this SHA-256 (what a device reports it runs), or
         (None, None) for a blob this registry did not compile."""
@@ -200,8 +198,10 @@ class Service:
             raise DeploymentError("no variant of %s fits %s%s: %s" % (model["name"], endpoint, tried,
                                                                    "; ".join([why or "none compiled"] + failed)))
         variant = best.variant
-        package = self.package(model, variant)
-        return variant, package, model["name"], model["version"]
+        key = (model["id"], variant["id"])
+        if key not in self._packages:
+            self._packages = {key: self.package(model, variant)}   # the latest only: a rollout has one or few
+        return variant, self._packages[key], model["name"], model["version"]
 
     def smaller_variants(self, model):
         """Option sets for pruned variants not compiled yet, smallest pruning first — what the service compiles
@@ -226,21 +226,43 @@ class Service:
         return self.package(model, variant), model["name"], model["version"]
 
     # -- deployments --------------------------------------------------------------------------------------------
-    def create_deployment(self, model_name, endpoints=(), canary=()):
+    def create_deployment(self, model_name, endpoints=(), canary=(), stages=(100,), concurrency=DEFAULT_CONCURRENCY,
+                          max_failed=0.0, soak=0.0):
+        """A staged rollout (deployments.py): `stages` cumulative percentages of the devices, at most `concurrency`
+        installs at once on this node, a gate after each stage allowing `max_failed` percent of its devices to
+        fail after `soak` seconds. Devices known but offline now are accepted: they get the model when they next
+        register."""
         try:
             model = self.registry.model(model_name)
         except RegistryError as e:
             raise UserError(str(e)) from None
-        endpoints = list(endpoints)
+        endpoints = list(dict.fromkeys(endpoints))
         if not endpoints:
             raise UserError("no target devices given")
-        known = {r.endpoint for r in self.server.devices()}
-        unknown = [e for e in endpoints + list(canary) if e not in known]
+        if not (isinstance(concurrency, int) and 1 <= concurrency <= 1024):
+            raise UserError("concurrency must be a whole number from 1 to 1024")
+        if not (0 <= max_failed <= 100) or not (0 <= soak <= 3600):
+            raise UserError("max_failed is a percentage (0-100) and soak a number of seconds (0-3600)")
+        try:
+            stages = check_stages(stages)
+        except DeploymentError as e:
+            raise UserError(str(e)) from None
+        registered = {r.endpoint for r in self.server.devices()}
+        unknown = [e for e in endpoints + list(canary) if e not in registered and not self._known_device(e)]
         if unknown:
-            raise UserError("unknown device(s): %s (registered: %s)" % (", ".join(unknown), ", ".join(sorted(known)) or "none"))
+            raise UserError("unknown device(s): %s (registered: %s)" % (", ".join(unknown[:20]),
+                                                                        ", ".join(sorted(registered)[:20]) or "none"))
         for e in endpoints + list(canary):
-            self.server.tinyml_device(e)  # a device without object 32770 is refused (a UserError) before anything is created
-        return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints])
+            if e in registered:   # a device without object 32770 is refused (a UserError) before anything is created
+                self.server.tinyml_device(e)
+        return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints], stages,
+                                       concurrency, {"max_failed": float(max_failed), "soak": float(soak)})
+
+    def _known_device(self, endpoint):
+        """Registered once (its events are kept) or tagged: offline now, it gets the update at its next
+        registration."""
+        return bool(self.db.query_one("SELECT 1 FROM device_events WHERE endpoint=? LIMIT 1", (endpoint,))
+                    or self.db.query_one("SELECT 1 FROM device_tags WHERE endpoint=? LIMIT 1", (endpoint,)))
 
     def start_deployment(self, dep_id, progress=None):
         def track(endpoint, done, total):

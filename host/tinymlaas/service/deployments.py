@@ -1,11 +1,19 @@
-"""Deployments: install a model on one device, a list, or every device with a tag, with a staged rollout.
+"""Deployments: install a model on devices in a staged rollout — stages by percentage of the fleet, several
+devices at once within each, a health gate after each stage that halts the rollout and rolls it back.
 
-Every state change is written to the database before the next step starts, so a service killed mid-deployment
-resumes where it stopped (`DeploymentEngine.resume`). Per-device states:
+    canary ─► 1 % ─► 10 % ─► 50 % ─► 100 %        each stage: up to `concurrency` installs at once on this node,
+              gate     gate    gate    gate         then its gate (failed self-tests, devices that do not come back,
+                                                    inference errors) passes, or halts and rolls back
 
-    queued ─► delivering ─► verifying ─► active
-       │           │             └──────► failed        (device self-test failed; device kept its previous model)
-       │           └────────────────────► failed        (delivery error, device gone)
+Every state change is written to the database (deployment_store.py) before the next step starts, so a service
+killed mid-rollout resumes where it stopped (`resume_all`): the stage it was in, each device's state read back
+from the device. Per-device states:
+
+    queued ─► delivering ─► verifying ─► active ─► failed         (gone or inference errors at its stage's gate)
+       │  ▲        │             └──────► failed        (device self-test failed; device kept its previous model)
+       │  │        └────────────────────► failed        (delivery error, device gone)
+       │  └─ waiting   (offline at its turn: not registered, or queue mode and asleep; installed when it next
+       │               registers or sends an Update, even after the rollout completed)
        └─► skipped   (deployment halted before this device's turn)     active ─► rolled_back (halt after a failure)
 
 The device's own golden-vector self-test decides success: "active" is only written once the device reports the
@@ -13,51 +21,22 @@ new model's SHA-256 as its active model.
 """
 
 import asyncio
-import json
-import time
+import collections
+import logging
+import math
 
-from ..db import migration
-from ..registry import models as _registry  # noqa: F401  (the models and variants tables joined and read below)
+from .deployment_store import (DEFAULT_GATES, DEPLOYMENT_STATES, DEVICE_STATES,  # noqa: F401  (re-exported)
+                               FINAL_DEVICE_STATES, HEALTH_FAILURES, DeploymentError, DeploymentStore, check_stages)
 
-migration(
-    "deployments",
-    1,
-    """CREATE TABLE deployments (
-        id INTEGER PRIMARY KEY,
-        model_id INTEGER NOT NULL,
-        targets TEXT NOT NULL,
-        canary TEXT NOT NULL,
-        state TEXT NOT NULL,
-        reason TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL)""",
-    """CREATE TABLE deployment_devices (
-        deployment_id INTEGER NOT NULL REFERENCES deployments(id),
-        endpoint TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        canary INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        variant_id INTEGER,
-        previous TEXT NOT NULL DEFAULT '{}',
-        reason TEXT NOT NULL DEFAULT '',
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (deployment_id, endpoint))""",
-    """CREATE TABLE deployment_events (
-        id INTEGER PRIMARY KEY,
-        deployment_id INTEGER NOT NULL,
-        endpoint TEXT NOT NULL,
-        state TEXT NOT NULL,
-        message TEXT NOT NULL,
-        at REAL NOT NULL)""",
-)
+log = logging.getLogger("tinymlaas.service.deployments")
 
-DEVICE_STATES = ("queued", "delivering", "verifying", "active", "failed", "rolled_back", "skipped")
-FINAL_DEVICE_STATES = ("active", "failed", "rolled_back", "skipped")
-DEPLOYMENT_STATES = ("running", "completed", "halted", "failed")
-
-
-class DeploymentError(RuntimeError):
-    pass
+# Installs at once per deployment on one node: enough to keep a 2-core node busy (docs/benchmarks.md, rollouts).
+DEFAULT_CONCURRENCY = 32
+# How long a gate waits for a device to answer "what do you run now?" before it counts it as gone.
+GATE_TIMEOUT = 5.0
+# LwM2M object 5 Update Results that mean the device could not activate the model (docs/tinyml-object.md): out of
+# RAM (3) or the installer's golden-vector self-test or load failed (8).
+SELFTEST_RESULTS = (3, 8)
 
 
 class DeliveryError(RuntimeError):
@@ -70,7 +49,7 @@ class DeliveryError(RuntimeError):
 
 
 class DeviceChannel:
-    """How the engine reaches devices (implemented on the LwM2M server by service.core)."""
+    """How the engine reaches devices (implemented on the LwM2M server by service.channel)."""
 
     async def install(self, endpoint, package, name, version, progress=None):
         """Deliver `package` and execute the update; return the device's installed-model report (dict with at
@@ -81,132 +60,129 @@ class DeviceChannel:
         """The device's currently active model ({"sha256": ..., "name": ..., "version": ...}) or None."""
         raise NotImplementedError
 
+    async def check(self, endpoint, timeout):
+        """installed(), answered within `timeout` seconds (a gate's question), else DeliveryError."""
+        try:
+            return await asyncio.wait_for(self.installed(endpoint), timeout)
+        except asyncio.TimeoutError:
+            raise DeliveryError("no answer within %.0f s" % timeout) from None
 
-class DeploymentStore:
-    def __init__(self, db):
-        self.db = db
-
-    def create(self, model_id, endpoints, canary):
-        now = time.time()
-        with self.db.transaction() as tx:
-            cur = tx.execute(
-                "INSERT INTO deployments (model_id, targets, canary, state, created_at, updated_at) VALUES (?,?,?,?,?,?) "
-                "RETURNING id",
-                (model_id, json.dumps(list(endpoints)), json.dumps(list(canary)), "running", now, now),
-            )
-            # RETURNING, not cursor.lastrowid: psycopg has no lastrowid for PostgreSQL. fetchall() so SQLite
-            # finishes the statement before the next one in this transaction.
-            dep_id = cur.fetchall()[0][0]
-            order = list(canary) + [e for e in endpoints if e not in canary]
-            for pos, ep in enumerate(order):
-                tx.execute(
-                    "INSERT INTO deployment_devices (deployment_id, endpoint, position, canary, state, updated_at) "
-                    "VALUES (?,?,?,?,?,?)", (dep_id, ep, pos, 1 if ep in canary else 0, "queued", now))
-                tx.execute("INSERT INTO deployment_events (deployment_id, endpoint, state, message, at) VALUES (?,?,?,?,?)",
-                           (dep_id, ep, "queued", "", now))
-        return dep_id
-
-    def get(self, dep_id):
-        # with the model's name and version: what a listing shows (the id means nothing to a user)
-        row = self.db.query_one("SELECT d.*, m.name AS model, m.version AS model_version FROM deployments d "
-                                "LEFT JOIN models m ON m.id = d.model_id WHERE d.id=?", (dep_id,))
-        if row is None:
-            raise DeploymentError("unknown deployment %r" % (dep_id,))
-        row["targets"] = json.loads(row["targets"])
-        row["canary"] = json.loads(row["canary"])
-        row["devices"] = self.devices(dep_id)
-        return row
-
-    def list(self):
-        return [self.get(r["id"]) for r in self.db.query("SELECT id FROM deployments ORDER BY id")]
-
-    def devices(self, dep_id):
-        rows = self.db.query("SELECT * FROM deployment_devices WHERE deployment_id=? ORDER BY position", (dep_id,))
-        for r in rows:
-            r["previous"] = json.loads(r["previous"] or "{}")
-        return rows
-
-    def history(self, dep_id):
-        return self.db.query("SELECT endpoint, state, message, at FROM deployment_events WHERE deployment_id=? "
-                             "ORDER BY id", (dep_id,))
-
-    def set_device(self, dep_id, endpoint, state, reason="", **fields):
-        assert state in DEVICE_STATES, state
-        now = time.time()
-        sets = ["state=?", "reason=?", "updated_at=?"]
-        vals = [state, reason, now]
-        for k, v in fields.items():
-            sets.append("%s=?" % k)
-            vals.append(json.dumps(v) if k == "previous" else v)
-        with self.db.transaction() as tx:
-            tx.execute("UPDATE deployment_devices SET %s WHERE deployment_id=? AND endpoint=?" % ", ".join(sets),
-                       vals + [dep_id, endpoint])
-            tx.execute("INSERT INTO deployment_events (deployment_id, endpoint, state, message, at) VALUES (?,?,?,?,?)",
-                       (dep_id, endpoint, state, reason, now))
-
-    def set_deployment(self, dep_id, state, reason=""):
-        assert state in DEPLOYMENT_STATES, state
-        self.db.execute("UPDATE deployments SET state=?, reason=?, updated_at=? WHERE id=?",
-                        (state, reason, time.time(), dep_id))
+    def offline(self, endpoint):
+        """Why the device cannot be reached now (it gets the update when it next registers), or None."""
+        return None
 
 
 class DeploymentEngine:
-    """Drives deployments to completion. `plan(deployment, endpoint)` returns (variant, package bytes, name, version) for the
-    device or raises DeploymentError with the reason it cannot get one (nothing fits). `refresh(endpoint)`, a
-    coroutine, re-reads what the device reports (free heap and flash, its model) right before the plan decides."""
+    """Drives deployments to completion. `plan(deployment, endpoint)` returns (variant, package bytes, name,
+    version) for the device or raises DeploymentError with the reason it cannot get one (nothing fits); it runs
+    after channel.installed(), which refreshes what the device reports. `refresh(endpoint)`, an optional
+    coroutine, runs before that."""
 
-    def __init__(self, store, channel, plan, rollback_package=None, log=None, refresh=None):
+    def __init__(self, store, channel, plan, rollback_package=None, log=None, refresh=None, gate_timeout=GATE_TIMEOUT):
         self.store = store
         self.channel = channel
         self.plan = plan
         self.rollback_package = rollback_package   # (endpoint, previous dict) -> (package, name, version) or None
         self.refresh = refresh
         self.log = log or (lambda msg: None)
+        self.gate_timeout = gate_timeout
+        self._limits = {}                           # deployment id -> Semaphore(its concurrency) on this node
+        self.in_flight = collections.Counter()      # deployment id -> installs running now
+        self.peak = collections.Counter()           # deployment id -> most at once in the current stage
+        self._sha = {}                              # variant id -> artifact SHA-256
+
+    def _limit(self, dep):
+        sem = self._limits.get(dep["id"])
+        if sem is None:
+            sem = self._limits[dep["id"]] = asyncio.Semaphore(max(1, int(dep["concurrency"])))
+        return sem
 
     async def run(self, dep_id, progress=None):
-        """Run (or resume) a deployment until every device is in a final state."""
-        dep = self.store.get(dep_id)
+        """Run (or resume) a deployment: stage after stage until every device is in a final state (or waits for
+        its next registration), or a gate halts it."""
+        dep = self.store.header(dep_id)
         if dep["state"] != "running":
-            return dep
-        for dev in dep["devices"]:
-            if dev["state"] in ("delivering", "verifying"):
-                await self._resume_device(dep_id, dev)
-        for dev in self.store.devices(dep_id):
-            if self.store.get(dep_id)["state"] != "running":     # halted (halt()) while the one before installed
-                return self.store.get(dep_id)
-            if dev["state"] != "queued":
-                continue
-            ok = await self._deploy_device(dep_id, dev["endpoint"], progress)
-            if not ok and dev["canary"]:
-                await self._halt(dep_id, "canary %s failed" % dev["endpoint"])
-                return self.store.get(dep_id)
-        if self.store.get(dep_id)["state"] != "running":
             return self.store.get(dep_id)
-        devs = self.store.devices(dep_id)
-        failed = [d["endpoint"] for d in devs if d["state"] == "failed"]
-        if failed and len(failed) == len(devs):
-            self.store.set_deployment(dep_id, "failed", "every device failed")
-        else:
-            self.store.set_deployment(dep_id, "completed", "%d failed" % len(failed) if failed else "")
+        for dev in self.store.devices(dep_id, states=("delivering", "verifying")):
+            await self._resume_device(dep_id, dev)
+        stages = self.store.stages(dep_id)
+        for st in stages[dep["stage"]:]:
+            k = st["stage"]
+            if self.store.state(dep_id) != "running":
+                return self.store.get(dep_id)
+            self.store.set_stage(dep_id, k, "running")
+            self.peak[dep_id] = 0
+            devices = self.store.devices(dep_id, stage=k, states=("queued",))
+            await asyncio.gather(*(self._worker(dep, d["endpoint"], progress) for d in devices))
+            if self.store.state(dep_id) != "running":     # halted by a user while the stage ran
+                self.store.set_stage(dep_id, k, "halted", "halted while the stage ran")
+                return self.store.get(dep_id)
+            last = k == stages[-1]["stage"]
+            passed, gate, counts = await self._gate(dep, st, last)
+            if not passed:
+                self.store.set_stage(dep_id, k, "halted", gate, counts)
+                await self._halt(dep, "stage %d (%s) gate: %s" % (k, st["label"], gate))
+                return self.store.get(dep_id)
+            self.store.set_stage(dep_id, k, "done" if last else "passed", gate, counts)
+            self.store.db.execute("UPDATE deployments SET stage=? WHERE id=?", (k + 1, dep_id))
+        self._finish(dep_id)
         return self.store.get(dep_id)
 
-    async def _deploy_device(self, dep_id, endpoint, progress):
+    def _finish(self, dep_id, states=("running",)):
+        dep = self.store.header(dep_id)
+        if dep["state"] not in states:
+            return
+        devs = self.store.devices(dep_id)
+        failed = sum(d["state"] == "failed" for d in devs)
+        waiting = sum(d["state"] == "waiting" for d in devs)
+        if failed and failed == len(devs):
+            self.store.set_deployment(dep_id, "failed", "every device failed")
+            return
+        why = ["%d failed" % failed] if failed else []
+        why += ["%d waiting for their next registration" % waiting] if waiting else []
+        self.store.set_deployment(dep_id, "completed", "; ".join(why))
+
+    async def _worker(self, dep, endpoint, progress, expect=("queued",)):
+        async with self._limit(dep):
+            if self.store.state(dep["id"]) != "running":
+                return None
+            self.in_flight[dep["id"]] += 1
+            self.peak[dep["id"]] = max(self.peak[dep["id"]], self.in_flight[dep["id"]])
+            try:
+                return await self._deploy_device(dep, endpoint, progress, expect)
+            except Exception as e:      # a bug must cost one device, not the rollout (the others run on)
+                log.exception("deployment %s: %s", dep["id"], endpoint)
+                self.store.set_device(dep["id"], endpoint, "failed", "internal error: %r" % (e,), failure="delivery")
+                return False
+            finally:
+                self.in_flight[dep["id"]] -= 1
+
+    async def _deploy_device(self, dep, endpoint, progress, expect=("queued",)):
+        """-> True (active), False (failed) or None (waiting, or another worker took it)."""
+        dep_id = dep["id"]
+        why = self.channel.offline(endpoint)
+        if why:
+            self.store.set_device(dep_id, endpoint, "waiting", "%s: it gets the update when it next registers" % why,
+                                  expect=("queued", "waiting"))
+            return None
         if self.refresh:
             await self.refresh(endpoint)
         try:
-            # In a thread: planning may compile a new variant (seconds of TensorFlow) while the LwM2M server keeps
-            # answering devices on the event loop.
-            variant, package, name, version = await asyncio.to_thread(self.plan, self.store.get(dep_id), endpoint)
-        except DeploymentError as e:
-            self.store.set_device(dep_id, endpoint, "failed", str(e))
-            return False
-        try:
             previous = await self.channel.installed(endpoint) or {}
         except DeliveryError as e:
-            self.store.set_device(dep_id, endpoint, "failed", "device unreachable: %s" % e)
+            self.store.set_device(dep_id, endpoint, "failed", "device unreachable: %s" % e, failure="unreachable")
             return False
-        self.store.set_device(dep_id, endpoint, "delivering", "%d bytes" % len(package),
-                              variant_id=variant["id"], previous=previous)
+        try:
+            # In a thread: planning may compile a new variant (seconds of TensorFlow) while the LwM2M server keeps
+            # answering devices on the event loop.
+            variant, package, name, version = await asyncio.to_thread(self.plan, dep, endpoint)
+        except DeploymentError as e:
+            self.store.set_device(dep_id, endpoint, "failed", str(e), failure="unfit")
+            return False
+        if not self.store.set_device(dep_id, endpoint, "delivering", "%d bytes" % len(package), expect=expect,
+                                     variant_id=variant["id"], previous=previous):
+            return None
+        self._sha[variant["id"]] = variant["artifact_sha256"]
         try:
             report = await self.channel.install(endpoint, package, name, version,
                                                 progress=(lambda done, total: progress(endpoint, done, total)) if progress else None)
@@ -215,17 +191,24 @@ class DeploymentEngine:
                 # The service is shutting down: the transfer broke because of us, not the device. Leave the
                 # state as it is so the next start resumes it.
                 raise asyncio.CancelledError() from None
-            self.store.set_device(dep_id, endpoint, "failed", str(e))
+            failure = "selftest" if e.result in SELFTEST_RESULTS else "delivery"
+            self.store.set_device(dep_id, endpoint, "failed", str(e), failure=failure)
             return False
         self.store.set_device(dep_id, endpoint, "verifying", "device reports %s" % (report or {}).get("sha256", "?")[:12])
         expected = variant["artifact_sha256"]
         if (report or {}).get("sha256") != expected:
             self.store.set_device(dep_id, endpoint, "failed",
                                   "device's active model is %s, expected %s: its self-test kept the previous model"
-                                  % ((report or {}).get("sha256", "none")[:12], expected[:12]))
+                                  % ((report or {}).get("sha256", "none")[:12], expected[:12]), failure="selftest")
             return False
         self.store.set_device(dep_id, endpoint, "active", "self-test passed on device")
         return True
+
+    def _variant_sha(self, variant_id):
+        if variant_id not in self._sha and variant_id is not None:
+            row = self.store.db.query_one("SELECT artifact_sha256 FROM variants WHERE id=?", (variant_id,))
+            self._sha[variant_id] = row and row["artifact_sha256"]
+        return self._sha.get(variant_id)
 
     async def _resume_device(self, dep_id, dev):
         """After a restart: ask the device what it runs now instead of trusting our last write."""
@@ -235,67 +218,145 @@ class DeploymentEngine:
         except DeliveryError as e:
             self.store.set_device(dep_id, endpoint, "queued", "resumed after restart; device unreachable (%s)" % e)
             return
-        variant_sha = None
-        if dev["variant_id"] is not None:
-            from_db = self.store.db.query_one("SELECT artifact_sha256 FROM variants WHERE id=?", (dev["variant_id"],))
-            variant_sha = from_db and from_db["artifact_sha256"]
+        variant_sha = self._variant_sha(dev["variant_id"])
         if variant_sha and now.get("sha256") == variant_sha:
             self.store.set_device(dep_id, endpoint, "active", "resumed after restart: device already runs the model")
         else:
             self.store.set_device(dep_id, endpoint, "queued", "resumed after restart: delivery restarts")
 
-    async def _halt(self, dep_id, reason):
-        for dev in self.store.devices(dep_id):
-            if dev["state"] == "queued":
-                self.store.set_device(dep_id, dev["endpoint"], "skipped", "deployment halted: " + reason)
-            elif dev["state"] == "active":
-                await self._reinstall_previous(dep_id, dev, reason)
+    # ---- gates ---------------------------------------------------------------------------------------------
+
+    async def _gate(self, dep, st, last):
+        """After a stage: let it soak, ask each device the stage made active whether it still runs the model and
+        runs it well, then count. -> (passed, what the gate found, counts). The last stage's gate is recorded
+        but halts nothing: no stage is left to protect."""
+        dep_id, k = dep["id"], st["stage"]
+        soak = float(dep["gates"].get("soak") or 0)
+        if soak > 0:
+            await asyncio.sleep(soak)
+        active = self.store.devices(dep_id, stage=k, states=("active",))
+        await asyncio.gather(*(self._health(dep, d) for d in active))
+        devs = self.store.devices(dep_id, stage=k)
+        counts = dict(collections.Counter(d["state"] for d in devs))
+        failures = collections.Counter(d["failure"] for d in devs if d["state"] == "failed")
+        counts.update({"failed_" + f: n for f, n in failures.items()})
+        counts["peak_in_flight"] = self.peak[dep_id]
+        tried = sum(1 for d in devs if d["state"] not in ("waiting", "skipped", "queued") and d["failure"] != "unfit")
+        bad = sum(n for f, n in failures.items() if f in HEALTH_FAILURES)
+        limit = 0.0 if st["label"] == "canary" else float(dep["gates"].get("max_failed") or 0)
+        allowed = math.floor(tried * limit / 100 + 1e-9)
+        detail = ", ".join("%d %s" % (n, f) for f, n in sorted(failures.items()) if f in HEALTH_FAILURES)
+        names = [d["endpoint"] for d in devs if d["state"] == "failed" and d["failure"] in HEALTH_FAILURES]
+        if names:
+            detail += ": " + ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        gate = "%d of %d failed%s, %d allowed (%g %%)" % (bad, tried, " (%s)" % detail if detail else "", allowed, limit)
+        if bad <= allowed:
+            return True, "passed: " + gate, counts
+        if last:
+            return True, "over the limit, nothing left to halt: " + gate, counts
+        return False, gate, counts
+
+    async def _health(self, dep, dev):
+        """A device the stage made active: still there, still running the new model, its model loaded and its
+        self-test not failing. A failed check marks it failed (it counts at the gate, and is rolled back with the
+        rest if the rollout halts)."""
+        endpoint = dev["endpoint"]
+        if self.channel.offline(endpoint):   # a queue-mode device gone to sleep: asleep is not gone
+            return
+        try:
+            now = await self.channel.check(endpoint, self.gate_timeout) or {}
+        except DeliveryError as e:
+            self.store.set_device(dep["id"], endpoint, "failed", "did not come back after the update: %s" % e,
+                                  failure="gone")
+            return
+        expected = self._variant_sha(dev["variant_id"])
+        if now.get("sha256") != expected:
+            self.store.set_device(dep["id"], endpoint, "failed", "after the update it runs %s, not %s"
+                                  % ((now.get("sha256") or "no model")[:12], (expected or "?")[:12]), failure="gone")
+        elif now.get("state") not in (None, "active") or str(now.get("self_test") or "").startswith("fail"):
+            self.store.set_device(dep["id"], endpoint, "failed", "model state %s, self-test %s"
+                                  % (now.get("state"), now.get("self_test") or "-"), failure="inference")
+
+    # ---- halting and rolling back ----------------------------------------------------------------------------
+
+    async def _halt(self, dep, reason):
+        dep_id = dep["id"]
+        self._skip_pending(dep_id, reason)
         self.store.set_deployment(dep_id, "halted", reason)
+        await self._roll_back(dep, reason)
+
+    def _skip_pending(self, dep_id, reason):
+        for dev in self.store.devices(dep_id, states=("queued", "waiting")):
+            self.store.set_device(dep_id, dev["endpoint"], "skipped", "deployment halted: " + reason,
+                                  expect=("queued", "waiting"))
+
+    async def _roll_back(self, dep, reason, devices=None):
+        """Reinstall the previous model on `devices` (default: every device the deployment made active),
+        `concurrency` at once. -> {endpoint: outcome}."""
+        if devices is None:
+            # and those whose model misbehaved at a gate; not those gone (nothing to reach)
+            devices = [d for d in self.store.devices(dep["id"], states=("active", "failed"))
+                       if d["state"] == "active" or d["failure"] == "inference"]
+        sem = self._limit(dep)
+        done = {}
+
+        async def one(dev):
+            async with sem:
+                done[dev["endpoint"]] = await self._reinstall_previous(dep["id"], dev, reason)
+
+        await asyncio.gather(*(one(d) for d in devices))
+        return done
 
     async def _reinstall_previous(self, dep_id, dev, reason):
-        """Put back the model `dev` ran before this deployment; False when there is none this registry has."""
+        """Put back the model `dev` ran before this deployment: -> its new state, or None when it ran no model
+        this registry has (it keeps the new one)."""
         back = self.rollback_package(dev["endpoint"], dev["previous"]) if self.rollback_package else None
         if back is None:
-            return False
+            return None
         package, name, version = back
         try:
             await self.channel.install(dev["endpoint"], package, name, version)
             self.store.set_device(dep_id, dev["endpoint"], "rolled_back",
                                   "reinstalled %s %s after: %s" % (name, version, reason))
+            return "rolled_back"
         except DeliveryError as e:
-            self.store.set_device(dep_id, dev["endpoint"], "failed", "rollback failed: %s" % e)
-        return True
+            self.store.set_device(dep_id, dev["endpoint"], "failed", "rollback failed: %s" % e, failure="rollback")
+            return "failed"
 
     def halt(self, dep_id, reason):
-        """Stop a running deployment (a user's decision): devices not started yet are skipped; one being
-        installed finishes first (run() looks at the deployment's state before each device)."""
-        dep = self.store.get(dep_id)
-        if dep["state"] != "running":
-            raise DeploymentError("deployment %s is %s, not running" % (dep_id, dep["state"]))
-        for dev in dep["devices"]:
-            if dev["state"] == "queued":
-                self.store.set_device(dep_id, dev["endpoint"], "skipped", "deployment halted: " + reason)
+        """Stop a running deployment (a user's decision): devices not started yet are skipped; those being
+        installed finish first (each worker looks at the deployment's state before it starts a device)."""
+        if self.store.state(dep_id) != "running":
+            raise DeploymentError("deployment %s is %s, not running" % (dep_id, self.store.state(dep_id)))
+        self._skip_pending(dep_id, reason)
         self.store.set_deployment(dep_id, "halted", reason)
         return self.store.get(dep_id)
 
     async def rollback(self, dep_id, reason):
         """Reinstall the previous model on every device this (finished or halted) deployment made active;
         {endpoint: what happened}."""
-        dep = self.store.get(dep_id)
+        dep = self.store.header(dep_id)
         if dep["state"] == "running":
             raise DeploymentError("deployment %s is still running: halt it first" % dep_id)
-        done = {}
-        for dev in dep["devices"]:
-            if dev["state"] == "active":
-                if await self._reinstall_previous(dep_id, dev, reason):
-                    done[dev["endpoint"]] = next(d["state"] for d in self.store.devices(dep_id)
-                                                 if d["endpoint"] == dev["endpoint"])
-                else:
-                    done[dev["endpoint"]] = "kept: it ran no model this registry has before"
-        if not done:
+        active = self.store.devices(dep_id, states=("active",))
+        if not active:
             raise DeploymentError("deployment %s made no device active: nothing to roll back" % dep_id)
+        done = await self._roll_back(dep, reason, active)
         self.store.set_deployment(dep_id, dep["state"], "rolled back: " + reason)
-        return done
+        return {ep: state or "kept: it ran no model this registry has before" for ep, state in done.items()}
+
+    # ---- devices that come back --------------------------------------------------------------------------
+
+    async def registered(self, endpoint):
+        """The device registered or sent an Update: install what it waits for (oldest deployment first)."""
+        for dep_id in self.store.waiting_for(endpoint):
+            dep = self.store.header(dep_id)
+            if dep["state"] == "completed":    # its stages are over: install it, then count again
+                async with self._limit(dep):
+                    await self._deploy_device(dep, endpoint, None, expect=("waiting",))
+                self._finish(dep_id, states=("completed",))
+            else:
+                await self._worker(dep, endpoint, None, expect=("waiting",))
 
     async def resume_all(self):
         for row in self.store.db.query("SELECT id FROM deployments WHERE state='running' ORDER BY id"):
