@@ -1,8 +1,11 @@
-"""`tinymlaas deploy`: install a model over the air on devices (by name or tag), canaries first."""
+"""`tinymlaas deploy`: install a model over the air on devices (by name or tag): a staged rollout, canaries first,
+a health gate after each stage (docs/service.md, "Rollouts")."""
 
+import argparse
 import time
 
 from ..cli import UserError
+from ..service.deployments import DEFAULT_CONCURRENCY
 from ._http import add_api_argument, call
 from ._output import Progress, print_json, print_table
 
@@ -16,6 +19,14 @@ def register(sub):
     target.add_argument("--devices", help="comma-separated endpoint names")
     target.add_argument("--tag", help="every device with this tag")
     p.add_argument("--canary", default="", help="comma-separated endpoints deployed first; a failure halts the rest")
+    p.add_argument("--stages", default="100", type=percentages,
+                   help="cumulative percentages of the devices per stage, e.g. 1,10,50,100 (default 100: one stage)")
+    p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+                   help="devices installed at once per service node (default %d)" % DEFAULT_CONCURRENCY)
+    p.add_argument("--max-failed", type=float, default=0.0, metavar="PCT",
+                   help="percentage of a stage's devices that may fail before its gate halts and rolls back (default 0)")
+    p.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long after a stage before its gate asks the devices how they run (default 0)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is created")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the deployment (default 600)")
     p.add_argument("--json", action="store_true")
@@ -23,8 +34,16 @@ def register(sub):
     p.set_defaults(func=cmd_deploy)
 
 
+def percentages(text):
+    try:
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("stages are comma-separated percentages, e.g. 1,10,50,100") from None
+
+
 def cmd_deploy(args):
-    body = {"model": args.model, "canary": [c for c in args.canary.split(",") if c]}
+    body = {"model": args.model, "canary": [c for c in args.canary.split(",") if c], "stages": args.stages,
+            "concurrency": args.concurrency, "max_failed": args.max_failed, "soak": args.soak}
     if args.tag:
         body["tag"] = args.tag
     else:
@@ -37,7 +56,13 @@ def cmd_deploy(args):
         seen = {}
         bars = {}
         while True:
-            if not args.json:       # follow each device through its states as they happen
+            if not args.json:       # follow each stage and device through its states as they happen
+                for st in dep.get("stage_list", ()):
+                    key = ("stage", st["stage"])
+                    if seen.get(key) != st["state"]:
+                        seen[key] = st["state"]
+                        print(("stage %d (%s, %d devices) %s %s" % (st["stage"], st["label"], st["devices"], st["state"],
+                                                                   st.get("gate") or "")).rstrip(), flush=True)
                 for d in dep["devices"]:
                     ep = d["endpoint"]
                     if d["state"] == "delivering" and d.get("delivered"):
@@ -58,4 +83,5 @@ def cmd_deploy(args):
                                      ("reason", "REASON")])
     if dep["state"] not in FINAL:
         return 1
-    return 0 if dep["state"] == "completed" and all(d["state"] == "active" for d in dep["devices"]) else 1
+    # devices offline at their turn ("waiting") get the model at their next registration: not a failure
+    return 0 if dep["state"] == "completed" and all(d["state"] in ("active", "waiting") for d in dep["devices"]) else 1

@@ -25,7 +25,9 @@ NAV = [("/", "Fleet", "fleet"), ("/console/models", "Models", "models"), ("/cons
 ADMIN_NAV = [("/console/audit", "Audit log", "audit"), ("/console/tokens", "Tokens", "tokens")]
 DEPLOYMENT_BADGES = {"running": "busy", "completed": "ok", "halted": "bad", "failed": "bad",
                      "queued": "idle", "delivering": "busy", "verifying": "busy", "active": "ok",
-                     "rolled_back": "idle", "skipped": "idle"}
+                     "rolled_back": "idle", "skipped": "idle", "waiting": "idle",
+                     # stages
+                     "pending": "idle", "passed": "ok", "done": "ok"}
 
 
 def render(request, template, page, section, **context):
@@ -147,6 +149,9 @@ def page_routes(api, svc):
             d["state_class"] = DEPLOYMENT_BADGES.get(d["state"], "idle")
             counts[d["state"]] = counts.get(d["state"], 0) + 1
         dep["counts"] = sorted(counts.items())
+        for st in dep.get("stage_list", ()):
+            st["state_class"] = DEPLOYMENT_BADGES.get(st["state"], "idle")
+            st["count_list"] = sorted((k, v) for k, v in st["counts"].items() if k != "peak_in_flight")
         return dep
 
     async def deployments(request):

@@ -256,7 +256,6 @@ class DeploymentStore:
         if counts is not None:
             sets.append("counts=?")
             vals.append(json.dumps(counts))
+        # the stage's own row keeps its times and gate (the events are the devices')
         self.db.execute("UPDATE deployment_stages SET %s WHERE deployment_id=? AND stage=?" % ", ".join(sets),
                         vals + [dep_id, stage])
-        self.db.execute("INSERT INTO deployment_events (deployment_id, endpoint, state, message, at) VALUES (?,?,?,?,?)",
-                        (dep_id, "", "stage %d %s" % (stage, state), gate or "", now))

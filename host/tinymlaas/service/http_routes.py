@@ -6,9 +6,11 @@
                                           why rejected (?latency_budget=MS)
     POST /api/devices/{endpoint}/infer    {"input": numbers (one input or a batch), "raw": false}: run them on the
                                           device's model (service/inference.py)
-    POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints]}
+    POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints],
+                                          "stages": [1, 10, 50, 100], "concurrency": N, "max_failed": percent,
+                                          "soak": seconds}: a staged rollout (service/deployments.py)
     GET  /api/deployments                 all deployments with per-device state
-    GET  /api/deployments/{id}            one deployment, its per-device state and its history
+    GET  /api/deployments/{id}            one deployment, its stages with their gates, per-device state, history
 """
 
 from ..cli import UserError
@@ -17,6 +19,11 @@ from ..registry import RegistryError
 from ..web.app import HttpError, json_body, reply
 from .deployments import DeploymentError
 from .inference import InferenceError
+
+
+ROLLOUT_FIELDS = {"stages": "a list of increasing percentages, e.g. [1, 10, 50, 100]",
+                  "concurrency": "a whole number of installs at once", "max_failed": "a percentage",
+                  "soak": "a number of seconds"}
 
 
 def _variant_view(v):
@@ -82,8 +89,14 @@ def service_routes(api, svc):
         canary = req.get("canary") or []
         if not isinstance(canary, list) or not all(isinstance(d, str) for d in canary):
             raise HttpError(400, "'canary' must be a list of endpoint names")
+        rollout = {}
+        for key, kind in (("stages", list), ("concurrency", int), ("max_failed", (int, float)), ("soak", (int, float))):
+            if req.get(key) is not None:
+                if not isinstance(req[key], kind) or isinstance(req[key], bool):
+                    raise HttpError(400, "'%s' must be %s" % (key, ROLLOUT_FIELDS[key]))
+                rollout[key] = req[key]
         try:
-            dep_id = svc.create_deployment(req["model"], devices, canary)
+            dep_id = svc.create_deployment(req["model"], devices, canary, **rollout)
         except UserError as e:
             raise HttpError(400, str(e)) from None
         svc.start_deployment(dep_id)
