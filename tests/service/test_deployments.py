@@ -134,3 +134,70 @@ def test_halt_by_a_user_skips_the_devices_not_started_and_rollback_reinstalls(st
         asyncio.run(eng.rollback(dep_id, "twice"))
     with pytest.raises(DeploymentError, match="still running"):
         asyncio.run(eng.rollback(store.create(1, ["a"], canary=[]), "too early"))
+
+
+class SlowDevices(ScriptedDevices):
+    """Installs that take a while, counted while they run; endpoints in `offline` are not registered."""
+
+    def __init__(self, behaviour, offline=()):
+        super().__init__(behaviour)
+        self.offline_now = set(offline)
+        self.now = self.peak = 0
+
+    def offline(self, endpoint):
+        return "not registered" if endpoint in self.offline_now else None
+
+    async def install(self, endpoint, package, name, version, progress=None):
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        await asyncio.sleep(0.01)
+        self.now -= 1
+        return await super().install(endpoint, package, name, version, progress)
+
+
+def test_stages_run_in_order_at_the_concurrency_and_offline_devices_wait(store):
+    names = ["d%02d" % i for i in range(20)]
+    devices = SlowDevices({n: "ok" for n in names}, offline=["d19"])
+    eng = engine(store, devices)
+    dep_id = store.create(1, names, canary=[], stages=[10, 50], concurrency=3)
+
+    async def scenario():
+        dep = await eng.run(dep_id)
+        assert [(s["label"], s["devices"], s["state"]) for s in dep["stage_list"]] == \
+            [("10%", 2, "passed"), ("50%", 8, "passed"), ("100%", 10, "done")]
+        assert devices.peak == 3 and dep["state"] == "completed" and "1 waiting" in dep["reason"]
+        assert states(dep) == dict({n: "active" for n in names[:19]}, d19="waiting")
+        order = [h["endpoint"] for h in store.history(dep_id) if h["state"] == "active"]
+        assert set(order[:2]) == set(names[:2]) and set(order[2:10]) == set(names[2:10])    # stage by stage
+        devices.offline_now.clear()
+        await eng.registered("d19")                # it registers again
+        return store.get(dep_id)
+
+    dep = asyncio.run(scenario())
+    assert states(dep)["d19"] == "active" and dep["reason"] == ""
+
+
+def test_a_restarted_engine_resumes_at_its_stage(store):
+    names = ["a", "b", "c", "d"]
+    dep_id = store.create(1, names, canary=[], stages=[50], concurrency=2)
+    for n in names[:2]:                       # stage 0 finished before the restart
+        store.set_device(dep_id, n, "active", "", variant_id=7)
+    store.set_stage(dep_id, 0, "passed", "passed: 0 of 2 failed")
+    store.db.execute("UPDATE deployments SET stage=1 WHERE id=?", (dep_id,))
+    devices = ScriptedDevices({n: "ok" for n in names})
+    dep = asyncio.run(engine(store, devices).run(dep_id))
+    assert dep["state"] == "completed" and states(dep) == {n: "active" for n in names}
+    assert [e for e, _ in devices.installs] == ["c", "d"]
+
+
+def test_a_gate_over_its_limit_halts_and_rolls_back_the_earlier_stages(store):
+    names = ["d%d" % i for i in range(10)]
+    devices = ScriptedDevices(dict({n: "ok" for n in names}, d3="selftest-fails", d4="selftest-fails"))
+    dep_id = store.create(1, names, canary=[], stages=[20, 50], concurrency=2, gates={"max_failed": 34})
+    dep = asyncio.run(engine(store, devices).run(dep_id))
+    # stage 0 (d0, d1) passes; stage 1 (d2-d4): 2 of 3 failed > 1 allowed -> halted, d0-d2 rolled back
+    assert dep["state"] == "halted" and "stage 1 (50%) gate: 2 of 3 failed (2 selftest: d3, d4), 1 allowed" in dep["reason"]
+    assert [s["state"] for s in dep["stage_list"]] == ["passed", "halted", "pending"]
+    assert states(dep) == dict({n: "skipped" for n in names[5:]}, d0="rolled_back", d1="rolled_back",
+                               d2="rolled_back", d3="failed", d4="failed")
+    assert all(devices.active[n]["sha256"] == SHA_OLD for n in names)

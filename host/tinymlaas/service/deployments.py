@@ -282,8 +282,10 @@ class DeploymentEngine:
     async def _halt(self, dep, reason):
         dep_id = dep["id"]
         self._skip_pending(dep_id, reason)
-        self.store.set_deployment(dep_id, "halted", reason)
+        # "halted" once the rollback is over: whoever waits for the end sees the devices back on their model
+        self.store.set_deployment(dep_id, "running", "halting, rolling back: " + reason)
         await self._roll_back(dep, reason)
+        self.store.set_deployment(dep_id, "halted", reason)
 
     def _skip_pending(self, dep_id, reason):
         for dev in self.store.devices(dep_id, states=("queued", "waiting")):
