@@ -3,6 +3,7 @@
     int8 .tflite ------------------------------------------------------------> compile_tflite -> blob
     Keras .keras -- [prune + fine-tune] -- int8 PTQ (TFLiteConverter) -- int8 .tflite --^
     SavedModel ------------------------------ int8 PTQ ----------------------^
+    ONNX ---- onnx_import (TF function, NHWC) -- int8 PTQ -------------------^
 
 Sources (SourceModel.kind):
 * "tflite": an int8 (full-integer) flatbuffer. A float .tflite is refused: re-quantizing needs the original graph,
@@ -10,6 +11,8 @@ Sources (SourceModel.kind):
 * "keras": the bytes of a `.keras` archive.
 * "savedmodel": the bytes of a zip or tar archive of the SavedModel directory, or empty bytes with
   metadata["path"] naming the directory.
+* "onnx": the bytes of a float .onnx model (opsets 13-21, the ops of onnx_import.SUPPORTED_OPS); images are NCHW in
+  the representative set as in the ONNX model, NHWC in the blob (report["onnx"]["input_transpose"]).
 
 Options (also `representative` and `name`):
 * quantize: True / "int8" -> int8 graph inputs and outputs; "float" -> float32 inputs and outputs around int8
@@ -68,7 +71,7 @@ def _prune_settings(prune, metadata):
 
 class Int8Backend(Backend):
     name = "tmlb-int8"
-    accepts = frozenset({"tflite", "keras", "savedmodel"})
+    accepts = frozenset({"tflite", "keras", "savedmodel", "onnx"})
     runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
     optimizations = frozenset({"quantize", "prune", "fuse"})
 
@@ -110,6 +113,10 @@ class Int8Backend(Backend):
                     representative = arrays["x"]
             step("quantize to int8")
             tflite = Q.quantize_keras(model, representative, io=io_mode)
+        elif source.kind == "onnx":
+            if "prune" in options:
+                raise BackendError("pruning is implemented for Keras models, not ONNX")
+            tflite = self._onnx_tflite(source.data, representative, io_mode, report)
         else:
             if "prune" in options:
                 raise BackendError("pruning is implemented for Keras models, not SavedModels")
@@ -120,6 +127,30 @@ class Int8Backend(Backend):
         report["quantize"]["tflite_bytes"] = len(tflite)
         report["quantize"]["tflite_sha256"] = hashlib.sha256(tflite).hexdigest()
         return tflite, report
+
+    @staticmethod
+    def _onnx_tflite(data, representative, io_mode, report):
+        from . import onnx_import
+        from . import quantize as Q
+        step("load the ONNX model")
+        model = onnx_import.load(data)
+        _, shape = onnx_import.input_shape(model)
+        rows = Q.representative_rows(representative, shape)      # checked before TensorFlow is imported
+        step("translate the ONNX graph to TensorFlow")
+        fn, module, _, transpose = onnx_import.to_tf(model)
+        tf_rows = rows.transpose(transpose) if transpose else rows
+        # The translation checked against onnx's own reference evaluator on a few calibration rows.
+        want = onnx_import.reference_outputs(model, rows[:4])
+        got = [np.asarray(fn(r[None])).reshape(w.shape) for r, w in zip(tf_rows, want)]
+        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
+        scale = max(float(np.max(np.abs(w))) for w in want) or 1.0
+        if not diff <= 1e-4 * scale + 1e-5:
+            raise BackendError("the ONNX translation differs from onnx's reference evaluator by %g" % diff)
+        report["onnx"] = {"opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          "nodes": len(model.graph.node), "input_transpose": transpose,
+                          "float_max_abs_diff": diff}
+        step("quantize to int8")
+        return Q.quantize_function(fn, module, tf_rows, io=io_mode)
 
     def compile(self, source, target, options):
         self.check(source, target, options)

@@ -192,6 +192,13 @@ def quantize_savedmodel(path, representative, io="int8", samples=DEFAULT_SAMPLES
     return _convert(tf.lite.TFLiteConverter.from_saved_model(str(path)), rows, io)
 
 
+def quantize_function(concrete_fn, trackable, rows, io="int8"):
+    """int8 .tflite bytes of a TensorFlow concrete function of one float32 input (the ONNX and scikit-learn
+    back-ends build one); `rows` are calibration inputs already in the function's input shape (less the batch)."""
+    import tensorflow as tf
+    return _convert(tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], trackable), rows, io)
+
+
 def tflite_is_float(data):
     """True when a .tflite model computes in float (any float32 weight feeding CONV / FC), i.e. is not int8."""
     from ..compiler.errors import CompileError

@@ -11,6 +11,7 @@ DEFAULT_BUILDS = {
     "tflite": [("tmlb-int8", "tinyml-mpy", {}), ("tflite", "tflm", {})],
     "keras": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "savedmodel": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
+    "onnx": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "sklearn": [("trees", "tinyml-mpy", {})],
 }
 
@@ -36,6 +37,8 @@ def model_kind(path):
         except BackendError as e:
             raise RegistryError("%s: %s" % (path, e)) from None
         return "keras"
+    if head[:1] == b"\x08" and path.suffix == ".onnx":    # protobuf field 1 (ir_version), a varint
+        return "onnx"
     if head[:1] == b"\x80" and path.suffix in (".pkl", ".pickle", ".joblib", ".skops"):
         return "sklearn"
     if _archive_holds_savedmodel(path):
@@ -74,7 +77,8 @@ def variant_accuracy(model, options, artifact):
 
         try:
             with np.load(eval_set, allow_pickle=False) as z:
-                return blob_accuracy(artifact.data, z["x"], z["y"])
+                return blob_accuracy(artifact.data, z["x"], z["y"],
+                                     (artifact.report.get("onnx") or {}).get("input_transpose"))
         except (OSError, ValueError, KeyError) as e:   # unreadable, no x / y, or samples of another shape
             raise BackendError("cannot measure accuracy on the evaluation set %s (an .npz with x and y): %s"
                                % (eval_set, e)) from None
@@ -83,9 +87,10 @@ def variant_accuracy(model, options, artifact):
     return model.get("accuracy")
 
 
-def blob_accuracy(blob, X, y):
+def blob_accuracy(blob, X, y, transpose=None):
     """Top-1 accuracy of a compiled classifier blob on (X, y), run by the NumPy reference executor (bit-exact
-    with TFLite Micro, so this is the accuracy the device will have)."""
+    with TFLite Micro, so this is the accuracy the device will have). `transpose`: axes that turn a sample of X
+    (with its batch axis) into the blob's layout, e.g. [0, 2, 3, 1] for an ONNX model's NCHW images."""
     import numpy as np
 
     from ..blob import format as F
@@ -96,8 +101,11 @@ def blob_accuracy(blob, X, y):
     t_in = b.tensors[b.inputs[0]]
     ex = reference.Executor(blob)
     correct = 0
+    X = np.asarray(X, dtype=np.float32)
+    if transpose:
+        X = X.reshape((len(X),) + tuple(t_in.shape[i] for i in np.argsort(transpose))[1:]).transpose(transpose)
     for x, label in zip(X, y):
-        x = np.asarray(x, dtype=np.float32).reshape(t_in.shape)
+        x = x.reshape(t_in.shape)
         if t_in.dtype != F.DTYPE_FLOAT32:
             x = np.clip(np.round(x / t_in.scale) + t_in.zero_point, -128, 127).astype(np.int8)
         out = np.asarray(ex.run([x])[0]).reshape(-1)

@@ -1,0 +1,124 @@
+"""Float ONNX -> int8 blob (tmlb-int8, kind "onnx"): models written with onnx.helper as torch.onnx.export writes them,
+judged by onnx's reference evaluator (float), TFLite Micro (int8) and the MicroPython runtime (the device)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from tinymlaas.backends import BackendError, SourceModel, Target, backend
+from tinymlaas.blob.reader import parse
+from tinymlaas.blob.reference import Executor
+
+from onnx_models import from_small_cnn, op_zoo, with_node
+from test_int8 import _int8_inputs, _tflm
+
+
+def _compile(model, rows, **options):
+    be = backend("tmlb-int8")
+    source = SourceModel("onnx", model.SerializeToString(), name=model.graph.name)
+    options = dict({"quantize": True, "representative": rows}, **options)
+    tflite, _ = be.int8_tflite(source, options)
+    return be.compile(source, Target("tinyml-mpy"), options), tflite
+
+
+@pytest.fixture(scope="module")
+def cnn(small_cnn, quadrant):
+    model = from_small_cnn(small_cnn)
+    x_train = quadrant["x_train"].transpose(0, 3, 1, 2)            # NCHW, as a PyTorch user holds the data
+    art, tflite = _compile(model, x_train)
+    return model, art, tflite
+
+
+def test_pytorch_style_cnn_becomes_an_int8_blob_bit_exact_with_tflm(cnn, small_cnn, quadrant):
+    model, art, tflite = cnn
+    x_val = quadrant["x_val"].transpose(0, 3, 1, 2)
+    # The ONNX file is the trained Keras CNN in NCHW: onnx's reference evaluator agrees with Keras.
+    from onnx.reference import ReferenceEvaluator
+    ref_float = ReferenceEvaluator(model).run(None, {"x": x_val[:50]})[0]
+    np.testing.assert_allclose(ref_float, small_cnn.predict(quadrant["x_val"][:50], verbose=0), atol=1e-4)
+    assert art.report["onnx"]["input_transpose"] == [0, 2, 3, 1] and art.report["onnx"]["float_max_abs_diff"] < 1e-4
+    # BatchNormalization folded, depthwise Conv kept, Flatten a view, ReLUs fused: no MUL, ADD, LUT or TRANSPOSE.
+    assert art.report["ops"] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED",
+                                 "FULLY_CONNECTED"]
+    blob = parse(art.data)
+    assert list(blob.tensors[blob.inputs[0]].shape) == [1, 8, 8, 1]       # the blob holds images NHWC
+    inputs = _int8_inputs(blob, quadrant["x_val"][:60])
+    ref = [Executor(blob).run([x])[0] for x in inputs]
+    for r, j in zip(ref, _tflm(tflite, inputs)):
+        assert np.array_equal(r.reshape(-1), j.reshape(-1))
+    # Accuracy of the int8 variant through the blob, as the catalogue measures it, next to the float model's.
+    from tinymlaas.service.catalog import blob_accuracy
+    y_val = quadrant["y_val"]
+    float_acc = float(np.mean(np.argmax(ReferenceEvaluator(model).run(None, {"x": x_val})[0], 1) == y_val))
+    int8_acc = blob_accuracy(art.data, x_val, y_val, art.report["onnx"]["input_transpose"])
+    assert float_acc > 0.7 and int8_acc >= float_acc - 0.03, (float_acc, int8_acc)
+
+
+def test_the_onnx_blob_runs_in_micropython_like_tflm(cnn, quadrant):
+    from tinymlaas.verify.micropython import MicroPythonRuntime
+    _, art, tflite = cnn
+    inputs = _int8_inputs(parse(art.data), quadrant["x_val"][:8])
+    outs = MicroPythonRuntime(heap="512k").run(art.data, [[x] for x in inputs])
+    for got, want in zip(outs, _tflm(tflite, inputs)):
+        assert np.array_equal(np.asarray(got[0]).reshape(-1), want.reshape(-1))
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_op_zoo_at_the_ends_of_the_opset_range(opset):
+    model = op_zoo(opset)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (300, 2, 8, 8)).astype(np.float32)
+    art, tflite = _compile(model, x[:200], quantize="float")
+    assert art.features["float_io"] and art.report["onnx"]["opset"] == opset
+    # PyTorch's symmetric stride-2 padding becomes a PAD fused into the convolution; no TRANSPOSE anywhere.
+    assert "PAD" in art.report["source_ops"] and "PAD" not in art.ops and art.report["ops"].count("CONV_2D") == 2
+    assert {"ADD", "MUL", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "LUT", "SOFTMAX"} <= set(art.ops)
+    blob = parse(art.data)
+    from tinymlaas.backends.onnx_import import reference_outputs
+    agree = 0
+    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
+        got = Executor(blob).run([row.transpose(1, 2, 0)[None]])[0].reshape(-1)
+        judge = _tflm(tflite, [row.transpose(1, 2, 0)[None]])[0].reshape(-1)
+        assert np.array_equal(got, judge)
+        want = want.reshape(-1)
+        assert np.max(np.abs(got - want)) < 0.05
+        agree += int(np.argmax(got) == np.argmax(want))
+    assert agree >= 90
+
+
+def test_refusals_name_the_op_and_the_node(quadrant):
+    be = backend("tmlb-int8")
+
+    def compile_(model, rows=np.zeros((4, 6), np.float32)):
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return be.compile(SourceModel("onnx", data), Target("tinyml-mpy"), {"quantize": True, "representative": rows})
+
+    with pytest.raises(BackendError, match=r"ONNX op Sin \(node 'odd_one', #1\) is not supported \(supported: Add"):
+        compile_(with_node("Sin", "odd_one"))
+    with pytest.raises(BackendError, match="ONNX opset 12 is not supported"):
+        compile_(with_node("Relu", "r", opset=12))
+    with pytest.raises(BackendError, match="not a valid ONNX model"):
+        compile_(from_small_cnn.__doc__.encode())
+    with pytest.raises(BackendError, match="representative dataset"):
+        compile_(with_node("Relu", "r"), rows=None)
+    with pytest.raises(BackendError, match=r"Softmax \(node 'sm', #1\): softmax over the last axis"):
+        model = with_node("Softmax", "sm")
+        model.graph.node[1].attribute.append(onnx.helper.make_attribute("axis", 0))
+        compile_(model)
+
+
+def test_models_add_refuses_an_unsupported_onnx_op_and_registers_nothing(tmp_path):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(with_node("Sin", "/block/Sin").SerializeToString())
+    np.save(tmp_path / "x.npy", np.zeros((4, 6), np.float32))
+    cmd = [sys.executable, "-m", "tinymlaas", "models", "add", str(path), "--name", "net", "--representative",
+           str(tmp_path / "x.npy"), "--data", str(tmp_path / "data")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "nothing registered" in r.stderr and "ONNX op Sin (node '/block/Sin', #1)" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "tinymlaas", "models", "list", "--json", "--data",
+                        str(tmp_path / "data")], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "[]"
