@@ -1,6 +1,7 @@
 /* tinymlaas bare-metal firmware: boots, announces its capabilities, receives model blobs over the UART protocol
- * (protocol.h), validates them with the C runtime, keeps them in a model slot (slot.h: flash where the board's
- * flash can be programmed, else RAM) and runs inferences. */
+ * (protocol.h), installs only those its owner signed (the COSE_Sign1 manifest COMMIT carries, checked against the
+ * trust table, trust.h), validates them with the C runtime, keeps them in a model slot (slot.h: flash where the
+ * board's flash can be programmed, else RAM) and runs inferences. */
 #include <string.h>
 
 #include "board.h"
@@ -8,6 +9,8 @@
 #include "slot.h"
 #include "systick.h"
 #include "tml.h"
+#include "tml_cose.h"
+#include "trust.h"
 
 #define FW_VERSION "0.1.0"
 #define BYTE_TIMEOUT_MS 1000u /* idle time inside a frame before it counts as truncated (a 1 KB frame takes 90 ms at 115200 baud) */
@@ -20,6 +23,7 @@
 /* All RAM between .bss and the stack (common.ld). With the flash store it is all arena; with the RAM store the
  * top RAM_STORE_ARENA_BYTES are the arena and the rest holds the blobs. */
 extern uint8_t __pool_start[], __pool_end[];
+extern uint32_t __stack_limit[]; /* lowest address of the stack region */
 const struct slot_store *slot_flash_init(void) __attribute__((weak)); /* linked on boards with flash slots */
 
 static const struct slot_store *store;
@@ -42,6 +46,7 @@ static void profile_op(void *ctx, uint32_t k, int end);
 static struct {
     int open;
     uint32_t total, received;
+    tml_sha256 hash; /* of the blob as it arrives: COMMIT compares it with the manifest's digest */
 } stage;
 
 /* ---- small helpers ---- */
@@ -71,18 +76,32 @@ static char *put_s(char *o, const char *end, const char *s)
     return o;
 }
 
-static char *put_u(char *o, const char *end, uint32_t v)
+/* Decimal, without 64-bit division (which would link libgcc's __aeabi_uldivmod): long division by 10 over four
+ * 16-bit limbs, whose partial remainders fit 32 bits. */
+static char *put_u64(char *o, const char *end, uint64_t v)
 {
-    char t[10];
+    uint32_t limb[4] = {(uint32_t)(v >> 48) & 0xFFFFu, (uint32_t)(v >> 32) & 0xFFFFu, (uint32_t)(v >> 16) & 0xFFFFu,
+                        (uint32_t)v & 0xFFFFu};
+    char t[20];
     int n = 0;
+    uint32_t left;
     do {
-        t[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
+        uint32_t k, r = 0;
+        left = 0;
+        for (k = 0; k < 4; k++) {
+            uint32_t cur = r << 16 | limb[k];
+            limb[k] = cur / 10u;
+            r = cur % 10u;
+            left |= limb[k];
+        }
+        t[n++] = (char)('0' + r);
+    } while (left);
     while (n && o < end)
         *o++ = t[--n];
     return o;
 }
+
+static char *put_u(char *o, const char *end, uint32_t v) { return put_u64(o, end, v); }
 
 static char *put_hex(char *o, const char *end, const uint8_t *p, uint32_t n)
 {
@@ -212,6 +231,30 @@ static uint32_t receive_frame(void)
 
 /* ---- requests ---- */
 
+/* What the host needs to sign for this device: vendor and class ids, the key ids it trusts, the sequence number an
+ * install must exceed (none: no signed model was installed yet). */
+static char *put_caps_trust(char *o, const char *end)
+{
+    tml_installed st;
+    uint32_t k;
+    o = put_s(o, end, " vendor=");
+    o = put_hex(o, end, trust_vendor_id, 16);
+    o = put_s(o, end, " class=");
+    o = put_hex(o, end, trust_class_id, 16);
+    o = put_s(o, end, " anchors=");
+    for (k = 0; k < trust_anchor_count; k++) {
+        if (k)
+            o = put_s(o, end, ",");
+        o = put_hex(o, end, trust_anchors[k].kid, TML_KID_BYTES);
+    }
+    o = put_s(o, end, " sequence=");
+    if (store->installed(&st))
+        o = put_u64(o, end, st.sequence);
+    else
+        o = put_s(o, end, "none");
+    return o;
+}
+
 static uint32_t caps_text(char *o0, uint32_t cap)
 {
     char *o = o0, *end = o0 + cap;
@@ -243,6 +286,7 @@ static uint32_t caps_text(char *o0, uint32_t cap)
         o = put_s(o, end, " boot_refused=");
         o = put_u(o, end, boot_refused);
     }
+    o = put_caps_trust(o, end);
     return (uint32_t)(o - o0);
 }
 
@@ -275,6 +319,8 @@ static void do_begin(uint8_t seq, const uint8_t *p, uint32_t len)
     stage.open = 1;
     stage.total = total;
     stage.received = len;
+    tml_sha256_init(&stage.hash);
+    tml_sha256_update(&stage.hash, p, len);
     {
         uint8_t r[4];
         wr32(r, PROTO_CHUNK);
@@ -316,6 +362,7 @@ static void do_chunk(uint8_t seq, const uint8_t *p, uint32_t len)
             return;
         }
     }
+    tml_sha256_update(&stage.hash, p + 4, n);
     stage.received += n;
     wr32(r, stage.received);
     send_frame(REQ_CHUNK | REPLY_OK, seq, r, 4);
@@ -331,17 +378,76 @@ static void activate(const tml_model *m, uint32_t len)
     have_model = 1;
 }
 
-static void do_commit(uint8_t seq)
+#define STACK_PAINT 0xa5a5a5a5u
+/* Stack bytes a call uses: paint the free stack below the caller's frame before it, find the deepest word it
+ * overwrote after it. COMMIT reports this for its signature check (docs/firmware.md, "Signed installs"). */
+static void paint_stack(void)
+{
+    uint32_t *w, sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (w = __stack_limit; (uintptr_t)w < sp - 64u; w++)
+        *w = STACK_PAINT;
+}
+
+static uint32_t stack_depth_since_paint(void)
+{
+    uint32_t *w, sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (w = __stack_limit; *w == STACK_PAINT && (uintptr_t)w < sp; w++) {
+    }
+    return sp - (uint32_t)(uintptr_t)w;
+}
+
+/* The signed manifest COMMIT carries must be one of ours, for this blob, and newer than what the slot installed:
+ * NULL, with *now the state to keep once the blob is active, or the refusal reason. */
+static const char *check_manifest(const uint8_t *env, uint32_t len, tml_installed *now)
+{
+    static const char component[] = "model"; /* this firmware's one component */
+    tml_manifest m;
+    tml_installed have;
+    uint8_t digest[32];
+    const char *why;
+    if (!len)
+        return "unsigned install: COMMIT must carry the model's signed manifest (COSE_Sign1)";
+    if ((why = tml_cose_verify(env, len, trust_anchors, trust_anchor_count, &m)))
+        return why;
+    if (m.component.len != sizeof component - 1 || memcmp(m.component.p, component, sizeof component - 1))
+        return "wrong component";
+    if (m.blob_bytes != stage.total)
+        return "blob size does not match the manifest";
+    tml_sha256_final(&stage.hash, digest);
+    if (memcmp(digest, m.blob_sha256, 32))
+        return "blob digest does not match the manifest";
+    if ((why = tml_manifest_admit(&m, trust_vendor_id, trust_class_id, store->installed(&have) ? &have : NULL)))
+        return why;
+    now->sequence = m.sequence;
+    memcpy(now->blob_sha256, m.blob_sha256, 32);
+    return NULL;
+}
+
+static void do_commit(uint8_t seq, const uint8_t *env, uint32_t env_len)
 {
     tml_model m;
+    tml_installed now;
     const uint8_t *blob;
     const char *err;
-    char msg[96], *o = msg, *end = msg + sizeof msg;
+    uint64_t t0, t1;
+    uint32_t stack;
+    char msg[160], *o = msg, *end = msg + sizeof msg;
     if (!stage.open || stage.received != stage.total) {
         nak(seq, NAK_STATE, REQ_COMMIT, stage.open ? "blob incomplete" : "COMMIT without BEGIN");
         return;
     }
     stage.open = 0;
+    paint_stack();
+    t0 = systick_cycles();
+    err = check_manifest(env, env_len, &now);
+    t1 = systick_cycles();
+    stack = stack_depth_since_paint();
+    if (err) {
+        nak(seq, NAK_REJECTED, REQ_COMMIT, err);
+        return; /* nothing was activated: the previous model still runs */
+    }
     if ((err = store->staged(&blob))) {
         nak(seq, NAK_STORAGE, REQ_COMMIT, err);
         return;
@@ -350,7 +456,7 @@ static void do_commit(uint8_t seq)
         nak(seq, NAK_REJECTED, REQ_COMMIT, tml_reason(&m));
         return; /* the staged bytes are simply forgotten: the active model was never touched */
     }
-    if ((err = store->activate())) {
+    if ((err = store->activate(&now))) {
         nak(seq, NAK_STORAGE, REQ_COMMIT, err);
         return;
     }
@@ -361,6 +467,12 @@ static void do_commit(uint8_t seq)
     o = put_u(o, end, m.arena_bytes);
     o = put_s(o, end, " storage=");
     o = put_s(o, end, store->kind);
+    o = put_s(o, end, " sequence=");
+    o = put_u64(o, end, now.sequence);
+    o = put_s(o, end, " verify_cycles=");
+    o = put_u(o, end, (uint32_t)(t1 - t0));
+    o = put_s(o, end, " verify_stack=");
+    o = put_u(o, end, stack);
     send_frame(REQ_COMMIT | REPLY_OK, seq, (const uint8_t *)msg, (uint32_t)(o - msg));
 }
 
@@ -544,7 +656,7 @@ int main(void)
             break;
         case REQ_BEGIN: do_begin(seq, p, len); break;
         case REQ_CHUNK: do_chunk(seq, p, len); break;
-        case REQ_COMMIT: do_commit(seq); break;
+        case REQ_COMMIT: do_commit(seq, p, len); break;
         case REQ_ERASE: {
             const char *err = store->clear();
             stage.open = 0;

@@ -7,11 +7,16 @@
  *                  power cut at any point leaves the previous model or the new one active, never neither.
  * The firmware asks for the flash store first and falls back to RAM, so one binary serves QEMU, Renode and boards.
  * Data flows one way: begin -> write* -> staged (validated by the caller) -> activate.
+ * Each store also keeps the anti-rollback state of its one component ("model"): the manifest sequence number and
+ * blob digest of the newest signed install, which ERASE, a boot-time fallback or a reset never lower (the flash
+ * store keeps it through power cuts too; the RAM store only through resets that keep RAM powered).
  * Every operation that can fail returns 0 or a reason for humans. */
 #ifndef SLOT_H
 #define SLOT_H
 
 #include <stdint.h>
+
+#include "tml_cose.h"
 
 struct slot_store {
     const char *kind;  /* "ram" or "flash" */
@@ -25,10 +30,13 @@ struct slot_store {
     const char *(*write)(uint32_t off, const uint8_t *p, uint32_t n);
     /* The complete staged blob, readable in place (for validation before activation). */
     const char *(*staged)(const uint8_t **blob);
-    /* The staged blob becomes the active model; the previous one is kept only while room allows. */
-    const char *(*activate)(void);
+    /* The staged blob becomes the active model, installed under `state` (its manifest's sequence and blob
+     * digest); the previous one is kept only while room allows. */
+    const char *(*activate)(const tml_installed *state);
     /* Forget every stored model (a later boot starts with none). */
     const char *(*clear)(void);
+    /* The anti-rollback state: 1 and *out when a signed model was ever installed here, 0 when none was. */
+    int (*installed)(tml_installed *out);
 };
 
 /* RAM store over [start, start + bytes). */

@@ -1,12 +1,59 @@
 /* RAM model store: blobs live in a pool of RAM. A new blob is staged in free pool space beside the active one and
- * replaces it only once activated, so a failed install leaves the previous model running. Nothing survives a
- * reset. */
+ * replaces it only once activated, so a failed install leaves the previous model running. No model survives a
+ * reset.
+ *
+ * The anti-rollback state does survive a reset, though not a power cut: it lives in RAM that no section covers
+ * and nothing zeroes (__noinit_start, common.ld), as two checksummed copies; an update overwrites the older copy, so a
+ * reset in the middle of one leaves the other. At power-on RAM holds noise, which fails the checksum: no state. */
+#include <stddef.h>
 #include <string.h>
 
 #include "slot.h"
 
 static uint8_t *pool, *active_start, *staged;
 static uint32_t pool_bytes, active_len, staged_len;
+
+#define ROLLBACK_MAGIC 0x4B424C52u /* "RLBK" */
+struct rollback_copy {
+    uint32_t magic;
+    tml_installed state;
+    uint32_t check; /* FNV-1a of the bytes before it */
+};
+extern uint8_t __noinit_start[]; /* 128 bytes, 16-aligned */
+#define rollback ((struct rollback_copy *)(void *)__noinit_start)
+typedef char rollback_fits[2 * sizeof(struct rollback_copy) <= 128 ? 1 : -1];
+
+static uint32_t fnv1a(const void *p, uint32_t n)
+{
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u;
+    while (n--)
+        h = (h ^ *b++) * 16777619u;
+    return h;
+}
+
+static int copy_valid(const struct rollback_copy *c)
+{
+    return c->magic == ROLLBACK_MAGIC && c->check == fnv1a(c, (uint32_t)offsetof(struct rollback_copy, check));
+}
+
+/* index of the copy holding the state, or -1 */
+static int newest_copy(void)
+{
+    int v0 = copy_valid(&rollback[0]), v1 = copy_valid(&rollback[1]);
+    if (v0 && v1)
+        return rollback[1].state.sequence > rollback[0].state.sequence;
+    return v0 ? 0 : v1 ? 1 : -1;
+}
+
+static int ram_installed(tml_installed *out)
+{
+    int k = newest_copy();
+    if (k < 0)
+        return 0;
+    *out = rollback[k].state;
+    return 1;
+}
 
 static const uint8_t *ram_boot(int (*accept)(const uint8_t *blob, uint32_t len), uint32_t *len)
 {
@@ -50,10 +97,19 @@ static const char *ram_staged(const uint8_t **blob)
     return staged ? 0 : "nothing staged";
 }
 
-static const char *ram_activate(void)
+static const char *ram_activate(const tml_installed *state)
 {
     if (!staged)
         return "nothing staged";
+    if (state) {
+        /* over the older copy; a reset half-way leaves it failing its checksum, and the other one intact */
+        struct rollback_copy next;
+        memset(&next, 0, sizeof next); /* padding too: the checksum covers it */
+        next.magic = ROLLBACK_MAGIC;
+        next.state = *state;
+        next.check = fnv1a(&next, (uint32_t)offsetof(struct rollback_copy, check));
+        memcpy(&rollback[newest_copy() == 0], &next, sizeof next);
+    }
     active_start = staged;
     active_len = staged_len;
     staged = NULL;
@@ -66,7 +122,8 @@ static const char *ram_clear(void)
     return 0;
 }
 
-static struct slot_store store = {"ram", 0, ram_boot, ram_begin, ram_write, ram_staged, ram_activate, ram_clear};
+static struct slot_store store = {"ram", 0, ram_boot, ram_begin, ram_write, ram_staged, ram_activate, ram_clear,
+                                  ram_installed};
 
 const struct slot_store *slot_ram_init(uint8_t *start, uint32_t bytes)
 {

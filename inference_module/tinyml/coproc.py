@@ -8,6 +8,8 @@
 # The protocol is docs/firmware.md's (frames: A5 5A | type | seq | len u16 | payload | crc32). RemoteModel makes
 # sure the co-processor runs exactly this blob (its CAPS name the active blob by the first 8 bytes of its
 # SHA-256) and installs it from the package file otherwise, 1 KB at a time: the blob is never whole in RAM here.
+# The firmware installs only signed models: COMMIT carries the package's COSE_Sign1 manifest (package version 2),
+# which it checks against its own compiled-in trust table, vendor and class (docs/firmware.md, "Signed installs").
 # Inputs and outputs are kept in one bytearray each on this side (what a self-test or an LwM2M write fills).
 import binascii
 import struct
@@ -32,6 +34,8 @@ NO_REQUEST = 0xFF  # the seq of replies that answer no request (garbage reports)
 RETRYABLE = (1, 3)  # CRC, TRUNCATED: the frame was damaged on the way
 NAK_NO_MODEL = 11
 BOOT_GRACE_MS = 2000  # after a boot frame, how long a reply to the pending request may still take
+PACKAGE_MAGIC = b"TMLP"
+ENVELOPE_MAX_BYTES = 512
 
 
 class CoprocError(Exception):
@@ -145,9 +149,10 @@ class Link:
     def caps(self):
         return parse_caps(_text(self.request(REQ_CAPS)))
 
-    def install(self, f, length):
+    def install(self, f, length, envelope=b""):
         """Stream a blob of `length` bytes from file object f (positioned at its first byte) into the
-        co-processor: BEGIN with the 64-byte header, CHUNKs, COMMIT (its loader validates everything)."""
+        co-processor: BEGIN with the 64-byte header, CHUNKs, COMMIT with the blob's signed manifest (the firmware
+        checks it, then its loader validates everything)."""
         head = f.read(64)
         chunk = _fields("<I", self.request(REQ_BEGIN, head, timeout_ms=max(self.timeout_ms, 30000)))[0]
         chunk = max(1, min(CHUNK, chunk))
@@ -163,14 +168,32 @@ class Link:
             if got != off + n:
                 raise CoprocError(0, "co-processor holds %d bytes, expected %d" % (got, off + n))
             off += n
-        return _text(self.request(REQ_COMMIT, timeout_ms=max(self.timeout_ms, 30000)))
+        return _text(self.request(REQ_COMMIT, envelope, timeout_ms=max(self.timeout_ms, 30000)))
+
+
+def package_envelope(path):
+    """The signed manifest of an install package of version 2 (docs/package-format.md: the header's last word
+    gives its length, it follows the 32-byte header), b"" for a file without one (a bare blob, a version 1 package:
+    the firmware refuses those)."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+        if len(head) < 32 or head[:4] != PACKAGE_MAGIC or struct.unpack_from("<H", head, 4)[0] < 2:
+            return b""
+        n = struct.unpack_from("<I", head, 28)[0]
+        if n > ENVELOPE_MAX_BYTES:
+            raise BlobError("package envelope of %d bytes (at most %d)" % (n, ENVELOPE_MAX_BYTES))
+        env = f.read(n)
+    if len(env) != n:
+        raise BlobError("package truncated in its envelope")
+    return env
 
 
 class RemoteModel:
     """The Model interface (inputs, outputs, input_buffer, output_buffer, invoke, last_us, close) for a blob that
     runs on the co-processor. The blob is validated here too (tinyml.blob) before the co-processor sees it."""
 
-    def __init__(self, link, path, offset=0, length=None):
+    def __init__(self, link, path, offset=0, length=None, envelope=None):
+        """envelope: the blob's signed manifest; None reads it from the package file `path` (version 2)."""
         from .blob import T_BYTES, io_info, parse
         from .source import FileSource
 
@@ -190,6 +213,7 @@ class RemoteModel:
         self.last_us = 0
         self.last_cycles = 0
         self._where = (path, offset, prog.total_bytes, binascii.hexlify(blob_id).decode())
+        self._envelope = package_envelope(path) if envelope is None else envelope
         self.installed = None
         self.core_hz = 1
         self._ensure_installed()
@@ -204,7 +228,7 @@ class RemoteModel:
         with open(path, "rb") as f:
             f.seek(offset)
             try:
-                self.installed = self.link.install(f, total)
+                self.installed = self.link.install(f, total, self._envelope)
             except CoprocError as e:
                 raise BlobError("co-processor refused the blob: %s" % e.reason)
 
@@ -258,8 +282,8 @@ class RemoteModel:
 
 def loader(link):
     """An Installer loader (tinyml.installer.Installer(root, loader=...)): packages' blobs run on the co-processor."""
-    def load(path, offset=0, length=None):
-        return RemoteModel(link, path, offset, length)
+    def load(path, offset=0, length=None, envelope=None):
+        return RemoteModel(link, path, offset, length, envelope)
     return load
 
 

@@ -90,9 +90,19 @@ static const struct blob *reboot(const struct blob *const *known, int n)
     return NULL;
 }
 
-/* The firmware's BEGIN / CHUNK... / COMMIT path. */
-static const char *install(const struct blob *b)
+/* The anti-rollback state the store keeps -> its sequence number, 0 when it has none. */
+static uint64_t floor_seq(void)
 {
+    tml_installed st;
+    return store->installed(&st) ? st.sequence : 0;
+}
+
+/* The firmware's BEGIN / CHUNK... / COMMIT path, for a blob whose signed manifest has sequence number `seq` (main.c
+ * has verified the manifest and checked it against floor_seq() before it activates). */
+static const char *install(const struct blob *b, uint64_t seq)
+{
+    tml_installed state;
+    tml_sha256 h;
     const uint8_t *staged;
     const char *err;
     uint32_t off;
@@ -107,7 +117,11 @@ static const char *install(const struct blob *b)
         return err;
     if (tml_load(&model, staged, b->len, arena, ARENA_BYTES) != TML_OK)
         return tml_reason(&model);
-    return store->activate();
+    state.sequence = seq;
+    tml_sha256_init(&h);
+    tml_sha256_update(&h, b->bytes, b->len);
+    tml_sha256_final(&h, state.blob_sha256);
+    return store->activate(&state);
 }
 
 static int boot_images(const char *slot_a, const char *slot_b)
@@ -142,6 +156,61 @@ static int boot_images(const char *slot_a, const char *slot_b)
 
 static const char *name_of(const struct blob *b) { return b ? b->name : "none"; }
 
+/* Power cut at every flash operation of installing `next` (manifest sequence `seq`) on the flash image `start`,
+ * whose active model is `old` and whose anti-rollback state is `floor_before`: each cut boots `old` or `next`
+ * (`next` only once its commit word is programmed, last), the state is never below `floor_before` and is `seq`
+ * exactly when `next` is active; installing `next` again then works. */
+static void cut_every_operation(const char *what, const uint8_t *start, const struct blob *const *known,
+                                const struct blob *old, const struct blob *next, uint64_t seq, uint64_t floor_before)
+{
+    /* static: they live across the longjmp of a power cut */
+    static uint32_t cut, total, kept, took, bad;
+    static char msg[300];
+    const struct blob *got;
+    uint64_t f;
+    memcpy(flash_sim_mem, start, FLASH_SIM_BYTES);
+    reboot(known, 3);
+    flash_sim_cut_after(0);
+    if (install(next, seq))
+        check(0, what, "the install fails without a power cut");
+    total = flash_sim_ops;
+    kept = took = bad = 0;
+    for (cut = 1; cut <= total; cut++) {
+        memcpy(flash_sim_mem, start, FLASH_SIM_BYTES);
+        reboot(known, 3);
+        if (setjmp(flash_sim_cut_point) == 0) {
+            flash_sim_cut_after(cut);
+            install(next, seq);
+            flash_sim_cut_after(0);
+            snprintf(msg, sizeof msg, "cut %u of %u did not happen", cut, total);
+            check(0, what, msg);
+            bad++;
+            continue;
+        }
+        got = reboot(known, 3);
+        f = floor_seq();
+        kept += got == old;
+        took += got == next;
+        if ((got != old && got != next) || (got == next && cut < total) || f < floor_before ||
+            (got == next) != (f == seq)) {
+            snprintf(msg, sizeof msg, "cut at operation %u of %u: boots %s, sequence %llu", cut, total, name_of(got),
+                     (unsigned long long)f);
+            check(0, what, msg);
+            bad++;
+            continue;
+        }
+        if (install(next, seq) || reboot(known, 3) != next || floor_seq() != seq) {
+            snprintf(msg, sizeof msg, "reinstall after cut %u failed", cut);
+            check(0, what, msg);
+            bad++;
+        }
+    }
+    snprintf(msg, sizeof msg,
+             "%u operations, %u cuts: %u kept %s, %u activated %s, 0 without a model; sequence never below %llu",
+             total, total, kept, old->name, took, next->name, (unsigned long long)floor_before);
+    check(!bad && kept + took == total, what, msg);
+}
+
 int main(int argc, char **argv)
 {
     static uint8_t snapshot[FLASH_SIM_BYTES];
@@ -149,7 +218,7 @@ int main(int argc, char **argv)
     const struct blob *known[3], *got;
     char msg[200];
     /* static: they live across the longjmp of a power cut */
-    static uint32_t cut, total_ops, cuts, kept_old, got_new, k, erase_ops;
+    static uint32_t k, erase_ops;
     const char *err;
 
     if (argc == 4 && !strcmp(argv[1], "--boot"))
@@ -168,15 +237,16 @@ int main(int argc, char **argv)
 
     /* a new board: no model; installs survive reboots; the newest install wins */
     check(reboot(known, 3) == NULL, "blank flash boots with no model", NULL);
-    err = install(&a);
+    err = install(&a, 1);
     check(!err, "install A", err);
     check(reboot(known, 3) == &a, "A is active after a reboot", NULL);
-    err = install(&b);
+    err = install(&b, 2);
     check(!err, "install B beside A", err);
     check(reboot(known, 3) == &b, "B is active after a reboot", NULL);
-    err = install(&c);
+    err = install(&c, 3);
     check(!err, "install C over A's slot", err);
     check(reboot(known, 3) == &c, "C is active after a reboot", NULL);
+    check(floor_seq() == 3, "the store keeps the sequence number of the newest install", "3");
 
     /* a bit that flips in the newest slot (flash wear, radiation): the boot falls back to the previous model and
      * revokes the damaged one, so the next boot does not try it again */
@@ -193,6 +263,15 @@ int main(int argc, char **argv)
     check(got == &b && refused == 1, "a damaged newest model falls back to the previous one", name_of(got));
     got = reboot(known, 3);
     check(got == &b && refused == 0, "the damaged model is revoked, not retried", name_of(got));
+    check(floor_seq() == 3, "the fallback keeps the revoked model's sequence number", "3");
+    {
+        /* the next install erases the revoked model's slot, the one holding the highest sequence number: it is
+         * carried into the active slot's record first, so no power cut during that install lowers it */
+        static uint8_t fallen_back[FLASH_SIM_BYTES];
+        memcpy(fallen_back, flash_sim_mem, sizeof fallen_back);
+        cut_every_operation("power cut at every operation of an install after a fallback", fallen_back, known, &b,
+                            &a, 4, 3);
+    }
     memcpy(flash_sim_mem, snapshot, sizeof snapshot);
     check(reboot(known, 3) == &c, "C is active again once the bit is restored", NULL);
 
@@ -203,7 +282,7 @@ int main(int argc, char **argv)
         bad.bytes = malloc(b.len);
         memcpy(bad.bytes, b.bytes, b.len);
         bad.bytes[b.len - 1] ^= 1;
-        err = install(&bad);
+        err = install(&bad, 4);
         check(err && strstr(err, "SHA-256"), "a blob with a bad hash is refused at validation", err);
         check(reboot(known, 3) == &c, "C stays active after the refused install", NULL);
         free(bad.bytes);
@@ -214,7 +293,8 @@ int main(int argc, char **argv)
     err = store->clear();
     check(!err, "ERASE", err);
     check(reboot(known, 3) == NULL, "no model after ERASE and a reboot", NULL);
-    err = install(&a);
+    check(floor_seq() == 3, "ERASE keeps the anti-rollback state", "3");
+    err = install(&a, 5);
     check(!err && reboot(known, 3) == &a, "install after ERASE", err);
 
     /* the driver refuses to touch the firmware's sectors (0-5) or to run past the end of the flash */
@@ -240,52 +320,13 @@ int main(int argc, char **argv)
     /* power cut at every flash operation of installing B over A: the board boots A (cut before the commit word
      * was fully programmed) or B (after), never nothing; and installing B again then works */
     memcpy(snapshot, flash_sim_mem, sizeof snapshot);
-    reboot(known, 3);
-    flash_sim_cut_after(0);
-    err = install(&b);
-    total_ops = flash_sim_ops;
-    for (cut = 1; cut <= total_ops; cut++) {
-        memcpy(flash_sim_mem, snapshot, sizeof snapshot);
-        reboot(known, 3);
-        if (setjmp(flash_sim_cut_point) == 0) {
-            flash_sim_cut_after(cut);
-            install(&b);
-            flash_sim_cut_after(0);
-            snprintf(msg, sizeof msg, "cut %u of %u did not happen", cut, total_ops);
-            check(0, "power cut", msg);
-            continue;
-        }
-        cuts++;
-        got = reboot(known, 3);
-        if (got == &a) {
-            kept_old++;
-        } else if (got == &b) {
-            got_new++;
-        } else {
-            snprintf(msg, sizeof msg, "cut at operation %u of %u: boots %s", cut, total_ops, name_of(got));
-            check(0, "power cut during install", msg);
-            continue;
-        }
-        if (got == &b && cut < total_ops) {
-            snprintf(msg, sizeof msg, "cut at operation %u of %u (before the commit word) activated B", cut,
-                     total_ops);
-            check(0, "power cut during install", msg);
-        }
-        err = install(&b);
-        if (err || reboot(known, 3) != &b) {
-            snprintf(msg, sizeof msg, "reinstall after cut %u: %s", cut, err ? err : "B not active");
-            check(0, "recovery after a power cut", msg);
-        }
-    }
-    snprintf(msg, sizeof msg, "%u operations, %u cuts: %u kept A, %u activated B, 0 without a model", total_ops,
-             cuts, kept_old, got_new);
-    check(cuts == total_ops && kept_old + got_new == cuts, "power cut at every install operation", msg);
+    cut_every_operation("power cut at every install operation", snapshot, known, &a, &b, 6, 5);
 
     /* power cut during ERASE (two revoke programs, the older slot first): the newest model or none, never A */
     {
         memcpy(flash_sim_mem, snapshot, sizeof snapshot);
         reboot(known, 3);
-        install(&b); /* A older in one slot, B newest in the other */
+        install(&b, 6); /* A older in one slot, B newest in the other */
         memcpy(snapshot, flash_sim_mem, sizeof snapshot);
         reboot(known, 3);
         flash_sim_cut_after(0);

@@ -45,8 +45,15 @@ def test_store_survives_reboots_bad_blobs_and_a_power_cut_at_every_flash_operati
     ops, cuts = [int(w) for w in cut.split(": ")[1].replace(",", "").split() if w.isdigit()][:2]
     # installing a 2,704-byte blob: 3 sector erases, the record, 676 blob words, the commit word
     assert ops == cuts and ops > len(BLOBS[1].read_bytes()) // 4
-    assert "0 without a model" in cut
+    assert "0 without a model" in cut and "sequence never below 5" in cut
     assert "falls back to the previous one" in out and "never brings back the older model" in out
+    # the anti-rollback state (signed manifests' sequence numbers): kept by ERASE and by a boot-time fallback,
+    # and no power cut during the install that erases the revoked newer model's slot lowers it
+    assert "ok the store keeps the sequence number of the newest install" in out
+    assert "ok ERASE keeps the anti-rollback state" in out
+    assert "ok the fallback keeps the revoked model's sequence number" in out
+    fallback = next(line for line in out.splitlines() if "install after a fallback" in line)
+    assert fallback.startswith("ok ") and "sequence never below 3" in fallback
 
 
 def test_a_committed_image_from_the_host_boots_from_flash(store_test, tmp_path):

@@ -12,14 +12,17 @@ import fcntl
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..paths import FIRMWARE, REPO
+from .firmware_trust import dev_signer
 from .uart_protocol import DeviceLink, ProtocolError
 
 
@@ -68,7 +71,8 @@ def build_firmware(board="mps2-an386", kernels="dsp"):
         raise QemuError("arm-none-eabi-gcc is not installed (Debian gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     out = REPO / "build" / "firmware" / (board + ("-portable" if kernels == "portable" else ""))
     with _lock(REPO / "build" / "firmware" / ".lock"):
-        proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "BOARD=" + board, "KERNELS=" + kernels],
+        proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "BOARD=" + board, "KERNELS=" + kernels,
+                               "PYTHON=" + sys.executable],
                               capture_output=True, text=True)
     if proc.returncode != 0:
         raise QemuError("firmware build failed:\n" + (proc.stdout + proc.stderr)[-3000:])
@@ -95,6 +99,8 @@ class QemuDevice:
         self.port = None
         self.board = BOARDS[board] if isinstance(board, str) else board
         self.elf = elf or build_firmware(self.board.name, kernels)
+        # a development build trusts the key beside its ELF: installs are signed with it unless given an envelope
+        self.signer = dev_signer(self.board.name, Path(self.elf).parent)
         self.timeout = timeout
         self.proc = None
         self.link = None
@@ -119,6 +125,7 @@ class QemuDevice:
         while True:
             try:
                 self.link = DeviceLink.open("socket://127.0.0.1:%d" % port, timeout=self.timeout)
+                self.link.signer = self.signer
                 break
             except Exception as e:  # noqa: BLE001 -- pyserial raises SerialException until QEMU listens
                 if self.proc.poll() is not None:
@@ -135,8 +142,9 @@ class QemuDevice:
         return self
 
     def reset(self):
-        """Reset the emulated MCU (QEMU's system_reset: the ELF is loaded again, RAM is lost) while its UART's TCP
-        connection stays up, like pressing a board's reset button with the serial cable attached."""
+        """Reset the emulated MCU (QEMU's system_reset: the ELF's segments are loaded again, the rest of RAM keeps
+        its bytes as a board's SRAM does) while its UART's TCP connection stays up, like pressing a board's reset
+        button with the serial cable attached."""
         self.monitor("system_reset", prompt=False)
 
     def monitor(self, command, prompt=True):

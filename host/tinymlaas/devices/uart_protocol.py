@@ -67,9 +67,12 @@ def parse_caps(payload):
 class DeviceLink:
     """A device running tinymlaas firmware behind a pyserial port."""
 
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=10.0, signer=None):
+        """signer: what makes the signed manifest COMMIT carries when install() is given none (envelope(blob) ->
+        bytes; firmware_trust.DevSigner for a development build); without one, install() needs the envelope."""
         self.port = port
         self.timeout = timeout
+        self.signer = signer
         self.seq = 0
         self.unsolicited = []  # NAKs not tied to a request (garbage reports) and boot frames seen late
         self._buf = bytearray()
@@ -161,11 +164,19 @@ class DeviceLink:
     def caps(self):
         return parse_caps(self.request(REQ_CAPS))
 
-    def install(self, blob, chunk=CHUNK):
-        """BEGIN (header), CHUNKs, COMMIT. Returns the device's summary. Raises Nak with the device's reason."""
+    def install(self, blob, envelope=None, chunk=CHUNK):
+        """BEGIN (header), CHUNKs, COMMIT with the blob's signed manifest (COSE_Sign1, from its install package, or
+        made by self.signer when None). Returns the device's summary. Raises Nak with the device's reason: a
+        signature, manifest or anti-rollback refusal is REJECTED at COMMIT, and the previous model stays active."""
         blob = bytes(blob)
         if len(blob) < HEADER_BYTES:
             raise ValueError("a blob is at least 64 bytes")
+        if envelope is None:
+            if self.signer is None:
+                raise ValueError("the firmware installs only signed models: give the package's envelope")
+            envelope = self.signer.envelope(blob)
+        if len(envelope) > MAX_PAYLOAD:
+            raise ValueError("a signed manifest of %d bytes does not fit the COMMIT frame" % len(envelope))
         # a flash store erases the staging slot before answering: 3 x 128 KB sectors, up to 2 s each on an STM32F4
         (dev_chunk,) = struct.unpack("<I", self.request(REQ_BEGIN, blob[:HEADER_BYTES], timeout=max(self.timeout, 30)))
         chunk = min(chunk, dev_chunk)
@@ -176,7 +187,7 @@ class DeviceLink:
             if got != off + len(part):
                 raise ProtocolError("device holds %d bytes, expected %d" % (got, off + len(part)))
             off += len(part)
-        return self.request(REQ_COMMIT, timeout=max(self.timeout, 30)).decode(errors="replace")
+        return self.request(REQ_COMMIT, bytes(envelope), timeout=max(self.timeout, 30)).decode(errors="replace")
 
     def erase(self):
         self.request(REQ_ERASE)
