@@ -94,11 +94,12 @@ async def run_once(peer, method, package, loss, seed, secure=False):
             q = server.subscribe()
             if peer == "micropython":
                 from tinymlaas.devices import unixport
+                from tinymlaas.devices.emulated import trust_args
                 from tinymlaas.paths import LWM2M_CLIENT
 
                 flash = stack.enter_context(tempfile.TemporaryDirectory(prefix="lwm2m-bench-"))
                 args = ["--server", "coap://127.0.0.1:%d" % link.port, "--endpoint", "bench",
-                        "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000))]
+                        "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000)), *trust_args()]
                 if secure:
                     import json
 

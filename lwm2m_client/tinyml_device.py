@@ -2,6 +2,7 @@
 #
 #   micropython tinyml_device.py --server coap://127.0.0.1:5683 --endpoint dev1 --data-dir /flash [--lifetime 300]
 #   micropython tinyml_device.py --config /flash/device.json
+#   ... --trust-anchors '{"<kid hex>": "<point hex>"}'   the keys whose signed packages it installs
 #   ... --coprocessor tcp:127.0.0.1:4444 | uart:1:115200   models run on a Cortex-M co-processor (tinyml/coproc.py)
 #
 # The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms, q_window: Q-Block
@@ -11,7 +12,9 @@
 # protects that exchange) the device asks a LwM2M
 # Bootstrap-Server for its server account when it has none stored in data_dir/lwm2m-account.json and no
 # "server"; a stored account is used from then on, and wins over "server". An emulated board's config has
-# "board" ({"platform", "machine", "mpy_arch"}): what the device reports as itself (hal.emulate). Status
+# "board" ({"platform", "machine", "mpy_arch"}): what the device reports as itself (hal.emulate). Model packages
+# are installed only when signed by a "trust_anchors" key ({kid hex: point hex}) for the config's "vendor_id" and
+# "class_id" (hex, default tinymlaas's; tinyml/trust.py, docs/manifest.md). Status
 # lines go to stdout, one event a line ("registered /rd/5", ...), so a supervisor can follow the device.
 import gc
 import json
@@ -42,7 +45,7 @@ def parse_args(argv):
         if key == "config":
             with open(val) as f:
                 cfg.update(json.load(f))
-        elif key in ("oscore", "bootstrap_oscore"):  # the same object as in a config file, as JSON text
+        elif key in ("oscore", "bootstrap_oscore", "trust_anchors"):  # the same object as in a config file, as JSON
             cfg[key] = json.loads(val)
         else:
             ints = ("lifetime", "ack_timeout_ms", "port", "flash_bytes", "bootstrap_timeout_ms", "q_window")
@@ -55,21 +58,34 @@ def parse_args(argv):
     return cfg
 
 
-def make_installer(data_dir, flash_bytes=None, loader=None):
+def device_trust(cfg):
+    """tinyml.trust.Trust from the config; None (every package refused) when it is damaged, said once."""
+    from tinyml.trust import Trust
+
+    try:
+        return Trust.from_config(cfg)
+    except ValueError as e:
+        print("trust anchors refused: %s; no package will be installed" % e)
+        return None
+
+
+def make_installer(data_dir, flash_bytes=None, loader=None, cfg=None):
     """The inference module's installer; with flash_bytes, free space is that of a filesystem of that size
-    (an emulated board's flash) rather than of the host disk; with loader, models run where it puts them."""
+    (an emulated board's flash) rather than of the host disk; with loader, models run where it puts them; cfg:
+    the device config, for the trust anchors, vendor and class packages must be signed for."""
     try:
         from tinyml.installer import InstallError, Installer
     except ImportError:
         return None, Exception
+    trust = device_trust(cfg or {})
     if not flash_bytes:
-        return Installer(data_dir, loader), InstallError
+        return Installer(data_dir, loader, trust), InstallError
 
     class BoardFlashInstaller(Installer):
         def free_bytes(self):
             return hal.fs_free(self.root, flash_bytes)
 
-    return BoardFlashInstaller(data_dir, loader), InstallError
+    return BoardFlashInstaller(data_dir, loader, trust), InstallError
 
 
 def open_coprocessor(spec):
@@ -224,7 +240,7 @@ def build(cfg, device=Device, tinyml=TinyML):
 
         link = open_coprocessor(cfg["coprocessor"])
         loader = coproc_loader(link)
-    installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader)
+    installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader, cfg)
     c.add(Security(cfg.get("server", "")))
     c.add(Server())
     c.add(device(cfg))

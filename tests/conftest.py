@@ -1,6 +1,14 @@
 """Shared fixtures. Device code runs in the real MicroPython unix port through `mpy_run`, never in CPython."""
 
+import os
+import tempfile
+
 import pytest
+
+# One signing key store for the test session (signing/store.py): packages built in tests, services started by them
+# (in this process or as `tinymlaas serve`) and emulated devices (provisioned with its anchors) all use it, as on a
+# machine where one service signs for its devices. Never the user's ~/.tinymlaas/keys.
+os.environ.setdefault("TINYMLAAS_KEYS", tempfile.mkdtemp(prefix="tinymlaas-test-keys-"))
 
 from tinymlaas.devices import unixport
 from tinymlaas.paths import MLPERF_DIR, mlperf_model

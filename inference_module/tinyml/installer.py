@@ -10,7 +10,14 @@ Files under `root`:
 Crash safety: until `active` is renamed over, the old pointer and the slot it names are untouched; after it, the
 new pointer is complete (written, flushed and closed before the rename). Startup removes a stale active.tmp, or
 completes the rename when a filesystem without atomic replace lost `active` between remove and rename.
-RAM: one 512-byte chunk buffer, the package's JSON metadata (<= 4 KB) and, during activate(), the model itself.
+RAM: one 512-byte chunk buffer, the package's JSON metadata (<= 4 KB), the signed manifest's envelope (<= 512 B)
+and its ECDSA verification (about 5 KB transient, docs/manifest.md) and, during activate(), the model itself.
+
+Trust (docs/manifest.md): a package is installed only when its COSE_Sign1 envelope verifies under one of the
+device's trust anchors, names the device's vendor and class, has a sequence number above the active model's (or
+the same one for the same blob) and hashes to the blob and vectors it carries. The sequence number and blob
+digest of the active model are kept in the `active` pointer, so the anti-rollback state changes in the same
+rename as the model does: a power cut at any moment leaves the old pair or the new one, never a lower number.
 """
 
 import os
@@ -21,8 +28,9 @@ import hashlib
 from .errors import BlobError
 
 MAGIC = b"TMLP"
-VERSION = 1
+VERSION = 2  # version 1 (unsigned) is refused
 HEADER_BYTES = 32
+ENVELOPE_MAX = 512
 TRAILER_BYTES = 32
 MAX_META = 4096
 CHUNK = 512
@@ -69,12 +77,16 @@ def _hex(b):
     return "".join("%02x" % v for v in b)
 
 
+
 class Installer:
-    def __init__(self, root, loader=None):
+    def __init__(self, root, loader=None, trust=None):
         """loader(path, offset=, length=) -> a model: tinyml.model.load by default; tinyml.coproc.loader(link)
-        runs the packages' blobs on a co-processor instead."""
+        runs the packages' blobs on a co-processor instead. trust: a tinyml.trust.Trust (None: no trust anchors,
+        every package is refused as signed by an unknown key)."""
         self.root = root.rstrip("/") or "/"
         self.loader = loader
+        self.trust = trust  # tinyml.trust.Trust; None: no anchors
+        self.last_error = ""  # why the last package was refused ("" after a success): TinyML /32770/0/24
         if not _exists(self.root):
             os.mkdir(self.root)
         self.state = IDLE
@@ -161,16 +173,18 @@ class Installer:
         self._f.close()
         self._f = None
         try:
-            self._staged = self._verify(self._path("staging.pkg"), self._written)
-        except InstallError:
+            try:
+                self._staged = self._verify(self._path("staging.pkg"), self._written)
+            except InstallError:
+                raise
+            except MemoryError:
+                raise InstallError(OUT_OF_RAM, "not enough RAM to check the package")
+            except Exception as e:  # an unreadable file, a malformed header field: never a raw exception to LwM2M
+                raise InstallError(UPDATE_FAILED, "package check failed: %r" % (e,))
+        except InstallError as e:
             self.abort()
+            self.last_error = e.message
             raise
-        except MemoryError:
-            self.abort()
-            raise InstallError(OUT_OF_RAM, "not enough RAM to check the package")
-        except Exception as e:  # an unreadable file, a malformed header field: never a raw exception to LwM2M
-            self.abort()
-            raise InstallError(UPDATE_FAILED, "package check failed: %r" % (e,))
         self.state = DOWNLOADED
         return self._staged["meta"]
 
@@ -182,19 +196,26 @@ class Installer:
         buf = bytearray(CHUNK)
         with open(path, "rb") as f:
             head = f.read(HEADER_BYTES)
-            magic, ver, hb, meta_n, vec_n, blob_n, nvec, flags, res = struct.unpack("<4sHHIIIIII", head)
+            magic, ver, hb, meta_n, vec_n, blob_n, nvec, flags, env_n = struct.unpack("<4sHHIIIIII", head)
             if magic != MAGIC:
                 raise InstallError(UNSUPPORTED_PACKAGE, "not a tinymlaas package (magic %r)" % magic)
-            if ver != VERSION or hb != HEADER_BYTES or flags or res:
+            if ver == 1:
+                raise InstallError(UNSUPPORTED_PACKAGE, "unsigned package (version 1): this device accepts only "
+                                   "signed packages (version 2)")
+            if ver != VERSION or hb != HEADER_BYTES or flags:
                 raise InstallError(UNSUPPORTED_PACKAGE, "unsupported package version %d (this device reads %d)" % (ver, VERSION))
-            if HEADER_BYTES + meta_n + vec_n + blob_n + TRAILER_BYTES != size:
-                raise InstallError(INTEGRITY_FAILURE, "package sections (%d+%d+%d) do not match its %d bytes" % (meta_n, vec_n, blob_n, size))
+            if not 0 < env_n <= ENVELOPE_MAX:
+                raise InstallError(UNSUPPORTED_PACKAGE, "malformed COSE_Sign1: envelope of %d bytes" % env_n)
+            if HEADER_BYTES + env_n + meta_n + vec_n + blob_n + TRAILER_BYTES != size:
+                raise InstallError(INTEGRITY_FAILURE, "package sections (%d+%d+%d+%d) do not match its %d bytes" % (env_n, meta_n, vec_n, blob_n, size))
             if meta_n > MAX_META:
                 raise InstallError(UNSUPPORTED_PACKAGE, "package metadata of %d bytes exceeds %d" % (meta_n, MAX_META))
-            # One pass over the file: hash of the package body and, separately, of the blob range.
+            # One pass over the file: hash of the package body and, separately, of the vector and blob ranges.
             h_all = hashlib.sha256(head)
+            h_vec = hashlib.sha256()
             h_blob = hashlib.sha256()
-            blob_off = HEADER_BYTES + meta_n + vec_n
+            vec_off = HEADER_BYTES + env_n + meta_n
+            blob_off = vec_off + vec_n
             body_end = size - TRAILER_BYTES
             pos = HEADER_BYTES
             mv = memoryview(buf)
@@ -203,20 +224,27 @@ class Installer:
                 if f.readinto(mv[:k]) != k:
                     raise InstallError(INTEGRITY_FAILURE, "short read at %d" % pos)
                 h_all.update(mv[:k])
+                if pos + k > vec_off and pos < blob_off:
+                    h_vec.update(mv[max(0, vec_off - pos):min(k, blob_off - pos)])
                 if pos + k > blob_off:
-                    a = max(0, blob_off - pos)
-                    h_blob.update(mv[a:k])
+                    h_blob.update(mv[max(0, blob_off - pos):k])
                 pos += k
             if f.read(TRAILER_BYTES) != h_all.digest():
                 raise InstallError(INTEGRITY_FAILURE, "package SHA-256 mismatch")
             f.seek(HEADER_BYTES)
+            envelope = f.read(env_n)
             try:
                 meta = json.loads(f.read(meta_n))
-                name, version, sha = str(meta["name"]), str(meta["version"]), meta["sha256"]
-            except (ValueError, KeyError, TypeError):
+                meta.get("name")
+            except (ValueError, AttributeError):
                 raise InstallError(UNSUPPORTED_PACKAGE, "package metadata is not the expected JSON")
-        if _hex(h_blob.digest()) != sha:
-            raise InstallError(INTEGRITY_FAILURE, "model SHA-256 does not match the package metadata")
+        m = self._check_manifest(envelope)
+        del envelope
+        if m.blob_bytes != blob_n or m.blob_sha256 != h_blob.digest():
+            raise InstallError(INTEGRITY_FAILURE, "model blob does not match the signed manifest")
+        if m.vectors_sha256 != h_vec.digest():
+            raise InstallError(INTEGRITY_FAILURE, "golden vectors do not match the signed manifest")
+        sha = _hex(m.blob_sha256)
         # The blob must be one this runtime executes (format version, ABI, every record): checked now, so
         # "Downloaded" means installable.
         from .blob import parse
@@ -231,9 +259,32 @@ class Installer:
         sizes = [prog.tensors[t][4] for t in prog.inputs] + [prog.tensors[t][4] for t in prog.outputs]
         if sum(sizes) * nvec != vec_n:
             raise InstallError(UNSUPPORTED_PACKAGE, "test vectors (%d bytes) do not match the model's I/O" % vec_n)
-        return {"meta": meta, "name": name, "version": version, "sha256": sha, "blob_offset": blob_off,
-                "blob_bytes": blob_n, "vec_offset": HEADER_BYTES + meta_n, "n_vectors": nvec,
-                "arena_bytes": prog.arena_bytes, "package_bytes": size}
+        return {"meta": meta, "name": m.name, "version": m.version, "sha256": sha, "blob_offset": blob_off,
+                "blob_bytes": blob_n, "vec_offset": vec_off, "n_vectors": nvec,
+                "arena_bytes": prog.arena_bytes, "package_bytes": size, "sequence": m.sequence}
+
+    def _check_manifest(self, envelope):
+        """The verified manifest of `envelope`, admitted for this device and its active model, or InstallError."""
+        from .trust import check
+
+        m, refusal = check(envelope, self.trust, self.installed())
+        if refusal:
+            raise InstallError(*refusal)
+        return m
+
+    def installed(self):
+        """(sequence, blob SHA-256) of the active model, as cose.admit takes it; None without a signed one."""
+        p = self._pointer()
+        if not p or p.get("sequence") is None:
+            return None
+        from binascii import unhexlify
+
+        return p["sequence"], unhexlify(p["sha256"])
+
+    def installed_sequence(self):
+        """Sequence number of the active model's manifest, 0 when none (TinyML /32770/0/25)."""
+        i = self.installed()
+        return i[0] if i else 0
 
     # ----- activation -----
 
@@ -257,6 +308,15 @@ class Installer:
     def activate_model(self):
         """activate(), keeping the self-tested model loaded: -> that model, now the active one (the caller closes
         it). The model is loaded once per update, so the heap sees one load, not a load, a free and a reload."""
+        try:
+            model = self._activate_model()
+        except InstallError as e:
+            self.last_error = e.message
+            raise
+        self.last_error = ""
+        return model
+
+    def _activate_model(self):
         if self.state != DOWNLOADED or self._staged is None:
             raise InstallError(UPDATE_FAILED, "nothing downloaded to activate")
         info = self._staged
@@ -275,9 +335,11 @@ class Installer:
             raise InstallError(UPDATE_FAILED, "golden test failed: %s" % e)
         except Exception as e:
             raise InstallError(UPDATE_FAILED, "activation failed: %r" % (e,))
+        # the anti-rollback state (sequence, blob sha256) goes in the same pointer, so it changes with the model
         pointer = {"slot": slot, "name": info["name"], "version": info["version"], "sha256": info["sha256"],
                    "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
-                   "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"]}
+                   "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"],
+                   "sequence": info["sequence"]}
         tmp = self._path("active.tmp")
         try:
             with open(tmp, "w") as f:

@@ -36,6 +36,13 @@ SELF_TEST_RESULT = 20
 INPUT = 21
 LAST_RESULT = 22
 LAST_TOP_CLASS = 23
+# signed packages (docs/manifest.md): what the installer last refused and what it accepts, so the service can
+# tell before sending that a package would be refused
+UPDATE_REASON = 24
+INSTALLED_SEQUENCE = 25
+TRUST_ANCHORS = 26
+VENDOR_ID = 27
+CLASS_ID = 28
 
 
 def runtime_info():
@@ -133,7 +140,8 @@ class TinyML(LwObject):
         MODEL_SHA256: (STRING, "R"), ARENA_BYTES: (INTEGER, "R"), BLOB_BYTES: (INTEGER, "R"),
         MODEL_STATE: (STRING, "R"), INFERENCE_COUNT: (INTEGER, "R"), LAST_LATENCY_US: (INTEGER, "R"),
         SELF_TEST: (NONE, "E"), SELF_TEST_RESULT: (STRING, "R"), INPUT: (OPAQUE, "W"), LAST_RESULT: (OPAQUE, "R"),
-        LAST_TOP_CLASS: (INTEGER, "R"),
+        LAST_TOP_CLASS: (INTEGER, "R"), UPDATE_REASON: (STRING, "R"), INSTALLED_SEQUENCE: (INTEGER, "R"),
+        TRUST_ANCHORS: (STRING, "R"), VENDOR_ID: (STRING, "R"), CLASS_ID: (STRING, "R"),
     }
 
     def __init__(self, installer, data_dir, flash_bytes=None, coproc=None):
@@ -200,7 +208,7 @@ class TinyML(LwObject):
                 self.model = None
                 self.state = "load-failed: %s" % e
         for rid in (FREE_HEAP, LARGEST_BLOCK, FLASH_FREE, MODEL_NAME, MODEL_VERSION, MODEL_SHA256, ARENA_BYTES,
-                    BLOB_BYTES, MODEL_STATE):
+                    BLOB_BYTES, MODEL_STATE, UPDATE_REASON, INSTALLED_SEQUENCE):
             self.changed(0, rid)
 
     def _info(self, key, default=""):
@@ -260,7 +268,22 @@ class TinyML(LwObject):
             return self.last_result
         if rid == LAST_TOP_CLASS:
             return self.top_class
+        if rid in (UPDATE_REASON, INSTALLED_SEQUENCE, TRUST_ANCHORS, VENDOR_ID, CLASS_ID):
+            return self._trust(rid)
         raise ResourceError(0x85)
+
+    def _trust(self, rid):
+        inst = self.installer
+        trust = inst and inst.trust
+        if rid == UPDATE_REASON:
+            return inst.last_error if inst else ""
+        if rid == INSTALLED_SEQUENCE:
+            return inst.installed_sequence() if inst else 0
+        if trust is None:
+            return ""
+        if rid == TRUST_ANCHORS:
+            return trust.key_ids()
+        return "".join("%02x" % b for b in (trust.vendor_id if rid == VENDOR_ID else trust.class_id))
 
     def sink(self, iid, rid):
         return InputSink(self) if rid == INPUT else None
@@ -301,16 +324,12 @@ class TinyML(LwObject):
         self.client.defer(self.self_test)
 
     def golden_vectors(self):
-        """(package path, vectors offset, count) of the active package, from the installer's pointer file and
-        the package header (docs/package-format.md)."""
+        """(package path, vectors offset, count) of the active package, from the installer's pointer file (it
+        has them from the package header, docs/package-format.md)."""
         root = self.installer.root
         with open(root + "/active") as f:
-            slot = json.loads(f.read())["slot"]
-        path = root + "/" + slot
-        with open(path, "rb") as f:
-            head = f.read(32)
-        meta_n, nvec = struct.unpack_from("<I", head, 8)[0], struct.unpack_from("<I", head, 20)[0]
-        return path, 32 + meta_n, nvec
+            p = json.loads(f.read())
+        return root + "/" + p["slot"], p["vec_offset"], p["n_vectors"]
 
     def self_test(self):
         """Run the active package's golden vectors (bit-exact check) and record the latency of the last run."""

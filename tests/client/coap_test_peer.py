@@ -11,6 +11,7 @@ from aiocoap import numbers as an
 from aiocoap.optiontypes import BlockOption
 
 from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import trust_args
 from tinymlaas.paths import LWM2M_CLIENT
 
 CON, NON, ACK, RST = an.CON, an.NON, an.ACK, an.RST
@@ -98,7 +99,7 @@ class Peer:
         data_dir = tmp_path / "flash"
         cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", heap, [
             "--server", "coap://127.0.0.1:%d" % self.port, "--endpoint", endpoint, "--lifetime", lifetime,
-            "--data-dir", data_dir, "--ack-timeout-ms", ack_timeout_ms, *extra])
+            "--data-dir", data_dir, "--ack-timeout-ms", ack_timeout_ms, *trust_args(), *extra])
         self.proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=tmp_path)
         return self.proc

@@ -16,6 +16,7 @@ from aiocoap import oscore as aiocoap_oscore
 from coap_test_peer import ACK, CON, Peer, make
 from test_oscore_client import OscorePeer
 from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import trust_args
 from tinymlaas.lwm2m import values as V
 from tinymlaas.lwm2m.codecs.scalar import value_to_tlv_bytes
 from tinymlaas.lwm2m.codecs.tlv import RESOURCE, encode_entry
@@ -56,7 +57,7 @@ def server_context(directory, secret=SECRET, salt=SALT, sender=SERVER_ID, recipi
 def start_device(peer, tmp_path, bs_port, extra=()):
     cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "512k", [
         "--bootstrap", "coap://127.0.0.1:%d" % bs_port, "--endpoint", "boot1", "--data-dir", tmp_path / "flash",
-        "--ack-timeout-ms", 1000, *extra])
+        "--ack-timeout-ms", 1000, *trust_args(), *extra])
     peer.proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  cwd=tmp_path)
 

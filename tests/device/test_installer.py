@@ -17,7 +17,13 @@ import zoo
 from blobkit import BlobBuilder, INT8, COPY, rehash
 from tinymlaas.blob import reference
 from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import device_trust
 from tinymlaas.package import build_package, read_package, PackageError
+from tinymlaas.signing import cose as host_cose, manifest as host_manifest
+from tinymlaas.signing.store import default_store
+
+# What the emulated devices are provisioned with: the test session's key store (tests/conftest.py)
+TRUST = "from tinyml.trust import Trust\nTRUST = Trust.from_config(%r)\n" % (device_trust(),)
 
 
 def _vectors(blob, seed, n=2):
@@ -31,26 +37,35 @@ def _vectors(blob, seed, n=2):
     return out
 
 
-def net_package(seed, version=None, vectors=None):
+def net_package(seed, version=None, vectors=None, sequence=None, **signing):
     blob = dict(zoo.all_cases(seed))["small_net"].build()
     return build_package(blob, "net%d" % seed, version or "1.%d" % seed,
-                         _vectors(blob, seed) if vectors is None else vectors)
+                         _vectors(blob, seed) if vectors is None else vectors, sequence=sequence, **signing)
 
 
-def raw_package(blob, meta, vec=b"", nvec=0, magic=b"TMLP", version=1):
-    """A package assembled by hand (the host writer refuses what these tests need)."""
+def raw_package(blob, meta, vec=b"", nvec=0, magic=b"TMLP", version=2, manifest_blob=None):
+    """A package assembled by hand (the host writer refuses what these tests need), signed by the session's key
+    for `manifest_blob` (default: the blob itself); version 1 has no envelope."""
     meta_raw = json.dumps(meta).encode()
-    meta_raw += b" " * ((-(32 + len(meta_raw) + len(vec))) % 16)
-    body = struct.pack("<4sHHIIIIII", magic, version, 32, len(meta_raw), len(vec), len(blob), nvec, 0, 0)
-    body += meta_raw + vec + blob
+    env = b""
+    if version == 2:
+        m = host_manifest.for_package(blob if manifest_blob is None else manifest_blob, vec, "x", "1",
+                                      time.time_ns() // 1000 + 10 ** 9,  # newer than what build_package signs
+                                      host_manifest.vendor_id("tinymlaas.example"),
+                                      host_manifest.class_id(host_manifest.vendor_id("tinymlaas.example"),
+                                                             "tinyml-micropython"))
+        env = host_cose.sign_manifest(m, default_store().signer())
+    meta_raw += b" " * ((-(32 + len(env) + len(meta_raw) + len(vec))) % 16)
+    body = struct.pack("<4sHHIIIIII", magic, version, 32, len(meta_raw), len(vec), len(blob), nvec, 0, len(env))
+    body += env + meta_raw + vec + blob
     return body + hashlib.sha256(body).digest()
 
 
-INSTALL = """
+INSTALL = TRUST.replace("%", "%%") + """
 import sys
 import tinyml.installer as I
 root = %r
-inst = I.Installer(root)
+inst = I.Installer(root, trust=TRUST)
 def install(path, chunk=512, size=True):
     f = open(path, 'rb'); f.seek(0, 2); n = f.tell(); f.seek(0)
     inst.begin(n if size else None)
@@ -136,6 +151,20 @@ def test_mlperf_kws_package_with_tflm_golden_vectors(tmp_path, flash, mlperf, mp
     assert "INSTALLED kws" in out, out
 
 
+def _attempt_cases(tmp_path, flash, mpy_script, good, files, each="", tail=""):
+    """Install `good`, then attempt each of `files` ({case: package bytes}) after it (running `each` after every
+    attempt) and `tail` -> {case: what the device printed for it}; `tail` may print more 'CASE name' blocks."""
+    paths = {k: _write(tmp_path, k + ".pkg", v) for k, v in files.items()}
+    good_path = _write(tmp_path, "good.pkg", good)
+    out = mpy_script(INSTALL % str(flash) + """
+attempt(%r)
+for name in %r:
+    print('CASE', name)
+    attempt(%r[name])
+""" % (good_path, list(files), paths) + each + tail.replace("GOOD", repr(good_path)), heap="256k").stdout
+    return {block.split("\n", 1)[0]: block.split("\n", 1)[1] for block in out.split("CASE ")[1:]}
+
+
 def test_failure_result_codes_keep_the_old_model(tmp_path, flash, mpy_script):
     good = net_package(1)
     blob2 = dict(zoo.all_cases(2))["small_net"].build()
@@ -145,7 +174,9 @@ def test_failure_result_codes_keep_the_old_model(tmp_path, flash, mpy_script):
     wrong_golden = build_package(blob2, "net2", "2.0", [(v2[0][0], [np.zeros(3, np.int8)])])
     abi2 = rehash(blob2[:12] + struct.pack("<H", 2) + blob2[14:])
     abi_pkg = raw_package(abi2, {"name": "x", "version": "1", "sha256": hashlib.sha256(abi2).hexdigest()})
-    meta_sha = raw_package(blob2, {"name": "x", "version": "1", "sha256": "00" * 32})
+    manifest_sha = raw_package(blob2, {"name": "x"}, manifest_blob=blob2[:-1] + bytes([blob2[-1] ^ 1]))
+    unsigned = raw_package(blob2, {"name": "x", "version": "1", "sha256": hashlib.sha256(blob2).hexdigest()},
+                           version=1)
     # a model whose arena cannot be allocated on a 128 KB heap
     b = BlobBuilder()
     x = b.arena(INT8, (1, 200000))
@@ -155,17 +186,12 @@ def test_failure_result_codes_keep_the_old_model(tmp_path, flash, mpy_script):
     big = b.build()
     big_pkg = build_package(big, "big", "1", [])
     files = {
-        "bad_sha": bytes(bad_sha), "wrong_golden": wrong_golden, "abi": abi_pkg, "meta_sha": meta_sha,
+        "bad_sha": bytes(bad_sha), "wrong_golden": wrong_golden, "abi": abi_pkg, "manifest_sha": manifest_sha,
+        "unsigned": unsigned,
         "magic": b"ZZZZ" + good[4:], "pkgver": good[:4] + struct.pack("<H", 9) + good[6:], "big": big_pkg,
         "short": good[:40],
     }
-    paths = {k: _write(tmp_path, k + ".pkg", v) for k, v in files.items()}
-    good_path = _write(tmp_path, "good.pkg", good)
-    out = mpy_script(INSTALL % str(flash) + """
-attempt(%r)
-for name in %r:
-    print('CASE', name)
-    attempt(%r[name])
+    cases = _attempt_cases(tmp_path, flash, mpy_script, good, files, tail="""
 print('CASE size')
 try:
     inst.begin(inst.free_bytes() * 4)
@@ -185,8 +211,8 @@ try:
 except I.InstallError as e:
     print('RESULT', e.result, e.message)
 print('CASE announced')
-inst.begin(len(open(%r, 'rb').read()) + 5)
-inst.write(0, open(%r, 'rb').read())
+inst.begin(len(open(GOOD, 'rb').read()) + 5)
+inst.write(0, open(GOOD, 'rb').read())
 try:
     inst.finish()
 except I.InstallError as e:
@@ -197,16 +223,13 @@ try:
 except I.InstallError as e:
     print('RESULT', e.result, e.message)
 print('FINAL', inst.active()['name'], inst.self_test_active())
-""" % (good_path, list(files), paths, good_path, good_path), heap="256k").stdout
-    cases = {}
-    for block in out.split("CASE ")[1:]:
-        name, rest = block.split("\n", 1)
-        cases[name] = rest
+""")
     expect = {
         "bad_sha": (5, "package SHA-256 mismatch"),
         "wrong_golden": (8, "golden test failed: vector 0: output 0 differs"),
         "abi": (6, "model rejected: unsupported kernel ABI 2"),
-        "meta_sha": (5, "model SHA-256 does not match"),
+        "manifest_sha": (5, "model blob does not match the signed manifest"),
+        "unsigned": (6, "unsigned package (version 1): this device accepts only signed packages (version 2)"),
         "magic": (6, "not a tinymlaas package"),
         "pkgver": (6, "unsupported package version 9"),
         "big": (3, "not enough RAM"),
@@ -222,7 +245,7 @@ print('FINAL', inst.active()['name'], inst.self_test_active())
         assert line and line[0].startswith("RESULT %d " % code) and fragment in line[0], (name, cases[name])
         if "ACTIVE" in cases[name]:
             assert "ACTIVE net1 1.1" in cases[name], (name, cases[name])
-    assert "FINAL net1 2" in out
+    assert "FINAL net1 2" in cases["activate-idle"]
 
 
 CRASH = INSTALL + """
@@ -271,40 +294,53 @@ AFTER_REBOOT = """
 import tinyml.installer as I
 inst = I.Installer(%r)
 a = inst.active()
-print('ACTIVE', a and a['name'], inst.self_test_active())
+print('ACTIVE', a and a['name'], inst.self_test_active(), 'SEQUENCE', inst.installed_sequence())
 """
 
 
+def _sequence(after):
+    return int(after.split("SEQUENCE")[1].split()[0])
+
+
 def test_crash_at_every_step_leaves_old_or_new(tmp_path, flash, mpy_script):
-    p1, p2 = _write(tmp_path, "a.pkg", net_package(1)), _write(tmp_path, "b.pkg", net_package(2))
+    """... and the anti-rollback state (the active model's manifest sequence number) never goes down."""
+    p1 = _write(tmp_path, "a.pkg", net_package(1, sequence=100))
     mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
-    seen = set()
+    seen, low = set(), 100
     for k in range(200):
+        # a newer net2 for this crash point; net1 signed newer still puts the old model back
+        p2 = _write(tmp_path, "b.pkg", net_package(2, sequence=101 + 2 * k))
         out = mpy_script(CRASH % (str(flash), k, p2)).stdout
         after = mpy_script(AFTER_REBOOT % str(flash)).stdout
         assert "ACTIVE net1 2" in after or "ACTIVE net2 2" in after, (k, out, after)
+        assert _sequence(after) >= low, (k, after)
+        low = _sequence(after)
         seen.add(after.split()[1])
         if "COMPLETED" in out:
             break
-        # put the old model back for the next crash point
         if "net2" in after:
+            p1 = _write(tmp_path, "a.pkg", net_package(1, sequence=102 + 2 * k))
             mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
+            low = 102 + 2 * k
     assert "COMPLETED" in out and seen == {"net1", "net2"} and k > 5
 
 
 def test_sigkill_during_installs(tmp_path, flash, mpy_script):
-    """Real kills at random moments of a loop that keeps installing two packages in turn."""
-    p1, p2 = _write(tmp_path, "a.pkg", net_package(1)), _write(tmp_path, "b.pkg", net_package(2))
-    mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % p1)
+    """Real kills at random moments of a loop that keeps installing two models in turn, each package signed with
+    a higher sequence number than the one before; after a kill the loop starts again from the first, which the
+    device refuses as rollbacks until it reaches one newer than what it has. The sequence never goes down."""
+    paths = [_write(tmp_path, "p%d.pkg" % k, net_package(1 + k % 2, sequence=10 + k)) for k in range(400)]
+    mpy_script(INSTALL % str(flash) + "attempt(%r)\n" % paths[0])
     script = tmp_path / "loop.py"
     script.write_text(INSTALL % str(flash) + """
-k = 0
-while True:
-    install(%r if k %% 2 else %r, chunk=256)
-    k += 1
-""" % (p1, p2))
+for p in %r:
+    try:
+        install(p, chunk=256)
+    except I.InstallError as e:
+        assert e.message.startswith('rollback'), e.message
+""" % (paths,))
     rng = random.Random(5)
-    names = set()
+    names, low = set(), 10
     for trial in range(8):
         proc = subprocess.Popen(unixport.command(script, "256k"), env=unixport.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
@@ -313,8 +349,10 @@ while True:
         proc.wait()
         after = mpy_script(AFTER_REBOOT % str(flash)).stdout
         assert "ACTIVE net1 2" in after or "ACTIVE net2 2" in after, after
+        assert _sequence(after) >= low, (low, after)
+        low = _sequence(after)
         names.add(after.split()[1])
-    assert names  # both usually appear; either is correct
+    assert names and low > 10  # both usually appear; either is correct
 
 
 def test_mutated_packages_only_ever_give_result_codes(tmp_path, flash, mpy_script):
@@ -361,10 +399,10 @@ print('FINAL', inst.self_test_active())
 # The code an install imports, loaded first as a boot with a model loads it: a first install would import it into
 # the middle of the heap (the unix port keeps code there; a board has it frozen in flash).
 BOOT_IMPORTS = "import hal, tinyml.model, tinyml.opcheck\n"
-UPDATES = BOOT_IMPORTS + """
+UPDATES = BOOT_IMPORTS + TRUST.replace("%", "%%") + """
 import gc
 import tinyml.installer as I
-inst = I.Installer(%r)
+inst = I.Installer(%r, trust=TRUST)
 
 def download(path):
     with open(path, 'rb') as f:
@@ -385,7 +423,7 @@ def check(model):
 
 running = None
 for k in range(12):
-    download(%r[k %% 2])
+    download(%r[k])
     if running is not None:
         running.close()  # what object 5 does: the running model goes first
     running = None
@@ -396,9 +434,9 @@ for k in range(12):
 """
 
 
-BOOT = BOOT_IMPORTS + """
+BOOT = BOOT_IMPORTS + TRUST.replace("%", "%%") + """
 import tinyml.installer as I
-inst = I.Installer(%r)
+inst = I.Installer(%r, trust=TRUST)
 running = inst.load_active()
 largest = hal.largest_free_block()
 print('BOOT', inst.active()['name'], largest)
@@ -415,8 +453,10 @@ def test_updates_hand_over_the_tested_model_and_leave_the_heap_as_they_found_it(
     from tinymlaas.service.core import reference_vectors
 
     kws = bytes(compile_tflite(mlperf("kws")).blob)
-    paths = [_write(tmp_path, "kws.pkg", build_package(kws, "kws", "1", reference_vectors(kws, count=2))),
-             _write(tmp_path, "net.pkg", net_package(1))]
+    kws_vectors = reference_vectors(kws, count=2)
+    # the two models in turn, each package signed newer than the one before it (anti-rollback)
+    paths = [_write(tmp_path, "p%d.pkg" % k, build_package(kws, "kws", "1", kws_vectors, sequence=k + 1) if k % 2 == 0
+                    else net_package(1, sequence=k + 1)) for k in range(12)]
     out = unixport.run(UPDATES % (str(flash), paths), heap="200k", path=[mpy_build]).stdout.decode()
     rows = [line.split() for line in out.splitlines() if line.startswith("UPDATE")]
     assert [r[1] for r in rows] == ["kws", "net1"] * 6, out
@@ -427,3 +467,62 @@ def test_updates_hand_over_the_tested_model_and_leave_the_heap_as_they_found_it(
         assert all(abs(b - blocks[0]) <= 0.05 * blocks[0] for b in blocks), (name, blocks)
     net1 = [int(r[2]) for r in rows if r[1] == "net1"]
     assert net1[-1] >= 0.95 * int(boot[2]), (net1, boot)   # no less than a boot with that model leaves
+
+
+def _retrailed(pkg, pos):
+    """`pkg` with the byte at `pos` flipped and the SHA-256 trailer made again: only the signature can tell."""
+    b = bytearray(pkg)
+    b[pos] ^= 0x01
+    b[-32:] = hashlib.sha256(b[:-32]).digest()
+    return bytes(b)
+
+
+def test_signed_manifest_refusals_keep_the_old_model_and_its_sequence(tmp_path, flash, mpy_script):
+    """Every way a package can fail the signed manifest, each refused before Downloaded with the Update Result
+    and reason docs/manifest.md gives, the old model active and its sequence number unchanged; the very same
+    package again is a re-install, accepted."""
+    from tinymlaas.signing import class_id, vendor_id
+    from tinymlaas.signing.store import DEFAULT_VENDOR, KeyStore
+
+    good = net_package(1, sequence=50)
+    env_n = struct.unpack_from("<I", good, 28)[0]
+    r = read_package(good)
+    vec_at = r["blob_offset"] - sum(len(x) for vi, vo in r["vectors"] for x in vi + vo)
+    payload_at = 32 + env_n - 64 - 2 - 40   # a byte inside the signed manifest (the payload ends before the signature)
+    files = {
+        "unknown_key": net_package(2, sequence=60, signer=KeyStore(tmp_path / "other-keys").signer()),
+        "replayed": net_package(2, sequence=49),
+        "same_sequence_other_blob": net_package(2, sequence=50),
+        "other_class": net_package(2, sequence=60, klass=class_id(DEFAULT_VENDOR, "another-board")),
+        "other_vendor": net_package(2, sequence=60, vendor=vendor_id("elsewhere.example")),
+        "signature_byte": _retrailed(good, 32 + env_n - 1),
+        "manifest_byte": _retrailed(good, payload_at),
+        "envelope_tag": _retrailed(good, 32),
+        "blob_byte": _retrailed(good, r["blob_offset"] + 100),
+        "vector_byte": _retrailed(good, vec_at),
+        "no_envelope": good[:28] + struct.pack("<I", 0) + good[32:],
+    }
+    cases = _attempt_cases(tmp_path, flash, mpy_script, good, files,
+                           each="    print('SEQUENCE', inst.installed_sequence(), 'REASON', inst.last_error)\n",
+                           tail="""print('CASE again')
+attempt(GOOD)
+print('SEQUENCE', inst.installed_sequence(), 'REASON', repr(inst.last_error))
+""")
+    expect = {
+        "unknown_key": (5, "unknown key"),
+        "replayed": (5, "rollback (sequence 49, installed 50)"),
+        "same_sequence_other_blob": (5, "rollback (sequence 50, installed 50)"),
+        "other_class": (6, "wrong device class"),
+        "other_vendor": (6, "wrong vendor"),
+        "signature_byte": (5, "bad signature"),
+        "manifest_byte": (5, "bad signature"),
+        "envelope_tag": (6, "malformed COSE_Sign1"),
+        "blob_byte": (5, "model blob does not match the signed manifest"),
+        "vector_byte": (5, "golden vectors do not match the signed manifest"),
+        "no_envelope": (6, "malformed COSE_Sign1: envelope of 0 bytes"),
+    }
+    for name, (code, reason) in expect.items():
+        text = cases[name]
+        assert "RESULT %d %s\n" % (code, reason) in text, (name, text)
+        assert "ACTIVE net1 1.1" in text and "SEQUENCE 50 REASON %s" % reason in text, (name, text)
+    assert "INSTALLED net1" in cases["again"] and "SEQUENCE 50 REASON ''" in cases["again"], cases["again"]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import trust_args
 from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.package import build_package
 from tinymlaas.paths import LWM2M_CLIENT, VECTORS
@@ -24,7 +25,8 @@ BLOB = (VECTORS / "softmax_rows.blob").read_bytes()
 def run_device(st, server_uri, tmp_path):
     """The device process, registered and its capabilities read; the caller terminates it."""
     cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "512k",
-                           ["--server", server_uri, "--endpoint", "mpy-dev", "--data-dir", str(tmp_path / "flash")])
+                           ["--server", server_uri, "--endpoint", "mpy-dev", "--data-dir", str(tmp_path / "flash"),
+                            *trust_args()])
     proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     async def wait_caps():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import trust_args
 from tinymlaas.paths import LWM2M_CLIENT
 
 PEER = Path(__file__).resolve().parents[1] / "interop" / "lwm2m_peer.js"
@@ -29,7 +30,8 @@ def wait_for(cond, what, timeout=30):
 @pytest.fixture
 def mpy_device(web_auth, tmp_path):
     cmd = unixport.command(LWM2M_CLIENT / "tinyml_device.py", "512k",
-                           ["--server", web_auth.coap_uri, "--endpoint", "mpy-dm", "--data-dir", str(tmp_path / "fs")])
+                           ["--server", web_auth.coap_uri, "--endpoint", "mpy-dm", "--data-dir", str(tmp_path / "fs"),
+                            *trust_args()])
     proc = subprocess.Popen(cmd, env=unixport.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (r := web_auth.server.find("mpy-dm")) is not None and r.capabilities, "mpy-dm to register")

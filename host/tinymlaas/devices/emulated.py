@@ -60,6 +60,28 @@ def board_config(profile):
     return {"model": prof["model"], "hw_version": prof["hw_version"], "device_type": profile, "board": prof["board"]}
 
 
+def device_trust(trust=None):
+    """The device config keys of its package trust: {"trust_anchors": {kid hex: point hex}} (the anchors of the
+    default key store, signing.store.default_store, unless `trust` gives them: an anchor_config dict, or a dict
+    with "trust_anchors" and optional "vendor_id" / "class_id"). A device is provisioned like this by the
+    machine whose service signs its packages."""
+    if trust is None:
+        from ..signing.store import default_store
+
+        trust = default_store().anchor_config()
+    if "trust_anchors" not in trust:
+        trust = {"trust_anchors": trust}
+    return dict(trust)
+
+
+def trust_args(trust=None):
+    """device_trust() as tinyml_device.py's command-line arguments (for a device started without a config)."""
+    out = []
+    for key, value in device_trust(trust).items():
+        out += ["--" + key.replace("_", "-"), json.dumps(value) if isinstance(value, dict) else value]
+    return out
+
+
 def compiled_path():
     """MICROPYPATH entries of the device code precompiled with mpy-cross (as it is deployed on a board: no
     compiler RAM peak at import), cached by source content; [] when mpy-cross is missing or a module does not
@@ -105,7 +127,7 @@ def parse_size(text):
 class EmulatedDevice:
     def __init__(self, server, endpoint, heap=None, data_dir=None, profile="esp32", lifetime=300,
                  ack_timeout_ms=2000, restart_on_reboot=True, log=None, flash=None, precompiled=True, port=0,
-                 coprocessor=None, oscore=None, bootstrap=None):
+                 coprocessor=None, oscore=None, bootstrap=None, trust=None):
         if profile not in PROFILES:
             raise ValueError("unknown profile %r (known: %s)" % (profile, ", ".join(PROFILES)))
         for uri in ([server] if server is not None or bootstrap is None else []) + ([bootstrap] if bootstrap else []):
@@ -127,6 +149,9 @@ class EmulatedDevice:
         self.oscore = oscore
         # a LwM2M Bootstrap-Server URI: with server=None the device asks it for its server account and keys
         self.bootstrap = bootstrap
+        # the signed-package keys the device accepts ({kid hex: point hex}, signing.keys.anchor_config), plus
+        # optional "vendor_id" / "class_id": device_trust() of the default key store unless given
+        self.trust = trust
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
         self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
@@ -147,6 +172,7 @@ class EmulatedDevice:
                "coprocessor": self.coprocessor, "oscore": self.oscore, **board_config(self.profile)}
         if self.bootstrap:
             cfg["bootstrap"] = self.bootstrap
+        cfg.update(device_trust(self.trust))
         return {k: v for k, v in cfg.items() if v is not None}
 
     def command(self):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..paths import LWM2M_CLIENT
 from . import unixport
-from .emulated import CODE_IN_HEAP, PROFILES, board_config, compiled_path
+from .emulated import CODE_IN_HEAP, PROFILES, board_config, compiled_path, device_trust
 
 DEFAULT_PER_VM = 250
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}\Z")
@@ -72,7 +72,7 @@ def _figures(text):
 
 class EmulatedFleet:
     def __init__(self, server, count, prefix="dev", profile="esp32", per_vm=DEFAULT_PER_VM, data_dir=None,
-                 lifetime=300, ramp=0.0, ack_timeout_ms=2000, flash=None, first=0, log=None):
+                 lifetime=300, ramp=0.0, ack_timeout_ms=2000, flash=None, first=0, log=None, trust=None):
         if not str(server).startswith("coap://"):
             raise ValueError("server must be a coap:// URI, got %r" % server)
         if profile not in PROFILES:
@@ -96,6 +96,7 @@ class EmulatedFleet:
         self.own_dir = data_dir is None  # a temporary directory is removed at stop; a given one is the fleet's flash
         self.data_dir = Path(data_dir).resolve() if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-fleet-"))
         self.log = log  # callable(line) for every status line, or None
+        self.trust = trust  # package trust anchors (emulated.device_trust; default: the default key store's)
         n_vms = math.ceil(count / per_vm)
         self.vms = [_VM(k, self.names[k::n_vms], None) for k in range(n_vms)]  # dealt in turn
         self.per_vm = max(len(vm.names) for vm in self.vms)
@@ -112,7 +113,7 @@ class EmulatedFleet:
     def _vm_config(self, vm):
         start = {name: int(1000 * self.ramp * i / len(self.names)) for i, name in enumerate(self.names)}
         cfg = {"server": self.server, "lifetime": self.lifetime, "ack_timeout_ms": self.ack_timeout_ms,
-               "board_heap": self.board_heap, **board_config(self.profile),
+               "board_heap": self.board_heap, **board_config(self.profile), **device_trust(self.trust),
                "devices": [{"endpoint": n, "data_dir": str(self.data_dir / n / "flash"), "start_ms": start[n]}
                            for n in vm.names]}
         if self.flash_bytes:

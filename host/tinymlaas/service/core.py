@@ -16,6 +16,7 @@ from .channel import LwM2MChannel
 from .deployments import DEFAULT_CONCURRENCY, DeploymentEngine, DeploymentError, DeploymentStore, check_stages
 from .inference import Inference
 from .selection import choose
+from .signing import PackageSigning, reported_trust
 from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
 
 log = logging.getLogger("tinymlaas.service")
@@ -74,6 +75,7 @@ def normalize_capabilities(raw):
         # the model the device runs now and the arena it holds: an install unloads it first (selection.py)
         caps["model_sha256"] = str(first("model_sha256", default=""))
         caps["model_arena"] = int(first("arena_bytes", default=0) or 0)
+    caps["trust"] = reported_trust(key)  # what signed packages it accepts (docs/tinyml-object.md 24-28)
     return caps
 
 
@@ -88,6 +90,9 @@ class Service:
         self.db = self.catalog.db
         # One connection for everything: registrations, registry and deployments commit through the same
         # Database, so a deployment row and the registration it refers to are never out of step.
+        # signs every package built for a device (docs/manifest.md); keys in DATA/keys (or $TINYMLAAS_KEYS)
+        self.signing = PackageSigning(self.db, self.data_dir)
+        self.keys = self.signing.keys
         self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host)
         self.deployments = DeploymentStore(self.db)
         # a sample of free heap, flash, inference count and latency each time a device's TinyML object is read
@@ -128,7 +133,10 @@ class Service:
         reg = self.server.tinyml_device(endpoint)
         if not reg.capabilities:
             raise UserError("device %s has not reported its TinyML capabilities (object 32770) yet" % endpoint)
-        return normalize_capabilities(reg.capabilities)
+        caps = normalize_capabilities(reg.capabilities)
+        # before anything is sent: would the device refuse what this service signs (selection adds the reasons)
+        caps["signing"] = self.signing.judge(caps)
+        return caps
 
     def tag(self, endpoint, *tags):
         for t in tags:
@@ -199,9 +207,10 @@ class Service:
                                                                    "; ".join([why or "none compiled"] + failed)))
         variant = best.variant
         key = (model["id"], variant["id"])
-        if key not in self._packages:
-            self._packages = {key: self.package(model, variant)}   # the latest only: a rollout has one or few
-        return variant, self._packages[key], model["name"], model["version"]
+        installed = (caps.get("trust") or {}).get("sequence", 0)
+        if key not in self._packages or self._packages[key][1] <= installed:  # signed again above the device's
+            self._packages = {key: self.signed_package(model, variant, installed)}   # the latest only
+        return variant, self._packages[key][0], model["name"], model["version"]
 
     def smaller_variants(self, model):
         """Option sets for pruned variants not compiled yet, smallest pruning first — what the service compiles
@@ -212,18 +221,25 @@ class Service:
         steps = [{"quantize": "int8", "prune": f} for f in PRUNE_STEPS]
         return [o for o in steps if json_key(o) not in have]
 
-    def package(self, model, variant):
-        from ..package import build_package
+    def package(self, model, variant, floor=0):
+        """The signed install package of a variant, its sequence number above `floor`."""
+        return self.signed_package(model, variant, floor)[0]
 
+    def signed_package(self, model, variant, floor=0):
+        """(package bytes, sequence number): signed with the key store's current key (service/signing.py)."""
         blob = self.registry.artifact(variant)
         vectors = golden_bytes(variant) or reference_vectors(blob)
-        return build_package(blob, model["name"], model["version"], vectors)
+        return self.signing.build(blob, model["name"], model["version"], vectors, variant["runtime"], floor)
 
     def _rollback_package(self, endpoint, previous):
         model, variant = self.installed_variant((previous or {}).get("sha256"))
         if variant is None:
             return None
-        return self.package(model, variant), model["name"], model["version"]
+        try:  # a rollback is a new signed install: above what the device has now
+            floor = (self.device_capabilities(endpoint).get("trust") or {}).get("sequence", 0)
+        except Exception:
+            floor = 0
+        return self.package(model, variant, floor), model["name"], model["version"]
 
     # -- deployments --------------------------------------------------------------------------------------------
     def create_deployment(self, model_name, endpoints=(), canary=(), stages=(100,), concurrency=DEFAULT_CONCURRENCY,

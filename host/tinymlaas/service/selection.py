@@ -126,6 +126,10 @@ def judge(variant, caps, latency_budget_ms=None):
             v.reasons.append("estimated %.0f ms per inference exceeds the %.0f ms budget" % (v.est_latency_ms, latency_budget_ms))
     elif latency_budget_ms is not None:
         v.reasons.append("latency budget given but the device has not reported a benchmark (mac_rate)")
+    # a device that would refuse the signed package (unknown key, other vendor or class): the service knows it
+    # from what the device reports (service/signing.py) and says so before sending anything
+    if not v.running:
+        v.reasons.extend(((caps.get("signing") or {}).get("refusals") or {}).get(variant.get("runtime"), ()))
     v.fits = not v.reasons
     return v
 

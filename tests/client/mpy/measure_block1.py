@@ -1,19 +1,21 @@
 # RAM high-water of the client during a block-wise push to /5/0/0, inside MicroPython:
-#   micropython measure_block1.py PACKAGE_FILE DATA_DIR
+#   micropython measure_block1.py PACKAGE_FILE DATA_DIR [TRUST_ANCHORS_JSON]
 # Each 1024-byte block is read from the file into a fresh datagram-sized buffer (as recvfrom would deliver it),
 # decoded and handled by the LwM2M client with the real installer. gc.mem_free() is sampled after every block
 # without collecting (allocation high-water incl. garbage) and with gc.collect() (live data high-water).
 import gc
+import json
 import sys
 
 gc.collect()
 import tinyml_device
 import tinyml.model  # the runtime's code, which the installer's checks use (frozen in flash on a board)
+import tinyml.cose  # and the signature verifier's
 from coap import block
 from coap import message as cm
 
 cfg = {"server": "coap://127.0.0.1:9", "endpoint": "m", "lifetime": 300, "data_dir": sys.argv[2],
-       "ack_timeout_ms": 2000, "port": 0}
+       "ack_timeout_ms": 2000, "port": 0, "trust_anchors": json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}}
 c = tinyml_device.build(cfg)
 gc.collect()
 base_free = gc.mem_free()
