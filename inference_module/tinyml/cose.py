@@ -8,11 +8,19 @@ SUIT-shaped manifest map. The same profile, the same checks and the same refusal
 
 Raises SignatureError (with .reason) on refusal. The envelope is at most 512 bytes and parsed in RAM; the reader
 takes memoryview slices, checks every length before it reads, and accepts only the deterministic encoding.
+On a firmware whose `_tinyml` C module has `cose_verify` (firmware/micropython/usermod), verify() runs the C
+reader (inference_module/c/tml_cose.c: same checks, same words) instead: about 6.6 M Cortex-M4 instructions and
+no heap, against some 1.45 MB of short-lived big-int garbage here.
 """
 
 import hashlib
 
 from . import p256
+
+try:
+    from _tinyml import cose_verify as _c_verify
+except ImportError:  # no C module, or one built before it had the verifier
+    _c_verify = None
 
 ENVELOPE_MAX_BYTES = 512
 TEXT_MAX_BYTES = 64
@@ -190,6 +198,13 @@ def open_envelope(data):
 
 def verify(data, anchors):
     """The Manifest of a COSE_Sign1 envelope whose ES256 signature verifies under one of `anchors`."""
+    if _c_verify is not None:
+        return _verify_in_c(data, anchors)
+    return verify_in_python(data, anchors)
+
+
+def verify_in_python(data, anchors):
+    """verify() by this module's reader whether or not the C module is there."""
     kid, protected, payload, signature = open_envelope(data)
     point = anchors.get(bytes(kid))
     if point is None:
@@ -204,6 +219,18 @@ def verify(data, anchors):
     if p256.verify(point, h.digest(), signature) != p256.VALID:
         raise SignatureError(R_SIGNATURE)
     return decode_manifest(payload)
+
+
+def _verify_in_c(data, anchors):
+    table = b"".join(bytes(kid) + bytes(point) for kid, point in anchors.items())  # 73 bytes per anchor
+    try:
+        fields = _c_verify(data, table)
+    except ValueError as e:
+        raise SignatureError(str(e))
+    m = Manifest()
+    for (_, attr, _), value in zip(FIELDS, fields):
+        setattr(m, attr, value)
+    return m
 
 
 def anchors(config):

@@ -154,6 +154,27 @@ def host_result(case):
     return "valid" if verify_es256(case.pub, case.msg, case.sig) else "invalid"
 
 
+STAND_IN = REPO / "tests" / "device" / "c_module_stand_in"
+THROUGH_C_MODULE = """import sys
+try:
+    from _tinyml import cose_verify
+except ImportError:  # a firmware without the C reader: its stand-in (tests/device/c_module_stand_in)
+    import tinyml_c_stand_in
+    sys.modules["_tinyml"] = tinyml_c_stand_in
+from tinyml import cose
+assert cose._c_verify is not None
+exec(open(%r).read())
+"""
+
+
+def run_through_c_module(path, heap):
+    """The MicroPython runner with tinyml.cose.verify dispatching to `_tinyml.cose_verify`: the firmware's C module
+    when it has one (MICROPYTHON=...), else the stand-in behind the same interface."""
+    script = path.parent / "through_c_module.py"
+    script.write_text(THROUGH_C_MODULE % str(MPY_RUNNER))
+    return unixport.run(script=script, heap=heap, args=[path], path=[STAND_IN]).stdout.decode()
+
+
 def run_m4(path):
     """tests/c/tml_sig_run.c built for the Cortex-M4 (firmware/Makefile `sig`) under QEMU with semihosting."""
     with _lock(REPO / "build" / "firmware" / ".lock"):
@@ -182,6 +203,8 @@ def run_lines(kind, lines, tmp_path, heap="256k"):
         proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0 and not proc.stderr, proc.stderr[-3000:]
         out = proc.stdout
+    elif kind == "c-module":
+        out = run_through_c_module(path, heap)
     else:
         out = unixport.run(script=MPY_RUNNER, heap=heap, args=[path]).stdout.decode()
     answers = out.splitlines()

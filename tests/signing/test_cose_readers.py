@@ -1,6 +1,8 @@
 """The signed envelope through the three readers: host (tinymlaas.signing), C (tml_cose.c, ASan + UBSan) and
 MicroPython (tinyml/cose.py). Crafted refusals get the same reason from all three; every truncation of a valid
-envelope is refused; the anti-rollback and device-class rule (admit) is the same on both devices."""
+envelope is refused; the anti-rollback and device-class rule (admit) is the same on both devices. Kind "c-module":
+MicroPython's cose.verify dispatching to `_tinyml.cose_verify` (the firmware's C module when the binary has it, else
+its stand-in), so the dispatch converts results and refusals without changing a word."""
 
 import pytest
 
@@ -24,7 +26,7 @@ def host_answer(env):
     return "ok %d %s %s" % (m.sequence, m.name, m.version)
 
 
-@pytest.mark.parametrize("kind", ["c", "micropython"])
+@pytest.mark.parametrize("kind", ["c", "micropython", "c-module"])
 def test_crafted_envelopes_same_answer_as_host(kind, tmp_path):
     lines = [ANCHOR] + ["cose " + (env.hex() or "-") for _, env, _ in CRAFTED]
     answers = V.run_lines(kind, lines, tmp_path)
@@ -47,7 +49,7 @@ def admit_line(vendor, klass, installed, env):
     return "admit %s %s %s %s" % (vendor.hex(), klass.hex(), slot, env.hex())
 
 
-@pytest.mark.parametrize("kind", ["c", "micropython"])
+@pytest.mark.parametrize("kind", ["c", "micropython", "c-module"])
 def test_admit_rule(kind, tmp_path):
     env = sign_manifest(manifest(sequence=7), SIGNER)
     other_class = M.class_id(VENDOR, "stm32f4")

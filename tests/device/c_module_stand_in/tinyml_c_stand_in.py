@@ -52,3 +52,25 @@ class Model:
     def input_info(self, i):
         d = self._m.inputs[i]
         return _DTYPES[d["dtype"]], d["shape"], d["scale"], d["zero_point"], len(self._m.input_buffer(i))
+
+
+# cose_verify(envelope, anchors): the C reader's interface (anchors: 73-byte kid || point rows; the manifest's
+# fields as a tuple in tinyml.cose.FIELDS order; ValueError(reason)), computed by tinyml's own reader, so that
+# cose.verify's dispatch to the C module runs on the stock unix port too. Imported lazily: tinyml.cose imports
+# _tinyml, which is this module.
+cose_calls = 0
+
+
+def cose_verify(envelope, anchors):
+    global cose_calls
+    from tinyml import cose
+
+    cose_calls += 1
+    if len(anchors) % 73:
+        raise ValueError("anchors: kid (8 bytes) || point (65 bytes) each")
+    table = {bytes(anchors[i:i + 8]): bytes(anchors[i + 8:i + 73]) for i in range(0, len(anchors), 73)}
+    try:
+        m = cose.verify_in_python(envelope, table)
+    except cose.SignatureError as e:
+        raise ValueError(e.reason)
+    return tuple(getattr(m, attr) for _, attr, _ in cose.FIELDS)

@@ -11,6 +11,8 @@ target_sources(usermod_tinyml INTERFACE
     ${TINYML_RUNTIME_DIR}/tml_load.c
     ${TINYML_RUNTIME_DIR}/tml_ops.c
     ${TINYML_RUNTIME_DIR}/tml_sha256.c
+    ${TINYML_RUNTIME_DIR}/tml_p256.c
+    ${TINYML_RUNTIME_DIR}/tml_cose.c
 )
 target_include_directories(usermod_tinyml INTERFACE ${TINYML_RUNTIME_DIR})
 # QUANTIZE/DEQUANTIZE must match the host reference bit for bit: no fused multiply-add contraction.

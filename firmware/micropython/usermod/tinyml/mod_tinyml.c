@@ -7,6 +7,9 @@
 //   m.invoke()
 //   y = m.output(0)                                   # memoryview of output 0 (valid until the next invoke)
 //   m.input_info(0) -> (dtype, shape, scale, zero_point, bytes)    dtype: 1 int8 2 uint8 3 int16 4 int32 5 float32
+//   _tinyml.cose_verify(envelope, anchors)            # a signed manifest (docs/manifest.md), tml_cose.c's verifier
+//       anchors: bytes, kid (8) || point (65) per trust anchor; -> (sequence, vendor_id, class_id, component,
+//       blob_sha256, blob_bytes, name, version, vectors_sha256), or ValueError(reason) with the readers' words
 //
 // No allocation beyond the Model object (sizeof(tml_model) + 3 pointers): the blob bytes are used in place and
 // the arena is the caller's bytearray. The Model keeps references to both, so the GC cannot free them while it
@@ -16,6 +19,7 @@
 #include "py/runtime.h"
 #include "py/objarray.h"
 #include "tml.h"
+#include "tml_cose.h"
 
 typedef struct {
     mp_obj_base_t base;
@@ -167,6 +171,43 @@ static mp_obj_t tinyml_check_header(mp_obj_t buf_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinyml_check_header_obj, tinyml_check_header);
 
+// The anchors buffer is read in place as tml_anchor[]: two byte arrays, so no padding and byte alignment.
+typedef char tinyml_anchor_is_73_bytes[sizeof(tml_anchor) == TML_KID_BYTES + 65 ? 1 : -1];
+
+static mp_obj_t text_obj(tml_text t) {
+    return mp_obj_new_str((const char *)t.p, t.len);  // printable ASCII: the parser checked every byte
+}
+
+// cose_verify(envelope, anchors) -> the manifest's fields in tinyml.cose.FIELDS order; ValueError(reason).
+// About 1.9 KB of C stack and no heap until the result tuple (docs/manifest.md, "Cost").
+static mp_obj_t tinyml_cose_verify(mp_obj_t env_in, mp_obj_t anchors_in) {
+    mp_buffer_info_t env, anchors;
+    mp_get_buffer_raise(env_in, &env, MP_BUFFER_READ);
+    mp_get_buffer_raise(anchors_in, &anchors, MP_BUFFER_READ);
+    if (anchors.len % sizeof(tml_anchor) != 0) {
+        mp_raise_ValueError(MP_ERROR_TEXT("anchors: kid (8 bytes) || point (65 bytes) each"));
+    }
+    tml_manifest m;
+    const char *why = tml_cose_verify(env.buf, env.len > UINT32_MAX ? UINT32_MAX : (uint32_t)env.len,
+        (const tml_anchor *)anchors.buf, (uint32_t)(anchors.len / sizeof(tml_anchor)), &m);
+    if (why) {
+        mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%s"), why);
+    }
+    mp_obj_t items[9] = {
+        mp_obj_new_int_from_ull(m.sequence),
+        mp_obj_new_bytes(m.vendor_id, sizeof(m.vendor_id)),
+        mp_obj_new_bytes(m.class_id, sizeof(m.class_id)),
+        text_obj(m.component),
+        mp_obj_new_bytes(m.blob_sha256, sizeof(m.blob_sha256)),
+        mp_obj_new_int_from_uint(m.blob_bytes),
+        text_obj(m.name),
+        text_obj(m.version),
+        mp_obj_new_bytes(m.vectors_sha256, sizeof(m.vectors_sha256)),
+    };
+    return mp_obj_new_tuple(9, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(tinyml_cose_verify_obj, tinyml_cose_verify);
+
 static mp_obj_t tinyml_kernel_set(void) {
     return mp_obj_new_str(tml_kernel_set(), strlen(tml_kernel_set()));
 }
@@ -177,6 +218,7 @@ static const mp_rom_map_elem_t tinyml_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_Model), MP_ROM_PTR(&tinyml_type_model) },
     { MP_ROM_QSTR(MP_QSTR_check_header), MP_ROM_PTR(&tinyml_check_header_obj) },
     { MP_ROM_QSTR(MP_QSTR_kernel_set), MP_ROM_PTR(&tinyml_kernel_set_obj) },
+    { MP_ROM_QSTR(MP_QSTR_cose_verify), MP_ROM_PTR(&tinyml_cose_verify_obj) },
     { MP_ROM_QSTR(MP_QSTR_ABI), MP_ROM_INT(TML_ABI) },
     { MP_ROM_QSTR(MP_QSTR_FORMAT_VERSION), MP_ROM_INT(TML_FORMAT_VERSION) },
 };
