@@ -8,8 +8,8 @@ implements `Backend` (see interface.py). A third-party package declares, in its 
     mybackend = "mypackage.backend:MyBackend"
 """
 
-from .interface import Artifact, Backend, BackendError, SourceModel, Target, step, steps_to
+from .interface import Artifact, Backend, BackendError, SourceModel, Target, UnsupportedModel, step, steps_to
 from .discovery import available_backends, backend
 
 __all__ = ["Artifact", "Backend", "BackendError", "SourceModel", "Target", "available_backends", "backend", "step",
-           "steps_to"]
+           "steps_to", "UnsupportedModel"]

@@ -7,6 +7,7 @@ from .interface import Backend, BackendError
 BUILTIN = {
     "tmlb-int8": "tinymlaas.backends.int8:Int8Backend",
     "trees": "tinymlaas.backends.trees:TreeBackend",
+    "linear": "tinymlaas.backends.linear:LinearBackend",
     "tflite": "tinymlaas.backends.passthrough:TFLitePassthroughBackend",
 }
 

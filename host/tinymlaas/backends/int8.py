@@ -154,30 +154,32 @@ class Int8Backend(Backend):
 
     def compile(self, source, target, options):
         self.check(source, target, options)
-        if target.abi != F.ABI:
-            raise BackendError("back-end tmlb-int8 writes kernel ABI %d blobs, the target runs ABI %d"
-                               % (F.ABI, target.abi))
-        from ..compiler import CompileError, compile_tflite
+        check_abi(target, self.name)
         tflite, report = self.int8_tflite(source, options)
-        step("compile the int8 graph")
-        try:
-            cm = compile_tflite(tflite, name=options.get("name") or source.name or None)
-        except CompileError as e:
-            raise BackendError("compiler: %s" % e) from None
-        ops = list(dict.fromkeys(cm.ops))
-        if target.ops:
-            missing = [op for op in ops if op not in target.ops]
-            if missing:
-                raise BackendError("the target runtime does not implement %s" % ", ".join(missing))
-        (flags,) = struct.unpack_from("<I", cm.blob, 8)
-        report.update(cm.report())
-        return Artifact(
-            kind="tmlb",
-            data=cm.blob,
-            flash_bytes=len(cm.blob),
-            ram_bytes=cm.arena_bytes,
-            macs=cm.macs,
-            ops=ops,
-            features={"abi": F.ABI, "float_io": bool(flags & F.FLAG_FLOAT_IO)},
-            report=report,
-        )
+        return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name)
+
+
+def check_abi(target, backend_name):
+    if target.abi != F.ABI:
+        raise BackendError("back-end %s writes kernel ABI %d blobs, the target runs ABI %d"
+                           % (backend_name, F.ABI, target.abi))
+
+
+def blob_artifact(tflite, target, name, report, backend_name):
+    """The Artifact of an int8 .tflite compiled to a blob for `target` (ABI and ops checked); `report` gets the
+    compiler's report. Shared by the back-ends that reach the blob through an int8 .tflite."""
+    from ..compiler import CompileError, compile_tflite
+    check_abi(target, backend_name)
+    step("compile the int8 graph")
+    try:
+        cm = compile_tflite(tflite, name=name)
+    except CompileError as e:
+        raise BackendError("compiler: %s" % e) from None
+    ops = list(dict.fromkeys(cm.ops))
+    missing = [op for op in ops if target.ops and op not in target.ops]
+    if missing:
+        raise BackendError("the target runtime does not implement %s" % ", ".join(missing))
+    (flags,) = struct.unpack_from("<I", cm.blob, 8)
+    report.update(cm.report())
+    return Artifact(kind="tmlb", data=cm.blob, flash_bytes=len(cm.blob), ram_bytes=cm.arena_bytes, macs=cm.macs,
+                    ops=ops, features={"abi": F.ABI, "float_io": bool(flags & F.FLAG_FLOAT_IO)}, report=report)

@@ -29,6 +29,11 @@ class BackendError(RuntimeError):
     """The back-end cannot compile this model for this target; the message says why."""
 
 
+class UnsupportedModel(BackendError):
+    """The back-end does not take this type of model at all (a tree back-end given a linear model): when another
+    back-end builds the model, the catalogue does not report this one's refusal."""
+
+
 @dataclass(frozen=True)
 class SourceModel:
     """What the registry hands a back-end: the model's bytes and what kind of model they are."""

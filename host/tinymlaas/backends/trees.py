@@ -23,7 +23,7 @@ import numpy as np
 
 from ..blob import format as F
 from ..blob.writer import OpRecord, TensorRecord, write_blob
-from .interface import Artifact, Backend, BackendError, step
+from .interface import Artifact, Backend, BackendError, UnsupportedModel, step
 
 TREE_ENSEMBLE = 16
 OP_NAME = "TREE_ENSEMBLE"
@@ -139,7 +139,7 @@ def tables_from_estimator(model):
     """TreeTables for a fitted scikit-learn classifier of one of the SUPPORTED types."""
     kind = type(model).__name__
     if kind not in SUPPORTED:
-        raise BackendError("the trees back-end compiles tree ensembles (%s), not a %s: train one of those on the "
+        raise UnsupportedModel("the trees back-end compiles tree ensembles (%s), not a %s: train one of those on the "
                            "same data" % (", ".join(SUPPORTED), kind))
     if not hasattr(model, "classes_"):
         raise BackendError("the %s is not fitted" % kind)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..backends import BackendError, SourceModel, Target, available_backends, backend, steps_to
+from ..backends import BackendError, SourceModel, Target, UnsupportedModel, available_backends, backend, steps_to
 from ..db import Database
 from ..registry import ArtifactStore, ModelRegistry, RegistryError
 
@@ -12,7 +12,7 @@ DEFAULT_BUILDS = {
     "keras": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "savedmodel": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "onnx": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
-    "sklearn": [("trees", "tinyml-mpy", {})],
+    "sklearn": [("trees", "tinyml-mpy", {}), ("linear", "tinyml-mpy", {})],
 }
 
 
@@ -72,6 +72,8 @@ def variant_accuracy(model, options, artifact):
     model has one (metadata "eval": an .npz with x and y); otherwise, for a pruned variant, what the pruner measured
     after fine-tuning, or none (selection then prefers variants with a known accuracy) — never the source's."""
     eval_set = (model.get("metadata") or {}).get("eval")
+    if artifact.report.get("task") == "regression":
+        return None                      # top-1 accuracy means nothing for a regressor
     if eval_set and artifact.kind == "tmlb":
         import numpy as np
 
@@ -188,7 +190,7 @@ class Catalog:
         """([(backend, runtime, options, artifact, accuracy)], {(backend, runtime): error}) for `model` (a registry
         row or what add() will register) with source bytes `data`. progress(text) hears each step."""
         say = progress or (lambda text: None)
-        compiled, errors = [], {}
+        compiled, errors, unsupported = [], {}, set()
         source = SourceModel(kind=model["kind"], data=data, name=model["name"], metadata=model["metadata"])
         for backend_name, runtime, options in builds if builds is not None else DEFAULT_BUILDS.get(model["kind"], []):
             try:
@@ -202,8 +204,12 @@ class Catalog:
                 accuracy = variant_accuracy(model, options, artifact)
             except BackendError as e:
                 errors[(backend_name, runtime)] = str(e)
+                if isinstance(e, UnsupportedModel):
+                    unsupported.add((backend_name, runtime))
                 continue
             compiled.append((backend_name, runtime, options, artifact, accuracy))
+        if compiled:   # a tree model is no news to the linear back-end, and the other way round
+            errors = {k: msg for k, msg in errors.items() if k not in unsupported}
         return compiled, errors
 
     def backends(self):

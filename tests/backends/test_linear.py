@@ -1,0 +1,150 @@
+"""scikit-learn linear models and MLPs -> int8 blob (back-end "linear"): agreement with scikit-learn on held-out
+digits, the blob equal to TFLite Micro on the .tflite it was compiled from, the MicroPython runtime equal to both."""
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_regression
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.svm import LinearSVC
+
+from tinymlaas.backends import BackendError, SourceModel, Target, UnsupportedModel, backend
+from tinymlaas.backends.linear import blob_outputs, dense_chain, quantize_input
+from tinymlaas.blob.reader import parse
+from tinymlaas.blob.reference import Executor
+
+from test_int8 import _tflm
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+def _classifiers():
+    return {
+        "logreg_multinomial": LogisticRegression(max_iter=3000),
+        "logreg_ovr": OneVsRestClassifier(LogisticRegression(max_iter=3000)),
+        "linear_svc": LinearSVC(max_iter=5000),
+        "mlp_relu": MLPClassifier((24,), max_iter=400, random_state=0),
+        "mlp_tanh_logistic": MLPClassifier((24, 12), activation="tanh", max_iter=400, random_state=0),
+        "mlp_logistic": MLPClassifier((16,), activation="logistic", max_iter=600, random_state=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def compiled(digits):
+    x_tr, y_tr, _, _ = digits
+    be, out = backend("linear"), {}
+    for name, model in _classifiers().items():
+        model.fit(x_tr, y_tr)
+        out[name] = model, be.compile(SourceModel("sklearn", pickle.dumps(model), name=name), Target("tinyml-mpy"),
+                                      {"representative": x_tr})
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_classifiers()))
+def test_held_out_predictions_agree_with_scikit_learn(name, compiled, digits):
+    _, _, x_te, y_te = digits
+    model, art = compiled[name]
+    assert art.features["float_io"] and art.report["agreement"] >= 0.99   # on the calibration rows
+    pred = np.argmax(blob_outputs(art.data, x_te), axis=1)
+    agree = np.mean(pred == model.predict(x_te))
+    assert agree >= 0.99, agree                           # the documented bound (docs/backends.md)
+    assert abs(np.mean(pred == y_te) - model.score(x_te, y_te)) <= 0.01
+    assert set(art.ops) <= {"QUANTIZE", "FULLY_CONNECTED", "LUT", "DEQUANTIZE"}
+    assert ("LUT" in art.ops) == (name in ("mlp_tanh_logistic", "mlp_logistic"))
+
+
+def test_blob_equals_tflm_and_the_micropython_runtime(compiled, digits):
+    """int8 I/O variant of the two-layer tanh MLP: the reference executor, TFLite Micro and MicroPython agree on
+    every output byte."""
+    from tinymlaas.backends.int8 import Int8Backend  # noqa: F401  (the same compile path)
+    from tinymlaas.verify.micropython import MicroPythonRuntime
+    x_tr, _, x_te, _ = digits
+    model = compiled["mlp_tanh_logistic"][0]
+    be = backend("linear")
+    art = be.compile(SourceModel("sklearn", model), Target("tinyml-c"), {"representative": x_tr, "quantize": "int8"})
+    assert not art.features["float_io"]
+    blob = parse(art.data)
+    t = blob.tensors[blob.inputs[0]]
+    inputs = [quantize_input(r, t.scale, t.zero_point).reshape(t.shape) for r in x_te[:40]]
+    from tinymlaas.backends import quantize as Q
+    from tinymlaas.backends.linear import chain_function
+    fn, module = chain_function(dense_chain(model))
+    tflite = Q.quantize_function(fn, module, Q.representative_rows(x_tr, (None, 64)), io="int8")
+    ref = [Executor(blob).run([x])[0].reshape(-1) for x in inputs]
+    for r, j in zip(ref, _tflm(tflite, inputs)):
+        assert np.array_equal(r, j.reshape(-1))
+    outs = MicroPythonRuntime(heap="256k").run(art.data, [[x] for x in inputs[:10]])
+    for got, want in zip(outs, ref):
+        assert np.array_equal(np.asarray(got[0]).reshape(-1), want)
+
+
+def test_binary_models_predict_class_one_exactly_when_the_score_is_positive(digits):
+    x_tr, y_tr, x_te, y_te = digits
+    for model in (LogisticRegression(max_iter=3000), MLPClassifier((8,), max_iter=400, random_state=0)):
+        model.fit(x_tr, y_tr >= 5)
+        chain = dense_chain(model)
+        assert chain.layers[-1][0].shape[1] == 2                 # (-s, s)
+        art = backend("linear").compile(SourceModel("sklearn", model), Target("tinyml-mpy"), {"representative": x_tr})
+        pred = np.asarray(model.classes_)[np.argmax(blob_outputs(art.data, x_te), axis=1)]
+        # digits 0-4 vs 5-9 leaves more rows near the boundary than the ten-class models: 7 of 597 flip at most
+        assert np.mean(pred == model.predict(x_te)) >= 0.98, type(model).__name__
+
+
+def test_regressors_stay_within_a_bound_inside_the_calibrated_range():
+    x, y = make_regression(500, 8, noise=2.0, random_state=0)
+    x_cal, x_te = x[:200], x[200:]              # at most 200 calibration rows are used: give exactly those
+    # One int8 scale for all features: a held-out row with a feature beyond the calibrated span saturates there.
+    x_te = x_te[np.all((x_te >= x_cal.min()) & (x_te <= x_cal.max()), axis=1)]
+    for model in (LinearRegression(), Ridge(alpha=0.5), MLPRegressor(hidden_layer_sizes=(16,), max_iter=2000, random_state=0)):
+        model.fit(x[:350], y[:350])
+        art = backend("linear").compile(SourceModel("sklearn", model), Target("tinyml-mpy"),
+                                        {"representative": x_cal})
+        assert art.report["task"] == "regression" and art.report["max_abs_error"] > 0
+        got = blob_outputs(art.data, x_te).reshape(-1)
+        # int8 output: the calibration rows' predictions span 255 steps; a prediction outside that span saturates
+        # at its edge. So the blob computes clip(predict, span) to within 2 % of the span.
+        lo, hi = np.min(model.predict(x_cal)), np.max(model.predict(x_cal))
+        err = np.abs(got - np.clip(model.predict(x_te), lo, hi))
+        assert len(x_te) > 250 and err.max() <= 0.02 * (hi - lo), (type(model).__name__, err.max(), hi - lo)
+
+
+def test_refusals():
+    be = backend("linear")
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    with pytest.raises(UnsupportedModel, match="not a GaussianNB"):
+        be.compile(SourceModel("sklearn", GaussianNB().fit(x, x[:, 0] > 0)), Target("tinyml-mpy"),
+                   {"representative": x})
+    with pytest.raises(BackendError, match="is not fitted"):
+        be.compile(SourceModel("sklearn", LogisticRegression()), Target("tinyml-mpy"), {"representative": x})
+    with pytest.raises(BackendError, match="representative dataset"):
+        be.compile(SourceModel("sklearn", LogisticRegression().fit(x, x[:, 0] > 0)), Target("tinyml-mpy"), {})
+    with pytest.raises(BackendError, match="quantize="):
+        be.compile(SourceModel("sklearn", LogisticRegression().fit(x, x[:, 0] > 0)), Target("tinyml-mpy"),
+                   {"representative": x, "quantize": "int4"})
+
+
+def test_catalog_registers_a_linear_variant_and_keeps_quiet_about_the_tree_back_end(tmp_path, digits):
+    from tinymlaas.service.catalog import Catalog
+    x_tr, y_tr, x_te, y_te = digits
+    buf = io.BytesIO()
+    joblib.dump(LogisticRegression(max_iter=3000).fit(x_tr, y_tr), buf)
+    (tmp_path / "lr.joblib").write_bytes(buf.getvalue())
+    np.save(tmp_path / "x.npy", x_tr)
+    np.savez(tmp_path / "eval.npz", x=x_te, y=y_te)
+    cat = Catalog("sqlite:///%s" % (tmp_path / "db.sqlite"), tmp_path / "data")
+    model, errors = cat.add(tmp_path / "lr.joblib", "digits-lr",
+                            datasets={"representative": tmp_path / "x.npy", "eval": tmp_path / "eval.npz"})
+    assert errors == {}                                          # the trees back-end's "not a ..." is not news
+    (variant,) = cat.registry.variants(model)
+    assert variant["backend"] == "linear" and variant["accuracy"] >= 0.9
