@@ -173,11 +173,12 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
 #if TML_DSP
 #define PAIR_MAX_K 640 /* widened pixel pair: 2 * 640 int16 = 2.5 KB of stack */
 
-/* The 2x2 microkernel of dense_pair: acc = {a00, a01, a10, a11}, pixel a/b x channel 0/1, over the widened pixel
- * pair bp[0..end) (4 words per 4 inputs: a even, a odd, b even, b odd) and the int8 weight rows w0, w1. In assembly
- * because it needs all 14 usable registers (4 accumulators, 3 pointers and the end, 4 widened weights, 2 inputs) --
- * GCC's version kept the end pointer on the stack. Per 4 inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; two steps
- * per loop pass: 44 modelled cycles for 32 MAC (0.73 MAC/cycle; the C loop took 54). */
+/* The 2x2 microkernel of dense_pair, over `pairs` output-channel pairs: sums[4p..4p+3] = {a00, a01, a10, a11},
+ * pixel a/b x channel 2p/2p+1, over the widened pixel pair bp[0..end) (4 words per 4 inputs: a even, a odd, b even,
+ * b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
+ * In assembly because it needs all 14 usable registers (4 accumulators, 3 pointers and the end, 4 widened weights,
+ * 2 inputs) -- GCC's version kept the end pointer on the stack, and a call per pair cost ~30 cycles more. Per 4
+ * inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; two steps per pass: 42 modelled cycles for 32 MAC. */
 #define GEMM_2X2_STEP                                                                                          \
     "ldr r8, [r2], #4\n\t"                                                                                     \
     "ldr r9, [r3], #4\n\t"                                                                                     \
@@ -200,10 +201,21 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
-__attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, const int32_t *end, const int8_t *w0,
-                                                          const int8_t *w1, int32_t acc[4])
+__attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, const int32_t *end, const int8_t *w,
+                                                          uint32_t pairs, uint32_t K, int32_t *sums)
 {
+    /* stack after the 9 saved registers and 16 bytes of locals: [sp] sums, [sp+4] pairs left, [sp+8] bp,
+     * [sp+12] this pair's first row; the arguments K and sums at [sp+52] and [sp+56] */
     __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #16\n\t"
+                     "ldr r12, [sp, #56]\n\t"
+                     "str r12, [sp]\n\t"
+                     "str r3, [sp, #4]\n\t"
+                     "str r0, [sp, #8]\n\t"
+                     "str r2, [sp, #12]\n\t"
+                     "4:\n\t"
+                     "ldr r12, [sp, #52]\n\t"
+                     "add r3, r2, r12\n\t"
                      "movs r4, #0\n\t"
                      "movs r5, #0\n\t"
                      "movs r6, #0\n\t"
@@ -216,12 +228,41 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
                      "1:\n\t" GEMM_2X2_STEP GEMM_2X2_STEP "cmp r0, r1\n\t"
                      "bne 1b\n\t"
                      "3:\n\t"
-                     "ldr r12, [sp, #36]\n\t" /* acc, the 5th argument, above the 9 saved registers */
-                     "stm r12, {r4-r7}\n\t"
+                     "ldr r12, [sp]\n\t"
+                     "stmia r12!, {r4-r7}\n\t"
+                     "str r12, [sp]\n\t"
+                     "ldr r0, [sp, #8]\n\t"
+                     "ldr r2, [sp, #12]\n\t"
+                     "ldr r12, [sp, #52]\n\t"
+                     "add r2, r2, r12, lsl #1\n\t" /* the next pair's first row */
+                     "str r2, [sp, #12]\n\t"
+                     "ldr r12, [sp, #4]\n\t"
+                     "subs r12, #1\n\t"
+                     "str r12, [sp, #4]\n\t"
+                     "bne 4b\n\t"
+                     "add sp, #16\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
 #pragma GCC diagnostic pop
 #undef GEMM_2X2_STEP
+
+#define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call: 512 B of sums on the stack */
+
+/* ya/yb[o0 + 2p + j] from sums[4p + {j, 2 + j}]: each channel's bias, multiplier and shift read once for both
+ * pixels. A function of its own so its loop stays in registers. */
+static __attribute__((noinline)) void requant_pairs(const int32_t *sums, uint32_t pairs, uint32_t o0,
+                                                    const dense_q *qp, int8_t *ya, int8_t *yb)
+{
+    const dense_q qv = *qp, *q = &qv;
+    uint32_t pr, j;
+    for (pr = 0; pr < pairs; pr++, sums += 4)
+        for (j = 0; j < 2; j++) {
+            const uint32_t o = o0 + 2 * pr + j, c = q->per_channel ? o : 0;
+            const int32_t b = tml_ld32(q->bias + 4 * o), m = tml_ld32(q->mult + 4 * c), sh = tml_ld32(q->shift + 4 * c);
+            ya[o] = requant_v(sums[j], b, m, sh, q->out_off, q->lo, q->hi);
+            yb[o] = requant_v(sums[2 + j], b, m, sh, q->out_off, q->lo, q->hi);
+        }
+}
 
 /* Two pixels x two output channels. The pixels' inputs are widened once (offset added) into 32-bit words laid out
  * as SXTB16 leaves the weights: per 4 inputs [a: x0,x2] [a: x1,x3] [b: x0,x2] [b: x1,x3]. The inner loop then
@@ -242,32 +283,23 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
         buf[i + 2] = __sxtab16(xo2, vb);
         buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
     }
-    for (o = 0; o + 2 <= Co; o += 2) {
-        const int8_t *w0 = w + (size_t)o * K, *w1 = w0 + K;
-        int32_t acc[4], a00, a01, a10, a11;
-        uint32_t c0 = q->per_channel ? o : 0, c1 = q->per_channel ? o + 1 : 0;
-        gemm_2x2_dsp(buf, buf + K4, w0, w1, acc);
-        a00 = acc[0];
-        a01 = acc[1];
-        a10 = acc[2];
-        a11 = acc[3];
-        for (i = K4; i < K; i++) {
-            int32_t xva = xa[i] + q->xo, xvb = xb[i] + q->xo;
-            a00 += xva * w0[i];
-            a01 += xva * w1[i];
-            a10 += xvb * w0[i];
-            a11 += xvb * w1[i];
+    for (o = 0; o + 2 <= Co;) {
+        int32_t sums[4 * GEMM_PAIRS];
+        const uint32_t pairs = (Co - o) / 2 < GEMM_PAIRS ? (Co - o) / 2 : GEMM_PAIRS;
+        uint32_t pr;
+        gemm_2x2_dsp(buf, buf + K4, w + (size_t)o * K, pairs, K, sums);
+        for (pr = 0; K4 < K && pr < pairs; pr++) { /* the last K % 4 inputs */
+            const int8_t *w0 = w + (size_t)(o + 2 * pr) * K, *w1 = w0 + K;
+            for (i = K4; i < K; i++) {
+                int32_t xva = xa[i] + q->xo, xvb = xb[i] + q->xo;
+                sums[4 * pr] += xva * w0[i];
+                sums[4 * pr + 1] += xva * w1[i];
+                sums[4 * pr + 2] += xvb * w0[i];
+                sums[4 * pr + 3] += xvb * w1[i];
+            }
         }
-        {
-            /* each channel's bias/multiplier/shift serves both pixels: load them once */
-            const int32_t b0 = tml_ld32(q->bias + 4 * o), m0 = tml_ld32(q->mult + 4 * c0), s0 = tml_ld32(q->shift + 4 * c0);
-            const int32_t b1 = tml_ld32(q->bias + 4 * (o + 1)), m1 = tml_ld32(q->mult + 4 * c1);
-            const int32_t s1 = tml_ld32(q->shift + 4 * c1);
-            ya[o] = requant_v(a00, b0, m0, s0, q->out_off, q->lo, q->hi);
-            yb[o] = requant_v(a10, b0, m0, s0, q->out_off, q->lo, q->hi);
-            ya[o + 1] = requant_v(a01, b1, m1, s1, q->out_off, q->lo, q->hi);
-            yb[o + 1] = requant_v(a11, b1, m1, s1, q->out_off, q->lo, q->hi);
-        }
+        requant_pairs(sums, pairs, o, q, ya, yb);
+        o += 2 * pairs;
     }
     for (; o < Co; o++) {
         uint32_t c = q->per_channel ? o : 0;
