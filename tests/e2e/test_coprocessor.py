@@ -2,14 +2,15 @@
 connection and the model packages, the bare-metal STM32 firmware (QEMU netduinoplus2) runs them, the two joined by
 the firmware's UART protocol (inference_module/tinyml/coproc.py). The service sees one device with the
 co-processor's capabilities, deploys over LwM2M, the golden self-test runs on the co-processor, and inference
-results come back bit-exact."""
+results come back bit-exact. Packages are signed: the gateway verifies each (MicroPython), and the co-processor's
+firmware, built to trust the same key and class, verifies it again at COMMIT (C)."""
 
 import asyncio
 
 import numpy as np
 import pytest
 
-from tinymlaas.devices.emulated import EmulatedDevice
+from tinymlaas.devices.emulated import EmulatedDevice, device_trust
 from tinymlaas.devices.qemu import QemuDevice
 from tinymlaas.paths import mlperf_model
 from tinymlaas.service.core import Service
@@ -23,7 +24,8 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
     async def main():
         svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
         uri = "coap://127.0.0.1:%d" % svc.server.port
-        qemu = QemuDevice("stm32f4", connect=False).start()
+        # the co-processor's firmware trusts what the gateway trusts (the test key store, its default class)
+        qemu = QemuDevice("stm32f4", connect=False, trust=device_trust()).start()
         dev = EmulatedDevice(uri, "gw", profile="esp32", data_dir=tmp_path / "gw",
                              coprocessor="tcp:127.0.0.1:%d" % qemu.port).start()
         try:

@@ -48,6 +48,38 @@ def trust_c(points, vendor, klass, source):
             % (source.replace("*/", "* /"), rows, len(points), _c_bytes(vendor), _c_bytes(klass)))
 
 
+def _uuid_hex(text):
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        data = b""
+    if len(data) != 16:
+        raise ValueError("%r is not a 16-byte id in hex" % text)
+    return data
+
+
+def device_build(build, trust):
+    """(build directory, make variables) of a firmware that trusts what a device config trusts (the
+    devices.emulated.device_trust() form: "trust_anchors" {kid hex: point hex}, optional "vendor_id" and
+    "class_id" hex, defaulting as on the device to the key store's): a co-processor that installs what its MicroPython
+    host installs. One build directory per distinct trust, beside `build`."""
+    from ..signing.store import DEFAULT_CLASS, DEFAULT_VENDOR
+
+    anchors = sorted(trust["trust_anchors"].items())
+    vendor = trust.get("vendor_id") or DEFAULT_VENDOR.hex()
+    klass = trust.get("class_id") or DEFAULT_CLASS.hex()
+    tag = hashlib.sha256(repr((anchors, vendor, klass)).encode()).hexdigest()[:12]
+    out = Path("%s-trust-%s" % (build, tag))
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for kid, point in anchors:
+        f = out / ("anchor-%s.bin" % kid)  # a raw SEC 1 point: load_public_point reads it like a PEM
+        if not f.exists():
+            f.write_bytes(bytes.fromhex(point))
+        files.append(str(f))
+    return out, ["TRUST_ANCHOR=" + " ".join(files), "VENDOR_ID=" + vendor, "CLASS_ID=" + klass]
+
+
 def build_dir(board):
     return REPO / "build" / "firmware" / board
 
@@ -96,6 +128,8 @@ def main(argv=None):
     ap.add_argument("--dev-key", help="a development key in the build directory (created when missing)")
     ap.add_argument("--vendor-domain", default=DEFAULT_VENDOR_DOMAIN)
     ap.add_argument("--class-name", required=True)
+    ap.add_argument("--vendor-id", help="the vendor id itself (32 hex digits) instead of --vendor-domain's")
+    ap.add_argument("--class-id", help="the class id itself (32 hex digits) instead of --class-name's")
     args = ap.parse_args(argv)
     if bool(args.anchor) == bool(args.dev_key):
         ap.error("give --anchor (one or more) or --dev-key, not both")
@@ -115,9 +149,10 @@ def write_trust_c(args):
     else:
         points = [load_public_point(Path(a).read_bytes()) for a in args.anchor]
         source = ", ".join(Path(a).name for a in args.anchor)
-    vendor = vendor_id(args.vendor_domain)
-    text = trust_c(points, vendor, class_id(vendor, args.class_name),
-                   "%s (vendor %s, class %s)" % (source, args.vendor_domain, args.class_name))
+    vendor = _uuid_hex(args.vendor_id) if args.vendor_id else vendor_id(args.vendor_domain)
+    klass = _uuid_hex(args.class_id) if args.class_id else class_id(vendor, args.class_name)
+    text = trust_c(points, vendor, klass, "%s (vendor %s, class %s)" % (
+        source, args.vendor_id or args.vendor_domain, args.class_id or args.class_name))
     out = Path(args.out)
     if not out.exists() or out.read_text() != text:  # unchanged: make sees no newer file
         out.write_text(text)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import FIRMWARE, REPO
-from .firmware_trust import dev_signer
+from .firmware_trust import dev_signer, device_build
 from .uart_protocol import DeviceLink, ProtocolError
 
 
@@ -63,16 +63,22 @@ def _lock(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_firmware(board="mps2-an386", kernels="dsp"):
-    """`make -C firmware BOARD=board KERNELS=kernels` (a no-op when up to date) -> path of the ELF."""
+def build_firmware(board="mps2-an386", kernels="dsp", trust=None):
+    """`make -C firmware BOARD=board KERNELS=kernels` (a no-op when up to date) -> path of the ELF. trust: a device
+    config's trust (devices.emulated.device_trust()) the firmware's trust table must hold instead of the build's
+    development key (firmware_trust.device_build)."""
     if board not in BOARDS:
         raise QemuError("unknown board %r (known: %s)" % (board, ", ".join(BOARDS)))
     if not shutil.which("arm-none-eabi-gcc"):
         raise QemuError("arm-none-eabi-gcc is not installed (Debian gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     out = REPO / "build" / "firmware" / (board + ("-portable" if kernels == "portable" else ""))
+    make_vars = []
+    if trust is not None:
+        out, make_vars = device_build(out, trust)
+        make_vars.append("BUILD=%s" % out)
     with _lock(REPO / "build" / "firmware" / ".lock"):
         proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "BOARD=" + board, "KERNELS=" + kernels,
-                               "PYTHON=" + sys.executable],
+                               "PYTHON=" + sys.executable] + make_vars,
                               capture_output=True, text=True)
     if proc.returncode != 0:
         raise QemuError("firmware build failed:\n" + (proc.stdout + proc.stderr)[-3000:])
@@ -89,16 +95,17 @@ class QemuDevice:
     """One QEMU process running the firmware. Use as a context manager; `.link` is the DeviceLink."""
 
     def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0, connect=True, icount=True,
-                 qemu_args=()):
+                 qemu_args=(), trust=None):
         """connect=False leaves the UART's TCP port (self.port) to another client, e.g. a MicroPython device
-        driving the firmware as its co-processor (tinyml/coproc.py). icount=False and qemu_args (e.g. `-d exec`
+        driving the firmware as its co-processor (tinyml/coproc.py); trust= that device's trust (device_trust())
+        builds the firmware to install what the device installs. icount=False and qemu_args (e.g. `-d exec`
         tracing) serve the cycle model (tinymlaas.verify.m4cycles), which counts executed blocks instead."""
         self.connect = connect
         self.icount = icount
         self.qemu_args = list(qemu_args)
         self.port = None
         self.board = BOARDS[board] if isinstance(board, str) else board
-        self.elf = elf or build_firmware(self.board.name, kernels)
+        self.elf = elf or build_firmware(self.board.name, kernels, trust)
         # a development build trusts the key beside its ELF: installs are signed with it unless given an envelope
         self.signer = dev_signer(self.board.name, Path(self.elf).parent)
         self.timeout = timeout
