@@ -6,6 +6,8 @@
   a message and for the whole COSE_Sign1 envelope (parse, Sig_structure SHA-256, ECDSA, manifest), the deepest
   stack of each (painted stack), and the verifier's code size (arm-none-eabi-size, -O2 as the firmware builds and
   -Os); peer: the firmware's own SHA-256 of a 33 KB blob (the KWS model) is ~0.5 M instructions.
+- The bare-metal firmware's COMMIT checks (docs/firmware.md, "Signed installs") on both boards under QEMU, as its
+  COMMIT reply reports them: instructions (min-max over boards and blobs) and stack.
 - MicroPython unix port: ms per envelope verification (best of N) and the transient heap it needs (the least free
   heap, after the modules and inputs are loaded, in which it still verifies); peer: hashlib's SHA-256 of the same
   33 KB in the same VM.
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from tinymlaas.devices import cruntime, unixport
 from tinymlaas.devices.qemu import BOARDS, _lock, qemu_binary
-from tinymlaas.paths import FIRMWARE, REPO
+from tinymlaas.paths import FIRMWARE, REPO, mlperf_model
 from tinymlaas.signing import cose as host_cose
 from tinymlaas.signing import manifest as M
 from tinymlaas.signing.keys import FileSigner
@@ -88,6 +90,27 @@ def m4(key, env, msg):
             obj.unlink()
         row["code_bytes" + opt] = sizes
     return row
+
+
+def firmware_commit():
+    """The bare-metal firmware's COMMIT checks (docs/firmware.md, "Signed installs") on both boards under QEMU: a
+    signed install of a small blob and of KWS's; COMMIT's reply gives SysTick cycles and the painted stack."""
+    from tinymlaas.devices.qemu import QemuDevice
+
+    blobs = [(REPO / "tests" / "vectors" / "conv_same_stride2.blob").read_bytes()]
+    if mlperf_model("kws").exists():
+        from tinymlaas.compiler import compile_tflite
+
+        blobs.append(compile_tflite(str(mlperf_model("kws"))).blob)
+    counts, stacks = [], []
+    for board in BOARDS:
+        for blob in blobs:
+            with QemuDevice(board) as dev:
+                words = dict(w.partition("=")[::2] for w in dev.link.install(blob).split()[1:])
+            counts.append(dev.instructions(int(words["verify_cycles"])))
+            stacks.append(int(words["verify_stack"]))
+    return {"fw_commit_instructions_min": min(counts), "fw_commit_instructions_max": max(counts),
+            "fw_commit_stack_bytes": max(stacks)}
 
 
 MPY_SETUP = """import gc, time, hashlib
@@ -194,6 +217,9 @@ def table(r):
         ("Cortex-M4 instructions, whole envelope", "{:,}".format(r["m4_envelope_instructions"])),
         ("Cortex-M4 stack, whole envelope, bytes (target <= 4 KB; no heap, no static RAM)",
          "{:,}".format(r["m4_envelope_stack_bytes"])),
+        ("firmware COMMIT's checks, Cortex-M4 instructions (both boards, 1 KB and 33 KB blobs)", "{:,}-{:,}".format(
+            r["fw_commit_instructions_min"], r["fw_commit_instructions_max"])),
+        ("firmware COMMIT's checks, stack below do_commit, bytes", "{:,}".format(r["fw_commit_stack_bytes"])),
         ("code bytes -O2 (tml_p256 + tml_cose)", "%d + %d" % tuple(r["code_bytes-O2"].values())),
         ("code bytes -Os (tml_p256 + tml_cose)", "%d + %d" % tuple(r["code_bytes-Os"].values())),
         ("MicroPython unix port, envelope ms (best of %d)" % RUNS, "%.2f" % r["mpy_verify_ms"]),
@@ -225,6 +251,7 @@ def main(argv):
     env = envelope(key)
     row = {}
     row.update(m4(key, env, b"signed model manifest"))
+    row.update(firmware_commit())
     if args.mpy_qemu:
         row.update(micropython_cortex_m3(args.mpy_qemu, key, b"signed model manifest"))
     row.update(micropython(key, env))
