@@ -90,12 +90,15 @@ class Endpoint:
         self.security = None  # an OSCORE Context: all traffic protected (see the top of this file); use secure()
         self.echo = None  # OSCORE: the Echo value a request must carry before the replay window is trusted
         self.request_id = None  # OSCORE: the RequestId of the request the handler is answering (for Observe)
-        self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "duplicate": 0, "malformed": 0}
+        self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "duplicate": 0, "malformed": 0, "refused": 0}
         # Q-Block2 (RFC 9177) downloads get several responses per token: listeners[token](msg, addr) takes the
         # responses to their requests; timers hold objects with a `deadline` (ticks) and fire(), run by poll().
         self.listeners = {}
         self.timers = []
         self.q_window = 0  # blocks a Q-Block transfer may have in flight (coap.qblock.Window); 0: plain Block only
+        # accept(addr) -> bool: who may send requests (and pings) here; the others are dropped unanswered before
+        # the duplicate cache, so a flood from elsewhere cannot evict the server's entries (lwm2m/client.py)
+        self.accept = None
 
     def next_mid(self):
         self._mid = (self._mid + 1) & 0xFFFF
@@ -234,6 +237,8 @@ class Endpoint:
             return
         if msg.type in (cm.ACK, cm.RST):
             self._on_ack_or_reset(msg, addr)
+        elif (msg.code == cm.EMPTY or msg.is_request()) and self.accept is not None and not self.accept(addr):
+            self.stats["refused"] += 1
         elif msg.code == cm.EMPTY:
             if msg.type == cm.CON:
                 self._reset(addr, msg.mid)  # CoAP ping

@@ -68,6 +68,7 @@ class Client:
         self.ep = endpoint
         endpoint.handler = self.handle
         endpoint.on_reject = self._rejected
+        endpoint.accept = self.peer_ok
         self.server = server_addr
         self.name = endpoint_name
         self.lifetime = lifetime
@@ -254,6 +255,15 @@ class Client:
                 print("deferred job failed:", repr(e))
 
     # --- device management interface
+
+    def peer_ok(self, addr):
+        """Who may manage this device. Under OSCORE, whoever holds the security context: the endpoint opens
+        every request with it and refuses the rest, from any address (a NAT may change the server's). In NoSec,
+        only the address (host and port) of the server this client registers with, LwM2M's peer identity without
+        security: anyone else is no LwM2M Server here, and gets no answer at all (not 4.01: that is for a known
+        server without the access right, and any answer tells a scanner that a device listens and reflects
+        traffic to a forged source)."""
+        return self.ep.security is not None or (self.server is not None and addr == self.server)
 
     def handle(self, req, addr):
         try:

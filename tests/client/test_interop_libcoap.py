@@ -93,12 +93,42 @@ def test_pull_recovers_from_datagrams_lost_by_libcoap(mpy_run, coap_server, tmp_
     assert int(retransmits) == 3
 
 
-def test_libcoap_client_reads_device_blockwise(peer, tmp_path):
+def as_server(peer, *args, timeout=30):
+    """coap-client sent from the address of the server the device registered with (the peer's port, which the
+    peer gives up): the only NoSec peer a device answers."""
+    peer.sock.close()
+    return subprocess.run([CLIENT, "-p", str(peer.port), *args], capture_output=True, timeout=timeout)
+
+
+def from_elsewhere(*args, wait_s=3):
+    """coap-client from an arbitrary local port, giving up after wait_s seconds without an answer."""
+    return subprocess.run([CLIENT, "-B", str(wait_s), *args], capture_output=True, timeout=wait_s + 20)
+
+
+def started_device(peer, tmp_path):
     port = free_port()
     peer.start_device(tmp_path, extra=("--port", str(port)))
     peer.accept_register()
-    out = subprocess.run([CLIENT, "-m", "get", "-b", "64", "-A", "112", "-B", "10",
-                          "coap://127.0.0.1:%d/32770/0" % port], capture_output=True, timeout=30)
+    return "coap://127.0.0.1:%d" % port
+
+
+def install(peer, base, pkg_file):
+    """Push and execute a package as the server; -> (the PUT's coap-client run, the final Update Result)."""
+    put = as_server(peer, "-m", "put", "-b", "512", "-t", "42", "-f", str(pkg_file), base + "/5/0/0")
+    assert put.returncode == 0, put.stderr
+    assert as_server(peer, "-m", "get", base + "/5/0/3").stdout.strip() == b"2"
+    assert as_server(peer, "-m", "post", base + "/5/0/2").returncode == 0
+    for _ in range(50):
+        result = as_server(peer, "-m", "get", base + "/5/0/5").stdout.strip()
+        if result == b"1":
+            break
+        time.sleep(0.1)
+    return put, result
+
+
+def test_libcoap_client_reads_device_blockwise(peer, tmp_path):
+    base = started_device(peer, tmp_path)
+    out = as_server(peer, "-m", "get", "-b", "64", "-A", "112", "-B", "10", base + "/32770/0")
     assert out.returncode == 0, out.stderr
     recs = cbor2.loads(out.stdout)
     by_name = {r[0]: r for r in recs}
@@ -114,21 +144,35 @@ def test_libcoap_client_pushes_package_blockwise(peer, tmp_path):
     pkg, _, _ = package("fc_no_bias_softmax", name="via-libcoap")
     f = tmp_path / "pkg.bin"
     f.write_bytes(pkg)
-    port = free_port()
-    peer.start_device(tmp_path, extra=("--port", str(port)))
-    peer.accept_register()
-    base = "coap://127.0.0.1:%d" % port
-    out = subprocess.run([CLIENT, "-m", "put", "-b", "512", "-t", "42", "-f", str(f), base + "/5/0/0"],
-                         capture_output=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    state = subprocess.run([CLIENT, "-m", "get", base + "/5/0/3"], capture_output=True, timeout=30).stdout
-    assert state.strip() == b"2"
-    subprocess.run([CLIENT, "-m", "post", base + "/5/0/2"], capture_output=True, timeout=30, check=True)
-    for _ in range(50):
-        result = subprocess.run([CLIENT, "-m", "get", base + "/5/0/5"], capture_output=True, timeout=30).stdout
-        if result.strip() == b"1":
-            break
-        time.sleep(0.1)
-    assert result.strip() == b"1"
-    name = subprocess.run([CLIENT, "-m", "get", base + "/32770/0/11"], capture_output=True, timeout=30).stdout
+    base = started_device(peer, tmp_path)
+    _, result = install(peer, base, f)
+    assert result == b"1"
+    name = as_server(peer, "-m", "get", base + "/32770/0/11").stdout
     assert name.strip() == b"via-libcoap"
+
+
+def test_nosec_device_ignores_peers_other_than_its_server(peer, tmp_path):
+    """The issue's attack: a valid package pushed to /5/0/0 and executed with /5/0/2 from an arbitrary port. The
+    device answers nothing to it (no ACK, no RST, no 4.01) and the active model stays."""
+    from packages import package
+
+    good, _, _ = package("fc_no_bias_softmax", name="by-the-server")
+    evil, _, _ = package("fc_no_bias_softmax", name="by-someone-else", version="666")
+    (tmp_path / "good.bin").write_bytes(good)
+    (tmp_path / "evil.bin").write_bytes(evil)
+    base = started_device(peer, tmp_path)
+    assert install(peer, base, tmp_path / "good.bin")[1] == b"1"
+    put = from_elsewhere("-m", "put", "-b", "512", "-t", "42", "-f", str(tmp_path / "evil.bin"), base + "/5/0/0")
+    execute = from_elsewhere("-m", "post", base + "/5/0/2")
+    read = from_elsewhere("-m", "get", base + "/32770/0/11")
+    assert put.stdout == execute.stdout == read.stdout == b""
+    # not even an empty ACK or a Reset: a raw probe from yet another port hears nothing
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.settimeout(1.0)
+    probe.sendto(bytes([0x40, 0x01, 0x12, 0x34, 0xB1, 0x33]), ("127.0.0.1", int(base.rsplit(":", 1)[1])))  # GET /3
+    with pytest.raises(socket.timeout):
+        probe.recvfrom(2048)
+    probe.close()
+    assert as_server(peer, "-m", "get", base + "/32770/0/11").stdout.strip() == b"by-the-server"
+    assert as_server(peer, "-m", "get", base + "/5/0/3").stdout.strip() == b"0"  # Idle: nothing downloaded
+    assert as_server(peer, "-m", "get", base + "/5/0/7").stdout.strip() == b"1"  # PkgVersion of the good one
