@@ -30,6 +30,7 @@ from tinymlaas.devices.fleet import proc_memory
 
 CLI = [sys.executable, "-c", "import sys; from tinymlaas.cli import main; sys.exit(main())"]
 TICK = os.sysconf("SC_CLK_TCK")
+READ_FAILED = "reading capabilities of"  # the server's warning when a device did not answer the read in time
 BEFORE_DEVICES = 5  # `device emulate` processes: enough for a per-device figure, cheap enough to run
 
 
@@ -99,6 +100,10 @@ class Lines:
         with self.cond:
             return len(self.seen[word])
 
+    def lines_with(self, text):
+        with self.cond:
+            return sum(text in line for line in self.text)
+
     def stop(self, timeout=60):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout)
@@ -137,6 +142,7 @@ def storm(serve, count, prefix, ramp=0.0, lifetime=300, steady=0.0, settle=2.0, 
     """Start `fleet emulate`, wait for every Register and capability read at the server, optionally hold a steady
     state, stop it; -> figures. during(): called with the whole fleet registered (its result is "during")."""
     reg0, caps0, upd0 = serve.count("registered"), serve.count("capabilities"), serve.count("updated")
+    failed0 = serve.lines_with(READ_FAILED)
     cpu0, mem0 = cpu_seconds(serve.proc.pid), proc_memory(serve.proc.pid)
     t0 = time.monotonic()
     fleet = Lines(CLI + ["fleet", "emulate", "--server", serve.uri, "--count", str(count), "--prefix", prefix,
@@ -147,6 +153,7 @@ def storm(serve, count, prefix, ramp=0.0, lifetime=300, steady=0.0, settle=2.0, 
         out["registered_s"] = serve.wait("registered", reg0 + count, 300) - t0
         out["storm_s"] = out["registered_s"] - (first - t0)
         out["capabilities_s"] = serve.wait("capabilities", caps0 + count, 300) - t0
+        out["reads_failed"] = serve.lines_with(READ_FAILED) - failed0
         time.sleep(settle)
         cpu1, mem1 = cpu_seconds(serve.proc.pid), proc_memory(serve.proc.pid)
         out["server_cpu_ms"] = 1000 * (cpu1 - cpu0) / count
@@ -232,13 +239,13 @@ def main(argv):
         print("| %d | `fleet emulate` | %.0f KB | %.0f KB |" % (r["count"], r["device_rss_kb"], r["device_pss_kb"]))
     print("\nRegistration storms, %d devices (times from the fleet command's start; storm = first to last "
           "Register at the server):" % count)
-    print("| database | start | all registered | storm | all capabilities read | server CPU per device | "
-          "server RSS per device | de-registered |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| database | start | all registered | storm | all capabilities read | reads failed (read again at "
+          "the next Update) | server CPU per device | server RSS per device | de-registered |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, r in storms:
-        print("| %s | %s | %.1f s | %.1f s | %.1f s | %.2f ms | %.1f KB | %d |" % (
+        print("| %s | %s | %.1f s | %.1f s | %.1f s | %d | %.2f ms | %.1f KB | %d |" % (
             label, "all at once" if not r["ramp"] else "over %g s" % r["ramp"], r["registered_s"], r["storm_s"],
-            r["capabilities_s"], r["server_cpu_ms"], r["server_rss_kb"], r["deregistered"]))
+            r["capabilities_s"], r["reads_failed"], r["server_cpu_ms"], r["server_rss_kb"], r["deregistered"]))
     steady_run = storms[0][1]
     if steady:
         print("\nSteady state, %d devices, lifetime 60 s, %.0f s: %.1f Updates/s (expected %.1f), server CPU %.1f %% "

@@ -25,7 +25,8 @@ CAPS = {"Model Name": "kws", "Model Version": "1", "Model SHA256": "ab" * 32, "F
 
 
 def fill(data_dir, devices, updates=0):
-    """`devices` registrations dev-0000 ...; dev-0001 then writes `updates` Updates; dev-0002 de-registers."""
+    """`devices` registrations dev-0000 ...; dev-0001 then writes `updates` Updates; dev-0002 de-registers; and
+    node-generic, a generic LwM2M device (no TinyML object, so no capabilities)."""
     db = Database(str(data_dir / "tinymlaas.db"))
     store = Store(db)
     now = time.time()
@@ -43,11 +44,15 @@ def fill(data_dir, devices, updates=0):
                     tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
                                (reg.endpoint, "updated", now, reg.address))
     store.delete_device("dev-0002", "deregistered")
+    store.save_device(Registration(endpoint="node-generic", id="g", address="127.0.0.1:19999", lifetime=86400,
+                                   lwm2m_version="1.0", binding="U", objects=["/1/0", "/3/0"], registered_at=now,
+                                   updated_at=now), "registered")
     db.close()
 
 
 def work(data_dir, paths):
-    """{path: (SQL statements, SQLite VM instructions / 100)} of one GET of each path, after one to warm up."""
+    """{path: (SQL statements, SQLite VM instructions / 100, the page)} of one GET of each path, after one to
+    warm up."""
     async def main():
         svc = await Service(data_dir).start("127.0.0.1", 0)
         api = build_api(svc.server, svc, auth=False)
@@ -73,10 +78,10 @@ def work(data_dir, paths):
                     counts.update(statements=0, steps=0)
                     async with http.get(url) as r:
                         assert r.status == 200
-                        await r.read()
+                        text = await r.text()
                     svc.db.conn.set_progress_handler(None, 100)
                     svc.db.conn.set_trace_callback(None)
-                    out[path] = (counts["statements"], counts["steps"])
+                    out[path] = (counts["statements"], counts["steps"], text)
         finally:
             await api.stop()
             await svc.stop()
@@ -86,7 +91,8 @@ def work(data_dir, paths):
 
 
 def test_a_device_page_reads_that_devices_rows_whatever_the_fleet(tmp_path):
-    pages = ["/console/devices/dev-0003", "/console/devices/dev-0002"]  # registered; de-registered
+    # registered; de-registered; generic
+    pages = ["/console/devices/dev-0003", "/console/devices/dev-0002", "/console/devices/node-generic"]
     for n in (10, 400):
         fill(tmp_path / str(n), n)
     small, large = work(tmp_path / "10", pages), work(tmp_path / "400", pages)
@@ -102,3 +108,6 @@ def test_the_fleet_page_does_not_read_every_event_of_the_fleets_history(tmp_path
     fresh, aged = work(tmp_path / "new", ["/"])["/"], work(tmp_path / "old", ["/"])["/"]
     assert aged[0] == fresh[0], (fresh, aged)
     assert aged[1] <= fresh[1] * 1.2 + 20, (fresh, aged)   # before: the GROUP BY stepped through all 20,000
+    for page in (fresh[2], aged[2]):
+        assert page.count('<tr data-endpoint="') == 51 and 'data-endpoint="node-generic"' in page
+        assert 'data-endpoint="dev-0002" data-state="offline"' in page
