@@ -32,6 +32,10 @@ def register(subparsers):
                    help="run models on a co-processor on the device's UART: stm32f4 or mps2-an386 boots the "
                    "bare-metal firmware in QEMU for it; tcp:HOST:PORT reaches one already running (e.g. Renode's "
                    "socket terminal)")
+    e.add_argument("--data", type=Path, default=None,
+                   help="the data directory of the service whose signed packages the device installs: it is "
+                   "provisioned with the public keys of that service's key store (DATA/keys, or $TINYMLAAS_KEYS; "
+                   "default $TINYMLAAS_DATA or ~/.tinymlaas, as `serve`)")
     e.add_argument("--oscore-keys", metavar="KEYS.json",
                    help="the same keys file as `serve --oscore-keys`: this endpoint's entry protects all its LwM2M "
                    "traffic with OSCORE (docs/security.md)")
@@ -79,6 +83,13 @@ def _device_oscore(args):
         raise UserError(str(e)) from None
 
 
+def _device_trust(args):
+    """The trust anchors the device gets: the key store of --data (the default one without it)."""
+    from ..signing.store import KeyStore, keys_dir
+
+    return KeyStore(keys_dir(args.data)).anchor_config() if args.data else None
+
+
 def _run_device(args, coproc):
     from ..cli import UserError
     from ..devices.emulated import EmulatedDevice
@@ -90,11 +101,13 @@ def _run_device(args, coproc):
         dev = EmulatedDevice(args.server, args.endpoint, heap=args.heap, data_dir=data_dir,
                              profile=args.profile, lifetime=args.lifetime, flash=args.flash, port=args.port,
                              coprocessor=coproc, oscore=_device_oscore(args), bootstrap=args.bootstrap,
+                             trust=_device_trust(args),
                              log=lambda line: print("[%s] %s" % (args.endpoint, line), flush=True))
     except ValueError as e:
         raise UserError(str(e)) from None
     print("emulated %s device %s: heap %d bytes, flash %s" % (args.profile, args.endpoint, dev.heap,
                                                               dev.data_dir), flush=True)
+    print("installs packages signed by key %s" % ", ".join(dev.config().get("trust_anchors", {})), flush=True)
     try:
         dev.start()
         while not dev.wait(0.5):

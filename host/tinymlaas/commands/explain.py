@@ -97,6 +97,13 @@ def cmd_explain(args):
         answer["model"], answer["version"], target, caps["runtime"],
         "co-processor arena" if caps.get("coprocessor") else "largest free block", caps["largest_block"],
         caps["fs_free"]))
+    signing = caps.get("signing")
+    if signing:  # a device's report: what it would accept (docs/manifest.md); a board profile has none
+        seq = signing["sequence"]
+        print("signed packages: this service's key %s, device trusts %s; sequence installed %d, next package %d%s"
+              % (signing["key_id"], ", ".join((caps.get("trust") or {}).get("key_ids") or []) or "no key",
+                 seq["installed"], seq["next"], " (the service's counter was behind the device)" if seq["behind"]
+                 else ""))
     rows = [dict(r, accuracy="%.3f" % r["accuracy"] if r["accuracy"] is not None else None)
             for r in answer["variants"]]
     print_table(rows, [("variant", "VARIANT"), ("backend", "BACKEND"), ("runtime", "RUNTIME"),

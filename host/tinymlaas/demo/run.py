@@ -112,7 +112,8 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
             # a zero-touch device knows only the Bootstrap-Server: its LwM2M traffic ends up under OSCORE
             dev = EmulatedDevice(None if zero_touch else uri, name, profile=profile, flash=flash,
                                  data_dir=data_dir / "devices" / name, coprocessor=coproc,
-                                 bootstrap="coap://127.0.0.1:%d" % bootstrap.port if zero_touch else None)
+                                 bootstrap="coap://127.0.0.1:%d" % bootstrap.port if zero_touch else None,
+                                 trust=svc.signing.device_config())   # provisioned with the service's key
             dev.start()
             devices.append(dev)
 
