@@ -10,7 +10,7 @@ import pytest
 
 from tinymlaas.devices.firmware_trust import DevSigner
 from tinymlaas.devices.qemu import QemuDevice
-from tinymlaas.devices.uart_protocol import REQ_COMMIT, Nak
+from tinymlaas.devices.uart_protocol import REQ_BEGIN, REQ_CHUNK, REQ_COMMIT, Nak, encode_frame
 from tinymlaas.paths import VECTORS
 from tinymlaas.signing import Manifest, generate_key, sign_manifest
 
@@ -218,3 +218,35 @@ def test_a_build_trusts_the_owners_keys_and_class(tmp_path):
         assert "sequence=1" in dev.link.install(blob, sign_manifest(Manifest(**fields), owner))
         assert "sequence=2" in dev.link.install(blob, sign_manifest(Manifest(**dict(fields, sequence=2)), following))
         assert dev.link.infer(x)[0] == y
+
+
+def test_a_reset_during_a_signed_commit_never_lowers_the_sequence():
+    """QEMU's system_reset at spread-out moments of a signed COMMIT (the first at once, during the ECDSA check; the
+    last after its reply): the device comes back with the old sequence number or the new one, never lower, and
+    then installs the next package normally. The RAM store's state, kept in RAM no section covers."""
+    import time
+
+    blob, x, y = vector("conv_same_stride2")
+    with QemuDevice("mps2-an386") as dev:
+        link, key = dev.link, dev.signer
+        link.install(blob, key.envelope(blob, sequence=10))
+        t0 = time.monotonic()
+        link.install(blob, key.envelope(blob, sequence=11))
+        install_s = time.monotonic() - t0
+        seen, sequence = [], 11
+        for k in range(7):
+            link.request(REQ_BEGIN, blob[:64])
+            link.request(REQ_CHUNK, (64).to_bytes(4, "little") + blob[64:])
+            if k < 6:
+                link.write_raw(encode_frame(REQ_COMMIT, 0x42, key.envelope(blob, sequence=sequence + 1)))
+                time.sleep(install_s * k / 6)
+            else:
+                link.request(REQ_COMMIT, key.envelope(blob, sequence=sequence + 1))
+            dev.reset()
+            caps = link.wait_boot(timeout=30)
+            assert caps["sequence"] in (sequence, sequence + 1), (k, caps["sequence"], sequence)
+            seen.append(caps["sequence"] - sequence)
+            sequence = caps["sequence"]
+        assert "sequence=%d" % (sequence + 1) in link.install(blob, key.envelope(blob, sequence=sequence + 1))
+        assert link.infer(x)[0] == y
+    assert seen[0] == 0 and seen[-1] == 1, seen  # a reset inside the check keeps the old number, one after it the new
