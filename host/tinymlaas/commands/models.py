@@ -19,14 +19,16 @@ def register(sub):
     msub = p.add_subparsers(dest="models_command", metavar="ACTION")
 
     a = msub.add_parser("add", help="add a source model and compile its variants")
-    a.add_argument("path", help="model file: .tflite, .keras, SavedModel directory, or pickled scikit-learn model")
+    a.add_argument("path", help="model file: .tflite, .keras, .onnx, SavedModel directory, or pickled scikit-learn "
+                                     "model")
     a.add_argument("--name", required=True)
     a.add_argument("--version", default="1")
     a.add_argument("--task", default="")
     a.add_argument("--labels", default="", help="comma-separated class labels")
     a.add_argument("--accuracy", type=float, default=None, help="accuracy on the model's evaluation set")
     a.add_argument("--representative", metavar="X.npy",
-                   help="calibration inputs for int8 post-training quantization (float Keras / SavedModel)")
+                   help="calibration inputs for int8 post-training quantization (float Keras / SavedModel / "
+                        "ONNX, linear scikit-learn models)")
     a.add_argument("--train", metavar="XY.npz", help="x, y (and x_val, y_val) for fine-tuning pruned variants")
     a.add_argument("--eval", metavar="XY.npz", help="x, y: each variant's accuracy is measured on it")
     a.add_argument("--no-compile", action="store_true", help="register the source only")
