@@ -88,6 +88,7 @@ static inline int8_t requant(int32_t sum, const uint8_t *bias, const uint8_t *mu
     return (int8_t)tml_clamp(REQUANT_MBQM(acc, tml_ld32(mult), tml_ld32(shift)) + out_off, lo, hi);
 }
 
+#if TML_DSP
 /* y[c] = requant(sums[c] + bias[c]) with per-channel multiplier and shift, c < n. Its own function so that the few
  * values it needs stay in registers (inlined into a large kernel they were spilled: 47 cycles per output vs ~20). */
 static __attribute__((noinline)) void requant_row(const int32_t *sums, uint32_t n, const uint8_t *bias,
@@ -98,6 +99,7 @@ static __attribute__((noinline)) void requant_row(const int32_t *sums, uint32_t 
     for (c = 0; c < n; c++)
         y[c] = requant(sums[c], bias + 4 * c, mult + 4 * c, shift + 4 * c, out_off, lo, hi);
 }
+#endif
 
 /* Range of filter taps k in [0, K) with 0 <= o + k*d < size. */
 static void tap_range(int64_t o, uint32_t d, uint32_t K, uint32_t size, uint32_t *lo, uint32_t *hi)
