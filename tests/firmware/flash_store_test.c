@@ -5,7 +5,7 @@
  *       the store's behaviour: one line per check ("ok ..." / "FAIL ...") and a summary; exits 1 on any failure
  *   flash_store_test --boot SLOT_A.bin|- SLOT_B.bin|-
  *       boot from slot images written by host/tinymlaas/boards/stm32_slots.py ("-": erased) and print
- *       "active <slot> <blob bytes> refused <n>" (slot A, B or none) */
+ *       "active <slot> <blob bytes> refused <n> sequence <anti-rollback sequence number or none>" (slot A, B or none) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +130,7 @@ static int boot_images(const char *slot_a, const char *slot_b)
     const uint32_t offsets[2] = {0x40000u, 0xA0000u};
     const uint8_t *p;
     uint32_t len;
+    tml_installed st;
     int i;
     memset(flash_sim_mem, 0xFF, sizeof flash_sim_mem);
     for (i = 0; i < 2; i++) {
@@ -148,9 +149,13 @@ static int boot_images(const char *slot_a, const char *slot_b)
     refused = 0;
     p = store->boot(accept_counting, &len);
     if (!p)
-        printf("active none 0 refused %d\n", refused);
+        printf("active none 0 refused %d", refused);
     else
-        printf("active %c %u refused %d\n", p < flash_sim_mem + offsets[1] ? 'A' : 'B', len, refused);
+        printf("active %c %u refused %d", p < flash_sim_mem + offsets[1] ? 'A' : 'B', len, refused);
+    if (store->installed(&st))
+        printf(" sequence %llu\n", (unsigned long long)st.sequence);
+    else
+        printf(" sequence none\n");
     return 0;
 }
 

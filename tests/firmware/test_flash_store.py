@@ -21,8 +21,9 @@ def store_test():
     return TEST
 
 
-def boot(store_test, tmp_path, a=None, b=None):
-    """Boot the store from slot images (bytes or None for erased) -> (slot, blob bytes, refused)."""
+def boot(store_test, tmp_path, a=None, b=None, sequence=False):
+    """Boot the store from slot images (bytes or None for erased) -> (slot, blob bytes, refused), and with
+    sequence=True the anti-rollback sequence number the store reports (None: no state)."""
     args = []
     for name, img in (("a.bin", a), ("b.bin", b)):
         if img is None:
@@ -32,8 +33,8 @@ def boot(store_test, tmp_path, a=None, b=None):
             args.append(str(tmp_path / name))
     proc = subprocess.run([str(store_test), "--boot"] + args, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    _, slot, n, _, refused = proc.stdout.split()
-    return slot, int(n), int(refused)
+    _, slot, n, _, refused, _, seq = proc.stdout.split()
+    return (slot, int(n), int(refused)) + ((None if seq == "none" else int(seq),) if sequence else ())
 
 
 def test_store_survives_reboots_bad_blobs_and_a_power_cut_at_every_flash_operation(store_test):
@@ -61,6 +62,24 @@ def test_a_committed_image_from_the_host_boots_from_flash(store_test, tmp_path):
     assert boot(store_test, tmp_path, a=slot_image(blob)) == ("A", len(blob), 0)
     assert boot(store_test, tmp_path, b=slot_image(blob)) == ("B", len(blob), 0)
     assert boot(store_test, tmp_path) == ("none", 0, 0)
+
+
+def test_a_factory_image_carries_the_anti_rollback_state(store_test, tmp_path):
+    """slot_image(installed=(sequence, digest)) writes a signed install's state: the board boots with it (a revoked
+    slot keeps vouching for it), and an image without it vouches for nothing."""
+    import hashlib
+
+    old, new = BLOBS[0].read_bytes(), BLOBS[1].read_bytes()
+    state = (1796200000123, hashlib.sha256(new).digest())
+    assert boot(store_test, tmp_path, a=slot_image(new, installed=state), sequence=True) == ("A", len(new), 0,
+                                                                                           state[0])
+    assert boot(store_test, tmp_path, a=slot_image(new), sequence=True) == ("A", len(new), 0, None)
+    revoked = bytearray(slot_image(new, seq=2, installed=state))
+    revoked[20:24] = b"\0\0\0\0"
+    assert boot(store_test, tmp_path, a=slot_image(old, seq=1, installed=(5, bytes(32))), b=bytes(revoked),
+                sequence=True) == ("A", len(old), 0, state[0])
+    with pytest.raises(SlotError, match="64-bit"):
+        slot_image(new, installed=(1 << 64, bytes(32)))
 
 
 def test_the_newest_committed_slot_wins(store_test, tmp_path):
