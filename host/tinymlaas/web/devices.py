@@ -1,11 +1,13 @@
 """Routes for the devices registered with the LwM2M server:
 
     GET  /api/health                      CoAP port, device count, datagram guard counters
-    GET  /api/devices                     every registration (device_view)
+    GET  /api/devices                     every registration (device_view), by endpoint; ?after=EP&limit=N: one
+                                          page of at most N (1-10,000) after endpoint EP (the previous page's last)
     GET  /api/devices/{endpoint}          one
     POST /api/devices/{endpoint}/refresh  read the TinyML object again (409 for a device without one)
 """
 
+import bisect
 import time
 
 from ..lwm2m.server import LwM2MError, NoTinyMLObject
@@ -46,9 +48,28 @@ def registration(server, request):
     return reg
 
 
+MAX_PAGE = 10000
+
+
+def page(regs, query):
+    """The registrations (sorted by endpoint) of one page: those after ?after=, at most ?limit=. A fleet of
+    100,000 is 78 MB of JSON in one answer (docs/benchmarks.md); a client pages through it instead."""
+    limit = query.get("limit")
+    if limit is not None:
+        try:
+            limit = int(limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_PAGE:
+            raise HttpError(400, "limit must be a whole number from 1 to %d" % MAX_PAGE)
+    if "after" in query:
+        regs = regs[bisect.bisect_right([r.endpoint for r in regs], query["after"]):]
+    return regs[:limit] if limit is not None else regs
+
+
 def device_routes(api, server):
     async def list_devices(request):
-        return reply([device_view(r, server) for r in server.devices()])
+        return reply([device_view(r, server) for r in page(server.devices(), request.query)])
 
     async def one_device(request):
         return reply(device_view(registration(server, request), server))
