@@ -154,9 +154,8 @@ class LinearBackend(Backend):
     runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
     optimizations = frozenset({"quantize"})
 
-    def compile(self, source, target, options):
-        self.check(source, target, options)
-        check_abi(target, self.name)
+    def _quantized(self, source, options):
+        """(estimator, DenseChain, calibration rows, int8 .tflite bytes, report) for the source."""
         from . import quantize as Q
         from .trees import load_estimator
         step("load the scikit-learn model")
@@ -175,6 +174,18 @@ class LinearBackend(Backend):
                   "layers": [[int(w.shape[0]), int(w.shape[1]), act] for w, _, act in chain.layers],
                   "quantize": {"io": io_mode, "tflite_bytes": len(tflite),
                                "tflite_sha256": hashlib.sha256(tflite).hexdigest()}}
+        return model, chain, rows, tflite, report
+
+    def int8_tflite(self, source, options):
+        """(int8 .tflite bytes, report) the blob is compiled from: what TFLite Micro judges it against.
+        Deterministic (seeded calibration sample), like the int8 back-end's."""
+        _, _, _, tflite, report = self._quantized(source, options)
+        return tflite, report
+
+    def compile(self, source, target, options):
+        self.check(source, target, options)
+        check_abi(target, self.name)
+        model, chain, rows, tflite, report = self._quantized(source, options)
         art = blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name)
         step("measure agreement with the float model on the calibration rows")
         art.report.update(self._agreement(chain, model, art.data, rows))
