@@ -29,6 +29,7 @@ COMMANDS = [
     "serve",
     "oscore-keys",
     "tokens",
+    "keys",
     "device",
     "fleet",
     "emulate",

@@ -205,6 +205,12 @@ def verify(data, anchors):
 
 def verify_in_python(data, anchors):
     """verify() by this module's reader whether or not the C module is there."""
+    return decode_manifest(verify_payload(data, anchors))
+
+
+def verify_payload(data, anchors):
+    """The payload (a memoryview into `data`) of a COSE_Sign1 envelope of this profile whose ES256 signature
+    verifies under one of `anchors`, not parsed further (a manifest, a trust-anchor update: tinyml/anchors.py)."""
     kid, protected, payload, signature = open_envelope(data)
     point = anchors.get(bytes(kid))
     if point is None:
@@ -218,7 +224,7 @@ def verify_in_python(data, anchors):
     h.update(payload)
     if p256.verify(point, h.digest(), signature) != p256.VALID:
         raise SignatureError(R_SIGNATURE)
-    return decode_manifest(payload)
+    return payload
 
 
 def _verify_in_c(data, anchors):

@@ -43,6 +43,9 @@ INSTALLED_SEQUENCE = 25
 TRUST_ANCHORS = 26
 VENDOR_ID = 27
 CLASS_ID = 28
+# key rotation (tinyml/anchors.py): a signed trust-anchor update, and the sequence of the last one taken
+ANCHOR_UPDATE = 29
+ANCHOR_SEQUENCE = 30
 
 
 def runtime_info():
@@ -142,6 +145,7 @@ class TinyML(LwObject):
         SELF_TEST: (NONE, "E"), SELF_TEST_RESULT: (STRING, "R"), INPUT: (OPAQUE, "W"), LAST_RESULT: (OPAQUE, "R"),
         LAST_TOP_CLASS: (INTEGER, "R"), UPDATE_REASON: (STRING, "R"), INSTALLED_SEQUENCE: (INTEGER, "R"),
         TRUST_ANCHORS: (STRING, "R"), VENDOR_ID: (STRING, "R"), CLASS_ID: (STRING, "R"),
+        ANCHOR_UPDATE: (OPAQUE, "W"), ANCHOR_SEQUENCE: (INTEGER, "R"),
     }
 
     def __init__(self, installer, data_dir, flash_bytes=None, coproc=None):
@@ -270,7 +274,29 @@ class TinyML(LwObject):
             return self.top_class
         if rid in (UPDATE_REASON, INSTALLED_SEQUENCE, TRUST_ANCHORS, VENDOR_ID, CLASS_ID):
             return self._trust(rid)
+        if rid == ANCHOR_SEQUENCE:
+            trust = self.installer and self.installer.trust
+            return getattr(trust, "anchor_sequence", 0) if trust else 0
         raise ResourceError(0x85)
+
+    def write(self, iid, rid, value):
+        if rid != ANCHOR_UPDATE:
+            raise ResourceError(0x85)
+        trust = self.installer and self.installer.trust
+        from tinyml import anchors
+
+        try:
+            trust.anchor_sequence = anchors.apply(value, trust, getattr(trust, "anchor_sequence", 0), self.data_dir)
+        except ValueError as e:  # cose.SignatureError: not from a key this device trusts, or not for it
+            reason = getattr(e, "reason", str(e))
+            print("anchor update refused:", reason)
+            # 4.00 for what is not an update, 4.03 for an update from no trusted key, for another vendor, replayed
+            raise ResourceError(0x80 if reason.startswith("malformed") else 0x83, reason)
+        finally:
+            anchors.release()
+        print("anchor update %d taken: trusts %s" % (trust.anchor_sequence, trust.key_ids()))
+        self.changed(0, TRUST_ANCHORS)
+        self.changed(0, ANCHOR_SEQUENCE)
 
     def _trust(self, rid):
         inst = self.installer
