@@ -4,7 +4,8 @@ real MicroPython client and installer, each device self-testing the model on its
 lossy link (`--loss`, each way).
 
 The service runs in this process (its LwM2M server on the event loop, SQLite), the fleet is a `tinymlaas fleet
-emulate` process tree, its devices starting within 10 s (`--ramp 10`). Concurrency 1 installs one device after another: it runs on the first `--serial` devices
+emulate` process tree, its devices starting within 10 s (`--ramp 10`). Concurrency 1 installs one device after
+another: it runs on the first `--serial` devices
 only (its rate is per device), the others on the whole fleet. Fleets of 50 devices per process and of the
 default 250 (the process size trades memory per device against CPU per install). Timings are wall-clock,
 printed, never asserted.
@@ -27,6 +28,7 @@ from tinymlaas.service.core import Service
 
 CLI = [sys.executable, "-c", "import sys; from tinymlaas.cli import main; sys.exit(main())"]
 STAGES = [1, 10, 50, 100]
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 async def until(pred, timeout, what):
@@ -42,8 +44,8 @@ def cpu_seconds():
     return t.user + t.system
 
 
-def tree_rss(root):
-    """RSS bytes of a process and all its descendants (the fleet: its supervisor and micropython processes)."""
+def tree(root):
+    """A process and all its descendants (the fleet: its supervisor and micropython processes)."""
     parent = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -55,8 +57,25 @@ def tree_rss(root):
         more = {p for p, pp in parent.items() if pp in pids} - pids
         pids |= more
         grew = bool(more)
+    return pids
+
+
+def tree_cpu(root):
+    """CPU seconds (user + system) of a process tree so far."""
     total = 0
-    for p in pids:
+    for p in tree(root):
+        try:
+            fields = Path("/proc/%d/stat" % p).read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def tree_rss(root):
+    """RSS bytes of a process tree."""
+    total = 0
+    for p in tree(root):
         try:
             for line in Path("/proc/%d/status" % p).read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -86,8 +105,8 @@ async def capabilities_read(svc, count, timeout=300):
         await asyncio.gather(*(read(e) for e in missing))
 
 
-async def rollout(svc, names, concurrency, max_failed):
-    cpu0, t0 = cpu_seconds(), time.monotonic()
+async def rollout(svc, names, concurrency, max_failed, fleet_pid):
+    cpu0, fleet0, t0 = cpu_seconds(), tree_cpu(fleet_pid), time.monotonic()
     dep_id = svc.create_deployment("kws", names, stages=STAGES, concurrency=concurrency, max_failed=max_failed)
     dep = await svc.engine.run(dep_id)
     took = time.monotonic() - t0
@@ -97,6 +116,7 @@ async def rollout(svc, names, concurrency, max_failed):
     return {"devices": len(names), "concurrency": concurrency, "seconds": took, "per_s": len(names) / took,
             "state": dep["state"], "active": counts.get("active", 0), "failed": counts.get("failed", 0),
             "server_cpu_ms": 1000 * (cpu_seconds() - cpu0) / len(names),
+            "fleet_cpu_ms": 1000 * (tree_cpu(fleet_pid) - fleet0) / len(names),
             "peak": max(s["counts"].get("peak_in_flight", 0) for s in dep["stage_list"]),
             "stages": ["%s %.1fs" % (s["label"], s["finished_at"] - s["started_at"]) for s in dep["stage_list"]
                        if s["finished_at"]]}
@@ -123,15 +143,17 @@ async def one_link(count, loss, concurrencies, serial, per_process):
         rss = tree_rss(fleet.pid) / count
         for c in concurrencies:
             targets = names[:serial] if c == 1 else names
-            row = await rollout(svc, targets, c, max_failed=5 if loss else 0)
+            row = await rollout(svc, targets, c, 5 if loss else 0, fleet.pid)
             if row["active"] == 0:
                 raise RuntimeError("no device took the model: %s" % svc.deployments.devices(
                     svc.deployments.list()[-1]["id"])[0]["reason"])
             row.update(loss=loss, package=size, per_process=per_process, rss_kb=rss / 1024)
-            print("loss %g %%, %d per process (%.0f KB RSS/device), concurrency %d: %d devices in %.1f s (%.1f/s), %s, %d active, %d failed, "
-                  "server CPU %.1f ms/device, most at once %d; %s" % (
-                      loss, per_process, row["rss_kb"], c, row["devices"], row["seconds"], row["per_s"], row["state"], row["active"],
-                      row["failed"], row["server_cpu_ms"], row["peak"], ", ".join(row["stages"])), flush=True)
+            print("loss %g %%, %d per process (%.0f KB RSS/device), concurrency %d: %d devices in %.1f s "
+                  "(%.1f/s), %s, %d active, %d failed, CPU per device: server %.1f ms, fleet %.1f ms; "
+                  "most at once %d; %s" % (
+                      loss, per_process, row["rss_kb"], c, row["devices"], row["seconds"], row["per_s"],
+                      row["state"], row["active"], row["failed"], row["server_cpu_ms"], row["fleet_cpu_ms"],
+                      row["peak"], ", ".join(row["stages"])), flush=True)
             out.append(row)
     finally:
         fleet.send_signal(signal.SIGTERM)
@@ -145,14 +167,15 @@ async def one_link(count, loss, concurrencies, serial, per_process):
 
 def table(rows):
     lines = ["| loss each way | devices per process (RSS per device) | concurrency | devices | time s | devices/s | "
-             "vs concurrency 1 | active | failed | server CPU ms/device | most at once | stages |",
+             "vs concurrency 1 | active | failed | CPU ms/device server + fleet | most at once | stages |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["loss"]: r["per_s"] for r in rows if r["concurrency"] == 1}
     for r in rows:
         ratio = r["per_s"] / base[r["loss"]] if r["loss"] in base else None
-        lines.append("| %g %% | %d (%.0f KB) | %d | %d | %.1f | %.1f | %s | %d | %d | %.1f | %d | %s |" % (
+        lines.append("| %g %% | %d (%.0f KB) | %d | %d | %.1f | %.1f | %s | %d | %d | %.1f + %.1f | %d | %s |" % (
             r["loss"], r["per_process"], r["rss_kb"], r["concurrency"], r["devices"], r["seconds"], r["per_s"],
-            "%.1fx" % ratio if ratio else "–", r["active"], r["failed"], r["server_cpu_ms"], r["peak"],
+            "%.1fx" % ratio if ratio else "–", r["active"], r["failed"], r["server_cpu_ms"], r["fleet_cpu_ms"],
+            r["peak"],
             ", ".join(r["stages"])))
     return "\n".join(lines)
 

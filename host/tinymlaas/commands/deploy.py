@@ -61,8 +61,9 @@ def cmd_deploy(args):
                     key = ("stage", st["stage"])
                     if seen.get(key) != st["state"]:
                         seen[key] = st["state"]
-                        print(("stage %d (%s, %d devices) %s %s" % (st["stage"], st["label"], st["devices"], st["state"],
-                                                                   st.get("gate") or "")).rstrip(), flush=True)
+                        print(("stage %d (%s, %d devices) %s %s" % (st["stage"], st["label"], st["devices"],
+                                                                   st["state"], st.get("gate") or "")).rstrip(),
+                              flush=True)
                 for d in dep["devices"]:
                     ep = d["endpoint"]
                     if d["state"] == "delivering" and d.get("delivered"):

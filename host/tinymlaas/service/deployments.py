@@ -194,7 +194,8 @@ class DeploymentEngine:
             failure = "selftest" if e.result in SELFTEST_RESULTS else "delivery"
             self.store.set_device(dep_id, endpoint, "failed", str(e), failure=failure)
             return False
-        self.store.set_device(dep_id, endpoint, "verifying", "device reports %s" % (report or {}).get("sha256", "?")[:12])
+        reported = (report or {}).get("sha256", "?")
+        self.store.set_device(dep_id, endpoint, "verifying", "device reports %s" % reported[:12])
         expected = variant["artifact_sha256"]
         if (report or {}).get("sha256") != expected:
             self.store.set_device(dep_id, endpoint, "failed",
@@ -249,7 +250,8 @@ class DeploymentEngine:
         names = [d["endpoint"] for d in devs if d["state"] == "failed" and d["failure"] in HEALTH_FAILURES]
         if names:
             detail += ": " + ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        gate = "%d of %d failed%s, %d allowed (%g %%)" % (bad, tried, " (%s)" % detail if detail else "", allowed, limit)
+        gate = "%d of %d failed%s, %d allowed (%g %%)" % (bad, tried, " (%s)" % detail if detail else "", allowed,
+                                                           limit)
         if bad <= allowed:
             return True, "passed: " + gate, counts
         if last:
