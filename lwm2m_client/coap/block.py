@@ -21,6 +21,16 @@ def decode(value):
     return v >> 4, bool(v & 8), szx
 
 
+def decode_for(value, n):
+    """decode() for a request carrying an n-byte block: BlockError too when n does not fit (a block with M set is
+    exactly the size, the last one at most the size)."""
+    num, more, szx = decode(value)
+    size = 1 << (szx + 4)
+    if (more and n != size) or n > size:
+        raise BlockError("block of %d bytes with size %d" % (n, size))
+    return num, more, szx
+
+
 def encode(num, more, szx):
     if not 0 <= szx <= 6:
         raise BlockError("SZX %d out of range 0..6" % szx)

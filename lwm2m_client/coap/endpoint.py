@@ -91,11 +91,6 @@ class Endpoint:
         self.echo = None  # OSCORE: the Echo value a request must carry before the replay window is trusted
         self.request_id = None  # OSCORE: the RequestId of the request the handler is answering (for Observe)
         self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "duplicate": 0, "malformed": 0, "refused": 0}
-        # Q-Block2 (RFC 9177) downloads get several responses per token: listeners[token](msg, addr) takes the
-        # responses to their requests; timers hold objects with a `deadline` (ticks) and fire(), run by poll().
-        self.listeners = {}
-        self.timers = []
-        self.q_window = 0  # blocks a Q-Block transfer may have in flight (coap.qblock.Window); 0: plain Block only
         # accept(addr) -> bool: who may send requests (and pings) here; the others are dropped unanswered before
         # the duplicate cache, so a flood from elsewhere cannot evict the server's entries (lwm2m/client.py)
         self.accept = None
@@ -185,7 +180,7 @@ class Endpoint:
         """Handle at most one datagram, waiting up to timeout_ms (less if a retransmission is due)."""
         now = time.ticks_ms()
         wait = timeout_ms
-        for t in self.pending + self.timers:
+        for t in self.pending:
             d = time.ticks_diff(t.deadline, now)
             if d < wait:
                 wait = d if d > 0 else 0
@@ -200,9 +195,6 @@ class Endpoint:
 
     def _deadlines(self):
         now = time.ticks_ms()
-        for tm in list(self.timers):
-            if time.ticks_diff(tm.deadline, now) <= 0:
-                tm.fire()
         for t in list(self.pending):
             if time.ticks_diff(t.deadline, now) > 0:
                 continue
@@ -270,12 +262,6 @@ class Endpoint:
                     return
 
     def _on_separate_response(self, msg, addr):
-        listener = self.listeners.get(msg.token) if msg.token else None
-        if listener is not None:
-            if msg.type == cm.CON:
-                self._sendto(cm.encode(cm.Message(cm.ACK, cm.EMPTY, msg.mid)), addr)
-            listener(msg, addr)
-            return
         for t in self.pending:
             if t.token == msg.token and t.addr == addr and msg.token:
                 if msg.type == cm.CON:

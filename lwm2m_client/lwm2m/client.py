@@ -79,6 +79,7 @@ class Client:
         self.observations = []
         self.attributes = observe.Attributes()
         self.upload = None
+        self.qupload = None  # a Q-Block1 transfer (lwm2m/qupload.py)
         self.jobs = []  # work deferred until after the response has been sent (Execute, pull download)
         self.update_due = False
         self.retry_at = time.ticks_ms()
@@ -549,6 +550,8 @@ class Client:
                 if fmt not in (content.OPAQUE, None):
                     return _streamed_only(ids[2])
                 return self._write_stream(req, addr, obj, ids)
+        if req.opt(cm.Q_BLOCK1) is not None:
+            return _resp(cm.BAD_OPTION, "Q-Block1 only for streamed resources")
         if req.opt(cm.BLOCK1) is not None:
             return _resp(cm.REQUEST_ENTITY_TOO_LARGE, "block-wise write only for streamed resources")
         if fmt is None:
@@ -575,6 +578,12 @@ class Client:
         return _resp(cm.CHANGED)
 
     def _write_stream(self, req, addr, obj, ids):
+        if req.opt(cm.Q_BLOCK1) is not None:
+            if not getattr(self.ep, "q_window", 0) or self.ep.security is not None:
+                return _resp(cm.BAD_OPTION, "no Q-Block1 here")  # as from a client without it: use Block1
+            from .qupload import receive
+
+            return receive(self, req, addr, obj, ids)
         raw = req.opt(cm.BLOCK1)
         if raw is None:
             # the whole value in one message; it replaces any block-wise transfer in progress
@@ -589,21 +598,22 @@ class Client:
                 return self._finish_sink(sink, cm.CHANGED)
             except WriteError as e:
                 return self._write_error(e)
+        payload = req.payload
+        n = len(payload)
         try:
-            num, more, szx = block.decode(raw)
+            num, more, szx = block.decode_for(raw, n)
         except block.BlockError as e:
             return _resp(cm.BAD_REQUEST, str(e))
         size = block.size(szx)
-        payload = req.payload
-        n = len(payload)
-        if (more and n != size) or n > size:
-            return _resp(cm.BAD_REQUEST, "block of %d bytes with size %d" % (n, size))
         offset = num * size
         up = self.upload
         if num == 0:
             if up is not None:
                 up.sink.abort()  # a new transfer from the start replaces the old one
                 self.upload = None
+            if self.qupload is not None and self.qupload.final is None:
+                self.qupload.sink.abort()
+            self.qupload = None
             sink = obj.sink(ids[1], ids[2])
             try:
                 sink.begin(req.uint(cm.SIZE1))

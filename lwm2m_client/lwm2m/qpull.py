@@ -24,6 +24,7 @@ import time
 
 from coap import block, qblock
 from coap import message as cm
+from coap.endpoint import Transmission
 
 from . import pull
 
@@ -44,7 +45,7 @@ class QDownload:
         self.on_end = on_end
         self.szx = szx
         self.size = block.size(szx)
-        self.slots = min(slots or endpoint.q_window or qblock.MAX_PAYLOADS, qblock.MAX_PAYLOADS)
+        self.slots = min(slots or getattr(endpoint, "q_window", 0) or qblock.MAX_PAYLOADS, qblock.MAX_PAYLOADS)
         self.token = endpoint.new_token()
         self.window = None
         self.total = None  # blocks in the package, once known (Size2, or a block with M=0)
@@ -57,6 +58,7 @@ class QDownload:
         self.base_rto = self.rto = self.max_rto
         self.srtt = self.rttvar = None
         self.deadline = 0
+        self.listen = None
         self.quiet = 0  # timeouts in a row without a new block
         self.ended = False
         self.offset = 0
@@ -65,9 +67,28 @@ class QDownload:
     # --- driving
 
     def start(self):
-        self.ep.listeners[self.token] = self._on_response
-        self.ep.timers.append(self)
+        # One Transmission stands for the whole download in the endpoint's pending list: the endpoint hands it
+        # every response on the download's token (any number of them) and its deadline (the receive timeout);
+        # after each, _done puts it back. The endpoint needs nothing Q-Block specific.
+        self.listen = Transmission(None, self.addr, None, self.token, False, self._done)
         self._ask(list(range(self.slots)))
+        self._arm()
+
+    def _arm(self):
+        t = self.listen
+        t.state, t.response, t.deadline = "pending", None, self.deadline
+        if t not in self.ep.pending:
+            self.ep.pending.append(t)
+
+    def _done(self, t):
+        if self.ended:
+            return
+        if t.state == "done":
+            self._on_response(t.response)
+        elif t.state == "timeout":
+            self.fire()
+        if not self.ended:
+            self._arm()
 
     def cancel(self):
         self._stop()
@@ -75,9 +96,8 @@ class QDownload:
 
     def _stop(self):
         self.ended = True
-        self.ep.listeners.pop(self.token, None)
-        if self in self.ep.timers:
-            self.ep.timers.remove(self)
+        if self.listen in self.ep.pending:
+            self.ep.pending.remove(self.listen)
         self.window = None  # the arena goes back to the heap
 
     def _end(self, err):
@@ -130,17 +150,13 @@ class QDownload:
 
     # --- receiving
 
-    def _on_response(self, msg, addr):
-        if self.ended or addr != self.addr:
-            return
+    def _on_response(self, msg):
         try:
             self._take(msg)
         except Exception as e:  # PullError, or the sink's WriteError (it has set State and Update Result)
             self._end(e)
 
     def _take(self, msg):
-        if cm.bad_option(msg) is not None:
-            return
         raw = msg.opt(qblock.Q_BLOCK2)
         if msg.code == cm.BAD_OPTION and self.window is None:
             self._fallback()

@@ -121,6 +121,12 @@ def sender(context):
     return None
 
 
+def socket_family(context):
+    for sock in _sockets(context):
+        return sock.family
+    return socket.AF_INET6
+
+
 def _sockets(context):
     for ri in context.request_interfaces:
         mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)

@@ -79,6 +79,7 @@ class PushResult:
     restarts: int
     seconds: float
     final_code: str
+    method: str = "block1"  # or "q-block1" (qpush.py)
 
 
 async def push_blocks(send_block, data, szx=6, progress=None, offset=0, block_retries=4, max_restarts=2):

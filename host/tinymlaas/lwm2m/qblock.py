@@ -16,8 +16,10 @@ transfer: the server never sends a block it was not asked for, so a peer that go
 """
 
 import io
+import ipaddress
 import logging
 import os
+import socket
 
 import aiocoap
 import cbor2
@@ -80,12 +82,27 @@ def decode_missing(data, limit=1 << 12):
     return nums
 
 
+def device_sockaddr(reg, family):
+    """The socket address to send to a registered device: the one aiocoap received its Register from, or (after
+    a server restart) the stored host:port in the socket's family."""
+    sockaddr = getattr(reg.remote, "sockaddr", None)
+    if sockaddr is not None:
+        return sockaddr
+    host, _, port = reg.address.rpartition(":")
+    host = host.strip("[]")
+    if family == socket.AF_INET6:
+        ip = ipaddress.ip_address(host)
+        return ("::ffff:%s" % ip if ip.version == 4 else str(ip), int(port), 0, 0)
+    return (host, int(port))
+
+
 class QBlockPort:
     """The Q-Block side of one server socket: `send(data, address)` writes a datagram on it."""
 
-    def __init__(self, server, send):
+    def __init__(self, server, send, family=socket.AF_INET6):
         self.server = server
         self.send = send
+        self.family = family  # of the socket: aiocoap's udp6 transport maps IPv4 peers to ::ffff:a.b.c.d
         self.pushes = {}  # token -> callable(message, address): responses to a Q-Block1 push in progress
         self._mid = int.from_bytes(os.urandom(2), "big")
         self.stats = {"q_block2_requests": 0, "q_block2_blocks": 0, "refused": 0}
@@ -95,10 +112,12 @@ class QBlockPort:
         return self._mid
 
     def new_token(self):
+        """A push's 5-byte token prefix; its requests' tokens are it and a 3-byte counter (8 bytes: aiocoap's own
+        are shorter)."""
         while True:
-            token = b"qb" + os.urandom(6)  # 8 bytes: never one of aiocoap's own
-            if token not in self.pushes:
-                return token
+            prefix = b"qb" + os.urandom(3)
+            if prefix not in self.pushes:
+                return prefix
 
     def intercept(self, data, address):
         """True when the datagram was taken here (aiocoap must not see it)."""
@@ -107,12 +126,14 @@ class QBlockPort:
         tkl = data[0] & 0x0F
         is_request = data[1] >> 5 == 0
         if not is_request:
-            handler = self.pushes.get(bytes(data[4:4 + tkl]))
+            handler = self.pushes.get(bytes(data[4:9])) if tkl == 8 else None
             if handler is None:
                 return False
             msg = aiocoap.Message.decode(data)
             if msg.mtype == CON:
-                self.send(aiocoap.Message(mtype=ACK, mid=msg.mid, code=Code.EMPTY).encode(), address)
+                ack = aiocoap.Message(code=Code.EMPTY)
+                ack.mtype, ack.mid = ACK, msg.mid
+                self.send(ack.encode(), address)
             handler(msg, address)
             return True
         if not self._has_qblock_option(data):

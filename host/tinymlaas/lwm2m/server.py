@@ -38,7 +38,8 @@ from . import values as V
 from .coap_site import Root
 from .objects import TINYML_OBJECT_ID, default_model
 from .packages import PackageStore
-from .qblock import QBlockPort
+from .qblock import QBlockPort, device_sockaddr
+from .qpush import QBlock1Push, Unsupported
 from .push import BlockAnswer, BlockTimeout, PushFailed, RttEstimator, push_blocks
 from .registration import Registration
 from .store import Store, is_file_path
@@ -165,6 +166,7 @@ class LwM2MServer:
         self._tasks = set()
         self._sweeper = None
         self._push_offsets = {}  # (endpoint, sha) -> acknowledged bytes, for resumable pushes
+        self._block1_only = set()  # endpoints that refused Q-Block1 since they registered
         for row in self.store.devices():
             reg = Registration(
                 endpoint=row["endpoint"], id=row["registration"], address=row["address"], lifetime=row["lifetime"],
@@ -181,7 +183,7 @@ class LwM2MServer:
         self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
         self.guard = guard.install(self.context)
         self.guard_stats = self.guard.stats
-        self.qblock = QBlockPort(self, guard.sender(self.context))  # Q-Block1/Q-Block2 beside aiocoap
+        self.qblock = QBlockPort(self, guard.sender(self.context), guard.socket_family(self.context))
         self.guard.intercept = self.qblock.intercept
         guard.enlarge_receive_buffer(self.context)
         self.host, self.port = host, guard.bound_port(self.context) or port
@@ -258,6 +260,7 @@ class LwM2MServer:
         while reg_id in self._by_id:
             reg_id = secrets.token_hex(4)
         reg = Registration(id=reg_id, address=remote.hostinfo, registered_at=now, updated_at=now, remote=remote, **fields)
+        self._block1_only.discard(reg.endpoint)  # new firmware may do Q-Block1: probe again
         # Persist first: if the database refuses, the request fails (5.00) and memory still matches the table.
         self.store.save_device(reg, "registered")
         old = self._regs.get(reg.endpoint)
@@ -602,7 +605,8 @@ class LwM2MServer:
     # ---- package delivery --------------------------------------------------------------------------------
 
     async def push_package(self, endpoint, data, progress=None, block_size=1024, resume=True, block_retries=4,
-                           ack_timeout=2.0, max_retransmit=4, adaptive=True, min_rto=0.25, path="/5/0/0"):
+                           ack_timeout=2.0, max_retransmit=4, adaptive=True, min_rto=0.25, path="/5/0/0",
+                           q_block=True):
         """Write `data` into /5/0/0 block-wise (Block1, CON). Returns push.PushResult; raises push.PushFailed
         (with .offset) after retries run out. With resume=True a push of the same bytes to the same device
         continues from where the last failed one stopped; a device that lost its state answers 4.08 and the
@@ -610,7 +614,11 @@ class LwM2MServer:
 
         Timing: the first block waits `ack_timeout` (RFC 7252's 2 s) before CoAP retransmits it; with
         adaptive=True later blocks use a timeout estimated from the measured round trips (push.RttEstimator,
-        never below `min_rto`), so a lost datagram on a fast path costs ~min_rto instead of 2-3 s."""
+        never below `min_rto`), so a lost datagram on a fast path costs ~min_rto instead of 2-3 s.
+
+        With q_block=True (and no OSCORE) the push is tried with Q-Block1 first (qpush.py, RFC 9177: up to
+        MAX_PAYLOADS blocks in flight); a device that answers 4.02 or nothing to the probe gets Block1 as above,
+        and this server remembers that until the device registers again. A Q-Block1 push starts at byte 0."""
         self.device(endpoint)  # NotRegistered before any work
         path = P.check(path)
         if block_size not in (16, 32, 64, 128, 256, 512, 1024):
@@ -618,6 +626,18 @@ class LwM2MServer:
         szx = block_size.bit_length() - 5
         key = (endpoint, hashlib.sha256(data).hexdigest())
         offset = self._push_offsets.get(key, 0) if resume else 0
+        if q_block and endpoint not in self._block1_only and self.oscore.for_endpoint(endpoint) is None:
+            reg = self.device(endpoint)
+            await self._await_awake(reg)
+            segments = tuple(s for s in reg.root_path.split("/") if s) + tuple(str(i) for i in path)
+            qpush = QBlock1Push(self.qblock, device_sockaddr(reg, self.qblock.family), segments, data, szx,
+                                ack_timeout=ack_timeout, min_rto=min_rto, progress=progress,
+                                max_quiet=max_retransmit + 2)
+            try:
+                return await qpush.run()
+            except Unsupported as e:
+                log.info("%s: no Q-Block1 (%s), pushing with Block1", endpoint, e)
+                self._block1_only.add(endpoint)
         rtt = RttEstimator(ack_timeout, min_rto=min(min_rto, ack_timeout), max_rto=max(ack_timeout, 8.0))
 
         async def send_block(num, more, szx_, chunk):
