@@ -111,3 +111,72 @@ def test_the_fleet_page_does_not_read_every_event_of_the_fleets_history(tmp_path
     for page in (fresh[2], aged[2]):
         assert page.count('<tr data-endpoint="') == 51 and 'data-endpoint="node-generic"' in page
         assert 'data-endpoint="dev-0002" data-state="offline"' in page
+
+
+def test_a_fleet_beyond_one_page_is_paged_and_filtered_by_the_server(tmp_path):
+    fill(tmp_path, 450)                             # 449 registered + node-generic + dev-0002 offline = 451 rows
+    pages = ["/", "/?page=3", "/?q=DEV-0418", "/?tag=line-1&page=2", "/?state=offline", "/?page=x"]
+    with pytest.raises(AssertionError, match="400"):
+        work(tmp_path, pages)                       # ?page=x: 400
+    got = work(tmp_path, pages[:-1])
+
+    def rows(page):
+        return got[page][2].count('<tr data-endpoint="')
+
+    assert rows("/") == 200 and "1–200 of 451" in got["/"][2] and 'id="page-next"' in got["/"][2]
+    assert rows("/?page=3") == 51 and "401–451 of 451" in got["/?page=3"][2]
+    assert rows("/?q=DEV-0418") == 1 and 'data-endpoint="dev-0418"' in got["/?q=DEV-0418"][2]
+    assert rows("/?tag=line-1&page=2") == 150 and "1–150 of 150" in got["/?tag=line-1&page=2"][2]  # the last page
+    assert rows("/?state=offline") == 1 and 'data-endpoint="dev-0002"' in got["/?state=offline"][2]
+    assert 'data-paged="1"' in got["/"][2]
+
+
+def test_in_the_browser_a_paged_fleets_filters_reload_the_page(tmp_path):
+    import shutil
+    import threading
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as Driver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    fill(tmp_path, 450)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def run(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
+
+    svc = run(Service(tmp_path).start("127.0.0.1", 0))
+    api = build_api(svc.server, svc, auth=False)
+    run(api.start("127.0.0.1", 0))
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Driver(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+
+    def shown(url_part):
+        WebDriverWait(driver, 30, 0.1).until(lambda d: url_part in d.current_url and
+                                             d.execute_script("return document.readyState") == "complete")
+        return len(driver.find_elements(By.CSS_SELECTOR, "#fleet tbody tr[data-endpoint]:not(.hidden)"))
+
+    try:
+        driver.get("http://127.0.0.1:%d/" % api.port)
+        assert shown("/") == 200
+        driver.find_element(By.ID, "page-next").click()
+        assert shown("page=2") == 200
+        Select(driver.find_element(By.ID, "tag-filter")).select_by_value("line-1")    # the server filters
+        assert shown("tag=line-1") == 150 and "page=" not in driver.current_url
+        search = driver.find_element(By.ID, "fleet-search")
+        search.send_keys("dev-041")                  # as one types: the rows shown (dev-0412, -0415, -0418)
+        assert shown("tag=line-1") == 3
+        search.send_keys(Keys.ENTER)                 # Enter: the whole fleet
+        assert shown("q=dev-041") == 3
+        driver.find_element(By.CSS_SELECTOR, '#state-filter button[data-state=""]').click()
+        assert shown("state=&") == 3
+    finally:
+        driver.quit()
+        run(api.stop())
+        run(svc.stop())
+        loop.call_soon_threadsafe(loop.stop)

@@ -96,6 +96,13 @@ def device(svc, endpoint, now=None):
     return _row(svc, endpoint, {}, "offline", "deregistered or registration expired", last["at"], known)
 
 
+def matches(row, words="", state="", tag="", model=""):
+    """The fleet page's filter, on the server for a fleet of more than one page (static/console.js applies the
+    same one to the rows shown): every word of the search in the row's text, and the state, tag and model."""
+    return (all(w in row["search"] for w in words.lower().split()) and (not state or row["state"] == state)
+            and (not tag or tag in row["tags"]) and (not model or (row["model"] or {}).get("name") == model))
+
+
 def _row(svc, endpoint, caps, state, why, last_seen, known, reg=None):
     model = None
     if caps.get("Model Name") or caps.get("Model SHA256"):
@@ -104,21 +111,26 @@ def _row(svc, endpoint, caps, state, why, last_seen, known, reg=None):
                  "arena": caps.get("Arena Bytes"), "blob": caps.get("Blob Bytes")}
     runtime = " ".join(str(caps[k]) for k in ("Runtime Name", "Runtime Version") if caps.get(k))
     info = known["info"].get(endpoint, {})
+    board = info.get("Model Number") or caps.get("Machine") or ""
+    board_detail = " · ".join(str(v) for v in (info.get("Device Type"), info.get("Hardware Version")) if v)
+    tags = known["tags"].get(endpoint, [])
+    address = reg.address if reg is not None else ""
+    search = " ".join(str(v) for v in (endpoint, board, board_detail, caps.get("Machine") or "", runtime,
+                                       (model or {}).get("name") or "", " ".join(tags), address)).lower()
     return {
         "endpoint": endpoint, "state": state, "state_class": STATES[state], "why": why,
         # the board as the device names itself (/3/0), else what its runtime reports
-        "board": info.get("Model Number") or caps.get("Machine") or "",
-        "board_detail": " · ".join(str(v) for v in (info.get("Device Type"), info.get("Hardware Version")) if v),
+        "board": board, "board_detail": board_detail, "search": search,
         "manufacturer": info.get("Manufacturer") or "", "info": info,
         "machine": caps.get("Machine") or "", "platform": caps.get("Platform") or "",
         "runtime": runtime, "flavour": caps.get("Kernel Flavour") or "",
         "coprocessor": caps.get("Kernel Flavour") == "c-coprocessor",
         "model": model, "heap_free": caps.get("Free Heap"), "heap_total": caps.get("Heap Total"),
         "largest_block": caps.get("Largest Free Block"), "flash_free": caps.get("Flash Free"),
-        "last_seen": last_seen, "tags": known["tags"].get(endpoint, []),
+        "last_seen": last_seen, "tags": tags,
         "security": "OSCORE" if reg is not None and svc.server.oscore.for_endpoint(endpoint) else
                     ("NoSec" if reg is not None else ""),
-        "address": reg.address if reg is not None else "", "registered": reg is not None,
+        "address": address, "registered": reg is not None,
     }
 
 

@@ -105,8 +105,20 @@ const PAGES = {
 
   fleet() {
     const rows = () => $$("#fleet tbody tr[data-endpoint]");
-    let state = "";
+    // A fleet larger than one page is filtered by the server: a changed filter reloads the page with it.
+    // Otherwise every row is here and the filters work as one types; Enter does not reload.
+    const form = $("#fleet-filter"), paged = $("#fleet").dataset.paged === "1";
+    form.addEventListener("submit", ev => { if (!paged || document.activeElement === $("#bulk-tag")) ev.preventDefault(); });
+    let state = $("#state-value").value;
     const tag = $("#tag-filter"), model = $("#model-filter");
+    if (paged) {
+      const reload = () => { $("#state-value").value = state; form.submit(); };
+      tag.addEventListener("change", reload);
+      model.addEventListener("change", reload);
+      for (const b of $$("#state-filter button")) b.addEventListener("click", () => { state = b.dataset.state; reload(); });
+      // Enter in the search: the whole fleet (no implicit submission: the form has a second text field)
+      $("#fleet-search").addEventListener("keydown", ev => { if (ev.key === "Enter") { ev.preventDefault(); reload(); } });
+    }
     const apply = liveFilter($("#fleet-search"), rows, row =>
       (!state || row.dataset.state === state) &&
       (!tag.value || row.dataset.tags.split("\n").includes(tag.value)) &&
@@ -115,7 +127,7 @@ const PAGES = {
     tag.addEventListener("change", count);
     model.addEventListener("change", count);
     $("#fleet-search").addEventListener("input", count);
-    for (const b of $$("#state-filter button")) {
+    for (const b of paged ? [] : $$("#state-filter button")) {
       b.addEventListener("click", () => {
         state = b.dataset.state;
         $$("#state-filter button").forEach(x => x.classList.toggle("on", x === b));
