@@ -1,5 +1,6 @@
-"""`python -m bench [NAME ...] [--quick]`: run every benchmark in bench/ (each module bench/<name>.py with a
-main(argv)), or the ones named; arguments starting with "--" are given to each (e.g. --quick: a smaller run)."""
+"""`python -m bench [NAME ...] [--quick ...]`: run every benchmark in bench/ (each module bench/<name>.py with a
+main(argv)), or the ones named; the arguments from the first "--" one on are given to each (--quick: a smaller
+run)."""
 
 import importlib
 import pkgutil
@@ -16,8 +17,9 @@ def discover():
 
 def main(argv):
     sys.path.insert(0, str(HERE.parent))
-    flags = [a for a in argv if a.startswith("--")]
-    names = [a for a in argv if not a.startswith("--")] or discover()
+    first_flag = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
+    flags = argv[first_flag:]                      # e.g. --quick, --devices 100: to each benchmark as they are
+    names = argv[:first_flag] or discover()
     failed = []
     for name in names:
         mod = importlib.import_module("bench." + name)
