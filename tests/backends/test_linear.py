@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.svm import LinearSVC
 
 from tinymlaas.backends import BackendError, SourceModel, Target, UnsupportedModel, backend
-from tinymlaas.backends.linear import blob_outputs, dense_chain, quantize_input
+from tinymlaas.backends.linear import blob_outputs, chain_scores, dense_chain, quantize_input
 from tinymlaas.blob.reader import parse
 from tinymlaas.blob.reference import Executor
 
@@ -119,6 +119,27 @@ def test_regressors_stay_within_a_bound_inside_the_calibrated_range():
         lo, hi = np.min(model.predict(x_cal)), np.max(model.predict(x_cal))
         err = np.abs(got - np.clip(model.predict(x_te), lo, hi))
         assert len(x_te) > 250 and err.max() <= 0.02 * (hi - lo), (type(model).__name__, err.max(), hi - lo)
+
+
+def test_a_pipeline_of_scalers_is_folded_and_raw_wine_is_refused(digits):
+    from sklearn.datasets import load_wine
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    x_tr, y_tr, x_te, _ = digits
+    pipe = make_pipeline(MinMaxScaler(), StandardScaler(), LogisticRegression(max_iter=500)).fit(x_tr, y_tr)
+    chain = dense_chain(pipe)
+    np.testing.assert_allclose(chain_scores(chain, x_te), pipe.decision_function(x_te), rtol=1e-5, atol=1e-5)  # f32
+    art = backend("linear").compile(SourceModel("sklearn", pipe), Target("tinyml-mpy"), {"representative": x_tr})
+    pred = np.argmax(blob_outputs(art.data, x_te), axis=1)
+    assert np.mean(pred == pipe.predict(x_te)) >= 0.98
+    # Raw wine features span 0.1 to 1,680: one int8 input scale loses most of them, and the back-end says so.
+    x, y = load_wine(return_X_y=True)
+    wine = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    with pytest.raises(BackendError, match=r"agrees with the float model on \d+\.\d % .*one int8 input scale"):
+        backend("linear").compile(SourceModel("sklearn", wine), Target("tinyml-mpy"), {"representative": x})
+    from sklearn.decomposition import PCA
+    with pytest.raises(UnsupportedModel, match="folds Pipelines of StandardScaler.*not PCA -> LogisticRegression"):
+        dense_chain(make_pipeline(PCA(3), LogisticRegression()).fit(x, y))
 
 
 def test_refusals():

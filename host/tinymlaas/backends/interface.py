@@ -38,7 +38,7 @@ class UnsupportedModel(BackendError):
 class SourceModel:
     """What the registry hands a back-end: the model's bytes and what kind of model they are."""
 
-    kind: str          # "tflite", "keras", "savedmodel", "sklearn"
+    kind: str          # "tflite", "keras", "savedmodel", "onnx", "sklearn"
     data: bytes
     name: str = ""
     metadata: dict = field(default_factory=dict)   # e.g. representative dataset path, labels

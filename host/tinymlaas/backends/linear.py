@@ -15,7 +15,9 @@ the blob's predictions with the float model's on the calibration rows (regressor
 with the blob reference executor, which is bit-exact with TFLite Micro on the .tflite compiled.
 
 Options: `quantize` "float" (default: float32 features in, float32 scores out, int8 inside, like the trees blob) or
-true / "int8" (int8 I/O); `representative` (required: rows of features, e.g. the training set).
+true / "int8" (int8 I/O); `representative` (required: rows of features, e.g. the training set); `min_agreement`
+(default 0.9): a classifier whose blob agrees less often with it on the calibration rows is refused (regressors:
+off by more than 5 % of the target range). A Pipeline of scalers before the model is folded into its first layer.
 """
 
 import hashlib
@@ -30,6 +32,8 @@ LINEAR_CLASSIFIERS = ("LogisticRegression", "LinearSVC", "RidgeClassifier", "Rid
 REGRESSORS = ("LinearRegression", "Ridge", "RidgeCV", "Lasso", "ElasticNet", "SGDRegressor", "MLPRegressor")
 SUPPORTED = LINEAR_CLASSIFIERS + ("OneVsRestClassifier", "MLPClassifier") + REGRESSORS
 ACTIVATIONS = ("identity", "relu", "tanh", "logistic")
+MIN_AGREEMENT = 0.9           # default: refuse a classifier blob whose predictions differ more often on calibration
+MAX_REGRESSION_ERROR = 0.05   # refuse a regressor blob off by more than this share of the calibrated target range
 
 
 class DenseChain:
@@ -53,8 +57,39 @@ def _binary_pair(w, b):
     return np.concatenate([-w, w], axis=1), np.concatenate([-b, b])
 
 
+SCALERS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler")
+
+
+def _affine(scaler):
+    """(multiplier, offset) per feature: the scaler computes x * multiplier + offset."""
+    kind = type(scaler).__name__
+    if kind == "StandardScaler":
+        mul = 1.0 / np.asarray(scaler.scale_ if scaler.scale_ is not None else np.ones(scaler.n_features_in_))
+        mean = np.asarray(scaler.mean_ if scaler.mean_ is not None else np.zeros(scaler.n_features_in_))
+        return mul, -mean * mul
+    if kind == "MinMaxScaler":
+        return np.asarray(scaler.scale_, np.float64), np.asarray(scaler.min_, np.float64)
+    return 1.0 / np.asarray(scaler.scale_, np.float64), np.zeros(scaler.n_features_in_)
+
+
 def dense_chain(model):
-    """The DenseChain of a fitted estimator of one of the SUPPORTED types (UnsupportedModel for other types)."""
+    """The DenseChain of a fitted estimator of one of the SUPPORTED types (UnsupportedModel for other types), or of a
+    Pipeline of scalers (SCALERS) ending in one: the scalers' per-feature affine maps are folded into the first
+    layer (exact in real arithmetic; the blob then takes the raw features)."""
+    if type(model).__name__ == "Pipeline":
+        steps = [est for _, est in model.steps if est not in (None, "passthrough")]
+        names = [type(est).__name__ for est in steps[:-1]]
+        if not steps or any(n not in SCALERS for n in names):
+            raise UnsupportedModel("the linear back-end folds Pipelines of %s before a linear model or MLP, not %s"
+                                   % (", ".join(SCALERS), " -> ".join(type(e).__name__ for e in steps)))
+        chain = dense_chain(steps[-1])
+        w, b, act = chain.layers[0]
+        for scaler in reversed(steps[:-1]):
+            _fitted(scaler, type(scaler).__name__, "scale_")
+            mul, off = _affine(scaler)            # layer(x * mul + off) = x @ (mul[:, None] * w) + (off @ w + b)
+            w, b = mul[:, None] * w, off @ w + b
+        chain.layers[0] = (w, b, act)
+        return chain
     kind = type(model).__name__
     if kind not in SUPPORTED:
         raise UnsupportedModel("the linear back-end compiles %s, not a %s" % (", ".join(SUPPORTED), kind))
@@ -152,7 +187,7 @@ class LinearBackend(Backend):
     name = "linear"
     accepts = frozenset({"sklearn"})
     runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
-    optimizations = frozenset({"quantize"})
+    optimizations = frozenset({"quantize", "min_agreement"})
 
     def _quantized(self, source, options):
         """(estimator, DenseChain, calibration rows, int8 .tflite bytes, report) for the source."""
@@ -189,7 +224,24 @@ class LinearBackend(Backend):
         art = blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name)
         step("measure agreement with the float model on the calibration rows")
         art.report.update(self._agreement(chain, model, art.data, rows))
+        self._refuse_if_int8_fails(art.report, options.get("min_agreement", MIN_AGREEMENT))
         return art
+
+    @staticmethod
+    def _refuse_if_int8_fails(report, min_agreement):
+        """BackendError when int8 loses the model: typically features of very different ranges (raw wine data:
+        proline ~1,000, hue ~1) sharing the blob's one input scale."""
+        if "agreement" in report:
+            lost = report["agreement"] < float(min_agreement)
+            what = "agrees with the float model on %.1f %% of the calibration rows (min_agreement %.2f)" \
+                % (100 * report["agreement"], float(min_agreement))
+        else:
+            lost = report["max_abs_error"] > MAX_REGRESSION_ERROR * max(report["target_range"], 1e-12)
+            what = "is off by up to %.3g on a target range of %.3g" % (report["max_abs_error"], report["target_range"])
+        if lost:
+            raise BackendError("the int8 blob %s: all features share one int8 input scale, so they must span similar "
+                               "ranges; standardize them before the model (on the device too) and register the model "
+                               "without its scaler" % what)
 
     @staticmethod
     def _agreement(chain, model, blob, rows):

@@ -1,6 +1,6 @@
 """POST /api/models: `tinymlaas models add --server URL` from another machine (admin).
 
-A multipart/form-data body: the file `model` (a .tflite, .keras or pickled scikit-learn model), the optional
+A multipart/form-data body: the file `model` (a .tflite, .keras, .onnx or pickled scikit-learn model), the optional
 files `representative` (.npy), `train` and `eval` (.npz), and the fields `name`, `version`, `task`, `labels`,
 `accuracy`, `no_compile`. Files are streamed to a fresh directory under DATA/uploads (never into memory), at
 most MAX_UPLOAD bytes in all (413 beyond, nothing kept), then registered by the same Catalog.add as a local
