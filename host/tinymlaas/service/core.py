@@ -104,6 +104,10 @@ class Service:
         # a device that was offline at its turn in a rollout gets the update when it registers or sends an Update
         self.server.on_event(lambda ev: self._spawn(self.engine.registered(ev.endpoint))
                              if ev.kind in ("registered", "updated") else None)
+        # a device that trusts only keys older than the signing key is sent the anchor updates of the rotations
+        from .rotation import AnchorPush
+
+        self.anchor_push = AnchorPush(self.server, self.keys, self._spawn).attach()
         self._packages = {}   # (model id, variant id) -> install package: one build per rollout, not per device
         self.inference = Inference(self)
         self._tasks = set()
