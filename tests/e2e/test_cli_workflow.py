@@ -56,6 +56,10 @@ def test_models_serve_explain_deploy(tmp_path):
         assert dep["state"] == "completed" and dep["devices"][0]["state"] == "active"
         r = tml("deployments", str(dep["id"]), "--server", api)
         assert r.returncode == 0 and "self-test passed on device" in r.stdout
+        r = tml("deployments", str(dep["id"]), "--halt", "--server", api)       # finished: nothing to halt
+        assert r.returncode == 2 and "is completed, not running" in r.stderr, r.stderr
+        r = tml("deployments", str(dep["id"]), "--rollback", "--server", api)   # no model before it: kept
+        assert r.returncode == 0 and "cli-dev: kept: it ran no model" in r.stdout, r.stdout + r.stderr
         r = tml("deploy", "--model", "nope", "--devices", "cli-dev", "--server", api)
         assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
     finally:
