@@ -4,8 +4,10 @@ aiocoap answers one response per request; Q-Block2 answers one request with seve
 NON requests whose answers come for a whole set. So these datagrams are taken off the socket before aiocoap sees
 them (guard.py calls `QBlockPort.intercept` for every datagram that passed frame.check):
 
-* a request carrying Q-Block1 or Q-Block2: GET /fw/<sha256> with Q-Block2 is served here (below); anything
-  else gets 4.02 Bad Option, as from a server without Q-Block, so the peer falls back to Block1/Block2;
+* a request carrying Q-Block1 or Q-Block2: GET /fw/<sha256> with Q-Block2 is served here (below); the other
+  resources (/rd, /rd-lookup, other methods on /fw) answer 4.02 Bad Option, as a server without Q-Block does,
+  so the peer falls back to Block1/Block2; any other path is 4.04 (libcoap's probe, GET /.well-known/core with
+  Q-Block2, then knows Q-Block is understood);
 * a response whose token belongs to a Q-Block1 push in progress (qpush.py) goes to that push.
 
 Serving Q-Block2 is stateless, like the Block2 path in coap_site.py: each request names its blocks, one
@@ -38,6 +40,7 @@ REQUEST_TAG = 292
 MISSING_BLOCKS = 272  # Content-Format application/missing-blocks+cbor-seq
 MAX_PAYLOADS = 10  # RFC 9177 §7.2 default
 ETAG_BYTES = 8
+WELL_KNOWN = b'</rd>;rt="core.rd",</rd-lookup/ep>;rt="core.rd-lookup-ep";obs'
 
 
 def block_value(num, more, szx):
@@ -142,12 +145,19 @@ class QBlockPort:
         if not options(msg, Q_BLOCK1) and not options(msg, Q_BLOCK2):
             return False
         path = msg.opt.uri_path
-        if options(msg, Q_BLOCK2) and len(path) == 2 and path[0] == "fw" and msg.code == Code.GET \
-                and not options(msg, Q_BLOCK1) and msg.opt.oscore is None:
-            self._serve(msg, path[1], address)
-        else:
-            self.stats["refused"] += 1
+        gettable = options(msg, Q_BLOCK2) and msg.code == Code.GET and not options(msg, Q_BLOCK1) \
+            and msg.opt.oscore is None
+        if gettable and path[:1] == ("fw",):
+            self._serve(msg, path[1] if len(path) == 2 else "", address)
+        elif gettable and path == (".well-known", "core"):
+            # libcoap's Q-Block probe (RFC 9177 §4.1): Q-Block is taken as understood only when the answer to
+            # this GET carries Q-Block2, so the resource list is served here, Q-Block2 only
+            self._send_blocks(msg, address, WELL_KNOWN, asked=self._asked(msg, address), content_format=40)
+        elif path[:1] in (("rd",), ("rd-lookup",), ("fw",), (".well-known",)):
+            self.stats["refused"] += 1  # resources without Q-Block: refused as by a server without it
             self._answer(msg, address, [aiocoap.Message(code=Code.BAD_OPTION)])
+        else:
+            self._answer(msg, address, [aiocoap.Message(code=Code.NOT_FOUND)])
         return True
 
     @staticmethod
@@ -170,17 +180,34 @@ class QBlockPort:
                 resp.mtype, resp.mid = NON, self.next_mid()
             self.send(resp.encode(), address)
 
+    def _asked(self, request, address):
+        """The (num, more, szx) of each Q-Block2 option, or None after answering 4.02 for a malformed one."""
+        try:
+            return [parse_block(v) for v in options(request, Q_BLOCK2)]
+        except ValueError as e:
+            self._answer(request, address, [aiocoap.Message(code=Code.BAD_OPTION, payload=str(e).encode())])
+            return None
+
     def _serve(self, request, sha, address):
         self.stats["q_block2_requests"] += 1
         data = self.server.packages.get(sha)
         if data is None:
             self._answer(request, address, [aiocoap.Message(code=Code.NOT_FOUND)])
             return
-        try:
-            asked = [parse_block(v) for v in options(request, Q_BLOCK2)]
-        except ValueError as e:
-            self._answer(request, address, [aiocoap.Message(code=Code.BAD_OPTION, payload=str(e).encode())])
+        asked = self._asked(request, address)
+        if asked is None:
             return
+        wanted = self._send_blocks(request, address, data, asked, 42, bytes.fromhex(sha[:2 * ETAG_BYTES]))
+        if wanted:
+            size = 1 << (min(asked[0][2], MAX_SZX) + 4)
+            host = str(address[0]).removeprefix("::ffff:")
+            self.server._note_download(sha, max(min(len(data), (n + 1) * size) for n in wanted), len(data),
+                                       "%s:%d" % (host, address[1]))
+
+    def _send_blocks(self, request, address, data, asked, content_format, etag=None):
+        """Answer the blocks of `data` that `asked` names (at most MAX_PAYLOADS); returns their numbers."""
+        if asked is None:
+            return []
         szx = min(asked[0][2], MAX_SZX)
         size = 1 << (szx + 4)
         nblocks = max(1, -(-len(data) // size))
@@ -190,21 +217,19 @@ class QBlockPort:
             wanted.extend(n for n in range(num, stop) if n not in wanted)
         wanted = wanted[:MAX_PAYLOADS]
         if not wanted:
-            msg = aiocoap.Message(code=Code.BAD_OPTION, payload=b"no block of the package asked for")
+            msg = aiocoap.Message(code=Code.BAD_OPTION, payload=b"no block of the resource asked for")
             self._answer(request, address, [msg])
-            return
-        etag = bytes.fromhex(sha[:2 * ETAG_BYTES])
+            return []
         responses = []
         for num in wanted:
             start, end = num * size, min(len(data), (num + 1) * size)
             m = aiocoap.Message(code=Code.CONTENT, payload=data[start:end])
-            m.opt.content_format = 42
-            m.opt.etag = etag
+            m.opt.content_format = content_format
+            if etag is not None:
+                m.opt.etag = etag
             m.opt.add_option(UintOption(Q_BLOCK2, block_value(num, end < len(data), szx)))
             m.opt.size2 = len(data)
             responses.append(m)
         self.stats["q_block2_blocks"] += len(responses)
         self._answer(request, address, responses)
-        host = str(address[0]).removeprefix("::ffff:")
-        self.server._note_download(sha, max(min(len(data), (n + 1) * size) for n in wanted), len(data),
-                                   "%s:%d" % (host, address[1]))
+        return wanted

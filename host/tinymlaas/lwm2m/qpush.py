@@ -2,7 +2,8 @@
 
 The exchange, one Request-Tag for the whole body:
 
-1. probe: block 0 (Size1, Request-Tag) alone. A device with Q-Block1 answers 2.31 Continue; one without it
+1. probe: block 0 (Size1, Request-Tag) alone, Confirmable (each try its own message: an ACK for an earlier try
+   ends nothing here). A device with Q-Block1 answers 2.31 Continue; one without it
    answers 4.02 Bad Option (the option is critical); one that ignores the critical option answers 2.04 without
    Q-Block1 (aiocoap), and one that drops it stays quiet for PROBES x `ack_timeout`: all raise Unsupported and
    the caller pushes with plain Block1 instead.
@@ -32,7 +33,7 @@ import time
 
 import aiocoap
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.types import NON
+from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption, UintOption
 
 from .push import PushFailed, PushResult, RttEstimator
@@ -68,13 +69,13 @@ class QBlock1Push:
         self.events = asyncio.Queue()
         self.sent = self.resent = self.restarts = 0
 
-    def _send(self, num):
+    def _send(self, num, con=False):
         start = num * self.size
         chunk = self.data[start:start + self.size]
         self.seq += 1
         token = self.token + self.seq.to_bytes(3, "big")
         msg = aiocoap.Message(code=Code.PUT, payload=chunk)
-        msg.mtype, msg.mid, msg.token = NON, self.port.next_mid(), token
+        msg.mtype, msg.mid, msg.token = CON if con else NON, self.port.next_mid(), token
         msg.opt.uri_path = self.path
         msg.opt.content_format = self.content_format
         msg.opt.add_option(UintOption(Q_BLOCK1, block_value(num, start + len(chunk) < len(self.data), self.szx)))
@@ -116,7 +117,7 @@ class QBlock1Push:
         probing = True
         while True:
             if probing:
-                self._send(0)
+                self._send(0, con=True)  # CON: a peer without Q-Block1 answers 4.02 piggybacked, libcoap too
                 sent_upto = 1
             else:
                 while sent_upto < min(acked + self.window, self.total):

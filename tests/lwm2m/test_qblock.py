@@ -1,0 +1,243 @@
+"""Q-Block1 / Q-Block2 (RFC 9177) delivery, over real UDP to the real MicroPython device (tinyml_device.py in the
+unix port) through the seeded lossy proxy: a push (Q-Block1 into /5/0/0) and a pull (the device's Q-Block2 GETs
+from /fw/<sha256>) of the KWS package at 10 % and 20 % loss each way end in Downloaded, i.e. the installer's
+SHA-256 and signature checks passed on exactly the bytes sent, with retransmission counters that show the loss was
+recovered block by block (no restart, bounded resends). A device with Q-Block off and libcoap 4.3.1 (no Q-Block)
+get plain Block1/Block2; the device's live heap stays bounded during a lossy pull; the missing-blocks payload is
+checked against exact CBOR bytes. No timing is asserted (bench/lwm2m_delivery.py measures)."""
+
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tinymlaas.compiler import compile_tflite
+from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import trust_args
+from tinymlaas.lwm2m.lossy_proxy import LossyProxy
+from tinymlaas.lwm2m.qblock import decode_missing, encode_missing
+from tinymlaas.lwm2m.qpush import QBlock1Push, Unsupported
+from tinymlaas.package import build_package
+from tinymlaas.paths import LWM2M_CLIENT, mlperf_model
+from tinymlaas.service.core import reference_vectors
+
+LIBCOAP_SERVER = shutil.which("coap-server-notls") or shutil.which("coap-server")
+LIBCOAP_CLIENT = shutil.which("coap-client-notls") or shutil.which("coap-client")
+_PACKAGE = []
+
+
+def kws_package():
+    """The MLPerf Tiny KWS model compiled and packaged with 2 golden vectors (~35 KB, 34 blocks of 1024)."""
+    if not _PACKAGE:
+        blob = compile_tflite(mlperf_model("kws")).blob
+        _PACKAGE.append(build_package(blob, "kws", "1", reference_vectors(blob)[:2]))
+    return _PACKAGE[0]
+
+
+def test_missing_blocks_payload_is_a_cbor_sequence_of_uints():
+    # RFC 8949 §3.1: 0..23 in the initial byte, then 1, 2 and 4 byte arguments (0x18, 0x19, 0x1a)
+    nums = [0, 23, 24, 255, 256, 65535, 65536]
+    assert encode_missing(nums) == bytes.fromhex("00" "17" "1818" "18ff" "190100" "19ffff" "1a00010000")
+    assert decode_missing(encode_missing(nums)) == nums
+    for bad in (b"\x20", b"\x18", b"\x41a", b"\xf5", b"\x1a\x00\x10\x00\x00"):  # -1, cut, bytes, true, >= 2^20
+        with pytest.raises(ValueError):
+            decode_missing(bad)
+
+
+class Device:
+    """tinyml_device.py registered with the server through a lossy proxy; the server thread's loop runs both."""
+
+    def __init__(self, st, tmp_path, loss, seed=5, q_window=None, ack_timeout_ms=500):
+        self.st = st
+        self.proxy = st.call(LossyProxy.start(("127.0.0.1", st.port), loss, seed)) if loss else None
+        port = self.proxy.address[1] if self.proxy else st.port
+        args = ["--server", "coap://127.0.0.1:%d" % port, "--endpoint", "q-dev", "--data-dir", str(tmp_path / "flash"),
+                "--ack-timeout-ms", str(ack_timeout_ms), *trust_args()]
+        if q_window is not None:
+            args += ["--q-window", str(q_window)]
+        self.proc = subprocess.Popen(unixport.command(LWM2M_CLIENT / "tinyml_device.py", "1m", args),
+                                     env=unixport.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.port = port
+
+        async def registered():
+            q = st.server.subscribe()
+            while not st.server.find("q-dev"):
+                await asyncio.wait_for(q.get(), 30)
+
+        st.call(registered())
+
+    def downloaded(self, timeout=120):
+        """Poll /5/0/3 State until 2 (Downloaded: the installer accepted the package); the polls cross the lossy
+        link too, so a lost one is asked again."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                fw = self.st.call(self.st.server.read("q-dev", "/5/0", timeout=5))
+            except Exception:
+                continue
+            if fw.get((5, 0, 3)) == 2:
+                return fw
+            assert fw.get((5, 0, 5)) in (0, 1), "download failed with Update Result %s" % fw.get((5, 0, 5))
+            time.sleep(0.1)
+        raise AssertionError("never Downloaded")
+
+    def close(self):
+        self.proc.terminate()
+        out = self.proc.communicate(timeout=10)[0].decode(errors="replace")
+        if self.proxy:
+            self.st.sync(self.proxy.close)
+        return out
+
+
+@pytest.fixture
+def device(lwm2m_server, tmp_path):
+    made = []
+
+    def make(*args, **kw):
+        made.append(Device(lwm2m_server, tmp_path, *args, **kw))
+        return made[-1]
+
+    yield make
+    for d in made:
+        out = d.close()
+        assert "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("loss", [0.1, 0.2])
+def test_q_block1_push_through_loss(lwm2m_server, device, loss):
+    pkg = kws_package()
+    blocks = -(-len(pkg) // 1024)
+    dev = device(loss)
+    r = lwm2m_server.call(lwm2m_server.server.push_package("q-dev", pkg, ack_timeout=0.5, max_retransmit=8), 120)
+    assert (r.method, r.final_code, r.restarts, r.total) == ("q-block1", "2.04", 0, len(pkg))
+    assert r.blocks == blocks + r.block_resends and 0 < r.block_resends < 2 * blocks
+    assert dev.proxy.stats["dropped_up"] + dev.proxy.stats["dropped_down"] > 0
+    dev.downloaded()  # State 2: the device's installer checked SHA-256 and signature of what it stored
+
+
+@pytest.mark.parametrize("loss", [0.1, 0.2])
+def test_q_block2_pull_through_loss(lwm2m_server, device, loss):
+    pkg = kws_package()
+    blocks = -(-len(pkg) // 1024)
+    dev = device(loss)
+    uri = lwm2m_server.server.offer_package(pkg).replace(":%d/" % lwm2m_server.port, ":%d/" % dev.port)
+    lwm2m_server.call(lwm2m_server.server.write("q-dev", "/5/0/1", uri, timeout=10))
+    dev.downloaded()
+    stats = lwm2m_server.server.qblock.stats
+    # every block went out as Q-Block2, the lost ones again, and no more than the link made necessary
+    assert stats["refused"] == 0 and stats["q_block2_requests"] > 0
+    assert blocks <= stats["q_block2_blocks"] < 2 * blocks
+
+
+def test_device_without_q_block_gets_block1_and_block2(lwm2m_server, device):
+    pkg = kws_package()
+    dev = device(0.0, q_window=0)
+    lwm2m_server.call(lwm2m_server.server.write("q-dev", "/5/0/1", lwm2m_server.server.offer_package(pkg)))
+    dev.downloaded()
+    assert lwm2m_server.server.qblock.stats["q_block2_requests"] == 0  # the device pulled with plain Block2
+    r = lwm2m_server.call(lwm2m_server.server.push_package("q-dev", pkg))
+    assert r.method == "block1" and r.final_code == "2.04"  # the device answered the Q-Block1 probe with 4.02
+    assert "q-dev" in lwm2m_server.server._block1_only
+    dev.downloaded()
+
+
+# A Q-Block2 download in MicroPython into a sink that hashes what it is given, in order
+DOWNLOAD = """
+import gc, hashlib, binascii, socket
+from coap.endpoint import Endpoint
+from lwm2m import qpull
+class HashSink:
+    def __init__(self): self.h = hashlib.sha256(); self.n = 0
+    def begin(self, size): pass
+    def write(self, off, chunk):
+        assert off == self.n
+        self.h.update(chunk); self.n += len(chunk)
+    def finish(self): pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(socket.getaddrinfo('127.0.0.1', 0)[0][-1])
+ep = Endpoint(s, ack_timeout_ms=300)
+ep.q_window = 10
+sink = HashSink()
+ended = []
+"""
+
+HEAP_PULL = DOWNLOAD + """
+gc.collect()
+idle = gc.mem_free()
+d = qpull.QDownload(ep, '%s', sink, ended.append)
+d.start()
+peak = 0
+polls = 0
+while not ended:
+    ep.poll(100)
+    polls += 1
+    if polls %% 8 == 0:
+        gc.collect()
+        peak = max(peak, idle - gc.mem_free())
+print(ended[0], sink.n, binascii.hexlify(sink.h.digest()).decode(), peak, d.stats['blocks'], d.stats['fallback'])
+"""
+
+
+def test_lossy_q_block2_pull_keeps_the_device_heap_bounded(lwm2m_server, mpy_run):
+    """The 10-block window is one 10 KB arena: at 20 % loss each way the live heap over idle stays under 16 KB
+    for a 300 KB package (nothing grows with the package or with the losses)."""
+    data = os.urandom(300 * 1024 + 77)
+    sha = lwm2m_server.sync(lwm2m_server.server.packages.add, data)
+    proxy = lwm2m_server.call(LossyProxy.start(("127.0.0.1", lwm2m_server.port), 0.2, 11))
+    try:
+        out = mpy_run(HEAP_PULL % ("coap://127.0.0.1:%d/fw/%s" % (proxy.address[1], sha)), heap="256k")
+    finally:
+        lwm2m_server.sync(proxy.close)
+    err, n, digest, peak, blocks, fallback = out.split()
+    assert (err, int(n), digest, fallback) == ("None", len(data), hashlib.sha256(data).hexdigest(), "0")
+    assert int(blocks) == -(-len(data) // 1024)
+    assert 10 * 1024 <= int(peak) < 16 * 1024, out
+
+
+LIBCOAP_PULL = DOWNLOAD + """
+d = qpull.QDownload(ep, 'coap://127.0.0.1:%d/pkg', sink, ended.append)
+d.start()
+while not ended:
+    ep.poll(100)
+print(ended[0], sink.n, binascii.hexlify(sink.h.digest()).decode(), d.stats['fallback'])
+"""
+
+
+@pytest.fixture
+def libcoap_server(tmp_path):
+    """Debian's coap-server (libcoap 4.3.1, built without Q-Block) holding a 20 KB resource /pkg."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([LIBCOAP_SERVER, "-A", "127.0.0.1", "-p", str(port), "-d", "4", "-v", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    data = os.urandom(20 * 1024 + 5)
+    (tmp_path / "pkg.bin").write_bytes(data)
+    subprocess.run([LIBCOAP_CLIENT, "-m", "put", "-b", "1024", "-f", str(tmp_path / "pkg.bin"),
+                    "coap://127.0.0.1:%d/pkg" % port], check=True, capture_output=True, timeout=60)
+    yield port, data
+    proc.kill()
+    proc.wait()
+
+
+def test_device_pull_from_libcoap_without_q_block_falls_back(libcoap_server, mpy_run):
+    port, data = libcoap_server
+    err, n, digest, fallback = mpy_run(LIBCOAP_PULL % port, heap="128k").split()
+    # libcoap answers the Q-Block2 request 4.02 Bad Option; the device fetches the same URI with Block2
+    assert (err, int(n), digest, fallback) == ("None", len(data), hashlib.sha256(data).hexdigest(), "1")
+
+
+def test_q_block1_push_to_libcoap_without_q_block_is_refused_at_once(lwm2m_server, libcoap_server):
+    port, _ = libcoap_server
+    push = QBlock1Push(lwm2m_server.server.qblock, ("::ffff:127.0.0.1", port, 0, 0), ("pkg",), b"x" * 5000,
+                       ack_timeout=2.0)
+    with pytest.raises(Unsupported, match="4.02"):
+        lwm2m_server.call(push.run())
+    assert push.sent == 1  # libcoap answered the CON probe 4.02 Bad Option: nothing else was sent
