@@ -60,7 +60,10 @@ def run_emulate(args):
         if coproc not in BOARDS:
             raise UserError("--coprocessor takes %s or tcp:HOST:PORT, not %r" % (" or ".join(BOARDS), coproc))
         try:
-            qemu = QemuDevice(coproc, connect=False).start()
+            from ..devices.emulated import device_trust
+
+            # the co-processor's firmware must trust what the device trusts, or it refuses every package
+            qemu = QemuDevice(coproc, connect=False, trust=device_trust(_device_trust(args))).start()
         except QemuError as e:
             raise UserError(str(e)) from None
         print("co-processor: %s firmware in QEMU, UART on tcp:127.0.0.1:%d" % (coproc, qemu.port), flush=True)

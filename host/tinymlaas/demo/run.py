@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..devices.emulated import EmulatedDevice
+from ..devices.emulated import EmulatedDevice, device_trust
 from ..devices.qemu import QemuDevice, QemuError
 from ..lwm2m.bootstrap import BootstrapServer
 from ..paths import mlperf_model
@@ -103,7 +103,9 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
             coproc = None
             if coproc_board:
                 try:
-                    qemu = QemuDevice(coproc_board, connect=False).start()
+                    # its firmware trusts the service's key too, or it refuses every package
+                    qemu = QemuDevice(coproc_board, connect=False,
+                                      trust=device_trust(svc.signing.device_config())).start()
                 except QemuError as e:
                     say("%s not started: its co-processor cannot run here: %s" % (name, e))
                     continue
