@@ -51,6 +51,14 @@ def load(data):
         if node.op_type not in SUPPORTED_OPS:
             raise BackendError("ONNX op %s is not supported (supported: %s)"
                                % (_where(node, k), ", ".join(SUPPORTED_OPS)))
+    from onnx import numpy_helper
+    for t in model.graph.initializer:
+        try:
+            value = numpy_helper.to_array(t)
+        except Exception as e:   # a raw_data size that does not match the dims, an unknown data type, ...
+            raise BackendError("ONNX initializer %r cannot be read: %s" % (t.name, str(e)[:200])) from None
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise BackendError("ONNX initializer %r holds NaN or infinite values" % t.name)
     graph_inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if len(graph_inputs) != 1:
         raise BackendError("the ONNX model has %d inputs; one is supported" % len(graph_inputs))
@@ -148,6 +156,8 @@ def fold_batchnorm(model):
             continue                                       # refused by the translator, naming the node
         eps = _attrs(bn).get("epsilon", 1e-5)
         gamma, beta, mean, var = (consts[i].astype(np.float64) for i in bn.input[1:5])
+        if np.any(var + eps <= 0):
+            continue                                       # refused by the translator, naming the node
         scale = gamma / np.sqrt(var + eps)
         w = consts[conv.input[1]].astype(np.float64)
         b = consts[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2] else \
@@ -341,6 +351,8 @@ class _Translator:
         if a.get("training_mode", 0):
             raise BackendError("%s: training_mode=1 (export the model in eval mode)" % where)
         gamma, beta, mean, var = (self._in(node, i, where, const=True).const.astype(np.float64) for i in range(1, 5))
+        if np.any(var + a.get("epsilon", 1e-5) <= 0):
+            raise BackendError("%s: variance + epsilon is not positive" % where)
         scale = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
         shift = beta - mean * scale
         if v.perm is not None:
