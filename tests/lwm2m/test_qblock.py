@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from tinymlaas.service.core import reference_vectors
 
 LIBCOAP_SERVER = shutil.which("coap-server-notls") or shutil.which("coap-server")
 LIBCOAP_CLIENT = shutil.which("coap-client-notls") or shutil.which("coap-client")
+MEASURE_QPULL = Path(__file__).parents[1] / "client" / "mpy" / "measure_qpull.py"
 _PACKAGE = []
 
 
@@ -146,66 +148,21 @@ def test_device_without_q_block_gets_block1_and_block2(lwm2m_server, device):
     dev.downloaded()
 
 
-# A Q-Block2 download in MicroPython into a sink that hashes what it is given, in order
-DOWNLOAD = """
-import gc, hashlib, binascii, socket
-from coap.endpoint import Endpoint
-from lwm2m import qpull
-class HashSink:
-    def __init__(self): self.h = hashlib.sha256(); self.n = 0
-    def begin(self, size): pass
-    def write(self, off, chunk):
-        assert off == self.n
-        self.h.update(chunk); self.n += len(chunk)
-    def finish(self): pass
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(socket.getaddrinfo('127.0.0.1', 0)[0][-1])
-ep = Endpoint(s, ack_timeout_ms=300)
-ep.q_window = 10
-sink = HashSink()
-ended = []
-"""
-
-HEAP_PULL = DOWNLOAD + """
-gc.collect()
-idle = gc.mem_free()
-d = qpull.QDownload(ep, '%s', sink, ended.append)
-d.start()
-peak = 0
-polls = 0
-while not ended:
-    ep.poll(100)
-    polls += 1
-    if polls %% 8 == 0:
-        gc.collect()
-        peak = max(peak, idle - gc.mem_free())
-print(ended[0], sink.n, binascii.hexlify(sink.h.digest()).decode(), peak, d.stats['blocks'], d.stats['fallback'])
-"""
-
-
-def test_lossy_q_block2_pull_keeps_the_device_heap_bounded(lwm2m_server, mpy_run):
+def test_lossy_q_block2_pull_keeps_the_device_heap_bounded(lwm2m_server):
     """The 10-block window is one 10 KB arena: at 20 % loss each way the live heap over idle stays under 16 KB
     for a 300 KB package (nothing grows with the package or with the losses)."""
     data = os.urandom(300 * 1024 + 77)
     sha = lwm2m_server.sync(lwm2m_server.server.packages.add, data)
     proxy = lwm2m_server.call(LossyProxy.start(("127.0.0.1", lwm2m_server.port), 0.2, 11))
     try:
-        out = mpy_run(HEAP_PULL % ("coap://127.0.0.1:%d/fw/%s" % (proxy.address[1], sha)), heap="256k")
+        out = unixport.run(script=MEASURE_QPULL, heap="256k",
+                           args=("coap://127.0.0.1:%d/fw/%s" % (proxy.address[1], sha),)).stdout.decode()
     finally:
         lwm2m_server.sync(proxy.close)
-    err, n, digest, peak, blocks, fallback = out.split()
+    err, n, digest, peak, blocks, _, _, fallback = out.split()
     assert (err, int(n), digest, fallback) == ("None", len(data), hashlib.sha256(data).hexdigest(), "0")
     assert int(blocks) == -(-len(data) // 1024)
     assert 10 * 1024 <= int(peak) < 16 * 1024, out
-
-
-LIBCOAP_PULL = DOWNLOAD + """
-d = qpull.QDownload(ep, 'coap://127.0.0.1:%d/pkg', sink, ended.append)
-d.start()
-while not ended:
-    ep.poll(100)
-print(ended[0], sink.n, binascii.hexlify(sink.h.digest()).decode(), d.stats['fallback'])
-"""
 
 
 @pytest.fixture
@@ -227,9 +184,10 @@ def libcoap_server(tmp_path):
     proc.wait()
 
 
-def test_device_pull_from_libcoap_without_q_block_falls_back(libcoap_server, mpy_run):
+def test_device_pull_from_libcoap_without_q_block_falls_back(libcoap_server):
     port, data = libcoap_server
-    err, n, digest, fallback = mpy_run(LIBCOAP_PULL % port, heap="128k").split()
+    out = unixport.run(script=MEASURE_QPULL, heap="128k", args=("coap://127.0.0.1:%d/pkg" % port,)).stdout.decode()
+    err, n, digest, _, _, _, _, fallback = out.split()
     # libcoap answers the Q-Block2 request 4.02 Bad Option; the device fetches the same URI with Block2
     assert (err, int(n), digest, fallback) == ("None", len(data), hashlib.sha256(data).hexdigest(), "1")
 
