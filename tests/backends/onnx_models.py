@@ -61,7 +61,7 @@ def from_small_cnn(keras_model, opset=17):
 def op_zoo(opset, seed=0):
     """Random weights over the rest of the supported ops: a stride-2 convolution with PyTorch's symmetric padding
     (not TensorFlow's SAME: an explicit PAD), Clip(0, 6), a residual Add of two activations, a BatchNormalization
-    that follows a ReLU (kept as multiply-add), AveragePool, a constant Mul, LeakyRelu, Reshape to (1, -1),
+    that follows a ReLU (kept as multiply-add), AveragePool, a constant Mul, LeakyRelu, Reshape to a Constant (1, -1),
     MatMul + Add, Tanh, Sigmoid and Softmax; 2 input channels."""
     rng = np.random.default_rng(seed)
     r = lambda *shape, s=0.4: rng.normal(0, s, shape).astype(np.float32)   # noqa: E731
@@ -69,7 +69,7 @@ def op_zoo(opset, seed=0):
              "six": np.float32(6), "zero": np.float32(0),
              "g": rng.uniform(0.5, 1.5, 8).astype(np.float32), "be": r(8, s=0.1), "m": r(8, s=0.1),
              "v": rng.uniform(0.5, 1.5, 8).astype(np.float32), "scale": rng.uniform(0.5, 1.5, (1, 8, 1, 1))
-             .astype(np.float32), "shape": np.array([1, -1], np.int64),
+             .astype(np.float32),
              "wm": r(8 * 2 * 2, 10, s=0.2), "bm": r(10, s=0.1), "wo": r(10, 5), "bo": r(5, s=0.1)}
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="down", kernel_shape=[3, 3], strides=[2, 2],
@@ -82,6 +82,9 @@ def op_zoo(opset, seed=0):
         helper.make_node("AveragePool", ["bn"], ["ap"], name="avg", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Mul", ["ap", "scale"], ["sc"], name="channel_scale"),
         helper.make_node("LeakyRelu", ["sc"], ["lr"], name="leaky", alpha=0.1),
+        # torch.onnx.export writes the target shape of x.reshape(1, -1) as a Constant node
+        helper.make_node("Constant", [], ["shape"], name="shape_const",
+                         value=numpy_helper.from_array(np.array([1, -1], np.int64))),
         helper.make_node("Reshape", ["lr", "shape"], ["flat"], name="flatten"),
         helper.make_node("MatMul", ["flat", "wm"], ["mm"], name="fc"),
         helper.make_node("Add", ["mm", "bm"], ["mmb"], name="fc_bias"),
