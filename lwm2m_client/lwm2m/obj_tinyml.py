@@ -8,7 +8,7 @@ import sys
 
 import hal
 
-from .objects import INTEGER, NONE, OPAQUE, STRING, LwObject, ResourceError, WriteError
+from .objects import BOOLEAN, INTEGER, NONE, OPAQUE, STRING, LwObject, ResourceError, WriteError
 
 OID = 32770
 
@@ -46,6 +46,9 @@ CLASS_ID = 28
 # key rotation (tinyml/anchors.py): a signed trust-anchor update, and the sequence of the last one taken
 ANCHOR_UPDATE = 29
 ANCHOR_SEQUENCE = 30
+# privacy (docs/privacy.md): off, the device sends no inference results (22, 23) to anyone, until switched on again
+RESULT_REPORTING = 31
+REPORTING_FILE = "/report-results"  # in data_dir: "0" when off; absent or anything else: on
 
 
 def runtime_info():
@@ -145,7 +148,7 @@ class TinyML(LwObject):
         SELF_TEST: (NONE, "E"), SELF_TEST_RESULT: (STRING, "R"), INPUT: (OPAQUE, "W"), LAST_RESULT: (OPAQUE, "R"),
         LAST_TOP_CLASS: (INTEGER, "R"), UPDATE_REASON: (STRING, "R"), INSTALLED_SEQUENCE: (INTEGER, "R"),
         TRUST_ANCHORS: (STRING, "R"), VENDOR_ID: (STRING, "R"), CLASS_ID: (STRING, "R"),
-        ANCHOR_UPDATE: (OPAQUE, "W"), ANCHOR_SEQUENCE: (INTEGER, "R"),
+        ANCHOR_UPDATE: (OPAQUE, "W"), ANCHOR_SEQUENCE: (INTEGER, "R"), RESULT_REPORTING: (BOOLEAN, "RW"),
     }
 
     def __init__(self, installer, data_dir, flash_bytes=None, coproc=None):
@@ -173,6 +176,11 @@ class TinyML(LwObject):
         self.last_result = b""
         self.top_class = -1
         self.self_test_result = ""
+        try:
+            with open(data_dir + REPORTING_FILE) as f:
+                self.report_results = f.read().strip() != "0"
+        except OSError:
+            self.report_results = True
         self.reload()
 
     def unload(self):
@@ -268,10 +276,15 @@ class TinyML(LwObject):
             return self.last_us
         if rid == SELF_TEST_RESULT:
             return self.self_test_result
+        if rid in (LAST_RESULT, LAST_TOP_CLASS) and not self.report_results:
+            # refused when asked for alone (Read, Observe); left out of object and instance reads (client.py)
+            raise ResourceError(0x83, "result reporting is off")  # 4.03 Forbidden
         if rid == LAST_RESULT:
             return self.last_result
         if rid == LAST_TOP_CLASS:
             return self.top_class
+        if rid == RESULT_REPORTING:
+            return self.report_results
         if rid in (UPDATE_REASON, INSTALLED_SEQUENCE, TRUST_ANCHORS, VENDOR_ID, CLASS_ID):
             return self._trust(rid)
         if rid == ANCHOR_SEQUENCE:
@@ -280,6 +293,8 @@ class TinyML(LwObject):
         raise ResourceError(0x85)
 
     def write(self, iid, rid, value):
+        if rid == RESULT_REPORTING:
+            return self.set_reporting(value)
         if rid != ANCHOR_UPDATE:
             raise ResourceError(0x85)
         trust = self.installer and self.installer.trust
@@ -310,6 +325,26 @@ class TinyML(LwObject):
         if rid == TRUST_ANCHORS:
             return trust.key_ids()
         return "".join("%02x" % b for b in (trust.vendor_id if rid == VENDOR_ID else trust.class_id))
+
+    def set_reporting(self, on):
+        """Switch result reporting, kept across reboots. Off: observations of the results end at once (no last
+        notification), and reads of them are refused, so no result leaves the device."""
+        import os
+
+        path = self.data_dir + REPORTING_FILE
+        if on:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        else:
+            with open(path, "w") as f:
+                f.write("0")
+        self.report_results = bool(on)
+        c = self.client
+        if not on and c is not None:
+            c.observations = [o for o in c.observations if not (o.path[0] == OID and len(o.path) > 2 and
+                                                                 o.path[2] in (LAST_RESULT, LAST_TOP_CLASS))]
 
     def sink(self, iid, rid):
         return InputSink(self) if rid == INPUT else None

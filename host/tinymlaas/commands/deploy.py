@@ -27,6 +27,9 @@ def register(sub):
                    help="percentage of a stage's devices that may fail before its gate halts and rolls back (default 0)")
     p.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long after a stage before its gate asks the devices how they run (default 0)")
+    p.add_argument("--no-result-reporting", action="store_true",
+                   help="the devices stop sending inference results (Last Result/Top Class refused, observations "
+                   "ended) until a deployment without this flag (docs/privacy.md)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is created")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the deployment (default 600)")
     p.add_argument("--json", action="store_true")
@@ -43,7 +46,8 @@ def percentages(text):
 
 def cmd_deploy(args):
     body = {"model": args.model, "canary": [c for c in args.canary.split(",") if c], "stages": args.stages,
-            "concurrency": args.concurrency, "max_failed": args.max_failed, "soak": args.soak}
+            "concurrency": args.concurrency, "max_failed": args.max_failed, "soak": args.soak,
+            "report_results": not args.no_result_reporting}
     if args.tag:
         body["tag"] = args.tag
     else:

@@ -15,6 +15,7 @@ from .catalog import Catalog
 from .channel import LwM2MChannel
 from .deployments import DEFAULT_CONCURRENCY, DeploymentEngine, DeploymentError, DeploymentStore, check_stages
 from .inference import Inference
+from .privacy import ReportingChannel, ResultReporting
 from .selection import choose
 from .signing import PackageSigning, reported_trust
 from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
@@ -100,6 +101,9 @@ class Service:
         self.telemetry.attach(self.server, self._spawn)
         channel = LwM2MChannel(self.server, delivery=delivery, **(channel_options or {}))
         # channel.installed() reads the device's figures right before plan() decides (no separate refresh)
+        # the deployment's result-reporting switch goes to each device right before its install (privacy.py)
+        self.reporting = ResultReporting(self.db, self.server)
+        channel = ReportingChannel(channel, self.reporting)
         self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package)
         # a device that was offline at its turn in a rollout gets the update when it registers or sends an Update
         self.server.on_event(lambda ev: self._spawn(self.engine.registered(ev.endpoint))
@@ -188,6 +192,7 @@ class Service:
         return model, caps, best, verdicts
 
     def plan(self, deployment, endpoint):
+        self.reporting.planned(deployment["id"], endpoint)
         model = self.registry.model(deployment["model_id"])
         try:
             caps = self.device_capabilities(endpoint)
@@ -247,11 +252,11 @@ class Service:
 
     # -- deployments --------------------------------------------------------------------------------------------
     def create_deployment(self, model_name, endpoints=(), canary=(), stages=(100,), concurrency=DEFAULT_CONCURRENCY,
-                          max_failed=0.0, soak=0.0):
+                          max_failed=0.0, soak=0.0, report_results=True):
         """A staged rollout (deployments.py): `stages` cumulative percentages of the devices, at most `concurrency`
         installs at once on this node, a gate after each stage allowing `max_failed` percent of its devices to
         fail after `soak` seconds. Devices known but offline now are accepted: they get the model when they next
-        register."""
+        register. report_results=False: the devices stop sending inference results (privacy.py)."""
         try:
             model = self.registry.model(model_name)
         except RegistryError as e:
@@ -275,8 +280,10 @@ class Service:
         for e in endpoints + list(canary):
             if e in registered:   # a device without object 32770 is refused (a UserError) before anything is created
                 self.server.tinyml_device(e)
-        return self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints], stages,
-                                       concurrency, {"max_failed": float(max_failed), "soak": float(soak)})
+        dep_id = self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints], stages,
+                                         concurrency, {"max_failed": float(max_failed), "soak": float(soak)})
+        self.reporting.set(dep_id, report_results)
+        return dep_id
 
     def _known_device(self, endpoint):
         """Registered once (its events are kept) or tagged: offline now, it gets the update at its next
@@ -296,6 +303,7 @@ class Service:
     def deployment_view(self, dep_id):
         """A deployment with its per-device state and, for devices being delivered to, bytes done / total."""
         dep = self.deployments.get(dep_id)
+        dep["report_results"] = self.reporting.get(dep_id)
         for d in dep["devices"]:
             done_total = self.delivery_progress.get((dep_id, d["endpoint"]))
             d["delivered"] = list(done_total) if done_total else None

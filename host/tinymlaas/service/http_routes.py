@@ -95,6 +95,10 @@ def service_routes(api, svc):
                 if not isinstance(req[key], kind) or isinstance(req[key], bool):
                     raise HttpError(400, "'%s' must be %s" % (key, ROLLOUT_FIELDS[key]))
                 rollout[key] = req[key]
+        if req.get("report_results") is not None:
+            if not isinstance(req["report_results"], bool):
+                raise HttpError(400, "'report_results' must be true or false")
+            rollout["report_results"] = req["report_results"]
         try:
             dep_id = svc.create_deployment(req["model"], devices, canary, **rollout)
         except UserError as e:

@@ -67,12 +67,12 @@ SCHEMAS = {
                                            state=STR, gate=STR, counts=ANY_OBJECT, started_at=nullable(NUM),
                                            finished_at=nullable(NUM))),
                       devices=array(obj(["endpoint", "state"], endpoint=STR, state=STR, stage=INT, failure=STR)),
-                      history=array(ANY_OBJECT)),
+                      history=array(ANY_OBJECT), report_results=BOOL),
     # request bodies
     "SignIn": obj(["token"], token=STR),
     "TokenRequest": obj(["role"], role={"enum": ["viewer", "operator", "admin"]}, name=STR),
     "DeploymentRequest": obj(["model"], model=STR, devices=array(STR), tag=STR, canary=array(STR), stages=array(NUM),
-                             concurrency=INT, max_failed=NUM, soak=NUM),
+                             concurrency=INT, max_failed=NUM, soak=NUM, report_results=BOOL),
     "Write": {"type": "object", "description": "'value' for the path itself, or 'values' {path: value} under it",
               "properties": {"value": {}, "values": ANY_OBJECT, "format": STR}},
     "Post": {"type": "object", "description": "Create (/o) or partial Write (/o/i): 'values'; Execute (/o/i/r): "
