@@ -45,3 +45,15 @@ async def observed_inference(svc, endpoint, x, timeout=60):
         obs.cancel()
     expected = np.asarray(reference.Executor(parse(blob)).run([x])[0]).astype(np.int8).tobytes()
     return bytes(result[(32770, 0, 22)]), expected
+
+
+def wine_tree(folder, name="wine"):
+    """A small scikit-learn decision tree on the wine data set pickled as folder/<name>.pkl -> (x, y)."""
+    import pickle
+
+    from sklearn.datasets import load_wine
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = load_wine(return_X_y=True)
+    (folder / (name + ".pkl")).write_bytes(pickle.dumps(DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)))
+    return x, y

@@ -12,23 +12,18 @@ from tinymlaas.service.core import Service
 from tinymlaas.signing import anchors
 from tinymlaas.signing.store import KeyStore
 
-from e2e_helpers import wait_for, wait_for_value
+from e2e_helpers import wait_for, wait_for_value, wine_tree
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
 
 def test_rotation_reaches_a_device_then_a_deployment_signed_by_the_new_key(tmp_path, monkeypatch):
-    from sklearn.datasets import load_wine
-    from sklearn.tree import DecisionTreeClassifier
-    import pickle
-
     monkeypatch.setenv("TINYMLAAS_KEYS", str(tmp_path / "keys"))  # not the session's shared test key store
     store = KeyStore(tmp_path / "keys")
     k1 = store.signer()
     provisioned = {k1.key_id.hex(): k1.public_point.hex()}
     k2, _, _ = anchors.rotate(store, revoke_old=True)
-    x, y = load_wine(return_X_y=True)
-    (tmp_path / "wine.pkl").write_bytes(pickle.dumps(DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)))
+    wine_tree(tmp_path)
 
     async def main():
         svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)

@@ -4,7 +4,6 @@ with 4.03, whole-object reads carry none, inferences still run on the device; th
 a later deployment with reporting on brings the results back."""
 
 import asyncio
-import pickle
 
 import pytest
 
@@ -12,17 +11,13 @@ from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.lwm2m.server import LwM2MError
 from tinymlaas.service.core import Service
 
-from e2e_helpers import wait_for
+from e2e_helpers import wait_for, wine_tree
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
 
 def test_reporting_off_per_deployment_stops_results_at_the_device(tmp_path):
-    from sklearn.datasets import load_wine
-    from sklearn.tree import DecisionTreeClassifier
-
-    x, y = load_wine(return_X_y=True)
-    (tmp_path / "wine.pkl").write_bytes(pickle.dumps(DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)))
+    x, y = wine_tree(tmp_path)
 
     async def main():
         svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
