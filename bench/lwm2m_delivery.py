@@ -7,7 +7,11 @@ Peers: the MicroPython device client (lwm2m_client/tinyml_device.py in the unix 
 client (aiocoap). The package is the MLPerf Tiny VWW model compiled to a blob, wrapped with 3 golden vectors
 (333,088 bytes). Timings are wall-clock, printed, never asserted.
 
-    python -m bench lwm2m_delivery          (or: python bench/lwm2m_delivery.py [--quick])
+Then Q-Block (RFC 9177) against plain Block1/Block2 in the same run, for the KWS (~35 KB) and VWW packages at
+0, 10 and 20 % loss each way, push and pull, with the ratio; and the device's live heap during a lossy Q-Block2
+pull.
+
+    python -m bench lwm2m_delivery          (or: python bench/lwm2m_delivery.py [--quick] [--q-block])
 """
 
 import asyncio
@@ -26,14 +30,18 @@ LOSS = 0.10
 LOSSY_ACK_TIMEOUT = 0.5  # seconds; the RFC 7252 default of 2 s is tuned for unknown paths, see docs
 
 
-def vww_package():
+def mlperf_package(key="vww"):
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.package import build_package
     from tinymlaas.paths import mlperf_model
     from tinymlaas.service.core import reference_vectors
 
-    blob = compile_tflite(mlperf_model("vww")).blob
-    return build_package(blob, "vww", "1", reference_vectors(blob))
+    blob = compile_tflite(mlperf_model(key)).blob
+    return build_package(blob, key, "1", reference_vectors(blob))
+
+
+def vww_package():
+    return mlperf_package("vww")
 
 
 class Link:
@@ -82,7 +90,9 @@ async def wait_downloaded(server, ep, timeout=600):
 OSCORE_KEYS = None  # set in main: one DeviceKeys for the "bench" endpoint
 
 
-async def run_once(peer, method, package, loss, seed, secure=False):
+async def run_once(peer, method, package, loss, seed, secure=False, q_block=None):
+    """One delivery; q_block None: the rows of the first table (plain Block1/Block2, the server's defaults),
+    True/False: Q-Block (RFC 9177) on both ends or off on both, with the same timeouts."""
     server = await LwM2MServer(read_capabilities=False).start("127.0.0.1", 0)
     if secure:
         server.add_oscore_device(OSCORE_KEYS)
@@ -99,7 +109,8 @@ async def run_once(peer, method, package, loss, seed, secure=False):
 
                 flash = stack.enter_context(tempfile.TemporaryDirectory(prefix="lwm2m-bench-"))
                 args = ["--server", "coap://127.0.0.1:%d" % link.port, "--endpoint", "bench",
-                        "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000)), *trust_args()]
+                        "--data-dir", flash, "--ack-timeout-ms", str(int(ack * 1000)), *trust_args(),
+                        "--q-window", "10" if q_block else "0"]
                 if secure:
                     import json
 
@@ -113,12 +124,15 @@ async def run_once(peer, method, package, loss, seed, secure=False):
             t0 = time.perf_counter()
             resends = ""
             if method.startswith("push"):
-                if method == "push":  # library defaults: RFC 7252 ACK_TIMEOUT for block 0, then adaptive RTO
-                    kw = {}
+                if q_block is not None:  # both modes: the device's ACK_TIMEOUT to start with, then measured
+                    kw = dict(ack_timeout=ack, q_block=q_block)
+                elif method == "push":  # library defaults: RFC 7252 ACK_TIMEOUT for block 0, then adaptive RTO
+                    kw = dict(q_block=False)
                 else:  # "push-fixed": the same fixed ACK_TIMEOUT as the devices use, no RTT estimate
-                    kw = dict(ack_timeout=ack, adaptive=False)
+                    kw = dict(ack_timeout=ack, adaptive=False, q_block=False)
                 r = await server.push_package("bench", package, max_retransmit=8, block_retries=8, **kw)
                 resends = r.block_resends
+                assert q_block is None or r.method == ("q-block1" if q_block else "block1"), r.method
                 if peer == "micropython":
                     await wait_downloaded(server, "bench")
             else:
@@ -161,8 +175,63 @@ async def run_once(peer, method, package, loss, seed, secure=False):
         await server.stop()
 
 
+def q_block_table(quick):
+    """Q-Block (RFC 9177) against plain Block1/Block2 in the same run: push and pull of the KWS and VWW packages
+    to the MicroPython device at 0, 10 and 20 % loss each way (seed 1), the same timeouts for both modes."""
+    print("Q-Block1/Q-Block2 vs Block1/Block2, MicroPython device, ACK_TIMEOUT 0.5 s on lossy links (2 s clean)")
+    rows = []
+    for key in ("kws",) if quick else ("kws", "vww"):
+        package = mlperf_package(key)
+        for method in ("push", "pull"):
+            for loss in (0.0, 0.1, 0.2):
+                q = asyncio.run(run_once("micropython", method, package, loss, 1, q_block=True))
+                b = asyncio.run(run_once("micropython", method, package, loss, 1, q_block=False))
+                rows.append((key, len(package), method, loss, q, b))
+                print("  %-4s %-5s %3d%%  Q-Block %7.2f s  Block %7.2f s  Block/Q-Block %6.1fx"
+                      % (key, method, loss * 100, q[0], b[0], b[0] / q[0]), flush=True)
+    print()
+    print("| package | method | loss each way | Q-Block s | Block s | Block / Q-Block | Q-Block resends | "
+          "Block resends / pull restarts | datagrams dropped (Q / plain) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, size, method, loss, q, b in rows:
+        print("| %s %d B | %s | %d %% | %.2f | %.2f | %.1fx | %s | %s | %d / %d |" % (
+            key.upper(), size, method, loss * 100, q[0], b[0], b[0] / q[0], q[1], b[1], q[2], b[2]))
+    print()
+    device_heap_during_pull(mlperf_package("vww"))
+
+
+def device_heap_during_pull(package):
+    """The device's live heap over idle while it pulls with Q-Block2 (tests/client/mpy/measure_qpull.py)."""
+    from pathlib import Path
+
+    from tinymlaas.devices import unixport
+
+    script = Path(__file__).resolve().parents[1] / "tests" / "client" / "mpy" / "measure_qpull.py"
+
+    async def one(loss):
+        server = await LwM2MServer(read_capabilities=False).start("127.0.0.1", 0)
+        try:
+            async with Link(server, loss, 1) as link:
+                uri = "coap://127.0.0.1:%d/fw/%s" % (link.port, server.packages.add(package))
+                proc = await asyncio.create_subprocess_exec(
+                    *unixport.command(script, "256k", [uri]), env=unixport.env(), stdout=asyncio.subprocess.PIPE)
+                return (await proc.communicate())[0].decode().split()
+        finally:
+            await server.stop()
+
+    print("| loss each way | live heap over idle, peak (bytes) | blocks | requests | receive timeouts |")
+    print("|---|---|---|---|---|")
+    for loss in (0.0, 0.1, 0.2):
+        err, n, _, peak, blocks, requests, timeouts, _ = asyncio.run(one(loss))
+        assert err == "None" and int(n) == len(package), (err, n)
+        print("| %d %% | %s | %s | %s | %s |" % (loss * 100, peak, blocks, requests, timeouts))
+
+
 def main(argv):
     quick = "--quick" in argv
+    if "--q-block" in argv:  # only the Q-Block comparison
+        q_block_table(quick)
+        return 0
     package = vww_package()
     blocks = -(-len(package) // 1024)
     print("package: MLPerf Tiny VWW blob + 3 golden vectors = %d bytes, %d blocks of 1024" % (len(package), blocks))
@@ -200,6 +269,8 @@ def main(argv):
     print("|---|---|---|---|---|---|---|---|")
     for peer, method, link, t, rate, res, dropped, runs in rows:
         print("| %s | %s | %s | %.2f | %.0f | %s | %s | %d (median) |" % (peer, method, link, t, rate, res, dropped, runs))
+    print()
+    q_block_table(quick)
     return 0
 
 
