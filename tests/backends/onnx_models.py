@@ -96,6 +96,35 @@ def op_zoo(opset, seed=0):
     return _model(nodes, inits, [1, 2, 8, 8], [1, 5], opset, "op_zoo")
 
 
+def branches(opset=17, seed=0):
+    """torchvision-style normalization (Sub, Div by per-channel constants), an explicit Pad before a VALID Conv, two
+    branches joined by Concat on the channel axis, ReduceMean over H and W (keepdims=0, as `x.mean((2, 3))`), Gemm;
+    3 input channels."""
+    rng = np.random.default_rng(seed)
+    r = lambda *shape, s=0.4: rng.normal(0, s, shape).astype(np.float32)   # noqa: E731
+    inits = {"mean": np.array([0.4, 0.5, 0.6], np.float32).reshape(1, 3, 1, 1),
+             "std": np.array([0.2, 0.25, 0.3], np.float32).reshape(1, 3, 1, 1),
+             "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+             "wa": r(6, 3, 3, 3), "ba": r(6, s=0.1), "wb": r(4, 3, 1, 1), "bb": r(4, s=0.1),
+             "wo": r(3, 10), "bo": r(3, s=0.1)}
+    if opset >= 18:
+        inits["axes"] = np.array([2, 3], np.int64)
+    reduce_inputs, reduce_attrs = (["cat", "axes"], {}) if opset >= 18 else (["cat"], {"axes": [2, 3]})
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["xc"], name="normalize_sub"),
+        helper.make_node("Div", ["xc", "std"], ["xn"], name="normalize_div"),
+        helper.make_node("Pad", ["xn", "pads"], ["xp"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["xp", "wa", "ba"], ["a"], name="branch_a", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["a"], ["ar"], name="relu_a"),
+        helper.make_node("Conv", ["xn", "wb", "bb"], ["b"], name="branch_b", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["b"], ["br"], name="relu_b"),
+        helper.make_node("Concat", ["ar", "br"], ["cat"], name="cat", axis=1),
+        helper.make_node("ReduceMean", reduce_inputs, ["pooled"], name="mean", keepdims=0, **reduce_attrs),
+        helper.make_node("Gemm", ["pooled", "wo", "bo"], ["y"], name="head", transB=1),
+    ]
+    return _model(nodes, inits, [1, 3, 6, 6], [1, 3], opset, "branches")
+
+
 def with_node(op_type, name, opset=17):
     """A one-input model whose second node is `op_type` (an op the importer may not support)."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"), helper.make_node(op_type, ["r"], ["y"], name=name)]

@@ -12,7 +12,7 @@ from tinymlaas.backends import BackendError, SourceModel, Target, backend
 from tinymlaas.blob.reader import parse
 from tinymlaas.blob.reference import Executor
 
-from onnx_models import from_small_cnn, op_zoo, with_node
+from onnx_models import branches, from_small_cnn, op_zoo, with_node
 from test_int8 import _int8_inputs, _tflm
 
 
@@ -87,6 +87,25 @@ def test_op_zoo_at_the_ends_of_the_opset_range(opset):
         assert np.max(np.abs(got - want)) < 0.05
         agree += int(np.argmax(got) == np.argmax(want))
     assert agree >= 90
+    # The catalogue's accuracy measure turns the 2-channel NCHW samples into the blob's NHWC the same way.
+    from tinymlaas.service.catalog import blob_accuracy
+    labels = [int(np.argmax(w)) for w in reference_outputs(model, x[200:])]
+    assert blob_accuracy(art.data, x[200:], labels, art.report["onnx"]["input_transpose"]) == agree / 100
+
+
+@pytest.mark.parametrize("opset", [17, 18])     # ReduceMean's axes: an attribute until 17, an input from 18
+def test_normalization_pad_concat_and_mean(opset):
+    model = branches(opset)
+    x = np.random.default_rng(2).uniform(0, 1, (260, 3, 6, 6)).astype(np.float32)
+    art, tflite = _compile(model, x[:200], quantize="float")
+    assert {"CONCATENATION", "MEAN", "ADD", "MUL"} <= set(art.ops) and "PAD" not in art.ops
+    from tinymlaas.backends.onnx_import import reference_outputs
+    blob = parse(art.data)
+    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
+        nhwc = row.transpose(1, 2, 0)[None]
+        got = Executor(blob).run([nhwc])[0].reshape(-1)
+        assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
+        assert np.max(np.abs(got - want.reshape(-1))) < 0.1 * max(1.0, float(np.max(np.abs(want))))
 
 
 def test_refusals_name_the_op_and_the_node(quadrant):

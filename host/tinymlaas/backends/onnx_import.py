@@ -16,12 +16,12 @@ Every node is checked before TensorFlow is imported: an op outside SUPPORTED_OPS
 import numpy as np
 
 from .interface import BackendError
-from .onnx_ops import Translator, where_is
+from .onnx_ops import Translator, attrs, where_is
 
 OPSETS = range(13, 22)
-SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Constant", "Conv", "Dropout", "Flatten", "Gemm",
-                 "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Relu", "Reshape",
-                 "Sigmoid", "Softmax", "Tanh")
+SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout",
+                 "Flatten", "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad",
+                 "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax", "Sub", "Tanh")
 
 
 def load(data):
@@ -75,6 +75,45 @@ def input_shape(model):
     return inp.name, [1] + [int(d) for d in dims[1:]]
 
 
+def fold_batchnorm(model):
+    """{node index: folded weights} for Conv / Gemm nodes followed only by a BatchNormalization, and the set of
+    BatchNormalization nodes so folded (they become aliases of their input)."""
+    from onnx import numpy_helper
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    users = {}
+    for n in nodes:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    outputs = {o.name for o in model.graph.output}
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    folded, absorbed = {}, set()
+    for k, bn in enumerate(nodes):
+        if bn.op_type != "BatchNormalization" or len(bn.input) < 5 or not all(i in consts for i in bn.input[1:5]):
+            continue
+        p = producer.get(bn.input[0])
+        if p is None or users.get(bn.input[0]) != 1 or bn.input[0] in outputs:
+            continue
+        conv = nodes[p]
+        if conv.op_type != "Conv" or conv.input[1] not in consts or (len(conv.input) > 2 and
+                                                                    conv.input[2] not in consts):
+            continue
+        if attrs(bn).get("training_mode", 0):
+            continue                                       # refused by the translator, naming the node
+        eps = attrs(bn).get("epsilon", 1e-5)
+        gamma, beta, mean, var = (consts[i].astype(np.float64) for i in bn.input[1:5])
+        if np.any(var + eps <= 0):
+            continue                                       # refused by the translator, naming the node
+        scale = gamma / np.sqrt(var + eps)
+        w = consts[conv.input[1]].astype(np.float64)
+        b = consts[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2] else \
+            np.zeros(w.shape[0])
+        folded[p] = ((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32),
+                     ((b - mean) * scale + beta).astype(np.float32))
+        absorbed.add(k)
+    return folded, absorbed
+
+
 def to_tf(model):
     """(concrete function taking one NHWC or 2-D float32 batch of 1, the module holding it, NHWC input shape,
     input transpose or None). The function's outputs are the ONNX graph's outputs."""
@@ -87,7 +126,7 @@ def to_tf(model):
     tf_shape = [shape[i] for i in transpose] if transpose else shape
 
     module = tf.Module()
-    translator = Translator(model)
+    translator = Translator(model, *fold_batchnorm(model))
 
     @tf.function(input_signature=[tf.TensorSpec(tf_shape, tf.float32)], autograph=False)
     def forward(x):

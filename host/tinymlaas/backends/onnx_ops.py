@@ -20,7 +20,7 @@ class _Value:
         self.tensor, self.const, self.nhwc, self.perm = tensor, const, nhwc, perm
 
 
-def _attrs(node):
+def attrs(node):
     import onnx
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
@@ -62,53 +62,16 @@ def _padding(where, attrs, hw, kernel, strides, dil, allow_explicit):
     return [[pads[0], pads[2]], [pads[1], pads[3]]]
 
 
-def fold_batchnorm(model):
-    """{node index: folded weights} for Conv / Gemm nodes followed only by a BatchNormalization, and the set of
-    BatchNormalization nodes so folded (they become aliases of their input)."""
-    from onnx import numpy_helper
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    nodes = list(model.graph.node)
-    users = {}
-    for n in nodes:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-    outputs = {o.name for o in model.graph.output}
-    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
-    folded, absorbed = {}, set()
-    for k, bn in enumerate(nodes):
-        if bn.op_type != "BatchNormalization" or len(bn.input) < 5 or not all(i in consts for i in bn.input[1:5]):
-            continue
-        p = producer.get(bn.input[0])
-        if p is None or users.get(bn.input[0]) != 1 or bn.input[0] in outputs:
-            continue
-        conv = nodes[p]
-        if conv.op_type != "Conv" or conv.input[1] not in consts or (len(conv.input) > 2 and
-                                                                    conv.input[2] not in consts):
-            continue
-        if _attrs(bn).get("training_mode", 0):
-            continue                                       # refused by the translator, naming the node
-        eps = _attrs(bn).get("epsilon", 1e-5)
-        gamma, beta, mean, var = (consts[i].astype(np.float64) for i in bn.input[1:5])
-        if np.any(var + eps <= 0):
-            continue                                       # refused by the translator, naming the node
-        scale = gamma / np.sqrt(var + eps)
-        w = consts[conv.input[1]].astype(np.float64)
-        b = consts[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2] else \
-            np.zeros(w.shape[0])
-        folded[p] = ((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32),
-                     ((b - mean) * scale + beta).astype(np.float32))
-        absorbed.add(k)
-    return folded, absorbed
-
-
 class Translator:
     """Walks the ONNX nodes (topologically sorted, as the format requires) emitting TF ops; call inside a trace."""
 
-    def __init__(self, model):
+    def __init__(self, model, folded, absorbed):
+        """folded: {Conv node index: (weights, bias)} with a BatchNormalization folded in; absorbed: the indices
+        of those BatchNormalization nodes (they become aliases of their input)."""
         from onnx import numpy_helper
         self.model = model
         self.values = {t.name: _Value(const=numpy_helper.to_array(t)) for t in model.graph.initializer}
-        self.folded, self.absorbed = fold_batchnorm(model)
+        self.folded, self.absorbed = folded, absorbed
         self.shapes = {}
         for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
             dims = vi.type.tensor_type.shape.dim
@@ -124,7 +87,7 @@ class Translator:
                 self.values[node.output[0]] = self.values[node.input[0]]
                 continue
             handler = getattr(self, "op_" + node.op_type)
-            self.values[node.output[0]] = handler(node, k, where, _attrs(node))
+            self.values[node.output[0]] = handler(node, k, where, attrs(node))
         outs = []
         for o in self.model.graph.output:
             v = self.values[o.name]
@@ -209,6 +172,37 @@ class Translator:
             raise BackendError("%s: count_include_pad=1 with padding is not supported" % where)
         return self._pool(node, where, a, self.tf.nn.avg_pool2d)
 
+    def op_ReduceMean(self, node, k, where, a):
+        """The mean over H and W (a global average pool), kept or not as dimensions."""
+        x = self._image(self._in(node, 0, where), where)
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self._in(node, 1, where, const=True).const.reshape(-1)
+        if axes is None or sorted(int(d) % 4 for d in axes) != [2, 3]:
+            raise BackendError("%s: only the mean over H and W (axes 2, 3) is supported, not %s" % (where, axes))
+        keep = bool(a.get("keepdims", 1))
+        return _Value(tensor=self.tf.reduce_mean(x, axis=[1, 2], keepdims=keep), nhwc=keep)
+
+    def op_Pad(self, node, k, where, a):
+        x = self._image(self._in(node, 0, where), where)
+        mode = a.get("mode", b"constant")
+        if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
+            raise BackendError("%s: only constant padding is supported" % where)
+        pads = [int(p) for p in self._in(node, 1, where, const=True).const.reshape(-1)]
+        if len(node.input) > 2 and node.input[2] and float(self._in(node, 2, where, const=True).const) != 0.0:
+            raise BackendError("%s: only zero padding is supported" % where)
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+            raise BackendError("%s: only non-negative padding of H and W is supported, not %s" % (where, pads))
+        return _Value(tensor=self.tf.pad(x, [[0, 0], [pads[2], pads[6]], [pads[3], pads[7]], [0, 0]]), nhwc=True)
+
+    def op_Concat(self, node, k, where, a):
+        vs = [self._in(node, i, where) for i in range(len(node.input))]
+        rank = len(vs[0].tensor.shape)
+        axis = a.get("axis", 1) % rank
+        if axis != 1 or any(v.nhwc != vs[0].nhwc or v.perm is not None for v in vs):
+            raise BackendError("%s: only the channel / feature axis (1) of same-layout inputs is supported" % where)
+        return _Value(tensor=self.tf.concat([v.tensor for v in vs], axis=3 if vs[0].nhwc else 1), nhwc=vs[0].nhwc)
+
     def op_GlobalAveragePool(self, node, k, where, a):
         x = self._image(self._in(node, 0, where), where)
         return _Value(tensor=self.tf.reduce_mean(x, axis=[1, 2], keepdims=True), nhwc=True)
@@ -277,6 +271,23 @@ class Translator:
 
     def op_Mul(self, node, k, where, a):
         return self._binary(node, where, lambda p, q: p * q)
+
+    def _constant_second(self, node, where):
+        v = self.values.get(node.input[1]) if len(node.input) > 1 else None
+        if v is None or v.const is None:
+            raise BackendError("%s: only a constant second operand is supported" % where)
+
+    def op_Sub(self, node, k, where, a):
+        """x - c as x + (-c): the compiler has ADD (SUB of activations is not a blob op)."""
+        self._constant_second(node, where)
+        return self._binary(node, where, lambda p, q: p + (-q))
+
+    def op_Div(self, node, k, where, a):
+        """x / c as x * (1 / c): a MUL with a constant operand."""
+        self._constant_second(node, where)
+        if np.any(np.asarray(self.values[node.input[1]].const) == 0):
+            raise BackendError("%s: division by a constant holding zero" % where)
+        return self._binary(node, where, lambda p, q: p * (np.float32(1) / q))
 
     def op_BatchNormalization(self, node, k, where, a):
         """A BatchNormalization not folded into a convolution: a per-channel multiply and add."""
