@@ -12,6 +12,7 @@ from esp_rom_emulator import SilentPort
 from tinymlaas.boards import mpy_abi
 from tinymlaas.boards.provision import ProvisionError, check_space, provision
 from tinymlaas.cli import main
+from tinymlaas.commands.provision import trust_for
 
 X64_V63 = 6 | (3 << 8) | (2 << 10)          # what the unix port reports as sys.implementation._mpy
 
@@ -45,7 +46,9 @@ def test_provision_registers_and_lays_out_the_board(tmp_path, service, capsys):
     assert header[0] == ord("M") and header[1] == 6 and header[2] >> 2 == 2   # 'M', version 6, arch x64
     assert len(mpys) + 2 == out["files"]
     config = json.loads((tmp_path / "tinyml.json").read_text())
-    assert config == {"server": service.uri, "endpoint": "board-1", "data_dir": "flash", "lifetime": 300}
+    assert config == {"server": service.uri, "endpoint": "board-1", "data_dir": "flash", "lifetime": 300,
+                      "trust_anchors": trust_for(None)["trust_anchors"]}   # the key store's public keys
+    assert config["trust_anchors"]
     assert "tinyml_device.run" in (tmp_path / "main.py").read_text()
     assert (tmp_path / "flash").is_dir()
 

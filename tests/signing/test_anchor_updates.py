@@ -3,6 +3,7 @@ takes (inference_module/tinyml/anchors.py) only from a key it trusts, for its ve
 takes survives a restart, and the host's rule (anchors.apply) gives the same answers."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,8 +109,10 @@ def test_host_rule_and_chain_match_the_device(tmp_path):
 
 def test_keys_cli_new_list_rotate_export(tmp_path):
     def cli(*args):
+        # its own key store in --data: not the session's ($TINYMLAAS_KEYS, tests/conftest.py), which it would rotate
+        env = {k: v for k, v in os.environ.items() if k != "TINYMLAAS_KEYS"}
         p = subprocess.run([sys.executable, "-m", "tinymlaas", "keys", *args, "--data", str(tmp_path)],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, env=env)
         assert p.returncode == 0, p.stderr
         return p.stdout
 
@@ -124,3 +127,16 @@ def test_keys_cli_new_list_rotate_export(tmp_path):
     assert "BEGIN PUBLIC KEY" in cli("export-public")
     assert list(json.loads(cli("export-public", "--format", "anchors"))) == [rot["new_kid"]]
     assert "PRIVATE" not in cli("list") + cli("export-public", first["kid"])
+
+
+def test_provision_gives_every_key_but_the_revoked_ones(tmp_path, monkeypatch):
+    from tinymlaas.commands.provision import trust_for
+
+    monkeypatch.delenv("TINYMLAAS_KEYS", raising=False)  # the key store of --data, not the tests' shared one
+    store = KeyStore(tmp_path / "keys")
+    k1 = store.signer()
+    k2, _, _ = A.rotate(store, revoke_old=True)
+    spare = store.new_key()
+    got = trust_for(tmp_path)["trust_anchors"]
+    assert list(got) == [k2.key_id.hex(), spare.key_id.hex()]   # current first; K1 revoked by update 1
+    assert got[k2.key_id.hex()] == k2.public_point.hex()

@@ -136,10 +136,12 @@ def _mkdirs(transport, path, made):
 
 
 def provision(port, server, endpoint, data_dir="/flash", lib_dir="/lib", lifetime=300, api_url=None,
-              wait_s=30.0, baud=115200, log=print, on_file=None, coprocessor=None, oscore=None):
+              wait_s=30.0, baud=115200, log=print, on_file=None, coprocessor=None, oscore=None, trust=None):
     """Provision the board on `port`; returns a summary dict. `on_file(path)` is called before each copy.
     coprocessor: "uart:ID:BAUD" (or "tcp:HOST:PORT") of the bare-metal firmware the board runs its models on.
-    oscore: the device's OSCORE keys (lwm2m.oscore.DeviceKeys.device_config()), written into its config."""
+    oscore: the device's OSCORE keys (lwm2m.oscore.DeviceKeys.device_config()), written into its config.
+    trust: the device config keys of the packages it installs ({"trust_anchors": {kid hex: point hex}, optional
+    "vendor_id", "class_id"}; signing.anchors.device_anchors), written into its config."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
@@ -176,6 +178,7 @@ def provision(port, server, endpoint, data_dir="/flash", lib_dir="/lib", lifetim
                 config["coprocessor"] = coprocessor
             if oscore:
                 config["oscore"] = oscore
+            config.update(trust or {})
             files = [(join(lib_dir, rel), data) for rel, data in compiled]
             files.append((config_path, json.dumps(config).encode()))
             files.append((join(root, "main.py"), main_py(lib_dir, config_path)))

@@ -3,6 +3,7 @@ tinymlaas device packages on a MicroPython board over its serial REPL and start 
 
 import re
 import sys
+from pathlib import Path
 
 
 def register(subparsers):
@@ -28,8 +29,22 @@ def register(subparsers):
     p.add_argument("--oscore-keys", metavar="KEYS.json",
                    help="the keys file `serve --oscore-keys` uses: this endpoint's entry goes into the board's "
                    "config and all its LwM2M traffic is OSCORE-protected (docs/security.md)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data directory of the service whose signed packages the device installs: the public "
+                   "keys of its key store (DATA/keys, or $TINYMLAAS_KEYS; revoked ones left out) go into the "
+                   "board's config as its trust anchors (default $TINYMLAAS_DATA or ~/.tinymlaas)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
+
+
+def trust_for(data):
+    """The trust anchors a provisioned device gets: the key store of service data dir `data` (the default one
+    without it) less the keys an anchor update revoked."""
+    from ..signing.anchors import device_anchors
+    from ..signing.store import KeyStore, default_store, keys_dir
+
+    store = KeyStore(keys_dir(data)) if data else default_store()
+    return {"trust_anchors": device_anchors(store)}
 
 
 def run(args):
@@ -55,7 +70,7 @@ def run(args):
         result = provision(args.port, args.server, args.endpoint, data_dir=args.data_dir, lib_dir=args.lib_dir,
                            lifetime=args.lifetime, api_url=args.wait_registered, wait_s=args.timeout,
                            baud=args.baud, log=lambda line: print(line, file=sys.stderr, flush=True),
-                           coprocessor=args.coprocessor, oscore=oscore)
+                           coprocessor=args.coprocessor, oscore=oscore, trust=trust_for(args.data))
     except ProvisionError as e:
         raise UserError(str(e)) from None
     if args.json:
