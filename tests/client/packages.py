@@ -31,3 +31,10 @@ def package(source, name="model", version="1", n_vectors=2):
         outs = reference.run(blob, ins)
         vectors.append((ins, [np.asarray(o) for o in outs]))
     return build_package(blob, name, version, vectors), blob, vectors
+
+
+def resigned(source, sequence, name="model", version="1", n_vectors=2):
+    """package() signed again with manifest sequence number `sequence`: for tests that install models in turn,
+    each install newer than the one before (a device refuses an older or equal sequence for another blob)."""
+    _, blob, vectors = package(source, name, version, n_vectors)
+    return build_package(blob, name, version, vectors, sequence=sequence)

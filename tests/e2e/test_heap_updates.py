@@ -15,7 +15,7 @@ from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.lwm2m.server import LwM2MServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
-from packages import package  # noqa: E402  (tests/client/packages.py: built the way the service builds them)
+from packages import resigned  # noqa: E402  (tests/client/packages.py: built the way the service builds them)
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -37,7 +37,8 @@ async def update(server, ep, pkg):
 
 @pytest.mark.parametrize("profile", ["esp32", "cortex-m4"])
 def test_largest_block_returns_after_every_update(tmp_path, profile):
-    first, second = (package(m, name=m)[0] for m in MODELS)
+    # the two models in turn, each package signed with a higher sequence number than the one before
+    first, second = (lambda k: resigned(MODELS[0], k, name=MODELS[0])), (lambda k: resigned(MODELS[1], k, name=MODELS[1]))
 
     async def main():
         server = await LwM2MServer(tmp_path / "s.db").start("127.0.0.1", 0)
@@ -51,7 +52,7 @@ def test_largest_block_returns_after_every_update(tmp_path, profile):
                              data_dir=tmp_path / "dev").start()
         try:
             await registered()
-            assert await update(server, "heap-1", first) == 1
+            assert await update(server, "heap-1", first(1)) == 1
             assert await server.execute("heap-1", "/3/0/4") == "2.04"    # reboot with the first model active
             await registered()
             booted = await server.read_value("heap-1", "/32770/0/1")
@@ -61,7 +62,7 @@ def test_largest_block_returns_after_every_update(tmp_path, profile):
             await reported.get()                                          # the current value (RFC 7641)
             after = []
             for i in range(UPDATES):
-                assert await update(server, "heap-1", second if i % 2 == 0 else first) == 1
+                assert await update(server, "heap-1", (second if i % 2 == 0 else first)(i + 2)) == 1
                 # the device reports its heap after the install, measured after a collection
                 after.append(await asyncio.wait_for(reported.get(), 10))
                 await server.refresh_capabilities("heap-1")              # what the service reads after an install

@@ -110,7 +110,6 @@ def _run_device(args, coproc):
         raise UserError(str(e)) from None
     print("emulated %s device %s: heap %d bytes, flash %s" % (args.profile, args.endpoint, dev.heap,
                                                               dev.data_dir), flush=True)
-    print("installs packages signed by key %s" % ", ".join(dev.config().get("trust_anchors", {})), flush=True)
     try:
         dev.start()
         while not dev.wait(0.5):
