@@ -256,6 +256,8 @@ def build(cfg, device=Device, tinyml=TinyML):
 
         link = open_coprocessor(cfg["coprocessor"])
         loader = coproc_loader(link)
+    if account and account.get("trust_anchors"):  # given by the Bootstrap-Server: they win over the config's
+        cfg = dict(cfg, trust_anchors=account["trust_anchors"])
     installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader, cfg)
     c.add(Security(cfg.get("server", "")))
     c.add(Server())

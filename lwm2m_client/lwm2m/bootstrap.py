@@ -4,10 +4,11 @@
 #   {"server": uri, "lifetime": s, "binding": "U", "oscore": {hex master_secret, master_salt, sender_id,
 #    recipient_id, id_context?} (when the Security instance links an OSCORE instance)}
 #
-# Only objects 0 Security, 1 Server and 21 OSCORE are writable here, as plain resource values held in dicts (the
-# bootstrap is short-lived; afterwards only the account remains). Instance 0 of Security is the bootstrap account
-# from the config, which Bootstrap-Delete keeps. Nothing written here is ever readable: a Bootstrap-Read of /0
-# or /21 gets 4.01, and the management client refuses both objects as well.
+# Only objects 0 Security, 1 Server and 21 OSCORE, and the TinyML object's Trust Anchor Keys (/32770/0/32: the
+# keys whose signed packages the device installs, kept in the account as "trust_anchors") are writable here, as
+# plain resource values held in dicts (the bootstrap is short-lived; afterwards only the account remains).
+# Instance 0 of Security is the bootstrap account from the config, which Bootstrap-Delete keeps. Nothing written
+# here is ever readable: a Bootstrap-Read of /0 or /21 gets 4.01, and the management client refuses both objects.
 import time
 
 from coap import message as cm
@@ -24,7 +25,10 @@ TYPES = {
     1: {0: I, 1: I, 2: I, 3: I, 5: I, 6: B, 7: S, 10: L, 12: ob.TIME, 13: I, 14: I, 15: B, 16: B, 17: I, 18: I,
         19: I, 20: I, 21: B, 22: S, 23: B},
     21: {0: O, 1: O, 2: O, 3: I, 4: I, 5: O, 6: O},
+    32770: {32: O},  # TinyML Trust Anchor Keys: 65-byte points, concatenated (the package-signing trust anchors)
 }
+ANCHOR_KEYS = 32
+MAX_ANCHORS = 8
 MAX_ID_BYTES = 7  # OSCORE sender/recipient IDs (coap.oscore.MAX_ID_BYTES for AES-CCM-16-64-128)
 
 
@@ -51,7 +55,7 @@ class Session:
         self.host = _host(bs_addr)
         self.store = store
         self.links = links  # "</3/0>", ... the device's other objects, for Bootstrap-Discover
-        self.inst = {0: {0: {0: bs_uri, 1: True}}, 1: {}, 21: {}}
+        self.inst = {0: {0: {0: bs_uri, 1: True}}, 1: {}, 21: {}, 32770: {}}
         self.account = None
 
     # --- requests from the Bootstrap-Server
@@ -92,7 +96,7 @@ class Session:
     def delete(self, ids):
         if len(ids) > 2:
             raise Refused(cm.BAD_REQUEST, "delete a resource")
-        for oid in (ids[:1] or (0, 1, 21)):
+        for oid in (ids[:1] or (0, 1, 21, 32770)):
             if oid not in self.inst:
                 raise Refused(cm.BAD_REQUEST, "object %d cannot be deleted" % oid)
             objs = self.inst[oid]
@@ -139,7 +143,7 @@ class Session:
 
     def discover(self, ids):
         parts = ["</>;lwm2m=1.1"] if not ids else []
-        for oid in sorted(self.inst):
+        for oid in (0, 1, 21):  # the TinyML object is in self.links
             if ids and ids[0] != oid:
                 continue
             parts.append("</%d>" % oid)
@@ -215,7 +219,28 @@ class Session:
             if 6 in o:
                 keys["id_context"] = o[6]
             account["oscore"] = {k: hexlify(v).decode() for k, v in keys.items()}
+        points = self.inst[32770].get(0, {}).get(ANCHOR_KEYS)
+        if points is not None:
+            account["trust_anchors"] = trust_anchors(points, no)
         return account
+
+
+def trust_anchors(points, no):
+    """{kid hex: point hex} (the device config's "trust_anchors") of concatenated 65-byte points; the points are
+    checked on the curve when the installer reads them (tinyml.cose.anchors)."""
+    import hashlib
+    from binascii import hexlify
+
+    n = len(points) // 65
+    if len(points) % 65 or not 0 < n <= MAX_ANCHORS:
+        raise no("trust anchor keys must be 1 to %d points of 65 bytes" % MAX_ANCHORS)
+    out = {}
+    for i in range(n):
+        p = bytes(points[65 * i:65 * (i + 1)])
+        if p[0] != 4:
+            raise no("trust anchor %d is not an uncompressed point" % i)
+        out[hexlify(hashlib.sha256(p).digest()[:8]).decode()] = hexlify(p).decode()
+    return out
 
 
 def request_msg(ep, name):

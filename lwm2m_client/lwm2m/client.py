@@ -49,6 +49,12 @@ def _streamed_only(rid):
     return _resp(cm.UNSUPPORTED_CONTENT_FORMAT, "resource %d takes application/octet-stream on its own path" % rid)
 
 
+def _bootstrap_only(rid):
+    # trust anchors: a Bootstrap-Server writes them, during bootstrap only; a server changes them only by a
+    # signed anchor update, under NoSec as under OSCORE (docs/manifest.md, "Key rotation")
+    return _resp(cm.UNAUTHORIZED, "resource %d is written only by a Bootstrap-Server" % rid)
+
+
 class Upload:
     """A Block1 transfer in progress: where the next block must start."""
 
@@ -549,6 +555,8 @@ class Client:
         """Write (PUT) and partial update (POST on an instance) both set exactly the resources in the payload."""
         fmt = req.uint(cm.CONTENT_FORMAT)
         if len(ids) == 3:
+            if ids[2] in obj.bootstrap_only:
+                return _bootstrap_only(ids[2])
             if "W" not in obj.resources[ids[2]][1]:
                 return _resp(cm.METHOD_NOT_ALLOWED, "resource is not writable")
             if obj.sink(ids[1], ids[2]) is not None:
@@ -570,6 +578,8 @@ class Client:
         # check every value before writing any, so a bad write changes nothing
         checked = []
         for iid, rid, value in values:
+            if rid in obj.bootstrap_only:
+                return _bootstrap_only(rid)
             if rid not in obj.resources or "W" not in obj.resources[rid][1]:
                 return _resp(cm.METHOD_NOT_ALLOWED, "resource %d is not writable" % rid)
             if obj.sink(iid, rid) is not None:

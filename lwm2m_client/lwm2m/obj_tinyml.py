@@ -49,6 +49,9 @@ ANCHOR_SEQUENCE = 30
 # privacy (docs/privacy.md): off, the device sends no inference results (22, 23) to anyone, until switched on again
 RESULT_REPORTING = 31
 REPORTING_FILE = "/report-results"  # in data_dir: "0" when off; absent or anything else: on
+# the trusted keys' points, concatenated: written by a Bootstrap-Server only (lwm2m/bootstrap.py); like 26, never
+# by a server in a management session (a Write gets 4.01): anchors change only by a signed update (29)
+ANCHOR_KEYS = 32
 
 
 def runtime_info():
@@ -149,7 +152,9 @@ class TinyML(LwObject):
         LAST_TOP_CLASS: (INTEGER, "R"), UPDATE_REASON: (STRING, "R"), INSTALLED_SEQUENCE: (INTEGER, "R"),
         TRUST_ANCHORS: (STRING, "R"), VENDOR_ID: (STRING, "R"), CLASS_ID: (STRING, "R"),
         ANCHOR_UPDATE: (OPAQUE, "W"), ANCHOR_SEQUENCE: (INTEGER, "R"), RESULT_REPORTING: (BOOLEAN, "RW"),
+        ANCHOR_KEYS: (OPAQUE, "R"),
     }
+    bootstrap_only = (TRUST_ANCHORS, ANCHOR_KEYS)  # client.py answers a Write of these 4.01
 
     def __init__(self, installer, data_dir, flash_bytes=None, coproc=None):
         """coproc: a tinyml.coproc.Link when models run on a co-processor; then the RAM, ops and CPU reported are
@@ -285,6 +290,9 @@ class TinyML(LwObject):
             return self.top_class
         if rid == RESULT_REPORTING:
             return self.report_results
+        if rid == ANCHOR_KEYS:
+            trust = self.installer and self.installer.trust
+            return b"".join(trust.anchors[k] for k in sorted(trust.anchors)) if trust else b""
         if rid in (UPDATE_REASON, INSTALLED_SEQUENCE, TRUST_ANCHORS, VENDOR_ID, CLASS_ID):
             return self._trust(rid)
         if rid == ANCHOR_SEQUENCE:

@@ -37,6 +37,7 @@ class LwObject:
     # number their instances 0..n-1, so no id table is needed)
     resources = {}
     version = None  # object version for the registration link, e.g. "1.1"
+    bootstrap_only = ()  # rids only a Bootstrap-Server writes (a Write from a server gets 4.01)
 
     def __init__(self):
         self.client = None  # set by the client; used to report changes to observers

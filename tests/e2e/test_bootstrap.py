@@ -55,3 +55,39 @@ def test_bootstrap_then_oscore_registration_and_deployment(tmp_path):
             await svc.stop()
 
     asyncio.run(main())
+
+
+def test_bootstrap_gives_trust_anchors_which_no_server_can_write(tmp_path):
+    """With `anchors` the Bootstrap-Server writes the service's package-signing keys (/32770/0/32): the device then
+    trusts them; in the management session a Write of the anchors (26, 32) is refused with 4.01."""
+    from tinymlaas.lwm2m.server import LwM2MError
+    from tinymlaas.signing.anchors import device_anchors
+
+    async def main():
+        svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
+        bs = await BootstrapServer(svc.server, "coap://127.0.0.1:%d" % svc.server.port,
+                                   anchors=lambda: device_anchors(svc.keys)).start("127.0.0.1", 0)
+        dev = EmulatedDevice(None, "anchored-1", data_dir=tmp_path / "dev", bootstrap="coap://127.0.0.1:%d" % bs.port,
+                             trust={})  # provisioned with no anchors: the Bootstrap-Server gives them
+        dev.start()
+        try:
+            outcome = await asyncio.wait_for(bs.outcomes.get(), 60)
+            assert outcome.ok, (outcome, dev.lines[-10:])
+            await wait_for(lambda: svc.server.find("anchored-1") and svc.server.find("anchored-1").capabilities, 60,
+                           "registration")
+            kid = svc.keys.current_kid()
+            assert await svc.server.read_value("anchored-1", "/32770/0/26") == kid
+            assert bytes(await svc.server.read_value("anchored-1", "/32770/0/32")) == svc.keys.signer().public_point
+            for path, value in (("/32770/0/32", b"\x04" + bytes(64)), ("/32770/0/26", "0011223344556677")):
+                with pytest.raises(LwM2MError, match="4.01"):
+                    await svc.server.write("anchored-1", path, value)
+            assert await svc.server.read_value("anchored-1", "/32770/0/26") == kid
+        except BaseException:
+            print("\n".join(dev.lines[-30:]))
+            raise
+        finally:
+            dev.stop()
+            await bs.stop()
+            await svc.stop()
+
+    asyncio.run(main())

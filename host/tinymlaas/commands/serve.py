@@ -79,8 +79,12 @@ async def _serve(args, ready=None):
             raise UserError("--bootstrap-port needs --public-host (the address devices reach this server at)")
         try:
             factory = load_keys(args.bootstrap_keys) if args.bootstrap_keys else []
-            bootstrap = await BootstrapServer(server, "coap://%s:%d" % (host, server.port),
-                                              bootstrap_keys=factory).start(args.coap_host, args.bootstrap_port)
+            from ..signing.anchors import device_anchors
+
+            # devices bootstrapped here also get the keys this service signs their packages with
+            bootstrap = await BootstrapServer(server, "coap://%s:%d" % (host, server.port), bootstrap_keys=factory,
+                                              anchors=lambda: device_anchors(svc.keys)).start(args.coap_host,
+                                                                                               args.bootstrap_port)
         except (OscoreKeyError, OSError) as e:
             await svc.stop()
             raise UserError("bootstrap server: %s" % e) from None

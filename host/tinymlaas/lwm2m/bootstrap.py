@@ -10,6 +10,8 @@ answers 2.04 and then, from its own CoAP context, to the address the request cam
     PUT /0/1    TLV                   Security: LwM2M server URI, not bootstrap, mode 3 (NoSec at the DTLS layer),
                                       Short Server ID 1, OSCORE Security Mode -> 21:0
     PUT /1/0    TLV                   Server: Short Server ID 1, lifetime, binding U
+    PUT /32770/0/32  Opaque           TinyML Trust Anchor Keys (with `anchors`): the 65-byte points of the keys
+                                      whose signed packages the device installs, concatenated, current key first
     POST /bs                          Bootstrap-Finish
 
 The keys are generated here and registered with the LwM2M server (LwM2MServer.add_oscore_device) before they are
@@ -37,6 +39,7 @@ log = logging.getLogger("tinymlaas.lwm2m.bootstrap")
 SSID = 1
 AEAD_AES_CCM_16_64_128 = 10
 HMAC_HKDF_SHA256 = -10
+TRUST_ANCHOR_KEYS = (32770, 0, 32)  # docs/tinyml-object.md: written only by a Bootstrap-Server
 
 
 @dataclass
@@ -48,9 +51,12 @@ class Outcome:
 
 class BootstrapServer:
     def __init__(self, lwm2m_server, server_uri, lifetime=300, bootstrap_keys=(), oscore_dir=None,
-                 request_timeout=20.0):
+                 request_timeout=20.0, anchors=None):
         """lwm2m_server: the LwM2MServer the devices are sent to, reachable by them at server_uri.
-        bootstrap_keys: DeviceKeys of devices whose bootstrap must be OSCORE-protected (their factory keys)."""
+        bootstrap_keys: DeviceKeys of devices whose bootstrap must be OSCORE-protected (their factory keys).
+        anchors: a callable -> {kid hex: point hex} (signing.anchors.device_anchors of the service's key store),
+        asked at each bootstrap: the trust anchors written to the device; None writes none."""
+        self.anchors = anchors
         self.lwm2m = lwm2m_server
         self.server_uri = server_uri
         self.lifetime = lifetime
@@ -104,6 +110,9 @@ class BootstrapServer:
             await self._request(ctx, remote, Code.DELETE, ())
             for path, values in writes:
                 await self._request(ctx, remote, Code.PUT, path, C.encode(C.TLV, path, values, self.model), C.TLV)
+            if self.anchors is not None:
+                points = b"".join(bytes.fromhex(p) for p in self.anchors().values())
+                await self._request(ctx, remote, Code.PUT, TRUST_ANCHOR_KEYS, points, C.OPAQUE)
             await self._request(ctx, remote, Code.POST, ("bs",))
             outcome.ok = True
             log.info("bootstrapped %s (OSCORE Sender ID %s)", endpoint, keys.device_id.hex())
