@@ -60,25 +60,11 @@ def cmd_new(args):
     return 0
 
 
-def _rows(store):
-    from ..signing import anchors
-
-    current = store.current_kid()
-    announced = {}
-    for seq, envelope in anchors.updates(store):
-        announced[anchors.describe(envelope)[1].anchor_kid.hex()] = seq
-    gone = anchors.revoked(store)
-    rows = []
-    for kid in store.key_ids():
-        created = (store.directory / (kid + ".pem")).stat().st_mtime
-        rows.append({"kid": kid, "current": kid == current, "created_at": int(created),
-                     "announced_by_update": announced.get(kid), "revoked": kid in gone})
-    return rows, anchors.updates(store)
-
-
 def cmd_list(args):
+    from ..signing.anchors import key_rows, updates as anchor_updates
+
     store = _store(args)
-    rows, updates = _rows(store)
+    rows, updates = key_rows(store), anchor_updates(store)
     if args.json:
         print_json({"keys": rows, "anchor_updates": [s for s, _ in updates], "directory": str(store.directory)})
         return 0

@@ -1,6 +1,6 @@
 """The console's pages: server-rendered HTML (Jinja2, autoescaped) on the service's aiohttp app.
 
-Every page needs a signed-in viewer (audit and tokens: an admin); actions on a page call the JSON API with the
+Every page needs a signed-in viewer (audit, tokens and keys: an admin); actions on a page call the JSON API with the
 session's CSRF token (static/console.js). Pages answer with a Content-Security-Policy that allows this service's
 own script and style only: no inline script, no inline style, nothing from another origin.
 """
@@ -23,7 +23,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 FLEET_PAGE = 200   # rows of the fleet page
 NAV = [("/", "Fleet", "fleet"), ("/console/models", "Models", "models"), ("/console/deployments", "Deployments", "deployments")]
-ADMIN_NAV = [("/console/audit", "Audit log", "audit"), ("/console/tokens", "Tokens", "tokens")]
+ADMIN_NAV = [("/console/audit", "Audit log", "audit"), ("/console/tokens", "Tokens", "tokens"),
+             ("/console/keys", "Keys", "keys")]
 DEPLOYMENT_BADGES = {"running": "busy", "completed": "ok", "halted": "bad", "failed": "bad",
                      "queued": "idle", "delivering": "busy", "verifying": "busy", "active": "ok",
                      "rolled_back": "idle", "skipped": "idle", "waiting": "idle",
@@ -200,6 +201,11 @@ def page_routes(api, svc):
     async def tokens(request):
         return render(request, "tokens.html", "tokens", "tokens", tokens=api.tokens.list(), roles=ROLES)
 
+    async def keys(request):
+        from .keys import keys_context
+
+        return render(request, "keys.html", "keys", "keys", **keys_context(svc))
+
     api.route("GET", LOGIN_PAGE, login, None, page=True)
     api.route("GET", "/", fleet, "viewer", page=True)
     api.route("GET", "/console/devices/{endpoint}", device, "viewer", page=True)
@@ -209,6 +215,7 @@ def page_routes(api, svc):
     api.route("GET", "/console/deployments/{id}", deployment, "viewer", page=True)
     api.route("GET", "/console/audit", audit, "admin", page=True)
     api.route("GET", "/console/tokens", tokens, "admin", page=True)
+    api.route("GET", "/console/keys", keys, "admin", page=True)
 
 
 def blob_input(blob):

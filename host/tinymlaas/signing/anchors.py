@@ -157,6 +157,17 @@ def device_anchors(store):
     return {kid: point for kid, point in store.anchor_config().items() if kid not in gone}
 
 
+def key_rows(store):
+    """[{kid, current, revoked, created_at, announced_by_update}] of every key in the store (`keys list`, the
+    console's keys page)."""
+    current = store.current_kid()
+    gone = revoked(store)
+    announced = {describe(envelope)[1].anchor_kid.hex(): seq for seq, envelope in updates(store)}
+    return [{"kid": kid, "current": kid == current, "revoked": kid in gone,
+             "created_at": int((store.directory / (kid + ".pem")).stat().st_mtime),
+             "announced_by_update": announced.get(kid)} for kid in store.key_ids()]
+
+
 def chain_for(store, device_kids, device_sequence=0):
     """The anchor updates (envelope bytes, in order) a device must take to trust the current key: those above
     its anchor sequence, starting with the first one signed by a key it trusts. [] when it already trusts the
