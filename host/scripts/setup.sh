@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 apt_pkgs=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi libcoap3-bin clang libclang-rt-14-dev postgresql
-          chromium chromium-driver)
+          chromium chromium-driver nginx-light libnginx-mod-stream)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def register(sub):
     p.add_argument("--telemetry-days", type=float, default=DEFAULT_RETENTION_DAYS, metavar="DAYS",
                    help="keep the devices' telemetry samples and kept inference results this long (default %g)"
                    % DEFAULT_RETENTION_DAYS)
+    p.add_argument("--node", default=None, metavar="NAME",
+                   help="run as the node NAME of a group of service nodes sharing one postgresql:// --db: any node "
+                   "answers any device's Update, rollouts are jobs on the database's task queue that any node "
+                   "claims and a live node finishes if this one dies (docs/nodes.md)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="bind the CoAP port with SO_REUSEPORT so several nodes on one host share it (the kernel "
+                   "spreads devices over them by their address)")
     p.add_argument("-v", "--verbose", action="store_true", help="log registrations and rejected datagrams")
     p.set_defaults(func=cmd_serve)
 
@@ -54,7 +62,12 @@ async def _serve(args, ready=None):
     if data is None:
         is_path = args.db and "://" not in args.db and args.db != ":memory:"
         data = Path(args.db).resolve().parent if is_path else DEFAULT_DATA
-    svc = Service(data, args.db, public_host=args.public_host, telemetry_retention_days=args.telemetry_days)
+    if args.reuse_port:
+        from .. import lwm2m  # noqa: F401  (importing it sets the default REUSE_PORT=0 that this overrides)
+
+        os.environ["AIOCOAP_REUSE_PORT"] = "1"
+    svc = Service(data, args.db, public_host=args.public_host, telemetry_retention_days=args.telemetry_days,
+                  node=args.node)
     server = svc.server
     if args.oscore_keys:
         from ..lwm2m.oscore import OscoreKeyError, load_keys

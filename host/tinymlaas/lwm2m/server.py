@@ -129,8 +129,11 @@ async def shutdown_context(context):
 class LwM2MServer:
     def __init__(self, db_path=":memory:", model=None, *, read_capabilities=True, sweep_interval=1.0,
                  request_timeout=30.0, public_host=None, packages_dir=None, awake_time=93.0, queue_timeout=3600.0,
-                 oscore_dir=None):
-        self.store = Store(db_path)
+                 oscore_dir=None, node=None):
+        self.store = Store(db_path, node=node)
+        # several nodes on one database (serve --node NAME): registrations another node wrote are looked up there
+        self.node = node
+        self.shared = node is not None
         self.model = model or default_model()
         self.read_capabilities = read_capabilities
         self.sweep_interval = sweep_interval
@@ -168,13 +171,21 @@ class LwM2MServer:
         self._push_offsets = {}  # (endpoint, sha) -> acknowledged bytes, for resumable pushes
         self._block1_only = set()  # endpoints that refused Q-Block1 since they registered
         for row in self.store.devices():
-            reg = Registration(
-                endpoint=row["endpoint"], id=row["registration"], address=row["address"], lifetime=row["lifetime"],
-                lwm2m_version=row["lwm2m_version"], binding=row["binding"], objects=row["objects"],
-                registered_at=row["registered_at"], updated_at=row["updated_at"], capabilities=row["capabilities"],
-                root_path=row["root_path"], content_formats=row["content_formats"])
-            self._regs[reg.endpoint] = reg
-            self._by_id[reg.id] = reg.endpoint
+            self._adopt(row)
+
+    def _adopt(self, row):
+        """Take a registration from the database row (at start, or one another node of the group wrote)."""
+        reg = Registration(
+            endpoint=row["endpoint"], id=row["registration"], address=row["address"], lifetime=row["lifetime"],
+            lwm2m_version=row["lwm2m_version"], binding=row["binding"], objects=row["objects"],
+            registered_at=row["registered_at"], updated_at=row["updated_at"], capabilities=row["capabilities"],
+            root_path=row["root_path"], content_formats=row["content_formats"])
+        old = self._regs.get(reg.endpoint)
+        if old is not None:
+            self._by_id.pop(old.id, None)
+        self._regs[reg.endpoint] = reg
+        self._by_id[reg.id] = reg.endpoint
+        return reg
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -215,11 +226,16 @@ class LwM2MServer:
         return sorted(self._regs.values(), key=lambda r: r.endpoint)
 
     def find(self, endpoint):
-        """The Registration of `endpoint`, or None."""
-        return self._regs.get(endpoint)
+        """The Registration of `endpoint`, or None. One this node has not seen may have registered through
+        another node on the same database (docs/nodes.md): it is read from there."""
+        reg = self._regs.get(endpoint)
+        if reg is None and self.shared:
+            row = self.store.device(endpoint=endpoint)
+            reg = row and self._adopt(row)
+        return reg
 
     def device(self, endpoint):
-        reg = self._regs.get(endpoint)
+        reg = self.find(endpoint)
         if reg is None:
             raise NotRegistered("no registered device %r" % endpoint)
         return reg
@@ -274,11 +290,21 @@ class LwM2MServer:
         return reg
 
     def _registration_by_id(self, reg_id):
-        ep = self._by_id.get(reg_id)
+        ep = self._known_id(reg_id)
         return self._regs.get(ep) if ep is not None else None
 
-    def _update(self, reg_id, fields, remote):
+    def _known_id(self, reg_id):
+        """Endpoint of a registration id; in a node group also one registered through another node (the balancer
+        moved the device here, or this node restarted): its Update is answered 2.04, not 4.04 (no re-registration
+        storm when a node goes)."""
         ep = self._by_id.get(reg_id)
+        if ep is None and self.shared:
+            row = self.store.device(registration=reg_id)
+            ep = row and self._adopt(row).endpoint
+        return ep
+
+    def _update(self, reg_id, fields, remote):
+        ep = self._known_id(reg_id)
         if ep is None:
             return False
         reg = self._regs[ep]
@@ -295,7 +321,7 @@ class LwM2MServer:
         return True
 
     def _deregister(self, reg_id):
-        ep = self._by_id.get(reg_id)
+        ep = self._known_id(reg_id)
         if ep is None:
             return False
         reg = self._regs[ep]
@@ -315,10 +341,34 @@ class LwM2MServer:
             await asyncio.sleep(self.sweep_interval)
             now = time.time()
             for reg in [r for r in self._regs.values() if r.expires_at() < now]:
+                if self.shared and self._renewed_elsewhere(reg):
+                    continue
                 log.info("registration of %s expired", reg.endpoint)
                 self._drop(reg)
                 self.store.delete_device(reg.endpoint, "expired")
                 self._emit("expired", reg)
+
+    def owner_elsewhere(self, endpoint):
+        """The other node a device's datagrams reach (so only that node can talk to it), or None. A device
+        registered or updated here is ours; else the database says who last heard from it."""
+        if not self.shared:
+            return None
+        row = self.store.device(endpoint=endpoint)
+        owner = row and row.get("node")
+        if row and owner != self.node and row["updated_at"] > getattr(self._regs.get(endpoint), "updated_at", 0):
+            self._adopt(row)
+        return owner if owner and owner != self.node else None
+
+    def _renewed_elsewhere(self, reg):
+        """In a node group the device may have sent its Updates to another node: the database decides."""
+        row = self.store.device(endpoint=reg.endpoint)
+        if row is None:
+            self._drop(reg)
+            return True
+        if row["registration"] != reg.id or row["updated_at"] > reg.updated_at:
+            self._adopt(row)
+            return True
+        return False
 
     def _maybe_read_capabilities(self, reg):
         if self.read_capabilities and reg.has_object(TINYML_OBJECT_ID):

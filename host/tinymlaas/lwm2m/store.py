@@ -48,6 +48,9 @@ migration(
     "ALTER TABLE devices ADD COLUMN content_formats TEXT NOT NULL DEFAULT '[]'",
 )
 
+# Several service nodes on one database (docs/nodes.md): the node whose socket the device's datagrams reach.
+migration(COMPONENT, 4, "ALTER TABLE devices ADD COLUMN node TEXT")
+
 
 def is_file_path(db):
     """True when `db` names a database file (not :memory:, a URL or a Database object)."""
@@ -55,8 +58,10 @@ def is_file_path(db):
 
 
 class Store:
-    def __init__(self, db):
-        """db: a tinymlaas.db.Database to share, or a path / sqlite:/// / postgresql:// URL to open."""
+    def __init__(self, db, node=None):
+        """db: a tinymlaas.db.Database to share, or a path / sqlite:/// / postgresql:// URL to open; node: this
+        service node's name, written beside each registration it receives."""
+        self.node = node
         self.owned = not isinstance(db, Database)
         self.db = Database(db) if self.owned else db
         if self.owned and self.db.kind == "sqlite":
@@ -73,16 +78,16 @@ class Store:
         with self.db.transaction() as tx:
             tx.execute(
                 """INSERT INTO devices (endpoint, registration, address, lifetime, lwm2m_version, binding, objects,
-                                        registered_at, updated_at, capabilities, root_path, content_formats)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        registered_at, updated_at, capabilities, root_path, content_formats, node)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(endpoint) DO UPDATE SET registration=excluded.registration, address=excluded.address,
                      lifetime=excluded.lifetime, lwm2m_version=excluded.lwm2m_version, binding=excluded.binding,
                      objects=excluded.objects, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
                      capabilities=excluded.capabilities, root_path=excluded.root_path,
-                     content_formats=excluded.content_formats""",
+                     content_formats=excluded.content_formats, node=excluded.node""",
                 (reg.endpoint, reg.id, reg.address, reg.lifetime, reg.lwm2m_version, reg.binding,
                  json.dumps(reg.objects), reg.registered_at, reg.updated_at, caps, reg.root_path,
-                 json.dumps(reg.content_formats)),
+                 json.dumps(reg.content_formats), self.node),
             )
             tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
                        (reg.endpoint, event, time.time(), reg.address))
@@ -95,8 +100,17 @@ class Store:
     def set_capabilities(self, endpoint, capabilities):
         self.db.execute("UPDATE devices SET capabilities = ? WHERE endpoint = ?", (json.dumps(capabilities), endpoint))
 
+    def device(self, endpoint=None, registration=None):
+        """One device's row (by endpoint or registration id), or None."""
+        column, value = ("endpoint", endpoint) if endpoint is not None else ("registration", registration)
+        rows = self.db.query("SELECT * FROM devices WHERE %s = ?" % column, (value,))
+        return self._decoded(rows)[0] if rows else None
+
     def devices(self):
-        rows = self.db.query("SELECT * FROM devices ORDER BY endpoint")
+        return self._decoded(self.db.query("SELECT * FROM devices ORDER BY endpoint"))
+
+    @staticmethod
+    def _decoded(rows):
         return [dict(r, objects=json.loads(r["objects"]), content_formats=json.loads(r["content_formats"]),
                      capabilities=json.loads(r["capabilities"]) if r["capabilities"] else None) for r in rows]
 

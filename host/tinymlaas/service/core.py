@@ -82,7 +82,7 @@ def normalize_capabilities(raw):
 
 class Service:
     def __init__(self, data_dir, db_url=None, delivery="push", public_host=None, channel_options=None,
-                 telemetry_retention_days=DEFAULT_RETENTION_DAYS):
+                 telemetry_retention_days=DEFAULT_RETENTION_DAYS, node=None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = db_url or str(self.data_dir / "tinymlaas.db")
@@ -94,7 +94,18 @@ class Service:
         # signs every package built for a device (docs/manifest.md); keys in DATA/keys (or $TINYMLAAS_KEYS)
         self.signing = PackageSigning(self.db, self.data_dir)
         self.keys = self.signing.keys
-        self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host)
+        # node: this process's name in a group of nodes on one PostgreSQL (docs/nodes.md); rollouts then run as
+        # procrastinate jobs any node of the group claims
+        self.node = node
+        self.server = LwM2MServer(self.db, packages_dir=self.data_dir / "packages", public_host=public_host,
+                                  node=node)
+        self.queue = None
+        if node is not None:
+            from .tasks import RolloutQueue
+
+            if self.db.kind != "postgresql":
+                raise UserError("a node group (--node) needs a postgresql:// database the nodes share")
+            self.queue = RolloutQueue(self, db_path, node)
         self.deployments = DeploymentStore(self.db)
         # a sample of free heap, flash, inference count and latency each time a device's TinyML object is read
         self.telemetry = Telemetry(self.db, telemetry_retention_days)
@@ -104,6 +115,10 @@ class Service:
         # the deployment's result-reporting switch goes to each device right before its install (privacy.py)
         self.reporting = ResultReporting(self.db, self.server)
         channel = ReportingChannel(channel, self.reporting)
+        if self.queue is not None:
+            from .tasks import NodeChannel
+
+            channel = NodeChannel(channel, self.server, self.queue, self._spawn)
         self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package)
         # a device that was offline at its turn in a rollout gets the update when it registers or sends an Update
         self.server.on_event(lambda ev: self._spawn(self.engine.registered(ev.endpoint))
@@ -119,7 +134,13 @@ class Service:
 
     async def start(self, host="127.0.0.1", port=5683):
         await self.server.start(host, port)
-        self._spawn(self.engine.resume_all())
+        if self.queue is None:
+            self._spawn(self.engine.resume_all())
+        else:
+            # a running deployment whose job is gone (none queued) gets one; a killed node's is retried as stalled
+            await self.queue.start()
+            for row in self.db.query("SELECT id FROM deployments WHERE state='running' ORDER BY id"):
+                await self.queue.defer_deployment(row["id"])
         return self
 
     async def stop(self):
@@ -128,6 +149,8 @@ class Service:
             t.cancel()
         # Let cancelled deliveries unwind before the CoAP context shuts down under them.
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.queue is not None:
+            await self.queue.stop()
         await self.server.stop()
 
     def _spawn(self, coro):
@@ -298,6 +321,8 @@ class Service:
             if progress:
                 progress(endpoint, done, total)
 
+        if self.queue is not None:     # a job: whichever node of the group claims it runs the rollout
+            return self._spawn(self.queue.defer_deployment(dep_id))
         return self._spawn(self.engine.run(dep_id, track))
 
     def deployment_view(self, dep_id):

@@ -1,0 +1,126 @@
+"""Rollouts as tasks on procrastinate, the PostgreSQL task queue, for a group of service nodes on one database.
+
+Why procrastinate (docs/nodes.md has the measurement): the nodes already share PostgreSQL, so the queue adds no
+server; a job is a row taken with SELECT ... FOR UPDATE SKIP LOCKED and announced with LISTEN/NOTIFY, so it starts
+within milliseconds on an idle node; and a job whose worker stops sending heartbeats (the node was SIGKILLed) is
+found by `get_stalled_jobs` and retried on a live node: at-least-once, which the deployment engine tolerates
+because its state is in the database and `DeploymentEngine.run` resumes a deployment from there (a device in
+"delivering"/"verifying" is asked what it runs before anything is sent again).
+
+Two task kinds:
+  run_deployment(dep_id)   queue "rollouts", one job per deployment (lock "deployment-<id>"): any node claims it;
+  install_waiting(endpoint) queue "node-<name>": a device the rollout node cannot talk to (its datagrams reach
+                           another node: the balancer's session or the SO_REUSEPORT hash) is installed by the node
+                           that owns it, without waiting for the device's next Update.
+"""
+
+import asyncio
+import logging
+
+log = logging.getLogger("tinymlaas.service.tasks")
+
+# A node's worker beats every HEARTBEAT s; a job whose worker has been silent for STALLED s is retried elsewhere.
+HEARTBEAT = 1.0
+STALLED = 4.0
+
+
+class RolloutQueue:
+    def __init__(self, service, db_url, node):
+        import procrastinate
+
+        self.service = service
+        self.node = node
+        self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db_url, min_size=1,
+                                                                               max_size=3))
+        self.run_deployment = self.app.task(name="run_deployment", queue="rollouts", pass_context=False,
+                                            retry=procrastinate.RetryStrategy(max_attempts=5, wait=1))(
+            self._run_deployment)
+        self.install_waiting = self.app.task(name="install_waiting", pass_context=False)(self._install_waiting)
+        self._worker = None
+        self._reaper = None
+
+    async def start(self):
+        await self.app.open_async()
+        await self._apply_schema()
+        self._worker = asyncio.create_task(self.app.run_worker_async(
+            queues=["rollouts", self.queue_of(self.node)], name=self.node, concurrency=4,
+            install_signal_handlers=False, update_heartbeat_interval=HEARTBEAT, stalled_worker_timeout=STALLED,
+            fetch_job_polling_interval=1.0))
+        self._reaper = asyncio.create_task(self._retry_stalled())
+
+    async def stop(self):
+        for t in (self._reaper, self._worker):
+            if t:
+                t.cancel()
+        await asyncio.gather(*(t for t in (self._reaper, self._worker) if t), return_exceptions=True)
+        await self.app.close_async()
+
+    async def _apply_schema(self):
+        rows = await self.app.connector.execute_query_all_async(
+            "SELECT 1 AS present FROM pg_tables WHERE tablename = 'procrastinate_jobs'")
+        if not rows:
+            # two nodes starting at once: the loser's CREATE fails on an existing type; the winner's schema is there
+            try:
+                await self.app.schema_manager.apply_schema_async()
+            except Exception as e:       # noqa: BLE001  (psycopg's DuplicateObject and friends)
+                log.info("procrastinate schema applied by another node (%s)", type(e).__name__)
+
+    @staticmethod
+    def queue_of(node):
+        return "node-%s" % node
+
+    async def defer_deployment(self, dep_id):
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        try:
+            return await self.run_deployment.configure(lock="deployment-%d" % dep_id,
+                                                       queueing_lock="deployment-%d" % dep_id).defer_async(
+                dep_id=dep_id)
+        except AlreadyEnqueued:
+            return None
+
+    async def defer_install(self, node, endpoint):
+        return await self.install_waiting.configure(queue=self.queue_of(node)).defer_async(endpoint=endpoint)
+
+    async def _run_deployment(self, dep_id):
+        log.warning("node %s claims deployment %d", self.node, dep_id)   # operators see who runs it
+        dep = await self.service.engine.run(dep_id)
+        return dep and dep.get("state")
+
+    async def _install_waiting(self, endpoint):
+        await self.service.engine.registered(endpoint)
+
+    async def _retry_stalled(self):
+        """Jobs of a node that stopped beating (killed): back to 'todo', for whichever live node takes them."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                for job in await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED):
+                    log.warning("node %s retries job %s (%s) of a silent worker", self.node, job.id, job.task_name)
+                    await self.app.job_manager.retry_job(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:           # noqa: BLE001  (the database may be briefly away: try at the next beat)
+                log.exception("stalled-job check failed")
+
+
+class NodeChannel:
+    """The deployment channel of a node in a group: a device whose datagrams reach another node is handed to that
+    node's queue (it is left "waiting" here, and that node's install_waiting job installs it)."""
+
+    def __init__(self, channel, server, queue, spawn):
+        self._channel = channel
+        self._server = server
+        self._queue = queue
+        self._spawn = spawn
+
+    def __getattr__(self, name):
+        return getattr(self._channel, name)
+
+    def offline(self, endpoint):
+        owner = self._server.owner_elsewhere(endpoint)
+        if owner is not None:
+            # deferred from a task: the engine writes "waiting" before it next awaits, so the owner finds it so
+            self._spawn(self._queue.defer_install(owner, endpoint))
+            return "served by node %s (installed by that node)" % owner
+        return self._channel.offline(endpoint)
