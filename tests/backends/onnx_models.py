@@ -125,7 +125,28 @@ def branches(opset=17, seed=0):
     return _model(nodes, inits, [1, 3, 6, 6], [1, 3], opset, "branches")
 
 
-def with_node(op_type, name, opset=17):
+def dynamic_flatten(opset=17, seed=0):
+    """`x.view(x.size(0), -1)` exported with a dynamic batch: Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+    (the shape arithmetic runs at translation), after a Conv on a 2-channel image."""
+    rng = np.random.default_rng(seed)
+    inits = {"w": rng.normal(0, 0.4, (4, 2, 3, 3)).astype(np.float32), "b": np.zeros(4, np.float32),
+             "zero": np.array(0, np.int64), "axes": np.array([0], np.int64), "minus_one": np.array([-1], np.int64),
+             "wf": rng.normal(0, 0.2, (4 * 4 * 4, 3)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/conv/Conv", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="/Relu"),
+        helper.make_node("Shape", ["r"], ["s"], name="/Shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="/Gather", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="/Unsqueeze"),
+        helper.make_node("Concat", ["n1", "minus_one"], ["target"], name="/Concat", axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["flat"], name="/Reshape"),
+        helper.make_node("MatMul", ["flat", "wf"], ["y"], name="/fc/MatMul"),
+    ]
+    return _model(nodes, inits, ["N", 2, 6, 6], ["N", 3], opset, "dynamic_flatten")
+
+
+def with_node(op_type, name, opset=17, **attributes):
     """A one-input model whose second node is `op_type` (an op the importer may not support)."""
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"), helper.make_node(op_type, ["r"], ["y"], name=name)]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"),
+             helper.make_node(op_type, ["r"], ["y"], name=name, **attributes)]
     return _model(nodes, {}, [1, 6], [1, 6], opset, "one_op")

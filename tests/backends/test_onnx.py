@@ -12,7 +12,7 @@ from tinymlaas.backends import BackendError, SourceModel, Target, backend
 from tinymlaas.blob.reader import parse
 from tinymlaas.blob.reference import Executor
 
-from onnx_models import branches, from_small_cnn, op_zoo, with_node
+from onnx_models import branches, dynamic_flatten, from_small_cnn, op_zoo, with_node
 from test_int8 import _int8_inputs, _tflm
 
 
@@ -106,6 +106,24 @@ def test_normalization_pad_concat_and_mean(opset):
         got = Executor(blob).run([nhwc])[0].reshape(-1)
         assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
         assert np.max(np.abs(got - want.reshape(-1))) < 0.1 * max(1.0, float(np.max(np.abs(want))))
+
+
+def test_a_dynamic_batch_flatten_is_computed_at_translation():
+    from tinymlaas.backends.onnx_import import reference_outputs
+    model = dynamic_flatten()
+    x = np.random.default_rng(3).normal(0, 1, (230, 2, 6, 6)).astype(np.float32)
+    art, tflite = _compile(model, x[:200], quantize="float")
+    assert art.report["ops"] == ["QUANTIZE", "CONV_2D", "FULLY_CONNECTED", "DEQUANTIZE"]
+    blob = parse(art.data)
+    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
+        nhwc = row.transpose(1, 2, 0)[None]
+        got = Executor(blob).run([nhwc])[0].reshape(-1)
+        assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
+        assert np.max(np.abs(got - want.reshape(-1))) < 0.1 * max(1.0, float(np.max(np.abs(want))))
+    # The shape ops compute shapes only: on an activation they are refused, naming the node.
+    bad = with_node("Cast", "/Cast", to=onnx.TensorProto.FLOAT)
+    with pytest.raises(BackendError, match=r"Cast \(node '/Cast', #1\): supported on constants and shapes"):
+        _compile(bad, np.zeros((4, 6), np.float32))
 
 
 def test_refusals_name_the_op_and_the_node(quadrant):

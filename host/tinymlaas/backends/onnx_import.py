@@ -16,12 +16,12 @@ Every node is checked before TensorFlow is imported: an op outside SUPPORTED_OPS
 import numpy as np
 
 from .interface import BackendError
-from .onnx_ops import Translator, attrs, where_is
+from .onnx_ops import SHAPE_OPS, Translator, attrs, where_is
 
 OPSETS = range(13, 22)
 SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout",
                  "Flatten", "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad",
-                 "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax", "Sub", "Tanh")
+                 "ReduceMean", "Relu", "Reshape", "Sigmoid", "Softmax", "Sub", "Tanh") + SHAPE_OPS
 
 
 def load(data):

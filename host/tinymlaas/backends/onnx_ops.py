@@ -62,6 +62,11 @@ def _padding(where, attrs, hw, kernel, strides, dil, allow_explicit):
     return [[pads[0], pads[2]], [pads[1], pads[3]]]
 
 
+# Ops that only compute shapes (what torch.onnx.export writes for x.view(x.size(0), -1) with a dynamic batch): run at
+# translation time on constants, never on activations.
+SHAPE_OPS = ("Cast", "Gather", "Shape", "Slice", "Squeeze", "Unsqueeze")
+
+
 class Translator:
     """Walks the ONNX nodes (topologically sorted, as the format requires) emitting TF ops; call inside a trace."""
 
@@ -72,6 +77,7 @@ class Translator:
         self.model = model
         self.values = {t.name: _Value(const=numpy_helper.to_array(t)) for t in model.graph.initializer}
         self.folded, self.absorbed = folded, absorbed
+        self.opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
         self.shapes = {}
         for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
             dims = vi.type.tensor_type.shape.dim
@@ -86,6 +92,16 @@ class Translator:
             if k in self.absorbed or node.op_type in _ALIASES:
                 self.values[node.output[0]] = self.values[node.input[0]]
                 continue
+            if node.op_type == "Shape":
+                self.values[node.output[0]] = self._shape(node, where, attrs(node))
+                continue
+            consts = [self.values.get(n) for n in node.input if n]
+            if consts and node.op_type != "Constant" and all(v is not None and v.const is not None for v in consts):
+                self._fold(node, where, [v.const for v in consts])
+                continue
+            if node.op_type in SHAPE_OPS:
+                raise BackendError("%s: supported on constants and shapes only (a shape computation), not on "
+                                   "activations" % where)
             handler = getattr(self, "op_" + node.op_type)
             self.values[node.output[0]] = handler(node, k, where, attrs(node))
         outs = []
@@ -98,6 +114,25 @@ class Translator:
                                    "NHWC (end the model with a Gemm / MatMul, or flatten a 1x1 image)" % o.name)
             outs.append(v.tensor)
         return outs
+
+    def _shape(self, node, where, a):
+        """Shape of an activation: the ONNX (NCHW) shape with the batch of 1, as a constant."""
+        shape = self.shapes.get(node.input[0])
+        if shape is None:
+            raise BackendError("%s: the shape of %r is not known" % (where, node.input[0]))
+        dims = np.array([1] + list(shape[1:]), np.int64)
+        return _Value(const=dims[a.get("start", 0):a.get("end", len(dims))])
+
+    def _fold(self, node, where, values):
+        """A node whose inputs are all constants, evaluated by onnx's reference evaluator now."""
+        from onnx.reference import ReferenceEvaluator
+        names = [n for n in node.input if n]
+        try:
+            outs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, dict(zip(names, values)))
+        except Exception as e:   # the evaluator raises whatever numpy raises for bad constants
+            raise BackendError("%s: cannot evaluate on its constant inputs: %s" % (where, str(e)[:200])) from None
+        for name, value in zip(node.output, outs):
+            self.values[name] = _Value(const=np.asarray(value))
 
     def _in(self, node, i, where, const=False):
         if i >= len(node.input) or not node.input[i]:
@@ -367,10 +402,17 @@ class Translator:
     def op_Reshape(self, node, k, where, a):
         v = self._in(node, 0, where)
         target = [int(d) for d in self._in(node, 1, where, const=True).const.reshape(-1)]
-        out = self.shapes.get(node.output[0])
-        if out is None or any(d < 1 for d in out):
-            raise BackendError("%s: the output shape %s is not known" % (where, target))
-        if len(out) == 2 and out[0] == 1 and (v.nhwc or len(v.tensor.shape) == 2):
+        shape = [int(d) for d in v.tensor.shape]
+        onnx_shape = [shape[0], shape[3], shape[1], shape[2]] if v.nhwc else shape
+        total = int(np.prod(shape))
+        out = [onnx_shape[i] if d == 0 and i < len(onnx_shape) and not a.get("allowzero", 0) else d
+               for i, d in enumerate(target)]
+        if out.count(-1) == 1:
+            known = int(np.prod([d for d in out if d != -1]))
+            out[out.index(-1)] = total // known if known and total % known == 0 else -2
+        if int(np.prod(out)) != total or min(out) < 1:
+            raise BackendError("%s: cannot reshape %s to %s" % (where, onnx_shape, target))
+        if len(out) == 2 and out[0] == 1 and (v.nhwc or len(shape) == 2):
             return self._flatten(v) if v.nhwc else v
         raise BackendError("%s: only reshapes to (batch, features) are supported, not %s" % (where, out))
 
