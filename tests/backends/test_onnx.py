@@ -24,6 +24,20 @@ def _compile(model, rows, **options):
     return be.compile(source, Target("tinyml-mpy"), options), tflite
 
 
+def _judged(model, art, tflite, rows, tolerance):
+    """Run NCHW `rows` through the float-I/O blob: each output equal to TFLM's on the .tflite and within
+    `tolerance` (relative to max(1, |output|)) of onnx's float result; returns how many argmaxes agree."""
+    from tinymlaas.backends.onnx_import import reference_outputs
+    blob, agree = parse(art.data), 0
+    for row, want in zip(rows, reference_outputs(model, rows)):
+        nhwc, want = row.transpose(1, 2, 0)[None], want.reshape(-1)
+        got = Executor(blob).run([nhwc])[0].reshape(-1)
+        assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
+        assert np.max(np.abs(got - want)) < tolerance * max(1.0, float(np.max(np.abs(want))))
+        agree += int(np.argmax(got) == np.argmax(want))
+    return agree
+
+
 @pytest.fixture(scope="module")
 def cnn(small_cnn, quadrant):
     model = from_small_cnn(small_cnn)
@@ -76,18 +90,10 @@ def test_op_zoo_at_the_ends_of_the_opset_range(opset):
     # PyTorch's symmetric stride-2 padding becomes a PAD fused into the convolution; no TRANSPOSE anywhere.
     assert "PAD" in art.report["source_ops"] and "PAD" not in art.ops and art.report["ops"].count("CONV_2D") == 2
     assert {"ADD", "MUL", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "LUT", "SOFTMAX"} <= set(art.ops)
-    blob = parse(art.data)
-    from tinymlaas.backends.onnx_import import reference_outputs
-    agree = 0
-    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
-        got = Executor(blob).run([row.transpose(1, 2, 0)[None]])[0].reshape(-1)
-        judge = _tflm(tflite, [row.transpose(1, 2, 0)[None]])[0].reshape(-1)
-        assert np.array_equal(got, judge)
-        want = want.reshape(-1)
-        assert np.max(np.abs(got - want)) < 0.05
-        agree += int(np.argmax(got) == np.argmax(want))
+    agree = _judged(model, art, tflite, x[200:], 0.05)
     assert agree >= 90
     # The catalogue's accuracy measure turns the 2-channel NCHW samples into the blob's NHWC the same way.
+    from tinymlaas.backends.onnx_import import reference_outputs
     from tinymlaas.service.catalog import blob_accuracy
     labels = [int(np.argmax(w)) for w in reference_outputs(model, x[200:])]
     assert blob_accuracy(art.data, x[200:], labels, art.report["onnx"]["input_transpose"]) == agree / 100
@@ -99,27 +105,15 @@ def test_normalization_pad_concat_and_mean(opset):
     x = np.random.default_rng(2).uniform(0, 1, (260, 3, 6, 6)).astype(np.float32)
     art, tflite = _compile(model, x[:200], quantize="float")
     assert {"CONCATENATION", "MEAN", "ADD", "MUL"} <= set(art.ops) and "PAD" not in art.ops
-    from tinymlaas.backends.onnx_import import reference_outputs
-    blob = parse(art.data)
-    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
-        nhwc = row.transpose(1, 2, 0)[None]
-        got = Executor(blob).run([nhwc])[0].reshape(-1)
-        assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
-        assert np.max(np.abs(got - want.reshape(-1))) < 0.1 * max(1.0, float(np.max(np.abs(want))))
+    _judged(model, art, tflite, x[200:], 0.1)
 
 
 def test_a_dynamic_batch_flatten_is_computed_at_translation():
-    from tinymlaas.backends.onnx_import import reference_outputs
     model = dynamic_flatten()
     x = np.random.default_rng(3).normal(0, 1, (230, 2, 6, 6)).astype(np.float32)
     art, tflite = _compile(model, x[:200], quantize="float")
     assert art.report["ops"] == ["QUANTIZE", "CONV_2D", "FULLY_CONNECTED", "DEQUANTIZE"]
-    blob = parse(art.data)
-    for row, want in zip(x[200:], reference_outputs(model, x[200:])):
-        nhwc = row.transpose(1, 2, 0)[None]
-        got = Executor(blob).run([nhwc])[0].reshape(-1)
-        assert np.array_equal(got, _tflm(tflite, [nhwc])[0].reshape(-1))
-        assert np.max(np.abs(got - want.reshape(-1))) < 0.1 * max(1.0, float(np.max(np.abs(want))))
+    _judged(model, art, tflite, x[200:], 0.1)
     # The shape ops compute shapes only: on an activation they are refused, naming the node.
     bad = with_node("Cast", "/Cast", to=onnx.TensorProto.FLOAT)
     with pytest.raises(BackendError, match=r"Cast \(node '/Cast', #1\): supported on constants and shapes"):
