@@ -179,3 +179,11 @@ def test_truncated_and_mutated_onnx_files_only_ever_give_a_backend_error(request
         except BackendError:
             pass
     assert loaded > 0
+
+
+def test_compile_points_an_onnx_file_to_models_add(tmp_path):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(with_node("Relu", "r").SerializeToString())
+    r = subprocess.run([sys.executable, "-m", "tinymlaas", "compile", str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "tinymlaas models add %s --name NAME --representative X.npy" % path in r.stderr

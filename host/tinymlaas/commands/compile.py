@@ -24,7 +24,7 @@ def run(args):
     from ..compiler import CompileError, compile_tflite
 
     src = Path(args.model)
-    if (src / "saved_model.pb").is_file() or src.suffix == ".keras":
+    if (src / "saved_model.pb").is_file() or src.suffix in (".keras", ".onnx"):
         raise UserError("%s is a float model; `compile` takes an int8 .tflite. Quantize and compile it with "
                         "`tinymlaas models add %s --name NAME --representative X.npy`" % (src, src))
     if not src.is_file():
