@@ -68,9 +68,9 @@ def test_held_out_predictions_agree_with_scikit_learn(name, compiled, digits):
     assert ("LUT" in art.ops) == (name in ("mlp_tanh_logistic", "mlp_logistic"))
 
 
-def test_blob_equals_tflm_and_the_micropython_runtime(compiled, digits):
-    """int8 I/O variant of the two-layer tanh MLP: the reference executor, TFLite Micro and MicroPython agree on
-    every output byte."""
+def test_blob_equals_tflm_and_the_micropython_and_c_runtimes(compiled, digits):
+    """int8 I/O variant of the two-layer tanh MLP: the reference executor, TFLite Micro, MicroPython and the C
+    runtime agree on every output byte."""
     from tinymlaas.verify.micropython import MicroPythonRuntime
     x_tr, _, x_te, _ = digits
     be = backend("linear")
@@ -88,6 +88,9 @@ def test_blob_equals_tflm_and_the_micropython_runtime(compiled, digits):
         assert np.array_equal(r, j.reshape(-1))
     outs = MicroPythonRuntime(heap="256k").run(art.data, [[x] for x in inputs[:10]])
     for got, want in zip(outs, ref):
+        assert np.array_equal(np.asarray(got[0]).reshape(-1), want)
+    from tinymlaas.devices.cruntime import CRuntime                  # the C runtime (host build) too
+    for got, want in zip(CRuntime().run(art.data, [[x] for x in inputs]), ref):
         assert np.array_equal(np.asarray(got[0]).reshape(-1), want)
 
 

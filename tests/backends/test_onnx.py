@@ -71,12 +71,16 @@ def test_pytorch_style_cnn_becomes_an_int8_blob_bit_exact_with_tflm(cnn, small_c
     assert float_acc > 0.7 and int8_acc >= float_acc - 0.03, (float_acc, int8_acc)
 
 
-def test_the_onnx_blob_runs_in_micropython_like_tflm(cnn, quadrant):
+def test_the_onnx_blob_runs_in_micropython_and_c_like_tflm(cnn, quadrant):
     from tinymlaas.verify.micropython import MicroPythonRuntime
     _, art, tflite = cnn
     inputs = _int8_inputs(parse(art.data), quadrant["x_val"][:8])
     outs = MicroPythonRuntime(heap="512k").run(art.data, [[x] for x in inputs])
-    for got, want in zip(outs, _tflm(tflite, inputs)):
+    judge = _tflm(tflite, inputs)
+    for got, want in zip(outs, judge):
+        assert np.array_equal(np.asarray(got[0]).reshape(-1), want.reshape(-1))
+    from tinymlaas.devices.cruntime import CRuntime                  # the C runtime (host build) too
+    for got, want in zip(CRuntime().run(art.data, [[x] for x in inputs]), judge):
         assert np.array_equal(np.asarray(got[0]).reshape(-1), want.reshape(-1))
 
 
