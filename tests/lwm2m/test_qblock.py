@@ -199,3 +199,17 @@ def test_q_block1_push_to_libcoap_without_q_block_is_refused_at_once(lwm2m_serve
     with pytest.raises(Unsupported, match="4.02"):
         lwm2m_server.call(push.run())
     assert push.sent == 1  # libcoap answered the CON probe 4.02 Bad Option: nothing else was sent
+
+
+def test_aiocoap_reference_client_refuses_q_block_and_gets_block1(lwm2m_server):
+    from tinymlaas.lwm2m.reference_client import ReferenceClient
+
+    c = lwm2m_server.call(ReferenceClient("ref-1").start(lwm2m_server.uri))
+    lwm2m_server.call(c.register())
+    try:
+        pkg = os.urandom(5000)
+        r = lwm2m_server.call(lwm2m_server.server.push_package("ref-1", pkg))
+        assert (r.method, c.package) == ("block1", pkg)
+        assert "ref-1" in lwm2m_server.server._block1_only  # refused with 4.02, remembered until it registers
+    finally:
+        lwm2m_server.call(c.stop())

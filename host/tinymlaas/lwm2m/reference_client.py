@@ -19,6 +19,26 @@ from . import paths as P
 from .objects import default_model
 
 
+def refuse_q_block(context):
+    """Answer requests carrying Q-Block1/Q-Block2 (RFC 9177) with 4.02 Bad Option, as RFC 7252 §5.4.1 has a peer
+    without them do: aiocoap drops such a request without a word, which would cost a Q-Block sender its probe
+    timeouts before it falls back to Block1/Block2."""
+    from . import frame, guard
+    from .qblock import QBlockPort
+
+    g = guard.install(context)
+    send = guard.sender(context)
+
+    def intercept(data, address):
+        if data[1] >> 5 != 0 or not QBlockPort._has_qblock_option(data):
+            return False
+        mtype, tkl = (data[0] >> 4) & 3, data[0] & 0x0F
+        send(frame._bad_option(mtype, data[2] << 8 | data[3], bytes(data[4:4 + tkl])), address)
+        return True
+
+    g.intercept = intercept
+
+
 class ReferenceClient(resource.ObservableResource):
     def __init__(self, endpoint, values=None, lifetime=60, lwm2m="1.1", max_package=1 << 20, binding="U"):
         super().__init__()
@@ -47,6 +67,7 @@ class ReferenceClient(resource.ObservableResource):
     async def start(self, server_uri, bind_host="127.0.0.1"):
         self.server = server_uri.rstrip("/")
         self.context = await aiocoap.Context.create_server_context(self, bind=(bind_host, 0), transports=["udp6"])
+        refuse_q_block(self.context)
         return self
 
     def object_links(self):
