@@ -174,3 +174,14 @@ def test_catalog_registers_a_linear_variant_and_keeps_quiet_about_the_tree_back_
     assert errors == {}                                          # the trees back-end's "not a ..." is not news
     (variant,) = cat.registry.variants(model)
     assert variant["backend"] == "linear" and variant["accuracy"] >= 0.9
+    # Selection judges it like any variant: it fits a Cortex-M4 board profile, not one whose runtime lacks
+    # FULLY_CONNECTED nor one with 1 KB of heap.
+    from tinymlaas.commands.explain import profile_capabilities
+    from tinymlaas.service.selection import choose
+    best, _ = choose([variant], profile_capabilities("cortex-m4"))
+    assert best is not None and best.variant["id"] == variant["id"]
+    m4 = profile_capabilities("cortex-m4")
+    best, (verdict,) = choose([variant], dict(m4, ops=[op for op in m4["ops"] if op != "FULLY_CONNECTED"]))
+    assert best is None and verdict.reasons == ["device runtime lacks op(s) FULLY_CONNECTED"]
+    best, (verdict,) = choose([variant], dict(m4, heap_free=1024, largest_block=1024))
+    assert best is None and len(verdict.reasons) == 1 and verdict.ram_needed > verdict.ram_available
