@@ -101,6 +101,11 @@ def test_op_zoo_at_the_ends_of_the_opset_range(opset):
     from tinymlaas.service.catalog import blob_accuracy
     labels = [int(np.argmax(w)) for w in reference_outputs(model, x[200:])]
     assert blob_accuracy(art.data, x[200:], labels, art.report["onnx"]["input_transpose"]) == agree / 100
+    # The blob's META says the callers' layout, and `infer` turns NCHW rows into the blob's NHWC bytes.
+    from tinymlaas.service.inference import ModelIO
+    io_ = ModelIO.of(art.data)
+    assert parse(art.data).meta["input_layout"] == "NCHW" and io_.describe() == "1x2x8x8 float32"
+    assert io_.encode(x[200:203]) == [r.transpose(1, 2, 0).astype("<f4").tobytes() for r in x[200:203]]
 
 
 @pytest.mark.parametrize("opset", [17, 18])     # ReduceMean's axes: an attribute until 17, an input from 18

@@ -156,7 +156,10 @@ class Int8Backend(Backend):
         self.check(source, target, options)
         check_abi(target, self.name)
         tflite, report = self.int8_tflite(source, options)
-        return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name)
+        transpose = (report.get("onnx") or {}).get("input_transpose")
+        # META tells `infer` (and a device's feature code) that callers hold the samples NCHW
+        meta = {"input_layout": "NCHW", "input_transpose": transpose} if transpose else None
+        return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name, meta)
 
 
 def check_abi(target, backend_name):
@@ -165,14 +168,14 @@ def check_abi(target, backend_name):
                            % (backend_name, F.ABI, target.abi))
 
 
-def blob_artifact(tflite, target, name, report, backend_name):
+def blob_artifact(tflite, target, name, report, backend_name, meta=None):
     """The Artifact of an int8 .tflite compiled to a blob for `target` (ABI and ops checked); `report` gets the
     compiler's report. Shared by the back-ends that reach the blob through an int8 .tflite."""
     from ..compiler import CompileError, compile_tflite
     check_abi(target, backend_name)
     step("compile the int8 graph")
     try:
-        cm = compile_tflite(tflite, name=name)
+        cm = compile_tflite(tflite, name=name, meta=meta)
     except CompileError as e:
         raise BackendError("compiler: %s" % e) from None
     ops = list(dict.fromkeys(cm.ops))

@@ -111,7 +111,7 @@ def run_passes(graph, fuse=True):
     return stats
 
 
-def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
+def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None):
     source_ops = [op.kind for op in graph.ops]
     stats = run_passes(graph, fuse=fuse)
     plan = plan_memory(graph, inplace=inplace)
@@ -126,6 +126,7 @@ def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
         "macs": macs,
         "inputs": inputs,
         "outputs": outputs,
+        **(meta or {}),     # what the caller knows about the source (e.g. an ONNX model's input layout)
     }
     blob, const_bytes = backend.emit(graph, plan, meta)
     layers, k = [], 0
@@ -148,12 +149,13 @@ def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True):
                          passes=stats, layers=layers, memory_plan=memory_plan)
 
 
-def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True):
+def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None):
     """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported.
 
     Options: `name` (META name; default the file stem or the model description), `inplace` (let LUT/ADD/MUL write
     over a dying operand; default True), `fuse` (PAD and standalone-activation fusion; default True). Every
-    combination gives a bit-identical function; the options only trade arena bytes and op count."""
+    combination gives a bit-identical function; the options only trade arena bytes and op count. `meta`: extra
+    META entries (JSON-able)."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
         default_name = ""
@@ -162,4 +164,4 @@ def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True):
         data = p.read_bytes()
         default_name = p.stem
     graph = parse_tflite(data)
-    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse)
+    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse, meta=meta)

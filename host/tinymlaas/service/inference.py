@@ -45,6 +45,8 @@ class ModelIO:
     # an int32 output without a scale (a tree ensemble) is fixed point: scores = value / fixed_point_one
     fixed_point_one: float
     labels: list
+    # axes from the caller's sample layout to the blob's (an ONNX model's NCHW images -> NHWC), or None
+    transpose: list = None
 
     @classmethod
     def of(cls, blob, labels=()):
@@ -57,11 +59,16 @@ class ModelIO:
         if meta.get("model") in AVERAGING_ENSEMBLES:
             one *= int(meta.get("n_trees") or 1)    # the trees' class probabilities summed: their mean, as sklearn
         labels = list(labels or meta.get("classes") or ())
-        return cls(b.tensors[b.inputs[0]], t_out, one, labels if len(labels) == t_out.elements else [])
+        transpose = meta.get("input_transpose")
+        t_in = b.tensors[b.inputs[0]]
+        if not (isinstance(transpose, list) and sorted(transpose) == list(range(len(t_in.shape)))):
+            transpose = None
+        return cls(t_in, t_out, one, labels if len(labels) == t_out.elements else [], transpose)
 
     def describe(self):
         t = self.input
-        return "%s %s" % ("x".join(str(d) for d in t.shape), F.DTYPE_NAMES[t.dtype])
+        shape = [t.shape[i] for i in np.argsort(self.transpose)] if self.transpose else t.shape
+        return "%s %s" % ("x".join(str(d) for d in shape), F.DTYPE_NAMES[t.dtype])
 
     def encode(self, values, raw=False):
         """Input bytes for each row of `values` (one input of the model's shape, or a batch of N of them)."""
@@ -74,6 +81,9 @@ class ModelIO:
         else:
             raise UserError("the input has shape %s; the model takes %d values (%s) or a batch N x %d"
                             % (tuple(x.shape), t.elements, self.describe(), t.elements))
+        if self.transpose:      # rows in the source model's layout (NCHW), each made the blob's (NHWC)
+            source_shape = tuple(t.shape[i] for i in np.argsort(self.transpose))[1:]
+            rows = rows.reshape((len(rows),) + source_shape).transpose(self.transpose).reshape(len(rows), -1)
         if len(rows) > MAX_BATCH:
             raise UserError("a batch of %d inputs; at most %d per request" % (len(rows), MAX_BATCH))
         if not np.isfinite(rows).all():
