@@ -7,13 +7,18 @@ placeholders; the two translation points are here: `_sql` (placeholders) and `Da
 migrations). Inserts that need the new id use `INSERT ... RETURNING id` (SQLite >= 3.35), not `lastrowid`.
 """
 
+import asyncio
+import collections
 import contextlib
 import functools
+import logging
 import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger("tinymlaas.db")
 
 # pg_advisory_xact_lock key that serializes migrations across processes sharing a PostgreSQL database ("tmla").
 MIGRATION_LOCK_KEY = 0x746D6C61
@@ -80,9 +85,10 @@ class Database:
                 import psycopg
             except ImportError as e:
                 raise DatabaseError("a PostgreSQL URL needs the psycopg package (pip install psycopg)") from e
-            # autocommit off: every statement runs in a transaction that execute()/query()/transaction() end
-            # with an explicit commit or rollback, so a failed statement never leaves the connection aborted.
-            self.conn = psycopg.connect(self.url, autocommit=False)
+            # autocommit on, as SQLite's isolation_level=None: a statement outside transaction() is its own
+            # transaction in ONE round trip (no separate COMMIT), and a failed one leaves nothing open;
+            # transaction() sends BEGIN and ends with COMMIT or ROLLBACK.
+            self.conn = psycopg.connect(self.url, autocommit=True)
             self.placeholder = "%s"
             self.kind = "postgresql"
         else:
@@ -103,6 +109,8 @@ class Database:
             self.placeholder = "?"
             self.kind = "sqlite"
         self._in_transaction = False
+        self.commits = 0  # transactions committed through transaction() (the writer's batches included)
+        self._writer = None
         try:
             self.migrate()
         except BaseException:
@@ -134,23 +142,14 @@ class Database:
 
     def _run(self, sql, params, fetch):
         with self._lock:
+            # Inside transaction() the statement belongs to it; otherwise it is its own transaction (autocommit on
+            # both engines), so no lock or snapshot is held between calls.
             cur = self.conn.cursor()
-            # Inside transaction() the statement belongs to it (as on SQLite); otherwise on PostgreSQL it is its
-            # own transaction, ended here so no lock or snapshot is held between calls.
-            own = self.kind == "postgresql" and not self._in_transaction
-            try:
-                cur.execute(self._sql(sql), tuple(params))
-                rows = None
-                if fetch:
-                    cols = [d[0] for d in cur.description]
-                    rows = [dict(zip(cols, row)) for row in cur.fetchall()]
-            except BaseException:
-                if own:
-                    self.conn.rollback()
-                raise
-            if own:
-                self.conn.commit()
-            return rows if fetch else cur
+            cur.execute(self._sql(sql), tuple(params))
+            if not fetch:
+                return cur
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     def execute(self, sql, params=()):
         return self._run(sql, params, fetch=False)
@@ -199,9 +198,130 @@ class Database:
         rows = self.query("SELECT component, MAX(version) AS v FROM schema_migrations GROUP BY component")
         return {r["component"]: r["v"] for r in rows}
 
+    # ---- writes off the event loop (docs/architecture.md "Database writes") --------------------------------
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = Writer(self)
+        return self._writer
+
+    async def write(self, job):
+        """Run `job(tx)` in the writer thread, in one transaction with whatever else is queued; returns its result
+        once committed (durable), raising what it raised. The event loop does not wait for the round trips."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(result, error):
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(result)
+
+        def done(result, error):
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                pass
+
+        self.writer.submit(job, done)
+        return await future
+
+    def write_later(self, job, what="write"):
+        """`job(tx)` in the writer thread, nobody waiting (a failure is logged): for records that may be lost in a
+        crash (telemetry samples), never for what a device was told is stored."""
+        def done(result, error):
+            if error is not None:
+                log.error("%s failed: %s", what, error)
+
+        self.writer.submit(job, done)
+
+    def flush(self):
+        """Wait until every write submitted so far is committed (readers that must see their own late writes)."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def close(self):
+        if self._writer is not None:
+            self._writer.close()
         with self._lock:
             self.conn.close()
+
+
+class Writer:
+    """One thread that runs write jobs (callables taking a transaction) in the order they were submitted. What is
+    queued when the thread takes its next turn runs in ONE transaction (group commit): under a registration storm
+    hundreds of writes share a commit, and the event loop never waits for a database round trip. A job that fails
+    rolls the batch back; the batch is then run again one job per transaction, so only the failing job fails.
+    One thread, one connection (the Database's, behind its lock): order is kept and SQLite and PostgreSQL behave
+    alike."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, db):
+        self.db = db
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, name="tinymlaas-db-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job, done):
+        with self._cond:
+            if self._closed:
+                raise DatabaseError("the database is closed")
+            self._queue.append((job, done))
+            self._cond.notify_all()
+
+    def flush(self):
+        with self._cond:
+            while (self._queue or self._busy) and self._thread.is_alive():
+                self._cond.wait(0.5)
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _loop(self):
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
+                self._busy = True
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, batch):
+        try:
+            with self.db.transaction() as tx:
+                results = [job(tx) for job, _ in batch]
+        except Exception as e:
+            if len(batch) > 1:
+                for one in batch:
+                    self._run([one])
+            else:
+                self._done(batch[0][1], None, e)
+            return
+        for (_, done), result in zip(batch, results):
+            self._done(done, result, None)
+
+    @staticmethod
+    def _done(done, result, error):
+        try:
+            done(result, error)
+        except Exception:
+            log.exception("database writer callback failed")
 
 
 class _Transaction:
@@ -211,14 +331,19 @@ class _Transaction:
     def __enter__(self):
         self.db._lock.acquire()
         try:
-            if self.db.kind == "sqlite":
-                self.db.conn.execute("BEGIN IMMEDIATE")
-            # PostgreSQL: psycopg (autocommit off) opens the transaction at the first statement.
+            self.db.conn.execute("BEGIN IMMEDIATE" if self.db.kind == "sqlite" else "BEGIN")
             self.db._in_transaction = True
         except BaseException:
             self.db._lock.release()
             raise
         return self
+
+    def _open(self):
+        if self.db.kind == "sqlite":
+            return self.db.conn.in_transaction
+        import psycopg
+
+        return self.db.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def execute(self, sql, params=()):
         cur = self.db.conn.cursor()
@@ -226,22 +351,20 @@ class _Transaction:
         return cur
 
     def _end(self, word):
-        if self.db.kind == "postgresql":
-            getattr(self.db.conn, word.lower())()
-        else:
-            self.db.conn.execute(word)
+        self.db.conn.execute(word)
 
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:
                 try:
                     self._end("COMMIT")
+                    self.db.commits += 1
                 except BaseException:
                     # A failed COMMIT leaves SQLite's transaction open; end it so the connection stays usable.
-                    if self.db.kind == "sqlite" and self.db.conn.in_transaction:
+                    if self._open():
                         self._end("ROLLBACK")
                     raise
-            else:
+            elif self._open():
                 self._end("ROLLBACK")
         finally:
             self.db._in_transaction = False

@@ -29,9 +29,9 @@ def message(code, mid, token=b"", options=(), payload=b"", mtype=CON):
     return bytes(out)
 
 
-def register(mid, ep="raw-dev", payload=b"</3/0>,</5/0>", extra=()):
+def register(mid, ep="raw-dev", payload=b"</3/0>,</5/0>", extra=(), token=b"\x01\x02"):
     opts = [(11, b"rd"), (12, b"\x28"), (15, b"ep=" + ep.encode()), (15, b"lt=60"), (15, b"lwm2m=1.1")] + list(extra)
-    return message(POST, mid, b"\x01\x02", opts, payload)
+    return message(POST, mid, token, opts, payload)
 
 
 def parse_header(data):

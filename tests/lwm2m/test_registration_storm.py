@@ -23,7 +23,10 @@ def test_a_burst_of_registers_waits_in_the_buffer_and_is_answered(lwm2m_server):
     lwm2m_server.loop.call_soon_threadsafe(hold_the_loop)
     busy.wait(10)
     for i in range(BURST):
-        sock.sendto(register(i + 1, ep="storm-%04d" % i), ("127.0.0.1", lwm2m_server.port))
+        # one token per request: requests in flight at once from one endpoint need distinct tokens (RFC 7252
+        # §5.3.1), and the server answers them concurrently (it awaits each one's database commit)
+        sock.sendto(register(i + 1, ep="storm-%04d" % i, token=(i + 1).to_bytes(2, "big")),
+                    ("127.0.0.1", lwm2m_server.port))
     sent.set()
     sock.settimeout(10)
     answered = set()

@@ -52,10 +52,10 @@ class Root(resource.ObservableResource):
 
     async def render(self, request):
         if request.opt.oscore is not None:
-            return self._render_protected(request)
-        return self._render(request, None)
+            return await self._render_protected(request)
+        return await self._render(request, None)
 
-    def _render_protected(self, request):
+    async def _render_protected(self, request):
         """An OSCORE request: opened with the sending device's context, answered under the same protection.
         What it may do is bound to that device's endpoint (`as_endpoint`)."""
         from .oscore import protect_response
@@ -64,13 +64,13 @@ class Root(resource.ObservableResource):
         if isinstance(opened, Message):
             return opened  # refused: unprotected, with the reason
         endpoint, ctx, plain, request_id = opened
-        return protect_response(ctx, self._render(plain, endpoint), request_id)
+        return protect_response(ctx, await self._render(plain, endpoint), request_id)
 
-    def _render(self, request, as_endpoint):
+    async def _render(self, request, as_endpoint):
         path = request.opt.uri_path
         try:
             if path[:1] == ("rd",):
-                return self._registration(request, path[1:], as_endpoint)
+                return await self._registration(request, path[1:], as_endpoint)
             if len(path) == 2 and path[0] == "fw":
                 return self._package(request, path[1])
             if path == ("rd-lookup", "ep"):
@@ -82,7 +82,7 @@ class Root(resource.ObservableResource):
 
     # ---- /rd ---------------------------------------------------------------------------------------------
 
-    def _registration(self, request, rest, as_endpoint=None):
+    async def _registration(self, request, rest, as_endpoint=None):
         if request.opt.block1 is not None and (request.opt.block1.block_number or request.opt.block1.more):
             m = _error(Code.REQUEST_ENTITY_TOO_LARGE, "registration must fit one datagram")
             m.opt.size1 = MAX_REGISTRATION_PAYLOAD
@@ -98,7 +98,7 @@ class Root(resource.ObservableResource):
             refused = self._not_allowed(fields["endpoint"], as_endpoint)
             if refused:
                 return refused
-            reg = self.server._register(fields, request.remote)
+            reg = await self.server._register(fields, request.remote)
             m = Message(code=Code.CREATED)
             m.opt.location_path = ("rd", reg.id)
             return m
@@ -114,13 +114,13 @@ class Root(resource.ObservableResource):
             if reg is None:
                 return _error(Code.NOT_FOUND)
             fields = R.check_update(request.opt.uri_query, request.opt.content_format, request.payload, reg.lwm2m_version)
-            if not self.server._update(reg_id, fields, request.remote):
+            if not await self.server._update(reg_id, fields, request.remote):
                 return _error(Code.NOT_FOUND)
             return Message(code=Code.CHANGED)
         if request.code == Code.DELETE:
             if request.payload or request.opt.uri_query:
                 return _error(Code.BAD_REQUEST, "De-register takes no payload or query")
-            if not self.server._deregister(reg_id):
+            if not await self.server._deregister(reg_id):
                 return _error(Code.NOT_FOUND)
             return Message(code=Code.DELETED)
         return _error(Code.METHOD_NOT_ALLOWED)

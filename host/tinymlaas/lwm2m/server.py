@@ -43,6 +43,7 @@ from .qpush import QBlock1Push, Unsupported
 from .push import BlockAnswer, BlockTimeout, PushFailed, RttEstimator, push_blocks
 from .registration import Registration
 from .store import Store, is_file_path
+from .capability_reads import CapabilityReads
 
 log = logging.getLogger("tinymlaas.lwm2m.server")
 
@@ -170,6 +171,8 @@ class LwM2MServer:
         self._sweeper = None
         self._push_offsets = {}  # (endpoint, sha) -> acknowledged bytes, for resumable pushes
         self._block1_only = set()  # endpoints that refused Q-Block1 since they registered
+        # the first read of each device's TinyML object: a bounded number at once, retried with backoff
+        self.capability_reads = CapabilityReads(self)
         for row in self.store.devices():
             self._adopt(row)
 
@@ -270,7 +273,7 @@ class LwM2MServer:
         t.add_done_callback(self._tasks.discard)
         return t
 
-    def _register(self, fields, remote):
+    async def _register(self, fields, remote):
         now = time.time()
         reg_id = secrets.token_hex(4)
         while reg_id in self._by_id:
@@ -278,7 +281,8 @@ class LwM2MServer:
         reg = Registration(id=reg_id, address=remote.hostinfo, registered_at=now, updated_at=now, remote=remote, **fields)
         self._block1_only.discard(reg.endpoint)  # new firmware may do Q-Block1: probe again
         # Persist first: if the database refuses, the request fails (5.00) and memory still matches the table.
-        self.store.save_device(reg, "registered")
+        # The writer thread commits it (with the storm's other registrations) while the loop goes on.
+        await self.store.saved(reg, "registered")
         old = self._regs.get(reg.endpoint)
         if old is not None:
             self._drop(old)
@@ -303,7 +307,7 @@ class LwM2MServer:
             ep = row and self._adopt(row).endpoint
         return ep
 
-    def _update(self, reg_id, fields, remote):
+    async def _update(self, reg_id, fields, remote):
         ep = self._known_id(reg_id)
         if ep is None:
             return False
@@ -313,20 +317,20 @@ class LwM2MServer:
             setattr(reg, k, v)
         reg.updated_at = time.time()
         reg.address, reg.remote = remote.hostinfo, remote  # NAT rebinding: answer where the device is now
-        self.store.save_device(reg, "updated")
+        await self.store.saved(reg, "updated")
         self._woke(reg.endpoint)
         self._emit("updated", reg)
         if objects_changed or reg.capabilities is None:
             self._maybe_read_capabilities(reg)
         return True
 
-    def _deregister(self, reg_id):
+    async def _deregister(self, reg_id):
         ep = self._known_id(reg_id)
         if ep is None:
             return False
         reg = self._regs[ep]
         self._drop(reg)
-        self.store.delete_device(ep, "deregistered")
+        await self.store.deleted(ep, "deregistered")
         self._emit("deregistered", reg)
         return True
 
@@ -345,7 +349,7 @@ class LwM2MServer:
                     continue
                 log.info("registration of %s expired", reg.endpoint)
                 self._drop(reg)
-                self.store.delete_device(reg.endpoint, "expired")
+                await self.store.deleted(reg.endpoint, "expired")
                 self._emit("expired", reg)
 
     def owner_elsewhere(self, endpoint):
@@ -372,7 +376,7 @@ class LwM2MServer:
 
     def _maybe_read_capabilities(self, reg):
         if self.read_capabilities and reg.has_object(TINYML_OBJECT_ID):
-            self._spawn(self.refresh_capabilities(reg.endpoint))
+            self.capability_reads.want(reg)
 
     def tinyml_device(self, endpoint):
         """The registration of a device that lists the TinyML object; NotRegistered or NoTinyMLObject."""
@@ -399,7 +403,7 @@ class LwM2MServer:
         caps = capabilities_from_values(self.model, values)
         if self._regs.get(endpoint) is reg:
             reg.capabilities = caps
-            self.store.set_capabilities(endpoint, caps)
+            await self.store.capabilities_saved(endpoint, caps)
             self._emit("capabilities", reg)
         return caps
 

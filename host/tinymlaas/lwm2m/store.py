@@ -73,9 +73,17 @@ class Store:
     def schema_version(self):
         return self.db.schema_versions().get(COMPONENT, 0)
 
-    def save_device(self, reg, event):
+    # Each change is a job `fn(tx)`: run now in its own transaction (the sync methods), or queued to the database's
+    # writer thread (the async ones: the event loop does not wait for a round trip, and a storm's registrations
+    # share commits; they return once committed, so a Register is answered 2.01 only when it is stored).
+
+    def _save_job(self, reg, event):
         caps = json.dumps(reg.capabilities) if reg.capabilities is not None else None
-        with self.db.transaction() as tx:
+        row = (reg.endpoint, reg.id, reg.address, reg.lifetime, reg.lwm2m_version, reg.binding, json.dumps(reg.objects),
+               reg.registered_at, reg.updated_at, caps, reg.root_path, json.dumps(reg.content_formats), self.node)
+        at = time.time()
+
+        def job(tx):
             tx.execute(
                 """INSERT INTO devices (endpoint, registration, address, lifetime, lwm2m_version, binding, objects,
                                         registered_at, updated_at, capabilities, root_path, content_formats, node)
@@ -84,21 +92,46 @@ class Store:
                      lifetime=excluded.lifetime, lwm2m_version=excluded.lwm2m_version, binding=excluded.binding,
                      objects=excluded.objects, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
                      capabilities=excluded.capabilities, root_path=excluded.root_path,
-                     content_formats=excluded.content_formats, node=excluded.node""",
-                (reg.endpoint, reg.id, reg.address, reg.lifetime, reg.lwm2m_version, reg.binding,
-                 json.dumps(reg.objects), reg.registered_at, reg.updated_at, caps, reg.root_path,
-                 json.dumps(reg.content_formats), self.node),
-            )
+                     content_formats=excluded.content_formats, node=excluded.node""", row)
             tx.execute("INSERT INTO device_events (endpoint, event, at, address) VALUES (?, ?, ?, ?)",
-                       (reg.endpoint, event, time.time(), reg.address))
+                       (reg.endpoint, event, at, reg.address))
+        return job
+
+    @staticmethod
+    def _delete_job(endpoint, event):
+        at = time.time()
+
+        def job(tx):
+            tx.execute("DELETE FROM devices WHERE endpoint = ?", (endpoint,))
+            tx.execute("INSERT INTO device_events (endpoint, event, at) VALUES (?, ?, ?)", (endpoint, event, at))
+        return job
+
+    @staticmethod
+    def _capabilities_job(endpoint, capabilities):
+        text = json.dumps(capabilities)
+        return lambda tx: tx.execute("UPDATE devices SET capabilities = ? WHERE endpoint = ?", (text, endpoint))
+
+    def _now(self, job):
+        with self.db.transaction() as tx:
+            job(tx)
+
+    def save_device(self, reg, event):
+        self._now(self._save_job(reg, event))
 
     def delete_device(self, endpoint, event):
-        with self.db.transaction() as tx:
-            tx.execute("DELETE FROM devices WHERE endpoint = ?", (endpoint,))
-            tx.execute("INSERT INTO device_events (endpoint, event, at) VALUES (?, ?, ?)", (endpoint, event, time.time()))
+        self._now(self._delete_job(endpoint, event))
 
     def set_capabilities(self, endpoint, capabilities):
-        self.db.execute("UPDATE devices SET capabilities = ? WHERE endpoint = ?", (json.dumps(capabilities), endpoint))
+        self._now(self._capabilities_job(endpoint, capabilities))
+
+    async def saved(self, reg, event):
+        await self.db.write(self._save_job(reg, event))
+
+    async def deleted(self, endpoint, event):
+        await self.db.write(self._delete_job(endpoint, event))
+
+    async def capabilities_saved(self, endpoint, capabilities):
+        await self.db.write(self._capabilities_job(endpoint, capabilities))
 
     def device(self, endpoint=None, registration=None):
         """One device's row (by endpoint or registration id), or None."""

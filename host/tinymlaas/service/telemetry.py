@@ -97,7 +97,8 @@ class Telemetry:
         read in the service's task set."""
         def on_event(event):
             if event.kind == "capabilities" and event.registration.capabilities:
-                self.record(event.endpoint, event.registration.capabilities)
+                # in the database's writer thread (db.write_later): no commit on the event loop per sample
+                self.record(event.endpoint, event.registration.capabilities, later=True)
             elif event.kind == "registered" and event.registration.has_object(3):
                 spawn(self._read_device_object(server, event.endpoint))
 
@@ -111,27 +112,37 @@ class Telemetry:
         except LwM2MError as e:
             log.info("reading %s of %s failed: %s", DEVICE_OBJECT, endpoint, e)
             return
-        self.record_device_info(endpoint, capabilities_from_values(server.model, values))
+        self.record_device_info(endpoint, capabilities_from_values(server.model, values), later=True)
 
-    def record_device_info(self, endpoint, info, at=None):
+    def _write(self, later, sql, params, what):
+        """A write now (own transaction), or queued to the database's writer thread (later=True: for the event
+        loop; lost only if the process dies before the writer's next commit, a sample or two)."""
+        if later:
+            self.db.write_later(lambda tx: tx.execute(sql, params), what)
+        else:
+            self.db.execute(sql, params)
+
+    def record_device_info(self, endpoint, info, at=None, later=False):
         """What the device says about itself (its Device object, by resource name); the latest is kept."""
-        self.db.execute("INSERT INTO device_info (endpoint, info, at) VALUES (?, ?, ?) ON CONFLICT (endpoint) "
-                        "DO UPDATE SET info=excluded.info, at=excluded.at",
-                        (endpoint, json.dumps(info, default=str), time.time() if at is None else at))
+        self._write(later, "INSERT INTO device_info (endpoint, info, at) VALUES (?, ?, ?) ON CONFLICT (endpoint) "
+                    "DO UPDATE SET info=excluded.info, at=excluded.at",
+                    (endpoint, json.dumps(info, default=str), time.time() if at is None else at), "device info")
 
     def device_info(self, endpoint=None):
         """{endpoint: {resource name: value}} of every device whose Device object was read (or of one)."""
         where, params = (" WHERE endpoint=?", (endpoint,)) if endpoint is not None else ("", ())
+        self.db.flush()  # the writer's queued records first
         return {r["endpoint"]: json.loads(r["info"])
                 for r in self.db.query("SELECT endpoint, info FROM device_info" + where, params)}
 
-    def record(self, endpoint, capabilities, at=None):
+    def record(self, endpoint, capabilities, at=None, later=False):
         """One sample from a device's TinyML object values (keyed by resource name, as the server stores them)."""
         at = time.time() if at is None else at
         values = [_int_or_none(capabilities.get(resource)) for resource, _, _ in METRICS.values()]
-        self.db.execute("INSERT INTO telemetry_samples (%s) VALUES (%s)"
-                        % (", ".join(SAMPLE_COLUMNS), ", ".join("?" * len(SAMPLE_COLUMNS))), [endpoint, at] + values)
-        self._prune(at)
+        self._write(later, "INSERT INTO telemetry_samples (%s) VALUES (%s)"
+                    % (", ".join(SAMPLE_COLUMNS), ", ".join("?" * len(SAMPLE_COLUMNS))), [endpoint, at] + values,
+                    "telemetry sample")
+        self._prune(at, later)
 
     def keep_result(self, endpoint, model, top_class, label, scores, latency_us, at=None):
         """Keep one inference result the user chose to keep; its id."""
@@ -145,6 +156,7 @@ class Telemetry:
 
     def samples(self, endpoint, since=None):
         """Samples of one device, oldest first, each {"at": ..., metric: value or None}."""
+        self.db.flush()
         return self.db.query("SELECT %s FROM telemetry_samples WHERE endpoint=? AND at>=? ORDER BY at"
                              % ", ".join(SAMPLE_COLUMNS[1:]), (endpoint, since or 0))
 
@@ -166,6 +178,7 @@ class Telemetry:
         table, columns = {"samples": ("telemetry_samples", SAMPLE_COLUMNS),
                           "results": ("telemetry_results", RESULT_COLUMNS)}[kind]
         where, params = ("WHERE endpoint=?", (endpoint,)) if endpoint is not None else ("", ())
+        self.db.flush()
         rows = self.db.query("SELECT %s FROM %s %s ORDER BY endpoint, at" % (", ".join(columns), table, where), params)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -175,10 +188,10 @@ class Telemetry:
             writer.writerow([stamp] + [_cell(r[c]) for c in columns])
         return out.getvalue()
 
-    def _prune(self, now):
+    def _prune(self, now, later=False):
         if now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
         cutoff = now - self.retention_days * 86400
         for table in ("telemetry_samples", "telemetry_results"):
-            self.db.execute("DELETE FROM %s WHERE at<?" % table, (cutoff,))
+            self._write(later, "DELETE FROM %s WHERE at<?" % table, (cutoff,), "telemetry prune")
