@@ -1,6 +1,7 @@
 """A group of service nodes on one PostgreSQL (docs/nodes.md), with real processes: two `tinymlaas serve --node`
-sharing one CoAP port through SO_REUSEPORT, a `tinymlaas fleet emulate` fleet of MicroPython devices, the rollout a
-procrastinate job. The node that runs the rollout is SIGKILLed mid-way: the other node retries its stalled job and
+either sharing one CoAP port through SO_REUSEPORT or each on its own port behind nginx's UDP stream proxy (Debian's
+nginx + libnginx-mod-stream, consistent hash), a `tinymlaas fleet emulate` fleet of MicroPython devices, the
+rollout a procrastinate job. The node that runs the rollout is SIGKILLed mid-way: the other node retries its stalled job and
 finishes it, every device "active" runs the model it is recorded with, and the killed node, restarted, answers
 the devices' Updates without one of them registering again."""
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tinymlaas.db import Database
+from tinymlaas.service.balancer import Nginx
 from tinymlaas.service.catalog import Catalog
 from tinymlaas.service.core import normalize_capabilities
 
@@ -45,8 +47,8 @@ def wait(pred, timeout, what):
 
 
 class Node:
-    def __init__(self, name, url, data, coap_port, tmp):
-        self.name, self.url, self.data, self.coap_port = name, url, data, coap_port
+    def __init__(self, name, url, data, coap_port, tmp, reuse_port):
+        self.name, self.url, self.data, self.coap_port, self.reuse_port = name, url, data, coap_port, reuse_port
         self.http_port = free_port(socket.SOCK_STREAM)
         self.log = tmp / ("node-%s.log" % name)
         self.proc = None
@@ -55,8 +57,8 @@ class Node:
         out = open(self.log, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tinymlaas", "serve", "--db", self.url, "--data", str(self.data), "--node",
-             self.name, "--reuse-port", "--coap-host", "127.0.0.1", "--coap-port", str(self.coap_port),
-             "--http-port", str(self.http_port)], stdout=out, stderr=subprocess.STDOUT)
+             self.name, "--coap-host", "127.0.0.1", "--coap-port", str(self.coap_port), "--http-port",
+             str(self.http_port)] + (["--reuse-port"] if self.reuse_port else []), stdout=out, stderr=subprocess.STDOUT)
         wait(lambda: "API on" in self.log.read_text() or self.proc.poll() is not None, 60, "node %s" % self.name)
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
         return self
@@ -74,18 +76,28 @@ class Node:
             self.proc.wait(30)
 
 
-def test_sigkilled_node_rollout_finished_by_the_other_and_restart_without_reregistration(postgres_url, tmp_path):
+@pytest.mark.parametrize("front", ["reuse-port", "nginx"])
+def test_sigkilled_node_rollout_finished_by_the_other_and_restart_without_reregistration(front, postgres_url,
+                                                                                          tmp_path):
     data = tmp_path / "data"         # one data directory for the group: artifacts, packages, signing keys
     catalog = Catalog(postgres_url, data)
     catalog.add(CORPUS / "fc_no_bias_softmax.tflite", "model-a", "1", builds=[("tmlb-int8", "tinyml-mpy", {})])
     catalog.db.close()
     db = Database(postgres_url)
     port = free_port()
-    nodes = {n: Node(n, postgres_url, data, port, tmp_path) for n in ("a", "b")}
+    if front == "reuse-port":
+        nodes = {n: Node(n, postgres_url, data, port, tmp_path, True) for n in ("a", "b")}
+        balancer = None
+    else:   # all devices of the emulated fleet are 127.0.0.1: the hash takes the port too (docs/nodes.md)
+        nodes = {n: Node(n, postgres_url, data, free_port(), tmp_path, False) for n in ("a", "b")}
+        balancer = Nginx(tmp_path / "nginx", "127.0.0.1:%d" % port,
+                         ["127.0.0.1:%d" % n.coap_port for n in nodes.values()], key="$remote_addr:$remote_port", fail_timeout=30)
     fleet = None
     try:
         for node in nodes.values():
             node.start()
+        if balancer:
+            balancer.start()
         fleet = subprocess.Popen(
             [sys.executable, "-m", "tinymlaas", "fleet", "emulate", "--server", "coap://127.0.0.1:%d" % port,
              "--count", str(COUNT), "--prefix", "g", "--lifetime", str(LIFETIME), "--per-process", str(COUNT),
@@ -127,12 +139,20 @@ def test_sigkilled_node_rollout_finished_by_the_other_and_restart_without_reregi
             assert caps.get("model_sha256") == sha, (row["endpoint"], caps)
 
         # the killed node comes back: it answers its devices' Updates from the database, nobody registers again
+        updated_since = "SELECT COUNT(DISTINCT endpoint) AS n FROM device_events WHERE event='updated' AND at > ?"
+        wait(lambda: db.query_one(updated_since, (killed_at,))["n"] == COUNT, 2 * LIFETIME, "the failover's end")
         registered = db.query_one("SELECT COUNT(*) AS n FROM device_events WHERE event='registered'")["n"]
         runner.start()
-        updated_since = "SELECT COUNT(DISTINCT endpoint) AS n FROM device_events WHERE event='updated' AND at > ?"
-        wait(lambda: db.query_one(updated_since, (time.time() - 1,))["n"] and
-             db.query_one(updated_since, (killed_at,))["n"] == COUNT, 2 * LIFETIME, "every device's Update")
-        assert db.query_one("SELECT COUNT(*) AS n FROM device_events WHERE event='registered'")["n"] == registered
+        restarted_at = time.time()
+        wait(lambda: db.query_one(updated_since, (restarted_at,))["n"] == COUNT, 2 * LIFETIME,
+             "every device's Update after the restart")
+        again = db.query_one("SELECT COUNT(*) AS n FROM device_events WHERE event='registered'")["n"] - registered
+        # measured 0 for both fronts. During the failover itself nginx's devices of the dead node (~10 of 20) did
+        # register again on the live node: their Update's retransmissions went to the dead node's session until
+        # nginx gave up on it (docs/nodes.md); the reuse-port group's did not (the kernel moved them at once)
+        assert again <= (0 if front == "reuse-port" else COUNT // 10), again
+        print("%s: re-registrations during the failover %d, after the restart %d"
+              % (front, registered - COUNT, again))
         assert fleet.poll() is None
     finally:
         if fleet is not None and fleet.poll() is None:
@@ -143,6 +163,8 @@ def test_sigkilled_node_rollout_finished_by_the_other_and_restart_without_reregi
                 fleet.kill()
         for node in nodes.values():
             node.stop()
+        if balancer:
+            balancer.stop()
         db.close()
         for node in nodes.values():
             if os.environ.get("SHOW_NODE_LOGS"):

@@ -18,6 +18,7 @@ from .inference import Inference
 from .privacy import ReportingChannel, ResultReporting
 from .selection import choose
 from .signing import PackageSigning, reported_trust
+from .tasks import NodeChannel, RolloutQueue
 from .telemetry import DEFAULT_RETENTION_DAYS, Telemetry
 
 log = logging.getLogger("tinymlaas.service")
@@ -101,8 +102,6 @@ class Service:
                                   node=node)
         self.queue = None
         if node is not None:
-            from .tasks import RolloutQueue
-
             if self.db.kind != "postgresql":
                 raise UserError("a node group (--node) needs a postgresql:// database the nodes share")
             self.queue = RolloutQueue(self, db_path, node)
@@ -116,8 +115,6 @@ class Service:
         self.reporting = ResultReporting(self.db, self.server)
         channel = ReportingChannel(channel, self.reporting)
         if self.queue is not None:
-            from .tasks import NodeChannel
-
             channel = NodeChannel(channel, self.server, self.queue, self._spawn)
         self.engine = DeploymentEngine(self.deployments, channel, self.plan, rollback_package=self._rollback_package)
         # a device that was offline at its turn in a rollout gets the update when it registers or sends an Update

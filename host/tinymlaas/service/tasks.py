@@ -15,9 +15,26 @@ Two task kinds:
 """
 
 import asyncio
+import json
 import logging
+import time
+
+from ..db import migration
+from .deployments import DeliveryError
 
 log = logging.getLogger("tinymlaas.service.tasks")
+
+# Which nodes are alive (a heartbeat each HEARTBEAT s), and the answers of calls one node asks another to make to
+# a device only that node can reach (node_calls: the asking node polls the row).
+migration("nodes", 1,
+          "CREATE TABLE service_nodes (name TEXT PRIMARY KEY, heartbeat REAL NOT NULL)",
+          """CREATE TABLE node_calls (
+              id INTEGER PRIMARY KEY,
+              node TEXT NOT NULL,
+              endpoint TEXT NOT NULL,
+              answer TEXT,
+              error TEXT,
+              at REAL NOT NULL)""")
 
 # A node's worker beats every HEARTBEAT s; a job whose worker has been silent for STALLED s is retried elsewhere.
 HEARTBEAT = 1.0
@@ -36,6 +53,8 @@ class RolloutQueue:
                                             retry=procrastinate.RetryStrategy(max_attempts=5, wait=1))(
             self._run_deployment)
         self.install_waiting = self.app.task(name="install_waiting", pass_context=False)(self._install_waiting)
+        self.device_call = self.app.task(name="device_call", pass_context=False)(self._device_call)
+        self.direct = None          # the channel that talks to devices itself (set by NodeChannel)
         self._worker = None
         self._reaper = None
 
@@ -90,9 +109,49 @@ class RolloutQueue:
     async def _install_waiting(self, endpoint):
         await self.service.engine.registered(endpoint)
 
+    async def _device_call(self, call_id, kind, endpoint, timeout):
+        db = self.service.db
+        try:
+            answer = await getattr(self.direct, kind)(endpoint, timeout=timeout)
+            db.execute("UPDATE node_calls SET answer=? WHERE id=?", (json.dumps(answer), call_id))
+        except DeliveryError as e:
+            db.execute("UPDATE node_calls SET error=? WHERE id=?", (str(e) or type(e).__name__, call_id))
+
+    async def ask(self, node, kind, endpoint, timeout):
+        """Have `node` (the one the device's datagrams reach) make channel call `kind` ("installed"/"check")."""
+        db = self.service.db
+        call_id = db.query_one("INSERT INTO node_calls (node, endpoint, at) VALUES (?, ?, ?) RETURNING id",
+                               (node, endpoint, time.time()))["id"]
+        await self.device_call.configure(queue=self.queue_of(node)).defer_async(
+            call_id=call_id, kind=kind, endpoint=endpoint, timeout=timeout)
+        end = time.monotonic() + (timeout or 30.0) + 2 * STALLED
+        try:
+            while time.monotonic() < end:
+                row = db.query_one("SELECT answer, error FROM node_calls WHERE id=?", (call_id,))
+                if row["error"] is not None:
+                    raise DeliveryError("%s (asked through node %s)" % (row["error"], node))
+                if row["answer"] is not None:
+                    return json.loads(row["answer"])
+                await asyncio.sleep(0.1)
+            raise DeliveryError("node %s did not answer for %s" % (node, endpoint))
+        finally:
+            db.execute("DELETE FROM node_calls WHERE id=?", (call_id,))
+
+    def alive(self, node):
+        row = self.service.db.query_one("SELECT heartbeat FROM service_nodes WHERE name=?", (node,))
+        return bool(row) and row["heartbeat"] > time.time() - STALLED
+
+    def _beat(self):
+        self.service.db.execute("INSERT INTO service_nodes (name, heartbeat) VALUES (?, ?) ON CONFLICT(name) DO "
+                                "UPDATE SET heartbeat=excluded.heartbeat", (self.node, time.time()))
+
     async def _retry_stalled(self):
         """Jobs of a node that stopped beating (killed): back to 'todo', for whichever live node takes them."""
         while True:
+            try:
+                self._beat()
+            except Exception:           # noqa: BLE001
+                log.exception("node heartbeat failed")
             await asyncio.sleep(HEARTBEAT)
             try:
                 for job in await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED):
@@ -105,22 +164,48 @@ class RolloutQueue:
 
 
 class NodeChannel:
-    """The deployment channel of a node in a group: a device whose datagrams reach another node is handed to that
-    node's queue (it is left "waiting" here, and that node's install_waiting job installs it)."""
+    """The deployment channel of a node in a group. A device whose datagrams reach another node (the balancer's
+    session, or the SO_REUSEPORT hash, chose that node) can only be spoken to by that node: a live owner is asked
+    through its queue (installs: install_waiting; reads: device_call); a dead owner's device is tried directly (in
+    a reuse-port group its datagrams now come here) and else waited for: its next Update reaches a live node."""
 
     def __init__(self, channel, server, queue, spawn):
         self._channel = channel
         self._server = server
         self._queue = queue
         self._spawn = spawn
+        queue.direct = channel
 
     def __getattr__(self, name):
         return getattr(self._channel, name)
 
     def offline(self, endpoint):
         owner = self._server.owner_elsewhere(endpoint)
-        if owner is not None:
+        if owner is None:
+            return self._channel.offline(endpoint)
+        if self._queue.alive(owner):
             # deferred from a task: the engine writes "waiting" before it next awaits, so the owner finds it so
             self._spawn(self._queue.defer_install(owner, endpoint))
             return "served by node %s (installed by that node)" % owner
-        return self._channel.offline(endpoint)
+        return "its node %s is gone: installed when its next Update reaches a live node" % owner
+
+    async def installed(self, endpoint, timeout=None):
+        return await self._call("installed", endpoint, timeout)
+
+    async def check(self, endpoint, timeout):
+        return await self._call("check", endpoint, timeout)
+
+    async def _call(self, kind, endpoint, timeout):
+        owner = self._server.owner_elsewhere(endpoint)
+        if owner is None:
+            return await getattr(self._channel, kind)(endpoint, timeout=timeout)
+        if self._queue.alive(owner):
+            return await self._queue.ask(owner, kind, endpoint, timeout)
+        try:
+            return await getattr(self._channel, kind)(endpoint, timeout=timeout)
+        except DeliveryError:
+            reg = self._server.find(endpoint)
+            end = time.monotonic() + (reg.lifetime if reg else 0)
+            while self._server.owner_elsewhere(endpoint) == owner and time.monotonic() < end:
+                await asyncio.sleep(0.5)
+            return await getattr(self._channel, kind)(endpoint, timeout=timeout)
