@@ -90,7 +90,9 @@ def _device_trust(args):
     """The trust anchors the device gets: the key store of --data (the default one without it)."""
     from ..signing.store import KeyStore, keys_dir
 
-    return KeyStore(keys_dir(args.data)).anchor_config() if args.data else None
+    from ..signing.anchors import device_anchors  # all keys but those an anchor update revoked
+
+    return device_anchors(KeyStore(keys_dir(args.data))) if args.data else None
 
 
 def _run_device(args, coproc):

@@ -66,9 +66,10 @@ def device_trust(trust=None):
     with "trust_anchors" and optional "vendor_id" / "class_id"). A device is provisioned like this by the
     machine whose service signs its packages."""
     if trust is None:
+        from ..signing.anchors import device_anchors  # all keys but those an anchor update revoked
         from ..signing.store import default_store
 
-        trust = default_store().anchor_config()
+        trust = device_anchors(default_store())
     if "trust_anchors" not in trust:
         trust = {"trust_anchors": trust}
     return dict(trust)

@@ -86,4 +86,6 @@ class PackageSigning:
 
     def device_config(self):
         """The device config keys that make a device trust this service (emulated devices, provisioning)."""
-        return {"trust_anchors": self.keys.anchor_config()}
+        from ..signing.anchors import device_anchors  # all keys but those an anchor update revoked
+
+        return {"trust_anchors": device_anchors(self.keys)}
