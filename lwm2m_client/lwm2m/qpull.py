@@ -16,7 +16,8 @@
 #   for once), never below MIN_RTO_MS nor above NON_RECEIVE_TIMEOUT: a lost request on a fast path then costs
 #   a fraction of a second, not seconds;
 # * negotiation: a server without Q-Block answers the critical option with 4.02 Bad Option (or not at all): then
-#   the same package is fetched with plain Block2 (pull.Download), from block 0.
+#   the same package is fetched with plain Block2 (pull.Download), from block 0. A server that answers only the
+#   first Q-Block2 option of a request (libcoap 4.3.5) is asked one block per request from then on.
 #
 # At most `slots` (<= MAX_PAYLOADS) blocks are ever outstanding, and the timeout backs off exponentially, which
 # keeps the transfer within RFC 9177 §7's congestion rules. Memory: the Window's arena (slots x block size).
@@ -54,6 +55,8 @@ class QDownload:
         self.asked_ser = [-1] * self.slots
         self.asked_ms = [0] * self.slots  # when it was asked for; -1 after a second ask (Karn: no RTT sample)
         self.serial = 0
+        self.one_each = False  # one Q-Block2 option per request (see _ask)
+        self.asked_n = self.got_n = 0  # blocks named by the last _ask, and new blocks since
         self.max_rto = 2 * endpoint.ack_timeout_ms  # NON_RECEIVE_TIMEOUT
         self.base_rto = self.rto = self.max_rto
         self.srtt = self.rttvar = None
@@ -112,22 +115,27 @@ class QDownload:
         self.plain.start()
 
     def _ask(self, nums):
-        req = cm.Message(cm.NON, cm.GET, token=self.token)
-        for s in self.plain.segs:
-            req.add(cm.URI_PATH, s)
-        for q in self.plain.qs:
-            req.add(cm.URI_QUERY, q)
+        """Ask for blocks `nums`: one request naming them all, or one request each for a server that answers
+        only the first Q-Block2 option of a request (libcoap 4.3.5 does)."""
         now = time.ticks_ms()
         for n in nums:
-            req.add(qblock.Q_BLOCK2, block.encode(n, False, self.szx))
             i = n % self.slots
             self.asked_ms[i] = -1 if self.asked_num[i] == n else now
             self.asked_num[i] = n
             self.asked_ser[i] = self.serial
+        self.asked_n, self.got_n = len(nums), 0
+        for part in ([[n] for n in nums] if self.one_each else [nums]):
+            req = cm.Message(cm.NON, cm.GET, token=self.token)
+            for s in self.plain.segs:
+                req.add(cm.URI_PATH, s)
+            for q in self.plain.qs:
+                req.add(cm.URI_QUERY, q)
+            for n in part:
+                req.add(qblock.Q_BLOCK2, block.encode(n, False, self.szx))
+            self.stats["requests"] += 1
+            self.ep.send(self.addr, req)
         self.serial += 1
-        self.stats["requests"] += 1
         self.deadline = time.ticks_add(time.ticks_ms(), self.rto)
-        self.ep.send(self.addr, req)
 
     def _top(self):
         """One past the highest block the window may ask for now."""
@@ -138,6 +146,10 @@ class QDownload:
         """Endpoint timer: nothing arrived for NON_RECEIVE_TIMEOUT."""
         self.stats["timeouts"] += 1
         self.quiet += 1
+        if self.serial == 1 and self.got_n == 1 and self.asked_n > 1:
+            # the first request, for a window's worth, brought its first block only: this server answers one
+            # Q-Block2 option per request (libcoap 4.3.5), so from now on one request asks for one block
+            self.one_each = True
         if self.window is None and self.quiet > PROBES:
             self._fallback()  # no answer at all: a server that drops what it does not know, or a dead path
             return
@@ -196,6 +208,7 @@ class QDownload:
             self.stats["duplicates"] += 1
             return
         self.stats["blocks"] += 1
+        self.got_n += 1
         self.quiet = 0
         self._sample(num)
         self.rto = self.base_rto
