@@ -4,7 +4,10 @@ nginx keeps one UDP "session" per device address (its own socket towards the cho
 consistent` so a device sticks to a node and only the dead node's devices move when one goes). The node sees the
 session socket's address as the device's: requests the node starts (Read, Write, Execute, Observe notifications)
 go back through that session while it lives, which is why `proxy_timeout` must outlast the devices' Update
-interval. Measured facts and the gaps (no transparent proxying without TPROXY) are in docs/nodes.md.
+interval. nginx (open source) has no active health checks: a dead node is found on a device's datagram and skipped
+for `fail_timeout` (30 s: measured, 5 s kept sending the dead node's devices back to it); reloading nginx to drop
+a node renews every session and breaks the live nodes' requests until each device sends again, so the node list is
+written once. Measured facts and the gaps (no transparent proxying without TPROXY) are in docs/nodes.md.
 """
 
 import shutil
@@ -17,7 +20,7 @@ STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 SESSION_TIMEOUT = "10m"
 
 
-def nginx_config(prefix, listen, nodes, session_timeout=SESSION_TIMEOUT, fail_timeout=5, key="$remote_addr"):
+def nginx_config(prefix, listen, nodes, session_timeout=SESSION_TIMEOUT, fail_timeout=30, key="$remote_addr"):
     """nginx.conf text: UDP `listen` (host:port) balanced over `nodes` (host:port of each CoAP socket). key: what
     the consistent hash takes; the device's address by default (it keeps its node when NAT changes its port);
     "$remote_addr:$remote_port" when many devices share one address (an emulated fleet on loopback)."""
@@ -26,8 +29,6 @@ def nginx_config(prefix, listen, nodes, session_timeout=SESSION_TIMEOUT, fail_ti
 daemon off;
 master_process on;
 worker_processes 1;
-# a reload (set_nodes) lets the old worker's sessions end soon; devices then reach the new ring
-worker_shutdown_timeout 5s;
 pid %(prefix)s/nginx.pid;
 error_log %(prefix)s/error.log notice;
 events { worker_connections 4096; }
@@ -81,16 +82,6 @@ class Nginx:
                 raise RuntimeError("nginx did not start: %s" % (self.prefix / "stderr.log").read_text()[-2000:])
             time.sleep(0.05)
         return self
-
-    def set_nodes(self, nodes):
-        """Change the upstream nodes and reload (SIGHUP): nginx's open-source stream module has no active health
-        checks and, measured, its passive ones (max_fails) send a dead node's devices back to it every
-        fail_timeout, so whoever watches the nodes' health takes a dead one out here (docs/nodes.md)."""
-        import signal
-
-        self.nodes = list(nodes)
-        (self.prefix / "nginx.conf").write_text(nginx_config(self.prefix, self.listen, self.nodes, **self.options))
-        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
