@@ -220,3 +220,23 @@ def test_aiocoap_reference_client_refuses_q_block_and_gets_block1(lwm2m_server):
         assert "ref-1" in lwm2m_server.server._block1_only  # refused with 4.02, remembered until it registers
     finally:
         lwm2m_server.call(c.stop())
+
+
+def test_q_block1_receive_out_of_order_keeps_the_device_heap_bounded(tmp_path):
+    """Q-Block1 blocks held back and delivered late (as over a lossy link) wait in the 10-block window: the
+    client's live heap over idle stays under 16 KB and the package installs (State 2)."""
+    import json
+    import re
+
+    from tinymlaas.devices.emulated import compiled_path, device_trust
+
+    pkg = tmp_path / "kws.pkg"
+    pkg.write_bytes(kws_package())
+    script = Path(__file__).parents[1] / "client" / "mpy" / "measure_qblock1.py"
+    out = unixport.run(script=script, args=(pkg, tmp_path / "flash", json.dumps(device_trust()["trust_anchors"])),
+                       heap="256k", path=compiled_path()).stdout.decode()
+    m = re.search(r"blocks (\d+) held_back (\d+) bytes (\d+) final (\S+) peak_live (\d+) state (\d)", out)
+    assert m, out
+    blocks, held, size, final, peak_live, state = m.groups()
+    assert (int(size), final, state) == (len(kws_package()), "2.04", "2") and int(held) > 0
+    assert int(peak_live) < 16 * 1024, out
