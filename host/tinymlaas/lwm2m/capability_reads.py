@@ -17,11 +17,16 @@ log = logging.getLogger("tinymlaas.lwm2m.server")
 CONCURRENCY = 32
 FIRST_RETRY = 2.0
 MAX_RETRY = 60.0
+# One attempt's wait: three CoAP transmissions (at 0, 2-3 and 6-9 s); an attempt that gets nothing is sooner
+# tried again (2 s later) than the fourth transmission would go out.
+ATTEMPT_TIMEOUT = 10.0
 
 
 class CapabilityReads:
-    def __init__(self, server, concurrency=CONCURRENCY, first_retry=FIRST_RETRY, max_retry=MAX_RETRY):
+    def __init__(self, server, concurrency=CONCURRENCY, first_retry=FIRST_RETRY, max_retry=MAX_RETRY,
+                 attempt_timeout=ATTEMPT_TIMEOUT):
         self.server = server
+        self.attempt_timeout = attempt_timeout
         self.first_retry = first_retry
         self.max_retry = max_retry
         self._slots = asyncio.Semaphore(concurrency)
@@ -37,6 +42,9 @@ class CapabilityReads:
             current[1].cancel()  # re-registered: the old registration's read is moot
         self._reading[reg.endpoint] = (reg, self.server._spawn(self._read(reg)))
 
+    def stats(self):
+        return {"reading": len(self._reading), "retries": self.retries}
+
     def _current(self, reg):
         return self.server._regs.get(reg.endpoint) is reg
 
@@ -51,7 +59,8 @@ class CapabilityReads:
                     if not self._current(reg):
                         return
                     try:
-                        await self.server.fetch_capabilities(reg.endpoint)
+                        await self.server.fetch_capabilities(
+                            reg.endpoint, timeout=min(self.attempt_timeout, self.server.request_timeout))
                         return
                     except DeviceUnreachable as e:
                         log.warning("reading capabilities of %s failed: %s (again in %.0f s)", reg.endpoint, e, delay)

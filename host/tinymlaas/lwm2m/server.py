@@ -79,6 +79,7 @@ class Event:
 
 
 LEGACY_FORMATS = {1541: C.TEXT, 1542: C.TLV, 1544: C.OPAQUE}
+EMPTY_ACK_DELAY = 1.0  # s, see start()
 
 
 def dotted(code):
@@ -173,6 +174,7 @@ class LwM2MServer:
         self._block1_only = set()  # endpoints that refused Q-Block1 since they registered
         # the first read of each device's TinyML object: a bounded number at once, retried with backoff
         self.capability_reads = CapabilityReads(self)
+        self.capability_jobs = []  # f(endpoint, caps) -> job(tx): written in the capabilities' transaction
         for row in self.store.devices():
             self._adopt(row)
 
@@ -193,6 +195,11 @@ class LwM2MServer:
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self, host="127.0.0.1", port=5683):
+        # A Register is answered once the writer thread has committed it (with the storm's others): give that
+        # up to 1 s before aiocoap sends an empty ACK and a separate response (3 datagrams instead of 1). Still
+        # well before the device retransmits (ACK_TIMEOUT 2 s, RFC 7252 §4.8). Process-wide: aiocoap reads it
+        # from the class for every request it receives.
+        TransportTuning.EMPTY_ACK_DELAY = max(TransportTuning.EMPTY_ACK_DELAY, EMPTY_ACK_DELAY)
         self.site = Root(self)
         self.context = await aiocoap.Context.create_server_context(self.site, bind=(host, port), transports=["udp6"])
         self.guard = guard.install(self.context)
@@ -395,15 +402,16 @@ class LwM2MServer:
             log.warning("reading capabilities of %s failed: %s", endpoint, e)
             return None
 
-    async def fetch_capabilities(self, endpoint):
+    async def fetch_capabilities(self, endpoint, timeout=None):
         """Read the TinyML object and store it, by resource name, as the device's capabilities. Raises
         NotRegistered, NoTinyMLObject (before any request), DeviceError or DeviceUnreachable."""
         reg = self.tinyml_device(endpoint)
-        values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID)
+        values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID, timeout=timeout)
         caps = capabilities_from_values(self.model, values)
         if self._regs.get(endpoint) is reg:
             reg.capabilities = caps
-            await self.store.capabilities_saved(endpoint, caps)
+            # in one transaction with what listeners store beside them (telemetry's sample): one commit per read
+            await self.store.capabilities_saved(endpoint, caps, [j for j in (f(endpoint, caps) for f in self.capability_jobs) if j])
             self._emit("capabilities", reg)
         return caps
 

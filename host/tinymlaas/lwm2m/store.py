@@ -130,8 +130,14 @@ class Store:
     async def deleted(self, endpoint, event):
         await self.db.write(self._delete_job(endpoint, event))
 
-    async def capabilities_saved(self, endpoint, capabilities):
-        await self.db.write(self._capabilities_job(endpoint, capabilities))
+    async def capabilities_saved(self, endpoint, capabilities, also=()):
+        """The capabilities, and `also` (more jobs: what listeners keep of the read), in one transaction."""
+        jobs = [self._capabilities_job(endpoint, capabilities)] + list(also)
+
+        def job(tx):
+            for one in jobs:
+                one(tx)
+        await self.db.write(job)
 
     def device(self, endpoint=None, registration=None):
         """One device's row (by endpoint or registration id), or None."""

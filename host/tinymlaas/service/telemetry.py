@@ -96,12 +96,11 @@ class Telemetry:
         (/3/0: manufacturer, model, hardware and software versions) when it registers; `spawn(coro)` runs that
         read in the service's task set."""
         def on_event(event):
-            if event.kind == "capabilities" and event.registration.capabilities:
-                # in the database's writer thread (db.write_later): no commit on the event loop per sample
-                self.record(event.endpoint, event.registration.capabilities, later=True)
-            elif event.kind == "registered" and event.registration.has_object(3):
+            if event.kind == "registered" and event.registration.has_object(3):
                 spawn(self._read_device_object(server, event.endpoint))
 
+        # the sample is written in the transaction that stores the capabilities (no commit of its own)
+        server.capability_jobs.append(lambda endpoint, caps: self._sample_job(endpoint, caps) if caps else None)
         server.on_event(on_event)
 
     async def _read_device_object(self, server, endpoint):
@@ -135,14 +134,23 @@ class Telemetry:
         return {r["endpoint"]: json.loads(r["info"])
                 for r in self.db.query("SELECT endpoint, info FROM device_info" + where, params)}
 
-    def record(self, endpoint, capabilities, at=None, later=False):
+    def record(self, endpoint, capabilities, at=None):
         """One sample from a device's TinyML object values (keyed by resource name, as the server stores them)."""
+        with self.db.transaction() as tx:
+            self._sample_job(endpoint, capabilities, at)(tx)
+
+    def _sample_job(self, endpoint, capabilities, at=None):
         at = time.time() if at is None else at
         values = [_int_or_none(capabilities.get(resource)) for resource, _, _ in METRICS.values()]
-        self._write(later, "INSERT INTO telemetry_samples (%s) VALUES (%s)"
-                    % (", ".join(SAMPLE_COLUMNS), ", ".join("?" * len(SAMPLE_COLUMNS))), [endpoint, at] + values,
-                    "telemetry sample")
-        self._prune(at, later)
+        sql = "INSERT INTO telemetry_samples (%s) VALUES (%s)" % (", ".join(SAMPLE_COLUMNS),
+                                                                  ", ".join("?" * len(SAMPLE_COLUMNS)))
+        prune = self._prune_due(at)
+
+        def job(tx):
+            tx.execute(sql, [endpoint, at] + values)
+            for table in prune:
+                tx.execute("DELETE FROM %s WHERE at<?" % table, (at - self.retention_days * 86400,))
+        return job
 
     def keep_result(self, endpoint, model, top_class, label, scores, latency_us, at=None):
         """Keep one inference result the user chose to keep; its id."""
@@ -188,10 +196,13 @@ class Telemetry:
             writer.writerow([stamp] + [_cell(r[c]) for c in columns])
         return out.getvalue()
 
-    def _prune(self, now, later=False):
+    def _prune_due(self, now):
+        """The tables to prune of expired rows now (every PRUNE_EVERY seconds), else ()."""
         if now - self._pruned_at < PRUNE_EVERY:
-            return
+            return ()
         self._pruned_at = now
-        cutoff = now - self.retention_days * 86400
-        for table in ("telemetry_samples", "telemetry_results"):
-            self._write(later, "DELETE FROM %s WHERE at<?" % table, (cutoff,), "telemetry prune")
+        return ("telemetry_samples", "telemetry_results")
+
+    def _prune(self, now):
+        for table in self._prune_due(now):
+            self.db.execute("DELETE FROM %s WHERE at<?" % table, (now - self.retention_days * 86400,))

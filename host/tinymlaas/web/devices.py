@@ -86,7 +86,9 @@ def device_routes(api, server):
 
     async def health(request):
         return reply({"coap_port": server.port, "devices": len(server.devices()),
-                      "datagrams": server.guard_stats.as_dict() if server.guard_stats else None})
+                      "datagrams": server.guard_stats.as_dict() if server.guard_stats else None,
+                      "database": {"kind": server.store.db.kind, "commits": server.store.db.commits},
+                      "capability_reads": server.capability_reads.stats()})
 
     api.route("GET", "/api/health", health, "viewer")
     api.route("GET", "/api/devices", list_devices, "viewer")
