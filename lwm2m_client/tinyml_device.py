@@ -21,13 +21,6 @@ import json
 import socket
 import sys
 
-try:
-    from tinyml import trust as _trust
-
-    _trust.intern_verifier()  # first, before any other code: see there
-except ImportError:  # a firmware without the inference module manages, and installs nothing
-    pass
-
 import hal
 from coap.endpoint import Endpoint
 from lwm2m import client as lc
