@@ -47,7 +47,8 @@ def run(count, n_nodes, work, pg_url):
         for node in nodes:
             node.start()
         t0 = time.monotonic()
-        fleet = fleet_process(port, count, "b", 300, work / "fleet", work / "fleet.log")
+        # 100 devices per micropython process: one process runs its devices' installs one after another
+        fleet = fleet_process(port, count, "b", 300, work / "fleet", work / "fleet.log", per_process=100)
         wait(lambda: db.query_one("SELECT COUNT(*) AS n FROM devices WHERE capabilities IS NOT NULL")["n"] == count,
              600, "%d registrations" % count)
         registered_s = time.monotonic() - t0

@@ -59,11 +59,11 @@ class ServeNode:
             self.proc.wait(30)
 
 
-def fleet_process(server_port, count, prefix, lifetime, data_dir, log_path):
-    """`tinymlaas fleet emulate` of `count` devices in one micropython process."""
+def fleet_process(server_port, count, prefix, lifetime, data_dir, log_path, per_process=None):
+    """`tinymlaas fleet emulate` of `count` devices (in one micropython process unless per_process is given)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tinymlaas", "fleet", "emulate", "--server", "coap://127.0.0.1:%d" % server_port,
-         "--count", str(count), "--prefix", prefix, "--lifetime", str(lifetime), "--per-process", str(count),
+         "--count", str(count), "--prefix", prefix, "--lifetime", str(lifetime), "--per-process", str(per_process or count),
          "--data-dir", str(data_dir)], stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 
