@@ -17,16 +17,18 @@ log = logging.getLogger("tinymlaas.lwm2m.server")
 CONCURRENCY = 32
 FIRST_RETRY = 2.0
 MAX_RETRY = 60.0
-# One attempt's wait: three CoAP transmissions (at 0, 2-3 and 6-9 s); an attempt that gets nothing is sooner
-# tried again (2 s later) than the fourth transmission would go out.
-ATTEMPT_TIMEOUT = 10.0
+# One attempt: three CoAP transmissions (at 0, 2-3 and 6-9 s; the exchange ends after 14-21 s), then a new
+# request after the backoff. The attempt waits for its exchange to end: aiocoap sends one request at a time to
+# a device (NSTART 1), so a retry made while the old exchange still retransmits would only queue behind it.
+ACK_TIMEOUT = 2.0
+MAX_RETRANSMIT = 2
 
 
 class CapabilityReads:
     def __init__(self, server, concurrency=CONCURRENCY, first_retry=FIRST_RETRY, max_retry=MAX_RETRY,
-                 attempt_timeout=ATTEMPT_TIMEOUT):
+                 ack_timeout=ACK_TIMEOUT, max_retransmit=MAX_RETRANSMIT):
         self.server = server
-        self.attempt_timeout = attempt_timeout
+        self.ack_timeout, self.max_retransmit = ack_timeout, max_retransmit
         self.first_retry = first_retry
         self.max_retry = max_retry
         self._slots = asyncio.Semaphore(concurrency)
@@ -49,7 +51,7 @@ class CapabilityReads:
         return self.server._regs.get(reg.endpoint) is reg
 
     async def _read(self, reg):
-        from .server import DeviceUnreachable, LwM2MError
+        from .server import DeviceUnreachable, LwM2MError, _Tuning
 
         delay = self.first_retry
         try:
@@ -59,8 +61,9 @@ class CapabilityReads:
                     if not self._current(reg):
                         return
                     try:
-                        await self.server.fetch_capabilities(
-                            reg.endpoint, timeout=min(self.attempt_timeout, self.server.request_timeout))
+                        tuning = _Tuning(self.ack_timeout, self.max_retransmit)
+                        await self.server.fetch_capabilities(reg.endpoint, timeout=tuning.exchange_bound(),
+                                                             tuning=tuning)
                         return
                     except DeviceUnreachable as e:
                         log.warning("reading capabilities of %s failed: %s (again in %.0f s)", reg.endpoint, e, delay)

@@ -93,6 +93,12 @@ class _Tuning(TransportTuning):
         self.ACK_TIMEOUT = ack_timeout
         self.MAX_RETRANSMIT = max_retransmit
 
+    def exchange_bound(self):
+        """How long a CON exchange with this timing can last before aiocoap gives up (MAX_TRANSMIT_WAIT, RFC
+        7252 §4.8.2), plus slack. Waiting less leaves it running: aiocoap sends nothing else to that device
+        until it ends (NSTART 1), so a new request would only queue behind it."""
+        return self.ACK_TIMEOUT * (2 ** (self.MAX_RETRANSMIT + 1) - 1) * self.ACK_RANDOM_FACTOR + 1.0
+
 
 class Observation:
     """A running observation; `cancel()` stops it: the device's next notification, CON or NON, gets a Reset,
@@ -402,11 +408,13 @@ class LwM2MServer:
             log.warning("reading capabilities of %s failed: %s", endpoint, e)
             return None
 
-    async def fetch_capabilities(self, endpoint, timeout=None):
+    async def fetch_capabilities(self, endpoint, timeout=None, tuning=None):
         """Read the TinyML object and store it, by resource name, as the device's capabilities. Raises
-        NotRegistered, NoTinyMLObject (before any request), DeviceError or DeviceUnreachable."""
+        NotRegistered, NoTinyMLObject (before any request), DeviceError or DeviceUnreachable. tuning: the CoAP
+        retransmission timing of the request (capability_reads.py)."""
         reg = self.tinyml_device(endpoint)
-        values = await self.read(endpoint, "/%d/0" % TINYML_OBJECT_ID, timeout=timeout)
+        path = P.check("/%d/0" % TINYML_OBJECT_ID)
+        values = (await self.read_answer(endpoint, path, timeout=timeout, tuning=tuning))[2]
         caps = capabilities_from_values(self.model, values)
         if self._regs.get(endpoint) is reg:
             reg.capabilities = caps
@@ -519,13 +527,16 @@ class LwM2MServer:
         data format the device announced (`announced_format`), else no Accept (the device chooses)."""
         return (await self.read_answer(endpoint, path, fmt, timeout))[2]
 
-    async def read_answer(self, endpoint, path, fmt=None, timeout=None):
+    async def read_answer(self, endpoint, path, fmt=None, timeout=None, tuning=None):
         """Read -> (content format or None, payload bytes, {path tuple: value}): the answer as the device sent it
         and decoded (the HTTP API shows the bytes on request)."""
         reg = self.device(endpoint)
         path = P.check(path)
         accept = C.content_format(fmt) if fmt is not None else announced_format(reg)
-        resp = self._check(await self._exchange(reg, self._message(reg, Code.GET, path, accept=accept), timeout))
+        msg = self._message(reg, Code.GET, path, accept=accept)
+        if tuning is not None:
+            msg.transport_tuning = tuning
+        resp = self._check(await self._exchange(reg, msg, timeout))
         return resp.opt.content_format, resp.payload, self._decode(path, resp)
 
     async def read_value(self, endpoint, path, fmt=None):
