@@ -239,8 +239,8 @@ def main(argv):
         print("| %d | `fleet emulate` | %.0f KB | %.0f KB |" % (r["count"], r["device_rss_kb"], r["device_pss_kb"]))
     print("\nRegistration storms, %d devices (times from the fleet command's start; storm = first to last "
           "Register at the server):" % count)
-    print("| database | start | all registered | storm | all capabilities read | failed read attempts (each tried again after "
-          "2..60 s) | server CPU per device | server RSS per device | de-registered |")
+    print("| database | start | all registered | storm | all capabilities read | failed read attempts (each "
+          "tried again after 2..60 s) | server CPU per device | server RSS per device | de-registered |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, r in storms:
         print("| %s | %s | %.1f s | %.1f s | %.1f s | %d | %.2f ms | %.1f KB | %d |" % (
