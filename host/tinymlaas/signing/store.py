@@ -124,17 +124,17 @@ class KeyStore:
 def next_sequence(db, class_id_hex, component="model", floor=0):
     """The next manifest sequence number of (class, component): one more than the last one signed and more than
     `floor`. Atomic across processes on the same database."""
+    # Insert-if-absent, then one UPDATE ... RETURNING: the UPDATE's row lock orders concurrent signers on
+    # PostgreSQL (two service nodes signing the first package of a class at once: a SELECT-then-INSERT raised a
+    # unique violation there), SQLite's write lock does on SQLite.
+    floor = int(floor)
     with db.transaction() as tx:
-        row = tx.execute("SELECT sequence FROM manifest_sequences WHERE class_id=? AND component=?",
-                         (class_id_hex, component)).fetchone()
-        seq = max(row[0] if row else 0, int(floor)) + 1
-        if row:
-            tx.execute("UPDATE manifest_sequences SET sequence=? WHERE class_id=? AND component=?",
-                       (seq, class_id_hex, component))
-        else:
-            tx.execute("INSERT INTO manifest_sequences (class_id, component, sequence) VALUES (?, ?, ?)",
-                       (class_id_hex, component, seq))
-    return seq
+        tx.execute("INSERT INTO manifest_sequences (class_id, component, sequence) VALUES (?, ?, 0) "
+                   "ON CONFLICT (class_id, component) DO NOTHING", (class_id_hex, component))
+        row = tx.execute("UPDATE manifest_sequences SET sequence = CASE WHEN sequence > ? THEN sequence + 1 "
+                         "ELSE ? END WHERE class_id=? AND component=? RETURNING sequence",
+                         (floor, floor + 1, class_id_hex, component)).fetchone()
+    return row[0]
 
 
 def last_sequence(db, class_id_hex, component="model"):
