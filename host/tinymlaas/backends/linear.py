@@ -193,9 +193,9 @@ class LinearBackend(Backend):
         """(estimator, DenseChain, calibration rows, int8 .tflite bytes, report) for the source."""
         from . import quantize as Q
         from .trees import load_estimator
-        step("load the scikit-learn model")
         model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
-        chain = dense_chain(model)
+        chain = dense_chain(model)   # UnsupportedModel for a type this back-end does not take: no step shown for it
+        step("read its %d layer(s)" % len(chain.layers))
         io_mode = {None: "float", "float": "float", True: "int8", "int8": "int8"}.get(options.get("quantize", None))
         if io_mode is None:
             raise BackendError("option quantize=%r: use \"float\" (the default), true or \"int8\""

@@ -61,7 +61,8 @@ def cmd_deploy(args):
         bars = {}
         while True:
             if not args.json:       # follow each stage and device through its states as they happen
-                for st in dep.get("stage_list", ()):
+                stages = dep.get("stage_list", ())
+                for st in stages if len(stages) > 1 else ():    # one stage: its devices say it all
                     key = ("stage", st["stage"])
                     if seen.get(key) != st["state"]:
                         seen[key] = st["state"]

@@ -133,7 +133,8 @@ class QBlock1Push:
                 if probing and quiet >= PROBES:
                     raise Unsupported("no answer to %d Q-Block1 probes" % quiet)
                 if quiet > self.max_quiet:
-                    raise PushFailed("device quiet for %d timeouts at block %d" % (quiet, acked), acked * self.size)
+                    raise PushFailed("block %d unanswered: device quiet for %d timeouts" % (acked, quiet),
+                                     acked * self.size)
                 if not probing:
                     self.resent += 1
                     self._send(sent_upto - 1)  # the device answers a block it has with its state
