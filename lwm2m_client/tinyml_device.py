@@ -61,21 +61,13 @@ def parse_args(argv):
 def device_trust(cfg):
     """tinyml.trust.Trust from the config; None (every package refused) when it is damaged, said once. The
     anchors a signed anchor update gave (data_dir/trust-anchors.json, tinyml/anchors.py) replace the config's."""
-    from tinyml import anchors
     from tinyml.trust import Trust
 
     try:
-        stored = anchors.load(cfg.get("data_dir", DEFAULTS["data_dir"]))
-        if stored is not None:
-            cfg = dict(cfg, trust_anchors=stored[0])
-        trust = Trust.from_config(cfg)
-        trust.anchor_sequence = stored[1] if stored else 0
-        return trust
+        return Trust.of_device(cfg, cfg.get("data_dir", DEFAULTS["data_dir"]))
     except ValueError as e:
         print("trust anchors refused: %s; no package will be installed" % e)
         return None
-    finally:
-        anchors.release()
 
 
 def make_installer(data_dir, flash_bytes=None, loader=None, cfg=None):

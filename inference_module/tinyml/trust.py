@@ -90,6 +90,21 @@ class Trust:
             raise ValueError("device config: vendor_id and class_id must be 16 bytes")
         return cls(anchors, vendor, klass)
 
+    @classmethod
+    def of_device(cls, cfg, data_dir):
+        """What a device trusts: its config's anchors, or those a signed anchor update gave it (data_dir's
+        trust-anchors.json, tinyml/anchors.py), which replace them; anchor_sequence = that update's number.
+        ValueError when either is damaged: the device must then trust nothing."""
+        from . import anchors as stored_anchors
+
+        try:
+            stored = stored_anchors.load(data_dir)
+        finally:
+            stored_anchors.release()
+        trust = cls.from_config(dict(cfg, trust_anchors=stored[0]) if stored else cfg)
+        trust.anchor_sequence = stored[1] if stored else 0
+        return trust
+
     def key_ids(self):
         """Comma list of the anchors' key ids in hex, sorted (TinyML /32770/0/26)."""
         return ",".join(sorted("".join("%02x" % b for b in k) for k in self.anchors))

@@ -11,6 +11,7 @@ import serial
 
 from repl_board import ReplBoard
 from tinymlaas.boards.provision import compile_packages
+from tinymlaas.commands.provision import trust_for
 from tinymlaas.package import build_package
 from tinymlaas.paths import VECTORS
 
@@ -48,7 +49,7 @@ def provisioned_root(tmp_path_factory):
         (root / "lib" / rel).write_bytes(data)
     shutil.rmtree(root / "build")
     (root / "tinyml.json").write_text(json.dumps({"server": "coap://192.0.2.1:5683", "endpoint": "kitchen-1",
-                                                  "data_dir": "flash", "lifetime": 300}))
+                                                  "data_dir": "flash", "lifetime": 300, **trust_for(None)}))
     (root / "flash").mkdir()
     for ext in (".blob", ".in.bin", ".out.bin"):
         shutil.copy(VECTORS / (VECTOR + ext), root / "flash" / ("conv" + ext))
@@ -95,8 +96,7 @@ def test_a_person_at_the_repl(provisioned_root):
             assert "OSError: no active model" in err
 
             # Install a package by hand with the installer (what object 5 does), then see it everywhere.
-            assert term.type("from tinyml.installer import Installer") == ""
-            assert term.type("i = Installer('flash'); p = open('conv-7.pkg', 'rb').read()") == ""
+            assert term.type("i = t.installer(); p = open('conv-7.pkg', 'rb').read()") == ""
             assert "'name': 'conv'" in term.type("i.begin(len(p)); i.write(0, p); i.finish()")
             assert "'name': 'conv'" in term.type("i.activate()")
             assert "active model: conv 7 (992-byte blob, arena" in term.type("t.status()")

@@ -7,6 +7,7 @@
 #   >>> m.inspect()
 #   >>> y = t.predict(m, t.zeros(m))     # prints the output and the time (any bytearray of the input's size)
 #   >>> t.bench(m, 20)         # min / mean / max microseconds over 20 inferences
+#   >>> i = t.installer()      # install a signed package by hand: i.begin(n); i.write(0, p); i.finish(); i.activate()
 #   >>> t.run()                # start the LwM2M device main in the foreground (Ctrl-C de-registers)
 #
 # Everything goes through the public tinyml API and the installer; nothing is cached between calls, so it
@@ -38,6 +39,14 @@ def _data_dir():
 def _installer():
     from tinyml.installer import Installer
     return Installer(_data_dir())
+
+
+def installer():
+    """An installer of the provisioned data dir that trusts what the device trusts (its config's anchors, or
+    those a signed anchor update gave it): packages signed by another key are refused, as over LwM2M."""
+    from tinyml.installer import Installer
+    from tinyml.trust import Trust
+    return Installer(_data_dir(), trust=Trust.of_device(config() or {}, _data_dir()))
 
 
 def _free_flash(path):
