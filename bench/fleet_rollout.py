@@ -110,9 +110,14 @@ async def rollout(svc, names, concurrency, max_failed, fleet_pid):
     dep_id = svc.create_deployment("kws", names, stages=STAGES, concurrency=concurrency, max_failed=max_failed)
     dep = await svc.engine.run(dep_id)
     took = time.monotonic() - t0
-    counts = {}
+    counts, why = {}, {}
     for d in dep["devices"]:
         counts[d["state"]] = counts.get(d["state"], 0) + 1
+        if d["state"] == "failed":
+            reason = "%s: %s" % (d["failure"], d["reason"][:70])
+            why[reason] = why.get(reason, 0) + 1
+    for reason, n in sorted(why.items(), key=lambda kv: -kv[1])[:5]:
+        print("  %d failed: %s" % (n, reason), flush=True)
     return {"devices": len(names), "concurrency": concurrency, "seconds": took, "per_s": len(names) / took,
             "state": dep["state"], "active": counts.get("active", 0), "failed": counts.get("failed", 0),
             "server_cpu_ms": 1000 * (cpu_seconds() - cpu0) / len(names),
@@ -185,6 +190,7 @@ def main(argv=None):
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--serial", type=int, default=100, help="devices of the concurrency-1 rollout (default 100)")
     ap.add_argument("--quick", action="store_true", help="100 devices, concurrency 1 and 32, no loss")
+    ap.add_argument("--loss-only", action="store_true", help="only the 10 %% loss rollout")
     args = ap.parse_args(argv)
     # (loss %, devices per micropython process, concurrencies): the fleet's process size is the other lever
     # (docs/benchmarks.md, "Rollouts")
@@ -193,6 +199,8 @@ def main(argv=None):
         args.count, args.serial = 100, 20
     else:
         runs = [(0, 50, (1, 8, 32, 64)), (10, 50, (32,)), (0, 250, (32,))]
+        if args.loss_only:
+            runs = runs[1:2]
     rows = []
     for loss, per_process, concurrencies in runs:
         rows += asyncio.run(one_link(args.count, loss, concurrencies, args.serial, per_process))
