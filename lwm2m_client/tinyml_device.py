@@ -2,7 +2,8 @@
 #
 #   micropython tinyml_device.py --server coap://127.0.0.1:5683 --endpoint dev1 --data-dir /flash [--lifetime 300]
 #   micropython tinyml_device.py --config /flash/device.json
-#   ... --trust-anchors '{"<kid hex>": "<point hex>"}'   the keys whose signed packages it installs
+#   ... --trust-anchors '{"<kid hex>": "<point hex>"}'   the keys whose signed packages it installs (one key: the
+#       unix port takes arguments of at most 255 bytes; put several in the --config file)
 #   ... --coprocessor tcp:127.0.0.1:4444 | uart:1:115200   models run on a Cortex-M co-processor (tinyml/coproc.py)
 #
 # The JSON config holds the same keys (server, endpoint, lifetime, data_dir, ack_timeout_ms, q_window: Q-Block

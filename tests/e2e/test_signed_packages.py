@@ -200,7 +200,8 @@ def test_explain_and_the_deploy_decision_say_when_a_device_would_refuse(setup):
     setup.device("no-anchor", trust={"trust_anchors": {}})
     setup.device("other-class", trust={"trust_anchors": anchors, "class_id": other})
     kid = KeyStore(os.environ["TINYMLAAS_KEYS"]).current_kid()
-    for ep, words in (("no-anchor", "unknown key: the device trusts no key, not this service's key %s" % kid),
+    for ep, words in (("no-anchor", "unknown key: the device trusts no key, not this service's key %s; no anchor "
+                                    "update leads there: provision it again" % kid),
                       ("other-class", "wrong device class: device class %s" % other)):
         r = tml("explain", "--model", "wine", "--device", ep, "--server", setup.base)
         assert r.returncode == 1 and words in r.stdout and "no variant fits %s" % ep in r.stdout, r.stdout + r.stderr

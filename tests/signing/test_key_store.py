@@ -73,3 +73,25 @@ def test_device_defaults_are_the_hosts():
     src = (INFERENCE_MODULE / "tinyml" / "trust.py").read_text()
     assert 'DEFAULT_VENDOR_HEX = "%s"' % DEFAULT_VENDOR.hex() in src
     assert 'DEFAULT_CLASS_HEX = "%s"' % DEFAULT_CLASS.hex() in src
+
+
+def _first_signer(directory, start, out):
+    start.wait()
+    out.put(KeyStore(directory).signer().key_id.hex())
+
+
+def test_processes_asking_for_the_first_key_at_once_share_one(tmp_path):
+    """Test workers and the nodes of a group share a key store: the first key is made once, not once per process
+    (each would have become an anchor that devices are given)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_first_signer, args=(tmp_path / "keys", start, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    start.set()
+    kids = {out.get(timeout=60) for _ in procs}
+    for p in procs:
+        p.join(10)
+    assert len(kids) == 1 and KeyStore(tmp_path / "keys").key_ids() == sorted(kids)

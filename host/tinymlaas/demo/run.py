@@ -28,6 +28,7 @@ import numpy as np
 from ..devices.emulated import EmulatedDevice, device_trust
 from ..devices.qemu import QemuDevice, QemuError
 from ..lwm2m.bootstrap import BootstrapServer
+from ..signing.anchors import device_anchors
 from ..paths import mlperf_model
 from ..service.core import Service
 from . import vibration
@@ -88,7 +89,9 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
     svc = Service(data_dir / "service")
     await svc.start("127.0.0.1", 0)
     uri = "coap://127.0.0.1:%d" % svc.server.port
-    bootstrap = await BootstrapServer(svc.server, uri).start("127.0.0.1", 0)
+    # the Bootstrap-Server hands a zero-touch device the keys whose packages it may install, as `serve` does
+    bootstrap = await BootstrapServer(svc.server, uri,
+                                      anchors=lambda: device_anchors(svc.keys)).start("127.0.0.1", 0)
     say("LwM2M server at %s, Bootstrap-Server at coap://127.0.0.1:%d" % (uri, bootstrap.port))
     api, console = await start_console(svc)
     say("console at %s: sign in with the operator token %s (deploys, runs inferences, manages devices)"
@@ -121,8 +124,9 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
 
         for _ in range(sum(1 for d in DEVICES if d[4])):
             outcome = await asyncio.wait_for(bootstrap.outcomes.get(), 60)
-            say("%s bootstrapped: %s" % (outcome.endpoint, "server account and fresh OSCORE keys written (object 21)"
-                                         if outcome.ok else "FAILED: " + outcome.reason))
+            say("%s bootstrapped: %s" % (outcome.endpoint, "server account and fresh OSCORE keys (object 21) and "
+                                         "trust anchors (/32770/0/32) written" if outcome.ok
+                                         else "FAILED: " + outcome.reason))
 
         step("Registering models")
         kws_path = mlperf_model("kws")

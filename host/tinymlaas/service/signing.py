@@ -9,6 +9,7 @@ has installed, so a device the counter is behind (a restored database, another s
 """
 
 from ..signing import class_id
+from ..signing.anchors import chain_for
 from ..signing.store import DEFAULT_CLASS, DEFAULT_VENDOR, KeyStore, keys_dir, last_sequence, next_sequence
 from .selection import RUNTIME_ARTIFACTS
 
@@ -54,8 +55,11 @@ class PackageSigning:
         reasons = []
         kid = self.keys.signer().key_id.hex()
         if kid not in trust["key_ids"]:
-            reasons.append("unknown key: the device trusts %s, not this service's key %s"
-                           % (", ".join(trust["key_ids"]) or "no key", kid))
+            reason = "unknown key: the device trusts %s, not this service's key %s" % (
+                ", ".join(trust["key_ids"]) or "no key", kid)
+            pending = chain_for(self.keys, trust["key_ids"])   # a rotation it can follow (service/rotation.py)
+            reasons.append(reason + ("; the service sends it %d anchor update(s) that lead to it" % len(pending)
+                                     if pending else "; no anchor update leads there: provision it again"))
         if trust["vendor_id"] != DEFAULT_VENDOR.hex():
             reasons.append("wrong vendor: device vendor %s, this service signs as %s"
                            % (trust["vendor_id"], DEFAULT_VENDOR.hex()))

@@ -13,6 +13,7 @@ service process on one database signs from the same counter: `next_sequence` is 
 transaction, never lower than a floor the caller knows of (e.g. what a device reports installed).
 """
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -36,6 +37,7 @@ migration("signing", 1, """CREATE TABLE manifest_sequences (
     PRIMARY KEY (class_id, component))""")
 
 CURRENT = "current"
+LOCK = ".lock"       # held while the first key is made (signer())
 KEYS_ENV = "TINYMLAAS_KEYS"  # a key store directory that overrides DATA/keys (one store for several data dirs)
 
 
@@ -101,9 +103,12 @@ class KeyStore:
         kid_hex = kid_hex or self.current_kid()
         if kid_hex is None:
             self._ensure_dir()
-            # two processes may create the first key at once: the first `current` written wins for both
-            signer = self.new_key()
-            kid_hex = self.current_kid() or signer.key_id.hex()
+            # Processes sharing a store (the nodes of a group, the workers of a test run) may ask for the first key
+            # at once: one creates it under the lock, the others find it. Without the lock each made a key of its
+            # own, and every one of them became an anchor that devices were then given.
+            with open(self.directory / LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                kid_hex = self.current_kid() or self.new_key().key_id.hex()
         signer = load_signer(self._pem(kid_hex))
         if signer.key_id.hex() != kid_hex:
             raise UserError("key file %s holds key %s" % (self._pem(kid_hex), signer.key_id.hex()))
