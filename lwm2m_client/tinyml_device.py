@@ -248,33 +248,15 @@ def build(cfg, device=Device, tinyml=TinyML):
     c.add(Security(cfg.get("server", "")))
     c.add(Server())
     c.add(device(cfg))
-    # the server and its OSCORE context before the TinyML object loads the active model: imported after it, the
-    # OSCORE code found no room beside a KWS model on the esp32 profile (MemoryError at a restart once the
-    # verifier's names were interned at boot, tests/e2e/test_bootstrap.py)
+    tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     if account:  # from a Bootstrap-Server, now or at an earlier boot: it wins over "server"
         use_account(c, cfg, account)
     elif cfg.get("server"):
         c.server = resolve(cfg["server"])
         if cfg.get("oscore"):
             ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
-    tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
-    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     return c
-
-
-def intern_verifier():
-    """The package verifier's names interned now, below the free block a model's arena needs, once registered
-    (tinyml/trust.py). Interned at the first install instead, they land inside it (esp32 profile, measured:
-    largest free block 84 KB at boot, 72 KB after Block1 updates; interned here: 81.7 KB at boot and after 50
-    updates, tests/e2e/test_heap_updates.py). Before registration its ~40 names can push the qstr count past a
-    pool's end (a new ~14 KB pool), which a bootstrapped OSCORE device restarting with KWS could not spare
-    (tests/e2e/test_bootstrap.py; docs/lwm2m-client.md)."""
-    try:
-        from tinyml import trust
-    except ImportError:  # a firmware without the inference module installs nothing
-        return
-    gc.collect()
-    trust.intern_verifier()
 
 
 def run(cfg):
@@ -294,7 +276,6 @@ def run(cfg):
             # wherever the heap was free during bootstrap, often inside the block a model arena needs later
             # (measured: 8-11 KB off the largest free block)
             c.ep.recent = []
-        intern_verifier()
         gc.collect()
         print("registered /%s heap_free=%d heap_total=%d" % ("/".join(c.location), gc.mem_free(),
                                                                gc.mem_free() + gc.mem_alloc()))

@@ -44,9 +44,9 @@ def intern_verifier():
     a board's filesystem, interned names live in the heap (~3.4 KB), where the import put them; a board with the
     verifier frozen has them in flash. Called before any model is loaded, the names sit below it; imported for the
     first time during an install, they land inside the block the next model's arena needs (esp32 profile,
-    measured: 76 KB largest free block after updates instead of 91 KB). tinyml_device.py calls it once
-    registered (called first thing at boot, it made a bootstrapped OSCORE device fail to come back after a
-    restart: tests/e2e/test_bootstrap.py); the installer's heap test calls it, as a frozen verifier would be."""
+    measured: 76 KB largest free block after updates instead of 91 KB). tinyml_device.py does not call it yet:
+    at its boot it made a bootstrapped OSCORE device fail to come back after a restart (tests/e2e/
+    test_bootstrap.py), not understood yet; the installer's heap test calls it, as a frozen verifier would be."""
     was = _loaded()
     from . import cose  # noqa: F401
 

@@ -69,23 +69,6 @@ class Upload:
         self.last_resp = None
 
 
-# What the client imports only for a transfer (a Q-Block push or pull) and drops at a model swap
-TRANSFER_MODULES = ("lwm2m.qupload", "lwm2m.qpull", "coap.qblock")
-
-
-def unload(*names):
-    """Drop modules ("package.module") from sys.modules and from their packages, so that the collector frees
-    their code; the next import loads them again. Their interned names stay (MicroPython never frees those)."""
-    import sys
-
-    for name in names:
-        if sys.modules.pop(name, None) is not None:
-            pkg, _, attr = name.rpartition(".")
-            parent = sys.modules.get(pkg)
-            if parent is not None and hasattr(parent, attr):
-                delattr(parent, attr)
-
-
 class Client:
     def __init__(self, endpoint, server_addr, endpoint_name, lifetime=300, binding="U", queue=False):
         self.ep = endpoint
@@ -127,17 +110,9 @@ class Client:
     # --- heap, around a model swap
 
     def shed(self):
-        """Drop the caches a swap of models needs the heap of: the block-wise read snapshot, all duplicate cache
-        entries but the newest (the Execute that started the swap may still be retransmitted), a finished Q-Block1
-        push (kept for repeats of its last block) and the Q-Block receivers' code, imported again by the next
-        transfer. Imported during a transfer, their code sits wherever the transfer left the allocator, often
-        inside the free block the next model needs (esp32 profile, measured: 82.5 KB largest free block after
-        updates with it kept, 84.9 KB dropped, as after boot)."""
+        """Drop the caches a swap of models needs the heap of: the block-wise read snapshot, and all duplicate
+        cache entries but the newest (the Execute that started the swap may still be retransmitted)."""
         self.snapshot = None
-        if self.qupload is not None and self.qupload.final is not None:
-            self.qupload = None
-        if self.qupload is None:
-            unload(*TRANSFER_MODULES)
         self.ep.recent = self.ep.recent[-1:]
 
     def settle(self):
