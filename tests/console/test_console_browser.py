@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as Driver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -123,7 +123,9 @@ def shots():
 
 
 def until(driver, what, pred, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: pred(d), message=what)
+    # a page that reloads while we poll leaves the element we just found stale: look again at the next poll
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: pred(d), message=what)
 
 
 def css(driver, selector):
