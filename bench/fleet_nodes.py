@@ -102,8 +102,8 @@ def main(argv):
     ap.add_argument("--quick", action="store_true")
     args, _ = ap.parse_known_args(argv)
     count = args.devices or (30 if args.quick else 100)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _postgres import Cluster
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "service"))
+    from pg_cluster import Cluster   # the tests' throw-away PostgreSQL cluster (durable: commits are measured)
 
     rows = []
     with Cluster() as pg, tempfile.TemporaryDirectory(prefix="tinymlaas-bench-nodes-") as tmp:

@@ -224,8 +224,8 @@ def main(argv):
     before, *small = fresh(sqlite, str(work / "small"), smaller)
     storms = [("SQLite", fresh(sqlite, str(work / "s1"), checked(sqlite, lifetime=60, steady=steady))),
               ("SQLite", fresh(sqlite, str(work / "s2"), lambda s: storm(s, count, "ramp", ramp=10.0)))]
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _postgres import Cluster
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "service"))
+    from pg_cluster import Cluster   # the tests' throw-away PostgreSQL cluster (durable: commits are measured)
 
     with Cluster() as pg:
         storms.append(("PostgreSQL", fresh(pg.url, str(work / "pg"), checked(pg.url))))
