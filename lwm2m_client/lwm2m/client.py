@@ -592,6 +592,19 @@ class Client:
             self.changed(obj.oid, iid, rid)
         return _resp(cm.CHANGED)
 
+    def new_body(self, obj, ids, size):
+        """The begun sink of a block-wise body that starts now (Block1 or Q-Block1 block 0): it replaces any
+        transfer in progress, which is aborted. Raises WriteError."""
+        if self.upload is not None:
+            self.upload.sink.abort()
+            self.upload = None
+        if self.qupload is not None and self.qupload.final is None:
+            self.qupload.sink.abort()
+        self.qupload = None
+        sink = obj.sink(ids[1], ids[2])
+        sink.begin(size)
+        return sink
+
     def _write_stream(self, req, addr, obj, ids):
         if req.opt(cm.Q_BLOCK1) is not None:
             if not getattr(self.ep, "q_window", 0) or self.ep.security is not None:
@@ -623,15 +636,8 @@ class Client:
         offset = num * size
         up = self.upload
         if num == 0:
-            if up is not None:
-                up.sink.abort()  # a new transfer from the start replaces the old one
-                self.upload = None
-            if self.qupload is not None and self.qupload.final is None:
-                self.qupload.sink.abort()
-            self.qupload = None
-            sink = obj.sink(ids[1], ids[2])
             try:
-                sink.begin(req.uint(cm.SIZE1))
+                sink = self.new_body(obj, ids, req.uint(cm.SIZE1))
             except WriteError as e:
                 return self._write_error(e)
             up = self.upload = Upload(ids, addr, sink)

@@ -67,15 +67,8 @@ def receive(client, req, addr, obj, ids):
     if not same:
         if num != 0:
             return _resp(cm.REQUEST_ENTITY_INCOMPLETE, "no transfer in progress")
-        if up is not None and up.final is None:
-            up.sink.abort()  # a new body replaces the one in progress
-        client.qupload = None
-        if client.upload is not None:
-            client.upload.sink.abort()
-            client.upload = None
-        sink = obj.sink(ids[1], ids[2])
         try:
-            sink.begin(req.uint(cm.SIZE1))
+            sink = client.new_body(obj, ids, req.uint(cm.SIZE1))  # a new body replaces the one in progress
         except WriteError as e:
             return client._write_error(e)
         slots = getattr(client.ep, "q_window", 0) or qblock.MAX_PAYLOADS
