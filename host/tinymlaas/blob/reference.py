@@ -237,10 +237,15 @@ def concatenation(args, P, ins, y_t):
     return np.concatenate([_as4(a, t) for a, t in zip(args, ins)], axis=P["axis"])
 
 
+def quantize_steps(values, scale):
+    """QUANTIZE before its zero point and saturation: the binary32 quotient values / scale rounded half away from
+    zero (exact in float64). The service's `infer` quantizes inputs with it too, as the device does."""
+    q = (np.asarray(values).astype(np.float32) / np.float32(scale)).astype(np.float64)
+    return np.sign(q) * np.floor(np.abs(q) + 0.5)
+
+
 def quantize(args, P, ins, y_t):
-    q = (args[0].astype(np.float32) / np.float32(y_t.scale)).astype(np.float64)
-    rounded = np.sign(q) * np.floor(np.abs(q) + 0.5)  # round half away from zero, exact in float64
-    return np.clip(rounded + y_t.zero_point, -128, 127)
+    return np.clip(quantize_steps(args[0], y_t.scale) + y_t.zero_point, -128, 127)
 
 
 def dequantize(args, P, ins, y_t):

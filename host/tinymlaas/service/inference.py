@@ -18,6 +18,7 @@ import numpy as np
 
 from ..blob import format as F
 from ..blob.reader import parse
+from ..blob.reference import quantize_steps
 from ..errors import UserError
 from .deployments import DeliveryError
 
@@ -103,10 +104,9 @@ class ModelIO:
                                                                                           np.dtype(dtype).name))
             q = rows
         elif t.scale:
-            # the blob's QUANTIZE rule, as the device applies it to a float input: the binary32 quotient rounded
-            # half away from zero (np.round would round ties to even and disagree with the device)
-            quotient = (rows.astype(np.float32) / np.float32(t.scale)).astype(np.float64)
-            q = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5) + t.zero_point
+            # the blob's QUANTIZE rule, as the device applies it to a float input (np.round would round ties to
+            # even and disagree with the device)
+            q = quantize_steps(rows, t.scale) + t.zero_point
         else:
             raise UserError("the model's %s input has no quantization scale: give --raw integers"
                             % np.dtype(dtype).name)

@@ -41,19 +41,22 @@ class PackageSigning:
     def judge(self, caps):
         """What capabilities carry for the selection and explain: {"refusals": {runtime: [reason]}, "sequence":
         sequence_note, "key_id": the signing key's id}; selection.judge rejects a variant its runtime's reasons
-        name."""
-        return {"refusals": {rt: self.refusals(caps, rt) for rt in RUNTIME_ARTIFACTS},
-                "sequence": self.sequence_note(caps), "key_id": self.keys.signer().key_id.hex()}
-
-    def refusals(self, caps, runtime):
-        """Why the device with capabilities `caps` would refuse a package of a `runtime` variant signed now, in the
-        device's refusal words (docs/manifest.md); [] when it would take it."""
+        name. The key and vendor reasons are the same for every runtime: worked out once per device."""
+        kid = self.keys.signer().key_id.hex()
         trust = caps.get("trust")
         if trust is None:
-            return ["device reports no signed-package support (TinyML /32770/0/24-28): it refuses "
-                    "version 2 packages"]
+            unsigned = ["device reports no signed-package support (TinyML /32770/0/24-28): it refuses "
+                        "version 2 packages"]
+            refusals = {rt: list(unsigned) for rt in RUNTIME_ARTIFACTS}
+        else:
+            common = self._key_refusals(trust, kid)
+            refusals = {rt: common + self._class_refusals(trust, rt) for rt in RUNTIME_ARTIFACTS}
+        return {"refusals": refusals, "sequence": self.sequence_note(caps), "key_id": kid}
+
+    def _key_refusals(self, trust, kid):
+        """Why a device that reported `trust` would refuse any package signed now by key `kid`, in the device's
+        refusal words (docs/manifest.md)."""
         reasons = []
-        kid = self.keys.signer().key_id.hex()
         if kid not in trust["key_ids"]:
             reason = "unknown key: the device trusts %s, not this service's key %s" % (
                 ", ".join(trust["key_ids"]) or "no key", kid)
@@ -63,11 +66,15 @@ class PackageSigning:
         if trust["vendor_id"] != DEFAULT_VENDOR.hex():
             reasons.append("wrong vendor: device vendor %s, this service signs as %s"
                            % (trust["vendor_id"], DEFAULT_VENDOR.hex()))
+        return reasons
+
+    @staticmethod
+    def _class_refusals(trust, runtime):
         want = class_for_runtime(runtime).hex()
         if trust["class_id"] != want:
-            reasons.append("wrong device class: device class %s, a %s variant is signed for %s"
-                           % (trust["class_id"], runtime, want))
-        return reasons
+            return ["wrong device class: device class %s, a %s variant is signed for %s"
+                    % (trust["class_id"], runtime, want)]
+        return []
 
     def sequence_note(self, caps):
         """The sequence numbers explain shows: the device's installed one, the last one signed and the one the
