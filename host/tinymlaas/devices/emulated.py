@@ -79,10 +79,15 @@ def trust_args(trust=None):
     """device_trust() as tinyml_device.py's command-line arguments (for a device started without a config): a
     --config file that holds it. Not the JSON itself: the unix port dies ("FATAL: uncaught NLR") on an argument of
     256 bytes or more, and two anchors already make 310."""
-    fd, path = tempfile.mkstemp(prefix="tinymlaas-trust-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(device_trust(trust), f)
-    return ["--config", path]
+    text = json.dumps(device_trust(trust), sort_keys=True)
+    # one file per distinct trust, not one per device started (a test run starts hundreds)
+    path = Path(tempfile.gettempdir()) / ("tinymlaas-trust-%s.json" % hashlib.sha256(text.encode()).hexdigest()[:16])
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return ["--config", str(path)]
 
 
 def compiled_path():
