@@ -247,15 +247,17 @@ def build(cfg, device=Device, tinyml=TinyML):
     installer, install_error = make_installer(cfg["data_dir"], cfg.get("flash_bytes"), loader, cfg)
     c.add(Security(cfg.get("server", "")))
     c.add(Server())
-    c.add(device(cfg))
-    tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
-    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
+    # security before the model: OSCORE's code (~1.3 KB blocks) must not need a hole the model's arena has taken
+    # (a bootstrapped OSCORE esp32 restarting with KWS installed failed here with MemoryError)
     if account:  # from a Bootstrap-Server, now or at an earlier boot: it wins over "server"
         use_account(c, cfg, account)
     elif cfg.get("server"):
         c.server = resolve(cfg["server"])
         if cfg.get("oscore"):
             ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
+    c.add(device(cfg))
+    tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
     return c
 
 

@@ -49,6 +49,9 @@ def test_bootstrap_then_oscore_registration_and_deployment(tmp_path):
             await wait_for(lambda: svc.server.find("fresh-1") and svc.server.find("fresh-1").id != reg_before, 60,
                            "re-registration after restart")
             assert bs.outcomes.empty()
+        except BaseException:
+            print("\n".join(dev.lines[-30:]))
+            raise
         finally:
             dev.stop()
             await bs.stop()
