@@ -10,7 +10,8 @@ only (its rate is per device), the others on the whole fleet. Fleets of 50 devic
 default 250 (the process size trades memory per device against CPU per install). Timings are wall-clock,
 printed, never asserted.
 
-    python -m bench fleet_rollout      (or: python bench/fleet_rollout.py [--count N] [--serial N] [--quick])
+    python -m bench fleet_rollout      (or: python bench/fleet_rollout.py [--count N] [--serial N] [--quick]
+                                        [--loss-only] [--concurrency C ...])
 """
 
 import argparse
@@ -191,6 +192,8 @@ def main(argv=None):
     ap.add_argument("--serial", type=int, default=100, help="devices of the concurrency-1 rollout (default 100)")
     ap.add_argument("--quick", action="store_true", help="100 devices, concurrency 1 and 32, no loss")
     ap.add_argument("--loss-only", action="store_true", help="only the 10 %% loss rollout")
+    ap.add_argument("--concurrency", type=int, action="append",
+                    help="only clean-link rollouts of the whole fleet at these concurrencies (repeatable)")
     args = ap.parse_args(argv)
     # (loss %, devices per micropython process, concurrencies): the fleet's process size is the other lever
     # (docs/benchmarks.md, "Rollouts")
@@ -201,6 +204,8 @@ def main(argv=None):
         runs = [(0, 50, (1, 8, 32, 64)), (10, 50, (32,)), (0, 250, (32,))]
         if args.loss_only:
             runs = runs[1:2]
+        elif args.concurrency:
+            runs = [(0, 50, tuple(args.concurrency))]
     rows = []
     for loss, per_process, concurrencies in runs:
         rows += asyncio.run(one_link(args.count, loss, concurrencies, args.serial, per_process))
