@@ -260,7 +260,7 @@ static uint32_t caps_text(char *o0, uint32_t cap)
     char *o = o0, *end = o0 + cap;
     o = put_s(o, end, "tinymlaas-fw version=" FW_VERSION " board=");
     o = put_s(o, end, BOARD_NAME);
-    o = put_s(o, end, " cpu=cortex-m4 proto=1 format=1 abi=1 ops=1-16 kernels=");
+    o = put_s(o, end, " cpu=cortex-m4 proto=1 format=1 abi=1 ops=1-21 kernels=");
     o = put_s(o, end, tml_kernel_set());
     o = put_s(o, end, " ram=");
     o = put_u(o, end, BOARD_RAM_BYTES);

@@ -14,7 +14,7 @@
 enum {
     OP_CONV_2D = 1, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED, OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_ADD, OP_MUL,
     OP_SOFTMAX, OP_LUT, OP_PAD, OP_MEAN, OP_CONCATENATION, OP_QUANTIZE, OP_DEQUANTIZE, OP_COPY,
-    OP_TREE_ENSEMBLE, OP_COUNT = OP_TREE_ENSEMBLE
+    OP_TREE_ENSEMBLE, OP_KERNEL, OP_SVM_VOTE, OP_KNN_VOTE, OP_GAUSSIAN_NB, OP_AFFINE, OP_COUNT = OP_AFFINE
 };
 
 #define TML_MAX_PARAMS 12  /* ADD has the most fixed params */
@@ -125,5 +125,11 @@ int32_t tml_kernel_mbqm(int32_t x, int32_t m, int32_t s);
 
 /* Kernels, run on a validated op (tml_ops.c). */
 tml_status tml_run_op(tml_model *m, const tml_op *op);
+
+/* §11's classic-model ops, OP_KERNEL..OP_AFFINE (tml_classic.c): the load-time rules (NULL, or a message whose
+ * %d are *a, *b) and the kernels. */
+const char *tml_classic_check(const tml_model *m, const tml_op *op, const tml_tensor *t, long long *a,
+                              long long *b);
+tml_status tml_classic_run(tml_model *m, const tml_op *op);
 
 #endif

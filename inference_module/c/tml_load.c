@@ -13,10 +13,11 @@
 static const uint8_t DTYPE_SIZE[6] = {0, 1, 1, 2, 4, 4};
 static const char *const OP_NAME[OP_COUNT + 1] = {
     "?", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
-    "SOFTMAX", "LUT", "PAD", "MEAN", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "COPY", "TREE_ENSEMBLE"};
+    "SOFTMAX", "LUT", "PAD", "MEAN", "CONCATENATION", "QUANTIZE", "DEQUANTIZE", "COPY", "TREE_ENSEMBLE",
+    "KERNEL", "SVM_VOTE", "KNN_VOTE", "GAUSSIAN_NB", "AFFINE"};
 /* Required n_inputs (0 = one or more), n_params for each opcode; every op has one output. */
-static const uint8_t OP_INPUTS[OP_COUNT + 1] = {0, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0, 1, 1, 1, 5};
-static const uint8_t OP_PARAMS[OP_COUNT + 1] = {0, 10, 11, 5, 8, 8, 12, 7, 0, 0, 9, 5, 1, 0, 0, 0, 2};
+static const uint8_t OP_INPUTS[OP_COUNT + 1] = {0, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0, 1, 1, 1, 5, 2, 4, 2, 4, 3};
+static const uint8_t OP_PARAMS[OP_COUNT + 1] = {0, 10, 11, 5, 8, 8, 12, 7, 0, 0, 9, 5, 1, 0, 0, 0, 2, 4, 0, 3, 0, 0};
 
 /* ---- error messages: a tiny formatter (%s, %u, %d) so bare-metal builds need no printf ---- */
 
@@ -602,6 +603,13 @@ static tml_status check_op(op_ctx *c)
         return TML_OK;
     case OP_TREE_ENSEMBLE:
         return check_tree_ensemble(c, t);
+    default: { /* §11, tml_classic.c */
+        long long a = 0, b = 0;
+        const char *why = tml_classic_check(m, op, t, &a, &b);
+        if (why)
+            OPFAIL(c, why, a, b);
+        return TML_OK;
+    }
     }
     OPFAIL(c, "unknown opcode", 0, 0);
 }
@@ -807,7 +815,7 @@ tml_status tml_invoke(tml_model *m)
         tml_op_decode(m->ops + pos, m->ops_size - pos, &op);
         if (m->on_op)
             m->on_op(m->on_op_ctx, i, 0);
-        if ((s = tml_run_op(m, &op)) != TML_OK)
+        if ((s = op.opcode >= OP_KERNEL ? tml_classic_run(m, &op) : tml_run_op(m, &op)) != TML_OK)
             return s;
         if (m->on_op)
             m->on_op(m->on_op_ctx, i, 1);

@@ -53,6 +53,11 @@ def check_op(src, p, i):
         from .trees import check_op as check_trees
         check_trees(src, p, i)
         return
+    if code >= O.KERNEL:
+        # §11's float ops (17..21), likewise beside their kernels in classic.py, loaded only for such models.
+        from .classic import check_op as check_classic
+        check_classic(src, p, i)
+        return
     T = p.tensors
     y = T[out]
     if y[T_STORAGE] != ARENA:

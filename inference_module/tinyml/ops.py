@@ -18,6 +18,11 @@ QUANTIZE = const(13)
 DEQUANTIZE = const(14)
 COPY = const(15)
 TREE_ENSEMBLE = const(16)  # §10; kernel and table checks in trees.py
+KERNEL = const(17)  # §11, 17..21: classic scikit-learn models; kernels and checks in classic.py
+SVM_VOTE = const(18)
+KNN_VOTE = const(19)
+GAUSSIAN_NB = const(20)
+AFFINE = const(21)
 
 # opcode: (name, n_inputs (0 = one or more), n_params)
 OPS = {
@@ -37,6 +42,11 @@ OPS = {
     14: ("DEQUANTIZE", 1, 0),
     15: ("COPY", 1, 0),
     16: ("TREE_ENSEMBLE", 5, 2),
+    17: ("KERNEL", 2, 4),
+    18: ("SVM_VOTE", 4, 0),
+    19: ("KNN_VOTE", 2, 3),
+    20: ("GAUSSIAN_NB", 4, 0),
+    21: ("AFFINE", 3, 0),
 }
 
 # Ops whose output may share arena bytes with an input (§5).

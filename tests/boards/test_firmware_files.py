@@ -57,7 +57,7 @@ def test_user_c_module_sources_exist():
     mk = (MP / "usermod" / "tinyml" / "micropython.mk").read_text()
     cmake = (MP / "usermod" / "tinyml" / "micropython.cmake").read_text()
     runtime = REPO / "inference_module" / "c"
-    for name in ("tml_load.c", "tml_ops.c", "tml_sha256.c", "tml_p256.c", "tml_cose.c"):
+    for name in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c", "tml_p256.c", "tml_cose.c"):
         assert (runtime / name).exists() and name in mk and name in cmake
     assert "mod_tinyml.c" in mk and "mod_tinyml.c" in cmake
     # Both build systems find the runtime four levels up from the module directory.
@@ -87,8 +87,8 @@ def test_make_module_finds_the_runtime_through_a_symlink(tmp_path):
     cflags, sources = out.stdout.splitlines()
     runtime = REPO / "inference_module" / "c"
     assert "-I%s" % runtime in cflags.split()
-    assert sources.split() == [str(runtime / n) for n in ("tml_load.c", "tml_ops.c", "tml_sha256.c", "tml_p256.c",
-                                                           "tml_cose.c")]
+    assert sources.split() == [str(runtime / n) for n in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c",
+                                                           "tml_p256.c", "tml_cose.c")]
 
 
 def test_cmake_module_finds_the_runtime_through_a_symlink(tmp_path):

@@ -8,6 +8,7 @@ BUILTIN = {
     "tmlb-int8": "tinymlaas.backends.int8:Int8Backend",
     "trees": "tinymlaas.backends.trees:TreeBackend",
     "linear": "tinymlaas.backends.linear:LinearBackend",
+    "classic": "tinymlaas.backends.classic:ClassicBackend",
     "tflite": "tinymlaas.backends.passthrough:TFLitePassthroughBackend",
 }
 

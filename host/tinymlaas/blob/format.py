@@ -100,6 +100,13 @@ OPS = [
     OpSpec(14, "DEQUANTIZE", ("x",), ()),
     OpSpec(15, "COPY", ("x",), ()),
     OpSpec(16, "TREE_ENSEMBLE", ("x", "nodes", "leaves", "trees", "init"), ("frac_bits", "max_depth")),
+    # §11 classic scikit-learn models, float32 (kernels in blob/classic.py, tinyml/classic.py, tml_classic.c).
+    # gamma and coef0 are binary32 bit patterns held in the i32 params.
+    OpSpec(17, "KERNEL", ("x", "rows"), ("kernel", "gamma", "coef0", "degree")),
+    OpSpec(18, "SVM_VOTE", ("k", "coef", "intercept", "starts"), ()),
+    OpSpec(19, "KNN_VOTE", ("d", "labels"), ("k", "weights", "root")),
+    OpSpec(20, "GAUSSIAN_NB", ("x", "theta", "w", "bias"), ()),
+    OpSpec(21, "AFFINE", ("x", "m", "o"), ()),
 ]
 OPS_BY_CODE = {s.code: s for s in OPS}
 OPS_BY_NAME = {s.name: s for s in OPS}

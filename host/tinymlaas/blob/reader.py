@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 
+from . import classic
 from . import format as F
 
 
@@ -296,6 +297,10 @@ def _parse_ops(data, header, sections, tensors):
     for op in ops:
         if op.name == "TREE_ENSEMBLE":
             _check_tree_tables(op, tensors, data, const_off)
+        elif op.name in classic.OP_NAMES:
+            classic.check_tables(op, [tensors[i] for i in op.inputs], tensors[op.outputs[0]],
+                                 lambda t: _const_i32(data, const_off, t),
+                                 lambda msg, *a: _fail("op %d (%s): " % (op.index, op.name) + msg, *a))
         elif op.name == "SOFTMAX":
             _check_exp_table(op, tensors, _const_i32(data, const_off, tensors[op.inputs[1]]).reshape(-1))
         elif op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
@@ -585,6 +590,8 @@ def _check_op(op, tensors):
         (x,) = T
         if x.nbytes != y.nbytes:
             bad("input is %d bytes, output %d", x.nbytes, y.nbytes)
+    elif name in classic.OP_NAMES:
+        classic.check_op(op, T, y, P, bad, need, F.DTYPE_FLOAT32, F.DTYPE_INT32)
     elif name == "TREE_ENSEMBLE":
         x, nodes, leaves, trees, init = T
         need(x, F.DTYPE_FLOAT32, "input", const=False)

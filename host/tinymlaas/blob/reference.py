@@ -13,6 +13,7 @@ import contextvars
 
 import numpy as np
 
+from . import classic
 from . import fixedpoint as fx
 from . import format as F
 from .reader import parse
@@ -296,5 +297,6 @@ KERNELS = {
     "DEQUANTIZE": dequantize,
     "COPY": copy,
     "TREE_ENSEMBLE": tree_ensemble,
+    **classic.KERNELS,          # §11: KERNEL, SVM_VOTE, KNN_VOTE, GAUSSIAN_NB, AFFINE
 }
 assert set(F.OPS_BY_NAME) <= set(KERNELS), "every op of blob.format has a reference kernel"

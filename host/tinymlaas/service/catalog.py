@@ -12,7 +12,7 @@ DEFAULT_BUILDS = {
     "keras": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "savedmodel": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
     "onnx": [("tmlb-int8", "tinyml-mpy", {"quantize": True})],
-    "sklearn": [("trees", "tinyml-mpy", {}), ("linear", "tinyml-mpy", {})],
+    "sklearn": [("trees", "tinyml-mpy", {}), ("linear", "tinyml-mpy", {}), ("classic", "tinyml-mpy", {})],
 }
 
 

@@ -10,6 +10,7 @@ target_sources(usermod_tinyml INTERFACE
     ${TINYML_MOD_DIR}/mod_tinyml.c
     ${TINYML_RUNTIME_DIR}/tml_load.c
     ${TINYML_RUNTIME_DIR}/tml_ops.c
+    ${TINYML_RUNTIME_DIR}/tml_classic.c
     ${TINYML_RUNTIME_DIR}/tml_sha256.c
     ${TINYML_RUNTIME_DIR}/tml_p256.c
     ${TINYML_RUNTIME_DIR}/tml_cose.c
