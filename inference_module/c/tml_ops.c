@@ -130,6 +130,7 @@ typedef struct {
     const uint8_t *bias, *mult, *shift;
     int per_channel;
     int32_t xo, wo, out_off, lo, hi;
+    int fast_requant; /* requant2_dsp is exact for this op (requant2_ok); 0 outside the DSP build */
 } dense_q;
 
 static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *qp, int8_t *y)
@@ -175,9 +176,9 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
 #if TML_DSP
 #define PAIR_MAX_K 640 /* widened pixel pair: 2 * 640 int16 = 2.5 KB of stack */
 
-/* The 2x2 microkernel of dense_pair, over `pairs` output-channel pairs: sums[4p..4p+3] = {a00, a01, a10, a11},
- * pixel a/b x channel 2p/2p+1, over the widened pixel pair bp[0..end) (4 words per 4 inputs: a even, a odd, b even,
- * b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
+/* The 2x2 microkernel of dense_pair, over `pairs` output-channel pairs: pixel a's sums of channels 2p, 2p + 1 in
+ * sums[2p], sums[2p + 1], pixel b's SUMS_B words on, over the widened pixel pair bp[0..end) (4 words per 4 inputs:
+ * a even, a odd, b even, b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
  * In assembly because it needs all 14 usable registers (4 accumulators, 3 pointers and the end, 4 widened weights,
  * 2 inputs) -- GCC's version kept the end pointer on the stack, and a call per pair cost ~30 cycles more. Per 4
  * inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; two steps per pass: 42 modelled cycles for 32 MAC. */
@@ -231,7 +232,8 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
                      "bne 1b\n\t"
                      "3:\n\t"
                      "ldr r12, [sp]\n\t"
-                     "stmia r12!, {r4-r7}\n\t"
+                     "strd r6, r7, [r12, #512]\n\t" /* pixel b's sums SUMS_B words on */
+                     "strd r4, r5, [r12], #8\n\t"
                      "str r12, [sp]\n\t"
                      "ldr r0, [sp, #8]\n\t"
                      "ldr r2, [sp, #12]\n\t"
@@ -248,22 +250,87 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
 #pragma GCC diagnostic pop
 #undef GEMM_2X2_STEP
 
-#define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call: 512 B of sums on the stack */
+#define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call */
+#define SUMS_B 128    /* words from pixel a's sums to pixel b's in a two-pixel sums block (requant2_dsp's #512) */
 
-/* ya/yb[o0 + 2p + j] from sums[4p + {j, 2 + j}]: each channel's bias, multiplier and shift read once for both
- * pixels. A function of its own so its loop stays in registers. */
+/* Whether requant2_dsp's shortcut is exact for every output of an op (checked once per op): per-channel
+ * multipliers with shift in [-23, -1] (right shift 1..23, no left shift), the full int8 activation range, and
+ * |sum + bias| < 2^30 for every possible sum of K terms (|x + xo| <= 255, |w| <= 128). */
+static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K)
+{
+    const int64_t sum_max = (int64_t)K * 255 * 128;
+    uint32_t c;
+    if (!q->per_channel || q->lo != -128 || q->hi != 127 || sum_max >= (1 << 30))
+        return 0;
+    for (c = 0; c < Co; c++) {
+        const int32_t sh = tml_ld32(q->shift + 4 * c), b = tml_ld32(q->bias + 4 * c);
+        if (sh > -1 || sh < -23 || (b < 0 ? -(int64_t)b : (int64_t)b) >= (1 << 30) - sum_max)
+            return 0;
+    }
+    return 1;
+}
+
+/* ya[c] = requant(sums[c]), yb[c] = requant(sums[SUMS_B + c]) for c < n, each channel's parameters read once for
+ * both pixels. With right = -shift in [1, 23] and |acc| < 2^30 (requant2_ok), for acc = sum + bias:
+ *   SRDHM(acc, m) = SMMULR(2 acc, m)                                   (tml_mbqm's DSP shortcut, see mbqm_fixed_apply)
+ *   RDBPOT(v, r) + off = (v + 2^(r-1) + off * 2^r - [acc < 0]) >> r    (floor division; [v < 0] may be replaced
+ *                                                                      by [acc < 0]: they differ only when v = 0,
+ *                                                                      where both give 0 for r >= 1)
+ * so one SMMLAR adds the rounding constant and the output offset, (2 off + 1) << (r - 1), and SSAT clamps to
+ * int8. Per channel: 5 loads, 4 to prepare, 7 per output: 26 modelled cycles for 2 outputs (vs ~84 in C). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void requant2_dsp(const int32_t *sums, uint32_t n, const uint8_t *bias,
+                                                          const uint8_t *mult, const uint8_t *shift, int8_t *ya,
+                                                          int8_t *yb, int32_t off21)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldr r4, [sp, #36]\n\t" /* shift, ya, yb, off21: the stacked arguments */
+                     "ldr r5, [sp, #40]\n\t"
+                     "ldr r6, [sp, #44]\n\t"
+                     "ldr r7, [sp, #48]\n\t"
+                     "add r1, r0, r1, lsl #2\n\t"
+                     "1:\n\t"
+                     "ldr r8, [r2], #4\n\t"   /* bias */
+                     "ldr r9, [r3], #4\n\t"   /* multiplier */
+                     "ldr r10, [r4], #4\n\t"  /* shift = -right */
+                     "ldr r12, [r0, #512]\n\t" /* pixel b's sum (SUMS_B words on) */
+                     "ldr lr, [r0], #4\n\t"   /* pixel a's sum */
+                     "lsl r8, r8, #1\n\t"
+                     "mvn r11, r10\n\t"       /* right - 1 */
+                     "lsl r11, r7, r11\n\t"   /* (2 off + 1) << (right - 1) */
+                     "rsb r10, r10, #0\n\t"   /* right */
+                     "add r12, r8, r12, lsl #1\n\t" /* 2 (sum + bias) */
+                     "add lr, r8, lr, lsl #1\n\t"
+                     "smmlar r8, lr, r9, r11\n\t"
+                     "smmlar r9, r12, r9, r11\n\t"
+                     "add r8, r8, lr, asr #31\n\t"
+                     "add r9, r9, r12, asr #31\n\t"
+                     "asr r8, r8, r10\n\t"
+                     "asr r9, r9, r10\n\t"
+                     "ssat r8, #8, r8\n\t"
+                     "ssat r9, #8, r9\n\t"
+                     "strb r8, [r5], #1\n\t"
+                     "strb r9, [r6], #1\n\t"
+                     "cmp r0, r1\n\t"
+                     "bne 1b\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+
+/* The general form of requant2_dsp (any parameters): ya/yb[o0 + i] from sums[i] and sums[SUMS_B + i]. A function
+ * of its own so its loop stays in registers. */
 static __attribute__((noinline)) void requant_pairs(const int32_t *sums, uint32_t pairs, uint32_t o0,
                                                     const dense_q *qp, int8_t *ya, int8_t *yb)
 {
     const dense_q qv = *qp, *q = &qv;
-    uint32_t pr, j;
-    for (pr = 0; pr < pairs; pr++, sums += 4)
-        for (j = 0; j < 2; j++) {
-            const uint32_t o = o0 + 2 * pr + j, c = q->per_channel ? o : 0;
-            const int32_t b = tml_ld32(q->bias + 4 * o), m = tml_ld32(q->mult + 4 * c), sh = tml_ld32(q->shift + 4 * c);
-            ya[o] = requant_v(sums[j], b, m, sh, q->out_off, q->lo, q->hi);
-            yb[o] = requant_v(sums[2 + j], b, m, sh, q->out_off, q->lo, q->hi);
-        }
+    uint32_t i;
+    for (i = 0; i < 2 * pairs; i++) {
+        const uint32_t o = o0 + i, c = q->per_channel ? o : 0;
+        const int32_t b = tml_ld32(q->bias + 4 * o), m = tml_ld32(q->mult + 4 * c), sh = tml_ld32(q->shift + 4 * c);
+        ya[o] = requant_v(sums[i], b, m, sh, q->out_off, q->lo, q->hi);
+        yb[o] = requant_v(sums[SUMS_B + i], b, m, sh, q->out_off, q->lo, q->hi);
+    }
 }
 
 /* Two pixels x two output channels. The pixels' inputs are widened once (offset added) into 32-bit words laid out
@@ -286,7 +353,7 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
         buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
     }
     for (o = 0; o + 2 <= Co;) {
-        int32_t sums[4 * GEMM_PAIRS];
+        int32_t sums[SUMS_B + 2 * GEMM_PAIRS];
         const uint32_t pairs = (Co - o) / 2 < GEMM_PAIRS ? (Co - o) / 2 : GEMM_PAIRS;
         uint32_t pr;
         gemm_2x2_dsp(buf, buf + K4, w + (size_t)o * K, pairs, K, sums);
@@ -294,13 +361,17 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             const int8_t *w0 = w + (size_t)(o + 2 * pr) * K, *w1 = w0 + K;
             for (i = K4; i < K; i++) {
                 int32_t xva = xa[i] + q->xo, xvb = xb[i] + q->xo;
-                sums[4 * pr] += xva * w0[i];
-                sums[4 * pr + 1] += xva * w1[i];
-                sums[4 * pr + 2] += xvb * w0[i];
-                sums[4 * pr + 3] += xvb * w1[i];
+                sums[2 * pr] += xva * w0[i];
+                sums[2 * pr + 1] += xva * w1[i];
+                sums[SUMS_B + 2 * pr] += xvb * w0[i];
+                sums[SUMS_B + 2 * pr + 1] += xvb * w1[i];
             }
         }
-        requant_pairs(sums, pairs, o, q, ya, yb);
+        if (q->fast_requant)
+            requant2_dsp(sums, 2 * pairs, q->bias + 4 * o, q->mult + 4 * o, q->shift + 4 * o, ya + o, yb + o,
+                         2 * q->out_off + 1);
+        else
+            requant_pairs(sums, pairs, o, q, ya, yb);
         o += 2 * pairs;
     }
     for (; o < Co; o++) {
@@ -313,44 +384,59 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
 }
 #endif
 
+/* dst[0..n) = src[0..n): short runs (a few channels, e.g. an RGB or single-channel tap row) as a byte loop, which
+ * beats a library call; longer ones by memcpy. */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, uint32_t n)
+{
+    uint32_t k;
+    if (n < 16)
+        for (k = 0; k < n; k++)
+            dst[k] = src[k];
+    else
+        memcpy(dst, src, n);
+}
+
+static inline void fill_bytes(int8_t *dst, int8_t v, uint32_t n)
+{
+    uint32_t k;
+    if (n < 16)
+        for (k = 0; k < n; k++)
+            dst[k] = v;
+    else
+        memset(dst, v, n);
+}
+
 /* The receptive field of one output pixel as one contiguous vector [Kh][Kw][C]; padding gets the zero point. */
 static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, uint32_t C, uint32_t Kh, uint32_t Kw,
                          int64_t iy0, int64_t ix0, const int32_t *p, int8_t *patch)
 {
     uint32_t gy, gx;
     int8_t *q = patch;
-    if (iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)(Kw - 1) * p[3] < W) {
-        /* the whole window is inside the input: plain strided copies */
-        const int8_t *row = xd + (((size_t)n * H + (size_t)iy0) * W + (size_t)ix0) * C;
-        const size_t dy = (size_t)p[2] * W * C, dx = (size_t)p[3] * C;
-        for (gy = 0; gy < Kh; gy++, row += dy) {
-            const int8_t *src = row;
-            for (gx = 0; gx < Kw; gx++, q += C, src += dx) {
-                uint32_t k;
-                if (C < 16)
-                    for (k = 0; k < C; k++)
-                        q[k] = src[k];
-                else
-                    memcpy(q, src, C);
+    const int8_t zp = (int8_t)(-p[6]);
+    if (p[3] == 1) {
+        /* dilation 1 across: a window row's valid taps are one contiguous run of the input row, the rest padding */
+        uint32_t kx0, kx1;
+        const uint32_t row_bytes = Kw * C;
+        tap_range(ix0, 1, Kw, W, &kx0, &kx1);
+        for (gy = 0; gy < Kh; gy++, q += row_bytes) {
+            const int64_t iy = iy0 + (int64_t)gy * p[2];
+            if (iy < 0 || iy >= H || kx0 >= kx1) {
+                fill_bytes(q, zp, row_bytes);
+                continue;
             }
+            fill_bytes(q, zp, kx0 * C);
+            copy_bytes(q + kx0 * C, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)(ix0 + kx0)) * C, (kx1 - kx0) * C);
+            fill_bytes(q + kx1 * C, zp, (Kw - kx1) * C);
         }
         return;
     }
     for (gy = 0; gy < Kh; gy++)
         for (gx = 0; gx < Kw; gx++, q += C) {
             int64_t iy = iy0 + (int64_t)gy * p[2], ix = ix0 + (int64_t)gx * p[3];
-            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                memset(q, (int8_t)(-p[6]), C);
-            } else {
-                const int8_t *src = xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C;
-                if (C < 16) { /* e.g. RGB input: a byte loop beats a library call */
-                    uint32_t k;
-                    for (k = 0; k < C; k++)
-                        q[k] = src[k];
-                } else {
-                    memcpy(q, src, C);
-                }
-            }
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                fill_bytes(q, zp, C);
+            else
+                copy_bytes(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
         }
 }
 
@@ -389,6 +475,11 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     q.out_off = p[7];
     q.lo = p[8];
     q.hi = p[9];
+#if TML_DSP
+    q.fast_requant = requant2_ok(&q, Co, fstride);
+#else
+    q.fast_requant = 0;
+#endif
     if (Kh == 1 && Kw == 1 && p[4] == 0 && p[5] == 0 && (uint64_t)(Ho - 1) * (uint32_t)p[0] < H &&
         (uint64_t)(Wo - 1) * (uint32_t)p[1] < W) {
         /* 1x1 filter, every output pixel inside the input: each pixel is one dense row */
@@ -416,6 +507,37 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                       C, wd, Co, &q, yd + pix * Co);
         return TML_OK;
     }
+#if TML_DSP
+    if (patch_ok && !(Kh == 1 && Kw == 1) && fstride <= PAIR_MAX_K) {
+        /* im2col, two output pixels per pass over the filters, in raster order (a row's last pixel pairs with the
+         * next row's first): each pixel's receptive field gathered (padding positions get the input zero point, so
+         * they add (zp + in_off) * w = 0), then dense_pair */
+        int8_t patch2[PAIR_MAX_K];
+        const size_t npix = (size_t)N * Ho * Wo;
+        size_t pix;
+        uint32_t pos[3] = {0, 0, 0}; /* n, oy, ox of the next pixel */
+        for (pix = 0; pix < npix; pix += 2) {
+            int8_t *pp = patch;
+            uint32_t k;
+            for (k = 0; k < 2 && pix + k < npix; k++, pp = patch2) {
+                gather_patch(xd, pos[0], H, W, C, Kh, Kw, (int64_t)pos[1] * p[0] - p[4],
+                             (int64_t)pos[2] * p[1] - p[5], p, pp);
+                if (++pos[2] == Wo) {
+                    pos[2] = 0;
+                    if (++pos[1] == Ho) {
+                        pos[1] = 0;
+                        pos[0]++;
+                    }
+                }
+            }
+            if (k == 2)
+                dense_pair(patch, patch2, fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co);
+            else
+                dense_row(patch, fstride, wd, Co, &q, yd + pix * Co);
+        }
+        return TML_OK;
+    }
+#endif
     for (n = 0; n < N; n++)
         for (oy = 0; oy < Ho; oy++) {
             int64_t iy0 = (int64_t)oy * p[0] - p[4];
@@ -430,16 +552,6 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                     /* Gather this pixel's receptive field once (padding positions get the input zero point, so
                      * they add (zp + in_off) * w = 0), then every output channel is one contiguous dot product. */
                     gather_patch(xd, n, H, W, C, Kh, Kw, iy0, ix0, p, patch);
-#if TML_DSP
-                    if (fstride <= PAIR_MAX_K && ox + 1 < Wo) {
-                        /* and with the next pixel's patch, two pixels per pass over the filters */
-                        int8_t patch2[PAIR_MAX_K];
-                        gather_patch(xd, n, H, W, C, Kh, Kw, iy0, ix0 + p[1], p, patch2);
-                        dense_pair(patch, patch2, fstride, wd, Co, &q, out, out + Co);
-                        ox++;
-                        continue;
-                    }
-#endif
                     for (oc = 0; oc < Co; oc += 4) {
                         int32_t acc[4] = {0, 0, 0, 0};
                         uint32_t j, nb = Co - oc < 4 ? Co - oc : 4;
@@ -501,7 +613,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
 }
 
 #if TML_DSP
-#define DW3_MAX_C 128 /* 3x3 depthwise: 1152 B of packed weights, 512 B of sums, 1152 B of padded window on the stack */
+#define DW3_MAX_C 128 /* 3x3 depthwise: 1152 B of packed weights, 1 KB of two pixels' sums, 1152 B of padded window on the stack */
 
 /* Strides of a whole 3x3 depthwise window, for dw3x3_dsp (read by its assembly at these offsets). */
 typedef struct {
@@ -585,7 +697,8 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
     yd = (int8_t *)y.out;
 #if TML_DSP
     uint32_t wpk[9 * DW3_MAX_C / 4];
-    int32_t sums[DW3_MAX_C];
+    int32_t sums[SUMS_B + DW3_MAX_C]; /* two pixels' sums, as requant2_dsp reads them */
+    int dw3_fast = 0;
     int8_t window[9 * DW3_MAX_C];
     dw3_geom g3, g3w;
     /* 3x3, depth multiplier 1: weights packed per group of 4 channels for dw3x3_dsp, once per op. A window that
@@ -603,6 +716,15 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
         g3w.tap_step = (int32_t)C;
         g3w.row_advance = (int32_t)C;
         g3w.xo2 = g3.xo2;
+        {
+            dense_q q3;
+            q3.bias = (const uint8_t *)b.data;
+            q3.shift = (const uint8_t *)sh.data;
+            q3.per_channel = 1;
+            q3.lo = p[8];
+            q3.hi = p[9];
+            dw3_fast = requant2_ok(&q3, Co, 9);
+        }
     }
 #endif
     for (n = 0; n < N; n++)
@@ -613,6 +735,9 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
             /* first valid input row of this output row's windows (used when the window is not empty) */
             const int8_t *xrow0 = ky1 > ky0 ? xd + ((size_t)n * H + (size_t)(iy0 + (int64_t)ky0 * p[2])) * W * C : xd;
+#endif
+#if TML_DSP
+            int32_t *dsums = sums; /* pixel a's sums; pixel b's (an odd ox) SUMS_B words on */
 #endif
             for (ox = 0; ox < Wo; ox++) {
                 int64_t ix0 = (int64_t)ox * p[1] - p[5];
@@ -633,7 +758,7 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                     uint32_t c;
                     if (dw3) {
                         if (nky == 3 && nkx == 3) { /* the whole window inside the input */
-                            dw3x3_dsp(x00, wpk, Co / 4, sums, &g3);
+                            dw3x3_dsp(x00, wpk, Co / 4, dsums, &g3);
                         } else {
                             uint32_t ky, kx;
                             int8_t *q = window;
@@ -645,10 +770,18 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                                     else
                                         memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
                                 }
-                            dw3x3_dsp(window, wpk, Co / 4, sums, &g3w);
+                            dw3x3_dsp(window, wpk, Co / 4, dsums, &g3w);
                         }
-                        requant_row(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
-                                    (const uint8_t *)sh.data, p[7], p[8], p[9], out);
+                        if (dw3_fast && dsums != sums) { /* this pixel and the one before: requantized together */
+                            requant2_dsp(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
+                                         (const uint8_t *)sh.data, out - Co, out, 2 * p[7] + 1);
+                            dsums = sums;
+                        } else if (dw3_fast && ox + 1 < Wo) {
+                            dsums = sums + SUMS_B;
+                        } else {
+                            requant_row(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
+                                        (const uint8_t *)sh.data, p[7], p[8], p[9], out);
+                        }
                         continue;
                     }
                     for (c = 0; c < Co; c += 4) {
@@ -761,6 +894,7 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
         q.out_off = p[2];
         q.lo = p[3];
         q.hi = p[4];
+        q.fast_requant = 0;
         for (r = 0; r < rows; r++)
             dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
     }
