@@ -43,13 +43,15 @@ def _tensor_bytes(value, t):
     return raw
 
 
-def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None, vendor=None, klass=None):
+def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None, vendor=None, klass=None,
+                  anomaly=None):
     """-> package bytes. vectors: [(inputs, outputs)], one array/bytes per graph input and output.
 
     The outputs are the golden results the device must reproduce bit for bit before it activates the model.
     The manifest is signed by `signer` (signing.Signer; default: the default key store's current key) with
     `sequence` (default: the UTC time in milliseconds, which only grows), for vendor / class ids `vendor` /
-    `klass` (16 bytes each; default: signing.store's DEFAULT_VENDOR / DEFAULT_CLASS).
+    `klass` (16 bytes each; default: signing.store's DEFAULT_VENDOR / DEFAULT_CLASS). anomaly: an anomaly
+    model's {"score", "threshold"} (service/anomaly.py), in the metadata for the device to raise alarms with.
     """
     from .signing import cose, manifest, store
 
@@ -83,6 +85,8 @@ def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None
         "sequence": sequence,
         "kid": signer.key_id.hex(),
     }
+    if anomaly is not None:
+        meta["anomaly"] = {"score": str(anomaly["score"]), "threshold": float(anomaly["threshold"])}
     meta_raw = json.dumps(meta, separators=(",", ":")).encode()
     if len(meta_raw) > MAX_META:
         raise PackageError("metadata is %d bytes, the limit is %d" % (len(meta_raw), MAX_META))

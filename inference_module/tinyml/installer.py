@@ -340,6 +340,8 @@ class Installer:
                    "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
                    "blob_offset": info["blob_offset"], "vec_offset": info["vec_offset"], "n_vectors": info["n_vectors"],
                    "sequence": info["sequence"]}
+        if "anomaly" in info["meta"]:  # an anomaly model's score and threshold (lwm2m/anomaly.py raises its alarms)
+            pointer["anomaly"] = info["meta"]["anomaly"]
         tmp = self._path("active.tmp")
         try:
             with open(tmp, "w") as f:
@@ -377,7 +379,7 @@ class Installer:
         if not p:
             return None
         return {"name": p["name"], "version": p["version"], "sha256": p["sha256"], "arena_bytes": p["arena_bytes"],
-                "blob_bytes": p["blob_bytes"], "state": "active"}
+                "blob_bytes": p["blob_bytes"], "state": "active", "anomaly": p.get("anomaly")}
 
     def self_test_active(self):
         """Re-run the active package's golden vectors (e.g. at boot); returns the count or raises InstallError."""

@@ -8,7 +8,7 @@ import sys
 
 import hal
 
-from .objects import BOOLEAN, INTEGER, NONE, OPAQUE, STRING, LwObject, ResourceError, WriteError
+from .objects import BOOLEAN, FLOAT, INTEGER, NONE, OPAQUE, STRING, LwObject, ResourceError, WriteError
 
 OID = 32770
 
@@ -52,6 +52,11 @@ REPORTING_FILE = "/report-results"  # in data_dir: "0" when off; absent or anyth
 # the trusted keys' points, concatenated: written by a Bootstrap-Server only (lwm2m/bootstrap.py); like 26, never
 # by a server in a management session (a Write gets 4.01): anchors change only by a signed update (29)
 ANCHOR_KEYS = 32
+# anomaly models (lwm2m/anomaly.py, imported only for one): threshold, last score, alarms, alarms the server took
+ANOMALY_THRESHOLD = 33
+ANOMALY_SCORE = 34
+ALARM_COUNT = 35
+ALARMS_REPORTED = 36
 
 
 def runtime_info():
@@ -152,7 +157,8 @@ class TinyML(LwObject):
         LAST_TOP_CLASS: (INTEGER, "R"), UPDATE_REASON: (STRING, "R"), INSTALLED_SEQUENCE: (INTEGER, "R"),
         TRUST_ANCHORS: (STRING, "R"), VENDOR_ID: (STRING, "R"), CLASS_ID: (STRING, "R"),
         ANCHOR_UPDATE: (OPAQUE, "W"), ANCHOR_SEQUENCE: (INTEGER, "R"), RESULT_REPORTING: (BOOLEAN, "RW"),
-        ANCHOR_KEYS: (OPAQUE, "R"),
+        ANCHOR_KEYS: (OPAQUE, "R"), ANOMALY_THRESHOLD: (FLOAT, "R"), ANOMALY_SCORE: (FLOAT, "R"),
+        ALARM_COUNT: (INTEGER, "R"), ALARMS_REPORTED: (INTEGER, "R"),
     }
     bootstrap_only = (TRUST_ANCHORS, ANCHOR_KEYS)  # client.py answers a Write of these 4.01
 
@@ -181,6 +187,7 @@ class TinyML(LwObject):
         self.last_result = b""
         self.top_class = -1
         self.self_test_result = ""
+        self.anomaly = None  # an anomaly.Monitor while the active model is an anomaly model
         try:
             with open(data_dir + REPORTING_FILE) as f:
                 self.report_results = f.read().strip() != "0"
@@ -224,9 +231,17 @@ class TinyML(LwObject):
             except Exception as e:
                 self.model = None
                 self.state = "load-failed: %s" % e
+        self.watch()
         for rid in (FREE_HEAP, LARGEST_BLOCK, FLASH_FREE, MODEL_NAME, MODEL_VERSION, MODEL_SHA256, ARENA_BYTES,
                     BLOB_BYTES, MODEL_STATE, UPDATE_REASON, INSTALLED_SEQUENCE):
             self.changed(0, rid)
+
+    def watch(self):
+        """An anomaly model gets its alarms (lwm2m/anomaly.py); a device with another model never imports it."""
+        if self.anomaly is not None or (self.info and self.info.get("anomaly")):
+            from . import anomaly
+
+            anomaly.watch(self)
 
     def _info(self, key, default=""):
         return self.info.get(key, default) if self.info else default
@@ -295,6 +310,9 @@ class TinyML(LwObject):
             return b"".join(trust.anchors[k] for k in sorted(trust.anchors)) if trust else b""
         if rid in (UPDATE_REASON, INSTALLED_SEQUENCE, TRUST_ANCHORS, VENDOR_ID, CLASS_ID):
             return self._trust(rid)
+        if rid >= ANOMALY_THRESHOLD and rid <= ALARMS_REPORTED:
+            a = self.anomaly
+            return a.read(rid) if a is not None else (0.0 if rid <= ANOMALY_SCORE else 0)
         if rid == ANCHOR_SEQUENCE:
             trust = self.installer and self.installer.trust
             return getattr(trust, "anchor_sequence", 0) if trust else 0
@@ -359,6 +377,9 @@ class TinyML(LwObject):
 
     def infer(self):
         m = self.model
+        a = self.anomaly
+        if a is not None:
+            a.keep_input(m)
         try:
             m.invoke()
         except MemoryError:
@@ -376,6 +397,8 @@ class TinyML(LwObject):
         for j in range(len(m.outputs)):
             out += m.output_buffer(j)
         self.record(bytes(out), m.last_us, argmax(m.output_buffer(0), m.outputs[0]["dtype"]))
+        if a is not None:
+            a.check(m)
 
     def record(self, result, us, top):
         self.count += 1

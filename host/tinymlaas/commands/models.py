@@ -31,6 +31,12 @@ def register(sub):
                         "ONNX, linear scikit-learn models)")
     a.add_argument("--train", metavar="XY.npz", help="x, y (and x_val, y_val) for fine-tuning pruned variants")
     a.add_argument("--eval", metavar="XY.npz", help="x, y: each variant's accuracy is measured on it")
+    a.add_argument("--normal-data", metavar="X.npy", help="--task anomaly: normal input samples; each variant's "
+                   "alarm threshold is set on them at --false-alarm-rate (and is the default --representative)")
+    a.add_argument("--anomaly-data", metavar="X.npy", help="--task anomaly: anomalous samples, to measure the "
+                   "detection rate at the threshold")
+    a.add_argument("--false-alarm-rate", type=float, default=None, metavar="RATE",
+                   help="--task anomaly: share of normal samples allowed above the threshold (default 0.01)")
     a.add_argument("--no-compile", action="store_true", help="register the source only")
     a.add_argument("--json", action="store_true")
     add_data_argument(a)
@@ -76,6 +82,9 @@ def _upload(args):
     if Path(args.path).is_dir():
         raise UserError("%s is a directory: a SavedModel is registered on the service's machine (models add without "
                         "--server), or saved as .keras or .tflite and uploaded" % args.path)
+    if args.normal_data or args.anomaly_data or args.false_alarm_rate is not None:
+        raise UserError("anomaly models are registered on the service's machine for now (models add without "
+                        "--server): the upload API takes no normal data yet")
     files = {"model": args.path}
     files.update({role: getattr(args, role) for role in ("representative", "train", "eval") if getattr(args, role)})
     return expect(*upload(args.api, "/api/models", fields, files), 201)
@@ -105,10 +114,11 @@ def cmd_add(args):
     progress = step_printer()
     try:
         datasets = {role: getattr(args, role) for role in ("representative", "train", "eval") if getattr(args, role)}
+        metadata = _anomaly_arguments(args, datasets)
         progress("read %s" % args.path)
         model, errors = cat.add(args.path, args.name, args.version, builds=[] if args.no_compile else None,
                                 datasets=datasets, task=args.task, labels=labels, accuracy=args.accuracy,
-                                progress=progress)
+                                progress=progress, metadata=metadata)
     except RegistryError as e:
         raise UserError(str(e)) from None
     progress("done")
@@ -119,6 +129,23 @@ def cmd_add(args):
     else:
         _print_added(answer)
     return 0
+
+
+def _anomaly_arguments(args, datasets):
+    """--normal-data / --anomaly-data / --false-alarm-rate -> datasets and model metadata (an anomaly task only)."""
+    from ..service.anomaly import is_anomaly_task
+
+    given = [f for f in ("normal_data", "anomaly_data", "false_alarm_rate") if getattr(args, f) is not None]
+    if not is_anomaly_task(args.task):
+        if given:
+            raise UserError("--%s is for anomaly models (--task anomaly)" % given[0].replace("_", "-"))
+        return {}
+    if not args.normal_data and not args.no_compile:
+        raise UserError("--task anomaly needs --normal-data X.npy: the alarm threshold is set on normal samples")
+    for role, value in (("normal", args.normal_data), ("anomalous", args.anomaly_data)):
+        if value:
+            datasets[role] = value
+    return {} if args.false_alarm_rate is None else {"false_alarm_rate": args.false_alarm_rate}
 
 
 def cmd_list(args):
@@ -157,4 +184,9 @@ def cmd_show(args):
     print_table(variants, [("id", "ID"), ("backend", "BACKEND"), ("runtime", "RUNTIME"), ("options", "OPTIONS"),
                            ("flash_bytes", "FLASH B"), ("ram_bytes", "RAM B"), ("macs", "MACS"),
                            ("accuracy", "ACCURACY"), ("artifact_sha256", "ARTIFACT")])
+    from ..service.anomaly import summary
+
+    for v in variants:
+        if summary(v):
+            print("variant %d alarm threshold: %s" % (v["id"], summary(v)))
     return 0

@@ -111,7 +111,8 @@ def page_routes(api, svc):
                       tree=views.object_tree(svc.server.model, reg) if reg else [], charts=chart_rows,
                       sample_count=len(svc.telemetry.samples(ep)), retention_days=svc.telemetry.retention_days,
                       kept=svc.telemetry.results(ep, 20), deployments=deployments, events=events,
-                      input_spec=input_spec, labels=labels)
+                      input_spec=input_spec, labels=labels, alarms=svc.server.reports.recent(ep, 20),
+                      alarm_total=svc.server.reports.count(ep))
 
     def variant_scatter(models):
         series = []

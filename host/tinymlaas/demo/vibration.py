@@ -58,3 +58,43 @@ def build_model(width=16):
         L.GlobalAveragePooling2D(),
         L.Dense(len(CLASSES), activation="softmax"),
     ])
+
+
+BANDS = 32
+
+
+def band_features(X):
+    """[n, 32] float32 log band energies of raw windows ([n, 256, ...]): the 128 FFT bins below Nyquist in 32
+    bands of 15.6 Hz — what a board's DSP front-end (or the sensor's own FFT) hands the anomaly model."""
+    x = np.asarray(X, dtype=np.float64).reshape(len(X), WINDOW)
+    power = np.abs(np.fft.rfft(x * np.hanning(WINDOW), axis=1)[:, :128]) ** 2
+    bands = power.reshape(len(X), BANDS, -1).mean(axis=2)
+    return (np.log10(bands + 1e-2) / 2).astype(np.float32)
+
+
+def normal_features(n, seed=0):
+    """Band features of n windows of the normal machine (class 0) only: what an anomaly model learns from."""
+    rng = np.random.default_rng(seed)
+    return band_features(np.stack([signal(0, rng) for _ in range(n)]))
+
+
+def fault_features(n, seed=0):
+    """Band features of n faulty windows (imbalance, misalignment, bearing in turn)."""
+    rng = np.random.default_rng(seed)
+    return band_features(np.stack([signal(1 + i % 3, rng) for i in range(n)]))
+
+
+def autoencoder(normal, k=4):
+    """A linear autoencoder over the band features, fitted to normal windows only (PCA: the encoder projects on the
+    normal data's first k principal axes, the decoder maps back): it reconstructs normal windows well and faults
+    badly, and its reconstruction error is the anomaly score (service/anomaly.py). Fitted in closed form, so it is
+    deterministic and needs no training run; a Keras model, so it takes the int8 Keras path like any other."""
+    import keras
+
+    normal = np.asarray(normal, dtype=np.float64)
+    mean = normal.mean(axis=0)
+    axes = np.linalg.svd(normal - mean, full_matrices=False)[2][:k]          # [k, 32]
+    model = keras.Sequential([keras.Input((BANDS,)), keras.layers.Dense(k), keras.layers.Dense(BANDS)])
+    model.layers[0].set_weights([axes.T.astype(np.float32), (-mean @ axes.T).astype(np.float32)])
+    model.layers[1].set_weights([axes.astype(np.float32), mean.astype(np.float32)])
+    return model

@@ -1,5 +1,5 @@
-"""The server's CoAP resources: the Registration interface (/rd), package downloads (/fw/<sha256>) and an
-observable endpoint lookup (/rd-lookup/ep, in the style of RFC 9176 §7) for monitoring tools.
+"""The server's CoAP resources: the Registration interface (/rd), LwM2M Send (/dp, send.py), package downloads
+(/fw/<sha256>) and an observable endpoint lookup (/rd-lookup/ep, in the style of RFC 9176 §7) for monitoring tools.
 
 One root resource routes on the full Uri-Path, so no request reaches a handler it was not meant for, and
 aiocoap's implicit block-wise reassembly is off: Block1 on /rd is refused with 4.13 (a registration must fit
@@ -13,6 +13,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
 from . import registration as R
+from . import send as S
 from .packages import MAX_SZX, BlockOutOfRange, block_slice
 
 log = logging.getLogger("tinymlaas.lwm2m.site")
@@ -24,6 +25,8 @@ CODES = {
     R.UNSUPPORTED_FORMAT: Code.UNSUPPORTED_CONTENT_FORMAT,
 }
 MAX_REGISTRATION_PAYLOAD = 1024
+SEND_CODES = {"4.00": Code.BAD_REQUEST, "4.13": Code.REQUEST_ENTITY_TOO_LARGE,
+              "4.15": Code.UNSUPPORTED_CONTENT_FORMAT}
 
 
 def _error(code, text=""):
@@ -75,6 +78,8 @@ class Root(resource.ObservableResource):
                 return self._package(request, path[1])
             if path == ("rd-lookup", "ep"):
                 return self._lookup(request)
+            if path == ("dp",):
+                return await self._send(request, as_endpoint)
         except R.Rejected as e:
             log.info("%s %s from %s rejected: %s", request.code, "/".join(path), request.remote.hostinfo, e.reason)
             return _error(CODES[e.code], e.reason)
@@ -132,6 +137,32 @@ class Root(resource.ObservableResource):
         if as_endpoint is None and self.server.oscore.for_endpoint(endpoint) is not None:
             return _error(Code.UNAUTHORIZED, "%s must use OSCORE" % endpoint)
         return None
+
+    # ---- /dp: LwM2M Send ----------------------------------------------------------------------------------
+
+    async def _send(self, request, as_endpoint):
+        """A registered device's Send: stored, then 2.04; refused with the reason otherwise (send.py)."""
+        if request.code != Code.POST:
+            return _error(Code.METHOD_NOT_ALLOWED)
+        who = request.remote.hostinfo
+        if as_endpoint is not None:
+            reg = self.server.find(as_endpoint)
+        else:
+            reg = next((r for r in self.server.devices() if r.address == who), None)
+            if reg is not None and self.server.oscore.for_endpoint(reg.endpoint) is not None:
+                return _error(Code.UNAUTHORIZED, "%s must use OSCORE" % reg.endpoint)
+        if reg is None:
+            log.info("Send from %s refused: not a registered device", who)
+            return _error(Code.UNAUTHORIZED, "Send from %s: no device registered there" % (as_endpoint or who))
+        if request.opt.block1 is not None:
+            return _error(Code.REQUEST_ENTITY_TOO_LARGE, "a Send must fit one datagram")
+        try:
+            values = S.check(request.opt.content_format, request.payload, self.server.model, reg.objects)
+        except S.Refused as e:
+            log.info("Send from %s (%s) refused: %s", reg.endpoint, who, e.reason)
+            return _error(SEND_CODES[e.code], e.reason)
+        await self.server.reported(reg, values)
+        return Message(code=Code.CHANGED)
 
     # ---- /rd-lookup/ep ------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .qblock import QBlockPort, device_sockaddr
 from .qpush import QBlock1Push, Unsupported
 from .push import BlockAnswer, BlockTimeout, PushFailed, RttEstimator, push_blocks
 from .registration import Registration
+from .send import Reports
 from .store import Store, is_file_path
 from .capability_reads import CapabilityReads
 
@@ -73,9 +74,10 @@ class DeviceError(LwM2MError):
 
 @dataclass
 class Event:
-    kind: str  # registered, updated, deregistered, expired, capabilities
+    kind: str  # registered, updated, deregistered, expired, capabilities; alarm, report (a Send, send.py)
     endpoint: str
     registration: Registration
+    data: dict = None  # alarm / report: the stored report (Reports.recent's rows)
 
 
 LEGACY_FORMATS = {1541: C.TEXT, 1542: C.TLV, 1544: C.OPAQUE}
@@ -181,6 +183,7 @@ class LwM2MServer:
         # the first read of each device's TinyML object: a bounded number at once, retried with backoff
         self.capability_reads = CapabilityReads(self)
         self.capability_jobs = []  # f(endpoint, caps) -> job(tx): written in the capabilities' transaction
+        self.reports = Reports(self.store.db)  # what devices sent to /dp (LwM2M Send): alarms, reports
         for row in self.store.devices():
             self._adopt(row)
 
@@ -265,9 +268,15 @@ class LwM2MServer:
     def on_event(self, callback):
         self._callbacks.append(callback)
 
-    def _emit(self, kind, reg):
-        ev = Event(kind, reg.endpoint, reg)
-        if kind != "capabilities" and self.site is not None:
+    async def reported(self, reg, values):
+        """A device's Send, checked by the site: stored (committed), then an `alarm` or `report` event."""
+        row = await self.reports.save(reg.endpoint, values)
+        log.info("%s from %s: %s", row["kind"], reg.endpoint, row["values"])
+        self._emit(row["kind"], reg, row)
+
+    def _emit(self, kind, reg, data=None):
+        ev = Event(kind, reg.endpoint, reg, data)
+        if kind not in ("capabilities", "alarm", "report") and self.site is not None:
             self.site.registrations_changed()
         for q in self._subscribers:
             try:

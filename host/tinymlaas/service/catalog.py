@@ -5,6 +5,9 @@ from pathlib import Path
 from ..backends import BackendError, SourceModel, Target, UnsupportedModel, available_backends, backend, steps_to
 from ..db import Database
 from ..registry import ArtifactStore, ModelRegistry, RegistryError
+from .anomaly import is_anomaly_task
+
+DEFAULT_FALSE_ALARM_RATE = 0.01
 
 # Which back-end builds what for which runtime, by source model kind.
 DEFAULT_BUILDS = {
@@ -89,6 +92,29 @@ def variant_accuracy(model, options, artifact):
     return model.get("accuracy")
 
 
+def calibrate_variant(model, artifact):
+    """An anomaly model's variant: its threshold, set on the model's normal data at its false-alarm rate
+    (service/anomaly.py), goes in the artifact's report; returns the balanced accuracy (mean of the normal samples
+    passed and the anomalous ones caught) when anomalous samples were given, else None."""
+    from .anomaly import CalibrationError, calibrate, load_samples
+
+    meta = model.get("metadata") or {}
+    if artifact.kind != "tmlb":
+        raise BackendError("anomaly scores are computed on tmlb blobs only, not %s artifacts" % artifact.kind)
+    if not meta.get("normal"):
+        raise BackendError("an anomaly model needs normal data to set its threshold (--normal-data X.npy)")
+    try:
+        normal = load_samples(meta["normal"], "normal")
+        anomalous = load_samples(meta["anomalous"], "anomalous") if meta.get("anomalous") else None
+        a = calibrate(artifact.data, normal, float(meta.get("false_alarm_rate", DEFAULT_FALSE_ALARM_RATE)), anomalous)
+    except CalibrationError as e:
+        raise BackendError(str(e)) from None
+    artifact.report["anomaly"] = a
+    if a["detection_rate"] is None:
+        return None
+    return (1 - a["false_alarm_rate"] + a["detection_rate"]) / 2
+
+
 def blob_accuracy(blob, X, y, transpose=None):
     """Top-1 accuracy of a compiled classifier blob on (X, y), run by the NumPy reference executor (bit-exact
     with TFLite Micro, so this is the accuracy the device will have). `transpose`: axes that turn a sample of X
@@ -138,7 +164,8 @@ class Catalog:
     def add(self, path, name, version="1", builds=None, progress=None, datasets=None, **meta):
         """Register a model file and compile its default variants. datasets: {"representative": .npy (calibration
         inputs for post-training quantization), "train": .npz (x, y[, x_val, y_val]: fine-tuning after pruning),
-        "eval": .npz (x, y: the accuracy of every variant)} — copied into the data directory, so the registry
+        "eval": .npz (x, y: the accuracy of every variant), "normal" / "anomalous": .npy (an anomaly model's
+        threshold and its rates, service/anomaly.py)} — copied into the data directory, so the registry
         does not depend on files the user may move. Nothing is registered when builds are asked for (the default)
         and none compiles: RegistryError with every back-end's reason."""
         path = Path(path)
@@ -148,6 +175,8 @@ class Catalog:
         data = _zip_dir(path) if kind == "savedmodel" and path.is_dir() else path.read_bytes()
         metadata = dict(meta.pop("metadata", None) or {})
         datasets = {role: Path(file).resolve() for role, file in (datasets or {}).items()}
+        if is_anomaly_task(meta.get("task")) and "normal" in datasets:
+            datasets.setdefault("representative", datasets["normal"])   # quantize for the inputs it will score
         for role, file in datasets.items():
             if not file.is_file():
                 raise RegistryError("cannot read dataset %s (the %s set): no such file" % (file, role))
@@ -199,9 +228,13 @@ class Catalog:
                 be.check(source, target, options)
                 with steps_to(lambda what: say("%s for %s: %s" % (backend_name, runtime, what))):
                     artifact = be.compile(source, target, options)
-                if (model.get("metadata") or {}).get("eval") and artifact.kind == "tmlb":
-                    say("%s for %s: measure accuracy on the evaluation set" % (backend_name, runtime))
-                accuracy = variant_accuracy(model, options, artifact)
+                if is_anomaly_task(model.get("task")):
+                    say("%s for %s: calibrate the anomaly threshold on the normal data" % (backend_name, runtime))
+                    accuracy = calibrate_variant(model, artifact)
+                else:
+                    if (model.get("metadata") or {}).get("eval") and artifact.kind == "tmlb":
+                        say("%s for %s: measure accuracy on the evaluation set" % (backend_name, runtime))
+                    accuracy = variant_accuracy(model, options, artifact)
             except BackendError as e:
                 errors[(backend_name, runtime)] = str(e)
                 if isinstance(e, UnsupportedModel):

@@ -11,6 +11,7 @@ from ..db import migration
 from ..lwm2m.server import LwM2MServer
 from ..registry import RegistryError
 from ..registry.models import golden_bytes
+from .anomaly import device_config
 from .catalog import Catalog
 from .channel import LwM2MChannel
 from .deployments import DEFAULT_CONCURRENCY, DeploymentEngine, DeploymentError, DeploymentStore, check_stages
@@ -258,7 +259,8 @@ class Service:
         """(package bytes, sequence number): signed with the key store's current key (service/signing.py)."""
         blob = self.registry.artifact(variant)
         vectors = golden_bytes(variant) or reference_vectors(blob)
-        return self.signing.build(blob, model["name"], model["version"], vectors, variant["runtime"], floor)
+        return self.signing.build(blob, model["name"], model["version"], vectors, variant["runtime"], floor,
+                                  anomaly=device_config(variant))
 
     def _rollback_package(self, endpoint, previous):
         model, variant = self.installed_variant((previous or {}).get("sha256"))

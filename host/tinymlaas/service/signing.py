@@ -81,19 +81,19 @@ class PackageSigning:
         next package gets (above both: `behind` says the service's counter was behind the device)."""
         trust = caps.get("trust")
         installed = trust["sequence"] if trust else 0
-        last = last_sequence(self.db, DEFAULT_CLASS.hex(), COMPONENT)
+        last = last_sequence(self.db, trust["class_id"] if trust else DEFAULT_CLASS.hex(), COMPONENT)
         return {"installed": installed, "last_signed": last, "next": max(last, installed) + 1,
                 "behind": last < installed}
 
-    def build(self, blob, name, version, vectors, runtime, floor=0):
+    def build(self, blob, name, version, vectors, runtime, floor=0, anomaly=None):
         """Package bytes signed by the current key, with the next sequence number of the variant's class above
-        `floor` (the device's installed sequence number)."""
+        `floor` (the device's installed sequence number); anomaly: an anomaly model's score and threshold."""
         from ..package import build_package
 
         klass = class_for_runtime(runtime)
         seq = next_sequence(self.db, klass.hex(), COMPONENT, floor)
         return build_package(blob, name, version, vectors, signer=self.keys.signer(), sequence=seq,
-                             vendor=DEFAULT_VENDOR, klass=klass), seq
+                             vendor=DEFAULT_VENDOR, klass=klass, anomaly=anomaly), seq
 
     def device_config(self):
         """The device config keys that make a device trust this service (emulated devices, provisioning)."""

@@ -5,6 +5,8 @@
                                           page of at most N (1-10,000) after endpoint EP (the previous page's last)
     GET  /api/devices/{endpoint}          one
     POST /api/devices/{endpoint}/refresh  read the TinyML object again (409 for a device without one)
+    GET  /api/devices/{endpoint}/reports  what it sent with LwM2M Send (alarms of anomaly models), newest first;
+                                          ?kind=alarm|report, ?limit=N (1-1,000, default 100)
 """
 
 import bisect
@@ -84,6 +86,18 @@ def device_routes(api, server):
             raise HttpError(502, str(e)) from None
         return reply(device_view(server.device(ep), server))
 
+    async def reports(request):
+        try:
+            limit = int(request.query.get("limit", 100))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise HttpError(400, "limit must be a whole number from 1 to 1000")
+        kind = request.query.get("kind")
+        if kind not in (None, "alarm", "report"):
+            raise HttpError(400, "kind is alarm or report")
+        return reply(server.reports.recent(request.match_info["endpoint"], limit, kind))
+
     async def health(request):
         return reply({"coap_port": server.port, "devices": len(server.devices()),
                       "datagrams": server.guard_stats.as_dict() if server.guard_stats else None,
@@ -94,4 +108,5 @@ def device_routes(api, server):
     api.route("GET", "/api/devices", list_devices, "viewer")
     api.route("GET", "/api/devices/{endpoint}", one_device, "viewer")
     api.route("POST", "/api/devices/{endpoint}/refresh", refresh, "operator")
+    api.route("GET", "/api/devices/{endpoint}/reports", reports, "viewer")
     return api
