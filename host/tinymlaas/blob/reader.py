@@ -12,6 +12,7 @@ import math
 
 from . import classic
 from . import format as F
+from . import patch
 
 
 # Bounds shared with the C loader (inference_module/c/tml_load.c). Strides, dilations and pool filters above 65535
@@ -307,6 +308,10 @@ def _parse_ops(data, header, sections, tensors):
             mult = _const_i32(data, const_off, tensors[op.inputs[3]]).reshape(-1)
             shift = _const_i32(data, const_off, tensors[op.inputs[4]]).reshape(-1)
             _check_multipliers(op, mult, shift)
+    for op in ops:
+        if op.name == "PATCH":
+            patch.check_stage(ops, op.index, tensors, _const_i32(data, const_off, tensors[op.inputs[1]]),
+                              lambda msg, *a, op=op: _fail("op %d (PATCH): " % op.index + msg, *a))
     return ops
 
 
@@ -592,6 +597,8 @@ def _check_op(op, tensors):
             bad("input is %d bytes, output %d", x.nbytes, y.nbytes)
     elif name in classic.OP_NAMES:
         classic.check_op(op, T, y, P, bad, need, F.DTYPE_FLOAT32, F.DTYPE_INT32)
+    elif name == "PATCH":
+        patch.check_op(T, y, P, bad, need, F.DTYPE_INT8, F.DTYPE_INT32)
     elif name == "TREE_ENSEMBLE":
         x, nodes, leaves, trees, init = T
         need(x, F.DTYPE_FLOAT32, "input", const=False)
@@ -616,7 +623,7 @@ def _check_op(op, tensors):
             bad("input and output arena offsets must be multiples of 4")
 
     if name not in F.INPLACE_OPS:
-        for t in T:
+        for t in T[1:] if name == "PATCH" else T:  # PATCH's output may lie over its input (§12)
             if not t.is_const and t.offset < y.offset + y.nbytes and y.offset < t.offset + t.nbytes:
                 bad("input tensor %d overlaps output tensor %d in the arena", t.index, y.index)
 

@@ -16,6 +16,7 @@ import numpy as np
 from . import classic
 from . import fixedpoint as fx
 from . import format as F
+from . import patch
 from .reader import parse
 
 # The MBQM the kernels use: the blob's double rounding, unless an Executor was built with rounding="single".
@@ -69,7 +70,19 @@ class Executor:
             raise ValueError("model has %d inputs, got %d" % (len(self.blob.inputs), len(inputs)))
         for index, value in zip(self.blob.inputs, inputs):
             self.write(index, value)
+        stage_end = 0
         for op in self.blob.ops:
+            if op.index < stage_end:  # run by its PATCH op, tile by tile
+                continue
+            if op.name == "PATCH":
+                stage_end = op.index + 1 + op.params[0]
+                token = _MBQM.set(self.mbqm)
+                try:
+                    patch.run(self, op, self.blob.ops[op.index + 1:stage_end], KERNELS, NP_DTYPE)
+                finally:
+                    _MBQM.reset(token)
+                yield op
+                continue
             kernel = KERNELS[op.name]
             args = [self.read(i) for i in op.inputs]
             y_t = self.blob.tensors[op.outputs[0]]
@@ -297,6 +310,7 @@ KERNELS = {
     "DEQUANTIZE": dequantize,
     "COPY": copy,
     "TREE_ENSEMBLE": tree_ensemble,
+    "PATCH": patch.run,  # runs its stage's ops (Executor.trace)
     **classic.KERNELS,          # §11: KERNEL, SVM_VOTE, KNN_VOTE, GAUSSIAN_NB, AFFINE
 }
 assert set(F.OPS_BY_NAME) <= set(KERNELS), "every op of blob.format has a reference kernel"

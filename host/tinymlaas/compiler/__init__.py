@@ -19,6 +19,7 @@ from .passes.fuse import fuse_activations, fuse_pads
 from .passes.lower import lower
 from .passes.lut import lower_to_lut, requantize_concat_inputs
 from .passes.views import make_views
+from .patches import plan_patches, report as patch_report
 from .planner import plan_memory
 
 __all__ = ["compile_tflite", "compile_graph", "run_passes", "CompiledModel", "CompileError"]
@@ -35,6 +36,8 @@ class CompiledModel:
     outputs: list
     source_ops: list  # TFLite op names in source order
     arena_lower_bound: int = 0
+    arena_layerwise: int = 0  # the arena without patch-based stages (equal to arena_bytes when none is used)
+    patches: list = field(default_factory=list)  # the patch-based stages (docs/compiler.md)
     plan_strategy: str = ""
     const_bytes: int = 0
     passes: dict = field(default_factory=dict)
@@ -48,6 +51,8 @@ class CompiledModel:
             "tflite_bytes": self.tflite_bytes,
             "arena_bytes": self.arena_bytes,
             "arena_lower_bound": self.arena_lower_bound,
+            "arena_layerwise": self.arena_layerwise,
+            "patches": self.patches,
             "plan_strategy": self.plan_strategy,
             "const_bytes": self.const_bytes,
             "macs": self.macs,
@@ -111,9 +116,10 @@ def run_passes(graph, fuse=True):
     return stats
 
 
-def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None):
+def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None, patches=False):
     source_ops = [op.kind for op in graph.ops]
     stats = run_passes(graph, fuse=fuse)
+    stages, layerwise = plan_patches(graph, inplace=inplace) if patches else ([], None)
     plan = plan_memory(graph, inplace=inplace)
     stats["inplace_ops"] = plan.inplace
     macs = sum(op.macs for op in graph.ops)
@@ -145,17 +151,19 @@ def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None
     return CompiledModel(blob=blob, arena_bytes=plan.arena_bytes, macs=macs,
                          ops=[op.kind for op in graph.ops if op.kind != "VIEW"], tflite_bytes=len(tflite),
                          inputs=inputs, outputs=outputs, source_ops=source_ops,
-                         arena_lower_bound=plan.lower_bound, plan_strategy=plan.strategy, const_bytes=const_bytes,
+                         arena_lower_bound=plan.lower_bound, arena_layerwise=layerwise or plan.arena_bytes,
+                         patches=patch_report(stages, graph), plan_strategy=plan.strategy, const_bytes=const_bytes,
                          passes=stats, layers=layers, memory_plan=memory_plan)
 
 
-def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None):
+def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None, patches=False):
     """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported.
 
     Options: `name` (META name; default the file stem or the model description), `inplace` (let LUT/ADD/MUL write
     over a dying operand; default True), `fuse` (PAD and standalone-activation fusion; default True). Every
-    combination gives a bit-identical function; the options only trade arena bytes and op count. `meta`: extra
-    META entries (JSON-able)."""
+    combination gives a bit-identical function; the options only trade arena bytes and op count. `patches`: run
+    memory-heavy stages tile by tile where that lowers the arena (costs recomputed MACs). `meta`:
+    extra META entries (JSON-able)."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
         default_name = ""
@@ -164,4 +172,5 @@ def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None)
         data = p.read_bytes()
         default_name = p.stem
     graph = parse_tflite(data)
-    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse, meta=meta)
+    return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse, meta=meta,
+                         patches=patches)

@@ -28,6 +28,12 @@ class Buffer:
     end: int
     tensors: list
     offset: int = -1
+    deltas: dict = None  # tensor -> bytes after the buffer's offset (a PATCH stage's input inside its output)
+    segments: list = None  # (start, end, lo, hi): bytes [offset+lo, offset+hi) in use from start to end; None: all
+
+
+def _segs(b):
+    return b.segments or [(b.start, b.end, 0, b.size)]
 
 
 class _UnionFind:
@@ -105,6 +111,12 @@ def build_buffers(graph, inplace=True):
                     r = uf.find(t)
                     end[r] = max(end[r], k)
                     start[r] = min(start[r], k)
+        for k, op in enumerate(graph.ops, start=1):
+            if op.kind == "PATCH":  # its operands and output live through the stage's ops, run once per tile
+                for t in list(op.inputs) + list(op.outputs):
+                    if t in tensors:
+                        r = uf.find(t)
+                        start[r], end[r] = min(start[r], k), max(end[r], k + op.params[0])
         for r in start:  # a graph input no op reads still occupies its bytes while the caller writes it
             end[r] = max(end[r], start[r])
         return start, end
@@ -134,10 +146,30 @@ def build_buffers(graph, inplace=True):
     groups = {}
     for t in sorted(tensors):
         groups.setdefault(uf.find(t), []).append(t)
+    size = {r: _round(max(graph.tensors[t].nbytes for t in ts)) for r, ts in groups.items()}
+    deltas, segments = {}, {}
+    for k, op in enumerate(graph.ops, start=1):
+        # A PATCH stage whose input dies in it: its output y starts `overlap` bytes before x in one buffer.
+        if op.kind == "PATCH" and op.options.get("overlap") is not None:
+            rx, ry = uf.find(op.inputs[0]), uf.find(op.outputs[0])
+            io_out = {uf.find(t) for t in graph.outputs}
+            if rx == ry or end[rx] != k + op.params[0] or rx in io_out or ry in io_out or rx in segments \
+                    or ry in segments or start[ry] != k:
+                continue
+            d, sx, sy = op.options["overlap"], size[rx], size[ry]
+            for t in groups[rx]:
+                deltas[t] = d
+            groups[ry] += groups.pop(rx)
+            size[ry] = max(sy, d + size.pop(rx))
+            # x alone before the stage, x and y during it, y alone after it
+            segments[ry] = [(start[rx], k - 1, d, d + sx), (k, end[rx], 0, size[ry]), (end[rx] + 1, end[ry], 0, sy)]
+            segments[ry] = [sg for sg in segments[ry] if sg[0] <= sg[1]]
+            start[ry] = start[rx]
+            uf.union(ry, rx)
     buffers = []
     for i, (r, ts) in enumerate(sorted(groups.items())):
-        size = _round(max(graph.tensors[t].nbytes for t in ts))
-        buffers.append(Buffer(i, size, start[r], end[r], ts))
+        buffers.append(Buffer(i, size[r], start[r], end[r], ts, -1, {t: deltas[t] for t in ts if t in deltas},
+                              segments.get(r)))
     return buffers, n_inplace
 
 
@@ -149,14 +181,41 @@ def lower_bound(buffers):
     """Largest total size of buffers alive at one time: no plan can use less."""
     if not buffers:
         return 0
-    times = sorted({b.start for b in buffers} | {b.end for b in buffers})
-    return max(sum(b.size for b in buffers if b.start <= t <= b.end) for t in times)
+    return max(live_bytes(buffers))
+
+
+def live_bytes(buffers):
+    """Bytes in use at each time 0 .. last end."""
+    live = [0] * (max(b.end for b in buffers) + 1 if buffers else 1)
+    for b in buffers:
+        for start, end, lo, hi in _segs(b):
+            for t in range(start, end + 1):
+                live[t] += hi - lo
+    return live
+
+
+def _clashes(a, oa, b, ob):
+    """Open intervals of offsets for b that overlap buffer a (at oa) while both are in use."""
+    return [(oa + la - hb, oa + ha - lb) for sa, ea, la, ha in _segs(a) for sb, eb, lb, hb in _segs(b)
+            if sa <= eb and sb <= ea]
+
+
+def _place_segmented(b, placed, offsets):
+    """First fit for a buffer when it, or one it conflicts with, is in use in segments (PATCH stages)."""
+    bad = [iv for p in placed if _conflict(p, b) for iv in _clashes(p, offsets[p.id], b, 0)]
+    for o in sorted({0} | {hi for lo, hi in bad}):
+        if o >= 0 and not any(lo < o < hi for lo, hi in bad):
+            return o
 
 
 def _place(buffers, order, best_fit):
     placed = []
     offsets = {}
     for b in order:
+        if b.segments or any(p.segments and _conflict(p, b) for p in placed):
+            offsets[b.id] = _place_segmented(b, placed, offsets)
+            placed.append(b)
+            continue
         busy = sorted((offsets[p.id], offsets[p.id] + p.size) for p in placed if _conflict(p, b))
         candidates = []
         cursor = 0
@@ -200,7 +259,7 @@ def plan_memory(graph, inplace=True):
     for b in buffers:
         b.offset = offsets[b.id]
         for t in b.tensors:
-            tensor_offsets[t] = b.offset
+            tensor_offsets[t] = b.offset + (b.deltas or {}).get(t, 0)
     plan = Plan(tensor_offsets, peak, lower_bound(buffers), buffers, strategy, n_inplace)
     validate_plan(plan)
     return plan
@@ -215,6 +274,6 @@ def validate_plan(plan):
                                                                                plan.arena_bytes))
     for i, a in enumerate(bs):
         for b in bs[i + 1:]:
-            if _conflict(a, b) and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
+            if _conflict(a, b) and any(lo < b.offset < hi for lo, hi in _clashes(a, a.offset, b, 0)):
                 raise AssertionError("buffers %d (tensors %s, ops %d..%d) and %d (tensors %s, ops %d..%d) overlap"
                                      % (a.id, a.tensors, a.start, a.end, b.id, b.tensors, b.start, b.end))

@@ -1,0 +1,70 @@
+"""Patch-based stages (docs/compiler.md "Patch-based stages"): the compiler runs memory-heavy convolution stages
+tile by tile where that lowers the arena; the blob's PATCH op (docs/blob-format.md §12) is bit-exact with the
+layer-wise run and with TFLite Micro, and the readers refuse a tile table that would leave a tile buffer."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from tflite_builder import run_tflm
+
+from tinymlaas.blob import format as F
+from tinymlaas.blob import reference
+from tinymlaas.blob.reader import BlobFormatError, parse
+from tinymlaas.compiler import compile_tflite
+from tinymlaas.paths import mlperf_model
+
+
+@pytest.fixture(scope="module")
+def vww():
+    return compile_tflite(mlperf_model("vww"), patches=True), mlperf_model("vww").read_bytes()
+
+
+def test_vww_fits_32k_and_is_bit_exact_with_tflm(vww):
+    cm, model = vww
+    assert cm.arena_bytes <= 32 * 1024 and cm.arena_layerwise == 55296
+    assert cm.ops.count("PATCH") == len(cm.patches) >= 1
+    assert cm.report()["patches"][0]["extra_macs"] > 0 and cm.macs == 7489664  # the model's MACs, as published
+    rng = np.random.default_rng(7)
+    for _ in range(2):
+        x = rng.integers(-128, 128, size=(1, 96, 96, 3), dtype=np.int8)
+        assert np.array_equal(np.asarray(reference.run(cm.blob, [x])[0]).reshape(1, 2), run_tflm(model, x)[0])
+
+
+@pytest.mark.parametrize("key, layerwise", [("ic", 49152), ("sww", 6656)])
+def test_other_models_lower_their_arena_exactly(mlperf, key, layerwise):
+    plain, cm = compile_tflite(mlperf(key)), compile_tflite(mlperf(key), patches=True)
+    assert plain.arena_bytes == cm.arena_layerwise == layerwise > cm.arena_bytes
+    assert "PATCH" not in plain.ops and not plain.patches
+    rng = np.random.default_rng(3)
+    ex, ex0 = reference.Executor(cm.blob), reference.Executor(plain.blob)
+    t = ex.blob.tensors[ex.blob.inputs[0]]
+    x = rng.integers(-128, 128, size=t.shape, dtype=np.int8)
+    assert all(np.array_equal(a, b) for a, b in zip(ex.run([x]), ex0.run([x])))
+
+
+def test_kws_keeps_its_layerwise_plan(mlperf):
+    # 25x5 DS-CNN layers: every tiling recomputes more than the compiler allows for the bytes it would save
+    cm = compile_tflite(mlperf("kws"), patches=True)
+    assert cm.arena_bytes == cm.arena_layerwise == 16000 and not cm.patches
+
+
+def _resealed(blob, at, value):
+    b = bytearray(blob)
+    b[at:at + 4] = int(value).to_bytes(4, "little", signed=True)
+    b[24:56] = hashlib.sha256(bytes(b[64:])).digest()
+    return bytes(b)
+
+
+def test_reader_refuses_a_tile_table_past_a_tile_buffer(vww):
+    blob = parse(vww[0].blob)
+    patch = next(op for op in blob.ops if op.name == "PATCH")
+    tiles = blob.tensors[patch.inputs[1]]
+    cap = blob.tensors[blob.ops[patch.index + 1].outputs[0]].dims4[1]
+    n_sections = F.HEADER.unpack_from(vww[0].blob)[5]
+    const_off = next(off for kind, off, _size, _n in (F.SECTION.unpack_from(vww[0].blob, 64 + 16 * k)
+                                                      for k in range(n_sections)) if kind == F.SECTION_CONST)
+    with pytest.raises(BlobFormatError, match="PATCH.*outside 1..%d" % cap):
+        parse(_resealed(vww[0].blob, const_off + tiles.offset + 8, cap + 1))  # tile 0, op 0: rows
+    with pytest.raises(BlobFormatError, match="PATCH.*padding"):
+        parse(_resealed(vww[0].blob, const_off + tiles.offset + 16, 99))  # tile 0, op 0: pad_top
