@@ -1,4 +1,4 @@
-"""Rollouts as tasks on procrastinate, the PostgreSQL task queue, for a group of service nodes on one database.
+"""Rollouts and compile jobs as tasks on procrastinate, the PostgreSQL task queue, for a group of service nodes on one database.
 
 Why procrastinate (docs/nodes.md has the measurement): the nodes already share PostgreSQL, so the queue adds no
 server; a job is a row taken with SELECT ... FOR UPDATE SKIP LOCKED and announced with LISTEN/NOTIFY, so it starts
@@ -7,8 +7,9 @@ found by `get_stalled_jobs` and retried on a live node: at-least-once, which the
 because its state is in the database and `DeploymentEngine.run` resumes a deployment from there (a device in
 "delivering"/"verifying" is asked what it runs before anything is sent again).
 
-Two task kinds:
+Task kinds:
   run_deployment(dep_id)   queue "rollouts", one job per deployment (lock "deployment-<id>"): any node claims it;
+  compile_model(job_id)    queue "compile": an uploaded model registered and compiled (compile_jobs.py) by any node;
   install_waiting(endpoint) queue "node-<name>": a device the rollout node cannot talk to (its datagrams reach
                            another node: the balancer's session or the SO_REUSEPORT hash) is installed by the node
                            that owns it, without waiting for the device's next Update.
@@ -20,6 +21,7 @@ import logging
 import time
 
 from ..db import migration
+from .compile_jobs import CompileJobs
 from .deployments import DeliveryError
 
 log = logging.getLogger("tinymlaas.service.tasks")
@@ -54,6 +56,9 @@ class RolloutQueue:
             self._run_deployment)
         self.install_waiting = self.app.task(name="install_waiting", pass_context=False)(self._install_waiting)
         self.device_call = self.app.task(name="device_call", pass_context=False)(self._device_call)
+        self.compile_model = self.app.task(name="compile_model", queue="compile", pass_context=False)(
+            self._compile_model)
+        self.compiles = CompileJobs(service.db, service.catalog)
         self.direct = None          # the channel that talks to devices itself (set by NodeChannel)
         self._worker = None
         self._reaper = None
@@ -62,7 +67,7 @@ class RolloutQueue:
         await self.app.open_async()
         await self._apply_schema()
         self._worker = asyncio.create_task(self.app.run_worker_async(
-            queues=["rollouts", self.queue_of(self.node)], name=self.node, concurrency=4,
+            queues=["rollouts", "compile", self.queue_of(self.node)], name=self.node, concurrency=4,
             install_signal_handlers=False, update_heartbeat_interval=HEARTBEAT, stalled_worker_timeout=STALLED,
             fetch_job_polling_interval=1.0))
         self._reaper = asyncio.create_task(self._retry_stalled())
@@ -105,6 +110,14 @@ class RolloutQueue:
         log.warning("node %s claims deployment %d", self.node, dep_id)   # operators see who runs it
         dep = await self.service.engine.run(dep_id)
         return dep and dep.get("state")
+
+    async def defer_compile(self, job_id):
+        return await self.compile_model.defer_async(job_id=job_id)
+
+    async def _compile_model(self, job_id):
+        log.warning("node %s compiles job %d", self.node, job_id)
+        # in a thread: a compile is seconds of CPU, and this node's LwM2M server goes on answering its devices
+        return (await asyncio.to_thread(self.compiles.run, job_id, self.node) or {}).get("state")
 
     async def _install_waiting(self, endpoint):
         await self.service.engine.registered(endpoint)

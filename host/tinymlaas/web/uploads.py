@@ -4,8 +4,13 @@ A multipart/form-data body: the file `model` (a .tflite, .keras, .onnx or pickle
 files `representative` (.npy), `train` and `eval` (.npz), and the fields `name`, `version`, `task`, `labels`,
 `accuracy`, `no_compile`. Files are streamed to a fresh directory under DATA/uploads (never into memory), at
 most MAX_UPLOAD bytes in all (413 beyond, nothing kept), then registered by the same Catalog.add as a local
-`models add`, in a worker thread so the LwM2M server keeps answering while the variants compile. The answer is
-what `models add --json` prints.
+`models add` in a compile job (service/compile_jobs.py): in a node group a procrastinate task any node runs, on a
+single service a worker thread, so the LwM2M server keeps answering while the variants compile. The answer, once
+the job is over, is what `models add --json` prints plus the job; with `?wait=0` it is 202 and the queued job at
+once, to follow at GET /api/compile-jobs/{id}.
+
+    GET /api/compile-jobs        the latest 100 jobs, newest first (state, node, attempts, model id, errors)
+    GET /api/compile-jobs/{id}   one
 """
 
 import asyncio
@@ -17,6 +22,7 @@ from pathlib import Path
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..registry import RegistryError
+from ..service.compile_jobs import FINAL, CompileJobs
 from .app import HttpError, reply
 
 MAX_UPLOAD = 512 << 20
@@ -25,6 +31,7 @@ FILES = {"model": None, "representative": ".npy", "train": ".npz", "eval": ".npz
 FIELDS = ("name", "version", "task", "labels", "accuracy", "no_compile")
 MAX_FIELD = 4096
 UPLOAD_TIME = 1800      # seconds to receive the whole body (512 MiB at ~300 KB/s)
+JOB_POLL = 0.2          # seconds between looks at a job another node may be running
 
 
 def _suffix(filename):
@@ -81,10 +88,13 @@ async def _parts(reader, folder):
 
 def upload_routes(api, svc):
     uploads = svc.data_dir / "uploads"
+    jobs = CompileJobs(svc.db, svc.catalog)
+    running = set()         # this process's compile threads (no queue): kept until they end
 
     async def add_model(request):
         uploads.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=uploads))
+        job_id = None
         try:
             fields, files = await _receive(request, folder)
             try:
@@ -92,20 +102,46 @@ def upload_routes(api, svc):
             except ValueError:
                 raise HttpError(400, "accuracy must be a number") from None
             labels = [l for l in fields.get("labels", "").split(",") if l]
-            datasets = {role: path for role, path in files.items() if role != "model"}
             no_compile = fields.get("no_compile", "").lower() in ("1", "true", "yes")
             try:
-                model, errors = await asyncio.to_thread(
-                    svc.catalog.add, files["model"], fields["name"], fields.get("version") or "1",
-                    builds=[] if no_compile else None, datasets=datasets, task=fields.get("task", ""),
-                    labels=labels, accuracy=accuracy)
+                job_id = jobs.create(fields["name"], fields.get("version") or "1", folder, files,
+                                     builds=[] if no_compile else None, task=fields.get("task", ""), labels=labels,
+                                     accuracy=accuracy)
             except RegistryError as e:
                 raise HttpError(400, str(e)) from None
-            return reply({"model": model, "variants": svc.registry.variants(model),
-                          "errors": {"%s/%s" % k: v for k, v in errors.items()}}, 201)
         finally:
-            # the catalog kept what it needs (source bytes in the registry, datasets copied by their hash)
-            shutil.rmtree(folder, ignore_errors=True)
+            if job_id is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        # from here the job owns the folder (the catalog copies what it keeps; the job removes the rest)
+        if svc.queue is not None:
+            await svc.queue.defer_compile(job_id)
+        else:
+            task = asyncio.create_task(asyncio.to_thread(jobs.run, job_id, svc.node))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if request.query.get("wait") == "0":
+            return reply({"job": jobs.get(job_id)}, 202)
+        while (job := jobs.get(job_id))["state"] not in FINAL:
+            await asyncio.sleep(JOB_POLL)
+        if job["state"] == "failed":
+            raise HttpError(400, job["error"])
+        model = svc.registry.model(job["model_id"])
+        return reply({"model": model, "variants": svc.registry.variants(model), "errors": job["errors"],
+                      "job": job}, 201)
+
+    async def list_jobs(request):
+        return reply(jobs.list())
+
+    async def one_job(request):
+        try:
+            job = jobs.get(int(request.match_info["id"]))
+        except ValueError:
+            job = None
+        if job is None:
+            raise HttpError(404, "no compile job %s" % request.match_info["id"])
+        return reply(job)
 
     api.route("POST", "/api/models", add_model, "admin", stream=True)
+    api.route("GET", "/api/compile-jobs", list_jobs, "viewer")
+    api.route("GET", "/api/compile-jobs/{id}", one_job, "viewer")
     return api
