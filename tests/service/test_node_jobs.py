@@ -5,6 +5,7 @@ SIGKILLed); the HTTP API's device requests made on one node reach a device whose
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,10 @@ import pytest
 from tinymlaas.commands._http import call, upload
 from tinymlaas.db import Database
 from tinymlaas.paths import mlperf_model
-from tinymlaas.service.node_group import ServeNode, free_port, wait
+from tinymlaas.service.catalog import Catalog
+from tinymlaas.service.node_group import ServeNode, fleet_process, free_port, stop_fleet, wait
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "models"
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -71,3 +75,48 @@ def test_compile_job_any_node_runs_and_a_live_node_finishes_after_sigkill(postgr
         if os.environ.get("SHOW_NODE_LOGS"):
             for node in nodes.values():
                 sys.stdout.write(node.log.read_text()[-4000:])
+
+
+def test_device_requests_on_one_node_reach_a_device_another_node_owns(postgres_url, tmp_path):
+    data = tmp_path / "data"
+    catalog = Catalog(postgres_url, data)
+    catalog.add(CORPUS / "fc_no_bias_softmax.tflite", "model-a", "1", builds=[("tmlb-int8", "tinyml-mpy", {})])
+    catalog.db.close()
+    port = free_port()          # one CoAP port for both (SO_REUSEPORT): the kernel picks each device's node
+    nodes = {n: ServeNode(n, postgres_url, data, port, tmp_path, True) for n in ("a", "b")}
+    db = Database(postgres_url)
+    fleet = None
+    try:
+        for node in nodes.values():
+            node.start()
+        count = 8
+        fleet = fleet_process(port, count, "r", 300, tmp_path / "fleet", tmp_path / "fleet.log")
+        wait(lambda: db.query_one("SELECT COUNT(*) AS n FROM devices WHERE capabilities IS NOT NULL")["n"] == count,
+             60, "the fleet registered with its capabilities")
+        owner = {r["endpoint"]: r["node"] for r in db.query("SELECT endpoint, node FROM devices")}
+        # a device of each node, asked through the other node
+        for here, there in (("a", "b"), ("b", "a")):
+            ep = next(e for e, n in sorted(owner.items()) if n == there)
+            api = "http://127.0.0.1:%d" % nodes[here].http_port
+            path = "/api/devices/%s/lwm2m/1/0/2" % ep       # the Server object's default pmin
+            pmin = 7 if here == "a" else 9
+            status, answer = call(api, "PUT", path, {"value": pmin})
+            assert status == 200 and answer["code"] == "2.04", answer
+            status, answer = call(api, "GET", path)
+            assert status == 200 and answer["values"][0]["value"] == pmin, answer
+            status, answer = call(api, "GET", "/api/devices/%s/lwm2m/3/0/99" % ep)
+            assert status == 502 and answer["code"] == "4.04", answer      # the device's own refusal, passed on
+        ep = next(e for e, n in sorted(owner.items()) if n == "b")
+        a = "http://127.0.0.1:%d" % nodes["a"].http_port
+        status, dep = call(a, "POST", "/api/deployments", {"model": "model-a", "devices": [ep]})
+        assert status == 201, dep
+        wait(lambda: call(a, "GET", "/api/deployments/%d" % dep["id"])[1]["state"] == "completed", 60, "the install")
+        status, answer = call(a, "POST", "/api/devices/%s/infer" % ep, {"input": [[0.5] * 12, [-0.5] * 12]})
+        assert status == 200 and answer["model"] == "model-a" and len(answer["results"]) == 2, answer
+        assert all(len(r["scores"]) == 6 for r in answer["results"])
+        assert "compiles" not in nodes["a"].log.read_text()
+    finally:
+        stop_fleet(fleet)
+        for node in nodes.values():
+            node.stop()
+        db.close()

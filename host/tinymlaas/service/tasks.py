@@ -10,6 +10,7 @@ because its state is in the database and `DeploymentEngine.run` resumes a deploy
 Task kinds:
   run_deployment(dep_id)   queue "rollouts", one job per deployment (lock "deployment-<id>"): any node claims it;
   compile_model(job_id)    queue "compile": an uploaded model registered and compiled (compile_jobs.py) by any node;
+  api_call(call_id, ...)   queue "node-<name>": an HTTP API request for a device that node owns (owner_routing.py);
   install_waiting(endpoint) queue "node-<name>": a device the rollout node cannot talk to (its datagrams reach
                            another node: the balancer's session or the SO_REUSEPORT hash) is installed by the node
                            that owns it, without waiting for the device's next Update.
@@ -59,6 +60,9 @@ class RolloutQueue:
         self.compile_model = self.app.task(name="compile_model", queue="compile", pass_context=False)(
             self._compile_model)
         self.compiles = CompileJobs(service.db, service.catalog)
+        # the API's device requests for a device another node owns (web/owner_routing.py): answered by that node
+        self.api_call = self.app.task(name="api_call", pass_context=False)(self._api_call)
+        self.api_answer = None      # set by web.owner_routing: runs this node's route handler
         self.direct = None          # the channel that talks to devices itself (set by NodeChannel)
         self._worker = None
         self._reaper = None
@@ -130,13 +134,28 @@ class RolloutQueue:
         except DeliveryError as e:
             db.execute("UPDATE node_calls SET error=? WHERE id=?", (str(e) or type(e).__name__, call_id))
 
+    async def _api_call(self, call_id, method, route, match_info, query, body_hex):
+        status, text = await self.api_answer(method, route, match_info, query, bytes.fromhex(body_hex))
+        self.service.db.execute("UPDATE node_calls SET answer=? WHERE id=?",
+                                (json.dumps({"status": status, "body": text}), call_id))
+
     async def ask(self, node, kind, endpoint, timeout):
         """Have `node` (the one the device's datagrams reach) make channel call `kind` ("installed"/"check")."""
+        return await self._ask(node, endpoint, timeout, self.device_call, kind=kind, endpoint=endpoint,
+                               timeout=timeout)
+
+    async def ask_api(self, node, endpoint, method, route, match_info, query, body, timeout):
+        """Have `node` answer an API request for its device -> (HTTP status, JSON text)."""
+        answer = await self._ask(node, endpoint, timeout, self.api_call, method=method, route=route,
+                                 match_info=match_info, query=query, body_hex=body.hex())
+        return answer["status"], answer["body"]
+
+    async def _ask(self, node, endpoint, timeout, task, **args):
+        """Defer `task` on `node`'s queue with a node_calls row for its answer, and poll the row for it."""
         db = self.service.db
         call_id = db.query_one("INSERT INTO node_calls (node, endpoint, at) VALUES (?, ?, ?) RETURNING id",
                                (node, endpoint, time.time()))["id"]
-        await self.device_call.configure(queue=self.queue_of(node)).defer_async(
-            call_id=call_id, kind=kind, endpoint=endpoint, timeout=timeout)
+        await task.configure(queue=self.queue_of(node)).defer_async(call_id=call_id, **args)
         end = time.monotonic() + (timeout or 30.0) + 2 * STALLED
         try:
             while time.monotonic() < end:

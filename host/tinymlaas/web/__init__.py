@@ -29,4 +29,8 @@ def build_api(server, svc=None, *, auth=False, secure_cookies=False):
         from ..console import console_routes
 
         console_routes(api, svc)       # the console's pages at / and /console/ (console/__init__.py)
+        if svc.queue is not None:      # a node of a group: device requests go to the device's node
+            from .owner_routing import route_to_owner
+
+            route_to_owner(api, svc)
     return api
