@@ -38,7 +38,8 @@ def watch(obj):
         return
     try:
         obj.anomaly = Monitor(obj, obj.model, config)
-    except ValueError as e:  # the package's metadata says something this device cannot score
+    except ValueError as e:  # the package's metadata says what this device cannot score: no model runs unwatched
+        obj.unload()
         obj.state = "load-failed: %s" % e
 
 

@@ -50,6 +50,32 @@ def test_a_device_without_an_anomaly_model_never_imports_the_alarm_code(tmp_path
     assert out.split() == ["[0.0,", "0.0,", "0,", "0]", "False", "False"]
 
 
+def test_the_alarm_code_comes_and_goes_with_the_model(tmp_path):
+    """A package's anomaly config loads the monitor; one it cannot use leaves no model running; the next model
+    without one drops the code from sys.modules."""
+    out = run("""
+from lwm2m.obj_tinyml import TinyML
+class Installer:
+    trust = None
+    def __init__(self): self.config = {"score": "l1", "threshold": 1}
+    def active(self): return {"name": "m", "version": "1", "sha256": "", "anomaly": self.config}
+    def load_active(self): return Model(bytes(4), bytes(4), 0.1, 0, 0.1, 0)
+inst = Installer()
+t = TinyML(inst, %r)
+print(t.state, t.model is None, t.anomaly is None)
+inst.config = {"score": "mse", "threshold": 0.5}
+t.reload()
+print(t.state, t.anomaly is not None, t.read(0, 33), 'lwm2m.anomaly' in sys.modules, 'lwm2m.send' in sys.modules)
+inst.config = None
+t.reload()
+print(t.state, t.anomaly is None, 'lwm2m.anomaly' in sys.modules, 'lwm2m.send' in sys.modules, t.read(0, 33))
+""" % str(tmp_path))
+    refused, watched, dropped = out.splitlines()
+    assert refused.startswith("load-failed: anomaly config must be {score: mse|output, threshold: number}, not {")
+    assert "'l1'" in refused and refused.endswith(" True True")
+    assert [watched, dropped] == ["active True 0.5 True True", "active True False False 0.0"]
+
+
 def test_score_threshold_and_the_send_it_raises():
     inp, out, si, zi, so, zo = [10, -20, 30, 0], [12, -20, 20, 5], 0.05, -3, 0.04, 2
     deq = lambda v, s, z: [(x - z) * s for x in v]  # noqa: E731

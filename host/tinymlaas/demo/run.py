@@ -1,15 +1,18 @@
 """`tinymlaas demo`: the whole service on one machine, from an empty state.
 
 1. starts the service (LwM2M server on loopback, SQLite registry in a fresh data directory);
-2. registers two models: the MLPerf Tiny keyword-spotting model (int8 .tflite) and a vibration classifier for
+2. registers three models: the MLPerf Tiny keyword-spotting model (int8 .tflite), a vibration classifier for
    predictive maintenance, trained here on generated machine-vibration data, compiled as a full and a pruned
-   variant whose accuracy is measured on held-out data through the compiled blob;
+   variant whose accuracy is measured on held-out data through the compiled blob, and a vibration anomaly model
+   (an autoencoder fitted to the normal machine only) whose alarm threshold the service sets on normal data at a
+   1 % false-alarm rate;
 3. starts three emulated devices — MicroPython unix-port processes with different heap limits and flash sizes —
    which register over LwM2M and report their capabilities (TinyML object 32770);
 4. explains, per model and device, which variant fits and why the others do not;
 5. deploys over LwM2M (object 5, Block1) with a canary; each device verifies the package, runs the golden
    vectors and switches slots atomically;
-6. sends real inputs to each device over LwM2M, observes the results, and prints a summary.
+6. sends real inputs to each device over LwM2M, observes the results; the pump's anomaly model scores normal and
+   faulty windows and reports each alarm to the server with LwM2M Send; prints a summary.
 
 All along, the service's console (http://127.0.0.1:8080/) shows it; the demo prints an operator and a viewer
 token to sign in with, and with `--keep-running` stays up after the summary until Ctrl-C.
@@ -30,6 +33,7 @@ from ..devices.qemu import QemuDevice, QemuError
 from ..lwm2m.bootstrap import BootstrapServer
 from ..signing.anchors import device_anchors
 from ..paths import mlperf_model
+from ..service import anomaly
 from ..service.core import Service
 from . import vibration
 
@@ -79,6 +83,17 @@ def train_vibration(workdir, say):
     np.savez(workdir / "vibration-train.npz", x=X, y=y, x_val=Xt, y_val=yt)
     np.savez(workdir / "vibration-eval.npz", x=Xt, y=yt)
     return path, (Xt, yt), float_acc
+
+
+def anomaly_model(workdir):
+    """The vibration anomaly model: an autoencoder of the normal machine's band energies (vibration.autoencoder)
+    -> (keras path, {normal, anomalous} .npy paths)."""
+    normal = vibration.normal_features(800, seed=2)
+    np.save(workdir / "vibration-normal.npy", normal)
+    np.save(workdir / "vibration-faults.npy", vibration.fault_features(300, seed=3))
+    path = workdir / "vibration-anomaly.keras"
+    vibration.autoencoder(normal).save(path)
+    return path, {"normal": workdir / "vibration-normal.npy", "anomalous": workdir / "vibration-faults.npy"}
 
 
 async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
@@ -145,6 +160,13 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
         for (be, rt), msg in errors.items():
             say("vibration: %s for %s not built: %s" % (be, rt, msg))
         show_variants(svc, vib, say)
+        ad_path, ad_data = await asyncio.to_thread(anomaly_model, work)
+        ad, errors = await asyncio.to_thread(
+            svc.catalog.add, ad_path, "vibration-anomaly", "1", task="anomaly detection on vibration band energies",
+            datasets=ad_data, metadata={"false_alarm_rate": 0.01})
+        for v in svc.registry.variants(ad):
+            say("vibration-anomaly: variant %d %6d B flash, %4d B RAM, alarm when %s"
+                % (v["id"], v["flash_bytes"], v["ram_bytes"], anomaly.summary(v)))
 
         step("Waiting for the devices to register and report capabilities")
         deadline = time.monotonic() + 60
@@ -164,11 +186,11 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
 
         step("Fit-to-device selection (tinymlaas explain)")
         plan = {}
-        for model in ("kws", "vibration"):
+        for model in ("kws", "vibration", "vibration-anomaly"):
             for d in devices:
                 _, caps, best, verdicts = svc.explain(model, d.endpoint)
                 for v in verdicts:
-                    say("%-9s -> %-18s variant %d %-28s %s" % (model, d.endpoint, v.variant["id"],
+                    say("%-17s -> %-18s variant %d %-28s %s" % (model, d.endpoint, v.variant["id"],
                                                               json.dumps(v.variant["options"]), v.summary()))
                 plan[(model, d.endpoint)] = best
 
@@ -176,15 +198,15 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
              "compiles a pruned one")
         running = [d.endpoint for d in devices]
         assignments = {"kws": [n for n in (DEVICES[0][0], DEVICES[2][0], DEVICES[3][0]) if n in running],
-                       "vibration": [DEVICES[1][0], DEVICES[2][0]]}
+                       "vibration": [DEVICES[2][0]], "vibration-anomaly": [DEVICES[1][0]]}
         results = {}
         for model, targets in assignments.items():
             dep_id = svc.create_deployment(model, targets, canary=targets[:1])
             dep = await svc.engine.run(dep_id)
             results[model] = dep
             for dd in dep["devices"]:
-                say("%-9s deployment %d: %-18s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
-            say("%-9s deployment %d: %s %s" % (model, dep_id, dep["state"], dep["reason"]))
+                say("%-17s deployment %d: %-18s %-8s %s" % (model, dep_id, dd["endpoint"], dd["state"], dd["reason"]))
+            say("%-17s deployment %d: %s %s" % (model, dep_id, dep["state"], dep["reason"]))
 
         say("vibration variants after the deployments:")
         show_variants(svc, vib, say)
@@ -198,7 +220,7 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
                    "security": "OSCORE" if svc.server.oscore.for_endpoint(d.endpoint) else "NoSec",
                    "largest_block": caps["largest_block"],
                    "fs_free": caps["fs_free"], "model": inst.get("name") or "-", "variant": "-",
-                   "inferences": 0, "correct": "-", "latency_ms": "-"}
+                   "inferences": 0, "correct": "-", "alarms": "-", "latency_ms": "-"}
             if inst.get("sha256"):
                 v = svc.db.query_one("SELECT id, options, ram_bytes, flash_bytes FROM variants WHERE artifact_sha256=?",
                                      (inst["sha256"],))
@@ -208,8 +230,11 @@ async def _demo(data_dir, narrator, summary_json=None, keep_running=False):
 
         step("Summary")
         print_summary(rows)
-        ok = (results["vibration"]["state"] == "completed"
-              and all(r["model"] != "-" for r in rows))
+        for a in svc.server.reports.recent(DEVICES[1][0], kind="alarm")[::-1]:
+            say("alarm from %s (LwM2M Send): %s score %.4g > threshold %.4g, alarm %d at inference %d"
+                % (a["endpoint"], a["model"], a["score"], a["threshold"], a["alarm_count"], a["inference_count"]))
+        ok = (results["vibration"]["state"] == "completed" and results["vibration-anomaly"]["state"] == "completed"
+              and all(r["model"] != "-" for r in rows) and svc.server.reports.count(DEVICES[1][0]) > 0)
         if summary_json:
             Path(summary_json).write_text(json.dumps({"devices": rows, "deployments": results}, default=str, indent=1))
         say("demo finished in %.1f s: %s" % (time.monotonic() - narrator.t0, "OK" if ok else "NOT OK"))
@@ -267,7 +292,22 @@ def show_variants(svc, model, say):
 
 async def run_inferences(svc, endpoint, installed, Xt, yt, count=5):
     """Send `count` inputs to the device over LwM2M and collect its results (service/inference.py: what
-    `tinymlaas infer` does): held-out vibration windows, or raw int8 inputs for KWS."""
+    `tinymlaas infer` does): held-out vibration windows, or raw int8 inputs for KWS; for the anomaly model `count`
+    normal windows' band energies, then `count` misaligned ones', and the alarms its Sends brought."""
+    if installed["name"] == "vibration-anomaly":
+        normal, faulty = vibration.normal_features(count, seed=5), vibration.fault_features(3 * count, seed=6)[1::3]
+        before = svc.server.reports.count(endpoint)
+        answer = {"results": (await svc.inference.run(endpoint, normal))["results"]}
+        quiet = int(await svc.server.read_value(endpoint, "/32770/0/35"))   # alarms since the model came
+        answer["results"] += (await svc.inference.run(endpoint, faulty))["results"]
+        raised = int(await svc.server.read_value(endpoint, "/32770/0/35"))
+        deadline = time.monotonic() + 10           # the device sends each alarm right after its result
+        while svc.server.reports.count(endpoint) - before < raised and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        latencies = [r["latency_us"] for r in answer["results"]]
+        return {"inferences": len(latencies), "correct": "n/a",
+                "alarms": "%d/%d normal, %d/%d faulty" % (quiet, count, raised - quiet, count),
+                "latency_ms": "%.1f" % (sum(latencies) / len(latencies) / 1000.0)}
     if installed["name"] == "vibration":
         answer = await svc.inference.run(endpoint, Xt[:count])
         correct = sum(int(r["class"] == label) for r, label in zip(answer["results"], yt[:count]))
@@ -287,7 +327,8 @@ def print_summary(rows):
     print_table(rows, [("device", "DEVICE"), ("profile", "PROFILE"), ("security", "LWM2M"),
                        ("largest_block", "LARGEST BLOCK B"),
                        ("fs_free", "FLASH FREE B"), ("model", "MODEL"), ("variant", "VARIANT"),
-                       ("inferences", "INFERENCES"), ("correct", "CORRECT"), ("latency_ms", "LATENCY MS")])
+                       ("inferences", "INFERENCES"), ("correct", "CORRECT"), ("alarms", "ALARMS"),
+                       ("latency_ms", "LATENCY MS")])
 
 
 def run(data_dir=None, keep=False, quiet=False, summary_json=None, keep_running=False):
