@@ -64,6 +64,11 @@ typedef struct {
     /* Optional per-op hook (profiling): called with end=0 before and end=1 after op k. */
     void (*on_op)(void *ctx, uint32_t k, int end);
     void *on_op_ctx;
+    /* PATCH stages (tml_patch.h): while a tile runs, tensor tile_tensor[i] (i < n_tile) reads as
+     * [1, tile_rows[i], tile_cols[i], C] */
+    uint16_t tile_tensor[2];
+    uint32_t tile_rows[2], tile_cols[2];
+    uint8_t n_tile;
     tml_status status;
     char reason[120];       /* why the last call failed, for humans */
 } tml_model;

@@ -75,7 +75,8 @@ static tml_status fail(tml_model *m, tml_status st, const char *fmt, const char 
 static tml_status op_fail(tml_model *m, uint32_t k, const tml_op *op, const char *what, long long a, long long b)
 {
     char buf[80];
-    const char *name = op->opcode >= 1 && op->opcode <= OP_COUNT ? OP_NAME[op->opcode] : "?";
+    const char *name = op->opcode >= 1 && op->opcode <= OP_COUNT ? OP_NAME[op->opcode]
+                       : op->opcode == 32 ? "PATCH" : "?";
     format(buf, sizeof buf, what, NULL, a, b);
     m->status = TML_E_OP;
     m->loaded = 0;
@@ -181,6 +182,12 @@ void tml_tensor_read(const tml_model *m, uint32_t index, tml_tensor *t)
     t->zero_point = (int32_t)tml_rd32(r + 28);
     bits = tml_rd32(r + 32);
     memcpy(&t->scale, &bits, 4);
+    for (i = 0; i < m->n_tile; i++)
+        if (index == m->tile_tensor[i]) { /* a PATCH stage's tile buffer (rank 4), seen with this tile's size */
+            t->dims[1] = m->tile_rows[i];
+            t->dims[2] = m->tile_cols[i];
+            t->bytes = t->dims[1] * t->dims[2] * t->dims[3];
+        }
 }
 
 void tml_dims4(const tml_tensor *t, uint32_t d[4])
@@ -240,6 +247,8 @@ typedef struct {
 } op_ctx;
 
 #define OPFAIL(c, ...) return op_fail((c)->m, (c)->k, (c)->op, __VA_ARGS__)
+
+#include "tml_patch.h"
 
 static int in_range(int32_t v, int32_t lo, int32_t hi) { return v >= lo && v <= hi; }
 
@@ -390,6 +399,8 @@ static tml_status check_op(op_ctx *c)
     uint32_t x4[4], y4[4], i, k;
     uint16_t yi = tml_op_out(op);
 
+    if (op->opcode == OP_PATCH)
+        return check_patch_record(c);
     if (op->opcode < 1 || op->opcode > OP_COUNT)
         OPFAIL(c, "unknown opcode %d", op->opcode, 0);
     if (op->n_out != 1)
@@ -768,6 +779,14 @@ tml_status tml_load(tml_model *m, const void *blob, uint32_t len, void *arena, u
     if (m->max_op_params != largest)
         return fail(m, TML_E_OP, "header max_op_params %d but the largest op has %d params", NULL, m->max_op_params,
                     largest);
+    for (i = 0, pos = 0; i < m->n_ops; i++) {
+        tml_op op;
+        if (tml_op_decode(m->ops + pos, m->ops_size - pos, &op)) /* checked above */
+            return fail(m, TML_E_OP, "op %d: record runs past the OPS section", NULL, i, 0);
+        pos += op.len;
+        if (op.opcode == OP_PATCH && (s = check_patch_stage(m, i, &op, m->ops + pos, m->ops_size - pos)) != TML_OK)
+            return s;
+    }
     m->loaded = 1;
     m->status = TML_OK;
     m->reason[0] = 0;
@@ -815,6 +834,16 @@ tml_status tml_invoke(tml_model *m)
         tml_op_decode(m->ops + pos, m->ops_size - pos, &op);
         if (m->on_op)
             m->on_op(m->on_op_ctx, i, 0);
+        if (op.opcode == OP_PATCH) { /* it runs the n_ops records after it, tile by tile: one op for on_op */
+            uint32_t stage_bytes;
+            if ((s = run_patch(m, &op, m->ops + pos + op.len, m->ops_size - pos - op.len, &stage_bytes)) != TML_OK)
+                return s;
+            if (m->on_op)
+                m->on_op(m->on_op_ctx, i, 1);
+            pos += stage_bytes + op.len;
+            i += (uint32_t)tml_op_param(&op, 0);
+            continue;
+        }
         if ((s = op.opcode >= OP_KERNEL ? tml_classic_run(m, &op) : tml_run_op(m, &op)) != TML_OK)
             return s;
         if (m->on_op)

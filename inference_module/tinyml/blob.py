@@ -177,6 +177,9 @@ def parse(src):
 
     for i in range(len(p.ops)):
         check_op(src, p, i)
+    if any(op[0] == O.PATCH for op in p.ops):
+        from .patch import fold
+        fold(src, p)  # each PATCH op takes its stage's ops: (PATCH, ins, out, par, stage)
     # Checking a streamed blob leaves garbage (~100 KB of small reads for KWS): collected now, the model's arena
     # and buffers, allocated next, take the lowest holes that fit instead of the heap past that garbage
     # (emulated esp32, largest free block after an update to KWS: 64.2 KB without, 66.5 KB with; 69.5 after boot)

@@ -18,6 +18,8 @@ def conv_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
     xo = int(c[0]); H = int(c[1]); W = int(c[2]); C = int(c[3]); OW = int(c[4])
     Kh = int(c[5]); Kw = int(c[6]); sh = int(c[7]); sw = int(c[8]); dh = int(c[9]); dw = int(c[10])
     pt = int(c[11]); pl = int(c[12]); off = int(c[13]); wo = int(c[14]); ocb = int(c[15])
+    pt = (((((pt >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pt & 0xFFFF)  # < 0: a PATCH tile's window
+    pl = (((((pl >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pl & 0xFFFF)
     p0 = int(c[16]); npix = int(c[17]); OH = int(c[18])
     off = (((((off >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (off & 0xFFFF)
     off -= 128  # x + in_off == (v ^ 128) + off for the raw byte v
@@ -84,6 +86,8 @@ def dw_acc(x: ptr8, w: ptr8, acc: ptr32, c: ptr32):
     xo = int(c[0]); H = int(c[1]); W = int(c[2]); C = int(c[3]); OW = int(c[4])
     Kh = int(c[5]); Kw = int(c[6]); sh = int(c[7]); sw = int(c[8]); dh = int(c[9]); dw = int(c[10])
     pt = int(c[11]); pl = int(c[12]); off = int(c[13]); wo = int(c[14]); ocb = int(c[15])
+    pt = (((((pt >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pt & 0xFFFF)  # < 0: a PATCH tile's window
+    pl = (((((pl >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pl & 0xFFFF)
     p0 = int(c[16]); npix = int(c[17]); OH = int(c[18]); dm = int(c[19]); oc0 = int(c[20]); Co = int(c[21])
     off = (((((off >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (off & 0xFFFF)
     off -= 128
@@ -392,6 +396,8 @@ def im2col(x: ptr8, patch: ptr8, c: ptr32):
     xo = int(c[0]); H = int(c[1]); W = int(c[2]); C = int(c[3]); OW = int(c[4])
     Kh = int(c[5]); Kw = int(c[6]); sh = int(c[7]); sw = int(c[8]); dh = int(c[9]); dw = int(c[10])
     pt = int(c[11]); pl = int(c[12]); off = int(c[13]); p0 = int(c[14]); npix = int(c[15]); OH = int(c[16])
+    pt = (((((pt >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pt & 0xFFFF)  # < 0: a PATCH tile's window
+    pl = (((((pl >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (pl & 0xFFFF)
     pad = (0 - off) & 0xFF
     o = 0
     ox = p0 % OW

@@ -253,5 +253,9 @@ KERNELS = {
 
 
 def run_op(m, op):
+    if op[0] == O.PATCH:
+        from .patch import run
+        run(m, op, lambda m, sop, plan: run_op(m, sop))
+        return
     code, ins, out, par = op
     KERNELS[code](m, code, ins, out, par)

@@ -135,7 +135,8 @@ class Model:
         self.kernels = "c-module" if self._cm is not None else (kernels or "viper")
         # A tree model (TREE_ENSEMBLE ops only) uses none of the accumulator or weight buffers: ~15 KB saved on
         # the small devices tree models are meant for; nor does a model the C module runs.
-        n_acc = ACC_N if self._cm is None and any(op[0] < O.TREE_ENSEMBLE for op in prog.ops) else 0
+        n_acc = ACC_N if self._cm is None and any(op[0] < O.TREE_ENSEMBLE or op[0] == O.PATCH for op in prog.ops) \
+            else 0
         self._acc = bytearray(4 * n_acc)  # int32 accumulators, read and written through viper ptr32
         self._acc2 = bytearray(4 * n_acc)
         self._c = array.array("i", [0] * 24)  # kernel configs
@@ -619,12 +620,22 @@ def _classic(m, op, plan=None):
     run_model_op(m, op)
 
 
+def _run(m, op, plan):
+    RUN[op[0]](m, op, plan)
+
+
+def _patch(m, op, plan=None):
+    # Imported on first use, like trees: models without a PATCH stage do not pay for the module.
+    from .patch import run
+    run(m, op, _run, PLANS)
+
+
 PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _fc_plan}
 
 RUN = {
     O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _fc, O.AVERAGE_POOL_2D: _pool,
     O.MAX_POOL_2D: _pool, O.ADD: _add_mul, O.MUL: _add_mul, O.SOFTMAX: _softmax, O.LUT: _lut, O.PAD: _pad,
     O.MEAN: _mean, O.CONCATENATION: _concat, O.QUANTIZE: _quantize, O.DEQUANTIZE: _dequantize, O.COPY: _copy,
-    O.TREE_ENSEMBLE: _trees, O.KERNEL: _classic, O.SVM_VOTE: _classic, O.KNN_VOTE: _classic,
+    O.TREE_ENSEMBLE: _trees, O.PATCH: _patch, O.KERNEL: _classic, O.SVM_VOTE: _classic, O.KNN_VOTE: _classic,
     O.GAUSSIAN_NB: _classic, O.AFFINE: _classic,
 }

@@ -47,6 +47,10 @@ def _window_ok(out, inp, stride, k_eff, pad):
 
 def check_op(src, p, i):
     code, ins, out, par = p.ops[i]
+    if code == O.PATCH:  # its x and y may overlap; its rules, and its stage's, beside its tile loop
+        from .patch import check_op as check_patch
+        check_patch(src, p, i)
+        return
     if code == O.TREE_ENSEMBLE:
         # float32 in, int32 out and four const tables: its own rules (§10), kept beside its kernel. Imported
         # here so that models without trees never load that module.

@@ -1,0 +1,137 @@
+# PATCH (opcode 32, docs/blob-format.md §12): a stage of convolutions run tile by tile over its last output.
+# Imported only by models that have one. At load the stage's n op records are folded into the PATCH op; at run time
+# each tile runs those ops with the ordinary kernels, on the tile's shapes (their tile buffers read with the tile's
+# rows and columns) and the tile's padding, then the tile is copied into the stage's output.
+
+import struct
+
+from . import ops as O
+from .errors import BlobError
+from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, INT8, INT32, ARENA, CONST
+
+MAX_PAD = 65535
+
+
+def _fail(i, msg):
+    raise BlobError("op %d (PATCH): %s" % (i, msg))
+
+
+def check_op(src, p, i):
+    """The record alone (x, tiles, tile -> y; n_ops)."""
+    code, ins, out, par = p.ops[i]
+    T = p.tensors
+    x, tt, tile, y = T[ins[0]], T[ins[1]], T[ins[2]], T[out]
+    n = par[0]
+    if not 1 <= n <= 255:
+        _fail(i, "n_ops %d outside 1..255" % n)
+    for t in (x, tile, y):
+        if t[T_DTYPE] != INT8 or t[T_STORAGE] != ARENA:
+            _fail(i, "x, tile and y must be int8 arena tensors")
+    if len(tile[T_SHAPE]) != 4:
+        _fail(i, "the tile tensor must be 4-D")
+    if tt[T_DTYPE] != INT32 or tt[T_STORAGE] != CONST or len(tt[T_SHAPE]) != 2 or tt[T_SHAPE][1] != 2 + 4 * n:
+        _fail(i, "tile table must be const int32 [tiles, %d]" % (2 + 4 * n))
+    if x[T_DIMS][0] != 1 or y[T_DIMS][0] != 1 or tile[T_DIMS][3] != y[T_DIMS][3]:
+        _fail(i, "batch must be 1 and the tile's channels those of y")
+    if tile[T_OFF] < y[T_OFF] + y[T_BYTES] and y[T_OFF] < tile[T_OFF] + tile[T_BYTES]:
+        _fail(i, "tile buffer overlaps the output")
+
+
+def fold(src, p):
+    """Check every PATCH op's stage and table, then move its n stage ops into it: (PATCH, ins, out, par, stage)."""
+    ops, i = p.ops, 0
+    while i < len(ops):
+        code, ins, out, par = ops[i][:4]
+        if code == O.PATCH:
+            n = par[0]
+            if i + n >= len(ops):
+                _fail(i, "its %d stage ops run past the op list" % n)
+            stage = tuple(ops[i + 1:i + 1 + n])
+            _check_stage(src, p, i, stage)
+            ops[i:i + 1 + n] = [(code, ins, out, par, stage)]
+        i += 1
+
+
+def _check_stage(src, p, i, stage):
+    code, ins, out, par = p.ops[i]
+    T = p.tensors
+    prev = ins[0]
+    for k, op in enumerate(stage):
+        if op[0] not in (O.CONV_2D, O.DEPTHWISE_CONV_2D) or op[1][0] != prev:
+            _fail(i, "stage op %d is not a convolution reading its predecessor's output" % (i + 1 + k))
+        prev = op[2]
+        if len(T[prev][T_SHAPE]) != 4:
+            _fail(i, "stage op %d output is not 4-D" % (i + 1 + k))
+    if prev != ins[2]:
+        _fail(i, "the stage's last op does not write the tile tensor")
+    tt = T[ins[1]]
+    width = 2 + 4 * len(stage)
+    yd, xd = T[out][T_DIMS], T[ins[0]][T_DIMS]
+    for r in range(tt[T_SHAPE][0]):
+        row = struct.unpack("<%di" % width, src.read(tt[T_OFF] + 4 * width * r, 4 * width))
+        in_h, in_w = xd[1], xd[2]
+        for k, op in enumerate(stage):
+            oh, ow, pt, pl = row[2 + 4 * k:6 + 4 * k]
+            cap, wd, q = T[op[2]][T_DIMS], T[op[1][1]][T_DIMS], op[3]
+            lo = -MAX_PAD if k == 0 else 0
+            if not (1 <= oh <= cap[1] and 1 <= ow <= cap[2]):
+                _fail(i, "tile %d: op %d output %dx%d outside its tile buffer" % (r, i + 1 + k, oh, ow))
+            if not (lo <= pt <= (wd[1] - 1) * q[2] and lo <= pl <= (wd[2] - 1) * q[3]):
+                _fail(i, "tile %d: op %d padding (%d, %d) out of range" % (r, i + 1 + k, pt, pl))
+            if (oh - 1) * q[0] - pt >= in_h or (ow - 1) * q[1] - pl >= in_w:
+                _fail(i, "tile %d: op %d output does not fit its input" % (r, i + 1 + k))
+            in_h, in_w = oh, ow
+        if row[0] < 0 or row[1] < 0 or row[0] + in_h > yd[1] or row[1] + in_w > yd[2]:
+            _fail(i, "tile %d lands outside the output" % r)
+
+
+class _Tiles:
+    """The tensor table as a stage op of one tile sees it: tile buffers with the tile's rows and columns."""
+
+    def __init__(self, table):
+        self.table = table
+        self.size = {}  # tensor index -> (rows, cols)
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, i):
+        t = self.table[i]
+        rc = self.size.get(i)
+        if rc is None:
+            return t
+        d = t[T_DIMS]
+        dims = (1, rc[0], rc[1], d[3])
+        return (t[0], t[1], dims, t[3], rc[0] * rc[1] * d[3], t[5], t[6], dims)
+
+
+def run(m, op, runner, plans=None):
+    """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op (plans: PLANS, to build
+    each tile's plan of an op; None for the reference kernels)."""
+    code, ins, out, par, stage = op
+    T = m.tensors
+    tt, y = T[ins[1]], T[out]
+    yd = y[T_DIMS]
+    tile_off = T[ins[2]][T_OFF]
+    width = 2 + 4 * len(stage)
+    view = _Tiles(T)
+    a = m._amv
+    row_bytes = yd[3]
+    try:
+        m.tensors = view
+        for r in range(tt[T_SHAPE][0]):
+            row = struct.unpack_from("<%di" % width, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
+            view.size.clear()
+            for k, sop in enumerate(stage):
+                oh, ow = row[2 + 4 * k], row[3 + 4 * k]
+                view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
+                q = list(sop[3])
+                q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
+                sop_t = (sop[0], sop[1], sop[2], q)
+                runner(m, sop_t, plans[sop[0]](m, sop_t) if plans and sop[0] in plans else None)
+            run_len = ow * row_bytes
+            for q in range(oh):  # the tile into y at (oy0, ox0)
+                at = y[T_OFF] + ((row[0] + q) * yd[2] + row[1]) * row_bytes
+                a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
+    finally:
+        m.tensors = T
