@@ -70,6 +70,72 @@ def tree_vector():
     return blob, sets, outs, "sklearn RandomForestClassifier(n_estimators=4, max_depth=5) in generate.py"
 
 
+CLASSIC = ("classic_svc_rbf", "classic_knn_manhattan", "classic_gnb_affine", "classic_poly_votes")
+
+
+def classic_vectors():
+    """[(name, blob, input sets, output sets, source)] for §11's ops, from the host statement (blob/classic.py).
+    Their arithmetic is float (binary32 in C, double in the unix port's MicroPython), so every vector is built to
+    give the same bytes in any of them: outputs that are integer votes with no decision near 0, or sums of
+    dyadic values that are exact in binary32. They pin down the rules floats cannot blur: ties between equal
+    distances go to the lower row, a zero distance takes all the weight, a decision of exactly 0 votes for the
+    second class of the pair, libsvm's order of class pairs, and AFFINE's x*m + o."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from tinymlaas.backends.classic import ClassicProgram, compile_estimator, svc_decision_bound, write_classic_blob
+    from tinymlaas.blob import classic as C
+    from tinymlaas.blob import format as F
+    from tinymlaas.blob.reference import Executor
+
+    def run(blob, rows):
+        ex = Executor(blob)
+        return [[r[None, :]] for r in rows], [[ex.run([r[None, :]])[0]] for r in rows]
+
+    out = []
+    x, y = load_iris(return_X_y=True)
+    svc = make_pipeline(StandardScaler(), SVC(gamma=0.5)).fit(x[::2], y[::2])
+    rows = x[1::2][[3, 30, 60]].astype(np.float32)
+    dec, bound = svc_decision_bound(svc, rows)
+    assert np.all(np.abs(dec) > 100 * bound)              # votes far from any rounding
+    blob = compile_estimator(svc, "classic_svc_rbf")[0]
+    out.append(("classic_svc_rbf", blob) + run(blob, rows) +
+               ("sklearn Pipeline(StandardScaler, SVC(rbf, gamma=0.5)) on even iris rows, in generate.py",))
+    # k-NN, Manhattan distances of quarter-integers (exact), distance weights 1/d with d powers of two
+    train = np.array([[0, 1], [1, 0], [0, -1], [-1, 0], [2, 2], [0, 0.25]], dtype=np.float32)
+    knn = KNeighborsClassifier(3, weights="distance", p=1).fit(train, [2, 1, 1, 0, 0, 2])
+    rows = np.array([[0, 0], [0, 0.25], [2, 3]], dtype=np.float32)   # ties at 1; a zero distance; ties at 4
+    blob = compile_estimator(knn, "classic_knn_manhattan")[0]
+    out.append(("classic_knn_manhattan", blob) + run(blob, rows) +
+               ("KNeighborsClassifier(3, weights='distance', p=1) on 6 dyadic rows, in generate.py",))
+    # AFFINE then GAUSSIAN_NB with dyadic tables: every product and sum exact in binary32
+    prog = ClassicProgram("GaussianNB", 3, ["a", "b", "c"], "log-joint")
+    prog.add("AFFINE", [np.array([0.5, 2, -1], np.float32), np.array([0.25, -1, 0], np.float32)], [],
+             F.DTYPE_FLOAT32, 3)
+    prog.add("GAUSSIAN_NB", [np.array([[0, 1, 2], [0.5, -0.5, 0], [-2, 0.25, 1]], np.float32),
+                             np.array([[0.5, 0.25, 1], [2, 0.5, 0.125], [1, 1, 1]], np.float32),
+                             np.array([-1.5, -2.25, 0.75], np.float32)], [], F.DTYPE_FLOAT32, 3)
+    blob = write_classic_blob(prog, "classic_gnb_affine")[0]
+    out.append(("classic_gnb_affine", blob) + run(blob, np.array([[1, 0.5, -2], [0, 0, 0], [-0.5, 1.5, 0.25]],
+                                                                 np.float32)) +
+               ("hand-made AFFINE + GAUSSIAN_NB tables (dyadic), in generate.py",))
+    # KERNEL(poly) then SVM_VOTE over 3 classes, dyadic: one pair's decision is exactly 0 (votes the second class)
+    prog = ClassicProgram("SVC", 2, ["a", "b", "c"], "votes")
+    prog.add("KERNEL", [np.array([[1, 0], [0, 1], [1, 1], [-1, 0.5]], np.float32)],
+             [C.KERNEL_POLY, C.f32_bits(0.5), C.f32_bits(1.0), 3], F.DTYPE_FLOAT32, 4)
+    prog.add("SVM_VOTE", [np.array([[1, -1, 0.5, 0], [0.25, 0, -1, 1]], np.float32),
+                          np.array([-0.5, -2.5, 0.125], np.float32), np.array([0, 2, 3, 4], np.int32)], [],
+             F.DTYPE_INT32, 3)
+    blob = write_classic_blob(prog, "classic_poly_votes")[0]
+    out.append(("classic_poly_votes", blob) + run(blob, np.array([[0, 0], [1, -1], [2, 0.5]], np.float32)) +
+               ("hand-made KERNEL(poly, gamma 0.5, coef0 1, degree 3) + SVM_VOTE tables (dyadic), in generate.py",))
+    return out
+
+
 def rehash(blob):
     """Recompute the header's SHA-256 after an edit (so the edit, not the hash, is what a reader must catch)."""
     from tinymlaas.blob import format as F
@@ -101,10 +167,47 @@ def corruptions(blob):
     ]
 
 
-def main():
+def write_vector(name, blob, sets, outs, source, reference):
+    """The three files of one model vector; returns its manifest entry."""
     import numpy as np
 
+    from tinymlaas.blob import format as F
     from tinymlaas.blob import reader
+
+    parsed = reader.parse(blob)
+    (HERE / (name + ".blob")).write_bytes(blob)
+    (HERE / (name + ".in.bin")).write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for s in sets for x in s))
+    (HERE / (name + ".out.bin")).write_bytes(b"".join(np.ascontiguousarray(y).tobytes() for s in outs for y in s))
+    ins = [parsed.tensors[i] for i in parsed.inputs]
+    outs_t = [parsed.tensors[i] for i in parsed.outputs]
+    print("%-26s blob %7d B  %s" % (name, len(blob), reference))
+    return {
+        "name": name,
+        "source": source,
+        "blob": name + ".blob",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "count": len(sets),
+        "inputs": name + ".in.bin",
+        "input_bytes": [t.nbytes for t in ins],
+        "input_dtypes": [F.DTYPE_NAMES[t.dtype] for t in ins],
+        "outputs": name + ".out.bin",
+        "output_bytes": [t.nbytes for t in outs_t],
+        "output_dtypes": [F.DTYPE_NAMES[t.dtype] for t in outs_t],
+        "reference": reference,
+    }
+
+
+def main_classic():
+    """`generate.py --classic`: (re)write only the §11 vectors and their manifest entries, leaving the others."""
+    path = HERE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["models"] = [m for m in manifest["models"] if m["name"] not in CLASSIC]
+    for name, blob, sets, outs, source in classic_vectors():
+        manifest["models"].append(write_vector(name, blob, sets, outs, source, "classic-reference"))
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def main():
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.verify import inputs as vin
     from tinymlaas.verify import judge
@@ -122,30 +225,10 @@ def main():
             ref = judge.load_judge(model)
             outs = ref.run(sets)
             source, reference = os.path.relpath(src, REPO), ref.name
-        parsed = reader.parse(blob)
-        (HERE / (name + ".blob")).write_bytes(blob)
-        (HERE / (name + ".in.bin")).write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for s in sets for x in s))
-        (HERE / (name + ".out.bin")).write_bytes(b"".join(np.ascontiguousarray(y).tobytes() for s in outs for y in s))
-        from tinymlaas.blob import format as F
-
-        ins = [parsed.tensors[i] for i in parsed.inputs]
-        outs_t = [parsed.tensors[i] for i in parsed.outputs]
-        manifest["models"].append({
-            "name": name,
-            "source": source,
-            "blob": name + ".blob",
-            "sha256": hashlib.sha256(blob).hexdigest(),
-            "count": COUNT,
-            "inputs": name + ".in.bin",
-            "input_bytes": [t.nbytes for t in ins],
-            "input_dtypes": [F.DTYPE_NAMES[t.dtype] for t in ins],
-            "outputs": name + ".out.bin",
-            "output_bytes": [t.nbytes for t in outs_t],
-            "output_dtypes": [F.DTYPE_NAMES[t.dtype] for t in outs_t],
-            "reference": reference,
-        })
+        manifest["models"].append(write_vector(name, blob, sets, outs, source, reference))
         blobs[name] = blob
-        print("%-26s blob %7d B  %s" % (name, len(blob), reference))
+    for name, blob, sets, outs, source in classic_vectors():
+        manifest["models"].append(write_vector(name, blob, sets, outs, source, "classic-reference"))
     (HERE / "corrupt").mkdir(exist_ok=True)
     for cname, data, kind, mentions in corruptions(blobs[CORRUPT_BASE]):
         (HERE / "corrupt" / (cname + ".blob")).write_bytes(data)
@@ -155,4 +238,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_classic() if sys.argv[1:] == ["--classic"] else main())

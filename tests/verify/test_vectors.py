@@ -30,6 +30,7 @@ def split(raw, sizes, dtypes, count):
 def test_manifest_covers_models_and_corruptions():
     names = {m["name"] for m in MANIFEST["models"]}
     assert {"mlperf_ad", "softmax_fc", "softmax_rows", "float_io_cnn", "trees_forest"} <= names
+    assert {"classic_svc_rbf", "classic_knn_manhattan", "classic_gnb_affine", "classic_poly_votes"} <= names
     assert {c["kind"] for c in MANIFEST["corrupt"]} >= {"magic", "format_version", "abi", "sha256", "total_bytes"}
 
 
