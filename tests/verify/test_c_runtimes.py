@@ -39,3 +39,7 @@ def test_qemu_cortex_m4_bit_exact(name, compiled):
     r = verify(compiled(path), path.read_bytes(), "qemu-cortex-m4", n_inputs=2, seed=8)
     assert r["bit_exact"], r["first_mismatch"]
     assert r["runtime"] == "qemu-cortex-m4"
+    # one inference's exact instructions and its modelled cycles (loads take 2, taken branches 1 + P: more cycles)
+    assert len(r["instructions_per_input"]) == 2 and r["instructions"] == r["instructions_per_input"][0] > 0
+    assert r["cycles_range"][0] <= r["cycles"] <= r["cycles_range"][1]
+    assert r["instructions"] < r["cycles"] < 3 * r["instructions"]

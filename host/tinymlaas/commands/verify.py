@@ -82,7 +82,23 @@ def verify(blob_bytes, model_bytes, runtime="host", n_inputs=DEFAULT_INPUTS, see
         "inputs": n_inputs,
         "seed": seed,
     })
+    result.update(_m4_counts(rt, blob_bytes, sets[0]))
     return result
+
+
+def _m4_counts(rt, blob_bytes, first_set):
+    """For the Cortex-M4 firmware under QEMU: the exact instructions of one inference (the first input set; QEMU
+    -icount) and the cycles of the same inference by the Cortex-M4 cycle model (tinymlaas.verify.m4cycles: the TRM's
+    timings on a block profile, taken-branch refill P = 2, P = 1..3 as the range)."""
+    counts = getattr(rt, "last_instructions", None)
+    if not counts or getattr(rt, "elf", None) is None:
+        return {}
+    from ..verify.m4trace import profile_inference
+
+    counter, _ = profile_inference(blob_bytes, first_set, board=rt.board, elf=rt.elf)
+    total = counter.profiles()["total"]
+    return {"instructions": counts[0], "instructions_per_input": list(counts), "cycles": total.cycles(2),
+            "cycles_range": [total.cycles(1), total.cycles(3)], "cycles_model": "cortex-m4 TRM timings, zero-wait"}
 
 
 def run(args):
