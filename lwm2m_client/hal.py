@@ -85,6 +85,49 @@ def fs_total(path):
     return st[0] * st[2]
 
 
+# Code a board keeps resident. A firmware has the client and the inference module frozen into flash
+# (firmware/micropython/manifest.py): importing a module late costs it next to no heap. The unix port loads bytecode
+# into the heap instead, wherever the allocator stands at that moment, often inside the free block the next model's
+# arena needs; dropping such a module and importing it again leaves a new hole each time. An emulated board
+# therefore imports every module of those packages at boot (keep_resident), below everything it allocates later, and
+# never drops them (unload skips them): its heap then holds what a board's would, at the places a board's would.
+def keep_resident(packages=("coap", "lwm2m", "tinyml")):
+    gc.collect()
+    for pkg in packages:
+        names = set()
+        for base in sys.path:
+            try:
+                found = os.listdir((base or ".") + "/" + pkg)
+            except OSError:
+                continue
+            for f in found:
+                stem, _, ext = f.rpartition(".")
+                if ext in ("py", "mpy") and stem and stem != "__init__":
+                    names.add(stem)
+        for stem in sorted(names):
+            try:
+                __import__(pkg + "." + stem)
+            except ImportError:  # needs what this port lacks (cryptolib, ulab, machine): a board would too
+                continue
+            sys.modules[pkg + "." + stem]._resident = True
+    gc.collect()
+
+
+def unload(*names):
+    """Drop modules ("package.module") from sys.modules and from their packages, so that the collector frees their
+    code and the next import loads them again; modules kept resident stay. Their interned names stay either way
+    (MicroPython never frees those)."""
+    for name in names:
+        mod = sys.modules.get(name)
+        if mod is None or getattr(mod, "_resident", False):
+            continue
+        del sys.modules[name]
+        pkg, _, attr = name.rpartition(".")
+        parent = sys.modules.get(pkg)
+        if parent is not None and hasattr(parent, attr):
+            delattr(parent, attr)
+
+
 # The board an emulated device stands for (`tinymlaas device emulate`, from its profile): the platform, machine
 # and .mpy architecture it reports are that board's. Empty on a real board, where sys.implementation speaks.
 _board = {}

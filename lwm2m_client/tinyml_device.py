@@ -210,11 +210,7 @@ def bootstrap(ep, cfg):
     account = bs.run(ep, addr, cfg["endpoint"], session, cfg.get("bootstrap_timeout_ms", 60000))
     print("bootstrapped: server %s%s" % (account["server"], " under OSCORE" if account.get("oscore") else ""))
     # done with it until the next boot: let the collector have the module's code (9.9 KB of heap on x64)
-    del sys.modules["lwm2m.bootstrap"]
-    import lwm2m
-
-    if hasattr(lwm2m, "bootstrap"):
-        del lwm2m.bootstrap
+    hal.unload("lwm2m.bootstrap")
     del bs, session
     gc.collect()
     return account
@@ -293,4 +289,7 @@ def run(cfg):
 
 
 if __name__ == "__main__":
-    run(parse_args(sys.argv[1:]))
+    config = parse_args(sys.argv[1:])
+    if config.get("board"):  # an emulated board: its code resident, as frozen in a board's firmware (hal.py)
+        hal.keep_resident()
+    run(config)

@@ -18,4 +18,21 @@ def load(blob, *args, **kw):
     from .model import load as _load
     return _load(blob, *args, **kw)
 
+
+def unload(*names):
+    """Drop modules of this package ("cose", ...) so that the collector frees their code until the next import;
+    those a board keeps resident (frozen code, or an emulated board's: lwm2m_client/hal.py) stay."""
+    import sys
+
+    import tinyml
+
+    for name in names:
+        mod = sys.modules.get("tinyml." + name)
+        if mod is None or getattr(mod, "_resident", False):
+            continue
+        del sys.modules["tinyml." + name]
+        if hasattr(tinyml, name):
+            delattr(tinyml, name)
+
+
 __version__ = "0.1.0"

@@ -60,13 +60,9 @@ def _store(data_dir, anchors, seq):
 
 def release():
     """Drop this module from the heap (it is imported again by the next update or boot)."""
-    import sys
+    from . import unload
 
-    import tinyml
-
-    sys.modules.pop("tinyml.anchors", None)
-    if hasattr(tinyml, "anchors"):
-        delattr(tinyml, "anchors")
+    unload("anchors")
 
 
 def decode(payload):

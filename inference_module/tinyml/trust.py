@@ -26,17 +26,11 @@ def _loaded():
 def _release(was_loaded):
     """Drop the verifier's modules until the next package, unless something had imported them before: on a port
     that loads code into the heap (unix, or .mpy files on a board's filesystem) they hold ~12 KB (x64) that a
-    model's arena may need; frozen code costs next to nothing and can be imported at boot to keep it."""
-    import sys
+    model's arena may need; frozen code costs next to nothing and stays (tinyml.unload)."""
+    if not was_loaded:
+        from . import unload
 
-    import tinyml
-
-    if was_loaded:
-        return
-    for name in ("cose", "p256"):
-        sys.modules.pop("tinyml." + name, None)
-        if hasattr(tinyml, name):
-            delattr(tinyml, name)
+        unload("cose", "p256")
 
 
 def intern_verifier():

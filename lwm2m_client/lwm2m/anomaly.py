@@ -4,7 +4,8 @@
 # LwM2M Send (lwm2m/send.py). Imported by obj_tinyml only when the active model is an anomaly model: other devices
 # never load this code. Memory: one copy of the model's first input (the arena may reuse it during inference).
 import struct
-import sys
+
+import hal
 
 _FORMAT = {"int8": "<b", "uint8": "<B", "int16": "<h", "int32": "<i", "float32": "<f"}
 SCORES = ("mse", "output")
@@ -30,11 +31,7 @@ def watch(obj):
     config = obj.info and obj.info.get("anomaly")
     obj.anomaly = None
     if not config or obj.model is None:
-        pkg = sys.modules.get("lwm2m")
-        for name in ("anomaly", "send"):  # collected once nothing refers to them: unloaded as never imported
-            sys.modules.pop("lwm2m." + name, None)
-            if pkg is not None and hasattr(pkg, name):
-                delattr(pkg, name)
+        hal.unload("lwm2m.anomaly", "lwm2m.send")  # collected once nothing refers to them (unless resident)
         return
     try:
         obj.anomaly = Monitor(obj, obj.model, config)

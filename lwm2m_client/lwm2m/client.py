@@ -8,6 +8,7 @@
 import gc
 import time
 
+import hal
 from coap import block
 from coap import message as cm
 from coap.endpoint import Reset, Timeout
@@ -69,6 +70,10 @@ class Upload:
         self.last_resp = None
 
 
+# What the client imports only for a transfer (a Q-Block push or pull) and drops at a model swap
+TRANSFER_MODULES = ("lwm2m.qupload", "lwm2m.qpull", "coap.qblock")
+
+
 class Client:
     def __init__(self, endpoint, server_addr, endpoint_name, lifetime=300, binding="U", queue=False):
         self.ep = endpoint
@@ -110,9 +115,17 @@ class Client:
     # --- heap, around a model swap
 
     def shed(self):
-        """Drop the caches a swap of models needs the heap of: the block-wise read snapshot, and all duplicate
-        cache entries but the newest (the Execute that started the swap may still be retransmitted)."""
+        """Drop the caches a swap of models needs the heap of: the block-wise read snapshot, all duplicate cache
+        entries but the newest (the Execute that started the swap may still be retransmitted), a finished Q-Block1
+        push (kept for repeats of its last block) and the Q-Block receivers' code, imported again by the next
+        transfer. Imported during a transfer, their code sits wherever the transfer left the allocator, often
+        inside the free block the next model needs (esp32 profile, measured: 82.5 KB largest free block after
+        updates with it kept, 84.9 KB dropped, as after boot)."""
         self.snapshot = None
+        if self.qupload is not None and self.qupload.final is not None:
+            self.qupload = None
+        if self.qupload is None:
+            hal.unload(*TRANSFER_MODULES)
         self.ep.recent = self.ep.recent[-1:]
 
     def settle(self):

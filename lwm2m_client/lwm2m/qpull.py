@@ -21,6 +21,7 @@
 #
 # At most `slots` (<= MAX_PAYLOADS) blocks are ever outstanding, and the timeout backs off exponentially, which
 # keeps the transfer within RFC 9177 §7's congestion rules. Memory: the Window's arena (slots x block size).
+import gc
 import time
 
 from coap import block, qblock
@@ -32,6 +33,14 @@ from . import pull
 NON_MAX_RETRANSMIT = 4
 PROBES = 2  # unanswered timeouts before the first block, after which plain Block2 is tried instead
 MIN_RTO_MS = 100
+
+
+def fitting_slots(wanted, size):
+    """How many of `wanted` window slots of `size` bytes to use: the arena (slots x size) at most a quarter of the
+    free heap, at least one slot. Beside a loaded model (esp32 profile) a 10 KB arena can be more than the heap
+    spares; with fewer blocks in flight a download is slower on a lossy path, never refused for it."""
+    gc.collect()
+    return max(1, min(wanted, gc.mem_free() // 4 // size))
 
 
 class QDownload:
@@ -46,7 +55,10 @@ class QDownload:
         self.on_end = on_end
         self.szx = szx
         self.size = block.size(szx)
-        self.slots = min(slots or getattr(endpoint, "q_window", 0) or qblock.MAX_PAYLOADS, qblock.MAX_PAYLOADS)
+        wanted = min(slots or getattr(endpoint, "q_window", 0) or qblock.MAX_PAYLOADS, qblock.MAX_PAYLOADS)
+        self.slots = fitting_slots(wanted, self.size)
+        if self.slots < wanted:
+            print("q-block2 window %d blocks, not %d: %d bytes of heap free" % (self.slots, wanted, gc.mem_free()))
         self.token = endpoint.new_token()
         self.window = None
         self.total = None  # blocks in the package, once known (Size2, or a block with M=0)
@@ -65,7 +77,7 @@ class QDownload:
         self.quiet = 0  # timeouts in a row without a new block
         self.ended = False
         self.offset = 0
-        self.stats = {"requests": 0, "blocks": 0, "duplicates": 0, "timeouts": 0, "fallback": 0}
+        self.stats = {"requests": 0, "blocks": 0, "duplicates": 0, "timeouts": 0, "fallback": 0, "slots": self.slots}
 
     # --- driving
 
@@ -214,6 +226,7 @@ class QDownload:
         self.rto = self.base_rto
         self.deadline = time.ticks_add(time.ticks_ms(), self.rto)
         if self.total is not None and w.base >= self.total:
+            self.window = w = None  # the arena back to the heap before the package check, which needs it
             self.sink.finish()
             self._end(None)
             return

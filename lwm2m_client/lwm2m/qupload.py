@@ -86,10 +86,12 @@ def receive(client, req, addr, obj, ids):
         client.qupload = None
         return client._write_error(e)
     if up.total is not None and w.base >= up.total:
+        # every block is in the sink: the arena goes back to the heap before the package check, which needs it
+        # (the verifier's code and a loaded model beside it: esp32 profile); the answer stays for repeats
+        up.window = w = None
         resp = client._finish_sink(up.sink, cm.CHANGED)
         resp.add(qblock.Q_BLOCK1, block.encode(up.total - 1, False, szx))
         up.final = resp
-        up.window = None  # the arena goes back to the heap; the answer stays for repeats
         return resp
     if not new:
         if num >= w.base + w.slots:

@@ -35,12 +35,6 @@ async def update(server, ep, pkg):
         await asyncio.sleep(0.02)
 
 
-# KNOWN REGRESSION (2026-12-02, issue 10 point 4 reopened): since signed packages and Q-Block1, the first install
-# leaves the verifier's interned names and the Q-Block modules' code inside the block the next model needs
-# (esp32 ~84 KB after boot -> ~54 KB after the first update, then flat). A fix (intern after registration, drop the
-# Q-Block modules at a swap) made this pass but broke the next Q-Block1 push (5.00) and OSCORE devices' heap, so
-# it was reverted; until the fix lands this test is expected to fail and says so.
-@pytest.mark.xfail(reason="device heap regression after signed packages + Q-Block1 (see comment)", strict=False)
 @pytest.mark.parametrize("profile", ["esp32", "cortex-m4"])
 def test_largest_block_returns_after_every_update(tmp_path, profile):
     # the two models in turn, each package signed with a higher sequence number than the one before

@@ -81,7 +81,6 @@ def test_deploy_through_http_api_and_explain(tmp_path):
     asyncio.run(main())
 
 
-@pytest.mark.xfail(reason="known device heap regression since signed packages (issue 10 point 4): fails under load", strict=False)
 def test_service_restart_mid_deployment_resumes(tmp_path):
     """Kill the service's deployment while it delivers; a new service on the same database finishes it, and the
     device's active model stays valid throughout."""

@@ -172,6 +172,19 @@ def test_lossy_q_block2_pull_keeps_the_device_heap_bounded(lwm2m_server):
     assert 10 * 1024 <= int(peak) < 16 * 1024, out
 
 
+def test_device_pull_window_fits_a_short_heap(lwm2m_server):
+    """With 16 KB of heap left (a model loaded beside it) a 10-block window's 10 KB arena does not fit: the
+    download asks for fewer blocks at once (a quarter of the free heap) and completes."""
+    data = os.urandom(20 * 1024 + 3)
+    sha = lwm2m_server.sync(lwm2m_server.server.packages.add, data)
+    out = unixport.run(script=MEASURE_QPULL, heap="256k",
+                       args=("coap://127.0.0.1:%d/fw/%s" % (lwm2m_server.port, sha), "10", "16000")).stdout.decode()
+    said, result = out.splitlines()[-2:]
+    err, n, digest, _, _, _, _, _, slots = result.split()
+    assert (err, int(n), digest) == ("None", len(data), hashlib.sha256(data).hexdigest())
+    assert 1 <= int(slots) < 10 and said.startswith("q-block2 window %s blocks, not 10" % slots), out
+
+
 @pytest.fixture
 def libcoap_server(tmp_path):
     """Debian's coap-server (libcoap 4.3.1, built without Q-Block) holding a 20 KB resource /pkg."""

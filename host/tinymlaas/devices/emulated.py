@@ -22,11 +22,12 @@ from . import unixport
 REBOOT_EXIT_CODE = 75  # lwm2m_client/hal.py
 
 # Board profiles. `board_heap` is the MicroPython heap of the board, where the client and the inference module
-# are frozen into flash and cost almost no heap. The unix port loads their bytecode into the heap instead (about
-# 120 KB on x64, measured in docs/lwm2m-client.md) and loading it leaves ~70 KB of small holes between code objects
-# that no arena-sized allocation can use (measured: largest free block = free heap - 70 KB at every heap size
-# above 100 KB). An emulated board therefore gets its board heap plus CODE_IN_HEAP, so that the largest block it
-# reports is close to what the board would report.
+# are frozen into flash and cost almost no heap. The unix port loads their bytecode into the heap instead. An
+# emulated board imports all of it at boot and keeps it (lwm2m_client/hal.py keep_resident), so that the heap above
+# the code holds what a board's would; it gets its board heap plus what that code takes there (resident_code_bytes:
+# ~235 KB of x64 bytecode and native viper code, and ~85 KB of holes between code objects that no arena-sized
+# allocation can use), measured once per version of the code.
+# CODE_IN_HEAP is what the fleet emulator's VMs, which import lazily, reserve for the code they load (fleet.py).
 # `flash_bytes` is the filesystem the device has for model packages; the installer sees that much free space,
 # not the host disk.
 CODE_IN_HEAP = 200 * 1024
@@ -50,8 +51,7 @@ PROFILES = {
     "unix": {"board_heap": 1024 * 1024, "flash_bytes": None, "model": "unix port", "hw_version": "x64",
              "board": None},
 }
-for _p in PROFILES.values():
-    _p["heap"] = _p["board_heap"] + CODE_IN_HEAP
+PROFILES["unix"]["heap"] = PROFILES["unix"]["board_heap"] + CODE_IN_HEAP  # the port itself: code loads lazily
 
 
 def board_config(profile):
@@ -90,6 +90,43 @@ def trust_args(trust=None):
     return ["--config", str(path)]
 
 
+def _code_digest():
+    """(tree, files) of the device code and a digest of it (paths and contents)."""
+    trees = [(LWM2M_CLIENT, [p for p in LWM2M_CLIENT.rglob("*.py") if p.name != "tinyml_device.py"]),
+             (INFERENCE_MODULE, list((INFERENCE_MODULE / "tinyml").rglob("*.py")))]
+    h = hashlib.sha256()
+    for base, files in trees:
+        for f in sorted(files):
+            h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
+    return trees, h.hexdigest()[:16]
+
+
+MEASURING_HEAP = 448 * 1024  # about the heap of an emulated board with its code
+
+
+def resident_code_bytes(code_path):
+    """Heap the unix port gives the device code an emulated board keeps resident (hal.keep_resident): the heap
+    minus the largest block left free after importing all of it, at about a board's heap plus its code (the figure
+    grows by ~2 % from 0.4 to 1 MB). Measured once per version of the code (cached in the temp directory): every module added to the
+    device grows it, as it would grow a board's frozen code in flash, not its heap."""
+    key = "%s-%s-%s" % (_code_digest()[1], "mpy" if code_path else "py", hashlib.sha256(
+        unixport.binary().encode()).hexdigest()[:8])
+    cache = Path(tempfile.gettempdir()) / ("tinymlaas-resident-%s" % key)
+    try:
+        return int(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    code = "import hal\nhal.keep_resident()\nprint('LARGEST', hal.largest_free_block())\n"
+    out = unixport.run(code, heap=MEASURING_HEAP, path=code_path).stdout.decode()
+    largest = int(out.split("LARGEST")[1].split()[0])
+    value = MEASURING_HEAP - largest
+    fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", dir=cache.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(value))
+    os.replace(tmp, cache)
+    return value
+
+
 def compiled_path():
     """MICROPYPATH entries of the device code precompiled with mpy-cross (as it is deployed on a board: no
     compiler RAM peak at import), cached by source content; [] when mpy-cross is missing or a module does not
@@ -97,13 +134,8 @@ def compiled_path():
     exe = shutil.which("mpy-cross")
     if not exe:
         return []
-    trees = [(LWM2M_CLIENT, [p for p in LWM2M_CLIENT.rglob("*.py") if p.name != "tinyml_device.py"]),
-             (INFERENCE_MODULE, list((INFERENCE_MODULE / "tinyml").rglob("*.py")))]
-    h = hashlib.sha256()
-    for base, files in trees:
-        for f in sorted(files):
-            h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
-    out = Path(tempfile.gettempdir()) / ("tinymlaas-mpy-" + h.hexdigest()[:16])
+    trees, digest = _code_digest()
+    out = Path(tempfile.gettempdir()) / ("tinymlaas-mpy-" + digest)
     if out.is_dir():
         return [out]
     tmp = Path(tempfile.mkdtemp(prefix="tinymlaas-mpy-build-"))
@@ -145,7 +177,13 @@ class EmulatedDevice:
         self.endpoint = endpoint
         self.profile = profile
         prof = PROFILES[profile]
-        self.heap = parse_size(heap) if heap is not None else prof["heap"]
+        self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
+        if heap is not None:
+            self.heap = parse_size(heap)
+        elif prof["board"]:
+            self.heap = prof["board_heap"] + resident_code_bytes(compiled_path() if precompiled else [])
+        else:
+            self.heap = prof["heap"]
         self.flash_bytes = parse_size(flash) if flash is not None else prof["flash_bytes"]
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tinymlaas-%s-" % endpoint))
         self.lifetime = lifetime
@@ -162,7 +200,6 @@ class EmulatedDevice:
         self.trust = trust
         self.ack_timeout_ms = ack_timeout_ms
         self.restart_on_reboot = restart_on_reboot
-        self.precompiled = precompiled  # run .mpy files like a board (False: the .py sources)
         self.code_path = []
         self.log = log  # callable(line) for the device's output lines, or None
         self.lines = []

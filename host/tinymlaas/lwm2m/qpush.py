@@ -191,5 +191,6 @@ class QBlock1Push:
                 raise PushFailed("device refused the %d-byte package (4.13)%s" % (
                     len(self.data), ", it accepts at most %d" % size1 if size1 else ""), acked * self.size, "4.13",
                     size1)
-            raise PushFailed("device answered %s to the Q-Block1 push" % dotted(code), acked * self.size,
-                             dotted(code))
+            said = msg.payload[:64].decode("utf-8", "replace") if msg.payload else ""  # its diagnostic text
+            raise PushFailed("device answered %s to the Q-Block1 push%s" % (dotted(code), ": " + said if said else ""),
+                             acked * self.size, dotted(code))
