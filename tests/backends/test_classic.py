@@ -84,6 +84,11 @@ def test_micropython_runtime_predicts_like_scikit_learn(fitted):
             ref = np.array([Executor(blob).run([r[None, :]])[0].reshape(-1) for r in x_te], dtype=np.float64)
             assert np.array_equal(classes(model)[dev.argmax(axis=1)], model.predict(x_te)), (dataset, name)
             assert np.allclose(dev, ref, rtol=1e-5, atol=1e-6), (dataset, name)
+    # Streamed from a file (tables read into RAM once at bind time): the same outputs.
+    model, blob = fitted["wine"][1]["svc-rbf"]
+    rows = [[r[None, :]] for r in fitted["wine"][0][:10]]
+    streamed = MicroPythonRuntime(heap="256k", stream=True).run(blob, rows)
+    assert [o[0].tobytes() for o in streamed] == [o[0].tobytes() for o in MicroPythonRuntime().run(blob, rows)]
 
 
 def test_unscaled_linear_svc_disagrees_only_inside_the_float32_bound():
