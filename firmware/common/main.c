@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "board.h"
+#include "nvm.h"
 #include "protocol.h"
 #include "slot.h"
 #include "systick.h"
@@ -51,7 +52,7 @@ static struct {
 
 /* ---- small helpers ---- */
 
-static uint32_t crc32_update(uint32_t crc, const uint8_t *p, uint32_t n)
+uint32_t fw_crc32(uint32_t crc, const uint8_t *p, uint32_t n)
 {
     crc = ~crc;
     while (n--) {
@@ -127,7 +128,7 @@ static void send_frame(uint8_t type, uint8_t seq, const uint8_t *payload, uint32
     tx[5] = (uint8_t)(len >> 8);
     if (payload != tx + 6 && len)
         memmove(tx + 6, payload, len);
-    wr32(tx + 6 + len, crc32_update(0, tx + 2, 4 + len));
+    wr32(tx + 6 + len, fw_crc32(0, tx + 2, 4 + len));
     uart_write(tx, 10 + len);
 }
 
@@ -221,7 +222,7 @@ static uint32_t receive_frame(void)
             nak(rx[3], NAK_TRUNCATED, rx[2], "frame truncated: line idle before its end");
             continue;
         }
-        if (crc32_update(0, rx + 2, 4 + len) != rd32(rx + 6 + len)) {
+        if (fw_crc32(0, rx + 2, 4 + len) != rd32(rx + 6 + len)) {
             nak(rx[3], NAK_CRC, rx[2], "frame CRC mismatch");
             continue;
         }
@@ -233,20 +234,30 @@ static uint32_t receive_frame(void)
 
 /* What the host needs to sign for this device: vendor and class ids, the key ids it trusts, the sequence number an
  * install must exceed (none: no signed model was installed yet). */
+/* "anchors=<kid hex>,... anchor_sequence=N": the keys trusted now and the last anchor update taken */
+static char *put_anchors(char *o, const char *end)
+{
+    uint32_t k, n;
+    const tml_anchor *anchors = trust_now(&n);
+    o = put_s(o, end, "anchors=");
+    for (k = 0; k < n; k++) {
+        if (k)
+            o = put_s(o, end, ",");
+        o = put_hex(o, end, anchors[k].kid, TML_KID_BYTES);
+    }
+    o = put_s(o, end, " anchor_sequence=");
+    return put_u64(o, end, trust_anchor_sequence());
+}
+
 static char *put_caps_trust(char *o, const char *end)
 {
     tml_installed st;
-    uint32_t k;
     o = put_s(o, end, " vendor=");
     o = put_hex(o, end, trust_vendor_id, 16);
     o = put_s(o, end, " class=");
     o = put_hex(o, end, trust_class_id, 16);
-    o = put_s(o, end, " anchors=");
-    for (k = 0; k < trust_anchor_count; k++) {
-        if (k)
-            o = put_s(o, end, ",");
-        o = put_hex(o, end, trust_anchors[k].kid, TML_KID_BYTES);
-    }
+    o = put_s(o, end, " ");
+    o = put_anchors(o, end);
     o = put_s(o, end, " sequence=");
     if (store->installed(&st))
         o = put_u64(o, end, st.sequence);
@@ -260,7 +271,7 @@ static uint32_t caps_text(char *o0, uint32_t cap)
     char *o = o0, *end = o0 + cap;
     o = put_s(o, end, "tinymlaas-fw version=" FW_VERSION " board=");
     o = put_s(o, end, BOARD_NAME);
-    o = put_s(o, end, " cpu=cortex-m4 proto=1 format=1 abi=1 ops=1-21 kernels=");
+    o = put_s(o, end, " cpu=cortex-m4 proto=1 format=1 abi=1 ops=1-22 kernels=");
     o = put_s(o, end, tml_kernel_set());
     o = put_s(o, end, " ram=");
     o = put_u(o, end, BOARD_RAM_BYTES);
@@ -287,6 +298,10 @@ static uint32_t caps_text(char *o0, uint32_t cap)
         o = put_u(o, end, boot_refused);
     }
     o = put_caps_trust(o, end);
+    if (board_nv()) {
+        o = put_s(o, end, " nvm_writes=");
+        o = put_u(o, end, nvm_writes());
+    }
     return (uint32_t)(o - o0);
 }
 
@@ -407,9 +422,11 @@ static const char *check_manifest(const uint8_t *env, uint32_t len, tml_installe
     tml_installed have;
     uint8_t digest[32];
     const char *why;
+    uint32_t n_anchors;
+    const tml_anchor *anchors = trust_now(&n_anchors);
     if (!len)
         return "unsigned install: COMMIT must carry the model's signed manifest (COSE_Sign1)";
-    if ((why = tml_cose_verify(env, len, trust_anchors, trust_anchor_count, &m)))
+    if ((why = tml_cose_verify(env, len, anchors, n_anchors, &m)))
         return why;
     if (m.component.len != sizeof component - 1 || memcmp(m.component.p, component, sizeof component - 1))
         return "wrong component";
@@ -474,6 +491,24 @@ static void do_commit(uint8_t seq, const uint8_t *env, uint32_t env_len)
     o = put_s(o, end, " verify_stack=");
     o = put_u(o, end, stack);
     send_frame(REQ_COMMIT | REPLY_OK, seq, (const uint8_t *)msg, (uint32_t)(o - msg));
+}
+
+/* An anchor update: the trust table follows a key rotation (trust.h). */
+static void do_anchors(uint8_t seq, const uint8_t *env, uint32_t len)
+{
+    int storage;
+    uint64_t t0 = systick_cycles();
+    const char *why = trust_update(env, len, &storage);
+    uint64_t t1 = systick_cycles();
+    char msg[220], *o = msg, *end = msg + sizeof msg;
+    if (why) {
+        nak(seq, storage ? NAK_STORAGE : NAK_REJECTED, REQ_ANCHORS, why);
+        return;
+    }
+    o = put_anchors(o, end);
+    o = put_s(o, end, " cycles=");
+    o = put_u(o, end, (uint32_t)(t1 - t0));
+    send_frame(REQ_ANCHORS | REPLY_OK, seq, (const uint8_t *)msg, (uint32_t)(o - msg));
 }
 
 /* Visit the graph inputs (or outputs) as one concatenated byte range [off, off + n). */
@@ -673,6 +708,7 @@ int main(void)
         case REQ_OUTPUT: do_output(seq, p, len); break;
         case REQ_CALIBRATE: do_calibrate(seq, p, len); break;
         case REQ_PROFILE: do_profile(seq); break;
+        case REQ_ANCHORS: do_anchors(seq, p, len); break;
         default: nak(seq, NAK_UNKNOWN, type, "unknown request type");
         }
     }

@@ -24,6 +24,7 @@ enum {
     REQ_OUTPUT = 0x08,    /* u32 offset, u16 length -> bytes of the concatenated graph outputs */
     REQ_CALIBRATE = 0x09, /* u32 n -> u64 cycles of a 2n-instruction loop */
     REQ_PROFILE = 0x0A,   /* -> u32 cycles per op of the last INVOKE (first 256 ops) */
+    REQ_ANCHORS = 0x0B,   /* anchor update (COSE_Sign1, <= 512 B) -> "anchors=<kids> anchor_sequence=N cycles=C" */
     REPLY_OK = 0x80,      /* OR-ed into the request type */
     REPLY_BOOT = 0xC0,    /* unsolicited, seq 0: CAPS text sent once at boot */
     REPLY_NAK = 0x7F      /* u8 code, u8 request type, reason text */

@@ -2,12 +2,15 @@
  * replaces it only once activated, so a failed install leaves the previous model running. No model survives a
  * reset.
  *
- * The anti-rollback state does survive a reset, though not a power cut: it lives in RAM that no section covers
- * and nothing zeroes (__noinit_start, common.ld), as two checksummed copies; an update overwrites the older copy, so a
- * reset in the middle of one leaves the other. At power-on RAM holds noise, which fails the checksum: no state. */
+ * The anti-rollback state survives power cuts where the board has non-volatile memory for the firmware's state
+ * (nvstate.h: two alternating records, written before the staged blob becomes active). Without it, it survives a
+ * reset, though not a power cut: it lives in RAM that no section covers and nothing zeroes (__noinit_start,
+ * common.ld), as two checksummed copies; an update overwrites the older copy, so a reset in the middle of one
+ * leaves the other. At power-on RAM holds noise, which fails the checksum: no state. */
 #include <stddef.h>
 #include <string.h>
 
+#include "nvstate.h"
 #include "slot.h"
 
 static uint8_t *pool, *active_start, *staged;
@@ -48,7 +51,12 @@ static int newest_copy(void)
 
 static int ram_installed(tml_installed *out)
 {
-    int k = newest_copy();
+    int k;
+    if (nvstate_available()) {
+        *out = nvstate()->installed;
+        return nvstate()->have_installed != 0;
+    }
+    k = newest_copy();
     if (k < 0)
         return 0;
     *out = rollback[k].state;
@@ -101,7 +109,14 @@ static const char *ram_activate(const tml_installed *state)
 {
     if (!staged)
         return "nothing staged";
-    if (state) {
+    if (state && nvstate_available()) {
+        nv_state *next = nvstate_edit();
+        const char *err;
+        next->have_installed = 1;
+        next->installed = *state;
+        if ((err = nvstate_put(next)))
+            return err;
+    } else if (state) {
         /* over the older copy; a reset half-way leaves it failing its checksum, and the other one intact */
         struct rollback_copy next;
         memset(&next, 0, sizeof next); /* padding too: the checksum covers it */

@@ -31,8 +31,9 @@ void HardFault_Handler(void) __attribute__((weak, alias("default_handler")));
 void MemManage_Handler(void) __attribute__((weak, alias("default_handler")));
 void BusFault_Handler(void) __attribute__((weak, alias("default_handler")));
 void UsageFault_Handler(void) __attribute__((weak, alias("default_handler")));
+void DebugMon_Handler(void) __attribute__((weak, alias("default_handler")));
 
 __attribute__((section(".vectors"), used)) void (*const vector_table[16])(void) = {
     (void (*)(void))(&__stack_top), Reset_Handler, NMI_Handler, HardFault_Handler, MemManage_Handler,
-    BusFault_Handler, UsageFault_Handler, 0, 0, 0, 0, default_handler, default_handler, 0, default_handler,
+    BusFault_Handler, UsageFault_Handler, 0, 0, 0, 0, default_handler, DebugMon_Handler, 0, default_handler,
     SysTick_Handler};

@@ -16,6 +16,7 @@
 #define R_SIGNATURE "bad signature"
 #define R_MANIFEST "malformed manifest"
 #define R_VERSION "unsupported manifest version"
+#define R_ANCHOR_UPDATE "malformed anchor update"
 
 enum { MT_UINT = 0, MT_NINT = 1, MT_BYTES = 2, MT_TEXT = 3, MT_ARRAY = 4, MT_MAP = 5, MT_TAG = 6 };
 
@@ -188,21 +189,20 @@ static void hash_head(tml_sha256 *h, int major, uint32_t arg)
     tml_sha256_update(h, b, n);
 }
 
-const char *tml_cose_verify(const uint8_t *env, uint32_t len, const tml_anchor *anchors, uint32_t n_anchors,
-                            tml_manifest *out)
+const char *tml_cose_verify_payload(const uint8_t *env, uint32_t len, const tml_anchor *anchors, uint32_t n_anchors,
+                                    const uint8_t **payload, uint32_t *payload_len)
 {
     reader r = {env, len, 0};
-    const uint8_t *prot, *payload, *sig, *kid = NULL;
-    uint32_t prot_len, payload_len, sig_len, i;
+    const uint8_t *prot, *sig, *kid = NULL;
+    uint32_t prot_len, sig_len, i;
     const char *why;
     const tml_anchor *anchor = NULL;
     tml_sha256 h;
     uint8_t digest[32];
-    memset(out, 0, sizeof *out);
     /* the whole envelope's structure first, then the protected header inside it */
     if (len > TML_ENVELOPE_MAX_BYTES || !expect(&r, MT_TAG, 18) || !expect(&r, MT_ARRAY, 4) ||
         !read_string(&r, MT_BYTES, &prot, &prot_len) || !expect(&r, MT_MAP, 0) ||
-        !read_string(&r, MT_BYTES, &payload, &payload_len) || !read_string(&r, MT_BYTES, &sig, &sig_len) ||
+        !read_string(&r, MT_BYTES, payload, payload_len) || !read_string(&r, MT_BYTES, &sig, &sig_len) ||
         sig_len != 64 || r.pos != r.len)
         return R_MALFORMED;
     why = parse_protected(prot, prot_len, &kid);
@@ -219,12 +219,43 @@ const char *tml_cose_verify(const uint8_t *env, uint32_t len, const tml_anchor *
     hash_head(&h, MT_BYTES, prot_len);
     tml_sha256_update(&h, prot, prot_len);
     tml_sha256_update(&h, "\x40", 1);
-    hash_head(&h, MT_BYTES, payload_len);
-    tml_sha256_update(&h, payload, payload_len);
+    hash_head(&h, MT_BYTES, *payload_len);
+    tml_sha256_update(&h, *payload, *payload_len);
     tml_sha256_final(&h, digest);
     if (tml_p256_verify(anchor->point, digest, sig) != TML_P256_VALID)
         return R_SIGNATURE;
+    return NULL;
+}
+
+const char *tml_cose_verify(const uint8_t *env, uint32_t len, const tml_anchor *anchors, uint32_t n_anchors,
+                            tml_manifest *out)
+{
+    const uint8_t *payload = NULL;
+    uint32_t payload_len = 0;
+    const char *why;
+    memset(out, 0, sizeof *out);
+    if ((why = tml_cose_verify_payload(env, len, anchors, n_anchors, &payload, &payload_len)))
+        return why;
     return tml_manifest_parse(payload, payload_len, out);
+}
+
+const char *tml_anchor_update_parse(const uint8_t *payload, uint32_t len, tml_anchor_update *out)
+{
+    reader r = {payload, len, 0};
+    int m;
+    uint64_t count;
+    memset(out, 0, sizeof *out);
+    if (!read_head(&r, &m, &count) || m != MT_MAP || (count != 4 && count != 5) || !expect(&r, MT_UINT, 1) ||
+        !expect(&r, MT_UINT, 1) || !expect(&r, MT_UINT, 2) || !read_uint(&r, &out->sequence) ||
+        !expect(&r, MT_UINT, 3) || !read_fixed_bytes(&r, out->vendor_id, 16) || !expect(&r, MT_UINT, 4) ||
+        !read_fixed_bytes(&r, out->point, 65))
+        return R_ANCHOR_UPDATE;
+    if (count == 5 && (!expect(&r, MT_UINT, 5) || !read_fixed_bytes(&r, out->revoke, TML_KID_BYTES)))
+        return R_ANCHOR_UPDATE;
+    out->has_revoke = count == 5;
+    if (r.pos != r.len || out->sequence == 0 || !tml_p256_public_key_valid(out->point))
+        return R_ANCHOR_UPDATE; /* a point off the curve is no anchor */
+    return NULL;
 }
 
 const char *tml_manifest_admit(const tml_manifest *m, const uint8_t vendor_id[16], const uint8_t class_id[16],

@@ -42,6 +42,21 @@ typedef struct {
 const char *tml_cose_verify(const uint8_t *env, uint32_t len, const tml_anchor *anchors, uint32_t n_anchors,
                             tml_manifest *out);
 
+/* The envelope checks and the signature of tml_cose_verify, without parsing the payload: *payload points into env. */
+const char *tml_cose_verify_payload(const uint8_t *env, uint32_t len, const tml_anchor *anchors, uint32_t n_anchors,
+                                    const uint8_t **payload, uint32_t *payload_len);
+
+/* A trust-anchor update (docs/manifest.md, "Key rotation"): {1: 1, 2: sequence, 3: vendor id, 4: new anchor point,
+ * ?5: kid to drop}, deterministically encoded, the point on the curve; else "malformed anchor update". */
+typedef struct {
+    uint64_t sequence;
+    uint8_t vendor_id[16];
+    uint8_t point[65];
+    int has_revoke;
+    uint8_t revoke[TML_KID_BYTES];
+} tml_anchor_update;
+const char *tml_anchor_update_parse(const uint8_t *payload, uint32_t len, tml_anchor_update *out);
+
 /* The manifest map alone (what tml_cose_verify parses after the signature verified). */
 const char *tml_manifest_parse(const uint8_t *payload, uint32_t len, tml_manifest *out);
 

@@ -4,7 +4,8 @@
  * for one input in 64, chosen by a hash of the whole input (a mutation anywhere re-draws it, so the corpus cannot
  * fill up with inputs that keep it): a full ECDSA verification costs ~3 ms under ASan, the parser microseconds, so
  * the 1 M-input campaign spends most of its time on the parser and still reaches the signature check with mutated
- * signatures and payloads. The other inputs stop at "unknown key". */
+ * signatures and payloads. The other inputs stop at "unknown key". Every input is also parsed as a trust-anchor
+ * update's payload (tml_anchor_update_parse, what the firmware's anchor update reads after the signature). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *copy;
     tml_manifest m;
+    tml_anchor_update u;
     if (size > 4096)
         return 0;
     copy = malloc(size ? size : 1u); /* exact size, so ASan sees any read past the end */
     memcpy(copy, data, size);
     tml_cose_verify(copy, (uint32_t)size, &anchor, input_hash(data, size) % 64u == 0 ? 1u : 0u, &m);
     tml_manifest_parse(copy, (uint32_t)size, &m);
+    tml_anchor_update_parse(copy, (uint32_t)size, &u);
     if (size >= 65 + 32 + 64)
         tml_p256_verify(copy, copy + 65, copy + 97);
     free(copy);

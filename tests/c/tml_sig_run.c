@@ -5,6 +5,7 @@
  *   ecdsa PUB MSG SIG          SHA-256(MSG), then tml_p256_verify -> valid | invalid key|range|mismatch|size
  *   cose ENVELOPE              tml_cose_verify with the anchors   -> ok SEQ NAME VERSION | refused REASON
  *   manifest PAYLOAD           tml_manifest_parse                 -> ok SEQ NAME VERSION | refused REASON
+ *   update PAYLOAD             tml_anchor_update_parse            -> ok SEQ VENDOR POINT REVOKE|- | refused REASON
  *   admit VENDOR CLASS INSTALLED ENVELOPE   tml_cose_verify, then tml_manifest_admit; INSTALLED is the slot's
  *                              sequence (8 bytes, big-endian) || blob SHA-256, or 00 for an empty slot
  *   bench PUB MSG SIG ENV      cycles and stack of one verification (Cortex-M4 build: SysTick, painted stack) */
@@ -90,6 +91,32 @@ static void print_manifest(const char *why, const tml_manifest *m)
     }
     printf("ok %lu %.*s %.*s\n", (unsigned long)m->sequence, (int)m->name.len, (const char *)m->name.p,
            (int)m->version.len, (const char *)m->version.p);
+}
+
+static void print_hex(const uint8_t *p, uint32_t n)
+{
+    while (n--)
+        printf("%02x", *p++);
+}
+
+static void print_update(const uint8_t *payload, uint32_t len)
+{
+    tml_anchor_update u;
+    const char *why = tml_anchor_update_parse(payload, len, &u);
+    if (why) {
+        printf("refused %s\n", why);
+        return;
+    }
+    printf("ok %lu ", (unsigned long)u.sequence);
+    print_hex(u.vendor_id, 16);
+    printf(" ");
+    print_hex(u.point, 65);
+    printf(" ");
+    if (u.has_revoke)
+        print_hex(u.revoke, TML_KID_BYTES);
+    else
+        printf("-");
+    printf("\n");
 }
 
 #ifdef TML_SEMIHOSTING
@@ -183,6 +210,8 @@ static void run_line(char *text)
         print_manifest(tml_cose_verify(field_bytes[0], field_len[0], anchors, n_anchors, &m), &m);
     } else if (!strcmp(cmd, "manifest") && n == 1) {
         print_manifest(tml_manifest_parse(field_bytes[0], field_len[0], &m), &m);
+    } else if (!strcmp(cmd, "update") && n == 1) {
+        print_update(field_bytes[0], field_len[0]);
     } else if (!strcmp(cmd, "admit") && n == 4) {
         why = admit();
         printf("%s\n", why ? why : "admitted");

@@ -2,7 +2,7 @@
 # answers (fields are hex, "-" is empty), through inference_module/tinyml/p256.py and cose.py. Run in the `micropython` unix port only.
 import sys
 import hashlib
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
 from tinyml import cose, p256
 
@@ -16,6 +16,17 @@ def manifest_line(fn, data):
     except cose.SignatureError as e:
         return "refused " + e.reason
     return "ok %d %s %s" % (m.sequence, m.name, m.version)
+
+
+def update_line(payload):
+    from tinyml import anchors as A
+
+    try:
+        seq, vendor, point, revoke = A.decode(payload)
+    except cose.SignatureError as e:
+        return "refused " + e.reason
+    return "ok %d %s %s %s" % (seq, hexlify(vendor).decode(), hexlify(point).decode(),
+                               hexlify(revoke).decode() if revoke else "-")
 
 
 def admit(vendor, klass, installed, env):
@@ -49,6 +60,8 @@ def run(line):
         return manifest_line(lambda d: cose.verify(d, anchors), f[0])
     if cmd == "manifest" and len(f) == 1:
         return manifest_line(cose.decode_manifest, f[0])
+    if cmd == "update" and len(f) == 1:
+        return update_line(f[0])
     if cmd == "admit" and len(f) == 4:
         return admit(*f)
     return "error bad command " + cmd

@@ -14,6 +14,9 @@ from tinymlaas.devices import cruntime
 from tinymlaas.signing import ManifestError, sign_manifest
 from tinymlaas.signing import cose as C
 from tinymlaas.signing import manifest as M
+from tinymlaas.signing import SignatureError
+from tinymlaas.signing.anchors import AnchorUpdate, sign_update
+from tinymlaas.signing.anchors import decode as host_anchor_decode
 
 import crypto_vectors as V
 from envelopes import FUZZ_SIGNER, fixed_signer, manifest
@@ -49,6 +52,10 @@ def test_c_reader_fuzz(request, tmp_path):
     for i, m in enumerate(seed_manifests()):
         (corpus / ("env%d" % i)).write_bytes(sign_manifest(m, untrusted))
         (corpus / ("manifest%d" % i)).write_bytes(m.encode())
+    for i, revoke in enumerate((None, untrusted.key_id)):  # anchor updates, whole and their payloads alone
+        update = AnchorUpdate(i + 1, bytes(16), FUZZ_SIGNER.public_point, revoke)
+        (corpus / ("update%d" % i)).write_bytes(sign_update(update, untrusted))
+        (corpus / ("update-payload%d" % i)).write_bytes(update.encode())
     proc = subprocess.run([str(fuzzer), "-runs=%d" % runs, "-max_len=1024", "-seed=1", "-print_final_stats=1",
                            "-artifact_prefix=%s/" % tmp_path, str(corpus)],
                           capture_output=True, text=True, timeout=3600)
@@ -85,6 +92,15 @@ def host_answer(verify, data):
     return "ok %d %s %s" % (m.sequence, m.name, m.version)
 
 
+def update_answer(data):
+    """The host's answer for an anchor update's payload, in the runners' words."""
+    try:
+        u = host_anchor_decode(data)
+    except SignatureError as e:
+        return "refused " + e.reason
+    return "ok %d %s %s %s" % (u.sequence, u.vendor_id.hex(), u.anchor.hex(), u.revoke.hex() if u.revoke else "-")
+
+
 def test_device_readers_fuzz(request, tmp_path):
     """Mutated envelopes and manifests through the MicroPython and the C reader (ASan + UBSan), every answer equal
     to the host reader's. Envelopes are mostly signed by a key no anchor has (parsing only, so 100 k inputs stay
@@ -97,8 +113,14 @@ def test_device_readers_fuzz(request, tmp_path):
     payloads = [m.encode() for m in seed_manifests()]
     lines = ["anchor " + (trusted.key_id + trusted.public_point).hex()]
     expected = []
+    updates = [AnchorUpdate(n, bytes(range(16)), trusted.public_point, kid).encode()
+               for n, kid in ((1, None), (2 ** 40, untrusted.key_id))]
     for i in range(count):
-        if i % 2:
+        if i % 8 == 2:  # a trust-anchor update's payload (what ANCHORS and /32770/0/29 read after the signature)
+            data = mutate(rng, rng.choice(updates))
+            lines.append("update " + (data.hex() or "-"))
+            expected.append(update_answer(data))
+        elif i % 2:
             data = mutate(rng, rng.choice(envelopes[trusted if i % 100 == 1 else untrusted]))
             lines.append("cose " + (data.hex() or "-"))
             expected.append(host_answer(lambda d: C.verify_manifest(d, anchors), data))
@@ -112,4 +134,6 @@ def test_device_readers_fuzz(request, tmp_path):
         assert [(line, want, got) for line, want, got in zip(lines[1:], expected, answers) if want != got][:5] == []
     # the mutations reach every outcome, not only the first check
     assert {"refused bad signature", "refused unknown key", "refused malformed manifest",
-            "refused unsupported manifest version", "refused unsupported algorithm"} <= set(expected), set(expected)
+            "refused unsupported manifest version", "refused unsupported algorithm",
+            "refused malformed anchor update"} <= set(expected), set(expected)
+    assert sum(e.startswith("ok") for line, e in zip(lines[1:], expected) if line.startswith("update")) > 0

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "flash.h"
+#include "nvm.h"
 
 #ifdef FLASH_SIM
 #include "flash_sim.h"
@@ -160,3 +161,10 @@ const char *flash_program(uint8_t *dst, const uint8_t *src, uint32_t n)
     }
     return err;
 }
+
+#ifndef FLASH_SIM
+/* The firmware's own state (nvm.h): under QEMU, where this flash cannot be programmed, the units of the semihosted
+ * image when there is one; on a board with programmable flash none yet (docs/firmware.md, "Non-volatile state").
+ * board_flash() ran first, so a board never makes a semihosting call. */
+const struct nv_area *board_nv(void) { return slots.bytes ? 0 : nvm_image_open(0, 0) ? nvm_image_area() : 0; }
+#endif

@@ -32,13 +32,27 @@ class Board:
     machine: str  # qemu -M
     uart_index: int  # which -serial the firmware's UART is (earlier ones are sent to null)
     qemu_systick_hz: int  # SysTick clock QEMU models for this machine (core clock, CLKSOURCE=1)
+    nvm_bytes: int  # size of its emulated non-volatile memory image (firmware/common/nvm.h)
 
 
+NVM_UNITS = 2 * 1024  # the two state units every image starts with
 BOARDS = {
-    "mps2-an386": Board("mps2-an386", "mps2-an386", 0, 25_000_000),
+    # the image also holds the flash store's two 384 KB model slots (boards/mps2-an386/flash.c)
+    "mps2-an386": Board("mps2-an386", "mps2-an386", 0, 25_000_000, NVM_UNITS + 2 * 384 * 1024),
     # STM32F405: USART1 is the first -serial, USART2 (the firmware's) the second. QEMU clocks it at 168 MHz.
-    "stm32f4": Board("stm32f4", "netduinoplus2", 1, 168_000_000),
+    # Models stay in RAM under QEMU (its STM32 flash is ROM); the image keeps the firmware's state only.
+    "stm32f4": Board("stm32f4", "netduinoplus2", 1, 168_000_000, NVM_UNITS),
 }
+
+
+def nvm_image(path, board="mps2-an386"):
+    """An erased (0xFF) non-volatile memory image for `board` at path, unless one is there -> path. Give it to
+    QemuDevice(nvm=path): the device keeps its models (mps2-an386), anti-rollback state and trust anchors in it
+    across QEMU runs, i.e. across power cuts."""
+    path = Path(path)
+    if not path.exists():
+        path.write_bytes(b"\xff" * BOARDS[board].nvm_bytes)
+    return path
 
 
 class QemuError(RuntimeError):
@@ -95,12 +109,17 @@ class QemuDevice:
     """One QEMU process running the firmware. Use as a context manager; `.link` is the DeviceLink."""
 
     def __init__(self, board="mps2-an386", kernels="dsp", elf=None, timeout=20.0, connect=True, icount=True,
-                 qemu_args=(), trust=None):
+                 qemu_args=(), trust=None, nvm=None, power_cut=None):
         """connect=False leaves the UART's TCP port (self.port) to another client, e.g. a MicroPython device
         driving the firmware as its co-processor (tinyml/coproc.py); trust= that device's trust (device_trust())
         builds the firmware to install what the device installs. icount=False and qemu_args (e.g. `-d exec`
-        tracing) serve the cycle model (tinymlaas.verify.m4cycles), which counts executed blocks instead."""
+        tracing) serve the cycle model (tinymlaas.verify.m4cycles), which counts executed blocks instead.
+        nvm: path of the device's non-volatile memory image (nvm_image(); made erased when missing), reached by
+        semihosting; without it the device has none (models and state in RAM). power_cut=N: the power goes at its
+        N-th erase or program since boot (that one half done, docs/firmware.md), and QEMU exits."""
         self.connect = connect
+        self.nvm = nvm_image(nvm, self.board_name(board)) if nvm is not None else None
+        self.power_cut = power_cut
         self.icount = icount
         self.qemu_args = list(qemu_args)
         self.port = None
@@ -123,6 +142,11 @@ class QemuDevice:
         monitor = "unix:%s/monitor.sock,server=on,wait=off" % self._monitor_dir
         cmd = [qemu_binary(), "-M", self.board.machine, "-nographic", "-monitor", monitor, "-kernel", str(self.elf)]
         cmd += (["-icount", "shift=0,align=off,sleep=off"] if self.icount else []) + self.qemu_args + serial_args
+        if self.nvm is not None:
+            if "," in str(self.nvm) or " " in str(self.nvm):
+                raise QemuError("the NVM image path must have no commas or spaces: %s" % self.nvm)
+            cmd += ["-semihosting-config", "enable=on,target=native,arg=tinymlaas,arg=nvm=%s%s"
+                    % (self.nvm, ",arg=cut=%d" % self.power_cut if self.power_cut else "")]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.port = port
@@ -189,6 +213,10 @@ class QemuDevice:
 
     def __exit__(self, *exc):
         self.stop()
+
+    @staticmethod
+    def board_name(board):
+        return board if isinstance(board, str) else board.name
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -19,6 +19,7 @@ HEADER_BYTES = 64
 
 REQ_CAPS, REQ_BEGIN, REQ_CHUNK, REQ_COMMIT, REQ_ERASE = 0x01, 0x02, 0x03, 0x04, 0x05
 REQ_INPUT, REQ_INVOKE, REQ_OUTPUT, REQ_CALIBRATE, REQ_PROFILE = 0x06, 0x07, 0x08, 0x09, 0x0A
+REQ_ANCHORS = 0x0B
 REPLY_OK, REPLY_BOOT, REPLY_NAK = 0x80, 0xC0, 0x7F
 
 NAK_NAMES = {1: "CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "GARBAGE", 5: "UNKNOWN", 6: "STATE", 7: "LENGTH",
@@ -191,6 +192,13 @@ class DeviceLink:
 
     def erase(self):
         self.request(REQ_ERASE)
+
+    def update_anchors(self, envelope):
+        """Send a trust-anchor update (signing.anchors: a COSE_Sign1 signed by a key the device trusts) -> the
+        device's "anchors=<kid,...> anchor_sequence=N". Raises Nak: REJECTED with the reason (unknown key, bad
+        signature, malformed anchor update, wrong vendor, rollback, too many anchors), STORAGE when the device has
+        no non-volatile memory to keep anchors in; either way it keeps trusting what it trusted."""
+        return self.request(REQ_ANCHORS, bytes(envelope)).decode(errors="replace")
 
     def infer(self, input_bytes, timeout=120, around_invoke=None):
         """Concatenated graph-input bytes -> (concatenated output bytes, SysTick cycles of tml_invoke).

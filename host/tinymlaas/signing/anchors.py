@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import cbor2
 
+from ..errors import UserError
 from .cose import SignatureError, open_envelope, sign1, verify1
 from .keys import KEY_ID_BYTES, POINT_BYTES, key_id, load_public_point
 from .manifest import ManifestError, strict_loads
@@ -66,7 +67,10 @@ def decode(payload):
             or type(m[K_ANCHOR]) is not bytes or len(m[K_ANCHOR]) != POINT_BYTES
             or K_REVOKE in m and (type(m[K_REVOKE]) is not bytes or len(m[K_REVOKE]) != KEY_ID_BYTES)):
         raise SignatureError(R_MALFORMED, "must be {1: 1, 2: sequence, 3: vendor (16), 4: point (65), ?5: kid (8)}")
-    load_public_point(m[K_ANCHOR])  # raises UserError for a point off the curve
+    try:
+        load_public_point(m[K_ANCHOR])
+    except UserError:  # a point off the curve is no anchor: the devices' words for it
+        raise SignatureError(R_MALFORMED, "the new anchor is not a P-256 point") from None
     return AnchorUpdate(m[K_SEQUENCE], m[K_VENDOR], m[K_ANCHOR], m.get(K_REVOKE))
 
 
