@@ -95,3 +95,17 @@ def test_processes_asking_for_the_first_key_at_once_share_one(tmp_path):
     for p in procs:
         p.join(10)
     assert len(kids) == 1 and KeyStore(tmp_path / "keys").key_ids() == sorted(kids)
+
+
+def test_explain_reads_the_sequence_counter_of_the_devices_own_class(tmp_path):
+    """Sequence numbers count per (class, component): what explain shows a device is its class's counter, not the
+    default class's (a TFLM-firmware device's packages are numbered apart from the MicroPython module's)."""
+    from tinymlaas.service.signing import PackageSigning, class_for_runtime
+
+    db = Database(tmp_path / "t.db")
+    tflm = class_for_runtime("tflm").hex()
+    assert [next_sequence(db, tflm) for _ in range(5)][-1] == 5
+    assert next_sequence(db, DEFAULT_CLASS.hex()) == 1
+    caps = {"trust": {"key_ids": [], "vendor_id": DEFAULT_VENDOR.hex(), "class_id": tflm, "sequence": 3}}
+    assert PackageSigning(db, tmp_path).sequence_note(caps) == {"installed": 3, "last_signed": 5, "next": 6,
+                                                                 "behind": False}
