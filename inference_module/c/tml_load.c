@@ -76,7 +76,7 @@ static tml_status op_fail(tml_model *m, uint32_t k, const tml_op *op, const char
 {
     char buf[80];
     const char *name = op->opcode >= 1 && op->opcode <= OP_COUNT ? OP_NAME[op->opcode]
-                       : op->opcode == 32 ? "PATCH" : "?";
+                       : op->opcode == 22 ? "PATCH" : "?";
     format(buf, sizeof buf, what, NULL, a, b);
     m->status = TML_E_OP;
     m->loaded = 0;

@@ -5,7 +5,7 @@
 #ifndef TML_PATCH_H
 #define TML_PATCH_H
 
-#define OP_PATCH 32
+#define OP_PATCH 22
 #define PATCH_MAX_PAD 65535
 
 static uint32_t patch_row_len(uint32_t n) { return 2u + 4u * n; }

@@ -17,7 +17,7 @@ CONCATENATION = const(12)
 QUANTIZE = const(13)
 DEQUANTIZE = const(14)
 COPY = const(15)
-PATCH = const(32)  # §12: a stage of convolutions run tile by tile; checks and tile loop in patch.py
+PATCH = const(22)  # §12: a stage of convolutions run tile by tile; checks and tile loop in patch.py
 TREE_ENSEMBLE = const(16)  # §10; kernel and table checks in trees.py
 KERNEL = const(17)  # §11, 17..21: classic scikit-learn models; kernels and checks in classic.py
 SVM_VOTE = const(18)
@@ -43,7 +43,7 @@ OPS = {
     14: ("DEQUANTIZE", 1, 0),
     15: ("COPY", 1, 0),
     16: ("TREE_ENSEMBLE", 5, 2),
-    32: ("PATCH", 3, 1),
+    22: ("PATCH", 3, 1),
     17: ("KERNEL", 2, 4),
     18: ("SVM_VOTE", 4, 0),
     19: ("KNN_VOTE", 2, 3),

@@ -1,4 +1,4 @@
-# PATCH (opcode 32, docs/blob-format.md §12): a stage of convolutions run tile by tile over its last output.
+# PATCH (opcode 22, docs/blob-format.md §12): a stage of convolutions run tile by tile over its last output.
 # Imported only by models that have one. At load the stage's n op records are folded into the PATCH op; at run time
 # each tile runs those ops with the ordinary kernels, on the tile's shapes (their tile buffers read with the tile's
 # rows and columns) and the tile's padding, then the tile is copied into the stage's output.

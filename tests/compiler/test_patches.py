@@ -17,7 +17,7 @@ from tinymlaas.paths import mlperf_model
 
 @pytest.fixture(scope="module")
 def vww():
-    return compile_tflite(mlperf_model("vww"), patches=True), mlperf_model("vww").read_bytes()
+    return compile_tflite(mlperf_model("vww")), mlperf_model("vww").read_bytes()
 
 
 def test_vww_fits_32k_and_is_bit_exact_with_tflm(vww):
@@ -33,7 +33,7 @@ def test_vww_fits_32k_and_is_bit_exact_with_tflm(vww):
 
 @pytest.mark.parametrize("key, layerwise", [("ic", 49152), ("sww", 6656)])
 def test_other_models_lower_their_arena_exactly(mlperf, key, layerwise):
-    plain, cm = compile_tflite(mlperf(key)), compile_tflite(mlperf(key), patches=True)
+    plain, cm = compile_tflite(mlperf(key), patches=False), compile_tflite(mlperf(key))
     assert plain.arena_bytes == cm.arena_layerwise == layerwise > cm.arena_bytes
     assert "PATCH" not in plain.ops and not plain.patches
     rng = np.random.default_rng(3)
@@ -45,7 +45,7 @@ def test_other_models_lower_their_arena_exactly(mlperf, key, layerwise):
 
 def test_kws_keeps_its_layerwise_plan(mlperf):
     # 25x5 DS-CNN layers: every tiling recomputes more than the compiler allows for the bytes it would save
-    cm = compile_tflite(mlperf("kws"), patches=True)
+    cm = compile_tflite(mlperf("kws"))
     assert cm.arena_bytes == cm.arena_layerwise == 16000 and not cm.patches
 
 
@@ -68,3 +68,13 @@ def test_reader_refuses_a_tile_table_past_a_tile_buffer(vww):
         parse(_resealed(vww[0].blob, const_off + tiles.offset + 8, cap + 1))  # tile 0, op 0: rows
     with pytest.raises(BlobFormatError, match="PATCH.*padding"):
         parse(_resealed(vww[0].blob, const_off + tiles.offset + 16, 99))  # tile 0, op 0: pad_top
+
+
+def test_cli_states_both_arenas_and_can_leave_patches_out(tmp_path):
+    from test_compile_command import _cli
+
+    p = _cli(str(mlperf_model("vww")), "-o", str(tmp_path / "a.tmlb"))
+    assert p.returncode == 0, p.stderr
+    assert "arena 55296 B layer by layer, 31488 B with them; 460640 MACs recomputed (+6.2%)" in p.stdout
+    p = _cli(str(mlperf_model("vww")), "-o", str(tmp_path / "b.tmlb"), "--no-patches", "--json")
+    assert p.returncode == 0 and '"arena_bytes": 55296' in p.stdout and '"patches": []' in p.stdout

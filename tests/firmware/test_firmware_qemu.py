@@ -28,7 +28,7 @@ def test_boot_reports_capabilities(board):
         caps = dev.caps
         assert caps["board"] == board
         assert caps["abi"] == 1 and caps["format"] == 1 and caps["proto"] == 1
-        assert caps["kernels"] == "cortex-m-dsp" and caps["ops"] == "1-16"
+        assert caps["kernels"] == "cortex-m-dsp" and caps["ops"] == "1-22"
         assert caps["model"] == "none"
         # QEMU maps no STM32 flash interface (its flash is ROM): the firmware's probe falls back to the RAM store
         assert caps["storage"] == "ram"

@@ -175,7 +175,8 @@ def blob_artifact(tflite, target, name, report, backend_name, meta=None):
     check_abi(target, backend_name)
     step("compile the int8 graph")
     try:
-        cm = compile_tflite(tflite, name=name, meta=meta)
+        # patch-based stages only for runtimes that run PATCH ops (an empty op list: every op of the back-end)
+        cm = compile_tflite(tflite, name=name, meta=meta, patches=not target.ops or "PATCH" in target.ops)
     except CompileError as e:
         raise BackendError("compiler: %s" % e) from None
     ops = list(dict.fromkeys(cm.ops))

@@ -101,7 +101,7 @@ OPS = [
     OpSpec(15, "COPY", ("x",), ()),
     OpSpec(16, "TREE_ENSEMBLE", ("x", "nodes", "leaves", "trees", "init"), ("frac_bits", "max_depth")),
     # §12 a stage of convolutions run tile by tile: the n_ops records after it (blob/patch.py)
-    OpSpec(32, "PATCH", ("x", "tiles", "tile"), ("n_ops",)),
+    OpSpec(22, "PATCH", ("x", "tiles", "tile"), ("n_ops",)),
     # §11 classic scikit-learn models, float32 (kernels in blob/classic.py, tinyml/classic.py, tml_classic.c).
     # gamma and coef0 are binary32 bit patterns held in the i32 params.
     OpSpec(17, "KERNEL", ("x", "rows"), ("kernel", "gamma", "coef0", "degree")),

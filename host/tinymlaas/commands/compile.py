@@ -16,6 +16,8 @@ def register(subparsers):
                    help="with --json: also per-op layers (MACs, output shape, arena span) and the memory plan")
     p.add_argument("--no-inplace", action="store_true", help="never plan an op's output over its input")
     p.add_argument("--no-fuse", action="store_true", help="keep PAD and standalone activations as ops of their own")
+    p.add_argument("--no-patches", action="store_true",
+                   help="run every op layer by layer (no patch-based stages: more arena, no recomputed MACs)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,7 @@ def run(args):
         raise UserError("no such model file: %s" % src)
     out = Path(args.output) if args.output else src.with_suffix(".tmlb")
     try:
-        cm = compile_tflite(src, inplace=not args.no_inplace, fuse=not args.no_fuse)
+        cm = compile_tflite(src, inplace=not args.no_inplace, fuse=not args.no_fuse, patches=not args.no_patches)
     except CompileError as e:
         if _computes_in_float(src):
             raise UserError("%s computes in float; `compile` takes int8 models and a float .tflite cannot be "
@@ -50,6 +52,10 @@ def run(args):
     else:
         print("%s -> %s: %d B blob (tflite %d B), arena %d B, %d MACs, %d ops"
               % (src, out, len(cm.blob), cm.tflite_bytes, cm.arena_bytes, cm.macs, len(cm.ops)))
+        if cm.patches:
+            print("  %d patch-based stage(s): arena %d B layer by layer, %d B with them; %d MACs recomputed (+%.1f%%)"
+                  % (len(cm.patches), cm.arena_layerwise, cm.arena_bytes, sum(p["extra_macs"] for p in cm.patches),
+                     100.0 * sum(p["extra_macs"] for p in cm.patches) / max(cm.macs, 1)))
     return 0
 
 

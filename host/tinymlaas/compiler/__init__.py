@@ -116,7 +116,7 @@ def run_passes(graph, fuse=True):
     return stats
 
 
-def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None, patches=False):
+def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None, patches=True):
     source_ops = [op.kind for op in graph.ops]
     stats = run_passes(graph, fuse=fuse)
     stages, layerwise = plan_patches(graph, inplace=inplace) if patches else ([], None)
@@ -156,13 +156,13 @@ def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None
                          passes=stats, layers=layers, memory_plan=memory_plan)
 
 
-def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None, patches=False):
+def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None, patches=True):
     """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported.
 
     Options: `name` (META name; default the file stem or the model description), `inplace` (let LUT/ADD/MUL write
     over a dying operand; default True), `fuse` (PAD and standalone-activation fusion; default True). Every
     combination gives a bit-identical function; the options only trade arena bytes and op count. `patches`: run
-    memory-heavy stages tile by tile where that lowers the arena (costs recomputed MACs). `meta`:
+    memory-heavy stages tile by tile where that lowers the arena (default True; costs recomputed MACs). `meta`:
     extra META entries (JSON-able)."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
