@@ -83,15 +83,23 @@ class Cluster:
         try:
             _run([self.bin / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync", "--no-instructions"], "initdb")
-            opts = "-c listen_addresses='' -c unix_socket_directories=%s -c port=%d %s" % (self.base, PORT,
-                                                                                         self.options)
-            _run([self.bin / "pg_ctl", "-D", data, "-l", self.base / "server.log", "-o", opts, "-w", "-t", "30",
-                  "start"], "pg_ctl start (log: %s)" % (self.base / "server.log"))
+            self._start()
         except BaseException:
             _stop(self.bin, self.base)
             raise
         self.url = "postgresql://postgres@/postgres?host=%s&port=%d" % (self.base, PORT)
         return self
+
+    def _start(self):
+        opts = "-c listen_addresses='' -c unix_socket_directories=%s -c port=%d %s" % (self.base, PORT, self.options)
+        _run([self.bin / "pg_ctl", "-D", self.base / "data", "-l", self.base / "server.log", "-o", opts, "-w", "-t",
+              "30", "start"], "pg_ctl start (log: %s)" % (self.base / "server.log"))
+
+    def crash_and_start(self):
+        """Stop the server as a crash would (`-m immediate`: no checkpoint, every process aborted), then start it
+        again: it recovers from its write-ahead log (bench/queue_choice.py: what a broker crash loses)."""
+        _run([self.bin / "pg_ctl", "-D", self.base / "data", "-m", "immediate", "-w", "stop"], "pg_ctl stop")
+        self._start()
 
     def __exit__(self, *exc):
         _stop(self.bin, self.base)
