@@ -10,6 +10,7 @@ TFLite Micro.
 
     python -m bench runtime_mlperf            # all five models
     python bench/runtime_mlperf.py ad kws     # some
+    python bench/runtime_mlperf.py --no-patches vww   # compiled layer by layer (no patch-based stages)
 """
 
 import os
@@ -114,7 +115,7 @@ def min_heap_kb(blob, sets, stream, path=()):
     return hi
 
 
-def measure(key, mpy_path):
+def measure(key, mpy_path, patches=True):
     from tinymlaas.commands.verify import verify
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.paths import mlperf_model
@@ -123,7 +124,7 @@ def measure(key, mpy_path):
 
     path = mlperf_model(key)
     model = path.read_bytes()
-    cm = compile_tflite(str(path))
+    cm = compile_tflite(str(path), patches=patches)
     sets = inputs.random_inputs(inputs.input_specs(model), RUNS[key], seed=1)
     total, head = tflm_arena(path)
     rt = MicroPythonRuntime(heap="8m")
@@ -163,14 +164,15 @@ def row(m):
 
 
 def main(argv):
-    keys = argv or MODELS
+    patches = "--no-patches" not in argv
+    keys = [a for a in argv if a != "--no-patches"] or MODELS
     with tempfile.TemporaryDirectory(prefix="tinymlaas-mpy-") as tmp:
         mpy_path = build_mpy(tmp)
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1))
         ok = True
         for key in keys:
-            m = measure(key, mpy_path)
+            m = measure(key, mpy_path, patches)
             ok &= m["bit_exact"]
             print(row(m), flush=True)
         print("\n`import tinyml` alone needs %d KB of heap from .py sources (compiled in the VM), %d KB from "

@@ -78,3 +78,18 @@ def test_cli_states_both_arenas_and_can_leave_patches_out(tmp_path):
     assert "arena 55296 B layer by layer, 31488 B with them; 460640 MACs recomputed (+6.2%)" in p.stdout
     p = _cli(str(mlperf_model("vww")), "-o", str(tmp_path / "b.tmlb"), "--no-patches", "--json")
     assert p.returncode == 0 and '"arena_bytes": 55296' in p.stdout and '"patches": []' in p.stdout
+
+
+def test_models_show_states_both_arenas(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        code = "import sys; from tinymlaas.cli import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run([sys.executable, "-c", code, *args, "--data", str(tmp_path)], capture_output=True,
+                              text=True, timeout=300)
+
+    assert cli("models", "add", str(mlperf_model("sww")), "--name", "sww").returncode == 0
+    p = cli("models", "show", "sww")
+    assert p.returncode == 0, p.stderr
+    assert "arena 4992 B with 1 patch-based stage(s), 6656 B layer by layer; 0 MACs recomputed" in p.stdout

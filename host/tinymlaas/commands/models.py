@@ -187,6 +187,12 @@ def cmd_show(args):
     from ..service.anomaly import summary
 
     for v in variants:
+        patches = (v.get("report") or {}).get("patches")
+        if patches:  # the compiler's patch-based stages: the arena with them and layer by layer
+            extra = sum(p["extra_macs"] for p in patches)
+            print("variant %d: arena %d B with %d patch-based stage(s), %d B layer by layer; %d MACs recomputed "
+                  "(+%.1f%%)" % (v["id"], v["report"]["arena_bytes"], len(patches), v["report"]["arena_layerwise"],
+                                 extra, 100.0 * extra / max(v["macs"], 1)))
         if summary(v):
             print("variant %d alarm threshold: %s" % (v["id"], summary(v)))
     return 0
