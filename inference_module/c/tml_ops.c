@@ -131,6 +131,7 @@ typedef struct {
     int per_channel;
     int32_t xo, wo, out_off, lo, hi;
     int fast_requant; /* requant2_dsp is exact for this op (requant2_ok); 0 outside the DSP build */
+    int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
 } dense_q;
 
 static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *qp, int8_t *y)
@@ -345,6 +346,7 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     int32_t buf[PAIR_MAX_K];
     const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
     uint32_t i, o;
+    uint32_t Kb = K4; /* inputs the microkernel walks */
     for (i = 0; i < K4; i += 4) {
         uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
         buf[i] = __sxtab16(xo2, va);
@@ -352,12 +354,28 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
         buf[i + 2] = __sxtab16(xo2, vb);
         buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
     }
+    if (K4 < K && q->weights_overrun_ok) {
+        /* the last K % 4 inputs padded to 4 with the input zero point: the pad lanes widen to 0 and add nothing
+         * whatever weight bytes (the next row's, or past the last row inside CONST) they meet */
+        uint32_t va = 0, vb = 0;
+        for (i = 4; i-- > 0;) {
+            const uint32_t za = K4 + i < K ? (uint8_t)xa[K4 + i] : (uint8_t)(-q->xo);
+            const uint32_t zb = K4 + i < K ? (uint8_t)xb[K4 + i] : (uint8_t)(-q->xo);
+            va = va << 8 | za;
+            vb = vb << 8 | zb;
+        }
+        buf[K4] = __sxtab16(xo2, va);
+        buf[K4 + 1] = tml_sxtab16_ror8(xo2, va);
+        buf[K4 + 2] = __sxtab16(xo2, vb);
+        buf[K4 + 3] = tml_sxtab16_ror8(xo2, vb);
+        Kb = K4 + 4;
+    }
     for (o = 0; o + 2 <= Co;) {
         int32_t sums[SUMS_B + 2 * GEMM_PAIRS];
         const uint32_t pairs = (Co - o) / 2 < GEMM_PAIRS ? (Co - o) / 2 : GEMM_PAIRS;
         uint32_t pr;
-        gemm_2x2_dsp(buf, buf + K4, w + (size_t)o * K, pairs, K, sums);
-        for (pr = 0; K4 < K && pr < pairs; pr++) { /* the last K % 4 inputs */
+        gemm_2x2_dsp(buf, buf + Kb, w + (size_t)o * K, pairs, K, sums);
+        for (pr = 0; Kb < K && pr < pairs; pr++) { /* the last K % 4 inputs */
             const int8_t *w0 = w + (size_t)(o + 2 * pr) * K, *w1 = w0 + K;
             for (i = K4; i < K; i++) {
                 int32_t xva = xa[i] + q->xo, xvb = xb[i] + q->xo;
@@ -388,12 +406,19 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
  * beats a library call; longer ones by memcpy. */
 static inline void copy_bytes(int8_t *dst, const int8_t *src, uint32_t n)
 {
-    uint32_t k;
-    if (n < 16)
-        for (k = 0; k < n; k++)
-            dst[k] = src[k];
-    else
+    uint32_t k = 0;
+    if (n >= 16) {
         memcpy(dst, src, n);
+        return;
+    }
+#if TML_DSP
+    for (; k + 4 <= n; k += 4) { /* a word at a time (the M4 allows unaligned LDR/STR) */
+        uint32_t v = tml_ldu32(src + k);
+        memcpy(dst + k, &v, 4);
+    }
+#endif
+    for (; k < n; k++)
+        dst[k] = src[k];
 }
 
 static inline void fill_bytes(int8_t *dst, int8_t v, uint32_t n)
@@ -477,8 +502,10 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     q.hi = p[9];
 #if TML_DSP
     q.fast_requant = requant2_ok(&q, Co, fstride);
+    q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
 #else
     q.fast_requant = 0;
+    q.weights_overrun_ok = 0;
 #endif
     if (Kh == 1 && Kw == 1 && p[4] == 0 && p[5] == 0 && (uint64_t)(Ho - 1) * (uint32_t)p[0] < H &&
         (uint64_t)(Wo - 1) * (uint32_t)p[1] < W) {
@@ -895,6 +922,7 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
         q.lo = p[3];
         q.hi = p[4];
         q.fast_requant = 0;
+        q.weights_overrun_ok = 0;
         for (r = 0; r < rows; r++)
             dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
     }
@@ -979,19 +1007,25 @@ static tml_status add_mul(tml_model *m, const tml_op *op, int is_add)
     yd = (int8_t *)y.out;
 #if TML_DSP
     if (is_add && !memcmp(a.d, y.d, sizeof a.d) && !memcmp(b.d, y.d, sizeof b.d)) {
-        /* no broadcast (residual connections): one flat loop, the three rescalings prepared once */
+        /* no broadcast (residual connections): one flat loop, the three rescalings prepared once. Each input's
+         * rescaling depends on its int8 value alone, so it is tabled for all 256 values first (2 KB of stack):
+         * per element two table reads and the output's rescaling remain. */
         mbqm_fixed fa, fb, fy;
+        int32_t table_a[256], table_b[256];
+        const int32_t *ta = table_a + 128, *tb = table_b + 128;
         const uint32_t n = y.d[0] * y.d[1] * y.d[2] * y.d[3];
         const int32_t a_off = p[0], b_off = p[3], lsh = p[6], y_off = p[9], lo = p[10], hi = p[11];
         uint32_t i;
+        int32_t v;
         mbqm_fix(&fa, p[1], p[2]);
         mbqm_fix(&fb, p[4], p[5]);
         mbqm_fix(&fy, p[7], p[8]);
-        for (i = 0; i < n; i++) {
-            int32_t xa = mbqm_fixed_apply(&fa, (ad[i] + a_off) * (1 << lsh));
-            int32_t xb = mbqm_fixed_apply(&fb, (bd[i] + b_off) * (1 << lsh));
-            yd[i] = (int8_t)tml_clamp(mbqm_fixed_apply(&fy, xa + xb) + y_off, lo, hi);
+        for (v = -128; v < 128; v++) {
+            table_a[v + 128] = mbqm_fixed_apply(&fa, (v + a_off) * (1 << lsh));
+            table_b[v + 128] = mbqm_fixed_apply(&fb, (v + b_off) * (1 << lsh));
         }
+        for (i = 0; i < n; i++)
+            yd[i] = (int8_t)tml_clamp(mbqm_fixed_apply(&fy, ta[ad[i]] + tb[bd[i]]) + y_off, lo, hi);
         return TML_OK;
     }
 #endif
