@@ -260,26 +260,32 @@ def plan_patches(graph, inplace=True, max_stages=4, slack=0.1):
 def _reach(graph, target, inplace, max_stages, cache):
     """Greedy: while the arena's peak is above target, take a stage over the peak op whose own peak fits the
     target: the one leaving the lowest peak anywhere, then recomputing least. Returns (planned arena, extra MACs,
-    stages, rewritten copy of the graph), or None."""
+    stages, rewritten copy of the graph), or None. Each graph state's candidates are estimated once (`cache`):
+    the targets mostly walk the same first states."""
     work, stages = _clone(graph), []
     while True:
-        r = _Round(work, inplace)
-        if r.live[r.peak_time] <= target:
+        state = ("state",) + tuple((s.first, s.n, s.tile) for s in stages)
+        if state not in cache:
+            r = _Round(work, inplace)
+            taken = {k for s in stages for k in range(s.first - 1, s.first + s.n)}
+            found = []
+            if len(stages) < max_stages:
+                for st in _candidates(work, taken, r.peak_time, cache):
+                    st.estimate, overall = r.estimate(work, st)
+                    found.append((overall, st.extra_macs, len(st.rows) * len(st.cols), st.estimate, st))
+            cache[state] = (r.live[r.peak_time], found)
+        peak, found = cache[state]
+        if peak <= target:
             break
-        if len(stages) == max_stages:
-            return None
-        taken = {k for s in stages for k in range(s.first - 1, s.first + s.n)}
-        cands = []
-        for st in _candidates(work, taken, r.peak_time, cache):
-            st.estimate, overall = r.estimate(work, st)
-            if st.estimate <= target:
-                cands.append((max(overall, target), st.extra_macs, len(st.rows) * len(st.cols), st.estimate, st))
+        cands = [(max(c[0], target),) + c[1:] for c in found if c[3] <= target]
         if not cands:
             return None
-        _apply(work, stages, min(cands, key=lambda c: c[:4])[4])
+        _apply(work, stages, copy(min(cands, key=lambda c: c[:4])[4]))
     if not stages:
         return None
-    return plan_memory(work, inplace=inplace).arena_bytes, sum(s.extra_macs for s in stages), stages, work
+    if state + ("plan",) not in cache:
+        cache[state + ("plan",)] = plan_memory(work, inplace=inplace).arena_bytes
+    return cache[state + ("plan",)], sum(s.extra_macs for s in stages), stages, work
 
 
 def _apply(graph, stages, st):
