@@ -63,7 +63,9 @@ class LwM2MChannel(DeviceChannel):
         pause = self.poll
         while True:
             state = await self._int(endpoint, FW_STATE)
-            if state in wanted or state == STATE_IDLE:
+            if state in wanted and state != STATE_IDLE:
+                return state, None          # e.g. Downloaded: the result only matters once the device is Idle
+            if state == STATE_IDLE:
                 result = await self._int(endpoint, FW_RESULT)
                 if state in wanted:
                     return state, result
