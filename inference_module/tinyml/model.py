@@ -14,6 +14,7 @@ from micropython import const
 from . import ops as O
 from . import kernels as K
 from . import requant as RQ
+from . import conv as C
 from .errors import BlobError, SelfTestError
 from .blob import (parse, elements, io_info, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE,
                    CONST, DTYPE_NAME)
@@ -135,18 +136,17 @@ class Model:
         self.kernels = "c-module" if self._cm is not None else (kernels or "viper")
         # A tree model (TREE_ENSEMBLE ops only) uses none of the accumulator or weight buffers: ~15 KB saved on
         # the small devices tree models are meant for; nor does a model the C module runs.
-        n_acc = ACC_N if self._cm is None and any(op[0] < O.TREE_ENSEMBLE or op[0] == O.PATCH for op in prog.ops) \
-            else 0
+        kernels_used = self._cm is None and any(op[0] < O.TREE_ENSEMBLE or op[0] == O.PATCH for op in prog.ops)
+        n_acc, n_rows = _scratch_words(prog) if kernels_used else (0, 0)
         self._acc = bytearray(4 * n_acc)  # int32 accumulators, read and written through viper ptr32
-        self._acc2 = bytearray(4 * n_acc)
+        self._acc2 = bytearray(4 * n_rows)
         self._c = array.array("i", [0] * 24)  # kernel configs
-        self._rq = array.array("i", [0] * 12)
-        if src.streaming and n_acc:
+        if src.streaming and kernels_used:
             self._wbuf = bytearray(max(wbuf, prog.max_unit))
             self._vbuf = bytearray(12 * VB)
         else:
             self._wbuf = self._vbuf = None
-        self.scratch_bytes = 8 * n_acc + 4 * 36 + (len(self._wbuf) + len(self._vbuf) if self._wbuf else 0)
+        self.scratch_bytes = 4 * (n_acc + n_rows + 24) + (len(self._wbuf) + len(self._vbuf) if self._wbuf else 0)
         self.inputs = [io_info(self.tensors[t]) for t in prog.inputs]
         self.outputs = [io_info(self.tensors[t]) for t in prog.outputs]
         self.ops = [O.name(op[0]) for op in prog.ops]
@@ -154,8 +154,9 @@ class Model:
         self.blob_bytes = prog.total_bytes
         self.last_us = 0
         self.op_us = None
-        self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming), from channel _vwin
-        self._vwin = 0
+        self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming): channels _vwin.._vend,
+        self._vwin = self._vend = 0  # their bias/mult/shift starting at the int32 indices _vidx
+        self._vidx = (0, VB, 2 * VB)
         self._plans = [] if self._cm is not None else [PLANS[op[0]](self, op) if op[0] in PLANS else None
                                                        for op in prog.ops]
 
@@ -282,23 +283,32 @@ class Model:
         """(int32 buffer, bias index, mult index, shift index) for output channels oc0..oc0+nb of an op whose
         bias/multiplier/shift vectors start at the given blob offsets (step 0: per-tensor multiplier and shift).
 
-        Streaming: the buffer holds channels [v0, v0 + VB) of the current op and is refilled only when oc0 leaves
-        that window (weight blocks are usually much smaller than VB channels)."""
+        Streaming: the buffer holds the op's three vectors whole when they fit (one read per op), else channels
+        [v0, v0 + VB) of each, refilled only when oc0 leaves that window."""
         if self._vbuf is None:
             return self._src.mv, b_off // 4 + oc0, mu_off // 4 + oc0 * step, sh_off // 4 + oc0 * step
-        v0 = self._vwin
-        if self._vkey != b_off or not v0 <= oc0 or oc0 + nb > v0 + VB:
-            v0 = oc0
-            n = min(VB, co - v0)
-            mv = memoryview(self._vbuf)
-            src = self._src
-            src.view(b_off + 4 * v0, 4 * n, mv[0:])
-            k = n if step else 1
-            src.view(mu_off + 4 * v0 * step, 4 * k, mv[4 * VB:])
-            src.view(sh_off + 4 * v0 * step, 4 * k, mv[8 * VB:])
-            self._vkey, self._vwin = b_off, v0  # a bias tensor's offset identifies its op's vectors
-        d = oc0 - v0
-        return self._vbuf, d, VB + d * step, 2 * VB + d * step
+        if self._vkey != b_off or oc0 < self._vwin or oc0 + nb > self._vend:
+            src, vbuf = self._src, self._vbuf
+            k = co if step else 1
+            lo = min(b_off, mu_off, sh_off)
+            hi = max(b_off + 4 * co, mu_off + 4 * k, sh_off + 4 * k)
+            if hi - lo <= len(vbuf):  # the compiler writes bias, multiplier and shift one after another
+                src.fill(lo, hi - lo, vbuf)
+                self._vwin, self._vend = 0, co
+                self._vidx = ((b_off - lo) // 4, (mu_off - lo) // 4, (sh_off - lo) // 4)
+            else:
+                n = min(VB, co - oc0)
+                k = n if step else 1
+                mv = memoryview(vbuf)
+                src.view(b_off + 4 * oc0, 4 * n, mv[0:])
+                src.view(mu_off + 4 * oc0 * step, 4 * k, mv[4 * VB:])
+                src.view(sh_off + 4 * oc0 * step, 4 * k, mv[8 * VB:])
+                self._vwin, self._vend = oc0, oc0 + n
+                self._vidx = (0, VB, 2 * VB)
+            self._vkey = b_off  # a bias tensor's offset identifies its op's vectors
+        d = oc0 - self._vwin
+        bb, mb, sb = self._vidx
+        return self._vbuf, bb + d, mb + d * step, sb + d * step
 
 
 def _hex(b):
@@ -327,104 +337,102 @@ def _set(c, *vals):
 
 # ----- op runners (viper path) -----
 
-CONV_DIRECT = const(0)
-CONV_POINTWISE = const(1)
-CONV_PATCHED = const(2)
-CONV_DEPTHWISE = const(3)
+GEMM_K = const(1024)  # receptive field the fused kernel takes at once (its int32 row is _acc2); longer: segments
+P_W = const(43)  # conv.conv's config, then (from P_W on) what _conv needs: weight, bias, multiplier, shift
+P_B = const(44)  # offsets, output pixels, depthwise filter bytes
+P_MU = const(45)
+P_SH = const(46)
+P_NPIX = const(47)
+P_WBYTES = const(48)
+
+
+def _scratch_words(prog):
+    # int32 words of (_acc, _acc2) the model's ops use: ADD/MUL take both in chunks of ACC_N values, MEAN the
+    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1), and _acc for the
+    # partial sums of longer ones. A model without ADD, MUL or MEAN needs far less than two chunks (KWS: 260 B).
+    acc = rows = 0
+    T = prog.tensors
+    for op in prog.ops:
+        for code, ins, out, par in op[4] if op[0] == O.PATCH else (op[:4],):
+            if code in (O.ADD, O.MUL):
+                acc = rows = ACC_N
+            elif code == O.MEAN:
+                acc = max(acc, ACC_N)
+            elif code == O.CONV_2D or code == O.FULLY_CONNECTED:
+                wd = T[ins[1]][T_DIMS]
+                k = wd[3] if code == O.FULLY_CONNECTED else wd[1] * wd[2] * wd[3]
+                if k > GEMM_K:
+                    acc = max(acc, ACC_N)
+                rows = max(rows, min(k, GEMM_K) + 1)
+    return acc, rows
 
 
 def _conv_plan(m, op):
-    """Everything _conv needs, decoded once at load: a tuple of ints (~100 B per op) instead of decoding five
-    tensor records per inference (which dominated small layers)."""
+    # conv.conv's config for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED, decoded once at load (decoding five
+    # tensor records per inference dominated small layers): an int32 array (~200 B per op) _conv fills in per call.
     code, ins, out, par = op
     T = m.tensors
     x, w, b, mu, sh = [T[k] for k in ins]
     y = T[out]
-    xd, wd, yd = x[T_DIMS], w[T_DIMS], y[T_DIMS]
-    if code == O.DEPTHWISE_CONV_2D:
-        kind, fs = CONV_DEPTHWISE, 0
+    yd = y[T_DIMS]
+    if code == O.FULLY_CONNECTED:
+        # rows x filters: a 1 x rows "image" of Ci channels, 1x1 filters
+        ci = w[T_DIMS][3]
+        rows = elements(x) // ci
+        geo, in_off, w_off, act, dm = (1, rows, ci, rows, 1, 1, 1, 1, 1, 1, 1, 0, 0), par[0], par[1], par[2:5], 1
     else:
-        fs = wd[1] * wd[2] * wd[3]
-        # A pointwise conv (1x1, stride 1, no padding) is a FULLY_CONNECTED over pixels; other convs whose filter
-        # fits the patch buffer go through im2col + the same dot-product kernel (long contiguous runs amortize
-        # viper's loop overhead); the direct kernel is the fallback.
-        if wd[1] == wd[2] == 1 and par[0] == par[1] == 1 and par[4] == par[5] == 0 and yd[1] == xd[1] \
-                and yd[2] == xd[2]:
-            kind = CONV_POINTWISE
-        elif fs <= len(m._acc2):
-            kind = CONV_PATCHED
-        else:
-            kind = CONV_DIRECT
-    return (kind, x[T_OFF], xd[1], xd[2], xd[3], yd[1], yd[2], wd[1], wd[2], yd[3], fs, yd[0] * yd[1] * yd[2],
-            y[T_OFF], w[T_OFF], w[T_BYTES], b[T_OFF], mu[T_OFF], sh[T_OFF], 1 if elements(mu) > 1 else 0)
+        xd, wd = x[T_DIMS], w[T_DIMS]
+        dm = par[10] if code == O.DEPTHWISE_CONV_2D else 1
+        geo = (xd[1], xd[2], xd[3], yd[2], yd[1], wd[1], wd[2]) + tuple(par[0:6])
+        in_off, w_off, act = par[6], 0, par[7:10]
+    dwm = 1 if code == O.DEPTHWISE_CONV_2D else 0
+    co = yd[3]
+    c = array.array("i", [0] * (P_WBYTES + 1))
+    _set(c, 0, dwm, geo[2] * geo[5] * geo[6], 0, 0, 0, 0, 0, 0, 0, 0, x[T_OFF], in_off, w_off - 128, 0, y[T_OFF], co,
+         0, 0, 0, 1 if elements(mu) > 1 else 0, act[0], act[1], act[2], 0, *geo, dm)
+    C.put_address(c, 39, m._src.mv if m._vbuf is None else m._vbuf)  # where conv finds the per-channel vectors
+    C.put_address(c, 41, m._acc)  # and the partial sums of a segmented receptive field
+    c[P_W], c[P_B], c[P_MU], c[P_SH] = w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF]
+    c[P_NPIX], c[P_WBYTES] = elements(y) // co, w[T_BYTES]
+    return c
 
 
-def _conv(m, op, plan):
-    par = op[3]
-    (kind, x_off, H, W, C, OH, OW, Kh, Kw, co, fs, npix, y_off, w_off, w_bytes, b_off, mu_off, sh_off,
-     step) = plan
-    if kind == CONV_DEPTHWISE:
-        cap = VB if m._wbuf is not None else ACC_N
-        wbuf, wo = m._wview(w_off, w_bytes)  # whole depthwise filter (its channels interleave)
+def _conv(m, op, c):
+    # conv.conv over the op's output-channel blocks: all channels at once for a blob in RAM; streamed, as many
+    # filters as the weight buffer holds (depthwise: the whole filter, its channels interleave).
+    src, buf = m._src, m._wbuf
+    K, co, step, npix, w_off = c[2], c[16], c[20], c[P_NPIX], c[P_W]
+    c[24] = RQ.wide
+    kseg, pb, keep = K, npix, 0
+    if c[1]:
+        ocb = co if buf is None else min(co, VB)
+        if buf is not None:
+            src.fill(w_off, c[P_WBYTES], buf)
+            w_off = 0
     else:
-        cap = min(VB, len(m._wbuf) // fs) if m._wbuf is not None else ACC_N
-    ocb = min(co, cap)
-    c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
+        ocb = co if buf is None else min(co, VB, len(buf) // K)
+        if K > GEMM_K:  # segments of the receptive field, the partial sums of pb pixels x ocb channels in _acc
+            kseg, ocb = GEMM_K, min(ocb, ACC_N)
+            pb = ACC_N // ocb
+        elif ocb < co and npix * (K + 1) <= len(m._acc2) // 4:
+            keep = 1  # several blocks: prepare the rows once, keep them for the next blocks
+    wbuf = src.mv if buf is None else buf
     for oc0 in range(0, co, ocb):
         nb = min(ocb, co - oc0)
-        if kind != CONV_DEPTHWISE:
-            wbuf, wo = m._wview(w_off + oc0 * fs, nb * fs)
-        vec, bi, mi, si = m._vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
-        pb = max(1, ACC_N // nb)
-        if kind == CONV_PATCHED:
-            pb = min(pb, len(m._acc2) // fs)
+        wo = w_off + oc0 if c[1] else w_off + oc0 * K
+        if buf is not None and not c[1]:
+            src.fill(wo, nb * K, buf)
+            wo = 0
+        c[17], c[18], c[19] = m._vectors(c[P_B], c[P_MU], c[P_SH], step, co, oc0, nb)[1:]
+        c[3], c[4], c[7], c[14] = nb, oc0, keep, wo
         for p0 in range(0, npix, pb):
-            n = min(pb, npix - p0)
-            if kind == CONV_POINTWISE:
-                _set(c, x_off, fs, par[6], 0, wo, nb, p0, n)
-                K.fc_acc(arena, wbuf, acc, c)
-            elif kind == CONV_PATCHED:
-                _set(c, x_off, H, W, C, OW, Kh, Kw, par[0], par[1], par[2], par[3], par[4], par[5], par[6], p0, n, OH)
-                K.im2col(arena, m._acc2, c)
-                _set(c, 0, fs, par[6], 0, wo, nb, 0, n)
-                K.fc_acc(m._acc2, wbuf, acc, c)
-            else:
-                _set(c, x_off, H, W, C, OW, Kh, Kw, par[0], par[1], par[2], par[3], par[4], par[5], par[6], wo, nb,
-                     p0, n, OH)
-                if kind == CONV_DEPTHWISE:
-                    c[19], c[20], c[21] = par[10], oc0, co
-                    K.dw_acc(arena, wbuf, acc, c)
-                else:
-                    K.conv_acc(arena, wbuf, acc, c)
-            _set(rq, n, nb, co, y_off + p0 * co + oc0, bi, mi, si, step, par[7], par[8], par[9])
-            RQ.requant_store(acc, arena, vec, rq)
-
-
-def _fc_plan(m, op):
-    code, ins, out, par = op
-    T = m.tensors
-    x, w, b, mu, sh = [T[k] for k in ins]
-    co, ci = w[T_DIMS][2], w[T_DIMS][3]
-    return (x[T_OFF], ci, co, elements(x) // ci, T[out][T_OFF], w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF],
-            1 if elements(mu) > 1 else 0)
-
-
-def _fc(m, op, plan):
-    par = op[3]
-    x_off, ci, co, rows, y_off, w_off, b_off, mu_off, sh_off, step = plan
-    ocb = min(co, min(VB, len(m._wbuf) // ci) if m._wbuf is not None else ACC_N)
-    c, rq, acc, arena = m._c, m._rq, m._acc, m.arena
-    for oc0 in range(0, co, ocb):
-        nb = min(ocb, co - oc0)
-        wbuf, wo = m._wview(w_off + oc0 * ci, nb * ci)
-        vec, bi, mi, si = m._vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
-        rb = max(1, ACC_N // nb)
-        for r0 in range(0, rows, rb):
-            n = min(rb, rows - r0)
-            _set(c, x_off, ci, par[0], par[1], wo, nb, r0, n)
-            K.fc_acc(arena, wbuf, acc, c)
-            _set(rq, n, nb, co, y_off + r0 * co + oc0, bi, mi, si, step, par[2], par[3], par[4])
-            RQ.requant_store(acc, arena, vec, rq)
+            c[5], c[6] = p0, min(pb, npix - p0)
+            for k0 in range(0, K, kseg):
+                c[8], c[9] = k0, min(kseg, K - k0)
+                c[10] = (1 if k0 == 0 else 0) | (2 if k0 + kseg >= K else 0)
+                C.conv(wbuf, m._acc2, m.arena, c)
+        if keep:
+            keep = 2
 
 
 def _pool(m, op, plan=None):
@@ -630,10 +638,10 @@ def _patch(m, op, plan=None):
     run(m, op, _run, PLANS)
 
 
-PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _fc_plan}
+PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _conv_plan}
 
 RUN = {
-    O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _fc, O.AVERAGE_POOL_2D: _pool,
+    O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _conv, O.AVERAGE_POOL_2D: _pool,
     O.MAX_POOL_2D: _pool, O.ADD: _add_mul, O.MUL: _add_mul, O.SOFTMAX: _softmax, O.LUT: _lut, O.PAD: _pad,
     O.MEAN: _mean, O.CONCATENATION: _concat, O.QUANTIZE: _quantize, O.DEQUANTIZE: _dequantize, O.COPY: _copy,
     O.TREE_ENSEMBLE: _trees, O.PATCH: _patch, O.KERNEL: _classic, O.SVM_VOTE: _classic, O.KNN_VOTE: _classic,

@@ -42,95 +42,6 @@ def srdhm_pos32(a: int, b: int) -> int:
 
 
 @micropython.viper
-def _requant_store_w(acc: ptr32, out: ptr8, vec: ptr32, c: ptr32):
-    rnd = 1 << 15
-    rnd = rnd << 15  # 2^30, built at run time: as a literal it would not be a small int on 32-bit builds (mpy-cross)
-    # c: n_pix, ocb, row_stride, out_pos, bias_i, mult_i, shift_i, mult_step, zp, lo, hi
-    npix = int(c[0]); ocb = int(c[1]); stride = int(c[2]); pos = int(c[3])
-    bi = int(c[4]); mi = int(c[5]); si = int(c[6]); step = int(c[7])
-    zp = int(c[8]); lo = int(c[9]); hi = int(c[10])
-    zp = (((((zp >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (zp & 0xFFFF)
-    lo = (((((lo >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (lo & 0xFFFF)
-    hi = (((((hi >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (hi & 0xFFFF)
-    k = 0
-    for p in range(npix):
-        o = pos + p * stride
-        for j in range(ocb):
-            v = int(acc[k]) + int(vec[bi + j])
-            v = (((((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (v & 0xFFFF)
-            m = int(vec[mi + j * step])
-            s = int(vec[si + j * step])
-            s = (((((s >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (s & 0xFFFF)
-            if s > 0:
-                v = v << s
-            v = (v * m + rnd) >> 31
-            if s < 0:
-                e = 0 - s
-                mask = (1 << e) - 1
-                th = mask >> 1
-                if v < 0:
-                    th += 1
-                rem = v & mask
-                v = v >> e
-                if rem > th:
-                    v += 1
-            v += zp
-            if v < lo:
-                v = lo
-            if v > hi:
-                v = hi
-            out[o + j] = v
-            k += 1
-
-
-@micropython.viper
-def _requant_store_32(acc: ptr32, out: ptr8, vec: ptr32, c: ptr32):
-    npix = int(c[0]); ocb = int(c[1]); stride = int(c[2]); pos = int(c[3])
-    bi = int(c[4]); mi = int(c[5]); si = int(c[6]); step = int(c[7])
-    zp = int(c[8]); lo = int(c[9]); hi = int(c[10])
-    zp = (((((zp >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (zp & 0xFFFF)
-    lo = (((((lo >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (lo & 0xFFFF)
-    hi = (((((hi >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (hi & 0xFFFF)
-    k = 0
-    for p in range(npix):
-        o = pos + p * stride
-        for j in range(ocb):
-            a = int(acc[k]) + int(vec[bi + j])
-            a = (((((a >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (a & 0xFFFF)
-            b = int(vec[mi + j * step])
-            s = int(vec[si + j * step])
-            s = (((((s >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16) | (s & 0xFFFF)
-            if s > 0:
-                a = a << s
-            # SRDHM(a, b) with 16-bit limbs, as srdhm_pos32
-            al = a & 0xFFFF; ah = a >> 16; bl = b & 0xFFFF; bh = b >> 16
-            t = al * (bl >> 1)
-            lr = (t & 0x7FFF) * 2 + al * (bl & 1)
-            lo_hi = (t >> 15) + (lr >> 16)
-            m1 = ah * bl; m2 = al * bh
-            low = (m1 & 0x7FFF) + (m2 & 0x7FFF) + (lo_hi & 0x7FFF)
-            v = 2 * ah * bh + (m1 >> 15) + (m2 >> 15) + (lo_hi >> 15) + (low >> 15)
-            v += ((((low & 0x7FFF) << 16) | (lr & 0xFFFF)) >> 30)
-            if s < 0:
-                e = 0 - s
-                mask = (1 << e) - 1
-                th = mask >> 1
-                if v < 0:
-                    th += 1
-                rem = v & mask
-                v = v >> e
-                if rem > th:
-                    v += 1
-            v += zp
-            if v < lo:
-                v = lo
-            if v > hi:
-                v = hi
-            out[o + j] = v
-            k += 1
-
-
-@micropython.viper
 def _mbqm_vec_w(buf: ptr32, n: int, m: int, s: int):
     """buf[i] = MBQM(buf[i], m, s) in place (m >= 0)."""
     rnd = 1 << 15
@@ -183,17 +94,12 @@ def _mbqm_vec_32(buf: ptr32, n: int, b: int, s: int):
         buf[i] = v
 
 
-if WIDE:
-    requant_store = _requant_store_w
-    mbqm_vec = _mbqm_vec_w
-else:
-    requant_store = _requant_store_32
-    mbqm_vec = _mbqm_vec_32
+mbqm_vec = _mbqm_vec_w if WIDE else _mbqm_vec_32
+wide = 1 if WIDE else 0  # which product the kernel that requantizes inline (conv.py) takes
 
 
 def use_32bit_path(on=True):
     """Tests: run the 32-bit-word routines on a 64-bit port (they are exact on any word size >= 32)."""
-    global requant_store, mbqm_vec
-    wide = WIDE and not on
-    requant_store = _requant_store_w if wide else _requant_store_32
+    global mbqm_vec, wide
+    wide = 1 if WIDE and not on else 0
     mbqm_vec = _mbqm_vec_w if wide else _mbqm_vec_32

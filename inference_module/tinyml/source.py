@@ -2,7 +2,7 @@
 
 Both expose `size`, `read(offset, n) -> bytes-like` (small reads at load time) and
 `view(offset, n, buf) -> buffer` (weights at run time: a memoryview slice of the blob, or `buf` filled from
-the file). Every caller has already checked that the range lies inside the blob.
+the file); a FileSource also `fill(offset, n, buf)`s. Every caller has already checked that the range lies inside the blob.
 """
 
 
@@ -53,6 +53,12 @@ class FileSource:
         if self.f.readinto(mv) != n:
             raise OSError("short read")
         return mv
+
+    def fill(self, offset, n, buf):
+        """Read blob bytes [offset, offset+n) into the start of buf (no memoryview made: the kernels' hot path)."""
+        self.f.seek(self.base + offset)
+        if self.f.readinto(buf, n) != n:
+            raise OSError("short read")
 
     def hash_range(self, h, start, end, buf):
         # Bounded chunks: never more than len(buf) bytes of the file in RAM at once.

@@ -53,8 +53,8 @@ class I32:
 
 
 def srdhm_limbs(a, b):
-    """Line for line the body of tinyml.requant.srdhm_pos32 (and the inlined copies in _requant_store_32 and
-    _mbqm_vec_32), on checked ints. Valid for int32 a and 0 <= b < 2^31."""
+    """Line for line the body of tinyml.requant.srdhm_pos32 (and the inlined copies in _mbqm_vec_32 and
+    tinyml.conv.conv), on checked ints. Valid for int32 a and 0 <= b < 2^31."""
     a, b = I32(a), I32(b)
     al = a & 0xFFFF
     ah = a >> 16
@@ -105,15 +105,20 @@ for vec in (R._mbqm_vec_w, R._mbqm_vec_32):
         vec(buf, 1, m, s)
         out.append(buf[0])
     print(' '.join(str(v) for v in out))
-for store in (R._requant_store_w, R._requant_store_32):
+# The fused conv kernel's inline copies, both word paths: a one-input FULLY_CONNECTED whose input and weight are 0,
+# so that its accumulator is the bias, x (requantized unclamped, the low byte stored).
+import tinyml.conv as C
+w, arena, acc = bytearray(1), bytearray(2), bytearray(4)
+for wide in (1, 0):
     out = []
     for x, m, s in cases:
-        acc = array.array('i', [x])
-        vec = array.array('i', [0, m, s])   # bias, mult, shift
-        c = array.array('i', [1, 1, 1, 0, 0, 1, 2, 0, 0, -2147483647, 2147483647])
-        y = bytearray(1)
-        store(acc, y, vec, c)
-        out.append(y[0])
+        vec = array.array('i', [x, m, s])   # bias, mult, shift
+        c = array.array('i', [0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 3, 0, 0, -128, 0, 1, 1, 0, 1, 2, 0, 0, -2147483647,
+                              2147483647, wide, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0])
+        C.put_address(c, 39, vec)
+        C.put_address(c, 41, acc)
+        C.conv(w, acc, arena, c)
+        out.append(arena[1])
     print(' '.join(str(v) for v in out))
 """ % (srd, cases)
     lines = mpy_script(code, heap="4m").stdout.split("\n")
@@ -121,5 +126,5 @@ for store in (R._requant_store_w, R._requant_store_32):
     exact = [mbqm_exact(x, m, s) for x, m, s in cases]
     assert [int(v) for v in lines[1].split()] == exact  # 64-bit path
     assert [int(v) for v in lines[2].split()] == exact  # 32-bit limb path
-    for line in lines[3:5]:  # requant_store writes the low byte of the (unclamped here) result
+    for line in lines[3:5]:  # conv writes the low byte of the (unclamped here) result
         assert [int(v) for v in line.split()] == [v & 0xFF for v in exact]

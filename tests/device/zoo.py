@@ -238,4 +238,8 @@ def all_cases(seed=1):
         ("concat_h", concat(rng, ((1, 2, 3, 2), (1, 4, 3, 2)), axis=1)),
         ("quant_io", quant_io(rng)),
         ("small_net", small_net(rng)),
+        # longer rows than the fused GEMM's row buffer (1,024 inputs): the FULLY_CONNECTED kernel over pixels
+        ("fc_long_rows", fc(rng, rows=2, Ci=1100, Co=3, per_channel=True, w_off=1)),
+        ("conv_pointwise_long_rows", conv(rng, H=2, W=1, C=1030, Co=2, K=(1, 1), stride=(1, 1), pad=(0, 0),
+                                          scale=(0.00002, 0.0001))),
     ]
