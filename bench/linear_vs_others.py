@@ -10,8 +10,8 @@ scikit-learn's digits (pixels scaled to [0, 1]; 1,200 training rows, the held-ou
   arithmetic as its C; emlearn: its own predict(), which runs its C);
 * our latency: the MicroPython runtime inside the real `micropython` unix port (float32 in, the runtime's own
   per-inference timer, best of the rows), on this host in the same run.
-m2cgen has no MLP; emlearn has no linear models. micromlgen and sklearn-porter are not in this run: neither has a
-release newer than 2022 / 2019 that imports with scikit-learn 1.9.
+m2cgen has no MLP; emlearn has no linear models. micromlgen and sklearn-porter are in bench/classic_vs_others.py
+(SVMs, naive Bayes, k-NN; sklearn-porter 0.7.4 only behind that bench's import shims).
 """
 
 import argparse
