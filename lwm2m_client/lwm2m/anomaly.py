@@ -9,6 +9,7 @@ import hal
 
 _FORMAT = {"int8": "<b", "uint8": "<B", "int16": "<h", "int32": "<i", "float32": "<f"}
 SCORES = ("mse", "output")
+MAX_QUEUED = 4  # alarms waiting for their Send; beyond, the oldest goes unsent (Alarm Count still tells of it)
 
 
 def _reader(info):
@@ -60,9 +61,10 @@ class Monitor:
             self.copy = bytearray(len(model.input_buffer(0)))
         self.score = 0.0
         self.alarms = 0
+        self.queue = []  # (inference count, score, alarm count) of alarms not sent yet, oldest first
         from .send import Sender
 
-        self.sender = Sender(obj.client, "/32770/0/", self.report_values)
+        self.sender = Sender(obj.client, "/32770/0/")
 
     def keep_input(self, model):
         """Before the inference: the input as written (the arena may hold activations there afterwards)."""
@@ -85,16 +87,28 @@ class Monitor:
         if s > self.threshold:
             self.alarms += 1
             self.obj.changed(0, 35)
-            if self.sender.client is None:
-                self.sender.client = self.obj.client
-            self.sender.report()
+            if len(self.queue) == MAX_QUEUED:
+                self.queue.pop(0)
+            self.queue.append((self.obj.count, s, self.alarms))
+            self.flush()
 
-    def report_values(self):
-        """What an alarm's Send carries (names under /32770/0/): score, threshold, alarm count, inference count,
-        model name."""
-        o = self.obj
-        return [("11", str(o._info("name"))), ("17", o.count), ("33", self.threshold), ("34", self.score),
-                ("35", self.alarms)]
+    def flush(self):
+        """Send the oldest alarm not sent yet, unless a Send is in flight (then it follows that one)."""
+        if not self.queue:
+            return
+        if self.sender.client is None:
+            self.sender.client = self.obj.client
+        count, score, n = self.queue[0]
+        # what an alarm's Send carries (names under /32770/0/): model name, inference count, threshold, score and
+        # alarm count as they were at that inference
+        self.sender.send([("11", str(self.obj._info("name"))), ("17", count), ("33", self.threshold),
+                          ("34", score), ("35", n)], self._sent)
+
+    def _sent(self, answered):
+        if answered is None:  # no answer: kept, tried again with the next alarm
+            return
+        self.queue.pop(0)  # taken, or refused (sending it again would be refused again)
+        self.flush()
 
     def read(self, rid):
         if rid == 33:

@@ -94,8 +94,8 @@ a.keep_input(m)
 m.i[:] = bytes(4)                # the arena reuses the input during inference: the copy is what counts
 a.check(m)
 print(json.dumps([a.score, a.alarms, len(o.client.ep.sent)]))
-a.check(m)                       # a second alarm while the first Send is in flight: sent after it
-print(json.dumps([a.alarms, len(o.client.ep.sent), a.sender.again]))
+a.check(m)                       # a second alarm while the first Send is in flight: queued, sent after it
+print(json.dumps([a.alarms, len(o.client.ep.sent), len(a.queue)]))
 addr, msg, done = o.client.ep.sent[0]
 print(msg.type, msg.code, ",".join("%%d=%%s" %% (n, bytes(v).hex()) for n, v in msg.options), msg.payload.hex())
 class T:
@@ -105,9 +105,21 @@ class T:
         payload = b""
 done(T)
 print(json.dumps([len(o.client.ep.sent), a.sender.delivered, a.sender.status, a.read(36)]))
+print(json.dumps([r for r in o.client.ep.sent[1][1].payload]))
 T.response.code, T.response.payload = 0x80, b"malformed Send: x"
 o.client.ep.sent[1][2](T)
-print(a.sender.status, a.read(36))
+print(a.sender.status, a.read(36), len(a.queue))
+a.check(m)                       # no answer at all: the alarm stays queued and goes first with the next one
+T.state = "timeout"
+o.client.ep.sent[2][2](T)
+print(a.sender.status, len(a.queue))
+o.client.location = None         # not registered: alarms wait, at most 4, the oldest dropped
+for i in range(5):
+    a.check(m)
+print(len(o.client.ep.sent), [n for c, s, n in a.queue])
+o.client.location = ["rd", "x"]
+a.check(m)
+print(len(o.client.ep.sent), list(o.client.ep.sent[3][1].payload)[-1])
 b = Monitor(o, m, {"score": "output", "threshold": 0.3})
 b.check(m)
 print(json.dumps([b.score, b.alarms]))
@@ -116,7 +128,7 @@ print(json.dumps([b.score, b.alarms]))
     assert [l.startswith("refused anomaly config must be") for l in lines[:4]] == [True] * 4
     score, alarms, sent = json.loads(lines[4])
     assert score == pytest.approx(mse, rel=1e-12) and alarms == 1 and sent == 1
-    assert json.loads(lines[5]) == [2, 1, True]
+    assert json.loads(lines[5]) == [2, 1, 2]
     mtype, code, opts, payload = lines[6].split(" ", 3)
     assert (mtype, code) == ("0", "2")                            # CON POST
     assert opts == "11=6470,12=70"                                # Uri-Path "dp", Content-Format 112
@@ -124,10 +136,14 @@ print(json.dumps([b.score, b.alarms]))
     assert records[0][-2] == "/32770/0/"
     assert [(r[0], r.get(2, r.get(3))) for r in records] == [("11", "vib-ad"), ("17", 7), ("33", mse * 0.9),
                                                             ("34", pytest.approx(mse, rel=1e-12)), ("35", 1)]
-    assert json.loads(lines[7]) == [2, 1, "delivered", 1]         # the pending one went when the first was done
-    assert lines[8:10] == ["send to /dp: 4.00 malformed Send: x",   # refused: in the log, not counted as reported
-                           "4.00 malformed Send: x 1"]
-    assert json.loads(lines[10]) == [pytest.approx((12 - 2) * 0.04), 1]
+    assert json.loads(lines[7]) == [2, 1, "delivered", 1]         # the queued one went when the first was done
+    assert cbor2.loads(bytes(json.loads(lines[8])))[4] == {0: "35", 2: 2}   # with its own alarm count
+    assert lines[9:11] == ["send to /dp: 4.00 malformed Send: x",   # refused: in the log, not counted as reported
+                           "4.00 malformed Send: x 1 0"]
+    assert lines[11:13] == ["send to /dp: no answer (timeout)", "no answer (timeout) 1"]
+    assert lines[13] == "3 [5, 6, 7, 8]"                          # alarms 3 (unanswered) and 4 dropped
+    assert lines[14] == "4 6"                     # registered, a 9th alarm: 5 drops out too, 6 goes first
+    assert json.loads(lines[15]) == [pytest.approx((12 - 2) * 0.04), 1]
 
 
 def test_what_the_alarm_code_costs(capsys):

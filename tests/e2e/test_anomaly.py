@@ -5,12 +5,14 @@ the API and console show. A malformed Send and one from an unregistered peer get
 and a good Send afterwards is taken."""
 
 import asyncio
+import pickle
 import socket
 
 import aiohttp
 import cbor2
 import numpy as np
 import pytest
+from sklearn.ensemble import IsolationForest
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
 
@@ -32,6 +34,8 @@ def anomaly_model(tmp_path_factory):
     vibration.autoencoder(normal).save(folder / "ae.keras")
     np.save(folder / "normal.npy", normal)
     np.save(folder / "faults.npy", vibration.fault_features(150, seed=1))
+    forest = IsolationForest(n_estimators=20, max_samples=128, random_state=0).fit(normal)
+    (folder / "forest.pkl").write_bytes(pickle.dumps(forest))
     return folder
 
 
@@ -60,6 +64,8 @@ def test_anomaly_model_alarms_reach_the_server_by_lwm2m_send(tmp_path, anomaly_m
         addr = ("127.0.0.1", server.port)
         dev = EmulatedDevice("coap://127.0.0.1:%d" % server.port, "pump", profile="esp32",
                              data_dir=tmp_path / "dev", trust=svc.signing.device_config()).start()
+        fan = EmulatedDevice("coap://127.0.0.1:%d" % server.port, "fan", profile="cortex-m4",
+                             data_dir=tmp_path / "fan", trust=svc.signing.device_config()).start()
         try:
             model, errors = await asyncio.to_thread(
                 svc.catalog.add, anomaly_model / "ae.keras", "vib-ad", task="anomaly",
@@ -136,11 +142,31 @@ def test_anomaly_model_alarms_reach_the_server_by_lwm2m_send(tmp_path, anomaly_m
             finally:
                 sock.close()
             assert server.reports.count("pump") == 3
+
+            # an IsolationForest on the tree-ensemble op: its score is minus the forest's path length (fixed
+            # point); the device's equals the host's exactly
+            forest, _ = await asyncio.to_thread(
+                svc.catalog.add, anomaly_model / "forest.pkl", "vib-if", task="anomaly",
+                datasets={"normal": anomaly_model / "normal.npy"}, metadata={"false_alarm_rate": 0.02})
+            fv = next(v for v in svc.registry.variants(forest) if v["backend"] == "trees")
+            assert fv["report"]["anomaly"]["score"] == "output"
+            await wait_for(lambda: server.find("fan") and server.find("fan").capabilities, 60, "fan capabilities")
+            dep = await svc.engine.run(svc.create_deployment("vib-if", ["fan"]))
+            assert dep["state"] == "completed", [(d["state"], d["reason"]) for d in dep["devices"]]
+            outliers = normal[:2] * 3.0                          # far from anything the forest saw
+            host = anomaly.scores(svc.registry.artifact(fv), outliers)
+            assert all(host > fv["report"]["anomaly"]["threshold"])
+            await svc.inference.run("fan", outliers)
+            await wait_for(lambda: server.reports.count("fan") == 2, 20, "the forest's alarms")
+            got = server.reports.recent("fan")[::-1]
+            assert [(r["model"], r["alarm_count"], r["score"]) for r in got] == [
+                ("vib-if", 1, host[0]), ("vib-if", 2, host[1])]
         except BaseException:
-            print("\n".join(dev.lines[-30:]))
+            print("\n".join(dev.lines[-30:] + fan.lines[-30:]))
             raise
         finally:
             dev.stop()
+            fan.stop()
             await svc.stop()
 
     asyncio.run(main())

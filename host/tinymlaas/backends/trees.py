@@ -34,7 +34,7 @@ INT32_MAX = (1 << 31) - 1
 FLOAT32_INF_BITS = 0x7F800000
 
 SUPPORTED = ("DecisionTreeClassifier", "RandomForestClassifier", "ExtraTreesClassifier",
-             "GradientBoostingClassifier")
+             "GradientBoostingClassifier", "IsolationForest")
 
 
 # -- keys and fixed point ---------------------------------------------------------------------------------------
@@ -90,8 +90,9 @@ class TreeTables:
         return len(self.init)
 
 
-def _append_tree(tree, leaf_rows, nodes, leaves):
-    """Append one sklearn tree_ to the node/leaf lists; return its root entry (node index or ~leaf)."""
+def _append_tree(tree, leaf_rows, nodes, leaves, features=None):
+    """Append one sklearn tree_ to the node/leaf lists; return its root entry (node index or ~leaf). features: the
+    model's feature index of each of the tree's (a bagging ensemble trained on a subset), else the same."""
     left, right = tree.children_left, tree.children_right
     base = len(nodes)
     internal = np.flatnonzero(left != -1)          # sklearn: -1 = no child (TREE_LEAF)
@@ -108,7 +109,8 @@ def _append_tree(tree, leaf_rows, nodes, leaves):
 
     keys = float32_key(round_down_float32(tree.threshold[internal])) if len(internal) else []
     for k, i in enumerate(internal):
-        nodes.append((int(tree.feature[i]), int(keys[k]), ref(left[i]), ref(right[i])))
+        f = int(tree.feature[i])
+        nodes.append((f if features is None else int(features[f]), int(keys[k]), ref(left[i]), ref(right[i])))
     for i in leaf_ids:
         leaves.append(leaf_rows[i])
     return ref(0)
@@ -141,6 +143,8 @@ def tables_from_estimator(model):
     if kind not in SUPPORTED:
         raise UnsupportedModel("the trees back-end compiles tree ensembles (%s), not a %s: train one of those on the "
                            "same data" % (", ".join(SUPPORTED), kind))
+    if kind == "IsolationForest":
+        return _isolation_tables(model)
     if not hasattr(model, "classes_"):
         raise BackendError("the %s is not fitted" % kind)
     classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
@@ -205,6 +209,32 @@ def tables_from_estimator(model):
     nodes_arr = np.array(nodes, dtype=np.int64).reshape(-1, 4)
     return TreeTables(nodes_arr, leaf_table, np.array(trees, dtype=np.int64), np.array(init_scores), frac,
                       max_depth, n_features, classes, kind)
+
+
+def _isolation_tables(model):
+    """An IsolationForest as one score: minus the sum over its trees of the path length scikit-learn gives a sample
+    (the nodes to its leaf plus the average path length of the samples the leaf held, less one). Higher is more
+    anomalous, in the order of scikit-learn's `score_samples` (2 ** -(that sum / its normaliser), negated); an
+    anomaly model's threshold is set on it (service/anomaly.py, score "output")."""
+    from sklearn.ensemble._iforest import _average_path_length
+
+    if not hasattr(model, "estimators_"):
+        raise BackendError("the IsolationForest is not fitted")
+    per_tree = []
+    for est, features in zip(model.estimators_, model.estimators_features_):
+        tree = est.tree_
+        _check_tree(tree)
+        depth = tree.compute_node_depths().astype(np.float64)      # root 1, as scikit-learn counts
+        per_tree.append((tree, features, -(depth + _average_path_length(tree.n_node_samples) - 1.0)))
+    frac = _frac_bits(sum(float(np.max(np.abs(v))) for _, _, v in per_tree), len(per_tree))
+    nodes, leaves, trees = [], [], []
+    for tree, features, value in per_tree:
+        rows = np.rint(value * float(1 << frac)).astype(np.int64).reshape(-1, 1)
+        trees.append((_append_tree(tree, rows, nodes, leaves, features), 0))
+    leaves, nodes, trees = _dedupe_leaves(leaves, nodes, trees, 1)
+    return TreeTables(np.array(nodes, dtype=np.int64).reshape(-1, 4), np.array(leaves, dtype=np.int64).reshape(-1, 1),
+                      np.array(trees, dtype=np.int64), np.array([0]), frac,
+                      max(t.max_depth for t, _, _ in per_tree), int(model.n_features_in_), ["score"], "IsolationForest")
 
 
 # -- the blob -------------------------------------------------------------------------------------------------------

@@ -29,19 +29,22 @@ def is_anomaly_task(task):
 
 
 def score_kind(blob):
-    """The score of a blob: "mse" when its output has the input's shape (an autoencoder), else "output"."""
+    """The score of a blob: "mse" when its one output has the input's size (an autoencoder), "output" otherwise and
+    for int32 scores (a tree ensemble's: an IsolationForest)."""
+    from ..blob import format as F
     from ..blob.reader import parse
 
     b = parse(blob)
     t_in, t_out = b.tensors[b.inputs[0]], b.tensors[b.outputs[0]]
-    return "mse" if int(np.prod(t_in.shape)) == int(np.prod(t_out.shape)) and len(b.outputs) == 1 else "output"
+    same = int(np.prod(t_in.shape)) == int(np.prod(t_out.shape)) and len(b.outputs) == 1
+    return "mse" if same and t_out.dtype != F.DTYPE_INT32 else "output"
 
 
 def _dequantize(values, t):
     from ..blob import format as F
 
     v = np.asarray(values).reshape(-1)
-    if t.dtype == F.DTYPE_FLOAT32:
+    if t.dtype == F.DTYPE_FLOAT32 or not t.scale:       # float, or raw fixed point (tree scores): as they are
         return v.astype(np.float64)
     return (v.astype(np.float64) - t.zero_point) * t.scale
 
