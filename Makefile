@@ -18,7 +18,7 @@ bench: setup
 # The fuzz targets at their long counts (the default test run uses short ones); counts are in docs/fuzzing.md.
 FUZZ_TESTS = tests/lwm2m/test_frame.py tests/lwm2m/test_codec_roundtrip.py tests/client/test_fuzz_codec.py \
 	tests/verify/test_reader_fuzz.py tests/device/test_loader.py tests/c/test_c_fuzz.py \
-	tests/backends/test_trees_fuzz.py tests/backends/test_onnx.py tests/compiler/test_random_ops.py tests/compiler/test_planner.py \
+	tests/backends/test_trees_fuzz.py tests/backends/test_classic_fuzz.py tests/backends/test_onnx.py tests/compiler/test_random_ops.py tests/compiler/test_planner.py \
 	tests/device/test_coproc_link.py tests/client/test_oscore.py tests/signing/test_signing_fuzz.py
 
 fuzz: setup
