@@ -43,3 +43,4 @@ def test_qemu_cortex_m4_bit_exact(name, compiled):
     assert len(r["instructions_per_input"]) == 2 and r["instructions"] == r["instructions_per_input"][0] > 0
     assert r["cycles_range"][0] <= r["cycles"] <= r["cycles_range"][1]
     assert r["instructions"] < r["cycles"] < 3 * r["instructions"]
+    assert r["latency_us"] == round(r["cycles"] / 120, 1) and "120 MHz" in r["latency_basis"]

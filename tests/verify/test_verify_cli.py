@@ -36,6 +36,19 @@ def test_bit_exact_json(capsys, blob_file):
     assert r["reference"] == "tflite-micro"
     assert r["runtime"] == "host" and r["inputs"] == 4 and r["seed"] == 5
     assert r["elements"] == 4 * 8 * 6 * 6
+    assert len(r["latency_us_per_input"]) == 4 and r["latency_us"] == min(r["latency_us_per_input"]) > 0
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "c"])
+def test_json_reports_latency_of_each_runtime(capsys, blob_file, runtime):
+    # (qemu-cortex-m4: its modelled latency in test_c_runtimes.test_qemu_cortex_m4_bit_exact)
+    code, out, err = run_cli(capsys, blob_file, "--reference", MODEL, "--runtime", runtime, "--inputs", 3, "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert len(r["latency_us_per_input"]) == 3 and r["latency_us"] == min(r["latency_us_per_input"]) > 0
+    assert r["latency_basis"]
+    code, out, _ = run_cli(capsys, blob_file, "--reference", MODEL, "--runtime", runtime, "--inputs", 1)
+    assert "  latency: " in out
 
 
 def test_human_output(capsys, blob_file):

@@ -83,7 +83,24 @@ def verify(blob_bytes, model_bytes, runtime="host", n_inputs=DEFAULT_INPUTS, see
         "seed": seed,
     })
     result.update(_m4_counts(rt, blob_bytes, sets[0]))
+    result.update(_latency(rt, result))
     return result
+
+
+M4_CLOCK_MHZ = 120  # the STM32L4R5 clock the published MLPerf Tiny results use (../shared/ANCHORS.md)
+
+
+def _latency(rt, result):
+    """latency_us: the best inference time over the input sets, as the runtime measures it (latency_basis says
+    how); under QEMU, whose time is not a device's, the modelled cycles of one inference at M4_CLOCK_MHZ."""
+    us = getattr(rt, "last_latency_us", None)
+    if us:
+        return {"latency_us": round(min(us), 1), "latency_us_per_input": [round(v, 1) for v in us],
+                "latency_basis": rt.latency_basis}
+    if "cycles" in result:
+        return {"latency_us": round(result["cycles"] / M4_CLOCK_MHZ, 1),
+                "latency_basis": "modelled Cortex-M4 cycles of one inference at %d MHz" % M4_CLOCK_MHZ}
+    return {}
 
 
 def _m4_counts(rt, blob_bytes, first_set):
@@ -144,6 +161,8 @@ def _print_human(r, out):
                                                    f["input_set"], f["output"], f["index"], f["expected"],
                                                    f["got"]), file=out)
         print("  " + what, file=out)
+    if "latency_us" in r:
+        print("  latency: %s us (%s)" % (r["latency_us"], r["latency_basis"]), file=out)
     if r["reference_note"]:
         print("  note: %s; judged by TFLite's reference kernels instead, which round requantization once "
               "(TFLite Micro and the blob round twice): expect rare 1-LSB differences" % r["reference_note"],

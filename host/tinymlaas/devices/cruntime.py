@@ -153,6 +153,7 @@ class CRuntime:
     """Adapter `c` for tinymlaas verify: the C runtime built for this host."""
 
     name = "c"
+    latency_basis = "host wall clock of tml_invoke (this host's build)"
 
     def __init__(self):
         from ..verify.runtimes import RuntimeUnavailable
@@ -161,6 +162,7 @@ class CRuntime:
             library()
         except (CRuntimeError, OSError) as e:
             raise RuntimeUnavailable(str(e)) from e
+        self.last_latency_us = []  # per input set
 
     def run(self, blob_bytes, inputs):
         from ..verify.runtimes import BlobRejected
@@ -169,4 +171,6 @@ class CRuntime:
             model = Model(blob_bytes)
         except LoadError as e:
             raise BlobRejected(str(e)) from e
-        return [model.invoke(one) for one in inputs]
+        outs = [model.invoke(one) for one in inputs]
+        self.last_latency_us = [model.time_invoke(one, repeat=1) * 1e6 for one in inputs]
+        return outs

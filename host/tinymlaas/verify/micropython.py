@@ -22,6 +22,7 @@ DEFAULT_HEAP = "4m"
 
 class MicroPythonRuntime:
     name = "micropython"
+    latency_basis = "time.ticks_us around one inference in the MicroPython VM (m.last_us)"
 
     def __init__(self, heap=DEFAULT_HEAP, stream=False, timeout=900, path=()):
         """path: extra MICROPYPATH folders searched before inference_module/ (e.g. precompiled .mpy modules)."""
@@ -30,6 +31,7 @@ class MicroPythonRuntime:
         self.stream = stream  # load from the file (weights streamed) instead of from bytes in RAM
         self.timeout = timeout
         self.last_us = []  # per input set, the runtime's own inference time (m.last_us)
+        self.last_latency_us = self.last_us
 
     def run(self, blob_bytes, inputs):
         try:
@@ -65,6 +67,7 @@ class MicroPythonRuntime:
             if blob is None:
                 raise RuntimeError("the MicroPython runtime accepted a blob the host reader rejects")
             self.last_us = [int(line.split()[1]) for line in out.splitlines() if line.startswith("US ")]
+            self.last_latency_us = self.last_us
             raw = (tmp / "outputs.bin").read_bytes()
         outs_spec = [blob.tensors[i] for i in blob.outputs]
         per_set = sum(t.nbytes for t in outs_spec)

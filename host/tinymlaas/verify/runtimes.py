@@ -26,8 +26,14 @@ class HostRuntime:
     """The NumPy reference executor (tinymlaas.blob.reference)."""
 
     name = "host"
+    latency_basis = "host wall clock of Executor.run (NumPy)"
+
+    def __init__(self):
+        self.last_latency_us = []  # per input set
 
     def run(self, blob_bytes, inputs):
+        import time
+
         from ..blob.reader import BlobFormatError, parse
         from ..blob.reference import Executor
 
@@ -35,7 +41,12 @@ class HostRuntime:
             ex = Executor(parse(blob_bytes))
         except BlobFormatError as e:
             raise BlobRejected(str(e)) from e
-        return [ex.run(one) for one in inputs]
+        self.last_latency_us, outs = [], []
+        for one in inputs:
+            t0 = time.perf_counter()
+            outs.append(ex.run(one))
+            self.last_latency_us.append((time.perf_counter() - t0) * 1e6)
+        return outs
 
 
 RUNTIMES = {
