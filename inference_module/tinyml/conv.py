@@ -221,7 +221,7 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                     if not seg & 2:
                         sacc[ai] = s
                         continue
-            # MBQM(acc + bias, mult, shift) + zp, clamped: as requant.requant_store
+            # MBQM(acc + bias, mult, shift) + zp, clamped (requant.mbqm_vec's steps)
             v = (((s + int(vb[bi + j])) & m32) ^ b31) - b31  # the int32 accumulator TFLite keeps
             mu = int(vb[mi + j * step])
             sft = (int(vb[si + j * step]) ^ b31) - b31

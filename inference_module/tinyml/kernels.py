@@ -3,9 +3,8 @@
 Conventions: tensors are int8 bytes read through ptr8 (unsigned), so a value v is sign-extended as
 (v ^ 128) - 128. Scalar arguments travel in an int32 config array `c` (a viper function takes few arguments, and
 creating memoryview slices per call would allocate); arena/weight positions are byte offsets into the buffers
-passed. Accumulating kernels write int32 sums into the scratch `acc` (a chunk of output pixels x a block of output
-channels); requant.requant_store then adds the bias and requantizes them. Config values that may be negative are
-sign-extended after loading (ptr32 loads are unsigned on 64-bit ports):
+passed. CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are in conv.py (one fused kernel). Config values that may
+be negative are sign-extended after loading (ptr32 loads are unsigned on 64-bit ports):
     v = ((((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000) << 16 | (v & 0xFFFF)
 """
 
