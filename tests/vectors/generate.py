@@ -45,7 +45,12 @@ SOURCES = {
     "softmax_rows": CORPUS / "reshape_softmax.tflite",
     "float_io_cnn": CORPUS / "float_io_cnn.tflite",
     "mlperf_ad": MLPERF / "ad01_int8.tflite",
+    # PATCH stages (§12), as the compiler chooses them: a conv run row by row over its own input (MobileNetV2 block),
+    # a depthwise + pointwise pair run 4 rows at a time (streaming WW)
+    "patch_mbv2_block": REPO / "tests" / "compiler" / "models" / "mbv2_block.tflite",
+    "patch_sww": MLPERF / "str_ww_ref_model.tflite",
 }
+PATCHED = ("patch_mbv2_block", "patch_sww")
 CORRUPT_BASE = "conv_same_stride2"
 TREES = "trees_forest"  # a scikit-learn forest (TREE_ENSEMBLE, §10): float32 features in, int32 class scores out
 
@@ -207,6 +212,25 @@ def main_classic():
     path.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
+def main_patch():
+    """`generate.py --patch`: (re)write only the PATCH vectors and their manifest entries, leaving the others."""
+    from tinymlaas.compiler import compile_tflite
+    from tinymlaas.verify import inputs as vin
+    from tinymlaas.verify import judge
+
+    path = HERE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["models"] = [m for m in manifest["models"] if m["name"] not in PATCHED]
+    for name in PATCHED:
+        model = SOURCES[name].read_bytes()
+        blob = compile_tflite(model).blob
+        sets = vin.random_inputs(vin.input_specs(model), COUNT, SEED)
+        ref = judge.load_judge(model)
+        manifest["models"].append(write_vector(name, blob, sets, ref.run(sets), os.path.relpath(SOURCES[name], REPO),
+                                               ref.name))
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def main():
     from tinymlaas.compiler import compile_tflite
     from tinymlaas.verify import inputs as vin
@@ -238,4 +262,5 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main_classic() if sys.argv[1:] == ["--classic"] else main())
+    sys.exit(main_classic() if sys.argv[1:] == ["--classic"] else main_patch() if sys.argv[1:] == ["--patch"]
+             else main())
