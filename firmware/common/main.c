@@ -6,6 +6,7 @@
 
 #include "board.h"
 #include "nvm.h"
+#include "nvstate.h"
 #include "protocol.h"
 #include "slot.h"
 #include "systick.h"
@@ -51,18 +52,6 @@ static struct {
 } stage;
 
 /* ---- small helpers ---- */
-
-uint32_t fw_crc32(uint32_t crc, const uint8_t *p, uint32_t n)
-{
-    crc = ~crc;
-    while (n--) {
-        int k;
-        crc ^= *p++;
-        for (k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
 
 static uint32_t rd32(const uint8_t *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24); }
 static void wr32(uint8_t *p, uint32_t v)
@@ -679,6 +668,7 @@ int main(void)
     board_init();
     systick_start();
     choose_store();
+    nvstate_boot(); /* after the store: on the STM32 board_nv() depends on the flash probe */
     store->boot(accept_stored, &len);
     send_frame(REPLY_BOOT, 0, (const uint8_t *)tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
     for (;;) {

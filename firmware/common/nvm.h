@@ -40,7 +40,7 @@ const char *nvm_program(uint8_t *mem, uint32_t file_off, const uint8_t *src, uin
 /* Erase and program operations since boot (CAPS nvm_writes=: where a test can cut the power). */
 uint32_t nvm_writes(void);
 
-/* CRC-32 (IEEE 802.3, zlib's) of the frames (main.c); the state records use it too. */
+/* CRC-32 (IEEE 802.3, zlib's; crc32.c) of the frames (main.c) and of the state records. */
 uint32_t fw_crc32(uint32_t crc, const uint8_t *p, uint32_t n);
 
 #endif

@@ -51,6 +51,16 @@ static void load(void)
     }
 }
 
+void nvstate_boot(void)
+{
+    loaded = 0;
+    area = 0;
+    newest = -1;
+    newest_counter = 0;
+    memset(&current, 0, sizeof current);
+    load();
+}
+
 int nvstate_available(void)
 {
     load();

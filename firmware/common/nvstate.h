@@ -18,6 +18,8 @@ typedef struct {
     tml_installed installed;
 } nv_state;
 
+/* Read the records (again): at boot, once the model store is chosen (main.c), and in tests after a reboot. */
+void nvstate_boot(void);
 /* 1 when the board has the memory (board_nv()). */
 int nvstate_available(void);
 /* The newest intact record's state (all zero when there is none, or no memory). */

@@ -82,8 +82,8 @@ static void start_erase(void)
         fault("mass erase requested: the store must never erase the firmware");
     if (n > 11)
         fault("erase of a sector that does not exist");
-    if (n < 6)
-        fault("erase of a firmware sector (0-5)");
+    if (n < 6 && n != 1 && n != 2)
+        fault("erase of a firmware sector (0, 3-5; 1-2 hold its state records)");
     if ((cr & CR_PSIZE_MASK) != CR_PSIZE_X32)
         fault("sector erase with a PSIZE the driver does not use");
     off = sector_offset(n);
@@ -170,8 +170,8 @@ void flash_sim_mem_write32(uint8_t *addr, uint32_t v)
         sr |= SR_PGAERR;
         return;
     }
-    if (off < 0x40000u)
-        fault("program of a firmware sector (0-5)");
+    if (off < 0x40000u && (off < 0x4000u || off >= 0xC000u))
+        fault("program of a firmware sector (0, 3-5; 1-2 hold its state records)");
     memcpy(&old, addr, 4);
     if (cut_now()) {
         old &= v | next_random(); /* programming interrupted: only some of the bits went to 0 */

@@ -1,4 +1,5 @@
-/* The flash model store (firmware/common/slot_flash.c) and the STM32F4 flash driver (boards/stm32f4/flash.c) on
+/* The flash model store (firmware/common/slot_flash.c), the firmware's state records (common/nvstate.c, in
+ * sectors 1-2) and the STM32F4 flash driver (boards/stm32f4/flash.c) on
  * the register-level flash model (flash_sim.c), driven the way the firmware's main loop drives them.
  *
  *   flash_store_test A.blob B.blob C.blob
@@ -12,6 +13,8 @@
 
 #include "flash.h"
 #include "flash_sim.h"
+#include "nvm.h"
+#include "nvstate.h"
 #include "slot.h"
 #include "tml.h"
 
@@ -160,6 +163,80 @@ static int boot_images(const char *slot_a, const char *slot_b)
 }
 
 static const char *name_of(const struct blob *b) { return b ? b->name : "none"; }
+
+static void state_boot(void)
+{
+    flash_sim_reset();
+    store = slot_flash_init(); /* board_nv() needs the flash probed */
+    nvstate_boot();
+}
+
+static int same_state(const nv_state *a, const nv_state *b)
+{
+    return a->anchor_sequence == b->anchor_sequence && a->n_anchors == b->n_anchors &&
+           !memcmp(a->anchors, b->anchors, sizeof a->anchors) && a->have_installed == b->have_installed &&
+           a->installed.sequence == b->installed.sequence &&
+           !memcmp(a->installed.blob_sha256, b->installed.blob_sha256, 32);
+}
+
+/* The state records in flash sectors 1-2: kept across reboots, and a power cut at every flash operation of an
+ * update (one sector erase, the record's words) leaves the old state or the new one; the update then works. */
+static void state_records(void)
+{
+    static uint8_t before[0x8000];
+    static nv_state old, want;
+    static uint32_t cut, total, kept, took, bad;
+    static char msg[200];
+    nv_state *next;
+    const char *err = 0;
+    memset(flash_sim_mem + 0x4000u, 0xFF, sizeof before); /* sectors 1-2 as a new board has them */
+    state_boot();
+    check(nvstate_available() && nvstate()->anchor_sequence == 0, "blank state sectors hold no state", NULL);
+    for (cut = 1; cut <= 3 && !err; cut++) {
+        next = nvstate_edit();
+        next->anchor_sequence = cut;
+        next->n_anchors = cut;
+        memset(next->anchors, (int)cut, sizeof next->anchors);
+        err = nvstate_put(next);
+    }
+    state_boot();
+    check(!err && nvstate()->anchor_sequence == 3 && nvstate()->n_anchors == 3, "state records survive a reboot",
+          err);
+    old = *nvstate();
+    want = old;
+    want.anchor_sequence = 4;
+    want.n_anchors = NV_MAX_ANCHORS;
+    memset(want.anchors, 0x44, sizeof want.anchors);
+    want.have_installed = 1;
+    want.installed.sequence = 77;
+    memcpy(before, flash_sim_mem + 0x4000u, sizeof before);
+    flash_sim_cut_after(0);
+    if (nvstate_put(&want))
+        check(0, "state records", "the update fails without a power cut");
+    total = flash_sim_ops;
+    kept = took = bad = 0;
+    for (cut = 1; cut <= total; cut++) {
+        memcpy(flash_sim_mem + 0x4000u, before, sizeof before);
+        state_boot();
+        if (setjmp(flash_sim_cut_point) == 0) {
+            flash_sim_cut_after(cut);
+            nvstate_put(&want);
+            flash_sim_cut_after(0);
+            bad++;
+            continue;
+        }
+        state_boot();
+        kept += same_state(nvstate(), &old);
+        took += same_state(nvstate(), &want);
+        if (!same_state(nvstate(), &old) && !same_state(nvstate(), &want))
+            bad++;
+        if (nvstate_put(&want) || (state_boot(), !same_state(nvstate(), &want)))
+            bad++;
+    }
+    snprintf(msg, sizeof msg, "%u operations, %u cuts: %u kept the old state, %u the new one, 0 other", total, total,
+             kept, took);
+    check(!bad && kept + took == total, "power cut at every operation of a state update", msg);
+}
 
 /* Power cut at every flash operation of installing `next` (manifest sequence `seq`) on the flash image `start`,
  * whose active model is `old` and whose anti-rollback state is `floor_before`: each cut boots `old` or `next`
@@ -316,6 +393,18 @@ int main(int argc, char **argv)
         err = flash_program(flash_sim_mem + 0x40002u, word, 4);
         check(err != NULL, "the driver refuses an unaligned program", err);
     }
+
+    /* ... and the code between the vector table (sector 0) and the slots: only sectors 1-2 hold state */
+    {
+        static const uint8_t word[4] = {0, 0, 0, 0};
+        err = flash_erase(flash_sim_mem, 0x4000u);
+        check(err != NULL, "the driver refuses to erase the vector table's sector", err);
+        err = flash_erase(flash_sim_mem + 0xC000u, 0x4000u);
+        check(err != NULL, "the driver refuses to erase the code's first sector", err);
+        err = flash_program(flash_sim_mem + 0xBFFCu, word, 8);
+        check(err != NULL, "the driver refuses to program past the state sectors", err);
+    }
+    state_records();
 
     /* too big: refused before anything is erased */
     err = store->begin(store->capacity + 1u);

@@ -1,6 +1,7 @@
-"""The STM32F4 flash model store: the firmware's own C (slot_flash.c + the flash driver) on the host, against the
-register-level model of the STM32F405 flash interface in flash_sim.c (the stand-in for hardware: QEMU's STM32 flash
-is ROM without an interface), and the slot images the host writes for factory provisioning."""
+"""The STM32F4 flash model store and state records: the firmware's own C (slot_flash.c, nvstate.c + the flash
+driver) on the host, against the register-level model of the STM32F405 flash interface in flash_sim.c (the stand-in
+for hardware: QEMU's STM32 flash is ROM without an interface), and the slot images the host writes for factory
+provisioning."""
 
 import struct
 import subprocess
@@ -53,6 +54,12 @@ def test_store_survives_reboots_bad_blobs_and_a_power_cut_at_every_flash_operati
     assert "ok the store keeps the sequence number of the newest install" in out
     assert "ok ERASE keeps the anti-rollback state" in out
     assert "ok the fallback keeps the revoked model's sequence number" in out
+    # the firmware's state records (anchors, anchor sequence) in sectors 1-2: a cut at every operation of an update
+    # (one sector erase, the record's words) leaves the old state or the new one
+    state = next(line for line in out.splitlines() if "power cut at every operation of a state update" in line)
+    ops = int(state.split(": ")[1].split()[0])
+    assert state.startswith("ok ") and ops > 100 and "0 other" in state, state
+    assert "ok the driver refuses to erase the code's first sector" in out
     fallback = next(line for line in out.splitlines() if "install after a fallback" in line)
     assert fallback.startswith("ok ") and "sequence never below 3" in fallback
 

@@ -49,6 +49,8 @@
 
 #define SLOT_A_SECTOR 6u
 #define SLOT_B_SECTOR 9u
+#define STATE_SECTOR 1u /* sectors 1 and 2 (16 KB each, 0x08004000 and 0x08008000): the state records' units */
+#define SECTOR_16K(n) ((n) * 0x4000u) /* offset of sector n <= 3 */
 #define SECTOR_128K(n) (0x20000u + ((n) - 5u) * 0x20000u) /* offset of sector n >= 5 */
 #define SLOT_BYTES (3u * 0x20000u)
 
@@ -105,16 +107,30 @@ const struct flash_slots *board_flash(void)
     return &slots;
 }
 
+static int in_state_sectors(uint32_t off, uint32_t n)
+{
+    return off >= SECTOR_16K(STATE_SECTOR) && off <= SECTOR_16K(STATE_SECTOR + 2u) &&
+           n <= SECTOR_16K(STATE_SECTOR + 2u) - off;
+}
+
 const char *flash_erase(uint8_t *start, uint32_t bytes)
 {
-    uint32_t off = (uint32_t)(start - FLASH_BASE), end = off + bytes, sector;
+    uint32_t off = (uint32_t)(start - FLASH_BASE), first, count, sector;
     const char *err = 0;
     const uint32_t *w;
-    if (off < SECTOR_128K(SLOT_A_SECTOR) || off % 0x20000u || bytes % 0x20000u || end > SECTOR_128K(12u))
+    if (in_state_sectors(off, bytes) && off % 0x4000u == 0 && bytes == 0x4000u) {
+        first = off / 0x4000u; /* one 16 KB state sector */
+        count = 1;
+    } else if (off < SECTOR_128K(SLOT_A_SECTOR) || off % 0x20000u || bytes % 0x20000u ||
+               bytes > SECTOR_128K(12u) - off) {
         return "erase outside the model slots";
+    } else {
+        first = 5u + (off - 0x20000u) / 0x20000u;
+        count = bytes / 0x20000u;
+    }
     if ((err = unlock()))
         return err;
-    for (sector = 5u + (off - 0x20000u) / 0x20000u; !err && SECTOR_128K(sector) < end; sector++) {
+    for (sector = first; !err && sector < first + count; sector++) {
         if (!wait_idle()) {
             err = "flash stays busy";
             break;
@@ -138,8 +154,9 @@ const char *flash_program(uint8_t *dst, const uint8_t *src, uint32_t n)
 {
     uint32_t off = (uint32_t)(dst - FLASH_BASE), i;
     const char *err;
-    if (off < SECTOR_128K(SLOT_A_SECTOR) || off % 4u || n % 4u || n > SECTOR_128K(12u) - off)
-        return "program outside the model slots";
+    if (off % 4u || n % 4u || (!in_state_sectors(off, n) && (off < SECTOR_128K(SLOT_A_SECTOR) ||
+                                                           n > SECTOR_128K(12u) - off)))
+        return "program outside the model slots and the state sectors";
     if ((err = unlock()))
         return err;
     REG_WR(SR, SR_ERRORS | SR_EOP);
@@ -162,9 +179,33 @@ const char *flash_program(uint8_t *dst, const uint8_t *src, uint32_t n)
     return err;
 }
 
-#ifndef FLASH_SIM
-/* The firmware's own state (nvm.h): under QEMU, where this flash cannot be programmed, the units of the semihosted
- * image when there is one; on a board with programmable flash none yet (docs/firmware.md, "Non-volatile state").
- * board_flash() ran first, so a board never makes a semihosting call. */
-const struct nv_area *board_nv(void) { return slots.bytes ? 0 : nvm_image_open(0, 0) ? nvm_image_area() : 0; }
+static const char *state_erase(int u)
+{
+    return flash_erase(FLASH_BASE + SECTOR_16K(STATE_SECTOR + (uint32_t)u), 0x4000u);
+}
+
+static const char *state_program(int u, uint32_t off, const uint8_t *src, uint32_t n)
+{
+    if (off > 0x4000u || n > 0x4000u - off)
+        return "program outside the state unit";
+    return flash_program(FLASH_BASE + SECTOR_16K(STATE_SECTOR + (uint32_t)u) + off, src, n);
+}
+
+static struct nv_area state_sectors = {{0, 0}, 0x4000u, state_erase, state_program};
+
+/* The firmware's own state (nvm.h): sectors 1-2 of a programmable flash (after board_flash() found it); under QEMU,
+ * where this flash cannot be programmed, the units of the semihosted image when there is one. board_flash() runs
+ * first, so a board never makes a semihosting call. */
+const struct nv_area *board_nv(void)
+{
+    if (slots.bytes) {
+        state_sectors.unit[0] = FLASH_BASE + SECTOR_16K(STATE_SECTOR);
+        state_sectors.unit[1] = FLASH_BASE + SECTOR_16K(STATE_SECTOR + 1u);
+        return &state_sectors;
+    }
+#ifdef FLASH_SIM
+    return 0;
+#else
+    return nvm_image_open(0, 0) ? nvm_image_area() : 0;
 #endif
+}
