@@ -229,6 +229,9 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                 v = v << sft
             if wide:
                 v = (v * mu + rnd) >> 31
+                if sft < 0:  # rounding shift, half away from zero, in one step (v >> 63 is -1 for v < 0)
+                    sft = 0 - sft
+                    v = (v + (1 << (sft - 1)) + (v >> 63)) >> sft
             else:
                 # SRDHM with 16-bit limbs, every intermediate inside int32 (requant.srdhm_pos32)
                 al = v & 0xFFFF; ah = v >> 16; bl = mu & 0xFFFF; bh = mu >> 16
