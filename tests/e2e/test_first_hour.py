@@ -115,14 +115,15 @@ def test_one_server_per_port_relative_paths_infer_and_names(tmp_path):
 
 def test_a_model_no_back_end_compiles_is_refused_and_nothing_is_registered(tmp_path):
     from sklearn.datasets import load_wine
-    from sklearn.naive_bayes import GaussianNB
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 
     data = tmp_path / "data"
     x, y = load_wine(return_X_y=True)
-    (tmp_path / "nb.pkl").write_bytes(pickle.dumps(GaussianNB().fit(x[:, :2], y)))   # needs a new runtime op
-    r = tml("models", "add", tmp_path / "nb.pkl", "--name", "nb", "--data", data)
+    qda = QuadraticDiscriminantAnalysis().fit(x[:, :2], y)                           # no back-end takes it
+    (tmp_path / "qda.pkl").write_bytes(pickle.dumps(qda))
+    r = tml("models", "add", tmp_path / "qda.pkl", "--name", "qda", "--data", data)
     assert r.returncode == 2 and "nothing registered" in r.stderr and "RandomForestClassifier" in r.stderr
-    assert "train one of those" in r.stderr and "LogisticRegression" in r.stderr
+    assert "train one of those" in r.stderr and "LogisticRegression" in r.stderr and "GaussianNB" in r.stderr
 
     (tmp_path / "cut.keras").write_bytes(b"PK\x03\x04" + b"\0" * 5000)   # a download cut short
     r = tml("models", "add", tmp_path / "cut.keras", "--name", "cut", "--data", data)
