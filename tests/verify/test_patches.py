@@ -84,3 +84,52 @@ def test_cortex_m4_firmware_bit_exact(sww):
     assert "PATCH" in [op.name for op in parse(blob).ops]
     r = verify(blob, model, "qemu-cortex-m4", n_inputs=1, seed=4)
     assert r["bit_exact"], r["first_mismatch"]
+
+
+def test_three_readers_agree_on_mutated_tile_tables(request, tmp_path):
+    """Differential fuzz of the tile tables (and the stage records' padding) of the shared PATCH vectors: the host
+    reader, the C loader and the MicroPython loader accept exactly the same blobs, and every accepted blob runs to
+    the end on the host executor and the C runtime (`--fuzz-long`: 5,000 cases)."""
+    import random
+    from pathlib import Path
+
+    from tinymlaas.blob.reference import NP_DTYPE, Executor
+    from tinymlaas.devices.cruntime import LoadError, Model
+    from tinymlaas.paths import VECTORS
+
+    cases = 5000 if request.config.getoption("--fuzz-long") else 150
+    rng = random.Random(22)
+    seeds = [(VECTORS / (n + ".blob")).read_bytes() for n in ("patch_mbv2_block", "patch_sww")]
+    edges = [-70000, -65536, -65535, -9, -2, -1, 0, 1, 2, 3, 4, 5, 16, 17, 31, 32, 33, 2 ** 31 - 1, -2 ** 31]
+    mutated = []
+    for _ in range(cases):
+        seed = blob = rng.choice(seeds)
+        b = parse(seed)
+        patch = next(op for op in b.ops if op.name == "PATCH")
+        rows, width = b.tensors[patch.inputs[1]].shape
+        for _ in range(rng.randint(1, 3)):
+            blob = _set_word(blob, _table_word(seed, rng.randrange(rows), rng.randrange(width)), rng.choice(edges))
+        mutated.append(blob)
+    path = tmp_path / "blobs.bin"
+    path.write_bytes(b"".join(len(m).to_bytes(4, "little") + m for m in mutated))
+    lines = unixport.run(script=Path(__file__).with_name("mpy_load_many.py"), args=[path], heap="2m",
+                         path=[str(INFERENCE_MODULE)], timeout=600).stdout.decode().splitlines()
+    assert len(lines) == cases and not [ln for ln in lines if ln.startswith("CRASH")]
+    accepted = 0
+    for data, line in zip(mutated, lines):
+        try:
+            blob = parse(data)
+            host = None
+        except BlobFormatError as e:
+            blob, host = None, str(e)
+        try:
+            c_model, c = Model(data), None
+        except LoadError as e:
+            c_model, c = None, str(e)
+        assert (host is None) == (c is None) == (line == "OK"), (host, c, line)
+        if blob is not None:
+            accepted += 1
+            xs = [np.zeros(blob.tensors[t].shape, NP_DTYPE[blob.tensors[t].dtype]) for t in blob.inputs]
+            Executor(blob).run(xs)
+            c_model.invoke(xs)
+    assert 0 < accepted < cases
