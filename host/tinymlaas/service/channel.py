@@ -3,11 +3,12 @@
 import asyncio
 import time
 
-from ..lwm2m.server import LwM2MError
+from ..lwm2m.server import DeviceError, LwM2MError
 from .deployments import DeliveryError, DeviceChannel
 
-FW_STATE = "/5/0/3"
-FW_RESULT = "/5/0/5"
+FW_INSTANCE = "/5/0"
+FW_STATE = (5, 0, 3)
+FW_RESULT = (5, 0, 5)
 FW_UPDATE = "/5/0/2"
 # LwM2M object 5 Update Result codes (OMA-TS-LightweightM2M Core, object 5 resource 5).
 UPDATE_RESULTS = {
@@ -53,8 +54,13 @@ class LwM2MChannel(DeviceChannel):
             return "queue mode, asleep"
         return None
 
-    async def _int(self, endpoint, path):
-        return int(await self.server.read_value(endpoint, path))
+    async def _state(self, endpoint):
+        """(update state, update result) in one read of the object 5 instance."""
+        values = await self.server.read(endpoint, FW_INSTANCE)
+        try:
+            return int(values[FW_STATE]), int(values[FW_RESULT])
+        except (KeyError, TypeError, ValueError):
+            raise DeliveryError("the device's /5/0 lacks its State or Update Result") from None
 
     async def _wait_state(self, endpoint, wanted, what):
         """Poll the update state until it is one of `wanted`: at `poll` seconds at first, then less often (an
@@ -62,16 +68,12 @@ class LwM2MChannel(DeviceChannel):
         deadline = time.monotonic() + self.timeout
         pause = self.poll
         while True:
-            state = await self._int(endpoint, FW_STATE)
-            if state in wanted and state != STATE_IDLE:
-                return state, None          # e.g. Downloaded: the result only matters once the device is Idle
-            if state == STATE_IDLE:
-                result = await self._int(endpoint, FW_RESULT)
-                if state in wanted:
-                    return state, result
-                if result not in (0, 1):
-                    raise DeliveryError("%s: device reports update result %d (%s)"
-                                        % (what, result, UPDATE_RESULTS.get(result, "unknown")), result)
+            state, result = await self._state(endpoint)
+            if state in wanted:
+                return state, result
+            if state == STATE_IDLE and result not in (0, 1):
+                raise DeliveryError("%s: device reports update result %d (%s)"
+                                    % (what, result, UPDATE_RESULTS.get(result, "unknown")), result)
             if time.monotonic() > deadline:
                 raise DeliveryError("%s: timed out after %.0f s in state %d" % (what, self.timeout, state))
             await asyncio.sleep(pause)
@@ -84,8 +86,18 @@ class LwM2MChannel(DeviceChannel):
             else:
                 await self.server.push_package(endpoint, package, progress=progress, ack_timeout=self.ack_timeout,
                                                max_retransmit=self.max_retransmit)
-            await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
-            await self.server.execute(endpoint, FW_UPDATE)
+                # A device that checks the package before it answers the last block is Downloaded now: Execute at
+                # once. One that is still checking answers 4.05 (Update is allowed only when Downloaded), then wait.
+                try:
+                    await self.server.execute(endpoint, FW_UPDATE)
+                    executed = True
+                except DeviceError as e:
+                    if e.code != "4.05":
+                        raise
+                    executed = False
+            if self.delivery == "pull" or not executed:
+                await self._wait_state(endpoint, (STATE_DOWNLOADED,), "download")
+                await self.server.execute(endpoint, FW_UPDATE)
             state, result = await self._wait_state(endpoint, (STATE_IDLE,), "update")
         except LwM2MError as e:
             raise DeliveryError(str(e)) from None
