@@ -438,6 +438,14 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
     uint32_t gy, gx;
     int8_t *q = patch;
     const int8_t zp = (int8_t)(-p[6]);
+    if (p[3] == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)Kw <= W) {
+        /* the whole window inside the input, dilation 1 across: one contiguous run per window row */
+        const uint32_t row_bytes = Kw * C, dy = (uint32_t)p[2] * W * C;
+        const int8_t *row = xd + (((size_t)n * H + (size_t)iy0) * W + (size_t)ix0) * C;
+        for (gy = 0; gy < Kh; gy++, row += dy, q += row_bytes)
+            copy_bytes(q, row, row_bytes);
+        return;
+    }
     if (p[3] == 1) {
         /* dilation 1 across: a window row's valid taps are one contiguous run of the input row, the rest padding */
         uint32_t kx0, kx1;
@@ -754,6 +762,46 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
         }
     }
 #endif
+#if TML_DSP
+    if (dw3) {
+        for (n = 0; n < N; n++)
+            for (oy = 0; oy < Ho; oy++) {
+                const int64_t iy0 = (int64_t)oy * p[0] - p[4];
+                const int row_inside = iy0 >= 0 && iy0 + 2 * (int64_t)p[2] < H;
+                int64_t ix0 = -(int64_t)p[5];
+                int32_t *dsums = sums; /* pixel a's sums; pixel b's (an odd ox) SUMS_B words on */
+                int8_t *out = yd + ((size_t)n * Ho + oy) * Wo * Co;
+                for (ox = 0; ox < Wo; ox++, ix0 += p[1], out += Co) {
+                    if (row_inside && ix0 >= 0 && ix0 + 2 * (int64_t)p[3] < W) { /* the window inside the input */
+                        dw3x3_dsp(xd + (((size_t)n * H + (size_t)iy0) * W + (size_t)ix0) * C, wpk, Co / 4, dsums, &g3);
+                    } else {
+                        uint32_t ky, kx;
+                        int8_t *q = window;
+                        for (ky = 0; ky < 3; ky++)
+                            for (kx = 0; kx < 3; kx++, q += C) {
+                                int64_t iy = iy0 + (int64_t)ky * p[2], ix = ix0 + (int64_t)kx * p[3];
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                    fill_bytes(q, (int8_t)(-p[6]), C);
+                                else
+                                    copy_bytes(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
+                            }
+                        dw3x3_dsp(window, wpk, Co / 4, dsums, &g3w);
+                    }
+                    if (dw3_fast && dsums != sums) { /* this pixel and the one before: requantized together */
+                        requant2_dsp(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
+                                     (const uint8_t *)sh.data, out - Co, out, 2 * p[7] + 1);
+                        dsums = sums;
+                    } else if (dw3_fast && ox + 1 < Wo) {
+                        dsums = sums + SUMS_B;
+                    } else {
+                        requant_row(dsums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
+                                    (const uint8_t *)sh.data, p[7], p[8], p[9], out);
+                    }
+                }
+            }
+        return TML_OK;
+    }
+#endif
     for (n = 0; n < N; n++)
         for (oy = 0; oy < Ho; oy++) {
             int64_t iy0 = (int64_t)oy * p[0] - p[4];
@@ -762,9 +810,6 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
             /* first valid input row of this output row's windows (used when the window is not empty) */
             const int8_t *xrow0 = ky1 > ky0 ? xd + ((size_t)n * H + (size_t)(iy0 + (int64_t)ky0 * p[2])) * W * C : xd;
-#endif
-#if TML_DSP
-            int32_t *dsums = sums; /* pixel a's sums; pixel b's (an odd ox) SUMS_B words on */
 #endif
             for (ox = 0; ox < Wo; ox++) {
                 int64_t ix0 = (int64_t)ox * p[1] - p[5];
@@ -783,34 +828,6 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                     const int8_t *x00 = nky && nkx ? xrow0 + (size_t)(ix0 + (int64_t)kx0 * p[3]) * C : xd;
                     const int8_t *w00 = wd + ((size_t)ky0 * Kw + kx0) * Co;
                     uint32_t c;
-                    if (dw3) {
-                        if (nky == 3 && nkx == 3) { /* the whole window inside the input */
-                            dw3x3_dsp(x00, wpk, Co / 4, dsums, &g3);
-                        } else {
-                            uint32_t ky, kx;
-                            int8_t *q = window;
-                            for (ky = 0; ky < 3; ky++)
-                                for (kx = 0; kx < 3; kx++, q += C) {
-                                    int64_t iy = iy0 + (int64_t)ky * p[2], ix = ix0 + (int64_t)kx * p[3];
-                                    if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                                        memset(q, (int8_t)(-p[6]), C);
-                                    else
-                                        memcpy(q, xd + (((size_t)n * H + (size_t)iy) * W + (size_t)ix) * C, C);
-                                }
-                            dw3x3_dsp(window, wpk, Co / 4, dsums, &g3w);
-                        }
-                        if (dw3_fast && dsums != sums) { /* this pixel and the one before: requantized together */
-                            requant2_dsp(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
-                                         (const uint8_t *)sh.data, out - Co, out, 2 * p[7] + 1);
-                            dsums = sums;
-                        } else if (dw3_fast && ox + 1 < Wo) {
-                            dsums = sums + SUMS_B;
-                        } else {
-                            requant_row(sums, Co, (const uint8_t *)b.data, (const uint8_t *)mu.data,
-                                        (const uint8_t *)sh.data, p[7], p[8], p[9], out);
-                        }
-                        continue;
-                    }
                     for (c = 0; c < Co; c += 4) {
                         /* four scalar accumulators (an array would live on the stack) */
                         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
