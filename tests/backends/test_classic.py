@@ -110,6 +110,25 @@ def test_unscaled_linear_svc_disagrees_only_inside_the_float32_bound():
     assert np.array_equal(classes(scaled)[blob_predict(compile_estimator(scaled)[0], x_te)], scaled.predict(x_te))
 
 
+def test_gaussian_nb_scores_lie_within_their_float32_bound():
+    """The blob's binary32 joint log-likelihoods are within gnb_score_bound of the exact ones (float64 from the
+    model's parameters) for every held-out row and class, and the bound is tight enough to certify (nearly) every
+    prediction. (Fitted on float32 rows, scikit-learn keeps theta_ and var_ in float32 and computes its own
+    log-likelihoods in float32 too.)"""
+    from tinymlaas.backends.classic import gnb_score_bound
+    for dataset in LOADERS:
+        x_tr, x_te, y_tr, _ = held_out(dataset)
+        model = GaussianNB().fit(x_tr, y_tr)
+        ex = Executor(compile_estimator(model)[0])
+        out = np.array([ex.run([r[None, :]])[0].reshape(-1) for r in x_te], dtype=np.float64)
+        jll, bound = gnb_score_bound(model, x_te)
+        assert np.all(np.abs(out - jll) <= bound), dataset
+        top = np.argsort(-jll, axis=1)[:, :2]
+        rows = np.arange(len(x_te))
+        gap = jll[rows, top[:, 0]] - jll[rows, top[:, 1]]
+        assert np.mean(gap > bound[rows, top[:, 0]] + bound[rows, top[:, 1]]) >= 0.99, dataset
+
+
 def test_knn_ties_go_to_the_lower_training_row():
     """Equal distances: the k nearest are the lowest rows among the tied (spec §11), on every runtime."""
     from tinymlaas.devices.cruntime import Model

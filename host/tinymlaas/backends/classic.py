@@ -256,6 +256,24 @@ def svc_decision_bound(model, x):
     return np.stack(decs, axis=1), np.stack(bounds, axis=1)
 
 
+def gnb_score_bound(model, x):
+    """(jll, bound), each [rows, classes]: a GaussianNB's float64 joint log-likelihoods on the rows of x and a bound
+    on how far the blob's binary32 GAUSSIAN_NB can be from them (tables rounded to binary32, each operation rounded,
+    summed in absolute value, doubled). Where the top two classes differ by more than the sum of their bounds, the
+    blob predicts what scikit-learn does. For the bare estimator (no scaler pipeline)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    theta, var = np.asarray(model.theta_, np.float64), np.asarray(model.var_, np.float64)
+    w = 0.5 / var
+    prior = np.asarray(model.class_prior_, np.float64)
+    bias = np.log(prior) - 0.5 * np.sum(np.log(2.0 * np.pi * var), axis=1)
+    d = np.abs(x[:, None, :] - theta[None, :, :])                     # [rows, C, F]
+    t = w[None] * d ** 2
+    nf = x.shape[1]
+    err = ((nf + 4) * U32 * t + 2 * w[None] * d * U32 * (np.abs(theta)[None] + d)).sum(axis=2)
+    err += 3 * U32 * np.abs(bias)[None] + U32 * t.sum(axis=2)
+    return bias[None] - t.sum(axis=2), 2 * err
+
+
 class ClassicBackend(Backend):
     name = "classic"
     accepts = frozenset({"sklearn"})
