@@ -27,6 +27,7 @@ REQ_ERASE = 0x05
 REQ_INPUT = 0x06
 REQ_INVOKE = 0x07
 REQ_OUTPUT = 0x08
+REQ_ANCHORS = 0x0B
 REPLY_OK = 0x80
 REPLY_BOOT = 0xC0
 REPLY_NAK = 0x7F
@@ -169,6 +170,13 @@ class Link:
                 raise CoprocError(0, "co-processor holds %d bytes, expected %d" % (got, off + n))
             off += n
         return _text(self.request(REQ_COMMIT, envelope, timeout_ms=max(self.timeout_ms, 30000)))
+
+
+    def update_anchors(self, envelope):
+        """Hand the co-processor a signed trust-anchor update (the one /32770/0/29 took): it checks it against its
+        own anchors and keeps the result in its non-volatile memory -> "anchors=<kid,...> anchor_sequence=N".
+        CoprocError with the firmware's reason (unknown key, rollback, ..., or STORAGE without NVM)."""
+        return _text(self.request(REQ_ANCHORS, envelope, timeout_ms=max(self.timeout_ms, 30000)))
 
 
 def package_envelope(path):

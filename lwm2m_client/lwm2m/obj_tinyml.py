@@ -171,6 +171,7 @@ class TinyML(LwObject):
         self.installer = installer
         self.data_dir = data_dir
         self.coproc_caps = None
+        self.coproc = coproc
         if coproc is not None:
             from tinyml.coproc import opcode_names
 
@@ -335,9 +336,23 @@ class TinyML(LwObject):
             raise ResourceError(0x80 if reason.startswith("malformed") else 0x83, reason)
         finally:
             anchors.release()
+            self._forward_anchors(value)
         print("anchor update %d taken: trusts %s" % (trust.anchor_sequence, trust.key_ids()))
         self.changed(0, TRUST_ANCHORS)
         self.changed(0, ANCHOR_SEQUENCE)
+
+    def _forward_anchors(self, update):
+        """A co-processor verifies the packages it installs with its own anchors (firmware/common/trust_state.c):
+        it gets every update this device is sent and judges it itself, so the two follow a rotation together (an
+        update this device refuses as replayed may still be news to a co-processor that was away)."""
+        if self.coproc is None:
+            return
+        from tinyml.coproc import CoprocError
+
+        try:
+            print("co-processor anchor update taken:", self.coproc.update_anchors(update))
+        except CoprocError as e:
+            print("co-processor refused the anchor update:", e)
 
     def _trust(self, rid):
         inst = self.installer

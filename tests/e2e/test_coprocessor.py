@@ -91,3 +91,47 @@ def test_models_deployed_over_lwm2m_run_on_the_coprocessor(tmp_path):
             await svc.stop()
 
     asyncio.run(main())
+
+
+def test_a_key_rotation_reaches_the_coprocessor_and_its_next_install(tmp_path, monkeypatch):
+    """Both chips provisioned with key K1, the service rotated to K2 (K1 revoked): the anchor update the device
+    takes at /32770/0/29 goes on to the co-processor, which checks it against its own anchors and keeps it in its
+    non-volatile memory; a model signed with K2 then installs on the co-processor (its COMMIT checks K2)."""
+    from tinymlaas.signing import anchors
+    from tinymlaas.signing.store import KeyStore
+
+    from e2e_helpers import wine_tree
+
+    monkeypatch.setenv("TINYMLAAS_KEYS", str(tmp_path / "keys"))  # not the session's shared test key store
+    store = KeyStore(tmp_path / "keys")
+    k1 = store.signer()
+    provisioned = {k1.key_id.hex(): k1.public_point.hex()}
+    k2, _, _ = anchors.rotate(store, revoke_old=True)
+    wine_tree(tmp_path)
+
+    async def main():
+        svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
+        uri = "coap://127.0.0.1:%d" % svc.server.port
+        qemu = QemuDevice("stm32f4", connect=False, trust=device_trust(provisioned), nvm=tmp_path / "nvm.img").start()
+        dev = EmulatedDevice(uri, "gw-rot", profile="esp32", data_dir=tmp_path / "gw", trust=provisioned,
+                             coprocessor="tcp:127.0.0.1:%d" % qemu.port).start()
+        try:
+            await wait_for(lambda: svc.anchor_push.sent.get("gw-rot"), 90, "the anchor update taken")
+            await wait_for(lambda: any("co-processor anchor update taken" in line and k2.key_id.hex() in line
+                                       for line in dev.lines), 30, "the co-processor's answer")
+            assert k1.key_id.hex() not in [line for line in dev.lines if "co-processor anchor" in line][-1]
+            svc.catalog.add(tmp_path / "wine.pkl", "wine")
+            dep = svc.create_deployment("wine", ["gw-rot"])
+            svc.start_deployment(dep)
+            await wait_for(lambda: svc.deployments.get(dep)["state"] != "running", 180, "deployment")
+            assert svc.deployments.get(dep)["devices"][0]["state"] == "active", svc.deployments.get(dep)
+            assert await svc.server.read_value("gw-rot", "/32770/0/11") == "wine"
+        except BaseException:
+            print("\n".join(dev.lines[-30:]))
+            raise
+        finally:
+            dev.stop()
+            qemu.stop()
+            await svc.stop()
+
+    asyncio.run(main())
