@@ -1,9 +1,12 @@
 """Work a node group shares besides rollouts (docs/nodes.md), with real processes on one PostgreSQL: an uploaded
 model's compile job is a procrastinate task any node runs (and a live node finishes when the one running it is
-SIGKILLed); the HTTP API's device requests made on one node reach a device whose datagrams reach another."""
+SIGKILLed; a single service SIGKILLed mid-compile runs it again when it starts); the HTTP API's device requests
+made on one node reach a device whose datagrams reach another."""
 
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +78,40 @@ def test_compile_job_any_node_runs_and_a_live_node_finishes_after_sigkill(postgr
         if os.environ.get("SHOW_NODE_LOGS"):
             for node in nodes.values():
                 sys.stdout.write(node.log.read_text()[-4000:])
+
+
+def test_single_service_killed_mid_compile_runs_the_job_again_at_its_start(tmp_path):
+    data = tmp_path / "data"
+    n = EVAL_SAMPLES // 2
+    np.savez(tmp_path / "eval.npz", x=np.zeros((n, 49, 10, 1), np.float32), y=np.zeros(n, int))
+    http_port = free_port(socket.SOCK_STREAM)
+    api = "http://127.0.0.1:%d" % http_port
+    argv = [sys.executable, "-m", "tinymlaas", "serve", "--data", str(data), "--coap-port", str(free_port()),
+            "--http-port", str(http_port)]
+
+    def start():
+        log = tmp_path / ("serve-%d.log" % len(list(tmp_path.glob("serve-*.log"))))
+        proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        wait(lambda: "API on" in log.read_text() or proc.poll() is not None, 60, "the service")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return proc
+
+    proc = start()
+    try:
+        status, answer = upload(api, "/api/models?wait=0", {"name": "kws"},
+                                {"model": mlperf_model("kws"), "eval": tmp_path / "eval.npz"})
+        assert status == 202, answer
+        job_id = answer["job"]["id"]
+        wait(lambda: call(api, "GET", "/api/compile-jobs/%d" % job_id)[1]["state"] == "running", 30, "the compile")
+        proc.kill()
+        proc.wait()
+        proc = start()
+        done = wait(lambda: (lambda j: j if j["state"] in ("done", "failed") else None)(
+            call(api, "GET", "/api/compile-jobs/%d" % job_id)[1]), 60, "the job run again")
+        assert done["state"] == "done" and done["attempts"] == 2 and done["variants"], done
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_device_requests_on_one_node_reach_a_device_another_node_owns(postgres_url, tmp_path):

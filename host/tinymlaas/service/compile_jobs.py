@@ -7,7 +7,8 @@ In a node group (docs/nodes.md) the job is a procrastinate task on queue "compil
 node's worker takes it, and a SIGKILLed node's job is retried by a live node (heartbeats), so a compile runs at
 least once. A run that finds the model registered already (its first attempt died after the registry's writes)
 ends "done" with it; the registry refuses a second model of the same name and version, so a retry never makes
-two. On a single service the job runs in a worker thread of the process that got the upload.
+two. On a single service the job runs in a worker thread of the process that got the upload, and a service that
+starts with unfinished jobs (it was stopped or killed) runs them again.
 The uploaded files stay in DATA/uploads/<folder> (the shared data directory) until the job ends.
 """
 
@@ -91,6 +92,11 @@ class CompileJobs:
 
     def get(self, job_id):
         return self.view(self._row(job_id))
+
+    def unfinished(self):
+        """Ids of the jobs not done or failed, oldest first."""
+        return [r["id"] for r in self.db.query("SELECT id FROM compile_jobs WHERE state IN ('queued', 'running') "
+                                               "ORDER BY id")]
 
     def list(self, limit=100):
         return [self.view(r) for r in self.db.query("SELECT * FROM compile_jobs ORDER BY id DESC LIMIT ?",

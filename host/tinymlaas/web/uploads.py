@@ -91,6 +91,18 @@ def upload_routes(api, svc):
     jobs = CompileJobs(svc.db, svc.catalog)
     running = set()         # this process's compile threads (no queue): kept until they end
 
+    def run_here(job_id):
+        task = asyncio.create_task(asyncio.to_thread(jobs.run, job_id, svc.node))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def resume(app):
+        """A single service that stopped (or died) with compile jobs unfinished runs them again at its start; in a
+        node group the queue does (a stalled job is retried by a live node)."""
+        if svc.queue is None:
+            for job_id in jobs.unfinished():
+                run_here(job_id)
+
     async def add_model(request):
         uploads.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=uploads))
@@ -116,9 +128,7 @@ def upload_routes(api, svc):
         if svc.queue is not None:
             await svc.queue.defer_compile(job_id)
         else:
-            task = asyncio.create_task(asyncio.to_thread(jobs.run, job_id, svc.node))
-            running.add(task)
-            task.add_done_callback(running.discard)
+            run_here(job_id)
         if request.query.get("wait") == "0":
             return reply({"job": jobs.get(job_id)}, 202)
         while (job := jobs.get(job_id))["state"] not in FINAL:
@@ -141,6 +151,7 @@ def upload_routes(api, svc):
             raise HttpError(404, "no compile job %s" % request.match_info["id"])
         return reply(job)
 
+    api.app.on_startup.append(resume)
     api.route("POST", "/api/models", add_model, "admin", stream=True)
     api.route("GET", "/api/compile-jobs", list_jobs, "viewer")
     api.route("GET", "/api/compile-jobs/{id}", one_job, "viewer")
