@@ -15,6 +15,7 @@
 # streamed from a file has its tables read into RAM once, at bind time). Nothing but float objects is allocated
 # per inference.
 import math
+import micropython
 import struct
 import uctypes
 
@@ -50,6 +51,7 @@ def _bits_f32(bits):
 
 # -- kernels --------------------------------------------------------------------------------------------------
 
+@micropython.native
 def kernel(x, rows, y, nf, nr, kind, gamma, coef0, degree):
     for n in range(nr):
         base = n * nf
@@ -78,6 +80,7 @@ def kernel(x, rows, y, nf, nr, kind, gamma, coef0, degree):
         y[n] = acc
 
 
+@micropython.native
 def svm_vote(k, coef, intercept, starts, votes, nc, nk):
     for c in range(nc):
         votes[c] = 0
@@ -99,6 +102,7 @@ def svm_vote(k, coef, intercept, starts, votes, nc, nk):
             p += 1
 
 
+@micropython.native
 def knn_vote(d, labels, y, nd, nc, k, weights, root):
     # k rounds, each picking the smallest (distance, index) after the previous pick: no scratch list, ties go to
     # the lower index, NaN counts as +inf. Zero distances come first, so "a neighbour at distance 0 takes all the
@@ -131,6 +135,7 @@ def knn_vote(d, labels, y, nd, nc, k, weights, root):
             y[c] += 1.0 / dist
 
 
+@micropython.native
 def gaussian_nb(x, theta, w, bias, y, nf, nc):
     for c in range(nc):
         base = c * nf
@@ -141,6 +146,7 @@ def gaussian_nb(x, theta, w, bias, y, nf, nc):
         y[c] = bias[c] - acc
 
 
+@micropython.native
 def affine(x, m, o, y, n):
     for f in range(n):
         y[f] = x[f] * m[f] + o[f]
