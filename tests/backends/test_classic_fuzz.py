@@ -89,20 +89,36 @@ def host_verdict(data):
     return None
 
 
-def test_host_and_c_agree_and_accepted_blobs_run(request):
-    from tinymlaas.devices.cruntime import DTYPES, LoadError, Model
-    found, accepted = [], 0
+def test_host_and_c_agree_and_accepted_blobs_run(request, tmp_path):
+    """The C loader built with AddressSanitizer + UBSan (tests/c/tml_run.c) on every mutated blob; each accepted one
+    then runs once in that build (exact-size heap buffers: any out-of-bounds read is reported)."""
+    import subprocess
+
+    from tinymlaas.devices import cruntime
+    runner = cruntime.build(cruntime.BUILD / "tml_run_asan")
     blobs = cases(request, 1511)
-    for data in blobs:
+    paths = []
+    for k, b in enumerate(blobs):
+        paths.append(tmp_path / ("m%05d.tmlb" % k))
+        paths[-1].write_bytes(b)
+    proc = subprocess.run([str(runner), "--validate"] + [str(p) for p in paths], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(blobs)
+    found, accepted = [], 0
+    for data, path, line in zip(blobs, paths, lines):
+        code, _, reason = line.partition(" ")
         host = host_verdict(data)
-        try:
-            m = Model(data)
-            c = None
-        except LoadError as e:
-            c = str(e)
+        c = None if code == "0" else reason
         if c is None and host is None:
             accepted += 1
-            m.invoke([np.zeros(t.bytes // np.dtype(DTYPES[t.dtype]).itemsize, DTYPES[t.dtype]) for t in m.inputs])
+            blob = parse(data)
+            zeros = b"".join(b"\0" * blob.tensors[t].nbytes for t in blob.inputs)
+            (tmp_path / "in.bin").write_bytes(zeros)
+            run = subprocess.run([str(runner), str(path), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
+                                 capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stderr[-3000:]
         d = disagreement(host, c, HOST_STRICTER_THAN_C)
         if d:
             found.append(d)
