@@ -142,7 +142,10 @@ class Model:
         self._acc2 = bytearray(4 * n_rows)
         self._c = array.array("i", [0] * 24)  # kernel configs
         if src.streaming and kernels_used:
-            self._wbuf = bytearray(max(wbuf, prog.max_unit))
+            # With the default buffer, a model that needs no accumulator chunk gets its 4 KB for weights instead:
+            # the same RAM as with it, half the file reads.
+            extra = 4 * ACC_N if wbuf == WBUF and not n_acc else 0
+            self._wbuf = bytearray(max(wbuf, prog.max_unit) + extra)
             self._vbuf = bytearray(12 * VB)
         else:
             self._wbuf = self._vbuf = None
@@ -416,21 +419,34 @@ def _conv(m, op, c):
             pb = ACC_N // ocb
         elif ocb < co and npix * (K + 1) <= len(m._acc2) // 4:
             keep = 1  # several blocks: prepare the rows once, keep them for the next blocks
-    wbuf = src.mv if buf is None else buf
+    wbuf, rows, arena, conv, vectors = src.mv if buf is None else buf, m._acc2, m.arena, C.conv, m._vectors
+    whole = pb >= npix and kseg >= K  # one call per block (the rest of this loop is per-block overhead, which
+    if whole:                         # streaming pays once per weight buffer)
+        c[5], c[6], c[8], c[9], c[10] = 0, npix, 0, K, 3
+    b_off, mu_off, sh_off = c[P_B], c[P_MU], c[P_SH]
     for oc0 in range(0, co, ocb):
         nb = min(ocb, co - oc0)
         wo = w_off + oc0 if c[1] else w_off + oc0 * K
         if buf is not None and not c[1]:
             src.fill(wo, nb * K, buf)
             wo = 0
-        c[17], c[18], c[19] = m._vectors(c[P_B], c[P_MU], c[P_SH], step, co, oc0, nb)[1:]
+        if buf is None or m._vkey != b_off or oc0 < m._vwin or oc0 + nb > m._vend:
+            v = vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
+            c[17], c[18], c[19] = v[1], v[2], v[3]
+        else:  # streamed, the vectors already in _vbuf (inline: this runs once per weight block)
+            d = oc0 - m._vwin
+            v = m._vidx
+            c[17], c[18], c[19] = v[0] + d, v[1] + d * step, v[2] + d * step
         c[3], c[4], c[7], c[14] = nb, oc0, keep, wo
-        for p0 in range(0, npix, pb):
-            c[5], c[6] = p0, min(pb, npix - p0)
-            for k0 in range(0, K, kseg):
-                c[8], c[9] = k0, min(kseg, K - k0)
-                c[10] = (1 if k0 == 0 else 0) | (2 if k0 + kseg >= K else 0)
-                C.conv(wbuf, m._acc2, m.arena, c)
+        if whole:
+            conv(wbuf, rows, arena, c)
+        else:
+            for p0 in range(0, npix, pb):
+                c[5], c[6] = p0, min(pb, npix - p0)
+                for k0 in range(0, K, kseg):
+                    c[8], c[9] = k0, min(kseg, K - k0)
+                    c[10] = (1 if k0 == 0 else 0) | (2 if k0 + kseg >= K else 0)
+                    conv(wbuf, rows, arena, c)
         if keep:
             keep = 2
 
