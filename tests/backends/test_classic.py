@@ -101,6 +101,8 @@ def test_unscaled_linear_svc_disagrees_only_inside_the_float32_bound():
     ours = model.classes_[blob_predict(blob, x_te)]
     dec, bound = svc_decision_bound(model, x_te)
     certain = np.all(np.abs(dec) > bound, axis=1)
+    art = backend("classic").compile(SourceModel("sklearn", model), Target("tinyml-mpy"), {"representative": x_te})
+    assert art.report["float32_certified"] == pytest.approx(certain.mean(), abs=1e-4) and certain.mean() < 0.5
     wrong = ours != model.predict(x_te)
     assert wrong.any() and not np.any(wrong & certain)
     # The same model behind a StandardScaler: every row outside the bound, so all identical.

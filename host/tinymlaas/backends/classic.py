@@ -23,6 +23,7 @@ from ..blob import format as F
 from ..blob.writer import OpRecord, TensorRecord, write_blob
 from .interface import Artifact, Backend, BackendError, UnsupportedModel, step
 from .linear import SCALERS, _affine
+from .quantize import representative_rows
 from .trees import load_estimator
 
 SUPPORTED = ("SVC", "NuSVC", "GaussianNB", "KNeighborsClassifier")
@@ -274,6 +275,24 @@ def gnb_score_bound(model, x):
     return bias[None] - t.sum(axis=2), 2 * err
 
 
+def certified_share(model, x):
+    """Share of the rows of x whose prediction the float32 bound proves equal to scikit-learn's (SVC: every class
+    pair's decision outside svc_decision_bound; bare GaussianNB: the top two log-likelihoods farther apart than
+    their gnb_score_bound), or None for a model without a bound (k-NN, a GaussianNB behind a scaler)."""
+    maps, est = _unwrap(model)
+    kind = type(est).__name__
+    if kind in ("SVC", "NuSVC"):
+        dec, bound = svc_decision_bound(model, x)
+        return round(float(np.mean(np.all(np.abs(dec) > bound, axis=1))), 4)
+    if kind == "GaussianNB" and not maps:
+        jll, bound = gnb_score_bound(est, x)
+        top = np.argsort(-jll, axis=1)[:, :2]
+        r = np.arange(len(x))
+        return round(float(np.mean(jll[r, top[:, 0]] - jll[r, top[:, 1]] > bound[r, top[:, 0]] + bound[r, top[:, 1]])),
+                     4)
+    return None
+
+
 class ClassicBackend(Backend):
     name = "classic"
     accepts = frozenset({"sklearn"})
@@ -296,7 +315,11 @@ class ClassicBackend(Backend):
         if missing:
             raise BackendError("the target runtime does not implement %s" % ", ".join(missing))
         report = dict(prog.report, model=prog.model_type, classes=[str(c) for c in prog.classes],
-                      output=prog.output, table_bytes=int(sum(c.nbytes for o in prog.ops for c in o[1])),
-                      compile_seconds=round(time.perf_counter() - started, 3))
+                      output=prog.output, table_bytes=int(sum(c.nbytes for o in prog.ops for c in o[1])))
+        rows = options.get("representative", source.metadata.get("representative"))
+        if rows is not None:
+            step("check the float32 bound on the representative rows")
+            report["float32_certified"] = certified_share(model, representative_rows(rows, (None, prog.n_features)))
+        report["compile_seconds"] = round(time.perf_counter() - started, 3)
         return Artifact(kind="tmlb", data=blob, flash_bytes=len(blob), ram_bytes=arena, macs=0, ops=ops,
                         features={"abi": F.ABI, "float_io": True}, report=report)
