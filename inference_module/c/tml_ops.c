@@ -134,6 +134,65 @@ typedef struct {
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
 } dense_q;
 
+#if TML_DSP
+#define ROW_MAX_K4 640 /* dense_row's widened input: 320 words (1.25 KB) of stack */
+
+/* One input row x four output channels: acc[j] = sum over the widened row xw[0..end) (2 words per 4 inputs, in
+ * SXTB16's lane order, offset added) of the inputs times weight row w + jK. For FULLY_CONNECTED with one row (AD),
+ * where no second pixel shares the weights. Per 4 inputs: 2 + 4 LDR, 8 SXTB16, 8 SMLAD; two steps per pass. */
+#define GEMV_1X4_STEP                                                                                          \
+    "ldr r10, [r0], #4\n\t"                                                                                    \
+    "ldr r11, [r0], #4\n\t"                                                                                    \
+    "ldr r12, [r2], #4\n\t"                                                                                    \
+    "sxtb16 lr, r12\n\t"                                                                                       \
+    "smlad r6, r10, lr, r6\n\t"                                                                                \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                              \
+    "smlad r6, r11, r12, r6\n\t"                                                                               \
+    "ldr r12, [r3], #4\n\t"                                                                                    \
+    "sxtb16 lr, r12\n\t"                                                                                       \
+    "smlad r7, r10, lr, r7\n\t"                                                                                \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                              \
+    "smlad r7, r11, r12, r7\n\t"                                                                               \
+    "ldr r12, [r4], #4\n\t"                                                                                    \
+    "sxtb16 lr, r12\n\t"                                                                                       \
+    "smlad r8, r10, lr, r8\n\t"                                                                                \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                              \
+    "smlad r8, r11, r12, r8\n\t"                                                                               \
+    "ldr r12, [r5], #4\n\t"                                                                                    \
+    "sxtb16 lr, r12\n\t"                                                                                       \
+    "smlad r9, r10, lr, r9\n\t"                                                                                \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                              \
+    "smlad r9, r11, r12, r9\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void gemv_1x4_dsp(const int32_t *xw, const int32_t *end, const int8_t *w,
+                                                          uint32_t K, int32_t *acc)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "add r4, r2, r3, lsl #1\n\t" /* the four weight rows: w + 2K, w + 3K, w + K */
+                     "add r5, r4, r3\n\t"
+                     "add r3, r2, r3\n\t"
+                     "movs r6, #0\n\t"
+                     "movs r7, #0\n\t"
+                     "movs r8, #0\n\t"
+                     "movs r9, #0\n\t"
+                     "subs r12, r1, r0\n\t"
+                     "tst r12, #8\n\t" /* an odd number of 4-input steps: one first */
+                     "beq 2f\n\t" GEMV_1X4_STEP "2:\n\t"
+                     "cmp r0, r1\n\t"
+                     "beq 3f\n\t"
+                     "1:\n\t" GEMV_1X4_STEP GEMV_1X4_STEP "cmp r0, r1\n\t"
+                     "bne 1b\n\t"
+                     "3:\n\t"
+                     "ldr r12, [sp, #36]\n\t" /* acc, the 5th argument */
+                     "stmia r12, {r6-r9}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef GEMV_1X4_STEP
+#endif
+
 static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co, const dense_q *qp, int8_t *y)
 {
     const dense_q qv = *qp, *q = &qv; /* see dense_pair */
@@ -141,6 +200,29 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
 #if TML_DSP
     if (q->wo == 0) {
         const uint32_t head = K & ~3u, xo2 = tml_pair(q->xo);
+        if (head >= 4 && head <= ROW_MAX_K4 && Co >= 4) {
+            /* the row widened once, then four channels per pass */
+            int32_t xw[ROW_MAX_K4 / 2];
+            uint32_t i;
+            for (i = 0; i < head; i += 4) {
+                uint32_t v = tml_ldu32(x + i);
+                xw[i / 2] = __sxtab16(xo2, v);
+                xw[i / 2 + 1] = tml_sxtab16_ror8(xo2, v);
+            }
+            for (; o + 4 <= Co; o += 4) {
+                int32_t acc[4];
+                uint32_t j;
+                gemv_1x4_dsp(xw, xw + head / 2, w + (size_t)o * K, K, acc);
+                for (j = 0; j < 4; j++) {
+                    const int8_t *wj = w + (size_t)(o + j) * K;
+                    const uint32_t c = q->per_channel ? o + j : 0;
+                    for (i = head; i < K; i++)
+                        acc[j] += (x[i] + q->xo) * wj[i];
+                    y[o + j] = requant(acc[j], q->bias + 4 * (o + j), q->mult + 4 * c, q->shift + 4 * c, q->out_off,
+                                       q->lo, q->hi);
+                }
+            }
+        }
         for (; o + 2 <= Co; o += 2) {
             const int8_t *w0 = w + (size_t)o * K, *w1 = w0 + K;
             int32_t a0 = 0, a1 = 0;
