@@ -142,10 +142,7 @@ class Model:
         self._acc2 = bytearray(4 * n_rows)
         self._c = array.array("i", [0] * 24)  # kernel configs
         if src.streaming and kernels_used:
-            # With the default buffer, a model that needs no accumulator chunk gets its 4 KB for weights instead:
-            # the same RAM as with it, half the file reads.
-            extra = 4 * ACC_N if wbuf == WBUF and not n_acc else 0
-            self._wbuf = bytearray(max(wbuf, prog.max_unit) + extra)
+            self._wbuf = bytearray(max(wbuf, prog.max_unit))
             self._vbuf = bytearray(12 * VB)
         else:
             self._wbuf = self._vbuf = None
