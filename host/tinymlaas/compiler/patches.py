@@ -27,7 +27,8 @@ STAGE_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 MAX_STAGE_OPS = 8
 MAX_EXTRA_MACS = 0.3  # recomputation allowed, as a share of the model's MACs
 BANDS = (1, 2, 4)  # full-width tiles of this many output rows
-SQUARES = (2, 4, 8)  # square tiles
+# rows x columns tiles: squares and 1.5 or 2 times as wide (a wider tile shares more of its halo with its row)
+BLOCKS = tuple((h, w) for h in (2, 4, 8) for w in (h, h * 3 // 2, 2 * h))
 
 
 def _round(n):
@@ -220,7 +221,7 @@ def _candidates(graph, taken, peak_time, cache):
                     and ops[-1].outputs[0] not in io
                 y = graph.tensors[ops[-1].outputs[0]]
                 oh, ow = int(y.shape[1]), int(y.shape[2])
-                for tile in sorted({(h, ow) for h in BANDS if h < oh} | {(q, q) for q in SQUARES if q < oh and q < ow}):
+                for tile in sorted({(h, ow) for h in BANDS if h < oh} | {(h, w) for h, w in BLOCKS if h < oh and w < ow}):
                     key = (ops[0].index, n, tile, x_dies)  # source positions are stable across graph copies
                     if key not in cache:
                         cache[key] = _stage(graph, first, n, tile, x_dies)

@@ -59,7 +59,7 @@ def test_readers_refuse_the_same_tile_tables(sww, row, word, value, what):
 
 
 def test_micropython_ram_drops_with_the_arena(tmp_path, mlperf):
-    """What load() keeps (arena, tables, plans, buffers) for VWW streamed from a file: the 23,808 B the arena lost."""
+    """What load() keeps (arena, tables, plans, buffers) for VWW streamed from a file: less by what the arena lost."""
     held = {}
     for patches in (False, True):
         cm = compile_tflite(mlperf("vww"), patches=patches)
@@ -75,7 +75,7 @@ print('HELD', free - gc.mem_free(), m.arena_bytes)
 """ % str(path), heap="1m", path=[str(INFERENCE_MODULE)]).stdout.decode()
         held[patches] = [int(v) for v in out.split("HELD")[1].split()]
     (without, arena0), (with_, arena1) = held[False], held[True]
-    assert arena0 - arena1 == 55296 - 31488
+    assert arena0 == 55296 and arena1 <= 32 * 1024
     assert without - with_ >= 0.95 * (arena0 - arena1), held
 
 
