@@ -305,7 +305,8 @@ class ClassicBackend(Backend):
             raise BackendError("back-end classic writes kernel ABI %d blobs, the target runs ABI %d"
                                % (F.ABI, target.abi))
         started = time.perf_counter()
-        step("load the scikit-learn model")
+        # no step announced before the estimator is known to be one of ours: `models add` of a forest would
+        # otherwise show a classic step for a model only the trees back-end takes
         model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
         prog = program_from_estimator(model)          # UnsupportedModel before any other work
         step("write its %s tables" % prog.model_type)
