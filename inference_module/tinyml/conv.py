@@ -104,6 +104,11 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                 w3 = (w[c2 + Co] ^ 128) - 128; w4 = (w[c4] ^ 128) - 128; w5 = (w[c4 + Co] ^ 128) - 128
                 w6 = (w[c4 + c2] ^ 128) - 128; w7 = (w[c4 + c2 + Co] ^ 128) - 128; w8 = (w[c4 + c4] ^ 128) - 128
                 bfast = off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8)
+            else:
+                bfast = 0
+                for k in range(Kh * Kw):
+                    bfast += (int(ptr8(wp + k * Co)[0]) ^ 128) - 128
+                bfast = off * bfast
         else:
             pi = u
         # output pixel p0 + pi: step its coordinates instead of dividing (GEMM: once per row; depthwise: restart
@@ -182,6 +187,18 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                     s = ((w[0] ^ 128) * w0 + (w[t1] ^ 128) * w1 + (w[t2] ^ 128) * w2 + (w[t3] ^ 128) * w3
                          + (w[t4] ^ 128) * w4 + (w[t5] ^ 128) * w5 + (w[t6] ^ 128) * w6 + (w[t7] ^ 128) * w7
                          + (w[t8] ^ 128) * w8 + bfast)
+                elif iy0 >= 0 and iy0 + (Kh - 1) * dh < H and ix0 >= 0 and ix0 + (Kw - 1) * dw < W:
+                    # other filter sizes, window inside the input: the taps without bounds checks
+                    s = bfast
+                    rp = xo + ((n * H + iy0) * W + ix0) * C + ic
+                    wq = wp
+                    for ky in range(Kh):
+                        w = ptr8(rp)
+                        for kx in range(Kw):
+                            s += (w[0] ^ 128) * ((int(ptr8(wq)[0]) ^ 128) - 128)
+                            w = ptr8(int(w) + t1)
+                            wq += Co
+                        rp += t3
                 else:
                     s = 0
                     for ky in range(Kh):
