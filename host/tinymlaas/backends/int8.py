@@ -73,7 +73,7 @@ class Int8Backend(Backend):
     name = "tmlb-int8"
     accepts = frozenset({"tflite", "keras", "savedmodel", "onnx"})
     runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
-    optimizations = frozenset({"quantize", "prune", "fuse"})
+    optimizations = frozenset({"quantize", "prune", "fuse", "patches"})
 
     def int8_tflite(self, source, options):
         """(int8 .tflite bytes, report dict) for the source: as given for an int8 .tflite, else via pruning and
@@ -159,7 +159,8 @@ class Int8Backend(Backend):
         transpose = (report.get("onnx") or {}).get("input_transpose")
         # META tells `infer` (and a device's feature code) that callers hold the samples NCHW
         meta = {"input_layout": "NCHW", "input_transpose": transpose} if transpose else None
-        return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name, meta)
+        return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name, meta,
+                             patches=options.get("patches", True))
 
 
 def check_abi(target, backend_name):
@@ -168,15 +169,17 @@ def check_abi(target, backend_name):
                            % (backend_name, F.ABI, target.abi))
 
 
-def blob_artifact(tflite, target, name, report, backend_name, meta=None):
+def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches=True):
     """The Artifact of an int8 .tflite compiled to a blob for `target` (ABI and ops checked); `report` gets the
-    compiler's report. Shared by the back-ends that reach the blob through an int8 .tflite."""
+    compiler's report. Shared by the back-ends that reach the blob through an int8 .tflite. patches=False: layer by
+    layer even where patch-based stages would lower the arena (for runtimes without the PATCH op)."""
     from ..compiler import CompileError, compile_tflite
     check_abi(target, backend_name)
     step("compile the int8 graph")
     try:
         # patch-based stages only for runtimes that run PATCH ops (an empty op list: every op of the back-end)
-        cm = compile_tflite(tflite, name=name, meta=meta, patches=not target.ops or "PATCH" in target.ops)
+        cm = compile_tflite(tflite, name=name, meta=meta,
+                            patches=bool(patches) and (not target.ops or "PATCH" in target.ops))
     except CompileError as e:
         raise BackendError("compiler: %s" % e) from None
     ops = list(dict.fromkeys(cm.ops))

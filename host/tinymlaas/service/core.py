@@ -219,14 +219,30 @@ class Service:
             caps = self.device_capabilities(endpoint)
         except Exception as e:
             raise DeploymentError(str(e)) from None
+        best = self.fitting_variant(model, caps, endpoint)
+        variant = best.variant
+        key = (model["id"], variant["id"])
+        installed = (caps.get("trust") or {}).get("sequence", 0)
+        if key not in self._packages or self._packages[key][1] <= installed:  # signed again above the device's
+            self._packages = {key: self.signed_package(model, variant, installed)}   # the latest only
+        return variant, self._packages[key][0], model["name"], model["version"]
+
+    def fitting_variant(self, model, caps, endpoint):
+        """The Verdict of the variant of `model` chosen for a device with these capabilities, compiling what it
+        needs when nothing registered fits: a layer-by-layer twin for a runtime without PATCH, then pruned
+        variants. DeploymentError saying why nothing fits."""
         best, verdicts = choose(self.registry.variants(model), caps)
-        built, failed = [], []
-        for options in self.smaller_variants(model) if best is None else ():
+        built, failed, candidates = [], [], []
+        if best is None:
+            candidates = [("a layer-by-layer variant", o) for o in self.layerwise_variants(model, verdicts)]
+            candidates += [("prune=%s" % o["prune"], o) for o in self.smaller_variants(model)]
+        for what, options in candidates:
             errors = self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)])
             if errors:
-                failed.append("pruning %s failed: %s" % (options["prune"], "; ".join(errors.values())))
+                failed.append("%s failed: %s" % ("pruning %s" % options["prune"] if "prune" in options else what,
+                                                 "; ".join(errors.values())))
                 continue
-            built.append("prune=%s" % options["prune"])
+            built.append(what)
             best, verdicts = choose(self.registry.variants(model), caps)
             if best is not None:
                 break
@@ -235,12 +251,23 @@ class Service:
             tried = " (also compiled %s for it)" % ", ".join(built) if built else ""
             raise DeploymentError("no variant of %s fits %s%s: %s" % (model["name"], endpoint, tried,
                                                                    "; ".join([why or "none compiled"] + failed)))
-        variant = best.variant
-        key = (model["id"], variant["id"])
-        installed = (caps.get("trust") or {}).get("sequence", 0)
-        if key not in self._packages or self._packages[key][1] <= installed:  # signed again above the device's
-            self._packages = {key: self.signed_package(model, variant, installed)}   # the latest only
-        return variant, self._packages[key][0], model["name"], model["version"]
+        return best
+
+    def layerwise_variants(self, model, verdicts):
+        """Option sets for layer-by-layer twins of int8 variants a device refuses only for their patch-based
+        stages (its runtime predates the PATCH op, docs/blob-format.md §12): what the service compiles for it,
+        at the cost of the arena the stages saved."""
+        have = {json_key(v["options"]) for v in self.registry.variants(model)}
+        wanted = []
+        for v in verdicts:
+            variant = v.variant
+            if variant.get("backend") != "tmlb-int8" or (variant.get("options") or {}).get("patches") is False:
+                continue
+            if v.reasons and all(r == "device runtime lacks op(s) PATCH" for r in v.reasons):
+                options = dict(variant.get("options") or {}, patches=False)
+                if json_key(options) not in have and options not in wanted:
+                    wanted.append(options)
+        return wanted
 
     def smaller_variants(self, model):
         """Option sets for pruned variants not compiled yet, smallest pruning first — what the service compiles
