@@ -57,3 +57,16 @@ def wine_tree(folder, name="wine"):
     x, y = load_wine(return_X_y=True)
     (folder / (name + ".pkl")).write_bytes(pickle.dumps(DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)))
     return x, y
+
+
+def rotated_keys(tmp_path, monkeypatch):
+    """A key store of this test (not the session's shared one) rotated from K1 to K2 with K1 revoked ->
+    (K1's anchors as a device provisioned before the rotation holds them, K2)."""
+    from tinymlaas.signing import anchors
+    from tinymlaas.signing.store import KeyStore
+
+    monkeypatch.setenv("TINYMLAAS_KEYS", str(tmp_path / "keys"))
+    store = KeyStore(tmp_path / "keys")
+    k1 = store.signer()
+    k2, _, _ = anchors.rotate(store, revoke_old=True)
+    return {k1.key_id.hex(): k1.public_point.hex()}, k2

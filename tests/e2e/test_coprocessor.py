@@ -97,16 +97,10 @@ def test_a_key_rotation_reaches_the_coprocessor_and_its_next_install(tmp_path, m
     """Both chips provisioned with key K1, the service rotated to K2 (K1 revoked): the anchor update the device
     takes at /32770/0/29 goes on to the co-processor, which checks it against its own anchors and keeps it in its
     non-volatile memory; a model signed with K2 then installs on the co-processor (its COMMIT checks K2)."""
-    from tinymlaas.signing import anchors
-    from tinymlaas.signing.store import KeyStore
+    from e2e_helpers import rotated_keys, wine_tree
 
-    from e2e_helpers import wine_tree
-
-    monkeypatch.setenv("TINYMLAAS_KEYS", str(tmp_path / "keys"))  # not the session's shared test key store
-    store = KeyStore(tmp_path / "keys")
-    k1 = store.signer()
-    provisioned = {k1.key_id.hex(): k1.public_point.hex()}
-    k2, _, _ = anchors.rotate(store, revoke_old=True)
+    provisioned, k2 = rotated_keys(tmp_path, monkeypatch)
+    k1_hex = next(iter(provisioned))
     wine_tree(tmp_path)
 
     async def main():
@@ -119,7 +113,7 @@ def test_a_key_rotation_reaches_the_coprocessor_and_its_next_install(tmp_path, m
             await wait_for(lambda: svc.anchor_push.sent.get("gw-rot"), 90, "the anchor update taken")
             await wait_for(lambda: any("co-processor anchor update taken" in line and k2.key_id.hex() in line
                                        for line in dev.lines), 30, "the co-processor's answer")
-            assert k1.key_id.hex() not in [line for line in dev.lines if "co-processor anchor" in line][-1]
+            assert k1_hex not in [line for line in dev.lines if "co-processor anchor" in line][-1]
             svc.catalog.add(tmp_path / "wine.pkl", "wine")
             dep = svc.create_deployment("wine", ["gw-rot"])
             svc.start_deployment(dep)

@@ -9,20 +9,14 @@ import pytest
 
 from tinymlaas.devices.emulated import EmulatedDevice
 from tinymlaas.service.core import Service
-from tinymlaas.signing import anchors
-from tinymlaas.signing.store import KeyStore
 
-from e2e_helpers import wait_for, wait_for_value, wine_tree
+from e2e_helpers import rotated_keys, wait_for, wait_for_value, wine_tree
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
 
 def test_rotation_reaches_a_device_then_a_deployment_signed_by_the_new_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("TINYMLAAS_KEYS", str(tmp_path / "keys"))  # not the session's shared test key store
-    store = KeyStore(tmp_path / "keys")
-    k1 = store.signer()
-    provisioned = {k1.key_id.hex(): k1.public_point.hex()}
-    k2, _, _ = anchors.rotate(store, revoke_old=True)
+    provisioned, k2 = rotated_keys(tmp_path, monkeypatch)
     wine_tree(tmp_path)
 
     async def main():

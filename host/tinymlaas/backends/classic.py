@@ -21,10 +21,10 @@ import numpy as np
 from ..blob import classic as C
 from ..blob import format as F
 from ..blob.writer import OpRecord, TensorRecord, write_blob
-from .interface import Artifact, Backend, BackendError, UnsupportedModel, step
+from .interface import Artifact, Backend, BackendError, UnsupportedModel, check_abi, step
 from .linear import SCALERS, _affine
 from .quantize import representative_rows
-from .trees import load_estimator
+from .trees import estimator
 
 SUPPORTED = ("SVC", "NuSVC", "GaussianNB", "KNeighborsClassifier")
 SVC_KERNELS = {"linear": C.KERNEL_LINEAR, "poly": C.KERNEL_POLY, "rbf": C.KERNEL_RBF, "sigmoid": C.KERNEL_SIGMOID}
@@ -301,13 +301,11 @@ class ClassicBackend(Backend):
 
     def compile(self, source, target, options):
         self.check(source, target, options)
-        if target.abi != F.ABI:
-            raise BackendError("back-end classic writes kernel ABI %d blobs, the target runs ABI %d"
-                               % (F.ABI, target.abi))
+        check_abi(target, self.name)
         started = time.perf_counter()
         # no step announced before the estimator is known to be one of ours: `models add` of a forest would
         # otherwise show a classic step for a model only the trees back-end takes
-        model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
+        model = estimator(source)
         prog = program_from_estimator(model)          # UnsupportedModel before any other work
         step("write its %s tables" % prog.model_type)
         blob, arena = write_classic_blob(prog, options.get("name") or source.name)

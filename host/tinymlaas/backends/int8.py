@@ -30,7 +30,7 @@ import struct
 import numpy as np
 
 from ..blob import format as F
-from .interface import Artifact, Backend, BackendError, step
+from .interface import Artifact, Backend, BackendError, check_abi, step
 
 
 def _io_mode(quantize):
@@ -161,12 +161,6 @@ class Int8Backend(Backend):
         meta = {"input_layout": "NCHW", "input_transpose": transpose} if transpose else None
         return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name, meta,
                              patches=options.get("patches", True))
-
-
-def check_abi(target, backend_name):
-    if target.abi != F.ABI:
-        raise BackendError("back-end %s writes kernel ABI %d blobs, the target runs ABI %d"
-                           % (backend_name, F.ABI, target.abi))
 
 
 def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches=True):

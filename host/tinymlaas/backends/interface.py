@@ -29,6 +29,15 @@ class BackendError(RuntimeError):
     """The back-end cannot compile this model for this target; the message says why."""
 
 
+def check_abi(target, backend_name):
+    """BackendError unless the target runs the kernel ABI the blob writers write."""
+    from ..blob import format as F
+
+    if target.abi != F.ABI:
+        raise BackendError("back-end %s writes kernel ABI %d blobs, the target runs ABI %d"
+                           % (backend_name, F.ABI, target.abi))
+
+
 class UnsupportedModel(BackendError):
     """The back-end does not take this type of model at all (a tree back-end given a linear model): when another
     back-end builds the model, the catalogue does not report this one's refusal."""

@@ -25,8 +25,8 @@ import hashlib
 import numpy as np
 
 from ..blob import format as F
-from .int8 import blob_artifact, check_abi
-from .interface import Backend, BackendError, UnsupportedModel, step
+from .int8 import blob_artifact
+from .interface import Backend, BackendError, UnsupportedModel, check_abi, step
 
 LINEAR_CLASSIFIERS = ("LogisticRegression", "LinearSVC", "RidgeClassifier", "RidgeClassifierCV", "SGDClassifier")
 REGRESSORS = ("LinearRegression", "Ridge", "RidgeCV", "Lasso", "ElasticNet", "SGDRegressor", "MLPRegressor")
@@ -192,8 +192,8 @@ class LinearBackend(Backend):
     def _quantized(self, source, options):
         """(estimator, DenseChain, calibration rows, int8 .tflite bytes, report) for the source."""
         from . import quantize as Q
-        from .trees import load_estimator
-        model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
+        from .trees import estimator
+        model = estimator(source)
         chain = dense_chain(model)   # UnsupportedModel for a type this back-end does not take: no step shown for it
         step("read its %d layer(s)" % len(chain.layers))
         io_mode = {None: "float", "float": "float", True: "int8", "int8": "int8"}.get(options.get("quantize", None))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..blob import format as F
 from ..blob.writer import OpRecord, TensorRecord, write_blob
-from .interface import Artifact, Backend, BackendError, UnsupportedModel, step
+from .interface import Artifact, Backend, BackendError, UnsupportedModel, check_abi, step
 
 TREE_ENSEMBLE = 16
 OP_NAME = "TREE_ENSEMBLE"
@@ -368,6 +368,11 @@ def load_estimator(data):
         raise BackendError("cannot unpickle the scikit-learn model: %s: %s" % (type(e).__name__, e)) from None
 
 
+def estimator(source):
+    """The fitted scikit-learn estimator of a source: the object itself, or unpickled from its bytes."""
+    return source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
+
+
 def compile_estimator(model, name=""):
     """(blob bytes, TreeTables) for a fitted estimator."""
     tables = tables_from_estimator(model)
@@ -382,13 +387,12 @@ class TreeBackend(Backend):
 
     def compile(self, source, target, options):
         self.check(source, target, options)
-        if target.abi != F.ABI:
-            raise BackendError("back-end trees writes kernel ABI %d blobs, the target runs ABI %d" % (F.ABI, target.abi))
+        check_abi(target, self.name)
         if target.ops and OP_NAME not in target.ops:
             raise BackendError("the target runtime does not implement %s" % OP_NAME)
         started = time.perf_counter()
         step("load the scikit-learn model")
-        model = source.data if not isinstance(source.data, (bytes, bytearray)) else load_estimator(source.data)
+        model = estimator(source)
         step("compile its trees")
         blob, tables = compile_estimator(model, options.get("name") or source.name)
         n_trees = len(tables.trees)

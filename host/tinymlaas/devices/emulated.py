@@ -75,6 +75,14 @@ def device_trust(trust=None):
     return dict(trust)
 
 
+def _write_at_once(path, text):
+    """Write path so that another process sees the old file or the whole new one, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def trust_args(trust=None):
     """device_trust() as tinyml_device.py's command-line arguments (for a device started without a config): a
     --config file that holds it. Not the JSON itself: the unix port dies ("FATAL: uncaught NLR") on an argument of
@@ -83,10 +91,7 @@ def trust_args(trust=None):
     # one file per distinct trust, not one per device started (a test run starts hundreds)
     path = Path(tempfile.gettempdir()) / ("tinymlaas-trust-%s.json" % hashlib.sha256(text.encode()).hexdigest()[:16])
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        _write_at_once(path, text)
     return ["--config", str(path)]
 
 
@@ -120,10 +125,7 @@ def resident_code_bytes(code_path):
     out = unixport.run(code, heap=MEASURING_HEAP, path=code_path).stdout.decode()
     largest = int(out.split("LARGEST")[1].split()[0])
     value = MEASURING_HEAP - largest
-    fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", dir=cache.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(str(value))
-    os.replace(tmp, cache)
+    _write_at_once(cache, str(value))
     return value
 
 

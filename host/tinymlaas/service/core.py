@@ -234,15 +234,16 @@ class Service:
         best, verdicts = choose(self.registry.variants(model), caps)
         built, failed, candidates = [], [], []
         if best is None:
-            candidates = [("a layer-by-layer variant", o) for o in self.layerwise_variants(model, verdicts)]
-            candidates += [("prune=%s" % o["prune"], o) for o in self.smaller_variants(model)]
-        for what, options in candidates:
+            # (what it is once built, what failed if it does not build, options)
+            candidates = [("a layer-by-layer variant", "a layer-by-layer variant", o)
+                          for o in self.layerwise_variants(model, verdicts)]
+            candidates += [("prune=%s" % o["prune"], "pruning %s" % o["prune"], o) for o in self.smaller_variants(model)]
+        for built_as, failing, options in candidates:
             errors = self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)])
             if errors:
-                failed.append("%s failed: %s" % ("pruning %s" % options["prune"] if "prune" in options else what,
-                                                 "; ".join(errors.values())))
+                failed.append("%s failed: %s" % (failing, "; ".join(errors.values())))
                 continue
-            built.append(what)
+            built.append(built_as)
             best, verdicts = choose(self.registry.variants(model), caps)
             if best is not None:
                 break
