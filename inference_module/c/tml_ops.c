@@ -353,6 +353,18 @@ static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K)
     return 1;
 }
 
+/* requant2_ok for a 3x3 depthwise op (9 terms per sum). */
+static int dw3_fast_ok(const int32_t *p, uint32_t Co, const uint8_t *bias, const uint8_t *shift)
+{
+    dense_q q3;
+    q3.bias = bias;
+    q3.shift = shift;
+    q3.per_channel = 1;
+    q3.lo = p[8];
+    q3.hi = p[9];
+    return requant2_ok(&q3, Co, 9);
+}
+
 /* ya[c] = requant(sums[c]), yb[c] = requant(sums[SUMS_B + c]) for c < n, each channel's parameters read once for
  * both pixels. With right = -shift in [1, 23] and |acc| < 2^30 (requant2_ok), for acc = sum + bias:
  *   SRDHM(acc, m) = SMMULR(2 acc, m)                                   (tml_mbqm's DSP shortcut, see mbqm_fixed_apply)
@@ -789,30 +801,246 @@ __attribute__((naked, noinline)) static void dw3x3_dsp(const int8_t *x, const ui
 #pragma GCC diagnostic pop
 #undef DW3_ROW
 #undef DW3_TAP
+
+#define DWP_PLANE 512 /* one channel's padded input band for dw3_planes, halfwords: 4 planes, 4 KB of stack */
+#define DWP_MAX_SUMS 256    /* and its sums: 1 KB */
+
+/* dwp_mac_s1/_s2: the sums of a band of output rows of one channel, from its padded int16 plane (offset added,
+ * zeros in the padding, rows pw_bytes apart), output pixels in pairs. Per filter row the taps w0 w1 w2 are held as
+ * P = (w0, w1) and Q = (w2, w1) (low, high halfword); with A = (x0, x1), B = (x2, x3), C = (x4, x5) of a plane row:
+ *   stride 1: x0w0 + x1w1 + x2w2 = SMUAD(A, P) + SMLABB(B, Q);  x1w0 + x2w1 + x3w2 = SMULTB(A, P) + SMLADX(B, Q)
+ *   stride 2: x0w0 + x1w1 + x2w2 = SMUAD(A, P) + SMLABB(B, Q);  x2w0 + x3w1 + x4w2 = SMUAD(B, P) + SMLABB(C, Q)
+ * 18 MAC in 12 MAC instructions with the six weight words in registers for the whole band (dw3x3_dsp, on NHWC
+ * data, widens every weight again at every pixel and does 1 MAC per instruction). */
+typedef struct {
+    uint32_t pq[6];     /* P0 Q0 P1 Q1 P2 Q2 */
+    uint32_t pw_bytes;  /* plane row stride */
+    uint32_t row_bytes; /* from one output row's first plane row to the next's: sy * pw_bytes */
+    uint32_t row_span;  /* plane bytes an output row's pairs walk: pairs * (4 or 8) */
+    uint32_t rows;      /* output rows in the band */
+} dwp_geom;
+
+/* [sp] this row's plane start, [sp+4] rows left, [sp+8] g, [sp+12] row_span */
+#define DWP_PROLOGUE                                                                                           \
+    "push {r4-r11, lr}\n\t"                                                                                    \
+    "sub sp, #16\n\t"                                                                                          \
+    "str r0, [sp]\n\t"                                                                                         \
+    "ldr r3, [r2, #36]\n\t"                                                                                    \
+    "str r3, [sp, #4]\n\t"                                                                                     \
+    "str r2, [sp, #8]\n\t"                                                                                     \
+    "ldr r3, [r2, #32]\n\t"                                                                                    \
+    "str r3, [sp, #12]\n\t"                                                                                    \
+    "ldmia r2, {r4-r9}\n\t"                                                                                    \
+    "ldr r2, [r2, #24]\n\t"                                                                                    \
+    "mov r12, r1\n\t"                                                                                          \
+    "mov r1, r2\n\t" /* r1 pw_bytes, r2 sums */                                                                \
+    "mov r2, r12\n\t"                                                                                          \
+    "4:\n\t"                                                                                                   \
+    "ldr r3, [sp, #12]\n\t"                                                                                    \
+    "add r3, r0, r3\n\t" /* this row's end */                                                                  \
+    "1:\n\t"
+#define DWP_EPILOGUE                                                                                           \
+    "strd r10, r11, [r2], #8\n\t"                                                                              \
+    "cmp r0, r3\n\t"                                                                                           \
+    "bne 1b\n\t"                                                                                               \
+    "ldr r0, [sp]\n\t"                                                                                         \
+    "ldr r12, [sp, #8]\n\t"                                                                                    \
+    "ldr r12, [r12, #28]\n\t"                                                                                  \
+    "add r0, r12\n\t"                                                                                          \
+    "str r0, [sp]\n\t"                                                                                         \
+    "ldr r12, [sp, #4]\n\t"                                                                                    \
+    "subs r12, #1\n\t"                                                                                         \
+    "str r12, [sp, #4]\n\t"                                                                                    \
+    "bne 4b\n\t"                                                                                               \
+    "add sp, #16\n\t"                                                                                          \
+    "pop {r4-r11, pc}\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void dwp_mac_s1(const int16_t *plane, int32_t *sums, const dwp_geom *g)
+{
+    __asm__ volatile(DWP_PROLOGUE
+                     "ldr r12, [r0]\n\t"
+                     "ldr lr, [r0, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smultb r11, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "smladx r11, lr, r5, r11\n\t"
+                     "add lr, r0, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r6, r10\n\t"
+                     "smlatb r11, r12, r6, r11\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "smladx r11, lr, r7, r11\n\t"
+                     "add lr, r0, r1, lsl #1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r8, r10\n\t"
+                     "smlatb r11, r12, r8, r11\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "smladx r11, lr, r9, r11\n\t"
+                     "adds r0, #4\n\t" DWP_EPILOGUE);
+}
+
+__attribute__((naked, noinline)) static void dwp_mac_s2(const int16_t *plane, int32_t *sums, const dwp_geom *g)
+{
+    __asm__ volatile(DWP_PROLOGUE
+                     "ldr r12, [r0]\n\t"
+                     "ldr lr, [r0, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "ldr r12, [r0, #8]\n\t"
+                     "smuad r11, lr, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "smlabb r11, r12, r5, r11\n\t"
+                     "add r12, r0, r1\n\t"
+                     "ldr lr, [r12]\n\t"
+                     "smlad r10, lr, r6, r10\n\t"
+                     "ldr lr, [r12, #4]\n\t"
+                     "smlad r11, lr, r6, r11\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "ldr lr, [r12, #8]\n\t"
+                     "smlabb r11, lr, r7, r11\n\t"
+                     "add r12, r0, r1, lsl #1\n\t"
+                     "ldr lr, [r12]\n\t"
+                     "smlad r10, lr, r8, r10\n\t"
+                     "ldr lr, [r12, #4]\n\t"
+                     "smlad r11, lr, r8, r11\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "ldr lr, [r12, #8]\n\t"
+                     "smlabb r11, lr, r9, r11\n\t"
+                     "adds r0, #8\n\t" DWP_EPILOGUE);
+}
+#undef DWP_PROLOGUE
+#undef DWP_EPILOGUE
+
+/* One channel's band of outputs out[(r * wo + i) * ostride] = requant(sums[r * (wo + skip) + i]) with its constants
+ * prepared once: requant2_dsp's shortcut (see there), 10 instructions per output. */
+typedef struct {
+    int32_t bias2, mult, round, right; /* 2 bias, m, (2 off + 1) << (right - 1), right */
+    uint32_t wo, skip_bytes, ostride, rows;
+} dwp_rq;
+
+__attribute__((naked, noinline)) static void dwp_requant_dsp(const int32_t *sums, int8_t *out, const dwp_rq *q)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldmia r2, {r4-r11}\n\t"
+                     "4:\n\t"
+                     "add r3, r0, r8, lsl #2\n\t"
+                     "1:\n\t"
+                     "ldr r12, [r0], #4\n\t"
+                     "add r12, r4, r12, lsl #1\n\t" /* t = 2 (sum + bias) */
+                     "add lr, r6, r12, asr #31\n\t"
+                     "smmlar r12, r12, r5, lr\n\t"
+                     "asr r12, r12, r7\n\t"
+                     "ssat r12, #8, r12\n\t"
+                     "strb r12, [r1]\n\t"
+                     "add r1, r10\n\t"
+                     "cmp r0, r3\n\t"
+                     "bne 1b\n\t"
+                     "add r0, r9\n\t"
+                     "subs r11, #1\n\t"
+                     "bne 4b\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+
+/* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
+ * requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
+ * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
+ * per band), then each plane goes through dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op is not of that kind (or
+ * a band of one output row does not fit), so the caller uses another kernel. */
+static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, uint32_t H, uint32_t W, uint32_t C,
+                                                const int8_t *wd, const uint8_t *bias, const uint8_t *mult,
+                                                const uint8_t *shift, const int32_t *p, uint32_t Ho, uint32_t Wo,
+                                                int8_t *yd)
+{
+    uint32_t planew[4][DWP_PLANE / 2]; /* words: the plane rows stay word-aligned (pw is even) */
+    int32_t sums[DWP_MAX_SUMS];
+    const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1], wo2 = (Wo + 1) & ~1u;
+    const uint32_t pw = sx == 1 ? wo2 + 2 : 2 * wo2 + 2; /* halfwords per plane row: every pair's reads inside */
+    const uint32_t xo2 = tml_pair(p[6]);
+    uint32_t rows, n, c, oy0, k;
+    dwp_geom g;
+    dwp_rq q;
+    if (p[2] != 1 || p[3] != 1 || sx < 1 || sx > 2 || sy < 1 || 3 * pw > DWP_PLANE || wo2 > DWP_MAX_SUMS)
+        return 0;
+    rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
+    if (rows > DWP_MAX_SUMS / wo2)
+        rows = DWP_MAX_SUMS / wo2;
+    g.pw_bytes = 2 * pw;
+    g.row_bytes = 2 * pw * sy;
+    g.row_span = (wo2 / 2) * (sx == 1 ? 4 : 8);
+    q.wo = Wo;
+    q.skip_bytes = 4 * (wo2 - Wo);
+    q.ostride = C;
+    for (n = 0; n < N; n++)
+        for (oy0 = 0; oy0 < Ho; oy0 += rows) {
+            const uint32_t nrows = Ho - oy0 < rows ? Ho - oy0 : rows, prows = (nrows - 1) * sy + 3;
+            const int64_t iy_top = (int64_t)oy0 * sy - p[4];
+            const uint32_t vlo = (uint32_t)p[5] < pw ? (uint32_t)p[5] : pw; /* plane columns of the input */
+            const uint32_t vhi = (uint64_t)W + (uint32_t)p[5] < pw ? W + (uint32_t)p[5] : pw;
+            const uint32_t py0 = iy_top < 0 ? (uint32_t)-iy_top : 0; /* plane rows of the input */
+            const uint32_t py1 = iy_top + prows > H ? (uint32_t)((int64_t)H - iy_top) : prows;
+            const int8_t *xband = xd + (((size_t)n * H + (size_t)(iy_top + py0)) * W + (vlo - (uint32_t)p[5])) * C;
+            /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
+            for (k = 0; k < 4; k++)
+                memset(planew[k], 0, 2 * pw * prows);
+            g.rows = nrows;
+            q.rows = nrows;
+            for (c = 0; c < C; c += 4) {
+                uint32_t py;
+                for (py = py0; py < py1; py++) {
+                    const int8_t *xs = xband + (size_t)(py - py0) * W * C + c;
+                    const uint32_t o = py * pw;
+                    int16_t *r0 = (int16_t *)planew[0] + o, *r1 = (int16_t *)planew[1] + o;
+                    int16_t *r2 = (int16_t *)planew[2] + o, *r3 = (int16_t *)planew[3] + o;
+                    uint32_t px;
+                    for (px = vlo; px < vhi; px++, xs += C) {
+                        const uint32_t v = tml_ldu32(xs);
+                        const int32_t e = __sxtab16(xo2, v), od = tml_sxtab16_ror8(xo2, v);
+                        r0[px] = (int16_t)e;
+                        r2[px] = (int16_t)(e >> 16);
+                        r1[px] = (int16_t)od;
+                        r3[px] = (int16_t)(od >> 16);
+                    }
+                }
+                for (k = 0; k < 4; k++) {
+                    const uint32_t ch = c + k;
+                    uint32_t r;
+                    for (r = 0; r < 3; r++) {
+                        const int32_t w0 = wd[(3 * r) * C + ch], w1 = wd[(3 * r + 1) * C + ch],
+                                      w2 = wd[(3 * r + 2) * C + ch];
+                        g.pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
+                        g.pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
+                    }
+                    q.bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
+                    q.mult = tml_ld32(mult + 4 * ch);
+                    q.right = -tml_ld32(shift + 4 * ch);
+                    q.round = (int32_t)((uint32_t)(2 * p[7] + 1) << (q.right - 1));
+                    if (sx == 1)
+                        dwp_mac_s1((const int16_t *)planew[k], sums, &g);
+                    else
+                        dwp_mac_s2((const int16_t *)planew[k], sums, &g);
+                    dwp_requant_dsp(sums, yd + (((size_t)n * Ho + oy0) * Wo) * C + ch, &q);
+                }
+            }
+        }
+    return 1;
+}
 #endif
 
-static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
-{
-    operand x, w, b, mu, sh, y;
-    int32_t p[TML_MAX_PARAMS], acc[DW_BLOCK];
-    uint32_t n, oy, ox, N, H, W, C, Kh, Kw, Co, Ho, Wo, dm;
-    const int8_t *xd, *wd;
-    int8_t *yd;
-    get(m, tml_op_in(op, 0), &x);
-    get(m, tml_op_in(op, 1), &w);
-    get(m, tml_op_in(op, 2), &b);
-    get(m, tml_op_in(op, 3), &mu);
-    get(m, tml_op_in(op, 4), &sh);
-    get(m, tml_op_out(op), &y);
-    get_params(op, p);
-    N = x.d[0]; H = x.d[1]; W = x.d[2]; C = x.d[3];
-    Kh = w.t.dims[1]; Kw = w.t.dims[2]; Co = w.t.dims[3];
-    Ho = y.d[1]; Wo = y.d[2];
-    dm = (uint32_t)p[10];
-    xd = (const int8_t *)x.data;
-    wd = (const int8_t *)w.data;
-    yd = (int8_t *)y.out;
 #if TML_DSP
+/* 3x3, depth multiplier 1, on NHWC windows: dw3x3_dsp per pixel, windows that overlap the padding copied first */
+static __attribute__((noinline)) void dw3_windows(const operand *xp, const operand *wp, const operand *bp,
+                                                  const operand *mup, const operand *shp, const operand *yp,
+                                                  const int32_t *p)
+{
+    const operand x = *xp, w = *wp, b = *bp, mu = *mup, sh = *shp, y = *yp;
+    const uint32_t N = x.d[0], H = x.d[1], W = x.d[2], C = x.d[3], Co = w.t.dims[3], Ho = y.d[1], Wo = y.d[2];
+    const int8_t *xd = (const int8_t *)x.data, *wd = (const int8_t *)w.data;
+    int8_t *yd = (int8_t *)y.out;
+    uint32_t n, oy, ox;
     uint32_t wpk[9 * DW3_MAX_C / 4];
     int32_t sums[SUMS_B + DW3_MAX_C]; /* two pixels' sums, as requant2_dsp reads them */
     int dw3_fast = 0;
@@ -821,8 +1049,7 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
     /* 3x3, depth multiplier 1: weights packed per group of 4 channels for dw3x3_dsp, once per op. A window that
      * overlaps the padding is first copied into `window` with the padding set to the input zero point (so it adds
      * (zp + in_off) * w = 0), which needs -in_off to be an int8. */
-    const int dw3 = dm == 1 && (Co & 3u) == 0 && Kh == 3 && Kw == 3 && Co <= DW3_MAX_C && p[6] >= -127;
-    if (dw3) {
+    {
         uint32_t gi, t;
         for (gi = 0; gi < Co / 4; gi++)
             for (t = 0; t < 9; t++)
@@ -833,19 +1060,9 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
         g3w.tap_step = (int32_t)C;
         g3w.row_advance = (int32_t)C;
         g3w.xo2 = g3.xo2;
-        {
-            dense_q q3;
-            q3.bias = (const uint8_t *)b.data;
-            q3.shift = (const uint8_t *)sh.data;
-            q3.per_channel = 1;
-            q3.lo = p[8];
-            q3.hi = p[9];
-            dw3_fast = requant2_ok(&q3, Co, 9);
-        }
+        dw3_fast = dw3_fast_ok(p, Co, (const uint8_t *)b.data, (const uint8_t *)sh.data);
     }
-#endif
-#if TML_DSP
-    if (dw3) {
+    {
         for (n = 0; n < N; n++)
             for (oy = 0; oy < Ho; oy++) {
                 const int64_t iy0 = (int64_t)oy * p[0] - p[4];
@@ -881,6 +1098,41 @@ static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
                     }
                 }
             }
+    }
+}
+#endif
+
+static tml_status depthwise_conv_2d(tml_model *m, const tml_op *op)
+{
+    operand x, w, b, mu, sh, y;
+    int32_t p[TML_MAX_PARAMS], acc[DW_BLOCK];
+    uint32_t n, oy, ox, N, H, W, C, Kh, Kw, Co, Ho, Wo, dm;
+    const int8_t *xd, *wd;
+    int8_t *yd;
+    get(m, tml_op_in(op, 0), &x);
+    get(m, tml_op_in(op, 1), &w);
+    get(m, tml_op_in(op, 2), &b);
+    get(m, tml_op_in(op, 3), &mu);
+    get(m, tml_op_in(op, 4), &sh);
+    get(m, tml_op_out(op), &y);
+    get_params(op, p);
+    N = x.d[0]; H = x.d[1]; W = x.d[2]; C = x.d[3];
+    Kh = w.t.dims[1]; Kw = w.t.dims[2]; Co = w.t.dims[3];
+    Ho = y.d[1]; Wo = y.d[2];
+    dm = (uint32_t)p[10];
+    xd = (const int8_t *)x.data;
+    wd = (const int8_t *)w.data;
+    yd = (int8_t *)y.out;
+#if TML_DSP
+    /* 3x3, depth multiplier 1: channel by channel on int16 planes when requant2_dsp's shortcut is exact, else on
+     * NHWC windows (each its own function: their stack buffers are not live together) */
+    if (dm == 1 && Kh == 3 && Kw == 3 && p[6] >= -255 && p[6] <= 255 && (Co & 3u) == 0 &&
+        dw3_fast_ok(p, Co, (const uint8_t *)b.data, (const uint8_t *)sh.data) &&
+        dw3_planes(xd, N, H, W, C, wd, (const uint8_t *)b.data, (const uint8_t *)mu.data, (const uint8_t *)sh.data, p,
+                   Ho, Wo, yd))
+        return TML_OK;
+    if (dm == 1 && (Co & 3u) == 0 && Kh == 3 && Kw == 3 && Co <= DW3_MAX_C && p[6] >= -127) {
+        dw3_windows(&x, &w, &b, &mu, &sh, &y, p);
         return TML_OK;
     }
 #endif
