@@ -200,13 +200,13 @@ def test_schema_migrations_are_ordered_and_extendable(tmp_path):
 
     path = tmp_path / "m.db"
     s = S.Store(path)
-    assert s.schema_version() == 4
+    assert s.schema_version() == 5
     s.close()
     saved = list(D.MIGRATIONS)
     try:
         D.migration("lwm2m-test", 1, "CREATE TABLE extra (sha TEXT PRIMARY KEY)")
         s = S.Store(path)
-        assert s.db.schema_versions()["lwm2m-test"] == 1 and s.schema_version() == 4
+        assert s.db.schema_versions()["lwm2m-test"] == 1 and s.schema_version() == 5
         s.close()
         con = sqlite3.connect(path)
         assert ("lwm2m", 1) in con.execute("SELECT component, version FROM schema_migrations").fetchall()

@@ -3,8 +3,11 @@ either sharing one CoAP port through SO_REUSEPORT or each on a host of its own (
 behind nginx's UDP stream proxy (Debian's nginx + libnginx-mod-stream, consistent hash), a `tinymlaas fleet emulate` fleet of MicroPython devices, the
 rollout a procrastinate job. The node that runs the rollout is SIGKILLed mid-way: the other node retries its
 stalled job and finishes it, every device "active" runs the model it is recorded with, and the killed node, restarted, answers
-the devices' Updates without one of them registering again."""
+the devices' Updates without one of them registering again. And what the API's Observe and a device's Send
+need of the group: an observation asked on one node of a device another node owns, its notifications streamed
+from the node asked (LISTEN/NOTIFY), and a Send that reaches a node other than its registration's."""
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,9 +15,14 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiocoap import Message
+from aiocoap.numbers.codes import Code
 
+from tinymlaas.commands._http import call
 from tinymlaas.db import Database
+from tinymlaas.lwm2m.reference_client import ReferenceClient
 from tinymlaas.service.balancer import Nginx
 from tinymlaas.service.catalog import Catalog
 from tinymlaas.service.core import normalize_capabilities
@@ -117,3 +125,92 @@ def test_sigkilled_node_rollout_finished_by_the_other_and_restart_without_reregi
         for node in nodes.values():
             if os.environ.get("SHOW_NODE_LOGS"):
                 print(node.log.read_text()[-4000:])
+
+
+async def _events(url, queue, connected):
+    """An /api/events reader: (kind, data) of each event into `queue`."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as session:
+        async with session.get(url) as response:
+            kind = None
+            async for line in response.content:
+                connected.set()
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: "):
+                    await queue.put((kind, json.loads(line[len("data: "):])))
+
+
+async def _event(queue, pred, timeout=15):
+    async def first():
+        while True:
+            kind, data = await queue.get()
+            if pred(kind, data):
+                return kind, data
+    return await asyncio.wait_for(first(), timeout)
+
+
+async def _observe_and_send(nodes, db, port):
+    api = {n: "http://127.0.0.1:%d" % node.http_port for n, node in nodes.items()}
+    clients, owner = {}, {}
+    try:
+        # devices (real UDP sockets, aiocoap) until node b owns two and a one: the kernel hashes each socket's
+        # datagrams to a node of the reuse-port group, answers included
+        while list(owner.values()).count("b") < 2 or "a" not in owner.values():
+            assert len(clients) < 30, owner
+            client = ReferenceClient("obs-%02d" % len(clients), lifetime=300)
+            await client.start("coap://127.0.0.1:%d" % port)
+            assert (await client.register()).code == Code.CREATED
+            clients[client.endpoint] = client
+            owner[client.endpoint] = db.query_one("SELECT node FROM devices WHERE endpoint=?",
+                                                  (client.endpoint,))["node"]
+        observed, sender = [ep for ep, n in sorted(owner.items()) if n == "b"][:2]
+        events, connected = asyncio.Queue(), asyncio.Event()
+        reader = asyncio.create_task(_events(api["a"] + "/api/events?endpoint=" + observed, events, connected))
+        await asyncio.wait_for(connected.wait(), 10)
+
+        # Observe through node a: node b observes, node a's reader gets b's notifications
+        path = "/api/devices/%s/lwm2m/3/0/3" % observed
+        status, answer = await asyncio.to_thread(call, api["a"], "POST", path + "/observe", {})
+        assert status == 201 and answer["active"] and answer["values"][0]["value"] == "0.1", answer
+        clients[observed].set_value((3, 0, 3), "0.2")
+        kind, data = await _event(events, lambda k, d: k == "notification" and d["values"][0]["value"] == "0.2")
+        assert data["node"] == "b" and data["path"] == "/3/0/3", data
+        status, answer = await asyncio.to_thread(call, api["a"], "GET", "/api/devices/%s/observations" % observed)
+        assert status == 200 and answer[0]["active"] and answer[0]["values"][0]["value"] == "0.2", answer
+        status, answer = await asyncio.to_thread(call, api["a"], "DELETE", path + "/observe")
+        assert status == 200 and answer["active"] is False, answer
+        await _event(events, lambda k, d: k == "observation-ended" and d["node"] == "b")
+        clients[observed].set_value((3, 0, 3), "0.3")       # answered with a Reset: the device forgets the observer
+        end = time.monotonic() + 10
+        while clients[observed]._observers.get((3, 0, 3)) and time.monotonic() < end:
+            await asyncio.sleep(0.1)
+        assert not clients[observed]._observers.get((3, 0, 3))
+        reader.cancel()
+
+        # node b leaves the group: its devices' datagrams reach node a, which never saw their registrations
+        await asyncio.to_thread(nodes["b"].stop)
+        alarm = json.dumps([{"n": "/32770/0/34", "v": 0.9}, {"n": "/32770/0/35", "v": 1}]).encode()
+        request = Message(code=Code.POST, uri="coap://127.0.0.1:%d/dp" % port, payload=alarm, content_format=110)
+        response = await clients[sender].context.request(request).response
+        assert response.code == Code.CHANGED, (response.code, response.payload)
+        status, reports = await asyncio.to_thread(call, api["a"], "GET", "/api/devices/%s/reports" % sender)
+        assert status == 200 and [(r["kind"], r["score"]) for r in reports] == [("alarm", 0.9)], reports
+        assert db.query_one("SELECT node FROM devices WHERE endpoint=?", (sender,))["node"] == "b"
+    finally:
+        for client in clients.values():
+            await client.stop()
+
+
+def test_observe_and_send_of_a_device_another_node_owns(postgres_url, tmp_path):
+    port = free_port()          # a reuse-port group: only the node the kernel picks hears a device
+    nodes = {n: ServeNode(n, postgres_url, tmp_path / "data", port, tmp_path, True) for n in ("a", "b")}
+    db = Database(postgres_url)
+    try:
+        for node in nodes.values():
+            node.start()
+        asyncio.run(_observe_and_send(nodes, db, port))
+    finally:
+        for node in nodes.values():
+            node.stop()
+        db.close()

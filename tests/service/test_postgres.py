@@ -75,7 +75,7 @@ def test_registry_models_variants_and_errors(db, tmp_path):
 def test_migrations_apply_once_and_reopen_is_idempotent(db_url):
     db = Database(db_url)
     versions = db.schema_versions()
-    assert versions["registry"] >= 1 and versions["lwm2m"] == 4 and versions["deployments"] >= 1
+    assert versions["registry"] >= 1 and versions["lwm2m"] == 5 and versions["deployments"] >= 1
     assert versions["fleet"] >= 1
     rows = db.query("SELECT component, version FROM schema_migrations")
     db.close()
@@ -251,7 +251,7 @@ def test_lwm2m_store_save_delete_devices(db_url, shared):
     db = Database(db_url) if shared else None
     st = Store(db if shared else db_url)
     try:
-        assert st.schema_version() == 4
+        assert st.schema_version() == 5
         st.save_device(registration("b-dev", "r1"), "registered")
         st.save_device(registration("a-dev", "r2", capabilities={"ram": 1}), "registered")
         st.save_device(registration("b-dev", "r3", lifetime=60), "updated")      # upsert on endpoint

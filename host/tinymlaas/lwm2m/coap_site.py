@@ -148,7 +148,7 @@ class Root(resource.ObservableResource):
         if as_endpoint is not None:
             reg = self.server.find(as_endpoint)
         else:
-            reg = next((r for r in self.server.devices() if r.address == who), None)
+            reg = S.sender(self.server, who)
             if reg is not None and self.server.oscore.for_endpoint(reg.endpoint) is not None:
                 return _error(Code.UNAUTHORIZED, "%s must use OSCORE" % reg.endpoint)
         if reg is None:

@@ -75,6 +75,21 @@ def check(content_format, payload, model, objects):
     return values
 
 
+def sender(server, address):
+    """The registration a NoSec Send from `address` ("host:port") comes from, or None. In a node group the device
+    may have registered through another node (docs/nodes.md: a reuse-port group re-hashed after a node left or
+    joined, or a restarted node): its address is then in the shared `devices` table, not in this node's memory."""
+    reg = next((r for r in server.devices() if r.address == address), None)
+    if reg is None and server.shared:
+        row = server.store.db.query_one("SELECT endpoint FROM devices WHERE address=? ORDER BY updated_at DESC "
+                                        "LIMIT 1", (address,))
+        reg = row and server.find(row["endpoint"])
+        if reg is not None and reg.address != address:     # this node's copy is older than the table's
+            full = server.store.device(endpoint=reg.endpoint)
+            reg = server._adopt(full) if full and full["address"] == address else None
+    return reg
+
+
 def _json_value(v):
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex()

@@ -50,6 +50,8 @@ migration(
 
 # Several service nodes on one database (docs/nodes.md): the node whose socket the device's datagrams reach.
 migration(COMPONENT, 4, "ALTER TABLE devices ADD COLUMN node TEXT")
+# ... and the node a Send reaches looks its sender's address up there (send.sender)
+migration(COMPONENT, 5, "CREATE INDEX IF NOT EXISTS devices_address ON devices(address)")
 
 
 def is_file_path(db):

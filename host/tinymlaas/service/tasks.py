@@ -50,6 +50,7 @@ class RolloutQueue:
 
         self.service = service
         self.node = node
+        self.db_url = db_url
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db_url, min_size=1,
                                                                                max_size=3))
         self.run_deployment = self.app.task(name="run_deployment", queue="rollouts", pass_context=False,

@@ -132,10 +132,17 @@ class EventHub:
 
     def __init__(self, server):
         self.readers = set()
+        self.relays = []        # f(kind, data) for each event published here: a node group's (service/node_events.py)
         server.on_event(lambda ev: self.publish(ev.kind, {"endpoint": ev.endpoint, "address": ev.registration.address}))
 
     def publish(self, kind, data):
         data = dict(data, at=time.time())
+        self.deliver(kind, data)
+        for relay in self.relays:
+            relay(kind, data)
+
+    def deliver(self, kind, data):
+        """To this node's readers only (what another node relayed)."""
         for q in list(self.readers):
             try:
                 q.put_nowait((kind, data))

@@ -7,8 +7,10 @@ Write-Attributes, infer, refresh) is not made there: the middleware below, after
 audit log of the node that got it, hands it to the owner as an `api_call` job on that node's queue (the same path
 as the rollout engine's `device_call`, tasks.RolloutQueue.ask), whose worker runs the same route handler on a
 `OwnedRequest` and writes its status and JSON body back. A dead owner's device is served here, as before (in a
-reuse-port group its datagrams come here now). Not routed: Observe (its notifications would arrive at the owner's
-/api/events, not this node's) and what the database answers on every node (listings, telemetry, reports).
+reuse-port group its datagrams come here now). Observe and its cancel are routed too, and the observations list:
+the owner observes, and its notifications reach this node's /api/events readers through PostgreSQL LISTEN/NOTIFY
+(service/node_events.py, started here for every node). Not routed: what the database answers on every node
+(listings, telemetry, reports).
 """
 
 import json
@@ -21,7 +23,8 @@ from .lwm2m import PATH
 
 LWM2M = "/api/devices/{endpoint}/lwm2m/" + PATH
 ROUTED = {("GET", LWM2M), ("PUT", LWM2M), ("POST", LWM2M), ("DELETE", LWM2M), ("GET", LWM2M + "/discover"),
-          ("PUT", LWM2M + "/attributes"), ("POST", "/api/devices/{endpoint}/infer"),
+          ("PUT", LWM2M + "/attributes"), ("POST", LWM2M + "/observe"), ("DELETE", LWM2M + "/observe"),
+          ("GET", "/api/devices/{endpoint}/observations"), ("POST", "/api/devices/{endpoint}/infer"),
           ("POST", "/api/devices/{endpoint}/refresh")}
 STREAM_TIMEOUT = 300.0      # a batch inference (a stream route: no 30 s request limit)
 
@@ -83,4 +86,22 @@ def route_to_owner(api, svc):
                             headers={"X-Tinymlaas-Node": owner})
 
     api.app.middlewares.append(to_owner)
+    relay_events(api, svc)
     return api
+
+
+def relay_events(api, svc):
+    """Every node's SSE readers see the group's events (the owner's notifications of an observation asked here)."""
+    from ..service.node_events import NodeEvents
+
+    events = NodeEvents(api.hub, svc.queue.db_url, svc.node)
+
+    async def start(app):
+        await events.start()
+
+    async def stop(app):
+        await events.stop()
+
+    api.app.on_startup.append(start)
+    api.app.on_cleanup.append(stop)
+    api.node_events = events
