@@ -39,7 +39,7 @@ def batches(node, events, limit=MAX_PAYLOAD):
             out.append(current)
             current, size = [], 0
         current.append(one)
-        size += len(one) + 1
+        size += len(one) + 2
     if current:
         out.append(current)
     return ['{"node": %s, "events": [%s]}' % (json.dumps(node), ", ".join(b)) for b in out]
