@@ -21,7 +21,8 @@ from tinymlaas.compiler import compile_tflite
 from tinymlaas.devices import unixport
 from tinymlaas.devices.emulated import trust_args
 from tinymlaas.lwm2m.lossy_proxy import LossyProxy
-from tinymlaas.lwm2m.qblock import decode_missing, encode_missing
+from tinymlaas.lwm2m.push import PushFailed
+from tinymlaas.lwm2m.qblock import MAX_PAYLOADS, decode_missing, encode_missing
 from tinymlaas.lwm2m.qpush import QBlock1Push, Unsupported
 from tinymlaas.package import build_package
 from tinymlaas.paths import LWM2M_CLIENT, mlperf_model
@@ -141,6 +142,30 @@ def test_q_block2_pull_through_loss(lwm2m_server, device, loss):
     # every block went out as Q-Block2, the lost ones again, and no more than the link made necessary
     assert stats["refused"] == 0 and stats["q_block2_requests"] > 0
     assert blocks <= stats["q_block2_blocks"] < 2 * blocks
+
+
+def test_failed_q_block1_push_resumes_from_the_devices_acknowledged_block(lwm2m_server, device):
+    pkg = kws_package()
+    blocks = -(-len(pkg) // 1024)
+    dev = device(1e-9)          # through the proxy, which loses nothing until it is cut
+
+    def cut(done, total):
+        if done >= total // 2:
+            dev.proxy.loss = 1.0    # the link goes away half-way: the device goes quiet
+    server = lwm2m_server.server
+    with pytest.raises(PushFailed) as failed:
+        lwm2m_server.call(server.push_package("q-dev", pkg, progress=cut, ack_timeout=0.5, max_retransmit=1), 60)
+    acked = failed.value.offset // 1024
+    assert blocks // 2 <= acked < blocks, (acked, blocks)
+    dev.proxy.loss = 0.0
+    r = lwm2m_server.call(server.push_package("q-dev", pkg, ack_timeout=0.5), 60)
+    assert (r.method, r.final_code, r.restarts, r.total) == ("q-block1", "2.04", 0, len(pkg))
+    # on from the acknowledged block, with the failed push's Request-Tag (the device kept the transfer): the
+    # blocks before it are not sent again
+    assert r.blocks <= blocks - acked + MAX_PAYLOADS, (r.blocks, blocks, acked)
+    assert not server.qblock.resumable
+    print("failed at block %d of %d; the resumed push sent %d" % (acked, blocks, r.blocks))
+    dev.downloaded()            # State 2: SHA-256 and signature of the whole package checked by the installer
 
 
 def test_device_without_q_block_gets_block1_and_block2(lwm2m_server, device):

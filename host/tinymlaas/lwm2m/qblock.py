@@ -107,6 +107,7 @@ class QBlockPort:
         self.send = send
         self.family = family  # of the socket: aiocoap's udp6 transport maps IPv4 peers to ::ffff:a.b.c.d
         self.pushes = {}  # token -> callable(message, address): responses to a Q-Block1 push in progress
+        self.resumable = {}  # (address, path, package sha256, szx) -> (Request-Tag, acked block) of failed pushes
         self._mid = int.from_bytes(os.urandom(2), "big")
         self.stats = {"q_block2_requests": 0, "q_block2_blocks": 0, "refused": 0}
 

@@ -22,12 +22,19 @@ The exchange, one Request-Tag for the whole body:
 4. end: 2.04 (or 2.01) with Q-Block1 = the last block: the device has it all and has checked the package. A
    4.08 without the missing-blocks format means the device lost the transfer: start over (at most
    `max_restarts` times). 4.13 and other errors fail as with Block1.
+5. resume: a push that failed (the device went quiet) leaves its Request-Tag and the device's acknowledged
+   block with the port (`QBlockPort.resumable`, by device address, path, package and block size). The next push
+   of the same bytes there goes on from that block with that tag, no probe: the device, which keeps a transfer
+   until another body replaces it, answers as in 2-3 (its own state, when it has more than the server knew),
+   and one that lost it (rebooted, another body) answers a block other than 0 with plain 4.08: start over
+   from byte 0, not counted as a restart.
 
 At most `window` blocks are ever unacknowledged and a quiet device gets one datagram per doubling RTO, so the
 push stays within RFC 9177 §7's congestion control (MAX_PAYLOADS per round trip, NON_TIMEOUT back-off).
 """
 
 import asyncio
+import hashlib
 import os
 import time
 
@@ -41,6 +48,7 @@ from .qblock import MAX_PAYLOADS, MISSING_BLOCKS, Q_BLOCK1, REQUEST_TAG, block_v
     parse_block
 
 PROBES = 2
+RESUMABLE = 1024      # failed pushes remembered per port for a resume (the oldest forgotten first)
 
 
 class Unsupported(Exception):
@@ -53,7 +61,7 @@ def dotted(code):
 
 class QBlock1Push:
     def __init__(self, port, address, path, data, szx=6, window=MAX_PAYLOADS, ack_timeout=2.0, min_rto=0.25,
-                 max_quiet=6, max_restarts=2, progress=None, content_format=42):
+                 max_quiet=6, max_restarts=2, progress=None, content_format=42, resume=True):
         self.port, self.address, self.path, self.data = port, address, tuple(path), bytes(data)
         self.szx, self.size = szx, 1 << (szx + 4)
         self.total = max(1, -(-len(self.data) // self.size))
@@ -68,6 +76,9 @@ class QBlock1Push:
         self.sends = {}  # send counter -> when sent: an answer's token tells which datagram caused it
         self.events = asyncio.Queue()
         self.sent = self.resent = self.restarts = 0
+        self.key = (address, self.path, hashlib.sha256(self.data).digest(), szx)
+        self.resumed_from = None      # the block a resumed push went on from
+        self._resume = port.resumable.pop(self.key, None) if resume else None
 
     def _send(self, num, con=False):
         start = num * self.size
@@ -99,22 +110,37 @@ class QBlock1Push:
         t0 = time.monotonic()
         try:
             while True:
-                code = await self._transfer()
+                resume, self._resume = self._resume, None
+                try:
+                    code = await self._transfer(*(resume or (os.urandom(4), 0)))
+                except PushFailed as e:
+                    if e.code is None and e.offset:     # quiet device: the next push may go on from there
+                        self._remember(self.tag, e.offset // self.size)
+                    raise
                 if code is not None:
                     return PushResult(len(self.data), self.sent, self.resent, self.restarts,
                                       time.monotonic() - t0, code, "q-block1")
-                self.restarts += 1
+                if resume is None:
+                    self.restarts += 1
         finally:
             self.port.pushes.pop(self.token, None)
 
-    async def _transfer(self):
-        """One try at the whole body: the final code, or None when the device lost it and it starts again."""
-        self.tag = os.urandom(4)
+    def _remember(self, tag, acked):
+        resumable = self.port.resumable
+        resumable[self.key] = (tag, acked)
+        while len(resumable) > RESUMABLE:
+            resumable.pop(next(iter(resumable)))
+
+    async def _transfer(self, tag, acked):
+        """One try at the whole body, from block `acked` on (a resume, with the failed push's tag) or from 0:
+        the final code, or None when the device lost it and it starts again."""
+        self.tag = tag
         self.last_sent = {}
-        acked = 0  # blocks below this the device has
-        sent_upto = 0  # blocks below this have been sent at least once
+        # acked: blocks below this the device has; sent_upto: blocks below this have been sent at least once
+        sent_upto = acked
         quiet = 0
-        probing = True
+        probing = not acked     # a resumed device spoke Q-Block1 already
+        self.resumed_from = acked or self.resumed_from
         while True:
             if probing:
                 self._send(0, con=True)  # CON: a peer without Q-Block1 answers 4.02 piggybacked, libcoap too

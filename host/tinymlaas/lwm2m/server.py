@@ -700,7 +700,8 @@ class LwM2MServer:
 
         With q_block=True (and no OSCORE) the push is tried with Q-Block1 first (qpush.py, RFC 9177: up to
         MAX_PAYLOADS blocks in flight); a device that answers 4.02 or nothing to the probe gets Block1 as above,
-        and this server remembers that until the device registers again. A Q-Block1 push starts at byte 0."""
+        and this server remembers that until the device registers again. A Q-Block1 push that failed is resumed
+        too, from the device's acknowledged block with the same Request-Tag (qpush.py, 5.)."""
         self.device(endpoint)  # NotRegistered before any work
         path = P.check(path)
         if block_size not in (16, 32, 64, 128, 256, 512, 1024):
@@ -714,7 +715,7 @@ class LwM2MServer:
             segments = tuple(s for s in reg.root_path.split("/") if s) + tuple(str(i) for i in path)
             qpush = QBlock1Push(self.qblock, device_sockaddr(reg, self.qblock.family), segments, data, szx,
                                 ack_timeout=ack_timeout, min_rto=min_rto, progress=progress,
-                                max_quiet=max_retransmit + 2)
+                                max_quiet=max_retransmit + 2, resume=resume)
             try:
                 return await qpush.run()
             except Unsupported as e:
