@@ -34,12 +34,12 @@ MEASURE_QPULL = Path(__file__).parents[1] / "client" / "mpy" / "measure_qpull.py
 _PACKAGE = []
 
 
-def kws_package():
+def kws_package(version="1"):
     """The MLPerf Tiny KWS model compiled and packaged with 2 golden vectors (~35 KB, 34 blocks of 1024)."""
     if not _PACKAGE:
-        blob = compile_tflite(mlperf_model("kws")).blob
-        _PACKAGE.append(build_package(blob, "kws", "1", reference_vectors(blob)[:2]))
-    return _PACKAGE[0]
+        _PACKAGE.append(compile_tflite(mlperf_model("kws")).blob)
+    blob = _PACKAGE[0]
+    return build_package(blob, "kws", version, reference_vectors(blob)[:2])
 
 
 def test_missing_blocks_payload_is_a_cbor_sequence_of_uints():
@@ -166,6 +166,18 @@ def test_failed_q_block1_push_resumes_from_the_devices_acknowledged_block(lwm2m_
     assert not server.qblock.resumable
     print("failed at block %d of %d; the resumed push sent %d" % (acked, blocks, r.blocks))
     dev.downloaded()            # State 2: SHA-256 and signature of the whole package checked by the installer
+
+    # cut again, then another body replaces the transfer on the device: the resume is refused (4.08), the push
+    # starts over from byte 0
+    dev.proxy.loss = 0.0
+    with pytest.raises(PushFailed):
+        lwm2m_server.call(server.push_package("q-dev", pkg, progress=cut, ack_timeout=0.5, max_retransmit=1), 60)
+    dev.proxy.loss = 0.0
+    other = kws_package("2")
+    assert lwm2m_server.call(server.push_package("q-dev", other, ack_timeout=0.5), 60).final_code == "2.04"
+    r = lwm2m_server.call(server.push_package("q-dev", pkg, ack_timeout=0.5), 60)
+    assert (r.final_code, r.restarts) == ("2.04", 0) and r.blocks >= blocks, r
+    dev.downloaded()
 
 
 def test_device_without_q_block_gets_block1_and_block2(lwm2m_server, device):

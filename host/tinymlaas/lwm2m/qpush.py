@@ -136,6 +136,7 @@ class QBlock1Push:
         the final code, or None when the device lost it and it starts again."""
         self.tag = tag
         self.last_sent = {}
+        first = self.seq + 1    # answers to datagrams of an earlier try are late: not this transfer's
         # acked: blocks below this the device has; sent_upto: blocks below this have been sent at least once
         sent_upto = acked
         quiet = 0
@@ -167,7 +168,10 @@ class QBlock1Push:
                 continue
             quiet = 0
             code = msg.code
-            caused_at = self.sends.get(int.from_bytes(msg.token[len(self.token):], "big"))
+            caused_by = int.from_bytes(msg.token[len(self.token):], "big")
+            if caused_by < first:
+                continue
+            caused_at = self.sends.get(caused_by)
             blocks = [parse_block(v) for v in options(msg, Q_BLOCK1)]
             if probing and code == Code.BAD_OPTION:
                 raise Unsupported("device answered 4.02 Bad Option")
