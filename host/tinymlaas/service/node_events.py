@@ -105,9 +105,12 @@ class NodeEvents:
             return
         if origin == self.node:
             return
-        for kind, data in events:
+        for event in events if isinstance(events, list) else ():
+            if not (isinstance(event, list) and len(event) == 2 and isinstance(event[1], dict)):
+                log.warning("node events: not an event from %s: %.80r", origin, event)
+                continue
             self.received += 1
-            self.hub.deliver(kind, dict(data, node=origin))
+            self.hub.deliver(str(event[0]), dict(event[1], node=origin))
 
     async def _notify(self):
         conn = None
