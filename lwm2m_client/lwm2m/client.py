@@ -620,7 +620,7 @@ class Client:
 
     def _write_stream(self, req, addr, obj, ids):
         if req.opt(cm.Q_BLOCK1) is not None:
-            if not getattr(self.ep, "q_window", 0) or self.ep.security is not None:
+            if not getattr(self.ep, "q_window", 0):
                 return _resp(cm.BAD_OPTION, "no Q-Block1 here")  # as from a client without it: use Block1
             from .qupload import receive
 

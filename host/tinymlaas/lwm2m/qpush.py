@@ -29,6 +29,11 @@ The exchange, one Request-Tag for the whole body:
    and one that lost it (rebooted, another body) answers a block other than 0 with plain 4.08: start over
    from byte 0, not counted as a restart.
 
+6. OSCORE (RFC 8613): with the device's security context each datagram is protected on its own (Q-Block1,
+   Request-Tag, Size1 and the payload inside, Class E; the outer message a POST with the push's token), its
+   answer opened with that datagram's request id; a device that just booted answers the probe with a protected
+   4.01 and an Echo value, which the repeated probe carries inside.
+
 At most `window` blocks are ever unacknowledged and a quiet device gets one datagram per doubling RTO, so the
 push stays within RFC 9177 §7's congestion control (MAX_PAYLOADS per round trip, NON_TIMEOUT back-off).
 """
@@ -43,6 +48,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption, UintOption
 
+from .oscore import protect_request, unprotect_response
 from .push import PushFailed, PushResult, RttEstimator
 from .qblock import MAX_PAYLOADS, MISSING_BLOCKS, Q_BLOCK1, REQUEST_TAG, block_value, decode_missing, options, \
     parse_block
@@ -61,7 +67,7 @@ def dotted(code):
 
 class QBlock1Push:
     def __init__(self, port, address, path, data, szx=6, window=MAX_PAYLOADS, ack_timeout=2.0, min_rto=0.25,
-                 max_quiet=6, max_restarts=2, progress=None, content_format=42, resume=True):
+                 max_quiet=6, max_restarts=2, progress=None, content_format=42, resume=True, oscore_context=None):
         self.port, self.address, self.path, self.data = port, address, tuple(path), bytes(data)
         self.szx, self.size = szx, 1 << (szx + 4)
         self.total = max(1, -(-len(self.data) // self.size))
@@ -76,6 +82,10 @@ class QBlock1Push:
         self.sends = {}  # send counter -> when sent: an answer's token tells which datagram caused it
         self.events = asyncio.Queue()
         self.sent = self.resent = self.restarts = 0
+        # under OSCORE (6.) every datagram is its own protected request: the request id to open its answer with
+        self.ctx = oscore_context
+        self.request_ids = {}
+        self.echo = None
         self.key = (address, self.path, hashlib.sha256(self.data).digest(), szx)
         self.resumed_from = None      # the block a resumed push went on from
         self._resume = port.resumable.pop(self.key, None) if resume else None
@@ -93,11 +103,29 @@ class QBlock1Push:
         msg.opt.add_option(OpaqueOption(REQUEST_TAG, self.tag))
         if num == 0:
             msg.opt.size1 = len(self.data)
+        if self.ctx is not None:
+            msg = self._protect(msg)
         self.port.send(msg.encode(), self.address)
         self.sent += 1
         now = time.monotonic()
         self.sends[self.seq] = now
         self.last_sent[num] = now
+
+    def _protect(self, msg):
+        if self.echo is not None:       # the device's freshness check after its boot (RFC 9175 §2.4)
+            msg.opt.echo, self.echo = self.echo, None
+        outer, self.request_ids[self.seq] = protect_request(self.ctx, msg)
+        outer.mtype, outer.mid, outer.token = msg.mtype, msg.mid, msg.token
+        return outer
+
+    def _opened(self, msg, caused_by):
+        """The plain answer of a protected one (or the device's unprotected refusal); None: not ours to open."""
+        request_id = self.request_ids.get(caused_by)
+        if request_id is None:
+            return None
+        plain = unprotect_response(self.ctx, msg, request_id)
+        plain.token = msg.token
+        return plain
 
     async def _answer(self, timeout):
         try:
@@ -171,6 +199,15 @@ class QBlock1Push:
             caused_by = int.from_bytes(msg.token[len(self.token):], "big")
             if caused_by < first:
                 continue
+            if self.ctx is not None:
+                msg = self._opened(msg, caused_by)
+                if msg is None:
+                    continue
+                code = msg.code
+                if probing and code == Code.UNAUTHORIZED and msg.opt.echo is not None and self.echo is None:
+                    self.echo = msg.opt.echo    # the probe again, with the Echo value inside
+                    self.resent += 1
+                    continue
             caused_at = self.sends.get(caused_by)
             blocks = [parse_block(v) for v in options(msg, Q_BLOCK1)]
             if probing and code == Code.BAD_OPTION:

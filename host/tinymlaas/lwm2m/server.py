@@ -698,7 +698,7 @@ class LwM2MServer:
         adaptive=True later blocks use a timeout estimated from the measured round trips (push.RttEstimator,
         never below `min_rto`), so a lost datagram on a fast path costs ~min_rto instead of 2-3 s.
 
-        With q_block=True (and no OSCORE) the push is tried with Q-Block1 first (qpush.py, RFC 9177: up to
+        With q_block=True (under OSCORE too) the push is tried with Q-Block1 first (qpush.py, RFC 9177: up to
         MAX_PAYLOADS blocks in flight); a device that answers 4.02 or nothing to the probe gets Block1 as above,
         and this server remembers that until the device registers again. A Q-Block1 push that failed is resumed
         too, from the device's acknowledged block with the same Request-Tag (qpush.py, 5.)."""
@@ -709,13 +709,14 @@ class LwM2MServer:
         szx = block_size.bit_length() - 5
         key = (endpoint, hashlib.sha256(data).hexdigest())
         offset = self._push_offsets.get(key, 0) if resume else 0
-        if q_block and endpoint not in self._block1_only and self.oscore.for_endpoint(endpoint) is None:
+        if q_block and endpoint not in self._block1_only:
             reg = self.device(endpoint)
             await self._await_awake(reg)
             segments = tuple(s for s in reg.root_path.split("/") if s) + tuple(str(i) for i in path)
             qpush = QBlock1Push(self.qblock, device_sockaddr(reg, self.qblock.family), segments, data, szx,
                                 ack_timeout=ack_timeout, min_rto=min_rto, progress=progress,
-                                max_quiet=max_retransmit + 2, resume=resume)
+                                max_quiet=max_retransmit + 2, resume=resume,
+                                oscore_context=self.oscore.for_endpoint(endpoint))
             try:
                 return await qpush.run()
             except Unsupported as e:
