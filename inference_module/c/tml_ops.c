@@ -131,6 +131,8 @@ typedef struct {
     int per_channel;
     int32_t xo, wo, out_off, lo, hi;
     int fast_requant; /* requant2_dsp is exact for this op (requant2_ok); 0 outside the DSP build */
+    const uint32_t *const_mask; /* with fast_requant: channels whose output is one value whatever the sum (bit c), */
+    const int8_t *const_val;    /* and those values; NULL when there are none */
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
 } dense_q;
 
@@ -336,21 +338,60 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
 #define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call */
 #define SUMS_B 128    /* words from pixel a's sums to pixel b's in a two-pixel sums block (requant2_dsp's #512) */
 
+#define CONST_MAX_C 256 /* output channels requant2_ok can mark constant: 288 bytes of stack */
+
 /* Whether requant2_dsp's shortcut is exact for every output of an op (checked once per op): per-channel
  * multipliers with shift in [-23, -1] (right shift 1..23, no left shift), the full int8 activation range, and
- * |sum + bias| < 2^30 for every possible sum of K terms (|x + xo| <= 255, |w| <= 128). */
-static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K)
+ * |sum + bias| < 2^30 for every possible sum of K terms (|x + xo| <= 255, |w| <= 128). With `mask` (Co <=
+ * CONST_MAX_C) a channel outside those bounds is still accepted when its output is one value for every possible
+ * sum: bias +-2^30 with a 2^-26..2^-31 scale (VWW's later 1x1 layers, over half their channels) saturates. MBQM
+ * with m >= 0 and no left shift is monotonic in sum + bias (which cannot wrap here), so equal outputs at both ends
+ * of the sum's range prove it; the value goes to val[c], bit c of mask is set, and the caller overwrites what
+ * requant2_dsp wrote there. */
+static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val)
 {
     const int64_t sum_max = (int64_t)K * 255 * 128;
     uint32_t c;
     if (!q->per_channel || q->lo != -128 || q->hi != 127 || sum_max >= (1 << 30))
         return 0;
+    if (mask != NULL) {
+        if (Co > CONST_MAX_C)
+            mask = NULL;
+        else
+            memset(mask, 0, 4 * ((Co + 31) / 32));
+    }
     for (c = 0; c < Co; c++) {
         const int32_t sh = tml_ld32(q->shift + 4 * c), b = tml_ld32(q->bias + 4 * c);
-        if (sh > -1 || sh < -23 || (b < 0 ? -(int64_t)b : (int64_t)b) >= (1 << 30) - sum_max)
-            return 0;
+        const int64_t bm = b < 0 ? -(int64_t)b : (int64_t)b;
+        if (sh <= -1 && sh >= -23 && bm < (1 << 30) - sum_max)
+            continue;
+        if (mask != NULL && sh <= 0 && bm + sum_max < INT32_MAX) {
+            const int32_t m = tml_ld32(q->mult + 4 * c);
+            const int8_t lo = requant_v((int32_t)-sum_max, b, m, sh, q->out_off, -128, 127);
+            if (lo == requant_v((int32_t)sum_max, b, m, sh, q->out_off, -128, 127)) {
+                mask[c / 32] |= 1u << (c % 32);
+                val[c] = lo;
+                continue;
+            }
+        }
+        return 0;
     }
     return 1;
+}
+
+/* ya[c] = yb[c] = val[c] for the channels of mask (requant2_ok), c < n */
+static void const_outputs(const uint32_t *mask, const int8_t *val, uint32_t n, int8_t *ya, int8_t *yb)
+{
+    uint32_t wi;
+    for (wi = 0; wi < (n + 31) / 32; wi++) {
+        uint32_t bits = mask[wi];
+        while (bits) {
+            const uint32_t c = 32 * wi + (uint32_t)__builtin_ctz(bits);
+            bits &= bits - 1;
+            ya[c] = val[c];
+            yb[c] = val[c];
+        }
+    }
 }
 
 /* requant2_ok for a 3x3 depthwise op (9 terms per sum). */
@@ -362,7 +403,7 @@ static int dw3_fast_ok(const int32_t *p, uint32_t Co, const uint8_t *bias, const
     q3.per_channel = 1;
     q3.lo = p[8];
     q3.hi = p[9];
-    return requant2_ok(&q3, Co, 9);
+    return requant2_ok(&q3, Co, 9, NULL, NULL);
 }
 
 /* ya[c] = requant(sums[c]), yb[c] = requant(sums[SUMS_B + c]) for c < n, each channel's parameters read once for
@@ -432,8 +473,32 @@ static __attribute__((noinline)) void requant_pairs(const int32_t *sums, uint32_
  * as SXTB16 leaves the weights: per 4 inputs [a: x0,x2] [a: x1,x3] [b: x0,x2] [b: x1,x3]. The inner loop then
  * needs per 4 inputs 2 LDR + 4 SXTB16 for the weights, 4 LDR for x and 8 SMLAD: 16 MAC in about 20 instructions,
  * every widened weight used twice and every widened input twice. */
+/* A pixel pair's inputs read in place from the input tensor: `n` runs of `bytes` (a multiple of 4), `step` apart
+ * (the rows of two receptive fields inside the input; an even number of output channels). */
+typedef struct {
+    uint32_t n, bytes;
+    size_t step;
+} pair_rows;
+
+/* dense_pair's widened inputs read from two fields' rows in place */
+static __attribute__((noinline)) void widen_rows(const int8_t *xa, const int8_t *xb, const pair_rows *rows,
+                                                 uint32_t xo2, int32_t *buf)
+{
+    const uint32_t n = rows->n, bytes = rows->bytes;
+    const size_t step = rows->step;
+    uint32_t r, i;
+    for (r = 0; r < n; r++, xa += step, xb += step)
+        for (i = 0; i < bytes; i += 4, buf += 4) {
+            uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
+            buf[0] = __sxtab16(xo2, va);
+            buf[1] = tml_sxtab16_ror8(xo2, va);
+            buf[2] = __sxtab16(xo2, vb);
+            buf[3] = tml_sxtab16_ror8(xo2, vb);
+        }
+}
+
 static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
-                       const dense_q *qp, int8_t *ya, int8_t *yb)
+                       const dense_q *qp, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
     /* a local copy: stores through int8_t pointers may alias anything, which would force reloads of *qp */
     const dense_q qv = *qp, *q = &qv;
@@ -441,13 +506,16 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
     uint32_t i, o;
     uint32_t Kb = K4; /* inputs the microkernel walks */
-    for (i = 0; i < K4; i += 4) {
-        uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
-        buf[i] = __sxtab16(xo2, va);
-        buf[i + 1] = tml_sxtab16_ror8(xo2, va);
-        buf[i + 2] = __sxtab16(xo2, vb);
-        buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
-    }
+    if (rows != NULL)
+        widen_rows(xa, xb, rows, xo2, buf);
+    else
+        for (i = 0; i < K4; i += 4) {
+            uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
+            buf[i] = __sxtab16(xo2, va);
+            buf[i + 1] = tml_sxtab16_ror8(xo2, va);
+            buf[i + 2] = __sxtab16(xo2, vb);
+            buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
+        }
     if (K4 < K && q->weights_overrun_ok) {
         /* the last K % 4 inputs padded to 4 with the input zero point: the pad lanes widen to 0 and add nothing
          * whatever weight bytes (the next row's, or past the last row inside CONST) they meet */
@@ -486,6 +554,8 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             requant_pairs(sums, pairs, o, q, ya, yb);
         o += 2 * pairs;
     }
+    if (q->fast_requant && q->const_mask != NULL)
+        const_outputs(q->const_mask, q->const_val, o, ya, yb);
     for (; o < Co; o++) {
         uint32_t c = q->per_channel ? o : 0;
         ya[o] = requant(tml_dot1(xa, w + (size_t)o * K, K, q->xo, 0), q->bias + 4 * o, q->mult + 4 * c,
@@ -567,6 +637,18 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
         }
 }
 
+/* n, oy, ox of the pixel after pos[] in raster order */
+static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
+{
+    if (++pos[2] == Wo) {
+        pos[2] = 0;
+        if (++pos[1] == Ho) {
+            pos[1] = 0;
+            pos[0]++;
+        }
+    }
+}
+
 static tml_status conv_2d(tml_model *m, const tml_op *op)
 {
     operand x, w, b, mu, sh, y;
@@ -575,6 +657,10 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     int8_t patch[CONV_PATCH];
     int patch_ok;
     dense_q q;
+#if TML_DSP
+    uint32_t const_mask[CONST_MAX_C / 32];
+    int8_t const_val[CONST_MAX_C];
+#endif
     const int8_t *xd, *wd;
     int8_t *yd;
     get(m, tml_op_in(op, 0), &x);
@@ -602,8 +688,19 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     q.out_off = p[7];
     q.lo = p[8];
     q.hi = p[9];
+    q.const_mask = NULL;
+    q.const_val = NULL;
 #if TML_DSP
-    q.fast_requant = requant2_ok(&q, Co, fstride);
+    q.fast_requant = requant2_ok(&q, Co, fstride, const_mask, const_val);
+    if (q.fast_requant && Co <= CONST_MAX_C) {
+        uint32_t i;
+        for (i = 0; i < (Co + 31) / 32 && const_mask[i] == 0; i++)
+            ;
+        if (i < (Co + 31) / 32) {
+            q.const_mask = const_mask;
+            q.const_val = const_val;
+        }
+    }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
 #else
     q.fast_requant = 0;
@@ -628,7 +725,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                     xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
                     xb = xd + (((pb / ((size_t)Ho * Wo)) * H + (pb / Wo % Ho) * p[0]) * W + (pb % Wo) * p[1]) * C;
                 }
-                dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co);
+                dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co, NULL);
             }
 #endif
         for (; pix < npix; pix++)
@@ -645,22 +742,40 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         const size_t npix = (size_t)N * Ho * Wo;
         size_t pix;
         uint32_t pos[3] = {0, 0, 0}; /* n, oy, ox of the next pixel */
+        pair_rows rows;
+        const int rows_ok = p[3] == 1 && (Kw * C) % 4 == 0 && Co % 2 == 0;
+        rows.n = Kh;
+        rows.bytes = Kw * C;
+        rows.step = (size_t)p[2] * W * C;
         for (pix = 0; pix < npix; pix += 2) {
             int8_t *pp = patch;
-            uint32_t k;
+            const int8_t *win[2] = {xd, xd};
+            uint32_t k, inside = 0;
+            if (rows_ok && pix + 1 < npix) { /* both fields inside the input: their rows widened in place */
+                uint32_t q2[3] = {pos[0], pos[1], pos[2]};
+                for (k = 0; k < 2; k++) {
+                    const int64_t iy0 = (int64_t)q2[1] * p[0] - p[4], ix0 = (int64_t)q2[2] * p[1] - p[5];
+                    if (iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)Kw <= W) {
+                        win[k] = xd + (((size_t)q2[0] * H + (size_t)iy0) * W + (size_t)ix0) * C;
+                        inside++;
+                    }
+                    next_pixel(q2, Ho, Wo);
+                }
+                if (inside == 2) {
+                    dense_pair(win[0], win[1], fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, &rows);
+                    pos[0] = q2[0];
+                    pos[1] = q2[1];
+                    pos[2] = q2[2];
+                    continue;
+                }
+            }
             for (k = 0; k < 2 && pix + k < npix; k++, pp = patch2) {
                 gather_patch(xd, pos[0], H, W, C, Kh, Kw, (int64_t)pos[1] * p[0] - p[4],
                              (int64_t)pos[2] * p[1] - p[5], p, pp);
-                if (++pos[2] == Wo) {
-                    pos[2] = 0;
-                    if (++pos[1] == Ho) {
-                        pos[1] = 0;
-                        pos[0]++;
-                    }
-                }
+                next_pixel(pos, Ho, Wo);
             }
             if (k == 2)
-                dense_pair(patch, patch2, fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co);
+                dense_pair(patch, patch2, fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, NULL);
             else
                 dense_row(patch, fstride, wd, Co, &q, yd + pix * Co);
         }
@@ -1274,6 +1389,8 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
         q.hi = p[4];
         q.fast_requant = 0;
         q.weights_overrun_ok = 0;
+        q.const_mask = NULL;
+        q.const_val = NULL;
         for (r = 0; r < rows; r++)
             dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
     }
@@ -1305,7 +1422,36 @@ static tml_status pool_2d(tml_model *m, const tml_op *op, int is_max)
                 int8_t *out = yd + (((size_t)n * Ho + oy) * Wo + ox) * C;
                 tap_range(ix0, 1, (uint32_t)p[3], W, &kx0, &kx1);
                 count = (ky1 - ky0) * (kx1 - kx0);
-                for (c = 0; c < C; c++) {
+                c = 0;
+#if TML_DSP
+                if (!is_max && count >= 1 && count <= 255) {
+                    /* 4 channels at a time, summed in 16-bit lanes by SXTAB16 (|sum| <= 255 * 128 fits) */
+                    const int8_t *x0 = xd + (((size_t)n * H + (size_t)(iy0 + ky0)) * W + (size_t)(ix0 + kx0)) * C;
+                    for (; c + 4 <= C; c += 4) {
+                        uint32_t e = 0, o = 0, ky, kx, j;
+                        int32_t s[4];
+                        for (ky = ky0; ky < ky1; ky++) {
+                            const int8_t *xr = x0 + (size_t)(ky - ky0) * W * C + c;
+                            for (kx = kx0; kx < kx1; kx++, xr += C) {
+                                const uint32_t v = tml_ldu32(xr);
+                                e = (uint32_t)__sxtab16(e, v);
+                                o = (uint32_t)tml_sxtab16_ror8(o, v);
+                            }
+                        }
+                        s[0] = (int16_t)e;
+                        s[1] = (int16_t)o;
+                        s[2] = (int16_t)(e >> 16);
+                        s[3] = (int16_t)(o >> 16);
+                        for (j = 0; j < 4; j++) {
+                            const int32_t acc = s[j];
+                            const int32_t v = acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count
+                                                      : (acc - (int32_t)count / 2) / (int32_t)count;
+                            out[c + j] = (int8_t)tml_clamp(v, p[6], p[7]);
+                        }
+                    }
+                }
+#endif
+                for (; c < C; c++) {
                     int32_t acc = is_max ? -128 : 0, v;
                     uint32_t ky, kx;
                     for (ky = ky0; ky < ky1; ky++)

@@ -44,3 +44,11 @@ def test_qemu_cortex_m4_bit_exact(name, compiled):
     assert r["cycles_range"][0] <= r["cycles"] <= r["cycles_range"][1]
     assert r["instructions"] < r["cycles"] < 3 * r["instructions"]
     assert r["latency_us"] == round(r["cycles"] / 120, 1) and "120 MHz" in r["latency_basis"]
+
+
+# VWW on the M4: the 3x3 depthwise plane kernels at stride 1 and 2 with SAME padding, and the 1x1 layers whose
+# saturated channels (bias +-2^30) requant2_ok proves constant, inside and after the patch-based stages.
+def test_qemu_cortex_m4_vww_bit_exact(mlperf, compiled):
+    path = mlperf("vww")
+    r = verify(compiled(path), path.read_bytes(), "qemu-cortex-m4", n_inputs=1, seed=8)
+    assert r["bit_exact"], r["first_mismatch"]
