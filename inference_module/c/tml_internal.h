@@ -125,6 +125,10 @@ int32_t tml_kernel_mbqm(int32_t x, int32_t m, int32_t s);
 
 /* Kernels, run on a validated op (tml_ops.c). */
 tml_status tml_run_op(tml_model *m, const tml_op *op);
+#ifdef TML_FAST
+/* The host build's vectorizable kernels (tml_fast.c): 1 when they ran the op, 0 to leave it to tml_ops.c's. */
+int tml_fast_run(tml_model *m, const tml_op *op);
+#endif
 
 /* §11's classic-model ops, OP_KERNEL..OP_AFFINE (tml_classic.c): the load-time rules (NULL, or a message whose
  * %d are *a, *b) and the kernels. */

@@ -11,3 +11,10 @@ def asan_tools():
     unit = cruntime.build(cruntime.BUILD / "tml_unit_asan")
     run = cruntime.build(cruntime.BUILD / "tml_run_asan")
     return unit, run
+
+
+@pytest.fixture(scope="session")
+def asan_runners(asan_tools):
+    """The blob runner under ASan+UBSan with tml_ops.c's kernels alone ("reference") and with the host kernels of
+    tml_fast.c in front of them ("fast", as in libtml.so)."""
+    return {"reference": asan_tools[1], "fast": cruntime.build(cruntime.BUILD / "tml_run_fast_asan")}

@@ -49,10 +49,12 @@ def test_mlperf_model_bit_exact_with_tflm(key):
     assert report["bit_exact"], report
 
 
-@pytest.mark.parametrize("key", ["kws", "sww"])
-def test_sanitized_build_runs_mlperf_models_identically(key, asan_tools, tmp_path):
-    """The ASan/UBSan build executes a whole model without a report and produces the library's bytes."""
-    _, runner = asan_tools
+@pytest.mark.parametrize("kernels,key", [("reference", "kws"), ("reference", "sww"), ("fast", "kws"), ("fast", "sww"),
+                                         ("fast", "vww")])
+def test_sanitized_build_runs_mlperf_models_identically(kernels, key, asan_runners, tmp_path):
+    """The ASan/UBSan build executes a whole model without a report and produces the library's bytes, with either
+    kernel set (VWW: the host kernels inside patch-based stages)."""
+    runner = asan_runners[kernels]
     blob = mlperf_blob(key)
     inputs, _ = judge_and_inputs(mlperf_model(key), 1, seed=3)
     (tmp_path / "m.blob").write_bytes(blob)
@@ -64,8 +66,9 @@ def test_sanitized_build_runs_mlperf_models_identically(key, asan_tools, tmp_pat
     assert (tmp_path / "out.bin").read_bytes() == want
 
 
-def test_sanitized_build_runs_every_corpus_model(asan_tools, tmp_path):
-    _, runner = asan_tools
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_sanitized_build_runs_every_corpus_model(kernels, asan_runners, tmp_path):
+    runner = asan_runners[kernels]
     for name in CORPUS_MODELS:
         path = CORPUS / name
         blob = compiled(path)
