@@ -186,10 +186,16 @@ async def _observe_and_send(nodes, db, port):
         while clients[observed]._observers.get((3, 0, 3)) and time.monotonic() < end:
             await asyncio.sleep(0.1)
         assert not clients[observed]._observers.get((3, 0, 3))
+
+        # observed again, and node b is SIGKILLed: it cannot tell the end, node a does (b's heartbeat stopped)
+        status, answer = await asyncio.to_thread(call, api["a"], "POST", path + "/observe", {})
+        assert status == 201 and answer["active"], answer
+        await asyncio.to_thread(nodes["b"].stop, signal.SIGKILL)
+        kind, data = await _event(events, lambda k, d: k == "observation-ended", timeout=15)
+        assert (data["node"], data["reason"], data["path"]) == ("b", "node gone", "/3/0/3"), data
         reader.cancel()
 
-        # node b leaves the group: its devices' datagrams reach node a, which never saw their registrations
-        await asyncio.to_thread(nodes["b"].stop)
+        # node b is out of the group: its devices' datagrams reach node a, which never saw their registrations
         alarm = json.dumps([{"n": "/32770/0/34", "v": 0.9}, {"n": "/32770/0/35", "v": 1}]).encode()
         request = Message(code=Code.POST, uri="coap://127.0.0.1:%d/dp" % port, payload=alarm, content_format=110)
         response = await clients[sender].context.request(request).response

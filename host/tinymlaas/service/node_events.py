@@ -9,11 +9,15 @@ gathered while the previous NOTIFY was on its way go as one JSON array, at most 
 limit is 8,000). One event larger than that goes without its values ("values_truncated": true); the owner keeps
 them (GET /api/devices/{ep}/observations, routed to it). A connection lost is opened again; what was published
 meanwhile is not replayed (SSE readers are live views, as on one node).
+
+An observation asked here and made by another node is watched (`watch`): when its node stops beating (killed), this
+node's readers get its "observation-ended" ("reason": "node gone"), which the dead node can no longer send.
 """
 
 import asyncio
 import json
 import logging
+import time
 
 log = logging.getLogger("tinymlaas.service.node_events")
 
@@ -21,6 +25,7 @@ CHANNEL = "tinymlaas_events"
 MAX_PAYLOAD = 7000
 PENDING = 10000         # events waiting for the database before the oldest are dropped (a node cut off from it)
 RETRY = 1.0
+WATCH = 1.0             # s between looks at the heartbeats of the nodes observing for this one
 
 
 def batches(node, events, limit=MAX_PAYLOAD):
@@ -48,8 +53,10 @@ def batches(node, events, limit=MAX_PAYLOAD):
 class NodeEvents:
     """Relay `hub`'s events to the other nodes of the group and theirs to `hub` (web/lwm2m.EventHub)."""
 
-    def __init__(self, hub, db_url, node):
+    def __init__(self, hub, db_url, node, alive=None):
         self.hub, self.db_url, self.node = hub, db_url, node
+        self.alive = alive              # f(node) -> bool: its heartbeat is recent (tasks.RolloutQueue.alive)
+        self.watched = {}               # (endpoint, path) -> the node that observes it for this node's API
         self._pending = asyncio.Queue(PENDING)
         self._tasks = []
         self.listening = asyncio.Event()
@@ -65,6 +72,8 @@ class NodeEvents:
     async def start(self):
         self.hub.relays.append(self.relay)
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._notify())]
+        if self.alive is not None:
+            self._tasks.append(asyncio.create_task(self._watch_owners()))
         try:
             await asyncio.wait_for(self.listening.wait(), 10)
         except TimeoutError:
@@ -76,6 +85,26 @@ class NodeEvents:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def watch(self, owner, endpoint, path):
+        self.watched[(endpoint, path)] = owner
+
+    def unwatch(self, endpoint, path):
+        self.watched.pop((endpoint, path), None)
+
+    async def _watch_owners(self):
+        while True:
+            await asyncio.sleep(WATCH)
+            try:
+                dead = {o for o in set(self.watched.values()) if not self.alive(o)}
+            except Exception as e:      # noqa: BLE001  (the database away: look again later)
+                log.warning("node events: heartbeats unreadable (%s)", e)
+                continue
+            for (endpoint, path), owner in list(self.watched.items()):
+                if owner in dead:
+                    del self.watched[(endpoint, path)]
+                    self.hub.deliver("observation-ended", {"endpoint": endpoint, "path": path, "node": owner,
+                                                           "reason": "node gone", "at": time.time()})
 
     async def _connect(self):
         import psycopg
@@ -110,6 +139,8 @@ class NodeEvents:
                 log.warning("node events: not an event from %s: %.80r", origin, event)
                 continue
             self.received += 1
+            if event[0] == "observation-ended":
+                self.unwatch(event[1].get("endpoint"), event[1].get("path"))
             self.hub.deliver(str(event[0]), dict(event[1], node=origin))
 
     async def _notify(self):

@@ -17,6 +17,7 @@ import json
 
 from aiohttp import web
 
+from ..lwm2m import paths as P
 from ..service.deployments import DeliveryError
 from .app import REQUEST_TIMEOUT, HttpError, dumps
 from .lwm2m import PATH
@@ -82,19 +83,25 @@ def route_to_owner(api, svc):
         if status >= 400:      # as the owner said it, and in this node's audit log
             error = json.loads(text)
             raise HttpError(status, error.pop("error", "error"), extra=error)
+        if info.path == LWM2M + "/observe":     # its end is told here even if the owner dies
+            path = P.fmt(P.parse("/" + request.match_info["path"]))
+            if info.method == "POST":
+                api.node_events.watch(owner, endpoint, path)
+            else:
+                api.node_events.unwatch(endpoint, path)
         return web.Response(status=status, text=text, content_type="application/json",
                             headers={"X-Tinymlaas-Node": owner})
 
     api.app.middlewares.append(to_owner)
-    relay_events(api, svc)
+    relay_events(api, svc, queue.alive)
     return api
 
 
-def relay_events(api, svc):
+def relay_events(api, svc, alive):
     """Every node's SSE readers see the group's events (the owner's notifications of an observation asked here)."""
     from ..service.node_events import NodeEvents
 
-    events = NodeEvents(api.hub, svc.queue.db_url, svc.node)
+    events = NodeEvents(api.hub, svc.queue.db_url, svc.node, alive)
 
     async def start(app):
         await events.start()
