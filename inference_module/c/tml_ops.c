@@ -141,7 +141,7 @@ typedef struct {
 
 /* One input row x four output channels: acc[j] = sum over the widened row xw[0..end) (2 words per 4 inputs, in
  * SXTB16's lane order, offset added) of the inputs times weight row w + jK. For FULLY_CONNECTED with one row (AD),
- * where no second pixel shares the weights. Per 4 inputs: 2 + 4 LDR, 8 SXTB16, 8 SMLAD; two steps per pass. */
+ * where no second pixel shares the weights. Per 4 inputs: 2 + 4 LDR, 8 SXTB16, 8 SMLAD; four steps per pass. */
 #define GEMV_1X4_STEP                                                                                          \
     "ldr r10, [r0], #4\n\t"                                                                                    \
     "ldr r11, [r0], #4\n\t"                                                                                    \
@@ -180,11 +180,14 @@ __attribute__((naked, noinline)) static void gemv_1x4_dsp(const int32_t *xw, con
                      "movs r8, #0\n\t"
                      "movs r9, #0\n\t"
                      "subs r12, r1, r0\n\t"
-                     "tst r12, #8\n\t" /* an odd number of 4-input steps: one first */
+                     "tst r12, #8\n\t" /* steps of 4 inputs mod 4 first: one, then two */
                      "beq 2f\n\t" GEMV_1X4_STEP "2:\n\t"
+                     "subs r12, r1, r0\n\t"
+                     "tst r12, #16\n\t"
+                     "beq 5f\n\t" GEMV_1X4_STEP GEMV_1X4_STEP "5:\n\t"
                      "cmp r0, r1\n\t"
                      "beq 3f\n\t"
-                     "1:\n\t" GEMV_1X4_STEP GEMV_1X4_STEP "cmp r0, r1\n\t"
+                     "1:\n\t" GEMV_1X4_STEP GEMV_1X4_STEP GEMV_1X4_STEP GEMV_1X4_STEP "cmp r0, r1\n\t"
                      "bne 1b\n\t"
                      "3:\n\t"
                      "ldr r12, [sp, #36]\n\t" /* acc, the 5th argument */
@@ -266,7 +269,7 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
  * a even, a odd, b even, b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
  * In assembly because it needs all 14 usable registers (4 accumulators, 3 pointers and the end, 4 widened weights,
  * 2 inputs) -- GCC's version kept the end pointer on the stack, and a call per pair cost ~30 cycles more. Per 4
- * inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; two steps per pass: 42 modelled cycles for 32 MAC. */
+ * inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; four steps per pass: 84 modelled cycles for 64 MAC. */
 #define GEMM_2X2_STEP                                                                                          \
     "ldr r8, [r2], #4\n\t"                                                                                     \
     "ldr r9, [r3], #4\n\t"                                                                                     \
@@ -309,11 +312,14 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
                      "movs r6, #0\n\t"
                      "movs r7, #0\n\t"
                      "subs r12, r1, r0\n\t"
-                     "tst r12, #16\n\t" /* an odd number of 4-input steps: one first */
+                     "tst r12, #16\n\t" /* steps of 4 inputs mod 4 first: one, then two */
                      "beq 2f\n\t" GEMM_2X2_STEP "2:\n\t"
+                     "subs r12, r1, r0\n\t"
+                     "tst r12, #32\n\t"
+                     "beq 5f\n\t" GEMM_2X2_STEP GEMM_2X2_STEP "5:\n\t"
                      "cmp r0, r1\n\t"
                      "beq 3f\n\t"
-                     "1:\n\t" GEMM_2X2_STEP GEMM_2X2_STEP "cmp r0, r1\n\t"
+                     "1:\n\t" GEMM_2X2_STEP GEMM_2X2_STEP GEMM_2X2_STEP GEMM_2X2_STEP "cmp r0, r1\n\t"
                      "bne 1b\n\t"
                      "3:\n\t"
                      "ldr r12, [sp]\n\t"
@@ -1848,10 +1854,6 @@ static tml_status tree_ensemble(tml_model *m, const tml_op *op)
 
 tml_status tml_run_op(tml_model *m, const tml_op *op)
 {
-#ifdef TML_FAST
-    if (tml_fast_run(m, op)) /* the host kernels (tml_fast.c) took it */
-        return TML_OK;
-#endif
     switch (op->opcode) {
     case OP_CONV_2D: return conv_2d(m, op);
     case OP_DEPTHWISE_CONV_2D: return depthwise_conv_2d(m, op);
