@@ -1854,6 +1854,10 @@ static tml_status tree_ensemble(tml_model *m, const tml_op *op)
 
 tml_status tml_run_op(tml_model *m, const tml_op *op)
 {
+#ifdef TML_FAST
+    if (tml_fast_run(m, op)) /* the host kernels (tml_fast.c) took it */
+        return TML_OK;
+#endif
     switch (op->opcode) {
     case OP_CONV_2D: return conv_2d(m, op);
     case OP_DEPTHWISE_CONV_2D: return depthwise_conv_2d(m, op);
