@@ -253,7 +253,8 @@ def build(cfg, device=Device, tinyml=TinyML):
             ep.secure(oscore_context(cfg["oscore"], cfg["data_dir"]), cfg["oscore"].get("echo", True))
     c.add(device(cfg))
     tml = c.add(tinyml(installer, cfg["data_dir"], cfg.get("flash_bytes"), link))
-    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload))
+    c.add(Firmware(installer, install_error, on_activated=tml.reload, on_activating=tml.unload,
+                   on_reset=c.drop_transfers))
     return c
 
 

@@ -128,6 +128,17 @@ class Client:
             hal.unload(*TRANSFER_MODULES)
         self.ep.recent = self.ep.recent[-1:]
 
+    def drop_transfers(self):
+        """A cancelled download (empty Package URI): abort a block-wise body still coming in and let go of what
+        it holds, as after an update."""
+        if self.upload is not None:
+            self.upload.sink.abort()
+            self.upload = None
+        if self.qupload is not None and self.qupload.final is None:
+            self.qupload.sink.abort()
+        self.qupload = None
+        self.shed()
+
     def settle(self):
         """After the new model is in place: move what is left of the caches down beside it, then collect. They
         were allocated wherever the allocator stood while the package streamed in, often inside the free block

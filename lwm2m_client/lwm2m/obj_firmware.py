@@ -94,8 +94,9 @@ class Firmware(LwObject):
     resources = {0: (OPAQUE, "W"), 1: (STRING, "RW"), 2: (NONE, "E"), 3: (INTEGER, "R"), 5: (INTEGER, "R"),
                  6: (STRING, "R"), 7: (STRING, "R"), 8: (INTEGER, "RM"), 9: (INTEGER, "R")}
 
-    def __init__(self, installer, install_error, on_activated=None, on_activating=None):
+    def __init__(self, installer, install_error, on_activated=None, on_activating=None, on_reset=None):
         super().__init__()
+        self.on_reset = on_reset  # called when an empty URI cancels: the client drops a half-done transfer
         self.on_activating = on_activating  # called before activation: free the running model's RAM
         self.installer = installer
         self.install_error = install_error
@@ -153,6 +154,8 @@ class Firmware(LwObject):
                 self._pull_ended(None)
             if self.installer is not None and self.state != UPDATING:
                 self.installer.abort()
+            if self.on_reset and self.state != UPDATING:
+                self.on_reset()
             self.set_state(IDLE, R_INITIAL)
             return
         try:

@@ -107,8 +107,8 @@ def test_service_restart_mid_deployment_resumes(tmp_path):
             svc = await Service(data).start("127.0.0.1", port)   # restart: resume_all runs on start
             await wait_for(lambda: svc.deployments.get(dep_id)["state"] != "running", timeout=90, what="resume")
             dep = svc.deployments.get(dep_id)
-            assert dep["state"] == "completed" and dep["devices"][0]["state"] == "active"
             hist = svc.deployments.history(dep_id)
+            assert dep["state"] == "completed" and dep["devices"][0]["state"] == "active", (dep, hist)
             assert any("resumed after restart" in h["message"] for h in hist), hist
         finally:
             dev.stop()

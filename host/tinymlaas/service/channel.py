@@ -10,6 +10,7 @@ FW_INSTANCE = "/5/0"
 FW_STATE = (5, 0, 3)
 FW_RESULT = (5, 0, 5)
 FW_UPDATE = "/5/0/2"
+FW_URI = "/5/0/1"
 # LwM2M object 5 Update Result codes (OMA-TS-LightweightM2M Core, object 5 resource 5).
 UPDATE_RESULTS = {
     0: "initial value", 1: "firmware updated successfully", 2: "not enough flash memory for the package",
@@ -78,6 +79,14 @@ class LwM2MChannel(DeviceChannel):
                 raise DeliveryError("%s: timed out after %.0f s in state %d" % (what, self.timeout, state))
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 1.0)
+
+    async def cancel_download(self, endpoint):
+        """Write an empty Package URI (LwM2M: cancels a download and resets object 5 to Idle), so a device whose
+        transfer a stopped service left half done frees what it holds for it before it is measured again."""
+        try:
+            await self.server.write(endpoint, FW_URI, "")
+        except LwM2MError as e:
+            raise DeliveryError(str(e)) from None
 
     async def install(self, endpoint, package, name, version, progress=None):
         try:

@@ -75,6 +75,9 @@ class DeviceChannel:
         """Why the device cannot be reached now (it gets the update when it next registers), or None."""
         return None
 
+    async def cancel_download(self, endpoint):
+        """Cancel a download the device may still be in the middle of (after a restart cut it off)."""
+
 
 class DeploymentEngine:
     """Drives deployments to completion. `plan(deployment, endpoint)` returns (variant, package bytes, name,
@@ -227,6 +230,13 @@ class DeploymentEngine:
         if variant_sha and now.get("sha256") == variant_sha:
             self.store.set_device(dep_id, endpoint, "active", "resumed after restart: device already runs the model")
         else:
+            if dev["state"] == "delivering":
+                # the transfer we left half done still holds the device's receive state, which splits its
+                # heap: the fit check before the new delivery would measure that, not the device
+                try:
+                    await self.channel.cancel_download(endpoint)
+                except DeliveryError:
+                    pass  # a device that refuses keeps its state; the new transfer replaces it anyway
             self.store.set_device(dep_id, endpoint, "queued", "resumed after restart: delivery restarts")
 
     # ---- gates ---------------------------------------------------------------------------------------------
