@@ -200,5 +200,5 @@ def test_tokens_are_stored_hashed_and_never_logged(tmp_path):
         assert secret not in logged
     dump = "\n".join(sqlite3.connect(data / "tinymlaas.db").iterdump())
     for secret in (token, second, sid):
-        assert secret not in dump and secret.split("_")[-1] not in dump
+        assert secret not in dump and secret.split("_", 2)[2] not in dump  # the secret may hold "_" itself
     assert hashlib.sha256(token.encode()).hexdigest() in dump            # what is kept instead
