@@ -22,6 +22,8 @@ Options (also `representative` and `name`):
   from the dict or metadata["train"].
 * fuse: activation and pad fusion; always applied by the compiler (True is accepted, False is refused).
 * representative: calibration inputs, an .npy path or array (else metadata["representative"]).
+* embedding_output: True -> the input of the model's last FULLY_CONNECTED op becomes graph output 1 (int8, the
+  embedding a device's trainable head learns from, docs/learning.md); output 0 is unchanged.
 """
 
 import hashlib
@@ -73,7 +75,7 @@ class Int8Backend(Backend):
     name = "tmlb-int8"
     accepts = frozenset({"tflite", "keras", "savedmodel", "onnx"})
     runtimes = frozenset({"tinyml-mpy", "tinyml-c"})
-    optimizations = frozenset({"quantize", "prune", "fuse", "patches"})
+    optimizations = frozenset({"quantize", "prune", "fuse", "patches", "embedding_output"})
 
     def int8_tflite(self, source, options):
         """(int8 .tflite bytes, report dict) for the source: as given for an int8 .tflite, else via pruning and
@@ -159,11 +161,14 @@ class Int8Backend(Backend):
         transpose = (report.get("onnx") or {}).get("input_transpose")
         # META tells `infer` (and a device's feature code) that callers hold the samples NCHW
         meta = {"input_layout": "NCHW", "input_transpose": transpose} if transpose else None
+        embedding = options.get("embedding_output", False)
+        if embedding not in (True, False):
+            raise BackendError("option embedding_output=%r: use true or false" % (embedding,))
         return blob_artifact(tflite, target, options.get("name") or source.name or None, report, self.name, meta,
-                             patches=options.get("patches", True))
+                             patches=options.get("patches", True), embedding_output=embedding)
 
 
-def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches=True):
+def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches=True, embedding_output=False):
     """The Artifact of an int8 .tflite compiled to a blob for `target` (ABI and ops checked); `report` gets the
     compiler's report. Shared by the back-ends that reach the blob through an int8 .tflite. patches=False: layer by
     layer even where patch-based stages would lower the arena (for runtimes without the PATCH op)."""
@@ -173,7 +178,8 @@ def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches
     try:
         # patch-based stages only for runtimes that run PATCH ops (an empty op list: every op of the back-end)
         cm = compile_tflite(tflite, name=name, meta=meta,
-                            patches=bool(patches) and (not target.ops or "PATCH" in target.ops))
+                            patches=bool(patches) and (not target.ops or "PATCH" in target.ops),
+                            embedding_output=embedding_output)
     except CompileError as e:
         raise BackendError("compiler: %s" % e) from None
     ops = list(dict.fromkeys(cm.ops))
@@ -182,5 +188,7 @@ def blob_artifact(tflite, target, name, report, backend_name, meta=None, patches
         raise BackendError("the target runtime does not implement %s" % ", ".join(missing))
     (flags,) = struct.unpack_from("<I", cm.blob, 8)
     report.update(cm.report())
+    if embedding_output:
+        report["embedding"] = dict(cm.outputs[-1], output=len(cm.outputs) - 1)
     return Artifact(kind="tmlb", data=cm.blob, flash_bytes=len(cm.blob), ram_bytes=cm.arena_bytes, macs=cm.macs,
                     ops=ops, features={"abi": F.ABI, "float_io": bool(flags & F.FLAG_FLOAT_IO)}, report=report)

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..blob import format as F
 from . import backend
+from .embedding import add_embedding_output
 from .errors import CompileError
 from .frontend import parse_tflite
 from .passes.fold_constants import fold_constants, remove_dead_ops
@@ -156,14 +157,16 @@ def compile_graph(graph, tflite=b"", name="", inplace=True, fuse=True, meta=None
                          passes=stats, layers=layers, memory_plan=memory_plan)
 
 
-def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None, patches=True):
+def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None, patches=True,
+                   embedding_output=False):
     """Compile a .tflite model (path or bytes) into a blob. Raises CompileError for anything unsupported.
 
     Options: `name` (META name; default the file stem or the model description), `inplace` (let LUT/ADD/MUL write
     over a dying operand; default True), `fuse` (PAD and standalone-activation fusion; default True). Every
     combination gives a bit-identical function; the options only trade arena bytes and op count. `patches`: run
     memory-heavy stages tile by tile where that lowers the arena (default True; costs recomputed MACs). `meta`:
-    extra META entries (JSON-able)."""
+    extra META entries (JSON-able). `embedding_output`: the last FULLY_CONNECTED op's input becomes one more graph
+    output (after the model's own; META "embedding" says which), for a device's trainable head."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
         default_name = ""
@@ -172,5 +175,7 @@ def compile_tflite(path_or_bytes, name=None, inplace=True, fuse=True, meta=None,
         data = p.read_bytes()
         default_name = p.stem
     graph = parse_tflite(data)
+    if embedding_output:
+        meta = dict(meta or {}, embedding=add_embedding_output(graph))
     return compile_graph(graph, data, name or default_name or graph.name, inplace=inplace, fuse=fuse, meta=meta,
                          patches=patches)
