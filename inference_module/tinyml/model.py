@@ -645,13 +645,20 @@ def _run(m, op, plan):
     RUN[op[0]](m, op, plan)
 
 
-def _patch(m, op, plan=None):
+def _patch(m, op, plan):
     # Imported on first use, like trees: models without a PATCH stage do not pay for the module.
     from .patch import run
-    run(m, op, _run, PLANS)
+    run(m, op, _run, plan)
 
 
-PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _conv_plan}
+def _patch_plan(m, op):
+    # One conv config per stage op, built once (rebuilding them per tile cost VWW's first stage ~3x its
+    # layer-by-layer time); patch.run sets each tile's shapes and padding in them.
+    return [_conv_plan(m, sop) for sop in op[4]]
+
+
+PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _conv_plan,
+         O.PATCH: _patch_plan}
 
 RUN = {
     O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _conv, O.AVERAGE_POOL_2D: _pool,

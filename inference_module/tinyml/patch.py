@@ -10,6 +10,7 @@ from .errors import BlobError
 from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, INT8, INT32, ARENA, CONST
 
 MAX_PAD = 65535
+P_NPIX = 47  # model.P_NPIX: the conv config's output pixels
 
 
 def _fail(i, msg):
@@ -106,29 +107,46 @@ class _Tiles:
 
 
 def run(m, op, runner, plans=None):
-    """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op (plans: PLANS, to build
-    each tile's plan of an op; None for the reference kernels)."""
+    """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op. plans: the stage ops'
+    conv configs built once at load (model._patch_plan; each tile sets its shapes and padding in them), or None
+    (the reference kernels: each stage op runs on a view of the tensor table with the tile's shapes)."""
     code, ins, out, par, stage = op
     T = m.tensors
     tt, y = T[ins[1]], T[out]
     yd = y[T_DIMS]
     tile_off = T[ins[2]][T_OFF]
-    width = 2 + 4 * len(stage)
-    view = _Tiles(T)
+    n = len(stage)
+    width = 2 + 4 * n
+    fmt = "<%di" % width
+    xd = T[ins[0]][T_DIMS]
     a = m._amv
     row_bytes = yd[3]
-    try:
+    view = None
+    if plans is None:
+        view = _Tiles(T)
         m.tensors = view
+    try:
         for r in range(tt[T_SHAPE][0]):
-            row = struct.unpack_from("<%di" % width, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
-            view.size.clear()
-            for k, sop in enumerate(stage):
-                oh, ow = row[2 + 4 * k], row[3 + 4 * k]
-                view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
-                q = list(sop[3])
-                q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
-                sop_t = (sop[0], sop[1], sop[2], q)
-                runner(m, sop_t, plans[sop[0]](m, sop_t) if plans and sop[0] in plans else None)
+            row = struct.unpack_from(fmt, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
+            if view is None:
+                h, w = xd[1], xd[2]  # the first op reads a window of the whole input (negative padding)
+                for k in range(n):
+                    c = plans[k]
+                    b = 2 + 4 * k
+                    oh, ow = row[b], row[b + 1]
+                    # conv.conv's geometry (model._conv_plan): input H, W, output OW, OH, padding, output pixels
+                    c[25], c[26], c[28], c[29], c[36], c[37], c[P_NPIX] = h, w, ow, oh, row[b + 2], row[b + 3], oh * ow
+                    runner(m, stage[k], c)
+                    h, w = oh, ow
+            else:
+                view.size.clear()
+                for k in range(n):
+                    sop = stage[k]
+                    oh, ow = row[2 + 4 * k], row[3 + 4 * k]
+                    view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
+                    q = list(sop[3])
+                    q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
+                    runner(m, (sop[0], sop[1], sop[2], q), None)
             run_len = ow * row_bytes
             for q in range(oh):  # the tile into y at (oy0, ox0)
                 at = y[T_OFF] + ((row[0] + q) * yd[2] + row[1]) * row_bytes
