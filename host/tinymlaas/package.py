@@ -8,6 +8,7 @@ both follow docs/package-format.md.
 
 import hashlib
 import json
+import math
 import struct
 
 import numpy as np
@@ -43,8 +44,36 @@ def _tensor_bytes(value, t):
     return raw
 
 
+HEAD_KINDS = ("softmax", "ncm")
+
+
+def head_config(head, n_outputs=None):
+    """A trainable head's package metadata {"kind", "lr", "save_every", "output"} (docs/learning.md), checked:
+    kind softmax|ncm, lr a finite number > 0, save_every a whole number >= 1, output the index of a graph output
+    other than 0 (the model's own answer) when the blob's output count `n_outputs` is known."""
+    if not isinstance(head, dict):
+        raise PackageError("head must be a dict with kind, lr, save_every and output")
+    unknown = set(head) - {"kind", "lr", "save_every", "output"}
+    if unknown:
+        raise PackageError("head has unknown field(s) %s" % ", ".join(sorted(unknown)))
+    kind = head.get("kind")
+    if kind not in HEAD_KINDS:
+        raise PackageError("head kind %r: use softmax or ncm" % (kind,))
+    lr = head.get("lr", 0.05)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise PackageError("head learning rate %r must be a finite number above 0" % (lr,))
+    save_every, output = head.get("save_every", 10), head.get("output", 1)
+    for what, v, low in (("save_every", save_every, 1), ("output", output, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise PackageError("head %s %r must be a whole number >= %d" % (what, v, low))
+    if n_outputs is not None and output >= n_outputs:
+        raise PackageError("head output %d: the blob has %d output(s); compile it with embedding_output"
+                           % (output, n_outputs))
+    return {"kind": kind, "lr": float(lr), "save_every": save_every, "output": output}
+
+
 def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None, vendor=None, klass=None,
-                  anomaly=None):
+                  anomaly=None, head=None):
     """-> package bytes. vectors: [(inputs, outputs)], one array/bytes per graph input and output.
 
     The outputs are the golden results the device must reproduce bit for bit before it activates the model.
@@ -52,12 +81,15 @@ def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None
     `sequence` (default: the UTC time in milliseconds, which only grows), for vendor / class ids `vendor` /
     `klass` (16 bytes each; default: signing.store's DEFAULT_VENDOR / DEFAULT_CLASS). anomaly: an anomaly
     model's {"score", "threshold"} (service/anomaly.py), in the metadata for the device to raise alarms with.
+    head: a trainable head {"kind": softmax|ncm, "lr", "save_every", "output"} (head_config) for a blob compiled
+    with embedding_output (docs/learning.md), in the metadata as "head".
     """
     from .signing import cose, manifest, store
 
     blob = parse_blob(bytes(blob_bytes))
     ins = [blob.tensors[i] for i in blob.inputs]
     outs = [blob.tensors[i] for i in blob.outputs]
+    head = head_config(head, len(outs)) if head is not None else None
     vec = bytearray()
     for k, (vi, vo) in enumerate(vectors):
         if len(vi) != len(ins) or len(vo) != len(outs):
@@ -87,6 +119,8 @@ def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None
     }
     if anomaly is not None:
         meta["anomaly"] = {"score": str(anomaly["score"]), "threshold": float(anomaly["threshold"])}
+    if head is not None:
+        meta["head"] = head
     meta_raw = json.dumps(meta, separators=(",", ":")).encode()
     if len(meta_raw) > MAX_META:
         raise PackageError("metadata is %d bytes, the limit is %d" % (len(meta_raw), MAX_META))
