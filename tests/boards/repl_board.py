@@ -18,7 +18,7 @@ import threading
 import time
 import tty
 
-from tinymlaas.devices.unixport import binary
+from tinymlaas.devices.unixport import binary, interrupt
 
 
 class ReplBoard:
@@ -76,26 +76,9 @@ class ReplBoard:
         interrupt char) and drops the byte. The unix port gets that only as SIGINT, and catches SIGINT exactly
         while it has an interrupt char set, i.e. while running code; otherwise Ctrl-C goes to the REPL as a byte."""
         if b"\x03" in data and self._sigint_caught():
-            self._wait_until_asleep()
-            os.kill(self.proc.pid, signal.SIGINT)
+            interrupt(self.proc.pid)
             return data.replace(b"\x03", b"")
         return data
-
-    def _wait_until_asleep(self, timeout=2.0):
-        """The unix port raises KeyboardInterrupt from inside its SIGINT handler (MICROPY_ASYNC_KBD_INTR), not at
-        the VM's next safe point as a board's UART driver does; landing inside a garbage collection it leaves the
-        heap locked for good ("memory allocation failed, heap is locked": seen once in CI). So the
-        signal goes while the VM sleeps in a system call (its poll loop), as near as a board's timing as we get."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with open("/proc/%d/stat" % self.proc.pid) as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                return
-            if state == "S":
-                return
-            time.sleep(0.001)
 
     def _sigint_caught(self):
         try:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -277,7 +276,7 @@ class EmulatedDevice:
         """Ask the device to de-register (SIGINT -> KeyboardInterrupt in the client loop), then make sure."""
         self._stopping = True
         if self.running():
-            self.proc.send_signal(signal.SIGINT)
+            unixport.interrupt(self.proc.pid)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -240,7 +239,7 @@ class EmulatedFleet:
         self._stopping = True
         running = [vm for vm in self.vms if vm.proc and vm.proc.poll() is None]
         for vm in running:
-            vm.proc.send_signal(signal.SIGINT)
+            unixport.interrupt(vm.proc.pid)
         deadline = time.monotonic() + timeout
         for vm in running:
             try:

