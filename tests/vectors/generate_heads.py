@@ -83,6 +83,10 @@ def invalid(base_name, data):
     struct.pack_into("<H", grown, 8, 4)            # K 3 -> 4 with the bytes of K=3: the total no longer matches
     big_d = bytearray(data)
     struct.pack_into("<H", big_d, 6, 5000)
+    nan_weight = bytearray(data)
+    struct.pack_into("<I", nan_weight, H.HEADER_BYTES + 4, 0x7FC00000)   # the second weight: a quiet NaN
+    negative_lr = bytearray(data)
+    struct.pack_into("<f", negative_lr, 16, -0.5)
     return [
         (base_name + "_truncated", data[:-9], "total", ["total"]),
         (base_name + "_short_header", data[:20], "header", ["header"]),
@@ -93,6 +97,8 @@ def invalid(base_name, data):
         (base_name + "_bad_magic", b"TMLX" + data[4:], "magic", ["magic"]),
         (base_name + "_bad_version", recrc(data[:4] + b"\x02" + data[5:]), "version", ["version"]),
         (base_name + "_d_too_big", recrc(big_d), "dims", ["D=5000"]),
+        (base_name + "_nan_weight", recrc(nan_weight), "values", ["not finite"]),
+        (base_name + "_negative_lr", recrc(negative_lr), "values", ["lr"]),
     ]
 
 

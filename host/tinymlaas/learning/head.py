@@ -85,14 +85,19 @@ def encode(head):
     extra_dtype = "<f4" if head.kind == "softmax" else "<u4"
     if head.extra.shape != (k,):
         raise HeadError("dims", "head has %d classes but %d bias/count values" % (k, head.extra.size))
+    lr = float(head.lr) if head.kind == "softmax" else 0.0
+    _check_values(np.float32(lr), np.float32(head.scale), np.asarray(head.weights, np.float32),
+                  np.asarray(head.extra, np.float32) if head.kind == "softmax" else None)
     body = HEADER.pack(MAGIC, VERSION, KIND_IDS[head.kind], d, k, 0, int(head.samples),
-                       float(head.lr) if head.kind == "softmax" else 0.0, float(head.scale), int(head.zero_point))
+                       lr, float(head.scale), int(head.zero_point))
     body += np.ascontiguousarray(head.weights, "<f4").tobytes() + np.ascontiguousarray(head.extra, extra_dtype).tobytes()
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def decode(data):
-    """The Head in TMLH bytes; HeadError (kind: header, magic, version, kind, dims, total, crc) otherwise."""
+    """The Head in TMLH bytes; HeadError (kind: header, magic, version, kind, dims, total, crc, values)
+    otherwise. Values as a device reads them (tinyml/learn.py check()): lr finite and >= 0, the embedding scale
+    finite and > 0, every weight, mean and bias finite."""
     data = bytes(data)
     if len(data) < HEADER_BYTES + 4:
         raise HeadError("header", "TMLH head of %d bytes is shorter than its %d-byte header and CRC"
@@ -119,7 +124,16 @@ def decode(data):
     kind = KINDS[kind_id]
     extra = np.frombuffer(data, "<f4" if kind == "softmax" else "<u4", k, off)
     extra = extra.astype(np.float32 if kind == "softmax" else np.uint32)
+    _check_values(lr, scale, weights, extra if kind == "softmax" else None)
     return Head(kind, weights, extra, samples, lr, scale, zp)
+
+
+def _check_values(lr, scale, weights, bias):
+    if not (np.isfinite(lr) and lr >= 0 and np.isfinite(scale) and scale > 0):
+        raise HeadError("values", "TMLH lr %r / embedding scale %r: lr must be finite and >= 0, the scale finite "
+                        "and > 0" % (lr, scale))
+    if not np.all(np.isfinite(weights)) or (bias is not None and not np.all(np.isfinite(bias))):
+        raise HeadError("values", "TMLH head holds a weight or bias that is not finite")
 
 
 def _check_dims(d, k):
