@@ -30,6 +30,14 @@ def register(sub):
     p.add_argument("--no-result-reporting", action="store_true",
                    help="the devices stop sending inference results (Last Result/Top Class refused, observations "
                    "ended) until a deployment without this flag (docs/privacy.md)")
+    p.add_argument("--trainable-head", choices=("softmax", "ncm"),
+                   help="learn on the device (docs/learning.md): the model's last FULLY_CONNECTED becomes a head the "
+                   "device trains from labelled samples (`tinymlaas learn`); softmax starts from the model's weights "
+                   "(SGD), ncm from no class means")
+    p.add_argument("--learning-rate", type=float, default=0.05, metavar="LR",
+                   help="the softmax head's SGD step (default 0.05)")
+    p.add_argument("--save-every", type=int, default=10, metavar="N",
+                   help="the device saves its head every N learned samples (default 10)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is created")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the deployment (default 600)")
     p.add_argument("--json", action="store_true")
@@ -48,6 +56,8 @@ def cmd_deploy(args):
     body = {"model": args.model, "canary": [c for c in args.canary.split(",") if c], "stages": args.stages,
             "concurrency": args.concurrency, "max_failed": args.max_failed, "soak": args.soak,
             "report_results": not args.no_result_reporting}
+    if args.trainable_head:
+        body["head"] = {"kind": args.trainable_head, "lr": args.learning_rate, "save_every": args.save_every}
     if args.tag:
         body["tag"] = args.tag
     else:

@@ -15,6 +15,7 @@ from .anomaly import device_config
 from .catalog import Catalog
 from .channel import LwM2MChannel
 from .deployments import DEFAULT_CONCURRENCY, DeploymentEngine, DeploymentError, DeploymentStore, check_stages
+from .heads import DeploymentHeads, check_head, embedding_twins, is_embedding_variant, package_head
 from .inference import Inference
 from .privacy import ReportingChannel, ResultReporting
 from .selection import choose
@@ -107,6 +108,7 @@ class Service:
                 raise UserError("a node group (--node) needs a postgresql:// database the nodes share")
             self.queue = RolloutQueue(self, db_path, node)
         self.deployments = DeploymentStore(self.db)
+        self.heads = DeploymentHeads(self.db)     # a deployment's trainable head config (heads.py)
         # a sample of free heap, flash, inference count and latency each time a device's TinyML object is read
         self.telemetry = Telemetry(self.db, telemetry_retention_days)
         self.telemetry.attach(self.server, self._spawn)
@@ -219,32 +221,43 @@ class Service:
             caps = self.device_capabilities(endpoint)
         except Exception as e:
             raise DeploymentError(str(e)) from None
-        best = self.fitting_variant(model, caps, endpoint)
+        head = self.heads.get(deployment["id"])
+        best = self.fitting_variant(model, caps, endpoint, trainable=head is not None)
         variant = best.variant
-        key = (model["id"], variant["id"])
+        key = (model["id"], variant["id"], repr(head))
         installed = (caps.get("trust") or {}).get("sequence", 0)
         if key not in self._packages or self._packages[key][1] <= installed:  # signed again above the device's
-            self._packages = {key: self.signed_package(model, variant, installed)}   # the latest only
+            self._packages = {key: self.signed_package(model, variant, installed, head)}   # the latest only
         return variant, self._packages[key][0], model["name"], model["version"]
 
-    def fitting_variant(self, model, caps, endpoint):
+    def fitting_variant(self, model, caps, endpoint, trainable=False):
         """The Verdict of the variant of `model` chosen for a device with these capabilities, compiling what it
         needs when nothing registered fits: a layer-by-layer twin for a runtime without PATCH, then pruned
-        variants. DeploymentError saying why nothing fits."""
-        best, verdicts = choose(self.registry.variants(model), caps)
+        variants. trainable: among the variants with the embedding output (heads.py), compiling those twins of
+        the int8 variants first. DeploymentError saying why nothing fits."""
+        def variants():
+            return [v for v in self.registry.variants(model) if is_embedding_variant(v) == trainable]
+
+        best, verdicts = choose(variants(), caps)
         built, failed, candidates = [], [], []
         if best is None:
-            # (what it is once built, what failed if it does not build, options)
-            candidates = [("a layer-by-layer variant", "a layer-by-layer variant", o)
-                          for o in self.layerwise_variants(model, verdicts)]
-            candidates += [("prune=%s" % o["prune"], "pruning %s" % o["prune"], o) for o in self.smaller_variants(model)]
-        for built_as, failing, options in candidates:
-            errors = self.catalog.build(model, [("tmlb-int8", "tinyml-mpy", options)])
+            # (what it is once built, what failed if it does not build, (backend, runtime, options))
+            if trainable:
+                candidates = [("an embedding-output variant", "the embedding-output variant", b)
+                              for b in embedding_twins(self.registry.variants(model))]
+            extra = {"embedding_output": True} if trainable else {}
+            candidates += [("a layer-by-layer variant", "a layer-by-layer variant",
+                            ("tmlb-int8", "tinyml-mpy", dict(o, **extra)))
+                           for o in self.layerwise_variants(model, verdicts)]
+            candidates += [("prune=%s" % o["prune"], "pruning %s" % o["prune"],
+                            ("tmlb-int8", "tinyml-mpy", dict(o, **extra))) for o in self.smaller_variants(model)]
+        for built_as, failing, build in candidates:
+            errors = self.catalog.build(model, [build])
             if errors:
                 failed.append("%s failed: %s" % (failing, "; ".join(errors.values())))
                 continue
             built.append(built_as)
-            best, verdicts = choose(self.registry.variants(model), caps)
+            best, verdicts = choose(variants(), caps)
             if best is not None:
                 break
         if best is None:
@@ -279,16 +292,18 @@ class Service:
         steps = [{"quantize": "int8", "prune": f} for f in PRUNE_STEPS]
         return [o for o in steps if json_key(o) not in have]
 
-    def package(self, model, variant, floor=0):
+    def package(self, model, variant, floor=0, head=None):
         """The signed install package of a variant, its sequence number above `floor`."""
-        return self.signed_package(model, variant, floor)[0]
+        return self.signed_package(model, variant, floor, head)[0]
 
-    def signed_package(self, model, variant, floor=0):
-        """(package bytes, sequence number): signed with the key store's current key (service/signing.py)."""
+    def signed_package(self, model, variant, floor=0, head=None):
+        """(package bytes, sequence number): signed with the key store's current key (service/signing.py).
+        head: a deployment's trainable head config (heads.py), for a variant with the embedding output."""
         blob = self.registry.artifact(variant)
         vectors = golden_bytes(variant) or reference_vectors(blob)
         return self.signing.build(blob, model["name"], model["version"], vectors, variant["runtime"], floor,
-                                  anomaly=device_config(variant))
+                                  anomaly=device_config(variant),
+                                  head=package_head(head, variant) if head is not None else None)
 
     def _rollback_package(self, endpoint, previous):
         model, variant = self.installed_variant((previous or {}).get("sha256"))
@@ -298,15 +313,19 @@ class Service:
             floor = (self.device_capabilities(endpoint).get("trust") or {}).get("sequence", 0)
         except Exception:
             floor = 0
-        return self.package(model, variant, floor), model["name"], model["version"]
+        # a head's variant goes back with the head config it was installed with
+        head = self.heads.for_variant(variant["id"], endpoint) if is_embedding_variant(variant) else None
+        return self.package(model, variant, floor, head), model["name"], model["version"]
 
     # -- deployments --------------------------------------------------------------------------------------------
     def create_deployment(self, model_name, endpoints=(), canary=(), stages=(100,), concurrency=DEFAULT_CONCURRENCY,
-                          max_failed=0.0, soak=0.0, report_results=True):
+                          max_failed=0.0, soak=0.0, report_results=True, head=None):
         """A staged rollout (deployments.py): `stages` cumulative percentages of the devices, at most `concurrency`
         installs at once on this node, a gate after each stage allowing `max_failed` percent of its devices to
         fail after `soak` seconds. Devices known but offline now are accepted: they get the model when they next
-        register. report_results=False: the devices stop sending inference results (privacy.py)."""
+        register. report_results=False: the devices stop sending inference results (privacy.py). head:
+        {"kind": softmax|ncm, "lr", "save_every"}: a trainable head on each device (heads.py)."""
+        head = check_head(head)
         try:
             model = self.registry.model(model_name)
         except RegistryError as e:
@@ -333,6 +352,7 @@ class Service:
         dep_id = self.deployments.create(model["id"], endpoints, [c for c in canary if c in endpoints], stages,
                                          concurrency, {"max_failed": float(max_failed), "soak": float(soak)})
         self.reporting.set(dep_id, report_results)
+        self.heads.set(dep_id, head)
         return dep_id
 
     def _known_device(self, endpoint):
@@ -356,6 +376,7 @@ class Service:
         """A deployment with its per-device state and, for devices being delivered to, bytes done / total."""
         dep = self.deployments.get(dep_id)
         dep["report_results"] = self.reporting.get(dep_id)
+        dep["head"] = self.heads.get(dep_id)
         for d in dep["devices"]:
             done_total = self.delivery_progress.get((dep_id, d["endpoint"]))
             d["delivered"] = list(done_total) if done_total else None

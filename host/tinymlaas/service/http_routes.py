@@ -8,7 +8,8 @@
                                           device's model (service/inference.py)
     POST /api/deployments                 {"model": name, "devices": [endpoints] | "tag": tag, "canary": [endpoints],
                                           "stages": [1, 10, 50, 100], "concurrency": N, "max_failed": percent,
-                                          "soak": seconds}: a staged rollout (service/deployments.py)
+                                          "soak": seconds, "head": {"kind": "softmax"|"ncm", "lr": x,
+                                          "save_every": n}}: a staged rollout (service/deployments.py)
     GET  /api/deployments                 all deployments with per-device state
     GET  /api/deployments/{id}            one deployment, its stages with their gates, per-device state, history
 """
@@ -99,6 +100,8 @@ def service_routes(api, svc):
             if not isinstance(req["report_results"], bool):
                 raise HttpError(400, "'report_results' must be true or false")
             rollout["report_results"] = req["report_results"]
+        if req.get("head") is not None:      # a trainable head on each device (heads.py; checked there)
+            rollout["head"] = req["head"]
         try:
             dep_id = svc.create_deployment(req["model"], devices, canary, **rollout)
         except UserError as e:

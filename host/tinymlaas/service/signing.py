@@ -85,7 +85,7 @@ class PackageSigning:
         return {"installed": installed, "last_signed": last, "next": max(last, installed) + 1,
                 "behind": last < installed}
 
-    def build(self, blob, name, version, vectors, runtime, floor=0, anomaly=None):
+    def build(self, blob, name, version, vectors, runtime, floor=0, anomaly=None, head=None):
         """Package bytes signed by the current key, with the next sequence number of the variant's class above
         `floor` (the device's installed sequence number); anomaly: an anomaly model's score and threshold."""
         from ..package import build_package
@@ -93,7 +93,8 @@ class PackageSigning:
         klass = class_for_runtime(runtime)
         seq = next_sequence(self.db, klass.hex(), COMPONENT, floor)
         return build_package(blob, name, version, vectors, signer=self.keys.signer(), sequence=seq,
-                             vendor=DEFAULT_VENDOR, klass=klass, anomaly=anomaly), seq
+                             vendor=DEFAULT_VENDOR, klass=klass, anomaly=anomaly,
+                             head=head), seq
 
     def device_config(self):
         """The device config keys that make a device trust this service (emulated devices, provisioning)."""
