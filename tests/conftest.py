@@ -1,9 +1,17 @@
 """Shared fixtures. Device code runs in the real MicroPython unix port through `mpy_run`, never in CPython."""
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+# This checkout's host code, whichever checkout the editable install points at (a second clone of the repository
+# on the same machine runs its own code, in this process and in every `tinymlaas` / `python` it starts).
+HOST = str(Path(__file__).resolve().parents[1] / "host")
+sys.path.insert(0, HOST)
+os.environ["PYTHONPATH"] = os.pathsep.join([HOST] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 # One signing key store for the test session (signing/store.py): packages built in tests, services started by them
 # (in this process or as `tinymlaas serve`) and emulated devices (provisioned with its anchors) all use it, as on a
