@@ -293,6 +293,8 @@ static tml_status check_conv_like(op_ctx *c, const tml_tensor *t, const int32_t 
     tml_dims4(&t[5], y4);
     if (t[0].dtype != TML_INT8 || t[1].dtype != TML_INT8 || t[5].dtype != TML_INT8)
         OPFAIL(c, "x, w and y must be int8", 0, 0);
+    if (t[1].storage != TML_CONST || t[2].storage != TML_CONST)
+        OPFAIL(c, "filter and bias must be const", 0, 0);
     if (t[1].rank != 4)
         OPFAIL(c, "filter rank %d, expected 4", t[1].rank, 0);
     memcpy(w4, t[1].dims, sizeof w4);
@@ -435,6 +437,9 @@ static tml_status check_op(op_ctx *c)
             tml_tensor_read(m, tml_op_in(op, i), &t[i]);
     t[op->opcode == OP_CONCATENATION ? 0 : op->n_in] = y;
     tml_dims4(&y, y4);
+    /* §9: only ADD, MUL and CONCATENATION take constant data operands; every other op's x is an activation */
+    if (op->opcode != OP_ADD && op->opcode != OP_MUL && op->opcode != OP_CONCATENATION && t[0].storage != TML_ARENA)
+        OPFAIL(c, "data input tensor %d is not in the arena", tml_op_in(op, 0), 0);
 
     switch (op->opcode) {
     case OP_CONV_2D:
@@ -450,6 +455,8 @@ static tml_status check_op(op_ctx *c)
         uint32_t ci, co, rows;
         if (t[0].dtype != TML_INT8 || t[1].dtype != TML_INT8 || y.dtype != TML_INT8)
             OPFAIL(c, "x, w and y must be int8", 0, 0);
+        if (t[1].storage != TML_CONST || t[2].storage != TML_CONST)
+            OPFAIL(c, "weights and bias must be const", 0, 0);
         if (t[1].rank != 2)
             OPFAIL(c, "weights rank %d, expected 2", t[1].rank, 0);
         co = t[1].dims[0];

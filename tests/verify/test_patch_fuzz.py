@@ -11,13 +11,16 @@ kernels read through uctypes views without bounds checks: a table rule its loade
 import hashlib
 import random
 import struct
+from pathlib import Path
+
+import pytest
 
 from blob_fuzz import check_micropython, check_sanitized_c
 from test_patch_runtimes import _set_word, _table_word
 from test_reader_fuzz import mutate
 
 from tinymlaas.blob import format as F
-from tinymlaas.blob.reader import parse
+from tinymlaas.blob.reader import BlobFormatError, parse
 from tinymlaas.paths import VECTORS
 
 TABLE_EDGES = (-70000, -65536, -65535, -9, -2, -1, 0, 1, 2, 3, 4, 5, 16, 17, 31, 32, 33, 2 ** 31 - 1, -2 ** 31)
@@ -80,3 +83,25 @@ def test_host_and_micropython_agree_and_accepted_blobs_run(request, tmp_path):
     found, ran = check_micropython(cases(request, 2204), tmp_path)
     assert not found, found[:5]
     assert ran > 0
+
+
+def test_readers_refuse_a_convolution_fed_a_constant(tmp_path):
+    """Found by the C half above (--fuzz-long, 2026-12-03): patch_sww's first DEPTHWISE_CONV_2D with its input and
+    filter swapped (x a const tensor, the filter the graph input) was accepted by the C loader alone."""
+    from tinymlaas.devices import unixport
+    from tinymlaas.devices.cruntime import LoadError, Model
+    seed = (VECTORS / "patch_sww.blob").read_bytes()
+    op = parse(seed).ops[0]
+    assert op.name == "DEPTHWISE_CONV_2D" and op.inputs[:2] == (0, 2)
+    at = seed.index(struct.pack("<HH", 0, 2), _section_words(seed, (F.SECTION_OPS,))[0][0])
+    bad = bytearray(seed)
+    struct.pack_into("<HH", bad, at, 2, 0)
+    bad = _rehash(bad)
+    with pytest.raises(BlobFormatError, match="data input tensor 2 is not in the arena"):
+        parse(bad)
+    with pytest.raises(LoadError, match="data input tensor 2 is not in the arena"):
+        Model(bad)
+    (tmp_path / "b.bin").write_bytes(len(bad).to_bytes(4, "little") + bad)
+    line = unixport.run(script=Path(__file__).with_name("mpy_load_many.py"), args=[tmp_path / "b.bin"],
+                        heap="2m").stdout.decode().strip()
+    assert line.startswith("REJ") and "data input tensor 2 is not in the arena" in line, line
