@@ -12,15 +12,12 @@ import time
 from micropython import const
 
 from . import ops as O
-from . import kernels as K
-from . import requant as RQ
-from . import conv as C
+from .kernels import RUN, PLANS
+from .conv import ACC_N, VB, GEMM_K
 from .errors import BlobError, SelfTestError
-from .blob import (parse, elements, io_info, T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, T_SHAPE,
-                   CONST, DTYPE_NAME)
+from .blob import parse, io_info, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, DTYPE_NAME
 from .source import MemorySource, FileSource
-from .fixedpoint import softmax_row
-from .tensor_io import write_input, read_output, as_ndarray, ndarray_module, quantize
+from .tensor_io import write_input, read_output, as_ndarray, ndarray_module
 
 try:
     # The C runtime built into the firmware as a user C module (firmware/micropython/usermod): same blobs,
@@ -29,9 +26,7 @@ try:
 except ImportError:
     _tinyml = None
 
-ACC_N = const(1024)  # int32 accumulators per chunk (4 KB each)
 WBUF = const(4096)  # default streamed-weight buffer (bytes)
-VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
 
 
 KERNELS = ("c-module", "viper", "reference")
@@ -142,11 +137,15 @@ class Model:
         self._acc2 = bytearray(4 * n_rows)
         self._c = array.array("i", [0] * 24)  # kernel configs
         if src.streaming and kernels_used:
-            self._wbuf = bytearray(max(wbuf, prog.max_unit))
-            self._vbuf = bytearray(12 * VB)
+            # One block: weights in front (_wlen bytes), an op's bias/multiplier/shift behind (_vbuf). When they
+            # take less than 12 * VB bytes they sit at its end, and a weight block may use the bytes before them.
+            self._wlen = (max(wbuf, prog.max_unit) + 3) & ~3
+            self._wbuf = bytearray(self._wlen + 12 * VB)
+            self._vbuf = memoryview(self._wbuf)[self._wlen:]
         else:
             self._wbuf = self._vbuf = None
-        self.scratch_bytes = 4 * (n_acc + n_rows + 24) + (len(self._wbuf) + len(self._vbuf) if self._wbuf else 0)
+            self._wlen = 0
+        self.scratch_bytes = 4 * (n_acc + n_rows + 24) + (len(self._wbuf) if self._wbuf else 0)
         self.inputs = [io_info(self.tensors[t]) for t in prog.inputs]
         self.outputs = [io_info(self.tensors[t]) for t in prog.outputs]
         self.ops = [O.name(op[0]) for op in prog.ops]
@@ -157,6 +156,7 @@ class Model:
         self._vkey = None  # which op's per-channel vectors _vbuf holds (streaming): channels _vwin.._vend,
         self._vwin = self._vend = 0  # their bias/mult/shift starting at the int32 indices _vidx
         self._vidx = (0, VB, 2 * VB)
+        self._vfree = self._wlen  # bytes of _wbuf a weight block may fill beside the vectors of op _vkey
         self._plans = [] if self._cm is not None else [PLANS[op[0]](self, op) if op[0] in PLANS else None
                                                        for op in prog.ops]
 
@@ -293,9 +293,11 @@ class Model:
             lo = min(b_off, mu_off, sh_off)
             hi = max(b_off + 4 * co, mu_off + 4 * k, sh_off + 4 * k)
             if hi - lo <= len(vbuf):  # the compiler writes bias, multiplier and shift one after another
-                src.fill(lo, hi - lo, vbuf)
+                base = (len(vbuf) - (hi - lo)) & ~3
+                src.view(lo, hi - lo, vbuf[base:])
                 self._vwin, self._vend = 0, co
-                self._vidx = ((b_off - lo) // 4, (mu_off - lo) // 4, (sh_off - lo) // 4)
+                self._vidx = ((b_off - lo + base) // 4, (mu_off - lo + base) // 4, (sh_off - lo + base) // 4)
+                self._vfree = self._wlen + base
             else:
                 n = min(VB, co - oc0)
                 k = n if step else 1
@@ -305,6 +307,7 @@ class Model:
                 src.view(sh_off + 4 * oc0 * step, 4 * k, mv[8 * VB:])
                 self._vwin, self._vend = oc0, oc0 + n
                 self._vidx = (0, VB, 2 * VB)
+                self._vfree = self._wlen
             self._vkey = b_off  # a bias tensor's offset identifies its op's vectors
         d = oc0 - self._vwin
         bb, mb, sb = self._vidx
@@ -328,24 +331,6 @@ def _values(v, dtype="int8"):
     return list(v)
 
 
-def _set(c, *vals):
-    i = 0
-    for v in vals:
-        c[i] = v
-        i += 1
-
-
-# ----- op runners (viper path) -----
-
-GEMM_K = const(1024)  # receptive field the fused kernel takes at once (its int32 row is _acc2); longer: segments
-P_W = const(43)  # conv.conv's config, then (from P_W on) what _conv needs: weight, bias, multiplier, shift
-P_B = const(44)  # offsets, output pixels, depthwise filter bytes
-P_MU = const(45)
-P_SH = const(46)
-P_NPIX = const(47)
-P_WBYTES = const(48)
-
-
 def _scratch_words(prog):
     # int32 words of (_acc, _acc2) the model's ops use: ADD/MUL take both in chunks of ACC_N values, MEAN the
     # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1), and _acc for the
@@ -365,305 +350,3 @@ def _scratch_words(prog):
                     acc = max(acc, ACC_N)
                 rows = max(rows, min(k, GEMM_K) + 1)
     return acc, rows
-
-
-def _conv_plan(m, op):
-    # conv.conv's config for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED, decoded once at load (decoding five
-    # tensor records per inference dominated small layers): an int32 array (~200 B per op) _conv fills in per call.
-    code, ins, out, par = op
-    T = m.tensors
-    x, w, b, mu, sh = [T[k] for k in ins]
-    y = T[out]
-    yd = y[T_DIMS]
-    if code == O.FULLY_CONNECTED:
-        # rows x filters: a 1 x rows "image" of Ci channels, 1x1 filters
-        ci = w[T_DIMS][3]
-        rows = elements(x) // ci
-        geo, in_off, w_off, act, dm = (1, rows, ci, rows, 1, 1, 1, 1, 1, 1, 1, 0, 0), par[0], par[1], par[2:5], 1
-    else:
-        xd, wd = x[T_DIMS], w[T_DIMS]
-        dm = par[10] if code == O.DEPTHWISE_CONV_2D else 1
-        geo = (xd[1], xd[2], xd[3], yd[2], yd[1], wd[1], wd[2]) + tuple(par[0:6])
-        in_off, w_off, act = par[6], 0, par[7:10]
-    dwm = 1 if code == O.DEPTHWISE_CONV_2D else 0
-    co = yd[3]
-    c = array.array("i", [0] * (P_WBYTES + 1))
-    _set(c, 0, dwm, geo[2] * geo[5] * geo[6], 0, 0, 0, 0, 0, 0, 0, 0, x[T_OFF], in_off, w_off - 128, 0, y[T_OFF], co,
-         0, 0, 0, 1 if elements(mu) > 1 else 0, act[0], act[1], act[2], 0, *geo, dm)
-    C.put_address(c, 39, m._src.mv if m._vbuf is None else m._vbuf)  # where conv finds the per-channel vectors
-    C.put_address(c, 41, m._acc)  # and the partial sums of a segmented receptive field
-    c[P_W], c[P_B], c[P_MU], c[P_SH] = w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF]
-    c[P_NPIX], c[P_WBYTES] = elements(y) // co, w[T_BYTES]
-    return c
-
-
-def _conv(m, op, c):
-    # conv.conv over the op's output-channel blocks: all channels at once for a blob in RAM; streamed, as many
-    # filters as the weight buffer holds (depthwise: the whole filter, its channels interleave).
-    src, buf = m._src, m._wbuf
-    K, co, step, npix, w_off = c[2], c[16], c[20], c[P_NPIX], c[P_W]
-    c[24] = RQ.wide
-    kseg, pb, keep = K, npix, 0
-    if c[1]:
-        ocb = co if buf is None else min(co, VB)
-        if buf is not None:
-            src.fill(w_off, c[P_WBYTES], buf)
-            w_off = 0
-    else:
-        ocb = co if buf is None else min(co, VB, len(buf) // K)
-        if K > GEMM_K:  # segments of the receptive field, the partial sums of pb pixels x ocb channels in _acc
-            kseg, ocb = GEMM_K, min(ocb, ACC_N)
-            pb = ACC_N // ocb
-        elif ocb < co and npix * (K + 1) <= len(m._acc2) // 4:
-            keep = 1  # several blocks: prepare the rows once, keep them for the next blocks
-    wbuf, rows, arena, conv, vectors = src.mv if buf is None else buf, m._acc2, m.arena, C.conv, m._vectors
-    whole = pb >= npix and kseg >= K  # one call per block (the rest of this loop is per-block overhead, which
-    if whole:                         # streaming pays once per weight buffer)
-        c[5], c[6], c[8], c[9], c[10] = 0, npix, 0, K, 3
-    b_off, mu_off, sh_off = c[P_B], c[P_MU], c[P_SH]
-    for oc0 in range(0, co, ocb):
-        nb = min(ocb, co - oc0)
-        wo = w_off + oc0 if c[1] else w_off + oc0 * K
-        if buf is not None and not c[1]:
-            src.fill(wo, nb * K, buf)
-            wo = 0
-        if buf is None or m._vkey != b_off or oc0 < m._vwin or oc0 + nb > m._vend:
-            v = vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
-            c[17], c[18], c[19] = v[1], v[2], v[3]
-        else:  # streamed, the vectors already in _vbuf (inline: this runs once per weight block)
-            d = oc0 - m._vwin
-            v = m._vidx
-            c[17], c[18], c[19] = v[0] + d, v[1] + d * step, v[2] + d * step
-        c[3], c[4], c[7], c[14] = nb, oc0, keep, wo
-        if whole:
-            conv(wbuf, rows, arena, c)
-        else:
-            for p0 in range(0, npix, pb):
-                c[5], c[6] = p0, min(pb, npix - p0)
-                for k0 in range(0, K, kseg):
-                    c[8], c[9] = k0, min(kseg, K - k0)
-                    c[10] = (1 if k0 == 0 else 0) | (2 if k0 + kseg >= K else 0)
-                    conv(wbuf, rows, arena, c)
-        if keep:
-            keep = 2
-
-
-def _pool(m, op, plan=None):
-    code, ins, out, par = op
-    x, y = m.tensors[ins[0]], m.tensors[out]
-    xd, yd = x[T_DIMS], y[T_DIMS]
-    _set(m._c, x[T_OFF], y[T_OFF], xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], par[0], par[1], par[2], par[3],
-         par[4], par[5], par[6], par[7], 1 if code == O.AVERAGE_POOL_2D else 0)
-    K.pool(m.arena, m.arena, m._c)
-
-
-def _strides(d):
-    """Element strides of a 4-D shape, 0 along axes of extent 1 (numpy broadcasting)."""
-    s2 = d[3]
-    s1 = d[2] * s2
-    s0 = d[1] * s1
-    return (s0 if d[0] > 1 else 0, s1 if d[1] > 1 else 0, s2 if d[2] > 1 else 0, 1 if d[3] > 1 else 0)
-
-
-def _operand(m, t):
-    """(buffer, offset) of an ADD/MUL operand's bytes: in the arena, or a const tensor read whole (§5 allows
-    const operands; the loader sized the weight buffer for the largest)."""
-    if t[T_STORAGE] == CONST:
-        return m._wview(t[T_OFF], t[T_BYTES])
-    return m.arena, t[T_OFF]
-
-
-def _add_mul(m, op, plan=None):
-    code, ins, out, par = op
-    T = m.tensors
-    a, b, y = T[ins[0]], T[ins[1]], T[out]
-    yd = y[T_DIMS]
-    sa, sb = _strides(a[T_DIMS]), _strides(b[T_DIMS])
-    if code == O.ADD:
-        a_off, a_m, a_s, b_off, b_m, b_s, ls, o_m, o_s, o_off, lo, hi = par
-    else:
-        a_off, b_off, o_m, o_s, o_off, lo, hi = par
-        ls = 0
-    c, acc, acc2, arena = m._c, m._acc, m._acc2, m.arena
-    # Each operand is read from (buffer, offset): the arena, or for a const operand the blob in RAM or the
-    # streamed weight buffer. Two streamed const operands share that buffer, so they are re-read per chunk.
-    both = m._wbuf is not None and a[T_STORAGE] == CONST and b[T_STORAGE] == CONST
-    abuf, ao = _operand(m, a)
-    bbuf, bo = (None, 0) if both else _operand(m, b)
-    total = elements(y)
-    for e0 in range(0, total, ACC_N):
-        n = min(ACC_N, total - e0)
-        if both and e0:
-            abuf, ao = _operand(m, a)
-        _set(c, ao, n, e0, yd[1], yd[2], yd[3], sa[0], sa[1], sa[2], sa[3], a_off, ls)
-        K.gather(abuf, acc, c)
-        if both:
-            bbuf, bo = _operand(m, b)
-        _set(c, bo, n, e0, yd[1], yd[2], yd[3], sb[0], sb[1], sb[2], sb[3], b_off, ls)
-        K.gather(bbuf, acc2, c)
-        if code == O.ADD:
-            RQ.mbqm_vec(acc, n, a_m, a_s)
-            RQ.mbqm_vec(acc2, n, b_m, b_s)
-            K.add_vec(acc, acc2, n)
-        else:
-            K.mul_vec(acc, acc2, n)
-        RQ.mbqm_vec(acc, n, o_m, o_s)
-        _set(c, n, y[T_OFF] + e0, o_off, lo, hi)
-        K.store_vec(acc, arena, c)
-
-
-class _Table:
-    """Indexable view of SOFTMAX's 256 int32 exp values (no copy)."""
-
-    def __init__(self, buf, off):
-        self.buf, self.off = buf, off
-
-    def __getitem__(self, d):
-        return struct.unpack_from("<i", self.buf, self.off + 4 * d)[0]
-
-
-def _softmax(m, op, plan=None):
-    code, ins, out, par = op
-    x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
-    depth = x[T_DIMS][3]
-    tb, to = m._wview(tab[T_OFF], 1024)
-    table = _Table(tb, to)
-    arena = m.arena
-    for r in range(0, elements(x), depth):
-        xs = struct.unpack_from("<%db" % depth, arena, x[T_OFF] + r)
-        struct.pack_into("<%db" % depth, arena, y[T_OFF] + r, *softmax_row(xs, table))
-
-
-def _lut(m, op, plan=None):
-    code, ins, out, par = op
-    x, tab, y = m.tensors[ins[0]], m.tensors[ins[1]], m.tensors[out]
-    tb, to = m._wview(tab[T_OFF], 256)
-    _set(m._c, x[T_OFF], y[T_OFF], elements(x), to)
-    K.lut(m.arena, m.arena, tb, m._c)
-
-
-def _pad(m, op, plan=None):
-    code, ins, out, par = op
-    x, y = m.tensors[ins[0]], m.tensors[out]
-    xd, yd = x[T_DIMS], y[T_DIMS]
-    a = m._amv
-    K.fill(m.arena, y[T_OFF], y[T_BYTES], par[8])
-    if par[4] == par[5] == par[6] == par[7] == 0:
-        run = xd[2] * xd[3]  # whole rows are contiguous in both
-        ws = (0,)
-    else:
-        run = xd[3]
-        ws = range(xd[2])
-    for n in range(xd[0]):
-        for h in range(xd[1]):
-            for w in ws:
-                xo = x[T_OFF] + ((n * xd[1] + h) * xd[2] + w) * xd[3]
-                yo = y[T_OFF] + (((n + par[0]) * yd[1] + h + par[2]) * yd[2] + w + par[4]) * yd[3] + par[6]
-                a[yo:yo + run] = a[xo:xo + run]
-
-
-def _mean(m, op, plan=None):
-    code, ins, out, par = op
-    x, y = m.tensors[ins[0]], m.tensors[out]
-    xd = x[T_DIMS]
-    mask, in_zp, out_zp, mu, sh = par
-    total = elements(y)
-    c, acc = m._c, m._acc
-    for o0 in range(0, total, ACC_N):
-        n = min(ACC_N, total - o0)
-        _set(c, x[T_OFF], o0, n, xd[0], xd[1], xd[2], xd[3], mask, in_zp)
-        K.mean_acc(m.arena, acc, c)
-        RQ.mbqm_vec(acc, n, mu, sh)
-        _set(c, n, y[T_OFF] + o0, out_zp, -128, 127)
-        K.store_vec(acc, m.arena, c)
-
-
-def _concat(m, op, plan=None):
-    code, ins, out, par = op
-    T = m.tensors
-    y = T[out]
-    yd = y[T_DIMS]
-    outer = 1
-    for k in range(par[0]):
-        outer *= yd[k]
-    row = y[T_BYTES] // outer
-    a = m._amv
-    src = m._src
-    pos = 0
-    for k in ins:
-        x = T[k]
-        inner = x[T_BYTES] // outer
-        from_blob = x[T_STORAGE] == CONST
-        for o in range(outer):
-            xo, yo = x[T_OFF] + o * inner, y[T_OFF] + o * row + pos
-            if not from_blob:
-                a[yo:yo + inner] = a[xo:xo + inner]
-            elif src.streaming:
-                src.view(xo, inner, a[yo:yo + inner])  # read from the file straight into the output, no buffer
-            else:
-                a[yo:yo + inner] = src.mv[xo:xo + inner]
-        pos += inner
-
-
-def _quantize(m, op, plan=None):
-    code, ins, out, par = op
-    x, y = m.tensors[ins[0]], m.tensors[out]
-    scale, zp = y[T_SCALE], y[T_ZP]
-    a = m.arena
-    for i in range(elements(x)):
-        a[y[T_OFF] + i] = quantize(struct.unpack_from("<f", a, x[T_OFF] + 4 * i)[0], scale, zp) & 0xFF
-
-
-def _dequantize(m, op, plan=None):
-    code, ins, out, par = op
-    x, y = m.tensors[ins[0]], m.tensors[out]
-    scale, zp = x[T_SCALE], x[T_ZP]
-    a = m.arena
-    for i in range(elements(x)):
-        v = a[x[T_OFF] + i]
-        struct.pack_into("<f", a, y[T_OFF] + 4 * i, scale * ((v - 256 if v > 127 else v) - zp))
-
-
-def _copy(m, op, plan=None):
-    x, y = m.tensors[op[1][0]], m.tensors[op[2]]
-    m._amv[y[T_OFF]:y[T_OFF] + y[T_BYTES]] = m._amv[x[T_OFF]:x[T_OFF] + x[T_BYTES]]
-
-
-def _trees(m, op, plan=None):
-    # Imported on first use: the module (viper code) costs RAM that models without trees should not pay.
-    from .trees import run_model_op
-    run_model_op(m, op)
-
-
-def _classic(m, op, plan=None):
-    # §11 (SVMs, k-NN, naive Bayes): imported on first use, as _trees.
-    from .classic import run_model_op
-    run_model_op(m, op)
-
-
-def _run(m, op, plan):
-    RUN[op[0]](m, op, plan)
-
-
-def _patch(m, op, plan):
-    # Imported on first use, like trees: models without a PATCH stage do not pay for the module.
-    from .patch import run
-    run(m, op, _run, plan)
-
-
-def _patch_plan(m, op):
-    # One conv config per stage op, built once (rebuilding them per tile cost VWW's first stage ~3x its
-    # layer-by-layer time); patch.run sets each tile's shapes and padding in them.
-    return [_conv_plan(m, sop) for sop in op[4]]
-
-
-PLANS = {O.CONV_2D: _conv_plan, O.DEPTHWISE_CONV_2D: _conv_plan, O.FULLY_CONNECTED: _conv_plan,
-         O.PATCH: _patch_plan}
-
-RUN = {
-    O.CONV_2D: _conv, O.DEPTHWISE_CONV_2D: _conv, O.FULLY_CONNECTED: _conv, O.AVERAGE_POOL_2D: _pool,
-    O.MAX_POOL_2D: _pool, O.ADD: _add_mul, O.MUL: _add_mul, O.SOFTMAX: _softmax, O.LUT: _lut, O.PAD: _pad,
-    O.MEAN: _mean, O.CONCATENATION: _concat, O.QUANTIZE: _quantize, O.DEQUANTIZE: _dequantize, O.COPY: _copy,
-    O.TREE_ENSEMBLE: _trees, O.PATCH: _patch, O.KERNEL: _classic, O.SVM_VOTE: _classic, O.KNN_VOTE: _classic,
-    O.GAUSSIAN_NB: _classic, O.AFFINE: _classic,
-}

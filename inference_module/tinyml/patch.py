@@ -10,7 +10,7 @@ from .errors import BlobError
 from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, INT8, INT32, ARENA, CONST
 
 MAX_PAD = 65535
-P_NPIX = 47  # model.P_NPIX: the conv config's output pixels
+from .conv import P_NPIX  # the conv config's output pixels
 
 
 def _fail(i, msg):
@@ -108,7 +108,7 @@ class _Tiles:
 
 def run(m, op, runner, plans=None):
     """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op. plans: the stage ops'
-    conv configs built once at load (model._patch_plan; each tile sets its shapes and padding in them), or None
+    conv configs built once at load (kernels._patch_plan; each tile sets its shapes and padding in them), or None
     (the reference kernels: each stage op runs on a view of the tensor table with the tile's shapes)."""
     code, ins, out, par, stage = op
     T = m.tensors
@@ -134,7 +134,7 @@ def run(m, op, runner, plans=None):
                     c = plans[k]
                     b = 2 + 4 * k
                     oh, ow = row[b], row[b + 1]
-                    # conv.conv's geometry (model._conv_plan): input H, W, output OW, OH, padding, output pixels
+                    # conv.conv's geometry (conv.plan): input H, W, output OW, OH, padding, output pixels
                     c[25], c[26], c[28], c[29], c[36], c[37], c[P_NPIX] = h, w, ow, oh, row[b + 2], row[b + 3], oh * ow
                     runner(m, stage[k], c)
                     h, w = oh, ow

@@ -35,12 +35,14 @@ class FileSource:
         self.f.seek(0, 2)
         end = self.f.tell()
         self.base = base
+        self.pos = -1  # blob offset the file is at after fill() (-1: unknown); a read there needs no seek
         self.size = end - base if length is None else length
         if base < 0 or self.size < 0 or base + self.size > end:
             self.f.close()
             raise OSError("blob range outside the file")
 
     def read(self, offset, n):
+        self.pos = -1
         self.f.seek(self.base + offset)
         data = self.f.read(n)
         if len(data) != n:
@@ -49,20 +51,27 @@ class FileSource:
 
     def view(self, offset, n, buf):
         mv = memoryview(buf)[:n]
+        self.pos = -1
         self.f.seek(self.base + offset)
         if self.f.readinto(mv) != n:
             raise OSError("short read")
         return mv
 
     def fill(self, offset, n, buf):
-        """Read blob bytes [offset, offset+n) into the start of buf (no memoryview made: the kernels' hot path)."""
-        self.f.seek(self.base + offset)
-        if self.f.readinto(buf, n) != n:
+        """Read blob bytes [offset, offset+n) into the start of buf (no memoryview made: the kernels' hot path).
+        Consecutive fills of one op's weight blocks are sequential: no seek between them."""
+        f = self.f
+        if offset != self.pos:
+            f.seek(self.base + offset)
+        self.pos = -1
+        if f.readinto(buf, n) != n:
             raise OSError("short read")
+        self.pos = offset + n
 
     def hash_range(self, h, start, end, buf):
         # Bounded chunks: never more than len(buf) bytes of the file in RAM at once.
         mv = memoryview(buf)
+        self.pos = -1
         self.f.seek(self.base + start)
         pos = start
         while pos < end:
