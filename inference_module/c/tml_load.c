@@ -747,6 +747,14 @@ tml_status tml_load(tml_model *m, const void *blob, uint32_t len, void *arena, u
     m->blob_len = len;
     m->arena = (uint8_t *)arena;
     m->arena_bytes = arena_bytes;
+    if (arena != NULL) { /* the rest of the caller's arena: scratch for tml_invoke's kernels */
+        const uintptr_t lo = ((uintptr_t)m->arena + arena_bytes + 3) & ~(uintptr_t)3;
+        const uintptr_t hi = (uintptr_t)m->arena + arena_len;
+        if (hi > lo) {
+            m->scratch = (uint8_t *)lo;
+            m->scratch_bytes = (uint32_t)(hi - lo);
+        }
+    }
     m->flags = tml_rd32(b + 8);
     m->max_op_params = tml_rd32(b + 56);
 
