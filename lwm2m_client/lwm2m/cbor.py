@@ -37,6 +37,9 @@ def encode(value, out=None):
     elif value is False:
         out.append(0xF4)
     elif isinstance(value, int):
+        if not -0x10000000000000000 <= value < 0x10000000000000000:
+            # beyond a CBOR head's 64 bits (MicroPython's struct.pack would wrap it silently)
+            raise CBORError("integer %d does not fit 64 bits" % value)
         if value >= 0:
             _head(out, 0, value)
         else:

@@ -110,8 +110,107 @@ def decode_cbor(buf):
 
 
 def decode_json(buf):
+    b = bytes(buf)
     try:
-        recs = json.loads(bytes(buf))
+        b.decode()
+    except UnicodeError:  # not a ValueError in MicroPython
+        raise SenMLError("SenML-JSON is not UTF-8")
+    # MicroPython's json.loads reads past bad escapes, missing commas and stray bytes (b'[{"n": "2"7}]' gives
+    # [{"n": "2"}]): strict RFC 8259 is checked first, so a malformed pack is refused rather than misread
+    if _ws(b, _value(b, _ws(b, 0), 0)) != len(b):
+        raise SenMLError("invalid JSON: bytes after the value")
+    try:
+        recs = json.loads(b)
     except ValueError:
         raise SenMLError("invalid JSON")
     return _records(recs, ("bn", "n", "v", "vs", "vb", "vd"))
+
+
+# ---- strict JSON syntax (RFC 8259), checked before json.loads ----
+
+JSON_DEPTH = 8  # a SenML pack is an array of maps of scalars: depth 2
+
+
+def _ws(b, i):
+    while i < len(b) and b[i] in b" \t\n\r":
+        i += 1
+    return i
+
+
+def _value(b, i, depth):
+    """-> the index just past the JSON value at b[i], or SenMLError."""
+    if i >= len(b):
+        raise SenMLError("invalid JSON: truncated")
+    c = b[i]
+    if c == 0x22:
+        return _string(b, i)
+    if c == 0x5B or c == 0x7B:
+        if depth >= JSON_DEPTH:
+            raise SenMLError("invalid JSON: nested deeper than %d" % JSON_DEPTH)
+        close = c + 2  # ] or }
+        i = _ws(b, i + 1)
+        if i < len(b) and b[i] == close:
+            return i + 1
+        while True:
+            if c == 0x7B:
+                if i >= len(b) or b[i] != 0x22:
+                    raise SenMLError("invalid JSON: object key is not a string")
+                i = _ws(b, _string(b, i))
+                if i >= len(b) or b[i] != 0x3A:
+                    raise SenMLError("invalid JSON: ':' expected")
+                i = _ws(b, i + 1)
+            i = _ws(b, _value(b, i, depth + 1))
+            if i < len(b) and b[i] == close:
+                return i + 1
+            if i >= len(b) or b[i] != 0x2C:
+                raise SenMLError("invalid JSON: ',' expected")
+            i = _ws(b, i + 1)
+    for lit in (b"true", b"false", b"null"):
+        if b[i:i + len(lit)] == lit:
+            return i + len(lit)
+    return _number(b, i)
+
+
+def _string(b, i):
+    i += 1
+    while i < len(b):
+        c = b[i]
+        if c == 0x22:
+            return i + 1
+        if c < 0x20:
+            raise SenMLError("invalid JSON: control character in a string")
+        if c == 0x5C:
+            e = b[i + 1:i + 2]
+            if e == b"u":
+                h = b[i + 2:i + 6]
+                if len(h) != 4 or any(x not in b"0123456789abcdefABCDEF" for x in h):
+                    raise SenMLError("invalid JSON: bad \\u escape")
+                i += 6
+                continue
+            if len(e) != 1 or e not in b'"\\/bfnrt':
+                raise SenMLError("invalid JSON: bad escape")
+        i += 2 if c == 0x5C else 1
+    raise SenMLError("invalid JSON: unterminated string")
+
+
+def _number(b, i):
+    if i < len(b) and b[i] == 0x2D:
+        i += 1
+    i = i + 1 if i < len(b) and b[i] == 0x30 else _digits(b, i)  # no leading zeros
+    if i < len(b) and b[i] == 0x2E:
+        i = _digits(b, i + 1)
+    if i < len(b) and b[i] in b"eE":
+        i += 1
+        if i < len(b) and b[i] in b"+-":
+            i += 1
+        i = _digits(b, i)
+    return i
+
+
+def _digits(b, i):
+    start = i
+    while i < len(b) and 0x30 <= b[i] <= 0x39:
+        i += 1
+    if i == start:
+        raise SenMLError("invalid JSON: bad number")
+    return i
