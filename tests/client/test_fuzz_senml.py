@@ -214,13 +214,11 @@ def test_device_codecs_agree_with_cpython(request, tmp_path):
                 want = None
         else:
             want = _cbor_reference(data)
-        if verdict == "OK":
-            got = cbor2.loads(bytes.fromhex(rest))
-            if kind == 1 or want is None or (kind == 0 and _canon(got) != _canon(want)) or (
-                    kind == 2 and _canon(got) != _canon(want)):
-                if kind != 1 or want is None:
-                    wrong.append((kind, data.hex(), line[:120], repr(want)[:120]))
-        elif kind == 0 and verdict == "REJ" and want is not None and not any(r in rest for r in DEVICE_SUBSET):
+        if verdict == "OK":  # a SenML-CBOR pack (kind 1) must be CBOR; its records are not compared here
+            if want is None or (kind != 1 and _canon(cbor2.loads(bytes.fromhex(rest))) != _canon(want)):
+                wrong.append((kind, data.hex(), line[:120], repr(want)[:120]))
+        elif want is not None and (kind == 0 and not any(r in rest for r in DEVICE_SUBSET)
+                                   or kind == 2 and "JSON" in rest):  # refused what is valid
             wrong.append((kind, data.hex(), line[:120], repr(want)[:120]))
     assert not wrong, (len(wrong), wrong[:5])
     assert stats["accepted"] > count // 20 and stats["refused"] > count // 20, stats
