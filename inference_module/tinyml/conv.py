@@ -320,7 +320,24 @@ def setc(c, *vals):
         i += 1
 
 
-def plan(m, op):
+def configs(ops):
+    # Empty configs for every conv op (PATCH stage ops included), allocated side by side before plan() fills
+    # them: the temporaries of filling each would otherwise lie between them and, once collected, leave holes
+    # too small for anything large allocated later (the 27 KB input copy of a VWW run needed a 44 KB larger heap).
+    n = 0
+    for op in ops:
+        if op[0] == O.PATCH:
+            n += len(op[4])
+        elif op[0] == O.CONV_2D or op[0] == O.DEPTHWISE_CONV_2D or op[0] == O.FULLY_CONNECTED:
+            n += 1
+    pool = [None] * n
+    z = bytes(4 * (P_WBYTES + 1))
+    for i in range(n):
+        pool[i] = array.array("i", z)
+    return pool
+
+
+def plan(m, op, pool):
     # conv.conv's config for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED, decoded once at load (decoding five
     # tensor records per inference dominated small layers): an int32 array (~200 B per op) run fills in per call.
     code, ins, out, par = op
@@ -340,7 +357,7 @@ def plan(m, op):
         in_off, w_off, act = par[6], 0, par[7:10]
     dwm = 1 if code == O.DEPTHWISE_CONV_2D else 0
     co = yd[3]
-    c = array.array("i", [0] * (P_WBYTES + 1))
+    c = pool.pop()
     setc(c, 0, dwm, geo[2] * geo[5] * geo[6], 0, 0, 0, 0, 0, 0, 0, 0, x[T_OFF], in_off, w_off - 128, 0, y[T_OFF], co,
          0, 0, 0, 1 if elements(mu) > 1 else 0, act[0], act[1], act[2], 0, *geo, dm)
     put_address(c, 39, m._src.mv if m._vbuf is None else m._vbuf)  # where conv finds the per-channel vectors

@@ -186,7 +186,8 @@ def fill(y: ptr8, yo: int, n: int, v: int):
         y[yo + i] = v
 
 
-# ----- op runners (viper path): RUN[code](model, op, plan); PLANS[code](model, op) -> plan, built at load -----
+# ----- op runners (viper path): RUN[code](model, op, plan) -----
+# PLANS[code](model, op, pool) -> plan, built at load (conv configs taken from conv.configs' pool)
 
 def _pool(m, op, plan=None):
     code, ins, out, par = op
@@ -391,10 +392,10 @@ def _patch(m, op, plan):
     run(m, op, _run, plan)
 
 
-def _patch_plan(m, op):
+def _patch_plan(m, op, pool):
     # One conv config per stage op, built once (rebuilding them per tile cost VWW's first stage ~3x its
     # layer-by-layer time); patch.run sets each tile's shapes and padding in them.
-    return [C.plan(m, sop) for sop in op[4]]
+    return [C.plan(m, sop, pool) for sop in op[4]]
 
 
 PLANS = {O.CONV_2D: C.plan, O.DEPTHWISE_CONV_2D: C.plan, O.FULLY_CONNECTED: C.plan,

@@ -12,7 +12,9 @@ import time
 from micropython import const
 
 from . import ops as O
+from . import opcheck  # noqa: F401 -- compiled now (.py), before a blob is read: its compile peak then meets no tables
 from .kernels import RUN, PLANS
+from . import conv as C
 from .conv import ACC_N, VB, GEMM_K
 from .errors import BlobError, SelfTestError
 from .blob import parse, io_info, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, DTYPE_NAME
@@ -157,8 +159,12 @@ class Model:
         self._vwin = self._vend = 0  # their bias/mult/shift starting at the int32 indices _vidx
         self._vidx = (0, VB, 2 * VB)
         self._vfree = self._wlen  # bytes of _wbuf a weight block may fill beside the vectors of op _vkey
-        self._plans = [] if self._cm is not None else [PLANS[op[0]](self, op) if op[0] in PLANS else None
-                                                       for op in prog.ops]
+        self._plans = [None] * len(prog.ops)  # (sized first: a list grown op by op leaves its old copies behind)
+        if self._cm is None:
+            pool = C.configs(prog.ops)
+            for i, op in enumerate(prog.ops):
+                if op[0] in PLANS:
+                    self._plans[i] = PLANS[op[0]](self, op, pool)
 
     # ----- I/O -----
 
