@@ -144,6 +144,15 @@ def test_senml_cbor_exact():
     assert C.decode(C.SENML_CBOR, (3, 0), expected, MODEL) == values
 
 
+@pytest.mark.parametrize("junk", [b"\x00", b"\xa0", b"\xff\xff"])
+def test_senml_cbor_refuses_bytes_after_the_pack(junk):
+    """One CBOR data item is the whole payload; what follows it is not silently dropped (found by the device's
+    SenML fuzz, 2026-12-03: cbor2.loads stops after the first item)."""
+    pack = C.encode(C.SENML_CBOR, (3, 0), {(3, 0, 9): 100}, MODEL)
+    with pytest.raises(C.CodecError, match="after its pack"):
+        C.decode(C.SENML_CBOR, (3, 0), pack + junk, MODEL)
+
+
 def test_senml_cbor_opaque_is_byte_string():
     payload = C.encode(C.SENML_CBOR, (5, 0, 0), {(5, 0, 0): b"\x00\x01"}, MODEL)
     assert payload == bytes.fromhex("81A2216" "6" + b"/5/0/0".hex() + "08420001")

@@ -7,6 +7,7 @@ and "vlo" (object link "oid:iid"). The resolved name (bn + n) must be an LwM2M p
 
 import base64
 import binascii
+import io
 import json
 import math
 
@@ -190,10 +191,14 @@ def encode_cbor(base, values, model):
 
 
 def decode_cbor(base, payload, model):
+    data = bytes(payload)
+    stream = io.BytesIO(data)
     try:
-        raw = cbor2.loads(bytes(payload))
+        raw = cbor2.CBORDecoder(stream).decode()
     except Exception as e:  # cbor2 raises several types (CBORDecodeError, ValueError, RecursionError...)
         raise CodecError("SenML-CBOR does not parse: %s" % type(e).__name__) from None
+    if stream.tell() != len(data):  # one data item is the whole payload (RFC 8949 §5.1): bytes after it are junk
+        raise CodecError("SenML-CBOR has %d bytes after its pack" % (len(data) - stream.tell()))
     if not isinstance(raw, list):
         raise CodecError("SenML pack must be an array")
     records = []
