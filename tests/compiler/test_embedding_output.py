@@ -15,6 +15,7 @@ from tinymlaas.blob import reference
 from tinymlaas.blob.reader import parse
 from tinymlaas.compiler import CompileError, compile_tflite
 from tinymlaas.compiler.frontend import parse_tflite
+from tinymlaas.learning.register import with_outputs
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -23,18 +24,6 @@ def _fc_input(tflite):
     """The tensor index of the last FULLY_CONNECTED's input in the .tflite itself."""
     g = parse_tflite(tflite)
     return [op for op in g.ops if op.kind == "FULLY_CONNECTED"][-1].inputs[0]
-
-
-def _with_output(tflite, index):
-    """The same .tflite with tensor `index` appended to the subgraph's outputs (for TFLite Micro to return)."""
-    import flatbuffers
-    from tinymlaas.compiler.tflite_schema import schema as S
-    m = S.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    g = m.subgraphs[0]
-    g.outputs = np.array(list(g.outputs) + [index], dtype=np.int32)
-    b = flatbuffers.Builder(len(tflite) + 1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def _interpreter_tensor(tflite, x, index):
@@ -53,7 +42,7 @@ def _check(tflite, cm, rng, n=20):
     assert cm.outputs[0] == plain.outputs[0]
     emb = cm.outputs[1]
     index = _fc_input(tflite)
-    judge = _with_output(tflite, index)
+    judge = with_outputs(tflite, [index])
     ex = reference.Executor(cm.blob)
     for _ in range(n):
         x = rng.integers(-128, 128, size=cm.inputs[0]["shape"], dtype=np.int8)
