@@ -111,9 +111,7 @@ def decode_cbor(buf):
 
 def decode_json(buf):
     b = bytes(buf)
-    try:
-        b.decode()
-    except UnicodeError:  # not a ValueError in MicroPython
+    if not cbor.utf8_ok(b):
         raise SenMLError("SenML-JSON is not UTF-8")
     # MicroPython's json.loads reads past bad escapes, missing commas and stray bytes (b'[{"n": "2"7}]' gives
     # [{"n": "2"}]): strict RFC 8259 is checked first, so a malformed pack is refused rather than misread
@@ -182,15 +180,26 @@ def _string(b, i):
         if c == 0x5C:
             e = b[i + 1:i + 2]
             if e == b"u":
-                h = b[i + 2:i + 6]
-                if len(h) != 4 or any(x not in b"0123456789abcdefABCDEF" for x in h):
+                v = _hex4(b, i + 2)
+                if v < 0:
                     raise SenMLError("invalid JSON: bad \\u escape")
+                if 0xD800 <= v <= 0xDFFF:
+                    # MicroPython's json.loads keeps even a valid pair as two surrogates (text no UTF-8 encoder
+                    # takes): characters beyond U+FFFF come as their UTF-8 bytes
+                    raise SenMLError("invalid JSON: surrogate \\u escape (send the character as UTF-8)")
                 i += 6
                 continue
             if len(e) != 1 or e not in b'"\\/bfnrt':
                 raise SenMLError("invalid JSON: bad escape")
         i += 2 if c == 0x5C else 1
     raise SenMLError("invalid JSON: unterminated string")
+
+
+def _hex4(b, i):
+    h = b[i:i + 4]
+    if len(h) != 4 or any(x not in b"0123456789abcdefABCDEF" for x in h):
+        return -1
+    return int(h, 16)
 
 
 def _number(b, i):

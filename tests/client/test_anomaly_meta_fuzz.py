@@ -10,11 +10,16 @@ every Monitor made then scores 5 random outputs without an exception. 400 config
 import json
 import random
 
-from test_anomaly_client import run
+from test_anomaly_client import FAKES
+
+from tinymlaas.devices import unixport
+from tinymlaas.devices.emulated import compiled_path
 
 DEVICE = r"""
 import random
 from lwm2m import anomaly
+with open(sys.argv[1]) as f:
+    TEXTS = json.load(f)  # the texts, as a JSON list (argv could not hold them all)
 class Float32Model(Model):
     def __init__(self, n):
         Model.__init__(self, bytes(4 * n), bytes(4 * n), 0.0, 0, 0.0, 0)
@@ -87,11 +92,13 @@ def _expected(cfg, k):
     return score, float(threshold)
 
 
-def test_the_device_takes_exactly_the_configs_the_rule_allows(request):
+def test_the_device_takes_exactly_the_configs_the_rule_allows(request, tmp_path):
     count = 20_000 if request.config.getoption("--fuzz-long") else 400
     rng = random.Random(33)
     texts = [_config(rng) for _ in range(count)]
-    out = run("TEXTS = %r\n" % texts + DEVICE, heap="1m").splitlines()
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    out = unixport.run(code=FAKES + DEVICE, heap="1m", args=[tmp_path / "texts.json"], path=compiled_path(),
+                       timeout=900).stdout.decode().splitlines()
     assert len(out) == count, out[-3:]
     crashes = [ln for ln in out if ln.startswith("CRASH") or ln.startswith("REJ False")]
     assert not crashes, crashes[:5]
