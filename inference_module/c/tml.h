@@ -48,8 +48,9 @@ typedef struct {
     uint32_t blob_len;
     uint8_t *arena;
     uint32_t arena_bytes;   /* the blob's arena_bytes (<= the caller's arena) */
-    uint8_t *scratch;       /* the caller's arena beyond arena_bytes (4-aligned), or NULL: kernels may use it */
-    uint32_t scratch_bytes; /* during tml_invoke (the M4's CONV_2D widens an op's weights there) */
+    uint8_t *scratch;       /* the caller's arena beyond arena_bytes (4-aligned), or NULL: the M4's CONV_2D keeps */
+    uint32_t scratch_bytes; /* its weights widened to int16 there, from one tml_invoke to the next */
+    uint32_t scratch_used;  /* bytes of scratch those hold (0 after tml_load) */
     const uint8_t *tensors; /* TENSORS records */
     uint32_t n_tensors;
     const uint8_t *ops;     /* OPS records */

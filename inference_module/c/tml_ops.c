@@ -346,7 +346,8 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
  * output channels, over `triples` channel triples. w16 holds per triple and per 4 inputs six words, (w0, w2) and
  * (w1, w3) of each of the three channels -- SXTB16's lanes, matching the widened inputs --, so the kernel walks it
  * straight through. Registers: 6 accumulators, 4 inputs (both pixels' 4 inputs), 2 weight words, the two pointers;
- * the end pointer stays on the stack (read once per 4 steps). Per 4 inputs: LDM of 4 input words (5 cycles), 3 LDM
+ * the end pointer stays on the stack (read once per 16 steps: each triple enters a 16-step body where its first
+ * pass does the steps mod 16, the entry computed once per call). Per 4 inputs: LDM of 4 input words (5 cycles), 3 LDM
  * of 2 weight words (3 each), 12 SMLAD: 26 modelled cycles for 24 MAC, against the 2x2 kernel's 20 for 16, which
  * spends 1 LDR + 2 SXTB16 per channel and 4 inputs on widening the weights. Pixel a's sums of triple t go to
  * sums[3t..3t+2], pixel b's SUMS_B words on. */
@@ -367,21 +368,31 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
     "smlad r4, r9, lr, r4\n\t"                                                                                 \
     "smlad r7, r10, r12, r7\n\t"                                                                               \
     "smlad r7, r11, lr, r7\n\t"
+#define GEMM_2X3_STEP4 GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
 __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, const int32_t *end, const int32_t *w16,
                                                           uint32_t triples, int32_t *sums)
 {
-    /* stack after the 9 saved registers and 16 bytes of locals: [sp] sums, [sp+4] triples left, [sp+8] bp,
-     * [sp+12] end; the argument sums at [sp+52] */
+    /* stack after the 9 saved registers and 20 bytes of locals: [sp] sums, [sp+4] triples left, [sp+8] bp,
+     * [sp+12] end, [sp+16] where each triple enters the 16-step body (so its first pass does steps mod 16, and
+     * no remainder is tested per triple); the argument sums at [sp+56] */
     __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "sub sp, #16\n\t"
-                     "ldr r12, [sp, #52]\n\t"
+                     "sub sp, #20\n\t"
+                     "ldr r12, [sp, #56]\n\t"
                      "str r12, [sp]\n\t"
                      "str r3, [sp, #4]\n\t"
                      "str r0, [sp, #8]\n\t"
                      "str r1, [sp, #12]\n\t"
+                     "subs r12, r1, r0\n\t"
+                     "lsrs r12, r12, #4\n\t"   /* steps */
+                     "rsb r12, r12, #0\n\t"
+                     "and r12, r12, #15\n\t"   /* steps skipped in the first pass: (16 - steps mod 16) mod 16 */
+                     "adr r3, .Ltml_gemm23_body\n\t"
+                     "add r12, r3, r12, lsl #6\n\t" /* 64 bytes per step */
+                     "orr r12, r12, #1\n\t"    /* Thumb */
+                     "str r12, [sp, #16]\n\t"
                      "mov r1, r2\n\t"
                      "4:\n\t"
                      "movs r2, #0\n\t"
@@ -390,21 +401,16 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "movs r5, #0\n\t"
                      "movs r6, #0\n\t"
                      "movs r7, #0\n\t"
-                     "ldr r12, [sp, #12]\n\t"
-                     "subs r12, r12, r0\n\t"
-                     "tst r12, #16\n\t" /* steps of 4 inputs mod 4 first: one, then two */
-                     "beq 2f\n\t" GEMM_2X3_STEP "2:\n\t"
-                     "ldr r12, [sp, #12]\n\t"
-                     "subs r12, r12, r0\n\t"
-                     "tst r12, #32\n\t"
-                     "beq 5f\n\t" GEMM_2X3_STEP GEMM_2X3_STEP "5:\n\t"
+                     "ldr pc, [sp, #16]\n\t"
+                     ".balign 4\n"
+                     ".Ltml_gemm23_body:\n\t" GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4
+                     ".Ltml_gemm23_body_end:\n\t"
+                     ".if .Ltml_gemm23_body_end - .Ltml_gemm23_body != 1024\n\t"
+                     ".error \"gemm_2x3_w16: a step is not 64 bytes\"\n\t"
+                     ".endif\n\t"
                      "ldr r12, [sp, #12]\n\t"
                      "cmp r0, r12\n\t"
-                     "beq 3f\n\t"
-                     "1:\n\t" GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP "ldr r12, [sp, #12]\n\t"
-                     "cmp r0, r12\n\t"
-                     "bne 1b\n\t"
-                     "3:\n\t"
+                     "bne .Ltml_gemm23_body\n\t"
                      "ldr r12, [sp]\n\t"
                      "str r5, [r12, #512]\n\t" /* pixel b's sums SUMS_B words on */
                      "str r6, [r12, #516]\n\t"
@@ -416,14 +422,15 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "subs r12, #1\n\t"
                      "str r12, [sp, #4]\n\t"
                      "bne 4b\n\t"
-                     "add sp, #16\n\t"
+                     "add sp, #20\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
 #pragma GCC diagnostic pop
+#undef GEMM_2X3_STEP4
 #undef GEMM_2X3_STEP
 
 #define GEMM_TRIPLES 42 /* channel triples per gemm_2x3_w16 call: 126 channels, within SUMS_B */
-#define W16_MIN_PIXELS 16 /* widening costs ~1.5 cycles per weight, the 2x3 kernel saves ~0.17 per MAC */
+#define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
 
 /* Bytes of widen_weights' layout for Co channels of K inputs: ceil(Co / 3) triples of ceil(K / 4) steps of
  * 6 words; 0 when it would not fit 32 bits. */
@@ -465,15 +472,38 @@ static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K,
         }
 }
 
-/* The op's weights widened into the model's scratch (the caller's arena beyond arena_bytes) when there is room and
- * enough output pixels to pay for it; NULL: dense_pair keeps the int8 rows and the 2x2 kernel. */
-static const int32_t *w16_prepare(const tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix)
+/* The op's weights widened for gemm_2x3_w16 in the model's scratch (the caller's arena beyond arena_bytes, which
+ * tml_load hands to the kernels), or NULL when there is no room or too few output pixels to pay for widening: then
+ * dense_pair keeps the int8 rows and the 2x2 kernel. Widened once and kept: each op's copy follows an 8-byte
+ * header naming its weights (CONST is read-only while the model is loaded, and tml_load empties the cache), so a
+ * PATCH stage's tiles and later inferences find it; when the scratch is full it is emptied and refilled from 0. */
+typedef struct {
+    const int8_t *w;
+    uint32_t bytes;
+} w16_header;
+
+static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix)
 {
     const uint32_t n = w16_bytes(Co, K);
-    if (npix < W16_MIN_PIXELS || n == 0 || m->scratch == NULL || n > m->scratch_bytes)
+    uint32_t off = 0;
+    w16_header *h;
+    if (npix < W16_MIN_PIXELS || n == 0 || m->scratch == NULL || m->scratch_bytes < sizeof *h ||
+        n > m->scratch_bytes - sizeof *h)
         return NULL;
-    widen_weights(w, K, Co, (int32_t *)(void *)m->scratch);
-    return (const int32_t *)(const void *)m->scratch;
+    while (off < m->scratch_used) {
+        h = (w16_header *)(void *)(m->scratch + off);
+        if (h->w == w && h->bytes == n)
+            return (const int32_t *)(const void *)(h + 1);
+        off += sizeof *h + h->bytes;
+    }
+    if (m->scratch_bytes - m->scratch_used < sizeof *h + n)
+        m->scratch_used = 0;
+    h = (w16_header *)(void *)(m->scratch + m->scratch_used);
+    h->w = w;
+    h->bytes = n;
+    m->scratch_used += sizeof *h + n;
+    widen_weights(w, K, Co, (int32_t *)(void *)(h + 1));
+    return (const int32_t *)(const void *)(h + 1);
 }
 
 #define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call */
