@@ -342,10 +342,13 @@ class Installer:
                    "sequence": info["sequence"]}
         if "anomaly" in info["meta"]:  # an anomaly model's score and threshold (lwm2m/anomaly.py raises its alarms)
             pointer["anomaly"] = info["meta"]["anomaly"]
+        if "head" in info["meta"]:  # a trainable head's config (lwm2m/learning.py, docs/learning.md)
+            pointer["head"] = info["meta"]["head"]
         tmp = self._path("active.tmp")
         try:
             with open(tmp, "w") as f:
                 f.write(json.dumps(pointer))
+            self._drop_head(pointer)
             try:
                 os.rename(tmp, self._path("active"))  # the commit point
             except OSError:
@@ -355,6 +358,17 @@ class Installer:
             model.close()
             raise
         return model
+
+    def _drop_head(self, pointer):
+        """A learned head belongs to one model: it goes when a package with another blob or head config becomes
+        active. Removed just before the commit point, once nothing but the rename can fail: a power cut between
+        the two loses the old model's head (it starts again from its initial one), never gives the new model the
+        old one's."""
+        old = self._pointer()
+        if old and old.get("sha256") == pointer["sha256"] and old.get("head") == pointer.get("head"):
+            return
+        for name in ("head.bin", "head.tmp"):
+            _remove(self._path(name))
 
     def _load(self, path, offset, length, **kw):
         if self.loader is not None:
@@ -379,7 +393,7 @@ class Installer:
         if not p:
             return None
         return {"name": p["name"], "version": p["version"], "sha256": p["sha256"], "arena_bytes": p["arena_bytes"],
-                "blob_bytes": p["blob_bytes"], "state": "active", "anomaly": p.get("anomaly")}
+                "blob_bytes": p["blob_bytes"], "state": "active", "anomaly": p.get("anomaly"), "head": p.get("head")}
 
     def self_test_active(self):
         """Re-run the active package's golden vectors (e.g. at boot); returns the count or raises InstallError."""

@@ -57,6 +57,8 @@ ANOMALY_THRESHOLD = 33
 ANOMALY_SCORE = 34
 ALARM_COUNT = 35
 ALARMS_REPORTED = 36
+# on-device learning (lwm2m/learning.py, only for a model with a trainable head; in the resource table only then)
+LEARN_FIRST, LEARN_LAST = 37, 43
 
 
 def runtime_info():
@@ -189,6 +191,7 @@ class TinyML(LwObject):
         self.top_class = -1
         self.self_test_result = ""
         self.anomaly = None  # an anomaly.Monitor while the active model is an anomaly model
+        self.learner = None  # a learning.Learner while the active model has a trainable head
         try:
             with open(data_dir + REPORTING_FILE) as f:
                 self.report_results = f.read().strip() != "0"
@@ -198,6 +201,8 @@ class TinyML(LwObject):
 
     def unload(self):
         """Release the model (arena, open blob file) so that an update has the RAM to self-test the new one."""
+        if self.learner is not None:
+            self.learner.close()  # its head saved first
         if self.model is not None:
             try:
                 self.model.close()
@@ -238,11 +243,16 @@ class TinyML(LwObject):
             self.changed(0, rid)
 
     def watch(self):
-        """An anomaly model gets its alarms (lwm2m/anomaly.py); a device with another model never imports it."""
+        """An anomaly model gets its alarms (lwm2m/anomaly.py), a model with a trainable head its learner
+        (lwm2m/learning.py); a device with other models never imports them."""
         if self.anomaly is not None or (self.info and self.info.get("anomaly")):
             from . import anomaly
 
             anomaly.watch(self)
+        if (self.info and self.info.get("head")) or "lwm2m.learning" in sys.modules:
+            from . import learning
+
+            learning.watch(self)
 
     def _info(self, key, default=""):
         return self.info.get(key, default) if self.info else default
@@ -317,11 +327,15 @@ class TinyML(LwObject):
         if rid == ANCHOR_SEQUENCE:
             trust = self.installer and self.installer.trust
             return getattr(trust, "anchor_sequence", 0) if trust else 0
+        if LEARN_FIRST <= rid <= LEARN_LAST and self.learner is not None:  # else not in the table: 4.04
+            return self.learner.read(rid)
         raise ResourceError(0x85)
 
     def write(self, iid, rid, value):
         if rid == RESULT_REPORTING:
             return self.set_reporting(value)
+        if LEARN_FIRST <= rid <= LEARN_LAST and self.learner is not None:  # else not in the table: 4.04
+            return self.learner.write(rid, value)
         if rid != ANCHOR_UPDATE:
             raise ResourceError(0x85)
         trust = self.installer and self.installer.trust
@@ -388,9 +402,12 @@ class TinyML(LwObject):
                                                                  o.path[2] in (LAST_RESULT, LAST_TOP_CLASS))]
 
     def sink(self, iid, rid):
+        if LEARN_FIRST <= rid <= LEARN_LAST and self.learner is not None:
+            return self.learner.sink(rid)
         return InputSink(self) if rid == INPUT else None
 
     def infer(self):
+        """One inference on the input in the arena -> True, or False with the reason in Model State."""
         m = self.model
         a = self.anomaly
         if a is not None:
@@ -400,20 +417,25 @@ class TinyML(LwObject):
         except MemoryError:
             self.state = "out-of-ram"
             self.changed(0, MODEL_STATE)
-            return
+            return False
         except Exception as e:  # a NaN feature, a co-processor that stopped answering: say so, keep the model
             self.state = "inference-failed: %s" % e
             self.changed(0, MODEL_STATE)
-            return
+            return False
         if self.state != "active":
             self.state = "active"
             self.changed(0, MODEL_STATE)
-        out = bytearray()
-        for j in range(len(m.outputs)):
-            out += m.output_buffer(j)
-        self.record(bytes(out), m.last_us, argmax(m.output_buffer(0), m.outputs[0]["dtype"]))
+        top = argmax(m.output_buffer(0), m.outputs[0]["dtype"])
+        if self.learner is not None:  # the head answers: K float32 scores, its class
+            out, top = self.learner.answer(m, top)
+        else:
+            out = bytearray()
+            for j in range(len(m.outputs)):
+                out += m.output_buffer(j)
+        self.record(bytes(out), m.last_us, top)
         if a is not None:
             a.check(m)
+        return True
 
     def record(self, result, us, top):
         self.count += 1
@@ -424,6 +446,8 @@ class TinyML(LwObject):
             self.changed(0, rid)
 
     def execute(self, iid, rid, arg):
+        if LEARN_FIRST <= rid <= LEARN_LAST and self.learner is not None:  # else not in the table: 4.04
+            return self.learner.execute(rid)
         if rid != SELF_TEST:
             raise ResourceError(0x85)
         if self.model is None:
