@@ -6,6 +6,7 @@ bias/multiplier/shift values. Apart from the parsed tensor and op tables nothing
 """
 
 import array
+import gc
 import struct
 import time
 
@@ -54,8 +55,16 @@ def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
     else:
         _check_aligned(blob)
         src = MemorySource(blob)
+    arena, wb = _early_buffers(src, wbuf)
     try:
-        prog = parse(src)
+        try:
+            prog = parse(src)
+        except MemoryError:
+            if arena is None and wb is None:
+                raise
+            arena = wb = None  # the early buffers took what the checks needed (a tree model uses no weight
+            gc.collect()       # buffer): parse without them
+            prog = parse(src)
     except (BlobError, MemoryError):
         # MemoryError is not a malformed blob: callers report it as "out of RAM" (LwM2M result 3), so it must
         # not be folded into BlobError below.
@@ -65,10 +74,27 @@ def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
     try:
-        return Model(src, prog, kernels, wbuf)
+        return Model(src, prog, kernels, wbuf, arena, wb)
     except BaseException:  # MemoryError for the arena: do not leak the open file
         src.close()
         raise
+
+
+def _early_buffers(src, wbuf):
+    """The arena and, streamed, the weight buffer, allocated before the blob's tables are parsed: the largest
+    blocks then find their holes before the parse splits the free heap (IC's 48 KB arena, SWW's 7 KB buffer).
+    None for one the header does not size or that does not fit now: Model allocates it after the checks then,
+    and a bad blob is refused as such."""
+    arena = wb = None
+    try:
+        h = src.read(0, 24)
+        if bytes(h[0:4]) == b"TMLB":
+            arena = bytearray(struct.unpack_from("<I", h, 20)[0])
+            if src.streaming:
+                wb = bytearray(((wbuf + 3) & ~3) + 12 * VB)
+    except (MemoryError, OSError, ValueError):
+        pass
+    return arena, wb
 
 
 def _mapped(path, offset, length):
@@ -120,12 +146,18 @@ def _check_aligned(buf):
 
 
 class Model:
-    def __init__(self, src, prog, kernels=None, wbuf=WBUF):
+    def __init__(self, src, prog, kernels=None, wbuf=WBUF, arena=None, wb=None):
         self._src = src
         self._p = prog
         self.tensors = prog.tensors
         self.arena_bytes = prog.arena_bytes
-        self.arena = bytearray(prog.arena_bytes)
+        streamed = src.streaming and any(op[0] < O.TREE_ENSEMBLE or op[0] == O.PATCH for op in prog.ops)
+        # Streamed: one block, weights in front (_wlen bytes), an op's bias/multiplier/shift behind (_vbuf). When
+        # they take less than 12 * VB bytes they sit at its end, and a weight block may use the bytes before them.
+        self._wlen = (max(wbuf, prog.max_unit) + 3) & ~3 if streamed else 0
+        if wb is not None and len(wb) != self._wlen + 12 * VB:
+            wb = None
+        self.arena = arena if arena is not None and len(arena) == prog.arena_bytes else bytearray(prog.arena_bytes)
         self._amv = memoryview(self.arena)  # slice copies through it move bytes without allocating copies
         # With the C module, a blob held in memory runs in C on this same arena (inputs and outputs stay where
         # the viper path has them). Streamed blobs and blobs the C runtime refuses stay on viper.
@@ -138,15 +170,11 @@ class Model:
         self._acc = bytearray(4 * n_acc)  # int32 accumulators, read and written through viper ptr32
         self._acc2 = bytearray(4 * n_rows)
         self._c = array.array("i", [0] * 24)  # kernel configs
-        if src.streaming and kernels_used:
-            # One block: weights in front (_wlen bytes), an op's bias/multiplier/shift behind (_vbuf). When they
-            # take less than 12 * VB bytes they sit at its end, and a weight block may use the bytes before them.
-            self._wlen = (max(wbuf, prog.max_unit) + 3) & ~3
-            self._wbuf = bytearray(self._wlen + 12 * VB)
+        if streamed:
+            self._wbuf = wb if wb is not None else bytearray(self._wlen + 12 * VB)
             self._vbuf = memoryview(self._wbuf)[self._wlen:]
         else:
             self._wbuf = self._vbuf = None
-            self._wlen = 0
         self.scratch_bytes = 4 * (n_acc + n_rows + 24) + (len(self._wbuf) if self._wbuf else 0)
         self.inputs = [io_info(self.tensors[t]) for t in prog.inputs]
         self.outputs = [io_info(self.tensors[t]) for t in prog.outputs]
