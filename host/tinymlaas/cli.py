@@ -26,6 +26,7 @@ COMMANDS = [
     "deploy",
     "deployments",
     "infer",
+    "learn",
     "serve",
     "oscore-keys",
     "tokens",

@@ -8,6 +8,8 @@ registry holds that blob, and the blob's tensors say how to cross between number
         --dequantize (output scale, zero point; a tree ensemble's fixed point)--> scores --> class and label
 
 The class is the one the device computed (/32770/0/23); its latency (/32770/0/18) is the device's own measure.
+A model with a trainable head (a variant with the embedding output, heads.py) answers /22 with the head's K
+float32 scores (softmax logits or ncm -distance^2, docs/learning.md), decoded as they are.
 """
 
 import asyncio
@@ -48,9 +50,10 @@ class ModelIO:
     labels: list
     # axes from the caller's sample layout to the blob's (an ONNX model's NCHW images -> NHWC), or None
     transpose: list = None
+    head: bool = False   # /22 holds the trainable head's K float32 scores, not output 0's bytes
 
     @classmethod
-    def of(cls, blob, labels=()):
+    def of(cls, blob, labels=(), head=False):
         b = parse(blob)
         meta = b.meta or {}
         if len(b.inputs) != 1:
@@ -64,7 +67,7 @@ class ModelIO:
         t_in = b.tensors[b.inputs[0]]
         if not (isinstance(transpose, list) and sorted(transpose) == list(range(len(t_in.shape)))):
             transpose = None
-        return cls(t_in, t_out, one, labels if len(labels) == t_out.elements else [], transpose)
+        return cls(t_in, t_out, one, labels if len(labels) == t_out.elements else [], transpose, head)
 
     def describe(self):
         t = self.input
@@ -115,6 +118,11 @@ class ModelIO:
     def decode(self, data):
         """Scores (floats) from the device's output bytes."""
         t = self.output
+        if self.head:
+            if len(data) != 4 * t.elements:
+                raise InferenceError("the device answered %d result bytes; its head's %d scores take %d"
+                                     % (len(data), t.elements, 4 * t.elements))
+            return np.frombuffer(data, "<f4").astype(np.float64)
         dtype = np.dtype(NUMPY_DTYPES[t.dtype]).newbyteorder("<")
         if len(data) != t.elements * dtype.itemsize:
             raise InferenceError("the device answered %d output bytes, the model's output has %d"
@@ -138,6 +146,10 @@ class Inference:
         self.svc = svc
         self._locks = {}
 
+    def lock(self, endpoint):
+        """The device's inference lock: one input at a time (an `infer` or a learning sample)."""
+        return self._locks.setdefault(endpoint, asyncio.Lock())
+
     async def installed(self, endpoint):
         """(model row, variant row, ModelIO) of the model the device runs now."""
         svc = self.svc
@@ -152,12 +164,14 @@ class Inference:
         if variant is None:
             raise InferenceError("device %s runs %s %s (blob %s), which this service's registry did not compile"
                                  % (endpoint, inst.get("name"), inst.get("version"), inst["sha256"][:12]))
-        return model, variant, ModelIO.of(svc.registry.artifact(variant), model.get("labels"))
+        from .heads import is_embedding_variant
+
+        return model, variant, ModelIO.of(svc.registry.artifact(variant), model.get("labels"),
+                                          head=is_embedding_variant(variant))
 
     async def run(self, endpoint, values, raw=False, timeout=30.0):
         """Run each input row on the device; the answer `infer --json` prints."""
-        lock = self._locks.setdefault(endpoint, asyncio.Lock())
-        async with lock:
+        async with self.lock(endpoint):
             model, variant, io = await self.installed(endpoint)
             payloads = io.encode(values, raw)
             server = self.svc.server

@@ -24,8 +24,11 @@ def build_api(server, svc=None, *, auth=False, secure_cookies=False):
         from ..service.http_routes import service_routes
         from .uploads import upload_routes
 
+        from .learning import learning_routes
+
         service_routes(api, svc)
         upload_routes(api, svc)
+        learning_routes(api, svc)      # on-device learning: /api/devices/{ep}/learn... (web/learning.py)
         from ..console import console_routes
 
         console_routes(api, svc)       # the console's pages at / and /console/ (console/__init__.py)

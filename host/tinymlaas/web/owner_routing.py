@@ -20,13 +20,14 @@ from aiohttp import web
 from ..lwm2m import paths as P
 from ..service.deployments import DeliveryError
 from .app import REQUEST_TIMEOUT, HttpError, dumps
+from .learning import DEVICE_ROUTES as LEARNING_ROUTES
 from .lwm2m import PATH
 
 LWM2M = "/api/devices/{endpoint}/lwm2m/" + PATH
 ROUTED = {("GET", LWM2M), ("PUT", LWM2M), ("POST", LWM2M), ("DELETE", LWM2M), ("GET", LWM2M + "/discover"),
           ("PUT", LWM2M + "/attributes"), ("POST", LWM2M + "/observe"), ("DELETE", LWM2M + "/observe"),
           ("GET", "/api/devices/{endpoint}/observations"), ("POST", "/api/devices/{endpoint}/infer"),
-          ("POST", "/api/devices/{endpoint}/refresh")}
+          ("POST", "/api/devices/{endpoint}/refresh")} | set(LEARNING_ROUTES)
 STREAM_TIMEOUT = 300.0      # a batch inference (a stream route: no 30 s request limit)
 
 
