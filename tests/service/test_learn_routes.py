@@ -239,3 +239,38 @@ def embeddings(blob, xs):
     ex = Executor(blob)
     return [dequantized(np.asarray(ex.run([np.array(x, np.int8).reshape(t_in.shape)])[1]).reshape(-1), t_emb.scale,
                         t_emb.zero_point) for x in xs]
+
+
+def test_softmax_head_scores_are_the_models_own_last_layer(tmp_path):
+    """A new softmax head is the model's last FULLY_CONNECTED in float: `infer` reads its 12 float32 logits,
+    equal to the host's float FC of the reference embedding, and one sample moves them."""
+    from tinymlaas.compiler.frontend import parse_tflite
+    from tinymlaas.learning.register import last_fc
+
+    async def main():
+        async with kws_fleet(tmp_path) as (svc, model), api_client(svc) as call:
+            dep = await svc.engine.run(svc.create_deployment("kws", ["kws-1"], head={"kind": "softmax", "lr": 0.1}))
+            assert dep["devices"][0]["state"] == "active", dep
+            blob = svc.registry.artifact(svc.registry.variant(dep["devices"][0]["variant_id"]))
+            tflite = mlperf_model("kws").read_bytes()
+            _, x_t, w_t, b_t, y_t, g = last_fc(tflite)
+            w, b = g.tensors[w_t], g.tensors[b_t]
+            w_scale = np.asarray(w.scale, np.float64).reshape(-1, 1)
+            W = (w.data.astype(np.float64) - np.asarray(w.zero_point).reshape(-1, 1)) * w_scale
+            bias = b.data.astype(np.float64) * g.tensors[x_t].s * w_scale.reshape(-1)
+            xs, ys = class_inputs(blob)
+            e = embeddings(blob, xs[:3])
+            status, inf = await call("POST", "/api/devices/kws-1/infer", {"input": xs[:3], "raw": True})
+            assert status == 200, inf
+            for row, emb in zip(inf["results"], e):
+                want = W @ emb + bias
+                assert np.allclose(row["scores"], want, rtol=1e-4, atol=1e-4), (row["scores"], want)
+                assert row["class"] == int(np.argmax(want))
+            status, st = await call("POST", "/api/devices/kws-1/learn/sample",
+                                    {"label": ys[0], "input": xs[0], "raw": True})
+            assert status == 200 and st["samples"] == 1
+            status, again = await call("POST", "/api/devices/kws-1/infer", {"input": xs[0], "raw": True})
+            moved = np.array(again["results"][0]["scores"]) - np.array(inf["results"][0]["scores"])
+            assert moved[ys[0]] > 0 and np.abs(moved).max() > 1e-3     # SGD pushed the labelled class up
+            assert parse_tflite(tflite).tensors[y_t].shape[-1] == 12
+    asyncio.run(main())
