@@ -245,7 +245,7 @@ def test_softmax_head_scores_are_the_models_own_last_layer(tmp_path):
     """A new softmax head is the model's last FULLY_CONNECTED in float: `infer` reads its 12 float32 logits,
     equal to the host's float FC of the reference embedding, and one sample moves them."""
     from tinymlaas.compiler.frontend import parse_tflite
-    from tinymlaas.learning.register import last_fc
+    from tinymlaas.learning.register import float_fc, last_fc
 
     async def main():
         async with kws_fleet(tmp_path) as (svc, model), api_client(svc) as call:
@@ -253,11 +253,8 @@ def test_softmax_head_scores_are_the_models_own_last_layer(tmp_path):
             assert dep["devices"][0]["state"] == "active", dep
             blob = svc.registry.artifact(svc.registry.variant(dep["devices"][0]["variant_id"]))
             tflite = mlperf_model("kws").read_bytes()
-            _, x_t, w_t, b_t, y_t, g = last_fc(tflite)
-            w, b = g.tensors[w_t], g.tensors[b_t]
-            w_scale = np.asarray(w.scale, np.float64).reshape(-1, 1)
-            W = (w.data.astype(np.float64) - np.asarray(w.zero_point).reshape(-1, 1)) * w_scale
-            bias = b.data.astype(np.float64) * g.tensors[x_t].s * w_scale.reshape(-1)
+            W, bias = float_fc(tflite)
+            y_t = last_fc(tflite)[4]
             xs, ys = class_inputs(blob)
             e = embeddings(blob, xs[:3])
             status, inf = await call("POST", "/api/devices/kws-1/infer", {"input": xs[:3], "raw": True})

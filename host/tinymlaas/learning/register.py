@@ -39,6 +39,19 @@ def last_fc(tflite):
     return op.index, op.inputs[0], op.inputs[1], bias, op.outputs[0], g
 
 
+def float_fc(tflite):
+    """(W (K, D), b (K,)) float64 of the last FULLY_CONNECTED op dequantized: what a device's new softmax head
+    starts from (tinyml/learn.py initial)."""
+    _, x_t, w_t, b_t, _, g = last_fc(tflite)
+    w = g.tensors[w_t]
+    w_scale = np.asarray(w.scale, np.float64).reshape(-1, 1)
+    weights = (w.data.astype(np.float64) - np.asarray(w.zero_point, np.float64).reshape(-1, 1)) * w_scale
+    bias = np.zeros(len(weights))
+    if b_t >= 0:
+        bias = g.tensors[b_t].data.astype(np.float64) * g.tensors[x_t].s * w_scale.reshape(-1)
+    return weights, bias
+
+
 def linear_of(head):
     """(W, b) float64 of the head as one linear layer, centred over its classes: adding the same c(x) = w.x + v
     to every logit changes neither the argmax nor the softmax, and without that common part (an ncm head's
