@@ -16,7 +16,6 @@ ACCURACY = 40
 HEAD = 41
 RESET_HEAD = 42
 LEARNING = 43
-FIRST, LAST = LEARN_SAMPLE, LEARNING
 RESOURCES = {LEARN_SAMPLE: (OPAQUE, "W"), LABEL: (INTEGER, "W"), SAMPLES: (INTEGER, "R"), ACCURACY: (FLOAT, "R"),
              HEAD: (OPAQUE, "RW"), RESET_HEAD: (NONE, "E"), LEARNING: (BOOLEAN, "RW")}
 LEARNING_FILE = "/learning"  # in data_dir: "0" while frozen; absent or anything else: learning
@@ -43,16 +42,20 @@ def watch(obj):
     obj.resources = table
 
 
+def _whole(v, low):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
 def _config(config):
-    kind = config.get("kind") if isinstance(config, dict) else None
-    lr, every, out = (config.get(k) for k in ("lr", "save_every", "output")) if kind else (None, None, None)
-    ok = kind in learn.KINDS and isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr >= 0
-    for v in (every, out):
-        ok = ok and isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    if not ok:
-        raise learn.HeadError("head config must be {kind: softmax|ncm, lr: number >= 0, save_every: int >= 1, "
+    """The package's head config, checked: -> (kind id, lr, save_every, output)."""
+    c = config if isinstance(config, dict) else {}
+    kind, lr = c.get("kind"), c.get("lr")
+    lr_ok = isinstance(lr, (int, float)) and not isinstance(lr, bool) and learn._finite(lr) and lr >= 0
+    if not (isinstance(kind, str) and kind in learn.KINDS and lr_ok and _whole(c.get("save_every"), 1) and
+            _whole(c.get("output"), 1)):
+        raise learn.HeadError("head config must be {kind: softmax|ncm, lr: finite number >= 0, save_every: int >= 1, "
                               "output: int >= 1}, not %r" % (config,))
-    return learn.KINDS[kind], float(lr), every, out
+    return learn.KINDS[kind], float(lr), c["save_every"], c["output"]
 
 
 class Learner:

@@ -200,13 +200,20 @@ def test_head_saved_every_n_samples_survives_a_restart_and_goes_with_a_new_insta
     assert after.samples == 3 and value(peer, "/32770/0/39") == "3"
     assert value(peer, "/32770/0/43") == "0"  # frozen stays frozen
 
-    # a package that fails its self-test leaves the head (and the model) as they were
-    blob, vectors = kws()
+    # a sample not saved yet is saved when an Update unloads the model; a package that fails its self-test
+    # leaves the head (and the model) as they were
+    assert peer.request(an.PUT, "/32770/0/43", payload=b"1", content_format=0).code == an.CHANGED
+    assert sample(peer, 5, x).code == an.CHANGED
+    assert decode((flash / "head.bin").read_bytes()).samples == 3
     wrong = [([x], [y, (emb.astype(np.int16) + 1).clip(-128, 127).astype(np.int8)]) for [x], [y, emb] in vectors[:1]]
     assert push(peer, "/5/0/0", build_package(blob, "kws-learn", "2", wrong)).code == an.CHANGED
     assert peer.request(an.POST, "/5/0/2").code == an.CHANGED
     assert wait_value(peer, "/5/0/5", b"8") == b"8"  # update failed
-    assert (flash / "head.bin").is_file() and decode(get(peer, "/32770/0/41")).samples == 3
+    assert decode((flash / "head.bin").read_bytes()).samples == 4 and value(peer, "/32770/0/39") == "4"
+
+    # the same blob and head config installed again (a new sequence): the head stays
+    install(peer, kws_package(save_every=3, version="1b"))
+    assert value(peer, "/32770/0/39") == "4"
 
     # another model: no head, no learning resources
     plain, _, _ = package("fc_no_bias_softmax", name="fc-plain", version="1")
@@ -289,8 +296,14 @@ def test_a_head_the_model_cannot_carry_leaves_no_model_running_and_the_code_goes
     (tmp_path / "plain.blob").write_bytes(plain)
     out = vm("""
 from lwm2m.obj_tinyml import TinyML
-inst = Installer(%r, %r, {"kind": "svm", "lr": 0.1, "save_every": 1, "output": 1})
+inst = Installer(%r, %r, {"kind": ["softmax"], "lr": 0.1, "save_every": 1, "output": 1})
 t = TinyML(inst, %r)
+for bad in ({"kind": "svm", "lr": 0.1, "save_every": 1, "output": 1}, "softmax",
+            {"kind": "softmax", "lr": 1e999, "save_every": 1, "output": 1},
+            {"kind": "ncm", "lr": 0.1, "save_every": 0, "output": 1}, {"kind": "ncm", "lr": 0.1, "output": 1}):
+    inst.head = bad
+    t.reload()
+    print(t.state.startswith("load-failed: head config must be"), t.model is None, 37 in t.resources)
 print(t.state, t.model is None, 37 in t.resources)
 inst.blob, inst.head = %r, {"kind": "softmax", "lr": 0.1, "save_every": 1, "output": 1}
 t.reload()
@@ -303,7 +316,9 @@ t.reload()
 print(t.state, 37 in t.resources, 'lwm2m.learning' in sys.modules, 'tinyml.learn' in sys.modules)
 """ % (str(tmp_path), str(tmp_path / "kws.blob"), str(tmp_path), str(tmp_path / "plain.blob"),
        str(tmp_path / "kws.blob")))
-    bad_config, no_embedding, ok, gone = out.splitlines()
+    lines = out.splitlines()
+    assert lines[:5] == ["True True False"] * 5
+    bad_config, no_embedding, ok, gone = lines[5:]
     assert bad_config.startswith("load-failed: head config must be {kind: softmax|ncm") and \
         bad_config.endswith(" True False")
     assert no_embedding == "load-failed: the model has no graph output 1 for the embedding True False"
@@ -381,8 +396,18 @@ def test_the_servers_capability_read_of_a_device_with_a_head(tmp_path):
             await until(lambda: fw(5, 1))
             caps = await server.fetch_capabilities("learn-1")
             assert caps["Model Name"] == "kws-learn" and caps["Model State"] == "active"
+            initial = await server.read_value("learn-1", "/32770/0/41")
             await server.write("learn-1", "/32770/0/37", struct.pack("<H", 3) + vectors[0][0][0].tobytes())
-            return await server.fetch_capabilities("learn-1")
+            caps = await server.fetch_capabilities("learn-1")
+            # Q-Block1 (RFC 9177) into the streamed resources: a sample in 64-byte blocks, then a head
+            one = struct.pack("<H", 4) + vectors[1][0][0].tobytes()
+            await server.push_package("learn-1", one, path="/32770/0/37", block_size=64)
+            assert "learn-1" not in server._block1_only  # it went as Q-Block1
+            assert await server.read_value("learn-1", "/32770/0/39") == "2"
+            await server.push_package("learn-1", bytes(initial), path="/32770/0/41", block_size=256)
+            assert await server.read_value("learn-1", "/32770/0/39") == "0"
+            assert bytes(await server.read_value("learn-1", "/32770/0/41")) == bytes(initial)
+            return caps
         finally:
             dev.stop()
             await server.stop()
