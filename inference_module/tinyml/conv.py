@@ -423,9 +423,10 @@ def run(m, op, c):
 
 def _gemm_streamed(m, c, co, ocb, K, keep):
     # run's loop for a streamed CONV_2D / FULLY_CONNECTED taken whole per block (AD: every op), trimmed to what
-    # changes per weight block: its filters read into _wbuf (sequential reads, no seek), its channels in c. With
-    # the op's vectors whole in _vbuf, a block takes as many filters as fit beside them.
-    fill, buf, rows, arena, kern = m._src.fill, m._wbuf, m._acc2, m.arena, conv
+    # changes per weight block: its filters read from the file straight into _wbuf (one seek per op: the blocks
+    # are consecutive), its channels in c. With the op's vectors whole in _vbuf, a block takes as many filters
+    # as fit beside them.
+    src, buf, rows, arena, kern = m._src, m._wbuf, m._acc2, m.arena, conv
     b_off, mu_off, sh_off, step, w_off = c[P_B], c[P_MU], c[P_SH], c[20], c[P_W]
     c[7], c[14] = keep, 0
     if m._vkey != b_off:
@@ -434,16 +435,22 @@ def _gemm_streamed(m, c, co, ocb, K, keep):
     bb, mb, sb = m._vidx
     if vw == 0 and ve == co:
         ocb = min(co, m._vfree // K)
+    f, at = src.f, src.base + w_off
+    src.pos = -1  # the file moves under the source's feet here
+    f.seek(at)
     oc0 = 0
     while oc0 < co:
         nb = min(ocb, co - oc0)
-        if oc0 < vw or oc0 + nb > ve:
+        if oc0 < vw or oc0 + nb > ve:  # the next window of vectors (ops of over 256 channels), then back
             m._vectors(b_off, mu_off, sh_off, step, co, oc0, nb)
             vw, ve = m._vwin, m._vend
             bb, mb, sb = m._vidx
+            f.seek(at + oc0 * K)
         d = oc0 - vw
         c[17], c[18], c[19] = bb + d, mb + d * step, sb + d * step
-        fill(w_off + oc0 * K, nb * K, buf)
+        n = nb * K
+        if f.readinto(buf, n) != n:
+            raise OSError("short read")
         c[3], c[4] = nb, oc0
         kern(buf, rows, arena, c)
         if keep:
