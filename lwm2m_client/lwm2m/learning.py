@@ -240,7 +240,10 @@ class HeadSink:
 
     def begin(self, size):
         self.abort()
-        self.f = open(self.path, "wb")
+        try:
+            self.f = open(self.path, "wb")
+        except OSError as e:
+            raise WriteError(0x8D, "no room for the head in flash: %s" % e)
         self.got = 0
 
     def write(self, offset, chunk):
@@ -248,7 +251,10 @@ class HeadSink:
             h = self.learner.head
             raise WriteError(0x80, "head longer than %d bytes: this model's head is %s D=%d K=%d" % (
                 self.total, learn._name(h.kind), h.d, h.k))
-        self.f.write(chunk)
+        try:
+            self.f.write(chunk)
+        except OSError as e:  # the client aborts the transfer: head.in goes, the head stays
+            raise WriteError(0x8D, "no room for the head in flash: %s" % e)
         self.got = offset + len(chunk)
 
     def finish(self):
