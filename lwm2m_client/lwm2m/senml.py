@@ -45,7 +45,14 @@ def _b64url(b):
     return binascii.b2a_base64(b).rstrip(b"\n=").replace(b"+", b"-").replace(b"/", b"_").decode()
 
 
+B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def _unb64url(s):
+    # a2b_base64 skips characters outside the alphabet ("AAEC, {QFBg" decoded): RFC 8428 vd is base64url
+    # with the padding left out, checked here
+    if len(s) % 4 == 1 or any(c not in B64URL for c in s.encode()):
+        raise ValueError("not base64url")
     s = s.replace("-", "+").replace("_", "/")
     return binascii.a2b_base64(s + "=" * (-len(s) % 4))
 

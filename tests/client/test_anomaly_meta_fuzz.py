@@ -8,6 +8,7 @@ every Monitor made then scores 5 random outputs without an exception. 400 config
 20,000."""
 
 import json
+import math
 import random
 
 from test_anomaly_client import FAKES
@@ -18,8 +19,10 @@ from tinymlaas.devices.emulated import compiled_path
 DEVICE = r"""
 import random
 from lwm2m import anomaly
-with open(sys.argv[1]) as f:
-    TEXTS = json.load(f)  # the texts, as a JSON list (argv could not hold them all)
+def texts():
+    with open(sys.argv[1]) as f:  # one JSON string per line: argv cannot hold 20,000, nor the heap their list
+        for line in f:
+            yield json.loads(line)
 class Float32Model(Model):
     def __init__(self, n):
         Model.__init__(self, bytes(4 * n), bytes(4 * n), 0.0, 0, 0.0, 0)
@@ -28,7 +31,7 @@ class Tml(Obj):
     def unload(self): self.model = None
 random.seed(5)
 models = [Model(bytes(8), bytes(8), 0.05, -3, 0.04, 2), Model(bytes(8), bytes(1), 0.05, 0, 0.1, -128), Float32Model(4)]
-for k, text in enumerate(TEXTS):
+for k, text in enumerate(texts()):
     try:
         cfg = json.loads(text)
     except ValueError:
@@ -96,7 +99,7 @@ def test_the_device_takes_exactly_the_configs_the_rule_allows(request, tmp_path)
     count = 20_000 if request.config.getoption("--fuzz-long") else 400
     rng = random.Random(33)
     texts = [_config(rng) for _ in range(count)]
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    (tmp_path / "texts.json").write_text("".join(json.dumps(t) + "\n" for t in texts))
     out = unixport.run(code=FAKES + DEVICE, heap="1m", args=[tmp_path / "texts.json"], path=compiled_path(),
                        timeout=900).stdout.decode().splitlines()
     assert len(out) == count, out[-3:]
@@ -114,7 +117,8 @@ def test_the_device_takes_exactly_the_configs_the_rule_allows(request, tmp_path)
             continue
         got = "none" if line == "NONE" else None if line.startswith("REJ") else (line.split()[1], float(line.split()[2]))
         made += isinstance(got, tuple)
-        if got != want:
+        if got != want and not (isinstance(got, tuple) and isinstance(want, tuple) and got[0] == want[0] and
+                                math.isclose(got[1], want[1], rel_tol=2 ** -52)):  # MicroPython prints 16 digits
             wrong.append((text, line, want))
     assert not wrong, (len(wrong), wrong[:5])
     assert count // 10 < made < count - count // 10
