@@ -155,9 +155,16 @@ class Head:
                            self.zp)
 
     def encode(self):
-        """-> the head in TMLH v1 (for a read of it: one allocation of its size)."""
-        h, w, t = self.header(), bytes(self.w), bytes(self.tail)
-        return b"".join((h, w, t, struct.pack("<I", crc32(t, crc32(w, crc32(h))))))
+        """-> the head in TMLH v1 (for a read of it): one allocation of its size, filled from the arrays' own
+        bytes (a read of /41 or of the whole TinyML instance needs no second copy of the weights)."""
+        w, t = self.w, self.tail
+        n = 4 * self.k * self.d
+        out = bytearray(HEADER_BYTES + n + 4 * self.k + 4)
+        out[:HEADER_BYTES] = self.header()
+        out[HEADER_BYTES:HEADER_BYTES + n] = _raw(w)
+        out[HEADER_BYTES + n:-4] = _raw(t)
+        struct.pack_into("<I", out, len(out) - 4, crc32(memoryview(out)[:-4]))
+        return out
 
     def save(self, root):
         """Power-safe: the new head is complete in head.tmp before the rename that makes it head.bin."""
@@ -184,6 +191,16 @@ class Head:
             f.readinto(self.tail)
         self.samples, self.lr = h[6], h[7]
         self.seen = 0
+
+
+def _raw(a):
+    """The bytes of array `a`: a view of them where uctypes offers one (no copy), else a copy."""
+    try:
+        import uctypes
+
+        return uctypes.bytearray_at(uctypes.addressof(a), len(a) * 4)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return bytes(a)
 
 
 def replace(src, dst):
