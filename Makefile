@@ -19,7 +19,8 @@ bench: setup
 FUZZ_TESTS = tests/lwm2m/test_frame.py tests/lwm2m/test_codec_roundtrip.py tests/client/test_fuzz_codec.py \
 	tests/verify/test_reader_fuzz.py tests/device/test_loader.py tests/c/test_c_fuzz.py \
 	tests/backends/test_trees_fuzz.py tests/backends/test_classic_fuzz.py tests/backends/test_onnx.py tests/compiler/test_random_ops.py tests/compiler/test_planner.py \
-	tests/device/test_coproc_link.py tests/client/test_oscore.py tests/signing/test_signing_fuzz.py
+	tests/device/test_coproc_link.py tests/client/test_oscore.py tests/signing/test_signing_fuzz.py \
+	tests/device/test_learn_head_fuzz.py tests/verify/test_patch_fuzz.py tests/client/test_fuzz_senml.py tests/client/test_anomaly_meta_fuzz.py
 
 fuzz: setup
 	$(PY) -m pytest -q -n 2 --fuzz-long $(FUZZ_TESTS)

@@ -469,7 +469,7 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
 #undef GEMM_2X3_STEP4
 #undef GEMM_2X3_STEP
 
-#define GEMM_TRIPLES 42 /* channel triples per gemm_2x3_w16 call: 126 channels, within SUMS_B */
+#define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call: 66 channels (KWS's and IC's 64 in one call) */
 #define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
 
 /* Bytes of widen_weights' layout for Co channels of K inputs: ceil(Co / 3) triples of ceil(K / 4) steps of
@@ -717,6 +717,7 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
     uint32_t i, o;
     uint32_t Kb = K4; /* inputs the microkernel walks */
+    int32_t sums[SUMS_B + 3 * GEMM_TRIPLES]; /* two pixels' sums, either kernel's (3 x 22 >= 2 x 32 channels) */
     if (rows != NULL)
         widen_rows(xa, xb, rows, xo2, buf);
     else
@@ -746,7 +747,6 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     if (q->w16 != NULL) { /* every channel through the 2x3 kernel (the padded third of a triple is ignored) */
         const int32_t *wt = q->w16;
         for (o = 0; o < Co;) {
-            int32_t sums[SUMS_B + 3 * GEMM_TRIPLES];
             const uint32_t triples = (Co - o + 2) / 3 < GEMM_TRIPLES ? (Co - o + 2) / 3 : GEMM_TRIPLES;
             const uint32_t n = Co - o < 3 * triples ? Co - o : 3 * triples;
             gemm_2x3_w16(buf, buf + Kb, wt, triples, sums);
@@ -763,7 +763,6 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
         return;
     }
     for (o = 0; o + 2 <= Co;) {
-        int32_t sums[SUMS_B + 2 * GEMM_PAIRS];
         const uint32_t pairs = (Co - o) / 2 < GEMM_PAIRS ? (Co - o) / 2 : GEMM_PAIRS;
         uint32_t pr;
         gemm_2x2_dsp(buf, buf + Kb, w + (size_t)o * K, pairs, K, sums);
