@@ -371,7 +371,9 @@ print(a - b, b - c, c - d)
 
 def test_the_servers_capability_read_of_a_device_with_a_head(tmp_path):
     """The tinymlaas LwM2M server's capability read (the whole TinyML instance) of an emulated esp32 running a
-    model with a head: it goes through with the learning resources in it, and the next read after learning too."""
+    model with a head: it goes through with the learning resources in it, and the next read after learning too.
+    The capabilities stored keep typed values (docs/tinyml-object.xml types 37-43) and leave out the learned state
+    (Samples, Accuracy, the head's bytes), also those read when the device registers again with its head."""
     import asyncio
 
     from test_server_integration import until
@@ -403,14 +405,26 @@ def test_the_servers_capability_read_of_a_device_with_a_head(tmp_path):
             one = struct.pack("<H", 4) + vectors[1][0][0].tobytes()
             await server.push_package("learn-1", one, path="/32770/0/37", block_size=64)
             assert "learn-1" not in server._block1_only  # it went as Q-Block1
-            assert await server.read_value("learn-1", "/32770/0/39") == "2"
+            assert await server.read_value("learn-1", "/32770/0/39") == 2  # typed: docs/tinyml-object.xml
             await server.push_package("learn-1", bytes(initial), path="/32770/0/41", block_size=256)
-            assert await server.read_value("learn-1", "/32770/0/39") == "0"
+            assert await server.read_value("learn-1", "/32770/0/39") == 0
             assert bytes(await server.read_value("learn-1", "/32770/0/41")) == bytes(initial)
-            return caps
+            # a restart: the server reads the capabilities itself when the device registers
+            await asyncio.to_thread(dev.stop)  # de-registers
+            assert server.find("learn-1") is None
+            dev.start()
+            await until(lambda: asyncio.sleep(0, getattr(server.find("learn-1"), "capabilities", None)), 30)
+            return caps, server.find("learn-1").capabilities, bytes(initial).hex()
         finally:
             dev.stop()
             await server.stop()
 
-    caps = asyncio.run(scenario())
+    caps, registered, head_hex = asyncio.run(scenario())
     assert caps["Model State"] == "active" and caps["Inference Count"] == 1
+    assert registered["Model State"] == "active" and registered["Inference Count"] == 0
+    for c in (caps, registered):
+        assert c["Learning"] is True and isinstance(c["Free Heap"], int) and isinstance(c["Model Name"], str)
+        assert not {"Head", "Samples", "Accuracy"} & set(c)
+        assert all(not name.isdigit() for name in c)  # every resource read is one the server's model types
+        text = json.dumps(c)
+        assert head_hex[:64] not in text and len(text) < 2500

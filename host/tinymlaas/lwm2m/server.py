@@ -802,10 +802,19 @@ def values_format(reg):
     return announced_format(reg) or (C.TLV if reg.lwm2m_version == "1.0" else C.SENML_CBOR)
 
 
+# TinyML resources a whole-instance read returns that are not capabilities (what the device can do, what it runs)
+# but learned state: the trainable head (41: K x D floats, KWS 3,152 B) and its statistics (39, 40), which change
+# with every sample; the learn routes read them from the device (docs/learning.md)
+LEARNED_STATE = frozenset((39, 40, 41))
+
+
 def capabilities_from_values(model, values):
-    """TinyML object values -> {resource name: JSON-able value} (lists for multiple resources)."""
+    """TinyML object values -> {resource name: JSON-able value} (lists for multiple resources), without the
+    learned state (LEARNED_STATE)."""
     caps = {}
     for path, value in sorted(values.items()):
+        if path[0] == TINYML_OBJECT_ID and len(path) > 2 and path[2] in LEARNED_STATE:
+            continue
         res = model.resource(path)
         name = res.name if res else str(path[2])
         if isinstance(value, (bytes, bytearray)):
