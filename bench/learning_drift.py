@@ -76,8 +76,9 @@ async def run(args, tmp):
         rows, blob = [], None
         for kind in ("softmax", "ncm"):
             for n in args.n:
-                # a fresh device per run: an ESP32 that ran a head through ~1,000 inferences answered 5.00 out of
-                # memory (the next package push, or the read of its installed model); see docs/learning.md
+                # a fresh device per run, so runs are independent (it also kept the bench clear of the 5.00 out of
+                # memory an ESP32 answered after ~1,000 head inferences, since fixed: docs/learning.md "Heap over
+                # a long run", bench/learning_heap.py)
                 ep = "b-%s-%d" % (kind, n)
                 devices.append(EmulatedDevice("coap://127.0.0.1:%d" % svc.server.port, ep, profile="esp32",
                                               data_dir=tmp / ep).start())
