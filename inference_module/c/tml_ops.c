@@ -133,6 +133,7 @@ typedef struct {
     int fast_requant; /* requant2_dsp is exact for this op (requant2_ok); 0 outside the DSP build */
     const uint32_t *const_mask; /* with fast_requant: channels whose output is one value whatever the sum (bit c), */
     const int8_t *const_val;    /* and those values; NULL when there are none */
+    const uint32_t *slow_mask;  /* with fast_requant: channels requant2_dsp gets wrong, redone by fix_outputs; or NULL */
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
     const int32_t *w16; /* DSP: the op's weights widened (widen_weights), or NULL: the int8 rows */
 } dense_q;
@@ -559,17 +560,19 @@ static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uin
  * with m >= 0 and no left shift is monotonic in sum + bias (which cannot wrap here), so equal outputs at both ends
  * of the sum's range prove it; the value goes to val[c], bit c of mask is set, and the caller overwrites what
  * requant2_dsp wrote there. */
-static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val)
+static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val, uint32_t *slow)
 {
     const int64_t sum_max = (int64_t)K * 255 * 128;
-    uint32_t c;
+    uint32_t c, nslow = 0;
     if (!q->per_channel || q->lo != -128 || q->hi != 127 || sum_max >= (1 << 30))
         return 0;
     if (mask != NULL) {
-        if (Co > CONST_MAX_C)
+        if (Co > CONST_MAX_C) {
             mask = NULL;
-        else
+        } else {
             memset(mask, 0, 4 * ((Co + 31) / 32));
+            memset(slow, 0, 4 * ((Co + 31) / 32));
+        }
     }
     for (c = 0; c < Co; c++) {
         const int32_t sh = tml_ld32(q->shift + 4 * c), b = tml_ld32(q->bias + 4 * c);
@@ -585,9 +588,26 @@ static int requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask
                 continue;
             }
         }
-        return 0;
+        /* any other channel: requantized in C after requant2_dsp (fix_outputs), while they are a quarter or less */
+        if (mask == NULL || ++nslow > Co / 4)
+            return 0;
+        slow[c / 32] |= 1u << (c % 32);
     }
     return 1;
+}
+
+/* ya/yb[o0 + i] = requant(sums[i]), requant(sums[SUMS_B + i]) for the channels o0 + i of mask, i < n:
+ * requant2_ok's slow channels, after requant2_dsp wrote a wrong value there */
+static __attribute__((noinline)) void fix_outputs(const uint32_t *mask, const int32_t *sums, uint32_t o0, uint32_t n,
+                                                  const dense_q *q, int8_t *ya, int8_t *yb)
+{
+    uint32_t o;
+    for (o = o0; o < o0 + n; o++)
+        if (mask[o / 32] >> (o % 32) & 1u) {
+            const int32_t b = tml_ld32(q->bias + 4 * o), m = tml_ld32(q->mult + 4 * o), sh = tml_ld32(q->shift + 4 * o);
+            ya[o] = requant_v(sums[o - o0], b, m, sh, q->out_off, q->lo, q->hi);
+            yb[o] = requant_v(sums[SUMS_B + o - o0], b, m, sh, q->out_off, q->lo, q->hi);
+        }
 }
 
 /* ya[c] = yb[c] = val[c] for the channels of mask (requant2_ok), c < n */
@@ -614,7 +634,7 @@ static int dw3_fast_ok(const int32_t *p, uint32_t Co, const uint8_t *bias, const
     q3.per_channel = 1;
     q3.lo = p[8];
     q3.hi = p[9];
-    return requant2_ok(&q3, Co, 9, NULL, NULL);
+    return requant2_ok(&q3, Co, 9, NULL, NULL, NULL);
 }
 
 /* ya[c] = requant(sums[c]), yb[c] = requant(sums[SUMS_B + c]) for c < n, each channel's parameters read once for
@@ -751,10 +771,12 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             const uint32_t n = Co - o < 3 * triples ? Co - o : 3 * triples;
             gemm_2x3_w16(buf, buf + Kb, wt, triples, sums);
             wt += (size_t)triples * Kb / 4 * 6;
-            if (q->fast_requant)
+            if (q->fast_requant) {
                 requant2_dsp(sums, n, q->bias + 4 * o, q->mult + 4 * o, q->shift + 4 * o, ya + o, yb + o,
                              2 * q->out_off + 1);
-            else
+                if (q->slow_mask != NULL)
+                    fix_outputs(q->slow_mask, sums, o, n, q, ya, yb);
+            } else
                 requant_pairs(sums, n, o, q, ya, yb);
             o += n;
         }
@@ -776,10 +798,12 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
                 sums[SUMS_B + 2 * pr + 1] += xvb * w1[i];
             }
         }
-        if (q->fast_requant)
+        if (q->fast_requant) {
             requant2_dsp(sums, 2 * pairs, q->bias + 4 * o, q->mult + 4 * o, q->shift + 4 * o, ya + o, yb + o,
                          2 * q->out_off + 1);
-        else
+            if (q->slow_mask != NULL)
+                fix_outputs(q->slow_mask, sums, o, 2 * pairs, q, ya, yb);
+        } else
             requant_pairs(sums, 2 * pairs, o, q, ya, yb);
         o += 2 * pairs;
     }
@@ -887,7 +911,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     int patch_ok;
     dense_q q;
 #if TML_DSP
-    uint32_t const_mask[CONST_MAX_C / 32];
+    uint32_t const_mask[CONST_MAX_C / 32], slow_mask[CONST_MAX_C / 32];
     int8_t const_val[CONST_MAX_C];
 #endif
     const int8_t *xd, *wd;
@@ -919,17 +943,22 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
     q.hi = p[9];
     q.const_mask = NULL;
     q.const_val = NULL;
+    q.slow_mask = NULL;
     q.w16 = NULL;
 #if TML_DSP
-    q.fast_requant = requant2_ok(&q, Co, fstride, const_mask, const_val);
+    q.fast_requant = requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
     if (q.fast_requant && Co <= CONST_MAX_C) {
-        uint32_t i;
-        for (i = 0; i < (Co + 31) / 32 && const_mask[i] == 0; i++)
-            ;
-        if (i < (Co + 31) / 32) {
+        uint32_t i, any_const = 0, any_slow = 0;
+        for (i = 0; i < (Co + 31) / 32; i++) {
+            any_const |= const_mask[i];
+            any_slow |= slow_mask[i];
+        }
+        if (any_const) {
             q.const_mask = const_mask;
             q.const_val = const_val;
         }
+        if (any_slow)
+            q.slow_mask = slow_mask;
     }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
 #else
@@ -1624,6 +1653,7 @@ static tml_status fully_connected(tml_model *m, const tml_op *op)
         q.weights_overrun_ok = 0;
         q.const_mask = NULL;
         q.const_val = NULL;
+        q.slow_mask = NULL;
         q.w16 = NULL;
         for (r = 0; r < rows; r++)
             dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
