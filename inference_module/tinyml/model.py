@@ -30,17 +30,21 @@ except ImportError:
     _tinyml = None
 
 WBUF = const(4096)  # default streamed-weight buffer (bytes)
+WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see _roomy
+ROOM = const(8)  # ... that is, when the free heap is at least ROOM times the growth
 
 
 KERNELS = ("c-module", "viper", "reference")
 
 
-def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
+def load(blob, kernels=None, wbuf=None, offset=0, length=None):
     """Load a model from a file path (weights streamed) or bytes/bytearray/memoryview (weights used in place).
 
     kernels: None runs the blob through the C module `_tinyml` when the firmware has it and the blob is in
     memory, else on the viper kernels; "c-module", "viper" or "reference" (the plain-Python kernels) insist.
     offset/length select a blob embedded in a larger file (the installer's package files).
+    wbuf: bytes of the streamed-weight buffer; None: WBUF, grown to WBUF_ROOMY after the load when the heap has
+    ROOM times the growth free (fewer, larger reads; a heap that is tight keeps WBUF).
     """
     if kernels is not None and kernels not in KERNELS:
         raise ValueError("kernels must be one of %s, or None (the C module where it can run the blob, else "
@@ -55,6 +59,9 @@ def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
     else:
         _check_aligned(blob)
         src = MemorySource(blob)
+    roomy = wbuf is None
+    if roomy:
+        wbuf = WBUF
     arena, wb = _early_buffers(src, wbuf)
     try:
         try:
@@ -74,7 +81,7 @@ def load(blob, kernels=None, wbuf=WBUF, offset=0, length=None):
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
     try:
-        return Model(src, prog, kernels, wbuf, arena, wb)
+        return Model(src, prog, kernels, wbuf, arena, wb, roomy)
     except BaseException:  # MemoryError for the arena: do not leak the open file
         src.close()
         raise
@@ -146,7 +153,7 @@ def _check_aligned(buf):
 
 
 class Model:
-    def __init__(self, src, prog, kernels=None, wbuf=WBUF, arena=None, wb=None):
+    def __init__(self, src, prog, kernels=None, wbuf=WBUF, arena=None, wb=None, roomy=False):
         self._src = src
         self._p = prog
         self.tensors = prog.tensors
@@ -172,6 +179,8 @@ class Model:
         self._c = array.array("i", [0] * 24)  # kernel configs
         if streamed:
             self._wbuf = wb if wb is not None else bytearray(self._wlen + 12 * VB)
+            if roomy:
+                self._roomy(prog)
             self._vbuf = memoryview(self._wbuf)[self._wlen:]
         else:
             self._wbuf = self._vbuf = None
@@ -193,6 +202,28 @@ class Model:
             for i, op in enumerate(prog.ops):
                 if op[0] in PLANS:
                     self._plans[i] = PLANS[op[0]](self, op, pool)
+
+    def _roomy(self, prog):
+        # A streamed op's weights come in reads of at most the buffer's size, each a system call on a file
+        # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load
+        # is done, a heap with room to spare gets a larger buffer: no larger than the largest weight tensor, and
+        # only when ROOM times the growth is free (garbage not counted), so a tight heap keeps the small one and
+        # the smallest heap a model runs in does not change. The early buffer becomes garbage.
+        want = 0
+        T = prog.tensors
+        for op in prog.ops:
+            for code, ins, out, par in op[4] if op[0] == O.PATCH else (op[:4],):
+                if code == O.CONV_2D or code == O.FULLY_CONNECTED:
+                    want = max(want, T[ins[1]][T_BYTES])
+        want = (min(want, WBUF_ROOMY) + 3) & ~3
+        extra = want - self._wlen
+        if extra <= 0 or gc.mem_free() < ROOM * extra:
+            return
+        try:
+            self._wbuf = bytearray(want + 12 * VB)
+        except MemoryError:
+            return
+        self._wlen = want
 
     # ----- I/O -----
 

@@ -108,20 +108,47 @@ f = open(%r, 'rb'); print('exact', f.read() == bytes(m.output_buffer(0))); f.clo
 
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_ram_beyond_the_arena_is_bounded(key, mlperf, compiled, mpy_build, tmp_path):
-    """load() of a streamed blob takes the arena plus a fixed scratch (15.5 KB) plus tables and op plans: < 40 KB
-    more on the 64-bit unix port for every MLPerf model (VWW, 145 tensors and 30 ops, is the largest at ~36 KB;
-    on 32-bit Cortex-M the same is < 29 KB, docs/runtime-micropython.md)."""
+    """load() of a streamed blob with a fixed weight buffer takes the arena plus a fixed scratch (15.5 KB) plus
+    tables and op plans: < 40 KB more on the 64-bit unix port for every MLPerf model (VWW, 145 tensors and 30 ops,
+    is the largest at ~36 KB; on 32-bit Cortex-M the same is < 29 KB, docs/runtime-micropython.md). Left at its
+    default on this roomy heap, the weight buffer grows by at most 12 KB (WBUF_ROOMY)."""
     blob = compiled(key, mlperf(key))
     script = tmp_path / "ram.py"
     script.write_text("""
 import gc, tinyml, tinyml.model, tinyml.opcheck  # the runtime's code (frozen on a board): not load()'s RAM
 gc.collect()
 free = gc.mem_free()
-m = tinyml.load(%r)
+m = tinyml.load(%r, wbuf=4096)
 gc.collect()
-print('BEYOND', free - gc.mem_free() - m.arena_bytes, m.scratch_bytes)
-""" % str(blob))
+print('BEYOND', free - gc.mem_free() - m.arena_bytes, m.scratch_bytes, tinyml.load(%r).scratch_bytes)
+""" % (str(blob), str(blob)))
     proc = unixport.run(script=script, heap="1m", path=[mpy_build])
-    beyond, scratch = [int(v) for v in proc.stdout.decode().split()[1:3]]
+    beyond, scratch, roomy = [int(v) for v in proc.stdout.decode().split()[1:4]]
     assert scratch <= 16 * 1024
     assert beyond < 40 * 1024, beyond
+    assert scratch <= roomy <= scratch + 12 * 1024
+
+
+def test_weight_buffer_grows_only_with_room(mlperf, compiled, mpy_build, tmp_path):
+    """Left at its default, the streamed-weight buffer grows to WBUF_ROOMY when ROOM times the growth is free and
+    stays WBUF on a tight heap; the answers are the same bytes either way."""
+    blob = compiled("ad", mlperf("ad"))
+    script = tmp_path / "room.py"
+    script.write_text("""
+import gc, tinyml
+x = bytes(range(0, 256, 2)) * 5
+got = []
+for ballast_left in (None, 40000):
+    gc.collect()
+    ballast = []
+    while ballast_left and gc.mem_free() > ballast_left:
+        ballast.append(bytearray(2048))
+    m = tinyml.load(%r)
+    got.append(bytes(m.predict(x)))
+    print('wlen', m._wlen)
+    m.close()
+    m = ballast = None
+print('same', got[0] == got[1])
+""" % str(blob))
+    out = unixport.run(script=script, heap="1m", path=[mpy_build]).stdout.decode()
+    assert "wlen 16384\nwlen 4096\nsame True" in out, out
