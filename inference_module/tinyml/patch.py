@@ -5,12 +5,14 @@
 
 import struct
 
+import micropython
+
 from . import ops as O
 from .errors import BlobError
 from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, INT8, INT32, ARENA, CONST
 
 MAX_PAD = 65535
-from .conv import P_NPIX  # the conv config's output pixels
+from .conv import conv, GEMM_K
 
 
 def _fail(i, msg):
@@ -106,6 +108,25 @@ class _Tiles:
         return (t[0], t[1], dims, t[3], rc[0] * rc[1] * d[3], t[5], t[6], dims)
 
 
+@micropython.viper
+def tile_geometry(c: ptr32, t: ptr32, b: int, chained: int):
+    # conv.conv's geometry for one tile (conv.plan's fields) from the tile table's int32 words t[b..b+3] = output
+    # rows, columns, padding top, left: output OW, OH, padding, output pixels; chained (every op but the first):
+    # input H, W = the previous op's output rows and columns (t[b-4], t[b-3]). The words are copied as they are
+    # (the padding may be negative), so no sign handling is needed.
+    oh = t[b]
+    ow = t[b + 1]
+    if chained:
+        c[25] = t[b - 4]
+        c[26] = t[b - 3]
+    c[28] = ow
+    c[29] = oh
+    c[36] = t[b + 2]
+    c[37] = t[b + 3]
+    c[6] = oh * ow  # the pixels of this call, for the direct calls below
+    c[47] = oh * ow
+
+
 def run(m, op, runner, plans=None):
     """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op. plans: the stage ops'
     conv configs built once at load (kernels._patch_plan; each tile sets its shapes and padding in them), or None
@@ -117,36 +138,64 @@ def run(m, op, runner, plans=None):
     tile_off = T[ins[2]][T_OFF]
     n = len(stage)
     width = 2 + 4 * n
-    fmt = "<%di" % width
     xd = T[ins[0]][T_DIMS]
     a = m._amv
     row_bytes = yd[3]
-    view = None
     if plans is None:
-        view = _Tiles(T)
-        m.tensors = view
+        _run_viewed(m, stage, tt, y, tile_off, width, a, runner)
+        return
+    plans[0][25], plans[0][26] = xd[1], xd[2]  # the first op reads a window of the whole input (negative padding)
+    # Blob in RAM, every op one kernel call (conv.run's `whole`): after the first tile, whose run sets the rest of
+    # each config, a tile only changes the geometry, so the kernel is called directly (conv.run's set-up per op
+    # and tile was a third of SWW's stage overhead).
+    direct = m._wbuf is None
+    for c in plans:
+        if not c[1] and c[2] > GEMM_K:
+            direct = False
+    kern, rows, arena = conv, m._acc2, m.arena
+    wmv = m._src.mv if direct else None
+    last = plans[n - 1]
+    for r in range(tt[T_SHAPE][0]):
+        buf, at = m._wview(tt[T_OFF] + 4 * width * r, 4 * width)
+        oy0, ox0 = struct.unpack_from("<2i", buf, at)
+        for k in range(n):  # all of the tile's geometry before any op runs: streamed, the ops reuse buf
+            tile_geometry(plans[k], buf, (at >> 2) + 2 + 4 * k, k)
+        if direct and r:
+            for k in range(n):
+                kern(wmv, rows, arena, plans[k])
+        else:
+            for k in range(n):
+                runner(m, stage[k], plans[k])
+        oh, ow = last[29], last[28]
+        run_len = ow * row_bytes
+        at = y[T_OFF] + (oy0 * yd[2] + ox0) * row_bytes
+        if ow == yd[2]:  # the tile spans y's rows: one copy
+            a[at:at + oh * run_len] = a[tile_off:tile_off + oh * run_len]
+            continue
+        for q in range(oh):  # the tile into y at (oy0, ox0)
+            a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
+            at += yd[2] * row_bytes
+
+
+def _run_viewed(m, stage, tt, y, tile_off, width, a, runner):
+    # The reference kernels' way: each stage op decodes the tensor table, which shows the tile buffers with the
+    # tile's rows and columns.
+    T = m.tensors
+    yd, row_bytes, n = y[T_DIMS], y[T_DIMS][3], len(stage)
+    fmt = "<%di" % width
+    view = _Tiles(T)
+    m.tensors = view
     try:
         for r in range(tt[T_SHAPE][0]):
             row = struct.unpack_from(fmt, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
-            if view is None:
-                h, w = xd[1], xd[2]  # the first op reads a window of the whole input (negative padding)
-                for k in range(n):
-                    c = plans[k]
-                    b = 2 + 4 * k
-                    oh, ow = row[b], row[b + 1]
-                    # conv.conv's geometry (conv.plan): input H, W, output OW, OH, padding, output pixels
-                    c[25], c[26], c[28], c[29], c[36], c[37], c[P_NPIX] = h, w, ow, oh, row[b + 2], row[b + 3], oh * ow
-                    runner(m, stage[k], c)
-                    h, w = oh, ow
-            else:
-                view.size.clear()
-                for k in range(n):
-                    sop = stage[k]
-                    oh, ow = row[2 + 4 * k], row[3 + 4 * k]
-                    view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
-                    q = list(sop[3])
-                    q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
-                    runner(m, (sop[0], sop[1], sop[2], q), None)
+            view.size.clear()
+            for k in range(n):
+                sop = stage[k]
+                oh, ow = row[2 + 4 * k], row[3 + 4 * k]
+                view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
+                q = list(sop[3])
+                q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
+                runner(m, (sop[0], sop[1], sop[2], q), None)
             run_len = ow * row_bytes
             for q in range(oh):  # the tile into y at (oy0, ox0)
                 at = y[T_OFF] + ((row[0] + q) * yd[2] + row[1]) * row_bytes
