@@ -890,6 +890,25 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
         }
 }
 
+#if TML_DSP
+/* a receptive field inside the input as one vector: its rows copied one after another, a word at a time (the M4
+ * allows unaligned LDR/STR), the row's last bytes % 4 singly */
+static __attribute__((noinline)) void copy_rows(int8_t *dst, const int8_t *src, const pair_rows *rows)
+{
+    const uint32_t n = rows->n, words = rows->bytes / 4, tail = rows->bytes % 4;
+    const size_t step = rows->step - 4 * (size_t)words;
+    uint32_t r, i;
+    for (r = 0; r < n; r++, src += step) {
+        for (i = 0; i < words; i++, src += 4, dst += 4) {
+            const uint32_t v = tml_ldu32(src);
+            memcpy(dst, &v, 4);
+        }
+        for (i = 0; i < tail; i++)
+            *dst++ = src[i];
+    }
+}
+#endif
+
 /* n, oy, ox of the pixel after pos[] in raster order */
 static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
 {
@@ -1011,11 +1030,11 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         rows.step = (size_t)p[2] * W * C;
         for (pix = 0; pix < npix; pix += 2) {
             int8_t *pp = patch;
-            const int8_t *win[2] = {xd, xd};
+            const int8_t *win[2] = {NULL, NULL};
             uint32_t k, inside = 0;
-            if (rows_ok && pix + 1 < npix) { /* both fields inside the input: their rows widened in place */
+            if (p[3] == 1) { /* dilation 1 across: a field inside the input is Kh runs of Kw * C bytes (rows) */
                 uint32_t q2[3] = {pos[0], pos[1], pos[2]};
-                for (k = 0; k < 2; k++) {
+                for (k = 0; k < 2 && pix + k < npix; k++) {
                     const int64_t iy0 = (int64_t)q2[1] * p[0] - p[4], ix0 = (int64_t)q2[2] * p[1] - p[5];
                     if (iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)Kw <= W) {
                         win[k] = xd + (((size_t)q2[0] * H + (size_t)iy0) * W + (size_t)ix0) * C;
@@ -1023,7 +1042,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                     }
                     next_pixel(q2, Ho, Wo);
                 }
-                if (inside == 2) {
+                if (rows_ok && inside == 2) { /* both fields inside: their rows widened in place */
                     dense_pair(win[0], win[1], fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, &rows);
                     pos[0] = q2[0];
                     pos[1] = q2[1];
@@ -1032,8 +1051,11 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                 }
             }
             for (k = 0; k < 2 && pix + k < npix; k++, pp = patch2) {
-                gather_patch(xd, pos[0], H, W, C, Kh, Kw, (int64_t)pos[1] * p[0] - p[4],
-                             (int64_t)pos[2] * p[1] - p[5], p, pp);
+                if (win[k] != NULL) /* inside: its rows copied (gather_patch's checks and 64-bit offsets skipped) */
+                    copy_rows(pp, win[k], &rows);
+                else
+                    gather_patch(xd, pos[0], H, W, C, Kh, Kw, (int64_t)pos[1] * p[0] - p[4],
+                                 (int64_t)pos[2] * p[1] - p[5], p, pp);
                 next_pixel(pos, Ho, Wo);
             }
             if (k == 2)
