@@ -52,10 +52,11 @@ class Transmission:
     """One outgoing message we expect an answer to (CON: an ACK; request: a response)."""
 
     __slots__ = ("data", "addr", "mid", "token", "con", "deadline", "timeout", "retries", "state", "response",
-                 "on_done", "request_id", "plain")
+                 "on_done", "request_id", "plain", "request")
 
     def __init__(self, data, addr, mid, token, con, on_done, request_id=None):
         self.data = data
+        self.request = True  # False for a CON response (a notification): its empty ACK ends the exchange
         self.addr = addr
         self.mid = mid
         self.token = token
@@ -146,6 +147,7 @@ class Endpoint:
         msg.mid = self.next_mid()
         con = msg.type == cm.CON
         t = Transmission(cm.encode(msg), addr, msg.mid, msg.token, con, on_done, rid)
+        t.request = plain.is_request()
         if rid is not None:
             t.plain = plain
         # initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR]
@@ -250,7 +252,7 @@ class Endpoint:
                     if t.state == "pending":  # a separate response will follow
                         t.state = "acked"
                         t.deadline = time.ticks_add(time.ticks_ms(), self.separate_timeout_ms)
-                        if not t.token:
+                        if not t.token or not t.request:  # a ping, or a CON notification: done
                             self._finish(t, "done")
                 elif msg.token == t.token:
                     self._response(t, msg)

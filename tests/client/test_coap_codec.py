@@ -174,3 +174,32 @@ print(sorted(at.effective((3, 0, 9)).items()), at.link_attrs((3, 0, 9)) == '')
         "[('gt', 20.0), ('pmax', 60), ('pmin', 5)] [('pmax', 60), ('pmin', 1)]",
         "[('pmax', 60), ('pmin', 1)] True",
     ]
+
+
+def test_con_notification_ends_at_its_empty_ack(mpy_run):
+    """A CON notification (a response, not a request) is done when the observer ACKs it: nothing waits for a
+    separate response that never comes (each such wait held ~500 B for 93 s, then 'timed out' and cancelled the
+    observation), while a CON request that gets an empty ACK still waits for its separate response."""
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    out = mpy_run(PRE + """
+import socket
+from coap.endpoint import Endpoint
+dev, obs = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dev.bind(socket.getaddrinfo('127.0.0.1', 0)[0][-1])
+peer = socket.getaddrinfo('127.0.0.1', %d)[0][-1]
+obs.bind(peer)
+ep = Endpoint(dev, separate_timeout_ms=100)
+done = []
+for msg in (cm.Message(cm.CON, cm.CONTENT, 0, b'tk').add(cm.OBSERVE, 7), cm.Message(cm.CON, cm.GET, 0, b'tq')):
+    ep.start(peer, msg, on_done=lambda t: done.append(t.state))
+    data, addr = obs.recvfrom(1280)
+    obs.sendto(cm.encode(cm.Message(cm.ACK, cm.EMPTY, cm.decode(data).mid)), addr)
+    ep.poll(50)
+    print(done, len(ep.pending))
+""" % port).strip()
+    assert out.splitlines() == ["['done'] 0", "['done'] 1"]
