@@ -8,7 +8,7 @@ are for checking, not for devices.
 import struct
 
 from . import ops as O
-from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_ZP, T_SCALE, INT32, FLOAT32, elements
+from .blob import T_DTYPE, T_STORAGE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, T_ZP, T_SCALE, INT32, FLOAT32, elements
 from .fixedpoint import mbqm, softmax_row
 
 
@@ -254,8 +254,58 @@ KERNELS = {
 
 def run_op(m, op):
     if op[0] == O.PATCH:
-        from .patch import run
-        run(m, op, lambda m, sop, plan: run_op(m, sop))
+        run_patch(m, op)
         return
     code, ins, out, par = op
     KERNELS[code](m, code, ins, out, par)
+
+
+class _Tiles:
+    """The tensor table as a stage op of one tile sees it: tile buffers with the tile's rows and columns."""
+
+    def __init__(self, table):
+        self.table = table
+        self.size = {}  # tensor index -> (rows, cols)
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, i):
+        t = self.table[i]
+        rc = self.size.get(i)
+        if rc is None:
+            return t
+        d = t[T_DIMS]
+        dims = (1, rc[0], rc[1], d[3])
+        return (t[0], t[1], dims, t[3], rc[0] * rc[1] * d[3], t[5], t[6], dims)
+
+
+def run_patch(m, op):
+    """PATCH op `op` tile by tile (blob-format §12): each stage op runs on a view of the tensor table that shows
+    the tile buffers with the tile's rows and columns, and the tile's padding; then the tile is copied into y."""
+    code, ins, out, par, stage = op
+    T = m.tensors
+    tt, y = T[ins[1]], T[out]
+    tile_off = T[ins[2]][T_OFF]
+    width = 2 + 4 * len(stage)
+    yd, row_bytes, n, a = y[T_DIMS], y[T_DIMS][3], len(stage), m._amv
+    fmt = "<%di" % width
+    view = _Tiles(T)
+    m.tensors = view
+    try:
+        for r in range(tt[T_SHAPE][0]):
+            row = struct.unpack_from(fmt, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
+            view.size.clear()
+            for k in range(n):
+                sop = stage[k]
+                oh, ow = row[2 + 4 * k], row[3 + 4 * k]
+                view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
+                q = list(sop[3])
+                q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
+                run_op(m, (sop[0], sop[1], sop[2], q))
+            run_len = ow * row_bytes
+            for q in range(oh):  # the tile into y at (oy0, ox0)
+                at = y[T_OFF] + ((row[0] + q) * yd[2] + row[1]) * row_bytes
+                a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
+    finally:
+        m.tensors = T

@@ -18,7 +18,7 @@ from .kernels import RUN, PLANS
 from . import conv as C
 from .conv import ACC_N, VB, GEMM_K
 from .errors import BlobError, SelfTestError
-from .blob import parse, io_info, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, T_STORAGE, CONST, DTYPE_NAME
+from .blob import parse, io_info, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, DTYPE_NAME
 from .source import MemorySource, FileSource
 from .tensor_io import write_input, read_output, as_ndarray, ndarray_module
 
@@ -206,16 +206,20 @@ class Model:
     def _roomy(self, prog):
         # A streamed op's weights come in reads of at most the buffer's size, each a system call on a file
         # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load
-        # is done, a heap with room to spare gets a larger buffer: no larger than the largest const tensor, and
+        # is done, a heap with room to spare gets a larger buffer: no larger than the largest filter tensor, and
         # only when ROOM times the growth is free (garbage not counted), so a tight heap keeps the small one and
         # the smallest heap a model runs in does not change. The early buffer becomes garbage.
+        if gc.mem_free() < ROOM * (WBUF_ROOMY - self._wlen):
+            return  # first, before the tensor records are decoded (garbage) on a heap that is tight
         want = 0
-        for t in prog.tensors:
-            if t[T_STORAGE] == CONST and t[T_BYTES] > want:
-                want = t[T_BYTES]
+        T = prog.tensors
+        for op in prog.ops:
+            for sop in op[4] if op[0] == O.PATCH else (op,):
+                if sop[0] == O.CONV_2D or sop[0] == O.FULLY_CONNECTED:
+                    want = max(want, T[sop[1][1]][T_BYTES])
         want = (min(want, WBUF_ROOMY) + 3) & ~3
         extra = want - self._wlen
-        if extra <= 0 or gc.mem_free() < ROOM * extra:
+        if extra <= 0:
             return
         try:
             self._wbuf = bytearray(want + 12 * VB)

@@ -88,26 +88,6 @@ def _check_stage(src, p, i, stage):
             _fail(i, "tile %d lands outside the output" % r)
 
 
-class _Tiles:
-    """The tensor table as a stage op of one tile sees it: tile buffers with the tile's rows and columns."""
-
-    def __init__(self, table):
-        self.table = table
-        self.size = {}  # tensor index -> (rows, cols)
-
-    def __len__(self):
-        return len(self.table)
-
-    def __getitem__(self, i):
-        t = self.table[i]
-        rc = self.size.get(i)
-        if rc is None:
-            return t
-        d = t[T_DIMS]
-        dims = (1, rc[0], rc[1], d[3])
-        return (t[0], t[1], dims, t[3], rc[0] * rc[1] * d[3], t[5], t[6], dims)
-
-
 @micropython.viper
 def tile_geometry(c: ptr32, t: ptr32, b: int, chained: int):
     # conv.conv's geometry for one tile (conv.plan's fields) from the tile table's int32 words t[b..b+3] = output
@@ -127,10 +107,10 @@ def tile_geometry(c: ptr32, t: ptr32, b: int, chained: int):
     c[47] = oh * ow
 
 
-def run(m, op, runner, plans=None):
+def run(m, op, runner, plans):
     """Run PATCH op `op` on model m, tile by tile; runner(m, op, plan) runs one stage op. plans: the stage ops'
-    conv configs built once at load (kernels._patch_plan; each tile sets its shapes and padding in them), or None
-    (the reference kernels: each stage op runs on a view of the tensor table with the tile's shapes)."""
+    conv configs built once at load (kernels._patch_plan; each tile sets its shapes and padding in them). The
+    reference kernels run stages on their own (kernels_ref.run_patch)."""
     code, ins, out, par, stage = op
     T = m.tensors
     tt, y = T[ins[1]], T[out]
@@ -141,9 +121,6 @@ def run(m, op, runner, plans=None):
     xd = T[ins[0]][T_DIMS]
     a = m._amv
     row_bytes = yd[3]
-    if plans is None:
-        _run_viewed(m, stage, tt, y, tile_off, width, a, runner)
-        return
     plans[0][25], plans[0][26] = xd[1], xd[2]  # the first op reads a window of the whole input (negative padding)
     # Blob in RAM, every op one kernel call (conv.run's `whole`): after the first tile, whose run sets the rest of
     # each config, a tile only changes the geometry, so the kernel is called directly (conv.run's set-up per op
@@ -175,30 +152,3 @@ def run(m, op, runner, plans=None):
         for q in range(oh):  # the tile into y at (oy0, ox0)
             a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
             at += yd[2] * row_bytes
-
-
-def _run_viewed(m, stage, tt, y, tile_off, width, a, runner):
-    # The reference kernels' way: each stage op decodes the tensor table, which shows the tile buffers with the
-    # tile's rows and columns.
-    T = m.tensors
-    yd, row_bytes, n = y[T_DIMS], y[T_DIMS][3], len(stage)
-    fmt = "<%di" % width
-    view = _Tiles(T)
-    m.tensors = view
-    try:
-        for r in range(tt[T_SHAPE][0]):
-            row = struct.unpack_from(fmt, *m._wview(tt[T_OFF] + 4 * width * r, 4 * width))
-            view.size.clear()
-            for k in range(n):
-                sop = stage[k]
-                oh, ow = row[2 + 4 * k], row[3 + 4 * k]
-                view.size[sop[2]] = (oh, ow)  # its input's entry stays from the op before
-                q = list(sop[3])
-                q[4], q[5] = row[4 + 4 * k], row[5 + 4 * k]
-                runner(m, (sop[0], sop[1], sop[2], q), None)
-            run_len = ow * row_bytes
-            for q in range(oh):  # the tile into y at (oy0, ox0)
-                at = y[T_OFF] + ((row[0] + q) * yd[2] + row[1]) * row_bytes
-                a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
-    finally:
-        m.tensors = T
