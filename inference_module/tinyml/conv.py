@@ -29,6 +29,7 @@
 
 
 import array
+import gc
 
 import micropython
 from micropython import const
@@ -456,3 +457,27 @@ def _gemm_streamed(m, c, co, ocb, K, keep):
         if keep:
             c[7] = 2
         oc0 += nb
+
+
+def roomy_buffer(prog, wlen, most, room):
+    # A streamed op's weights come in reads of at most the weight buffer's size, each a system call on a file
+    # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load is
+    # done, a heap with room to spare gets a larger buffer (model.load's default): no larger than the largest
+    # filter tensor or `most`, and only when `room` times the growth is free (garbage not counted), so a tight heap
+    # keeps the small one and the smallest heap a model runs in does not change. None: keep the buffer.
+    # (Here, not in model.py: compiled from source in the VM, a larger model.py left the 16 KB KWS arena no hole.)
+    if gc.mem_free() < room * (most - wlen):
+        return None  # first, before any tensor record is decoded (garbage) on a heap that is tight
+    want = 0
+    T = prog.tensors
+    for op in prog.ops:
+        for sop in op[4] if op[0] == O.PATCH else (op,):
+            if sop[0] == O.CONV_2D or sop[0] == O.FULLY_CONNECTED:
+                want = max(want, T[sop[1][1]][T_BYTES])
+    want = (min(want, most) + 3) & ~3
+    if want <= wlen:
+        return None
+    try:
+        return bytearray(want + 12 * VB)
+    except MemoryError:
+        return None

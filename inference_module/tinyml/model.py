@@ -30,7 +30,7 @@ except ImportError:
     _tinyml = None
 
 WBUF = const(4096)  # default streamed-weight buffer (bytes)
-WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see _roomy
+WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see conv.roomy_buffer
 ROOM = const(8)  # ... that is, when the free heap is at least ROOM times the growth
 
 
@@ -179,8 +179,10 @@ class Model:
         self._c = array.array("i", [0] * 24)  # kernel configs
         if streamed:
             self._wbuf = wb if wb is not None else bytearray(self._wlen + 12 * VB)
-            if roomy:
-                self._roomy(prog)
+            if roomy:  # a larger weight buffer when the heap has room to spare (conv.roomy_buffer)
+                grown = C.roomy_buffer(prog, self._wlen, WBUF_ROOMY, ROOM)
+                if grown is not None:
+                    self._wbuf, self._wlen = grown, len(grown) - 12 * VB
             self._vbuf = memoryview(self._wbuf)[self._wlen:]
         else:
             self._wbuf = self._vbuf = None
@@ -202,30 +204,6 @@ class Model:
             for i, op in enumerate(prog.ops):
                 if op[0] in PLANS:
                     self._plans[i] = PLANS[op[0]](self, op, pool)
-
-    def _roomy(self, prog):
-        # A streamed op's weights come in reads of at most the buffer's size, each a system call on a file
-        # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load
-        # is done, a heap with room to spare gets a larger buffer: no larger than the largest filter tensor, and
-        # only when ROOM times the growth is free (garbage not counted), so a tight heap keeps the small one and
-        # the smallest heap a model runs in does not change. The early buffer becomes garbage.
-        if gc.mem_free() < ROOM * (WBUF_ROOMY - self._wlen):
-            return  # first, before the tensor records are decoded (garbage) on a heap that is tight
-        want = 0
-        T = prog.tensors
-        for op in prog.ops:
-            for sop in op[4] if op[0] == O.PATCH else (op,):
-                if sop[0] == O.CONV_2D or sop[0] == O.FULLY_CONNECTED:
-                    want = max(want, T[sop[1][1]][T_BYTES])
-        want = (min(want, WBUF_ROOMY) + 3) & ~3
-        extra = want - self._wlen
-        if extra <= 0:
-            return
-        try:
-            self._wbuf = bytearray(want + 12 * VB)
-        except MemoryError:
-            return
-        self._wlen = want
 
     # ----- I/O -----
 
