@@ -27,6 +27,7 @@ MODELS = ["kws", "vww", "ic", "ad", "sww"]
 # Input sets per model. Latencies are the best of these runs: on a shared host the minimum is the stable statistic
 # (other processes only ever add time).
 RUNS = {"kws": 10, "vww": 5, "ic": 5, "ad": 20, "sww": 10}
+REPEAT = 8  # each runtime's best is over REPEAT passes of the sets (MicroPython's RAM run: REPEAT + 1 with verify's)
 HEAP_LOW_KB, HEAP_HIGH_KB = 8, 16384
 
 
@@ -49,7 +50,7 @@ def tflm_latency_ms(model_bytes, sets):
     for inputs in sets:
         for k, x in enumerate(inputs):
             it.set_input(x, k)
-        for _ in range(2):
+        for _ in range(REPEAT):
             t0 = time.perf_counter()
             it.invoke()
             times.append((time.perf_counter() - t0) * 1e3)
@@ -130,10 +131,10 @@ def measure(key, mpy_path, patches=True):
     rt = MicroPythonRuntime(heap="8m")
     r = verify(cm.blob, model, rt, n_inputs=RUNS[key], seed=1)
     best = min(rt.last_us)
-    rt.run(cm.blob, sets * 2)  # more samples: on a shared host the best of a few runs is still preempted
+    rt.run(cm.blob, sets * REPEAT)  # more samples: on a shared host the best of a few runs is still preempted
     mpy_ms = min(best, *rt.last_us) / 1e3
     st = MicroPythonRuntime(heap="8m", stream=True)  # weights streamed from the file (the weight buffer at its default: 4 KB, 16 KB on this roomy heap)
-    st.run(cm.blob, sets * 3)
+    st.run(cm.blob, sets * (REPEAT + 1))
     mpy_stream_ms = min(st.last_us) / 1e3
     tflm_ms = tflm_latency_ms(model, sets)
     c_ms = c_latency_ms(cm.blob, sets)

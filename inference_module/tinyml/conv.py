@@ -470,10 +470,9 @@ def roomy_buffer(prog, wlen, most, room):
         return None  # first, before any tensor record is decoded (garbage) on a heap that is tight
     want = 0
     T = prog.tensors
-    for op in prog.ops:
-        for sop in op[4] if op[0] == O.PATCH else (op,):
-            if sop[0] == O.CONV_2D or sop[0] == O.FULLY_CONNECTED:
-                want = max(want, T[sop[1][1]][T_BYTES])
+    for op in prog.ops:  # (a PATCH stage's filters are an early layer's: small)
+        if op[0] == O.CONV_2D or op[0] == O.FULLY_CONNECTED:
+            want = max(want, T[op[1][1]][T_BYTES])
     want = (min(want, most) + 3) & ~3
     if want <= wlen:
         return None
