@@ -233,11 +233,14 @@ class Installer:
                 raise InstallError(INTEGRITY_FAILURE, "package SHA-256 mismatch")
             f.seek(HEADER_BYTES)
             envelope = f.read(env_n)
+            from .strictjson import loads  # strict: MicroPython's json.loads misreads malformed text
+
             try:
-                meta = json.loads(f.read(meta_n))
-                meta.get("name")
-            except (ValueError, AttributeError):
-                raise InstallError(UNSUPPORTED_PACKAGE, "package metadata is not the expected JSON")
+                meta = loads(f.read(meta_n))
+            except ValueError as e:
+                raise InstallError(UNSUPPORTED_PACKAGE, "package metadata: %s" % e)
+            if not isinstance(meta, dict):
+                raise InstallError(UNSUPPORTED_PACKAGE, "package metadata is not a JSON object")
         m = self._check_manifest(envelope)
         del envelope
         if m.blob_bytes != blob_n or m.blob_sha256 != h_blob.digest():

@@ -48,9 +48,13 @@ class Monitor:
         threshold = config.get("threshold") if isinstance(config, dict) else None
         if kind not in SCORES or not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             raise ValueError("anomaly config must be {score: mse|output, threshold: number}, not %r" % (config,))
+        threshold = float(threshold)
+        if threshold != threshold or threshold - threshold != 0.0:
+            # inf would never alarm, -inf always, NaN never: a broken package, not a setting
+            raise ValueError("anomaly threshold %r is not a finite number" % threshold)
         self.obj = obj
         self.kind = kind
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.out = _reader(model.outputs[0])
         self.n = len(model.output_buffer(0)) // self.out[1]
         self.inp = None

@@ -81,33 +81,6 @@ def _half(h):
     return -v if h & 0x8000 else v
 
 
-def utf8_ok(b):
-    """Well-formed UTF-8 (RFC 3629 §4)? MicroPython's bytes.decode() takes overlong forms (C0 A9 for ')') and
-    encoded surrogates, which CPython, cbor2 and the server refuse."""
-    n = len(b)
-    i = 0
-    while i < n:
-        c = b[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if 0xC2 <= c <= 0xDF:
-            k, lo, hi = 1, 0x80, 0xBF
-        elif 0xE0 <= c <= 0xEF:
-            k, lo, hi = 2, 0xA0 if c == 0xE0 else 0x80, 0x9F if c == 0xED else 0xBF
-        elif 0xF0 <= c <= 0xF4:
-            k, lo, hi = 3, 0x90 if c == 0xF0 else 0x80, 0x8F if c == 0xF4 else 0xBF
-        else:
-            return False
-        if i + k >= n or not lo <= b[i + 1] <= hi:
-            return False
-        for j in range(i + 2, i + k + 1):
-            if not 0x80 <= b[j] <= 0xBF:
-                return False
-        i += k + 1
-    return True
-
-
 def _item(buf, pos, depth):
     end = len(buf)
     if pos >= end:
@@ -137,6 +110,8 @@ def _item(buf, pos, depth):
             raise CBORError("string length %d past end" % n)
         b = bytes(buf[pos:pos + n])
         if major == 3:
+            from tinyml.strictjson import utf8_ok  # loaded at the first text string, not with every client
+
             if not utf8_ok(b):
                 raise CBORError("invalid UTF-8")
             b = b.decode()

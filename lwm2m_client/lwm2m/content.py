@@ -19,11 +19,18 @@ class ContentError(ValueError):
     pass
 
 
+def _finite(v):
+    return v == v and v - v == 0.0  # NaN != NaN; inf - inf is NaN
+
+
 def text(rtype, value):
     if rtype == ob.BOOLEAN:
         return b"1" if value else b"0"
     if rtype == ob.OPAQUE:
         return binascii.b2a_base64(value).rstrip(b"\n")
+    if rtype == ob.FLOAT and not _finite(value):
+        # LwM2M's text Float is a decimal number: "inf"/"nan" are no value a server reads (TLV carries them)
+        raise ContentError("%r has no text form (read it as TLV or SenML-CBOR)" % value)
     return str(value).encode()
 
 
@@ -34,7 +41,10 @@ def from_text(rtype, payload):
     if rtype in (ob.INTEGER, ob.TIME):
         return int(s)
     if rtype == ob.FLOAT:
-        return float(s)
+        v = float(s)  # MicroPython's float() also reads "inf" and "nan", which no LwM2M text Float is
+        if not _finite(v):
+            raise ValueError("float %r is not finite" % s[:20])
+        return v
     if rtype == ob.BOOLEAN:
         if s not in ("0", "1"):
             raise ValueError("boolean must be 0 or 1")
@@ -93,6 +103,13 @@ def _tlv_resource(rid, rtype, v, out):
     return tlv.encode(tlv.RESOURCE, rid, tlv_value(rtype, v), out)
 
 
+def _senml_json(base, items):
+    try:
+        return senml.encode_json(base, items)
+    except senml.SenMLError as e:  # a non-finite number: the read answers 4.06 with this reason
+        raise ContentError(str(e))
+
+
 def _senml_items(values):
     # one record per resource, and per resource instance of a multiple resource ("0/11/0", "0/11/1", ...)
     for iid, rid, _, v in values:
@@ -123,7 +140,7 @@ def encode(fmt, oid, values, object_level=False):
     if fmt in (SENML_CBOR, SENML_JSON):
         items = list(_senml_items(values))
         base = "/%d/" % oid
-        return senml.encode_cbor(base, items) if fmt == SENML_CBOR else senml.encode_json(base, items)
+        return senml.encode_cbor(base, items) if fmt == SENML_CBOR else _senml_json(base, items)
     raise ContentError("format %d cannot carry several resources" % fmt)
 
 
@@ -138,7 +155,7 @@ def encode_single(fmt, oid, iid, rid, rtype, value, riid=None):
             return bytes(_tlv_resource(rid, rtype, value, None))
         if fmt in (SENML_CBOR, SENML_JSON):
             items = [("%d" % i, x) for i, x in enumerate(value)]
-            return senml.encode_cbor(path + "/", items) if fmt == SENML_CBOR else senml.encode_json(path + "/", items)
+            return senml.encode_cbor(path + "/", items) if fmt == SENML_CBOR else _senml_json(path + "/", items)
         raise ContentError("unsupported format %d" % fmt)
     if riid is not None:
         path += "/%d" % riid
@@ -155,7 +172,7 @@ def encode_single(fmt, oid, iid, rid, rtype, value, riid=None):
     if fmt == SENML_CBOR:
         return bytes(senml.encode_cbor(path, [("", value)]))
     if fmt == SENML_JSON:
-        return senml.encode_json(path, [("", value)])
+        return _senml_json(path, [("", value)])
     raise ContentError("unsupported format %d" % fmt)
 
 

@@ -65,6 +65,11 @@ def encode_json(base, items):
         if isinstance(value, bool):
             rec["vb"] = value
         elif isinstance(value, (int, float)):
+            if value != value or value - value != 0.0:  # NaN, inf or -inf
+                # JSON has no such number (json.dumps would write the invalid token inf/nan): refused, so the
+                # read answers an error rather than a pack no server parses; SenML-CBOR and TLV carry it
+                raise SenMLError("%s%s is %r: SenML-JSON has no non-finite numbers (read it as SenML-CBOR)"
+                                 % (base, name, value))
             rec["v"] = value
         elif isinstance(value, str):
             rec["vs"] = value
@@ -117,116 +122,10 @@ def decode_cbor(buf):
 
 
 def decode_json(buf):
-    b = bytes(buf)
-    if not cbor.utf8_ok(b):
-        raise SenMLError("SenML-JSON is not UTF-8")
-    # MicroPython's json.loads reads past bad escapes, missing commas and stray bytes (b'[{"n": "2"7}]' gives
-    # [{"n": "2"}]): strict RFC 8259 is checked first, so a malformed pack is refused rather than misread
-    if _ws(b, _value(b, _ws(b, 0), 0)) != len(b):
-        raise SenMLError("invalid JSON: bytes after the value")
+    from tinyml import strictjson  # loaded with the first SenML-JSON write, not with every client
+
     try:
-        recs = json.loads(b)
-    except ValueError:
-        raise SenMLError("invalid JSON")
+        recs = strictjson.loads(buf, 8)  # a SenML pack is an array of maps of scalars: depth 2
+    except ValueError as e:
+        raise SenMLError(str(e))
     return _records(recs, ("bn", "n", "v", "vs", "vb", "vd"))
-
-
-# ---- strict JSON syntax (RFC 8259), checked before json.loads ----
-
-JSON_DEPTH = 8  # a SenML pack is an array of maps of scalars: depth 2
-
-
-def _ws(b, i):
-    while i < len(b) and b[i] in b" \t\n\r":
-        i += 1
-    return i
-
-
-def _value(b, i, depth):
-    """-> the index just past the JSON value at b[i], or SenMLError."""
-    if i >= len(b):
-        raise SenMLError("invalid JSON: truncated")
-    c = b[i]
-    if c == 0x22:
-        return _string(b, i)
-    if c == 0x5B or c == 0x7B:
-        if depth >= JSON_DEPTH:
-            raise SenMLError("invalid JSON: nested deeper than %d" % JSON_DEPTH)
-        close = c + 2  # ] or }
-        i = _ws(b, i + 1)
-        if i < len(b) and b[i] == close:
-            return i + 1
-        while True:
-            if c == 0x7B:
-                if i >= len(b) or b[i] != 0x22:
-                    raise SenMLError("invalid JSON: object key is not a string")
-                i = _ws(b, _string(b, i))
-                if i >= len(b) or b[i] != 0x3A:
-                    raise SenMLError("invalid JSON: ':' expected")
-                i = _ws(b, i + 1)
-            i = _ws(b, _value(b, i, depth + 1))
-            if i < len(b) and b[i] == close:
-                return i + 1
-            if i >= len(b) or b[i] != 0x2C:
-                raise SenMLError("invalid JSON: ',' expected")
-            i = _ws(b, i + 1)
-    for lit in (b"true", b"false", b"null"):
-        if b[i:i + len(lit)] == lit:
-            return i + len(lit)
-    return _number(b, i)
-
-
-def _string(b, i):
-    i += 1
-    while i < len(b):
-        c = b[i]
-        if c == 0x22:
-            return i + 1
-        if c < 0x20:
-            raise SenMLError("invalid JSON: control character in a string")
-        if c == 0x5C:
-            e = b[i + 1:i + 2]
-            if e == b"u":
-                v = _hex4(b, i + 2)
-                if v < 0:
-                    raise SenMLError("invalid JSON: bad \\u escape")
-                if 0xD800 <= v <= 0xDFFF:
-                    # MicroPython's json.loads keeps even a valid pair as two surrogates (text no UTF-8 encoder
-                    # takes): characters beyond U+FFFF come as their UTF-8 bytes
-                    raise SenMLError("invalid JSON: surrogate \\u escape (send the character as UTF-8)")
-                i += 6
-                continue
-            if len(e) != 1 or e not in b'"\\/bfnrt':
-                raise SenMLError("invalid JSON: bad escape")
-        i += 2 if c == 0x5C else 1
-    raise SenMLError("invalid JSON: unterminated string")
-
-
-def _hex4(b, i):
-    h = b[i:i + 4]
-    if len(h) != 4 or any(x not in b"0123456789abcdefABCDEF" for x in h):
-        return -1
-    return int(h, 16)
-
-
-def _number(b, i):
-    if i < len(b) and b[i] == 0x2D:
-        i += 1
-    i = i + 1 if i < len(b) and b[i] == 0x30 else _digits(b, i)  # no leading zeros
-    if i < len(b) and b[i] == 0x2E:
-        i = _digits(b, i + 1)
-    if i < len(b) and b[i] in b"eE":
-        i += 1
-        if i < len(b) and b[i] in b"+-":
-            i += 1
-        i = _digits(b, i)
-    return i
-
-
-def _digits(b, i):
-    start = i
-    while i < len(b) and 0x30 <= b[i] <= 0x39:
-        i += 1
-    if i == start:
-        raise SenMLError("invalid JSON: bad number")
-    return i

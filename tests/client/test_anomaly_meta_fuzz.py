@@ -1,5 +1,6 @@
 """Fuzz of the anomaly alarm config a package's metadata carries (lwm2m/anomaly.py, docs/tinyml-object.md "Anomaly
-alarms"): seeded JSON texts (the way the installer reads the metadata: MicroPython's json.loads) of valid configs,
+alarms"): seeded JSON texts (read the way the installer reads the metadata: tinyml/strictjson.py, RFC 8259 and
+finite numbers only, so malformed text and 1e999 / -1e999 are refused as text) of valid configs,
 of configs with wrong types, missing or extra keys, edge numbers (huge, tiny, -0.0, 1e999, big integers, booleans)
 and of byte-mutated valid ones, each given to the device's watch() with int8 and float32 model stand-ins. Each must
 be no config (a falsy one: the model runs unwatched, as any other model), make a Monitor with the score and threshold the rule {"score": "mse" | "output", "threshold": number}
@@ -19,6 +20,7 @@ from tinymlaas.devices.emulated import compiled_path
 DEVICE = r"""
 import random
 from lwm2m import anomaly
+from tinyml import strictjson
 def texts():
     with open(sys.argv[1]) as f:  # one JSON string per line: argv cannot hold 20,000, nor the heap their list
         for line in f:
@@ -33,7 +35,7 @@ random.seed(5)
 models = [Model(bytes(8), bytes(8), 0.05, -3, 0.04, 2), Model(bytes(8), bytes(1), 0.05, 0, 0.1, -128), Float32Model(4)]
 for k, text in enumerate(texts()):
     try:
-        cfg = json.loads(text)
+        cfg = strictjson.loads(text.encode())  # as the installer reads a package's metadata
     except ValueError:
         print('SYNTAX')
         continue
@@ -82,6 +84,17 @@ def _config(rng):
     return text
 
 
+def _strict_json(text):
+    def finite(t):  # JSON has no infinity: 1e999 is no number (MicroPython's json.loads would give inf)
+        if not math.isfinite(float(t)):
+            raise ValueError(t)
+        return float(t) if any(c in t for c in ".eE") else int(t)
+
+    def refuse(name):
+        raise ValueError(name)
+    return json.loads(text, parse_float=finite, parse_int=finite, parse_constant=refuse)
+
+
 def _expected(cfg, k):
     """(score, threshold) of the Monitor the documented rule makes of `cfg` (decoded as CPython decodes it) for
     model stand-in k % 3, or None for a refusal (an mse score on model 1, whose output is not the input's size)."""
@@ -91,6 +104,8 @@ def _expected(cfg, k):
         return None
     score, threshold = cfg.get("score"), cfg.get("threshold")
     if score not in ("mse", "output") or score == "mse" and k % 3 == 1 or isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        return None
+    if not math.isfinite(float(threshold)):  # inf never alarms, -inf always: refused
         return None
     return score, float(threshold)
 
@@ -108,11 +123,13 @@ def test_the_device_takes_exactly_the_configs_the_rule_allows(request, tmp_path)
     wrong, made = [], 0
     for k, (text, line) in enumerate(zip(texts, out)):
         try:
-            cfg = json.loads(text)
-        except ValueError:  # MicroPython's json.loads reads some of these anyway (docs/fuzzing.md): not judged here
+            cfg = _strict_json(text)
+        except ValueError:  # not JSON, or a number beyond a double (1e999): the device must refuse the text
+            if line != "SYNTAX":
+                wrong.append((text, line, "SYNTAX"))
             continue
         want = _expected(cfg, k)
-        if line == "SYNTAX":  # MicroPython refuses what CPython reads: only bytes that are not UTF-8 JSON text
+        if line == "SYNTAX":  # the device refuses what CPython reads: only text that is not UTF-8 (latin-1 here)
             assert not text.isascii(), text
             continue
         got = "none" if line == "NONE" else None if line.startswith("REJ") else (line.split()[1], float(line.split()[2]))
