@@ -118,7 +118,10 @@ def build_package(blob_bytes, name, version, vectors, signer=None, sequence=None
         "kid": signer.key_id.hex(),
     }
     if anomaly is not None:
-        meta["anomaly"] = {"score": str(anomaly["score"]), "threshold": float(anomaly["threshold"])}
+        threshold = float(anomaly["threshold"])
+        if not math.isfinite(threshold):  # inf would never alarm, -inf always; the device refuses it
+            raise PackageError("anomaly threshold %r is not a finite number" % threshold)
+        meta["anomaly"] = {"score": str(anomaly["score"]), "threshold": threshold}
     if head is not None:
         meta["head"] = head
     meta_raw = json.dumps(meta, separators=(",", ":")).encode()

@@ -29,8 +29,6 @@ def _value_field(value, typ):
     except ValueError as e:
         raise CodecError(str(e)) from None
     if typ in (V.INTEGER, V.UNSIGNED, V.TIME, V.FLOAT):
-        if typ == V.FLOAT and not math.isfinite(value):
-            raise CodecError("non-finite float %r is not valid SenML" % value)
         return "v", value
     if typ == V.BOOLEAN:
         return "vb", value
@@ -164,6 +162,9 @@ def encode_json(base, values, model):
     for r in records:
         if "vd" in r:
             r["vd"] = _b64url(r["vd"])
+        if isinstance(r.get("v"), float) and not math.isfinite(r["v"]):
+            # JSON has no such number (the device refuses it the same way); SenML-CBOR carries it
+            raise CodecError("non-finite float %r has no SenML-JSON form (use SenML-CBOR)" % r["v"])
     return json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -171,9 +172,17 @@ def _reject_constant(name):
     raise CodecError("SenML-JSON number %s is not allowed" % name)
 
 
+def _finite_number(text):
+    # 1e999 (or 400 digits) is no double: refused as NaN and Infinity are, as the device's strictjson does
+    if not math.isfinite(float(text)):
+        raise CodecError("SenML-JSON number %s... is beyond a double" % text[:12])
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
 def decode_json(base, payload, model):
     try:
-        records = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
+        records = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant,
+                             parse_float=_finite_number, parse_int=_finite_number)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CodecError("SenML-JSON does not parse: %s" % e) from None
     if isinstance(records, list):
