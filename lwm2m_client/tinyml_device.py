@@ -293,4 +293,6 @@ if __name__ == "__main__":
     config = parse_args(sys.argv[1:])
     if config.get("board"):  # an emulated board: its code resident, as frozen in a board's firmware (hal.py)
         hal.keep_resident()
+        # where the code came from (a precompiled folder's .mpy files, as on a board, or the .py sources)
+        print("code lwm2m=%s coap=%s" % (lc.__file__, sys.modules["coap.endpoint"].__file__))
     run(config)

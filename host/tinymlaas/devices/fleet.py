@@ -26,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-from ..paths import LWM2M_CLIENT
 from . import unixport
 from .emulated import CODE_IN_HEAP, PROFILES, board_config, compiled_path, device_trust
 
@@ -143,7 +142,8 @@ class EmulatedFleet:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
     def _spawn(self, vm, code_path):
-        cmd = unixport.command(LWM2M_CLIENT / "fleet_main.py", "%d" % self.heap, ["--config", vm.config])
+        # as a module, not a script: all the device code from compiled_path() (emulated.EmulatedDevice.command)
+        cmd = unixport.module_command("fleet_main", "%d" % self.heap, ["--config", vm.config])
         # a session of its own: a Ctrl-C at the terminal reaches the supervisor only, which then stops each process
         # with one SIGINT (a second one would cut its de-registrations short)
         vm.proc = subprocess.Popen(cmd, env=unixport.env(code_path), stdout=subprocess.PIPE,

@@ -66,6 +66,13 @@ def command(script=None, heap=None, args=()):
     return cmd + [str(a) for a in args]
 
 
+def module_command(module, heap=None, args=()):
+    """Run a device module as main (`micropython -m module`), found on MICROPYPATH like every import. Not as a
+    script file: for a script the port puts the script's folder first on sys.path, so the packages beside it would
+    load from there (the .py sources) ahead of a precompiled folder given first on MICROPYPATH."""
+    return command(None, heap, ["-m", module] + list(args))
+
+
 def env(extra_path=()):
     e = dict(os.environ)
     e["MICROPYPATH"] = device_path(extra_path)
