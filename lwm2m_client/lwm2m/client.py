@@ -398,7 +398,10 @@ class Client:
                 raise ob.ResourceError(cm.NOT_ACCEPTABLE, str(e))
         if fmt in (content.TEXT, content.OPAQUE):
             raise ob.ResourceError(cm.NOT_ACCEPTABLE, "text/opaque need a resource path")
-        return fmt, content.encode(fmt, obj.oid, values, object_level=len(ids) == 1)
+        try:
+            return fmt, content.encode(fmt, obj.oid, values, object_level=len(ids) == 1)
+        except content.ContentError as e:  # e.g. a non-finite Float in SenML-JSON: 4.06 with the reason
+            raise ob.ResourceError(cm.NOT_ACCEPTABLE, str(e))
 
     def _read(self, req, addr, obj, ids):
         accept = req.uint(cm.ACCEPT)
