@@ -276,8 +276,8 @@ def run(cfg):
             # (measured: 8-11 KB off the largest free block)
             c.ep.recent = []
         gc.collect()
-        print("registered /%s heap_free=%d heap_total=%d" % ("/".join(c.location), gc.mem_free(),
-                                                               gc.mem_free() + gc.mem_alloc()))
+        print("registered /%s heap_free=%d heap_total=%d" % ("/".join(c.location), hal.mem_free(),
+                                                               hal.mem_total()))
         was = c.location
         while True:
             c.step(200)

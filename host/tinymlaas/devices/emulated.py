@@ -116,7 +116,12 @@ def _largest_after_code(code_path, heap):
     # in the device's order: tinyml_device's own imports first, then keep_resident's (the order moves the holes:
     # keep_resident alone left 18 KB less for an esp32 than the device then had)
     code = "import tinyml_device\nimport hal\nhal.keep_resident()\nprint('LARGEST', hal.largest_free_block())\n"
-    out = unixport.run(code, heap=heap, path=code_path).stdout.decode()
+    proc = unixport.run(code, heap=heap, path=code_path, check=False)
+    out = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+    if proc.returncode != 0 and "MemoryError" in out:
+        return None  # too tight: compiling sources in the VM peaks above what the bytecode then keeps
+    if proc.returncode != 0:
+        raise unixport.MicroPythonError("measuring the device code failed:\n" + out[-2000:], out)
     return int(out.split("LARGEST")[1].split()[0])
 
 
@@ -134,10 +139,17 @@ def resident_code_bytes(code_path, board_heap=None):
         return int(cache.read_text())
     except (OSError, ValueError):
         pass
-    value = MEASURING_HEAP - _largest_after_code(code_path, MEASURING_HEAP)
+    largest = _largest_after_code(code_path, MEASURING_HEAP)
+    if largest is None:
+        raise MemoryError("the device code does not import in a %d-byte heap" % MEASURING_HEAP)
+    value = MEASURING_HEAP - largest
     if board_heap:
-        for _ in range(4):
-            short = board_heap - _largest_after_code(code_path, board_heap + value)
+        for _ in range(8):
+            largest = _largest_after_code(code_path, board_heap + value)
+            if largest is None:  # the import's peak did not fit: more room, then measure again
+                value += 16 * 1024
+                continue
+            short = board_heap - largest
             if abs(short) < 2048:
                 break
             value += short
