@@ -7,6 +7,8 @@ import struct
 
 import hal
 
+from . import senml
+
 _FORMAT = {"int8": "<b", "uint8": "<B", "int16": "<h", "int32": "<i", "float32": "<f"}
 SCORES = ("mse", "output")
 MAX_QUEUED = 4  # alarms waiting for their Send; beyond, the oldest goes unsent (Alarm Count still tells of it)
@@ -49,7 +51,7 @@ class Monitor:
         if kind not in SCORES or not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             raise ValueError("anomaly config must be {score: mse|output, threshold: number}, not %r" % (config,))
         threshold = float(threshold)
-        if threshold != threshold or threshold - threshold != 0.0:
+        if not senml.finite(threshold):
             # inf would never alarm, -inf always, NaN never: a broken package, not a setting
             raise ValueError("anomaly threshold %r is not a finite number" % threshold)
         self.obj = obj

@@ -19,16 +19,12 @@ class ContentError(ValueError):
     pass
 
 
-def _finite(v):
-    return v == v and v - v == 0.0  # NaN != NaN; inf - inf is NaN
-
-
 def text(rtype, value):
     if rtype == ob.BOOLEAN:
         return b"1" if value else b"0"
     if rtype == ob.OPAQUE:
         return binascii.b2a_base64(value).rstrip(b"\n")
-    if rtype == ob.FLOAT and not _finite(value):
+    if rtype == ob.FLOAT and not senml.finite(value):
         # LwM2M's text Float is a decimal number: "inf"/"nan" are no value a server reads (TLV carries them)
         raise ContentError("%r has no text form (read it as TLV or SenML-CBOR)" % value)
     return str(value).encode()
@@ -42,7 +38,7 @@ def from_text(rtype, payload):
         return int(s)
     if rtype == ob.FLOAT:
         v = float(s)  # MicroPython's float() also reads "inf" and "nan", which no LwM2M text Float is
-        if not _finite(v):
+        if not senml.finite(v):
             raise ValueError("float %r is not finite" % s[:20])
         return v
     if rtype == ob.BOOLEAN:

@@ -57,6 +57,11 @@ def _unb64url(s):
     return binascii.a2b_base64(s + "=" * (-len(s) % 4))
 
 
+def finite(v):
+    """Is the number v finite? (NaN != NaN; inf - inf is NaN.) JSON and LwM2M text have no other numbers."""
+    return v == v and v - v == 0.0
+
+
 def encode_json(base, items):
     recs = []
     for i, (name, value) in enumerate(items):
@@ -65,7 +70,7 @@ def encode_json(base, items):
         if isinstance(value, bool):
             rec["vb"] = value
         elif isinstance(value, (int, float)):
-            if value != value or value - value != 0.0:  # NaN, inf or -inf
+            if not finite(value):
                 # JSON has no such number (json.dumps would write the invalid token inf/nan): refused, so the
                 # read answers an error rather than a pack no server parses; SenML-CBOR and TLV carry it
                 raise SenMLError("%s%s is %r: SenML-JSON has no non-finite numbers (read it as SenML-CBOR)"

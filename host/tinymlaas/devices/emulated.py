@@ -125,15 +125,14 @@ def _largest_after_code(code_path, heap):
     return int(out.split("LARGEST")[1].split()[0])
 
 
-def resident_code_bytes(code_path, board_heap=None):
+def resident_code_bytes(code_path, board_heap):
     """Heap the unix port gives the device code an emulated board keeps resident (hal.keep_resident): the heap
-    minus the largest block left free after importing all of it. With board_heap, found at the heap that leaves
-    that board's heap as the largest block (a few tries, within 2 KB): the holes the loader leaves between code
-    objects do not grow in step with the heap (measured at 448 KB alone, an esp32 got 128 KB, not 110). Measured
-    once per version of the code and board heap (cached in the temp directory): every module added to the device
+    minus the largest block left free after importing all of it, found at the heap that leaves the board's heap
+    as the largest block (a few tries, within 2 KB): the holes the loader leaves between code objects do not grow
+    in step with the heap (measured at 448 KB alone, an esp32 got 128 KB, not 110). Measured once per version of the code and board heap (cached in the temp directory): every module added to the device
     grows it, as it would grow a board's frozen code in flash, not its heap."""
     key = "%s-%s-%s-%s-m%d" % (_code_digest()[1], "mpy" if code_path else "py", hashlib.sha256(
-        unixport.binary().encode()).hexdigest()[:8], board_heap or "", MEASUREMENT_VERSION)
+        unixport.binary().encode()).hexdigest()[:8], board_heap, MEASUREMENT_VERSION)
     cache = Path(tempfile.gettempdir()) / ("tinymlaas-resident-%s" % key)
     try:
         return int(cache.read_text())
@@ -143,16 +142,15 @@ def resident_code_bytes(code_path, board_heap=None):
     if largest is None:
         raise MemoryError("the device code does not import in a %d-byte heap" % MEASURING_HEAP)
     value = MEASURING_HEAP - largest
-    if board_heap:
-        for _ in range(8):
-            largest = _largest_after_code(code_path, board_heap + value)
-            if largest is None:  # the import's peak did not fit: more room, then measure again
-                value += 16 * 1024
-                continue
-            short = board_heap - largest
-            if abs(short) < 2048:
-                break
-            value += short
+    for _ in range(8):
+        largest = _largest_after_code(code_path, board_heap + value)
+        if largest is None:  # the import's peak did not fit: more room, then measure again
+            value += 16 * 1024
+            continue
+        short = board_heap - largest
+        if abs(short) < 2048:
+            break
+        value += short
     _write_at_once(cache, str(value))
     return value
 
