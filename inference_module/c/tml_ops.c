@@ -136,6 +136,7 @@ typedef struct {
     const uint32_t *slow_mask;  /* with fast_requant: channels requant2_dsp gets wrong, redone by fix_outputs; or NULL */
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
     const int32_t *w16; /* DSP: the op's weights widened (widen_weights), or NULL: the int8 rows */
+    int w16_form;       /* and their form: W16_SUMS or W16_REQUANT (see gemm_2x3_w16) */
 } dense_q;
 
 #if TML_DSP
@@ -314,7 +315,7 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
 
 /* The 2x2 microkernel of dense_pair, over `pairs` output-channel pairs: pixel a's sums of channels 2p, 2p + 1 in
  * sums[2p], sums[2p + 1], pixel b's SUMS_B words on, over the widened pixel pair bp[0..end) (4 words per 4 inputs:
- * a even, a odd, b even, b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
+ * a even, b even, a odd, b odd) and the int8 weight rows w + 2pK, w + (2p+1)K (K = row stride; the rows' first (end - bp) / 4 inputs).
  * In assembly because it needs all 14 usable registers (4 accumulators, 3 pointers and the end, 4 widened weights,
  * 2 inputs) -- GCC's version kept the end pointer on the stack, and a call per pair cost ~30 cycles more. Per 4
  * inputs: 6 LDR (4 pipelined), 4 SXTB16, 8 SMLAD; four steps per pass: 84 modelled cycles for 64 MAC. */
@@ -329,12 +330,12 @@ static void dense_row(const int8_t *x, uint32_t K, const int8_t *w, uint32_t Co,
     "sxtb16 r9, r9, ror #8\n\t"                                                                                \
     "smlad r4, r12, r10, r4\n\t"                                                                               \
     "smlad r5, r12, r11, r5\n\t"                                                                               \
-    "smlad r4, lr, r8, r4\n\t"                                                                                 \
-    "smlad r5, lr, r9, r5\n\t"                                                                                 \
+    "smlad r6, lr, r10, r6\n\t"                                                                                \
+    "smlad r7, lr, r11, r7\n\t"                                                                                \
     "ldr r12, [r0], #4\n\t"                                                                                    \
     "ldr lr, [r0], #4\n\t"                                                                                     \
-    "smlad r6, r12, r10, r6\n\t"                                                                               \
-    "smlad r7, r12, r11, r7\n\t"                                                                               \
+    "smlad r4, r12, r8, r4\n\t"                                                                                \
+    "smlad r5, r12, r9, r5\n\t"                                                                                \
     "smlad r6, lr, r8, r6\n\t"                                                                                 \
     "smlad r7, lr, r9, r7\n\t"
 
@@ -390,174 +391,278 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
 #undef GEMM_2X2_STEP
 
 /* The microkernel of dense_pair when the op's weights were widened to int16 (widen_weights): two pixels x three
- * output channels, over `triples` channel triples. w16 holds per triple and per 4 inputs six words, (w0, w2) and
- * (w1, w3) of each of the three channels -- SXTB16's lanes, matching the widened inputs --, so the kernel walks it
- * straight through. Registers: 6 accumulators, 4 inputs (both pixels' 4 inputs), 2 weight words, the two pointers;
- * the end pointer stays on the stack (read once per 16 steps: each triple enters a 16-step body where its first
- * pass does the steps mod 16, the entry computed once per call). Per 4 inputs: LDM of 4 input words (5 cycles), 3 LDM
- * of 2 weight words (3 each), 12 SMLAD: 26 modelled cycles for 24 MAC, against the 2x2 kernel's 20 for 16, which
- * spends 1 LDR + 2 SXTB16 per channel and 4 inputs on widening the weights. Pixel a's sums of triple t go to
- * sums[3t..3t+2], pixel b's SUMS_B words on. */
-#define GEMM_2X3_STEP                                                                                          \
-    "ldmia r0!, {r8, r9, r10, r11}\n\t"                                                                        \
-    "ldmia r1!, {r12, lr}\n\t"                                                                                 \
-    "smlad r2, r8, r12, r2\n\t"                                                                                \
-    "smlad r2, r9, lr, r2\n\t"                                                                                 \
-    "smlad r5, r10, r12, r5\n\t"                                                                               \
-    "smlad r5, r11, lr, r5\n\t"                                                                                \
-    "ldmia r1!, {r12, lr}\n\t"                                                                                 \
-    "smlad r3, r8, r12, r3\n\t"                                                                                \
-    "smlad r3, r9, lr, r3\n\t"                                                                                 \
-    "smlad r6, r10, r12, r6\n\t"                                                                               \
-    "smlad r6, r11, lr, r6\n\t"                                                                                \
-    "ldmia r1!, {r12, lr}\n\t"                                                                                 \
+ * output channels per triple, triples one after another in w16 up to wend. A triple's block (w16_triple_words):
+ * 3 words that start the accumulators (both pixels'), then per 4 inputs six words -- (w0, w2) of its three
+ * channels, then (w1, w3) of them: SXTB16's lanes, matching the widened inputs --, then 3 words per channel
+ * (m, round, right) for the requantization that ends the triple. Two forms (w16_form):
+ *  - requantized (W16_REQUANT, ops where requant2_ok holds with no slow channel): the weights are doubled and the
+ *    accumulators start at 2 bias, so they end at t = 2 (sum + bias) and each output is requant2_dsp's
+ *    SMMLAR(t, m, round) + [t < 0] >> right, SSAT 8, stored at y[j] (pixel a) and y[ystride + j] (pixel b), y
+ *    advancing by 3 per triple: no store and reload of the sums, no requantization call;
+ *  - sums (W16_SUMS): the weights as they are, accumulators from 0, right = 0, which sends the triple's end to
+ *    storing the sums (pixel a's at y[3t..3t+2] as int32, pixel b's SUMS_B words on) for requant2_dsp,
+ *    fix_outputs or requant_pairs.
+ * Registers in the loop: 6 accumulators, the two pointers and the end, and 5 operands: per 2 inputs (one lane
+ * pair) both pixels' input words and the three channels' weight words in one run of 5 LDRs (6 cycles: a load
+ * right after a load takes one) and 6 SMLAD -- 24 modelled cycles per 4 inputs for 24 MAC, against 26 with LDM
+ * (an LDM of N words costs N + 1 and never pipelines). Each triple enters a 16-step body where its first pass does
+ * the steps mod 16 (the entry computed once per call). */
+#define GEMM_2X3_HALF                                                                                          \
+    "ldr r8, [r0], #4\n\t"                                                                                     \
+    "ldr r9, [r0], #4\n\t"                                                                                     \
+    "ldr r10, [r1], #4\n\t"                                                                                    \
+    "ldr r11, [r1], #4\n\t"                                                                                    \
+    "ldr r12, [r1], #4\n\t"                                                                                    \
+    "smlad r2, r8, r10, r2\n\t"                                                                                \
+    "smlad r5, r9, r10, r5\n\t"                                                                                \
+    "smlad r3, r8, r11, r3\n\t"                                                                                \
+    "smlad r6, r9, r11, r6\n\t"                                                                                \
     "smlad r4, r8, r12, r4\n\t"                                                                                \
-    "smlad r4, r9, lr, r4\n\t"                                                                                 \
-    "smlad r7, r10, r12, r7\n\t"                                                                               \
-    "smlad r7, r11, lr, r7\n\t"
-#define GEMM_2X3_STEP4 GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP GEMM_2X3_STEP
+    "smlad r7, r9, r12, r7\n\t"
+#define GEMM_2X3_STEP4 GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF     \
+    GEMM_2X3_HALF GEMM_2X3_HALF
+/* one channel's two outputs: accumulators a (pixel a) and b, m in r8, round in r9, right in r0; y at r10, lr */
+#define GEMM_REQUANT_CH(a, b, j)                                                                               \
+    "smmlar r11, " a ", r8, r9\n\t"                                                                            \
+    "smmlar r12, " b ", r8, r9\n\t"                                                                            \
+    "add r11, r11, " a ", asr #31\n\t"                                                                         \
+    "add r12, r12, " b ", asr #31\n\t"                                                                         \
+    "asr r11, r11, r0\n\t"                                                                                     \
+    "asr r12, r12, r0\n\t"                                                                                     \
+    "ssat r11, #8, r11\n\t"                                                                                    \
+    "ssat r12, #8, r12\n\t"                                                                                    \
+    "strb r11, [r10, #" j "]\n\t"                                                                              \
+    "strb r12, [lr, #" j "]\n\t"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
 __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, const int32_t *end, const int32_t *w16,
-                                                          uint32_t triples, int32_t *sums)
+                                                          const int32_t *wend, void *y, int32_t ystride)
 {
-    /* stack after the 9 saved registers and 20 bytes of locals: [sp] sums, [sp+4] triples left, [sp+8] bp,
-     * [sp+12] end, [sp+16] where each triple enters the 16-step body (so its first pass does steps mod 16, and
-     * no remainder is tested per triple); the argument sums at [sp+56] */
+    /* stack after the 9 saved registers and 24 bytes of locals: [sp] y, [sp+4] ystride, [sp+8] bp, [sp+12] end,
+     * [sp+16] where each triple enters the 16-step body, [sp+20] wend; the arguments y, ystride at [sp+60] */
     __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "sub sp, #20\n\t"
-                     "ldr r12, [sp, #56]\n\t"
+                     "sub sp, #24\n\t"
+                     "ldr r12, [sp, #60]\n\t"
                      "str r12, [sp]\n\t"
-                     "str r3, [sp, #4]\n\t"
+                     "ldr r12, [sp, #64]\n\t"
+                     "str r12, [sp, #4]\n\t"
                      "str r0, [sp, #8]\n\t"
                      "str r1, [sp, #12]\n\t"
+                     "str r3, [sp, #20]\n\t"
+                     "mov lr, r1\n\t"
                      "subs r12, r1, r0\n\t"
                      "lsrs r12, r12, #4\n\t"   /* steps */
                      "rsb r12, r12, #0\n\t"
                      "and r12, r12, #15\n\t"   /* steps skipped in the first pass: (16 - steps mod 16) mod 16 */
+                     "movs r3, #88\n\t"        /* bytes per step */
+                     "mul r12, r12, r3\n\t"
                      "adr r3, .Ltml_gemm23_body\n\t"
-                     "add r12, r3, r12, lsl #6\n\t" /* 64 bytes per step */
+                     "add r12, r12, r3\n\t"
                      "orr r12, r12, #1\n\t"    /* Thumb */
                      "str r12, [sp, #16]\n\t"
                      "mov r1, r2\n\t"
                      "4:\n\t"
-                     "movs r2, #0\n\t"
-                     "movs r3, #0\n\t"
-                     "movs r4, #0\n\t"
-                     "movs r5, #0\n\t"
-                     "movs r6, #0\n\t"
-                     "movs r7, #0\n\t"
+                     "ldr r2, [r1], #4\n\t"
+                     "ldr r3, [r1], #4\n\t"
+                     "ldr r4, [r1], #4\n\t"
+                     "mov r5, r2\n\t"
+                     "mov r6, r3\n\t"
+                     "mov r7, r4\n\t"
                      "ldr pc, [sp, #16]\n\t"
                      ".balign 4\n"
                      ".Ltml_gemm23_body:\n\t" GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4
                      ".Ltml_gemm23_body_end:\n\t"
-                     ".if .Ltml_gemm23_body_end - .Ltml_gemm23_body != 1024\n\t"
-                     ".error \"gemm_2x3_w16: a step is not 64 bytes\"\n\t"
+                     ".if .Ltml_gemm23_body_end - .Ltml_gemm23_body != 1408\n\t"
+                     ".error \"gemm_2x3_w16: a step is not 88 bytes\"\n\t"
                      ".endif\n\t"
-                     "ldr r12, [sp, #12]\n\t"
-                     "cmp r0, r12\n\t"
+                     "cmp r0, lr\n\t"
                      "bne .Ltml_gemm23_body\n\t"
-                     "ldr r12, [sp]\n\t"
-                     "str r5, [r12, #512]\n\t" /* pixel b's sums SUMS_B words on */
-                     "str r6, [r12, #516]\n\t"
-                     "str r7, [r12, #520]\n\t"
-                     "stmia r12!, {r2, r3, r4}\n\t"
-                     "str r12, [sp]\n\t"
-                     "ldr r12, [sp, #4]\n\t" /* triples left */
+                     "ldr r10, [sp]\n\t"
+                     "ldr lr, [sp, #4]\n\t"
+                     "ldr r8, [r1], #4\n\t"
+                     "ldr r9, [r1], #4\n\t"
+                     "ldr r0, [r1], #4\n\t"
+                     "cmp r0, #0\n\t"
+                     "beq 6f\n\t"             /* right = 0: the sums form */
+                     "add lr, lr, r10\n\t"
+                     GEMM_REQUANT_CH("r2", "r5", "0")
+                     "ldr r8, [r1], #4\n\t"
+                     "ldr r9, [r1], #4\n\t"
+                     "ldr r0, [r1], #4\n\t"
+                     GEMM_REQUANT_CH("r3", "r6", "1")
+                     "ldr r8, [r1], #4\n\t"
+                     "ldr r9, [r1], #4\n\t"
+                     "ldr r0, [r1], #4\n\t"
+                     GEMM_REQUANT_CH("r4", "r7", "2")
+                     "adds r10, #3\n\t"
+                     "str r10, [sp]\n\t"
+                     "7:\n\t"
                      "ldr r0, [sp, #8]\n\t"
-                     "subs r12, #1\n\t"
-                     "str r12, [sp, #4]\n\t"
+                     "ldr lr, [sp, #12]\n\t"
+                     "ldr r8, [sp, #20]\n\t"
+                     "cmp r1, r8\n\t"
                      "bne 4b\n\t"
-                     "add sp, #20\n\t"
+                     "add sp, #24\n\t"
+                     "pop {r4-r11, pc}\n\t"
+                     "6:\n\t"
+                     "str r5, [r10, #512]\n\t" /* pixel b's sums SUMS_B words on */
+                     "str r6, [r10, #516]\n\t"
+                     "str r7, [r10, #520]\n\t"
+                     "stmia r10!, {r2, r3, r4}\n\t"
+                     "str r10, [sp]\n\t"
+                     "b 7b\n\t");
+}
+
+/* gemm_2x3_w16's last channel when Co = 3t + 1 (IC's 16, KWS's 64, VWW's 16/64/256): that channel alone, in a block
+ * of its own (1 word that starts both accumulators, per 4 inputs its (w0, w2) and (w1, w3), then m, round, right;
+ * either form): per 4 inputs one run of 6 LDRs and 4 SMLAD, two steps per pass (an odd count's first alone): 13
+ * modelled cycles per step. Outputs at y[0] and y[ystride], or (right = 0) the sums at y[0] and SUMS_B words on. */
+#define GEMM_2X1_STEP                                                                                          \
+    "ldr r8, [r0], #4\n\t"                                                                                     \
+    "ldr r9, [r0], #4\n\t"                                                                                     \
+    "ldr r10, [r0], #4\n\t"                                                                                    \
+    "ldr r11, [r0], #4\n\t"                                                                                    \
+    "ldr r12, [r2], #4\n\t"                                                                                    \
+    "ldr lr, [r2], #4\n\t"                                                                                     \
+    "smlad r4, r8, r12, r4\n\t"                                                                                \
+    "smlad r5, r9, r12, r5\n\t"                                                                                \
+    "smlad r4, r10, lr, r4\n\t"                                                                                \
+    "smlad r5, r11, lr, r5\n\t"
+
+__attribute__((naked, noinline)) static void gemm_2x1_w16(const int32_t *bp, const int32_t *end, const int32_t *w1,
+                                                          void *y, int32_t ystride)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldr r4, [r2], #4\n\t"
+                     "mov r5, r4\n\t"
+                     "subs r12, r1, r0\n\t"
+                     "tst r12, #16\n\t" /* an odd step count: one step first */
+                     "beq 2f\n\t" GEMM_2X1_STEP "2:\n\t"
+                     "cmp r0, r1\n\t"
+                     "beq 3f\n\t"
+                     "1:\n\t" GEMM_2X1_STEP GEMM_2X1_STEP
+                     "cmp r0, r1\n\t"
+                     "bne 1b\n\t"
+                     "3:\n\t"
+                     "ldr r8, [r2], #4\n\t"
+                     "ldr r9, [r2], #4\n\t"
+                     "ldr r6, [r2]\n\t"
+                     "ldr r7, [sp, #36]\n\t" /* ystride, the 5th argument */
+                     "cbz r6, 5f\n\t"
+                     "smmlar r11, r4, r8, r9\n\t"
+                     "smmlar r12, r5, r8, r9\n\t"
+                     "add r11, r11, r4, asr #31\n\t"
+                     "add r12, r12, r5, asr #31\n\t"
+                     "asr r11, r11, r6\n\t"
+                     "asr r12, r12, r6\n\t"
+                     "ssat r11, #8, r11\n\t"
+                     "ssat r12, #8, r12\n\t"
+                     "strb r11, [r3]\n\t"
+                     "strb r12, [r3, r7]\n\t"
+                     "pop {r4-r11, pc}\n\t"
+                     "5:\n\t"
+                     "str r4, [r3]\n\t"
+                     "str r5, [r3, #512]\n\t" /* SUMS_B words on */
                      "pop {r4-r11, pc}\n\t");
 }
 #pragma GCC diagnostic pop
+#undef GEMM_2X1_STEP
+#undef GEMM_REQUANT_CH
 #undef GEMM_2X3_STEP4
-#undef GEMM_2X3_STEP
+#undef GEMM_2X3_HALF
 
-/* gemm_2x3_w16's last triple when it holds one channel (Co = 3t + 1: IC's 16, KWS's 64): that channel alone, its two
- * words per step read with one LDRD, the triple's other four skipped -- 17 modelled cycles per step instead of 26,
- * two thirds of them on zero weights. Pixel a's sum to sums[0], pixel b's SUMS_B words on. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
-__attribute__((naked, noinline)) static void gemm_2x1_w16(const int32_t *bp, const int32_t *end, const int32_t *w16,
-                                                          int32_t *sums)
-{
-    __asm__ volatile("push {r4, r5, r8-r11, lr}\n\t"
-                     "movs r4, #0\n\t"
-                     "movs r5, #0\n\t"
-                     "1:\n\t"
-                     "ldmia r0!, {r8, r9, r10, r11}\n\t"
-                     "ldrd r12, lr, [r2], #24\n\t"
-                     "smlad r4, r8, r12, r4\n\t"
-                     "smlad r4, r9, lr, r4\n\t"
-                     "smlad r5, r10, r12, r5\n\t"
-                     "smlad r5, r11, lr, r5\n\t"
-                     "cmp r0, r1\n\t"
-                     "bne 1b\n\t"
-                     "str r4, [r3]\n\t"
-                     "str r5, [r3, #512]\n\t" /* SUMS_B words on */
-                     "pop {r4, r5, r8-r11, pc}\n\t");
-}
-#pragma GCC diagnostic pop
-
-#define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call: 66 channels (KWS's and IC's 64 in one call) */
+#define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call in the sums form: 66 channels of sums */
 #define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
+#define W16_SUMS 0        /* widen_weights' forms (see gemm_2x3_w16) */
+#define W16_REQUANT 1
 
-/* Bytes of widen_weights' layout for Co channels of K inputs: ceil(Co / 3) triples of ceil(K / 4) steps of
- * 6 words; 0 when it would not fit 32 bits. */
-static uint32_t w16_bytes(uint32_t Co, uint32_t K)
+/* Words of one triple's block, and of the single-channel block (Co = 3t + 1), for K inputs */
+static uint32_t w16_triple_words(uint32_t K, int form) { return 6 * ((K + 3) / 4) + (form == W16_REQUANT ? 12 : 6); }
+static uint32_t w16_single_words(uint32_t K) { return 2 * ((K + 3) / 4) + 4; }
+
+/* Triples of widen_weights' layout for Co channels: Co / 3 full ones, then for Co = 3t + 2 one more (requantized
+ * form: channels Co - 3..Co - 1, overlapping the one before, so that no output beyond Co is written; sums form: the
+ * last two channels and a zero one); Co = 3t + 1 adds a single-channel block after them. */
+static uint32_t w16_triples(uint32_t Co) { return Co / 3 + (Co % 3 == 2); }
+
+/* Bytes of widen_weights' layout, 0 when it would not fit 32 bits */
+static uint32_t w16_bytes(uint32_t Co, uint32_t K, int form)
 {
-    const uint64_t n = (uint64_t)(Co + 2) / 3 * ((K + 3) / 4) * 24;
+    const uint64_t n = 4 * ((uint64_t)w16_triples(Co) * w16_triple_words(K, form) +
+                            (Co % 3 == 1 ? w16_single_words(K) : 0));
     return n > 0xffffffffu ? 0 : (uint32_t)n;
 }
 
-/* The int8 weight rows w[Co][K] widened for gemm_2x3_w16: per triple t, step s and channel j < 3 the words
- * sxtb16(v) and sxtb16(v ror 8) of channel 3t + j's inputs 4s..4s+3 (those past K, and channels past Co, are 0, so
- * they add nothing whatever input they meet). Once per op: ~6 cycles per 4 weights. */
-static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K, uint32_t Co, int32_t *w16)
+/* Lanes (w[4s + i], w[4s + i + 2]) of a weight row of K (i = 0: even, 1: odd), each times `scale`, 0 past K */
+static uint32_t w16_lanes(const int8_t *row, uint32_t K, uint32_t k, int32_t scale)
 {
-    const uint32_t steps = (K + 3) / 4, K4 = K & ~3u;
-    uint32_t t, j, s;
-    for (t = 0; t < (Co + 2) / 3; t++)
-        for (j = 0; j < 3; j++) {
-            const uint32_t c = 3 * t + j;
-            const int8_t *row = w + (size_t)c * K;
-            int32_t *dst = w16 + (size_t)t * steps * 6 + 2 * j;
-            if (c >= Co) {
-                for (s = 0; s < steps; s++, dst += 6)
-                    dst[0] = dst[1] = 0;
-                continue;
+    const int32_t lo = k < K ? row[k] * scale : 0, hi = k + 2 < K ? row[k + 2] * scale : 0;
+    return ((uint32_t)lo & 0xffffu) | (uint32_t)hi << 16;
+}
+
+/* One channel's (m, round, right) in the requantized form: round = (2 out_off + 1) << (right - 1), the SMMLAR
+ * addend of requant2_dsp; a channel outside right 1..23 is one requant2_ok proved constant (its output is
+ * overwritten), given any valid shift. */
+static int32_t *w16_channel_q(int32_t *dst, const dense_q *q, uint32_t c)
+{
+    int32_t r = -tml_ld32(q->shift + 4 * c);
+    if (r < 1 || r > 23)
+        r = 1;
+    dst[0] = tml_ld32(q->mult + 4 * c);
+    dst[1] = (int32_t)((uint32_t)(2 * q->out_off + 1) << (r - 1));
+    dst[2] = r;
+    return dst + 3;
+}
+
+/* The int8 weight rows w[Co][K] widened into gemm_2x3_w16's / gemm_2x1_w16's blocks (see there), in `form`
+ * (W16_REQUANT: doubled, with 2 bias first and each channel's requantization constants last). Once per op: ~20
+ * cycles per 4 weights. */
+static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K, uint32_t Co, const dense_q *q,
+                                                    int form, int32_t *dst)
+{
+    const uint32_t steps = (K + 3) / 4, nt = w16_triples(Co);
+    const int32_t scale = form == W16_REQUANT ? 2 : 1;
+    uint32_t t, j, s, c[3];
+    for (t = 0; t <= nt; t++) {
+        const uint32_t n = t < nt ? 3 : Co % 3 == 1; /* channels of this block: a triple, or the single one */
+        if (n == 0)
+            break;
+        for (j = 0; j < n; j++) /* the requantized form's last triple for Co = 3t + 2 overlaps the one before */
+            c[j] = t == nt ? Co - 1 : form == W16_REQUANT && 3 * t + 3 > Co ? Co - 3 + j : 3 * t + j;
+        for (j = 0; j < n; j++)
+            *dst++ = form == W16_REQUANT ? (int32_t)(2u * (uint32_t)tml_ld32(q->bias + 4 * c[j])) : 0;
+        for (s = 0; s < steps; s++)
+            for (j = 0; j < 2 * n; j++) { /* (w0, w2) of the block's channels, then (w1, w3) */
+                const uint32_t ch = c[j % n];
+                *dst++ = ch < Co ? (int32_t)w16_lanes(w + (size_t)ch * K, K, 4 * s + j / n, scale) : 0;
             }
-            for (s = 0; s < K4 / 4; s++, dst += 6) {
-                const uint32_t v = tml_ldu32(row + 4 * s);
-                dst[0] = __sxtab16(0, v);
-                dst[1] = tml_sxtab16_ror8(0, v);
+        for (j = 0; j < n; j++)
+            if (form == W16_REQUANT)
+                dst = w16_channel_q(dst, q, c[j]);
+            else if (j == 0) { /* right = 0 marks the sums form */
+                dst[0] = dst[1] = dst[2] = 0;
+                dst += 3;
             }
-            if (K4 < K) {
-                uint32_t v = 0, i;
-                for (i = 4; i-- > 0;)
-                    v = v << 8 | (K4 + i < K ? (uint8_t)row[K4 + i] : 0u);
-                dst[0] = __sxtab16(0, v);
-                dst[1] = tml_sxtab16_ror8(0, v);
-            }
-        }
+    }
 }
 
 /* The op's weights widened for gemm_2x3_w16 in the model's scratch (the caller's arena beyond arena_bytes, which
  * tml_load hands to the kernels), or NULL when there is no room or too few output pixels to pay for widening: then
- * dense_pair keeps the int8 rows and the 2x2 kernel. Widened once and kept: each op's copy follows an 8-byte
- * header naming its weights (CONST is read-only while the model is loaded, and tml_load empties the cache), so a
+ * dense_pair keeps the int8 rows and the 2x2 kernel. Widened once and kept: each op's copy follows a header naming
+ * what it was made from (CONST is read-only while the model is loaded, and tml_load empties the cache), so a
  * PATCH stage's tiles and later inferences find it; when the scratch is full it is emptied and refilled from 0. */
 typedef struct {
     const int8_t *w;
+    const uint8_t *bias, *mult, *shift;
+    int32_t out_off;
     uint32_t bytes;
 } w16_header;
 
-static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix)
+static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix,
+                                  const dense_q *q, int form)
 {
-    const uint32_t n = w16_bytes(Co, K);
+    const uint32_t n = w16_bytes(Co, K, form);
     uint32_t off = 0;
     w16_header *h;
     if (npix < W16_MIN_PIXELS || n == 0 || m->scratch == NULL || m->scratch_bytes < sizeof *h ||
@@ -565,7 +670,8 @@ static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uin
         return NULL;
     while (off < m->scratch_used) {
         h = (w16_header *)(void *)(m->scratch + off);
-        if (h->w == w && h->bytes == n)
+        if (h->w == w && h->bias == q->bias && h->mult == q->mult && h->shift == q->shift &&
+            h->out_off == (form == W16_REQUANT ? q->out_off : 256) && h->bytes == n)
             return (const int32_t *)(const void *)(h + 1);
         off += sizeof *h + h->bytes;
     }
@@ -573,9 +679,13 @@ static const int32_t *w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uin
         m->scratch_used = 0;
     h = (w16_header *)(void *)(m->scratch + m->scratch_used);
     h->w = w;
+    h->bias = q->bias;
+    h->mult = q->mult;
+    h->shift = q->shift;
+    h->out_off = form == W16_REQUANT ? q->out_off : 256; /* 256: the sums form (no int8 offset) */
     h->bytes = n;
     m->scratch_used += sizeof *h + n;
-    widen_weights(w, K, Co, (int32_t *)(void *)(h + 1));
+    widen_weights(w, K, Co, q, form, (int32_t *)(void *)(h + 1));
     return (const int32_t *)(const void *)(h + 1);
 }
 
@@ -741,7 +851,7 @@ static __attribute__((noinline)) void requant_pairs(const int32_t *sums, uint32_
 }
 
 /* Two pixels x two output channels. The pixels' inputs are widened once (offset added) into 32-bit words laid out
- * as SXTB16 leaves the weights: per 4 inputs [a: x0,x2] [a: x1,x3] [b: x0,x2] [b: x1,x3]. The inner loop then
+ * as SXTB16 leaves the weights: per 4 inputs [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3]. The inner loop then
  * needs per 4 inputs 2 LDR + 4 SXTB16 for the weights, 4 LDR for x and 8 SMLAD: 16 MAC in about 20 instructions,
  * every widened weight used twice and every widened input twice. */
 /* A pixel pair's inputs read in place from the input tensor: `n` runs of `bytes` (a multiple of 4), `step` apart
@@ -762,8 +872,8 @@ static __attribute__((noinline)) void widen_rows(const int8_t *xa, const int8_t 
         for (i = 0; i < bytes; i += 4, buf += 4) {
             uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
             buf[0] = __sxtab16(xo2, va);
-            buf[1] = tml_sxtab16_ror8(xo2, va);
-            buf[2] = __sxtab16(xo2, vb);
+            buf[1] = __sxtab16(xo2, vb);
+            buf[2] = tml_sxtab16_ror8(xo2, va);
             buf[3] = tml_sxtab16_ror8(xo2, vb);
         }
 }
@@ -784,8 +894,8 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
         for (i = 0; i < K4; i += 4) {
             uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
             buf[i] = __sxtab16(xo2, va);
-            buf[i + 1] = tml_sxtab16_ror8(xo2, va);
-            buf[i + 2] = __sxtab16(xo2, vb);
+            buf[i + 1] = __sxtab16(xo2, vb);
+            buf[i + 2] = tml_sxtab16_ror8(xo2, va);
             buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
         }
     if (K4 < K && (q->weights_overrun_ok || q->w16 != NULL)) {
@@ -799,22 +909,40 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             vb = vb << 8 | zb;
         }
         buf[K4] = __sxtab16(xo2, va);
-        buf[K4 + 1] = tml_sxtab16_ror8(xo2, va);
-        buf[K4 + 2] = __sxtab16(xo2, vb);
+        buf[K4 + 1] = __sxtab16(xo2, vb);
+        buf[K4 + 2] = tml_sxtab16_ror8(xo2, va);
         buf[K4 + 3] = tml_sxtab16_ror8(xo2, vb);
         Kb = K4 + 4;
     }
-    if (q->w16 != NULL) { /* every channel through the 2x3 kernel (the padded third of a triple is ignored) */
+    if (q->w16 != NULL && q->w16_form == W16_REQUANT) {
+        /* requantized in the kernels: Co / 3 triples, then for Co = 3t + 2 the last three channels (one computed
+         * twice) or for Co = 3t + 1 the last channel alone */
+        const int32_t *wt = q->w16 + (size_t)(Co / 3) * w16_triple_words(K, W16_REQUANT);
+        const int32_t ys = (int32_t)(yb - ya);
+        if (Co >= 3)
+            gemm_2x3_w16(buf, buf + Kb, q->w16, wt, ya, ys);
+        if (Co % 3 == 2)
+            gemm_2x3_w16(buf, buf + Kb, wt, wt + w16_triple_words(K, W16_REQUANT), ya + Co - 3, ys);
+        else if (Co % 3 == 1)
+            gemm_2x1_w16(buf, buf + Kb, wt, ya + Co - 1, ys);
+        if (q->const_mask != NULL)
+            const_outputs(q->const_mask, q->const_val, Co, ya, yb);
+        return;
+    }
+    if (q->w16 != NULL) { /* the sums form: up to GEMM_TRIPLES triples per call, then the sums requantized */
         const int32_t *wt = q->w16;
+        const uint32_t tw = w16_triple_words(K, W16_SUMS);
         for (o = 0; o < Co;) {
             const uint32_t triples = (Co - o + 2) / 3 < GEMM_TRIPLES ? (Co - o + 2) / 3 : GEMM_TRIPLES;
             const uint32_t n = Co - o < 3 * triples ? Co - o : 3 * triples;
             const uint32_t full = n == 3 * triples - 2 ? triples - 1 : triples; /* the rest: one channel */
             if (full > 0)
-                gemm_2x3_w16(buf, buf + Kb, wt, full, sums);
-            if (full < triples)
-                gemm_2x1_w16(buf, buf + Kb, wt + (size_t)full * Kb / 4 * 6, sums + 3 * full);
-            wt += (size_t)triples * Kb / 4 * 6;
+                gemm_2x3_w16(buf, buf + Kb, wt, wt + (size_t)full * tw, sums, 0);
+            wt += (size_t)full * tw;
+            if (full < triples) {
+                gemm_2x1_w16(buf, buf + Kb, wt, sums + 3 * full, 0);
+                wt += w16_single_words(K);
+            }
             if (q->fast_requant) {
                 requant2_dsp(sums, n, q->bias + 4 * o, q->mult + 4 * o, q->shift + 4 * o, ya + o, yb + o,
                              2 * q->out_off + 1);
@@ -1024,6 +1152,8 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
             q.slow_mask = slow_mask;
     }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
+    /* the GEMM requantizes its own outputs unless some channel needs the C path or Co = 2 (no overlapping triple) */
+    q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? W16_REQUANT : W16_SUMS;
 #else
     q.fast_requant = 0;
     q.weights_overrun_ok = 0;
@@ -1037,7 +1167,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         (void)dense_input;
 #if TML_DSP
         if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
-            q.w16 = w16_prepare(m, wd, C, Co, npix);
+            q.w16 = w16_prepare(m, wd, C, Co, npix, &q, q.w16_form);
         if (C <= PAIR_MAX_K)
             for (; pix + 2 <= npix; pix += 2) {
                 size_t pb = pix + 1;
@@ -1068,7 +1198,7 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         uint32_t pos[3] = {0, 0, 0}; /* n, oy, ox of the next pixel */
         pair_rows rows;
         const int rows_ok = p[3] == 1 && (Kw * C) % 4 == 0 && Co % 2 == 0;
-        q.w16 = w16_prepare(m, wd, fstride, Co, npix);
+        q.w16 = w16_prepare(m, wd, fstride, Co, npix, &q, q.w16_form);
         rows.n = Kh;
         rows.bytes = Kw * C;
         rows.step = (size_t)p[2] * W * C;
