@@ -1242,15 +1242,23 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         rows.n = Kh;
         rows.bytes = Kw * C;
         rows.step = (size_t)p[2] * W * C;
+        /* window origins in 32 bits when no coordinate can leave +-2^30 (every real op; else gather_patch's 64-bit
+         * arithmetic for every window): a field is inside when 0 <= iy0 < hs and 0 <= ix0 <= ws */
+        const int small = (uint64_t)Ho * (uint32_t)p[0] + (uint64_t)H + (uint64_t)(p[4] < 0 ? -(int64_t)p[4] : p[4]) <
+                              (1u << 30) &&
+                          (uint64_t)Wo * (uint32_t)p[1] + (uint64_t)W + (uint64_t)(p[5] < 0 ? -(int64_t)p[5] : p[5]) <
+                              (1u << 30);
+        const int64_t hs64 = (int64_t)H - (int64_t)(Kh - 1) * p[2];
+        const int32_t hs = hs64 < 0 ? 0 : (int32_t)hs64, ws = (int32_t)W - (int32_t)Kw;
         for (pix = 0; pix < npix; pix += 2) {
             int8_t *pp = patch;
             const int8_t *win[2] = {NULL, NULL};
             uint32_t k, inside = 0;
-            if (p[3] == 1) { /* dilation 1 across: a field inside the input is Kh runs of Kw * C bytes (rows) */
+            if (p[3] == 1 && small) { /* dilation 1 across: a field inside the input is Kh runs of Kw * C bytes */
                 uint32_t q2[3] = {pos[0], pos[1], pos[2]};
                 for (k = 0; k < 2 && pix + k < npix; k++) {
-                    const int64_t iy0 = (int64_t)q2[1] * p[0] - p[4], ix0 = (int64_t)q2[2] * p[1] - p[5];
-                    if (iy0 >= 0 && ix0 >= 0 && iy0 + (int64_t)(Kh - 1) * p[2] < H && ix0 + (int64_t)Kw <= W) {
+                    const int32_t iy0 = (int32_t)q2[1] * p[0] - p[4], ix0 = (int32_t)q2[2] * p[1] - p[5];
+                    if (iy0 >= 0 && ix0 >= 0 && iy0 < hs && ix0 <= ws) {
                         win[k] = xd + (((size_t)q2[0] * H + (size_t)iy0) * W + (size_t)ix0) * C;
                         inside++;
                     }
