@@ -921,8 +921,10 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
 static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
                        const dense_q *qp, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
-    /* a local copy: stores through int8_t pointers may alias anything, which would force reloads of *qp */
-    const dense_q qv = *qp, *q = &qv;
+    /* the kernels' path reads *qp a few times; the C requantization's works on a local copy (stores through int8_t
+     * pointers may alias anything, which would force reloads of *qp), made only there */
+    dense_q qv;
+    const dense_q *q = qp;
     int32_t buf[PAIR_MAX_K];
     const uint32_t K4 = K & ~3u, xo2 = tml_pair(q->xo);
     uint32_t i, o;
@@ -969,6 +971,8 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
             const_outputs(q->const_mask, q->const_val, Co, ya, yb);
         return;
     }
+    qv = *qp;
+    q = &qv;
     if (q->w16 != NULL) { /* the sums form: up to GEMM_TRIPLES triples per call, then the sums requantized */
         const int32_t *wt = q->w16;
         const uint32_t tw = w16_triple_words(K, W16_SUMS);
