@@ -5,6 +5,7 @@ host latency against TFLite Micro on this machine.
 
     python -m bench c_mlperf            all models, DSP kernels
     python bench/c_mlperf.py --portable kws ic   also the portable-C kernels on the M4, for comparison
+    python bench/c_mlperf.py --by-function kws   also the second inference's modelled cycles per function
 
 Cycles and instructions are a second inference's (the first widens CONV_2D weights into the arena beyond
 arena_bytes and keeps them: its cycles and the bytes kept are in the table too).
@@ -86,15 +87,32 @@ def scratch_used(dev):
     return int(pat.search(buf).group(1), 16)
 
 
+def by_function(counter, dis, region=1):
+    """{function: [modelled cycles, calls]} of one region of a BlockCounter (P = 2), most cycles first."""
+    from tinymlaas.verify.m4cycles import block_cost
+
+    out = {}
+    for per in counter.regions[region][1].values():
+        for pc, (runs, taken) in per.items():
+            cost = block_cost(dis, counter.blocks[pc])
+            f = dis.function_at(pc)
+            row = out.setdefault(f, [0, 0])
+            row[0] += cost.cycles * runs + (2 * taken if cost.ends_in_branch else 0)
+            row[1] += runs if dis.symbols.get(f) == pc else 0
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))
+
+
 def cycle_profile(cm, inputs):
-    """Modelled cycles of a first and a second inference (in total), and per layer of the second (the layers of
-    cm.layers): m4trace.profile_inference's run, with one more inference before the profiled one."""
+    """Modelled cycles of a first and a second inference (in total), per layer of the second (the layers of
+    cm.layers) and per function of the second: m4trace.profile_inference's run, with one more inference before the
+    profiled one."""
     from tinymlaas.devices.qemu import QemuDevice, _blob_io, build_firmware, encode_inputs
     from tinymlaas.verify.m4cycles import Disassembly
     from tinymlaas.verify.m4trace import BlockCounter, log_fifo
 
     elf = build_firmware("mps2-an386", "dsp")
-    counter = BlockCounter(Disassembly(elf), {"tml_invoke": "invoke"}, layer_hook="profile_op")
+    dis = Disassembly(elf)
+    counter = BlockCounter(dis, {"tml_invoke": "invoke"}, layer_hook="profile_op")
     ins, _ = _blob_io(cm.blob)
     with log_fifo(counter) as fifo:
         with QemuDevice("mps2-an386", elf=elf, icount=False, timeout=120,
@@ -114,7 +132,7 @@ def cycle_profile(cm, inputs):
             continue
         layers.append({"index": k, "op": info["op"], "macs": info["macs"], "instructions": prof.instructions,
                        "cycles": prof.cycles(), "by_class": prof.by_class})
-    return profiles["total"].summary(cm.macs), first["cycles"], layers
+    return profiles["total"].summary(cm.macs), first["cycles"], layers, by_function(counter, dis)
 
 
 def measure(key, portable=False):
@@ -129,7 +147,7 @@ def measure(key, portable=False):
     row = {"model": key, "macs": cm.macs, "blob_bytes": len(cm.blob), "arena_bytes": cm.arena_bytes}
     row["instructions_first"], row["instructions"], row["install_s"], row["scratch_bytes"] = device_run(cm.blob, inputs)
     row["mac_per_instruction"] = cm.macs / row["instructions"]
-    cyc, row["cycles_first"], row["layers"] = cycle_profile(cm, inputs)
+    cyc, row["cycles_first"], row["layers"], row["functions"] = cycle_profile(cm, inputs)
     row["cycles"], row["cycles_p1"], row["cycles_p3"] = cyc["cycles"], cyc["cycles_p1"], cyc["cycles_p3"]
     row["cycles_by_class"] = cyc["cycles_by_class"]
     row["mac_per_cycle"] = cm.macs / row["cycles"]
@@ -159,6 +177,16 @@ def layer_table(rows):
     return "\n".join(out)
 
 
+def function_table(rows, top=12):
+    """Per model, the functions with the most modelled cycles of the second inference."""
+    out = ["| model | function | cycles | share | calls |", "|---|---|---|---|---|"]
+    for r in rows:
+        for f, (cyc, calls) in list(r["functions"].items())[:top]:
+            out.append("| %s | `%s` | {:,} | %.1f%% | {:,} |".format(cyc, calls)
+                       % (r["model"], f, 100.0 * cyc / r["cycles"]))
+    return "\n".join(out)
+
+
 def table(rows):
     out = ["| model | MACs | M4 instructions | MAC/instr | modelled cycles (P=1..3) | MAC/cycle | first inference "
            "cycles | scratch B | projected ms @120 MHz | TFLM+CMSIS-NN ms | X-CUBE-AI ms | host C ms | host TFLM ms | "
@@ -185,17 +213,22 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="bench/c_mlperf.py")
     ap.add_argument("models", nargs="*", default=MODELS)
     ap.add_argument("--portable", action="store_true", help="also measure the portable-C kernels on the M4")
+    ap.add_argument("--by-function", action="store_true", help="also the modelled cycles per function")
     ap.add_argument("--json", help="write the rows to this file")
     args = ap.parse_args(argv)
     rows = []
     for key in args.models:
         rows.append(measure(key, args.portable))
         print("%s: %s" % (key, json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
-                                          for k, v in rows[-1].items() if k != "layers"})), flush=True)
+                                          for k, v in rows[-1].items() if k not in ("layers", "functions")})),
+              flush=True)
     print()
     print(table(rows))
     print()
     print(layer_table(rows))
+    if args.by_function:
+        print()
+        print(function_table(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
