@@ -397,7 +397,7 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
  * (m, round, right) for the requantization that ends the triple. Two forms (w16_form):
  *  - requantized (W16_REQUANT, ops where requant2_ok holds with no slow channel): the weights are doubled and the
  *    accumulators start at 2 bias, so they end at t = 2 (sum + bias) and each output is requant2_dsp's
- *    SMMLAR(t, m, round) + [t < 0] >> right, SSAT 8, stored at y[j] (pixel a) and y[ystride + j] (pixel b), y
+ *    (SMMLAR(t, m, round) - [t < 0]) >> right, SSAT 8, stored at y[j] (pixel a) and y[ystride + j] (pixel b), y
  *    advancing by 3 per triple: no store and reload of the sums, no requantization call;
  *  - sums (W16_SUMS): the weights as they are, accumulators from 0, right = 0, which sends the triple's end to
  *    storing the sums (pixel a's at y[3t..3t+2] as int32, pixel b's SUMS_B words on) for requant2_dsp,
