@@ -6,8 +6,9 @@
 #   filters) the pixel's receptive field -- K = Kh*Kw*C values x + in_off, padding 0 -- goes into an int32 row
 #   buffer once, then its dot product with each filter of the output-channel block is requantized at once;
 # * depthwise: for each output channel its 3x3 weights are loaded once into locals, then every output pixel of the
-#   channel is one expression of 9 taps (windows that touch the padding, and other filter sizes, take the general
-#   loop over taps).
+#   channel is one expression of 9 taps; a line filter's (Kh x 1 or 1 x Kw: streaming WW's 3x1 .. 15x1) signed
+#   taps go once per channel into the row buffer, its pixels 4 taps per iteration with both pointers moving
+#   (windows that touch the padding, and other filter sizes, take the general loop over taps).
 #
 # Why it is shaped this way: viper's emitter keeps only the first two locals in registers (x64 and Thumb alike) and
 # spills the rest to the C stack, and its loop overhead dwarfs a MAC.
@@ -42,6 +43,7 @@ ACC_N = const(1024)  # int32 accumulators per chunk (4 KB each)
 VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
 
 # Config layout (int32 array c; plan() below fills it):
+# 0 line (depthwise Kh x 1 or 1 x Kw filter whose taps go into the row buffer)
 MODE = 1  # 0 GEMM, 1 depthwise
 # 2 K  3 nb (channels of this block)  4 oc0 (its first channel)  5 p0  6 np (output pixels of this call)
 # 7 keep (GEMM rows: 0 one at a time, 1 keep all K + 1 words apart (the last their sum), 2 they are kept)
@@ -75,6 +77,7 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
     pt = (int(c[36]) ^ b31) - b31  # < 0 for the first conv of a PATCH tile (a window of the whole input)
     pl = (int(c[37]) ^ b31) - b31
     dm = int(c[38])
+    line = int(c[0])  # depthwise Kh x 1 or 1 x Kw filter (not 3x3) whose taps fit the row buffer x
     run = Kw * C
     k1 = k0 + kl
     rs = 0
@@ -94,6 +97,20 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
     k33 = 0
     if dwm and Kh == 3 and Kw == 3:
         k33 = 1
+    eh = (Kh - 1) * dh  # the window's extent past its first row and column
+    ew = (Kw - 1) * dw
+    ntap = Kh * Kw
+    ts = t1  # a line filter's tap stride in the input (a 1 x Kw row, or a Kh x 1 column)
+    if Kw == 1:
+        ts = t3
+    ts2 = ts + ts
+    ts3 = ts2 + ts
+    ts4 = ts2 + ts2
+    # output pixel p0's coordinates, once per call (depthwise restarts them for every channel)
+    cx = p0 % OW
+    t = p0 // OW
+    cy = t % OH
+    cn = t // OH
     n_out = nb  # GEMM: outer loop over pixels, inner over channels; depthwise the other way round
     n_in = npix
     if not dwm:
@@ -104,7 +121,9 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
     for u in range(n_out):
         if dwm:
             j = u
-            ic = (oc0 + j) // dm
+            ic = oc0 + j
+            if dm != 1:
+                ic = ic // dm
             wp = wo + j  # tap k of this channel at wp + k * Co
             q = yo + p0 * Co + oc0 + j
             if k33:
@@ -115,9 +134,17 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                 w3 = (w[c2 + Co] ^ 128) - 128; w4 = (w[c4] ^ 128) - 128; w5 = (w[c4 + Co] ^ 128) - 128
                 w6 = (w[c4 + c2] ^ 128) - 128; w7 = (w[c4 + c2 + Co] ^ 128) - 128; w8 = (w[c4 + c4] ^ 128) - 128
                 bfast = off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8)
+            elif line:  # the channel's taps into x, signed (stored as int32, right mod 2^32 when loaded)
+                bfast = 0
+                x = ptr32(xb)
+                for k in range(ntap):
+                    v = (int(ptr8(wp + k * Co)[0]) ^ 128) - 128
+                    x[k] = v
+                    bfast += v
+                bfast = off * bfast
             else:
                 bfast = 0
-                for k in range(Kh * Kw):
+                for k in range(ntap):
                     bfast += (int(ptr8(wp + k * Co)[0]) ^ 128) - 128
                 bfast = off * bfast
         else:
@@ -125,11 +152,9 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
         # output pixel p0 + pi: step its coordinates instead of dividing (GEMM: once per row; depthwise: restart
         # for every channel)
         if dwm or u == 0:
-            ox = p0 % OW
-            t = p0 // OW
-            oy = t % OH
-            n = t // OH
-            ox -= 1
+            ox = cx - 1
+            oy = cy
+            n = cn
         if not dwm:
             ox += 1
             if ox == OW:
@@ -198,7 +223,24 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                     s = ((w[0] ^ 128) * w0 + (w[t1] ^ 128) * w1 + (w[t2] ^ 128) * w2 + (w[t3] ^ 128) * w3
                          + (w[t4] ^ 128) * w4 + (w[t5] ^ 128) * w5 + (w[t6] ^ 128) * w6 + (w[t7] ^ 128) * w7
                          + (w[t8] ^ 128) * w8 + bfast)
-                elif iy0 >= 0 and iy0 + (Kh - 1) * dh < H and ix0 >= 0 and ix0 + (Kw - 1) * dw < W:
+                elif line and iy0 >= 0 and iy0 + eh < H and ix0 >= 0 and ix0 + ew < W:
+                    # a line of taps inside the input: its weights in x, 4 taps per iteration
+                    w = ptr8(xo + ((n * H + iy0) * W + ix0) * C + ic)
+                    x = ptr32(xb)
+                    s = bfast
+                    k = ntap
+                    while k >= 4:
+                        s += ((w[0] ^ 128) * x[0] + (w[ts] ^ 128) * x[1] + (w[ts2] ^ 128) * x[2]
+                              + (w[ts3] ^ 128) * x[3])
+                        w = ptr8(int(w) + ts4)
+                        x = ptr32(int(x) + 16)
+                        k -= 4
+                    while k:
+                        s += (w[0] ^ 128) * x[0]
+                        w = ptr8(int(w) + ts)
+                        x = ptr32(int(x) + 4)
+                        k -= 1
+                elif iy0 >= 0 and iy0 + eh < H and ix0 >= 0 and ix0 + ew < W:
                     # other filter sizes, window inside the input: the taps without bounds checks
                     s = bfast
                     rp = xo + ((n * H + iy0) * W + ix0) * C + ic
@@ -361,6 +403,8 @@ def plan(m, op, pool):
     c = pool.pop()
     setc(c, 0, dwm, geo[2] * geo[5] * geo[6], 0, 0, 0, 0, 0, 0, 0, 0, x[T_OFF], in_off, w_off - 128, 0, y[T_OFF], co,
          0, 0, 0, 1 if elements(mu) > 1 else 0, act[0], act[1], act[2], 0, *geo, dm)
+    if dwm and (geo[5] == 1 or geo[6] == 1) and 4 * geo[5] * geo[6] <= len(m._acc2):
+        c[0] = 1
     put_address(c, 39, m._src.mv if m._vbuf is None else m._vbuf)  # where conv finds the per-channel vectors
     put_address(c, 41, m._acc)  # and the partial sums of a segmented receptive field
     c[P_W], c[P_B], c[P_MU], c[P_SH] = w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF]

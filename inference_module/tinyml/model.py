@@ -378,8 +378,9 @@ def _values(v, dtype="int8"):
 
 def _scratch_words(prog):
     # int32 words of (_acc, _acc2) the model's ops use: ADD/MUL take both in chunks of ACC_N values, MEAN the
-    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1), and _acc for the
-    # partial sums of longer ones. A model without ADD, MUL or MEAN needs far less than two chunks (KWS: 260 B).
+    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1; a depthwise line
+    # filter its taps), and _acc for the partial sums of longer ones. A model without ADD, MUL or MEAN needs far
+    # less than two chunks (KWS: 260 B).
     acc = rows = 0
     T = prog.tensors
     for op in prog.ops:
@@ -394,4 +395,8 @@ def _scratch_words(prog):
                 if k > GEMM_K:
                     acc = max(acc, ACC_N)
                 rows = max(rows, min(k, GEMM_K) + 1)
+            elif code == O.DEPTHWISE_CONV_2D:  # a line filter's taps (conv.plan; a longer one takes the slow path)
+                wd = T[ins[1]][T_DIMS]
+                if wd[1] == 1 or wd[2] == 1:
+                    rows = max(rows, min(wd[1] * wd[2], GEMM_K))
     return acc, rows
