@@ -6,9 +6,10 @@
 #   filters) the pixel's receptive field -- K = Kh*Kw*C values x + in_off, padding 0 -- goes into an int32 row
 #   buffer once, then its dot product with each filter of the output-channel block is requantized at once;
 # * depthwise: for each output channel its 3x3 weights are loaded once into locals, then every output pixel of the
-#   channel is one expression of 9 taps; a line filter's (Kh x 1 or 1 x Kw: streaming WW's 3x1 .. 15x1) signed
-#   taps go once per channel into the row buffer, its pixels 4 taps per iteration with both pointers moving
-#   (windows that touch the padding, and other filter sizes, take the general loop over taps).
+#   channel is one expression of 9 taps; other filters' signed taps (streaming WW's 3x1 .. 15x1) go once per
+#   channel into the row buffer, and a pixel whose window lies inside the input takes them 4 per iteration along
+#   a run with both pointers moving (a Kh x 1 filter: one run down its column); windows that touch the padding
+#   take the general loop over taps.
 #
 # Why it is shaped this way: viper's emitter keeps only the first two locals in registers (x64 and Thumb alike) and
 # spills the rest to the C stack, and its loop overhead dwarfs a MAC.
@@ -30,7 +31,6 @@
 
 
 import array
-import gc
 
 import micropython
 from micropython import const
@@ -43,7 +43,7 @@ ACC_N = const(1024)  # int32 accumulators per chunk (4 KB each)
 VB = const(256)  # per-channel values (bias, mult, shift) streamed per block
 
 # Config layout (int32 array c; plan() below fills it):
-# 0 line (depthwise Kh x 1 or 1 x Kw filter whose taps go into the row buffer)
+# 0 depthwise, not 3x3: the filter's taps fit the row buffer
 MODE = 1  # 0 GEMM, 1 depthwise
 # 2 K  3 nb (channels of this block)  4 oc0 (its first channel)  5 p0  6 np (output pixels of this call)
 # 7 keep (GEMM rows: 0 one at a time, 1 keep all K + 1 words apart (the last their sum), 2 they are kept)
@@ -77,7 +77,7 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
     pt = (int(c[36]) ^ b31) - b31  # < 0 for the first conv of a PATCH tile (a window of the whole input)
     pl = (int(c[37]) ^ b31) - b31
     dm = int(c[38])
-    line = int(c[0])  # depthwise Kh x 1 or 1 x Kw filter (not 3x3) whose taps fit the row buffer x
+    tb = int(c[0])  # depthwise, not 3x3: the filter's taps fit the row buffer x
     run = Kw * C
     k1 = k0 + kl
     rs = 0
@@ -100,8 +100,12 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
     eh = (Kh - 1) * dh  # the window's extent past its first row and column
     ew = (Kw - 1) * dw
     ntap = Kh * Kw
-    ts = t1  # a line filter's tap stride in the input (a 1 x Kw row, or a Kh x 1 column)
+    nr = Kh  # the window as nr runs of nt taps ts apart (a Kh x 1 filter: one run down its column)
+    nt = Kw
+    ts = t1
     if Kw == 1:
+        nr = 1
+        nt = Kh
         ts = t3
     ts2 = ts + ts
     ts3 = ts2 + ts
@@ -134,18 +138,14 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                 w3 = (w[c2 + Co] ^ 128) - 128; w4 = (w[c4] ^ 128) - 128; w5 = (w[c4 + Co] ^ 128) - 128
                 w6 = (w[c4 + c2] ^ 128) - 128; w7 = (w[c4 + c2 + Co] ^ 128) - 128; w8 = (w[c4 + c4] ^ 128) - 128
                 bfast = off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8)
-            elif line:  # the channel's taps into x, signed (stored as int32, right mod 2^32 when loaded)
+            else:  # the channel's taps, signed, into x when they fit (int32 words: right mod 2^32 when loaded)
                 bfast = 0
                 x = ptr32(xb)
                 for k in range(ntap):
                     v = (int(ptr8(wp + k * Co)[0]) ^ 128) - 128
-                    x[k] = v
+                    if tb:
+                        x[k] = v
                     bfast += v
-                bfast = off * bfast
-            else:
-                bfast = 0
-                for k in range(ntap):
-                    bfast += (int(ptr8(wp + k * Co)[0]) ^ 128) - 128
                 bfast = off * bfast
         else:
             pi = u
@@ -223,34 +223,25 @@ def conv(w: ptr8, x: ptr32, a: ptr8, c: ptr32):
                     s = ((w[0] ^ 128) * w0 + (w[t1] ^ 128) * w1 + (w[t2] ^ 128) * w2 + (w[t3] ^ 128) * w3
                          + (w[t4] ^ 128) * w4 + (w[t5] ^ 128) * w5 + (w[t6] ^ 128) * w6 + (w[t7] ^ 128) * w7
                          + (w[t8] ^ 128) * w8 + bfast)
-                elif line and iy0 >= 0 and iy0 + eh < H and ix0 >= 0 and ix0 + ew < W:
-                    # a line of taps inside the input: its weights in x, 4 taps per iteration
-                    w = ptr8(xo + ((n * H + iy0) * W + ix0) * C + ic)
+                elif tb and iy0 >= 0 and iy0 + eh < H and ix0 >= 0 and ix0 + ew < W:
+                    # other filter sizes, window inside the input: the taps from x, 4 per iteration along a run
+                    rp = xo + ((n * H + iy0) * W + ix0) * C + ic
                     x = ptr32(xb)
                     s = bfast
-                    k = ntap
-                    while k >= 4:
-                        s += ((w[0] ^ 128) * x[0] + (w[ts] ^ 128) * x[1] + (w[ts2] ^ 128) * x[2]
-                              + (w[ts3] ^ 128) * x[3])
-                        w = ptr8(int(w) + ts4)
-                        x = ptr32(int(x) + 16)
-                        k -= 4
-                    while k:
-                        s += (w[0] ^ 128) * x[0]
-                        w = ptr8(int(w) + ts)
-                        x = ptr32(int(x) + 4)
-                        k -= 1
-                elif iy0 >= 0 and iy0 + eh < H and ix0 >= 0 and ix0 + ew < W:
-                    # other filter sizes, window inside the input: the taps without bounds checks
-                    s = bfast
-                    rp = xo + ((n * H + iy0) * W + ix0) * C + ic
-                    wq = wp
-                    for ky in range(Kh):
+                    for r in range(nr):
                         w = ptr8(rp)
-                        for kx in range(Kw):
-                            s += (w[0] ^ 128) * ((int(ptr8(wq)[0]) ^ 128) - 128)
-                            w = ptr8(int(w) + t1)
-                            wq += Co
+                        k = nt
+                        while k >= 4:
+                            s += ((w[0] ^ 128) * x[0] + (w[ts] ^ 128) * x[1] + (w[ts2] ^ 128) * x[2]
+                                  + (w[ts3] ^ 128) * x[3])
+                            w = ptr8(int(w) + ts4)
+                            x = ptr32(int(x) + 16)
+                            k -= 4
+                        while k:
+                            s += (w[0] ^ 128) * x[0]
+                            w = ptr8(int(w) + ts)
+                            x = ptr32(int(x) + 4)
+                            k -= 1
                         rp += t3
                 else:
                     s = 0
@@ -403,8 +394,8 @@ def plan(m, op, pool):
     c = pool.pop()
     setc(c, 0, dwm, geo[2] * geo[5] * geo[6], 0, 0, 0, 0, 0, 0, 0, 0, x[T_OFF], in_off, w_off - 128, 0, y[T_OFF], co,
          0, 0, 0, 1 if elements(mu) > 1 else 0, act[0], act[1], act[2], 0, *geo, dm)
-    if dwm and (geo[5] == 1 or geo[6] == 1) and 4 * geo[5] * geo[6] <= len(m._acc2):
-        c[0] = 1
+    if dwm and (geo[5] != 3 or geo[6] != 3) and 4 * geo[5] * geo[6] <= len(m._acc2):
+        c[0] = 1  # the kernel's row buffer holds the filter's taps
     put_address(c, 39, m._src.mv if m._vbuf is None else m._vbuf)  # where conv finds the per-channel vectors
     put_address(c, 41, m._acc)  # and the partial sums of a segmented receptive field
     c[P_W], c[P_B], c[P_MU], c[P_SH] = w[T_OFF], b[T_OFF], mu[T_OFF], sh[T_OFF]
@@ -502,25 +493,3 @@ def _gemm_streamed(m, c, co, ocb, K, keep):
             c[7] = 2
         oc0 += nb
 
-
-def roomy_buffer(prog, wlen, most, room):
-    # A streamed op's weights come in reads of at most the weight buffer's size, each a system call on a file
-    # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load is
-    # done, a heap with room to spare gets a larger buffer (model.load's default): no larger than the largest
-    # filter tensor or `most`, and only when `room` times the growth is free (garbage not counted), so a tight heap
-    # keeps the small one and the smallest heap a model runs in does not change. None: keep the buffer.
-    # (Here, not in model.py: compiled from source in the VM, a larger model.py left the 16 KB KWS arena no hole.)
-    if gc.mem_free() < room * (most - wlen):
-        return None  # first, before any tensor record is decoded (garbage) on a heap that is tight
-    want = 0
-    T = prog.tensors
-    for op in prog.ops:  # (a PATCH stage's filters are an early layer's: small)
-        if op[0] == O.CONV_2D or op[0] == O.FULLY_CONNECTED:
-            want = max(want, T[op[1][1]][T_BYTES])
-    want = (min(want, most) + 3) & ~3
-    if want <= wlen:
-        return None
-    try:
-        return bytearray(want + 12 * VB)
-    except MemoryError:
-        return None

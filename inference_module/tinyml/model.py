@@ -30,7 +30,7 @@ except ImportError:
     _tinyml = None
 
 WBUF = const(4096)  # default streamed-weight buffer (bytes)
-WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see conv.roomy_buffer
+WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see roomy.py
 ROOM = const(8)  # ... that is, when the free heap is at least ROOM times the growth
 
 
@@ -179,8 +179,9 @@ class Model:
         self._c = array.array("i", [0] * 24)  # kernel configs
         if streamed:
             self._wbuf = wb if wb is not None else bytearray(self._wlen + 12 * VB)
-            if roomy:  # a larger weight buffer when the heap has room to spare (conv.roomy_buffer)
-                grown = C.roomy_buffer(prog, self._wlen, WBUF_ROOMY, ROOM)
+            if roomy and gc.mem_free() >= ROOM * (WBUF_ROOMY - self._wlen):  # room to spare: roomy.py
+                from .roomy import roomy_buffer
+                grown = roomy_buffer(prog, self._wlen, WBUF_ROOMY)
                 if grown is not None:
                     self._wbuf, self._wlen = grown, len(grown) - 12 * VB
             self._vbuf = memoryview(self._wbuf)[self._wlen:]
@@ -378,8 +379,8 @@ def _values(v, dtype="int8"):
 
 def _scratch_words(prog):
     # int32 words of (_acc, _acc2) the model's ops use: ADD/MUL take both in chunks of ACC_N values, MEAN the
-    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1; a depthwise line
-    # filter its taps), and _acc for the partial sums of longer ones. A model without ADD, MUL or MEAN needs far
+    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1; a depthwise filter
+    # not 3x3 its taps), and _acc for the partial sums of longer ones. A model without ADD, MUL or MEAN needs far
     # less than two chunks (KWS: 260 B).
     acc = rows = 0
     T = prog.tensors
@@ -395,8 +396,8 @@ def _scratch_words(prog):
                 if k > GEMM_K:
                     acc = max(acc, ACC_N)
                 rows = max(rows, min(k, GEMM_K) + 1)
-            elif code == O.DEPTHWISE_CONV_2D:  # a line filter's taps (conv.plan; a longer one takes the slow path)
+            elif code == O.DEPTHWISE_CONV_2D:  # a filter's taps (conv.plan; not 3x3, at most GEMM_K)
                 wd = T[ins[1]][T_DIMS]
-                if wd[1] == 1 or wd[2] == 1:
+                if wd[1] != 3 or wd[2] != 3:
                     rows = max(rows, min(wd[1] * wd[2], GEMM_K))
     return acc, rows
