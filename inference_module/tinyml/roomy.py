@@ -7,11 +7,11 @@ from .blob import T_BYTES
 from .conv import VB
 
 
-def roomy_buffer(prog, wlen, most):
+def grow(prog, wlen, most):
     # A streamed op's weights come in reads of at most the weight buffer's size, each a system call on a file
     # (AD: 274 KB per inference in ~75 reads at 4 KB, ~60 % of its streamed overhead over RAM). Once the load is
     # done, a heap with room to spare gets a larger buffer (model.load's default): no larger than the largest
-    # filter tensor or `most`. model.py imports this only when ROOM times the growth is free (garbage not counted),
+    # filter tensor or `most`. model.py imports this only when 8 times the growth is free (garbage not counted),
     # so a tight heap keeps the small one, pays nothing for this code, and the smallest heap a model runs in does
     # not change. None: keep the buffer.
     want = 0
