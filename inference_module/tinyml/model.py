@@ -198,6 +198,7 @@ class Model:
         self._vfree = self._wlen  # bytes of _wbuf a weight block may fill beside the vectors of op _vkey
         self._plans = [None] * len(prog.ops)  # (sized first: a list grown op by op leaves its old copies behind)
         if self._cm is None:
+            gc.collect()  # the tensor tuples decoded since the parse: the configs and plans then fill their holes
             pool = C.configs(prog.ops)
             for i, op in enumerate(prog.ops):
                 if op[0] in PLANS:
