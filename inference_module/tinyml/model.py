@@ -18,7 +18,7 @@ from .kernels import RUN, PLANS
 from . import conv as C
 from .conv import ACC_N, VB, GEMM_K
 from .errors import BlobError, SelfTestError
-from .blob import parse, io_info, T_DTYPE, T_DIMS, T_OFF, T_BYTES, T_SHAPE, DTYPE_NAME
+from .blob import parse, io_info, T_DIMS, T_OFF, T_BYTES
 from .source import MemorySource, FileSource
 from .tensor_io import write_input, read_output, as_ndarray, ndarray_module
 
@@ -29,9 +29,9 @@ try:
 except ImportError:
     _tinyml = None
 
-WBUF = const(4096)  # default streamed-weight buffer (bytes)
-WBUF_ROOMY = const(16384)  # what it grows to (left at the default) when the heap has room to spare, see conv.roomy_buffer
-ROOM = const(8)  # ... that is, when the free heap is at least ROOM times the growth
+WBUF = const(4096)  # default streamed-weight buffer (bytes); left at the default it grows to 4 x WBUF when the heap
+# has 8 times the growth free (roomy.py). (Few names: compiled from source, every new identifier is a qstr, and a
+# few more moved the 7 KB allocation of the next qstr pool earlier in the load.)
 
 
 KERNELS = ("c-module", "viper", "reference")
@@ -43,8 +43,8 @@ def load(blob, kernels=None, wbuf=None, offset=0, length=None):
     kernels: None runs the blob through the C module `_tinyml` when the firmware has it and the blob is in
     memory, else on the viper kernels; "c-module", "viper" or "reference" (the plain-Python kernels) insist.
     offset/length select a blob embedded in a larger file (the installer's package files).
-    wbuf: bytes of the streamed-weight buffer; None: WBUF, grown to WBUF_ROOMY after the load when the heap has
-    ROOM times the growth free (fewer, larger reads; a heap that is tight keeps WBUF).
+    wbuf: bytes of the streamed-weight buffer; None: WBUF, grown to 4 x WBUF after the load when the heap has
+    8 times the growth free (fewer, larger reads; a heap that is tight keeps WBUF).
     """
     if kernels is not None and kernels not in KERNELS:
         raise ValueError("kernels must be one of %s, or None (the C module where it can run the blob, else "
@@ -59,10 +59,7 @@ def load(blob, kernels=None, wbuf=None, offset=0, length=None):
     else:
         _check_aligned(blob)
         src = MemorySource(blob)
-    roomy = wbuf is None
-    if roomy:
-        wbuf = WBUF
-    arena, wb = _early_buffers(src, wbuf)
+    arena, wb = _early_buffers(src, wbuf or WBUF)
     try:
         try:
             prog = parse(src)
@@ -81,7 +78,7 @@ def load(blob, kernels=None, wbuf=None, offset=0, length=None):
         src.close()
         raise BlobError("unreadable blob: %r" % (e,))
     try:
-        return Model(src, prog, kernels, wbuf, arena, wb, roomy)
+        return Model(src, prog, kernels, wbuf, arena, wb)
     except BaseException:  # MemoryError for the arena: do not leak the open file
         src.close()
         raise
@@ -153,7 +150,7 @@ def _check_aligned(buf):
 
 
 class Model:
-    def __init__(self, src, prog, kernels=None, wbuf=WBUF, arena=None, wb=None, roomy=False):
+    def __init__(self, src, prog, kernels=None, wbuf=WBUF, arena=None, wb=None):
         self._src = src
         self._p = prog
         self.tensors = prog.tensors
@@ -161,7 +158,7 @@ class Model:
         streamed = src.streaming and any(op[0] < O.TREE_ENSEMBLE or op[0] == O.PATCH for op in prog.ops)
         # Streamed: one block, weights in front (_wlen bytes), an op's bias/multiplier/shift behind (_vbuf). When
         # they take less than 12 * VB bytes they sit at its end, and a weight block may use the bytes before them.
-        self._wlen = (max(wbuf, prog.max_unit) + 3) & ~3 if streamed else 0
+        self._wlen = (max(wbuf or WBUF, prog.max_unit) + 3) & ~3 if streamed else 0
         if wb is not None and len(wb) != self._wlen + 12 * VB:
             wb = None
         self.arena = arena if arena is not None and len(arena) == prog.arena_bytes else bytearray(prog.arena_bytes)
@@ -179,10 +176,11 @@ class Model:
         self._c = array.array("i", [0] * 24)  # kernel configs
         if streamed:
             self._wbuf = wb if wb is not None else bytearray(self._wlen + 12 * VB)
-            if roomy:  # a larger weight buffer when the heap has room to spare (conv.roomy_buffer)
-                grown = C.roomy_buffer(prog, self._wlen, WBUF_ROOMY, ROOM)
-                if grown is not None:
-                    self._wbuf, self._wlen = grown, len(grown) - 12 * VB
+            if wbuf is None and gc.mem_free() >= 8 * (4 * WBUF - self._wlen):  # left at the default, room to spare
+                from .roomy import grow
+                buf = grow(prog, self._wlen, 4 * WBUF)
+                if buf is not None:
+                    self._wbuf, self._wlen = buf, len(buf) - 12 * VB
             self._vbuf = memoryview(self._wbuf)[self._wlen:]
         else:
             self._wbuf = self._vbuf = None
@@ -200,6 +198,7 @@ class Model:
         self._vfree = self._wlen  # bytes of _wbuf a weight block may fill beside the vectors of op _vkey
         self._plans = [None] * len(prog.ops)  # (sized first: a list grown op by op leaves its old copies behind)
         if self._cm is None:
+            gc.collect()  # the tensor tuples decoded since the parse: the configs and plans then fill their holes
             pool = C.configs(prog.ops)
             for i, op in enumerate(prog.ops):
                 if op[0] in PLANS:
@@ -287,31 +286,13 @@ class Model:
 
     def meta(self):
         """The blob's META JSON as a dict (read from the blob on demand), or None."""
-        if not self._p.meta:
-            return None
-        import json
-        off, size = self._p.meta
-        try:
-            return json.loads(bytes(self._src.read(off, size)))
-        except (ValueError, OSError):
-            return None
+        from .summary import meta
+        return meta(self)
 
     def inspect(self):
-        """Print a readable summary: sizes, I/O, and the op list."""
-        p = self._p
-        meta = self.meta() or {}
-        print("tinyml model %s: blob %d bytes, sha256 %s..." % (meta.get("name", "?"), p.total_bytes, _hex(p.sha256)[:16]))
-        print("  arena %d bytes, runtime scratch %d bytes, %s" % (self.arena_bytes, self.scratch_bytes,
-              "weights streamed from file" if self._src.streaming else "weights used in place"))
-        for nm, lst in (("input", self.inputs), ("output", self.outputs)):
-            for i, d in enumerate(lst):
-                print("  %s %d: %s %r scale %g zero_point %d" % (nm, i, d["dtype"], d["shape"], d["scale"], d["zero_point"]))
-        for i, op in enumerate(p.ops):
-            y = self.tensors[op[2]]
-            us = "  %7d us" % self.op_us[i] if self.op_us else ""
-            print("  %3d %-18s -> %r %s%s" % (i, O.name(op[0]), y[T_SHAPE], DTYPE_NAME[y[T_DTYPE]], us))
-        if "macs" in meta:
-            print("  %d MACs" % meta["macs"])
+        """Print a readable summary: sizes, I/O, and the op list (with each op's microseconds after profile())."""
+        from .summary import inspect
+        inspect(self)
 
     def close(self):
         self._src.close()
@@ -359,10 +340,6 @@ class Model:
         return self._vbuf, bb + d, mb + d * step, sb + d * step
 
 
-def _hex(b):
-    return "".join("%02x" % v for v in b)
-
-
 def _is_list_of_values(v):
     """True if v is a list/tuple whose items are themselves sequences (one per graph input/output)."""
     return isinstance(v, (list, tuple)) and len(v) > 0 and not isinstance(v[0], (int, float))
@@ -378,8 +355,9 @@ def _values(v, dtype="int8"):
 
 def _scratch_words(prog):
     # int32 words of (_acc, _acc2) the model's ops use: ADD/MUL take both in chunks of ACC_N values, MEAN the
-    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1), and _acc for the
-    # partial sums of longer ones. A model without ADD, MUL or MEAN needs far less than two chunks (KWS: 260 B).
+    # first; the conv kernel one receptive field in _acc2 (its longest, at most GEMM_K, + 1; a depthwise filter
+    # not 3x3 its taps), and _acc for the partial sums of longer ones. A model without ADD, MUL or MEAN needs far
+    # less than two chunks (KWS: 260 B).
     acc = rows = 0
     T = prog.tensors
     for op in prog.ops:
@@ -394,4 +372,8 @@ def _scratch_words(prog):
                 if k > GEMM_K:
                     acc = max(acc, ACC_N)
                 rows = max(rows, min(k, GEMM_K) + 1)
+            elif code == O.DEPTHWISE_CONV_2D:  # a filter's taps (conv.plan; not 3x3, at most GEMM_K)
+                wd = T[ins[1]][T_DIMS]
+                if wd[1] != 3 or wd[2] != 3:
+                    rows = max(rows, min(wd[1] * wd[2], GEMM_K))
     return acc, rows

@@ -89,14 +89,14 @@ def _check_stage(src, p, i, stage):
 
 
 @micropython.viper
-def tile_geometry(c: ptr32, t: ptr32, b: int, chained: int):
+def geo(c: ptr32, t: ptr32, b: int, k: int):
     # conv.conv's geometry for one tile (conv.plan's fields) from the tile table's int32 words t[b..b+3] = output
-    # rows, columns, padding top, left: output OW, OH, padding, output pixels; chained (every op but the first):
+    # rows, columns, padding top, left: output OW, OH, padding, output pixels; k (every op but the first):
     # input H, W = the previous op's output rows and columns (t[b-4], t[b-3]). The words are copied as they are
     # (the padding may be negative), so no sign handling is needed.
     oh = t[b]
     ow = t[b + 1]
-    if chained:
+    if k:
         c[25] = t[b - 4]
         c[26] = t[b - 3]
     c[28] = ow
@@ -125,30 +125,30 @@ def run(m, op, runner, plans):
     # Blob in RAM, every op one kernel call (conv.run's `whole`): after the first tile, whose run sets the rest of
     # each config, a tile only changes the geometry, so the kernel is called directly (conv.run's set-up per op
     # and tile was a third of SWW's stage overhead).
-    direct = m._wbuf is None
+    whole = m._wbuf is None
     for c in plans:
         if not c[1] and c[2] > GEMM_K:
-            direct = False
+            whole = False
     kern, rows, arena = conv, m._acc2, m.arena
-    wmv = m._src.mv if direct else None
-    last = plans[n - 1]
+    mv = m._src.mv if whole else None
+    plan = plans[n - 1]
     for r in range(tt[T_SHAPE][0]):
         buf, at = m._wview(tt[T_OFF] + 4 * width * r, 4 * width)
-        oy0, ox0 = struct.unpack_from("<2i", buf, at)
+        y0, x0 = struct.unpack_from("<II", buf, at)
         for k in range(n):  # all of the tile's geometry before any op runs: streamed, the ops reuse buf
-            tile_geometry(plans[k], buf, (at >> 2) + 2 + 4 * k, k)
-        if direct and r:
+            geo(plans[k], buf, (at >> 2) + 2 + 4 * k, k)
+        if whole and r:
             for k in range(n):
-                kern(wmv, rows, arena, plans[k])
+                kern(mv, rows, arena, plans[k])
         else:
             for k in range(n):
                 runner(m, stage[k], plans[k])
-        oh, ow = last[29], last[28]
+        oh, ow = plan[29], plan[28]
         run_len = ow * row_bytes
-        at = y[T_OFF] + (oy0 * yd[2] + ox0) * row_bytes
+        at = y[T_OFF] + (y0 * yd[2] + x0) * row_bytes
         if ow == yd[2]:  # the tile spans y's rows: one copy
             a[at:at + oh * run_len] = a[tile_off:tile_off + oh * run_len]
             continue
-        for q in range(oh):  # the tile into y at (oy0, ox0)
+        for q in range(oh):  # the tile into y at (y0, x0)
             a[at:at + run_len] = a[tile_off + q * run_len:tile_off + (q + 1) * run_len]
             at += yd[2] * row_bytes

@@ -111,7 +111,7 @@ def test_ram_beyond_the_arena_is_bounded(key, mlperf, compiled, mpy_build, tmp_p
     """load() of a streamed blob with a fixed weight buffer takes the arena plus a fixed scratch (15.5 KB) plus
     tables and op plans: < 40 KB more on the 64-bit unix port for every MLPerf model (VWW, 145 tensors and 30 ops,
     is the largest at ~36 KB; on 32-bit Cortex-M the same is < 29 KB, docs/runtime-micropython.md). Left at its
-    default on this roomy heap, the weight buffer grows by at most 12 KB (WBUF_ROOMY)."""
+    default on this roomy heap, the weight buffer grows by at most 12 KB (to 4 x WBUF)."""
     blob = compiled(key, mlperf(key))
     script = tmp_path / "ram.py"
     script.write_text("""
@@ -130,7 +130,7 @@ print('BEYOND', free - gc.mem_free() - m.arena_bytes, m.scratch_bytes, tinyml.lo
 
 
 def test_weight_buffer_grows_only_with_room(mlperf, compiled, mpy_build, tmp_path):
-    """Left at its default, the streamed-weight buffer grows to WBUF_ROOMY when ROOM times the growth is free and
+    """Left at its default, the streamed-weight buffer grows to 4 x WBUF when 8 times the growth is free and
     stays WBUF on a tight heap; the answers are the same bytes either way."""
     blob = compiled("ad", mlperf("ad"))
     script = tmp_path / "room.py"

@@ -242,4 +242,12 @@ def all_cases(seed=1):
         ("fc_long_rows", fc(rng, rows=2, Ci=1100, Co=3, per_channel=True, w_off=1)),
         ("conv_pointwise_long_rows", conv(rng, H=2, W=1, C=1030, Co=2, K=(1, 1), stride=(1, 1), pad=(0, 0),
                                           scale=(0.00002, 0.0001))),
+        # line filters (Kh x 1, 1 x Kw: the depthwise kernel's taps in its row buffer), streaming-WW shaped and
+        # with padding, strides, dilation, a depth multiplier; 3, 5 and 15 taps (unrolled by 4 and the rest)
+        ("dw_column_5x1", conv(rng, H=12, W=1, C=9, K=(5, 1), stride=(1, 1), pad=(0, 0), depthwise=True)),
+        ("dw_column_15x1_padded", conv(rng, H=16, W=2, C=4, K=(15, 1), stride=(1, 1), pad=(3, 0), depthwise=True)),
+        ("dw_row_1x3_dilated_strided_dm2", conv(rng, H=3, W=11, C=3, K=(1, 3), stride=(2, 2), dil=(1, 2),
+                                                pad=(0, 2), depthwise=True, dm=2)),
+        ("dw_column_4x1_dilated", conv(rng, H=13, W=3, C=5, K=(4, 1), stride=(2, 1), dil=(3, 1), pad=(2, 0),
+                                       depthwise=True)),
     ]
