@@ -1246,6 +1246,7 @@ __attribute__((naked, noinline)) static void dw3x3_dsp(const int8_t *x, const ui
 #undef DW3_TAP
 
 #define DWP_PLANE 512 /* one channel's padded input band for dw3_planes, halfwords: 4 planes, 4 KB of stack */
+typedef char dwp_plane_is_1024_bytes[DWP_PLANE == 512 ? 1 : -1]; /* dwp_widen's store offsets */
 #define DWP_MAX_SUMS 256    /* and its sums: 1 KB */
 
 /* dwp_mac_s1/_s2: the sums of a band of output rows of one channel, from its padded int16 plane (offset added,
@@ -1403,6 +1404,94 @@ __attribute__((naked, noinline)) static void dwp_requant_dsp(const int32_t *sums
 #pragma GCC diagnostic pop
 #undef DWP_RQ_ONE
 
+/* dwp_widen: one group of 4 channels of a band into dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
+ * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
+ * column alone (head), then two pixels per pass into one word of each plane, then a last column alone (tail).
+ * A pass: 2 LDR, 4 SXTAB16, 4 PKHBT/PKHTB, 4 STR, 20 modelled cycles per 8 inputs (16 per 4 one pixel at a time). */
+typedef struct {
+    uint32_t c;        /* bytes between input pixels */
+    uint32_t in_row;   /* bytes between input rows */
+    uint32_t rows;     /* input rows (> 0) */
+    uint32_t pw_bytes; /* plane row stride */
+    uint32_t head;     /* 1: the first column alone (it sits at an odd halfword) */
+    uint32_t pairs;    /* then pixel pairs */
+    uint32_t tail;     /* 1: a last column alone */
+    uint32_t xo2;      /* the input offset in both halfwords */
+} dwp_wg;
+
+/* one pixel r0 -> halfwords [r1] of the 4 planes, r0 += C, r1 += 2 */
+#define DWP_WIDEN_ONE                                                                                          \
+    "ldr r5, [r0]\n\t"                                                                                         \
+    "add r0, r2\n\t"                                                                                           \
+    "sxtab16 r6, r3, r5\n\t"                                                                                   \
+    "sxtab16 r7, r3, r5, ror #8\n\t"                                                                           \
+    "strh r6, [r1]\n\t"                                                                                        \
+    "strh r7, [r1, #1024]\n\t"                                                             \
+    "lsr r6, r6, #16\n\t"                                                                                      \
+    "lsr r7, r7, #16\n\t"                                                                                      \
+    "strh r6, [r1, #2048]\n\t"                                                            \
+    "strh r7, [r1, #3072]\n\t"                                                            \
+    "add r1, #2\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void dwp_widen(const int8_t *x, int16_t *plane, const dwp_wg *g)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #16\n\t"
+                     "str r0, [sp]\n\t" /* [sp] this row's input, [sp+4] its plane row, [sp+8] head, [sp+12] pairs */
+                     "str r1, [sp, #4]\n\t"
+                     "ldr r3, [r2, #28]\n\t"
+                     "ldr r10, [r2, #8]\n\t"
+                     "ldr r11, [r2, #12]\n\t"
+                     "ldr r12, [r2, #4]\n\t"
+                     "ldr r8, [r2, #16]\n\t"
+                     "ldr r9, [r2, #20]\n\t"
+                     "strd r8, r9, [sp, #8]\n\t"
+                     "ldr lr, [r2, #24]\n\t"
+                     "ldr r2, [r2]\n\t"
+                     "4:\n\t"
+                     "ldr r0, [sp]\n\t"
+                     "ldr r1, [sp, #4]\n\t"
+                     "add r4, r0, r12\n\t"
+                     "str r4, [sp]\n\t"
+                     "add r4, r1, r11\n\t"
+                     "str r4, [sp, #4]\n\t"
+                     "movs r4, r9\n\t"
+                     "cmp r8, #0\n\t"
+                     "beq 5f\n\t" DWP_WIDEN_ONE "5:\n\t"
+                     "cbz r4, 6f\n\t"
+                     "1:\n\t"
+                     "ldr r5, [r0]\n\t"
+                     "ldr r6, [r0, r2]\n\t"
+                     "add r0, r0, r2, lsl #1\n\t"
+                     "sxtab16 r7, r3, r5\n\t"
+                     "sxtab16 r8, r3, r6\n\t"
+                     "sxtab16 r5, r3, r5, ror #8\n\t"
+                     "sxtab16 r6, r3, r6, ror #8\n\t"
+                     "pkhbt r9, r7, r8, lsl #16\n\t"
+                     "pkhtb r7, r8, r7, asr #16\n\t"
+                     "str r7, [r1, #2048]\n\t"
+                     "pkhbt r7, r5, r6, lsl #16\n\t"
+                     "pkhtb r5, r6, r5, asr #16\n\t"
+                     "str r7, [r1, #1024]\n\t"
+                     "str r5, [r1, #3072]\n\t"
+                     "str r9, [r1], #4\n\t"
+                     "subs r4, #1\n\t"
+                     "bne 1b\n\t"
+                     "6:\n\t"
+                     "cmp lr, #0\n\t"
+                     "beq 7f\n\t" DWP_WIDEN_ONE "7:\n\t"
+                     "ldr r8, [sp, #8]\n\t" /* head and pairs again: the pair loop used their registers */
+                     "ldr r9, [sp, #12]\n\t"
+                     "subs r10, #1\n\t"
+                     "bne 4b\n\t"
+                     "add sp, #16\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef DWP_WIDEN_ONE
+
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
  * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
@@ -1421,6 +1510,7 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     uint32_t rows, n, c, oy0, k;
     dwp_geom g;
     dwp_rq q;
+    dwp_wg wg;
     if (p[2] != 1 || p[3] != 1 || sx < 1 || sx > 2 || sy < 1 || 3 * pw > DWP_PLANE || wo2 > DWP_MAX_SUMS)
         return 0;
     rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
@@ -1432,6 +1522,10 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     q.wo = Wo;
     q.skip_bytes = 4 * (wo2 - Wo);
     q.ostride = C;
+    wg.c = C;
+    wg.in_row = W * C;
+    wg.pw_bytes = 2 * pw;
+    wg.xo2 = xo2;
     for (n = 0; n < N; n++)
         for (oy0 = 0; oy0 < Ho; oy0 += rows) {
             const uint32_t nrows = Ho - oy0 < rows ? Ho - oy0 : rows, prows = (nrows - 1) * sy + 3;
@@ -1446,23 +1540,13 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
                 memset(planew[k], 0, 2 * pw * prows);
             g.rows = nrows;
             q.rows = nrows;
+            wg.rows = py1 > py0 ? py1 - py0 : 0;
+            wg.head = vhi > vlo ? vlo & 1u : 0;
+            wg.pairs = vhi > vlo ? (vhi - vlo - wg.head) / 2 : 0;
+            wg.tail = vhi > vlo ? (vhi - vlo - wg.head) & 1u : 0;
             for (c = 0; c < C; c += 4) {
-                uint32_t py;
-                for (py = py0; py < py1; py++) {
-                    const int8_t *xs = xband + (size_t)(py - py0) * W * C + c;
-                    const uint32_t o = py * pw;
-                    int16_t *r0 = (int16_t *)planew[0] + o, *r1 = (int16_t *)planew[1] + o;
-                    int16_t *r2 = (int16_t *)planew[2] + o, *r3 = (int16_t *)planew[3] + o;
-                    uint32_t px;
-                    for (px = vlo; px < vhi; px++, xs += C) {
-                        const uint32_t v = tml_ldu32(xs);
-                        const int32_t e = __sxtab16(xo2, v), od = tml_sxtab16_ror8(xo2, v);
-                        r0[px] = (int16_t)e;
-                        r2[px] = (int16_t)(e >> 16);
-                        r1[px] = (int16_t)od;
-                        r3[px] = (int16_t)(od >> 16);
-                    }
-                }
+                if (py1 > py0 && vhi > vlo)
+                    dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
                     uint32_t r;
