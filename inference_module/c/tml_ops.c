@@ -1401,8 +1401,192 @@ __attribute__((naked, noinline)) static void dwp_requant_dsp(const int32_t *sums
                      "bne 4b\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
-#pragma GCC diagnostic pop
 #undef DWP_RQ_ONE
+
+/* Stride 1 both ways, the 4 channels of a group (their planes DWP_PLANE halfwords apart): two output rows of one
+ * output pair per pass, from 4 plane rows (the middle two serve both rows), the 4 sums requantized as
+ * dwp_requant_dsp does and stored at once, so the sums never go to memory. The MACs need every register (6 weight
+ * words, 4 sums, 2 inputs, the plane pointer and stride), so the requantization constants come from the frame and
+ * the weights go back with one LDM: per pass 8 loads, 24 MAC instructions (36 MAC), 20 to requantize, 4 stores,
+ * ~92 modelled cycles for 4 outputs (dwp_mac_s1 and dwp_requant_dsp: ~104 and more per row). An odd width's last
+ * column has a pass of its own (12 MAC instructions, 2 outputs). Widths >= 2; an odd row count leaves the band's last
+ * row to dwp_mac_s1 and dwp_requant_dsp. */
+typedef struct {
+    uint32_t pq[6];                    /* P0 Q0 P1 Q1 P2 Q2 (dwp_geom) */
+    int32_t bias2, mult, round, right; /* as dwp_rq */
+} dwp_ch;
+
+typedef struct {
+    uint32_t pw_bytes;   /* plane row stride */
+    uint32_t ostep;      /* output bytes between pixels (C) */
+    uint32_t orow;       /* and between rows (Wo C) */
+    uint32_t full, odd;  /* whole pairs per row (Wo / 2, > 0), Wo & 1 */
+    uint32_t rowpairs;   /* pairs of output rows (> 0) */
+    const dwp_ch *ch;    /* the channels' weights and constants */
+    uint32_t nch;        /* channels (> 0) */
+} dwp_q;
+
+/* frame: [0] pw_bytes, [4] the channel's dwp_ch, [44] ostep, [48] orow, [52] this pass's output, [56] whole pairs
+ * left in the row, [60] full, [64] odd, [68] row pairs left, [72] this row pair's plane, [76] its output,
+ * [80] rowpairs, [84] the next dwp_ch, [88] channels left, [92] the next channel's plane, [96] its output */
+#define DWP_RQ_ONE(s)                                                                                          \
+    "add " s ", r4, " s ", lsl #1\n\t"                                                                           \
+    "add lr, r6, " s ", asr #31\n\t"                                                                           \
+    "smmlar " s ", " s ", r5, lr\n\t"                                                                          \
+    "asr " s ", " s ", r7\n\t"                                                                                 \
+    "ssat " s ", #8, " s "\n\t"
+#define DWP_Q_CONSTS                                                                                           \
+    "ldr r4, [sp, #28]\n\t"                                                                                    \
+    "ldr r5, [sp, #32]\n\t"                                                                                    \
+    "ldr r6, [sp, #36]\n\t"                                                                                    \
+    "ldr r7, [sp, #40]\n\t"                                                                                    \
+    "ldr r8, [sp, #44]\n\t"                                                                                    \
+    "ldr r12, [sp, #48]\n\t"                                                                                   \
+    "ldr r9, [sp, #52]\n\t"
+
+__attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_t *out, const dwp_q *q)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #104\n\t"
+                     "ldmia r2, {r3-r10}\n\t"
+                     "str r3, [sp]\n\t"
+                     "str r4, [sp, #44]\n\t"
+                     "str r5, [sp, #48]\n\t"
+                     "str r6, [sp, #60]\n\t"
+                     "str r7, [sp, #64]\n\t"
+                     "str r8, [sp, #80]\n\t"
+                     "str r9, [sp, #84]\n\t"
+                     "str r10, [sp, #88]\n\t"
+                     "str r0, [sp, #92]\n\t"
+                     "str r1, [sp, #96]\n\t"
+                     "5:\n\t" /* a channel */
+                     "ldr r2, [sp, #84]\n\t"
+                     "ldmia r2!, {r3-r12}\n\t"
+                     "str r2, [sp, #84]\n\t"
+                     "add r2, sp, #4\n\t"
+                     "stmia r2, {r3-r12}\n\t"
+                     "ldr r0, [sp, #92]\n\t"
+                     "ldr r1, [sp, #96]\n\t"
+                     "add r3, r0, #1024\n\t"
+                     "str r3, [sp, #92]\n\t"
+                     "adds r3, r1, #1\n\t"
+                     "str r3, [sp, #96]\n\t"
+                     "str r0, [sp, #72]\n\t"
+                     "str r1, [sp, #76]\n\t"
+                     "str r1, [sp, #52]\n\t"
+                     "ldr r3, [sp, #60]\n\t"
+                     "str r3, [sp, #56]\n\t"
+                     "ldr r3, [sp, #80]\n\t"
+                     "str r3, [sp, #68]\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "1:\n\t"
+                     "ldr r12, [r0]\n\t" /* plane row 0: output row a, filter row 0 */
+                     "ldr lr, [r0, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smultb r11, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "smladx r11, lr, r5, r11\n\t"
+                     "add lr, r0, r1\n\t" /* plane row 1: a's filter row 1, b's row 0 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r6, r10\n\t"
+                     "smlatb r11, r12, r6, r11\n\t"
+                     "smuad r2, r12, r4\n\t"
+                     "smultb r3, r12, r4\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "smladx r11, lr, r7, r11\n\t"
+                     "smlabb r2, lr, r5, r2\n\t"
+                     "smladx r3, lr, r5, r3\n\t"
+                     "add lr, r0, r1, lsl #1\n\t" /* plane row 2: a's filter row 2, b's row 1 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r8, r10\n\t"
+                     "smlatb r11, r12, r8, r11\n\t"
+                     "smlad r2, r12, r6, r2\n\t"
+                     "smlatb r3, r12, r6, r3\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "smladx r11, lr, r9, r11\n\t"
+                     "smlabb r2, lr, r7, r2\n\t"
+                     "smladx r3, lr, r7, r3\n\t"
+                     "add lr, r0, r1, lsl #1\n\t" /* plane row 3: b's filter row 2 */
+                     "add lr, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r2, r12, r8, r2\n\t"
+                     "smlatb r3, r12, r8, r3\n\t"
+                     "smlabb r2, lr, r9, r2\n\t"
+                     "smladx r3, lr, r9, r3\n\t"
+                     "adds r0, #4\n\t" DWP_Q_CONSTS
+                     "ldr r1, [sp, #56]\n\t" DWP_RQ_ONE("r10") DWP_RQ_ONE("r11") DWP_RQ_ONE("r2") DWP_RQ_ONE("r3")
+                     "strb r10, [r9]\n\t"
+                     "strb r11, [r9, r8]\n\t"
+                     "add lr, r9, r12\n\t"
+                     "strb r2, [lr]\n\t"
+                     "strb r3, [lr, r8]\n\t"
+                     "add r9, r9, r8, lsl #1\n\t"
+                     "str r9, [sp, #52]\n\t"
+                     "subs r1, #1\n\t"
+                     "str r1, [sp, #56]\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "bne 1b\n\t"
+                     "ldr lr, [sp, #64]\n\t"
+                     "cmp lr, #0\n\t"
+                     "beq 3f\n\t"
+                     /* an odd width's last column: the first output of the pair in both rows */
+                     "ldr r12, [r0]\n\t"
+                     "ldr lr, [r0, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "add lr, r0, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r6, r10\n\t"
+                     "smuad r2, r12, r4\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "smlabb r2, lr, r5, r2\n\t"
+                     "add lr, r0, r1, lsl #1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r8, r10\n\t"
+                     "smlad r2, r12, r6, r2\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "smlabb r2, lr, r7, r2\n\t"
+                     "add lr, r0, r1, lsl #1\n\t"
+                     "add lr, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r2, r12, r8, r2\n\t"
+                     "smlabb r2, lr, r9, r2\n\t" DWP_Q_CONSTS DWP_RQ_ONE("r10") DWP_RQ_ONE("r2")
+                     "strb r10, [r9]\n\t"
+                     "add lr, r9, r12\n\t"
+                     "strb r2, [lr]\n\t"
+                     "3:\n\t" /* the next pair of rows */
+                     "ldr r0, [sp, #72]\n\t"
+                     "ldr r1, [sp]\n\t"
+                     "ldr r9, [sp, #76]\n\t"
+                     "ldr r12, [sp, #48]\n\t"
+                     "add r0, r0, r1, lsl #1\n\t"
+                     "add r9, r9, r12, lsl #1\n\t"
+                     "str r0, [sp, #72]\n\t"
+                     "str r9, [sp, #76]\n\t"
+                     "str r9, [sp, #52]\n\t"
+                     "ldr r12, [sp, #60]\n\t"
+                     "str r12, [sp, #56]\n\t"
+                     "ldr r12, [sp, #68]\n\t"
+                     "subs r12, #1\n\t"
+                     "str r12, [sp, #68]\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "bne 1b\n\t"
+                     "ldr r12, [sp, #88]\n\t" /* the next channel */
+                     "subs r12, #1\n\t"
+                     "str r12, [sp, #88]\n\t"
+                     "bne 5b\n\t"
+                     "add sp, #104\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#undef DWP_Q_CONSTS
+#undef DWP_RQ_ONE
+#pragma GCC diagnostic pop
 
 /* dwp_widen: one group of 4 channels of a band into dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
  * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
@@ -1511,6 +1695,8 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     dwp_geom g;
     dwp_rq q;
     dwp_wg wg;
+    dwp_q dq;
+    dwp_ch chp[4];
     if (p[2] != 1 || p[3] != 1 || sx < 1 || sx > 2 || sy < 1 || 3 * pw > DWP_PLANE || wo2 > DWP_MAX_SUMS)
         return 0;
     rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
@@ -1522,6 +1708,13 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     q.wo = Wo;
     q.skip_bytes = 4 * (wo2 - Wo);
     q.ostride = C;
+    dq.pw_bytes = 2 * pw;
+    dq.ostep = C;
+    dq.orow = Wo * C;
+    dq.full = Wo / 2;
+    dq.odd = Wo & 1u;
+    dq.ch = chp;
+    dq.nch = 4;
     wg.c = C;
     wg.in_row = W * C;
     wg.pw_bytes = 2 * pw;
@@ -1529,6 +1722,7 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     for (n = 0; n < N; n++)
         for (oy0 = 0; oy0 < Ho; oy0 += rows) {
             const uint32_t nrows = Ho - oy0 < rows ? Ho - oy0 : rows, prows = (nrows - 1) * sy + 3;
+            const uint32_t fused = sx == 1 && sy == 1 && Wo >= 2 ? nrows & ~1u : 0; /* rows dwp_s1q computes */
             const int64_t iy_top = (int64_t)oy0 * sy - p[4];
             const uint32_t vlo = (uint32_t)p[5] < pw ? (uint32_t)p[5] : pw; /* plane columns of the input */
             const uint32_t vhi = (uint64_t)W + (uint32_t)p[5] < pw ? W + (uint32_t)p[5] : pw;
@@ -1538,34 +1732,47 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
             /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
             for (k = 0; k < 4; k++)
                 memset(planew[k], 0, 2 * pw * prows);
-            g.rows = nrows;
-            q.rows = nrows;
             wg.rows = py1 > py0 ? py1 - py0 : 0;
             wg.head = vhi > vlo ? vlo & 1u : 0;
             wg.pairs = vhi > vlo ? (vhi - vlo - wg.head) / 2 : 0;
             wg.tail = vhi > vlo ? (vhi - vlo - wg.head) & 1u : 0;
+            g.rows = q.rows = nrows - fused;
+            dq.rowpairs = fused / 2;
             for (c = 0; c < C; c += 4) {
+                int8_t *o = yd + (((size_t)n * Ho + oy0) * Wo) * C + c;
                 if (py1 > py0 && vhi > vlo)
                     dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
+                    dwp_ch *e = &chp[k];
                     uint32_t r;
                     for (r = 0; r < 3; r++) {
                         const int32_t w0 = wd[(3 * r) * C + ch], w1 = wd[(3 * r + 1) * C + ch],
                                       w2 = wd[(3 * r + 2) * C + ch];
-                        g.pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
-                        g.pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
+                        e->pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
+                        e->pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
                     }
-                    q.bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
-                    q.mult = tml_ld32(mult + 4 * ch);
-                    q.right = -tml_ld32(shift + 4 * ch);
-                    q.round = (int32_t)((uint32_t)(2 * p[7] + 1) << (q.right - 1));
-                    if (sx == 1)
-                        dwp_mac_s1((const int16_t *)planew[k], sums, &g);
-                    else
-                        dwp_mac_s2((const int16_t *)planew[k], sums, &g);
-                    dwp_requant_dsp(sums, yd + (((size_t)n * Ho + oy0) * Wo) * C + ch, &q);
+                    e->bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
+                    e->mult = tml_ld32(mult + 4 * ch);
+                    e->right = -tml_ld32(shift + 4 * ch);
+                    e->round = (int32_t)((uint32_t)(2 * p[7] + 1) << (e->right - 1));
                 }
+                if (fused)
+                    dwp_s1q((const int16_t *)planew[0], o, &dq);
+                if (fused < nrows) /* the rows dwp_s1q leaves: sums, then requantized */
+                    for (k = 0; k < 4; k++) {
+                        const int16_t *pl = (const int16_t *)planew[k] + (size_t)fused * sy * pw;
+                        memcpy(g.pq, chp[k].pq, sizeof g.pq);
+                        q.bias2 = chp[k].bias2;
+                        q.mult = chp[k].mult;
+                        q.round = chp[k].round;
+                        q.right = chp[k].right;
+                        if (sx == 1)
+                            dwp_mac_s1(pl, sums, &g);
+                        else
+                            dwp_mac_s2(pl, sums, &g);
+                        dwp_requant_dsp(sums, o + (size_t)fused * Wo * C + k, &q);
+                    }
             }
         }
     return 1;
