@@ -1676,6 +1676,14 @@ __attribute__((naked, noinline)) static void dwp_widen(const int8_t *x, int16_t 
 #pragma GCC diagnostic pop
 #undef DWP_WIDEN_ONE
 
+/* dwp_s1q's modelled cycles per channel on an ho x wo output (~90 per 4 outputs, 75 for an odd width's last column,
+ * 26 per row pair) with an odd last row on dwp_mac_s1 and dwp_requant_dsp (~31 per pair, 11 per output, 60): what
+ * dw3_planes compares to lay a stride-1 band out transposed. */
+static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
+{
+    return ho / 2 * (wo / 2 * 90 + (wo & 1u) * 75 + 26) + (ho & 1u) * ((wo + 1) / 2 * 31 + wo * 11 + 60);
+}
+
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
  * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
@@ -1688,7 +1696,16 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
 {
     uint32_t planew[4][DWP_PLANE / 2]; /* words: the plane rows stay word-aligned (pw is even) */
     int32_t sums[DWP_MAX_SUMS];
-    const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1], wo2 = (Wo + 1) & ~1u;
+    const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1];
+    /* stride 1 both ways: the planes hold the input transposed (its columns as plane rows, the filter transposed
+     * with it) when dwp_s1q then makes fewer passes, as on KWS's 25 x 5 */
+    const int tr = sx == 1 && sy == 1 && Ho >= 2 && (Ho + 1) / 2 * 2 + 2 <= DWP_PLANE / 3 &&
+                   dwp_s1_cost(Wo, Ho) < dwp_s1_cost(Ho, Wo);
+    const uint32_t Hp = tr ? W : H, Wp = tr ? H : W, Hop = tr ? Wo : Ho, Wop = tr ? Ho : Wo; /* in plane terms */
+    const int32_t pt = tr ? p[5] : p[4], pl = tr ? p[4] : p[5];
+    const uint32_t in_px = tr ? W * C : C, in_row = tr ? C : W * C; /* input bytes along a plane row, down */
+    const uint32_t out_px = tr ? Wo * C : C, out_row = tr ? C : Wo * C;
+    const uint32_t wo2 = (Wop + 1) & ~1u;
     const uint32_t pw = sx == 1 ? wo2 + 2 : 2 * wo2 + 2; /* halfwords per plane row: every pair's reads inside */
     const uint32_t xo2 = tml_pair(p[6]);
     uint32_t rows, n, c, oy0, k;
@@ -1705,30 +1722,31 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     g.pw_bytes = 2 * pw;
     g.row_bytes = 2 * pw * sy;
     g.row_span = (wo2 / 2) * (sx == 1 ? 4 : 8);
-    q.wo = Wo;
-    q.skip_bytes = 4 * (wo2 - Wo);
-    q.ostride = C;
+    q.wo = Wop;
+    q.skip_bytes = 4 * (wo2 - Wop);
+    q.ostride = out_px; /* transposed, dwp_requant_dsp gets one row at a time */
     dq.pw_bytes = 2 * pw;
-    dq.ostep = C;
-    dq.orow = Wo * C;
-    dq.full = Wo / 2;
-    dq.odd = Wo & 1u;
+    dq.ostep = out_px;
+    dq.orow = out_row;
+    dq.full = Wop / 2;
+    dq.odd = Wop & 1u;
     dq.ch = chp;
     dq.nch = 4;
-    wg.c = C;
-    wg.in_row = W * C;
+    wg.c = in_px;
+    wg.in_row = in_row;
     wg.pw_bytes = 2 * pw;
     wg.xo2 = xo2;
     for (n = 0; n < N; n++)
-        for (oy0 = 0; oy0 < Ho; oy0 += rows) {
-            const uint32_t nrows = Ho - oy0 < rows ? Ho - oy0 : rows, prows = (nrows - 1) * sy + 3;
-            const uint32_t fused = sx == 1 && sy == 1 && Wo >= 2 ? nrows & ~1u : 0; /* rows dwp_s1q computes */
-            const int64_t iy_top = (int64_t)oy0 * sy - p[4];
-            const uint32_t vlo = (uint32_t)p[5] < pw ? (uint32_t)p[5] : pw; /* plane columns of the input */
-            const uint32_t vhi = (uint64_t)W + (uint32_t)p[5] < pw ? W + (uint32_t)p[5] : pw;
+        for (oy0 = 0; oy0 < Hop; oy0 += rows) {
+            const uint32_t nrows = Hop - oy0 < rows ? Hop - oy0 : rows, prows = (nrows - 1) * sy + 3;
+            const uint32_t fused = sx == 1 && sy == 1 && Wop >= 2 ? nrows & ~1u : 0; /* rows dwp_s1q computes */
+            const int64_t iy_top = (int64_t)oy0 * sy - pt;
+            const uint32_t vlo = (uint32_t)pl < pw ? (uint32_t)pl : pw; /* plane columns of the input */
+            const uint32_t vhi = (uint64_t)Wp + (uint32_t)pl < pw ? Wp + (uint32_t)pl : pw;
             const uint32_t py0 = iy_top < 0 ? (uint32_t)-iy_top : 0; /* plane rows of the input */
-            const uint32_t py1 = iy_top + prows > H ? (uint32_t)((int64_t)H - iy_top) : prows;
-            const int8_t *xband = xd + (((size_t)n * H + (size_t)(iy_top + py0)) * W + (vlo - (uint32_t)p[5])) * C;
+            const uint32_t py1 = iy_top + prows > Hp ? (uint32_t)((int64_t)Hp - iy_top) : prows;
+            const int8_t *xband = xd + (size_t)n * H * W * C + (size_t)(iy_top + py0) * in_row +
+                                  (size_t)(vlo - (uint32_t)pl) * in_px;
             /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
             for (k = 0; k < 4; k++)
                 memset(planew[k], 0, 2 * pw * prows);
@@ -1739,16 +1757,16 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
             g.rows = q.rows = nrows - fused;
             dq.rowpairs = fused / 2;
             for (c = 0; c < C; c += 4) {
-                int8_t *o = yd + (((size_t)n * Ho + oy0) * Wo) * C + c;
+                int8_t *o = yd + (size_t)n * Ho * Wo * C + (size_t)oy0 * out_row + c;
                 if (py1 > py0 && vhi > vlo)
                     dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
                     dwp_ch *e = &chp[k];
                     uint32_t r;
-                    for (r = 0; r < 3; r++) {
-                        const int32_t w0 = wd[(3 * r) * C + ch], w1 = wd[(3 * r + 1) * C + ch],
-                                      w2 = wd[(3 * r + 2) * C + ch];
+                    for (r = 0; r < 3; r++) { /* filter row r of the plane: taps (r, j), or (j, r) transposed */
+                        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
+                        const int32_t w0 = wd[t0 * C + ch], w1 = wd[(t0 + dt) * C + ch], w2 = wd[(t0 + 2 * dt) * C + ch];
                         e->pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
                         e->pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
                     }
@@ -1771,7 +1789,7 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
                             dwp_mac_s1(pl, sums, &g);
                         else
                             dwp_mac_s2(pl, sums, &g);
-                        dwp_requant_dsp(sums, o + (size_t)fused * Wo * C + k, &q);
+                        dwp_requant_dsp(sums, o + (size_t)fused * out_row + k, &q);
                     }
             }
         }
