@@ -1676,6 +1676,46 @@ __attribute__((naked, noinline)) static void dwp_widen(const int8_t *x, int16_t 
 #pragma GCC diagnostic pop
 #undef DWP_WIDEN_ONE
 
+/* PKHBT a, b, LSL #16: a's low halfword, b's low halfword above it; PKHTB b, a, ASR #16: a's high halfword below
+ * b's */
+static inline uint32_t dwp_lo2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t dwp_hi2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* The filter words (P, Q per filter row, dwp_geom) of the 4 channels at w (taps C bytes apart): per plane row r the
+ * taps (r, j), or (j, r) when the planes are transposed; one word load per tap for the 4 channels, split by SXTB16
+ * and paired by PKHBT/PKHTB. */
+static void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
+{
+    uint32_t r;
+    for (r = 0; r < 3; r++) {
+        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
+        const uint32_t v0 = tml_ldu32(w + t0 * C), v1 = tml_ldu32(w + (t0 + dt) * C),
+                       v2 = tml_ldu32(w + (t0 + 2 * dt) * C);
+        const uint32_t e0 = (uint32_t)__sxtb16(v0), e1 = (uint32_t)__sxtb16(v1), e2 = (uint32_t)__sxtb16(v2);
+        const uint32_t o0 = (uint32_t)tml_sxtab16_ror8(0, v0), o1 = (uint32_t)tml_sxtab16_ror8(0, v1),
+                       o2 = (uint32_t)tml_sxtab16_ror8(0, v2);
+        ch[0].pq[2 * r] = dwp_lo2(e0, e1); /* (w0, w1) */
+        ch[0].pq[2 * r + 1] = dwp_lo2(e2, e1); /* (w2, w1) */
+        ch[1].pq[2 * r] = dwp_lo2(o0, o1);
+        ch[1].pq[2 * r + 1] = dwp_lo2(o2, o1);
+        ch[2].pq[2 * r] = dwp_hi2(e0, e1);
+        ch[2].pq[2 * r + 1] = dwp_hi2(e2, e1);
+        ch[3].pq[2 * r] = dwp_hi2(o0, o1);
+        ch[3].pq[2 * r + 1] = dwp_hi2(o2, o1);
+    }
+}
+
 /* dwp_s1q's modelled cycles per channel on an ho x wo output (~90 per 4 outputs, 75 for an odd width's last column,
  * 26 per row pair) with an odd last row on dwp_mac_s1 and dwp_requant_dsp (~31 per pair, 11 per output, 60): what
  * dw3_planes compares to lay a stride-1 band out transposed. */
@@ -1760,16 +1800,10 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
                 int8_t *o = yd + (size_t)n * Ho * Wo * C + (size_t)oy0 * out_row + c;
                 if (py1 > py0 && vhi > vlo)
                     dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
+                dwp_pack4(wd + c, C, tr, chp);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
                     dwp_ch *e = &chp[k];
-                    uint32_t r;
-                    for (r = 0; r < 3; r++) { /* filter row r of the plane: taps (r, j), or (j, r) transposed */
-                        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
-                        const int32_t w0 = wd[t0 * C + ch], w1 = wd[(t0 + dt) * C + ch], w2 = wd[(t0 + 2 * dt) * C + ch];
-                        e->pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
-                        e->pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
-                    }
                     e->bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
                     e->mult = tml_ld32(mult + 4 * ch);
                     e->right = -tml_ld32(shift + 4 * ch);
