@@ -1420,14 +1420,14 @@ typedef struct {
     uint32_t pw_bytes;   /* plane row stride */
     uint32_t ostep;      /* output bytes between pixels (C) */
     uint32_t orow;       /* and between rows (Wo C) */
-    uint32_t full, odd;  /* whole pairs per row (Wo / 2, > 0), Wo & 1 */
+    uint32_t span, odd;  /* output bytes of a row's whole pairs (Wo / 2 * 2 ostep, > 0), Wo & 1 */
     uint32_t rowpairs;   /* pairs of output rows (> 0) */
     const dwp_ch *ch;    /* the channels' weights and constants */
     uint32_t nch;        /* channels (> 0) */
 } dwp_q;
 
-/* frame: [0] pw_bytes, [4] the channel's dwp_ch, [44] ostep, [48] orow, [52] this pass's output, [56] whole pairs
- * left in the row, [60] full, [64] odd, [68] row pairs left, [72] this row pair's plane, [76] its output,
+/* frame: [0] pw_bytes, [4] the channel's dwp_ch, [44] ostep, [48] orow, [52] this pass's output, [56] the output
+ * after the row's whole pairs, [60] span, [64] odd, [68] row pairs left, [72] this row pair's plane, [76] its output,
  * [80] rowpairs, [84] the next dwp_ch, [88] channels left, [92] the next channel's plane, [96] its output */
 #define DWP_RQ_ONE(s)                                                                                          \
     "add " s ", r4, " s ", lsl #1\n\t"                                                                           \
@@ -1475,20 +1475,21 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "str r1, [sp, #76]\n\t"
                      "str r1, [sp, #52]\n\t"
                      "ldr r3, [sp, #60]\n\t"
+                     "add r3, r1\n\t"
                      "str r3, [sp, #56]\n\t"
                      "ldr r3, [sp, #80]\n\t"
                      "str r3, [sp, #68]\n\t"
                      "ldm sp, {r1, r4-r9}\n\t"
                      "1:\n\t"
-                     "ldr r12, [r0]\n\t" /* plane row 0: output row a, filter row 0 */
-                     "ldr lr, [r0, #4]\n\t"
+                     "sub lr, r0, r1\n\t" /* plane row 0 (r0 is at row 1): output row a, filter row 0 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
                      "smuad r10, r12, r4\n\t"
                      "smultb r11, r12, r4\n\t"
                      "smlabb r10, lr, r5, r10\n\t"
                      "smladx r11, lr, r5, r11\n\t"
-                     "add lr, r0, r1\n\t" /* plane row 1: a's filter row 1, b's row 0 */
-                     "ldr r12, [lr]\n\t"
-                     "ldr lr, [lr, #4]\n\t"
+                     "ldr r12, [r0]\n\t" /* plane row 1: a's filter row 1, b's row 0 */
+                     "ldr lr, [r0, #4]\n\t"
                      "smlad r10, r12, r6, r10\n\t"
                      "smlatb r11, r12, r6, r11\n\t"
                      "smuad r2, r12, r4\n\t"
@@ -1497,7 +1498,7 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "smladx r11, lr, r7, r11\n\t"
                      "smlabb r2, lr, r5, r2\n\t"
                      "smladx r3, lr, r5, r3\n\t"
-                     "add lr, r0, r1, lsl #1\n\t" /* plane row 2: a's filter row 2, b's row 1 */
+                     "add lr, r0, r1\n\t" /* plane row 2: a's filter row 2, b's row 1 */
                      "ldr r12, [lr]\n\t"
                      "ldr lr, [lr, #4]\n\t"
                      "smlad r10, r12, r8, r10\n\t"
@@ -1509,7 +1510,6 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "smlabb r2, lr, r7, r2\n\t"
                      "smladx r3, lr, r7, r3\n\t"
                      "add lr, r0, r1, lsl #1\n\t" /* plane row 3: b's filter row 2 */
-                     "add lr, r1\n\t"
                      "ldr r12, [lr]\n\t"
                      "ldr lr, [lr, #4]\n\t"
                      "smlad r2, r12, r8, r2\n\t"
@@ -1525,26 +1525,25 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "strb r3, [lr, r8]\n\t"
                      "add r9, r9, r8, lsl #1\n\t"
                      "str r9, [sp, #52]\n\t"
-                     "subs r1, #1\n\t"
-                     "str r1, [sp, #56]\n\t"
+                     "cmp r9, r1\n\t"
                      "ldm sp, {r1, r4-r9}\n\t"
                      "bne 1b\n\t"
                      "ldr lr, [sp, #64]\n\t"
                      "cmp lr, #0\n\t"
                      "beq 3f\n\t"
                      /* an odd width's last column: the first output of the pair in both rows */
-                     "ldr r12, [r0]\n\t"
-                     "ldr lr, [r0, #4]\n\t"
-                     "smuad r10, r12, r4\n\t"
-                     "smlabb r10, lr, r5, r10\n\t"
-                     "add lr, r0, r1\n\t"
+                     "sub lr, r0, r1\n\t"
                      "ldr r12, [lr]\n\t"
                      "ldr lr, [lr, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "ldr r12, [r0]\n\t"
+                     "ldr lr, [r0, #4]\n\t"
                      "smlad r10, r12, r6, r10\n\t"
                      "smuad r2, r12, r4\n\t"
                      "smlabb r10, lr, r7, r10\n\t"
                      "smlabb r2, lr, r5, r2\n\t"
-                     "add lr, r0, r1, lsl #1\n\t"
+                     "add lr, r0, r1\n\t"
                      "ldr r12, [lr]\n\t"
                      "ldr lr, [lr, #4]\n\t"
                      "smlad r10, r12, r8, r10\n\t"
@@ -1552,7 +1551,6 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "smlabb r10, lr, r9, r10\n\t"
                      "smlabb r2, lr, r7, r2\n\t"
                      "add lr, r0, r1, lsl #1\n\t"
-                     "add lr, r1\n\t"
                      "ldr r12, [lr]\n\t"
                      "ldr lr, [lr, #4]\n\t"
                      "smlad r2, r12, r8, r2\n\t"
@@ -1571,6 +1569,7 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
                      "str r9, [sp, #76]\n\t"
                      "str r9, [sp, #52]\n\t"
                      "ldr r12, [sp, #60]\n\t"
+                     "add r12, r9\n\t"
                      "str r12, [sp, #56]\n\t"
                      "ldr r12, [sp, #68]\n\t"
                      "subs r12, #1\n\t"
@@ -1590,8 +1589,9 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
 
 /* dwp_widen: one group of 4 channels of a band into dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
  * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
- * column alone (head), then two pixels per pass into one word of each plane, then a last column alone (tail).
- * A pass: 2 LDR, 4 SXTAB16, 4 PKHBT/PKHTB, 4 STR, 20 modelled cycles per 8 inputs (16 per 4 one pixel at a time). */
+ * column alone (head), then two pixels into one word of each plane, two such pairs per pass, then a last column
+ * alone (tail). A pass: 4 LDR, 8 SXTAB16, 8 PKHBT/PKHTB, 8 STR, 34 modelled cycles per 16 inputs (16 per 4 one
+ * pixel at a time). */
 typedef struct {
     uint32_t c;        /* bytes between input pixels */
     uint32_t in_row;   /* bytes between input rows */
@@ -1616,65 +1616,86 @@ typedef struct {
     "strh r6, [r1, #2048]\n\t"                                                            \
     "strh r7, [r1, #3072]\n\t"                                                            \
     "add r1, #2\n\t"
+/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4 */
+#define DWP_WIDEN_PAIR(a, b)                                                                                   \
+    "sxtab16 r7, r3, " a "\n\t"                                                                                \
+    "sxtab16 r8, r3, " b "\n\t"                                                                                \
+    "sxtab16 " a ", r3, " a ", ror #8\n\t"                                                                      \
+    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
+    "pkhbt r9, r7, r8, lsl #16\n\t"                                                                             \
+    "pkhtb r7, r8, r7, asr #16\n\t"                                                                             \
+    "str r7, [r1, #2048]\n\t"                                                                                   \
+    "pkhbt r7, " a ", " b ", lsl #16\n\t"                                                                       \
+    "pkhtb " a ", " b ", " a ", asr #16\n\t"                                                                    \
+    "str r7, [r1, #1024]\n\t"                                                                                   \
+    "str " a ", [r1, #3072]\n\t"                                                                                \
+    "str r9, [r1], #4\n\t"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
 __attribute__((naked, noinline)) static void dwp_widen(const int8_t *x, int16_t *plane, const dwp_wg *g)
 {
     __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "sub sp, #16\n\t"
-                     "str r0, [sp]\n\t" /* [sp] this row's input, [sp+4] its plane row, [sp+8] head, [sp+12] pairs */
+                     "sub sp, #32\n\t" /* [sp] this row's input, [4] its plane row, [8] head, [12] pairs, [16] rows
+                                          left, [20] pw_bytes, [24] in_row, [28] tail */
+                     "str r0, [sp]\n\t"
                      "str r1, [sp, #4]\n\t"
                      "ldr r3, [r2, #28]\n\t"
-                     "ldr r10, [r2, #8]\n\t"
-                     "ldr r11, [r2, #12]\n\t"
-                     "ldr r12, [r2, #4]\n\t"
-                     "ldr r8, [r2, #16]\n\t"
-                     "ldr r9, [r2, #20]\n\t"
-                     "strd r8, r9, [sp, #8]\n\t"
-                     "ldr lr, [r2, #24]\n\t"
+                     "ldr r4, [r2, #8]\n\t"
+                     "ldr r5, [r2, #12]\n\t"
+                     "ldr r6, [r2, #4]\n\t"
+                     "ldr r7, [r2, #16]\n\t"
+                     "ldr r8, [r2, #20]\n\t"
+                     "ldr r9, [r2, #24]\n\t"
                      "ldr r2, [r2]\n\t"
+                     "str r7, [sp, #8]\n\t"
+                     "str r8, [sp, #12]\n\t"
+                     "str r4, [sp, #16]\n\t"
+                     "str r5, [sp, #20]\n\t"
+                     "str r6, [sp, #24]\n\t"
+                     "str r9, [sp, #28]\n\t"
+                     "add r12, r2, r2, lsl #1\n\t" /* 3 C */
                      "4:\n\t"
                      "ldr r0, [sp]\n\t"
                      "ldr r1, [sp, #4]\n\t"
-                     "add r4, r0, r12\n\t"
+                     "ldr r4, [sp, #24]\n\t"
+                     "ldr r5, [sp, #20]\n\t"
+                     "ldr r8, [sp, #8]\n\t"
+                     "ldr r9, [sp, #12]\n\t"
+                     "add r4, r0, r4\n\t"
+                     "add r5, r1, r5\n\t"
                      "str r4, [sp]\n\t"
-                     "add r4, r1, r11\n\t"
-                     "str r4, [sp, #4]\n\t"
-                     "movs r4, r9\n\t"
+                     "str r5, [sp, #4]\n\t"
                      "cmp r8, #0\n\t"
                      "beq 5f\n\t" DWP_WIDEN_ONE "5:\n\t"
+                     "lsrs r4, r9, #1\n\t" /* passes of two pairs; an odd pair first */
+                     "bcc 8f\n\t"
+                     "ldr r5, [r0]\n\t"
+                     "ldr r6, [r0, r2]\n\t"
+                     "add r0, r0, r2, lsl #1\n\t" DWP_WIDEN_PAIR("r5", "r6") "8:\n\t"
                      "cbz r4, 6f\n\t"
                      "1:\n\t"
                      "ldr r5, [r0]\n\t"
                      "ldr r6, [r0, r2]\n\t"
-                     "add r0, r0, r2, lsl #1\n\t"
-                     "sxtab16 r7, r3, r5\n\t"
-                     "sxtab16 r8, r3, r6\n\t"
-                     "sxtab16 r5, r3, r5, ror #8\n\t"
-                     "sxtab16 r6, r3, r6, ror #8\n\t"
-                     "pkhbt r9, r7, r8, lsl #16\n\t"
-                     "pkhtb r7, r8, r7, asr #16\n\t"
-                     "str r7, [r1, #2048]\n\t"
-                     "pkhbt r7, r5, r6, lsl #16\n\t"
-                     "pkhtb r5, r6, r5, asr #16\n\t"
-                     "str r7, [r1, #1024]\n\t"
-                     "str r5, [r1, #3072]\n\t"
-                     "str r9, [r1], #4\n\t"
+                     "ldr r10, [r0, r2, lsl #1]\n\t"
+                     "ldr r11, [r0, r12]\n\t"
+                     "add r0, r0, r2, lsl #2\n\t" DWP_WIDEN_PAIR("r5", "r6") DWP_WIDEN_PAIR("r10", "r11")
                      "subs r4, #1\n\t"
                      "bne 1b\n\t"
                      "6:\n\t"
+                     "ldr lr, [sp, #28]\n\t"
                      "cmp lr, #0\n\t"
                      "beq 7f\n\t" DWP_WIDEN_ONE "7:\n\t"
-                     "ldr r8, [sp, #8]\n\t" /* head and pairs again: the pair loop used their registers */
-                     "ldr r9, [sp, #12]\n\t"
-                     "subs r10, #1\n\t"
+                     "ldr r4, [sp, #16]\n\t"
+                     "subs r4, #1\n\t"
+                     "str r4, [sp, #16]\n\t"
                      "bne 4b\n\t"
-                     "add sp, #16\n\t"
+                     "add sp, #32\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
 #pragma GCC diagnostic pop
 #undef DWP_WIDEN_ONE
+#undef DWP_WIDEN_PAIR
 
 /* PKHBT a, b, LSL #16: a's low halfword, b's low halfword above it; PKHTB b, a, ASR #16: a's high halfword below
  * b's */
@@ -1768,7 +1789,7 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     dq.pw_bytes = 2 * pw;
     dq.ostep = out_px;
     dq.orow = out_row;
-    dq.full = Wop / 2;
+    dq.span = Wop / 2 * 2 * out_px;
     dq.odd = Wop & 1u;
     dq.ch = chp;
     dq.nch = 4;
@@ -1809,8 +1830,8 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
                     e->right = -tml_ld32(shift + 4 * ch);
                     e->round = (int32_t)((uint32_t)(2 * p[7] + 1) << (e->right - 1));
                 }
-                if (fused)
-                    dwp_s1q((const int16_t *)planew[0], o, &dq);
+                if (fused) /* the plane pointer at its row 1 */
+                    dwp_s1q((const int16_t *)planew[0] + pw, o, &dq);
                 if (fused < nrows) /* the rows dwp_s1q leaves: sums, then requantized */
                     for (k = 0; k < 4; k++) {
                         const int16_t *pl = (const int16_t *)planew[k] + (size_t)fused * sy * pw;
