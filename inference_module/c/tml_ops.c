@@ -1428,6 +1428,7 @@ __attribute__((naked, noinline)) static void dw3x3_dsp(const int8_t *x, const ui
 #undef DW3_TAP
 
 #define DWP_PLANE 512 /* one channel's padded input band for dw3_planes, halfwords: 4 planes, 4 KB of stack */
+typedef char dwp_plane_is_1024_bytes[DWP_PLANE == 512 ? 1 : -1]; /* dwp_widen's store offsets */
 #define DWP_MAX_SUMS 256    /* and its sums: 1 KB */
 
 /* dwp_mac_s1/_s2: the sums of a band of output rows of one channel, from its padded int16 plane (offset added,
@@ -1582,8 +1583,349 @@ __attribute__((naked, noinline)) static void dwp_requant_dsp(const int32_t *sums
                      "bne 4b\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
-#pragma GCC diagnostic pop
 #undef DWP_RQ_ONE
+
+/* Stride 1 both ways, the 4 channels of a group (their planes DWP_PLANE halfwords apart): two output rows of one
+ * output pair per pass, from 4 plane rows (the middle two serve both rows), the 4 sums requantized as
+ * dwp_requant_dsp does and stored at once, so the sums never go to memory. The MACs need every register (6 weight
+ * words, 4 sums, 2 inputs, the plane pointer and stride), so the requantization constants come from the frame and
+ * the weights go back with one LDM: per pass 8 loads, 24 MAC instructions (36 MAC), 20 to requantize, 4 stores,
+ * ~92 modelled cycles for 4 outputs (dwp_mac_s1 and dwp_requant_dsp: ~104 and more per row). An odd width's last
+ * column has a pass of its own (12 MAC instructions, 2 outputs). Widths >= 2; an odd row count leaves the band's last
+ * row to dwp_mac_s1 and dwp_requant_dsp. */
+typedef struct {
+    uint32_t pq[6];                    /* P0 Q0 P1 Q1 P2 Q2 (dwp_geom) */
+    int32_t bias2, mult, round, right; /* as dwp_rq */
+} dwp_ch;
+
+typedef struct {
+    uint32_t pw_bytes;   /* plane row stride */
+    uint32_t ostep;      /* output bytes between pixels (C) */
+    uint32_t orow;       /* and between rows (Wo C) */
+    uint32_t span, odd;  /* output bytes of a row's whole pairs (Wo / 2 * 2 ostep, > 0), Wo & 1 */
+    uint32_t rowpairs;   /* pairs of output rows (> 0) */
+    const dwp_ch *ch;    /* the channels' weights and constants */
+    uint32_t nch;        /* channels (> 0) */
+} dwp_q;
+
+/* frame: [0] pw_bytes, [4] the channel's dwp_ch, [44] ostep, [48] orow, [52] this pass's output, [56] the output
+ * after the row's whole pairs, [60] span, [64] odd, [68] row pairs left, [72] this row pair's plane, [76] its output,
+ * [80] rowpairs, [84] the next dwp_ch, [88] channels left, [92] the next channel's plane, [96] its output */
+#define DWP_RQ_ONE(s)                                                                                          \
+    "add " s ", r4, " s ", lsl #1\n\t"                                                                           \
+    "add lr, r6, " s ", asr #31\n\t"                                                                           \
+    "smmlar " s ", " s ", r5, lr\n\t"                                                                          \
+    "asr " s ", " s ", r7\n\t"                                                                                 \
+    "ssat " s ", #8, " s "\n\t"
+#define DWP_Q_CONSTS                                                                                           \
+    "ldr r4, [sp, #28]\n\t"                                                                                    \
+    "ldr r5, [sp, #32]\n\t"                                                                                    \
+    "ldr r6, [sp, #36]\n\t"                                                                                    \
+    "ldr r7, [sp, #40]\n\t"                                                                                    \
+    "ldr r8, [sp, #44]\n\t"                                                                                    \
+    "ldr r12, [sp, #48]\n\t"                                                                                   \
+    "ldr r9, [sp, #52]\n\t"
+
+__attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_t *out, const dwp_q *q)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #104\n\t"
+                     "ldmia r2, {r3-r10}\n\t"
+                     "str r3, [sp]\n\t"
+                     "str r4, [sp, #44]\n\t"
+                     "str r5, [sp, #48]\n\t"
+                     "str r6, [sp, #60]\n\t"
+                     "str r7, [sp, #64]\n\t"
+                     "str r8, [sp, #80]\n\t"
+                     "str r9, [sp, #84]\n\t"
+                     "str r10, [sp, #88]\n\t"
+                     "str r0, [sp, #92]\n\t"
+                     "str r1, [sp, #96]\n\t"
+                     "5:\n\t" /* a channel */
+                     "ldr r2, [sp, #84]\n\t"
+                     "ldmia r2!, {r3-r12}\n\t"
+                     "str r2, [sp, #84]\n\t"
+                     "add r2, sp, #4\n\t"
+                     "stmia r2, {r3-r12}\n\t"
+                     "ldr r0, [sp, #92]\n\t"
+                     "ldr r1, [sp, #96]\n\t"
+                     "add r3, r0, #1024\n\t"
+                     "str r3, [sp, #92]\n\t"
+                     "adds r3, r1, #1\n\t"
+                     "str r3, [sp, #96]\n\t"
+                     "str r0, [sp, #72]\n\t"
+                     "str r1, [sp, #76]\n\t"
+                     "str r1, [sp, #52]\n\t"
+                     "ldr r3, [sp, #60]\n\t"
+                     "add r3, r1\n\t"
+                     "str r3, [sp, #56]\n\t"
+                     "ldr r3, [sp, #80]\n\t"
+                     "str r3, [sp, #68]\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "1:\n\t"
+                     "sub lr, r0, r1\n\t" /* plane row 0 (r0 is at row 1): output row a, filter row 0 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smultb r11, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "smladx r11, lr, r5, r11\n\t"
+                     "ldr r12, [r0]\n\t" /* plane row 1: a's filter row 1, b's row 0 */
+                     "ldr lr, [r0, #4]\n\t"
+                     "smlad r10, r12, r6, r10\n\t"
+                     "smlatb r11, r12, r6, r11\n\t"
+                     "smuad r2, r12, r4\n\t"
+                     "smultb r3, r12, r4\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "smladx r11, lr, r7, r11\n\t"
+                     "smlabb r2, lr, r5, r2\n\t"
+                     "smladx r3, lr, r5, r3\n\t"
+                     "add lr, r0, r1\n\t" /* plane row 2: a's filter row 2, b's row 1 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r8, r10\n\t"
+                     "smlatb r11, r12, r8, r11\n\t"
+                     "smlad r2, r12, r6, r2\n\t"
+                     "smlatb r3, r12, r6, r3\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "smladx r11, lr, r9, r11\n\t"
+                     "smlabb r2, lr, r7, r2\n\t"
+                     "smladx r3, lr, r7, r3\n\t"
+                     "add lr, r0, r1, lsl #1\n\t" /* plane row 3: b's filter row 2 */
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r2, r12, r8, r2\n\t"
+                     "smlatb r3, r12, r8, r3\n\t"
+                     "smlabb r2, lr, r9, r2\n\t"
+                     "smladx r3, lr, r9, r3\n\t"
+                     "adds r0, #4\n\t" DWP_Q_CONSTS
+                     "ldr r1, [sp, #56]\n\t" DWP_RQ_ONE("r10") DWP_RQ_ONE("r11") DWP_RQ_ONE("r2") DWP_RQ_ONE("r3")
+                     "strb r10, [r9]\n\t"
+                     "strb r11, [r9, r8]\n\t"
+                     "add lr, r9, r12\n\t"
+                     "strb r2, [lr]\n\t"
+                     "strb r3, [lr, r8]\n\t"
+                     "add r9, r9, r8, lsl #1\n\t"
+                     "str r9, [sp, #52]\n\t"
+                     "cmp r9, r1\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "bne 1b\n\t"
+                     "ldr lr, [sp, #64]\n\t"
+                     "cmp lr, #0\n\t"
+                     "beq 3f\n\t"
+                     /* an odd width's last column: the first output of the pair in both rows */
+                     "sub lr, r0, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smuad r10, r12, r4\n\t"
+                     "smlabb r10, lr, r5, r10\n\t"
+                     "ldr r12, [r0]\n\t"
+                     "ldr lr, [r0, #4]\n\t"
+                     "smlad r10, r12, r6, r10\n\t"
+                     "smuad r2, r12, r4\n\t"
+                     "smlabb r10, lr, r7, r10\n\t"
+                     "smlabb r2, lr, r5, r2\n\t"
+                     "add lr, r0, r1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r10, r12, r8, r10\n\t"
+                     "smlad r2, r12, r6, r2\n\t"
+                     "smlabb r10, lr, r9, r10\n\t"
+                     "smlabb r2, lr, r7, r2\n\t"
+                     "add lr, r0, r1, lsl #1\n\t"
+                     "ldr r12, [lr]\n\t"
+                     "ldr lr, [lr, #4]\n\t"
+                     "smlad r2, r12, r8, r2\n\t"
+                     "smlabb r2, lr, r9, r2\n\t" DWP_Q_CONSTS DWP_RQ_ONE("r10") DWP_RQ_ONE("r2")
+                     "strb r10, [r9]\n\t"
+                     "add lr, r9, r12\n\t"
+                     "strb r2, [lr]\n\t"
+                     "3:\n\t" /* the next pair of rows */
+                     "ldr r0, [sp, #72]\n\t"
+                     "ldr r1, [sp]\n\t"
+                     "ldr r9, [sp, #76]\n\t"
+                     "ldr r12, [sp, #48]\n\t"
+                     "add r0, r0, r1, lsl #1\n\t"
+                     "add r9, r9, r12, lsl #1\n\t"
+                     "str r0, [sp, #72]\n\t"
+                     "str r9, [sp, #76]\n\t"
+                     "str r9, [sp, #52]\n\t"
+                     "ldr r12, [sp, #60]\n\t"
+                     "add r12, r9\n\t"
+                     "str r12, [sp, #56]\n\t"
+                     "ldr r12, [sp, #68]\n\t"
+                     "subs r12, #1\n\t"
+                     "str r12, [sp, #68]\n\t"
+                     "ldm sp, {r1, r4-r9}\n\t"
+                     "bne 1b\n\t"
+                     "ldr r12, [sp, #88]\n\t" /* the next channel */
+                     "subs r12, #1\n\t"
+                     "str r12, [sp, #88]\n\t"
+                     "bne 5b\n\t"
+                     "add sp, #104\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#undef DWP_Q_CONSTS
+#undef DWP_RQ_ONE
+#pragma GCC diagnostic pop
+
+/* dwp_widen: one group of 4 channels of a band into dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
+ * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
+ * column alone (head), then two pixels into one word of each plane, two such pairs per pass, then a last column
+ * alone (tail). A pass: 4 LDR, 8 SXTAB16, 8 PKHBT/PKHTB, 8 STR, 34 modelled cycles per 16 inputs (16 per 4 one
+ * pixel at a time). */
+typedef struct {
+    uint32_t c;        /* bytes between input pixels */
+    uint32_t in_row;   /* bytes between input rows */
+    uint32_t rows;     /* input rows (> 0) */
+    uint32_t pw_bytes; /* plane row stride */
+    uint32_t head;     /* 1: the first column alone (it sits at an odd halfword) */
+    uint32_t pairs;    /* then pixel pairs */
+    uint32_t tail;     /* 1: a last column alone */
+    uint32_t xo2;      /* the input offset in both halfwords */
+} dwp_wg;
+
+/* one pixel r0 -> halfwords [r1] of the 4 planes, r0 += C, r1 += 2 */
+#define DWP_WIDEN_ONE                                                                                          \
+    "ldr r5, [r0]\n\t"                                                                                         \
+    "add r0, r2\n\t"                                                                                           \
+    "sxtab16 r6, r3, r5\n\t"                                                                                   \
+    "sxtab16 r7, r3, r5, ror #8\n\t"                                                                           \
+    "strh r6, [r1]\n\t"                                                                                        \
+    "strh r7, [r1, #1024]\n\t"                                                             \
+    "lsr r6, r6, #16\n\t"                                                                                      \
+    "lsr r7, r7, #16\n\t"                                                                                      \
+    "strh r6, [r1, #2048]\n\t"                                                            \
+    "strh r7, [r1, #3072]\n\t"                                                            \
+    "add r1, #2\n\t"
+/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4 */
+#define DWP_WIDEN_PAIR(a, b)                                                                                   \
+    "sxtab16 r7, r3, " a "\n\t"                                                                                \
+    "sxtab16 r8, r3, " b "\n\t"                                                                                \
+    "sxtab16 " a ", r3, " a ", ror #8\n\t"                                                                      \
+    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
+    "pkhbt r9, r7, r8, lsl #16\n\t"                                                                             \
+    "pkhtb r7, r8, r7, asr #16\n\t"                                                                             \
+    "str r7, [r1, #2048]\n\t"                                                                                   \
+    "pkhbt r7, " a ", " b ", lsl #16\n\t"                                                                       \
+    "pkhtb " a ", " b ", " a ", asr #16\n\t"                                                                    \
+    "str r7, [r1, #1024]\n\t"                                                                                   \
+    "str " a ", [r1, #3072]\n\t"                                                                                \
+    "str r9, [r1], #4\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void dwp_widen(const int8_t *x, int16_t *plane, const dwp_wg *g)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #32\n\t" /* [sp] this row's input, [4] its plane row, [8] head, [12] pairs, [16] rows
+                                          left, [20] pw_bytes, [24] in_row, [28] tail */
+                     "str r0, [sp]\n\t"
+                     "str r1, [sp, #4]\n\t"
+                     "ldr r3, [r2, #28]\n\t"
+                     "ldr r4, [r2, #8]\n\t"
+                     "ldr r5, [r2, #12]\n\t"
+                     "ldr r6, [r2, #4]\n\t"
+                     "ldr r7, [r2, #16]\n\t"
+                     "ldr r8, [r2, #20]\n\t"
+                     "ldr r9, [r2, #24]\n\t"
+                     "ldr r2, [r2]\n\t"
+                     "str r7, [sp, #8]\n\t"
+                     "str r8, [sp, #12]\n\t"
+                     "str r4, [sp, #16]\n\t"
+                     "str r5, [sp, #20]\n\t"
+                     "str r6, [sp, #24]\n\t"
+                     "str r9, [sp, #28]\n\t"
+                     "add r12, r2, r2, lsl #1\n\t" /* 3 C */
+                     "4:\n\t"
+                     "ldr r0, [sp]\n\t"
+                     "ldr r1, [sp, #4]\n\t"
+                     "ldr r4, [sp, #24]\n\t"
+                     "ldr r5, [sp, #20]\n\t"
+                     "ldr r8, [sp, #8]\n\t"
+                     "ldr r9, [sp, #12]\n\t"
+                     "add r4, r0, r4\n\t"
+                     "add r5, r1, r5\n\t"
+                     "str r4, [sp]\n\t"
+                     "str r5, [sp, #4]\n\t"
+                     "cmp r8, #0\n\t"
+                     "beq 5f\n\t" DWP_WIDEN_ONE "5:\n\t"
+                     "lsrs r4, r9, #1\n\t" /* passes of two pairs; an odd pair first */
+                     "bcc 8f\n\t"
+                     "ldr r5, [r0]\n\t"
+                     "ldr r6, [r0, r2]\n\t"
+                     "add r0, r0, r2, lsl #1\n\t" DWP_WIDEN_PAIR("r5", "r6") "8:\n\t"
+                     "cbz r4, 6f\n\t"
+                     "1:\n\t"
+                     "ldr r5, [r0]\n\t"
+                     "ldr r6, [r0, r2]\n\t"
+                     "ldr r10, [r0, r2, lsl #1]\n\t"
+                     "ldr r11, [r0, r12]\n\t"
+                     "add r0, r0, r2, lsl #2\n\t" DWP_WIDEN_PAIR("r5", "r6") DWP_WIDEN_PAIR("r10", "r11")
+                     "subs r4, #1\n\t"
+                     "bne 1b\n\t"
+                     "6:\n\t"
+                     "ldr lr, [sp, #28]\n\t"
+                     "cmp lr, #0\n\t"
+                     "beq 7f\n\t" DWP_WIDEN_ONE "7:\n\t"
+                     "ldr r4, [sp, #16]\n\t"
+                     "subs r4, #1\n\t"
+                     "str r4, [sp, #16]\n\t"
+                     "bne 4b\n\t"
+                     "add sp, #32\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef DWP_WIDEN_ONE
+#undef DWP_WIDEN_PAIR
+
+/* PKHBT a, b, LSL #16: a's low halfword, b's low halfword above it; PKHTB b, a, ASR #16: a's high halfword below
+ * b's */
+static inline uint32_t dwp_lo2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t dwp_hi2(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* The filter words (P, Q per filter row, dwp_geom) of the 4 channels at w (taps C bytes apart): per plane row r the
+ * taps (r, j), or (j, r) when the planes are transposed; one word load per tap for the 4 channels, split by SXTB16
+ * and paired by PKHBT/PKHTB. */
+static void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
+{
+    uint32_t r;
+    for (r = 0; r < 3; r++) {
+        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
+        const uint32_t v0 = tml_ldu32(w + t0 * C), v1 = tml_ldu32(w + (t0 + dt) * C),
+                       v2 = tml_ldu32(w + (t0 + 2 * dt) * C);
+        const uint32_t e0 = (uint32_t)__sxtb16(v0), e1 = (uint32_t)__sxtb16(v1), e2 = (uint32_t)__sxtb16(v2);
+        const uint32_t o0 = (uint32_t)tml_sxtab16_ror8(0, v0), o1 = (uint32_t)tml_sxtab16_ror8(0, v1),
+                       o2 = (uint32_t)tml_sxtab16_ror8(0, v2);
+        ch[0].pq[2 * r] = dwp_lo2(e0, e1); /* (w0, w1) */
+        ch[0].pq[2 * r + 1] = dwp_lo2(e2, e1); /* (w2, w1) */
+        ch[1].pq[2 * r] = dwp_lo2(o0, o1);
+        ch[1].pq[2 * r + 1] = dwp_lo2(o2, o1);
+        ch[2].pq[2 * r] = dwp_hi2(e0, e1);
+        ch[2].pq[2 * r + 1] = dwp_hi2(e2, e1);
+        ch[3].pq[2 * r] = dwp_hi2(o0, o1);
+        ch[3].pq[2 * r + 1] = dwp_hi2(o2, o1);
+    }
+}
+
+/* dwp_s1q's modelled cycles per channel on an ho x wo output (~90 per 4 outputs, 75 for an odd width's last column,
+ * 26 per row pair) with an odd last row on dwp_mac_s1 and dwp_requant_dsp (~31 per pair, 11 per output, 60): what
+ * dw3_planes compares to lay a stride-1 band out transposed. */
+static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
+{
+    return ho / 2 * (wo / 2 * 90 + (wo & 1u) * 75 + 26) + (ho & 1u) * ((wo + 1) / 2 * 31 + wo * 11 + 60);
+}
 
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
@@ -1597,12 +1939,24 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
 {
     uint32_t planew[4][DWP_PLANE / 2]; /* words: the plane rows stay word-aligned (pw is even) */
     int32_t sums[DWP_MAX_SUMS];
-    const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1], wo2 = (Wo + 1) & ~1u;
+    const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1];
+    /* stride 1 both ways: the planes hold the input transposed (its columns as plane rows, the filter transposed
+     * with it) when dwp_s1q then makes fewer passes, as on KWS's 25 x 5 */
+    const int tr = sx == 1 && sy == 1 && Ho >= 2 && (Ho + 1) / 2 * 2 + 2 <= DWP_PLANE / 3 &&
+                   dwp_s1_cost(Wo, Ho) < dwp_s1_cost(Ho, Wo);
+    const uint32_t Hp = tr ? W : H, Wp = tr ? H : W, Hop = tr ? Wo : Ho, Wop = tr ? Ho : Wo; /* in plane terms */
+    const int32_t pt = tr ? p[5] : p[4], pl = tr ? p[4] : p[5];
+    const uint32_t in_px = tr ? W * C : C, in_row = tr ? C : W * C; /* input bytes along a plane row, down */
+    const uint32_t out_px = tr ? Wo * C : C, out_row = tr ? C : Wo * C;
+    const uint32_t wo2 = (Wop + 1) & ~1u;
     const uint32_t pw = sx == 1 ? wo2 + 2 : 2 * wo2 + 2; /* halfwords per plane row: every pair's reads inside */
     const uint32_t xo2 = tml_pair(p[6]);
     uint32_t rows, n, c, oy0, k;
     dwp_geom g;
     dwp_rq q;
+    dwp_wg wg;
+    dwp_q dq;
+    dwp_ch chp[4];
     if (p[2] != 1 || p[3] != 1 || sx < 1 || sx > 2 || sy < 1 || 3 * pw > DWP_PLANE || wo2 > DWP_MAX_SUMS)
         return 0;
     rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
@@ -1611,59 +1965,69 @@ static __attribute__((noinline)) int dw3_planes(const int8_t *xd, uint32_t N, ui
     g.pw_bytes = 2 * pw;
     g.row_bytes = 2 * pw * sy;
     g.row_span = (wo2 / 2) * (sx == 1 ? 4 : 8);
-    q.wo = Wo;
-    q.skip_bytes = 4 * (wo2 - Wo);
-    q.ostride = C;
+    q.wo = Wop;
+    q.skip_bytes = 4 * (wo2 - Wop);
+    q.ostride = out_px; /* transposed, dwp_requant_dsp gets one row at a time */
+    dq.pw_bytes = 2 * pw;
+    dq.ostep = out_px;
+    dq.orow = out_row;
+    dq.span = Wop / 2 * 2 * out_px;
+    dq.odd = Wop & 1u;
+    dq.ch = chp;
+    dq.nch = 4;
+    wg.c = in_px;
+    wg.in_row = in_row;
+    wg.pw_bytes = 2 * pw;
+    wg.xo2 = xo2;
     for (n = 0; n < N; n++)
-        for (oy0 = 0; oy0 < Ho; oy0 += rows) {
-            const uint32_t nrows = Ho - oy0 < rows ? Ho - oy0 : rows, prows = (nrows - 1) * sy + 3;
-            const int64_t iy_top = (int64_t)oy0 * sy - p[4];
-            const uint32_t vlo = (uint32_t)p[5] < pw ? (uint32_t)p[5] : pw; /* plane columns of the input */
-            const uint32_t vhi = (uint64_t)W + (uint32_t)p[5] < pw ? W + (uint32_t)p[5] : pw;
+        for (oy0 = 0; oy0 < Hop; oy0 += rows) {
+            const uint32_t nrows = Hop - oy0 < rows ? Hop - oy0 : rows, prows = (nrows - 1) * sy + 3;
+            const uint32_t fused = sx == 1 && sy == 1 && Wop >= 2 ? nrows & ~1u : 0; /* rows dwp_s1q computes */
+            const int64_t iy_top = (int64_t)oy0 * sy - pt;
+            const uint32_t vlo = (uint32_t)pl < pw ? (uint32_t)pl : pw; /* plane columns of the input */
+            const uint32_t vhi = (uint64_t)Wp + (uint32_t)pl < pw ? Wp + (uint32_t)pl : pw;
             const uint32_t py0 = iy_top < 0 ? (uint32_t)-iy_top : 0; /* plane rows of the input */
-            const uint32_t py1 = iy_top + prows > H ? (uint32_t)((int64_t)H - iy_top) : prows;
-            const int8_t *xband = xd + (((size_t)n * H + (size_t)(iy_top + py0)) * W + (vlo - (uint32_t)p[5])) * C;
+            const uint32_t py1 = iy_top + prows > Hp ? (uint32_t)((int64_t)Hp - iy_top) : prows;
+            const int8_t *xband = xd + (size_t)n * H * W * C + (size_t)(iy_top + py0) * in_row +
+                                  (size_t)(vlo - (uint32_t)pl) * in_px;
             /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
             for (k = 0; k < 4; k++)
                 memset(planew[k], 0, 2 * pw * prows);
-            g.rows = nrows;
-            q.rows = nrows;
+            wg.rows = py1 > py0 ? py1 - py0 : 0;
+            wg.head = vhi > vlo ? vlo & 1u : 0;
+            wg.pairs = vhi > vlo ? (vhi - vlo - wg.head) / 2 : 0;
+            wg.tail = vhi > vlo ? (vhi - vlo - wg.head) & 1u : 0;
+            g.rows = q.rows = nrows - fused;
+            dq.rowpairs = fused / 2;
             for (c = 0; c < C; c += 4) {
-                uint32_t py;
-                for (py = py0; py < py1; py++) {
-                    const int8_t *xs = xband + (size_t)(py - py0) * W * C + c;
-                    const uint32_t o = py * pw;
-                    int16_t *r0 = (int16_t *)planew[0] + o, *r1 = (int16_t *)planew[1] + o;
-                    int16_t *r2 = (int16_t *)planew[2] + o, *r3 = (int16_t *)planew[3] + o;
-                    uint32_t px;
-                    for (px = vlo; px < vhi; px++, xs += C) {
-                        const uint32_t v = tml_ldu32(xs);
-                        const int32_t e = __sxtab16(xo2, v), od = tml_sxtab16_ror8(xo2, v);
-                        r0[px] = (int16_t)e;
-                        r2[px] = (int16_t)(e >> 16);
-                        r1[px] = (int16_t)od;
-                        r3[px] = (int16_t)(od >> 16);
-                    }
-                }
+                int8_t *o = yd + (size_t)n * Ho * Wo * C + (size_t)oy0 * out_row + c;
+                if (py1 > py0 && vhi > vlo)
+                    dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
+                dwp_pack4(wd + c, C, tr, chp);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
-                    uint32_t r;
-                    for (r = 0; r < 3; r++) {
-                        const int32_t w0 = wd[(3 * r) * C + ch], w1 = wd[(3 * r + 1) * C + ch],
-                                      w2 = wd[(3 * r + 2) * C + ch];
-                        g.pq[2 * r] = ((uint32_t)w0 & 0xffffu) | ((uint32_t)w1 << 16);
-                        g.pq[2 * r + 1] = ((uint32_t)w2 & 0xffffu) | ((uint32_t)w1 << 16);
-                    }
-                    q.bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
-                    q.mult = tml_ld32(mult + 4 * ch);
-                    q.right = -tml_ld32(shift + 4 * ch);
-                    q.round = (int32_t)((uint32_t)(2 * p[7] + 1) << (q.right - 1));
-                    if (sx == 1)
-                        dwp_mac_s1((const int16_t *)planew[k], sums, &g);
-                    else
-                        dwp_mac_s2((const int16_t *)planew[k], sums, &g);
-                    dwp_requant_dsp(sums, yd + (((size_t)n * Ho + oy0) * Wo) * C + ch, &q);
+                    dwp_ch *e = &chp[k];
+                    e->bias2 = (int32_t)((uint32_t)tml_ld32(bias + 4 * ch) << 1);
+                    e->mult = tml_ld32(mult + 4 * ch);
+                    e->right = -tml_ld32(shift + 4 * ch);
+                    e->round = (int32_t)((uint32_t)(2 * p[7] + 1) << (e->right - 1));
                 }
+                if (fused) /* the plane pointer at its row 1 */
+                    dwp_s1q((const int16_t *)planew[0] + pw, o, &dq);
+                if (fused < nrows) /* the rows dwp_s1q leaves: sums, then requantized */
+                    for (k = 0; k < 4; k++) {
+                        const int16_t *pl = (const int16_t *)planew[k] + (size_t)fused * sy * pw;
+                        memcpy(g.pq, chp[k].pq, sizeof g.pq);
+                        q.bias2 = chp[k].bias2;
+                        q.mult = chp[k].mult;
+                        q.round = chp[k].round;
+                        q.right = chp[k].right;
+                        if (sx == 1)
+                            dwp_mac_s1(pl, sums, &g);
+                        else
+                            dwp_mac_s2(pl, sums, &g);
+                        dwp_requant_dsp(sums, o + (size_t)fused * out_row + k, &q);
+                    }
             }
         }
     return 1;

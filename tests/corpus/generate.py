@@ -64,6 +64,11 @@ def depthwise_stride2_valid(k):  # DEPTHWISE_CONV_2D stride 2, VALID, non-square
     return k.Model(i, k.layers.DepthwiseConv2D((3, 2), strides=2, padding="valid")(i))
 
 
+def depthwise3x3_odd(k):  # DEPTHWISE_CONV_2D 3x3 SAME stride 1 on an odd 9 x 5 input (the M4 lays its planes transposed)
+    i = k.Input((9, 5, 8))
+    return k.Model(i, k.layers.DepthwiseConv2D(3, padding="same")(i))
+
+
 def fc_rows(k):  # FULLY_CONNECTED on a [1,3,5] input: rows > 1 (static batch: no shape sub-graph)
     i = k.Input((3, 5), batch_size=1)
     return k.Model(i, k.layers.Dense(4)(i))
@@ -196,7 +201,7 @@ def float_io_dense(k):  # float32 I/O around a tiny MLP
 MODELS = {
     f.__name__: f
     for f in (conv_same_stride2, conv_valid_dilated, conv_same_dilated, conv_stride_nonsquare_relu6,
-              depthwise_dm2, depthwise_stride2_valid, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax,
+              depthwise_dm2, depthwise_stride2_valid, depthwise3x3_odd, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax,
               fc_logistic_tanh, avgpool_same, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
               relu_relu6_standalone, pad_conv, pad_maxpool, reshape_only, mean_spatial, concat_channels,
               leaky_hard_swish, float_io_cnn, float_io_dense)
