@@ -26,6 +26,7 @@
  * top RAM_STORE_ARENA_BYTES are the arena and the rest holds the blobs. */
 extern uint8_t __pool_start[], __pool_end[];
 extern uint32_t __stack_limit[]; /* lowest address of the stack region */
+extern uint32_t __stack_top[];   /* one past its highest */
 const struct slot_store *slot_flash_init(void) __attribute__((weak)); /* linked on boards with flash slots */
 
 static const struct slot_store *store;
@@ -43,6 +44,7 @@ static uint32_t boot_refused; /* stored models a boot found invalid and revoked 
 #define PROFILE_OPS 256
 static uint32_t op_cycles[PROFILE_OPS];
 static uint64_t op_start;
+static uint32_t invoke_stack; /* deepest stack of the last INVOKE, from the stack's top (painted), for PROFILE */
 static void profile_op(void *ctx, uint32_t k, int end);
 
 static struct {
@@ -385,6 +387,13 @@ static void activate(const tml_model *m, uint32_t len)
 #define STACK_PAINT 0xa5a5a5a5u
 /* Stack bytes a call uses: paint the free stack below the caller's frame before it, find the deepest word it
  * overwrote after it. COMMIT reports this for its signature check (docs/firmware.md, "Signed installs"). */
+static uint32_t stack_pointer(void)
+{
+    uint32_t sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    return sp;
+}
+
 static void paint_stack(void)
 {
     uint32_t *w, sp;
@@ -571,9 +580,10 @@ static void profile_op(void *ctx, uint32_t k, int end)
 static void do_profile(uint8_t seq)
 {
     uint32_t k, n = have_model ? (active.n_ops < PROFILE_OPS ? active.n_ops : PROFILE_OPS) : 0;
+    wr32(tx + 6, invoke_stack);
     for (k = 0; k < n; k++)
-        wr32(tx + 6 + 4 * k, op_cycles[k]);
-    send_frame(REQ_PROFILE | REPLY_OK, seq, tx + 6, 4 * n);
+        wr32(tx + 10 + 4 * k, op_cycles[k]);
+    send_frame(REQ_PROFILE | REPLY_OK, seq, tx + 6, 4 + 4 * n);
 }
 
 static void do_invoke(uint8_t seq)
@@ -585,9 +595,11 @@ static void do_invoke(uint8_t seq)
         nak(seq, NAK_NO_MODEL, REQ_INVOKE, "no model installed");
         return;
     }
+    paint_stack(); /* outside the timed span: the cycles are tml_invoke's alone */
     t0 = systick_cycles();
     st = (uint32_t)tml_invoke(&active);
     t1 = systick_cycles();
+    invoke_stack = stack_depth_since_paint() + (uint32_t)((uintptr_t)__stack_top - stack_pointer());
     out_total = io_total(1);
     first = out_total < PROTO_MAX_PAYLOAD - 16u ? out_total : PROTO_CHUNK;
     wr32(r, st);

@@ -211,3 +211,26 @@ def test_bad_input_is_refused_and_previous_model_kept(board):
         assert dev.alive()
         assert link.caps()["model"] == model
         assert link.infer(x)[0] == want
+
+
+STACK_BYTES = {"mps2-an386": 16 * 1024, "stm32f4": 8 * 1024}  # boards/*/link.ld
+
+
+@pytest.mark.parametrize("board,key", [("mps2-an386", "kws"), ("stm32f4", "kws"), ("stm32f4", "sww")])
+def test_inference_stack_stays_inside_the_reserved_stack(board, key):
+    """The deepest stack of an inference (the firmware paints the free stack before INVOKE and reports the
+    deepest word written, PROFILE) stays below the board's reserved stack with room to spare: overflowing it
+    would write over .bss silently. First and second inference (the second runs the widened-weight kernels)."""
+    data = mlperf_model(key).read_bytes()
+    x = random_inputs(input_specs(data), 1, seed=3)[0]
+    blob = mlperf_blob(key)
+    ins, _ = _blob_io(blob)
+    with QemuDevice(board) as dev:
+        dev.link.install(blob)
+        depths = []
+        for _ in range(2):
+            dev.link.infer(encode_inputs(ins, x))
+            stack, op_cycles = dev.link.profile()
+            depths.append(stack)
+            assert len(op_cycles) > 0 and sum(op_cycles) > 0
+    assert all(2_000 < d < STACK_BYTES[board] - 512 for d in depths), depths

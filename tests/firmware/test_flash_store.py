@@ -12,6 +12,9 @@ from tinymlaas.boards.stm32_slots import CAPACITY, SlotError, slot_image
 from tinymlaas.paths import FIRMWARE, REPO, VECTORS
 
 TEST = REPO / "build" / "firmware" / "host" / "flash_store_test"
+# One worker builds and runs it: two `make store-test` at once let one exec the binary while the other's linker
+# was still writing it (EACCES).
+pytestmark = pytest.mark.xdist_group("flash_store")
 BLOBS = [VECTORS / n for n in ("softmax_rows.blob", "float_io_cnn.blob", "conv_same_stride2.blob")]
 
 

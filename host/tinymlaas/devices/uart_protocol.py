@@ -227,6 +227,10 @@ class DeviceLink:
         return lo | (hi << 32)
 
     def profile(self):
-        """SysTick cycles of each op (first 256) in the last INVOKE."""
+        """The last INVOKE's deepest stack (bytes from the stack's top, measured by painting) and the SysTick
+        cycles of each of its ops (first 256): (stack_bytes, [cycles])."""
         body = self.request(REQ_PROFILE)
-        return list(struct.unpack("<%dI" % (len(body) // 4), body))
+        if len(body) < 4 or len(body) % 4:
+            raise ProtocolError("PROFILE reply of %d bytes: not a u32 stack depth and u32 per op" % len(body))
+        words = struct.unpack("<%dI" % (len(body) // 4), body)
+        return words[0], list(words[1:])
