@@ -926,6 +926,21 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
 }
 #pragma GCC diagnostic pop
 
+/* A pixel pair's inputs xa[0..n), xb[0..n) (n a multiple of 4) widened into buf in the pair layout (per 4 inputs
+ * [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3], each plus xo); inline: a call costs short rows more than the
+ * assembly widen_rows saves. */
+static inline void widen_run(const int8_t *xa, const int8_t *xb, uint32_t n, uint32_t xo2, int32_t *buf)
+{
+    uint32_t i;
+    for (i = 0; i < n; i += 4) {
+        uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
+        buf[i] = __sxtab16(xo2, va);
+        buf[i + 1] = __sxtab16(xo2, vb);
+        buf[i + 2] = tml_sxtab16_ror8(xo2, va);
+        buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
+    }
+}
+
 static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
                        const dense_q *qp, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
@@ -941,13 +956,7 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     if (rows != NULL)
         widen_rows(xa, xb, rows, xo2, buf);
     else /* one run (inline: a call costs short rows more than the assembly saves) */
-        for (i = 0; i < K4; i += 4) {
-            uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
-            buf[i] = __sxtab16(xo2, va);
-            buf[i + 1] = __sxtab16(xo2, vb);
-            buf[i + 2] = tml_sxtab16_ror8(xo2, va);
-            buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
-        }
+        widen_run(xa, xb, K4, xo2, buf);
     if (K4 < K && (q->weights_overrun_ok || q->w16 != NULL)) {
         /* the last K % 4 inputs padded to 4 with the input zero point: the pad lanes widen to 0 and add nothing
          * whatever weight bytes (the next row's, or past the last row inside CONST) they meet */
@@ -1052,17 +1061,10 @@ static __attribute__((noinline)) void pair_w16(const int8_t *xa, const int8_t *x
     const uint32_t xo2 = tml_pair(q->xo), tw = w16_triple_words(K, W16_REQUANT);
     const int32_t *w16 = q->w16, *wt = w16 + (size_t)(Co / 3) * tw;
     const int32_t ys = (int32_t)(yb - ya);
-    uint32_t i;
     if (rows != NULL)
         widen_rows(xa, xb, rows, xo2, buf);
     else
-        for (i = 0; i < K; i += 4) {
-            uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
-            buf[i] = __sxtab16(xo2, va);
-            buf[i + 1] = __sxtab16(xo2, vb);
-            buf[i + 2] = tml_sxtab16_ror8(xo2, va);
-            buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
-        }
+        widen_run(xa, xb, K, xo2, buf);
     if (Co % 3 == 2)
         gemm_2x3_w16(buf, buf + K, w16, wt + tw, ya, ys);
     else if (Co >= 3)
@@ -1085,16 +1087,9 @@ static __attribute__((noinline)) void pw_pairs_w16(const int8_t *x, size_t pairs
     const uint32_t *mask = q->const_mask;
     const int8_t *val = q->const_val;
     size_t pr;
-    uint32_t i;
     for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
         const int8_t *xb = x + C;
-        for (i = 0; i < C; i += 4) {
-            uint32_t va = tml_ldu32(x + i), vb = tml_ldu32(xb + i);
-            buf[i] = __sxtab16(xo2, va);
-            buf[i + 1] = __sxtab16(xo2, vb);
-            buf[i + 2] = tml_sxtab16_ror8(xo2, va);
-            buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
-        }
+        widen_run(x, xb, C, xo2, buf);
         if (Co % 3 == 2)
             gemm_2x3_w16(buf, buf + C, w16, wt + tw, y, (int32_t)Co);
         else if (Co >= 3)
