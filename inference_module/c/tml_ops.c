@@ -398,7 +398,9 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
  *  - requantized (W16_REQUANT, ops where requant2_ok holds with no slow channel): the weights are doubled and the
  *    accumulators start at 2 bias, so they end at t = 2 (sum + bias) and each output is requant2_dsp's
  *    (SMMLAR(t, m, round) - [t < 0]) >> right, SSAT 8, stored at y[j] (pixel a) and y[ystride + j] (pixel b), y
- *    advancing by 3 per triple: no store and reload of the sums, no requantization call;
+ *    advancing per triple by its third channel's right >> 8 (3, or 2 into the overlapping last triple of
+ *    Co = 3t + 2, so one call does all; ASR by a register reads its bits 0-7 only): no store and reload of the sums,
+ *    no requantization call;
  *  - sums (W16_SUMS): the weights as they are, accumulators from 0, right = 0, which sends the triple's end to
  *    storing the sums (pixel a's at y[3t..3t+2] as int32, pixel b's SUMS_B words on) for requant2_dsp,
  *    fix_outputs or requant_pairs.
@@ -439,14 +441,11 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
 __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, const int32_t *end, const int32_t *w16,
                                                           const int32_t *wend, void *y, int32_t ystride)
 {
-    /* stack after the 9 saved registers and 24 bytes of locals: [sp] y, [sp+4] ystride, [sp+8] bp, [sp+12] end,
-     * [sp+16] where each triple enters the 16-step body, [sp+20] wend; the arguments y, ystride at [sp+60] */
+    /* stack after the 9 saved registers and 24 bytes of locals: [sp+8] bp, [sp+12] end, [sp+16] where each triple
+     * enters the 16-step body, [sp+20] wend; the arguments y and ystride at [sp+60] and [sp+64], y advanced in its
+     * slot (an argument's stack slot is the callee's to write) */
     __asm__ volatile("push {r4-r11, lr}\n\t"
                      "sub sp, #24\n\t"
-                     "ldr r12, [sp, #60]\n\t"
-                     "str r12, [sp]\n\t"
-                     "ldr r12, [sp, #64]\n\t"
-                     "str r12, [sp, #4]\n\t"
                      "str r0, [sp, #8]\n\t"
                      "str r1, [sp, #12]\n\t"
                      "str r3, [sp, #20]\n\t"
@@ -461,8 +460,7 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "add r12, r12, r3\n\t"
                      "orr r12, r12, #1\n\t"    /* Thumb */
                      "str r12, [sp, #16]\n\t"
-                     "mov r1, r2\n\t"
-                     "4:\n\t"
+                     "mov r1, r2\n\t" /* the first triple's start (the others' is at 7) */
                      "ldr r2, [r1], #4\n\t"
                      "ldr r3, [r1], #4\n\t"
                      "ldr r4, [r1], #4\n\t"
@@ -478,8 +476,8 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      ".endif\n\t"
                      "cmp r0, lr\n\t"
                      "bne .Ltml_gemm23_body\n\t"
-                     "ldr r10, [sp]\n\t"
-                     "ldr lr, [sp, #4]\n\t"
+                     "ldr r10, [sp, #60]\n\t"
+                     "ldr lr, [sp, #64]\n\t"
                      "ldr r8, [r1], #4\n\t"
                      "ldr r9, [r1], #4\n\t"
                      "ldr r0, [r1], #4\n\t"
@@ -495,14 +493,22 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "ldr r9, [r1], #4\n\t"
                      "ldr r0, [r1], #4\n\t"
                      GEMM_REQUANT_CH("r4", "r7", "2")
-                     "adds r10, #3\n\t"
-                     "str r10, [sp]\n\t"
-                     "7:\n\t"
-                     "ldr r0, [sp, #8]\n\t"
-                     "ldr lr, [sp, #12]\n\t"
+                     "add r10, r10, r0, lsr #8\n\t" /* y's advance, in right's bits 8+ (ASR reads bits 0-7) */
+                     "str r10, [sp, #60]\n\t"
+                     "7:\n\t" /* the next triple started here: its loads pipeline and the entry is the only branch */
                      "ldr r8, [sp, #20]\n\t"
                      "cmp r1, r8\n\t"
-                     "bne 4b\n\t"
+                     "beq 8f\n\t"
+                     "ldr r0, [sp, #8]\n\t"
+                     "ldr lr, [sp, #12]\n\t"
+                     "ldr r2, [r1], #4\n\t"
+                     "ldr r3, [r1], #4\n\t"
+                     "ldr r4, [r1], #4\n\t"
+                     "mov r5, r2\n\t"
+                     "mov r6, r3\n\t"
+                     "mov r7, r4\n\t"
+                     "ldr pc, [sp, #16]\n\t"
+                     "8:\n\t"
                      "add sp, #24\n\t"
                      "pop {r4-r11, pc}\n\t"
                      "6:\n\t"
@@ -510,7 +516,7 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "str r6, [r10, #516]\n\t"
                      "str r7, [r10, #520]\n\t"
                      "stmia r10!, {r2, r3, r4}\n\t"
-                     "str r10, [sp]\n\t"
+                     "str r10, [sp, #60]\n\t"
                      "b 7b\n\t");
 }
 
@@ -638,9 +644,11 @@ static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K,
                 *dst++ = ch < Co ? (int32_t)w16_lanes(w + (size_t)ch * K, K, 4 * s + j / n, scale) : 0;
             }
         for (j = 0; j < n; j++)
-            if (form == W16_REQUANT)
+            if (form == W16_REQUANT) {
                 dst = w16_channel_q(dst, q, c[j]);
-            else if (j == 0) { /* right = 0 marks the sums form */
+                if (j == 2) /* y's advance after the triple: 3, or 2 into the overlapping last one (Co = 3t + 2) */
+                    dst[-1] |= (t + 2 == nt && Co % 3 == 2 ? 2 : 3) << 8;
+            } else if (j == 0) { /* right = 0 marks the sums form */
                 dst[0] = dst[1] = dst[2] = 0;
                 dst += 3;
             }
@@ -918,6 +926,21 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
 }
 #pragma GCC diagnostic pop
 
+/* A pixel pair's inputs xa[0..n), xb[0..n) (n a multiple of 4) widened into buf in the pair layout (per 4 inputs
+ * [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3], each plus xo); inline: a call costs short rows more than the
+ * assembly widen_rows saves. */
+static inline void widen_run(const int8_t *xa, const int8_t *xb, uint32_t n, uint32_t xo2, int32_t *buf)
+{
+    uint32_t i;
+    for (i = 0; i < n; i += 4) {
+        uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
+        buf[i] = __sxtab16(xo2, va);
+        buf[i + 1] = __sxtab16(xo2, vb);
+        buf[i + 2] = tml_sxtab16_ror8(xo2, va);
+        buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
+    }
+}
+
 static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
                        const dense_q *qp, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
@@ -933,13 +956,7 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
     if (rows != NULL)
         widen_rows(xa, xb, rows, xo2, buf);
     else /* one run (inline: a call costs short rows more than the assembly saves) */
-        for (i = 0; i < K4; i += 4) {
-            uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
-            buf[i] = __sxtab16(xo2, va);
-            buf[i + 1] = __sxtab16(xo2, vb);
-            buf[i + 2] = tml_sxtab16_ror8(xo2, va);
-            buf[i + 3] = tml_sxtab16_ror8(xo2, vb);
-        }
+        widen_run(xa, xb, K4, xo2, buf);
     if (K4 < K && (q->weights_overrun_ok || q->w16 != NULL)) {
         /* the last K % 4 inputs padded to 4 with the input zero point: the pad lanes widen to 0 and add nothing
          * whatever weight bytes (the next row's, or past the last row inside CONST) they meet */
@@ -961,11 +978,11 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
          * twice) or for Co = 3t + 1 the last channel alone */
         const int32_t *wt = q->w16 + (size_t)(Co / 3) * w16_triple_words(K, W16_REQUANT);
         const int32_t ys = (int32_t)(yb - ya);
-        if (Co >= 3)
+        if (Co % 3 == 2) /* the overlapping triple right after the others (y advanced by 2 into it) */
+            gemm_2x3_w16(buf, buf + Kb, q->w16, wt + w16_triple_words(K, W16_REQUANT), ya, ys);
+        else if (Co >= 3)
             gemm_2x3_w16(buf, buf + Kb, q->w16, wt, ya, ys);
-        if (Co % 3 == 2)
-            gemm_2x3_w16(buf, buf + Kb, wt, wt + w16_triple_words(K, W16_REQUANT), ya + Co - 3, ys);
-        else if (Co % 3 == 1)
+        if (Co % 3 == 1)
             gemm_2x1_w16(buf, buf + Kb, wt, ya + Co - 1, ys);
         if (q->const_mask != NULL)
             const_outputs(q->const_mask, q->const_val, Co, ya, yb);
@@ -1031,6 +1048,56 @@ static void dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int
                         q->shift + 4 * c, q->out_off, q->lo, q->hi);
         yb[o] = requant(tml_dot1(xb, w + (size_t)o * K, K, q->xo, 0), q->bias + 4 * o, q->mult + 4 * c,
                         q->shift + 4 * c, q->out_off, q->lo, q->hi);
+    }
+}
+
+/* dense_pair's requantized-kernels path for one pixel pair of K inputs, K a multiple of 4 (the im2col loop's padded
+ * patches, or with `rows` both windows inside the input): the same widening and kernel calls without dense_pair's
+ * checks for the other paths, its copy of the parameters and its 3.5 KB frame. */
+static __attribute__((noinline)) void pair_w16(const int8_t *xa, const int8_t *xb, uint32_t K, uint32_t Co,
+                                               const dense_q *q, int8_t *ya, int8_t *yb, const pair_rows *rows)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t xo2 = tml_pair(q->xo), tw = w16_triple_words(K, W16_REQUANT);
+    const int32_t *w16 = q->w16, *wt = w16 + (size_t)(Co / 3) * tw;
+    const int32_t ys = (int32_t)(yb - ya);
+    if (rows != NULL)
+        widen_rows(xa, xb, rows, xo2, buf);
+    else
+        widen_run(xa, xb, K, xo2, buf);
+    if (Co % 3 == 2)
+        gemm_2x3_w16(buf, buf + K, w16, wt + tw, ya, ys);
+    else if (Co >= 3)
+        gemm_2x3_w16(buf, buf + K, w16, wt, ya, ys);
+    if (Co % 3 == 1)
+        gemm_2x1_w16(buf, buf + K, wt, ya + Co - 1, ys);
+    if (q->const_mask != NULL)
+        const_outputs(q->const_mask, q->const_val, Co, ya, yb);
+}
+
+/* dense_pair's requantized-kernels path for a whole 1x1 convolution over dense pixels (stride 1, C a multiple of
+ * 4): the pixel pairs x[2p], x[2p + 1] (C bytes each) widened and run through the triples in one loop, so
+ * dense_pair's frame and checks and conv_2d's pixel addressing are paid once per op, not per pair. */
+static __attribute__((noinline)) void pw_pairs_w16(const int8_t *x, size_t pairs, uint32_t C, uint32_t Co,
+                                                   const dense_q *q, int8_t *y)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t xo2 = tml_pair(q->xo), tw = w16_triple_words(C, W16_REQUANT);
+    const int32_t *w16 = q->w16, *wt = w16 + (size_t)(Co / 3) * tw;
+    const uint32_t *mask = q->const_mask;
+    const int8_t *val = q->const_val;
+    size_t pr;
+    for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
+        const int8_t *xb = x + C;
+        widen_run(x, xb, C, xo2, buf);
+        if (Co % 3 == 2)
+            gemm_2x3_w16(buf, buf + C, w16, wt + tw, y, (int32_t)Co);
+        else if (Co >= 3)
+            gemm_2x3_w16(buf, buf + C, w16, wt, y, (int32_t)Co);
+        if (Co % 3 == 1)
+            gemm_2x1_w16(buf, buf + C, wt, y + Co - 1, (int32_t)Co);
+        if (mask != NULL)
+            const_outputs(mask, val, Co, y, y + Co);
     }
 }
 #endif
@@ -1212,6 +1279,10 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
         if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
             q.w16 = w16_prepare(m, wd, C, Co, npix, &q, q.w16_form);
+        if (C <= PAIR_MAX_K && dense_input && C % 4 == 0 && q.w16 != NULL && q.w16_form == W16_REQUANT) {
+            pw_pairs_w16(xd, npix / 2, C, Co, &q, yd);
+            pix = npix & ~(size_t)1;
+        }
         if (C <= PAIR_MAX_K)
             for (; pix + 2 <= npix; pix += 2) {
                 size_t pb = pix + 1;
@@ -1243,6 +1314,16 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
         pair_rows rows;
         const int rows_ok = p[3] == 1 && (Kw * C) % 4 == 0 && Co % 2 == 0;
         q.w16 = w16_prepare(m, wd, fstride, Co, npix, &q, q.w16_form);
+        /* with widened weights a pair's K is rounded up to 4 (w16's blocks are the same), the patches' pad bytes set
+         * once to the input zero point (widened to 0; no gather writes them): dense_pair's byte loop for the last
+         * K % 4 inputs skipped (IC's and VWW's first layers, K = 27) */
+        const uint32_t kpair = q.w16 != NULL && fstride + 3 <= PAIR_MAX_K && fstride + 3 <= CONV_PATCH
+                                   ? (fstride + 3) & ~3u
+                                   : fstride;
+        fill_bytes(patch + fstride, (int8_t)(-q.xo), kpair - fstride);
+        fill_bytes(patch2 + fstride, (int8_t)(-q.xo), kpair - fstride);
+        /* pairs in the requantized form with no partial word: pair_w16 instead of dense_pair */
+        const int lean = q.w16 != NULL && q.w16_form == W16_REQUANT && kpair % 4 == 0;
         rows.n = Kh;
         rows.bytes = Kw * C;
         rows.step = (size_t)p[2] * W * C;
@@ -1269,7 +1350,10 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                     next_pixel(q2, Ho, Wo);
                 }
                 if (rows_ok && inside == 2) { /* both fields inside: their rows widened in place */
-                    dense_pair(win[0], win[1], fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, &rows);
+                    if (lean)
+                        pair_w16(win[0], win[1], fstride, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, &rows);
+                    else
+                        dense_pair(win[0], win[1], fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, &rows);
                     pos[0] = q2[0];
                     pos[1] = q2[1];
                     pos[2] = q2[2];
@@ -1284,8 +1368,10 @@ static tml_status conv_2d(tml_model *m, const tml_op *op)
                                  (int64_t)pos[2] * p[1] - p[5], p, pp);
                 next_pixel(pos, Ho, Wo);
             }
-            if (k == 2)
-                dense_pair(patch, patch2, fstride, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, NULL);
+            if (k == 2 && lean)
+                pair_w16(patch, patch2, kpair, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, NULL);
+            else if (k == 2)
+                dense_pair(patch, patch2, kpair, wd, Co, &q, yd + pix * Co, yd + (pix + 1) * Co, NULL);
             else
                 dense_row(patch, fstride, wd, Co, &q, yd + pix * Co);
         }
