@@ -185,8 +185,16 @@ def row(m):
 
 
 def main(argv):
-    patches = "--no-patches" not in argv
-    keys = [a for a in argv if a != "--no-patches"] or MODELS
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="bench/runtime_mlperf.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", metavar="model", help="any of %s (default: all)" % ", ".join(MODELS))
+    ap.add_argument("--no-patches", action="store_true", help="compile layer by layer (no patch-based stages)")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.models) - set(MODELS))
+    if unknown:
+        ap.error("unknown model %s (choose from %s)" % (", ".join(unknown), ", ".join(MODELS)))
+    patches, keys = not args.no_patches, args.models or MODELS
     with tempfile.TemporaryDirectory(prefix="tinymlaas-mpy-") as tmp:
         mpy_path = build_mpy(tmp)
         print(HEADER)
