@@ -89,17 +89,18 @@ def scratch_used(dev):
 
 def by_function(counter, dis, region=1):
     """{function: [modelled cycles, calls]} of one region of a BlockCounter (P = 2), most cycles first."""
-    from tinymlaas.verify.m4cycles import block_cost
+    from tinymlaas.verify.m4cycles import Profile, block_cost
 
-    out = {}
+    profiles, calls = {}, {}
     for per in counter.regions[region][1].values():
         for pc, (runs, taken) in per.items():
             cost = block_cost(dis, counter.blocks[pc])
             f = dis.function_at(pc)
-            row = out.setdefault(f, [0, 0])
-            row[0] += cost.cycles * runs + (2 * taken if cost.ends_in_branch else 0)
-            row[1] += runs if dis.symbols.get(f) == pc else 0
-    return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))
+            profiles.setdefault(f, Profile()).add(cost, runs, taken if cost.ends_in_branch else 0)
+            if dis.symbols.get(f) == pc:  # a run of the function's first block: a call
+                calls[f] = calls.get(f, 0) + runs
+    rows = {f: [prof.cycles(), calls.get(f, 0)] for f, prof in profiles.items()}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1][0]))
 
 
 def cycle_profile(cm, inputs):

@@ -385,27 +385,26 @@ static void activate(const tml_model *m, uint32_t len)
 }
 
 #define STACK_PAINT 0xa5a5a5a5u
-/* Stack bytes a call uses: paint the free stack below the caller's frame before it, find the deepest word it
- * overwrote after it. COMMIT reports this for its signature check (docs/firmware.md, "Signed installs"). */
-static uint32_t stack_pointer(void)
+static inline uint32_t stack_pointer(void)
 {
     uint32_t sp;
     __asm volatile("mov %0, sp" : "=r"(sp));
     return sp;
 }
 
+/* Stack bytes a call uses: paint the free stack below the caller's frame before it, find the deepest word it
+ * overwrote after it. COMMIT reports this for its signature check (docs/firmware.md, "Signed installs"), INVOKE
+ * keeps it for PROFILE. */
 static void paint_stack(void)
 {
-    uint32_t *w, sp;
-    __asm volatile("mov %0, sp" : "=r"(sp));
+    uint32_t *w, sp = stack_pointer();
     for (w = __stack_limit; (uintptr_t)w < sp - 64u; w++)
         *w = STACK_PAINT;
 }
 
 static uint32_t stack_depth_since_paint(void)
 {
-    uint32_t *w, sp;
-    __asm volatile("mov %0, sp" : "=r"(sp));
+    uint32_t *w, sp = stack_pointer();
     for (w = __stack_limit; *w == STACK_PAINT && (uintptr_t)w < sp; w++) {
     }
     return sp - (uint32_t)(uintptr_t)w;

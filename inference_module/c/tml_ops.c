@@ -423,6 +423,20 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
     "smlad r7, r9, r12, r7\n\t"
 #define GEMM_2X3_STEP4 GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF GEMM_2X3_HALF     \
     GEMM_2X3_HALF GEMM_2X3_HALF
+/* a triple's start: both pixels' accumulators from its first 3 words, then into the body at the computed entry */
+#define GEMM_2X3_TRIPLE_START                                                                                  \
+    "ldr r2, [r1], #4\n\t"                                                                                     \
+    "ldr r3, [r1], #4\n\t"                                                                                     \
+    "ldr r4, [r1], #4\n\t"                                                                                     \
+    "mov r5, r2\n\t"                                                                                           \
+    "mov r6, r3\n\t"                                                                                           \
+    "mov r7, r4\n\t"                                                                                           \
+    "ldr pc, [sp, #16]\n\t"
+/* the next channel's requantization constants: m, round, right into r8, r9, r0 */
+#define GEMM_CH_CONSTS                                                                                         \
+    "ldr r8, [r1], #4\n\t"                                                                                     \
+    "ldr r9, [r1], #4\n\t"                                                                                     \
+    "ldr r0, [r1], #4\n\t"
 /* one channel's two outputs: accumulators a (pixel a) and b, m in r8, round in r9, right in r0; y at r10, lr */
 #define GEMM_REQUANT_CH(a, b, j)                                                                               \
     "smmlar r11, " a ", r8, r9\n\t"                                                                            \
@@ -461,13 +475,7 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "orr r12, r12, #1\n\t"    /* Thumb */
                      "str r12, [sp, #16]\n\t"
                      "mov r1, r2\n\t" /* the first triple's start (the others' is at 7) */
-                     "ldr r2, [r1], #4\n\t"
-                     "ldr r3, [r1], #4\n\t"
-                     "ldr r4, [r1], #4\n\t"
-                     "mov r5, r2\n\t"
-                     "mov r6, r3\n\t"
-                     "mov r7, r4\n\t"
-                     "ldr pc, [sp, #16]\n\t"
+                     GEMM_2X3_TRIPLE_START
                      ".balign 4\n"
                      ".Ltml_gemm23_body:\n\t" GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4 GEMM_2X3_STEP4
                      ".Ltml_gemm23_body_end:\n\t"
@@ -478,20 +486,14 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "bne .Ltml_gemm23_body\n\t"
                      "ldr r10, [sp, #60]\n\t"
                      "ldr lr, [sp, #64]\n\t"
-                     "ldr r8, [r1], #4\n\t"
-                     "ldr r9, [r1], #4\n\t"
-                     "ldr r0, [r1], #4\n\t"
+                     GEMM_CH_CONSTS
                      "cmp r0, #0\n\t"
                      "beq 6f\n\t"             /* right = 0: the sums form */
                      "add lr, lr, r10\n\t"
                      GEMM_REQUANT_CH("r2", "r5", "0")
-                     "ldr r8, [r1], #4\n\t"
-                     "ldr r9, [r1], #4\n\t"
-                     "ldr r0, [r1], #4\n\t"
+                     GEMM_CH_CONSTS
                      GEMM_REQUANT_CH("r3", "r6", "1")
-                     "ldr r8, [r1], #4\n\t"
-                     "ldr r9, [r1], #4\n\t"
-                     "ldr r0, [r1], #4\n\t"
+                     GEMM_CH_CONSTS
                      GEMM_REQUANT_CH("r4", "r7", "2")
                      "add r10, r10, r0, lsr #8\n\t" /* y's advance, in right's bits 8+ (ASR reads bits 0-7) */
                      "str r10, [sp, #60]\n\t"
@@ -501,13 +503,7 @@ __attribute__((naked, noinline)) static void gemm_2x3_w16(const int32_t *bp, con
                      "beq 8f\n\t"
                      "ldr r0, [sp, #8]\n\t"
                      "ldr lr, [sp, #12]\n\t"
-                     "ldr r2, [r1], #4\n\t"
-                     "ldr r3, [r1], #4\n\t"
-                     "ldr r4, [r1], #4\n\t"
-                     "mov r5, r2\n\t"
-                     "mov r6, r3\n\t"
-                     "mov r7, r4\n\t"
-                     "ldr pc, [sp, #16]\n\t"
+                     GEMM_2X3_TRIPLE_START
                      "8:\n\t"
                      "add sp, #24\n\t"
                      "pop {r4-r11, pc}\n\t"
@@ -575,6 +571,8 @@ __attribute__((naked, noinline)) static void gemm_2x1_w16(const int32_t *bp, con
 #pragma GCC diagnostic pop
 #undef GEMM_2X1_STEP
 #undef GEMM_REQUANT_CH
+#undef GEMM_CH_CONSTS
+#undef GEMM_2X3_TRIPLE_START
 #undef GEMM_2X3_STEP4
 #undef GEMM_2X3_HALF
 
