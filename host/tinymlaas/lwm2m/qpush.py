@@ -190,8 +190,8 @@ class QBlock1Push:
                 if quiet > self.max_quiet:
                     raise PushFailed("block %d unanswered: device quiet for %d timeouts" % (acked, quiet),
                                      acked * self.size)
+                self.resent += 1  # a lost probe goes again at the loop's top
                 if not probing:
-                    self.resent += 1
                     self._send(sent_upto - 1)  # the device answers a block it has with its state
                 continue
             quiet = 0
