@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymlaas.paths import C_RUNTIME as RUNTIME, c_runtime_sources
+
 REPO = Path(__file__).resolve().parents[1]
-RUNTIME = REPO / "inference_module" / "c"
 FW = REPO / "firmware"
 CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 M4_ROWS = 10
@@ -217,7 +218,7 @@ def _compile(tmp, lang, code, includes, main, cross, opt):
         flags = CPU + [opt, "-ffunction-sections", "-fdata-sections"]
         objs = []
         for s in [src, tmp / "main.c", FW / "common" / "startup.c", FW / "common" / "systick.c"] + (
-                [RUNTIME / n for n in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c")]
+                c_runtime_sources()
                 if RUNTIME in includes else []):
             obj = tmp / (s.stem + ".o")
             cc = gxx if s.suffix == ".cpp" else gcc
@@ -237,7 +238,7 @@ def _compile(tmp, lang, code, includes, main, cross, opt):
         return elf
     exe = tmp / "native"
     cc = "c++" if lang == "c++" else "cc"
-    srcs = [str(src)] + ([str(RUNTIME / n) for n in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c")]
+    srcs = [str(src)] + ([str(p) for p in c_runtime_sources()]
                          if RUNTIME in includes else [])
     if lang == "c++":
         subprocess.run(["cc", "-O2", "-c", str(tmp / "main.c"), "-o", str(tmp / "main.o")], check=True)

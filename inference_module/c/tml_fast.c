@@ -1,8 +1,8 @@
 /* Host kernels (built with -DTML_FAST: the host library, inference_module/c/Makefile): CONV_2D and
  * DEPTHWISE_CONV_2D written so that gcc/clang -O2/-O3 vectorize them with whatever SIMD the host has (SSE/AVX on
- * x86-64, NEON on AArch64), without intrinsics. The reference kernels of tml_ops.c stay beside them and take every
- * op these decline (tml_fast_run returns 0); both give TFLM's results bit for bit, checked by the
- * same tests (tests/c/test_c_runtime.py runs the models through both builds).
+ * x86-64, NEON on AArch64), without intrinsics. The reference kernels (tml_ops.c, tml_conv.c, tml_depthwise.c) stay
+ * beside them and take every op these decline (tml_fast_run returns 0); both give TFLM's results bit for bit,
+ * checked by the same tests (tests/c/test_c_runtime.py runs the models through both builds).
  *
  * Why the reference kernels are slow here: they vectorize along the dot product (K), which for VWW's first layers
  * (K = 8..32 inputs) leaves the vector loop unused, and they requantize one output at a time with branches. Here:

@@ -123,10 +123,10 @@ uint32_t tml_elements(const tml_tensor *t);
 /* The MBQM the kernels of this build use (tests compare it with the spec's definition). */
 int32_t tml_kernel_mbqm(int32_t x, int32_t m, int32_t s);
 
-/* Kernels, run on a validated op (tml_ops.c). */
+/* Kernels, run on a validated op (tml_ops.c and the files it dispatches to, tml_kernels.h). */
 tml_status tml_run_op(tml_model *m, const tml_op *op);
 #ifdef TML_FAST
-/* The host build's vectorizable kernels (tml_fast.c): 1 when they ran the op, 0 to leave it to tml_ops.c's. */
+/* The host build's vectorizable kernels (tml_fast.c): 1 when they ran the op, 0 to leave it to the reference ones. */
 int tml_fast_run(tml_model *m, const tml_op *op);
 #endif
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tinymlaas.paths import FIRMWARE, REPO
+from tinymlaas.paths import FIRMWARE, REPO, c_runtime_sources
 
 MP = FIRMWARE / "micropython"
 
@@ -57,8 +57,12 @@ def test_user_c_module_sources_exist():
     mk = (MP / "usermod" / "tinyml" / "micropython.mk").read_text()
     cmake = (MP / "usermod" / "tinyml" / "micropython.cmake").read_text()
     runtime = REPO / "inference_module" / "c"
-    for name in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c", "tml_p256.c", "tml_cose.c"):
-        assert (runtime / name).exists() and name in mk and name in cmake
+    # micropython.mk takes the list from sources.mk; micropython.cmake repeats it, in the same order
+    assert "include $(TINYML_RUNTIME_DIR)/sources.mk" in mk
+    listed = re.findall(r"\$\{TINYML_RUNTIME_DIR\}/(tml_\w+\.c)", cmake)
+    assert listed == [p.name for p in c_runtime_sources() + c_runtime_sources("TML_SIG_SRCS")]
+    assert all((runtime / name).exists() for name in listed)
+    assert sorted(p.name for p in runtime.glob("tml_*.c")) == sorted(listed + ["tml_fast.c"])  # none left out
     assert "mod_tinyml.c" in mk and "mod_tinyml.c" in cmake
     # Both build systems find the runtime four levels up from the module directory.
     rel = "../../../../inference_module/c"
@@ -87,8 +91,7 @@ def test_make_module_finds_the_runtime_through_a_symlink(tmp_path):
     cflags, sources = out.stdout.splitlines()
     runtime = REPO / "inference_module" / "c"
     assert "-I%s" % runtime in cflags.split()
-    assert sources.split() == [str(runtime / n) for n in ("tml_load.c", "tml_ops.c", "tml_classic.c", "tml_sha256.c",
-                                                           "tml_p256.c", "tml_cose.c")]
+    assert sources.split() == [str(p) for p in c_runtime_sources() + c_runtime_sources("TML_SIG_SRCS")]
 
 
 def test_cmake_module_finds_the_runtime_through_a_symlink(tmp_path):

@@ -6,12 +6,18 @@ get_filename_component(TINYML_RUNTIME_DIR ${TINYML_MOD_DIR}/../../../../inferenc
 if(NOT EXISTS ${TINYML_RUNTIME_DIR}/tml.h)
     message(FATAL_ERROR "_tinyml: no inference_module/c four levels above ${TINYML_MOD_DIR}")
 endif()
+# the runtime's sources as inference_module/c/sources.mk names them (TML_CORE_SRCS, TML_SIG_SRCS)
 target_sources(usermod_tinyml INTERFACE
     ${TINYML_MOD_DIR}/mod_tinyml.c
+    ${TINYML_RUNTIME_DIR}/tml_sha256.c
     ${TINYML_RUNTIME_DIR}/tml_load.c
     ${TINYML_RUNTIME_DIR}/tml_ops.c
+    ${TINYML_RUNTIME_DIR}/tml_dense.c
+    ${TINYML_RUNTIME_DIR}/tml_gemm.c
+    ${TINYML_RUNTIME_DIR}/tml_conv.c
+    ${TINYML_RUNTIME_DIR}/tml_depthwise.c
+    ${TINYML_RUNTIME_DIR}/tml_dw_m4.c
     ${TINYML_RUNTIME_DIR}/tml_classic.c
-    ${TINYML_RUNTIME_DIR}/tml_sha256.c
     ${TINYML_RUNTIME_DIR}/tml_p256.c
     ${TINYML_RUNTIME_DIR}/tml_cose.c
 )

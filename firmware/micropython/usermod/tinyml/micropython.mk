@@ -11,9 +11,8 @@ $(error _tinyml: no inference_module/c four levels above $(realpath $(TINYML_MOD
 endif
 
 SRC_USERMOD_C += $(TINYML_MOD_DIR)/mod_tinyml.c
-SRC_USERMOD_LIB_C += $(TINYML_RUNTIME_DIR)/tml_load.c $(TINYML_RUNTIME_DIR)/tml_ops.c $(TINYML_RUNTIME_DIR)/tml_classic.c \
-	$(TINYML_RUNTIME_DIR)/tml_sha256.c \
-	$(TINYML_RUNTIME_DIR)/tml_p256.c $(TINYML_RUNTIME_DIR)/tml_cose.c
+include $(TINYML_RUNTIME_DIR)/sources.mk
+SRC_USERMOD_LIB_C += $(addprefix $(TINYML_RUNTIME_DIR)/,$(TML_CORE_SRCS) $(TML_SIG_SRCS))
 CFLAGS_USERMOD += -I$(TINYML_RUNTIME_DIR)
 # QUANTIZE/DEQUANTIZE must match the host reference bit for bit: no fused multiply-add contraction.
 CFLAGS_USERMOD += -ffp-contract=off
