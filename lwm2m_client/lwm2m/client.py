@@ -93,6 +93,7 @@ class Client:
         self.qupload = None  # a Q-Block1 transfer (lwm2m/qupload.py)
         self.jobs = []  # work deferred until after the response has been sent (Execute, pull download)
         self.update_due = False
+        self.after_update = None  # run once the next Register/Update is answered (lwm2m/send.py after a 4.01)
         self.retry_at = time.ticks_ms()
         self.retry_ms = RETRY_MIN_MS
         self.reg_inflight = False
@@ -236,6 +237,9 @@ class Client:
                 self.retry_at = time.ticks_ms()  # forgotten: register again at once
                 return
             self.retry_ms = RETRY_MIN_MS
+            if self.after_update is not None:
+                self.defer(self.after_update)
+                self.after_update = None
         except RegistrationError as e:
             # a server that refuses or is gone: try again later, backing off so it is not hammered
             print("registration failed:", e)

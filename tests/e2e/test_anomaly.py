@@ -2,7 +2,8 @@
 threshold calibrated on normal data; deployed to the real MicroPython device (emulated esp32), it scores every
 inference and reports each alarm with LwM2M Send (POST /dp, SenML-CBOR) over real UDP, which the server stores and
 the API and console show. A malformed Send and one from an unregistered peer get a clear error, store nothing,
-and a good Send afterwards is taken."""
+and a good Send afterwards is taken; a Send from a port the device's NAT just re-mapped it to is refused 4.01,
+the device Updates from there and sends it again."""
 
 import asyncio
 import pickle
@@ -18,8 +19,10 @@ from aiocoap.numbers.codes import Code
 
 from tinymlaas.demo import vibration
 from tinymlaas.devices.emulated import EmulatedDevice
+from tinymlaas.lwm2m.lossy_proxy import LossyProxy
 from tinymlaas.service import anomaly
 from tinymlaas.service.core import Service
+from tinymlaas.service.inference import INPUT
 from tinymlaas.web import build_api
 
 from e2e_helpers import wait_for, wait_for_value
@@ -62,7 +65,8 @@ def test_anomaly_model_alarms_reach_the_server_by_lwm2m_send(tmp_path, anomaly_m
         svc = await Service(tmp_path / "svc").start("127.0.0.1", 0)
         server = svc.server
         addr = ("127.0.0.1", server.port)
-        dev = EmulatedDevice("coap://127.0.0.1:%d" % server.port, "pump", profile="esp32",
+        nat = await LossyProxy.start(addr, loss=0.0)    # the pump's NAT: re-maps it below
+        dev = EmulatedDevice("coap://127.0.0.1:%d" % nat.address[1], "pump", profile="esp32",
                              data_dir=tmp_path / "dev", trust=svc.signing.device_config()).start()
         fan = EmulatedDevice("coap://127.0.0.1:%d" % server.port, "fan", profile="cortex-m4",
                              data_dir=tmp_path / "fan", trust=svc.signing.device_config()).start()
@@ -143,6 +147,20 @@ def test_anomaly_model_alarms_reach_the_server_by_lwm2m_send(tmp_path, anomaly_m
                 sock.close()
             assert server.reports.count("pump") == 3
 
+            # the pump's NAT gives it a new port just as it sends its next alarm: that Send comes from an address
+            # the server never saw (4.01, as behind a load balancer after a failover); the device Updates from
+            # there and sends it again: stored, and the registration now answers at the new port
+            # (the input written by hand: inference.run's observation of the result would end with the re-mapping,
+            # its notifications coming from the new port too, as an observation does behind a NAT)
+            old_address = server.find("pump").address
+            nat.remap_when = lambda data: Message.decode(data).opt.uri_path == ("dp",)
+            _, _, io = await svc.inference.installed("pump")
+            await server.write("pump", "/32770/0/%d" % INPUT, io.encode(loud[:1])[0])
+            await wait_for(lambda: server.reports.count("pump") == 4, 20, "the alarm sent again after the Update")
+            assert server.reports.recent("pump")[0]["alarm_count"] == 4
+            assert server.find("pump").address != old_address and nat.remap_when is None
+            assert await server.read_value("pump", "/32770/0/35") == 4     # reached at its new port
+
             # an IsolationForest on the tree-ensemble op: its score is minus the forest's path length (fixed
             # point); the device's equals the host's exactly
             forest, _ = await asyncio.to_thread(
@@ -167,6 +185,7 @@ def test_anomaly_model_alarms_reach_the_server_by_lwm2m_send(tmp_path, anomaly_m
         finally:
             dev.stop()
             fan.stop()
+            nat.close()
             await svc.stop()
 
     asyncio.run(main())

@@ -5,7 +5,10 @@ socket towards the server, so the server sees (and sends its own requests to) a 
 whatever arrives on that socket is relayed back to the device. Each datagram, in either direction, is dropped
 with probability `loss`, decided by a `random.Random(seed)`, so a run is reproducible given the same order.
 `tap(direction, data)`, if given, sees every datagram ("up" towards the server, "down" towards the device)
-before the drop decision, so a test can assert what was on the wire.
+before the drop decision, so a test can assert what was on the wire. `remap_when(data)`, if set, is asked about
+every datagram towards the server: the first it says yes to goes out, with everything from that device after it,
+through a new upstream socket (a new port), as a NAT does that re-maps the device or a load balancer that opened
+a new session after a failover; the old socket still relays what the server sends to the old port.
 """
 
 import asyncio
@@ -32,7 +35,9 @@ class LossyProxy(asyncio.DatagramProtocol):
         self.rng = random.Random(seed)
         self.transport = None
         self._upstreams = {}
+        self._retired = []  # upstream sockets of devices re-mapped since (remap_when), still relaying down
         self._pending = {}
+        self.remap_when = None
         self.stats = {"up": 0, "down": 0, "dropped_up": 0, "dropped_down": 0}
 
     @classmethod
@@ -59,6 +64,10 @@ class LossyProxy(asyncio.DatagramProtocol):
         transport.sendto(data, addr)
 
     def datagram_received(self, data, addr):
+        if self.remap_when is not None and self.remap_when(data):
+            self.remap_when = None
+            if addr in self._upstreams:
+                self._retired.append(self._upstreams.pop(addr))
         up = self._upstreams.get(addr)
         if up is not None and up.transport is not None:
             self._relay(up.transport, data, self.server_addr, "up")
@@ -75,7 +84,7 @@ class LossyProxy(asyncio.DatagramProtocol):
             self._relay(up.transport, data, self.server_addr, "up")
 
     def close(self):
-        for up in self._upstreams.values():
+        for up in list(self._upstreams.values()) + self._retired:
             if up.transport:
                 up.transport.close()
         if self.transport:
