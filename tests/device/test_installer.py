@@ -337,12 +337,16 @@ for k, p in enumerate(%r):
     if 10 + k <= inst.installed_sequence():
         continue  # what the device has already: a server would not send it again
     install(p, chunk=256)
+    print("installed", 10 + k)
 """ % (paths,))
     rng = random.Random(5)
     names, low = set(), 10
     for trial in range(8):
         proc = subprocess.Popen(unixport.command(script, "256k"), env=unixport.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
+        # the kill lands a random moment after the first install of this run (on a loaded machine the VM's start
+        # alone can take longer than the random delay, and nothing would ever be installed)
+        proc.stdout.readline()
         time.sleep(rng.uniform(0.05, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -51,7 +51,7 @@ class CapabilityReads:
         return self.server._regs.get(reg.endpoint) is reg
 
     async def _read(self, reg):
-        from .server import DeviceUnreachable, LwM2MError, _Tuning
+        from .dm import DeviceUnreachable, LwM2MError, _Tuning
 
         delay = self.first_retry
         try:
