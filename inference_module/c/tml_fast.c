@@ -69,54 +69,77 @@ VINLINE v8i32 ld8(const int32_t *p)
     return v;
 }
 
-/* [p[0..4), p[0..4)]: one parameter of 4 channels for two pixels */
-VINLINE v8i32 ld4x2(const int32_t *p)
-{
-    v8i32 v;
-    memcpy(&v, p, 16);
-    memcpy((char *)&v + 16, p, 16);
-    return v;
-}
-
 /* One channel's requantization, prepared once per op: y = clamp(RDBPOT(SRDHM((acc + bias) << left, m), right)
- * + off) exactly as tml_mbqm, with RDBPOT's mask precomputed. */
+ * + off) exactly as tml_mbqm, with RDBPOT's mask precomputed. Laid out for 8-lane loads at slot(c): channel c
+ * itself (depthwise: 8 channels of a pixel), or, doubled, channels 4i..4i+3 twice at 8i (CONV_2D: 4 channels of
+ * two pixels). */
+#define QN (2 * FAST_MAX_CO + 32)
 typedef struct {
-    int32_t bias[FAST_MAX_CO + 16], mult[FAST_MAX_CO + 16], left[FAST_MAX_CO + 16], right[FAST_MAX_CO + 16],
-        mask[FAST_MAX_CO + 16]; /* channels past n up to a multiple of 16: zeros */
+    int32_t bias[QN], mult[QN], left[QN], right[QN], mask[QN]; /* past the last channel: zeros */
     int32_t off, lo, hi;
+    int doubled;
 } requant_params;
 
+static inline uint32_t slot(const requant_params *q, uint32_t c) { return q->doubled ? 2 * c - c % 4 : c; }
+
 static void requant_prepare(requant_params *q, uint32_t n, const uint8_t *bias, const uint8_t *mult,
-                            const uint8_t *shift, int32_t off, int32_t lo, int32_t hi)
+                            const uint8_t *shift, int32_t off, int32_t lo, int32_t hi, int doubled)
 {
-    uint32_t c;
-    for (c = 0; c < n; c++) {
-        const int32_t s = tml_ld32(shift + 4 * c);
-        q->bias[c] = tml_ld32(bias + 4 * c);
-        q->mult[c] = tml_ld32(mult + 4 * c);
-        q->left[c] = s > 0 ? s : 0;
-        q->right[c] = s > 0 ? 0 : -s;
-        q->mask[c] = (int32_t)(((uint32_t)1 << q->right[c]) - 1u);
+    uint32_t c, copy;
+    q->doubled = doubled;
+    for (c = 0; c < (n + 15u) / 16u * 16u; c++) {
+        const int32_t s = c < n ? tml_ld32(shift + 4 * c) : 0;
+        const uint32_t j = slot(q, c);
+        for (copy = 0; copy <= (uint32_t)doubled; copy++) {
+            q->bias[j + 4 * copy] = c < n ? tml_ld32(bias + 4 * c) : 0;
+            q->mult[j + 4 * copy] = c < n ? tml_ld32(mult + 4 * c) : 0;
+            q->left[j + 4 * copy] = s > 0 ? s : 0;
+            q->right[j + 4 * copy] = s > 0 ? 0 : -s;
+            q->mask[j + 4 * copy] = (int32_t)(((uint32_t)1 << q->right[j + 4 * copy]) - 1u);
+        }
     }
-    for (; c % 16; c++)
-        q->bias[c] = q->mult[c] = q->left[c] = q->right[c] = q->mask[c] = 0;
     q->off = off;
     q->lo = lo;
     q->hi = hi;
 }
 
-/* The requantization of 8 sums with their channels' parameters, in lanes: a 64-bit product per lane, shifts by
- * per-lane counts, compares as lane masks (-1 true), so no branch. The result is clamped to [lo, hi]. */
-VINLINE v8i32 requant8(v8i32 sum, v8i32 bias, v8i32 mult, v8i32 left, v8i32 right, v8i32 mask,
-                             const requant_params *q)
+/* channel c's bias += d (int32 wrap-around), in both copies when doubled */
+static inline void bias_add(requant_params *q, uint32_t c, int32_t d)
+{
+    const uint32_t j = slot(q, c);
+    q->bias[j] = (int32_t)((uint32_t)q->bias[j] + (uint32_t)d);
+    if (q->doubled)
+        q->bias[j + 4] = q->bias[j];
+}
+
+/* SRDHM with m >= 0 (tml_mbqm) per lane: bits 31..62 of x m + 2^30. AVX2 has no 64-bit lane multiply (GCC builds
+ * one from three 32-bit ones); PMULDQ takes the even lanes' 32 x 32 -> 64 products, and the odd lanes' after a
+ * 64-bit shift, each result then shifted into its own lane's half. */
+VINLINE v8i32 srdhm8(v8i32 xs, v8i32 mult)
+{
+#if defined(__AVX2__)
+    typedef long long v4i64 __attribute__((vector_size(32)));
+    typedef unsigned long long v4u64 __attribute__((vector_size(32)));
+    const v4i64 round = {1 << 30, 1 << 30, 1 << 30, 1 << 30};
+    const v4i64 even = (v4i64)__builtin_ia32_pmuldq256(xs, mult) + round;
+    const v4i64 odd = (v4i64)__builtin_ia32_pmuldq256((v8i32)((v4u64)xs >> 32), (v8i32)((v4u64)mult >> 32)) + round;
+    const v8i32 lo_half = {-1, 0, -1, 0, -1, 0, -1, 0};
+    return ((v8i32)((v4u64)even >> 31) & lo_half) | ((v8i32)((v4u64)odd << 1) & ~lo_half);
+#else
+    const v8i64 prod = __builtin_convertvector(xs, v8i64) * __builtin_convertvector(mult, v8i64) + ((int64_t)1 << 30);
+    return (v8i32)__builtin_convertvector((v8u64)prod >> 31, v8u32);
+#endif
+}
+
+/* The requantization of 8 sums with the parameters at slot i, in lanes: shifts by per-lane counts, compares as
+ * lane masks (-1 true), so no branch. The result is clamped to [lo, hi]. */
+VINLINE v8i32 requant8(v8i32 sum, const requant_params *q, uint32_t i)
 {
     const v8i32 lo = q->lo - (v8i32){0}, hi = q->hi - (v8i32){0};
+    const v8i32 mask = ld8(q->mask + i), right = ld8(q->right + i);
     v8i32 xs, v, thr, r, cmp;
-    v8i64 prod;
-    xs = (v8i32)((v8u32)sum + (v8u32)bias) << left; /* the int32 add wraps like TFLM's, and so does the shift */
-    /* SRDHM with m >= 0 (tml_mbqm): bits 31..62 of x m + 2^30 */
-    prod = __builtin_convertvector(xs, v8i64) * __builtin_convertvector(mult, v8i64) + ((int64_t)1 << 30);
-    v = (v8i32)__builtin_convertvector((v8u64)prod >> 31, v8u32);
+    xs = (v8i32)((v8u32)sum + (v8u32)ld8(q->bias + i)) << ld8(q->left + i); /* wraps like TFLM's add, and the shift */
+    v = srdhm8(xs, ld8(q->mult + i));
     thr = (mask >> 1) - (v < 0); /* RDBPOT: round half away from zero */
     r = (v >> right) - ((v & mask) > thr) + q->off;
     cmp = r < lo;
@@ -183,14 +206,29 @@ static void widen_weights(const int8_t *w, uint32_t o0, uint32_t n, uint32_t Co,
         }
         for (; k < Kp; k++)
             dst[k] = 0;
-        q->bias[o0 + o] = (int32_t)((uint32_t)q->bias[o0 + o] + (uint32_t)xo * (uint32_t)wsum);
+        bias_add(q, o0 + o, (int32_t)((uint32_t)xo * (uint32_t)wsum));
     }
 }
 
 static inline void widen_run(int16_t *dst, const int8_t *src, uint32_t n)
 {
-    uint32_t i;
-    for (i = 0; i < n; i++)
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v16i8 v;
+        v16i16 w;
+        memcpy(&v, src + i, sizeof v);
+        w = __builtin_convertvector(v, v16i16);
+        memcpy(dst + i, &w, sizeof w);
+    }
+    if (i + 8 <= n) {
+        v8i8 v;
+        v8i16 w;
+        memcpy(&v, src + i, sizeof v);
+        w = __builtin_convertvector(v, v8i16);
+        memcpy(dst + i, &w, sizeof w);
+        i += 8;
+    }
+    for (; i < n; i++)
         dst[i] = src[i];
 }
 
@@ -295,7 +333,7 @@ static int conv_2d(tml_model *m, const tml_op *op)
      * whose zero point is not an int8 (padding could not be gathered) */
     if (c.xd[0] != 1 || Co > FAST_MAX_CO || Kp > FAST_KMAX || (!one_by_one && (p[6] < -127 || p[6] > 128)))
         return 0;
-    requant_prepare(&q, Co, c.bias, c.mult, c.shift, p[7], p[8], p[9]);
+    requant_prepare(&q, Co, c.bias, c.mult, c.shift, p[7], p[8], p[9], 1);
     chunk = (FAST_WBUF / Kp) & ~3u; /* >= 4: Kp <= FAST_KMAX */
     if (chunk > Co4)
         chunk = Co4;
@@ -316,13 +354,17 @@ static int conv_2d(tml_model *m, const tml_op *op)
             }
             for (o = o0; o < o0 + n; o += 4) {
                 const uint32_t nc = Co - o < 4 ? Co - o : 4;
-                const v8i32 r = requant8(dot_2x4(xb[0], xb[1], wb + (size_t)(o - o0) * Kp, Kp), ld4x2(q.bias + o),
-                                         ld4x2(q.mult + o), ld4x2(q.left + o), ld4x2(q.right + o),
-                                         ld4x2(q.mask + o), &q);
-                const v8i8 y8 = narrow8(r);
-                memcpy(c.y + (size_t)pi * Co + o, &y8, nc);
-                if (pb != pi)
-                    memcpy(c.y + (size_t)pb * Co + o, (const int8_t *)&y8 + 4, nc);
+                const v8i8 y8 = narrow8(requant8(dot_2x4(xb[0], xb[1], wb + (size_t)(o - o0) * Kp, Kp), &q, 2 * o));
+                int8_t *ya = c.y + (size_t)pi * Co + o, *yb = c.y + (size_t)pb * Co + o;
+                if (nc == 4) { /* pixel b first: an odd last pixel is both, and its lanes are the same */
+                    memcpy(yb, (const int8_t *)&y8 + 4, 4);
+                    memcpy(ya, &y8, 4);
+                } else {
+                    for (i = 0; i < nc; i++) {
+                        yb[i] = y8[4 + i];
+                        ya[i] = y8[i];
+                    }
+                }
             }
         }
     }
@@ -382,12 +424,12 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
     if (cv.xd[0] != 1 || p[10] != 1 || C > FAST_MAX_CO || T > DW_MAX_TAPS || (size_t)2 * pairs * C8 > DW_WBUF ||
         p[6] < -127 || p[6] > 128)
         return 0;
-    requant_prepare(&q, C, cv.bias, cv.mult, cv.shift, p[7], p[8], p[9]);
+    requant_prepare(&q, C, cv.bias, cv.mult, cv.shift, p[7], p[8], p[9], 0);
     for (c = 0; c < C; c++) { /* the input offset folded into the bias: every window has all T taps */
         int32_t wsum = 0;
         for (t = 0; t < T; t++)
             wsum += cv.w[(size_t)t * C + c];
-        q.bias[c] = (int32_t)((uint32_t)q.bias[c] + (uint32_t)p[6] * (uint32_t)wsum);
+        bias_add(&q, c, (int32_t)((uint32_t)p[6] * (uint32_t)wsum));
     }
     for (t = 0; t < 2 * pairs; t++)
         for (c = 0; c < C8; c++)
@@ -415,8 +457,7 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
             tp[T] = tp[T - 1]; /* an odd window's last pair: weight 0 */
             for (c = 0; c < C8; c += 8) {
                 const v8i32 s = dw_block(tp, pairs, wp + (size_t)c * 2, (size_t)C8 * 2, c);
-                const v8i8 y8 = narrow8(requant8(s, ld8(q.bias + c), ld8(q.mult + c), ld8(q.left + c),
-                                                 ld8(q.right + c), ld8(q.mask + c), &q));
+                const v8i8 y8 = narrow8(requant8(s, &q, c));
                 memcpy(y + c, &y8, sizeof y8);
             }
             if (c < C) { /* the last C % 8 channels one by one */
@@ -429,8 +470,7 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
                         a += tp[t][c + i] * cv.w[(size_t)t * C + c + i];
                     s[i] = a;
                 }
-                y8 = narrow8(requant8(s, ld8(q.bias + c), ld8(q.mult + c), ld8(q.left + c), ld8(q.right + c),
-                                      ld8(q.mask + c), &q));
+                y8 = narrow8(requant8(s, &q, c));
                 memcpy(y + c, &y8, C - c);
             }
         }
