@@ -1,22 +1,22 @@
-/* Host kernels (built with -DTML_FAST: the host library, inference_module/c/Makefile): CONV_2D and
- * DEPTHWISE_CONV_2D in GCC/Clang generic vectors of 256 bits, which -O3 lowers to whatever SIMD the host has (AVX2
- * or AVX-512 on x86-64, NEON on AArch64, two halves where vectors are narrower). One operation has no generic form:
- * the int16 x int16 pair products summed into int32 lanes (x86's PMADDWD, 16 multiply-adds in one instruction);
- * madd16 uses it where __AVX2__ says it exists and a lane loop (exactly the same sums) elsewhere. The reference kernels
- * (tml_ops.c, tml_conv.c, tml_depthwise.c) stay beside these and take every op these decline (tml_fast_run returns
- * 0); both give TFLM's results bit for bit, checked by the same tests (tests/c/test_c_runtime.py runs the models
- * through both builds).
- *  - The input offset is folded into the bias: sum (x + xo) w = sum x w + xo sum w, added with int32 wrap-around
- *    like TFLM's accumulator, so the products are plain int8 x int8 (exact in int16 lanes' pair sums); padding taps
- *    take the input zero point, whose x + xo = 0.
- *  - CONV_2D is a dot product along the receptive field (K, padded with zeros to a multiple of 16): the weights of a
- *    chunk of channels are widened once per op to int16 rows, each pixel's receptive field gathered and widened
- *    once (im2col; a 1x1 filter reads its row in place), and a block of 2 pixels x 4 channels keeps 8 accumulators
- *    of 8 lanes in registers, 16 multiply-adds per weight vector loaded; the 8 lane sums fold into one vector
- *    [pixel a's 4 channels, pixel b's 4] which is requantized at once.
+/* Host kernels (built with -DTML_FAST: the host library, inference_module/c/Makefile): CONV_2D, DEPTHWISE_CONV_2D
+ * and FULLY_CONNECTED in GCC/Clang generic vectors of 256 bits, which -O3 lowers to whatever SIMD the host has (AVX2
+ * or AVX-512 on x86-64, NEON on AArch64, two halves where vectors are narrower). What generic vectors cannot say is
+ * an x86 builtin where the target macro says it exists, beside a lane loop with the same results: int16 x int16 pair
+ * products summed into int32 lanes (PMADDWD, 16 multiply-adds in one instruction), 32 x 32 -> 64 lane products
+ * (PMULDQ), horizontal adds, int8 widening and saturating packs. The reference kernels (tml_ops.c, tml_conv.c,
+ * tml_depthwise.c, tml_dense.c) stay beside these and take every op these decline (tml_fast_run returns 0); both give
+ * TFLM's results bit for bit, checked by the same tests (tests/c/test_c_runtime.py runs the models through both).
+ *  - CONV_2D is a dot product along the receptive field (K, padded with zeros to a multiple of 16): each pixel's
+ *    receptive field gathered once as int16 x + xo (padding taps, which TFLM skips, and the pad past K are zeros;
+ *    |x + xo| <= 255, so pair sums of products with int8 weights are exact), the weights widened to int16 rows once
+ *    per op in chunks of channels, or read in place as int8 when few pixels share them; a block of 2 pixels x 4
+ *    channels (1 pixel x 8 for a single pixel) keeps 8 accumulators of 8 lanes in registers, and their lane sums fold
+ *    into one vector of 8 outputs, requantized at once. FULLY_CONNECTED is the same over its rows.
  *  - DEPTHWISE_CONV_2D keeps 8 channels per vector and takes the taps two at a time: both taps' inputs interleaved
  *    byte-wise and widened, against weights interleaved the same way once per op, so one pair product per lane is
- *    two taps of one channel. Taps in the padding read a row of zero points, so every window has all its taps.
+ *    two taps of one channel. The input offset is folded into the bias (sum (x + xo) w = sum x w + xo sum w, int32
+ *    wrap-around like TFLM's accumulator) and taps in the padding read a row of zero points (x + xo = 0), so every
+ *    window has all its taps.
  *  - Requantization runs 8 outputs at once, branch-free, each channel's shifts and RDBPOT mask prepared once. */
 #include "tml_internal.h"
 
@@ -83,16 +83,17 @@ typedef struct {
 static inline uint32_t slot(const requant_params *q, uint32_t c) { return q->doubled ? 2 * c - c % 4 : c; }
 
 static void requant_prepare(requant_params *q, uint32_t n, const uint8_t *bias, const uint8_t *mult,
-                            const uint8_t *shift, int32_t off, int32_t lo, int32_t hi, int doubled)
+                            const uint8_t *shift, int per_channel, int32_t off, int32_t lo, int32_t hi, int doubled)
 {
     uint32_t c, copy;
     q->doubled = doubled;
     for (c = 0; c < (n + 15u) / 16u * 16u; c++) {
-        const int32_t s = c < n ? tml_ld32(shift + 4 * c) : 0;
+        const uint32_t cm = per_channel ? c : 0;
+        const int32_t s = c < n ? tml_ld32(shift + 4 * cm) : 0;
         const uint32_t j = slot(q, c);
         for (copy = 0; copy <= (uint32_t)doubled; copy++) {
             q->bias[j + 4 * copy] = c < n ? tml_ld32(bias + 4 * c) : 0;
-            q->mult[j + 4 * copy] = c < n ? tml_ld32(mult + 4 * c) : 0;
+            q->mult[j + 4 * copy] = c < n ? tml_ld32(mult + 4 * cm) : 0;
             q->left[j + 4 * copy] = s > 0 ? s : 0;
             q->right[j + 4 * copy] = s > 0 ? 0 : -s;
             q->mask[j + 4 * copy] = (int32_t)(((uint32_t)1 << q->right[j + 4 * copy]) - 1u);
@@ -148,7 +149,36 @@ VINLINE v8i32 requant8(v8i32 sum, const requant_params *q, uint32_t i)
     return (r & ~cmp) | (hi & cmp);
 }
 
-VINLINE v8i8 narrow8(v8i32 r) { return __builtin_convertvector(__builtin_convertvector(r, v8i16), v8i8); }
+/* int32 lanes already in int8's range -> bytes (x86: two saturating packs, which cannot saturate here) */
+VINLINE v8i8 narrow8(v8i32 r)
+{
+#if defined(__SSE2__) && defined(HAVE_SHUFFLEVECTOR)
+    const v8i16 h = (v8i16)__builtin_ia32_packssdw128(__builtin_shufflevector(r, r, 0, 1, 2, 3),
+                                                     __builtin_shufflevector(r, r, 4, 5, 6, 7));
+    const v16i8 b = (v16i8)__builtin_ia32_packsswb128(h, h);
+    return __builtin_shufflevector(b, b, 0, 1, 2, 3, 4, 5, 6, 7);
+#else
+    return __builtin_convertvector(__builtin_convertvector(r, v8i16), v8i8);
+#endif
+}
+
+VINLINE v16i8 ld16i8(const int8_t *p)
+{
+    v16i8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* int8 -> int16 lanes: GCC 12 lowers __builtin_convertvector here to two 128-bit halves and an insert */
+VINLINE v16i16 widen16(v16i8 v)
+{
+#if defined(__AVX2__)
+    typedef char v16c __attribute__((vector_size(16)));
+    return (v16i16)__builtin_ia32_pmovsxbw256((v16c)v);
+#else
+    return __builtin_convertvector(v, v16i16);
+#endif
+}
 
 /* The operands of a CONV_2D or DEPTHWISE_CONV_2D record (x, weights, bias, multipliers, shifts -> y) and its
  * params. 0 when the weights or the requantization tensors are not in CONST (then the op is declined). */
@@ -158,6 +188,8 @@ typedef struct {
     const int8_t *x, *w;
     const uint8_t *bias, *mult, *shift;
     int8_t *y;
+    uint32_t x_elems, wrank;
+    int per_channel; /* one multiplier and shift per output channel, or one for all */
 } conv_operands;
 
 static int read_conv(const tml_model *m, const tml_op *op, conv_operands *c)
@@ -180,91 +212,87 @@ static int read_conv(const tml_model *m, const tml_op *op, conv_operands *c)
     c->mult = m->consts + t[3].offset;
     c->shift = m->consts + t[4].offset;
     c->y = (int8_t *)(m->arena + t[5].offset);
+    c->x_elems = tml_elements(&t[0]);
+    c->wrank = t[1].rank;
+    c->per_channel = tml_elements(&t[3]) > 1;
     return 1;
 }
 
-/* ---- CONV_2D: dot products along the receptive field ---- */
+/* ---- CONV_2D and FULLY_CONNECTED: dot products along the receptive field ---- */
 
 /* Rows o0 .. o0 + n of the weights [Co][K] widened to int16 rows of Kp (zeros past K, and whole rows of zeros for
- * channels past Co); each channel's bias gets xo * sum_k w folded in (int32 wrap-around, so the sum of both equals
- * TFLM's accumulator + bias). */
-static void widen_weights(const int8_t *w, uint32_t o0, uint32_t n, uint32_t Co, uint32_t K, uint32_t Kp, int32_t xo,
-                          int16_t *wb, requant_params *q)
+ * channels past Co). */
+static void widen_weights(const int8_t *w, uint32_t o0, uint32_t n, uint32_t Co, uint32_t K, uint32_t Kp, int16_t *wb)
 {
     uint32_t o, k;
     for (o = 0; o < n; o++) {
         const int8_t *row = w + (size_t)(o0 + o) * K;
         int16_t *dst = wb + (size_t)o * Kp;
-        int32_t wsum = 0;
         if (o0 + o >= Co) {
             memset(dst, 0, (size_t)Kp * sizeof *dst);
             continue;
         }
-        for (k = 0; k < K; k++) {
+        for (k = 0; k < K; k++)
             dst[k] = row[k];
-            wsum += row[k];
-        }
         for (; k < Kp; k++)
             dst[k] = 0;
-        bias_add(q, o0 + o, (int32_t)((uint32_t)xo * (uint32_t)wsum));
     }
 }
 
-static inline void widen_run(int16_t *dst, const int8_t *src, uint32_t n)
+/* dst[i] = src[i] + xo, i < n (|x + xo| <= 255: an int16) */
+static inline void widen_run(int16_t *dst, const int8_t *src, uint32_t n, int16_t xo)
 {
     uint32_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        v16i8 v;
-        v16i16 w;
-        memcpy(&v, src + i, sizeof v);
-        w = __builtin_convertvector(v, v16i16);
+        const v16i16 w = widen16(ld16i8(src + i)) + xo;
         memcpy(dst + i, &w, sizeof w);
     }
     if (i + 8 <= n) {
         v8i8 v;
         v8i16 w;
         memcpy(&v, src + i, sizeof v);
-        w = __builtin_convertvector(v, v8i16);
+        w = __builtin_convertvector(v, v8i16) + xo;
         memcpy(dst + i, &w, sizeof w);
         i += 8;
     }
     for (; i < n; i++)
-        dst[i] = src[i];
+        dst[i] = (int16_t)(src[i] + xo);
 }
 
-static inline void fill_run(int16_t *dst, int16_t v, uint32_t n)
+static inline void fill_zeros(int16_t *dst, uint32_t n)
 {
     uint32_t i;
     for (i = 0; i < n; i++)
-        dst[i] = v;
+        dst[i] = 0;
 }
 
-/* The receptive field of the output pixel whose window starts at (iy0, ix0), widened, as one row [Kh][Kw][C] of
- * Kp (zeros past K); taps in the padding get the input zero point zp (they then add (zp + xo) w = 0). */
+/* The receptive field of the output pixel whose window starts at (iy0, ix0) as one row [Kh][Kw][C] of x + xo,
+ * zeros past K and for taps in the padding (which TFLM skips). */
 static void gather16(const int8_t *x, uint32_t H, uint32_t W, uint32_t C, uint32_t Kh, uint32_t Kw, const int32_t *p,
-                     int64_t iy0, int64_t ix0, int16_t zp, uint32_t K, uint32_t Kp, int16_t *dst)
+                     int64_t iy0, int64_t ix0, uint32_t K, uint32_t Kp, int16_t *dst)
 {
+    const int16_t xo = (int16_t)p[6];
     uint32_t ky, kx;
     int16_t *d = dst;
     for (ky = 0; ky < Kh; ky++) {
         const int64_t iy = iy0 + (int64_t)ky * p[2];
         if (p[3] == 1 && iy >= 0 && iy < H && ix0 >= 0 && ix0 + Kw <= W) { /* a whole row of taps inside */
-            widen_run(d, x + ((size_t)iy * W + (size_t)ix0) * C, Kw * C);
+            widen_run(d, x + ((size_t)iy * W + (size_t)ix0) * C, Kw * C, xo);
             d += Kw * C;
             continue;
         }
         for (kx = 0; kx < Kw; kx++, d += C) {
             const int64_t ix = ix0 + (int64_t)kx * p[3];
             if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                fill_run(d, zp, C);
+                fill_zeros(d, C);
             else
-                widen_run(d, x + ((size_t)iy * W + (size_t)ix) * C, C);
+                widen_run(d, x + ((size_t)iy * W + (size_t)ix) * C, C, xo);
         }
     }
-    fill_run(dst + K, 0, Kp - K);
+    fill_zeros(dst + K, Kp - K);
 }
 
-/* The 8 lane sums of a[0..4) (pixel a, 4 channels) and b[0..4) (pixel b) as [a0 a1 a2 a3 b0 b1 b2 b3]. */
+/* The 8 lane sums of a[0..4) and b[0..4) as [a0 a1 a2 a3 b0 b1 b2 b3]. */
 VINLINE v8i32 reduce_2x4(v8i32 a0, v8i32 a1, v8i32 a2, v8i32 a3, v8i32 b0, v8i32 b1, v8i32 b2, v8i32 b3)
 {
 #if defined(__AVX2__) && defined(HAVE_SHUFFLEVECTOR)
@@ -289,85 +317,168 @@ VINLINE v8i32 reduce_2x4(v8i32 a0, v8i32 a1, v8i32 a2, v8i32 a3, v8i32 b0, v8i32
 #endif
 }
 
-/* sum_k xa[k] w_c[k] and sum_k xb[k] w_c[k] for the 4 weight rows w_c = w + c Kp, as reduce_2x4 orders them. */
-VINLINE v8i32 dot_2x4(const int16_t *xa, const int16_t *xb, const int16_t *w, uint32_t Kp)
+/* [xa . w_0, .., xa . w_3, xb . w_4, .., xb . w_7] over Kp (a multiple of 16), w_c = w + c stride: two pixels
+ * against the same 4 weight rows (pair: w_4+c = w_c), or one pixel against 8. The rows are int16 or int8 (w8), read
+ * in place; pair and w8 are compile-time choices (always inlined with constants). */
+VINLINE v8i32 dot_2x4(const int16_t *xa, const int16_t *xb, const void *w, size_t stride, int w8, int pair,
+                      uint32_t Kp)
 {
     v8i32 a[4] = {{0}}, b[4] = {{0}}; /* fully unrolled: the 8 accumulators stay in registers */
-    const size_t stride = Kp;
     const int16_t *const end = xa + Kp;
+    const char *wp = (const char *)w;
+    const size_t bytes = w8 ? 1 : 2;
     int c;
-    for (; xa < end; xa += 16, xb += 16, w += 16) {
+    for (; xa < end; xa += 16, xb += 16, wp += 16 * bytes) {
         v16i16 va, vb, u;
         memcpy(&va, xa, sizeof va);
         memcpy(&vb, xb, sizeof vb);
-        for (c = 0; c < 4; c++) {
-            memcpy(&u, w + c * stride, sizeof u);
-            a[c] += madd16(va, u);
-            b[c] += madd16(vb, u);
+        for (c = 0; c < 8; c++) {
+            const char *row = wp + (size_t)(pair ? c % 4 : c) * stride * bytes;
+            if (w8)
+                u = widen16(ld16i8((const int8_t *)row));
+            else
+                memcpy(&u, row, sizeof u);
+            if (c < 4)
+                a[c] += madd16(va, u);
+            else
+                b[c - 4] += madd16(vb, u);
         }
     }
     return reduce_2x4(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
+}
+
+/* Output channels o0 .. o0 + n (a multiple of the block) of pixels pi and pb (inputs xb[0], xb[1]), or of the one
+ * pixel (single, xb[0]): dot products (weights read in place, or from their widened chunk wb), requantized, stored.
+ * Always inlined with in_place and single constant. */
+VINLINE void channel_blocks(const conv_operands *c, const requant_params *q, int16_t xb[2][FAST_KMAX],
+                            int16_t *wb, uint32_t o0, uint32_t n, uint32_t pi, uint32_t pb, int in_place, int single)
+{
+    const uint32_t Co = c->wd[0], K = c->wd[1] * c->wd[2] * c->xd[3], Kp = (K + 15u) & ~15u, blk = single ? 8 : 4;
+    const int16_t *x1 = xb[single ? 0 : 1];
+    uint32_t o, i;
+    for (o = o0; o < o0 + n; o += blk) {
+        const uint32_t nc = Co - o < blk ? Co - o : blk;
+        v8i32 s;
+        v8i8 y8;
+        if (in_place && nc < blk) { /* the last rows, short of a block: widened, zero rows after them */
+            widen_weights(c->w, o, blk, Co, K, Kp, wb);
+            s = dot_2x4(xb[0], x1, wb, Kp, 0, !single, Kp);
+        } else if (in_place) {
+            s = dot_2x4(xb[0], x1, c->w + (size_t)o * K, K, 1, !single, Kp);
+        } else {
+            s = dot_2x4(xb[0], x1, wb + (size_t)(o - o0) * Kp, Kp, 0, !single, Kp);
+        }
+        y8 = narrow8(requant8(s, q, single ? o : 2 * o));
+        if (single) {
+            if (nc == 8)
+                memcpy(c->y + o, &y8, 8);
+            else
+                for (i = 0; i < nc; i++)
+                    c->y[o + i] = y8[i];
+        } else {
+            int8_t *ya = c->y + (size_t)pi * Co + o, *yb = c->y + (size_t)pb * Co + o;
+            if (nc == 4) { /* pixel b first: an odd last pixel is both, and its lanes are the same */
+                memcpy(yb, (const int8_t *)&y8 + 4, 4);
+                memcpy(ya, &y8, 4);
+            } else {
+                for (i = 0; i < nc; i++) {
+                    yb[i] = y8[4 + i];
+                    ya[i] = y8[i];
+                }
+            }
+        }
+    }
+}
+
+/* y = requant(conv) for a CONV_2D whose operands are read (c), or a FULLY_CONNECTED seen as a 1x1 CONV_2D over
+ * rows. Pixels go two at a time against 4 channels (the last odd pixel paired with itself), or, for a single pixel,
+ * one against 8. The weights are widened to int16 once per op in chunks of FAST_WBUF, or read in place when K is a
+ * multiple of 16 and few pixels share them (widening would cost more than it saves). */
+static void conv_gemm(const conv_operands *c, int one_by_one)
+{
+    const int32_t *p = c->p;
+    const uint32_t H = c->xd[1], W = c->xd[2], C = c->xd[3], Co = c->wd[0], Kh = c->wd[1], Kw = c->wd[2];
+    const uint32_t Wo = c->yd[2], npix = c->yd[1] * Wo, K = Kh * Kw * C, Kp = (K + 15u) & ~15u;
+    const int single = npix == 1, in_place = K == Kp && npix <= 8;
+    const uint32_t blk = single ? 8 : 4, CoB = (Co + blk - 1) / blk * blk;
+    requant_params q;
+    int16_t wb[FAST_WBUF];
+    int16_t xb[2][FAST_KMAX];
+    uint32_t chunk = in_place ? CoB : (FAST_WBUF / Kp) & ~7u, o0, pi, i;
+    requant_prepare(&q, Co, c->bias, c->mult, c->shift, c->per_channel, p[7], p[8], p[9], !single);
+    if (chunk > CoB)
+        chunk = CoB;
+    for (o0 = 0; o0 < CoB; o0 += chunk) {
+        const uint32_t n = CoB - o0 < chunk ? CoB - o0 : chunk;
+        if (!in_place)
+            widen_weights(c->w, o0, n, Co, K, Kp, wb);
+        for (pi = 0; pi < npix; pi += 2) {
+            const uint32_t pb = pi + 1 < npix ? pi + 1 : pi; /* an odd last pixel pairs with itself */
+            for (i = 0; i < (uint32_t)(2 - single); i++) {
+                const uint32_t pix = i ? pb : pi, oy = pix / Wo, ox = pix % Wo;
+                if (one_by_one) {
+                    widen_run(xb[i], c->x + ((size_t)oy * p[0] * W + (size_t)ox * p[1]) * C, K, (int16_t)p[6]);
+                    fill_zeros(xb[i] + K, Kp - K);
+                } else {
+                    gather16(c->x, H, W, C, Kh, Kw, p, (int64_t)oy * p[0] - p[4], (int64_t)ox * p[1] - p[5], K, Kp,
+                             xb[i]);
+                }
+            }
+            if (single && in_place)
+                channel_blocks(c, &q, xb, wb, o0, n, pi, pb, 1, 1);
+            else if (single)
+                channel_blocks(c, &q, xb, wb, o0, n, pi, pb, 0, 1);
+            else if (in_place)
+                channel_blocks(c, &q, xb, wb, o0, n, pi, pb, 1, 0);
+            else
+                channel_blocks(c, &q, xb, wb, o0, n, pi, pb, 0, 0);
+        }
+    }
 }
 
 static int conv_2d(tml_model *m, const tml_op *op)
 {
     conv_operands c;
     const int32_t *p = c.p;
-    requant_params q;
-    int16_t wb[FAST_WBUF];
-    int16_t xb[2][FAST_KMAX];
-    uint32_t H, W, C, Kh, Kw, Co, Co4, Ho, Wo, K, Kp, npix, chunk, o0, pi, o, i;
+    uint32_t H, W, Ho, Wo, Kp;
     int one_by_one;
     if (!read_conv(m, op, &c))
         return 0;
-    H = c.xd[1]; W = c.xd[2]; C = c.xd[3];
-    Co = c.wd[0]; Kh = c.wd[1]; Kw = c.wd[2];
+    H = c.xd[1]; W = c.xd[2];
     Ho = c.yd[1]; Wo = c.yd[2];
-    K = Kh * Kw * C;
-    Kp = (K + 15u) & ~15u;
-    Co4 = (Co + 3u) & ~3u;
-    npix = Ho * Wo;
-    one_by_one = Kh == 1 && Kw == 1 && p[4] == 0 && p[5] == 0 && (uint64_t)(Ho - 1) * (uint32_t)p[0] < H &&
-                 (uint64_t)(Wo - 1) * (uint32_t)p[1] < W;
+    Kp = (c.wd[1] * c.wd[2] * c.xd[3] + 15u) & ~15u;
+    one_by_one = c.wd[1] == 1 && c.wd[2] == 1 && p[4] == 0 && p[5] == 0 &&
+                 (uint64_t)(Ho - 1) * (uint32_t)p[0] < H && (uint64_t)(Wo - 1) * (uint32_t)p[1] < W;
     /* declined: batches, too many channels or too long a receptive field for the stack buffers, an input offset
-     * whose zero point is not an int8 (padding could not be gathered) */
-    if (c.xd[0] != 1 || Co > FAST_MAX_CO || Kp > FAST_KMAX || (!one_by_one && (p[6] < -127 || p[6] > 128)))
+     * outside int8's zero points (x + xo must fit an int16) */
+    if (c.xd[0] != 1 || c.wd[0] > FAST_MAX_CO || Kp > FAST_KMAX || p[6] < -127 || p[6] > 128)
         return 0;
-    requant_prepare(&q, Co, c.bias, c.mult, c.shift, p[7], p[8], p[9], 1);
-    chunk = (FAST_WBUF / Kp) & ~3u; /* >= 4: Kp <= FAST_KMAX */
-    if (chunk > Co4)
-        chunk = Co4;
-    for (o0 = 0; o0 < Co4; o0 += chunk) {
-        const uint32_t n = Co4 - o0 < chunk ? Co4 - o0 : chunk;
-        widen_weights(c.w, o0, n, Co, K, Kp, p[6], wb, &q);
-        for (pi = 0; pi < npix; pi += 2) {
-            const uint32_t pb = pi + 1 < npix ? pi + 1 : pi; /* an odd last pixel pairs with itself */
-            for (i = 0; i < 2; i++) {
-                const uint32_t pix = i ? pb : pi, oy = pix / Wo, ox = pix % Wo;
-                if (one_by_one) {
-                    widen_run(xb[i], c.x + ((size_t)oy * p[0] * W + (size_t)ox * p[1]) * C, K);
-                    fill_run(xb[i] + K, 0, Kp - K);
-                } else {
-                    gather16(c.x, H, W, C, Kh, Kw, p, (int64_t)oy * p[0] - p[4], (int64_t)ox * p[1] - p[5],
-                             (int16_t)(-p[6]), K, Kp, xb[i]);
-                }
-            }
-            for (o = o0; o < o0 + n; o += 4) {
-                const uint32_t nc = Co - o < 4 ? Co - o : 4;
-                const v8i8 y8 = narrow8(requant8(dot_2x4(xb[0], xb[1], wb + (size_t)(o - o0) * Kp, Kp), &q, 2 * o));
-                int8_t *ya = c.y + (size_t)pi * Co + o, *yb = c.y + (size_t)pb * Co + o;
-                if (nc == 4) { /* pixel b first: an odd last pixel is both, and its lanes are the same */
-                    memcpy(yb, (const int8_t *)&y8 + 4, 4);
-                    memcpy(ya, &y8, 4);
-                } else {
-                    for (i = 0; i < nc; i++) {
-                        yb[i] = y8[4 + i];
-                        ya[i] = y8[i];
-                    }
-                }
-            }
-        }
-    }
+    conv_gemm(&c, one_by_one);
+    return 1;
+}
+
+/* FULLY_CONNECTED (params: in_off, w_off, out_off, act_min, act_max) as a 1x1 CONV_2D over its rows */
+static int fully_connected(tml_model *m, const tml_op *op)
+{
+    conv_operands c;
+    uint32_t Co, Ci, rows;
+    if (!read_conv(m, op, &c))
+        return 0;
+    Co = c.wd[0];
+    Ci = c.wd[1];
+    if (c.wrank != 2 || Ci == 0 || c.p[1] != 0 || Co > FAST_MAX_CO || ((Ci + 15u) & ~15u) > FAST_KMAX ||
+        c.p[0] < -127 || c.p[0] > 128) /* declined: weight offsets, as the conv */
+        return 0;
+    rows = c.x_elems / Ci;
+    c.xd[0] = 1; c.xd[1] = rows; c.xd[2] = 1; c.xd[3] = Ci;
+    c.yd[0] = 1; c.yd[1] = rows; c.yd[2] = 1; c.yd[3] = Co;
+    c.wd[0] = Co; c.wd[1] = 1; c.wd[2] = 1; c.wd[3] = Ci;
+    c.p[6] = c.p[0];
+    c.p[7] = c.p[2];
+    c.p[8] = c.p[3];
+    c.p[9] = c.p[4];
+    c.p[0] = c.p[1] = 1; /* strides */
+    conv_gemm(&c, 1);
     return 1;
 }
 
@@ -424,7 +535,7 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
     if (cv.xd[0] != 1 || p[10] != 1 || C > FAST_MAX_CO || T > DW_MAX_TAPS || (size_t)2 * pairs * C8 > DW_WBUF ||
         p[6] < -127 || p[6] > 128)
         return 0;
-    requant_prepare(&q, C, cv.bias, cv.mult, cv.shift, p[7], p[8], p[9], 0);
+    requant_prepare(&q, C, cv.bias, cv.mult, cv.shift, cv.per_channel, p[7], p[8], p[9], 0);
     for (c = 0; c < C; c++) { /* the input offset folded into the bias: every window has all T taps */
         int32_t wsum = 0;
         for (t = 0; t < T; t++)
@@ -488,6 +599,7 @@ int tml_fast_run(tml_model *m, const tml_op *op)
     switch (op->opcode) {
     case OP_CONV_2D: took = conv_2d(m, op); break;
     case OP_DEPTHWISE_CONV_2D: took = depthwise_conv_2d(m, op); break;
+    case OP_FULLY_CONNECTED: took = fully_connected(m, op); break;
     }
     tml_fast_ops_run += (uint32_t)took;
     return took;
