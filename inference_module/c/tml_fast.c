@@ -1,5 +1,5 @@
-/* Host kernels (built with -DTML_FAST: the host library, inference_module/c/Makefile): CONV_2D, DEPTHWISE_CONV_2D
- * and FULLY_CONNECTED in GCC/Clang generic vectors of 256 bits, which -O3 lowers to whatever SIMD the host has (AVX2
+/* Host kernels (built with -DTML_FAST: the host library, inference_module/c/Makefile): CONV_2D, DEPTHWISE_CONV_2D,
+ * FULLY_CONNECTED and ADD in GCC/Clang generic vectors of 256 bits, which -O3 lowers to whatever SIMD the host has (AVX2
  * or AVX-512 on x86-64, NEON on AArch64, two halves where vectors are narrower). What generic vectors cannot say is
  * an x86 builtin where the target macro says it exists, beside a lane loop with the same results: int16 x int16 pair
  * products summed into int32 lanes (PMADDWD, 16 multiply-adds in one instruction), 32 x 32 -> 64 lane products
@@ -17,7 +17,8 @@
  *    two taps of one channel. The input offset is folded into the bias (sum (x + xo) w = sum x w + xo sum w, int32
  *    wrap-around like TFLM's accumulator) and taps in the padding read a row of zero points (x + xo = 0), so every
  *    window has all its taps.
- *  - Requantization runs 8 outputs at once, branch-free, each channel's shifts and RDBPOT mask prepared once. */
+ *  - Requantization runs 8 outputs at once, branch-free, each channel's shifts and RDBPOT mask prepared once; ADD
+ *    without broadcasting runs its three MBQMs the same way. */
 #include "tml_internal.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -132,21 +133,30 @@ VINLINE v8i32 srdhm8(v8i32 xs, v8i32 mult)
 #endif
 }
 
-/* The requantization of 8 sums with the parameters at slot i, in lanes: shifts by per-lane counts, compares as
- * lane masks (-1 true), so no branch. The result is clamped to [lo, hi]. */
+/* MBQM (tml_mbqm) per lane: RDBPOT(SRDHM(x << left, mult), right) with RDBPOT's mask = 2^right - 1; the shifts
+ * are per-lane counts and the rounding a compare as a lane mask (-1 true), so no branch. */
+VINLINE v8i32 mbqm8(v8i32 x, v8i32 mult, v8i32 left, v8i32 right, v8i32 mask)
+{
+    const v8i32 v = srdhm8(x << left, mult); /* the shift wraps like TFLM's */
+    const v8i32 thr = (mask >> 1) - (v < 0);  /* RDBPOT: round half away from zero */
+    return (v >> right) - ((v & mask) > thr);
+}
+
+VINLINE v8i32 clamp8(v8i32 r, int32_t lo, int32_t hi)
+{
+    const v8i32 vlo = lo - (v8i32){0}, vhi = hi - (v8i32){0};
+    v8i32 cmp = r < vlo;
+    r = (r & ~cmp) | (vlo & cmp);
+    cmp = r > vhi;
+    return (r & ~cmp) | (vhi & cmp);
+}
+
+/* The requantization of 8 sums with the parameters at slot i, clamped to [lo, hi]. */
 VINLINE v8i32 requant8(v8i32 sum, const requant_params *q, uint32_t i)
 {
-    const v8i32 lo = q->lo - (v8i32){0}, hi = q->hi - (v8i32){0};
-    const v8i32 mask = ld8(q->mask + i), right = ld8(q->right + i);
-    v8i32 xs, v, thr, r, cmp;
-    xs = (v8i32)((v8u32)sum + (v8u32)ld8(q->bias + i)) << ld8(q->left + i); /* wraps like TFLM's add, and the shift */
-    v = srdhm8(xs, ld8(q->mult + i));
-    thr = (mask >> 1) - (v < 0); /* RDBPOT: round half away from zero */
-    r = (v >> right) - ((v & mask) > thr) + q->off;
-    cmp = r < lo;
-    r = (r & ~cmp) | (lo & cmp);
-    cmp = r > hi;
-    return (r & ~cmp) | (hi & cmp);
+    const v8i32 acc = (v8i32)((v8u32)sum + (v8u32)ld8(q->bias + i)); /* wraps like TFLM's int32 add */
+    return clamp8(mbqm8(acc, ld8(q->mult + i), ld8(q->left + i), ld8(q->right + i), ld8(q->mask + i)) + q->off,
+                  q->lo, q->hi);
 }
 
 /* int32 lanes already in int8's range -> bytes (x86: two saturating packs, which cannot saturate here) */
@@ -589,6 +599,78 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
     return 1;
 }
 
+/* ---- ADD without broadcasting (residual connections), 8 elements per step ---- */
+
+/* One MBQM's multiplier and shift (s <= 30) for all lanes */
+typedef struct {
+    v8i32 mult, left, right, mask;
+} mbqm_lanes;
+
+static void mbqm_lanes_prepare(mbqm_lanes *f, int32_t m, int32_t s)
+{
+    const int32_t left = s > 0 ? s : 0, right = s > 0 ? 0 : -s;
+    f->mult = m - (v8i32){0};
+    f->left = left - (v8i32){0};
+    f->right = right - (v8i32){0};
+    f->mask = (int32_t)(((uint32_t)1 << right) - 1u) - (v8i32){0};
+}
+
+VINLINE v8i32 mbqm_apply(v8i32 x, const mbqm_lanes *f) { return mbqm8(x, f->mult, f->left, f->right, f->mask); }
+
+/* y = clamp(MBQM(MBQM((a + a_off) 2^lsh, a) + MBQM((b + b_off) 2^lsh, b), out) + out_off) for 8 elements */
+VINLINE v8i8 add8(v8i8 a, v8i8 b, const int32_t *p, const mbqm_lanes f[3])
+{
+    const v8i32 xa = (__builtin_convertvector(a, v8i32) + p[0]) << p[6];
+    const v8i32 xb = (__builtin_convertvector(b, v8i32) + p[3]) << p[6];
+    const v8i32 sum = (v8i32)((v8u32)mbqm_apply(xa, &f[0]) + (v8u32)mbqm_apply(xb, &f[1]));
+    return narrow8(clamp8(mbqm_apply(sum, &f[2]) + p[9], p[10], p[11]));
+}
+
+static int add(tml_model *m, const tml_op *op)
+{
+    tml_tensor t[3];
+    uint32_t da[4], db[4], dy[4], n, i;
+    int32_t p[12];
+    const int8_t *a, *b;
+    int8_t *y;
+    mbqm_lanes f[3];
+    tml_tensor_read(m, tml_op_in(op, 0), &t[0]);
+    tml_tensor_read(m, tml_op_in(op, 1), &t[1]);
+    tml_tensor_read(m, tml_op_out(op), &t[2]);
+    tml_dims4(&t[0], da);
+    tml_dims4(&t[1], db);
+    tml_dims4(&t[2], dy);
+    /* declined: broadcasting, a left shift that could overflow int32 ((x + off) 2^lsh, |x + off| <= 255) */
+    if (memcmp(da, dy, sizeof da) || memcmp(db, dy, sizeof db) || op->n_params < 12)
+        return 0;
+    for (i = 0; i < 12; i++)
+        p[i] = tml_op_param(op, i);
+    if (p[6] < 0 || p[6] > 22 || p[0] < -128 || p[0] > 128 || p[3] < -128 || p[3] > 128)
+        return 0;
+    a = (const int8_t *)(t[0].storage == TML_ARENA ? m->arena : m->consts) + t[0].offset;
+    b = (const int8_t *)(t[1].storage == TML_ARENA ? m->arena : m->consts) + t[1].offset;
+    y = (int8_t *)(m->arena + t[2].offset);
+    n = dy[0] * dy[1] * dy[2] * dy[3];
+    mbqm_lanes_prepare(&f[0], p[1], p[2]);
+    mbqm_lanes_prepare(&f[1], p[4], p[5]);
+    mbqm_lanes_prepare(&f[2], p[7], p[8]);
+    for (i = 0; i + 8 <= n; i += 8) {
+        v8i8 va, vb, vy;
+        memcpy(&va, a + i, sizeof va);
+        memcpy(&vb, b + i, sizeof vb);
+        vy = add8(va, vb, p, f);
+        memcpy(y + i, &vy, sizeof vy);
+    }
+    if (i < n) { /* the last n % 8 elements */
+        v8i8 va = {0}, vb = {0}, vy;
+        memcpy(&va, a + i, n - i);
+        memcpy(&vb, b + i, n - i);
+        vy = add8(va, vb, p, f);
+        memcpy(y + i, &vy, n - i);
+    }
+    return 1;
+}
+
 /* How many ops these kernels ran since load or the last reset: lets a test see the hook in tml_run_op is there
    without timing anything. */
 uint32_t tml_fast_ops_run;
@@ -600,6 +682,7 @@ int tml_fast_run(tml_model *m, const tml_op *op)
     case OP_CONV_2D: took = conv_2d(m, op); break;
     case OP_DEPTHWISE_CONV_2D: took = depthwise_conv_2d(m, op); break;
     case OP_FULLY_CONNECTED: took = fully_connected(m, op); break;
+    case OP_ADD: took = add(m, op); break;
     }
     tml_fast_ops_run += (uint32_t)took;
     return took;
