@@ -21,8 +21,15 @@
  *    without broadcasting runs its three MBQMs the same way. */
 #include "tml_internal.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* 256-bit vectors passed between this file's static functions: no ABI is crossed, whatever SIMD the target has */
+/* 256-bit vectors passed between this file's static (always inlined) functions: no ABI is crossed, whatever SIMD
+ * the target has */
+#if defined(__clang__)
+#if defined(__has_warning)
+#if __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+#endif
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 /* the helpers that take or return vectors: always inlined, so no vector crosses a call on any target */
@@ -179,10 +186,11 @@ VINLINE v16i8 ld16i8(const int8_t *p)
     return v;
 }
 
-/* int8 -> int16 lanes: GCC 12 lowers __builtin_convertvector here to two 128-bit halves and an insert */
+/* int8 -> int16 lanes: GCC 12 lowers __builtin_convertvector here to two 128-bit halves and an insert (Clang to one
+ * VPMOVSXBW, and it has no such builtin) */
 VINLINE v16i16 widen16(v16i8 v)
 {
-#if defined(__AVX2__)
+#if defined(__AVX2__) && !defined(__clang__)
     typedef char v16c __attribute__((vector_size(16)));
     return (v16i16)__builtin_ia32_pmovsxbw256((v16c)v);
 #else
@@ -494,33 +502,42 @@ static int fully_connected(tml_model *m, const tml_op *op)
 
 /* ---- DEPTHWISE_CONV_2D: 8 channels per vector, two taps per pair product ---- */
 
-/* sum over the window's tap pairs of one block of 8 channels at c: (x_t0, x_t1) byte-interleaved and widened,
- * times the pair's weights interleaved the same way (wp: 16 int16 per pair per block). */
-VINLINE v8i32 dw_block(const int8_t *const *tp, uint32_t pairs, const int16_t *wp, size_t wstride, uint32_t c)
+/* x0[i], x1[i] interleaved: [x0[0], x1[0], x0[1], x1[1], ...] for i in [lo, lo + 8) */
+VINLINE v16i8 zip8(v16i8 x0, v16i8 x1, int lo)
 {
-    v8i32 acc = {0};
-    uint32_t j;
-    for (j = 0; j < pairs; j++, wp += wstride) {
-        v8i8 xa, xb;
-        v16i16 xi, w;
-        memcpy(&xa, tp[2 * j] + c, sizeof xa);
-        memcpy(&xb, tp[2 * j + 1] + c, sizeof xb);
 #if defined(HAVE_SHUFFLEVECTOR)
-        xi = __builtin_convertvector(
-            __builtin_shufflevector(xa, xb, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), v16i16);
+    return lo ? __builtin_shufflevector(x0, x1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+              : __builtin_shufflevector(x0, x1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 #else
-        {
-            int i;
-            for (i = 0; i < 8; i++) {
-                xi[2 * i] = xa[i];
-                xi[2 * i + 1] = xb[i];
-            }
-        }
-#endif
-        memcpy(&w, wp, sizeof w);
-        acc += madd16(xi, w);
+    v16i8 r;
+    int i;
+    for (i = 0; i < 8; i++) {
+        r[2 * i] = x0[lo + i];
+        r[2 * i + 1] = x1[lo + i];
     }
-    return acc;
+    return r;
+#endif
+}
+
+/* Sums over the window's tap pairs of nb (1 or 2, a constant) blocks of 8 channels at c: the pair's inputs (x_t0,
+ * x_t1) byte-interleaved and widened, times its weights interleaved the same way (wp: 16 int16 per pair per block,
+ * blocks adjacent, pairs wstride apart). */
+VINLINE void dw_blocks(const int8_t *const *tp, uint32_t pairs, const int16_t *wp, size_t wstride, uint32_t c,
+                       int nb, v8i32 acc[2])
+{
+    uint32_t j;
+    int b;
+    acc[0] = acc[1] = (v8i32){0};
+    for (j = 0; j < pairs; j++, wp += wstride) {
+        v16i8 x0 = {0}, x1 = {0};
+        memcpy(&x0, tp[2 * j] + c, 8 * (size_t)nb);
+        memcpy(&x1, tp[2 * j + 1] + c, 8 * (size_t)nb);
+        for (b = 0; b < nb; b++) {
+            v16i16 w;
+            memcpy(&w, wp + 16 * b, sizeof w);
+            acc[b] += madd16(widen16(zip8(x0, x1, 8 * b)), w);
+        }
+    }
 }
 
 static int depthwise_conv_2d(tml_model *m, const tml_op *op)
@@ -576,10 +593,21 @@ static int depthwise_conv_2d(tml_model *m, const tml_op *op)
                 }
             }
             tp[T] = tp[T - 1]; /* an odd window's last pair: weight 0 */
-            for (c = 0; c < C8; c += 8) {
-                const v8i32 s = dw_block(tp, pairs, wp + (size_t)c * 2, (size_t)C8 * 2, c);
-                const v8i8 y8 = narrow8(requant8(s, &q, c));
+            for (c = 0; c + 16 <= C8; c += 16) {
+                v8i32 s[2];
+                v8i8 y8[2];
+                dw_blocks(tp, pairs, wp + (size_t)c * 2, (size_t)C8 * 2, c, 2, s);
+                y8[0] = narrow8(requant8(s[0], &q, c));
+                y8[1] = narrow8(requant8(s[1], &q, c + 8));
+                memcpy(y + c, y8, 16);
+            }
+            if (c < C8) {
+                v8i32 s[2];
+                v8i8 y8;
+                dw_blocks(tp, pairs, wp + (size_t)c * 2, (size_t)C8 * 2, c, 1, s);
+                y8 = narrow8(requant8(s[0], &q, c));
                 memcpy(y + c, &y8, sizeof y8);
+                c += 8;
             }
             if (c < C) { /* the last C % 8 channels one by one */
                 v8i32 s = {0};
