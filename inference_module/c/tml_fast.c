@@ -35,9 +35,9 @@
 /* the helpers that take or return vectors: always inlined, so no vector crosses a call on any target */
 #define VINLINE static inline __attribute__((always_inline))
 
-#define FAST_MAX_CO 1024  /* channels whose requantization parameters are prepared on the stack (20 KB) */
+#define FAST_MAX_CO 1024  /* channels whose requantization parameters are prepared on the stack (41 KB, doubled) */
 #define FAST_KMAX 4096    /* longest receptive field (padded to 16): two pixels' widened inputs, 16 KB */
-#define FAST_WBUF 16384   /* widened weights of one chunk of output channels (32 KB), at least 4 channels' worth */
+#define FAST_WBUF 16384   /* widened weights of a chunk of output channels (32 KB): 4 rows of FAST_KMAX at least */
 #define DW_MAX_TAPS 64    /* taps of a depthwise window */
 #define DW_WBUF 16384     /* interleaved depthwise weights (32 KB): tap pairs x 2 x channels */
 
@@ -417,12 +417,13 @@ static void conv_gemm(const conv_operands *c, int one_by_one)
     const int32_t *p = c->p;
     const uint32_t H = c->xd[1], W = c->xd[2], C = c->xd[3], Co = c->wd[0], Kh = c->wd[1], Kw = c->wd[2];
     const uint32_t Wo = c->yd[2], npix = c->yd[1] * Wo, K = Kh * Kw * C, Kp = (K + 15u) & ~15u;
-    const int single = npix == 1, in_place = K == Kp && npix <= 8;
+    /* one pixel against 8 channels while 8 widened rows fit the chunk buffer (else paired with itself, 4 channels) */
+    const int single = npix == 1 && 8u * Kp <= FAST_WBUF, in_place = K == Kp && npix <= 8;
     const uint32_t blk = single ? 8 : 4, CoB = (Co + blk - 1) / blk * blk;
     requant_params q;
     int16_t wb[FAST_WBUF];
     int16_t xb[2][FAST_KMAX];
-    uint32_t chunk = in_place ? CoB : (FAST_WBUF / Kp) & ~7u, o0, pi, i;
+    uint32_t chunk = in_place ? CoB : FAST_WBUF / Kp / blk * blk, o0, pi, i; /* >= blk */
     requant_prepare(&q, Co, c->bias, c->mult, c->shift, c->per_channel, p[7], p[8], p[9], !single);
     if (chunk > CoB)
         chunk = CoB;
