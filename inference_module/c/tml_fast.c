@@ -530,11 +530,28 @@ VINLINE void dw_blocks(const int8_t *const *tp, uint32_t pairs, const int16_t *w
     int b;
     acc[0] = acc[1] = (v8i32){0};
     for (j = 0; j < pairs; j++, wp += wstride) {
-        v16i8 x0 = {0}, x1 = {0};
-        memcpy(&x0, tp[2 * j] + c, 8 * (size_t)nb);
-        memcpy(&x1, tp[2 * j + 1] + c, 8 * (size_t)nb);
-        for (b = 0; b < nb; b++) {
-            v16i16 w;
+        v16i8 x0, x1;
+        v16i16 w;
+        if (nb == 1) { /* 8-byte loads zipped as they are (a 16-byte vector filled by halves would go through the
+                        * stack, and its load would wait for both stores) */
+            v8i8 h0, h1;
+            memcpy(&h0, tp[2 * j] + c, sizeof h0);
+            memcpy(&h1, tp[2 * j + 1] + c, sizeof h1);
+#if defined(HAVE_SHUFFLEVECTOR)
+            x0 = __builtin_shufflevector(h0, h1, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+#else
+            for (b = 0; b < 8; b++) {
+                x0[2 * b] = h0[b];
+                x0[2 * b + 1] = h1[b];
+            }
+#endif
+            memcpy(&w, wp, sizeof w);
+            acc[0] += madd16(widen16(x0), w);
+            continue;
+        }
+        memcpy(&x0, tp[2 * j] + c, sizeof x0);
+        memcpy(&x1, tp[2 * j + 1] + c, sizeof x1);
+        for (b = 0; b < 2; b++) {
             memcpy(&w, wp + 16 * b, sizeof w);
             acc[b] += madd16(widen16(zip8(x0, x1, 8 * b)), w);
         }
