@@ -24,7 +24,7 @@ def test_vww_fits_32k_and_is_bit_exact_with_tflm(vww):
     cm, model = vww
     assert cm.arena_bytes <= 32 * 1024 and cm.arena_layerwise == 55296
     assert cm.ops.count("PATCH") == len(cm.patches) >= 1
-    assert cm.report()["patches"][0]["extra_macs"] > 0 and cm.macs == 7489664  # the model's MACs, as published
+    assert sum(p["extra_macs"] for p in cm.report()["patches"]) > 0 and cm.macs == 7489664  # the model's own MACs
     rng = np.random.default_rng(7)
     for _ in range(2):
         x = rng.integers(-128, 128, size=(1, 96, 96, 3), dtype=np.int8)
@@ -75,7 +75,7 @@ def test_cli_states_both_arenas_and_can_leave_patches_out(tmp_path):
 
     p = _cli(str(mlperf_model("vww")), "-o", str(tmp_path / "a.tmlb"))
     assert p.returncode == 0, p.stderr
-    assert "arena 55296 B layer by layer, 32072 B with them; 357792 MACs recomputed (+4.8%)" in p.stdout
+    assert "arena 55296 B layer by layer, 30336 B with them; 48000 MACs recomputed (+0.6%)" in p.stdout
     p = _cli(str(mlperf_model("vww")), "-o", str(tmp_path / "b.tmlb"), "--no-patches", "--json")
     assert p.returncode == 0 and '"arena_bytes": 55296' in p.stdout and '"patches": []' in p.stdout
 
