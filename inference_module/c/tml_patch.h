@@ -145,6 +145,7 @@ static tml_status run_patch(tml_model *m, const tml_op *op, const uint8_t *next,
     tml_tensor_read(m, tml_op_in(op, 2), &tile);
     tml_dims4(&x, x4);
     tml_dims4(&y, y4);
+    m->tile_runs = rows;
     for (r = 0; r < rows; r++) {
         const uint8_t *row = table + 4u * r * patch_row_len(n);
         const uint32_t at = patch_direct(row, n, &x, x4, &y, y4);
