@@ -146,6 +146,7 @@ static tml_status run_patch(tml_model *m, const tml_op *op, const uint8_t *next,
     tml_dims4(&x, x4);
     tml_dims4(&y, y4);
     m->tile_runs = rows;
+    m->tile_plain = 0;
     for (r = 0; r < rows; r++) {
         const uint8_t *row = table + 4u * r * patch_row_len(n);
         const uint32_t at = patch_direct(row, n, &x, x4, &y, y4);
@@ -170,6 +171,7 @@ static tml_status run_patch(tml_model *m, const tml_op *op, const uint8_t *next,
             m->tile_cols[0] = tw;
             m->tile_at[0] = j + 1 == n ? at : UINT32_MAX;
             m->n_tile = j ? 2 : 1;
+            m->tile_op = (uint8_t)j;
             st = tml_run_op(m, &s);
             m->n_tile = 0;
             if (st != TML_OK)
