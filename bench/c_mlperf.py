@@ -106,9 +106,25 @@ def by_function(counter, dis, region=1):
     return dict(sorted(rows.items(), key=lambda kv: -kv[1][0]))
 
 
+def top_level(cm):
+    """cm.layers as the firmware's profile hook sees them: a PATCH stage's ops run inside their PATCH op (one layer,
+    which gets the stage's MACs)."""
+    sizes = iter(len(p["ops"]) for p in cm.patches)
+    out, stage = [], 0
+    for info in cm.layers:
+        if stage:
+            out[-1] = dict(out[-1], macs=out[-1]["macs"] + info["macs"])
+            stage -= 1
+            continue
+        out.append(info)
+        if info["op"] == "PATCH":
+            stage = next(sizes)
+    return out
+
+
 def cycle_profile(cm, inputs):
     """Modelled cycles of a first and a second inference (in total), per layer of the second (the layers of
-    cm.layers) and per function of the second: m4trace.profile_inference's run, with one more inference before the
+    top_level(cm)) and per function of the second: m4trace.profile_inference's run, with one more inference before the
     profiled one."""
     from tinymlaas.devices.qemu import QemuDevice, _blob_io, build_firmware, encode_inputs
     from tinymlaas.verify.m4cycles import Disassembly
@@ -130,7 +146,7 @@ def cycle_profile(cm, inputs):
     first = counter.profiles(0)["total"].summary(cm.macs)
     profiles = counter.profiles(1)
     layers = []
-    for k, info in enumerate(cm.layers):
+    for k, info in enumerate(top_level(cm)):
         prof = profiles.get(k)
         if prof is None:
             continue

@@ -68,10 +68,12 @@ typedef struct {
     void (*on_op)(void *ctx, uint32_t k, int end);
     void *on_op_ctx;
     /* PATCH stages (tml_patch.h): while a tile runs, tensor tile_tensor[i] (i < n_tile) reads as
-     * [1, tile_rows[i], tile_cols[i], C] */
+     * [1, tile_rows[i], tile_cols[i], C], at arena offset tile_at[i] unless that is UINT32_MAX; the stage runs
+     * each op tile_runs times (its tiles); stage op tile_op is running, and bit j of tile_plain says that stage op
+     * j's requantization check passed on an earlier tile (tml_tile_bit) */
     uint16_t tile_tensor[2];
-    uint32_t tile_rows[2], tile_cols[2];
-    uint8_t n_tile;
+    uint32_t tile_rows[2], tile_cols[2], tile_at[2], tile_runs, tile_plain;
+    uint8_t n_tile, tile_op;
     tml_status status;
     char reason[120];       /* why the last call failed, for humans */
 } tml_model;

@@ -115,8 +115,9 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     q.slow_mask = NULL;
     q.w16 = NULL;
 #if TML_DSP
-    q.fast_requant = tml_requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
-    if (q.fast_requant && Co <= CONST_MAX_C) {
+    const uint32_t bit = tml_tile_bit(m), known = bit & m->tile_plain; /* a later tile: nothing per channel */
+    q.fast_requant = known || tml_requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
+    if (q.fast_requant && Co <= CONST_MAX_C && !known) {
         uint32_t i, any_const = 0, any_slow = 0;
         for (i = 0; i < (Co + 31) / 32; i++) {
             any_const |= const_mask[i];
@@ -132,6 +133,8 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
     /* the GEMM requantizes its own outputs unless some channel needs the C path or Co = 2 (no overlapping triple) */
     q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? W16_REQUANT : W16_SUMS;
+    if (q.fast_requant && q.const_mask == NULL && q.slow_mask == NULL)
+        m->tile_plain |= bit;
 #else
     q.fast_requant = 0;
     q.weights_overrun_ok = 0;

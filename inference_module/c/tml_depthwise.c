@@ -21,8 +21,13 @@ tml_status tml_depthwise_conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
     /* 3x3, depth multiplier 1: channel by channel on int16 planes when tml_requant2_dsp's shortcut is exact, else on
      * NHWC windows (each its own function: their stack buffers are not live together) */
-    if (dm == 1 && Kh == 3 && Kw == 3 && p[6] >= -255 && p[6] <= 255 && (Co & 3u) == 0 &&
-        tml_dw3_fast_ok(p, Co, (const uint8_t *)b.data, (const uint8_t *)sh.data) &&
+    const uint32_t bit = tml_tile_bit(m); /* a later tile of a PATCH stage: tml_dw3_fast_ok's answer known */
+    const int plane_fast = dm == 1 && Kh == 3 && Kw == 3 && p[6] >= -255 && p[6] <= 255 && (Co & 3u) == 0 &&
+                           ((bit & m->tile_plain) ||
+                            tml_dw3_fast_ok(p, Co, (const uint8_t *)b.data, (const uint8_t *)sh.data));
+    if (plane_fast)
+        m->tile_plain |= bit;
+    if (plane_fast &&
         tml_dw3_planes(xd, N, H, W, C, wd, (const uint8_t *)b.data, (const uint8_t *)mu.data,
                        (const uint8_t *)sh.data, p, Ho, Wo, yd))
         return TML_OK;

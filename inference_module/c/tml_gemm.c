@@ -363,8 +363,9 @@ const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32
     const uint32_t n = w16_bytes(Co, K, form);
     uint32_t off = 0;
     w16_header *h;
-    if (npix < W16_MIN_PIXELS || n == 0 || m->scratch == NULL || m->scratch_bytes < sizeof *h ||
-        n > m->scratch_bytes - sizeof *h)
+    /* in a PATCH stage the op runs once per tile on the same weights: its pixels are the tiles' together */
+    if ((uint64_t)npix * (m->n_tile ? m->tile_runs : 1u) < W16_MIN_PIXELS || n == 0 || m->scratch == NULL ||
+        m->scratch_bytes < sizeof *h || n > m->scratch_bytes - sizeof *h)
         return NULL;
     while (off < m->scratch_used) {
         h = (w16_header *)(void *)(m->scratch + off);

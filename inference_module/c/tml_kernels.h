@@ -26,6 +26,9 @@ void tml_get_weighted(const tml_model *m, const tml_op *op, operand *x, operand 
                       operand *sh, operand *y);
 /* p[0..n_params) = the op's int32 parameters */
 void tml_get_params(const tml_op *op, int32_t *p);
+/* The running op's bit of tml_model.tile_plain in a PATCH stage (0 outside one): a check of the op's constants that
+ * passed on its first tile (same op, same answer) is not repeated on the others */
+static inline uint32_t tml_tile_bit(const tml_model *m) { return m->n_tile && m->tile_op < 32 ? 1u << m->tile_op : 0; }
 
 /* Range of filter taps k in [0, K) with 0 <= o + k*d < size. */
 static inline void tml_tap_range(int64_t o, uint32_t d, uint32_t K, uint32_t size, uint32_t *lo, uint32_t *hi)

@@ -187,6 +187,8 @@ void tml_tensor_read(const tml_model *m, uint32_t index, tml_tensor *t)
             t->dims[1] = m->tile_rows[i];
             t->dims[2] = m->tile_cols[i];
             t->bytes = t->dims[1] * t->dims[2] * t->dims[3];
+            if (m->tile_at[i] != UINT32_MAX)
+                t->offset = m->tile_at[i];
         }
 }
 

@@ -115,18 +115,41 @@ static tml_status check_patch_stage(tml_model *m, uint32_t k, const tml_op *op, 
     return TML_OK;
 }
 
+/* Where tile `row`'s last op can write its output straight into y (no tile buffer, no copy), or UINT32_MAX: the
+ * tile spans y's width, so its rows are one run of y; and the run is not input this tile still reads (with more
+ * than one op the last reads a tile buffer; a lone op reads x from its first row on, -pad_top). */
+static uint32_t patch_direct(const uint8_t *row, uint32_t n, const tml_tensor *x, const uint32_t x4[4],
+                             const tml_tensor *y, const uint32_t y4[4])
+{
+    const uint32_t oy0 = (uint32_t)tml_ld32(row), ox0 = (uint32_t)tml_ld32(row + 4);
+    const uint32_t th = (uint32_t)tml_ld32(row + 16 * n - 8), tw = (uint32_t)tml_ld32(row + 16 * n - 4);
+    const int32_t pt = tml_ld32(row + 16);
+    uint64_t lo, hi, xlo;
+    if (ox0 != 0 || tw != y4[2])
+        return UINT32_MAX;
+    lo = y->offset + (uint64_t)oy0 * y4[2] * y4[3];
+    hi = lo + (uint64_t)th * y4[2] * y4[3];
+    xlo = x->offset + (pt < 0 ? (uint64_t)-(int64_t)pt * x4[2] * x4[3] : 0);
+    return n > 1 || hi <= xlo || lo >= (uint64_t)x->offset + x->bytes ? (uint32_t)lo : UINT32_MAX;
+}
+
 /* Run PATCH op `op` and its stage (the records at `next`); *stage_bytes = the stage records' length. */
 static tml_status run_patch(tml_model *m, const tml_op *op, const uint8_t *next, uint32_t avail,
                             uint32_t *stage_bytes)
 {
-    uint32_t n = (uint32_t)tml_op_param(op, 0), rows, r, j, pos = 0, y4[4];
+    uint32_t n = (uint32_t)tml_op_param(op, 0), rows, r, j, pos = 0, x4[4], y4[4];
     const uint8_t *table = patch_table(m, op, &rows);
-    tml_tensor y, tile;
+    tml_tensor x, y, tile;
+    tml_tensor_read(m, tml_op_in(op, 0), &x);
     tml_tensor_read(m, tml_op_out(op), &y);
     tml_tensor_read(m, tml_op_in(op, 2), &tile);
+    tml_dims4(&x, x4);
     tml_dims4(&y, y4);
+    m->tile_runs = rows;
+    m->tile_plain = 0;
     for (r = 0; r < rows; r++) {
         const uint8_t *row = table + 4u * r * patch_row_len(n);
+        const uint32_t at = patch_direct(row, n, &x, x4, &y, y4);
         uint32_t oy0 = (uint32_t)tml_ld32(row), ox0 = (uint32_t)tml_ld32(row + 4), th = 0, tw = 0, q;
         for (j = 0, pos = 0; j < n; j++) {
             tml_op s;
@@ -140,21 +163,25 @@ static tml_status run_patch(tml_model *m, const tml_op *op, const uint8_t *next,
             m->tile_tensor[1] = m->tile_tensor[0]; /* this op's input: the previous op's tile */
             m->tile_rows[1] = th;
             m->tile_cols[1] = tw;
+            m->tile_at[1] = UINT32_MAX;
             th = (uint32_t)tml_ld32(row + 8 + 16 * j);
             tw = (uint32_t)tml_ld32(row + 12 + 16 * j);
             m->tile_tensor[0] = tml_op_out(&s);
             m->tile_rows[0] = th;
             m->tile_cols[0] = tw;
+            m->tile_at[0] = j + 1 == n ? at : UINT32_MAX;
             m->n_tile = j ? 2 : 1;
+            m->tile_op = (uint8_t)j;
             st = tml_run_op(m, &s);
             m->n_tile = 0;
             if (st != TML_OK)
                 return st;
             pos += s.len;
         }
-        for (q = 0; q < th; q++) /* the tile into y at (oy0, ox0) */
-            memcpy(m->arena + y.offset + (((size_t)oy0 + q) * y4[2] + ox0) * y4[3],
-                   m->arena + tile.offset + (size_t)q * tw * y4[3], (size_t)tw * y4[3]);
+        if (at == UINT32_MAX)
+            for (q = 0; q < th; q++) /* the tile into y at (oy0, ox0) */
+                memcpy(m->arena + y.offset + (((size_t)oy0 + q) * y4[2] + ox0) * y4[3],
+                       m->arena + tile.offset + (size_t)q * tw * y4[3], (size_t)tw * y4[3]);
     }
     *stage_bytes = pos;
     return TML_OK;

@@ -90,6 +90,7 @@ class Stage:
     extra_macs: int
     estimate: int = 0
     table: np.ndarray = field(default=None, repr=False)
+    pointwise_first: int = 0  # MACs of the first op when it is a 1x1 CONV_2D (see _cost)
 
 
 def _bands(size, t):
@@ -107,7 +108,8 @@ def _stage(graph, first, n, tile, x_dies):
                for k, g in enumerate(geos))
     extra = work - sum(op.macs for op in ops)
     overlap = _overlap(graph, ops, rows, cols) if x_dies else None
-    return Stage(first, n, tile, rows, cols, caps, overlap, extra)
+    pointwise = ops[0].kind == "CONV_2D" and geos[0].kh == geos[0].kw == 1
+    return Stage(first, n, tile, rows, cols, caps, overlap, extra, pointwise_first=ops[0].macs if pointwise else 0)
 
 
 def _overlap(graph, ops, rows, cols):
@@ -174,8 +176,9 @@ def _size_at(b, t):
 class _Round:
     """The live-bytes profile of one graph state, for estimating many candidate stages against it."""
 
-    def __init__(self, graph, inplace):
-        self.buffers, _n = build_buffers(graph, inplace)
+    def __init__(self, graph, inplace, chain=True):
+        self.chain = chain
+        self.buffers, _n = build_buffers(graph, inplace, chain)
         self.live = live_bytes(self.buffers)
         self.owner = {t: b for b in self.buffers for t in b.tensors}
         n = len(self.live)
@@ -192,7 +195,7 @@ class _Round:
         i, j = st.first + 1, st.first + st.n
         ops = graph.ops[st.first:st.first + st.n]
         bx, by = self.owner[ops[0].inputs[0]], self.owner[ops[-1].outputs[0]]
-        if bx.segments:  # x is an earlier stage's output laid over its input: the planner overlaps no further
+        if bx.segments and not self.chain:  # x is an earlier stage's output laid over its input: no further
             st.overlap = None
         mine = {id(b): b for b in [bx, by] + [self.owner[op.outputs[0]] for op in ops[:-1]]}.values()
         chans = [graph.tensors[op.outputs[0]].shape[3] for op in ops]
@@ -231,10 +234,25 @@ def _candidates(graph, taken, peak_time, cache):
                         yield st
 
 
+TILE_MACS = 1000  # a stage op's fixed cost per tile (kernel set-up, tile geometry, the copy out), in MACs
+
+
+def _cost(st):
+    """What a stage adds to the layer-wise run, in MACs: the recomputed ones, every op's fixed cost per tile, and
+    for a 1x1 CONV_2D first in the stage over several tiles its MACs again, 3 times: its windows of x have negative
+    padding, which the runtimes' pointwise kernels leave to the generic loop (several times slower)."""
+    tiles = len(st.rows) * len(st.cols)
+    return st.extra_macs + TILE_MACS * st.n * tiles + (3 * st.pointwise_first if tiles > 1 else 0)
+
+
 def plan_patches(graph, inplace=True, max_stages=4, slack=0.1):
     """Choose the stages and apply them to `graph`: for targets from the lowest own peak of any stage over the
-    layer-wise peak upwards, _reach finds stages fitting each; of the arenas within `slack` of the smallest found,
-    the stages recomputing least win. Returns (stages applied, layer-wise arena)."""
+    layer-wise peak upwards, _reach's greedy pass finds stages fitting each (no stage's output laid over an earlier
+    stage's); of the arenas within `slack` of the smallest found, the one that recomputes least is the reference.
+    Then _reach's wider search to that arena (stage outputs laid over stage outputs too) may find sets that cost
+    less (_cost: recomputed MACs and per-tile work) in no more arena: the cheapest such wins (VWW: the first conv
+    alone in full-width bands, recomputing nothing, instead of 4x6 tiles recomputing its K = 27 MACs 1.56 times).
+    Returns (stages applied, layer-wise arena)."""
     base = plan_memory(graph, inplace=inplace).arena_bytes
     cache = {}
     r = _Round(graph, inplace)
@@ -247,27 +265,32 @@ def plan_patches(graph, inplace=True, max_stages=4, slack=0.1):
     for t in sorted(set(targets)):
         if found and t > (1 + slack) * min(f[0] for f in found):
             break
-        got = _reach(graph, t, inplace, max_stages, cache)
-        if got is not None and got[0] < base:
-            found.append(got)
+        found += [got for got in _reach(graph, t, inplace, max_stages, cache, wide=False) if got[0] < base]
     if not found:
         return [], base
     smallest = min(f[0] for f in found)
-    arena, extra, stages, work = min((f for f in found if f[0] <= (1 + slack) * smallest), key=lambda f: f[:2][::-1])
-    graph.ops, graph.tensors = work.ops, work.tensors
-    return stages, base
+    pick = min((f for f in found if f[0] <= (1 + slack) * smallest),
+               key=lambda f: (sum(s.extra_macs for s in f[2]), f[0]))
+    cheaper = [got for got in _reach(graph, pick[0], inplace, max_stages, cache, wide=True)
+               if got[0] <= pick[0] and got[1] < pick[1]]
+    if cheaper:
+        pick = min(cheaper, key=lambda f: f[:2][::-1])
+    graph.ops, graph.tensors = pick[3].ops, pick[3].tensors
+    return sorted(pick[2], key=lambda s: s.first), base
 
 
-def _reach(graph, target, inplace, max_stages, cache):
-    """Greedy: while the arena's peak is above target, take a stage over the peak op whose own peak fits the
-    target: the one leaving the lowest peak anywhere, then recomputing least. Returns (planned arena, extra MACs,
-    stages, rewritten copy of the graph), or None. Each graph state's candidates are estimated once (`cache`):
-    the targets mostly walk the same first states."""
-    work, stages = _clone(graph), []
-    while True:
-        state = ("state",) + tuple((s.first, s.n, s.tile) for s in stages)
+def _reach(graph, target, inplace, max_stages, cache, wide):
+    """Stage sets bringing the arena's peak to target: while the peak is above it, take a stage over the peak op
+    whose own peak fits the target: the one leaving the lowest peak anywhere, then recomputing least; `wide`: also
+    the one costing least (_cost; later stages fix what it leaves), and stage outputs may be laid over earlier
+    stages' outputs. Returns [(planned arena, cost, stages, rewritten copy of the graph)]. Each graph state's
+    candidates are estimated once (`cache`): the targets mostly walk the same states."""
+    out = []
+
+    def walk(work, stages):
+        state = ("state", wide) + tuple((s.first, s.n, s.tile) for s in stages)
         if state not in cache:
-            r = _Round(work, inplace)
+            r = _Round(work, inplace, chain=wide)
             taken = {k for s in stages for k in range(s.first - 1, s.first + s.n)}
             found = []
             if len(stages) < max_stages:
@@ -277,16 +300,25 @@ def _reach(graph, target, inplace, max_stages, cache):
             cache[state] = (r.live[r.peak_time], found)
         peak, found = cache[state]
         if peak <= target:
-            break
+            if stages:
+                if state + ("plan",) not in cache:
+                    cache[state + ("plan",)] = plan_memory(work, inplace=inplace, chain=wide).arena_bytes
+                out.append((cache[state + ("plan",)], sum(_cost(s) for s in stages), stages, work))
+            return
         cands = [(max(c[0], target),) + c[1:] for c in found if c[3] <= target]
         if not cands:
-            return None
-        _apply(work, stages, copy(min(cands, key=lambda c: c[:4])[4]))
-    if not stages:
-        return None
-    if state + ("plan",) not in cache:
-        cache[state + ("plan",)] = plan_memory(work, inplace=inplace).arena_bytes
-    return cache[state + ("plan",)], sum(s.extra_macs for s in stages), stages, work
+            return
+        picks = [min(cands, key=lambda c: c[:4])[4]]
+        if wide:
+            cheapest = min(cands, key=lambda c: (_cost(c[4]), c[0]))[4]
+            picks += [cheapest] if cheapest is not picks[0] else []
+        for st in picks:
+            w, sts = _clone(work), [copy(s) for s in stages]
+            _apply(w, sts, copy(st))
+            walk(w, sts)
+
+    walk(_clone(graph), [])
+    return out
 
 
 def _apply(graph, stages, st):

@@ -80,7 +80,7 @@ def _inplace_operand(graph, op):
     return []
 
 
-def build_buffers(graph, inplace=True):
+def build_buffers(graph, inplace=True, chain=True):
     tensors = _arena_tensors(graph)
     uf = _UnionFind()
     for t in tensors:
@@ -153,16 +153,20 @@ def build_buffers(graph, inplace=True):
         if op.kind == "PATCH" and op.options.get("overlap") is not None:
             rx, ry = uf.find(op.inputs[0]), uf.find(op.outputs[0])
             io_out = {uf.find(t) for t in graph.outputs}
-            if rx == ry or end[rx] != k + op.params[0] or rx in io_out or ry in io_out or rx in segments \
-                    or ry in segments or start[ry] != k:
+            if rx == ry or end[rx] != k + op.params[0] or rx in io_out or ry in io_out or ry in segments \
+                    or (rx in segments and not chain) or start[ry] != k:
                 continue
             d, sx, sy = op.options["overlap"], size[rx], size[ry]
             for t in groups[rx]:
-                deltas[t] = d
+                deltas[t] = deltas.get(t, 0) + d
             groups[ry] += groups.pop(rx)
             size[ry] = max(sy, d + size.pop(rx))
-            # x alone before the stage, x and y during it, y alone after it
-            segments[ry] = [(start[rx], k - 1, d, d + sx), (k, end[rx], 0, size[ry]), (end[rx] + 1, end[ry], 0, sy)]
+            # x alone before the stage (x itself an earlier stage's output over its input: that one's segments, d
+            # bytes on), x and y during it, y alone after it
+            old = segments.pop(rx, [(start[rx], end[rx], 0, sx)])
+            before = [(s, min(e, k - 1), lo + d, hi + d) for s, e, lo, hi in old]
+            x_hi = max(hi for s, e, lo, hi in old if s <= k <= e)  # x's own bytes while the stage runs
+            segments[ry] = before + [(k, end[rx], 0, max(sy, d + x_hi)), (end[rx] + 1, end[ry], 0, sy)]
             segments[ry] = [sg for sg in segments[ry] if sg[0] <= sg[1]]
             start[ry] = start[rx]
             uf.union(ry, rx)
@@ -246,8 +250,8 @@ def _orders(buffers):
     }
 
 
-def plan_memory(graph, inplace=True):
-    buffers, n_inplace = build_buffers(graph, inplace)
+def plan_memory(graph, inplace=True, chain=True):
+    buffers, n_inplace = build_buffers(graph, inplace, chain)
     best = None
     for name, order in _orders(buffers).items():
         for best_fit in (False, True):
