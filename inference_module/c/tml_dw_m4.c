@@ -436,9 +436,9 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
  * doubled and every sum starts from the doubled bias (SMLAD's accumulate operand: it stays in r1 through the MACs),
  * so a sum is requant2_dsp's t = 2 (sum + bias) as soon as its last MAC is done and requantizing takes 4
  * instructions. Row pairs go one output pair at a time (4 plane rows, 24 MAC instructions, 8 loads), an odd width's
- * last column as a pair whose second output is not stored; an odd last row goes 4 outputs at a time (2 pairs of one
- * row: 3 words of each of 3 plane rows, the third in r1 once the bias is in all 4 sums), its last 1..3 outputs as
- * such a block stored in part. ~82 modelled cycles per 4 outputs (dwp_s1q: ~90, and ~122 on dwp_mac_s1 and
+ * last column on its own (12 MAC instructions); an odd last row goes 4 outputs at a time (2 pairs of one row: 3 words
+ * of each of 3 plane rows, the third in r1 once the bias is in all 4 sums), its last 2 or 3 outputs as such a block
+ * stored in part, a last 1 on its own. ~82 modelled cycles per 4 outputs (dwp_s1q: ~90, and ~122 on dwp_mac_s1 and
  * dwp_requant_dsp for a last row). Plane rows are read up to halfword 2 Wop + 5 (<= 31: Wop <= 28) of a row. */
 #define DWP_FS 64 /* dwp_s1f's plane row stride, bytes */
 #define DWP_F_MAX_W 28 /* its widest output row: reads up to halfword 2 Wop + 5 of a plane row (< DWP_FS / 2) */
@@ -450,7 +450,7 @@ typedef struct {
     uint32_t last;        /* 1: an odd last row */
     uint32_t qspan;       /* its 4-output blocks' output bytes: Wop / 4 * 4 ostep (0: none) */
     uint32_t left;        /* its outputs after them: Wop & 3 */
-    const dwp_ch *ch;     /* the channels' weights (doubled) and constants */
+    const dwp_ch *ch;     /* the channels' weights (dwp_s1f doubles them) and constants */
     uint32_t nch;         /* channels (> 0) */
 } dwp_f;
 
@@ -531,135 +531,192 @@ typedef struct {
     "smladx r11, lr, r5, r11\n\t"                                                                              \
     "smlabb r2, r1, r5, r2\n\t"                                                                                \
     "smladx r3, r1, r5, r3\n\t" DWP_F_ROW1("64", "68", "72", "r6", "r7") DWP_F_ROW1("128", "132", "136", "r8", "r9")
+/* an odd width's last column of a row pair: r10 (row a) and r2 (row b) from plane rows 0..3 at r0 */
+#define DWP_F_MAC2C                                                                                            \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlabb r2, lr, r9, r2\n\t"
+/* a last row's last output alone: r10 from plane rows 0..2 at r0 */
+#define DWP_F_MAC1C                                                                                            \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+/* dwp_s1f: mac2 (a row pair's output pair), mac2c (its odd last column), mac1 (4 outputs of a last row), mac1c
+ * (its last output alone), the plane bytes a pair, such a block and a row pair advance */
+#define DWP_F_BODY(mac2, mac2c, mac1, mac1c, padv, qadv, rpadv)                                                        \
+    __asm__ volatile("push {r4-r11, lr}\n\t"                                                                           \
+                     "sub sp, #88\n\t"                                                                                 \
+                     "str r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2]\n\t"                                                                                \
+                     "ldr r4, [r2, #4]\n\t"                                                                            \
+                     "ldr r5, [r2, #32]\n\t"                                                                           \
+                     "ldr r6, [r2, #36]\n\t"                                                                           \
+                     "str r3, [sp, #44]\n\t"                                                                           \
+                     "str r4, [sp, #48]\n\t"                                                                           \
+                     "str r5, [sp, #68]\n\t"                                                                           \
+                     "str r6, [sp, #72]\n\t"                                                                           \
+                     "str r0, [sp, #76]\n\t"                                                                           \
+                     "str r1, [sp, #80]\n\t"                                                                           \
+                     "5:\n\t" /* a channel */                                                                          \
+                     "ldr r2, [sp, #68]\n\t"                                                                           \
+                     "ldmia r2!, {r3-r12}\n\t" /* P0 .. Q2, bias2, mult, round, right */                               \
+                     "str r2, [sp, #68]\n\t"                                                                           \
+                     "str r9, [sp]\n\t"                                                                                \
+                     "sadd16 r3, r3, r3\n\t" /* the weights doubled */                                                 \
+                     "sadd16 r4, r4, r4\n\t"                                                                           \
+                     "sadd16 r5, r5, r5\n\t"                                                                           \
+                     "sadd16 r6, r6, r6\n\t"                                                                           \
+                     "sadd16 r7, r7, r7\n\t"                                                                           \
+                     "sadd16 r8, r8, r8\n\t"                                                                           \
+                     "add r2, sp, #4\n\t"                                                                              \
+                     "stmia r2, {r3-r8}\n\t"                                                                           \
+                     "add r2, sp, #28\n\t"                                                                             \
+                     "stmia r2, {r10-r12}\n\t"                                                                         \
+                     "ldr r0, [sp, #76]\n\t"                                                                           \
+                     "ldr r1, [sp, #80]\n\t"                                                                           \
+                     "add r3, r0, #1024\n\t"                                                                           \
+                     "str r3, [sp, #76]\n\t"                                                                           \
+                     "adds r3, r1, #1\n\t"                                                                             \
+                     "str r3, [sp, #80]\n\t"                                                                           \
+                     "ldr r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2, #16]\n\t" /* row pairs */                                                           \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 6f\n\t"                                                                                      \
+                     "str r3, [sp, #64]\n\t"                                                                           \
+                     "2:\n\t" /* a row pair: r0 its plane row 0, r1 its output */                                      \
+                     "str r0, [sp, #56]\n\t"                                                                           \
+                     "str r1, [sp, #60]\n\t"                                                                           \
+                     "str r1, [sp, #40]\n\t"                                                                           \
+                     "ldr r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2, #8]\n\t"                                                                            \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 3f\n\t"                                                                                      \
+                     "add r3, r1\n\t"                                                                                  \
+                     "str r3, [sp, #52]\n\t"                                                                           \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
+                     "1:\n\t" mac2                                                                                     \
+                     "adds r0, #" padv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                      \
+                         DWP_F_RQ("r2") DWP_F_RQ("r3")                                                                 \
+                     "strb r10, [r7]\n\t"                                                                              \
+                     "strb r11, [r7, r8]\n\t"                                                                          \
+                     "add r1, r7, r9\n\t"                                                                              \
+                     "strb r2, [r1]\n\t"                                                                               \
+                     "strb r3, [r1, r8]\n\t"                                                                           \
+                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
+                     "str r7, [sp, #40]\n\t"                                                                           \
+                     "cmp r7, r12\n\t"                                                                                 \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
+                     "bne 1b\n\t"                                                                                      \
+                     "3:\n\t" /* an odd width's last column: a pair, its first output stored */                        \
+                     "ldr r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2, #12]\n\t"                                                                           \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 4f\n\t"                                                                                      \
+                     "ldm sp, {r1, r4-r9}\n\t" mac2c DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")                \
+                     "strb r10, [r7]\n\t"                                                                              \
+                     "strb r2, [r7, r9]\n\t"                                                                           \
+                     "4:\n\t" /* the next row pair */                                                                  \
+                     "ldr r0, [sp, #56]\n\t"                                                                           \
+                     "ldr r1, [sp, #60]\n\t"                                                                           \
+                     "ldr r3, [sp, #48]\n\t"                                                                           \
+                     "ldr r2, [sp, #64]\n\t"                                                                           \
+                     "add r0, #" rpadv "\n\t"                                                                          \
+                     "add r1, r1, r3, lsl #1\n\t"                                                                      \
+                     "subs r2, #1\n\t"                                                                                 \
+                     "str r2, [sp, #64]\n\t"                                                                           \
+                     "bne 2b\n\t"                                                                                      \
+                     "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */                                 \
+                     "ldr r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2, #20]\n\t"                                                                           \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 9f\n\t"                                                                                      \
+                     "str r1, [sp, #40]\n\t"                                                                           \
+                     "ldr r3, [r2, #24]\n\t"                                                                           \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 7f\n\t"                                                                                      \
+                     "add r3, r1\n\t"                                                                                  \
+                     "str r3, [sp, #52]\n\t"                                                                           \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
+                     "8:\n\t" mac1                                                                                     \
+                     "adds r0, #" qadv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                      \
+                         DWP_F_RQ("r2") DWP_F_RQ("r3")                                                                 \
+                     "strb r10, [r7]\n\t"                                                                              \
+                     "strb r11, [r7, r8]\n\t"                                                                          \
+                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
+                     "strb r2, [r7]\n\t"                                                                               \
+                     "strb r3, [r7, r8]\n\t"                                                                           \
+                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
+                     "str r7, [sp, #40]\n\t"                                                                           \
+                     "cmp r7, r12\n\t"                                                                                 \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
+                     "bne 8b\n\t"                                                                                      \
+                     "7:\n\t" /* its last 1..3 outputs */                                                              \
+                     "ldr r2, [sp, #84]\n\t"                                                                           \
+                     "ldr r3, [r2, #28]\n\t"                                                                           \
+                     "cmp r3, #0\n\t"                                                                                  \
+                     "beq 9f\n\t"                                                                                      \
+                     "str r3, [sp, #52]\n\t"                                                                           \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
+                     "cmp r3, #1\n\t"                                                                                  \
+                     "bne 10f\n\t" mac1c DWP_F_CONSTS("r12") DWP_F_RQ("r10")                                           \
+                     "strb r10, [r7]\n\t"                                                                              \
+                     "b 9f\n\t"                                                                                        \
+                     "10:\n\t" mac1 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                                \
+                         DWP_F_RQ("r2")                                                                                \
+                     "strb r10, [r7]\n\t"                                                                              \
+                     "cmp r12, #2\n\t"                                                                                 \
+                     "blo 9f\n\t"                                                                                      \
+                     "strb r11, [r7, r8]\n\t"                                                                          \
+                     "beq 9f\n\t"                                                                                      \
+                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
+                     "strb r2, [r7]\n\t"                                                                               \
+                     "9:\n\t" /* the next channel */                                                                   \
+                     "ldr r12, [sp, #72]\n\t"                                                                          \
+                     "subs r12, #1\n\t"                                                                                \
+                     "str r12, [sp, #72]\n\t"                                                                          \
+                     "bne 5b\n\t"                                                                                      \
+                     "add sp, #88\n\t"                                                                                 \
+                     "pop {r4-r11, pc}\n\t")
+
 __attribute__((naked, noinline)) static void dwp_s1f(const int16_t *plane, int8_t *out, const dwp_f *q)
 {
-    __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "sub sp, #88\n\t"
-                     "str r2, [sp, #84]\n\t"
-                     "ldr r3, [r2]\n\t"
-                     "ldr r4, [r2, #4]\n\t"
-                     "ldr r5, [r2, #32]\n\t"
-                     "ldr r6, [r2, #36]\n\t"
-                     "str r3, [sp, #44]\n\t"
-                     "str r4, [sp, #48]\n\t"
-                     "str r5, [sp, #68]\n\t"
-                     "str r6, [sp, #72]\n\t"
-                     "str r0, [sp, #76]\n\t"
-                     "str r1, [sp, #80]\n\t"
-                     "5:\n\t" /* a channel */
-                     "ldr r2, [sp, #68]\n\t"
-                     "ldmia r2!, {r3-r12}\n\t" /* P0 .. Q2, bias2, mult, round, right */
-                     "str r2, [sp, #68]\n\t"
-                     "str r9, [sp]\n\t"
-                     "add r2, sp, #4\n\t"
-                     "stmia r2, {r3-r8}\n\t"
-                     "add r2, sp, #28\n\t"
-                     "stmia r2, {r10-r12}\n\t"
-                     "ldr r0, [sp, #76]\n\t"
-                     "ldr r1, [sp, #80]\n\t"
-                     "add r3, r0, #1024\n\t"
-                     "str r3, [sp, #76]\n\t"
-                     "adds r3, r1, #1\n\t"
-                     "str r3, [sp, #80]\n\t"
-                     "ldr r2, [sp, #84]\n\t"
-                     "ldr r3, [r2, #16]\n\t" /* row pairs */
-                     "cmp r3, #0\n\t"
-                     "beq 6f\n\t"
-                     "str r3, [sp, #64]\n\t"
-                     "2:\n\t" /* a row pair: r0 its plane row 0, r1 its output */
-                     "str r0, [sp, #56]\n\t"
-                     "str r1, [sp, #60]\n\t"
-                     "str r1, [sp, #40]\n\t"
-                     "ldr r2, [sp, #84]\n\t"
-                     "ldr r3, [r2, #8]\n\t"
-                     "cmp r3, #0\n\t"
-                     "beq 3f\n\t"
-                     "add r3, r1\n\t"
-                     "str r3, [sp, #52]\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t"
-                     "1:\n\t" DWP_F_MAC2
-                     "adds r0, #4\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11") DWP_F_RQ("r2") DWP_F_RQ("r3")
-                     "strb r10, [r7]\n\t"
-                     "strb r11, [r7, r8]\n\t"
-                     "add r1, r7, r9\n\t"
-                     "strb r2, [r1]\n\t"
-                     "strb r3, [r1, r8]\n\t"
-                     "add r7, r7, r8, lsl #1\n\t"
-                     "str r7, [sp, #40]\n\t"
-                     "cmp r7, r12\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t"
-                     "bne 1b\n\t"
-                     "3:\n\t" /* an odd width's last column: a pair, its first output stored */
-                     "ldr r2, [sp, #84]\n\t"
-                     "ldr r3, [r2, #12]\n\t"
-                     "cmp r3, #0\n\t"
-                     "beq 4f\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t" DWP_F_MAC2 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")
-                     "strb r10, [r7]\n\t"
-                     "strb r2, [r7, r9]\n\t"
-                     "4:\n\t" /* the next row pair */
-                     "ldr r0, [sp, #56]\n\t"
-                     "ldr r1, [sp, #60]\n\t"
-                     "ldr r3, [sp, #48]\n\t"
-                     "ldr r2, [sp, #64]\n\t"
-                     "add r0, #128\n\t"
-                     "add r1, r1, r3, lsl #1\n\t"
-                     "subs r2, #1\n\t"
-                     "str r2, [sp, #64]\n\t"
-                     "bne 2b\n\t"
-                     "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */
-                     "ldr r2, [sp, #84]\n\t"
-                     "ldr r3, [r2, #20]\n\t"
-                     "cmp r3, #0\n\t"
-                     "beq 9f\n\t"
-                     "str r1, [sp, #40]\n\t"
-                     "ldr r3, [r2, #24]\n\t"
-                     "cmp r3, #0\n\t"
-                     "beq 7f\n\t"
-                     "add r3, r1\n\t"
-                     "str r3, [sp, #52]\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t"
-                     "8:\n\t" DWP_F_MAC1
-                     "adds r0, #8\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11") DWP_F_RQ("r2") DWP_F_RQ("r3")
-                     "strb r10, [r7]\n\t"
-                     "strb r11, [r7, r8]\n\t"
-                     "add r7, r7, r8, lsl #1\n\t"
-                     "strb r2, [r7]\n\t"
-                     "strb r3, [r7, r8]\n\t"
-                     "add r7, r7, r8, lsl #1\n\t"
-                     "str r7, [sp, #40]\n\t"
-                     "cmp r7, r12\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t"
-                     "bne 8b\n\t"
-                     "7:\n\t" /* its last 1..3 outputs */
-                     "ldr r2, [sp, #84]\n\t"
-                     "ldr r3, [r2, #28]\n\t"
-                     "cmp r3, #0\n\t"
-                     "beq 9f\n\t"
-                     "str r3, [sp, #52]\n\t"
-                     "ldm sp, {r1, r4-r9}\n\t" DWP_F_MAC1 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")
-                         DWP_F_RQ("r2")
-                     "strb r10, [r7]\n\t"
-                     "cmp r12, #2\n\t"
-                     "blo 9f\n\t"
-                     "strb r11, [r7, r8]\n\t"
-                     "beq 9f\n\t"
-                     "add r7, r7, r8, lsl #1\n\t"
-                     "strb r2, [r7]\n\t"
-                     "9:\n\t" /* the next channel */
-                     "ldr r12, [sp, #72]\n\t"
-                     "subs r12, #1\n\t"
-                     "str r12, [sp, #72]\n\t"
-                     "bne 5b\n\t"
-                     "add sp, #88\n\t"
-                     "pop {r4-r11, pc}\n\t");
+    DWP_F_BODY(DWP_F_MAC2, DWP_F_MAC2C, DWP_F_MAC1, DWP_F_MAC1C, "4", "8", "128");
 }
 #pragma GCC diagnostic pop
+#undef DWP_F_MAC1C
 #undef DWP_F_MAC1
 #undef DWP_F_ROW1
+#undef DWP_F_MAC2C
+#undef DWP_F_BODY
 #undef DWP_F_MAC2
 #undef DWP_F_RQ
 #undef DWP_F_CONSTS
@@ -667,7 +724,7 @@ __attribute__((naked, noinline)) static void dwp_s1f(const int16_t *plane, int8_
 /* dwp_widen: one group of 4 channels of a band into tml_dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
  * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
  * column alone (head), then two pixels into one word of each plane, two such pairs per pass, then a last column
- * alone (tail). A pass: 4 LDR, 8 SXTAB16, 8 PKHBT/PKHTB, 8 STR, 34 modelled cycles per 16 inputs (16 per 4 one
+ * alone (tail). A pass: 4 LDR, 4 PKHBT/PKHTB, 8 SXTAB16, 8 STR, 30 modelled cycles per 16 inputs (16 per 4 one
  * pixel at a time). */
 typedef struct {
     uint32_t c;        /* bytes between input pixels */
@@ -693,20 +750,19 @@ typedef struct {
     "strh r6, [r1, #2048]\n\t"                                                            \
     "strh r7, [r1, #3072]\n\t"                                                            \
     "add r1, #2\n\t"
-/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4 */
+/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4: their bytes paired first (PKHBT: a0 a1 b0 b1,
+ * PKHTB: a2 a3 b2 b3), so each SXTAB16 gives one plane's word (bytes 0 and 2, or 1 and 3 with ROR #8) */
 #define DWP_WIDEN_PAIR(a, b)                                                                                   \
-    "sxtab16 r7, r3, " a "\n\t"                                                                                \
-    "sxtab16 r8, r3, " b "\n\t"                                                                                \
-    "sxtab16 " a ", r3, " a ", ror #8\n\t"                                                                      \
-    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
-    "pkhbt r9, r7, r8, lsl #16\n\t"                                                                             \
-    "pkhtb r7, r8, r7, asr #16\n\t"                                                                             \
-    "str r7, [r1, #2048]\n\t"                                                                                   \
     "pkhbt r7, " a ", " b ", lsl #16\n\t"                                                                       \
-    "pkhtb " a ", " b ", " a ", asr #16\n\t"                                                                    \
-    "str r7, [r1, #1024]\n\t"                                                                                   \
-    "str " a ", [r1, #3072]\n\t"                                                                                \
-    "str r9, [r1], #4\n\t"
+    "pkhtb " b ", " b ", " a ", asr #16\n\t"                                                                    \
+    "sxtab16 r8, r3, r7\n\t"                                                                                   \
+    "sxtab16 r9, r3, r7, ror #8\n\t"                                                                           \
+    "sxtab16 r7, r3, " b "\n\t"                                                                                \
+    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
+    "str r9, [r1, #1024]\n\t"                                                                                  \
+    "str r7, [r1, #2048]\n\t"                                                                                  \
+    "str " b ", [r1, #3072]\n\t"                                                                               \
+    "str r8, [r1], #4\n\t"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
@@ -793,24 +849,15 @@ static inline uint32_t dwp_hi2(uint32_t a, uint32_t b)
 /* The filter words (P, Q per filter row, dwp_geom) of the 4 channels at w (taps C bytes apart): per plane row r the
  * taps (r, j), or (j, r) when the planes are transposed; one word load per tap for the 4 channels, split by SXTB16
  * and paired by PKHBT/PKHTB. */
-static void dwp_pack4(const int8_t *w, uint32_t C, int tr, int dbl, dwp_ch *ch)
+static __attribute__((noinline)) void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
 {
+    const uint32_t dt = tr ? 3 * C : C, dr = tr ? C : 3 * C; /* bytes between a plane row's taps, between rows */
     uint32_t r;
-    for (r = 0; r < 3; r++) {
-        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
-        const uint32_t v0 = tml_ldu32(w + t0 * C), v1 = tml_ldu32(w + (t0 + dt) * C),
-                       v2 = tml_ldu32(w + (t0 + 2 * dt) * C);
-        uint32_t e0 = (uint32_t)__sxtb16(v0), e1 = (uint32_t)__sxtb16(v1), e2 = (uint32_t)__sxtb16(v2);
-        uint32_t o0 = (uint32_t)tml_sxtab16_ror8(0, v0), o1 = (uint32_t)tml_sxtab16_ror8(0, v1),
-                 o2 = (uint32_t)tml_sxtab16_ror8(0, v2);
-        if (dbl) { /* dwp_s1f's doubled weights */
-            e0 = (uint32_t)__sadd16((int32_t)e0, (int32_t)e0);
-            e1 = (uint32_t)__sadd16((int32_t)e1, (int32_t)e1);
-            e2 = (uint32_t)__sadd16((int32_t)e2, (int32_t)e2);
-            o0 = (uint32_t)__sadd16((int32_t)o0, (int32_t)o0);
-            o1 = (uint32_t)__sadd16((int32_t)o1, (int32_t)o1);
-            o2 = (uint32_t)__sadd16((int32_t)o2, (int32_t)o2);
-        }
+    for (r = 0; r < 3; r++, w += dr) {
+        const uint32_t v0 = tml_ldu32(w), v1 = tml_ldu32(w + dt), v2 = tml_ldu32(w + 2 * dt);
+        const uint32_t e0 = (uint32_t)__sxtb16(v0), e1 = (uint32_t)__sxtb16(v1), e2 = (uint32_t)__sxtb16(v2);
+        const uint32_t o0 = (uint32_t)tml_sxtab16_ror8(0, v0), o1 = (uint32_t)tml_sxtab16_ror8(0, v1),
+                       o2 = (uint32_t)tml_sxtab16_ror8(0, v2);
         ch[0].pq[2 * r] = dwp_lo2(e0, e1); /* (w0, w1) */
         ch[0].pq[2 * r + 1] = dwp_lo2(e2, e1); /* (w2, w1) */
         ch[1].pq[2 * r] = dwp_lo2(o0, o1);
@@ -838,9 +885,9 @@ static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * tml_requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
  * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
- * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s1q (stride
- * 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op is not of that kind (or a band of one output row
- * does not fit), so the caller uses another kernel. */
+ * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s1q
+ * (stride 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op is not of that kind (or a band of one output
+ * row does not fit), so the caller uses another kernel. */
 __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint32_t H, uint32_t W, uint32_t C,
                                                 const int8_t *wd, const uint8_t *bias, const uint8_t *mult,
                                                 const uint8_t *shift, const int32_t *p, uint32_t Ho, uint32_t Wo,
@@ -934,7 +981,7 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
                 int8_t *o = yd + (size_t)n * Ho * Wo * C + (size_t)oy0 * out_row + c;
                 if (py1 > py0 && vhi > vlo)
                     dwp_widen(xband + c, (int16_t *)planew[0] + py0 * pw + vlo, &wg);
-                dwp_pack4(wd + c, C, tr, fs, chp);
+                dwp_pack4(wd + c, C, tr, chp);
                 for (k = 0; k < 4; k++) {
                     const uint32_t ch = c + k;
                     dwp_ch *e = &chp[k];
