@@ -570,153 +570,261 @@ typedef struct {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
-/* dwp_s1f: mac2 (a row pair's output pair), mac2c (its odd last column), mac1 (4 outputs of a last row), mac1c
- * (its last output alone), the plane bytes a pair, such a block and a row pair advance */
-#define DWP_F_BODY(mac2, mac2c, mac1, mac1c, padv, qadv, rpadv)                                                        \
-    __asm__ volatile("push {r4-r11, lr}\n\t"                                                                           \
-                     "sub sp, #88\n\t"                                                                                 \
-                     "str r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2]\n\t"                                                                                \
-                     "ldr r4, [r2, #4]\n\t"                                                                            \
-                     "ldr r5, [r2, #32]\n\t"                                                                           \
-                     "ldr r6, [r2, #36]\n\t"                                                                           \
-                     "str r3, [sp, #44]\n\t"                                                                           \
-                     "str r4, [sp, #48]\n\t"                                                                           \
-                     "str r5, [sp, #68]\n\t"                                                                           \
-                     "str r6, [sp, #72]\n\t"                                                                           \
-                     "str r0, [sp, #76]\n\t"                                                                           \
-                     "str r1, [sp, #80]\n\t"                                                                           \
-                     "5:\n\t" /* a channel */                                                                          \
-                     "ldr r2, [sp, #68]\n\t"                                                                           \
-                     "ldmia r2!, {r3-r12}\n\t" /* P0 .. Q2, bias2, mult, round, right */                               \
-                     "str r2, [sp, #68]\n\t"                                                                           \
-                     "str r9, [sp]\n\t"                                                                                \
-                     "sadd16 r3, r3, r3\n\t" /* the weights doubled */                                                 \
-                     "sadd16 r4, r4, r4\n\t"                                                                           \
-                     "sadd16 r5, r5, r5\n\t"                                                                           \
-                     "sadd16 r6, r6, r6\n\t"                                                                           \
-                     "sadd16 r7, r7, r7\n\t"                                                                           \
-                     "sadd16 r8, r8, r8\n\t"                                                                           \
-                     "add r2, sp, #4\n\t"                                                                              \
-                     "stmia r2, {r3-r8}\n\t"                                                                           \
-                     "add r2, sp, #28\n\t"                                                                             \
-                     "stmia r2, {r10-r12}\n\t"                                                                         \
-                     "ldr r0, [sp, #76]\n\t"                                                                           \
-                     "ldr r1, [sp, #80]\n\t"                                                                           \
-                     "add r3, r0, #1024\n\t"                                                                           \
-                     "str r3, [sp, #76]\n\t"                                                                           \
-                     "adds r3, r1, #1\n\t"                                                                             \
-                     "str r3, [sp, #80]\n\t"                                                                           \
-                     "ldr r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2, #16]\n\t" /* row pairs */                                                           \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 6f\n\t"                                                                                      \
-                     "str r3, [sp, #64]\n\t"                                                                           \
-                     "2:\n\t" /* a row pair: r0 its plane row 0, r1 its output */                                      \
-                     "str r0, [sp, #56]\n\t"                                                                           \
-                     "str r1, [sp, #60]\n\t"                                                                           \
-                     "str r1, [sp, #40]\n\t"                                                                           \
-                     "ldr r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2, #8]\n\t"                                                                            \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 3f\n\t"                                                                                      \
-                     "add r3, r1\n\t"                                                                                  \
-                     "str r3, [sp, #52]\n\t"                                                                           \
-                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
-                     "1:\n\t" mac2                                                                                     \
-                     "adds r0, #" padv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                      \
-                         DWP_F_RQ("r2") DWP_F_RQ("r3")                                                                 \
-                     "strb r10, [r7]\n\t"                                                                              \
-                     "strb r11, [r7, r8]\n\t"                                                                          \
-                     "add r1, r7, r9\n\t"                                                                              \
-                     "strb r2, [r1]\n\t"                                                                               \
-                     "strb r3, [r1, r8]\n\t"                                                                           \
-                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
-                     "str r7, [sp, #40]\n\t"                                                                           \
-                     "cmp r7, r12\n\t"                                                                                 \
-                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
-                     "bne 1b\n\t"                                                                                      \
-                     "3:\n\t" /* an odd width's last column: a pair, its first output stored */                        \
-                     "ldr r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2, #12]\n\t"                                                                           \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 4f\n\t"                                                                                      \
-                     "ldm sp, {r1, r4-r9}\n\t" mac2c DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")                \
-                     "strb r10, [r7]\n\t"                                                                              \
-                     "strb r2, [r7, r9]\n\t"                                                                           \
-                     "4:\n\t" /* the next row pair */                                                                  \
-                     "ldr r0, [sp, #56]\n\t"                                                                           \
-                     "ldr r1, [sp, #60]\n\t"                                                                           \
-                     "ldr r3, [sp, #48]\n\t"                                                                           \
-                     "ldr r2, [sp, #64]\n\t"                                                                           \
-                     "add r0, #" rpadv "\n\t"                                                                          \
-                     "add r1, r1, r3, lsl #1\n\t"                                                                      \
-                     "subs r2, #1\n\t"                                                                                 \
-                     "str r2, [sp, #64]\n\t"                                                                           \
-                     "bne 2b\n\t"                                                                                      \
-                     "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */                                 \
-                     "ldr r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2, #20]\n\t"                                                                           \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 9f\n\t"                                                                                      \
-                     "str r1, [sp, #40]\n\t"                                                                           \
-                     "ldr r3, [r2, #24]\n\t"                                                                           \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 7f\n\t"                                                                                      \
-                     "add r3, r1\n\t"                                                                                  \
-                     "str r3, [sp, #52]\n\t"                                                                           \
-                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
-                     "8:\n\t" mac1                                                                                     \
-                     "adds r0, #" qadv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                      \
-                         DWP_F_RQ("r2") DWP_F_RQ("r3")                                                                 \
-                     "strb r10, [r7]\n\t"                                                                              \
-                     "strb r11, [r7, r8]\n\t"                                                                          \
-                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
-                     "strb r2, [r7]\n\t"                                                                               \
-                     "strb r3, [r7, r8]\n\t"                                                                           \
-                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
-                     "str r7, [sp, #40]\n\t"                                                                           \
-                     "cmp r7, r12\n\t"                                                                                 \
-                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
-                     "bne 8b\n\t"                                                                                      \
-                     "7:\n\t" /* its last 1..3 outputs */                                                              \
-                     "ldr r2, [sp, #84]\n\t"                                                                           \
-                     "ldr r3, [r2, #28]\n\t"                                                                           \
-                     "cmp r3, #0\n\t"                                                                                  \
-                     "beq 9f\n\t"                                                                                      \
-                     "str r3, [sp, #52]\n\t"                                                                           \
-                     "ldm sp, {r1, r4-r9}\n\t"                                                                         \
-                     "cmp r3, #1\n\t"                                                                                  \
-                     "bne 10f\n\t" mac1c DWP_F_CONSTS("r12") DWP_F_RQ("r10")                                           \
-                     "strb r10, [r7]\n\t"                                                                              \
-                     "b 9f\n\t"                                                                                        \
-                     "10:\n\t" mac1 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                                \
-                         DWP_F_RQ("r2")                                                                                \
-                     "strb r10, [r7]\n\t"                                                                              \
-                     "cmp r12, #2\n\t"                                                                                 \
-                     "blo 9f\n\t"                                                                                      \
-                     "strb r11, [r7, r8]\n\t"                                                                          \
-                     "beq 9f\n\t"                                                                                      \
-                     "add r7, r7, r8, lsl #1\n\t"                                                                      \
-                     "strb r2, [r7]\n\t"                                                                               \
-                     "9:\n\t" /* the next channel */                                                                   \
-                     "ldr r12, [sp, #72]\n\t"                                                                          \
-                     "subs r12, #1\n\t"                                                                                \
-                     "str r12, [sp, #72]\n\t"                                                                          \
-                     "bne 5b\n\t"                                                                                      \
-                     "add sp, #88\n\t"                                                                                 \
+/* a block (mac: its sums in r10 r11 r2 r3, r0 advanced by adv) requantized, its first two outputs stored at r7 and
+ * r7 + r8 (ostep) */
+#define DWP_F_BLOCK(mac, adv)                                                                                  \
+    mac "adds r0, #" adv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11") DWP_F_RQ("r2") DWP_F_RQ("r3") \
+        "strb r10, [r7]\n\t"                                                                                   \
+        "strb r11, [r7, r8]\n\t"
+/* dwp_s1f and dwp_s2f: mac2 (a row pair's output pair), mac2c (its odd last column), mac1 (4 outputs of a last
+ * row), mac1c (its last output alone), the plane bytes a pair, such a block and a row pair advance */
+#define DWP_F_BODY(mac2, mac2c, mac1, mac1c, padv, qadv, rpadv)                                                \
+    __asm__ volatile("push {r4-r11, lr}\n\t"                                                                   \
+                     "sub sp, #88\n\t"                                                                         \
+                     "str r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2]\n\t"                                                                        \
+                     "ldr r4, [r2, #4]\n\t"                                                                    \
+                     "ldr r5, [r2, #32]\n\t"                                                                   \
+                     "ldr r6, [r2, #36]\n\t"                                                                   \
+                     "str r3, [sp, #44]\n\t"                                                                   \
+                     "str r4, [sp, #48]\n\t"                                                                   \
+                     "str r5, [sp, #68]\n\t"                                                                   \
+                     "str r6, [sp, #72]\n\t"                                                                   \
+                     "str r0, [sp, #76]\n\t"                                                                   \
+                     "str r1, [sp, #80]\n\t"                                                                   \
+                     "5:\n\t" /* a channel */                                                                  \
+                     "ldr r2, [sp, #68]\n\t"                                                                   \
+                     "ldmia r2!, {r3-r12}\n\t" /* P0 .. Q2, bias2, mult, round, right */                       \
+                     "str r2, [sp, #68]\n\t"                                                                   \
+                     "str r9, [sp]\n\t"                                                                        \
+                     "sadd16 r3, r3, r3\n\t" /* the weights doubled */                                         \
+                     "sadd16 r4, r4, r4\n\t"                                                                   \
+                     "sadd16 r5, r5, r5\n\t"                                                                   \
+                     "sadd16 r6, r6, r6\n\t"                                                                   \
+                     "sadd16 r7, r7, r7\n\t"                                                                   \
+                     "sadd16 r8, r8, r8\n\t"                                                                   \
+                     "add r2, sp, #4\n\t"                                                                      \
+                     "stmia r2, {r3-r8}\n\t"                                                                   \
+                     "add r2, sp, #28\n\t"                                                                     \
+                     "stmia r2, {r10-r12}\n\t"                                                                 \
+                     "ldr r0, [sp, #76]\n\t"                                                                   \
+                     "ldr r1, [sp, #80]\n\t"                                                                   \
+                     "add r3, r0, #1024\n\t"                                                                   \
+                     "str r3, [sp, #76]\n\t"                                                                   \
+                     "adds r3, r1, #1\n\t"                                                                     \
+                     "str r3, [sp, #80]\n\t"                                                                   \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #16]\n\t" /* row pairs */                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 6f\n\t"                                                                              \
+                     "str r3, [sp, #64]\n\t"                                                                   \
+                     "2:\n\t" /* a row pair: r0 its plane row 0, r1 its output */                              \
+                     "str r0, [sp, #56]\n\t"                                                                   \
+                     "str r1, [sp, #60]\n\t"                                                                   \
+                     "str r1, [sp, #40]\n\t"                                                                   \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #8]\n\t"                                                                    \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 3f\n\t"                                                                              \
+                     "add r3, r1\n\t"                                                                          \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "1:\n\t" DWP_F_BLOCK(mac2, padv)                                                          \
+                     "add r1, r7, r9\n\t"                                                                      \
+                     "strb r2, [r1]\n\t"                                                                       \
+                     "strb r3, [r1, r8]\n\t"                                                                   \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "str r7, [sp, #40]\n\t"                                                                   \
+                     "cmp r7, r12\n\t"                                                                         \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "bne 1b\n\t"                                                                              \
+                     "3:\n\t" /* an odd width's last column: a pair, its first output stored */                \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #12]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 4f\n\t"                                                                              \
+                     "ldm sp, {r1, r4-r9}\n\t" mac2c DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")        \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "strb r2, [r7, r9]\n\t"                                                                   \
+                     "4:\n\t" /* the next row pair */                                                          \
+                     "ldr r0, [sp, #56]\n\t"                                                                   \
+                     "ldr r1, [sp, #60]\n\t"                                                                   \
+                     "ldr r3, [sp, #48]\n\t"                                                                   \
+                     "ldr r2, [sp, #64]\n\t"                                                                   \
+                     "add r0, #" rpadv "\n\t"                                                                  \
+                     "add r1, r1, r3, lsl #1\n\t"                                                              \
+                     "subs r2, #1\n\t"                                                                         \
+                     "str r2, [sp, #64]\n\t"                                                                   \
+                     "bne 2b\n\t"                                                                              \
+                     "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */                         \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #20]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 9f\n\t"                                                                              \
+                     "str r1, [sp, #40]\n\t"                                                                   \
+                     "ldr r3, [r2, #24]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 7f\n\t"                                                                              \
+                     "add r3, r1\n\t"                                                                          \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "8:\n\t" DWP_F_BLOCK(mac1, qadv)                                                          \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "strb r2, [r7]\n\t"                                                                       \
+                     "strb r3, [r7, r8]\n\t"                                                                   \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "str r7, [sp, #40]\n\t"                                                                   \
+                     "cmp r7, r12\n\t"                                                                         \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "bne 8b\n\t"                                                                              \
+                     "7:\n\t" /* its last 1..3 outputs */                                                      \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #28]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 9f\n\t"                                                                              \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "cmp r3, #1\n\t"                                                                          \
+                     "bne 10f\n\t" mac1c DWP_F_CONSTS("r12") DWP_F_RQ("r10")                                   \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "b 9f\n\t"                                                                                \
+                     "10:\n\t" mac1 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                        \
+                         DWP_F_RQ("r2")                                                                        \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "cmp r12, #2\n\t"                                                                         \
+                     "blo 9f\n\t"                                                                              \
+                     "strb r11, [r7, r8]\n\t"                                                                  \
+                     "beq 9f\n\t"                                                                              \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "strb r2, [r7]\n\t"                                                                       \
+                     "9:\n\t" /* the next channel */                                                           \
+                     "ldr r12, [sp, #72]\n\t"                                                                  \
+                     "subs r12, #1\n\t"                                                                        \
+                     "str r12, [sp, #72]\n\t"                                                                  \
+                     "bne 5b\n\t"                                                                              \
+                     "add sp, #88\n\t"                                                                         \
                      "pop {r4-r11, pc}\n\t")
 
 __attribute__((naked, noinline)) static void dwp_s1f(const int16_t *plane, int8_t *out, const dwp_f *q)
 {
     DWP_F_BODY(DWP_F_MAC2, DWP_F_MAC2C, DWP_F_MAC1, DWP_F_MAC1C, "4", "8", "128");
 }
+
+/* dwp_s2f: dwp_s1f for stride 2 both ways, on the same DWP_FS-byte plane rows. Output 2j + k takes words A = (x0, x1)
+ * and B = (x2, x3) at halfword 4j + 2k of a plane row: SMLAD(A, P) + SMLABB(B, Q). A row pair's output pair reads 5
+ * plane rows (3 words each; the third plane row serves both rows), 24 MAC instructions, ~93 modelled cycles per 4
+ * outputs (dwp_mac_s2 and dwp_requant_dsp: ~120); a last row's 4 outputs read 5 words of 3 plane rows. Plane rows are
+ * read up to halfword 2 Wop + 7 (< DWP_FS / 2: Wop <= DWP_F2_MAX_W). */
+#define DWP_F2_MAX_W 12
+/* plane row 0's part of the first output pair (r10 r11), the sums from the bias, its third word left in r12 */
+#define DWP_F2_PAIR0                                                                                           \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlad r11, lr, r4, r1\n\t"                                                                                \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #8]\n\t"                                                                                    \
+    "smlabb r11, r12, r5, r11\n\t"
+/* two output rows' pair (r10 r11: row a, r2 r3: row b) from plane rows 0..4 at r0, r1 for the third word once
+ * the bias is in all 4 sums */
+#define DWP_F2_MAC2                                                                                            \
+    DWP_F2_PAIR0                                                                                               \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlad r11, lr, r6, r11\n\t"                                                                               \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "ldr r12, [r0, #72]\n\t"                                                                                   \
+    "smlabb r11, r12, r7, r11\n\t"                                                                             \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlad r11, lr, r8, r11\n\t"                                                                               \
+    "smlad r3, lr, r4, r1\n\t"                                                                                 \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #136]\n\t"                                                                                  \
+    "smlabb r11, r12, r9, r11\n\t"                                                                             \
+    "smlabb r3, r12, r5, r3\n\t"                                                                               \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "ldr r1, [r0, #200]\n\t"                                                                                   \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlad r3, lr, r6, r3\n\t"                                                                                 \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "smlabb r3, r1, r7, r3\n\t"                                                                                \
+    "ldr r12, [r0, #256]\n\t"                                                                                  \
+    "ldr lr, [r0, #260]\n\t"                                                                                   \
+    "ldr r1, [r0, #264]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlad r3, lr, r8, r3\n\t"                                                                                 \
+    "smlabb r2, lr, r9, r2\n\t"                                                                                \
+    "smlabb r3, r1, r9, r3\n\t"
+/* an odd width's last column of a row pair: r10 as a last row's single output, then r2 from plane rows 2..4 */
+#define DWP_F2_MAC2C                                                                                           \
+    DWP_F_MAC1C                                                                                                \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "ldr r12, [r0, #256]\n\t"                                                                                  \
+    "ldr lr, [r0, #260]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlabb r2, lr, r9, r2\n\t"
+/* 4 outputs of one row (r10 r11 r2 r3) from 5 words of plane rows 0..2 at r0 */
+#define DWP_F2_MAC1                                                                                            \
+    DWP_F2_PAIR0                                                                                               \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "ldr lr, [r0, #12]\n\t"                                                                                    \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "smlad r3, lr, r4, r1\n\t"                                                                                 \
+    "ldr r12, [r0, #16]\n\t"                                                                                   \
+    "smlabb r3, r12, r5, r3\n\t"                                                                               \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "ldr r1, [r0, #72]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "smlad r11, lr, r6, r11\n\t"                                                                               \
+    "smlabb r11, r1, r7, r11\n\t"                                                                              \
+    "smlad r2, r1, r6, r2\n\t"                                                                                 \
+    "ldr r12, [r0, #76]\n\t"                                                                                   \
+    "smlabb r2, r12, r7, r2\n\t"                                                                               \
+    "smlad r3, r12, r6, r3\n\t"                                                                                \
+    "ldr lr, [r0, #80]\n\t"                                                                                    \
+    "smlabb r3, lr, r7, r3\n\t"                                                                                \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "ldr r1, [r0, #136]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlad r11, lr, r8, r11\n\t"                                                                               \
+    "smlabb r11, r1, r9, r11\n\t"                                                                              \
+    "smlad r2, r1, r8, r2\n\t"                                                                                 \
+    "ldr r12, [r0, #140]\n\t"                                                                                  \
+    "smlabb r2, r12, r9, r2\n\t"                                                                               \
+    "smlad r3, r12, r8, r3\n\t"                                                                                \
+    "ldr lr, [r0, #144]\n\t"                                                                                   \
+    "smlabb r3, lr, r9, r3\n\t"
+
+__attribute__((naked, noinline)) static void dwp_s2f(const int16_t *plane, int8_t *out, const dwp_f *q)
+{
+    DWP_F_BODY(DWP_F2_MAC2, DWP_F2_MAC2C, DWP_F2_MAC1, DWP_F_MAC1C, "8", "16", "256");
+}
+#undef DWP_F2_MAC1
+#undef DWP_F2_MAC2C
+#undef DWP_F2_MAC2
+#undef DWP_F2_PAIR0
 #pragma GCC diagnostic pop
 #undef DWP_F_MAC1C
 #undef DWP_F_MAC1
 #undef DWP_F_ROW1
 #undef DWP_F_MAC2C
 #undef DWP_F_BODY
+#undef DWP_F_BLOCK
 #undef DWP_F_MAC2
 #undef DWP_F_RQ
 #undef DWP_F_CONSTS
@@ -885,9 +993,9 @@ static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * tml_requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
  * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
- * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s1q
- * (stride 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op is not of that kind (or a band of one output
- * row does not fit), so the caller uses another kernel. */
+ * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s2f
+ * (stride 2, up to DWP_F2_MAX_W), dwp_s1q (stride 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op
+ * is not of that kind (or a band of one output row does not fit), so the caller uses another kernel. */
 __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint32_t H, uint32_t W, uint32_t C,
                                                 const int8_t *wd, const uint8_t *bias, const uint8_t *mult,
                                                 const uint8_t *shift, const int32_t *p, uint32_t Ho, uint32_t Wo,
@@ -905,7 +1013,8 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     const uint32_t in_px = tr ? W * C : C, in_row = tr ? C : W * C; /* input bytes along a plane row, down */
     const uint32_t out_px = tr ? Wo * C : C, out_row = tr ? C : Wo * C;
     const uint32_t wo2 = (Wop + 1) & ~1u;
-    const int fs = sx == 1 && sy == 1 && Wop <= DWP_F_MAX_W; /* dwp_s1f, plane rows DWP_FS bytes apart */
+    const int fs = (sx == 1 && sy == 1 && Wop <= DWP_F_MAX_W) ||
+                   (sx == 2 && sy == 2 && Wop <= DWP_F2_MAX_W); /* dwp_s1f / dwp_s2f, plane rows DWP_FS bytes apart */
     /* halfwords per plane row: every pair's reads inside */
     const uint32_t pw = fs ? DWP_FS / 2 : sx == 1 ? wo2 + 2 : 2 * wo2 + 2;
     const uint32_t xo2 = tml_pair(p[6]);
@@ -923,6 +1032,8 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
     if (!fs && rows > DWP_MAX_SUMS / wo2)
         rows = DWP_MAX_SUMS / wo2;
+    if (fs && sy == 2 && rows < Hop)
+        rows &= ~1u; /* dwp_s2f: bands of row pairs */
     g.pw_bytes = 2 * pw;
     g.row_bytes = 2 * pw * sy;
     g.row_span = (wo2 / 2) * (sx == 1 ? 4 : 8);
@@ -990,8 +1101,10 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
                     e->right = -tml_ld32(shift + 4 * ch);
                     e->round = (int32_t)((uint32_t)(2 * p[7] + 1) << (e->right - 1));
                 }
-                if (fs)
+                if (fs && sx == 1)
                     dwp_s1f((const int16_t *)planew[0], o, &dq.s1f);
+                else if (fs)
+                    dwp_s2f((const int16_t *)planew[0], o, &dq.s1f);
                 else if (fused) /* the plane pointer at its row 1 */
                     dwp_s1q((const int16_t *)planew[0] + pw, o, &dq.s1q);
                 if (fused < nrows) /* the rows dwp_s1q leaves: sums, then requantized */
