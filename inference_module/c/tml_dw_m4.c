@@ -445,13 +445,11 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
 typedef struct {
     uint32_t ostep, orow; /* output bytes between plane columns and between plane rows */
     uint32_t span;        /* output bytes of a row's whole pairs: Wop / 2 * 2 ostep (0: none) */
-    uint32_t odd;         /* Wop & 1 */
     uint32_t rowpairs;    /* output row pairs */
     uint32_t last;        /* 1: an odd last row */
     uint32_t qspan;       /* its 4-output blocks' output bytes: Wop / 4 * 4 ostep (0: none) */
-    uint32_t left;        /* its outputs after them: Wop & 3 */
-    const dwp_ch *ch;     /* the channels' weights (dwp_s1f doubles them) and constants */
-    uint32_t nch;         /* channels (> 0) */
+    uint32_t left;        /* its outputs after them: Wop & 3 (odd: Wop is) */
+    const dwp_ch *ch;     /* the 4 channels' weights (dwp_s1f doubles them) and constants */
 } dwp_f;
 
 /* frame: [0] bias2, [4] P0 Q0 P1 Q1 P2 Q2, [28] mult, [32] round, [36] right, [40] this block's output, [44] ostep,
@@ -584,8 +582,8 @@ typedef struct {
                      "str r2, [sp, #84]\n\t"                                                                   \
                      "ldr r3, [r2]\n\t"                                                                        \
                      "ldr r4, [r2, #4]\n\t"                                                                    \
-                     "ldr r5, [r2, #32]\n\t"                                                                   \
-                     "ldr r6, [r2, #36]\n\t"                                                                   \
+                     "ldr r5, [r2, #28]\n\t"                                                                   \
+                     "movs r6, #4\n\t"                                                                   \
                      "str r3, [sp, #44]\n\t"                                                                   \
                      "str r4, [sp, #48]\n\t"                                                                   \
                      "str r5, [sp, #68]\n\t"                                                                   \
@@ -614,7 +612,7 @@ typedef struct {
                      "adds r3, r1, #1\n\t"                                                                     \
                      "str r3, [sp, #80]\n\t"                                                                   \
                      "ldr r2, [sp, #84]\n\t"                                                                   \
-                     "ldr r3, [r2, #16]\n\t" /* row pairs */                                                   \
+                     "ldr r3, [r2, #12]\n\t" /* row pairs */                                                   \
                      "cmp r3, #0\n\t"                                                                          \
                      "beq 6f\n\t"                                                                              \
                      "str r3, [sp, #64]\n\t"                                                                   \
@@ -640,8 +638,8 @@ typedef struct {
                      "bne 1b\n\t"                                                                              \
                      "3:\n\t" /* an odd width's last column: a pair, its first output stored */                \
                      "ldr r2, [sp, #84]\n\t"                                                                   \
-                     "ldr r3, [r2, #12]\n\t"                                                                   \
-                     "cmp r3, #0\n\t"                                                                          \
+                     "ldr r3, [r2, #24]\n\t"                                                                   \
+                     "tst r3, #1\n\t"                                                                          \
                      "beq 4f\n\t"                                                                              \
                      "ldm sp, {r1, r4-r9}\n\t" mac2c DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")        \
                      "strb r10, [r7]\n\t"                                                                      \
@@ -658,11 +656,11 @@ typedef struct {
                      "bne 2b\n\t"                                                                              \
                      "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */                         \
                      "ldr r2, [sp, #84]\n\t"                                                                   \
-                     "ldr r3, [r2, #20]\n\t"                                                                   \
+                     "ldr r3, [r2, #16]\n\t"                                                                   \
                      "cmp r3, #0\n\t"                                                                          \
                      "beq 9f\n\t"                                                                              \
                      "str r1, [sp, #40]\n\t"                                                                   \
-                     "ldr r3, [r2, #24]\n\t"                                                                   \
+                     "ldr r3, [r2, #20]\n\t"                                                                   \
                      "cmp r3, #0\n\t"                                                                          \
                      "beq 7f\n\t"                                                                              \
                      "add r3, r1\n\t"                                                                          \
@@ -679,7 +677,7 @@ typedef struct {
                      "bne 8b\n\t"                                                                              \
                      "7:\n\t" /* its last 1..3 outputs */                                                      \
                      "ldr r2, [sp, #84]\n\t"                                                                   \
-                     "ldr r3, [r2, #28]\n\t"                                                                   \
+                     "ldr r3, [r2, #24]\n\t"                                                                   \
                      "cmp r3, #0\n\t"                                                                          \
                      "beq 9f\n\t"                                                                              \
                      "str r3, [sp, #52]\n\t"                                                                   \
@@ -990,9 +988,44 @@ static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
     return ho / 2 * (wo / 2 * 90 + (wo & 1u) * 75 + 26) + (ho & 1u) * ((wo + 1) / 2 * 31 + wo * 11 + 60);
 }
 
+/* Zeroes what the plane kernels read of a band's 4 planes (DWP_PLANE halfwords apart, rows pw apart) outside the
+ * input: the first nz halfwords of the rows above py0 and from py1 on, and in the rows between, the columns left of
+ * vlo and from vhi to nz. The input's columns are widened in for each group; halfwords from nz on only feed outputs
+ * no kernel stores. */
+typedef int16_t dwp_h16 __attribute__((may_alias)); /* a halfword of the planes' uint32_t words */
+static __attribute__((noinline)) void dwp_borders(uint32_t *plane, uint32_t pw, uint32_t prows_nz, uint32_t box)
+{
+    /* 4 arguments, none on the caller's stack: prows | nz << 16, py0 | py1 << 8 | vlo << 16 | vhi << 24 (all
+     * < 256: a plane holds DWP_PLANE halfwords, pw >= 4) */
+    const uint32_t prows = prows_nz & 0xffffu, nz = prows_nz >> 16, vlo = (box >> 16) & 0xffu, vhi = box >> 24;
+    uint32_t k, r, i, py0 = box & 0xffu, py1 = (box >> 8) & 0xffu;
+    if (py1 <= py0 || vhi <= vlo)
+        py0 = py1 = 0;
+    for (k = 0; k < 4; k++, plane += DWP_PLANE / 2)
+        for (r = 0; r < prows; r++) {
+            dwp_h16 *row = (dwp_h16 *)(void *)(plane + r * pw / 2);
+            if (r < py0 || r >= py1) { /* whole words: pw is even and > nz when nz is odd */
+                uint32_t *w = plane + r * pw / 2, *e = w + (nz + 1) / 2;
+                while (w < e) { /* (not a memset call: its setup costs more than these few words) */
+                    *w++ = 0;
+                    __asm__ volatile("" ::: "memory");
+                }
+                continue;
+            }
+            for (i = 0; i < vlo; i++) {
+                row[i] = 0;
+                __asm__ volatile("" ::: "memory");
+            }
+            for (i = vhi; i < nz; i++) {
+                row[i] = 0;
+                __asm__ volatile("" ::: "memory");
+            }
+        }
+}
+
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * tml_requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
- * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
+ * widened into 4 padded int16 planes (offset added; 2 PKH and 4 SXTAB16 per 8 inputs, the padding zeroed once
  * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s2f
  * (stride 2, up to DWP_F2_MAX_W), dwp_s1q (stride 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op
  * is not of that kind (or a band of one output row does not fit), so the caller uses another kernel. */
@@ -1044,11 +1077,9 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
         dq.s1f.ostep = out_px;
         dq.s1f.orow = out_row;
         dq.s1f.span = Wop / 2 * 2 * out_px;
-        dq.s1f.odd = Wop & 1u;
         dq.s1f.qspan = Wop / 4 * 4 * out_px;
         dq.s1f.left = Wop & 3u;
         dq.s1f.ch = chp;
-        dq.s1f.nch = 4;
     } else {
         dq.s1q.pw_bytes = 2 * pw;
         dq.s1q.ostep = out_px;
@@ -1074,9 +1105,10 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
             const uint32_t py1 = iy_top + prows > Hp ? (uint32_t)((int64_t)Hp - iy_top) : prows;
             const int8_t *xband = xd + (size_t)n * H * W * C + (size_t)(iy_top + py0) * in_row +
                                   (size_t)(vlo - (uint32_t)pl) * in_px;
-            /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
-            for (k = 0; k < 4; k++)
-                memset(planew[k], 0, 2 * pw * prows);
+            /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left; the
+             * outputs read halfwords 0 .. Wop + 1 (stride 1) or 2 Wop (stride 2) of a plane row */
+            dwp_borders(planew[0], pw, prows | (sx == 1 ? Wop + 2 : 2 * Wop + 1) << 16,
+                        py0 | py1 << 8 | vlo << 16 | vhi << 24);
             wg.rows = py1 > py0 ? py1 - py0 : 0;
             wg.head = vhi > vlo ? vlo & 1u : 0;
             wg.pairs = vhi > vlo ? (vhi - vlo - wg.head) / 2 : 0;
