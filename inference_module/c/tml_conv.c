@@ -62,7 +62,6 @@ static __attribute__((noinline)) void copy_rows(int8_t *dst, const int8_t *src, 
             *dst++ = src[i];
     }
 }
-#endif
 
 /* n, oy, ox of the pixel after pos[] in raster order */
 static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
@@ -75,6 +74,7 @@ static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
         }
     }
 }
+#endif
 
 tml_status tml_conv_2d(tml_model *m, const tml_op *op)
 {
