@@ -131,7 +131,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
     /* the GEMM requantizes its own outputs unless some channel needs the C path or Co = 2 (no overlapping triple) */
-    q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? W16_REQUANT : W16_SUMS;
+    q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? tml_w16_requant_form(Co, fstride) : W16_SUMS;
 #else
     q.fast_requant = 0;
     q.weights_overrun_ok = 0;
@@ -146,7 +146,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
         if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
             q.w16 = tml_w16_prepare(m, wd, C, Co, npix, &q, q.w16_form);
-        if (C <= PAIR_MAX_K && dense_input && C % 4 == 0 && q.w16 != NULL && q.w16_form == W16_REQUANT) {
+        if (C <= PAIR_MAX_K && dense_input && C % 4 == 0 && q.w16 != NULL && q.w16_form != W16_SUMS) {
             tml_pw_pairs_w16(xd, npix / 2, C, Co, &q, yd);
             pix = npix & ~(size_t)1;
         }
@@ -190,7 +190,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
         fill_bytes(patch + fstride, (int8_t)(-q.xo), kpair - fstride);
         fill_bytes(patch2 + fstride, (int8_t)(-q.xo), kpair - fstride);
         /* pairs in the requantized form with no partial word: tml_pair_w16 instead of tml_dense_pair */
-        const int lean = q.w16 != NULL && q.w16_form == W16_REQUANT && kpair % 4 == 0;
+        const int lean = q.w16 != NULL && q.w16_form != W16_SUMS && kpair % 4 == 0;
         rows.n = Kh;
         rows.bytes = Kw * C;
         rows.step = (size_t)p[2] * W * C;
