@@ -47,19 +47,26 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
 
 #if TML_DSP
 /* a receptive field inside the input as one vector: its rows copied one after another, a word at a time (the M4
- * allows unaligned LDR/STR), the row's last bytes % 4 singly */
+ * allows unaligned LDR/STR), a row of bytes % 4 != 0 ending in one word over the one before (rows of 9 bytes:
+ * 3 words, no byte loop) */
 static __attribute__((noinline)) void copy_rows(int8_t *dst, const int8_t *src, const pair_rows *rows)
 {
-    const uint32_t n = rows->n, words = rows->bytes / 4, tail = rows->bytes % 4;
-    const size_t step = rows->step - 4 * (size_t)words;
-    uint32_t r, i;
-    for (r = 0; r < n; r++, src += step) {
-        for (i = 0; i < words; i++, src += 4, dst += 4) {
-            const uint32_t v = tml_ldu32(src);
-            memcpy(dst, &v, 4);
+    const uint32_t n = rows->n, bytes = rows->bytes;
+    const size_t step = rows->step;
+    uint32_t r, i, v;
+    if (bytes < 4) {
+        for (r = 0; r < n; r++, src += step)
+            for (i = 0; i < bytes; i++)
+                *dst++ = src[i];
+        return;
+    }
+    for (r = 0; r < n; r++, src += step, dst += bytes) {
+        for (i = 0; i + 4 < bytes; i += 4) {
+            v = tml_ldu32(src + i);
+            memcpy(dst + i, &v, 4);
         }
-        for (i = 0; i < tail; i++)
-            *dst++ = src[i];
+        v = tml_ldu32(src + bytes - 4); /* the row's last word, over the one before when bytes % 4 != 0 */
+        memcpy(dst + bytes - 4, &v, 4);
     }
 }
 #endif

@@ -932,18 +932,24 @@ __attribute__((noinline)) void tml_pw_pairs_w16(const int8_t *x, size_t pairs, u
     const int32_t *w16 = q->w16, *wt = w16 + (size_t)(Co / 3) * tw;
     const uint32_t *mask = q->const_mask;
     const int8_t *val = q->const_val;
-    const int quad = q->w16_form == W16_QUAD;
     size_t pr;
+    if (q->w16_form == W16_QUAD) { /* blocks of four channels: one call per pair */
+        for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
+            widen_run(x, x + C, C, xo2, buf);
+            gemm_2x4_w16(buf, C / 4, w16, y, (int32_t)Co);
+            if (mask != NULL)
+                const_outputs(mask, val, Co, y, y + Co);
+        }
+        return;
+    }
     for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
         const int8_t *xb = x + C;
         widen_run(x, xb, C, xo2, buf);
-        if (quad)
-            gemm_2x4_w16(buf, C / 4, w16, y, (int32_t)Co);
-        else if (Co % 3 == 2)
+        if (Co % 3 == 2)
             gemm_2x3_w16(buf, buf + C, w16, wt + tw, y, (int32_t)Co);
         else if (Co >= 3)
             gemm_2x3_w16(buf, buf + C, w16, wt, y, (int32_t)Co);
-        if (!quad && Co % 3 == 1)
+        if (Co % 3 == 1)
             gemm_2x1_w16(buf, buf + C, wt, y + Co - 1, (int32_t)Co);
         if (mask != NULL)
             const_outputs(mask, val, Co, y, y + Co);
