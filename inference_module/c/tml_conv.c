@@ -121,6 +121,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     q.const_val = NULL;
     q.slow_mask = NULL;
     q.w16 = NULL;
+    q.w16_map = NULL;
 #if TML_DSP
     q.fast_requant = tml_requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
     if (q.fast_requant && Co <= CONST_MAX_C) {
@@ -170,6 +171,10 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                 }
                 tml_dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co, NULL);
             }
+        for (; q.w16 != NULL && q.w16_map != NULL && pix < npix; pix++) { /* compacted blocks: the pair kernel */
+            const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
+            tml_dense_pair(xa, xa, C, wd, Co, &q, yd + pix * Co, yd + pix * Co, NULL);
+        }
 #endif
         for (; pix < npix; pix++)
             tml_dense_row(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,

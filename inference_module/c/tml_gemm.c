@@ -452,22 +452,24 @@ static int32_t *w16_channel_q(int32_t *dst, const dense_q *q, uint32_t c)
  * (W16_REQUANT: doubled, with 2 bias first and each channel's requantization constants last). Once per op: ~20
  * cycles per 4 weights. */
 static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K, uint32_t Co, const dense_q *q,
-                                                    int form, int32_t *dst)
+                                                    int form, const uint8_t *act, int32_t *dst)
 {
     const uint32_t steps = (K + 3) / 4, nt = w16_triples(Co);
     const int32_t scale = form == W16_SUMS ? 1 : 2;
     uint32_t t, j, s, c[3];
-    if (form == W16_QUAD) { /* blocks of four channels; Co = 4t + r's last one is channels Co - 4..Co - 1 */
+    if (form == W16_QUAD) { /* blocks of four channels (of act[0..Co) when given); Co = 4t + r's last one is channels
+                               Co - 4..Co - 1 */
         const uint32_t nq = (Co + 3) / 4;
         for (t = 0; t < nq; t++) {
             const uint32_t c0 = 4 * t + 4 > Co ? Co - 4 : 4 * t;
             for (j = 0; j < 4; j++)
-                *dst++ = (int32_t)(2u * (uint32_t)tml_ld32(q->bias + 4 * (c0 + j)));
+                *dst++ = (int32_t)(2u * (uint32_t)tml_ld32(q->bias + 4 * (act ? act[c0 + j] : c0 + j)));
             for (s = 0; s < steps; s++)
                 for (j = 0; j < 8; j++) /* (w0, w2) of the four channels, then (w1, w3) */
-                    *dst++ = (int32_t)w16_lanes(w + (size_t)(c0 + j % 4) * K, K, 4 * s + j / 4, 2);
+                    *dst++ = (int32_t)w16_lanes(w + (size_t)(act ? act[c0 + j % 4] : c0 + j % 4) * K, K, 4 * s + j / 4,
+                                                2);
             for (j = 0; j < 4; j++)
-                dst = w16_channel_q(dst, q, c0 + j);
+                dst = w16_channel_q(dst, q, act ? act[c0 + j] : c0 + j);
             /* y's advance after the block (4, or r into the overlapping last one), the last block's bit 16 */
             dst[-1] |= (int32_t)((t + 2 == nq && Co % 4 != 0 ? Co % 4 : 4) << 8 | (t + 1 == nq) << 16);
         }
@@ -528,20 +530,45 @@ int tml_w16_requant_form(uint32_t Co, uint32_t K)
     return Co >= 4 && quad <= tri ? W16_QUAD : W16_REQUANT;
 }
 
-const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix,
-                                  const dense_q *q, int form)
+/* The four-channel form's channels: those outside const_mask (their outputs the blocks compute) when there are 4 or
+ * more of them, fewer than Co, and a pixel pair's widened inputs leave room for their outputs in its buffer (see
+ * w16_requant_pair); else Co (all) */
+static uint32_t w16_quad_channels(const dense_q *q, uint32_t K, uint32_t Co, int form)
 {
-    const uint32_t n = w16_bytes(Co, K, form);
+    uint32_t c, n = 0;
+    if (form != W16_QUAD || q->const_mask == NULL || Co > CONST_MAX_C)
+        return Co;
+    for (c = 0; c < Co; c++)
+        n += !(q->const_mask[c / 32] >> (c % 32) & 1u);
+    return n >= 4 && n < Co && 4 * ((K + 3) & ~3u) + 2 * n <= 4 * PAIR_MAX_K ? n : Co;
+}
+
+/* tml_w16_prepare's result: the blocks, the op's w16_map and w16_n set */
+static const int32_t *w16_found(dense_q *q, const w16_header *h, uint32_t nb, uint32_t na, uint32_t Co)
+{
+    q->w16_n = na;
+    q->w16_map = na < Co ? (const uint8_t *)(const void *)(h + 1) + nb : NULL;
+    return (const int32_t *)(const void *)(h + 1);
+}
+
+const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, dense_q *q,
+                               int form)
+{
+    /* with constant channels the four-channel form widens only the others (and then pays off with fewer pixels
+     * when they are half or fewer: no more RAM than the int8 rows) */
+    const uint32_t na = w16_quad_channels(q, K, Co, form);
+    const uint32_t nb = w16_bytes(na, K, form), n = na < Co ? nb + ((na + Co + 3) & ~3u) : nb;
     uint32_t off = 0;
     w16_header *h;
-    if (npix < W16_MIN_PIXELS || n == 0 || m->scratch == NULL || m->scratch_bytes < sizeof *h ||
-        n > m->scratch_bytes - sizeof *h)
+    q->w16_map = NULL;
+    if ((npix < W16_MIN_PIXELS && !(npix >= 2 && 2 * na <= Co)) || nb == 0 || n < nb ||
+        m->scratch == NULL || m->scratch_bytes < sizeof *h || n > m->scratch_bytes - sizeof *h)
         return NULL;
     while (off < m->scratch_used) {
         h = (w16_header *)(void *)(m->scratch + off);
         if (h->w == w && h->bias == q->bias && h->mult == q->mult && h->shift == q->shift &&
             h->out_off == w16_key(q, form) && h->bytes == n)
-            return (const int32_t *)(const void *)(h + 1);
+            return w16_found(q, h, nb, na, Co);
         off += sizeof *h + h->bytes;
     }
     if (m->scratch_bytes - m->scratch_used < sizeof *h + n)
@@ -554,8 +581,18 @@ const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32
     h->out_off = w16_key(q, form);
     h->bytes = n;
     m->scratch_used += sizeof *h + n;
-    widen_weights(w, K, Co, q, form, (int32_t *)(void *)(h + 1));
-    return (const int32_t *)(const void *)(h + 1);
+    if (na < Co) { /* the channel list and the constant outputs after the blocks */
+        uint8_t *map = (uint8_t *)(void *)(h + 1) + nb;
+        uint32_t c, i = 0;
+        for (c = 0; c < Co; c++) {
+            map[na + c] = (uint8_t)(q->const_val != NULL && (q->const_mask[c / 32] >> (c % 32) & 1u) ? q->const_val[c] : 0);
+            if (!(q->const_mask[c / 32] >> (c % 32) & 1u))
+                map[i++] = (uint8_t)c;
+        }
+        widen_weights(w, K, na, q, form, map, (int32_t *)(void *)(h + 1));
+    } else
+        widen_weights(w, K, Co, q, form, NULL, (int32_t *)(void *)(h + 1));
+    return w16_found(q, h, nb, na, Co);
 }
 
 #define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call */
@@ -782,12 +819,30 @@ static inline void widen_run(const int8_t *xa, const int8_t *xb, uint32_t n, uin
     }
 }
 
+/* The outputs of a pixel pair from compacted blocks (w16_map): every channel's constant, then t[i] (pixel a) and
+ * t[n + i] (pixel b) at channel map[i], i < n */
+static void w16_expand(const uint8_t *map, uint32_t n, uint32_t Co, const int8_t *t, int8_t *ya, int8_t *yb)
+{
+    uint32_t i;
+    memcpy(ya, map + n, Co);
+    memcpy(yb, map + n, Co);
+    for (i = 0; i < n; i++) {
+        ya[map[i]] = t[i];
+        yb[map[i]] = t[n + i];
+    }
+}
+
 /* A pixel pair's outputs from the widened weights in a requantized form: buf holds the pair's Kb inputs (K rounded
  * up to 4), ya pixel a's Co outputs, ya + ys pixel b's */
 static inline void w16_requant_pair(const int32_t *buf, uint32_t Kb, uint32_t K, uint32_t Co, const dense_q *q,
                                     int8_t *ya, int32_t ys)
 {
-    if (q->w16_form == W16_QUAD) {
+    if (q->w16_form == W16_QUAD && q->w16_map != NULL) {
+        /* compacted: the w16_n outputs per pixel into buf after the inputs, then every channel's */
+        int8_t *t = (int8_t *)(void *)(buf + Kb);
+        gemm_2x4_w16(buf, Kb / 4, q->w16, t, (int32_t)q->w16_n);
+        w16_expand(q->w16_map, q->w16_n, Co, t, ya, ya + ys);
+    } else if (q->w16_form == W16_QUAD) {
         gemm_2x4_w16(buf, Kb / 4, q->w16, ya, ys);
     } else {
         const uint32_t tw = w16_triple_words(K, W16_REQUANT);
@@ -837,7 +892,7 @@ void tml_dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t
         /* requantized in the kernels: blocks of four channels, or Co / 3 triples, then for Co = 3t + 2 the last
          * three channels (one computed twice) or for Co = 3t + 1 the last channel alone */
         w16_requant_pair(buf, Kb, K, Co, q, ya, (int32_t)(yb - ya));
-        if (q->const_mask != NULL)
+        if (q->const_mask != NULL && q->w16_map == NULL)
             const_outputs(q->const_mask, q->const_val, Co, ya, yb);
         return;
     }
@@ -917,7 +972,7 @@ __attribute__((noinline)) void tml_pair_w16(const int8_t *xa, const int8_t *xb, 
     else
         widen_run(xa, xb, K, xo2, buf);
     w16_requant_pair(buf, K, K, Co, q, ya, (int32_t)(yb - ya));
-    if (q->const_mask != NULL)
+    if (q->const_mask != NULL && q->w16_map == NULL)
         const_outputs(q->const_mask, q->const_val, Co, ya, yb);
 }
 
@@ -933,6 +988,13 @@ __attribute__((noinline)) void tml_pw_pairs_w16(const int8_t *x, size_t pairs, u
     const uint32_t *mask = q->const_mask;
     const int8_t *val = q->const_val;
     size_t pr;
+    if (q->w16_form == W16_QUAD && q->w16_map != NULL) { /* compacted blocks: their outputs expanded */
+        for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
+            widen_run(x, x + C, C, xo2, buf);
+            w16_requant_pair(buf, C, C, Co, q, y, (int32_t)Co);
+        }
+        return;
+    }
     if (q->w16_form == W16_QUAD) { /* blocks of four channels: one call per pair */
         for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
             widen_run(x, x + C, C, xo2, buf);

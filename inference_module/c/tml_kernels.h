@@ -122,6 +122,10 @@ typedef struct {
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
     const int32_t *w16; /* DSP: the op's weights widened (widen_weights), or NULL: the int8 rows */
     int w16_form;       /* and their form: W16_SUMS, W16_REQUANT (see gemm_2x3_w16) or W16_QUAD (gemm_2x4_w16) */
+    /* W16_QUAD with constant channels (const_mask): the blocks hold only the w16_n others, listed in w16_map[0..w16_n)
+     * and followed by Co bytes of every channel's constant output (tml_w16_prepare); else NULL */
+    const uint8_t *w16_map;
+    uint32_t w16_n;
 } dense_q;
 
 #if TML_DSP
@@ -188,7 +192,7 @@ typedef struct {
     size_t step;
 } pair_rows;
 
-const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, const dense_q *q,
+const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, dense_q *q,
                                int form);
 int tml_w16_requant_form(uint32_t Co, uint32_t K);
 int tml_requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val, uint32_t *slow);
