@@ -122,6 +122,8 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     q.slow_mask = NULL;
     q.w16 = NULL;
     q.w16_map = NULL;
+    q.w8 = wd;
+    q.w8_k = fstride;
 #if TML_DSP
     q.fast_requant = tml_requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
     if (q.fast_requant && Co <= CONST_MAX_C) {
@@ -138,8 +140,10 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
             q.slow_mask = slow_mask;
     }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
-    /* the GEMM requantizes its own outputs unless some channel needs the C path or Co = 2 (no overlapping triple) */
-    q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? tml_w16_requant_form(Co, fstride) : W16_SUMS;
+    /* the GEMM requantizes its own outputs unless Co = 2 (no overlapping triple) or some channel needs the C path:
+     * then the four-channel form if its blocks can be compacted (tml_w16_prepare: those channels in C beside them) */
+    q.w16_form = q.fast_requant && Co != 2 ? q.slow_mask == NULL ? tml_w16_requant_form(Co, fstride) : W16_QUAD
+                                           : W16_SUMS;
 #else
     q.fast_requant = 0;
     q.weights_overrun_ok = 0;

@@ -561,6 +561,10 @@ const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32
     uint32_t off = 0;
     w16_header *h;
     q->w16_map = NULL;
+    if (form == W16_QUAD && q->slow_mask != NULL && na == Co) { /* slow channels need the compacted blocks */
+        q->w16_form = W16_SUMS;
+        return tml_w16_prepare(m, w, K, Co, npix, q, W16_SUMS);
+    }
     if ((npix < W16_MIN_PIXELS && !(npix >= 2 && 2 * na <= Co)) || nb == 0 || n < nb ||
         m->scratch == NULL || m->scratch_bytes < sizeof *h || n > m->scratch_bytes - sizeof *h)
         return NULL;
@@ -832,6 +836,35 @@ static void w16_expand(const uint8_t *map, uint32_t n, uint32_t Co, const int8_t
     }
 }
 
+/* The outputs of tml_requant2_ok's slow channels (slow_mask; computed wrongly in the compacted blocks) for a pixel
+ * pair: each one's sums over the widened inputs buf[0..Kb) and its int8 row (w8), then the C requantization */
+static __attribute__((noinline)) void w16_slow(const dense_q *q, const int32_t *buf, uint32_t Kb, uint32_t Co,
+                                               int8_t *ya, int8_t *yb)
+{
+    const uint32_t K = q->w8_k;
+    uint32_t c, s;
+    for (c = 0; c < Co; c++)
+        if (q->slow_mask[c / 32] >> (c % 32) & 1u) {
+            const int8_t *row = q->w8 + (size_t)c * K;
+            const int32_t b = tml_ld32(q->bias + 4 * c), mu = tml_ld32(q->mult + 4 * c), sh = tml_ld32(q->shift + 4 * c);
+            int32_t sa = 0, sb = 0;
+            for (s = 0; 4 * s < Kb; s++) {
+                uint32_t wv = 0, i;
+                if (4 * s + 4 <= K)
+                    wv = tml_ldu32(row + 4 * s);
+                else /* the row's last K % 4 weights (the pad inputs are 0) */
+                    for (i = 4 * s; i < K; i++)
+                        wv |= (uint32_t)(uint8_t)row[i] << (8 * (i - 4 * s));
+                sa = __smlad((uint32_t)buf[4 * s], __sxtb16(wv), sa);
+                sa = __smlad((uint32_t)buf[4 * s + 2], tml_sxtb16_ror8(wv), sa);
+                sb = __smlad((uint32_t)buf[4 * s + 1], __sxtb16(wv), sb);
+                sb = __smlad((uint32_t)buf[4 * s + 3], tml_sxtb16_ror8(wv), sb);
+            }
+            ya[c] = requant_v(sa, b, mu, sh, q->out_off, q->lo, q->hi);
+            yb[c] = requant_v(sb, b, mu, sh, q->out_off, q->lo, q->hi);
+        }
+}
+
 /* A pixel pair's outputs from the widened weights in a requantized form: buf holds the pair's Kb inputs (K rounded
  * up to 4), ya pixel a's Co outputs, ya + ys pixel b's */
 static inline void w16_requant_pair(const int32_t *buf, uint32_t Kb, uint32_t K, uint32_t Co, const dense_q *q,
@@ -842,6 +875,8 @@ static inline void w16_requant_pair(const int32_t *buf, uint32_t Kb, uint32_t K,
         int8_t *t = (int8_t *)(void *)(buf + Kb);
         gemm_2x4_w16(buf, Kb / 4, q->w16, t, (int32_t)q->w16_n);
         w16_expand(q->w16_map, q->w16_n, Co, t, ya, ya + ys);
+        if (q->slow_mask != NULL)
+            w16_slow(q, buf, Kb, Co, ya, ya + ys);
     } else if (q->w16_form == W16_QUAD) {
         gemm_2x4_w16(buf, Kb / 4, q->w16, ya, ys);
     } else {

@@ -126,6 +126,8 @@ typedef struct {
      * and followed by Co bytes of every channel's constant output (tml_w16_prepare); else NULL */
     const uint8_t *w16_map;
     uint32_t w16_n;
+    const int8_t *w8; /* the int8 weight rows [Co][w8_k]: with w16_map, slow_mask's channels are summed from them */
+    uint32_t w8_k;
 } dense_q;
 
 #if TML_DSP
