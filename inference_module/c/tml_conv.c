@@ -47,19 +47,26 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
 
 #if TML_DSP
 /* a receptive field inside the input as one vector: its rows copied one after another, a word at a time (the M4
- * allows unaligned LDR/STR), the row's last bytes % 4 singly */
+ * allows unaligned LDR/STR), a row of bytes % 4 != 0 ending in one word over the one before (rows of 9 bytes:
+ * 3 words, no byte loop) */
 static __attribute__((noinline)) void copy_rows(int8_t *dst, const int8_t *src, const pair_rows *rows)
 {
-    const uint32_t n = rows->n, words = rows->bytes / 4, tail = rows->bytes % 4;
-    const size_t step = rows->step - 4 * (size_t)words;
-    uint32_t r, i;
-    for (r = 0; r < n; r++, src += step) {
-        for (i = 0; i < words; i++, src += 4, dst += 4) {
-            const uint32_t v = tml_ldu32(src);
-            memcpy(dst, &v, 4);
+    const uint32_t n = rows->n, bytes = rows->bytes;
+    const size_t step = rows->step;
+    uint32_t r, i, v;
+    if (bytes < 4) {
+        for (r = 0; r < n; r++, src += step)
+            for (i = 0; i < bytes; i++)
+                *dst++ = src[i];
+        return;
+    }
+    for (r = 0; r < n; r++, src += step, dst += bytes) {
+        for (i = 0; i + 4 < bytes; i += 4) {
+            v = tml_ldu32(src + i);
+            memcpy(dst + i, &v, 4);
         }
-        for (i = 0; i < tail; i++)
-            *dst++ = src[i];
+        v = tml_ldu32(src + bytes - 4); /* the row's last word, over the one before when bytes % 4 != 0 */
+        memcpy(dst + bytes - 4, &v, 4);
     }
 }
 
@@ -114,6 +121,9 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
     q.const_val = NULL;
     q.slow_mask = NULL;
     q.w16 = NULL;
+    q.w16_map = NULL;
+    q.w8 = wd;
+    q.w8_k = fstride;
 #if TML_DSP
     const uint32_t bit = tml_tile_bit(m), known = bit & m->tile_plain; /* a later tile: nothing per channel */
     q.fast_requant = known || tml_requant2_ok(&q, Co, fstride, const_mask, const_val, slow_mask);
@@ -131,8 +141,10 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
             q.slow_mask = slow_mask;
     }
     q.weights_overrun_ok = w.t.storage == TML_CONST && (uint64_t)w.t.offset + w.t.bytes + 3 <= m->consts_size;
-    /* the GEMM requantizes its own outputs unless some channel needs the C path or Co = 2 (no overlapping triple) */
-    q.w16_form = q.fast_requant && q.slow_mask == NULL && Co != 2 ? W16_REQUANT : W16_SUMS;
+    /* the GEMM requantizes its own outputs unless Co = 2 (no overlapping triple) or some channel needs the C path:
+     * then the four-channel form if its blocks can be compacted (tml_w16_prepare: those channels in C beside them) */
+    q.w16_form = q.fast_requant && Co != 2 ? q.slow_mask == NULL ? tml_w16_requant_form(Co, fstride) : W16_QUAD
+                                           : W16_SUMS;
     if (q.fast_requant && q.const_mask == NULL && q.slow_mask == NULL)
         m->tile_plain |= bit;
 #else
@@ -149,7 +161,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
 #if TML_DSP
         if (C <= PAIR_MAX_K) /* output pixels two at a time: every widened weight is used twice */
             q.w16 = tml_w16_prepare(m, wd, C, Co, npix, &q, q.w16_form);
-        if (C <= PAIR_MAX_K && dense_input && C % 4 == 0 && q.w16 != NULL && q.w16_form == W16_REQUANT) {
+        if (C <= PAIR_MAX_K && dense_input && C % 4 == 0 && q.w16 != NULL && q.w16_form != W16_SUMS) {
             tml_pw_pairs_w16(xd, npix / 2, C, Co, &q, yd);
             pix = npix & ~(size_t)1;
         }
@@ -166,6 +178,10 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                 }
                 tml_dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co, NULL);
             }
+        for (; q.w16 != NULL && q.w16_map != NULL && pix < npix; pix++) { /* compacted blocks: the pair kernel */
+            const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
+            tml_dense_pair(xa, xa, C, wd, Co, &q, yd + pix * Co, yd + pix * Co, NULL);
+        }
 #endif
         for (; pix < npix; pix++)
             tml_dense_row(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,
@@ -193,7 +209,7 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
         fill_bytes(patch + fstride, (int8_t)(-q.xo), kpair - fstride);
         fill_bytes(patch2 + fstride, (int8_t)(-q.xo), kpair - fstride);
         /* pairs in the requantized form with no partial word: tml_pair_w16 instead of tml_dense_pair */
-        const int lean = q.w16 != NULL && q.w16_form == W16_REQUANT && kpair % 4 == 0;
+        const int lean = q.w16 != NULL && q.w16_form != W16_SUMS && kpair % 4 == 0;
         rows.n = Kh;
         rows.bytes = Kw * C;
         rows.step = (size_t)p[2] * W * C;

@@ -200,6 +200,9 @@ tml_status tml_fully_connected(tml_model *m, const tml_op *op)
         q.const_val = NULL;
         q.slow_mask = NULL;
         q.w16 = NULL;
+        q.w16_map = NULL;
+        q.w8 = NULL;
+        q.w8_k = 0;
         for (r = 0; r < rows; r++)
             tml_dense_row(xd + (size_t)r * Ci, Ci, wd, Co, &q, yd + (size_t)r * Co);
     }

@@ -88,7 +88,8 @@ __attribute__((naked, noinline)) static void gemm_2x2_dsp(const int32_t *bp, con
  * output channels per triple, triples one after another in w16 up to wend. A triple's block (w16_triple_words):
  * 3 words that start the accumulators (both pixels'), then per 4 inputs six words -- (w0, w2) of its three
  * channels, then (w1, w3) of them: SXTB16's lanes, matching the widened inputs --, then 3 words per channel
- * (m, round, right) for the requantization that ends the triple. Two forms (w16_form):
+ * (m, round, right) for the requantization that ends the triple. Two forms (w16_form; W16_QUAD, four channels
+ * per block, is gemm_2x4_w16's):
  *  - requantized (W16_REQUANT, ops where tml_requant2_ok holds with no slow channel): the weights are doubled and the
  *    accumulators start at 2 bias, so they end at t = 2 (sum + bias) and each output is tml_requant2_dsp's
  *    (SMMLAR(t, m, round) - [t < 0]) >> right, SSAT 8, stored at y[j] (pixel a) and y[ystride + j] (pixel b), y
@@ -270,12 +271,147 @@ __attribute__((naked, noinline)) static void gemm_2x1_w16(const int32_t *bp, con
 #undef GEMM_2X3_STEP4
 #undef GEMM_2X3_HALF
 
+/* gemm_2x4_w16: two pixels x four output channels per block, requantized in the epilogue (the W16_QUAD form of
+ * widen_weights). A block (w16_quad_words): 4 words 2 bias, per 4 inputs 8 words -- (w0, w2) of its four channels,
+ * then (w1, w3) of them, doubled --, then (m, round, right) per channel; the fourth channel's right carries y's
+ * advance after the block in bits 8-15 (4, or Co % 4 into the overlapping last block of Co = 4t + r) and, on the
+ * last block, bit 16. Registers in the body: 8 accumulators (r2-r9: channel j's pixel a in r2 + 2j, pixel b in
+ * r3 + 2j), the inputs' base r0 (fixed: each step reads at its own offset, so nothing resets it between blocks and
+ * no end pointer is kept), the weights r1 and 4 operands: per 2 inputs (one lane pair) both pixels' input words and
+ * two channels' weight words in one run of 4 LDRs, 4 SMLAD, two more weight words, 4 SMLAD -- 16 modelled cycles
+ * for 16 MAC (the 2x3 loop's rate) with 4 channels' outputs per block: ~78 cycles of fixed cost per 8 outputs
+ * against the 2x3's ~71 per 6. Up to 16 steps (K <= 64) are one pass entered at a computed step; longer K loops
+ * over 16-step passes, the last pass known by the N flag, which nothing in the body sets. */
+#define GEMM_2X4_HALF(o)                                                                                       \
+    "ldr r10, [r0, #(" o ")]\n\t"                                                                              \
+    "ldr r11, [r0, #(" o ") + 4]\n\t"                                                                          \
+    "ldr r12, [r1], #4\n\t"                                                                                    \
+    "ldr lr, [r1], #4\n\t"                                                                                     \
+    "smlad r2, r10, r12, r2\n\t"                                                                               \
+    "smlad r3, r11, r12, r3\n\t"                                                                               \
+    "smlad r4, r10, lr, r4\n\t"                                                                                \
+    "smlad r5, r11, lr, r5\n\t"                                                                                \
+    "ldr r12, [r1], #4\n\t"                                                                                    \
+    "ldr lr, [r1], #4\n\t"                                                                                     \
+    "smlad r6, r10, r12, r6\n\t"                                                                               \
+    "smlad r7, r11, r12, r7\n\t"                                                                               \
+    "smlad r8, r10, lr, r8\n\t"                                                                                \
+    "smlad r9, r11, lr, r9\n\t"
+#define GEMM_2X4_STEP(s) GEMM_2X4_HALF(s "*16") GEMM_2X4_HALF(s "*16+8")
+/* a block's start: both pixels' accumulators from its 4 bias words, then into the body at the computed entry */
+#define GEMM_2X4_START                                                                                         \
+    "ldmia r1!, {r2, r4, r6, r8}\n\t"                                                                          \
+    "mov r3, r2\n\t"                                                                                           \
+    "mov r5, r4\n\t"                                                                                           \
+    "mov r7, r6\n\t"                                                                                           \
+    "mov r9, r8\n\t"                                                                                           \
+    "ldr pc, [sp]\n\t"
+/* one channel's two outputs in place of its accumulators a (pixel a) and b: m, round, right loaded into r10-r12 */
+#define GEMM_2X4_REQUANT(a, b)                                                                                 \
+    "ldr r10, [r1], #4\n\t"                                                                                    \
+    "ldr r11, [r1], #4\n\t"                                                                                    \
+    "ldr r12, [r1], #4\n\t"                                                                                    \
+    "smmlar lr, " a ", r10, r11\n\t"                                                                           \
+    "add " a ", lr, " a ", asr #31\n\t"                                                                        \
+    "asr " a ", " a ", r12\n\t"                                                                                \
+    "ssat " a ", #8, " a "\n\t"                                                                                \
+    "smmlar lr, " b ", r10, r11\n\t"                                                                           \
+    "add " b ", lr, " b ", asr #31\n\t"                                                                        \
+    "asr " b ", " b ", r12\n\t"                                                                                \
+    "ssat " b ", #8, " b "\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void gemm_2x4_w16(const int32_t *bp, uint32_t steps, const int32_t *w16,
+                                                          int8_t *y, int32_t ystride)
+{
+    /* stack after the 9 saved registers and 24 bytes of locals: [sp] where each block goes after its start (the
+     * body's entry, or with several passes the stub that resets r0 and sets N first), [sp+4] y, [sp+8] the inputs'
+     * base (bp less the skipped steps' 16 bytes each), [sp+12] the last pass's base, [sp+16] the body's entry;
+     * ystride at [sp+60] */
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #24\n\t"
+                     "str r3, [sp, #4]\n\t"
+                     "rsb r12, r1, #0\n\t"
+                     "and r12, r12, #15\n\t"      /* steps skipped in the first pass: (16 - steps mod 16) mod 16 */
+                     "sub r0, r0, r12, lsl #4\n\t" /* the base: step i of the body reads at 16 i */
+                     "str r0, [sp, #8]\n\t"
+                     "add r3, r1, r12\n\t"        /* 16 x passes */
+                     "add r3, r0, r3, lsl #4\n\t"
+                     "sub r3, r3, #256\n\t"
+                     "str r3, [sp, #12]\n\t"
+                     "movs r3, #112\n\t"          /* bytes per step */
+                     "mul r12, r12, r3\n\t"
+                     "adr r3, .Ltml_gemm24_body\n\t"
+                     "add r12, r12, r3\n\t"
+                     "orr r12, r12, #1\n\t"       /* Thumb */
+                     "str r12, [sp, #16]\n\t"
+                     "cmp r1, #16\n\t"
+                     "bls 1f\n\t"
+                     "adr r12, 4f\n\t"
+                     "orr r12, r12, #1\n\t"
+                     "1:\n\t"
+                     "str r12, [sp]\n\t"
+                     "mov r1, r2\n\t"
+                     "movs r12, #0\n\t"           /* N clear: one pass (several: the stub sets N) */
+                     GEMM_2X4_START
+                     ".balign 4\n"
+                     ".Ltml_gemm24_body:\n\t"
+                     GEMM_2X4_STEP("0") GEMM_2X4_STEP("1") GEMM_2X4_STEP("2") GEMM_2X4_STEP("3")
+                     GEMM_2X4_STEP("4") GEMM_2X4_STEP("5") GEMM_2X4_STEP("6") GEMM_2X4_STEP("7")
+                     GEMM_2X4_STEP("8") GEMM_2X4_STEP("9") GEMM_2X4_STEP("10") GEMM_2X4_STEP("11")
+                     GEMM_2X4_STEP("12") GEMM_2X4_STEP("13") GEMM_2X4_STEP("14") GEMM_2X4_STEP("15")
+                     ".Ltml_gemm24_body_end:\n\t"
+                     ".if .Ltml_gemm24_body_end - .Ltml_gemm24_body != 1792\n\t"
+                     ".error \"gemm_2x4_w16: a step is not 112 bytes\"\n\t"
+                     ".endif\n\t"
+                     "bmi 5f\n\t"                 /* N: another pass follows */
+                     GEMM_2X4_REQUANT("r2", "r3") GEMM_2X4_REQUANT("r4", "r5") GEMM_2X4_REQUANT("r6", "r7")
+                     GEMM_2X4_REQUANT("r8", "r9")
+                     "ldr r10, [sp, #4]\n\t"
+                     "ldr r11, [sp, #60]\n\t"
+                     "add r11, r11, r10\n\t"
+                     "strb r2, [r10, #0]\n\t"
+                     "strb r4, [r10, #1]\n\t"
+                     "strb r6, [r10, #2]\n\t"
+                     "strb r8, [r10, #3]\n\t"
+                     "strb r3, [r11, #0]\n\t"
+                     "strb r5, [r11, #1]\n\t"
+                     "strb r7, [r11, #2]\n\t"
+                     "strb r9, [r11, #3]\n\t"
+                     "add r10, r10, r12, lsr #8\n\t" /* y's advance (bits 8-15; bit 16 only on the last block) */
+                     "str r10, [sp, #4]\n\t"
+                     "tst r12, #0x10000\n\t"      /* the last block; else N clear, Z set */
+                     "bne 9f\n\t"
+                     GEMM_2X4_START
+                     "4:\n\t"                     /* several passes: each block's first from the base, N set */
+                     "ldr r0, [sp, #8]\n\t"
+                     "ldr r10, [sp, #12]\n\t"
+                     "cmp r0, r10\n\t"
+                     "ldr pc, [sp, #16]\n\t"
+                     "5:\n\t"                     /* the next pass: N = another one after it */
+                     "add r0, r0, #256\n\t"
+                     "ldr r10, [sp, #12]\n\t"
+                     "cmp r0, r10\n\t"
+                     "b .Ltml_gemm24_body\n\t"
+                     "9:\n\t"
+                     "add sp, #24\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef GEMM_2X4_REQUANT
+#undef GEMM_2X4_START
+#undef GEMM_2X4_STEP
+#undef GEMM_2X4_HALF
+
 #define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call in the sums form: 66 channels of sums */
 #define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
 
 /* Words of one triple's block, and of the single-channel block (Co = 3t + 1), for K inputs */
 static uint32_t w16_triple_words(uint32_t K, int form) { return 6 * ((K + 3) / 4) + (form == W16_REQUANT ? 12 : 6); }
 static uint32_t w16_single_words(uint32_t K) { return 2 * ((K + 3) / 4) + 4; }
+/* Words of one block of the four-channel form: 4 bias, 8 per 4 inputs, 12 requantization constants */
+static uint32_t w16_quad_words(uint32_t K) { return 8 * ((K + 3) / 4) + 16; }
 
 /* Triples of widen_weights' layout for Co channels: Co / 3 full ones, then for Co = 3t + 2 one more (requantized
  * form: channels Co - 3..Co - 1, overlapping the one before, so that no output beyond Co is written; sums form: the
@@ -285,8 +421,9 @@ static uint32_t w16_triples(uint32_t Co) { return Co / 3 + (Co % 3 == 2); }
 /* Bytes of widen_weights' layout, 0 when it would not fit 32 bits */
 static uint32_t w16_bytes(uint32_t Co, uint32_t K, int form)
 {
-    const uint64_t n = 4 * ((uint64_t)w16_triples(Co) * w16_triple_words(K, form) +
-                            (Co % 3 == 1 ? w16_single_words(K) : 0));
+    const uint64_t n = form == W16_QUAD ? 4 * (uint64_t)((Co + 3) / 4) * w16_quad_words(K)
+                                        : 4 * ((uint64_t)w16_triples(Co) * w16_triple_words(K, form) +
+                                               (Co % 3 == 1 ? w16_single_words(K) : 0));
     return n > 0xffffffffu ? 0 : (uint32_t)n;
 }
 
@@ -315,11 +452,29 @@ static int32_t *w16_channel_q(int32_t *dst, const dense_q *q, uint32_t c)
  * (W16_REQUANT: doubled, with 2 bias first and each channel's requantization constants last). Once per op: ~20
  * cycles per 4 weights. */
 static __attribute__((noinline)) void widen_weights(const int8_t *w, uint32_t K, uint32_t Co, const dense_q *q,
-                                                    int form, int32_t *dst)
+                                                    int form, const uint8_t *act, int32_t *dst)
 {
     const uint32_t steps = (K + 3) / 4, nt = w16_triples(Co);
-    const int32_t scale = form == W16_REQUANT ? 2 : 1;
+    const int32_t scale = form == W16_SUMS ? 1 : 2;
     uint32_t t, j, s, c[3];
+    if (form == W16_QUAD) { /* blocks of four channels (of act[0..Co) when given); Co = 4t + r's last one is channels
+                               Co - 4..Co - 1 */
+        const uint32_t nq = (Co + 3) / 4;
+        for (t = 0; t < nq; t++) {
+            const uint32_t c0 = 4 * t + 4 > Co ? Co - 4 : 4 * t;
+            for (j = 0; j < 4; j++)
+                *dst++ = (int32_t)(2u * (uint32_t)tml_ld32(q->bias + 4 * (act ? act[c0 + j] : c0 + j)));
+            for (s = 0; s < steps; s++)
+                for (j = 0; j < 8; j++) /* (w0, w2) of the four channels, then (w1, w3) */
+                    *dst++ = (int32_t)w16_lanes(w + (size_t)(act ? act[c0 + j % 4] : c0 + j % 4) * K, K, 4 * s + j / 4,
+                                                2);
+            for (j = 0; j < 4; j++)
+                dst = w16_channel_q(dst, q, act ? act[c0 + j] : c0 + j);
+            /* y's advance after the block (4, or r into the overlapping last one), the last block's bit 16 */
+            dst[-1] |= (int32_t)((t + 2 == nq && Co % 4 != 0 ? Co % 4 : 4) << 8 | (t + 1 == nq) << 16);
+        }
+        return;
+    }
     for (t = 0; t <= nt; t++) {
         const uint32_t n = t < nt ? 3 : Co % 3 == 1; /* channels of this block: a triple, or the single one */
         if (n == 0)
@@ -357,21 +512,69 @@ typedef struct {
     uint32_t bytes;
 } w16_header;
 
-const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix,
-                                  const dense_q *q, int form)
+/* The header's out_off: the requantized forms' output offset (the four-channel form's + 1024), 256 for the sums form
+ * (no int8 offset) */
+static int32_t w16_key(const dense_q *q, int form)
 {
-    const uint32_t n = w16_bytes(Co, K, form);
+    return form == W16_SUMS ? 256 : form == W16_QUAD ? q->out_off + 1024 : q->out_off;
+}
+
+/* The requantized form for an op of Co channels and K inputs: four channels per block (gemm_2x4_w16) when Co >= 4
+ * and its modelled cycles per pixel pair (32 per 4 inputs and 78 per block) are no more than the triples' (24 and
+ * 71, Co = 3t + 1's last channel 13 and 35) */
+int tml_w16_requant_form(uint32_t Co, uint32_t K)
+{
+    const uint32_t s = (K + 3) / 4;
+    const uint64_t quad = (uint64_t)((Co + 3) / 4) * (32 * s + 78);
+    const uint64_t tri = (uint64_t)w16_triples(Co) * (24 * s + 71) + (Co % 3 == 1 ? 13 * s + 35 : 0);
+    return Co >= 4 && quad <= tri ? W16_QUAD : W16_REQUANT;
+}
+
+/* The four-channel form's channels: those outside const_mask (their outputs the blocks compute) when there are 4 or
+ * more of them, fewer than Co, and a pixel pair's widened inputs leave room for their outputs in its buffer (see
+ * w16_requant_pair); else Co (all) */
+static uint32_t w16_quad_channels(const dense_q *q, uint32_t K, uint32_t Co, int form)
+{
+    uint32_t c, n = 0;
+    if (form != W16_QUAD || q->const_mask == NULL || Co > CONST_MAX_C)
+        return Co;
+    for (c = 0; c < Co; c++)
+        n += !(q->const_mask[c / 32] >> (c % 32) & 1u);
+    return n >= 4 && n < Co && 4 * ((K + 3) & ~3u) + 2 * n <= 4 * PAIR_MAX_K ? n : Co;
+}
+
+/* tml_w16_prepare's result: the blocks, the op's w16_map and w16_n set */
+static const int32_t *w16_found(dense_q *q, const w16_header *h, uint32_t nb, uint32_t na, uint32_t Co)
+{
+    q->w16_n = na;
+    q->w16_map = na < Co ? (const uint8_t *)(const void *)(h + 1) + nb : NULL;
+    return (const int32_t *)(const void *)(h + 1);
+}
+
+const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, dense_q *q,
+                               int form)
+{
+    /* with constant channels the four-channel form widens only the others (and then pays off with fewer pixels
+     * when they are half or fewer: no more RAM than the int8 rows) */
+    const uint32_t na = w16_quad_channels(q, K, Co, form);
+    const uint32_t nb = w16_bytes(na, K, form), n = na < Co ? nb + ((na + Co + 3) & ~3u) : nb;
     uint32_t off = 0;
     w16_header *h;
     /* in a PATCH stage the op runs once per tile on the same weights: its pixels are the tiles' together */
-    if ((uint64_t)npix * (m->n_tile ? m->tile_runs : 1u) < W16_MIN_PIXELS || n == 0 || m->scratch == NULL ||
-        m->scratch_bytes < sizeof *h || n > m->scratch_bytes - sizeof *h)
+    const uint64_t px = (uint64_t)npix * (m->n_tile ? m->tile_runs : 1u);
+    q->w16_map = NULL;
+    if (form == W16_QUAD && q->slow_mask != NULL && na == Co) { /* slow channels need the compacted blocks */
+        q->w16_form = W16_SUMS;
+        return tml_w16_prepare(m, w, K, Co, npix, q, W16_SUMS);
+    }
+    if ((px < W16_MIN_PIXELS && !(px >= 2 && 2 * na <= Co)) || nb == 0 || n < nb ||
+        m->scratch == NULL || m->scratch_bytes < sizeof *h || n > m->scratch_bytes - sizeof *h)
         return NULL;
     while (off < m->scratch_used) {
         h = (w16_header *)(void *)(m->scratch + off);
         if (h->w == w && h->bias == q->bias && h->mult == q->mult && h->shift == q->shift &&
-            h->out_off == (form == W16_REQUANT ? q->out_off : 256) && h->bytes == n)
-            return (const int32_t *)(const void *)(h + 1);
+            h->out_off == w16_key(q, form) && h->bytes == n)
+            return w16_found(q, h, nb, na, Co);
         off += sizeof *h + h->bytes;
     }
     if (m->scratch_bytes - m->scratch_used < sizeof *h + n)
@@ -381,11 +584,21 @@ const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32
     h->bias = q->bias;
     h->mult = q->mult;
     h->shift = q->shift;
-    h->out_off = form == W16_REQUANT ? q->out_off : 256; /* 256: the sums form (no int8 offset) */
+    h->out_off = w16_key(q, form);
     h->bytes = n;
     m->scratch_used += sizeof *h + n;
-    widen_weights(w, K, Co, q, form, (int32_t *)(void *)(h + 1));
-    return (const int32_t *)(const void *)(h + 1);
+    if (na < Co) { /* the channel list and the constant outputs after the blocks */
+        uint8_t *map = (uint8_t *)(void *)(h + 1) + nb;
+        uint32_t c, i = 0;
+        for (c = 0; c < Co; c++) {
+            map[na + c] = (uint8_t)(q->const_val != NULL && (q->const_mask[c / 32] >> (c % 32) & 1u) ? q->const_val[c] : 0);
+            if (!(q->const_mask[c / 32] >> (c % 32) & 1u))
+                map[i++] = (uint8_t)c;
+        }
+        widen_weights(w, K, na, q, form, map, (int32_t *)(void *)(h + 1));
+    } else
+        widen_weights(w, K, Co, q, form, NULL, (int32_t *)(void *)(h + 1));
+    return w16_found(q, h, nb, na, Co);
 }
 
 #define GEMM_PAIRS 32 /* channel pairs per gemm_2x2_dsp call */
@@ -612,6 +825,74 @@ static inline void widen_run(const int8_t *xa, const int8_t *xb, uint32_t n, uin
     }
 }
 
+/* The outputs of a pixel pair from compacted blocks (w16_map): every channel's constant, then t[i] (pixel a) and
+ * t[n + i] (pixel b) at channel map[i], i < n */
+static void w16_expand(const uint8_t *map, uint32_t n, uint32_t Co, const int8_t *t, int8_t *ya, int8_t *yb)
+{
+    uint32_t i;
+    memcpy(ya, map + n, Co);
+    memcpy(yb, map + n, Co);
+    for (i = 0; i < n; i++) {
+        ya[map[i]] = t[i];
+        yb[map[i]] = t[n + i];
+    }
+}
+
+/* The outputs of tml_requant2_ok's slow channels (slow_mask; computed wrongly in the compacted blocks) for a pixel
+ * pair: each one's sums over the widened inputs buf[0..Kb) and its int8 row (w8), then the C requantization */
+static __attribute__((noinline)) void w16_slow(const dense_q *q, const int32_t *buf, uint32_t Kb, uint32_t Co,
+                                               int8_t *ya, int8_t *yb)
+{
+    const uint32_t K = q->w8_k;
+    uint32_t c, s;
+    for (c = 0; c < Co; c++)
+        if (q->slow_mask[c / 32] >> (c % 32) & 1u) {
+            const int8_t *row = q->w8 + (size_t)c * K;
+            const int32_t b = tml_ld32(q->bias + 4 * c), mu = tml_ld32(q->mult + 4 * c), sh = tml_ld32(q->shift + 4 * c);
+            int32_t sa = 0, sb = 0;
+            for (s = 0; 4 * s < Kb; s++) {
+                uint32_t wv = 0, i;
+                if (4 * s + 4 <= K)
+                    wv = tml_ldu32(row + 4 * s);
+                else /* the row's last K % 4 weights (the pad inputs are 0) */
+                    for (i = 4 * s; i < K; i++)
+                        wv |= (uint32_t)(uint8_t)row[i] << (8 * (i - 4 * s));
+                sa = __smlad((uint32_t)buf[4 * s], __sxtb16(wv), sa);
+                sa = __smlad((uint32_t)buf[4 * s + 2], tml_sxtb16_ror8(wv), sa);
+                sb = __smlad((uint32_t)buf[4 * s + 1], __sxtb16(wv), sb);
+                sb = __smlad((uint32_t)buf[4 * s + 3], tml_sxtb16_ror8(wv), sb);
+            }
+            ya[c] = requant_v(sa, b, mu, sh, q->out_off, q->lo, q->hi);
+            yb[c] = requant_v(sb, b, mu, sh, q->out_off, q->lo, q->hi);
+        }
+}
+
+/* A pixel pair's outputs from the widened weights in a requantized form: buf holds the pair's Kb inputs (K rounded
+ * up to 4), ya pixel a's Co outputs, ya + ys pixel b's */
+static inline void w16_requant_pair(const int32_t *buf, uint32_t Kb, uint32_t K, uint32_t Co, const dense_q *q,
+                                    int8_t *ya, int32_t ys)
+{
+    if (q->w16_form == W16_QUAD && q->w16_map != NULL) {
+        /* compacted: the w16_n outputs per pixel into buf after the inputs, then every channel's */
+        int8_t *t = (int8_t *)(void *)(buf + Kb);
+        gemm_2x4_w16(buf, Kb / 4, q->w16, t, (int32_t)q->w16_n);
+        w16_expand(q->w16_map, q->w16_n, Co, t, ya, ya + ys);
+        if (q->slow_mask != NULL)
+            w16_slow(q, buf, Kb, Co, ya, ya + ys);
+    } else if (q->w16_form == W16_QUAD) {
+        gemm_2x4_w16(buf, Kb / 4, q->w16, ya, ys);
+    } else {
+        const uint32_t tw = w16_triple_words(K, W16_REQUANT);
+        const int32_t *wt = q->w16 + (size_t)(Co / 3) * tw;
+        if (Co % 3 == 2) /* the overlapping triple right after the others (y advanced by 2 into it) */
+            gemm_2x3_w16(buf, buf + Kb, q->w16, wt + tw, ya, ys);
+        else if (Co >= 3)
+            gemm_2x3_w16(buf, buf + Kb, q->w16, wt, ya, ys);
+        if (Co % 3 == 1)
+            gemm_2x1_w16(buf, buf + Kb, wt, ya + Co - 1, ys);
+    }
+}
+
 void tml_dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t *w, uint32_t Co,
                        const dense_q *qp, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
@@ -644,18 +925,11 @@ void tml_dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t
         buf[K4 + 3] = tml_sxtab16_ror8(xo2, vb);
         Kb = K4 + 4;
     }
-    if (q->w16 != NULL && q->w16_form == W16_REQUANT) {
-        /* requantized in the kernels: Co / 3 triples, then for Co = 3t + 2 the last three channels (one computed
-         * twice) or for Co = 3t + 1 the last channel alone */
-        const int32_t *wt = q->w16 + (size_t)(Co / 3) * w16_triple_words(K, W16_REQUANT);
-        const int32_t ys = (int32_t)(yb - ya);
-        if (Co % 3 == 2) /* the overlapping triple right after the others (y advanced by 2 into it) */
-            gemm_2x3_w16(buf, buf + Kb, q->w16, wt + w16_triple_words(K, W16_REQUANT), ya, ys);
-        else if (Co >= 3)
-            gemm_2x3_w16(buf, buf + Kb, q->w16, wt, ya, ys);
-        if (Co % 3 == 1)
-            gemm_2x1_w16(buf, buf + Kb, wt, ya + Co - 1, ys);
-        if (q->const_mask != NULL)
+    if (q->w16 != NULL && q->w16_form != W16_SUMS) {
+        /* requantized in the kernels: blocks of four channels, or Co / 3 triples, then for Co = 3t + 2 the last
+         * three channels (one computed twice) or for Co = 3t + 1 the last channel alone */
+        w16_requant_pair(buf, Kb, K, Co, q, ya, (int32_t)(yb - ya));
+        if (q->const_mask != NULL && q->w16_map == NULL)
             const_outputs(q->const_mask, q->const_val, Co, ya, yb);
         return;
     }
@@ -729,20 +1003,13 @@ __attribute__((noinline)) void tml_pair_w16(const int8_t *xa, const int8_t *xb, 
                                                const dense_q *q, int8_t *ya, int8_t *yb, const pair_rows *rows)
 {
     int32_t buf[PAIR_MAX_K];
-    const uint32_t xo2 = tml_pair(q->xo), tw = w16_triple_words(K, W16_REQUANT);
-    const int32_t *w16 = q->w16, *wt = w16 + (size_t)(Co / 3) * tw;
-    const int32_t ys = (int32_t)(yb - ya);
+    const uint32_t xo2 = tml_pair(q->xo);
     if (rows != NULL)
         widen_rows(xa, xb, rows, xo2, buf);
     else
         widen_run(xa, xb, K, xo2, buf);
-    if (Co % 3 == 2)
-        gemm_2x3_w16(buf, buf + K, w16, wt + tw, ya, ys);
-    else if (Co >= 3)
-        gemm_2x3_w16(buf, buf + K, w16, wt, ya, ys);
-    if (Co % 3 == 1)
-        gemm_2x1_w16(buf, buf + K, wt, ya + Co - 1, ys);
-    if (q->const_mask != NULL)
+    w16_requant_pair(buf, K, K, Co, q, ya, (int32_t)(yb - ya));
+    if (q->const_mask != NULL && q->w16_map == NULL)
         const_outputs(q->const_mask, q->const_val, Co, ya, yb);
 }
 
@@ -758,6 +1025,22 @@ __attribute__((noinline)) void tml_pw_pairs_w16(const int8_t *x, size_t pairs, u
     const uint32_t *mask = q->const_mask;
     const int8_t *val = q->const_val;
     size_t pr;
+    if (q->w16_form == W16_QUAD && q->w16_map != NULL) { /* compacted blocks: their outputs expanded */
+        for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
+            widen_run(x, x + C, C, xo2, buf);
+            w16_requant_pair(buf, C, C, Co, q, y, (int32_t)Co);
+        }
+        return;
+    }
+    if (q->w16_form == W16_QUAD) { /* blocks of four channels: one call per pair */
+        for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
+            widen_run(x, x + C, C, xo2, buf);
+            gemm_2x4_w16(buf, C / 4, w16, y, (int32_t)Co);
+            if (mask != NULL)
+                const_outputs(mask, val, Co, y, y + Co);
+        }
+        return;
+    }
     for (pr = 0; pr < pairs; pr++, x += 2 * C, y += 2 * Co) {
         const int8_t *xb = x + C;
         widen_run(x, xb, C, xo2, buf);

@@ -124,7 +124,13 @@ typedef struct {
     const uint32_t *slow_mask;  /* with fast_requant: channels requant2_dsp gets wrong, redone by fix_outputs; or NULL */
     int weights_overrun_ok; /* up to 3 bytes past the weights may be read (they lie inside CONST) */
     const int32_t *w16; /* DSP: the op's weights widened (widen_weights), or NULL: the int8 rows */
-    int w16_form;       /* and their form: W16_SUMS or W16_REQUANT (see gemm_2x3_w16) */
+    int w16_form;       /* and their form: W16_SUMS, W16_REQUANT (see gemm_2x3_w16) or W16_QUAD (gemm_2x4_w16) */
+    /* W16_QUAD with constant channels (const_mask): the blocks hold only the w16_n others, listed in w16_map[0..w16_n)
+     * and followed by Co bytes of every channel's constant output (tml_w16_prepare); else NULL */
+    const uint8_t *w16_map;
+    uint32_t w16_n;
+    const int8_t *w8; /* the int8 weight rows [Co][w8_k]: with w16_map, slow_mask's channels are summed from them */
+    uint32_t w8_k;
 } dense_q;
 
 #if TML_DSP
@@ -182,6 +188,7 @@ static inline void fill_bytes(int8_t *dst, int8_t v, uint32_t n)
 #define CONST_MAX_C 256 /* output channels requant2_ok can mark constant: 288 bytes of stack */
 #define W16_SUMS 0      /* widened weights' forms (see gemm_2x3_w16) */
 #define W16_REQUANT 1
+#define W16_QUAD 2      /* requantized, four channels per block (gemm_2x4_w16) */
 
 /* A pixel pair's inputs read in place from the input tensor: `n` runs of `bytes` (a multiple of 4), `step` apart
  * (the rows of two receptive fields inside the input; an even number of output channels). */
@@ -190,8 +197,9 @@ typedef struct {
     size_t step;
 } pair_rows;
 
-const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, const dense_q *q,
+const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32_t Co, size_t npix, dense_q *q,
                                int form);
+int tml_w16_requant_form(uint32_t Co, uint32_t K);
 int tml_requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val, uint32_t *slow);
 void tml_requant2_dsp(const int32_t *sums, uint32_t n, const uint8_t *bias, const uint8_t *mult, const uint8_t *shift,
                       int8_t *ya, int8_t *yb, int32_t off21);
