@@ -178,6 +178,10 @@ def parse(src):
     for i in range(len(p.ops)):
         check_op(src, p, i)
     if any(op[0] == O.PATCH for op in p.ops):
+        # The checks' garbage (and, from .py, patch.py's compile) collected first: the folded ops then take low
+        # holes instead of splitting the large ones an input read needs next (VWW's 4-row bands, blob in RAM, 488 KB
+        # heap, without this and fold's collect: 119 KB free after the load, its largest hole 22 KB, 27 KB needed)
+        gc.collect()
         from .patch import fold
         fold(src, p)  # each PATCH op takes its stage's ops: (PATCH, ins, out, par, stage)
     # Checking a streamed blob leaves garbage (~100 KB of small reads for KWS): collected now, the model's arena

@@ -3,6 +3,7 @@
 # each tile runs those ops with the ordinary kernels, on the tile's shapes (their tile buffers read with the tile's
 # rows and columns) and the tile's padding, then the tile is copied into the stage's output.
 
+import gc
 import struct
 
 import micropython
@@ -51,6 +52,7 @@ def fold(src, p):
                 _fail(i, "its %d stage ops run past the op list" % n)
             stage = tuple(ops[i + 1:i + 1 + n])
             _check_stage(src, p, i, stage)
+            gc.collect()  # the tile table's reads: the folded op goes to the lowest hole (see parse)
             ops[i:i + 1 + n] = [(code, ins, out, par, stage)]
         i += 1
 
