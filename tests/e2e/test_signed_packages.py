@@ -79,9 +79,11 @@ def deploy(base, model, ep, timeout=120):
                 ("completed", "failed", "halted") and d, timeout, "deployment %d" % dep["id"])
 
 
-def infer_class(base, ep, x):
+def infer_class(base, ep, x, dev=None):
     status, answer = api(base, "POST", "/api/devices/%s/infer" % ep, {"input": x.tolist()})
-    assert status == 200, answer
+    # a failure says whether the device process still runs, what it printed, and where the service sends to
+    assert status == 200, (answer, dev and (dev.running(), dev.exit_code, dev.lines[-20:]),
+                           api(base, "GET", "/api/devices/" + ep)[1])
     return answer["model"], [r["class"] for r in answer["results"]]
 
 
@@ -239,4 +241,4 @@ def test_sigkill_during_a_signed_install_never_lowers_the_sequence(setup):
         low = seq
         assert api(setup.base, "POST", "/api/devices/kill-1/lwm2m/32770/0/19")[0] == 200   # golden self-test
         wait(lambda: setup.read("kill-1", "32770/0/20").startswith("pass"), 30, "the self-test")
-        assert infer_class(setup.base, "kill-1", setup.x)[1] == [0, 1, 2]
+        assert infer_class(setup.base, "kill-1", setup.x, dev)[1] == [0, 1, 2]

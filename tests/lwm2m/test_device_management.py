@@ -6,6 +6,7 @@ import time
 import pytest
 
 from tinymlaas.lwm2m import codecs as C
+from tinymlaas.lwm2m.qblock import device_sockaddr
 from tinymlaas.lwm2m.reference_client import ReferenceClient
 from tinymlaas.lwm2m.server import DeviceError, DeviceUnreachable, NotRegistered
 
@@ -141,3 +142,28 @@ def test_queue_mode_request_waits_for_the_device_to_wake(lwm2m_server):
     with pytest.raises(DeviceUnreachable):
         st.call(st.server.read("sleepy", "/3/0/0"))
     st.call(c.stop())
+
+
+def test_a_gone_device_does_not_cost_a_live_one_its_datagram(lwm2m_server, udp):
+    """A device that went away without deregistering answers with ICMP port unreachable. Linux (IP_RECVERR, which
+    aiocoap sets) leaves that error pending on the server's socket, and the next send, to any peer, failed with it
+    unsent: a request to a live device ended in NetworkError (aiocoap files the error against the peer it was
+    sending to). Here the ICMP lands while the loop is held, and the next datagram goes before the loop reads it."""
+    st = lwm2m_server
+    gone = st.call(ReferenceClient("gone").start(st.uri))
+    st.call(gone.register())
+    gone_addr = st.sync(lambda: device_sockaddr(st.server.find("gone"), st.server.qblock.family))
+    live_addr = ("::ffff:127.0.0.1", udp.sock.getsockname()[1], 0, 0)
+    st.call(gone.stop())                                   # its port closes; the server still has it registered
+
+    def gone_then_live():
+        st.server.qblock.send(b"\x50\x01\x00\x01", gone_addr)   # a NON to the closed port
+        time.sleep(0.1)                                    # the ICMP arrives; the loop does not run to read it
+        st.server.qblock.send(b"\x50\x01\x00\x02", live_addr)
+
+    resent = st.server.guard_stats.resent
+    st.sync(gone_then_live)
+    assert udp.recv(2) == b"\x50\x01\x00\x02"
+    assert st.server.guard_stats.resent == resent + 1
+    with pytest.raises(DeviceUnreachable):                 # while the device that is gone stays so
+        st.call(st.server.read_value("gone", "/3/0/0"))

@@ -10,8 +10,17 @@ answers a CON one with a Reset), and every NON response that matches no request 
 its Message ID (which also ends observations a restarted server no longer knows). The explicit cancel, a GET
 with Observe = 1, is not sent: lwm2m-node-lib 1.4.0 never answers one (an empty ACK, then nothing) and files it
 as one more observer.
+
+It also keeps one peer's ICMP error from failing a request to another. aiocoap turns on IP_RECVERR, and Linux
+then mirrors a "port unreachable" (a device that went away: killed, rebooted onto a new port, re-mapped by a
+NAT) into the socket's pending error as well as its error queue; the next sendmsg, to whichever peer, fails
+with ECONNREFUSED without sending, consuming that error, and aiocoap files it against the peer being sent to:
+a live device's request ended in NetworkError (CI, a signed-install test: the killed board's old port, then an
+infer to its new one). `Guard` sends once more when a send fails that way; the peer that really is gone answers
+its own datagrams with ICMP again, which aiocoap reads from the error queue and reports for that peer.
 """
 
+import errno
 import logging
 import socket
 from collections import OrderedDict
@@ -22,6 +31,9 @@ from . import frame
 
 log = logging.getLogger("tinymlaas.lwm2m.guard")
 
+# errors a send can fail with that belong to an earlier datagram's ICMP (ip(7) IP_RECVERR): sent again
+STALE_SEND_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN)
+SEND_ATTEMPTS = 4  # one pending error per attempt; a peer that is gone fails every one
 MAX_FORGOTTEN = 4096  # cancelled tokens remembered until their device's next notification (oldest dropped)
 RECEIVE_BUFFER = 4 << 20  # bytes: a registration storm of a few thousand datagrams waits here, not dropped
 
@@ -34,6 +46,7 @@ class GuardStats:
         self.replied = 0
         self.stripped = 0
         self.unmatched = 0  # NON responses (notifications) that no request awaits, answered with a Reset
+        self.resent = 0  # sends that failed on another datagram's ICMP error and went again
 
     def as_dict(self):
         return dict(vars(self))
@@ -98,6 +111,24 @@ class Guard:
 
         mi.datagram_msg_received = guarded
 
+    def _wrap_send(self, mi):
+        transport = mi.transport
+        sock, report = transport.get_extra_info("socket"), transport.sendmsg
+        stats = self.stats
+
+        def sendmsg(data, ancdata, flags, address):
+            for _ in range(SEND_ATTEMPTS - 1):
+                try:
+                    sock.sendmsg((data,), ancdata, flags, address)
+                    return
+                except OSError as e:
+                    if e.errno not in STALE_SEND_ERRORS:
+                        break
+                    stats.resent += 1
+            report(data, ancdata, flags, address)  # the last attempt: aiocoap's own, which reports an error
+
+        transport.sendmsg = sendmsg
+
 
 def install(context):
     """Wrap every UDP message interface of an aiocoap context and its token manager; returns the Guard."""
@@ -109,6 +140,8 @@ def install(context):
         unmatched = []  # Message IDs of the NON responses no request took, while one datagram is dispatched
         guard._wrap_token_manager(ri, unmatched)
         guard._wrap_transport(mi, unmatched)
+        if getattr(mi, "transport", None) is not None and mi.transport.get_extra_info("socket") is not None:
+            guard._wrap_send(mi)
     return guard
 
 
