@@ -48,6 +48,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON, NON
 from aiocoap.optiontypes import OpaqueOption, UintOption
 
+from .dm import dotted
 from .oscore import protect_request, unprotect_response
 from .push import PushFailed, PushResult, RttEstimator
 from .qblock import MAX_PAYLOADS, MISSING_BLOCKS, Q_BLOCK1, REQUEST_TAG, block_value, decode_missing, options, \
@@ -59,10 +60,6 @@ RESUMABLE = 1024      # failed pushes remembered per port for a resume (the olde
 
 class Unsupported(Exception):
     """The device does not do Q-Block1: push with plain Block1."""
-
-
-def dotted(code):
-    return "%d.%02d" % (code >> 5, code & 31)
 
 
 class QBlock1Push:
