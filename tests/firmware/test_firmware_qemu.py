@@ -168,7 +168,7 @@ def test_bad_input_is_refused_and_previous_model_kept(board):
         assert "skipped" in expect_nak(dev, "GARBAGE")
         # a frame cut short: the line goes idle inside it
         link.write_raw(encode_frame(REQ_CAPS, 9, b"x" * 40)[:20])
-        # the device's 1 s idle timeout is virtual time: under -icount 1e9 polling instructions, which QEMU runs in
+        # the device's 1 s idle timeout is virtual time: under -icount 1e9 polling instructions, which QEMU runs
         # in 10-15 s beside one other busy job on 2 cores (measured) and beyond 60 s under a full test run
         assert "truncated" in expect_nak(dev, "TRUNCATED", timeout=240)
         # a damaged frame
