@@ -140,6 +140,11 @@ class Message:
             self.type, self.code >> 5, self.code & 31, self.mid, self.token, self.options, len(self.payload))
 
 
+def response(code, payload=b""):
+    """A response (the endpoint sets its type, Message ID and token); a str payload goes as UTF-8."""
+    return Message(code=code, payload=payload.encode() if isinstance(payload, str) else payload)
+
+
 def uint_bytes(n):
     """Minimal big-endian encoding of an unsigned option value (0 encodes as zero bytes)."""
     if n < 0:

@@ -32,9 +32,6 @@ MAX_ANCHORS = 8
 MAX_ID_BYTES = 7  # OSCORE sender/recipient IDs (coap.oscore.MAX_ID_BYTES for AES-CCM-16-64-128)
 
 
-def _resp(code, payload=b""):
-    return cm.Message(code=code, payload=payload.encode() if isinstance(payload, str) else payload)
-
 
 def _host(addr):
     """The IP part of a socket address: a (host, port) tuple on some ports, a raw sockaddr_in on the unix port."""
@@ -62,21 +59,21 @@ class Session:
 
     def handle(self, req, addr):
         if _host(addr) != self.host:
-            return _resp(cm.UNAUTHORIZED, "not the bootstrap server")
+            return cm.response(cm.UNAUTHORIZED, "not the bootstrap server")
         try:
             path = [p for p in req.path() if p]
         except UnicodeError:
-            return _resp(cm.BAD_REQUEST, "Uri-Path is not UTF-8")
+            return cm.response(cm.BAD_REQUEST, "Uri-Path is not UTF-8")
         if path == ["bs"]:
             if req.code != cm.POST:
-                return _resp(cm.METHOD_NOT_ALLOWED)
+                return cm.response(cm.METHOD_NOT_ALLOWED)
             return self.finish()
         try:
             ids = tuple(int(p) for p in path)
         except ValueError:
-            return _resp(cm.NOT_FOUND, "bad path")
+            return cm.response(cm.NOT_FOUND, "bad path")
         if len(ids) > 3 or any(i < 0 or i > 0xFFFF for i in ids):
-            return _resp(cm.NOT_FOUND, "unsupported path")
+            return cm.response(cm.NOT_FOUND, "unsupported path")
         try:
             if req.code == cm.DELETE:
                 return self.delete(ids)
@@ -86,12 +83,12 @@ class Session:
                 if req.uint(cm.ACCEPT) == content.LINK:
                     return self.discover(ids)
                 if ids and ids[0] in (0, 21):
-                    return _resp(cm.UNAUTHORIZED, "never readable")
-            return _resp(cm.METHOD_NOT_ALLOWED, "not a bootstrap operation")
+                    return cm.response(cm.UNAUTHORIZED, "never readable")
+            return cm.response(cm.METHOD_NOT_ALLOWED, "not a bootstrap operation")
         except Refused as e:
-            return _resp(e.code, str(e))
+            return cm.response(e.code, str(e))
         except (ValueError, UnicodeError) as e:  # ContentError, TLVError, SenMLError, a value of the wrong type
-            return _resp(cm.BAD_REQUEST, str(e))
+            return cm.response(cm.BAD_REQUEST, str(e))
 
     def delete(self, ids):
         if len(ids) > 2:
@@ -108,7 +105,7 @@ class Session:
                         raise Refused(cm.BAD_REQUEST, "the bootstrap account stays")
                     continue
                 del objs[iid]
-        return _resp(cm.DELETED)
+        return cm.response(cm.DELETED)
 
     def write(self, req, ids):
         if not ids or ids[0] not in self.inst:
@@ -139,7 +136,7 @@ class Session:
             checked.append((iid, rid, ob.convert(types[rid], value)))
         for iid, rid, value in checked:
             self.inst[oid].setdefault(iid, {})[rid] = value
-        return _resp(cm.CHANGED)
+        return cm.response(cm.CHANGED)
 
     def discover(self, ids):
         parts = ["</>;lwm2m=1.1"] if not ids else []
@@ -157,7 +154,7 @@ class Session:
                 parts.append(link)
         if not ids:
             parts += self.links
-        resp = _resp(cm.CONTENT, ",".join(parts))
+        resp = cm.response(cm.CONTENT, ",".join(parts))
         resp.add(cm.CONTENT_FORMAT, content.LINK)
         return resp
 
@@ -168,13 +165,13 @@ class Session:
             account = self.check()
         except Refused as e:
             print("bootstrap finish refused:", e)
-            return _resp(e.code, str(e))
+            return cm.response(e.code, str(e))
         try:
             self.store(account)
         except OSError as e:
-            return _resp(cm.INTERNAL_SERVER_ERROR, "cannot store the account: %s" % e)
+            return cm.response(cm.INTERNAL_SERVER_ERROR, "cannot store the account: %s" % e)
         self.account = account
-        return _resp(cm.CHANGED)
+        return cm.response(cm.CHANGED)
 
     def check(self):
         """The LwM2M server account, or Refused(4.06) saying what is missing."""

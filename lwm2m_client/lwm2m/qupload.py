@@ -37,18 +37,15 @@ class QUpload:
         self.final = None  # the answer of the finished transfer, for repeats
 
 
-def _resp(code, payload=b""):
-    return cm.Message(code=code, payload=payload)
-
 
 def _continue(num, szx):
-    r = _resp(cm.CONTINUE)
+    r = cm.response(cm.CONTINUE)
     r.add(qblock.Q_BLOCK1, block.encode(num, True, szx))
     return r
 
 
 def _missing(nums):
-    r = _resp(cm.REQUEST_ENTITY_INCOMPLETE, b"".join(cbor.encode(n) for n in nums))
+    r = cm.response(cm.REQUEST_ENTITY_INCOMPLETE, b"".join(cbor.encode(n) for n in nums))
     r.add(cm.CONTENT_FORMAT, qblock.MISSING_BLOCKS)
     return r
 
@@ -59,14 +56,14 @@ def receive(client, req, addr, obj, ids):
     try:
         num, more, szx = block.decode_for(req.opt(qblock.Q_BLOCK1), len(payload))
     except block.BlockError as e:
-        return _resp(cm.BAD_REQUEST, str(e))
+        return cm.response(cm.BAD_REQUEST, str(e))
     size = block.size(szx)
     tag = req.opt(qblock.REQUEST_TAG)
     up = client.qupload
     same = up is not None and up.tag == tag and up.addr == addr and up.path == ids and up.szx == szx
     if not same:
         if num != 0:
-            return _resp(cm.REQUEST_ENTITY_INCOMPLETE, "no transfer in progress")
+            return cm.response(cm.REQUEST_ENTITY_INCOMPLETE, "no transfer in progress")
         try:
             sink = client.new_body(obj, ids, req.uint(cm.SIZE1))  # a new body replaces the one in progress
         except WriteError as e:

@@ -6,6 +6,7 @@
 only differ by header), heap in use at idle after registration, and the RAM high-water of a 300 KB Block1 push.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from coap_test_peer import Peer  # noqa: E402
 from packages import package  # noqa: E402
 
 from tinymlaas.devices import unixport  # noqa: E402
-from tinymlaas.devices.emulated import EmulatedDevice, compiled_path  # noqa: E402
+from tinymlaas.devices.emulated import EmulatedDevice, compiled_path, device_trust  # noqa: E402
 from tinymlaas.paths import LWM2M_CLIENT  # noqa: E402
 
 
@@ -68,13 +69,13 @@ def idle_heap_precompiled(profile="esp32"):
     return int(m.group(2)), int(m.group(1))
 
 
-def block1_highwater(heap="256k", precompiled=False):
+def block1_highwater(heap="384k", precompiled=False):
     pkg, _, _ = package("ad", name="ad", n_vectors=20)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "ad.pkg"
         f.write_bytes(pkg)
         proc = unixport.run(script=Path(__file__).parent / "mpy" / "measure_block1.py",
-                            args=(f, Path(d) / "flash"), heap=heap,
+                            args=(f, Path(d) / "flash", json.dumps(device_trust()["trust_anchors"])), heap=heap,
                             path=compiled_path() if precompiled else ())
     return proc.stdout.decode().strip()
 
