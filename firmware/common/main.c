@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "board.h"
+#include "link.h"
 #include "nvm.h"
 #include "nvstate.h"
 #include "protocol.h"
@@ -15,8 +16,6 @@
 #include "trust.h"
 
 #define FW_VERSION "0.1.0"
-#define BYTE_TIMEOUT_MS 1000u /* idle time inside a frame before it counts as truncated (a 1 KB frame takes 90 ms at 115200 baud) */
-#define GARBAGE_IDLE_MS 50u   /* idle time after stray bytes before they are reported */
 
 #ifndef RAM_STORE_ARENA_BYTES
 #error "RAM_STORE_ARENA_BYTES must be set by the board's Makefile settings"
@@ -32,8 +31,6 @@ const struct slot_store *slot_flash_init(void) __attribute__((weak)); /* linked 
 static const struct slot_store *store;
 static uint8_t *arena;
 static uint32_t arena_bytes;
-static uint8_t rx[6 + PROTO_MAX_PAYLOAD + 4];
-static uint8_t tx[6 + PROTO_MAX_PAYLOAD + 4];
 
 /* The active model runs from its slot; a new blob is staged beside it (slot.h) and replaces it only after it
  * validated, so a failed install leaves the previous model running. */
@@ -52,174 +49,6 @@ static struct {
     uint32_t total, received;
     tml_sha256 hash; /* of the blob as it arrives: COMMIT compares it with the manifest's digest */
 } stage;
-
-/* ---- small helpers ---- */
-
-static uint32_t rd32(const uint8_t *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24); }
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-
-static char *put_s(char *o, const char *end, const char *s)
-{
-    while (*s && o < end)
-        *o++ = *s++;
-    return o;
-}
-
-/* Decimal, without 64-bit division (which would link libgcc's __aeabi_uldivmod): long division by 10 over four
- * 16-bit limbs, whose partial remainders fit 32 bits. */
-static char *put_u64(char *o, const char *end, uint64_t v)
-{
-    uint32_t limb[4] = {(uint32_t)(v >> 48) & 0xFFFFu, (uint32_t)(v >> 32) & 0xFFFFu, (uint32_t)(v >> 16) & 0xFFFFu,
-                        (uint32_t)v & 0xFFFFu};
-    char t[20];
-    int n = 0;
-    uint32_t left;
-    do {
-        uint32_t k, r = 0;
-        left = 0;
-        for (k = 0; k < 4; k++) {
-            uint32_t cur = r << 16 | limb[k];
-            limb[k] = cur / 10u;
-            r = cur % 10u;
-            left |= limb[k];
-        }
-        t[n++] = (char)('0' + r);
-    } while (left);
-    while (n && o < end)
-        *o++ = t[--n];
-    return o;
-}
-
-static char *put_u(char *o, const char *end, uint32_t v) { return put_u64(o, end, v); }
-
-static char *put_hex(char *o, const char *end, const uint8_t *p, uint32_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    while (n-- && o + 1 < end) {
-        *o++ = hex[*p >> 4];
-        *o++ = hex[*p++ & 15u];
-    }
-    return o;
-}
-
-static uint64_t ms_to_cycles(uint32_t ms) { return (uint64_t)BOARD_CORE_HZ / 1000u * ms; }
-
-/* ---- frames ---- */
-
-static void send_frame(uint8_t type, uint8_t seq, const uint8_t *payload, uint32_t len)
-{
-    tx[0] = PROTO_SYNC0;
-    tx[1] = PROTO_SYNC1;
-    tx[2] = type;
-    tx[3] = seq;
-    tx[4] = (uint8_t)len;
-    tx[5] = (uint8_t)(len >> 8);
-    if (payload != tx + 6 && len)
-        memmove(tx + 6, payload, len);
-    wr32(tx + 6 + len, fw_crc32(0, tx + 2, 4 + len));
-    uart_write(tx, 10 + len);
-}
-
-static void nak(uint8_t seq, uint8_t code, uint8_t req, const char *reason)
-{
-    uint8_t *p = tx + 6;
-    char *o = (char *)p + 2, *end = (char *)tx + 6 + PROTO_MAX_PAYLOAD;
-    p[0] = code;
-    p[1] = req;
-    o = put_s(o, end, reason);
-    send_frame(REPLY_NAK, seq, p, (uint32_t)(o - (char *)p));
-}
-
-static int read_byte_until(uint64_t deadline)
-{
-    for (;;) {
-        int b = uart_read_byte();
-        if (b >= 0)
-            return b;
-        if (systick_cycles() >= deadline)
-            return -1;
-    }
-}
-
-static void report_garbage(uint32_t n)
-{
-    char msg[64], *o = msg, *end = msg + sizeof msg - 1;
-    o = put_s(o, end, "skipped ");
-    o = put_u(o, end, n);
-    o = put_s(o, end, " bytes outside a frame");
-    *o = 0;
-    nak(0xFF, NAK_GARBAGE, 0, msg);
-}
-
-/* Receive one good frame into rx; every malformed one is answered with a NAK and dropped. Returns payload length. */
-static uint32_t receive_frame(void)
-{
-    uint32_t garbage = 0;
-    for (;;) {
-        int b;
-        uint32_t len, i, got;
-        if (garbage) {
-            b = read_byte_until(systick_cycles() + ms_to_cycles(GARBAGE_IDLE_MS));
-            if (b < 0) {
-                report_garbage(garbage);
-                garbage = 0;
-                continue;
-            }
-        } else {
-            while ((b = uart_read_byte()) < 0) {
-            }
-        }
-        if (b != PROTO_SYNC0) {
-            garbage++;
-            continue;
-        }
-        b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
-        if (b != PROTO_SYNC1) {
-            garbage += b < 0 ? 1u : 2u;
-            continue;
-        }
-        if (garbage) {
-            report_garbage(garbage);
-            garbage = 0;
-        }
-        for (i = 2; i < 6; i++) {
-            b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
-            if (b < 0)
-                break;
-            rx[i] = (uint8_t)b;
-        }
-        if (i < 6) {
-            nak(0xFF, NAK_TRUNCATED, 0, "frame truncated inside its header");
-            continue;
-        }
-        len = rx[4] | ((uint32_t)rx[5] << 8);
-        if (len > PROTO_MAX_PAYLOAD) {
-            /* drain the rest of this frame so its bytes are not reported as garbage */
-            while (read_byte_until(systick_cycles() + ms_to_cycles(GARBAGE_IDLE_MS)) >= 0) {
-            }
-            nak(rx[3], NAK_TOO_LONG, rx[2], "frame payload longer than 1040 bytes");
-            continue;
-        }
-        for (got = 0; got < len + 4; got++) {
-            b = read_byte_until(systick_cycles() + ms_to_cycles(BYTE_TIMEOUT_MS));
-            if (b < 0)
-                break;
-            rx[6 + got] = (uint8_t)b;
-        }
-        if (got < len + 4) {
-            nak(rx[3], NAK_TRUNCATED, rx[2], "frame truncated: line idle before its end");
-            continue;
-        }
-        if (fw_crc32(0, rx + 2, 4 + len) != rd32(rx + 6 + len)) {
-            nak(rx[3], NAK_CRC, rx[2], "frame CRC mismatch");
-            continue;
-        }
-        return len;
-    }
-}
 
 /* ---- requests ---- */
 
@@ -579,17 +408,17 @@ static void profile_op(void *ctx, uint32_t k, int end)
 static void do_profile(uint8_t seq)
 {
     uint32_t k, n = have_model ? (active.n_ops < PROFILE_OPS ? active.n_ops : PROFILE_OPS) : 0;
-    wr32(tx + 6, invoke_stack);
+    wr32(frame_tx + 6, invoke_stack);
     for (k = 0; k < n; k++)
-        wr32(tx + 10 + 4 * k, op_cycles[k]);
-    send_frame(REQ_PROFILE | REPLY_OK, seq, tx + 6, 4 + 4 * n);
+        wr32(frame_tx + 10 + 4 * k, op_cycles[k]);
+    send_frame(REQ_PROFILE | REPLY_OK, seq, frame_tx + 6, 4 + 4 * n);
 }
 
 static void do_invoke(uint8_t seq)
 {
     uint64_t t0, t1;
     uint32_t st, out_total, first;
-    uint8_t *r = tx + 6;
+    uint8_t *r = frame_tx + 6;
     if (!have_model) {
         nak(seq, NAK_NO_MODEL, REQ_INVOKE, "no model installed");
         return;
@@ -622,11 +451,11 @@ static void do_output(uint8_t seq, const uint8_t *p, uint32_t len)
     }
     off = rd32(p);
     n = p[4] | ((uint32_t)p[5] << 8);
-    if (n > PROTO_CHUNK || io_span(1, off, n, tx + 6, 0)) {
+    if (n > PROTO_CHUNK || io_span(1, off, n, frame_tx + 6, 0)) {
         nak(seq, NAK_OFFSET, REQ_OUTPUT, "range outside the model's outputs");
         return;
     }
-    send_frame(REQ_OUTPUT | REPLY_OK, seq, tx + 6, n);
+    send_frame(REQ_OUTPUT | REPLY_OK, seq, frame_tx + 6, n);
 }
 
 static void do_calibrate(uint8_t seq, const uint8_t *p, uint32_t len)
@@ -681,14 +510,14 @@ int main(void)
     choose_store();
     nvstate_boot(); /* after the store: on the STM32 board_nv() depends on the flash probe */
     store->boot(accept_stored, &len);
-    send_frame(REPLY_BOOT, 0, (const uint8_t *)tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
+    send_frame(REPLY_BOOT, 0, (const uint8_t *)frame_tx + 6, caps_text((char *)frame_tx + 6, PROTO_MAX_PAYLOAD));
     for (;;) {
         uint32_t len = receive_frame();
-        uint8_t type = rx[2], seq = rx[3];
-        const uint8_t *p = rx + 6;
+        uint8_t type = frame_rx[2], seq = frame_rx[3];
+        const uint8_t *p = frame_rx + 6;
         switch (type) {
         case REQ_CAPS:
-            send_frame(REQ_CAPS | REPLY_OK, seq, tx + 6, caps_text((char *)tx + 6, PROTO_MAX_PAYLOAD));
+            send_frame(REQ_CAPS | REPLY_OK, seq, frame_tx + 6, caps_text((char *)frame_tx + 6, PROTO_MAX_PAYLOAD));
             break;
         case REQ_BEGIN: do_begin(seq, p, len); break;
         case REQ_CHUNK: do_chunk(seq, p, len); break;
