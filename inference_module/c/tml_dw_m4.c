@@ -1038,7 +1038,9 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     int32_t sums[DWP_MAX_SUMS];
     const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1];
     /* stride 1 both ways: the planes hold the input transposed (its columns as plane rows, the filter transposed
-     * with it) when the kernels then take fewer cycles, as on KWS's 25 x 5 */
+     * with it) when the kernels then take fewer cycles, as on KWS's 25 x 5 and on PATCH tiles of 6 or more rows of a
+     * layer wider than DWP_F_MAX_W (VWW's), whose pad_top, negative past the first tile, is then the planes' left
+     * padding pl */
     const int tr = sx == 1 && sy == 1 && Ho >= 2 && (Ho + 1) / 2 * 2 + 2 <= DWP_PLANE / 3 &&
                    dwp_s1_cost(Wo, Ho) < dwp_s1_cost(Ho, Wo);
     const uint32_t Hp = tr ? W : H, Wp = tr ? H : W, Hop = tr ? Wo : Ho, Wop = tr ? Ho : Wo; /* in plane terms */
@@ -1099,12 +1101,15 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
             /* rows dwp_s1f or dwp_s1q computes */
             const uint32_t fused = fs ? nrows : sx == 1 && sy == 1 && Wop >= 2 ? nrows & ~1u : 0;
             const int64_t iy_top = (int64_t)oy0 * sy - pt;
-            const uint32_t vlo = (uint32_t)pl < pw ? (uint32_t)pl : pw; /* plane columns of the input */
-            const uint32_t vhi = (uint64_t)Wp + (uint32_t)pl < pw ? Wp + (uint32_t)pl : pw;
+            /* plane columns of the input. pl < 0 on a PATCH tile that starts inside the input (its pad_top, which is
+             * pl when the planes are transposed, or its pad_left): plane column 0 is then input column -pl */
+            const uint32_t vlo = pl <= 0 ? 0 : (uint32_t)pl < pw ? (uint32_t)pl : pw;
+            const int64_t vend = (int64_t)Wp + pl;
+            const uint32_t vhi = vend <= (int64_t)vlo ? vlo : vend < (int64_t)pw ? (uint32_t)vend : pw;
             const uint32_t py0 = iy_top < 0 ? (uint32_t)-iy_top : 0; /* plane rows of the input */
             const uint32_t py1 = iy_top + prows > Hp ? (uint32_t)((int64_t)Hp - iy_top) : prows;
             const int8_t *xband = xd + (size_t)n * H * W * C + (size_t)(iy_top + py0) * in_row +
-                                  (size_t)(vlo - (uint32_t)pl) * in_px;
+                                  (size_t)((int64_t)vlo - pl) * in_px;
             /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left; the
              * outputs read halfwords 0 .. Wop + 1 (stride 1) or 2 Wop (stride 2) of a plane row */
             dwp_borders(planew[0], pw, prows | (sx == 1 ? Wop + 2 : 2 * Wop + 1) << 16,
