@@ -1,6 +1,6 @@
 /* Cortex-M DSP DEPTHWISE_CONV_2D (docs/c-runtime.md, "Fast paths"): 3x3 windows per pixel (dw3x3_dsp, tml_dw3_windows)
- * and the plane kernels (tml_dw3_planes: a band of 4 channels widened into int16 planes, then dwp_s1q / dwp_mac_s1 /
- * dwp_mac_s2 and dwp_requant_dsp). DSP builds only; tml_depthwise.c picks them. */
+ * and the plane kernels (tml_dw3_planes: a band of 4 channels widened into int16 planes, then dwp_s1f / dwp_s1q /
+ * dwp_mac_s1 / dwp_mac_s2 and dwp_requant_dsp). DSP builds only; tml_depthwise.c picks them. */
 #include "tml_kernels.h"
 
 #if TML_DSP
@@ -431,10 +431,406 @@ __attribute__((naked, noinline)) static void dwp_s1q(const int16_t *plane, int8_
 #undef DWP_RQ_ONE
 #pragma GCC diagnostic pop
 
+/* dwp_s1f: stride 1 both ways on planes of a fixed row stride (DWP_FS bytes, so every plane row is an immediate
+ * offset and no register holds the stride), the 4 channels of a group, requantization fused. The weights are
+ * doubled and every sum starts from the doubled bias (SMLAD's accumulate operand: it stays in r1 through the MACs),
+ * so a sum is requant2_dsp's t = 2 (sum + bias) as soon as its last MAC is done and requantizing takes 4
+ * instructions. Row pairs go one output pair at a time (4 plane rows, 24 MAC instructions, 8 loads), an odd width's
+ * last column on its own (12 MAC instructions); an odd last row goes 4 outputs at a time (2 pairs of one row: 3 words
+ * of each of 3 plane rows, the third in r1 once the bias is in all 4 sums), its last 2 or 3 outputs as such a block
+ * stored in part, a last 1 on its own. ~82 modelled cycles per 4 outputs (dwp_s1q: ~90, and ~122 on dwp_mac_s1 and
+ * dwp_requant_dsp for a last row). Plane rows are read up to halfword 2 Wop + 5 (<= 31: Wop <= 28) of a row. */
+#define DWP_FS 64 /* dwp_s1f's plane row stride, bytes */
+#define DWP_F_MAX_W 28 /* its widest output row: reads up to halfword 2 Wop + 5 of a plane row (< DWP_FS / 2) */
+typedef struct {
+    uint32_t ostep, orow; /* output bytes between plane columns and between plane rows */
+    uint32_t span;        /* output bytes of a row's whole pairs: Wop / 2 * 2 ostep (0: none) */
+    uint32_t rowpairs;    /* output row pairs */
+    uint32_t last;        /* 1: an odd last row */
+    uint32_t qspan;       /* its 4-output blocks' output bytes: Wop / 4 * 4 ostep (0: none) */
+    uint32_t left;        /* its outputs after them: Wop & 3 (odd: Wop is) */
+    const dwp_ch *ch;     /* the 4 channels' weights (dwp_s1f doubles them) and constants */
+} dwp_f;
+
+/* frame: [0] bias2, [4] P0 Q0 P1 Q1 P2 Q2, [28] mult, [32] round, [36] right, [40] this block's output, [44] ostep,
+ * [48] orow, [52] the row's output end (a block count left over in a last row), [56] this row pair's plane, [60] its
+ * output, [64] row pairs left, [68] the next dwp_ch, [72] channels left, [76] the next channel's plane, [80] its
+ * output, [84] q */
+#define DWP_F_CONSTS(end)                                                                                      \
+    "ldr r4, [sp, #28]\n\t"                                                                                    \
+    "ldr r5, [sp, #32]\n\t"                                                                                    \
+    "ldr r6, [sp, #36]\n\t"                                                                                    \
+    "ldr r7, [sp, #40]\n\t"                                                                                    \
+    "ldr r8, [sp, #44]\n\t"                                                                                    \
+    "ldr r9, [sp, #48]\n\t"                                                                                    \
+    "ldr " end ", [sp, #52]\n\t"
+#define DWP_F_RQ(s)                                                                                            \
+    "add lr, r5, " s ", asr #31\n\t"                                                                           \
+    "smmlar " s ", " s ", r4, lr\n\t"                                                                          \
+    "asr " s ", " s ", r6\n\t"                                                                                 \
+    "ssat " s ", #8, " s "\n\t"
+/* two output rows (r10 r11: row a's pair, r2 r3: row b's) from plane rows 0..3 at r0 */
+#define DWP_F_MAC2                                                                                             \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlatb r11, r12, r4, r1\n\t"                                                                              \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "smladx r11, lr, r5, r11\n\t"                                                                              \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlatb r11, r12, r6, r11\n\t"                                                                             \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlatb r3, r12, r4, r1\n\t"                                                                               \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "smladx r11, lr, r7, r11\n\t"                                                                              \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "smladx r3, lr, r5, r3\n\t"                                                                                \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlatb r11, r12, r8, r11\n\t"                                                                             \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlatb r3, r12, r6, r3\n\t"                                                                               \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smladx r11, lr, r9, r11\n\t"                                                                              \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "smladx r3, lr, r7, r3\n\t"                                                                                \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlatb r3, r12, r8, r3\n\t"                                                                               \
+    "smlabb r2, lr, r9, r2\n\t"                                                                                \
+    "smladx r3, lr, r9, r3\n\t"
+/* one plane row's part of a one-row block: words A B C at [r0 + off] (r12 lr r1), weights p q */
+#define DWP_F_ROW1(off, a4, a8, p, q)                                                                          \
+    "ldr r12, [r0, #" off "]\n\t"                                                                              \
+    "ldr lr, [r0, #" a4 "]\n\t"                                                                                \
+    "ldr r1, [r0, #" a8 "]\n\t"                                                                                \
+    "smlad r10, r12, " p ", r10\n\t"                                                                           \
+    "smlatb r11, r12, " p ", r11\n\t"                                                                          \
+    "smlad r2, lr, " p ", r2\n\t"                                                                              \
+    "smlatb r3, lr, " p ", r3\n\t"                                                                             \
+    "smlabb r10, lr, " q ", r10\n\t"                                                                           \
+    "smladx r11, lr, " q ", r11\n\t"                                                                           \
+    "smlabb r2, r1, " q ", r2\n\t"                                                                             \
+    "smladx r3, r1, " q ", r3\n\t"
+/* one output row's 4 outputs (r10 r11 r2 r3) from plane rows 0..2 at r0 */
+#define DWP_F_MAC1                                                                                             \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlatb r11, r12, r4, r1\n\t"                                                                              \
+    "smlad r2, lr, r4, r1\n\t"                                                                                 \
+    "smlatb r3, lr, r4, r1\n\t"                                                                                \
+    "ldr r1, [r0, #8]\n\t"                                                                                     \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "smladx r11, lr, r5, r11\n\t"                                                                              \
+    "smlabb r2, r1, r5, r2\n\t"                                                                                \
+    "smladx r3, r1, r5, r3\n\t" DWP_F_ROW1("64", "68", "72", "r6", "r7") DWP_F_ROW1("128", "132", "136", "r8", "r9")
+/* an odd width's last column of a row pair: r10 (row a) and r2 (row b) from plane rows 0..3 at r0 */
+#define DWP_F_MAC2C                                                                                            \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlabb r2, lr, r9, r2\n\t"
+/* a last row's last output alone: r10 from plane rows 0..2 at r0 */
+#define DWP_F_MAC1C                                                                                            \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+/* a block (mac: its sums in r10 r11 r2 r3, r0 advanced by adv) requantized, its first two outputs stored at r7 and
+ * r7 + r8 (ostep) */
+#define DWP_F_BLOCK(mac, adv)                                                                                  \
+    mac "adds r0, #" adv "\n\t" DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11") DWP_F_RQ("r2") DWP_F_RQ("r3") \
+        "strb r10, [r7]\n\t"                                                                                   \
+        "strb r11, [r7, r8]\n\t"
+/* dwp_s1f and dwp_s2f: mac2 (a row pair's output pair), mac2c (its odd last column), mac1 (4 outputs of a last
+ * row), mac1c (its last output alone), the plane bytes a pair, such a block and a row pair advance */
+#define DWP_F_BODY(mac2, mac2c, mac1, mac1c, padv, qadv, rpadv)                                                \
+    __asm__ volatile("push {r4-r11, lr}\n\t"                                                                   \
+                     "sub sp, #88\n\t"                                                                         \
+                     "str r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2]\n\t"                                                                        \
+                     "ldr r4, [r2, #4]\n\t"                                                                    \
+                     "ldr r5, [r2, #28]\n\t"                                                                   \
+                     "movs r6, #4\n\t"                                                                   \
+                     "str r3, [sp, #44]\n\t"                                                                   \
+                     "str r4, [sp, #48]\n\t"                                                                   \
+                     "str r5, [sp, #68]\n\t"                                                                   \
+                     "str r6, [sp, #72]\n\t"                                                                   \
+                     "str r0, [sp, #76]\n\t"                                                                   \
+                     "str r1, [sp, #80]\n\t"                                                                   \
+                     "5:\n\t" /* a channel */                                                                  \
+                     "ldr r2, [sp, #68]\n\t"                                                                   \
+                     "ldmia r2!, {r3-r12}\n\t" /* P0 .. Q2, bias2, mult, round, right */                       \
+                     "str r2, [sp, #68]\n\t"                                                                   \
+                     "str r9, [sp]\n\t"                                                                        \
+                     "sadd16 r3, r3, r3\n\t" /* the weights doubled */                                         \
+                     "sadd16 r4, r4, r4\n\t"                                                                   \
+                     "sadd16 r5, r5, r5\n\t"                                                                   \
+                     "sadd16 r6, r6, r6\n\t"                                                                   \
+                     "sadd16 r7, r7, r7\n\t"                                                                   \
+                     "sadd16 r8, r8, r8\n\t"                                                                   \
+                     "add r2, sp, #4\n\t"                                                                      \
+                     "stmia r2, {r3-r8}\n\t"                                                                   \
+                     "add r2, sp, #28\n\t"                                                                     \
+                     "stmia r2, {r10-r12}\n\t"                                                                 \
+                     "ldr r0, [sp, #76]\n\t"                                                                   \
+                     "ldr r1, [sp, #80]\n\t"                                                                   \
+                     "add r3, r0, #1024\n\t"                                                                   \
+                     "str r3, [sp, #76]\n\t"                                                                   \
+                     "adds r3, r1, #1\n\t"                                                                     \
+                     "str r3, [sp, #80]\n\t"                                                                   \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #12]\n\t" /* row pairs */                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 6f\n\t"                                                                              \
+                     "str r3, [sp, #64]\n\t"                                                                   \
+                     "2:\n\t" /* a row pair: r0 its plane row 0, r1 its output */                              \
+                     "str r0, [sp, #56]\n\t"                                                                   \
+                     "str r1, [sp, #60]\n\t"                                                                   \
+                     "str r1, [sp, #40]\n\t"                                                                   \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #8]\n\t"                                                                    \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 3f\n\t"                                                                              \
+                     "add r3, r1\n\t"                                                                          \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "1:\n\t" DWP_F_BLOCK(mac2, padv)                                                          \
+                     "add r1, r7, r9\n\t"                                                                      \
+                     "strb r2, [r1]\n\t"                                                                       \
+                     "strb r3, [r1, r8]\n\t"                                                                   \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "str r7, [sp, #40]\n\t"                                                                   \
+                     "cmp r7, r12\n\t"                                                                         \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "bne 1b\n\t"                                                                              \
+                     "3:\n\t" /* an odd width's last column: a pair, its first output stored */                \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #24]\n\t"                                                                   \
+                     "tst r3, #1\n\t"                                                                          \
+                     "beq 4f\n\t"                                                                              \
+                     "ldm sp, {r1, r4-r9}\n\t" mac2c DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r2")        \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "strb r2, [r7, r9]\n\t"                                                                   \
+                     "4:\n\t" /* the next row pair */                                                          \
+                     "ldr r0, [sp, #56]\n\t"                                                                   \
+                     "ldr r1, [sp, #60]\n\t"                                                                   \
+                     "ldr r3, [sp, #48]\n\t"                                                                   \
+                     "ldr r2, [sp, #64]\n\t"                                                                   \
+                     "add r0, #" rpadv "\n\t"                                                                  \
+                     "add r1, r1, r3, lsl #1\n\t"                                                              \
+                     "subs r2, #1\n\t"                                                                         \
+                     "str r2, [sp, #64]\n\t"                                                                   \
+                     "bne 2b\n\t"                                                                              \
+                     "6:\n\t" /* an odd last row: r0 its plane row 0, r1 its output */                         \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #16]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 9f\n\t"                                                                              \
+                     "str r1, [sp, #40]\n\t"                                                                   \
+                     "ldr r3, [r2, #20]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 7f\n\t"                                                                              \
+                     "add r3, r1\n\t"                                                                          \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "8:\n\t" DWP_F_BLOCK(mac1, qadv)                                                          \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "strb r2, [r7]\n\t"                                                                       \
+                     "strb r3, [r7, r8]\n\t"                                                                   \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "str r7, [sp, #40]\n\t"                                                                   \
+                     "cmp r7, r12\n\t"                                                                         \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "bne 8b\n\t"                                                                              \
+                     "7:\n\t" /* its last 1..3 outputs */                                                      \
+                     "ldr r2, [sp, #84]\n\t"                                                                   \
+                     "ldr r3, [r2, #24]\n\t"                                                                   \
+                     "cmp r3, #0\n\t"                                                                          \
+                     "beq 9f\n\t"                                                                              \
+                     "str r3, [sp, #52]\n\t"                                                                   \
+                     "ldm sp, {r1, r4-r9}\n\t"                                                                 \
+                     "cmp r3, #1\n\t"                                                                          \
+                     "bne 10f\n\t" mac1c DWP_F_CONSTS("r12") DWP_F_RQ("r10")                                   \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "b 9f\n\t"                                                                                \
+                     "10:\n\t" mac1 DWP_F_CONSTS("r12") DWP_F_RQ("r10") DWP_F_RQ("r11")                        \
+                         DWP_F_RQ("r2")                                                                        \
+                     "strb r10, [r7]\n\t"                                                                      \
+                     "cmp r12, #2\n\t"                                                                         \
+                     "blo 9f\n\t"                                                                              \
+                     "strb r11, [r7, r8]\n\t"                                                                  \
+                     "beq 9f\n\t"                                                                              \
+                     "add r7, r7, r8, lsl #1\n\t"                                                              \
+                     "strb r2, [r7]\n\t"                                                                       \
+                     "9:\n\t" /* the next channel */                                                           \
+                     "ldr r12, [sp, #72]\n\t"                                                                  \
+                     "subs r12, #1\n\t"                                                                        \
+                     "str r12, [sp, #72]\n\t"                                                                  \
+                     "bne 5b\n\t"                                                                              \
+                     "add sp, #88\n\t"                                                                         \
+                     "pop {r4-r11, pc}\n\t")
+
+__attribute__((naked, noinline)) static void dwp_s1f(const int16_t *plane, int8_t *out, const dwp_f *q)
+{
+    DWP_F_BODY(DWP_F_MAC2, DWP_F_MAC2C, DWP_F_MAC1, DWP_F_MAC1C, "4", "8", "128");
+}
+
+/* dwp_s2f: dwp_s1f for stride 2 both ways, on the same DWP_FS-byte plane rows. Output 2j + k takes words A = (x0, x1)
+ * and B = (x2, x3) at halfword 4j + 2k of a plane row: SMLAD(A, P) + SMLABB(B, Q). A row pair's output pair reads 5
+ * plane rows (3 words each; the third plane row serves both rows), 24 MAC instructions, ~93 modelled cycles per 4
+ * outputs (dwp_mac_s2 and dwp_requant_dsp: ~120); a last row's 4 outputs read 5 words of 3 plane rows. Plane rows are
+ * read up to halfword 2 Wop + 7 (< DWP_FS / 2: Wop <= DWP_F2_MAX_W). */
+#define DWP_F2_MAX_W 12
+/* plane row 0's part of the first output pair (r10 r11), the sums from the bias, its third word left in r12 */
+#define DWP_F2_PAIR0                                                                                           \
+    "ldr r12, [r0]\n\t"                                                                                        \
+    "ldr lr, [r0, #4]\n\t"                                                                                     \
+    "smlad r10, r12, r4, r1\n\t"                                                                               \
+    "smlad r11, lr, r4, r1\n\t"                                                                                \
+    "smlabb r10, lr, r5, r10\n\t"                                                                              \
+    "ldr r12, [r0, #8]\n\t"                                                                                    \
+    "smlabb r11, r12, r5, r11\n\t"
+/* two output rows' pair (r10 r11: row a, r2 r3: row b) from plane rows 0..4 at r0, r1 for the third word once
+ * the bias is in all 4 sums */
+#define DWP_F2_MAC2                                                                                            \
+    DWP_F2_PAIR0                                                                                               \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlad r11, lr, r6, r11\n\t"                                                                               \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "ldr r12, [r0, #72]\n\t"                                                                                   \
+    "smlabb r11, r12, r7, r11\n\t"                                                                             \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlad r11, lr, r8, r11\n\t"                                                                               \
+    "smlad r3, lr, r4, r1\n\t"                                                                                 \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #136]\n\t"                                                                                  \
+    "smlabb r11, r12, r9, r11\n\t"                                                                             \
+    "smlabb r3, r12, r5, r3\n\t"                                                                               \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "ldr r1, [r0, #200]\n\t"                                                                                   \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlad r3, lr, r6, r3\n\t"                                                                                 \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "smlabb r3, r1, r7, r3\n\t"                                                                                \
+    "ldr r12, [r0, #256]\n\t"                                                                                  \
+    "ldr lr, [r0, #260]\n\t"                                                                                   \
+    "ldr r1, [r0, #264]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlad r3, lr, r8, r3\n\t"                                                                                 \
+    "smlabb r2, lr, r9, r2\n\t"                                                                                \
+    "smlabb r3, r1, r9, r3\n\t"
+/* an odd width's last column of a row pair: r10 as a last row's single output, then r2 from plane rows 2..4 */
+#define DWP_F2_MAC2C                                                                                           \
+    DWP_F_MAC1C                                                                                                \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "ldr r12, [r0, #192]\n\t"                                                                                  \
+    "ldr lr, [r0, #196]\n\t"                                                                                   \
+    "smlad r2, r12, r6, r2\n\t"                                                                                \
+    "smlabb r2, lr, r7, r2\n\t"                                                                                \
+    "ldr r12, [r0, #256]\n\t"                                                                                  \
+    "ldr lr, [r0, #260]\n\t"                                                                                   \
+    "smlad r2, r12, r8, r2\n\t"                                                                                \
+    "smlabb r2, lr, r9, r2\n\t"
+/* 4 outputs of one row (r10 r11 r2 r3) from 5 words of plane rows 0..2 at r0 */
+#define DWP_F2_MAC1                                                                                            \
+    DWP_F2_PAIR0                                                                                               \
+    "smlad r2, r12, r4, r1\n\t"                                                                                \
+    "ldr lr, [r0, #12]\n\t"                                                                                    \
+    "smlabb r2, lr, r5, r2\n\t"                                                                                \
+    "smlad r3, lr, r4, r1\n\t"                                                                                 \
+    "ldr r12, [r0, #16]\n\t"                                                                                   \
+    "smlabb r3, r12, r5, r3\n\t"                                                                               \
+    "ldr r12, [r0, #64]\n\t"                                                                                   \
+    "ldr lr, [r0, #68]\n\t"                                                                                    \
+    "ldr r1, [r0, #72]\n\t"                                                                                    \
+    "smlad r10, r12, r6, r10\n\t"                                                                              \
+    "smlabb r10, lr, r7, r10\n\t"                                                                              \
+    "smlad r11, lr, r6, r11\n\t"                                                                               \
+    "smlabb r11, r1, r7, r11\n\t"                                                                              \
+    "smlad r2, r1, r6, r2\n\t"                                                                                 \
+    "ldr r12, [r0, #76]\n\t"                                                                                   \
+    "smlabb r2, r12, r7, r2\n\t"                                                                               \
+    "smlad r3, r12, r6, r3\n\t"                                                                                \
+    "ldr lr, [r0, #80]\n\t"                                                                                    \
+    "smlabb r3, lr, r7, r3\n\t"                                                                                \
+    "ldr r12, [r0, #128]\n\t"                                                                                  \
+    "ldr lr, [r0, #132]\n\t"                                                                                   \
+    "ldr r1, [r0, #136]\n\t"                                                                                   \
+    "smlad r10, r12, r8, r10\n\t"                                                                              \
+    "smlabb r10, lr, r9, r10\n\t"                                                                              \
+    "smlad r11, lr, r8, r11\n\t"                                                                               \
+    "smlabb r11, r1, r9, r11\n\t"                                                                              \
+    "smlad r2, r1, r8, r2\n\t"                                                                                 \
+    "ldr r12, [r0, #140]\n\t"                                                                                  \
+    "smlabb r2, r12, r9, r2\n\t"                                                                               \
+    "smlad r3, r12, r8, r3\n\t"                                                                                \
+    "ldr lr, [r0, #144]\n\t"                                                                                   \
+    "smlabb r3, lr, r9, r3\n\t"
+
+__attribute__((naked, noinline)) static void dwp_s2f(const int16_t *plane, int8_t *out, const dwp_f *q)
+{
+    DWP_F_BODY(DWP_F2_MAC2, DWP_F2_MAC2C, DWP_F2_MAC1, DWP_F_MAC1C, "8", "16", "256");
+}
+#undef DWP_F2_MAC1
+#undef DWP_F2_MAC2C
+#undef DWP_F2_MAC2
+#undef DWP_F2_PAIR0
+#pragma GCC diagnostic pop
+#undef DWP_F_MAC1C
+#undef DWP_F_MAC1
+#undef DWP_F_ROW1
+#undef DWP_F_MAC2C
+#undef DWP_F_BODY
+#undef DWP_F_BLOCK
+#undef DWP_F_MAC2
+#undef DWP_F_RQ
+#undef DWP_F_CONSTS
+
 /* dwp_widen: one group of 4 channels of a band into tml_dw3_planes' 4 planes (DWP_PLANE halfwords apart), offset added,
  * channel k in plane k: `rows` input rows (in_row bytes apart) to plane rows pw_bytes apart, each an odd first
  * column alone (head), then two pixels into one word of each plane, two such pairs per pass, then a last column
- * alone (tail). A pass: 4 LDR, 8 SXTAB16, 8 PKHBT/PKHTB, 8 STR, 34 modelled cycles per 16 inputs (16 per 4 one
+ * alone (tail). A pass: 4 LDR, 4 PKHBT/PKHTB, 8 SXTAB16, 8 STR, 30 modelled cycles per 16 inputs (16 per 4 one
  * pixel at a time). */
 typedef struct {
     uint32_t c;        /* bytes between input pixels */
@@ -460,20 +856,19 @@ typedef struct {
     "strh r6, [r1, #2048]\n\t"                                                            \
     "strh r7, [r1, #3072]\n\t"                                                            \
     "add r1, #2\n\t"
-/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4 */
+/* pixels a and b (loaded) -> one word of each plane at [r1], r1 += 4: their bytes paired first (PKHBT: a0 a1 b0 b1,
+ * PKHTB: a2 a3 b2 b3), so each SXTAB16 gives one plane's word (bytes 0 and 2, or 1 and 3 with ROR #8) */
 #define DWP_WIDEN_PAIR(a, b)                                                                                   \
-    "sxtab16 r7, r3, " a "\n\t"                                                                                \
-    "sxtab16 r8, r3, " b "\n\t"                                                                                \
-    "sxtab16 " a ", r3, " a ", ror #8\n\t"                                                                      \
-    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
-    "pkhbt r9, r7, r8, lsl #16\n\t"                                                                             \
-    "pkhtb r7, r8, r7, asr #16\n\t"                                                                             \
-    "str r7, [r1, #2048]\n\t"                                                                                   \
     "pkhbt r7, " a ", " b ", lsl #16\n\t"                                                                       \
-    "pkhtb " a ", " b ", " a ", asr #16\n\t"                                                                    \
-    "str r7, [r1, #1024]\n\t"                                                                                   \
-    "str " a ", [r1, #3072]\n\t"                                                                                \
-    "str r9, [r1], #4\n\t"
+    "pkhtb " b ", " b ", " a ", asr #16\n\t"                                                                    \
+    "sxtab16 r8, r3, r7\n\t"                                                                                   \
+    "sxtab16 r9, r3, r7, ror #8\n\t"                                                                           \
+    "sxtab16 r7, r3, " b "\n\t"                                                                                \
+    "sxtab16 " b ", r3, " b ", ror #8\n\t"                                                                      \
+    "str r9, [r1, #1024]\n\t"                                                                                  \
+    "str r7, [r1, #2048]\n\t"                                                                                  \
+    "str " b ", [r1, #3072]\n\t"                                                                               \
+    "str r8, [r1], #4\n\t"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
@@ -560,13 +955,12 @@ static inline uint32_t dwp_hi2(uint32_t a, uint32_t b)
 /* The filter words (P, Q per filter row, dwp_geom) of the 4 channels at w (taps C bytes apart): per plane row r the
  * taps (r, j), or (j, r) when the planes are transposed; one word load per tap for the 4 channels, split by SXTB16
  * and paired by PKHBT/PKHTB. */
-static void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
+static __attribute__((noinline)) void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
 {
+    const uint32_t dt = tr ? 3 * C : C, dr = tr ? C : 3 * C; /* bytes between a plane row's taps, between rows */
     uint32_t r;
-    for (r = 0; r < 3; r++) {
-        const uint32_t t0 = tr ? r : 3 * r, dt = tr ? 3 : 1;
-        const uint32_t v0 = tml_ldu32(w + t0 * C), v1 = tml_ldu32(w + (t0 + dt) * C),
-                       v2 = tml_ldu32(w + (t0 + 2 * dt) * C);
+    for (r = 0; r < 3; r++, w += dr) {
+        const uint32_t v0 = tml_ldu32(w), v1 = tml_ldu32(w + dt), v2 = tml_ldu32(w + 2 * dt);
         const uint32_t e0 = (uint32_t)__sxtb16(v0), e1 = (uint32_t)__sxtb16(v1), e2 = (uint32_t)__sxtb16(v2);
         const uint32_t o0 = (uint32_t)tml_sxtab16_ror8(0, v0), o1 = (uint32_t)tml_sxtab16_ror8(0, v1),
                        o2 = (uint32_t)tml_sxtab16_ror8(0, v2);
@@ -581,19 +975,60 @@ static void dwp_pack4(const int8_t *w, uint32_t C, int tr, dwp_ch *ch)
     }
 }
 
-/* dwp_s1q's modelled cycles per channel on an ho x wo output (~90 per 4 outputs, 75 for an odd width's last column,
- * 26 per row pair) with an odd last row on dwp_mac_s1 and dwp_requant_dsp (~31 per pair, 11 per output, 60): what
- * tml_dw3_planes compares to lay a stride-1 band out transposed. */
+/* Modelled cycles per channel of the stride-1 kernels on an ho x wo output: dwp_s1f when its rows fit (~82 per 4
+ * outputs, 70 for an odd width's last column, 25 per row pair; an odd last row ~83 per 4, 85 for its last 1..3, 20),
+ * else dwp_s1q (~90 per 4 outputs, 75 for an odd width's last column, 26 per row pair) with an odd last row on
+ * dwp_mac_s1 and dwp_requant_dsp (~31 per pair, 11 per output, 60): what tml_dw3_planes compares to lay a stride-1 band
+ * out transposed. */
 static uint32_t dwp_s1_cost(uint32_t ho, uint32_t wo)
 {
+    if (wo <= DWP_F_MAX_W)
+        return ho / 2 * (wo / 2 * 82 + (wo & 1u) * 70 + 25) +
+               (ho & 1u) * (wo / 4 * 83 + ((wo & 3u) != 0) * 85 + 20);
     return ho / 2 * (wo / 2 * 90 + (wo & 1u) * 75 + 26) + (ho & 1u) * ((wo + 1) / 2 * 31 + wo * 11 + 60);
+}
+
+/* Zeroes what the plane kernels read of a band's 4 planes (DWP_PLANE halfwords apart, rows pw apart) outside the
+ * input: the first nz halfwords of the rows above py0 and from py1 on, and in the rows between, the columns left of
+ * vlo and from vhi to nz. The input's columns are widened in for each group; halfwords from nz on only feed outputs
+ * no kernel stores. */
+typedef int16_t dwp_h16 __attribute__((may_alias)); /* a halfword of the planes' uint32_t words */
+static __attribute__((noinline)) void dwp_borders(uint32_t *plane, uint32_t pw, uint32_t prows_nz, uint32_t box)
+{
+    /* 4 arguments, none on the caller's stack: prows | nz << 16, py0 | py1 << 8 | vlo << 16 | vhi << 24 (all
+     * < 256: a plane holds DWP_PLANE halfwords, pw >= 4) */
+    const uint32_t prows = prows_nz & 0xffffu, nz = prows_nz >> 16, vlo = (box >> 16) & 0xffu, vhi = box >> 24;
+    uint32_t k, r, i, py0 = box & 0xffu, py1 = (box >> 8) & 0xffu;
+    if (py1 <= py0 || vhi <= vlo)
+        py0 = py1 = 0;
+    for (k = 0; k < 4; k++, plane += DWP_PLANE / 2)
+        for (r = 0; r < prows; r++) {
+            dwp_h16 *row = (dwp_h16 *)(void *)(plane + r * pw / 2);
+            if (r < py0 || r >= py1) { /* whole words: pw is even and > nz when nz is odd */
+                uint32_t *w = plane + r * pw / 2, *e = w + (nz + 1) / 2;
+                while (w < e) { /* (not a memset call: its setup costs more than these few words) */
+                    *w++ = 0;
+                    __asm__ volatile("" ::: "memory");
+                }
+                continue;
+            }
+            for (i = 0; i < vlo; i++) {
+                row[i] = 0;
+                __asm__ volatile("" ::: "memory");
+            }
+            for (i = vhi; i < nz; i++) {
+                row[i] = 0;
+                __asm__ volatile("" ::: "memory");
+            }
+        }
 }
 
 /* 3x3 depthwise, depth multiplier 1, dilation 1, stride 1 or 2 across (any down), channels a multiple of 4,
  * tml_requant2_ok's shortcut exact. Band by band of output rows and 4 channels at a time, the channels' input band is
- * widened into 4 padded int16 planes (offset added; one LDR and 2 SXTAB16 per 4 inputs, the padding zeroed once
- * per band), then each plane goes through dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op is not of that kind (or
- * a band of one output row does not fit), so the caller uses another kernel. */
+ * widened into 4 padded int16 planes (offset added; 2 PKH and 4 SXTAB16 per 8 inputs, the padding zeroed once
+ * per band), then the planes go through dwp_s1f (stride 1, plane rows of up to DWP_F_MAX_W outputs), dwp_s2f
+ * (stride 2, up to DWP_F2_MAX_W), dwp_s1q (stride 1, wider) or dwp_mac_s1/_s2 and dwp_requant_dsp. 0 when the op
+ * is not of that kind (or a band of one output row does not fit), so the caller uses another kernel. */
 __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint32_t H, uint32_t W, uint32_t C,
                                                 const int8_t *wd, const uint8_t *bias, const uint8_t *mult,
                                                 const uint8_t *shift, const int32_t *p, uint32_t Ho, uint32_t Wo,
@@ -603,7 +1038,9 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     int32_t sums[DWP_MAX_SUMS];
     const uint32_t sy = (uint32_t)p[0], sx = (uint32_t)p[1];
     /* stride 1 both ways: the planes hold the input transposed (its columns as plane rows, the filter transposed
-     * with it) when dwp_s1q then makes fewer passes, as on KWS's 25 x 5 */
+     * with it) when the kernels then take fewer cycles, as on KWS's 25 x 5 and on PATCH tiles of 6 or more rows of a
+     * layer wider than DWP_F_MAX_W (VWW's), whose pad_top, negative past the first tile, is then the planes' left
+     * padding pl */
     const int tr = sx == 1 && sy == 1 && Ho >= 2 && (Ho + 1) / 2 * 2 + 2 <= DWP_PLANE / 3 &&
                    dwp_s1_cost(Wo, Ho) < dwp_s1_cost(Ho, Wo);
     const uint32_t Hp = tr ? W : H, Wp = tr ? H : W, Hop = tr ? Wo : Ho, Wop = tr ? Ho : Wo; /* in plane terms */
@@ -611,32 +1048,49 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     const uint32_t in_px = tr ? W * C : C, in_row = tr ? C : W * C; /* input bytes along a plane row, down */
     const uint32_t out_px = tr ? Wo * C : C, out_row = tr ? C : Wo * C;
     const uint32_t wo2 = (Wop + 1) & ~1u;
-    const uint32_t pw = sx == 1 ? wo2 + 2 : 2 * wo2 + 2; /* halfwords per plane row: every pair's reads inside */
+    const int fs = (sx == 1 && sy == 1 && Wop <= DWP_F_MAX_W) ||
+                   (sx == 2 && sy == 2 && Wop <= DWP_F2_MAX_W); /* dwp_s1f / dwp_s2f, plane rows DWP_FS bytes apart */
+    /* halfwords per plane row: every pair's reads inside */
+    const uint32_t pw = fs ? DWP_FS / 2 : sx == 1 ? wo2 + 2 : 2 * wo2 + 2;
     const uint32_t xo2 = tml_pair(p[6]);
     uint32_t rows, n, c, oy0, k;
     dwp_geom g;
     dwp_rq q;
     dwp_wg wg;
-    dwp_q dq;
+    union {
+        dwp_q s1q;
+        dwp_f s1f;
+    } dq;
     dwp_ch chp[4];
     if (p[2] != 1 || p[3] != 1 || sx < 1 || sx > 2 || sy < 1 || 3 * pw > DWP_PLANE || wo2 > DWP_MAX_SUMS)
         return 0;
     rows = (DWP_PLANE / pw - 3) / sy + 1; /* output rows per band: (rows - 1) sy + 3 plane rows */
-    if (rows > DWP_MAX_SUMS / wo2)
+    if (!fs && rows > DWP_MAX_SUMS / wo2)
         rows = DWP_MAX_SUMS / wo2;
+    if (fs && sy == 2 && rows < Hop)
+        rows &= ~1u; /* dwp_s2f: bands of row pairs */
     g.pw_bytes = 2 * pw;
     g.row_bytes = 2 * pw * sy;
     g.row_span = (wo2 / 2) * (sx == 1 ? 4 : 8);
     q.wo = Wop;
     q.skip_bytes = 4 * (wo2 - Wop);
     q.ostride = out_px; /* transposed, dwp_requant_dsp gets one row at a time */
-    dq.pw_bytes = 2 * pw;
-    dq.ostep = out_px;
-    dq.orow = out_row;
-    dq.span = Wop / 2 * 2 * out_px;
-    dq.odd = Wop & 1u;
-    dq.ch = chp;
-    dq.nch = 4;
+    if (fs) {
+        dq.s1f.ostep = out_px;
+        dq.s1f.orow = out_row;
+        dq.s1f.span = Wop / 2 * 2 * out_px;
+        dq.s1f.qspan = Wop / 4 * 4 * out_px;
+        dq.s1f.left = Wop & 3u;
+        dq.s1f.ch = chp;
+    } else {
+        dq.s1q.pw_bytes = 2 * pw;
+        dq.s1q.ostep = out_px;
+        dq.s1q.orow = out_row;
+        dq.s1q.span = Wop / 2 * 2 * out_px;
+        dq.s1q.odd = Wop & 1u;
+        dq.s1q.ch = chp;
+        dq.s1q.nch = 4;
+    }
     wg.c = in_px;
     wg.in_row = in_row;
     wg.pw_bytes = 2 * pw;
@@ -644,23 +1098,33 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
     for (n = 0; n < N; n++)
         for (oy0 = 0; oy0 < Hop; oy0 += rows) {
             const uint32_t nrows = Hop - oy0 < rows ? Hop - oy0 : rows, prows = (nrows - 1) * sy + 3;
-            const uint32_t fused = sx == 1 && sy == 1 && Wop >= 2 ? nrows & ~1u : 0; /* rows dwp_s1q computes */
+            /* rows dwp_s1f or dwp_s1q computes */
+            const uint32_t fused = fs ? nrows : sx == 1 && sy == 1 && Wop >= 2 ? nrows & ~1u : 0;
             const int64_t iy_top = (int64_t)oy0 * sy - pt;
-            const uint32_t vlo = (uint32_t)pl < pw ? (uint32_t)pl : pw; /* plane columns of the input */
-            const uint32_t vhi = (uint64_t)Wp + (uint32_t)pl < pw ? Wp + (uint32_t)pl : pw;
+            /* plane columns of the input. pl < 0 on a PATCH tile that starts inside the input (its pad_top, which is
+             * pl when the planes are transposed, or its pad_left): plane column 0 is then input column -pl */
+            const uint32_t vlo = pl <= 0 ? 0 : (uint32_t)pl < pw ? (uint32_t)pl : pw;
+            const int64_t vend = (int64_t)Wp + pl;
+            const uint32_t vhi = vend <= (int64_t)vlo ? vlo : vend < (int64_t)pw ? (uint32_t)vend : pw;
             const uint32_t py0 = iy_top < 0 ? (uint32_t)-iy_top : 0; /* plane rows of the input */
             const uint32_t py1 = iy_top + prows > Hp ? (uint32_t)((int64_t)Hp - iy_top) : prows;
             const int8_t *xband = xd + (size_t)n * H * W * C + (size_t)(iy_top + py0) * in_row +
-                                  (size_t)(vlo - (uint32_t)pl) * in_px;
-            /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left */
-            for (k = 0; k < 4; k++)
-                memset(planew[k], 0, 2 * pw * prows);
+                                  (size_t)((int64_t)vlo - pl) * in_px;
+            /* the band's planes: input rows iy_top .. iy_top + prows - 1, columns -pad_left .. pw - 1 - pad_left; the
+             * outputs read halfwords 0 .. Wop + 1 (stride 1) or 2 Wop (stride 2) of a plane row */
+            dwp_borders(planew[0], pw, prows | (sx == 1 ? Wop + 2 : 2 * Wop + 1) << 16,
+                        py0 | py1 << 8 | vlo << 16 | vhi << 24);
             wg.rows = py1 > py0 ? py1 - py0 : 0;
             wg.head = vhi > vlo ? vlo & 1u : 0;
             wg.pairs = vhi > vlo ? (vhi - vlo - wg.head) / 2 : 0;
             wg.tail = vhi > vlo ? (vhi - vlo - wg.head) & 1u : 0;
             g.rows = q.rows = nrows - fused;
-            dq.rowpairs = fused / 2;
+            if (fs) {
+                dq.s1f.rowpairs = nrows / 2;
+                dq.s1f.last = nrows & 1u;
+            } else {
+                dq.s1q.rowpairs = fused / 2;
+            }
             for (c = 0; c < C; c += 4) {
                 int8_t *o = yd + (size_t)n * Ho * Wo * C + (size_t)oy0 * out_row + c;
                 if (py1 > py0 && vhi > vlo)
@@ -674,8 +1138,12 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
                     e->right = -tml_ld32(shift + 4 * ch);
                     e->round = (int32_t)((uint32_t)(2 * p[7] + 1) << (e->right - 1));
                 }
-                if (fused) /* the plane pointer at its row 1 */
-                    dwp_s1q((const int16_t *)planew[0] + pw, o, &dq);
+                if (fs && sx == 1)
+                    dwp_s1f((const int16_t *)planew[0], o, &dq.s1f);
+                else if (fs)
+                    dwp_s2f((const int16_t *)planew[0], o, &dq.s1f);
+                else if (fused) /* the plane pointer at its row 1 */
+                    dwp_s1q((const int16_t *)planew[0] + pw, o, &dq.s1q);
                 if (fused < nrows) /* the rows dwp_s1q leaves: sums, then requantized */
                     for (k = 0; k < 4; k++) {
                         const int16_t *band = (const int16_t *)planew[k] + (size_t)fused * sy * pw;
@@ -694,7 +1162,6 @@ __attribute__((noinline)) int tml_dw3_planes(const int8_t *xd, uint32_t N, uint3
         }
     return 1;
 }
-
 /* 3x3, depth multiplier 1, on NHWC windows: dw3x3_dsp per pixel, windows that overlap the padding copied first */
 __attribute__((noinline)) void tml_dw3_windows(const operand *xp, const operand *wp, const operand *bp,
                                                   const operand *mup, const operand *shp, const operand *yp,

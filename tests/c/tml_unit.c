@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tml_internal.h"
+#include "tml_kernels.h"
 
 #ifndef MBQM_RANDOM
 #define MBQM_RANDOM 2000000
@@ -124,6 +125,60 @@ static void test_header(void)
     CHECK(tml_check_header(h, 64, NULL, NULL, reason, sizeof reason) == TML_E_HEADER, "magic");
 }
 
+#if TML_DSP
+/* tml_dw3_planes on PATCH tile windows: a tile starting inside the input has a negative pad_top or pad_left, and
+ * must give what the op gives on the input cropped to start there with padding 0. Shapes that take both plane
+ * layouts: 8 x 48 outputs transposed (the pad_top is then the planes' left padding), 4 x 20 not; stride 2 on
+ * dwp_s2f; a lone row. */
+static void test_dw3_tile_windows(void)
+{
+    static const int32_t cases[][6] = {/* Ho, Wo, stride, pad_top, pad_left, C */
+                                       {8, 48, 1, -3, 1, 8},  {8, 48, 1, -3, -2, 16}, {4, 20, 1, 1, -5, 8},
+                                       {4, 20, 1, -1, -1, 4}, {12, 40, 1, -7, 0, 8},  {4, 12, 2, -2, -3, 8},
+                                       {5, 9, 2, 0, -1, 12},  {1, 30, 1, -4, -2, 4}};
+    static int8_t x[24 * 60 * 16], xc[24 * 60 * 16], w[9 * 16], want[12 * 48 * 16], got[12 * 48 * 16];
+    int32_t bias[16], mult[16], shift[16], p[TML_MAX_PARAMS], pc[TML_MAX_PARAMS];
+    uint32_t k, i, r;
+    for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const uint32_t Ho = (uint32_t)cases[k][0], Wo = (uint32_t)cases[k][1], s = (uint32_t)cases[k][2];
+        const int32_t pt = cases[k][3], pl = cases[k][4];
+        const uint32_t C = (uint32_t)cases[k][5], r0 = pt < 0 ? (uint32_t)-pt : 0, c0 = pl < 0 ? (uint32_t)-pl : 0;
+        const uint32_t H = (uint32_t)((int32_t)((Ho - 1) * s + 3) - pt), W = (uint32_t)((int32_t)((Wo - 1) * s + 3) - pl);
+        int ok, ok_c;
+        memset(p, 0, sizeof p);
+        p[0] = p[1] = (int32_t)s;
+        p[2] = p[3] = 1;
+        p[4] = pt;
+        p[5] = pl;
+        p[6] = 128;
+        p[7] = -5;
+        p[8] = -128;
+        p[9] = 127;
+        memcpy(pc, p, sizeof pc);
+        pc[4] = pt < 0 ? 0 : pt;
+        pc[5] = pl < 0 ? 0 : pl;
+        for (i = 0; i < H * W * C; i++)
+            x[i] = (int8_t)next();
+        for (i = 0; i < 9 * C; i++)
+            w[i] = (int8_t)next();
+        for (i = 0; i < C; i++) {
+            bias[i] = (int32_t)(next() % 20000u) - 10000;
+            mult[i] = (int32_t)(0x40000000u | (next() & 0x3fffffffu));
+            shift[i] = -(int32_t)(7 + next() % 3u);
+        }
+        for (r = 0; r < H - r0; r++)
+            memcpy(xc + (size_t)r * (W - c0) * C, x + ((size_t)(r + r0) * W + c0) * C, (size_t)(W - c0) * C);
+        ok_c = tml_dw3_planes(xc, 1, H - r0, W - c0, C, w, (const uint8_t *)bias, (const uint8_t *)mult,
+                              (const uint8_t *)shift, pc, Ho, Wo, want);
+        ok = tml_dw3_planes(x, 1, H, W, C, w, (const uint8_t *)bias, (const uint8_t *)mult, (const uint8_t *)shift, p,
+                            Ho, Wo, got);
+        CHECK(ok && ok_c && memcmp(want, got, (size_t)Ho * Wo * C) == 0,
+              "dw3 planes on a tile window %ux%u stride %u pads (%d, %d): %d %d", (unsigned)Ho, (unsigned)Wo,
+              (unsigned)s, (int)pt, (int)pl, ok, ok_c);
+    }
+}
+#endif
+
 #ifdef TML_SEMIHOSTING /* the Cortex-M4 build runs under QEMU with semihosting for printf */
 extern void initialise_monitor_handles(void);
 #endif
@@ -143,6 +198,9 @@ int main(void)
              "594847328451bdfa85056225462cc1d867d877fb388df0ce35f25ab5562bfbb5");
     test_mbqm();
     test_header();
+#if TML_DSP
+    test_dw3_tile_windows();
+#endif
     printf("%s (%d failures)\n", failures ? "FAILED" : "OK", failures);
 #ifdef TML_SEMIHOSTING
     exit(failures != 0); /* semihosting SYS_EXIT ends QEMU */
