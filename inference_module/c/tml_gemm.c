@@ -404,6 +404,84 @@ __attribute__((naked, noinline)) static void gemm_2x4_w16(const int32_t *bp, uin
 #undef GEMM_2X4_STEP
 #undef GEMM_2X4_HALF
 
+/* gemm_1x4_w16: gemm_2x4_w16's blocks (the same widened weights and constants) for one pixel, an odd pixel count's
+ * last one (KWS's 125th of 25 x 5), which had gone through the int8 rows (tml_dense_row's gemv_1x4_dsp, ~0.38 MAC per
+ * modelled cycle with its requantization). The input is a pair buffer whose pixel a is read (its words at 0 and 8 of
+ * each 16 bytes: one post-increment of 8 per lane pair). Per lane pair one run of 5 LDRs (the input word, four
+ * channels' weight words) and 4 SMLAD: 10 modelled cycles for 8 MAC; 8 steps per pass (the first pass entered at a
+ * computed step), ~50 cycles per block for its start, requantization and stores (KWS's K = 64: ~378 per block,
+ * 0.68 MAC/cycle; y advanced per block as gemm_2x4_w16's is, no pixel b). */
+#define GEMM_1X4_HALF                                                                                          \
+    "ldr r6, [r0], #8\n\t"                                                                                     \
+    "ldr r7, [r1], #4\n\t"                                                                                     \
+    "ldr r8, [r1], #4\n\t"                                                                                     \
+    "ldr r9, [r1], #4\n\t"                                                                                     \
+    "ldr r10, [r1], #4\n\t"                                                                                    \
+    "smlad r2, r6, r7, r2\n\t"                                                                                 \
+    "smlad r3, r6, r8, r3\n\t"                                                                                 \
+    "smlad r4, r6, r9, r4\n\t"                                                                                 \
+    "smlad r5, r6, r10, r5\n\t"
+#define GEMM_1X4_STEP GEMM_1X4_HALF GEMM_1X4_HALF
+/* one channel's output in place of its accumulator a: m, round, right loaded into r7-r9 */
+#define GEMM_1X4_REQUANT(a)                                                                                    \
+    "ldr r7, [r1], #4\n\t"                                                                                     \
+    "ldr r8, [r1], #4\n\t"                                                                                     \
+    "ldr r9, [r1], #4\n\t"                                                                                     \
+    "smmlar r6, " a ", r7, r8\n\t"                                                                             \
+    "add " a ", r6, " a ", asr #31\n\t"                                                                        \
+    "asr " a ", " a ", r9\n\t"                                                                                 \
+    "ssat " a ", #8, " a "\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void gemm_1x4_w16(const int32_t *bp, uint32_t steps, const int32_t *w16,
+                                                          int8_t *y)
+{
+    /* r12 the inputs' start, r11 their end, lr y; [sp] where each block enters the 8-step body */
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #8\n\t"
+                     "mov r12, r0\n\t"
+                     "add r11, r0, r1, lsl #4\n\t" /* 16 bytes per step */
+                     "mov lr, r3\n\t"
+                     "rsb r1, r1, #0\n\t"
+                     "and r1, r1, #7\n\t"           /* steps skipped in the first pass: (8 - steps mod 8) mod 8 */
+                     "movs r3, #72\n\t"             /* bytes per step */
+                     "mul r1, r1, r3\n\t"
+                     "adr r3, .Ltml_gemm14_body\n\t"
+                     "add r1, r1, r3\n\t"
+                     "orr r1, r1, #1\n\t"           /* Thumb */
+                     "str r1, [sp]\n\t"
+                     "mov r1, r2\n\t"
+                     "1:\n\t"
+                     "ldmia r1!, {r2-r5}\n\t"       /* the block's start: its 4 bias words */
+                     "mov r0, r12\n\t"
+                     "ldr pc, [sp]\n\t"
+                     ".balign 4\n"
+                     ".Ltml_gemm14_body:\n\t"
+                     GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP
+                     GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP
+                     ".Ltml_gemm14_body_end:\n\t"
+                     ".if .Ltml_gemm14_body_end - .Ltml_gemm14_body != 576\n\t"
+                     ".error \"gemm_1x4_w16: a step is not 72 bytes\"\n\t"
+                     ".endif\n\t"
+                     "cmp r0, r11\n\t"
+                     "bne .Ltml_gemm14_body\n\t"
+                     GEMM_1X4_REQUANT("r2") GEMM_1X4_REQUANT("r3") GEMM_1X4_REQUANT("r4") GEMM_1X4_REQUANT("r5")
+                     "strb r2, [lr, #0]\n\t"
+                     "strb r3, [lr, #1]\n\t"
+                     "strb r4, [lr, #2]\n\t"
+                     "strb r5, [lr, #3]\n\t"
+                     "add lr, lr, r9, lsr #8\n\t"   /* y's advance (bits 8-15; bit 16 only on the last block) */
+                     "tst r9, #0x10000\n\t"
+                     "beq 1b\n\t"
+                     "add sp, #8\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef GEMM_1X4_REQUANT
+#undef GEMM_1X4_STEP
+#undef GEMM_1X4_HALF
+
 #define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call in the sums form: 66 channels of sums */
 #define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
 
@@ -764,6 +842,8 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
     __asm__ volatile("push {r4-r11, lr}\n\t"
                      "ldr lr, [sp, #36]\n\t"      /* buf, the 5th argument */
                      "ldmia r2, {r4, r5, r6}\n\t" /* n, bytes, step */
+                     "cmp r5, #4\n\t"
+                     "beq 7f\n\t"
                      "sub r6, r6, r5\n\t"
                      "push {r4, r5, r6}\n\t" /* [sp] rows left, [sp+4] bytes, [sp+8] step - bytes */
                      "0:\n\t"
@@ -806,6 +886,44 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
                      "str r12, [sp]\n\t"
                      "bne 0b\n\t"
                      "add sp, #12\n\t"
+                     "pop {r4-r11, pc}\n\t"
+                     /* rows of one word (KWS's first layer: 4 taps of 1 channel), two per pass with no row loop
+                      * inside: 14 modelled cycles per row instead of ~32 */
+                     "7:\n\t"
+                     "mov r12, r4\n\t"
+                     "mov r2, r6\n\t"
+                     "tst r12, #1\n\t"
+                     "beq 8f\n\t"
+                     "ldr r8, [r0]\n\t"
+                     "ldr r10, [r1]\n\t"
+                     "add r0, r2\n\t"
+                     "add r1, r2\n\t"
+                     "sxtab16 r4, r3, r8\n\t"
+                     "sxtab16 r5, r3, r10\n\t"
+                     "sxtab16 r6, r3, r8, ror #8\n\t"
+                     "sxtab16 r7, r3, r10, ror #8\n\t"
+                     "stmia lr!, {r4-r7}\n\t"
+                     "subs r12, #1\n\t"
+                     "beq 9f\n\t"
+                     "8:\n\t"
+                     "ldr r8, [r0]\n\t"
+                     "ldr r10, [r1]\n\t"
+                     "ldr r9, [r0, r2]\n\t"
+                     "ldr r11, [r1, r2]\n\t"
+                     "add r0, r0, r2, lsl #1\n\t"
+                     "add r1, r1, r2, lsl #1\n\t"
+                     "sxtab16 r4, r3, r8\n\t"
+                     "sxtab16 r5, r3, r10\n\t"
+                     "sxtab16 r6, r3, r8, ror #8\n\t"
+                     "sxtab16 r7, r3, r10, ror #8\n\t"
+                     "sxtab16 r8, r3, r9\n\t"
+                     "sxtab16 r10, r3, r9, ror #8\n\t"
+                     "sxtab16 r9, r3, r11\n\t"
+                     "sxtab16 r11, r3, r11, ror #8\n\t"
+                     "stmia lr!, {r4-r11}\n\t"
+                     "subs r12, #2\n\t"
+                     "bne 8b\n\t"
+                     "9:\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
 #pragma GCC diagnostic pop
@@ -1011,6 +1129,22 @@ __attribute__((noinline)) void tml_pair_w16(const int8_t *xa, const int8_t *xb, 
     w16_requant_pair(buf, K, K, Co, q, ya, (int32_t)(yb - ya));
     if (q->const_mask != NULL && q->w16_map == NULL)
         const_outputs(q->const_mask, q->const_val, Co, ya, yb);
+}
+
+/* One pixel of K inputs (a multiple of 4; with `rows` a receptive field inside the input) through the four-channel
+ * blocks without constant channels compacted out (W16_QUAD, w16_map NULL): an odd pixel count's last pixel */
+__attribute__((noinline)) void tml_pixel_w16(const int8_t *x, uint32_t K, uint32_t Co, const dense_q *q, int8_t *y,
+                                             const pair_rows *rows)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t xo2 = tml_pair(q->xo);
+    if (rows != NULL) /* the pair layout with both pixels x: the kernel reads pixel a's words */
+        widen_rows(x, x, rows, xo2, buf);
+    else
+        widen_run(x, x, K, xo2, buf);
+    gemm_1x4_w16(buf, K / 4, q->w16, y);
+    if (q->const_mask != NULL)
+        const_outputs(q->const_mask, q->const_val, Co, y, y);
 }
 
 /* tml_dense_pair's requantized-kernels path for a whole 1x1 convolution over dense pixels (stride 1, C a multiple of
