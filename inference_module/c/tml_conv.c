@@ -86,6 +86,29 @@ static __attribute__((noinline)) void pad_input(const int8_t *xd, uint32_t H, ui
     }
 }
 
+/* im2col CONV_2D (N = 1, dilation 1 across, rows of a multiple of 4 bytes, requantized widened weights) over a small
+ * padded input: when the rows and columns every window covers leave the input and fit the patch buffer, the padded
+ * input is built there once and every pixel pair's windows are widened from it (tml_padded_pairs_w16); KWS's first
+ * layer (49 x 10 x 1 -> 58 x 12) had 65 of its 125 windows overlapping the padding, each gathered row by row. 0 when
+ * it does not apply. Apart from tml_conv_2d so that its pair loop keeps its registers. */
+static __attribute__((noinline)) int conv_padded(const int8_t *xd, uint32_t H, uint32_t W, uint32_t C, uint32_t Ho,
+                                                 uint32_t Wo, uint32_t Kh, uint32_t Kw, uint32_t Co, const int32_t *p,
+                                                 const dense_q *q, int8_t *buf, int8_t *yd)
+{
+    const int64_t py0 = -(int64_t)p[4], px0 = -(int64_t)p[5];
+    const int64_t hp = (int64_t)(Ho - 1) * p[0] + (int64_t)(Kh - 1) * p[2] + 1, wp = (int64_t)(Wo - 1) * p[1] + Kw;
+    pair_rows rows;
+    if (hp > CONV_PATCH || wp > CONV_PATCH || hp * wp * C > CONV_PATCH ||
+        !(py0 < 0 || px0 < 0 || py0 + hp > H || px0 + wp > W))
+        return 0;
+    pad_input(xd, H, W, C, (int32_t)py0, (int32_t)px0, (uint32_t)hp, (uint32_t)wp, (int8_t)(-q->xo), buf);
+    rows.n = Kh;
+    rows.bytes = Kw * C;
+    rows.step = (size_t)p[2] * (uint32_t)wp * C;
+    tml_padded_pairs_w16(buf, (uint32_t)wp * C, C, Ho, Wo, p, &rows, Co, q, yd);
+    return 1;
+}
+
 /* n, oy, ox of the pixel after pos[] in raster order */
 static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
 {
@@ -241,32 +264,8 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                               (1u << 30);
         const int64_t hs64 = (int64_t)H - (int64_t)(Kh - 1) * p[2];
         const int32_t hs = hs64 < 0 ? 0 : (int32_t)hs64, ws = (int32_t)W - (int32_t)Kw;
-        /* the rows and columns every window together covers, and whether some window leaves the input */
-        const int64_t py0 = -(int64_t)p[4], px0 = -(int64_t)p[5];
-        const int64_t hp = (int64_t)(Ho - 1) * p[0] + (int64_t)(Kh - 1) * p[2] + 1, wp = (int64_t)(Wo - 1) * p[1] + Kw;
-        if (lean && rows_ok && small && N == 1 && hp <= CONV_PATCH && wp <= CONV_PATCH && hp * wp * C <= CONV_PATCH &&
-            (py0 < 0 || px0 < 0 || py0 + hp > H || px0 + wp > W)) {
-            /* a small padded input (KWS's first layer: 49 x 10 x 1 -> 58 x 12, where 65 of the 125 windows overlap
-             * the padding and were gathered row by row) built once in the patch buffer: then every pair's windows
-             * are inside it and their rows are widened in place; an odd last pixel alone (tml_pixel_w16) or as a
-             * pair with itself */
-            const uint32_t Wp = (uint32_t)wp;
-            pad_input(xd, H, W, C, (int32_t)py0, (int32_t)px0, (uint32_t)hp, Wp, (int8_t)(-q.xo), patch);
-            rows.step = (size_t)p[2] * Wp * C;
-            for (pix = 0; pix < npix; pix += 2) {
-                const size_t pb = pix + 1 < npix ? pix + 1 : pix;
-                const int8_t *wa = patch + ((size_t)pos[1] * p[0] * Wp + (size_t)pos[2] * p[1]) * C, *wb;
-                next_pixel(pos, Ho, Wo);
-                if (pb == pix && q.w16_form == W16_QUAD && q.w16_map == NULL) {
-                    tml_pixel_w16(wa, fstride, Co, &q, yd + pix * Co, &rows);
-                    break;
-                }
-                wb = pb > pix ? patch + ((size_t)pos[1] * p[0] * Wp + (size_t)pos[2] * p[1]) * C : wa;
-                next_pixel(pos, Ho, Wo);
-                tml_pair_w16(wa, wb, fstride, Co, &q, yd + pix * Co, yd + pb * Co, &rows);
-            }
+        if (lean && rows_ok && small && N == 1 && conv_padded(xd, H, W, C, Ho, Wo, Kh, Kw, Co, p, &q, patch, yd))
             return TML_OK;
-        }
         for (pix = 0; pix < npix; pix += 2) {
             int8_t *pp = patch;
             const int8_t *win[2] = {NULL, NULL};

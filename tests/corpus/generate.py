@@ -104,6 +104,11 @@ def fc_logistic_tanh(k):  # FULLY_CONNECTED, LOGISTIC, FULLY_CONNECTED, TANH
     return k.Model(i, k.layers.Dense(5, activation="tanh")(x))
 
 
+def avgpool_wide(k):  # AVERAGE_POOL_2D 3x3 stride 2 SAME on 23 channels: the M4's 16-, 4- and 1-channel passes
+    i = k.Input((7, 6, 23))
+    return k.Model(i, k.layers.AveragePooling2D(3, strides=2, padding="same")(i))
+
+
 def avgpool_same(k):  # AVERAGE_POOL_2D 3x3 stride 2 SAME (clipped windows at the edge)
     i = k.Input((7, 6, 3))
     return k.Model(i, k.layers.AveragePooling2D(3, strides=2, padding="same")(i))
@@ -214,7 +219,7 @@ MODELS = {
     f.__name__: f
     for f in (conv_same_stride2, conv_pad_small_odd, conv_pad_dilated_rows, conv_valid_dilated, conv_same_dilated, conv_stride_nonsquare_relu6,
               depthwise_dm2, depthwise_stride2_valid, depthwise3x3_odd, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax,
-              fc_logistic_tanh, avgpool_same, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
+              fc_logistic_tanh, avgpool_same, avgpool_wide, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
               relu_relu6_standalone, pad_conv, pad_maxpool, reshape_only, mean_spatial, concat_channels,
               leaky_hard_swish, float_io_cnn, float_io_dense)
 }
