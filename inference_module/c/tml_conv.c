@@ -70,6 +70,45 @@ static __attribute__((noinline)) void copy_rows(int8_t *dst, const int8_t *src, 
     }
 }
 
+/* The input rows iy0..iy0 + Hp - 1, columns ix0..ix0 + Wp - 1 (either side may lie outside the input) as one padded
+ * image [Hp][Wp][C] in dst: the zero point outside the input, so every receptive field is inside it */
+static __attribute__((noinline)) void pad_input(const int8_t *xd, uint32_t H, uint32_t W, uint32_t C, int32_t iy0,
+                                                int32_t ix0, uint32_t Hp, uint32_t Wp, int8_t zp, int8_t *dst)
+{
+    uint32_t r, kx0, kx1;
+    tml_tap_range(ix0, 1, Wp, W, &kx0, &kx1); /* the padded row's columns inside the input */
+    fill_bytes(dst, zp, Hp * Wp * C);
+    for (r = 0; r < Hp; r++) {
+        const int32_t iy = iy0 + (int32_t)r;
+        if (iy >= 0 && iy < (int32_t)H && kx0 < kx1)
+            copy_bytes(dst + ((size_t)r * Wp + kx0) * C, xd + ((size_t)iy * W + (size_t)(ix0 + (int32_t)kx0)) * C,
+                       (kx1 - kx0) * C);
+    }
+}
+
+/* im2col CONV_2D (N = 1, dilation 1 across, rows of a multiple of 4 bytes, requantized widened weights) over a small
+ * padded input: when the rows and columns every window covers leave the input and fit the patch buffer, the padded
+ * input is built there once and every pixel pair's windows are widened from it (tml_padded_pairs_w16); KWS's first
+ * layer (49 x 10 x 1 -> 58 x 12) had 65 of its 125 windows overlapping the padding, each gathered row by row. 0 when
+ * it does not apply. Apart from tml_conv_2d so that its pair loop keeps its registers. */
+static __attribute__((noinline)) int conv_padded(const int8_t *xd, uint32_t H, uint32_t W, uint32_t C, uint32_t Ho,
+                                                 uint32_t Wo, uint32_t Kh, uint32_t Kw, uint32_t Co, const int32_t *p,
+                                                 const dense_q *q, int8_t *buf, int8_t *yd)
+{
+    const int64_t py0 = -(int64_t)p[4], px0 = -(int64_t)p[5];
+    const int64_t hp = (int64_t)(Ho - 1) * p[0] + (int64_t)(Kh - 1) * p[2] + 1, wp = (int64_t)(Wo - 1) * p[1] + Kw;
+    pair_rows rows;
+    if (hp > CONV_PATCH || wp > CONV_PATCH || hp * wp * C > CONV_PATCH ||
+        !(py0 < 0 || px0 < 0 || py0 + hp > H || px0 + wp > W))
+        return 0;
+    pad_input(xd, H, W, C, (int32_t)py0, (int32_t)px0, (uint32_t)hp, (uint32_t)wp, (int8_t)(-q->xo), buf);
+    rows.n = Kh;
+    rows.bytes = Kw * C;
+    rows.step = (size_t)p[2] * (uint32_t)wp * C;
+    tml_padded_pairs_w16(buf, (uint32_t)wp * C, C, Ho, Wo, p, &rows, Co, q, yd);
+    return 1;
+}
+
 /* n, oy, ox of the pixel after pos[] in raster order */
 static inline void next_pixel(uint32_t pos[3], uint32_t Ho, uint32_t Wo)
 {
@@ -178,6 +217,10 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                 }
                 tml_dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co, NULL);
             }
+        if (q.w16 != NULL && q.w16_form == W16_QUAD && q.w16_map == NULL && C % 4 == 0)
+            for (; pix < npix; pix++) /* an odd count's last pixel (KWS's 125th): the four-channel blocks alone */
+                tml_pixel_w16(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,
+                              C, Co, &q, yd + pix * Co, NULL);
         for (; q.w16 != NULL && q.w16_map != NULL && pix < npix; pix++) { /* compacted blocks: the pair kernel */
             const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
             tml_dense_pair(xa, xa, C, wd, Co, &q, yd + pix * Co, yd + pix * Co, NULL);
@@ -221,6 +264,8 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                               (1u << 30);
         const int64_t hs64 = (int64_t)H - (int64_t)(Kh - 1) * p[2];
         const int32_t hs = hs64 < 0 ? 0 : (int32_t)hs64, ws = (int32_t)W - (int32_t)Kw;
+        if (lean && rows_ok && small && N == 1 && conv_padded(xd, H, W, C, Ho, Wo, Kh, Kw, Co, p, &q, patch, yd))
+            return TML_OK;
         for (pix = 0; pix < npix; pix += 2) {
             int8_t *pp = patch;
             const int8_t *win[2] = {NULL, NULL};

@@ -404,6 +404,84 @@ __attribute__((naked, noinline)) static void gemm_2x4_w16(const int32_t *bp, uin
 #undef GEMM_2X4_STEP
 #undef GEMM_2X4_HALF
 
+/* gemm_1x4_w16: gemm_2x4_w16's blocks (the same widened weights and constants) for one pixel, an odd pixel count's
+ * last one (KWS's 125th of 25 x 5), which had gone through the int8 rows (tml_dense_row's gemv_1x4_dsp, ~0.38 MAC per
+ * modelled cycle with its requantization). The input is a pair buffer whose pixel a is read (its words at 0 and 8 of
+ * each 16 bytes: one post-increment of 8 per lane pair). Per lane pair one run of 5 LDRs (the input word, four
+ * channels' weight words) and 4 SMLAD: 10 modelled cycles for 8 MAC; 8 steps per pass (the first pass entered at a
+ * computed step), ~50 cycles per block for its start, requantization and stores (KWS's K = 64: ~378 per block,
+ * 0.68 MAC/cycle; y advanced per block as gemm_2x4_w16's is, no pixel b). */
+#define GEMM_1X4_HALF                                                                                          \
+    "ldr r6, [r0], #8\n\t"                                                                                     \
+    "ldr r7, [r1], #4\n\t"                                                                                     \
+    "ldr r8, [r1], #4\n\t"                                                                                     \
+    "ldr r9, [r1], #4\n\t"                                                                                     \
+    "ldr r10, [r1], #4\n\t"                                                                                    \
+    "smlad r2, r6, r7, r2\n\t"                                                                                 \
+    "smlad r3, r6, r8, r3\n\t"                                                                                 \
+    "smlad r4, r6, r9, r4\n\t"                                                                                 \
+    "smlad r5, r6, r10, r5\n\t"
+#define GEMM_1X4_STEP GEMM_1X4_HALF GEMM_1X4_HALF
+/* one channel's output in place of its accumulator a: m, round, right loaded into r7-r9 */
+#define GEMM_1X4_REQUANT(a)                                                                                    \
+    "ldr r7, [r1], #4\n\t"                                                                                     \
+    "ldr r8, [r1], #4\n\t"                                                                                     \
+    "ldr r9, [r1], #4\n\t"                                                                                     \
+    "smmlar r6, " a ", r7, r8\n\t"                                                                             \
+    "add " a ", r6, " a ", asr #31\n\t"                                                                        \
+    "asr " a ", " a ", r9\n\t"                                                                                 \
+    "ssat " a ", #8, " a "\n\t"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void gemm_1x4_w16(const int32_t *bp, uint32_t steps, const int32_t *w16,
+                                                          int8_t *y)
+{
+    /* r12 the inputs' start, r11 their end, lr y; [sp] where each block enters the 8-step body */
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, #8\n\t"
+                     "mov r12, r0\n\t"
+                     "add r11, r0, r1, lsl #4\n\t" /* 16 bytes per step */
+                     "mov lr, r3\n\t"
+                     "rsb r1, r1, #0\n\t"
+                     "and r1, r1, #7\n\t"           /* steps skipped in the first pass: (8 - steps mod 8) mod 8 */
+                     "movs r3, #72\n\t"             /* bytes per step */
+                     "mul r1, r1, r3\n\t"
+                     "adr r3, .Ltml_gemm14_body\n\t"
+                     "add r1, r1, r3\n\t"
+                     "orr r1, r1, #1\n\t"           /* Thumb */
+                     "str r1, [sp]\n\t"
+                     "mov r1, r2\n\t"
+                     "1:\n\t"
+                     "ldmia r1!, {r2-r5}\n\t"       /* the block's start: its 4 bias words */
+                     "mov r0, r12\n\t"
+                     "ldr pc, [sp]\n\t"
+                     ".balign 4\n"
+                     ".Ltml_gemm14_body:\n\t"
+                     GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP
+                     GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP GEMM_1X4_STEP
+                     ".Ltml_gemm14_body_end:\n\t"
+                     ".if .Ltml_gemm14_body_end - .Ltml_gemm14_body != 576\n\t"
+                     ".error \"gemm_1x4_w16: a step is not 72 bytes\"\n\t"
+                     ".endif\n\t"
+                     "cmp r0, r11\n\t"
+                     "bne .Ltml_gemm14_body\n\t"
+                     GEMM_1X4_REQUANT("r2") GEMM_1X4_REQUANT("r3") GEMM_1X4_REQUANT("r4") GEMM_1X4_REQUANT("r5")
+                     "strb r2, [lr, #0]\n\t"
+                     "strb r3, [lr, #1]\n\t"
+                     "strb r4, [lr, #2]\n\t"
+                     "strb r5, [lr, #3]\n\t"
+                     "add lr, lr, r9, lsr #8\n\t"   /* y's advance (bits 8-15; bit 16 only on the last block) */
+                     "tst r9, #0x10000\n\t"
+                     "beq 1b\n\t"
+                     "add sp, #8\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef GEMM_1X4_REQUANT
+#undef GEMM_1X4_STEP
+#undef GEMM_1X4_HALF
+
 #define GEMM_TRIPLES 22 /* channel triples per gemm_2x3_w16 call in the sums form: 66 channels of sums */
 #define W16_MIN_PIXELS 16 /* fewer output pixels keep the int8 weights: the widened copy costs twice their RAM */
 
@@ -615,9 +693,11 @@ const int32_t *tml_w16_prepare(tml_model *m, const int8_t *w, uint32_t K, uint32
 int tml_requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, int8_t *val, uint32_t *slow)
 {
     const int64_t sum_max = (int64_t)K * 255 * 128;
-    uint32_t c, nslow = 0;
+    const uint8_t *shift = q->shift, *bias = q->bias;
+    uint32_t c, nslow = 0, lim;
     if (!q->per_channel || q->lo != -128 || q->hi != 127 || sum_max >= (1 << 30))
         return 0;
+    lim = (uint32_t)((1 << 30) - sum_max); /* |bias| below it: no sum + bias reaches 2^30 */
     if (mask != NULL) {
         if (Co > CONST_MAX_C) {
             mask = NULL;
@@ -626,10 +706,17 @@ int tml_requant2_ok(const dense_q *q, uint32_t Co, uint32_t K, uint32_t *mask, i
             memset(slow, 0, 4 * ((Co + 31) / 32));
         }
     }
+    /* the common channels first, in 32 bits (right shift 1..23, |bias| < lim), up to the first other one: this runs
+     * per op and inference (9 times per KWS inference), ~13 modelled cycles per channel instead of ~24 */
     for (c = 0; c < Co; c++) {
-        const int32_t sh = tml_ld32(q->shift + 4 * c), b = tml_ld32(q->bias + 4 * c);
+        const int32_t sh = tml_ld32(shift + 4 * c), b = tml_ld32(bias + 4 * c);
+        if ((uint32_t)sh + 23u > 22u || (b < 0 ? 0u - (uint32_t)b : (uint32_t)b) >= lim)
+            break;
+    }
+    for (; c < Co; c++) {
+        const int32_t sh = tml_ld32(shift + 4 * c), b = tml_ld32(bias + 4 * c);
         const int64_t bm = b < 0 ? -(int64_t)b : (int64_t)b;
-        if (sh <= -1 && sh >= -23 && bm < (1 << 30) - sum_max)
+        if ((uint32_t)sh + 23u <= 22u && (uint64_t)bm < lim)
             continue;
         if (mask != NULL && sh <= 0 && bm + sum_max < INT32_MAX) {
             const int32_t m = tml_ld32(q->mult + 4 * c);
@@ -808,7 +895,99 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
                      "add sp, #12\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
+
+/* widen_rows for rows of one word (KWS's first layer: 4 taps of 1 channel), n rows `step` bytes apart: two rows per
+ * pass without the row loop, 14 modelled cycles per row instead of ~32 */
+__attribute__((naked, noinline)) static void widen_rows1(const int8_t *xa, const int8_t *xb, uint32_t n, size_t step,
+                                                         uint32_t xo2, int32_t *buf)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "mov r12, r3\n\t"
+                     "ldr r3, [sp, #36]\n\t" /* xo2 and buf, the 5th and 6th arguments */
+                     "ldr lr, [sp, #40]\n\t"
+                     "tst r2, #1\n\t"
+                     "beq 1f\n\t"
+                     "ldr r8, [r0]\n\t"
+                     "ldr r10, [r1]\n\t"
+                     "add r0, r12\n\t"
+                     "add r1, r12\n\t"
+                     "sxtab16 r4, r3, r8\n\t"
+                     "sxtab16 r5, r3, r10\n\t"
+                     "sxtab16 r6, r3, r8, ror #8\n\t"
+                     "sxtab16 r7, r3, r10, ror #8\n\t"
+                     "stmia lr!, {r4-r7}\n\t"
+                     "subs r2, #1\n\t"
+                     "beq 2f\n\t"
+                     "1:\n\t"
+                     "ldr r8, [r0]\n\t"
+                     "ldr r10, [r1]\n\t"
+                     "ldr r9, [r0, r12]\n\t"
+                     "ldr r11, [r1, r12]\n\t"
+                     "add r0, r0, r12, lsl #1\n\t"
+                     "add r1, r1, r12, lsl #1\n\t"
+                     "sxtab16 r4, r3, r8\n\t"
+                     "sxtab16 r5, r3, r10\n\t"
+                     "sxtab16 r6, r3, r8, ror #8\n\t"
+                     "sxtab16 r7, r3, r10, ror #8\n\t"
+                     "sxtab16 r8, r3, r9\n\t"
+                     "sxtab16 r10, r3, r9, ror #8\n\t"
+                     "sxtab16 r9, r3, r11\n\t"
+                     "sxtab16 r11, r3, r11, ror #8\n\t"
+                     "stmia lr!, {r4-r11}\n\t"
+                     "subs r2, #2\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
 #pragma GCC diagnostic pop
+
+/* widen_rows' one run of n bytes (a multiple of 4) from each pixel, without its row loop: 16 bytes per pass (two runs
+ * of 4 LDRs, 8 SXTAB16 and an STM of 8 words: 48 modelled cycles), n % 16 first */
+#define WIDEN_8                                                                                                \
+    "ldr r8, [r0], #4\n\t"                                                                                     \
+    "ldr r9, [r0], #4\n\t"                                                                                     \
+    "ldr r10, [r1], #4\n\t"                                                                                    \
+    "ldr r11, [r1], #4\n\t"                                                                                    \
+    "sxtab16 r4, r3, r8\n\t"                                                                                   \
+    "sxtab16 r5, r3, r10\n\t"                                                                                  \
+    "sxtab16 r6, r3, r8, ror #8\n\t"                                                                           \
+    "sxtab16 r7, r3, r10, ror #8\n\t"                                                                          \
+    "sxtab16 r8, r3, r9\n\t"                                                                                   \
+    "sxtab16 r10, r3, r9, ror #8\n\t"                                                                          \
+    "sxtab16 r9, r3, r11\n\t"                                                                                  \
+    "sxtab16 r11, r3, r11, ror #8\n\t"                                                                         \
+    "stmia lr!, {r4-r11}\n\t"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
+__attribute__((naked, noinline)) static void widen_long(const int8_t *xa, const int8_t *xb, uint32_t n, uint32_t xo2,
+                                                        int32_t *buf)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldr lr, [sp, #36]\n\t" /* buf, the 5th argument */
+                     "add r12, r0, r2\n\t"   /* xa's end */
+                     "tst r2, #4\n\t"
+                     "beq 2f\n\t"
+                     "ldr r8, [r0], #4\n\t"
+                     "ldr r10, [r1], #4\n\t"
+                     "sxtab16 r4, r3, r8\n\t"
+                     "sxtab16 r5, r3, r10\n\t"
+                     "sxtab16 r6, r3, r8, ror #8\n\t"
+                     "sxtab16 r7, r3, r10, ror #8\n\t"
+                     "stmia lr!, {r4-r7}\n\t"
+                     "2:\n\t"
+                     "tst r2, #8\n\t"
+                     "beq 4f\n\t" WIDEN_8
+                     "4:\n\t"
+                     "cmp r0, r12\n\t"
+                     "beq 3f\n\t"
+                     "1:\n\t" WIDEN_8 WIDEN_8
+                     "cmp r0, r12\n\t"
+                     "bne 1b\n\t"
+                     "3:\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#pragma GCC diagnostic pop
+#undef WIDEN_8
 
 /* A pixel pair's inputs xa[0..n), xb[0..n) (n a multiple of 4) widened into buf in the pair layout (per 4 inputs
  * [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3], each plus xo); inline: a call costs short rows more than the
@@ -816,6 +995,10 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
 static inline void widen_run(const int8_t *xa, const int8_t *xb, uint32_t n, uint32_t xo2, int32_t *buf)
 {
     uint32_t i;
+    if (n >= 32) { /* KWS's 1x1 layers' 64 channels: ~226 modelled cycles per pair instead of ~272 */
+        widen_long(xa, xb, n, xo2, buf);
+        return;
+    }
     for (i = 0; i < n; i += 4) {
         uint32_t va = tml_ldu32(xa + i), vb = tml_ldu32(xb + i);
         buf[i] = __sxtab16(xo2, va);
@@ -1011,6 +1194,70 @@ __attribute__((noinline)) void tml_pair_w16(const int8_t *xa, const int8_t *xb, 
     w16_requant_pair(buf, K, K, Co, q, ya, (int32_t)(yb - ya));
     if (q->const_mask != NULL && q->w16_map == NULL)
         const_outputs(q->const_mask, q->const_val, Co, ya, yb);
+}
+
+/* widen_rows, or widen_rows1 for rows of one word (the padded path's only: tml_pair_w16's pairs keep widen_rows
+ * without the test) */
+static inline void widen_field_pair(const int8_t *xa, const int8_t *xb, const pair_rows *rows, uint32_t xo2,
+                                    int32_t *buf)
+{
+    if (rows->bytes == 4)
+        widen_rows1(xa, xb, rows->n, rows->step, xo2, buf);
+    else
+        widen_rows(xa, xb, rows, xo2, buf);
+}
+
+/* One pixel of K inputs (a multiple of 4; with `rows` a receptive field inside the input) through the four-channel
+ * blocks without constant channels compacted out (W16_QUAD, w16_map NULL): an odd pixel count's last pixel */
+__attribute__((noinline)) void tml_pixel_w16(const int8_t *x, uint32_t K, uint32_t Co, const dense_q *q, int8_t *y,
+                                             const pair_rows *rows)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t xo2 = tml_pair(q->xo);
+    if (rows != NULL) /* the pair layout with both pixels x: the kernel reads pixel a's words */
+        widen_field_pair(x, x, rows, xo2, buf);
+    else
+        widen_run(x, x, K, xo2, buf);
+    gemm_1x4_w16(buf, K / 4, q->w16, y);
+    if (q->const_mask != NULL)
+        const_outputs(q->const_mask, q->const_val, Co, y, y);
+}
+
+/* tml_conv.c's padded im2col (conv_padded) in one loop: the Ho x Wo output pixels in raster order, pixel (oy, ox)'s
+ * window at pad + oy s_h row_bytes + ox s_w C with `rows` (K = rows->n x rows->bytes inputs), pairs widened and run
+ * through the requantized blocks; an odd last pixel alone (tml_pixel_w16) or, in the triples' form, with itself */
+void tml_padded_pairs_w16(const int8_t *pad, uint32_t row_bytes, uint32_t C, uint32_t Ho, uint32_t Wo,
+                          const int32_t *p, const pair_rows *rows, uint32_t Co, const dense_q *q, int8_t *y)
+{
+    int32_t buf[PAIR_MAX_K];
+    const uint32_t xo2 = tml_pair(q->xo), K = rows->n * rows->bytes;
+    const size_t dy = (size_t)p[0] * row_bytes, dx = (size_t)p[1] * C, npix = (size_t)Ho * Wo;
+    const int8_t *row = pad; /* the window of pixel (oy, 0) */
+    uint32_t ox = 0;
+    size_t pix;
+    for (pix = 0; pix < npix; pix += 2, y += 2 * Co) {
+        const int8_t *xa = row + ox * dx, *xb = xa;
+        int32_t ys = 0;
+        if (++ox == Wo) {
+            ox = 0;
+            row += dy;
+        }
+        if (pix + 1 < npix) {
+            xb = row + ox * dx;
+            ys = (int32_t)Co;
+            if (++ox == Wo) {
+                ox = 0;
+                row += dy;
+            }
+        } else if (q->w16_form == W16_QUAD && q->w16_map == NULL) {
+            tml_pixel_w16(xa, K, Co, q, y, rows);
+            return;
+        }
+        widen_field_pair(xa, xb, rows, xo2, buf);
+        w16_requant_pair(buf, K, K, Co, q, y, ys);
+        if (q->const_mask != NULL && q->w16_map == NULL)
+            const_outputs(q->const_mask, q->const_val, Co, y, y + ys);
+    }
 }
 
 /* tml_dense_pair's requantized-kernels path for a whole 1x1 convolution over dense pixels (stride 1, C a multiple of

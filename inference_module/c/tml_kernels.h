@@ -207,6 +207,9 @@ void tml_dense_pair(const int8_t *xa, const int8_t *xb, uint32_t K, const int8_t
                     int8_t *ya, int8_t *yb, const pair_rows *rows);
 void tml_pair_w16(const int8_t *xa, const int8_t *xb, uint32_t K, uint32_t Co, const dense_q *q, int8_t *ya,
                   int8_t *yb, const pair_rows *rows);
+void tml_pixel_w16(const int8_t *x, uint32_t K, uint32_t Co, const dense_q *q, int8_t *y, const pair_rows *rows);
+void tml_padded_pairs_w16(const int8_t *pad, uint32_t row_bytes, uint32_t C, uint32_t Ho, uint32_t Wo,
+                          const int32_t *p, const pair_rows *rows, uint32_t Co, const dense_q *q, int8_t *y);
 void tml_pw_pairs_w16(const int8_t *x, size_t pairs, uint32_t C, uint32_t Co, const dense_q *q, int8_t *y);
 
 /* Cortex-M DSP DEPTHWISE_CONV_2D (tml_dw_m4.c) */

@@ -36,6 +36,18 @@ def conv_same_stride2(k):  # CONV_2D 3x3 stride 2, SAME, non-square input, fused
     return k.Model(i, k.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(i))
 
 
+def conv_pad_small_odd(k):  # CONV_2D 5x4 stride 2 SAME on 13 x 6 x 1 (KWS's first layer in small), then a 1x1 CONV_2D
+    # over its 21 pixels (odd) from 72 channels: the M4 pads the small input once, runs an odd last pixel alone
+    i = k.Input((13, 6, 1))
+    x = k.layers.Conv2D(72, (5, 4), strides=2, padding="same")(i)
+    return k.Model(i, k.layers.Conv2D(8, 1)(x))
+
+
+def conv_pad_dilated_rows(k):  # CONV_2D 3x2 dilation (2,1) SAME on 9 x 7 x 2: padded once on the M4, 63 pixels (odd)
+    i = k.Input((9, 7, 2), batch_size=1)
+    return k.Model(i, k.layers.Conv2D(6, (3, 2), dilation_rate=(2, 1), padding="same")(i))
+
+
 def conv_valid_dilated(k):  # CONV_2D 2x3 kernel, dilation 2, VALID, no bias, no activation
     # A static batch lets the converter fold SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND into one dilated CONV_2D;
     # with a dynamic batch the three ops (plus a separate bias ADD) stay in the model.
@@ -90,6 +102,11 @@ def fc_logistic_tanh(k):  # FULLY_CONNECTED, LOGISTIC, FULLY_CONNECTED, TANH
     i = k.Input((8,))
     x = k.layers.Dense(8, activation="sigmoid")(i)
     return k.Model(i, k.layers.Dense(5, activation="tanh")(x))
+
+
+def avgpool_wide(k):  # AVERAGE_POOL_2D 3x3 stride 2 SAME on 23 channels: the M4's 16-, 4- and 1-channel passes
+    i = k.Input((7, 6, 23))
+    return k.Model(i, k.layers.AveragePooling2D(3, strides=2, padding="same")(i))
 
 
 def avgpool_same(k):  # AVERAGE_POOL_2D 3x3 stride 2 SAME (clipped windows at the edge)
@@ -200,9 +217,9 @@ def float_io_dense(k):  # float32 I/O around a tiny MLP
 
 MODELS = {
     f.__name__: f
-    for f in (conv_same_stride2, conv_valid_dilated, conv_same_dilated, conv_stride_nonsquare_relu6,
+    for f in (conv_same_stride2, conv_pad_small_odd, conv_pad_dilated_rows, conv_valid_dilated, conv_same_dilated, conv_stride_nonsquare_relu6,
               depthwise_dm2, depthwise_stride2_valid, depthwise3x3_odd, fc_rows, fc_rows_dynamic_batch, fc_no_bias_softmax,
-              fc_logistic_tanh, avgpool_same, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
+              fc_logistic_tanh, avgpool_same, avgpool_wide, maxpool_valid, add_residual, mul_broadcast, add_broadcast_two_inputs, flatten_dense, reshape_softmax,
               relu_relu6_standalone, pad_conv, pad_maxpool, reshape_only, mean_spatial, concat_channels,
               leaky_hard_swish, float_io_cnn, float_io_dense)
 }

@@ -32,10 +32,13 @@ def test_c_rejects_wrong_version_with_reason():
 
 # On the M4: depthwise with depth multiplier 2 (the generic kernel), 3x2 (the 4-channel register path) and 3x3 on an
 # odd 9 x 5 input (the int16 planes, transposed: dwp_s1q's odd-width pass and an odd last row), a residual
-# ADD (the flat DSP loop), a strided im2col CONV_2D (the 2x2 GEMM microkernel). The 3x3 depthwise assembly kernel,
-# padded windows included, runs in tests/firmware (KWS against TFLM).
+# ADD (the flat DSP loop), a strided im2col CONV_2D (the 2x2 GEMM microkernel), small inputs padded once for im2col
+# (a PATCH stage's tiles with the four-channel blocks and odd pixels alone in gemm_1x4_w16, K = 72 over two passes;
+# dilated rows with the triples and an odd pixel paired with itself), average pooling 16, 4 and 1 channels at a
+# time over clipped windows. The 3x3 depthwise assembly kernel, padded windows included, runs in tests/firmware
+# (KWS against TFLM).
 @pytest.mark.parametrize("name", ["depthwise_dm2", "depthwise_stride2_valid", "depthwise3x3_odd", "add_residual",
-                                  "conv_same_stride2"])
+                                  "conv_same_stride2", "conv_pad_small_odd", "conv_pad_dilated_rows", "avgpool_wide"])
 def test_qemu_cortex_m4_bit_exact(name, compiled):
     path = CORPUS / (name + ".tflite")
     r = verify(compiled(path), path.read_bytes(), "qemu-cortex-m4", n_inputs=2, seed=8)
