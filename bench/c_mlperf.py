@@ -18,8 +18,6 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 # Published latency, STM32L4R5 @ 120 MHz, ms (/work/shared/ANCHORS.md, mlcommons tiny_results v0.5-v1.3);
 # "X-CUBE-AI" is 10.2's (v1.3, the best on this board), 9.0's beside it
 PUBLISHED = {
@@ -125,25 +123,13 @@ def top_level(cm):
 
 def cycle_profile(cm, inputs):
     """Modelled cycles of a first and a second inference (in total), per layer of the second (the layers of
-    top_level(cm)) and per function of the second: m4trace.profile_inference's run, with one more inference before the
-    profiled one."""
-    from tinymlaas.devices.qemu import QemuDevice, _blob_io, build_firmware, encode_inputs
-    from tinymlaas.verify.m4cycles import Disassembly
-    from tinymlaas.verify.m4trace import BlockCounter, log_fifo
+    top_level(cm)) and per function of the second (m4trace.profile_inference, two runs)."""
+    from tinymlaas.devices.qemu import build_firmware
+    from tinymlaas.verify.m4trace import profile_inference
 
     elf = build_firmware("mps2-an386", "dsp")
-    dis = Disassembly(elf)
-    counter = BlockCounter(dis, {"tml_invoke": "invoke"}, layer_hook="profile_op")
-    ins, _ = _blob_io(cm.blob)
-    with log_fifo(counter) as fifo:
-        with QemuDevice("mps2-an386", elf=elf, icount=False, timeout=120,
-                        qemu_args=["-d", "in_asm,nochain", "-D", fifo]) as dev:
-            dev.link.install(cm.blob)
-            for _ in range(2):
-                dev.link.infer(encode_inputs(ins, inputs), timeout=600, around_invoke=lambda on: dev.monitor(
-                    "log in_asm,nochain" + (",exec" if on else "")))
-    if len(counter.regions) != 2:
-        raise RuntimeError("expected two tml_invoke regions in QEMU's execution log, saw %d" % len(counter.regions))
+    counter, _ = profile_inference(cm.blob, inputs, elf=elf, runs=2)
+    dis = counter.dis
     first = counter.profiles(0)["total"].summary(cm.macs)
     profiles = counter.profiles(1)
     layers = []

@@ -158,9 +158,11 @@ def profile_elf(elf, entries, timeout=60):
     return counter
 
 
-def profile_inference(blob, inputs, board="mps2-an386", kernels="dsp", elf=None):
-    """Install `blob` on the firmware under QEMU and profile one inference of `inputs` (one array per graph input).
-    Returns (BlockCounter, outputs bytes); counter.profiles() has one Profile per layer and the total."""
+def profile_inference(blob, inputs, board="mps2-an386", kernels="dsp", elf=None, runs=1):
+    """Install `blob` on the firmware under QEMU and profile `runs` inferences of `inputs` (one array per graph
+    input) in a row: the first widens CONV_2D weights into the scratch and keeps them (docs/c-runtime.md), the
+    later ones are the device's steady state. Returns (BlockCounter, the last outputs' bytes); counter.profiles(k)
+    has one Profile per layer of inference k and the total."""
     from ..devices.qemu import QemuDevice, _blob_io, build_firmware, encode_inputs
 
     elf = elf or build_firmware(board, kernels)
@@ -169,8 +171,9 @@ def profile_inference(blob, inputs, board="mps2-an386", kernels="dsp", elf=None)
     with log_fifo(counter) as fifo:
         with QemuDevice(board, elf=elf, icount=False, timeout=120, qemu_args=["-d", "in_asm,nochain", "-D", fifo]) as dev:
             dev.link.install(blob)
-            out, _ = dev.link.infer(encode_inputs(ins, inputs), timeout=600, around_invoke=lambda on: dev.monitor(
-                "log in_asm,nochain" + (",exec" if on else "")))
-    if not counter.regions:
-        raise RuntimeError("no tml_invoke seen in QEMU's execution log")
+            for _ in range(runs):
+                out, _ = dev.link.infer(encode_inputs(ins, inputs), timeout=600, around_invoke=lambda on: dev.monitor(
+                    "log in_asm,nochain" + (",exec" if on else "")))
+    if len(counter.regions) != runs:
+        raise RuntimeError("expected %d tml_invoke regions in QEMU's execution log, saw %d" % (runs, len(counter.regions)))
     return counter, out
