@@ -48,7 +48,8 @@ def test_qemu_cortex_m4_bit_exact(name, compiled):
     # more cycles), beside the first inference's, which also widens weights into the scratch (models without CONV_2D
     # widen nothing: there the two profiles differ by tens of cycles, where interrupts split QEMU's blocks)
     assert len(r["instructions_per_input"]) == 2 and r["instructions_first"] == r["instructions_per_input"][0] > 0
-    assert 0 < r["instructions"] <= r["instructions_first"] and r["cycles_first"] > r["instructions_first"]
+    # (the counts come from SysTick: one 25 MHz tick is 40 instructions under -icount shift=0, their resolution)
+    assert 0 < r["instructions"] <= r["instructions_first"] + 40 and r["cycles_first"] > r["instructions_first"]
     assert r["cycles_range"][0] <= r["cycles"] <= r["cycles_range"][1]
     assert r["instructions"] < r["cycles"] < 3 * r["instructions"]
     assert r["latency_us"] == round(r["cycles"] / 120, 1) and "120 MHz" in r["latency_basis"]
