@@ -6,6 +6,14 @@ with the spec, never with each other. Section numbers below refer to docs/blob-f
 
 import struct
 
+
+class BlobFormatError(ValueError):
+    """The bytes are not a valid format-version-1 blob; the message says which rule failed."""
+
+
+def fail(msg, *args):
+    raise BlobFormatError(msg % args if args else msg)
+
 # §1 Header ------------------------------------------------------------------------------------------------------
 MAGIC = b"TMLB"
 FORMAT_VERSION = 1
