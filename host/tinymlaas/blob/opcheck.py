@@ -114,6 +114,15 @@ def check_op(op, tensors):
         if const is not None and t.is_const != const:
             bad("%s must be %s", what, "const" if const else "an arena tensor")
 
+    def need_requantized(x, w, b, mult, shift, weights):
+        """int8 in and out, int8 weights and int32 bias and per-channel requantization, all four const."""
+        need(x, F.DTYPE_INT8, "input")
+        need(y, F.DTYPE_INT8, "output")
+        need(w, F.DTYPE_INT8, weights, const=True)
+        need(b, F.DTYPE_INT32, "bias", const=True)
+        need(mult, F.DTYPE_INT32, "mult", const=True)
+        need(shift, F.DTYPE_INT32, "shift", const=True)
+
     if y.is_const:
         bad("output tensor %d is const", y.index)
     if name not in CONST_OPERAND_OPS and T and T[0].is_const:
@@ -122,12 +131,7 @@ def check_op(op, tensors):
     P = dict(zip(op.spec.params, op.params))
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         x, w, b, mult, shift = T
-        need(x, F.DTYPE_INT8, "input")
-        need(y, F.DTYPE_INT8, "output")
-        need(w, F.DTYPE_INT8, "filter", const=True)
-        need(b, F.DTYPE_INT32, "bias", const=True)
-        need(mult, F.DTYPE_INT32, "mult", const=True)
-        need(shift, F.DTYPE_INT32, "shift", const=True)
+        need_requantized(x, w, b, mult, shift, "filter")
         if len(w.shape) != 4:
             bad("filter must be rank 4, is %s", list(w.shape))
         xn, xh, xw, xc = x.dims4
@@ -164,12 +168,7 @@ def check_op(op, tensors):
         _check_act(bad, P)
     elif name == "FULLY_CONNECTED":
         x, w, b, mult, shift = T
-        need(x, F.DTYPE_INT8, "input")
-        need(y, F.DTYPE_INT8, "output")
-        need(w, F.DTYPE_INT8, "weights", const=True)
-        need(b, F.DTYPE_INT32, "bias", const=True)
-        need(mult, F.DTYPE_INT32, "mult", const=True)
-        need(shift, F.DTYPE_INT32, "shift", const=True)
+        need_requantized(x, w, b, mult, shift, "weights")
         if len(w.shape) != 2:
             bad("weights must be [Co,Ci], are %s", list(w.shape))
         co, ci = w.shape
