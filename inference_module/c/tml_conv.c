@@ -45,6 +45,13 @@ static void gather_patch(const int8_t *xd, uint32_t n, uint32_t H, uint32_t W, u
         }
 }
 
+/* A 1x1 CONV_2D's input pixel for output pixel `pix` (raster order over N x Ho x Wo, strides p[0], p[1]) */
+static inline const int8_t *pw_input(const int8_t *xd, size_t pix, uint32_t H, uint32_t W, uint32_t C, uint32_t Ho,
+                                     uint32_t Wo, const int32_t *p)
+{
+    return xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
+}
+
 #if TML_DSP
 /* a receptive field inside the input as one vector: its rows copied one after another, a word at a time (the M4
  * allows unaligned LDR/STR), a row of bytes % 4 != 0 ending in one word over the one before (rows of 9 bytes:
@@ -212,22 +219,22 @@ tml_status tml_conv_2d(tml_model *m, const tml_op *op)
                     xa = xd + pix * C;
                     xb = xa + C;
                 } else {
-                    xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
-                    xb = xd + (((pb / ((size_t)Ho * Wo)) * H + (pb / Wo % Ho) * p[0]) * W + (pb % Wo) * p[1]) * C;
+                    xa = pw_input(xd, pix, H, W, C, Ho, Wo, p);
+                    xb = pw_input(xd, pb, H, W, C, Ho, Wo, p);
                 }
                 tml_dense_pair(xa, xb, C, wd, Co, &q, yd + pix * Co, yd + pb * Co, NULL);
             }
         if (q.w16 != NULL && q.w16_form == W16_QUAD && q.w16_map == NULL && C % 4 == 0)
             for (; pix < npix; pix++) /* an odd count's last pixel (KWS's 125th): the four-channel blocks alone */
-                tml_pixel_w16(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,
+                tml_pixel_w16(pw_input(xd, pix, H, W, C, Ho, Wo, p),
                               C, Co, &q, yd + pix * Co, NULL);
         for (; q.w16 != NULL && q.w16_map != NULL && pix < npix; pix++) { /* compacted blocks: the pair kernel */
-            const int8_t *xa = xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C;
+            const int8_t *xa = pw_input(xd, pix, H, W, C, Ho, Wo, p);
             tml_dense_pair(xa, xa, C, wd, Co, &q, yd + pix * Co, yd + pix * Co, NULL);
         }
 #endif
         for (; pix < npix; pix++)
-            tml_dense_row(xd + (((pix / ((size_t)Ho * Wo)) * H + (pix / Wo % Ho) * p[0]) * W + (pix % Wo) * p[1]) * C,
+            tml_dense_row(pw_input(xd, pix, H, W, C, Ho, Wo, p),
                           C, wd, Co, &q, yd + pix * Co);
         return TML_OK;
     }

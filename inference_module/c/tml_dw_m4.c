@@ -529,42 +529,20 @@ typedef struct {
     "smladx r11, lr, r5, r11\n\t"                                                                              \
     "smlabb r2, r1, r5, r2\n\t"                                                                                \
     "smladx r3, r1, r5, r3\n\t" DWP_F_ROW1("64", "68", "72", "r6", "r7") DWP_F_ROW1("128", "132", "136", "r8", "r9")
+/* one output's column taps: the plane words at r0 + off and off + 4 in r12 and lr, then `acc` (started at `from`:
+ * r1, the doubled bias, or acc itself) += its three taps from them, weights w (taps 0,1) and wh (tap 2) */
+#define DWP_F_LD(off, off4) "ldr r12, [r0, #" off "]\n\t" "ldr lr, [r0, #" off4 "]\n\t"
+#define DWP_F_TAPS(acc, from, w, wh) "smlad " acc ", r12, " w ", " from "\n\t" "smlabb " acc ", lr, " wh ", " acc "\n\t"
 /* an odd width's last column of a row pair: r10 (row a) and r2 (row b) from plane rows 0..3 at r0 */
 #define DWP_F_MAC2C                                                                                            \
-    "ldr r12, [r0]\n\t"                                                                                        \
-    "ldr lr, [r0, #4]\n\t"                                                                                     \
-    "smlad r10, r12, r4, r1\n\t"                                                                               \
-    "smlabb r10, lr, r5, r10\n\t"                                                                              \
-    "ldr r12, [r0, #64]\n\t"                                                                                   \
-    "ldr lr, [r0, #68]\n\t"                                                                                    \
-    "smlad r10, r12, r6, r10\n\t"                                                                              \
-    "smlabb r10, lr, r7, r10\n\t"                                                                              \
-    "smlad r2, r12, r4, r1\n\t"                                                                                \
-    "smlabb r2, lr, r5, r2\n\t"                                                                                \
-    "ldr r12, [r0, #128]\n\t"                                                                                  \
-    "ldr lr, [r0, #132]\n\t"                                                                                   \
-    "smlad r10, r12, r8, r10\n\t"                                                                              \
-    "smlabb r10, lr, r9, r10\n\t"                                                                              \
-    "smlad r2, r12, r6, r2\n\t"                                                                                \
-    "smlabb r2, lr, r7, r2\n\t"                                                                                \
-    "ldr r12, [r0, #192]\n\t"                                                                                  \
-    "ldr lr, [r0, #196]\n\t"                                                                                   \
-    "smlad r2, r12, r8, r2\n\t"                                                                                \
-    "smlabb r2, lr, r9, r2\n\t"
+    DWP_F_LD("0", "4") DWP_F_TAPS("r10", "r1", "r4", "r5")                                                     \
+    DWP_F_LD("64", "68") DWP_F_TAPS("r10", "r10", "r6", "r7") DWP_F_TAPS("r2", "r1", "r4", "r5")               \
+    DWP_F_LD("128", "132") DWP_F_TAPS("r10", "r10", "r8", "r9") DWP_F_TAPS("r2", "r2", "r6", "r7")             \
+    DWP_F_LD("192", "196") DWP_F_TAPS("r2", "r2", "r8", "r9")
 /* a last row's last output alone: r10 from plane rows 0..2 at r0 */
 #define DWP_F_MAC1C                                                                                            \
-    "ldr r12, [r0]\n\t"                                                                                        \
-    "ldr lr, [r0, #4]\n\t"                                                                                     \
-    "smlad r10, r12, r4, r1\n\t"                                                                               \
-    "smlabb r10, lr, r5, r10\n\t"                                                                              \
-    "ldr r12, [r0, #64]\n\t"                                                                                   \
-    "ldr lr, [r0, #68]\n\t"                                                                                    \
-    "smlad r10, r12, r6, r10\n\t"                                                                              \
-    "smlabb r10, lr, r7, r10\n\t"                                                                              \
-    "ldr r12, [r0, #128]\n\t"                                                                                  \
-    "ldr lr, [r0, #132]\n\t"                                                                                   \
-    "smlad r10, r12, r8, r10\n\t"                                                                              \
-    "smlabb r10, lr, r9, r10\n\t"
+    DWP_F_LD("0", "4") DWP_F_TAPS("r10", "r1", "r4", "r5") DWP_F_LD("64", "68")                                \
+    DWP_F_TAPS("r10", "r10", "r6", "r7") DWP_F_LD("128", "132") DWP_F_TAPS("r10", "r10", "r8", "r9")
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
@@ -818,6 +796,8 @@ __attribute__((naked, noinline)) static void dwp_s2f(const int16_t *plane, int8_
 #undef DWP_F2_PAIR0
 #pragma GCC diagnostic pop
 #undef DWP_F_MAC1C
+#undef DWP_F_TAPS
+#undef DWP_F_LD
 #undef DWP_F_MAC1
 #undef DWP_F_ROW1
 #undef DWP_F_MAC2C

@@ -840,6 +840,23 @@ static __attribute__((noinline)) void requant_pairs(const int32_t *sums, uint32_
  * needs per 4 inputs 2 LDR + 4 SXTB16 for the weights, 4 LDR for x and 8 SMLAD: 16 MAC in about 20 instructions,
  * every widened weight used twice and every widened input twice. */
 
+/* The widening step of the row kernels below: pixel a's input words in r8 (and r9), pixel b's in r10 (and r11),
+ * r3 the input offset in both halfwords; SXTAB16 adds it to bytes 0,2 and (ror #8) 1,3, laid out as the GEMM reads
+ * them: [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3] per word pair, stored at lr. */
+#define WIDEN_FIRST_WORDS                                                                                      \
+    "sxtab16 r4, r3, r8\n\t"                                                                                   \
+    "sxtab16 r5, r3, r10\n\t"                                                                                  \
+    "sxtab16 r6, r3, r8, ror #8\n\t"                                                                           \
+    "sxtab16 r7, r3, r10, ror #8\n\t"
+#define WIDEN_WORDS_4 WIDEN_FIRST_WORDS "stmia lr!, {r4-r7}\n\t"
+#define WIDEN_WORDS_8                                                                                          \
+    WIDEN_FIRST_WORDS                                                                                          \
+    "sxtab16 r8, r3, r9\n\t"                                                                                   \
+    "sxtab16 r10, r3, r9, ror #8\n\t"                                                                          \
+    "sxtab16 r9, r3, r11\n\t"                                                                                  \
+    "sxtab16 r11, r3, r11, ror #8\n\t"                                                                         \
+    "stmia lr!, {r4-r11}\n\t"
+
 /* tml_dense_pair's widened inputs read from two fields' rows in place: per 4 inputs of each pixel
  * [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3], the offset added. Per 8 inputs 4 LDR, 8 SXTAB16 and one STM of 8
  * words: 13 modelled cycles per 4 inputs (19 as GCC compiled the C loop); a row's bytes % 8 (4) first. */
@@ -860,11 +877,7 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
                      "beq 2f\n\t"
                      "ldr r8, [r0], #4\n\t"
                      "ldr r10, [r1], #4\n\t"
-                     "sxtab16 r4, r3, r8\n\t"
-                     "sxtab16 r5, r3, r10\n\t"
-                     "sxtab16 r6, r3, r8, ror #8\n\t"
-                     "sxtab16 r7, r3, r10, ror #8\n\t"
-                     "stmia lr!, {r4-r7}\n\t"
+                     WIDEN_WORDS_4
                      "2:\n\t"
                      "cmp r0, r12\n\t"
                      "beq 3f\n\t"
@@ -873,15 +886,7 @@ __attribute__((naked, noinline)) static void widen_rows(const int8_t *xa, const 
                      "ldr r9, [r0], #4\n\t"
                      "ldr r10, [r1], #4\n\t"
                      "ldr r11, [r1], #4\n\t"
-                     "sxtab16 r4, r3, r8\n\t"
-                     "sxtab16 r5, r3, r10\n\t"
-                     "sxtab16 r6, r3, r8, ror #8\n\t"
-                     "sxtab16 r7, r3, r10, ror #8\n\t"
-                     "sxtab16 r8, r3, r9\n\t"
-                     "sxtab16 r10, r3, r9, ror #8\n\t"
-                     "sxtab16 r9, r3, r11\n\t"
-                     "sxtab16 r11, r3, r11, ror #8\n\t"
-                     "stmia lr!, {r4-r11}\n\t"
+                     WIDEN_WORDS_8
                      "cmp r0, r12\n\t"
                      "bne 1b\n\t"
                      "3:\n\t"
@@ -911,11 +916,7 @@ __attribute__((naked, noinline)) static void widen_rows1(const int8_t *xa, const
                      "ldr r10, [r1]\n\t"
                      "add r0, r12\n\t"
                      "add r1, r12\n\t"
-                     "sxtab16 r4, r3, r8\n\t"
-                     "sxtab16 r5, r3, r10\n\t"
-                     "sxtab16 r6, r3, r8, ror #8\n\t"
-                     "sxtab16 r7, r3, r10, ror #8\n\t"
-                     "stmia lr!, {r4-r7}\n\t"
+                     WIDEN_WORDS_4
                      "subs r2, #1\n\t"
                      "beq 2f\n\t"
                      "1:\n\t"
@@ -925,15 +926,7 @@ __attribute__((naked, noinline)) static void widen_rows1(const int8_t *xa, const
                      "ldr r11, [r1, r12]\n\t"
                      "add r0, r0, r12, lsl #1\n\t"
                      "add r1, r1, r12, lsl #1\n\t"
-                     "sxtab16 r4, r3, r8\n\t"
-                     "sxtab16 r5, r3, r10\n\t"
-                     "sxtab16 r6, r3, r8, ror #8\n\t"
-                     "sxtab16 r7, r3, r10, ror #8\n\t"
-                     "sxtab16 r8, r3, r9\n\t"
-                     "sxtab16 r10, r3, r9, ror #8\n\t"
-                     "sxtab16 r9, r3, r11\n\t"
-                     "sxtab16 r11, r3, r11, ror #8\n\t"
-                     "stmia lr!, {r4-r11}\n\t"
+                     WIDEN_WORDS_8
                      "subs r2, #2\n\t"
                      "bne 1b\n\t"
                      "2:\n\t"
@@ -947,16 +940,7 @@ __attribute__((naked, noinline)) static void widen_rows1(const int8_t *xa, const
     "ldr r8, [r0], #4\n\t"                                                                                     \
     "ldr r9, [r0], #4\n\t"                                                                                     \
     "ldr r10, [r1], #4\n\t"                                                                                    \
-    "ldr r11, [r1], #4\n\t"                                                                                    \
-    "sxtab16 r4, r3, r8\n\t"                                                                                   \
-    "sxtab16 r5, r3, r10\n\t"                                                                                  \
-    "sxtab16 r6, r3, r8, ror #8\n\t"                                                                           \
-    "sxtab16 r7, r3, r10, ror #8\n\t"                                                                          \
-    "sxtab16 r8, r3, r9\n\t"                                                                                   \
-    "sxtab16 r10, r3, r9, ror #8\n\t"                                                                          \
-    "sxtab16 r9, r3, r11\n\t"                                                                                  \
-    "sxtab16 r11, r3, r11, ror #8\n\t"                                                                         \
-    "stmia lr!, {r4-r11}\n\t"
+    "ldr r11, [r1], #4\n\t" WIDEN_WORDS_8
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* a naked function reads its arguments in assembly */
 __attribute__((naked, noinline)) static void widen_long(const int8_t *xa, const int8_t *xb, uint32_t n, uint32_t xo2,
@@ -969,11 +953,7 @@ __attribute__((naked, noinline)) static void widen_long(const int8_t *xa, const 
                      "beq 2f\n\t"
                      "ldr r8, [r0], #4\n\t"
                      "ldr r10, [r1], #4\n\t"
-                     "sxtab16 r4, r3, r8\n\t"
-                     "sxtab16 r5, r3, r10\n\t"
-                     "sxtab16 r6, r3, r8, ror #8\n\t"
-                     "sxtab16 r7, r3, r10, ror #8\n\t"
-                     "stmia lr!, {r4-r7}\n\t"
+                     WIDEN_WORDS_4
                      "2:\n\t"
                      "tst r2, #8\n\t"
                      "beq 4f\n\t" WIDEN_8
@@ -988,6 +968,9 @@ __attribute__((naked, noinline)) static void widen_long(const int8_t *xa, const 
 }
 #pragma GCC diagnostic pop
 #undef WIDEN_8
+#undef WIDEN_WORDS_8
+#undef WIDEN_WORDS_4
+#undef WIDEN_FIRST_WORDS
 
 /* A pixel pair's inputs xa[0..n), xb[0..n) (n a multiple of 4) widened into buf in the pair layout (per 4 inputs
  * [a: x0,x2] [b: x0,x2] [a: x1,x3] [b: x1,x3], each plus xo); inline: a call costs short rows more than the

@@ -34,6 +34,12 @@ void tml_get_params(const tml_op *op, int32_t *p)
         p[i] = tml_op_param(op, i);
 }
 
+/* AVERAGE_POOL_2D's mean of count taps summing to acc, rounded half away from zero as TFLM's reference */
+static inline int32_t rounded_mean(int32_t acc, uint32_t count)
+{
+    return acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count : (acc - (int32_t)count / 2) / (int32_t)count;
+}
+
 #if TML_DSP
 /* out[0..16) = the rounded averages of 16 channels over a window of rows x cols taps (x0 its first tap's, rows
  * row_step bytes apart, taps C apart; count = rows x cols <= 255): per tap 4 word loads and 8 SXTAB16 into eight
@@ -62,7 +68,7 @@ static __attribute__((noinline)) void avg16(const int8_t *x0, uint32_t rows, uin
     for (j = 0; j < 16; j++) { /* channel j: byte j % 4 of word j / 4, whose bytes 0, 2 are e's lanes, 1, 3 o's */
         const uint32_t w = lanes[2 * (j / 4) + (j & 1)];
         const int32_t acc = (int16_t)(j & 2 ? w >> 16 : w);
-        const int32_t v = acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count : (acc - (int32_t)count / 2) / (int32_t)count;
+        const int32_t v = rounded_mean(acc, count);
         out[j] = (int8_t)tml_clamp(v, lo, hi);
     }
 }
@@ -117,8 +123,7 @@ static tml_status pool_2d(tml_model *m, const tml_op *op, int is_max)
                         s[3] = (int16_t)(o >> 16);
                         for (j = 0; j < 4; j++) {
                             const int32_t acc = s[j];
-                            const int32_t v = acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count
-                                                      : (acc - (int32_t)count / 2) / (int32_t)count;
+                            const int32_t v = rounded_mean(acc, count);
                             out[c + j] = (int8_t)tml_clamp(v, p[6], p[7]);
                         }
                     }
@@ -140,8 +145,7 @@ static tml_status pool_2d(tml_model *m, const tml_op *op, int is_max)
                     } else if (count == 0) {
                         v = 0; /* window entirely in padding: TFLM divides by zero here; we define 0 */
                     } else {
-                        v = acc > 0 ? (acc + (int32_t)count / 2) / (int32_t)count
-                                    : (acc - (int32_t)count / 2) / (int32_t)count;
+                        v = rounded_mean(acc, count);
                     }
                     out[c] = (int8_t)tml_clamp(v, p[6], p[7]);
                 }
